@@ -1,0 +1,200 @@
+/*
+ * durable.h - the public C API of libdurable, the durable workflow engine.
+ *
+ * A `durable` handle is one engine over one store (a SQLite file). It owns a
+ * writer thread (group commit) and a scheduler thread; every function below
+ * may be called from any thread unless it says otherwise. Every state change
+ * of a run is committed to the store before anything acts on it, so a crash
+ * at any instant loses nothing: reopening the store resumes unfinished runs.
+ *
+ * Conventions: functions return a durable_code (DURABLE_OK is 0) and take a
+ * `durable_error *err` last, which may be NULL; on failure it holds the code
+ * and a lowercase message. Strings returned through `char **out` are owned by
+ * the caller and released with durable_free(). Out-parameters are written
+ * only on success. Input strings are borrowed for the call.
+ */
+#ifndef DURABLE_DURABLE_H
+#define DURABLE_DURABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DURABLE_API __attribute__((visibility("default")))
+
+/* Status codes. Append only: values never change. */
+typedef enum durable_code {
+    DURABLE_OK = 0,
+    DURABLE_EINVAL = 1,       /* invalid argument or definition (HTTP 400/422) */
+    DURABLE_ENOMEM = 2,       /* out of memory */
+    DURABLE_ETOOBIG = 3,      /* input over a hard limit (HTTP 413) */
+    DURABLE_ENOTFOUND = 4,    /* no such workflow, run, step or order (HTTP 404) */
+    DURABLE_ECONFLICT = 5,    /* the current state forbids it (HTTP 409) */
+    DURABLE_EIO = 6,          /* the database or the file system failed (HTTP 503) */
+    DURABLE_ESYNTAX = 7,      /* malformed JSON or YAML (HTTP 400) */
+    DURABLE_EUNSUPPORTED = 8, /* a feature that does not exist yet */
+    DURABLE_ECLOSED = 9,      /* the engine is shutting down (HTTP 503) */
+    DURABLE_ETIMEOUT = 10,    /* a wait ran out of time */
+    DURABLE_EACTION = 11,     /* a business action refused (wrong order status) */
+    DURABLE_ESTEP = 12,       /* a step attempt failed */
+} durable_code;
+
+#define DURABLE_ERROR_MSG_SIZE 256
+
+typedef struct durable_error {
+    durable_code code;
+    char msg[DURABLE_ERROR_MSG_SIZE];
+} durable_error;
+
+/* Short text for a code ("invalid argument"). Static storage. */
+DURABLE_API const char *durable_strerror(durable_code code);
+
+/* The library version ("0.1.0"). Static storage. */
+DURABLE_API const char *durable_version(void);
+
+/* Releases a string or buffer returned by this API. Accepts NULL. */
+DURABLE_API void durable_free(void *p);
+
+/* Called when an allocation fails; the default prints and aborts. The hook
+ * must not return. */
+typedef void (*durable_oom_fn)(size_t size);
+DURABLE_API void durable_set_oom_handler(durable_oom_fn fn);
+
+/* Log levels and the logging hook. The library never prints on its own; by
+ * default messages at WARN and above go to stderr. */
+typedef enum durable_log_level {
+    DURABLE_LOG_DEBUG = 0,
+    DURABLE_LOG_INFO = 1,
+    DURABLE_LOG_WARN = 2,
+    DURABLE_LOG_ERROR = 3,
+} durable_log_level;
+typedef void (*durable_log_fn)(durable_log_level level, const char *msg, void *ud);
+DURABLE_API void durable_set_log_handler(durable_log_fn fn, void *ud, durable_log_level min);
+
+/* ---- opening a store ------------------------------------------------- */
+
+typedef struct durable durable;
+
+typedef enum durable_durability {
+    DURABLE_DURABILITY_FULL = 0,    /* fsync every commit: survives a power cut */
+    DURABLE_DURABILITY_PROCESS = 1, /* survives a process crash, not a power cut */
+} durable_durability;
+
+typedef enum durable_recovery {
+    DURABLE_RECOVER_ALL = 0,  /* resume every unfinished run at open (server) */
+    DURABLE_RECOVER_NONE = 1, /* resume runs only through durable_run_start (one-shot CLI) */
+} durable_recovery;
+
+typedef struct durable_options {
+    const char *db_path;           /* SQLite file; NULL means "durable.db" */
+    durable_durability durability; /* default FULL */
+    durable_recovery recovery;     /* default RECOVER_ALL */
+} durable_options;
+
+/* Opens (creating and migrating as needed) the store and starts the engine's
+ * threads. Runs left unfinished by a crash are resumed per opts->recovery.
+ * opts may be NULL for defaults. Returns NULL and fills err on failure. */
+DURABLE_API durable *durable_open(const durable_options *opts, durable_error *err);
+
+/* Stops accepting work, commits every transition already queued, joins the
+ * engine's threads and closes the store. Runs still in flight stay
+ * unfinished in the store and resume at the next open. Accepts NULL. */
+DURABLE_API void durable_close(durable *d);
+
+/* ---- definitions ------------------------------------------------------ */
+
+/* Parses, validates and stores a definition (JSON text). A name seen before
+ * with different content becomes its next version; identical content returns
+ * the latest version with *out_created false. On an invalid definition the
+ * code is DURABLE_EINVAL (or DURABLE_ESYNTAX) and err->msg holds the first
+ * located error; durable_validate() lists all of them.
+ * OUT: *out_workflow_id (caller frees), *out_version, *out_created (each may be NULL). */
+DURABLE_API durable_code durable_workflow_register(durable *d,
+        const char *text, size_t text_len, /* the definition */
+        char **out_workflow_id,            /* OUT, may be NULL */
+        int *out_version,                  /* OUT, may be NULL */
+        bool *out_created,                 /* OUT, may be NULL */
+        durable_error *err);
+
+/* Validates a definition without a store. Returns DURABLE_OK when valid.
+ * OUT: *out_report, owned, one line per error or warning
+ * ("steps[2].depends_on[0]: unknown step \"chrage\" (did you mean \"charge\"?)"),
+ * possibly empty; written on success and on EINVAL/ESYNTAX. */
+DURABLE_API durable_code durable_validate(const char *text, size_t text_len, char **out_report,
+        durable_error *err);
+
+/* ---- runs ------------------------------------------------------------- */
+
+typedef struct durable_run_request {
+    const char *workflow;        /* workflow id, or name for its latest version */
+    const char *input_json;      /* JSON object, or NULL for the definition's defaults */
+    const char *order_id;        /* demo order to attach, or NULL */
+    const char *idempotency_key; /* NULL, or a key: a second start returns the first run */
+} durable_run_request;
+
+/* Starts a run (committed before this returns). With an idempotency key that
+ * already started a run of this workflow, returns that run with *out_existed
+ * true and, if it is unfinished and not being executed by this engine,
+ * resumes it. OUT: *out_run_id (caller frees). */
+DURABLE_API durable_code durable_run_start(durable *d, const durable_run_request *req,
+        char **out_run_id, /* OUT */
+        bool *out_existed, /* OUT, may be NULL */
+        durable_error *err);
+
+/* Cancels a run: running steps are abandoned, pending ones become cancelled.
+ * DURABLE_ECONFLICT when the run has already finished. */
+DURABLE_API durable_code durable_run_cancel(durable *d, const char *run_id, durable_error *err);
+
+/* Waits until the run is finished (completed, failed or cancelled) or
+ * timeout_ms passes (negative: no limit). OUT: *out_status, static storage. */
+DURABLE_API durable_code durable_run_wait(durable *d, const char *run_id, int64_t timeout_ms,
+        const char **out_status, durable_error *err);
+
+/* The run as JSON: id, workflow_id, workflow_name, workflow_version, status,
+ * input, output, order_id, idempotency_key, error_message, created_at,
+ * started_at, completed_at and steps[] (SPEC §6). OUT: *out_json (caller frees). */
+DURABLE_API durable_code durable_run_get(durable *d, const char *run_id, char **out_json,
+        durable_error *err);
+
+/* The run's history as a JSON array of events with seq > after_seq. */
+DURABLE_API durable_code durable_run_events(durable *d, const char *run_id, int64_t after_seq,
+        char **out_json, durable_error *err);
+
+/* ---- live events ------------------------------------------------------ */
+
+/* One committed transition. Every field is borrowed for the callback. */
+typedef struct durable_event {
+    const char *run_id;
+    int64_t seq;          /* per run, from 1, no gaps */
+    const char *type;     /* "step_started", "run_completed", ... */
+    const char *step_id;  /* NULL for run events */
+    int64_t at_ms;        /* Unix time in milliseconds */
+    const char *data_json;/* the event's data object */
+} durable_event;
+
+typedef void (*durable_event_fn)(const durable_event *ev, void *ud);
+
+/* Registers fn to see every event after its transaction has committed, in
+ * commit order. fn runs on the engine's writer thread: it must return quickly
+ * and must not call into durable. Returns a subscription id (> 0). */
+DURABLE_API int durable_subscribe(durable *d, durable_event_fn fn, void *ud);
+DURABLE_API void durable_unsubscribe(durable *d, int subscription_id);
+
+/* ---- demo orders -------------------------------------------------------- */
+
+/* Creates an order {amount, status "pending"}. OUT: *out_order_id (caller frees). */
+DURABLE_API durable_code durable_order_create(durable *d, double amount, char **out_order_id,
+        durable_error *err);
+
+/* The order as JSON: id, amount, status, created_at, updated_at. */
+DURABLE_API durable_code durable_order_get(durable *d, const char *order_id, char **out_json,
+        durable_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,21 @@
+/*
+ * cli.h - the `durable` command line: one function per command.
+ *
+ * Each command takes the arguments after its name (argv[0] is the command
+ * name) and returns the process exit code: 0 success, 1 failure of the work
+ * (invalid file, failed run), 2 usage errors. Commands use only the public
+ * API (durable.h) and the util base layer.
+ */
+#ifndef DURABLE_CLI_CLI_H
+#define DURABLE_CLI_CLI_H
+
+#include "util/common.h"
+
+int cli_run(int argc, char **argv);
+int cli_validate(int argc, char **argv);
+
+/* Reads a whole file of at most max_len bytes. OUT: *out (caller frees),
+ * *out_len. Returns 0, or prints "durable: cannot read FILE: why" and returns -1. */
+int cli_read_file(const char *path, size_t max_len, char **out, size_t *out_len);
+
+#endif

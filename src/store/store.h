@@ -1,0 +1,226 @@
+/*
+ * store.h - the only way to read or write durable state (SQLite for now).
+ *
+ * Tables: schema_version, workflows (name, version, definition), runs, steps
+ * (one row per step per run), events (append-only history with a per-run
+ * sequence from 1 with no gaps), orders (the demo entity). See sqlite.c for
+ * the schema and its migrations.
+ *
+ * Writes are typed transitions (struct transition), applied in batches by the
+ * engine's writer thread between store_tx_begin and store_tx_commit: every
+ * transition updates steps/runs and appends its events in the same
+ * transaction. The write connection belongs to the writer thread only.
+ *
+ * Reads (store_*_json, store_load_*) use a separate read connection guarded
+ * by a mutex inside the store, so any thread may call them; WAL lets them run
+ * beside the writer.
+ */
+#ifndef DURABLE_STORE_STORE_H
+#define DURABLE_STORE_STORE_H
+
+#include "util/common.h"
+
+#include "durable.h"
+#include "util/util.h"
+
+struct store;
+
+/* Opens or creates the database at path, sets WAL and synchronous FULL
+ * (NORMAL for DURABLE_DURABILITY_PROCESS), busy_timeout, and creates or
+ * migrates the schema to the current version. */
+durable_code store_open(const char *path, durable_durability durability, struct store **out,
+        durable_error *err);
+void store_close(struct store *s); /* accepts NULL */
+
+/* The schema version this build writes (schema_version table). */
+int store_schema_version(void);
+
+/* ---- transitions (writer thread only) ---- */
+
+enum transition_kind {
+    TR_WORKFLOW_PUT = 1, /* register a definition (new version unless identical) */
+    TR_ORDER_CREATE,     /* insert a demo order */
+    TR_RUN_CREATE,       /* insert run + all its step rows (pending) + run_created */
+    TR_STEP_START,       /* step -> running, attempt; run -> running; step_started */
+    TR_STEP_COMPLETE,    /* step -> completed with output; step_completed; action applied */
+    TR_STEP_RETRY,       /* step -> retrying until wake_at; step_failed + retry_scheduled */
+    TR_STEP_FAIL,        /* step -> failed; step_failed */
+    TR_STEP_SKIP,        /* step -> skipped; step_skipped */
+    TR_RUN_FINISH,       /* run -> completed|failed|cancelled; leftover steps -> cancelled */
+    TR_RUN_RECOVERED,    /* event `recovered` (data: the steps that were running) */
+};
+
+/* Statuses as stored (and shown by the API). */
+#define RUN_PENDING   "pending"
+#define RUN_RUNNING   "running"
+#define RUN_WAITING   "waiting"
+#define RUN_COMPLETED "completed"
+#define RUN_FAILED    "failed"
+#define RUN_CANCELLED "cancelled"
+#define STEP_S_PENDING   "pending"
+#define STEP_S_RUNNING   "running"
+#define STEP_S_RETRYING  "retrying"
+#define STEP_S_WAITING   "waiting"
+#define STEP_S_COMPLETED "completed"
+#define STEP_S_FAILED    "failed"
+#define STEP_S_SKIPPED   "skipped"
+#define STEP_S_CANCELLED "cancelled"
+
+struct transition_step_init {
+    const char *step_id;
+    const char *type;
+    int max_attempts;
+    const char *depends_on_json; /* JSON array of step ids, as in the definition */
+};
+
+/*
+ * One transition. Which fields are read depends on kind; strings are borrowed
+ * from the creator and must stay valid until the writer has applied it.
+ * at_ms is the time of the change (Unix ms), set by the creator.
+ */
+struct transition {
+    enum transition_kind kind;
+    int64_t at_ms;
+    const char *run_id;   /* every kind but WORKFLOW_PUT / ORDER_CREATE */
+    const char *step_id;  /* STEP_* kinds */
+    int attempt;          /* STEP_START, STEP_RETRY, STEP_FAIL, STEP_COMPLETE */
+
+    /* TR_WORKFLOW_PUT: name and canonical definition text. */
+    const char *wf_name;
+    const char *wf_definition;
+    /* TR_ORDER_CREATE */
+    const char *order_id;   /* also TR_RUN_CREATE (may be NULL) */
+    double order_amount;
+    /* TR_RUN_CREATE */
+    const char *workflow_id;
+    const char *input_json;       /* JSON object text */
+    const char *idempotency_key;  /* may be NULL */
+    int64_t deadline_ms;          /* run timeout as Unix ms, 0 for none */
+    const struct transition_step_init *steps;
+    size_t n_steps;
+    /* TR_STEP_COMPLETE */
+    const char *output_json;      /* also TR_RUN_FINISH (run output) */
+    const char *action;           /* applied with the completion, or NULL */
+    /* TR_STEP_RETRY / TR_STEP_FAIL / TR_RUN_FINISH */
+    const char *error_message;
+    const char *error_code;       /* "timeout", "random_failure", "action_failed", ... */
+    int64_t wake_at_ms;           /* TR_STEP_RETRY: when the next attempt starts */
+    /* TR_RUN_FINISH: RUN_COMPLETED, RUN_FAILED or RUN_CANCELLED */
+    const char *run_status;
+    /* TR_RUN_RECOVERED: JSON array of step ids that were running */
+    const char *recovered_json;
+};
+
+/* What a committed transition wrote, handed to subscribers after commit. */
+struct store_event {
+    char run_id[ID_MAX];
+    int64_t seq;
+    char type[32];
+    char *step_id;    /* owned, or NULL */
+    int64_t at_ms;
+    char *data_json;  /* owned */
+};
+
+/* The events a batch wrote, in order. */
+struct store_events {
+    struct store_event *items;
+    size_t n;
+    size_t cap;
+};
+void store_events_clear(struct store_events *ev); /* frees contents, keeps capacity */
+void store_events_release(struct store_events *ev);
+
+/* Results a transition returns to whoever submitted it. */
+struct transition_result {
+    char id[ID_MAX];   /* WORKFLOW_PUT: workflow id; ORDER_CREATE: order id (given);
+                          RUN_CREATE: the run id (existing one when existed) */
+    int version;       /* WORKFLOW_PUT */
+    bool created;      /* WORKFLOW_PUT: a new version; RUN_CREATE: false when the
+                          idempotency key already had a run */
+};
+
+durable_code store_tx_begin(struct store *s, durable_error *err);
+durable_code store_tx_commit(struct store *s, durable_error *err);
+void store_tx_rollback(struct store *s);
+
+/*
+ * Applies one transition inside the open transaction, appending the events it
+ * wrote to `events` and filling `result` (may be NULL).
+ * TR_STEP_COMPLETE with an action: the action runs in a savepoint; if it
+ * refuses (wrong order status) everything this call did is rolled back and
+ * DURABLE_EACTION is returned with the reason in err, so the caller can apply
+ * a failure transition instead. Other errors (DURABLE_EIO) mean the whole
+ * transaction must be rolled back.
+ * A run whose status is already finished ignores STEP_* and RUN_FINISH
+ * transitions (late results after cancel) and returns DURABLE_ECONFLICT.
+ */
+durable_code store_apply(struct store *s, const struct transition *t, struct store_events *events,
+        struct transition_result *result, durable_error *err);
+
+/* ---- actions ---- */
+
+/* The built-in action names, NULL-terminated. */
+extern const char *const store_builtin_actions[];
+
+/* ---- reads (any thread) ---- */
+
+struct workflow_record {
+    char id[ID_MAX];
+    char *name;
+    int version;
+    char *definition;   /* JSON text */
+    int64_t created_at_ms;
+};
+void workflow_record_release(struct workflow_record *w);
+
+/* By id, or by name meaning the latest version. DURABLE_ENOTFOUND if none. */
+durable_code store_workflow_get(struct store *s, const char *id_or_name, struct workflow_record *out,
+        durable_error *err);
+
+struct step_record {
+    char *step_id;
+    char *status;
+    int attempt;          /* 0 before the first start */
+    int64_t wake_at_ms;   /* 0 when none */
+    int64_t started_at_ms;
+    char *output_json;    /* or NULL */
+};
+
+struct run_record {
+    char id[ID_MAX];
+    char workflow_id[ID_MAX];
+    char *definition;     /* the workflow version's definition text */
+    char *status;
+    char *input_json;
+    char *order_id;       /* or NULL */
+    int64_t created_at_ms;
+    int64_t deadline_ms;  /* 0 for none */
+    struct step_record *steps;
+    size_t n_steps;
+};
+void run_record_release(struct run_record *r);
+
+/* Loads one run with its steps. DURABLE_ENOTFOUND if none. */
+durable_code store_run_load(struct store *s, const char *run_id, struct run_record *out,
+        durable_error *err);
+
+/* Calls fn for each unfinished run (pending, running, waiting), oldest first.
+ * The record is borrowed for the call. Stops at fn's first non-OK code. */
+durable_code store_runs_unfinished(struct store *s,
+        durable_code (*fn)(const struct run_record *r, void *ud), void *ud, durable_error *err);
+
+/* The run id started by (workflow_id, key), if any. *out_found false if none. */
+durable_code store_run_find_by_key(struct store *s, const char *workflow_id, const char *key,
+        char out_run_id[ID_MAX], bool *out_found, durable_error *err);
+
+/* The run's status (static string). DURABLE_ENOTFOUND if none. */
+durable_code store_run_status(struct store *s, const char *run_id, const char **out_status,
+        durable_error *err);
+
+/* JSON documents in the shapes of SPEC §6. OUT strings: caller frees. */
+durable_code store_run_json(struct store *s, const char *run_id, char **out, durable_error *err);
+durable_code store_events_json(struct store *s, const char *run_id, int64_t after_seq, char **out,
+        durable_error *err);
+durable_code store_order_json(struct store *s, const char *order_id, char **out, durable_error *err);
+
+#endif

@@ -1,0 +1,402 @@
+/*
+ * util.c - implementation of the base layer declared in util.h.
+ *
+ * The OOM and log hooks are process-wide and set before threads start; they
+ * are read with relaxed atomics. Per-thread random state lives in TLS.
+ */
+#include "util/common.h"
+
+#include "util/util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+void dur_assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "durable: assertion failed: %s (%s:%d)\n", expr, file, line);
+    abort();
+}
+
+/* ---- errors ---- */
+
+static const char *const code_texts[] = {
+    [DURABLE_OK] = "ok",
+    [DURABLE_EINVAL] = "invalid argument",
+    [DURABLE_ENOMEM] = "out of memory",
+    [DURABLE_ETOOBIG] = "too big",
+    [DURABLE_ENOTFOUND] = "not found",
+    [DURABLE_ECONFLICT] = "conflict with current state",
+    [DURABLE_EIO] = "database or i/o error",
+    [DURABLE_ESYNTAX] = "syntax error",
+    [DURABLE_EUNSUPPORTED] = "not supported yet",
+    [DURABLE_ECLOSED] = "engine is shutting down",
+    [DURABLE_ETIMEOUT] = "timed out",
+    [DURABLE_EACTION] = "action refused",
+    [DURABLE_ESTEP] = "step failed",
+};
+
+const char *durable_strerror(durable_code code)
+{
+    if ((unsigned)code < DUR_ARRAY_LEN(code_texts) && code_texts[code])
+        return code_texts[code];
+    return "unknown error";
+}
+
+const char *durable_version(void)
+{
+    return DURABLE_VERSION_STRING;
+}
+
+void durable_free(void *p)
+{
+    free(p);
+}
+
+durable_code err_set(durable_error *err, durable_code code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || err->code != DURABLE_OK)
+        return code;
+    err->code = code;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void err_prefix(durable_error *err, const char *fmt, ...)
+{
+    char pre[DURABLE_ERROR_MSG_SIZE];
+    char old[DURABLE_ERROR_MSG_SIZE];
+    va_list ap;
+
+    if (!err)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof(pre), fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof(old));
+    snprintf(err->msg, sizeof(err->msg), "%s%s", pre, old);
+}
+
+void err_clear(durable_error *err)
+{
+    if (!err)
+        return;
+    err->code = DURABLE_OK;
+    err->msg[0] = '\0';
+}
+
+const char *err_errno(int errnum, char *buf, size_t buf_len)
+{
+    /* GNU strerror_r may return a static string rather than fill buf. */
+    const char *s = strerror_r(errnum, buf, buf_len);
+    if (s != buf)
+        snprintf(buf, buf_len, "%s", s);
+    return buf;
+}
+
+/* ---- allocation ---- */
+
+static void default_oom(size_t size)
+{
+    fprintf(stderr, "durable: out of memory allocating %zu bytes\n", size);
+    abort();
+}
+
+static _Atomic(durable_oom_fn) oom_hook = default_oom;
+
+void durable_set_oom_handler(durable_oom_fn fn)
+{
+    atomic_store(&oom_hook, fn ? fn : default_oom);
+}
+
+static DUR_NORETURN void oom(size_t n)
+{
+    atomic_load(&oom_hook)(n);
+    abort();
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        oom(n);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t n)
+{
+    void *p = calloc(count ? count : 1, n ? n : 1);
+    if (!p)
+        oom(count * n);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        oom(n);
+    return q;
+}
+
+char *xstrdup(const char *s)
+{
+    return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *p = NULL;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&p, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        oom(0);
+    return p;
+}
+
+/* ---- dbuf ---- */
+
+void dbuf_init(struct dbuf *b, size_t max)
+{
+    b->cap = 64;
+    b->buf = xmalloc(b->cap);
+    b->buf[0] = '\0';
+    b->len = 0;
+    b->max = max ? max : SIZE_MAX / 2;
+}
+
+void dbuf_release(struct dbuf *b)
+{
+    free(b->buf);
+    b->buf = NULL;
+    b->len = b->cap = 0;
+}
+
+void dbuf_reset(struct dbuf *b)
+{
+    b->len = 0;
+    b->buf[0] = '\0';
+}
+
+static durable_code dbuf_grow(struct dbuf *b, size_t extra)
+{
+    size_t need;
+
+    if (extra > b->max - b->len)
+        return DURABLE_ETOOBIG;
+    need = b->len + extra + 1;
+    if (need <= b->cap)
+        return DURABLE_OK;
+    while (b->cap < need)
+        b->cap *= 2;
+    b->buf = xrealloc(b->buf, b->cap);
+    return DURABLE_OK;
+}
+
+durable_code dbuf_add(struct dbuf *b, const void *p, size_t n)
+{
+    if (dbuf_grow(b, n) != DURABLE_OK)
+        return DURABLE_ETOOBIG;
+    memcpy(b->buf + b->len, p, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+    return DURABLE_OK;
+}
+
+durable_code dbuf_adds(struct dbuf *b, const char *s)
+{
+    return dbuf_add(b, s, strlen(s));
+}
+
+durable_code dbuf_addf(struct dbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return DURABLE_EINVAL;
+    if ((size_t)n >= b->cap - b->len) {
+        if (dbuf_grow(b, (size_t)n) != DURABLE_OK) {
+            b->buf[b->len] = '\0';
+            return DURABLE_ETOOBIG;
+        }
+        va_start(ap, fmt);
+        vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+    } else if ((size_t)n > b->max - b->len) {
+        b->buf[b->len] = '\0';
+        return DURABLE_ETOOBIG;
+    }
+    b->len += (size_t)n;
+    return DURABLE_OK;
+}
+
+char *dbuf_detach(struct dbuf *b, size_t *out_len)
+{
+    char *p = b->buf;
+    size_t max = b->max;
+
+    if (out_len)
+        *out_len = b->len;
+    dbuf_init(b, max);
+    return p;
+}
+
+/* ---- clocks ---- */
+
+int64_t clock_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t clock_mono_ms(void)
+{
+    return clock_mono_us() / 1000;
+}
+
+int64_t clock_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void clock_format_rfc3339(int64_t unix_ms, char out[32])
+{
+    time_t secs = (time_t)(unix_ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&secs, &tm);
+    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(unix_ms % 1000));
+}
+
+/* ---- logging ---- */
+
+static void default_log(durable_log_level level, const char *msg, void *ud)
+{
+    static const char *const names[] = { "debug", "info", "warning", "error" };
+    (void)ud;
+    fprintf(stderr, "durable: %s: %s\n", names[level], msg);
+}
+
+static _Atomic(durable_log_fn) log_hook = default_log;
+static void *_Atomic log_ud;
+static _Atomic int log_min = DURABLE_LOG_WARN;
+
+void durable_set_log_handler(durable_log_fn fn, void *ud, durable_log_level min)
+{
+    atomic_store(&log_ud, ud);
+    atomic_store(&log_min, (int)min);
+    atomic_store(&log_hook, fn ? fn : default_log);
+}
+
+void log_msg(durable_log_level level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    if ((int)level < atomic_load_explicit(&log_min, memory_order_relaxed))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    atomic_load(&log_hook)(level, msg, atomic_load(&log_ud));
+}
+
+/* ---- randomness and ids ---- */
+
+static _Thread_local uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    /* splitmix64: small, fast, good enough for simulated failures and ids. */
+    uint64_t z;
+
+    if (rng_state == 0) {
+        if (getrandom(&rng_state, sizeof(rng_state), 0) != sizeof(rng_state))
+            rng_state = (uint64_t)clock_mono_us() ^ (uint64_t)getpid();
+        rng_state |= 1;
+    }
+    z = (rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+double rand_unit(void)
+{
+    return (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void id_new(const char *prefix, char *out, size_t out_len)
+{
+    static const char alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
+    uint64_t ms = (uint64_t)clock_wall_ms();
+    uint64_t r1 = rng_next();
+    uint64_t r2 = rng_next();
+    char body[27];
+    int i;
+
+    /* 10 chars of time (50 bits), 16 chars of randomness (80 bits). */
+    for (i = 9; i >= 0; i--) {
+        body[i] = alphabet[ms & 31];
+        ms >>= 5;
+    }
+    for (i = 10; i < 26; i++) {
+        uint64_t *r = i < 22 ? &r1 : &r2;
+        body[i] = alphabet[*r & 31];
+        *r >>= 5;
+    }
+    body[26] = '\0';
+    snprintf(out, out_len, "%s%s", prefix, body);
+}
+
+/* ---- failpoints ---- */
+
+#ifdef DURABLE_FAILPOINTS
+void failpoint_hit(const char *name)
+{
+    static _Atomic long hits;
+    const char *spec = getenv("DURABLE_FAILPOINT");
+    size_t n;
+    long want = 1;
+
+    if (!spec)
+        return;
+    n = strlen(name);
+    if (strncmp(spec, name, n) != 0 || (spec[n] != '\0' && spec[n] != ':'))
+        return;
+    if (spec[n] == ':')
+        want = strtol(spec + n + 1, NULL, 10);
+    if (atomic_fetch_add(&hits, 1) + 1 == want)
+        raise(SIGKILL);
+}
+#endif
