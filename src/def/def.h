@@ -41,6 +41,14 @@ enum step_kind {
 #define DEF_MAX_TEXT      (1024 * 1024) /* a definition's size limit, bytes */
 #define DEF_MAX_ID_LEN    128
 #define DEF_MAX_ATTEMPTS  1000
+#define DEF_MAX_NAME_LEN  200      /* characters of a workflow or step name */
+#define DEF_MAX_SECONDS   31536000 /* one year: bound of every duration and interval */
+#define DEF_MAX_BACKOFF_COEFFICIENT 100
+#define DEF_MAX_DIAGS     100      /* diagnostics listed per parse (all are counted) */
+
+/* The built-in business actions (SPEC §1), NULL-terminated. The store
+ * implements exactly these. */
+extern const char *const def_builtin_actions[];
 
 struct retry_policy {
     int max_attempts;              /* >= 1; default 1 (config.max_retries N means N+1) */
@@ -81,6 +89,7 @@ struct plan {
     size_t n_steps;
     size_t *topo;         /* n_steps indices: stable topological order */
     json_t *definition;   /* the parsed definition as given */
+    json_t *step_index;   /* id -> index (integer), for plan_step_index */
 };
 
 /* One diagnostic. `where` is "steps[2].depends_on[0]", "line 7, column 3",
@@ -91,6 +100,9 @@ struct def_diag {
     char *message;
 };
 
+/* In document order (missing required fields first, cycles last). At most
+ * DEF_MAX_DIAGS entries per parse are listed, then one warning saying the
+ * rest were left out; n_errors counts every error, listed or not. */
 struct def_report {
     struct def_diag *items;
     size_t n;
@@ -112,8 +124,34 @@ struct def_options {
  * with one reference. On failure *out_plan is NULL, the code is
  * DURABLE_ESYNTAX (malformed JSON) or DURABLE_EINVAL (invalid definition)
  * and err->msg is the first error as "WHERE: MESSAGE". Either way `report`
- * (may be NULL) receives every diagnostic, warnings included.
- * opts may be NULL. Texts over DEF_MAX_TEXT bytes are DURABLE_ETOOBIG. */
+ * (may be NULL; initialised by the caller, appended to) receives every
+ * diagnostic, warnings included.
+ * opts may be NULL. Texts over DEF_MAX_TEXT bytes are DURABLE_ETOOBIG.
+ *
+ * Messages (WHERE is a JSON path; values are quoted JSON-style and cut at
+ * 80 bytes):
+ *   line L, column C: TEXT FROM JANSSON             malformed JSON, NUL byte
+ *   name: required                                  also steps[i].id
+ *   steps: a workflow needs at least one step
+ *   steps[1].depends_on: expected an array of step ids, got string
+ *   steps[0].config.fail_probability: must be between 0 and 1, got 1.5
+ *   steps[0].config.max_retries: must be an integer between 0 and 999, got -1
+ *   steps[0].timeout_seconds: must be greater than 0 and at most 31536000, got 0
+ *   steps[1].id: invalid step id "a b": use 1 to 128 letters, digits, '_', '.' or '-'
+ *   steps[2].id: duplicate step id "x" (first used by steps[0])
+ *   steps[1].type: step type "http_request" is not supported yet
+ *   steps[2].depends_on[0]: unknown step "chrage" (did you mean "charge"?)
+ *   steps[1].depends_on[0]: step "x" depends on itself
+ *   steps[1].depends_on[1]: duplicate dependency "a"
+ *   steps[1].config.action: unknown action "chrage_payment" (did you mean "charge_payment"?)
+ *   steps[1].action: action "a" does not match config.action "b"
+ *   steps[1].config.action: action "b" does not match the step's action "a"
+ *   steps: cycle validate → charge → validate      one per strongly connected component
+ *   warning: steps[0].config.foo: unknown field "foo"
+ *   warning: steps[0].config.max_retries: ignored: retry.max_attempts takes precedence
+ * Plan: steps in file order; deps in the order written; dependents
+ * ascending; topo is Kahn's algorithm taking the ready step with the lowest
+ * file index; plan->definition holds a reference to the parsed document. */
 durable_code def_parse(const char *text, size_t len, const struct def_options *opts,
         struct plan **out_plan, struct def_report *report, durable_error *err);
 

@@ -1,0 +1,387 @@
+/*
+ * def_task.c - one element of "steps": its fields, the config of a task
+ * step, its retry policy and its dependencies.
+ *
+ * Each field has a handler (tables below) that checks the value at the
+ * current path and stores it in the plan step. Fields that depend on each
+ * other are settled in step_finish once the whole step has been walked:
+ * defaults, config.max_retries against retry.max_attempts, and the action.
+ * `action` may be written on the step and in config (the old format); the
+ * second of the two must agree with the first, and the name is checked
+ * against the known actions where it first appears.
+ */
+#include "util/common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "def/def_int.h"
+
+/* The kinds that have an implementation (and so a config schema). A kind
+ * named by SPEC §1 but absent here is an error, never a silent task. */
+static const bool kind_implemented[] = {
+    [STEP_TASK] = true,
+};
+
+static bool is_implemented(enum step_kind k)
+{
+    return (size_t)k < DUR_ARRAY_LEN(kind_implemented) && kind_implemented[k];
+}
+
+bool def_id_is_valid(const char *id)
+{
+    size_t i;
+
+    for (i = 0; id[i]; i++) {
+        char c = id[i];
+        if (i >= DEF_MAX_ID_LEN)
+            return false;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return i > 0;
+}
+
+void def_action_check(struct parser *p, const char *action)
+{
+    const char *const *known = p->opts ? p->opts->known_actions : NULL;
+    struct def_quoted q1, q2;
+    const char *best;
+    size_t n;
+
+    if (!known)
+        return;
+    for (n = 0; known[n]; n++) {
+        if (strcmp(known[n], action) == 0)
+            return;
+    }
+    best = def_suggest(p, action, known, n, NULL);
+    if (best)
+        def_error(p, "unknown action %s (did you mean %s?)", def_quote(&q1, action),
+                  def_quote(&q2, best));
+    else
+        def_error(p, "unknown action %s", def_quote(&q1, action));
+}
+
+/* The action written at the current path; `other` is the one written at the
+ * other place (step or config), if seen already. */
+static void action_seen(struct parser *p, const char *action, const char *other,
+                        const char *other_where)
+{
+    struct def_quoted q1, q2;
+
+    if (!other)
+        def_action_check(p, action);
+    else if (strcmp(action, other) != 0)
+        def_error(p, "action %s does not match %s %s", def_quote(&q1, action), other_where,
+                  def_quote(&q2, other));
+}
+
+/* ---- task config ---- */
+
+static void task_duration(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+
+    def_get_number(p, v, 0, DEF_MAX_SECONDS, false, &c->st->duration_s);
+}
+
+static void task_fail_probability(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+
+    def_get_number(p, v, 0, 1, false, &c->st->fail_probability);
+}
+
+static void task_max_retries(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+
+    def_get_int(p, v, 0, DEF_MAX_ATTEMPTS - 1, &c->max_retries);
+}
+
+static void task_action(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+    const char *s;
+
+    if (!def_get_string(p, v, &s))
+        return;
+    action_seen(p, s, c->action, "the step's action");
+    c->config_action = s;
+}
+
+/* clang-format off */
+static const struct def_field task_fields[] = {
+    { "duration_seconds", task_duration },
+    { "fail_probability", task_fail_probability },
+    { "max_retries", task_max_retries },
+    { "action", task_action },
+};
+/* clang-format on */
+
+/* ---- retry ---- */
+
+static void retry_max_attempts(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+
+    if (def_get_int(p, v, 1, DEF_MAX_ATTEMPTS, &c->st->retry.max_attempts))
+        c->has_max_attempts = true;
+}
+
+static void retry_initial(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+
+    def_get_number(p, v, 0, DEF_MAX_SECONDS, false, &c->st->retry.initial_interval_s);
+}
+
+static void retry_coefficient(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+
+    def_get_number(p, v, 1, DEF_MAX_BACKOFF_COEFFICIENT, false, &c->st->retry.backoff_coefficient);
+}
+
+static void retry_max_interval(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+
+    def_get_number(p, v, 0, DEF_MAX_SECONDS, false, &c->st->retry.max_interval_s);
+}
+
+static void retry_non_retryable(struct parser *p, void *ctx, json_t *v)
+{
+    struct retry_policy *r = &((struct step_ctx *)ctx)->st->retry;
+    size_t i, mark;
+    const char *s;
+
+    if (!json_is_array(v)) {
+        def_error(p, "expected an array of error codes, got %s", def_type_name(v));
+        return;
+    }
+    r->non_retryable_errors = xcalloc(json_array_size(v), sizeof(char *));
+    for (i = 0; i < json_array_size(v); i++) {
+        mark = def_path_index(p, i);
+        if (def_get_string(p, json_array_get(v, i), &s))
+            r->non_retryable_errors[r->n_non_retryable_errors++] = xstrdup(s);
+        def_path_pop(p, mark);
+    }
+}
+
+/* clang-format off */
+static const struct def_field retry_fields[] = {
+    { "max_attempts", retry_max_attempts },
+    { "initial_interval_seconds", retry_initial },
+    { "backoff_coefficient", retry_coefficient },
+    { "max_interval_seconds", retry_max_interval },
+    { "non_retryable_errors", retry_non_retryable },
+};
+/* clang-format on */
+
+/* ---- step fields ---- */
+
+static void step_id(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+    struct def_quoted q;
+    const char *id;
+    json_t *first;
+
+    if (!def_get_string(p, v, &id))
+        return;
+    if (!def_id_is_valid(id)) {
+        def_error(p, "invalid step id %s: use 1 to %d letters, digits, '_', '.' or '-'",
+                  def_quote(&q, id), DEF_MAX_ID_LEN);
+        return;
+    }
+    first = json_object_get(p->ids, id);
+    if (first && (size_t)json_integer_value(first) != c->index) {
+        def_error(p, "duplicate step id %s (first used by steps[%" JSON_INTEGER_FORMAT "])",
+                  def_quote(&q, id), json_integer_value(first));
+        return;
+    }
+    c->st->id = xstrdup(id);
+}
+
+static void step_type(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+    struct def_quoted q;
+    const char *type;
+
+    if (!def_get_string(p, v, &type))
+        return;
+    c->st->type = xstrdup(type);
+    c->st->kind = def_step_kind(type);
+    if (!is_implemented(c->st->kind))
+        def_error(p, "step type %s is not supported yet", def_quote(&q, type));
+}
+
+static void step_config(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+
+    if (!json_is_object(v)) {
+        def_error(p, "expected an object, got %s", def_type_name(v));
+        return;
+    }
+    json_decref(c->st->config);
+    c->st->config = json_incref(v);
+    if (c->check_config)
+        def_walk(p, v, task_fields, DUR_ARRAY_LEN(task_fields), c);
+}
+
+/* One entry of depends_on: resolves it or says why not. */
+static void step_dep(struct parser *p, struct step_ctx *c, json_t *v)
+{
+    struct def_quoted q1, q2;
+    const char *name, *best;
+    json_t *idx;
+    size_t d;
+
+    if (!json_is_string(v)) {
+        def_error(p, "expected a step id, got %s", def_type_name(v));
+        return;
+    }
+    name = json_string_value(v);
+    idx = json_object_get(p->ids, name);
+    if (!idx) {
+        best = def_suggest(p, name, p->id_list, p->n_ids, c->st->id);
+        if (best)
+            def_error(p, "unknown step %s (did you mean %s?)", def_quote(&q1, name),
+                      def_quote(&q2, best));
+        else
+            def_error(p, "unknown step %s", def_quote(&q1, name));
+        return;
+    }
+    d = (size_t)json_integer_value(idx);
+    if (d == c->index)
+        def_error(p, "step %s depends on itself", def_quote(&q1, name));
+    else if (p->dep_seen[d] == c->index + 1)
+        def_error(p, "duplicate dependency %s", def_quote(&q1, name));
+    else
+        c->st->deps[c->st->n_deps++] = d;
+    p->dep_seen[d] = c->index + 1;
+}
+
+static void step_depends_on(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+    size_t i, mark;
+
+    if (!json_is_array(v)) {
+        def_error(p, "expected an array of step ids, got %s", def_type_name(v));
+        return;
+    }
+    c->st->deps = xcalloc(json_array_size(v), sizeof(size_t));
+    for (i = 0; i < json_array_size(v); i++) {
+        mark = def_path_index(p, i);
+        step_dep(p, c, json_array_get(v, i));
+        def_path_pop(p, mark);
+    }
+}
+
+static void step_if(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+    const char *s;
+
+    if (def_get_string(p, v, &s))
+        c->st->if_expr = xstrdup(s);
+}
+
+static void step_retry(struct parser *p, void *ctx, json_t *v)
+{
+    if (!json_is_object(v)) {
+        def_error(p, "expected an object, got %s", def_type_name(v));
+        return;
+    }
+    def_walk(p, v, retry_fields, DUR_ARRAY_LEN(retry_fields), ctx);
+}
+
+static void step_timeout(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+    double s;
+
+    if (def_get_number(p, v, 0, DEF_MAX_SECONDS, true, &s))
+        c->st->timeout_ms = def_seconds_to_ms(s);
+}
+
+static void step_name(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+
+    def_get_label(p, v, DEF_MAX_NAME_LEN, &c->st->name);
+}
+
+static void step_action(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+    const char *s;
+
+    if (!def_get_string(p, v, &s))
+        return;
+    action_seen(p, s, c->config_action, "config.action");
+    c->action = s;
+}
+
+/* clang-format off */
+static const struct def_field step_fields[] = {
+    { "id", step_id },
+    { "type", step_type },
+    { "config", step_config },
+    { "depends_on", step_depends_on },
+    { "if", step_if },
+    { "retry", step_retry },
+    { "timeout_seconds", step_timeout },
+    { "name", step_name },
+    { "action", step_action },
+};
+/* clang-format on */
+
+/* Settles what depends on several fields, once the step has been walked. */
+static void step_finish(struct parser *p, struct step_ctx *c)
+{
+    struct plan_step *st = c->st;
+    size_t mark;
+
+    if (!st->type)
+        st->type = xstrdup("task");
+    if (!st->name && st->id)
+        st->name = xstrdup(st->id);
+    if (c->max_retries >= 0 && c->has_max_attempts) {
+        mark = def_path_key(p, "config");
+        def_path_key(p, "max_retries");
+        def_warn(p, "ignored: retry.max_attempts takes precedence");
+        def_path_pop(p, mark);
+    } else if (c->max_retries >= 0) {
+        st->retry.max_attempts = c->max_retries + 1;
+    }
+    if (c->action || c->config_action)
+        st->action = xstrdup(c->action ? c->action : c->config_action);
+}
+
+void def_step_parse(struct parser *p, size_t i, json_t *v)
+{
+    struct step_ctx c = { .index = i, .st = &p->plan->steps[i], .max_retries = -1 };
+    const char *type;
+    size_t mark;
+
+    if (!json_is_object(v)) {
+        def_error(p, "expected an object, got %s", def_type_name(v));
+        return;
+    }
+    type = json_string_value(json_object_get(v, "type"));
+    c.check_config = is_implemented(type ? def_step_kind(type) : STEP_TASK);
+    if (!json_object_get(v, "id")) {
+        mark = def_path_key(p, "id");
+        def_error(p, "required");
+        def_path_pop(p, mark);
+    }
+    def_walk(p, v, step_fields, DUR_ARRAY_LEN(step_fields), &c);
+    step_finish(p, &c);
+}
