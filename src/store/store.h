@@ -35,6 +35,10 @@ void store_close(struct store *s); /* accepts NULL */
 /* The schema version this build writes (schema_version table). */
 int store_schema_version(void);
 
+/* The write connection's PRAGMA synchronous (2 FULL, 1 NORMAL), so tests and
+ * health checks can see the durability in force. Writer thread only. */
+durable_code store_synchronous(struct store *s, int *out_level, durable_error *err);
+
 /* ---- transitions (writer thread only) ---- */
 
 enum transition_kind {

@@ -1,0 +1,574 @@
+/*
+ * apply.c - store_apply: the guard, row changes and events of each
+ * transition, on the write connection inside the writer's open transaction.
+ *
+ * Every guard runs before the first write, so a transition refused with
+ * DURABLE_ECONFLICT, DURABLE_ENOTFOUND or DURABLE_EINVAL has written nothing
+ * and the rest of the batch may go on. The only refusal that comes after a
+ * write, a business action refusing (DURABLE_EACTION), is undone with a
+ * savepoint taken before the step's completion, so the completion and the
+ * action's effect commit together or not at all (exactly-once actions).
+ * DURABLE_EIO means the transaction must be rolled back. On any error the
+ * events this call appended are taken off the caller's list again.
+ *
+ * Writer thread only.
+ */
+#include "util/common.h"
+
+#include "store/store.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_int.h"
+
+/* Which step statuses each step transition accepts, and whether the result
+ * must come from the current attempt (a late or duplicate result must not). */
+struct step_guard {
+    const char *verb;
+    const char *allowed[4];
+    enum transition_kind kind;
+    bool check_attempt;
+};
+
+static const struct step_guard step_guards[] = {
+    { "start", { STEP_S_PENDING, STEP_S_RETRYING, STEP_S_RUNNING, NULL }, TR_STEP_START, false },
+    { "complete", { STEP_S_RUNNING, NULL }, TR_STEP_COMPLETE, true },
+    { "retry", { STEP_S_RUNNING, NULL }, TR_STEP_RETRY, true },
+    { "fail", { STEP_S_RUNNING, NULL }, TR_STEP_FAIL, true },
+    { "skip", { STEP_S_PENDING, NULL }, TR_STEP_SKIP, false },
+};
+
+static const struct step_guard *find_step_guard(enum transition_kind kind)
+{
+    size_t i;
+
+    for (i = 0; i < DUR_ARRAY_LEN(step_guards); i++) {
+        if (step_guards[i].kind == kind)
+            return &step_guards[i];
+    }
+    return NULL;
+}
+
+static durable_code require(const char *value, const char *field, durable_error *err)
+{
+    if (!value)
+        return err_set(err, DURABLE_EINVAL, "transition without %s", field);
+    return DURABLE_OK;
+}
+
+/* Parses JSON text (NULL gives null, or dflt when given) into *out (owned). */
+static durable_code parse_json(const char *text, const char *dflt, json_t **out, const char *what,
+                               durable_error *err)
+{
+    json_error_t jerr;
+
+    if (!text && !dflt) {
+        *out = json_null();
+        return DURABLE_OK;
+    }
+    *out = json_loads(text ? text : dflt, JSON_DECODE_ANY, &jerr);
+    if (!*out)
+        return err_set(err, DURABLE_EINVAL, "%s is not valid JSON: %s", what, jerr.text);
+    return DURABLE_OK;
+}
+
+/* Whether a row exists for key with statement id (a SELECT 1 ... = ?1). */
+static durable_code row_exists(struct store *s, enum stmt_id id, const char *key, bool *out,
+                               durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    durable_code rc = stmt_get(&s->w, id, &st, err, "s", key);
+
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, out, err);
+    stmt_release(st);
+    return rc;
+}
+
+/* The run must exist and, if refuse_finished, not be finished.
+ * OUT *out_order_id (may be NULL): the run's order, owned, or NULL. */
+static durable_code guard_run(struct store *s, const char *run_id, bool refuse_finished,
+                              char **out_order_id, durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    const char *status;
+    durable_code rc = stmt_get(&s->w, ST_RUN_GUARD, &st, err, "s", run_id);
+
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && !has_row)
+        rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
+    if (rc == DURABLE_OK) {
+        status = col_text(st, 0);
+        status = status ? status : "";
+        if (refuse_finished && store_run_status_is_finished(status))
+            rc = err_set(err, DURABLE_ECONFLICT, "run \"%s\" is already %s", run_id, status);
+    }
+    if (rc == DURABLE_OK && out_order_id)
+        *out_order_id = col_strdup(st, 1);
+    stmt_release(st);
+    return rc;
+}
+
+static bool status_allowed(const struct step_guard *g, const char *status)
+{
+    size_t i;
+
+    for (i = 0; g->allowed[i]; i++) {
+        if (strcmp(g->allowed[i], status) == 0)
+            return true;
+    }
+    return false;
+}
+
+static durable_code guard_step(struct store *s, const struct transition *t,
+                               const struct step_guard *g, durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    const char *status;
+    int attempt;
+    durable_code rc = stmt_get(&s->w, ST_STEP_GUARD, &st, err, "ss", t->run_id, t->step_id);
+
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && !has_row) {
+        rc = err_set(err, DURABLE_ENOTFOUND, "step \"%s\" not found in run \"%s\"", t->step_id,
+                     t->run_id);
+    }
+    if (rc == DURABLE_OK) {
+        status = col_text(st, 0);
+        status = status ? status : "";
+        attempt = sqlite3_column_int(st, 1);
+        if (!status_allowed(g, status)) {
+            rc = err_set(err, DURABLE_ECONFLICT, "cannot %s step \"%s\": it is %s", g->verb,
+                         t->step_id, status);
+        } else if (g->check_attempt && attempt != t->attempt) {
+            rc = err_set(err, DURABLE_ECONFLICT,
+                         "cannot %s step \"%s\": attempt %d is not the current attempt %d", g->verb,
+                         t->step_id, t->attempt, attempt);
+        }
+    }
+    stmt_release(st);
+    return rc;
+}
+
+/* Appends an event of t's step, or of t's run for the run kinds. */
+static durable_code emit(struct store *s, const struct transition *t, struct store_events *ev,
+                         const char *type, json_t *data, durable_error *err)
+{
+    bool is_step = t->kind >= TR_STEP_START && t->kind <= TR_STEP_SKIP;
+    struct event_key k = { t->run_id, is_step ? t->step_id : NULL, t->at_ms };
+
+    return store_event_append(s, ev, &k, type, data, err);
+}
+
+/* ---- step transitions ---- */
+
+static durable_code step_start(struct store *s, const struct transition *t, struct store_events *ev,
+                               durable_error *err)
+{
+    durable_code rc = stmt_exec(&s->w, ST_STEP_START, err, "ssiI", t->run_id, t->step_id,
+                                t->attempt, t->at_ms);
+
+    if (rc == DURABLE_OK)
+        rc = stmt_exec(&s->w, ST_RUN_STARTED, err, "sI", t->run_id, t->at_ms);
+    if (rc == DURABLE_OK) {
+        json_t *data = json_pack("{s:i, s:s++}", "attempt", t->attempt, "idempotency_key",
+                                 t->run_id, "/", t->step_id);
+        rc = emit(s, t, ev, "step_started", data, err);
+    }
+    return rc;
+}
+
+/* Releases the action's savepoint, first rolling back to it if rc failed. */
+static durable_code savepoint_end(struct store *s, durable_code rc, durable_error *err)
+{
+    durable_code rc2 = DURABLE_OK;
+
+    if (rc != DURABLE_OK)
+        rc2 = stmt_exec(&s->w, ST_SP_ROLLBACK, err, "");
+    if (rc2 == DURABLE_OK)
+        rc2 = stmt_exec(&s->w, ST_SP_RELEASE, err, "");
+    return rc2 != DURABLE_OK ? rc2 : rc;
+}
+
+static durable_code step_complete(struct store *s, const struct transition *t, const char *order_id,
+                                  struct store_events *ev, durable_error *err)
+{
+    json_t *output = NULL;
+    bool in_savepoint = false;
+    durable_code rc = parse_json(t->output_json, NULL, &output, "step output", err);
+
+    if (rc == DURABLE_OK && t->action) {
+        rc = stmt_exec(&s->w, ST_SAVEPOINT, err, "");
+        in_savepoint = rc == DURABLE_OK;
+    }
+    if (rc == DURABLE_OK) {
+        rc = stmt_exec(&s->w, ST_STEP_COMPLETE, err, "sssI", t->run_id, t->step_id, t->output_json,
+                       t->at_ms);
+    }
+    if (rc == DURABLE_OK) {
+        json_t *data = json_pack("{s:i, s:O}", "attempt", t->attempt, "output", output);
+        rc = emit(s, t, ev, "step_completed", data, err);
+    }
+    if (rc == DURABLE_OK && t->action)
+        rc = store_action_apply(s, t, order_id, ev, err);
+    if (in_savepoint)
+        rc = savepoint_end(s, rc, err);
+    json_decref(output);
+    return rc;
+}
+
+static durable_code step_failed_event(struct store *s, const struct transition *t, bool is_final,
+                                      struct store_events *ev, durable_error *err)
+{
+    json_t *data = json_pack("{s:i, s:s?, s:s?, s:b}", "attempt", t->attempt, "error",
+                             t->error_message, "code", t->error_code, "final", is_final);
+
+    return emit(s, t, ev, "step_failed", data, err);
+}
+
+static durable_code step_retry(struct store *s, const struct transition *t, struct store_events *ev,
+                               durable_error *err)
+{
+    char wake[32];
+    json_t *data;
+    durable_code rc = stmt_exec(&s->w, ST_STEP_RETRY, err, "ssIss", t->run_id, t->step_id,
+                                t->wake_at_ms, t->error_message, t->error_code);
+
+    if (rc == DURABLE_OK)
+        rc = step_failed_event(s, t, false, ev, err);
+    if (rc == DURABLE_OK) {
+        clock_format_rfc3339(t->wake_at_ms, wake);
+        data = json_pack("{s:i, s:I, s:s}", "attempt", t->attempt + 1, "delay_ms",
+                         (json_int_t)(t->wake_at_ms - t->at_ms), "wake_at", wake);
+        rc = emit(s, t, ev, "retry_scheduled", data, err);
+    }
+    return rc;
+}
+
+static durable_code step_fail(struct store *s, const struct transition *t, struct store_events *ev,
+                              durable_error *err)
+{
+    durable_code rc = stmt_exec(&s->w, ST_STEP_FAIL, err, "ssIss", t->run_id, t->step_id, t->at_ms,
+                                t->error_message, t->error_code);
+
+    if (rc == DURABLE_OK)
+        rc = step_failed_event(s, t, true, ev, err);
+    return rc;
+}
+
+static durable_code step_skip(struct store *s, const struct transition *t, struct store_events *ev,
+                              durable_error *err)
+{
+    durable_code rc = stmt_exec(&s->w, ST_STEP_SKIP, err, "ssI", t->run_id, t->step_id, t->at_ms);
+
+    if (rc == DURABLE_OK) {
+        rc = emit(s, t, ev, "step_skipped", json_object(), err);
+    }
+    return rc;
+}
+
+/* Guards, applies a STEP_* transition, then recomputes the run's status. */
+static durable_code apply_step(struct store *s, const struct transition *t, struct store_events *ev,
+                               durable_error *err)
+{
+    const struct step_guard *g = find_step_guard(t->kind);
+    char *order_id = NULL;
+    durable_code rc = require(t->step_id, "step_id", err);
+
+    if (rc == DURABLE_OK)
+        rc = guard_run(s, t->run_id, true, &order_id, err);
+    if (rc == DURABLE_OK)
+        rc = guard_step(s, t, g, err);
+    if (rc == DURABLE_OK) {
+        switch (t->kind) {
+        case TR_STEP_START:
+            rc = step_start(s, t, ev, err);
+            break;
+        case TR_STEP_COMPLETE:
+            rc = step_complete(s, t, order_id, ev, err);
+            break;
+        case TR_STEP_RETRY:
+            rc = step_retry(s, t, ev, err);
+            break;
+        case TR_STEP_FAIL:
+            rc = step_fail(s, t, ev, err);
+            break;
+        default:
+            rc = step_skip(s, t, ev, err);
+            break;
+        }
+    }
+    if (rc == DURABLE_OK)
+        rc = stmt_exec(&s->w, ST_RUN_RECOMPUTE, err, "s", t->run_id);
+    free(order_id);
+    return rc;
+}
+
+/* ---- run transitions ---- */
+
+static json_t *run_finish_data(const struct transition *t, const char *status, json_t *output)
+{
+    if (strcmp(status, RUN_COMPLETED) == 0)
+        return json_pack("{s:O}", "output", output);
+    if (strcmp(status, RUN_FAILED) == 0)
+        return json_pack("{s:s?}", "error", t->error_message);
+    return json_object();
+}
+
+static durable_code apply_run_finish(struct store *s, const struct transition *t,
+                                     struct store_events *ev, durable_error *err)
+{
+    const char *status = store_run_status_static(t->run_status);
+    json_t *output = NULL;
+    char type[32];
+    durable_code rc;
+
+    if (!status || !store_run_status_is_finished(status)) {
+        return err_set(err, DURABLE_EINVAL, "cannot finish run \"%s\" as \"%s\"", t->run_id,
+                       t->run_status ? t->run_status : "(null)");
+    }
+    rc = parse_json(t->output_json, NULL, &output, "run output", err);
+    if (rc == DURABLE_OK)
+        rc = guard_run(s, t->run_id, true, NULL, err);
+    if (rc == DURABLE_OK) {
+        rc = stmt_exec(&s->w, ST_RUN_FINISH, err, "ssssI", t->run_id, status, t->output_json,
+                       t->error_message, t->at_ms);
+    }
+    if (rc == DURABLE_OK) {
+        rc = stmt_exec(&s->w, ST_STEPS_CANCEL, err, "sI", t->run_id, t->at_ms);
+    }
+    if (rc == DURABLE_OK) {
+        snprintf(type, sizeof(type), "run_%s", status);
+        rc = emit(s, t, ev, type, run_finish_data(t, status, output), err);
+    }
+    json_decref(output);
+    return rc;
+}
+
+static durable_code apply_run_recovered(struct store *s, const struct transition *t,
+                                        struct store_events *ev, durable_error *err)
+{
+    json_t *steps = NULL;
+    durable_code rc = parse_json(t->recovered_json, "[]", &steps, "recovered steps", err);
+
+    if (rc == DURABLE_OK)
+        rc = guard_run(s, t->run_id, false, NULL, err);
+    if (rc == DURABLE_OK) {
+        rc = emit(s, t, ev, "recovered", json_pack("{s:O}", "steps", steps), err);
+    }
+    json_decref(steps);
+    return rc;
+}
+
+/* The run already started with t's idempotency key, if any. */
+static durable_code run_by_key(struct store *s, const struct transition *t, char out[ID_MAX],
+                               bool *out_found, durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    durable_code rc;
+
+    *out_found = false;
+    if (!t->idempotency_key)
+        return DURABLE_OK;
+    rc = stmt_get(&s->w, ST_RUN_BY_KEY, &st, err, "ss", t->workflow_id, t->idempotency_key);
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, out_found, err);
+    if (rc == DURABLE_OK && *out_found)
+        col_copy_id(st, 0, out);
+    stmt_release(st);
+    return rc;
+}
+
+/* The workflow and the order a new run names must exist. */
+static durable_code run_create_check(struct store *s, const struct transition *t,
+                                     durable_error *err)
+{
+    bool found = false;
+    durable_code rc = row_exists(s, ST_WF_EXISTS, t->workflow_id, &found, err);
+
+    if (rc == DURABLE_OK && !found)
+        rc = err_set(err, DURABLE_ENOTFOUND, "workflow \"%s\" not found", t->workflow_id);
+    if (rc == DURABLE_OK && t->order_id) {
+        rc = row_exists(s, ST_ORDER_EXISTS, t->order_id, &found, err);
+        if (rc == DURABLE_OK && !found)
+            rc = err_set(err, DURABLE_ENOTFOUND, "order \"%s\" not found", t->order_id);
+    }
+    for (size_t i = 0; rc == DURABLE_OK && i < t->n_steps; i++) {
+        rc = require(t->steps[i].step_id, "step id", err);
+        if (rc == DURABLE_OK)
+            rc = require(t->steps[i].type, "step type", err);
+    }
+    return rc;
+}
+
+static durable_code run_create_rows(struct store *s, const struct transition *t, const char *run_id,
+                                    const char *input, durable_error *err)
+{
+    durable_code rc = stmt_exec(&s->w, ST_RUN_INSERT, err, "sssssIT", run_id, t->workflow_id, input,
+                                t->order_id, t->idempotency_key, t->at_ms, t->deadline_ms);
+
+    for (size_t i = 0; rc == DURABLE_OK && i < t->n_steps; i++) {
+        const struct transition_step_init *si = &t->steps[i];
+        rc = stmt_exec(&s->w, ST_STEP_INSERT, err, "sIssis", run_id, (int64_t)i, si->step_id,
+                       si->type, si->max_attempts,
+                       si->depends_on_json ? si->depends_on_json : "[]");
+    }
+    return rc;
+}
+
+static durable_code apply_run_create(struct store *s, const struct transition *t,
+                                     struct store_events *ev, struct transition_result *res,
+                                     durable_error *err)
+{
+    const char *input_text = t->input_json ? t->input_json : "{}";
+    json_t *input = NULL;
+    bool found = false;
+    durable_code rc = require(t->workflow_id, "workflow_id", err);
+
+    if (rc == DURABLE_OK)
+        rc = run_by_key(s, t, res->id, &found, err);
+    if (rc != DURABLE_OK || found)
+        return rc; /* res->created stays false */
+    rc = parse_json(input_text, NULL, &input, "run input", err);
+    if (rc == DURABLE_OK && !json_is_object(input))
+        rc = err_set(err, DURABLE_EINVAL, "run input must be a JSON object");
+    if (rc == DURABLE_OK)
+        rc = run_create_check(s, t, err);
+    if (rc == DURABLE_OK) {
+        if (t->run_id)
+            snprintf(res->id, sizeof(res->id), "%s", t->run_id);
+        else
+            id_new("run_", res->id, sizeof(res->id));
+        rc = run_create_rows(s, t, res->id, input_text, err);
+    }
+    if (rc == DURABLE_OK) {
+        json_t *data = json_pack("{s:s, s:O, s:s?}", "workflow_id", t->workflow_id, "input", input,
+                                 "order_id", t->order_id);
+        rc = store_event_append(s, ev, &(struct event_key){ res->id, NULL, t->at_ms },
+                                "run_created", data, err);
+    }
+    res->created = rc == DURABLE_OK;
+    json_decref(input);
+    return rc;
+}
+
+/* ---- workflows and orders ---- */
+
+static durable_code apply_workflow_put(struct store *s, const struct transition *t,
+                                       struct transition_result *res, durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    bool is_same = false;
+    durable_code rc = require(t->wf_name, "workflow name", err);
+
+    if (rc == DURABLE_OK)
+        rc = require(t->wf_definition, "workflow definition", err);
+    if (rc == DURABLE_OK)
+        rc = stmt_get(&s->w, ST_WF_LATEST, &st, err, "s", t->wf_name);
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && has_row) {
+        const char *def = col_text(st, 2);
+        size_t len = (size_t)sqlite3_column_bytes(st, 2);
+        res->version = sqlite3_column_int(st, 1);
+        is_same = def && len == strlen(t->wf_definition) && memcmp(def, t->wf_definition, len) == 0;
+        if (is_same)
+            col_copy_id(st, 0, res->id); /* identical to the latest version */
+    }
+    stmt_release(st);
+    if (rc == DURABLE_OK && !is_same) {
+        res->version++;
+        id_new("wf_", res->id, sizeof(res->id));
+        rc = stmt_exec(&s->w, ST_WF_INSERT, err, "ssisI", res->id, t->wf_name, res->version,
+                       t->wf_definition, t->at_ms);
+        res->created = rc == DURABLE_OK;
+    }
+    return rc;
+}
+
+static durable_code apply_order_create(struct store *s, const struct transition *t,
+                                       struct transition_result *res, durable_error *err)
+{
+    bool found = false;
+    durable_code rc = require(t->order_id, "order_id", err);
+
+    if (rc == DURABLE_OK && strlen(t->order_id) >= ID_MAX)
+        rc = err_set(err, DURABLE_EINVAL, "order id \"%s\" is too long", t->order_id);
+    if (rc == DURABLE_OK && !isfinite(t->order_amount))
+        rc = err_set(err, DURABLE_EINVAL, "order amount must be a finite number");
+    if (rc == DURABLE_OK)
+        rc = row_exists(s, ST_ORDER_EXISTS, t->order_id, &found, err);
+    if (rc == DURABLE_OK && found)
+        rc = err_set(err, DURABLE_ECONFLICT, "order \"%s\" already exists", t->order_id);
+    if (rc == DURABLE_OK) {
+        rc = stmt_exec(&s->w, ST_ORDER_INSERT, err, "sfI", t->order_id, t->order_amount, t->at_ms);
+    }
+    if (rc == DURABLE_OK) {
+        snprintf(res->id, sizeof(res->id), "%s", t->order_id);
+        res->created = true;
+    }
+    return rc;
+}
+
+/* ---- entry point ---- */
+
+static durable_code check_run_id(const struct transition *t, durable_error *err)
+{
+    if (t->kind == TR_WORKFLOW_PUT || t->kind == TR_ORDER_CREATE)
+        return DURABLE_OK;
+    if (!t->run_id)
+        return t->kind == TR_RUN_CREATE ? DURABLE_OK : require(NULL, "run_id", err);
+    if (strlen(t->run_id) >= ID_MAX)
+        return err_set(err, DURABLE_EINVAL, "run id \"%s\" is too long", t->run_id);
+    return DURABLE_OK;
+}
+
+durable_code store_apply(struct store *s, const struct transition *t, struct store_events *events,
+                         struct transition_result *result, durable_error *err)
+{
+    struct transition_result res = { .created = false };
+    size_t n0 = events ? events->n : 0;
+    durable_code rc = check_run_id(t, err);
+
+    if (rc != DURABLE_OK)
+        return rc;
+    switch (t->kind) {
+    case TR_WORKFLOW_PUT:
+        rc = apply_workflow_put(s, t, &res, err);
+        break;
+    case TR_ORDER_CREATE:
+        rc = apply_order_create(s, t, &res, err);
+        break;
+    case TR_RUN_CREATE:
+        rc = apply_run_create(s, t, events, &res, err);
+        break;
+    case TR_STEP_START:
+    case TR_STEP_COMPLETE:
+    case TR_STEP_RETRY:
+    case TR_STEP_FAIL:
+    case TR_STEP_SKIP:
+        rc = apply_step(s, t, events, err);
+        break;
+    case TR_RUN_FINISH:
+        rc = apply_run_finish(s, t, events, err);
+        break;
+    case TR_RUN_RECOVERED:
+        rc = apply_run_recovered(s, t, events, err);
+        break;
+    default:
+        rc = err_set(err, DURABLE_EINVAL, "unknown transition kind %d", (int)t->kind);
+        break;
+    }
+    if (rc != DURABLE_OK && events)
+        store_events_truncate(events, n0);
+    if (rc == DURABLE_OK && result)
+        *result = res;
+    return rc;
+}

@@ -1,0 +1,664 @@
+/*
+ * sqlite.c - the SQLite store: connections, schema migrations, the cache of
+ * prepared statements, transactions and the event list.
+ *
+ * A store has two connections to one WAL database: the write connection,
+ * used only by the engine's writer thread (transitions, in apply.c), and the
+ * read connection, shared by every other thread under read_mu (read.c,
+ * json.c). Both are opened without SQLite's own mutex (NOMUTEX): each is
+ * confined, so SQLite's locking would only cost time.
+ *
+ * The schema is an ordered list of migration scripts; schema_version holds
+ * the number applied. store_open applies the missing ones in one transaction
+ * and refuses a database written by a newer build. Every SQL text lives in
+ * stmt_defs below and is bound with parameters, never built from strings.
+ */
+#include "util/common.h"
+
+#include "store/store.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_int.h"
+
+/* ---- schema ---- */
+
+static const char *const migrations[] = {
+    /* 1: the initial schema. */
+    "CREATE TABLE workflows ("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,"
+    "  definition TEXT NOT NULL, created_at INTEGER NOT NULL, UNIQUE (name, version));"
+    "CREATE TABLE orders ("
+    "  id TEXT PRIMARY KEY, amount REAL NOT NULL, status TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE TABLE runs ("
+    "  id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL REFERENCES workflows (id),"
+    "  status TEXT NOT NULL, input TEXT NOT NULL, output TEXT,"
+    "  order_id TEXT REFERENCES orders (id), idempotency_key TEXT, error_message TEXT,"
+    "  created_at INTEGER NOT NULL, started_at INTEGER, completed_at INTEGER,"
+    "  deadline_at INTEGER, last_seq INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE (workflow_id, idempotency_key));"
+    "CREATE INDEX runs_status ON runs (status, created_at);"
+    "CREATE INDEX runs_created ON runs (created_at);"
+    /* Recovery lists unfinished runs oldest first without a sort and without
+     * scanning the finished ones. */
+    "CREATE INDEX runs_unfinished ON runs (created_at, id)"
+    "  WHERE status IN ('pending', 'running', 'waiting');"
+    "CREATE TABLE steps ("
+    "  run_id TEXT NOT NULL REFERENCES runs (id), idx INTEGER NOT NULL,"
+    "  step_id TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,"
+    "  attempt INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,"
+    "  depends_on TEXT NOT NULL, idempotency_key TEXT NOT NULL,"
+    "  started_at INTEGER, completed_at INTEGER, wake_at INTEGER,"
+    "  error_message TEXT, error_code TEXT, output TEXT,"
+    "  PRIMARY KEY (run_id, step_id)) WITHOUT ROWID;"
+    /* The run's status is recomputed after every step transition from
+     * "does any step of this run have status X": an index lookup. */
+    "CREATE INDEX steps_status ON steps (run_id, status);"
+    "CREATE TABLE events ("
+    "  run_id TEXT NOT NULL REFERENCES runs (id), seq INTEGER NOT NULL,"
+    "  type TEXT NOT NULL, step_id TEXT, at INTEGER NOT NULL, data TEXT NOT NULL,"
+    "  PRIMARY KEY (run_id, seq)) WITHOUT ROWID;",
+};
+
+int store_schema_version(void)
+{
+    return (int)DUR_ARRAY_LEN(migrations);
+}
+
+/* ---- statements ---- */
+
+#define WHERE_STEP " WHERE run_id = ?1 AND step_id = ?2"
+#define WF_COLS    "SELECT id, name, version, definition, created_at FROM workflows"
+
+/* Each statement's SQL, and what it does for error messages ("could not X"). */
+struct stmt_def {
+    const char *sql;
+    const char *what;
+};
+
+static const struct stmt_def stmt_defs[ST_COUNT] = {
+    [ST_BEGIN] = { "BEGIN IMMEDIATE", "begin a transaction" },
+    [ST_COMMIT] = { "COMMIT", "commit" },
+    [ST_ROLLBACK] = { "ROLLBACK", "roll back" },
+    [ST_SAVEPOINT] = { "SAVEPOINT store_action", "open a savepoint" },
+    [ST_SP_RELEASE] = { "RELEASE store_action", "release a savepoint" },
+    [ST_SP_ROLLBACK] = { "ROLLBACK TO store_action", "undo a refused action" },
+    [ST_PRAGMA_SYNCHRONOUS] = { "PRAGMA synchronous", "read the synchronous setting" },
+    [ST_WF_LATEST] = { "SELECT id, version, definition FROM workflows WHERE name = ?1"
+                       " ORDER BY version DESC LIMIT 1",
+                       "read a workflow" },
+    [ST_WF_INSERT] = { "INSERT INTO workflows (id, name, version, definition, created_at)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5)",
+                       "register a workflow" },
+    [ST_WF_EXISTS] = { "SELECT 1 FROM workflows WHERE id = ?1", "look up a workflow" },
+    [ST_ORDER_INSERT] = { "INSERT INTO orders (id, amount, status, created_at, updated_at)"
+                          " VALUES (?1, ?2, 'pending', ?3, ?3)",
+                          "create an order" },
+    [ST_ORDER_EXISTS] = { "SELECT 1 FROM orders WHERE id = ?1", "look up an order" },
+    [ST_ORDER_STATUS] = { "SELECT status FROM orders WHERE id = ?1", "read an order" },
+    [ST_ORDER_SET_STATUS] = { "UPDATE orders SET status = ?2, updated_at = ?3 WHERE id = ?1",
+                              "update an order" },
+    [ST_RUN_BY_KEY] = { "SELECT id FROM runs WHERE workflow_id = ?1 AND idempotency_key = ?2",
+                        "look up an idempotency key" },
+    [ST_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
+                        " idempotency_key, created_at, deadline_at, last_seq)"
+                        " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, 0)",
+                        "create a run" },
+    [ST_RUN_GUARD] = { "SELECT status, order_id FROM runs WHERE id = ?1", "read a run" },
+    [ST_RUN_STARTED] = { "UPDATE runs SET started_at = ?2 WHERE id = ?1 AND started_at IS NULL",
+                         "start a run" },
+    [ST_RUN_RECOMPUTE] = { "UPDATE runs SET status = CASE"
+                           " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1"
+                           " AND status = 'running')"
+                           " THEN 'running'"
+                           " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1"
+                           " AND status IN ('retrying', 'waiting')) THEN 'waiting'"
+                           " ELSE status END"
+                           " WHERE id = ?1 AND status IN ('pending', 'running', 'waiting')",
+                           "update a run's status" },
+    [ST_RUN_FINISH] = { "UPDATE runs SET status = ?2, output = ?3, error_message = ?4,"
+                        " completed_at = ?5 WHERE id = ?1",
+                        "finish a run" },
+    [ST_RUN_NEXT_SEQ] = { "UPDATE runs SET last_seq = last_seq + 1 WHERE id = ?1"
+                          " RETURNING last_seq",
+                          "number an event" },
+    [ST_STEP_INSERT] = { "INSERT INTO steps (run_id, idx, step_id, type, status, attempt,"
+                         " max_attempts, depends_on, idempotency_key)"
+                         " VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?1 || '/' || ?3)",
+                         "create a step" },
+    [ST_STEP_GUARD] = { "SELECT status, attempt FROM steps" WHERE_STEP, "read a step" },
+    [ST_STEP_START] = { "UPDATE steps SET status = 'running', attempt = ?3, started_at = ?4,"
+                        " completed_at = NULL, wake_at = NULL, error_message = NULL,"
+                        " error_code = NULL" WHERE_STEP,
+                        "start a step" },
+    [ST_STEP_COMPLETE] = { "UPDATE steps SET status = 'completed', output = ?3,"
+                           " completed_at = ?4" WHERE_STEP,
+                           "complete a step" },
+    [ST_STEP_RETRY] = { "UPDATE steps SET status = 'retrying', wake_at = ?3,"
+                        " error_message = ?4, error_code = ?5" WHERE_STEP,
+                        "schedule a retry" },
+    [ST_STEP_FAIL] = { "UPDATE steps SET status = 'failed', completed_at = ?3,"
+                       " error_message = ?4, error_code = ?5" WHERE_STEP,
+                       "fail a step" },
+    [ST_STEP_SKIP] = { "UPDATE steps SET status = 'skipped', completed_at = ?3" WHERE_STEP,
+                       "skip a step" },
+    [ST_STEPS_CANCEL] = { "UPDATE steps SET status = 'cancelled', completed_at = ?2,"
+                          " wake_at = NULL WHERE run_id = ?1"
+                          " AND status IN ('pending', 'running', 'retrying', 'waiting')",
+                          "cancel a run's steps" },
+    [ST_EVENT_INSERT] = { "INSERT INTO events (run_id, seq, type, step_id, at, data)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                          "append an event" },
+    [ST_WF_BY_ID] = { WF_COLS " WHERE id = ?1", "read a workflow" },
+    [ST_WF_BY_NAME] = { WF_COLS " WHERE name = ?1 ORDER BY version DESC LIMIT 1",
+                        "read a workflow" },
+    [ST_RUN_LOAD] = { "SELECT r.id, r.workflow_id, w.definition, r.status, r.input, r.order_id,"
+                      " r.created_at, r.deadline_at"
+                      " FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = ?1",
+                      "read a run" },
+    [ST_STEPS_LOAD] = { "SELECT step_id, status, attempt, wake_at, started_at, output"
+                        " FROM steps WHERE run_id = ?1 ORDER BY idx",
+                        "read a run's steps" },
+    /* INDEXED BY: without statistics the planner picks runs_status and sorts. */
+    [ST_RUNS_UNFINISHED] = { "SELECT id, created_at FROM runs INDEXED BY runs_unfinished"
+                             " WHERE status IN ('pending', 'running', 'waiting')"
+                             " AND (created_at, id) > (?1, ?2) ORDER BY created_at, id LIMIT ?3",
+                             "list unfinished runs" },
+    [ST_RUN_STATUS] = { "SELECT status FROM runs WHERE id = ?1", "read a run's status" },
+    [ST_RUN_JSON] = { "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input,"
+                      " r.output, r.order_id, r.idempotency_key, r.error_message,"
+                      " r.created_at, r.started_at, r.completed_at"
+                      " FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = ?1",
+                      "read a run" },
+    [ST_STEPS_JSON] = { "SELECT step_id, type, status, attempt, max_attempts, depends_on,"
+                        " started_at, completed_at, wake_at, error_message, output"
+                        " FROM steps WHERE run_id = ?1 ORDER BY idx",
+                        "read a run's steps" },
+    [ST_EVENTS_JSON] = { "SELECT seq, type, step_id, at, data FROM events"
+                         " WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+                         "read a run's events" },
+    [ST_ORDER_JSON] = { "SELECT id, amount, status, created_at, updated_at FROM orders"
+                        " WHERE id = ?1",
+                        "read an order" },
+};
+
+/* What st does, for an error message: the statement is found by its SQL,
+ * which is cheap enough on the error path and saves every call site a
+ * parameter. */
+static const char *stmt_what(sqlite3_stmt *st)
+{
+    const char *sql = sqlite3_sql(st);
+    size_t i;
+
+    for (i = 0; sql && i < ST_COUNT; i++) {
+        if (strcmp(sql, stmt_defs[i].sql) == 0)
+            return stmt_defs[i].what;
+    }
+    return "run a statement";
+}
+
+/* Binds the arguments described by fmt (see stmt_get) to ?1, ?2, ... */
+static int bind_args(sqlite3_stmt *st, const char *fmt, va_list ap)
+{
+    int rc = SQLITE_OK;
+    int i;
+
+    for (i = 0; fmt[i] && rc == SQLITE_OK; i++) {
+        int pos = i + 1;
+        switch (fmt[i]) {
+        case 's':
+            rc = sqlite3_bind_text(st, pos, va_arg(ap, const char *), -1, SQLITE_STATIC);
+            break;
+        case 'I':
+            rc = sqlite3_bind_int64(st, pos, va_arg(ap, int64_t));
+            break;
+        case 'i':
+            rc = sqlite3_bind_int(st, pos, va_arg(ap, int));
+            break;
+        case 'f':
+            rc = sqlite3_bind_double(st, pos, va_arg(ap, double));
+            break;
+        case 'T': {
+            int64_t ms = va_arg(ap, int64_t);
+            rc = ms ? sqlite3_bind_int64(st, pos, ms) : sqlite3_bind_null(st, pos);
+            break;
+        }
+        default:
+            DUR_ASSERT(!"bad bind format");
+        }
+    }
+    return rc;
+}
+
+static durable_code stmt_vget(struct conn *c, enum stmt_id id, sqlite3_stmt **out,
+                              durable_error *err, const char *fmt, va_list ap)
+{
+    const struct stmt_def *def = &stmt_defs[id];
+    sqlite3_stmt *st = c->stmts[id];
+    int rc;
+
+    DUR_ASSERT(id < ST_COUNT && def->sql);
+    *out = NULL;
+    if (!st) {
+        rc = sqlite3_prepare_v3(c->db, def->sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+        if (rc != SQLITE_OK) {
+            return err_set(err, DURABLE_EIO, "could not %s: %s", def->what, sqlite3_errmsg(c->db));
+        }
+        c->stmts[id] = st;
+    }
+    stmt_release(st);
+    rc = bind_args(st, fmt, ap);
+    if (rc != SQLITE_OK) {
+        stmt_release(st);
+        return err_set(err, DURABLE_EIO, "could not %s: %s", def->what, sqlite3_errstr(rc));
+    }
+    *out = st;
+    return DURABLE_OK;
+}
+
+durable_code stmt_get(struct conn *c, enum stmt_id id, sqlite3_stmt **out, durable_error *err,
+                      const char *fmt, ...)
+{
+    durable_code rc;
+    va_list ap;
+
+    va_start(ap, fmt);
+    rc = stmt_vget(c, id, out, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+durable_code stmt_step(sqlite3_stmt *st, bool *has_row, durable_error *err)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        if (has_row)
+            *has_row = rc == SQLITE_ROW;
+        return DURABLE_OK;
+    }
+    return err_set(err, DURABLE_EIO, "could not %s: %s", stmt_what(st),
+                   sqlite3_errmsg(sqlite3_db_handle(st)));
+}
+
+void stmt_release(sqlite3_stmt *st)
+{
+    if (!st)
+        return;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+durable_code stmt_exec(struct conn *c, enum stmt_id id, durable_error *err, const char *fmt, ...)
+{
+    sqlite3_stmt *st = NULL;
+    durable_code rc;
+    va_list ap;
+
+    va_start(ap, fmt);
+    rc = stmt_vget(c, id, &st, err, fmt, ap);
+    va_end(ap);
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, NULL, err);
+    stmt_release(st);
+    return rc;
+}
+
+char *col_strdup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? xstrdup((const char *)t) : NULL;
+}
+
+const char *col_text(sqlite3_stmt *st, int col)
+{
+    return (const char *)sqlite3_column_text(st, col);
+}
+
+void col_copy_id(sqlite3_stmt *st, int col, char out[ID_MAX])
+{
+    const char *t = col_text(st, col);
+    snprintf(out, ID_MAX, "%s", t ? t : "");
+}
+
+/* ---- statuses ---- */
+
+const char *store_run_status_static(const char *s)
+{
+    static const char *const all[] = { RUN_PENDING,   RUN_RUNNING, RUN_WAITING,
+                                       RUN_COMPLETED, RUN_FAILED,  RUN_CANCELLED };
+    size_t i;
+
+    for (i = 0; s && i < DUR_ARRAY_LEN(all); i++) {
+        if (strcmp(s, all[i]) == 0)
+            return all[i];
+    }
+    return NULL;
+}
+
+bool store_run_status_is_finished(const char *status)
+{
+    return strcmp(status, RUN_COMPLETED) == 0 || strcmp(status, RUN_FAILED) == 0 ||
+           strcmp(status, RUN_CANCELLED) == 0;
+}
+
+/* ---- opening ---- */
+
+/* Runs a PRAGMA (a constant text) and copies its first result into out. */
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t out_len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+    out[0] = '\0';
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        snprintf(out, out_len, "%s", t ? t : "");
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static durable_code conn_pragmas(struct conn *c, const char *path, durable_durability durability,
+                                 bool is_reader, durable_error *err)
+{
+    const char *sync = durability == DURABLE_DURABILITY_PROCESS ? "PRAGMA synchronous=NORMAL"
+                                                                : "PRAGMA synchronous=FULL";
+    char mode[16];
+    int rc;
+
+    sqlite3_extended_result_codes(c->db, 1);
+    rc = sqlite3_busy_timeout(c->db, 10000);
+    if (rc == SQLITE_OK)
+        rc = pragma_text(c->db, "PRAGMA journal_mode=WAL", mode, sizeof(mode));
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(c->db, sync, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(c->db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+    if (rc == SQLITE_OK && is_reader)
+        rc = sqlite3_exec(c->db, "PRAGMA query_only=ON", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        return err_set(err, DURABLE_EIO, "could not open database \"%s\": %s", path,
+                       sqlite3_errmsg(c->db));
+    }
+    if (strcmp(mode, "wal") != 0) {
+        return err_set(err, DURABLE_EIO,
+                       "could not open database \"%s\": journal mode is \"%s\", not wal", path,
+                       mode);
+    }
+    return DURABLE_OK;
+}
+
+static durable_code conn_open(struct conn *c, const char *path, durable_durability durability,
+                              bool is_reader, durable_error *err)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (is_reader ? 0 : SQLITE_OPEN_CREATE);
+    int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+
+    if (rc != SQLITE_OK) {
+        return err_set(err, DURABLE_EIO, "could not open database \"%s\": %s", path,
+                       c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    }
+    return conn_pragmas(c, path, durability, is_reader, err);
+}
+
+static void conn_close(struct conn *c)
+{
+    size_t i;
+
+    for (i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(c->stmts[i]);
+        c->stmts[i] = NULL;
+    }
+    sqlite3_close(c->db); /* accepts NULL */
+    c->db = NULL;
+}
+
+/* The version recorded in schema_version (0 for a new database). */
+static int read_version(sqlite3 *db, int *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &st,
+                                NULL);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int write_version(sqlite3 *db, int version)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_exec(db, "DELETE FROM schema_version", NULL, NULL, NULL);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db, "INSERT INTO schema_version (version) VALUES (?1)", -1, &st,
+                                NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 1, version);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        rc = SQLITE_OK;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Brings the schema to store_schema_version() in one transaction. */
+static durable_code migrate(sqlite3 *db, const char *path, durable_error *err)
+{
+    int known = store_schema_version();
+    int version = 0;
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    durable_code code = DURABLE_OK;
+
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(db,
+                          "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+                          NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK)
+        rc = read_version(db, &version);
+    if (rc == SQLITE_OK && version > known) {
+        code = err_set(err, DURABLE_EUNSUPPORTED,
+                       "database schema version %d is newer than this durable (knows %d)", version,
+                       known);
+        goto done;
+    }
+    for (; rc == SQLITE_OK && version < known; version++)
+        rc = sqlite3_exec(db, migrations[version], NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = write_version(db, version);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        code = err_set(err, DURABLE_EIO, "could not migrate database \"%s\": %s", path,
+                       sqlite3_errmsg(db));
+    }
+done:
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return code;
+}
+
+durable_code store_open(const char *path, durable_durability durability, struct store **out,
+                        durable_error *err)
+{
+    struct store *s = xcalloc(1, sizeof(*s));
+    durable_code rc;
+
+    *out = NULL;
+    s->path = xstrdup(path);
+    s->durability = durability;
+    if (pthread_mutex_init(&s->read_mu, NULL) != 0) {
+        free(s->path);
+        free(s);
+        return err_set(err, DURABLE_ENOMEM, "could not open database \"%s\": no mutex", path);
+    }
+    rc = conn_open(&s->w, path, durability, false, err);
+    if (rc == DURABLE_OK)
+        rc = migrate(s->w.db, path, err);
+    if (rc == DURABLE_OK)
+        rc = conn_open(&s->r, path, durability, true, err);
+    if (rc != DURABLE_OK) {
+        store_close(s);
+        return rc;
+    }
+    *out = s;
+    return DURABLE_OK;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    conn_close(&s->r);
+    conn_close(&s->w);
+    pthread_mutex_destroy(&s->read_mu);
+    free(s->path);
+    free(s);
+}
+
+durable_code store_synchronous(struct store *s, int *out_level, durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    durable_code rc;
+
+    rc = stmt_get(&s->w, ST_PRAGMA_SYNCHRONOUS, &st, err, "");
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && !has_row)
+        rc = err_set(err, DURABLE_EIO, "could not read the synchronous setting: no result");
+    if (rc == DURABLE_OK)
+        *out_level = sqlite3_column_int(st, 0);
+    stmt_release(st);
+    return rc;
+}
+
+void store_read_lock(struct store *s)
+{
+    int rc = pthread_mutex_lock(&s->read_mu);
+    DUR_ASSERT(rc == 0);
+}
+
+void store_read_unlock(struct store *s)
+{
+    int rc = pthread_mutex_unlock(&s->read_mu);
+    DUR_ASSERT(rc == 0);
+}
+
+/* ---- transactions (writer thread) ---- */
+
+durable_code store_tx_begin(struct store *s, durable_error *err)
+{
+    return stmt_exec(&s->w, ST_BEGIN, err, "");
+}
+
+durable_code store_tx_commit(struct store *s, durable_error *err)
+{
+    return stmt_exec(&s->w, ST_COMMIT, err, "");
+}
+
+void store_tx_rollback(struct store *s)
+{
+    /* After some errors SQLite has already rolled back on its own. */
+    if (sqlite3_get_autocommit(s->w.db))
+        return;
+    if (stmt_exec(&s->w, ST_ROLLBACK, NULL, "") != DURABLE_OK)
+        log_error("could not roll back: %s", sqlite3_errmsg(s->w.db));
+}
+
+/* ---- events ---- */
+
+/* Adds an event to ev; takes ownership of data_json. */
+static void event_push(struct store_events *ev, const struct event_key *k, int64_t seq,
+                       const char *type, char *data_json)
+{
+    struct store_event *e;
+
+    if (ev->n == ev->cap) {
+        ev->cap = ev->cap ? ev->cap * 2 : 16;
+        ev->items = xrealloc(ev->items, ev->cap * sizeof(*ev->items));
+    }
+    e = &ev->items[ev->n++];
+    snprintf(e->run_id, sizeof(e->run_id), "%s", k->run_id);
+    snprintf(e->type, sizeof(e->type), "%s", type);
+    e->seq = seq;
+    e->step_id = k->step_id ? xstrdup(k->step_id) : NULL;
+    e->at_ms = k->at_ms;
+    e->data_json = data_json;
+}
+
+durable_code store_event_append(struct store *s, struct store_events *events,
+                                const struct event_key *k, const char *type, json_t *data,
+                                durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
+    bool has_row = false;
+    int64_t seq = 0;
+    durable_code rc;
+
+    json_decref(data);
+    if (!text) {
+        rc = err_set(err, DURABLE_EIO, "could not encode the data of event \"%s\"", type);
+        goto done;
+    }
+    rc = stmt_get(&s->w, ST_RUN_NEXT_SEQ, &st, err, "s", k->run_id);
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && !has_row)
+        rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", k->run_id);
+    if (rc == DURABLE_OK)
+        seq = sqlite3_column_int64(st, 0);
+    stmt_release(st);
+    if (rc == DURABLE_OK) {
+        rc = stmt_exec(&s->w, ST_EVENT_INSERT, err, "sIssIs", k->run_id, seq, type, k->step_id,
+                       k->at_ms, text);
+    }
+    if (rc == DURABLE_OK && events) {
+        event_push(events, k, seq, type, text);
+        text = NULL;
+    }
+done:
+    free(text);
+    return rc;
+}
+
+void store_events_truncate(struct store_events *ev, size_t n)
+{
+    while (ev->n > n) {
+        struct store_event *e = &ev->items[--ev->n];
+        free(e->step_id);
+        free(e->data_json);
+        e->step_id = NULL;
+        e->data_json = NULL;
+    }
+}
+
+void store_events_clear(struct store_events *ev)
+{
+    store_events_truncate(ev, 0);
+}
+
+void store_events_release(struct store_events *ev)
+{
+    store_events_clear(ev);
+    free(ev->items);
+    ev->items = NULL;
+    ev->cap = 0;
+}

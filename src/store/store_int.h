@@ -1,0 +1,141 @@
+/*
+ * store_int.h - private types shared by the files of the SQLite store.
+ *
+ * sqlite.c opens the connections, runs the migrations and owns the statement
+ * cache and the small helpers below; apply.c applies transitions on the write
+ * connection; read.c and json.c read through the read connection.
+ *
+ * Threads: the write connection (s->w) belongs to the writer thread; the read
+ * connection (s->r) may be used by any thread holding s->read_mu. Each
+ * connection has its own cache of prepared statements, created on first use
+ * and reset after every use, so that no statement keeps a read snapshot open
+ * between calls.
+ */
+#ifndef DURABLE_STORE_STORE_INT_H
+#define DURABLE_STORE_STORE_INT_H
+
+#include "util/common.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+/* Every SQL statement the store runs, cached per connection. */
+enum stmt_id {
+    ST_BEGIN = 0,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_SP_RELEASE,
+    ST_SP_ROLLBACK,
+    ST_PRAGMA_SYNCHRONOUS,
+    /* writes */
+    ST_WF_LATEST,
+    ST_WF_INSERT,
+    ST_WF_EXISTS,
+    ST_ORDER_INSERT,
+    ST_ORDER_EXISTS,
+    ST_ORDER_STATUS,
+    ST_ORDER_SET_STATUS,
+    ST_RUN_BY_KEY,
+    ST_RUN_INSERT,
+    ST_RUN_GUARD,
+    ST_RUN_STARTED,
+    ST_RUN_RECOMPUTE,
+    ST_RUN_FINISH,
+    ST_RUN_NEXT_SEQ,
+    ST_STEP_INSERT,
+    ST_STEP_GUARD,
+    ST_STEP_START,
+    ST_STEP_COMPLETE,
+    ST_STEP_RETRY,
+    ST_STEP_FAIL,
+    ST_STEP_SKIP,
+    ST_STEPS_CANCEL,
+    ST_EVENT_INSERT,
+    /* reads */
+    ST_WF_BY_ID,
+    ST_WF_BY_NAME,
+    ST_RUN_LOAD,
+    ST_STEPS_LOAD,
+    ST_RUNS_UNFINISHED,
+    ST_RUN_STATUS,
+    ST_RUN_JSON,
+    ST_STEPS_JSON,
+    ST_EVENTS_JSON,
+    ST_ORDER_JSON,
+    ST_COUNT
+};
+
+/* One SQLite connection and its statements. Confined to one thread at a time. */
+struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmts[ST_COUNT];
+};
+
+struct store {
+    char *path;
+    durable_durability durability;
+    struct conn w; /* writer thread only */
+    struct conn r; /* guarded by read_mu */
+    pthread_mutex_t read_mu;
+};
+
+/* Take and release read_mu, which guards the read connection r. */
+void store_read_lock(struct store *s);
+void store_read_unlock(struct store *s);
+
+/*
+ * Returns the cached statement id of c, preparing it on first use, reset and
+ * with the arguments bound as described by fmt, one letter per parameter
+ * ?1, ?2, ...: 's' const char * (NULL binds NULL), 'I' int64_t, 'i' int,
+ * 'f' double, 'T' int64_t time in ms where 0 binds NULL. Strings are bound
+ * without copying: they must stay valid until stmt_release.
+ * Errors read "could not <what the statement does>: <sqlite's reason>".
+ */
+durable_code stmt_get(struct conn *c, enum stmt_id id, sqlite3_stmt **out, durable_error *err,
+                      const char *fmt, ...);
+
+/* sqlite3_step: *has_row true on SQLITE_ROW, false on SQLITE_DONE (has_row
+ * may be NULL for writes); any other result is DURABLE_EIO. */
+durable_code stmt_step(sqlite3_stmt *st, bool *has_row, durable_error *err);
+
+/* Resets st and clears its bindings. Accepts NULL. */
+void stmt_release(sqlite3_stmt *st);
+
+/* stmt_get + one stmt_step + stmt_release, for writes. */
+durable_code stmt_exec(struct conn *c, enum stmt_id id, durable_error *err, const char *fmt, ...);
+
+/* Column helpers: NULL becomes NULL / 0. col_strdup returns an owned copy. */
+char *col_strdup(sqlite3_stmt *st, int col);
+const char *col_text(sqlite3_stmt *st, int col);
+void col_copy_id(sqlite3_stmt *st, int col, char out[ID_MAX]);
+
+/* The run status as a static string (RUN_*), or NULL if s is none of them. */
+const char *store_run_status_static(const char *s);
+bool store_run_status_is_finished(const char *status);
+
+/* Where an event belongs: its run, its step (or NULL) and its time. */
+struct event_key {
+    const char *run_id;
+    const char *step_id;
+    int64_t at_ms;
+};
+
+/* Appends an event to the run's history with the run's next seq, and to
+ * `events` (may be NULL). Takes ownership of data (freed even on error). */
+durable_code store_event_append(struct store *s, struct store_events *events,
+                                const struct event_key *k, const char *type, json_t *data,
+                                durable_error *err);
+
+/* Frees the events of `ev` from index n on and truncates it to n. */
+void store_events_truncate(struct store_events *ev, size_t n);
+
+/* Applies a business action (store_builtin_actions) to the run's order
+ * inside the caller's savepoint: DURABLE_EACTION if it refuses. */
+durable_code store_action_apply(struct store *s, const struct transition *t, const char *order_id,
+                                struct store_events *events, durable_error *err);
+
+#endif

@@ -1,0 +1,1078 @@
+/*
+ * test_store.c - unit tests of the SQLite store through store.h.
+ *
+ * Each test gets a fresh database in its own temporary directory (removed
+ * afterwards) and drives the store the way the engine's writer does: one
+ * transaction per transition, or several in one batch. Assertions read back
+ * through the store's own JSON and record reads, and through a separate raw
+ * SQLite connection where the store offers no read (schema_version).
+ */
+#include "util/common.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "def/def.h"
+#include "store/store.h"
+
+#define T0 1700000000000LL /* a fixed "now" in Unix ms */
+
+struct fixture {
+    char dir[64];
+    char path[128];
+    struct store *s;
+    struct store_events ev;
+    char wf_id[ID_MAX];
+};
+
+static const char *const wf_def = "{\"name\":\"shop\",\"steps\":[]}";
+
+/* ---- helpers ---- */
+
+/* Applies one transition in its own transaction; rolls back on failure. */
+static durable_code apply1(struct fixture *f, const struct transition *t,
+                           struct transition_result *res, durable_error *err)
+{
+    durable_code rc = store_tx_begin(f->s, err);
+
+    assert_int_equal(rc, DURABLE_OK);
+    rc = store_apply(f->s, t, &f->ev, res, err);
+    if (rc == DURABLE_OK)
+        assert_int_equal(store_tx_commit(f->s, err), DURABLE_OK);
+    else
+        store_tx_rollback(f->s);
+    return rc;
+}
+
+static void apply_ok(struct fixture *f, const struct transition *t, struct transition_result *res)
+{
+    durable_error err = { DURABLE_OK, "" };
+    durable_code rc = apply1(f, t, res, &err);
+
+    if (rc != DURABLE_OK)
+        fail_msg("transition %d failed: %s", (int)t->kind, err.msg);
+}
+
+static void put_workflow(struct fixture *f, const char *name, const char *def,
+                         struct transition_result *res)
+{
+    struct transition t = {
+        .kind = TR_WORKFLOW_PUT, .at_ms = T0, .wf_name = name, .wf_definition = def
+    };
+    apply_ok(f, &t, res);
+}
+
+static void create_order(struct fixture *f, const char *id, double amount)
+{
+    struct transition t = {
+        .kind = TR_ORDER_CREATE, .at_ms = T0, .order_id = id, .order_amount = amount
+    };
+    apply_ok(f, &t, NULL);
+}
+
+/* Three steps a, b (after a), c; with an order and a key when given. */
+static void create_run(struct fixture *f, const char *run_id, const char *order_id, const char *key,
+                       struct transition_result *res)
+{
+    static const struct transition_step_init steps[] = {
+        { "a", "task", 3, "[]" },
+        { "b", "task", 1, "[\"a\"]" },
+        { "c", "log", 1, NULL },
+    };
+    struct transition t = { .kind = TR_RUN_CREATE,
+                            .at_ms = T0 + 1,
+                            .run_id = run_id,
+                            .workflow_id = f->wf_id,
+                            .input_json = "{\"n\":1}",
+                            .order_id = order_id,
+                            .idempotency_key = key,
+                            .steps = steps,
+                            .n_steps = DUR_ARRAY_LEN(steps) };
+    apply_ok(f, &t, res);
+}
+
+static struct transition step_tr(enum transition_kind kind, const char *run_id, const char *step_id,
+                                 int attempt, int64_t at_ms)
+{
+    struct transition t = {
+        .kind = kind, .at_ms = at_ms, .run_id = run_id, .step_id = step_id, .attempt = attempt
+    };
+    return t;
+}
+
+static void step_ok(struct fixture *f, enum transition_kind kind, const char *run_id,
+                    const char *step_id, int attempt)
+{
+    struct transition t = step_tr(kind, run_id, step_id, attempt, T0 + 10);
+    apply_ok(f, &t, NULL);
+}
+
+/* The run's events as parsed JSON (owned). */
+static json_t *events_of(struct fixture *f, const char *run_id, int64_t after)
+{
+    durable_error err = { DURABLE_OK, "" };
+    char *text = NULL;
+    json_t *v;
+
+    assert_int_equal(store_events_json(f->s, run_id, after, &text, &err), DURABLE_OK);
+    v = json_loads(text, 0, NULL);
+    free(text);
+    assert_non_null(v);
+    assert_true(json_is_array(v));
+    return v;
+}
+
+static size_t event_count(struct fixture *f, const char *run_id)
+{
+    json_t *v = events_of(f, run_id, 0);
+    size_t n = json_array_size(v);
+    json_decref(v);
+    return n;
+}
+
+/* Event seqs are exactly 1..n. */
+static void assert_seqs_dense(json_t *events)
+{
+    for (size_t i = 0; i < json_array_size(events); i++) {
+        json_t *seq = json_object_get(json_array_get(events, i), "seq");
+        assert_int_equal(json_integer_value(seq), (json_int_t)i + 1);
+    }
+}
+
+static const char *event_type(json_t *events, size_t i)
+{
+    return json_string_value(json_object_get(json_array_get(events, i), "type"));
+}
+
+static json_t *doc_of(durable_code (*read)(struct store *, const char *, char **, durable_error *),
+                      struct fixture *f, const char *id)
+{
+    durable_error err = { DURABLE_OK, "" };
+    char *text = NULL;
+    json_t *v;
+
+    if (read(f->s, id, &text, &err) != DURABLE_OK)
+        fail_msg("read \"%s\": %s", id, err.msg);
+    v = json_loads(text, 0, NULL);
+    free(text);
+    assert_non_null(v);
+    return v;
+}
+
+static const char *step_field(json_t *run, const char *step_id, const char *field)
+{
+    json_t *steps = json_object_get(run, "steps");
+
+    for (size_t i = 0; i < json_array_size(steps); i++) {
+        json_t *st = json_array_get(steps, i);
+        if (strcmp(json_string_value(json_object_get(st, "step_id")), step_id) == 0)
+            return json_string_value(json_object_get(st, field));
+    }
+    fail_msg("no step \"%s\"", step_id);
+    return NULL;
+}
+
+static void assert_run_status(struct fixture *f, const char *run_id, const char *want)
+{
+    durable_error err = { DURABLE_OK, "" };
+    const char *status = NULL;
+
+    assert_int_equal(store_run_status(f->s, run_id, &status, &err), DURABLE_OK);
+    assert_string_equal(status, want);
+}
+
+static void assert_step_status(struct fixture *f, const char *run_id, const char *step_id,
+                               const char *want)
+{
+    json_t *run = doc_of(store_run_json, f, run_id);
+    assert_string_equal(step_field(run, step_id, "status"), want);
+    json_decref(run);
+}
+
+static const char *order_status(struct fixture *f, const char *order_id, char buf[32])
+{
+    json_t *o = doc_of(store_order_json, f, order_id);
+    snprintf(buf, 32, "%s", json_string_value(json_object_get(o, "status")));
+    json_decref(o);
+    return buf;
+}
+
+static sqlite3 *raw_open(struct fixture *f)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    return db;
+}
+
+static int raw_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int v;
+
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* ---- fixture ---- */
+
+static int setup_empty(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/durable-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/durable.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    durable_error err = { DURABLE_OK, "" };
+    struct transition_result res;
+    struct fixture *f;
+
+    setup_empty(state);
+    f = *state;
+    assert_int_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &f->s, &err), DURABLE_OK);
+    put_workflow(f, "shop", wf_def, &res);
+    snprintf(f->wf_id, sizeof(f->wf_id), "%s", res.id);
+    store_events_clear(&f->ev);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char p[160];
+
+    store_close(f->s);
+    store_events_release(&f->ev);
+    unlink(f->path);
+    snprintf(p, sizeof(p), "%s-wal", f->path);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", f->path);
+    unlink(p);
+    assert_int_equal(rmdir(f->dir), 0);
+    free(f);
+    return 0;
+}
+
+/* ---- schema ---- */
+
+static void test_migrate_from_empty_and_reopen(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    sqlite3 *db;
+
+    assert_int_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &f->s, &err), DURABLE_OK);
+    store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &f->s, &err), DURABLE_OK);
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_version"), 1);
+    assert_int_equal(raw_int(db, "SELECT version FROM schema_version"), store_schema_version());
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                                 " AND name IN ('workflows', 'runs', 'steps', 'events',"
+                                 " 'orders')"),
+                     5);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM pragma_journal_mode"
+                                 " WHERE journal_mode = 'wal'"),
+                     1);
+    sqlite3_close(db);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct store *s2 = (struct store *)f;
+    char want[128];
+    sqlite3 *db;
+
+    assert_int_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &f->s, &err), DURABLE_OK);
+    store_close(f->s);
+    f->s = NULL;
+    db = raw_open(f);
+    assert_int_equal(sqlite3_exec(db, "UPDATE schema_version SET version = 7", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_not_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &s2, &err), DURABLE_OK);
+    assert_null(s2);
+    snprintf(want, sizeof(want), "database schema version 7 is newer than this durable (knows %d)",
+             store_schema_version());
+    assert_string_equal(err.msg, want);
+}
+
+static void test_open_error(void **state)
+{
+    durable_error err = { DURABLE_OK, "" };
+    struct store *s = NULL;
+
+    (void)state;
+    assert_int_equal(store_open("/nonexistent-dir/x/durable.db", DURABLE_DURABILITY_FULL, &s, &err),
+                     DURABLE_EIO);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "could not open database \"/nonexistent-dir/x/durable.db\": "));
+}
+
+static void test_open_not_a_database(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct store *s = NULL;
+    FILE *fp = fopen(f->path, "w");
+    char want[200];
+
+    assert_non_null(fp);
+    fputs("this is not a database, not even close; it is a text file of some length\n", fp);
+    fclose(fp);
+    assert_int_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &s, &err), DURABLE_EIO);
+    assert_null(s);
+    snprintf(want, sizeof(want), "could not open database \"%s\": file is not a database", f->path);
+    assert_string_equal(err.msg, want);
+}
+
+static void test_durability_pragma(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    int level = -1;
+
+    assert_int_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &f->s, &err), DURABLE_OK);
+    assert_int_equal(store_synchronous(f->s, &level, &err), DURABLE_OK);
+    assert_int_equal(level, 2); /* FULL */
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, DURABLE_DURABILITY_PROCESS, &f->s, &err), DURABLE_OK);
+    assert_int_equal(store_synchronous(f->s, &level, &err), DURABLE_OK);
+    assert_int_equal(level, 1); /* NORMAL */
+}
+
+/* ---- workflows ---- */
+
+static void test_workflow_versions(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition_result r1, r2, r3;
+    struct workflow_record w;
+
+    put_workflow(f, "shop", wf_def, &r1); /* identical to the setup's */
+    assert_false(r1.created);
+    assert_int_equal(r1.version, 1);
+    assert_string_equal(r1.id, f->wf_id);
+    put_workflow(f, "shop", "{\"name\":\"shop\",\"steps\":[1]}", &r2);
+    assert_true(r2.created);
+    assert_int_equal(r2.version, 2);
+    assert_string_not_equal(r2.id, r1.id);
+    put_workflow(f, "other", wf_def, &r3);
+    assert_true(r3.created);
+    assert_int_equal(r3.version, 1);
+    assert_true(f->ev.n == 0);
+
+    assert_int_equal(store_workflow_get(f->s, "shop", &w, &err), DURABLE_OK);
+    assert_string_equal(w.id, r2.id);
+    assert_int_equal(w.version, 2);
+    assert_string_equal(w.name, "shop");
+    workflow_record_release(&w);
+    assert_int_equal(store_workflow_get(f->s, r1.id, &w, &err), DURABLE_OK);
+    assert_int_equal(w.version, 1);
+    assert_string_equal(w.definition, wf_def);
+    assert_int_equal(w.created_at_ms, T0);
+    workflow_record_release(&w);
+    assert_int_equal(store_workflow_get(f->s, "nope", &w, &err), DURABLE_ENOTFOUND);
+    assert_string_equal(err.msg, "workflow \"nope\" not found");
+}
+
+/* ---- runs ---- */
+
+static void test_run_create_idempotency(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition_result r1, r2, r3, r4;
+    char found_id[ID_MAX];
+    bool found = false;
+
+    create_run(f, NULL, NULL, "k1", &r1);
+    assert_true(r1.created);
+    assert_int_equal(f->ev.n, 1);
+    assert_string_equal(f->ev.items[0].type, "run_created");
+    assert_int_equal(f->ev.items[0].seq, 1);
+    create_run(f, NULL, NULL, "k1", &r2);
+    assert_false(r2.created);
+    assert_string_equal(r2.id, r1.id);
+    assert_int_equal(f->ev.n, 1); /* nothing written */
+    assert_int_equal(event_count(f, r1.id), 1);
+
+    create_run(f, "run_x", NULL, NULL, &r3);
+    create_run(f, "run_y", NULL, NULL, &r4);
+    assert_true(r3.created && r4.created);
+    assert_string_equal(r3.id, "run_x");
+    assert_string_equal(r4.id, "run_y");
+
+    assert_int_equal(store_run_find_by_key(f->s, f->wf_id, "k1", found_id, &found, &err),
+                     DURABLE_OK);
+    assert_true(found);
+    assert_string_equal(found_id, r1.id);
+    assert_int_equal(store_run_find_by_key(f->s, f->wf_id, "k2", found_id, &found, &err),
+                     DURABLE_OK);
+    assert_false(found);
+    assert_run_status(f, r1.id, RUN_PENDING);
+}
+
+static void test_run_create_refusals(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = { .kind = TR_RUN_CREATE,
+                            .at_ms = T0,
+                            .run_id = "run_z",
+                            .workflow_id = f->wf_id,
+                            .order_id = "ord_missing" };
+
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
+    assert_string_equal(err.msg, "order \"ord_missing\" not found");
+    err_clear(&err);
+    t.order_id = NULL;
+    t.workflow_id = "wf_missing";
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
+    assert_string_equal(err.msg, "workflow \"wf_missing\" not found");
+    err_clear(&err);
+    t.workflow_id = f->wf_id;
+    t.input_json = "[1]";
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_EINVAL);
+    assert_int_equal(f->ev.n, 0);
+    assert_int_equal(store_run_status(f->s, "run_z", &(const char *){ NULL }, &err),
+                     DURABLE_ENOTFOUND);
+}
+
+static void test_transitions_and_seqs(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const want[] = { "run_created",     "step_started", "step_failed",
+                                        "retry_scheduled", "step_started", "step_completed",
+                                        "step_skipped",    "step_started", "step_failed",
+                                        "run_failed" };
+    struct transition t;
+    json_t *evs;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    assert_run_status(f, "run_1", RUN_RUNNING);
+    t = step_tr(TR_STEP_RETRY, "run_1", "a", 1, T0 + 20);
+    t.wake_at_ms = T0 + 1020;
+    t.error_message = "boom";
+    t.error_code = "random_failure";
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_1", RUN_WAITING);
+    assert_step_status(f, "run_1", "a", STEP_S_RETRYING);
+    step_ok(f, TR_STEP_START, "run_1", "a", 2);
+    assert_run_status(f, "run_1", RUN_RUNNING);
+    t = step_tr(TR_STEP_COMPLETE, "run_1", "a", 2, T0 + 30);
+    t.output_json = "{\"ok\":true}";
+    apply_ok(f, &t, NULL);
+    step_ok(f, TR_STEP_SKIP, "run_1", "c", 0);
+    step_ok(f, TR_STEP_START, "run_1", "b", 1);
+    t = step_tr(TR_STEP_FAIL, "run_1", "b", 1, T0 + 40);
+    t.error_message = "bad";
+    apply_ok(f, &t, NULL);
+    t = step_tr(TR_RUN_FINISH, "run_1", NULL, 0, T0 + 50);
+    t.run_status = RUN_FAILED;
+    t.error_message = "step \"b\" failed";
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_1", RUN_FAILED);
+
+    evs = events_of(f, "run_1", 0);
+    assert_int_equal(json_array_size(evs), DUR_ARRAY_LEN(want));
+    assert_seqs_dense(evs);
+    for (size_t i = 0; i < DUR_ARRAY_LEN(want); i++) {
+        assert_string_equal(event_type(evs, i), want[i]);
+        assert_string_equal(f->ev.items[i].type, want[i]);
+        assert_int_equal(f->ev.items[i].seq, (int64_t)i + 1);
+    }
+    json_decref(evs);
+}
+
+/* The data of the events written by test_transitions_and_seqs' kinds. */
+static void test_event_data(void **state)
+{
+    struct fixture *f = *state;
+    struct transition t;
+    json_t *evs, *d;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    t = step_tr(TR_STEP_RETRY, "run_1", "a", 1, T0 + 20);
+    t.wake_at_ms = T0 + 1020;
+    t.error_message = "boom";
+    t.error_code = "timeout";
+    apply_ok(f, &t, NULL);
+    evs = events_of(f, "run_1", 0);
+    d = json_object_get(json_array_get(evs, 0), "data");
+    assert_string_equal(json_string_value(json_object_get(d, "workflow_id")), f->wf_id);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "input"), "n")), 1);
+    assert_true(json_is_null(json_object_get(d, "order_id")));
+    d = json_object_get(json_array_get(evs, 1), "data");
+    assert_int_equal(json_integer_value(json_object_get(d, "attempt")), 1);
+    assert_string_equal(json_string_value(json_object_get(d, "idempotency_key")), "run_1/a");
+    d = json_object_get(json_array_get(evs, 2), "data");
+    assert_string_equal(json_string_value(json_object_get(d, "error")), "boom");
+    assert_string_equal(json_string_value(json_object_get(d, "code")), "timeout");
+    assert_true(json_is_false(json_object_get(d, "final")));
+    d = json_object_get(json_array_get(evs, 3), "data");
+    assert_int_equal(json_integer_value(json_object_get(d, "attempt")), 2);
+    assert_int_equal(json_integer_value(json_object_get(d, "delay_ms")), 1000);
+    assert_string_equal(json_string_value(json_object_get(d, "wake_at")),
+                        "2023-11-14T22:13:21.020Z");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 3), "step_id")), "a");
+    json_decref(evs);
+    evs = events_of(f, "run_1", 2); /* after */
+    assert_int_equal(json_array_size(evs), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 0), "seq")), 3);
+    json_decref(evs);
+}
+
+static void test_guards(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t;
+    size_t n;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    t = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 5);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT); /* a is pending */
+    step_ok(f, TR_STEP_START, "run_1", "a", 2);
+    err_clear(&err);
+    t.attempt = 1; /* a late result from attempt 1 */
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg,
+                        "cannot complete step \"a\": attempt 1 is not the current attempt 2");
+    err_clear(&err);
+    t = step_tr(TR_STEP_SKIP, "run_1", "a", 0, T0 + 5);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    err_clear(&err);
+    t = step_tr(TR_STEP_START, "run_1", "zz", 1, T0 + 5);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
+
+    t = step_tr(TR_RUN_FINISH, "run_1", NULL, 0, T0 + 6);
+    t.run_status = RUN_CANCELLED;
+    apply_ok(f, &t, NULL);
+    n = event_count(f, "run_1");
+    err_clear(&err);
+    t = step_tr(TR_STEP_COMPLETE, "run_1", "a", 2, T0 + 7); /* after cancel: ignored */
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run \"run_1\" is already cancelled");
+    err_clear(&err);
+    t = step_tr(TR_RUN_FINISH, "run_1", NULL, 0, T0 + 8);
+    t.run_status = RUN_COMPLETED;
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_int_equal(event_count(f, "run_1"), n);
+    assert_run_status(f, "run_1", RUN_CANCELLED);
+}
+
+static void test_run_finish_cancels_leftovers(void **state)
+{
+    struct fixture *f = *state;
+    struct transition t;
+    json_t *run, *evs;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    step_ok(f, TR_STEP_SKIP, "run_1", "c", 0);
+    t = step_tr(TR_RUN_FINISH, "run_1", NULL, 0, T0 + 9);
+    t.run_status = RUN_CANCELLED;
+    apply_ok(f, &t, NULL);
+    run = doc_of(store_run_json, f, "run_1");
+    assert_string_equal(step_field(run, "a", "status"), STEP_S_CANCELLED);
+    assert_string_equal(step_field(run, "b", "status"), STEP_S_CANCELLED);
+    assert_string_equal(step_field(run, "c", "status"), STEP_S_SKIPPED);
+    assert_string_equal(json_string_value(json_object_get(run, "completed_at")),
+                        "2023-11-14T22:13:20.009Z");
+    json_decref(run);
+    evs = events_of(f, "run_1", 0);
+    assert_string_equal(event_type(evs, json_array_size(evs) - 1), "run_cancelled");
+    json_decref(evs);
+}
+
+static void test_tx_rollback_discards(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_STEP_START, "run_1", "a", 1, T0 + 3);
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK);
+    store_tx_rollback(f->s);
+    assert_int_equal(event_count(f, "run_1"), 1);
+    assert_step_status(f, "run_1", "a", STEP_S_PENDING);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1); /* seq 2 again: no gap */
+    assert_int_equal(f->ev.items[f->ev.n - 1].seq, 2);
+}
+
+/* ---- actions ---- */
+
+static void complete_with_action(struct fixture *f, const char *run_id, const char *step_id,
+                                 const char *action)
+{
+    struct transition t = step_tr(TR_STEP_COMPLETE, run_id, step_id, 1, T0 + 100);
+
+    t.action = action;
+    t.output_json = "{}";
+    step_ok(f, TR_STEP_START, run_id, step_id, 1);
+    apply_ok(f, &t, NULL);
+}
+
+static void test_actions_move_order(void **state)
+{
+    struct fixture *f = *state;
+    char buf[32];
+    json_t *evs, *d;
+
+    create_order(f, "ord_1", 12.5);
+    create_run(f, "run_1", "ord_1", NULL, NULL);
+    assert_string_equal(order_status(f, "ord_1", buf), "pending");
+    complete_with_action(f, "run_1", "a", "validate_order");
+    assert_string_equal(order_status(f, "ord_1", buf), "validated");
+    complete_with_action(f, "run_1", "b", "charge_payment");
+    assert_string_equal(order_status(f, "ord_1", buf), "charged");
+    complete_with_action(f, "run_1", "c", "ship_order");
+    assert_string_equal(order_status(f, "ord_1", buf), "shipped");
+
+    evs = events_of(f, "run_1", 0);
+    assert_seqs_dense(evs);
+    assert_string_equal(event_type(evs, 3), "action_applied");
+    d = json_object_get(json_array_get(evs, 3), "data");
+    assert_string_equal(json_string_value(json_object_get(d, "action")), "validate_order");
+    assert_string_equal(json_string_value(json_object_get(d, "order_id")), "ord_1");
+    assert_string_equal(json_string_value(json_object_get(d, "from")), "pending");
+    assert_string_equal(json_string_value(json_object_get(d, "to")), "validated");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 3), "step_id")), "a");
+    json_decref(evs);
+}
+
+static void test_action_refused_leaves_no_trace(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 100);
+    json_t *before, *after;
+    char reason[DURABLE_ERROR_MSG_SIZE];
+    size_t n_ev;
+
+    create_order(f, "ord_1", 3);
+    create_run(f, "run_1", "ord_1", NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    before = doc_of(store_order_json, f, "ord_1");
+    n_ev = f->ev.n;
+    t.action = "charge_payment";
+    t.output_json = "{\"x\":1}";
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_EACTION);
+    assert_string_equal(
+            err.msg,
+            "action \"charge_payment\" needs order status \"validated\", found \"pending\"");
+    assert_int_equal(f->ev.n, n_ev);
+    /* The writer goes on in the same transaction with a failure. */
+    t.kind = TR_STEP_FAIL;
+    snprintf(reason, sizeof(reason), "%s", err.msg);
+    t.error_message = reason;
+    t.error_code = "action_failed";
+    err_clear(&err);
+    assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+
+    after = doc_of(store_order_json, f, "ord_1");
+    assert_true(json_equal(before, after));
+    assert_step_status(f, "run_1", "a", STEP_S_FAILED);
+    assert_int_equal(event_count(f, "run_1"), 3); /* created, started, failed */
+    json_decref(before);
+    json_decref(after);
+}
+
+static void test_action_refused_step_still_running(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 100);
+    char buf[32];
+
+    create_order(f, "ord_1", 3);
+    create_run(f, "run_1", "ord_1", NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    t.action = "ship_order";
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_EACTION);
+    assert_step_status(f, "run_1", "a", STEP_S_RUNNING);
+    assert_int_equal(event_count(f, "run_1"), 2);
+    assert_string_equal(order_status(f, "ord_1", buf), "pending");
+    err_clear(&err);
+    t.action = "launch_rocket";
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_EACTION);
+    assert_string_equal(err.msg, "unknown action \"launch_rocket\"");
+}
+
+static void test_action_without_order_is_skipped(void **state)
+{
+    struct fixture *f = *state;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    complete_with_action(f, "run_1", "a", "charge_payment");
+    assert_step_status(f, "run_1", "a", STEP_S_COMPLETED);
+    assert_int_equal(event_count(f, "run_1"), 3); /* no action_applied */
+}
+
+static void test_order_create(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = {
+        .kind = TR_ORDER_CREATE, .at_ms = T0, .order_id = "ord_1", .order_amount = 2
+    };
+    struct transition_result res;
+
+    apply_ok(f, &t, &res);
+    assert_string_equal(res.id, "ord_1");
+    assert_true(res.created);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "order \"ord_1\" already exists");
+    err_clear(&err);
+    t.order_id = "ord_2";
+    t.order_amount = NAN;
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_EINVAL);
+}
+
+/* The store implements exactly the actions the definitions may name. */
+static void test_builtin_actions_match_def(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; store_builtin_actions[i] && def_builtin_actions[i]; i++)
+        assert_string_equal(store_builtin_actions[i], def_builtin_actions[i]);
+    assert_null(store_builtin_actions[i]);
+    assert_null(def_builtin_actions[i]);
+}
+
+/* ---- reads ---- */
+
+struct run_counter {
+    size_t n;
+    int64_t last;
+    bool is_ordered;
+};
+
+static durable_code count_run(const struct run_record *r, void *ud)
+{
+    struct run_counter *c = ud;
+
+    c->is_ordered = c->is_ordered && r->created_at_ms >= c->last;
+    c->last = r->created_at_ms;
+    c->n++;
+    assert_int_equal(r->n_steps, 3);
+    assert_string_equal(r->steps[0].step_id, "a");
+    assert_string_equal(r->steps[2].step_id, "c");
+    assert_string_equal(r->definition, wf_def);
+    return c->n == 1000 ? DURABLE_ECLOSED : DURABLE_OK;
+}
+
+static void test_unfinished_listing(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct run_counter c = { 0, 0, true };
+    static const struct transition_step_init steps[] = { { "a", "task", 1, "[]" },
+                                                         { "b", "task", 1, "[]" },
+                                                         { "c", "task", 1, "[]" } };
+    struct transition t = {
+        .kind = TR_RUN_CREATE, .workflow_id = f->wf_id, .steps = steps, .n_steps = 3
+    };
+    char id[ID_MAX];
+
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    for (int i = 0; i < 600; i++) {
+        snprintf(id, sizeof(id), "run_%04d", i);
+        t.run_id = id;
+        t.at_ms = T0 + 600 - i; /* newest first, so order comes from created_at */
+        assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK);
+    }
+    for (int i = 0; i < 600; i += 3) {
+        struct transition fin = step_tr(TR_RUN_FINISH, NULL, NULL, 0, T0 + 700);
+        snprintf(id, sizeof(id), "run_%04d", i);
+        fin.run_id = id;
+        fin.run_status = RUN_COMPLETED;
+        assert_int_equal(store_apply(f->s, &fin, &f->ev, NULL, &err), DURABLE_OK);
+    }
+    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_runs_unfinished(f->s, count_run, &c, &err), DURABLE_OK);
+    assert_int_equal(c.n, 400);
+    assert_true(c.is_ordered);
+}
+
+static durable_code stop_at_two(const struct run_record *r, void *ud)
+{
+    int *n = ud;
+    (void)r;
+    return ++*n == 2 ? DURABLE_ECLOSED : DURABLE_OK;
+}
+
+static void test_unfinished_stops(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    int n = 0;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    create_run(f, "run_2", NULL, NULL, NULL);
+    create_run(f, "run_3", NULL, NULL, NULL);
+    assert_int_equal(store_runs_unfinished(f->s, stop_at_two, &n, &err), DURABLE_ECLOSED);
+    assert_int_equal(n, 2);
+}
+
+static void test_run_load(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_STEP_RETRY, "run_1", "a", 1, T0 + 20);
+    struct run_record r;
+
+    create_order(f, "ord_1", 1);
+    create_run(f, "run_1", "ord_1", NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    t.wake_at_ms = T0 + 500;
+    apply_ok(f, &t, NULL);
+    assert_int_equal(store_run_load(f->s, "run_1", &r, &err), DURABLE_OK);
+    assert_string_equal(r.id, "run_1");
+    assert_string_equal(r.workflow_id, f->wf_id);
+    assert_string_equal(r.status, RUN_WAITING);
+    assert_string_equal(r.input_json, "{\"n\":1}");
+    assert_string_equal(r.order_id, "ord_1");
+    assert_int_equal(r.created_at_ms, T0 + 1);
+    assert_int_equal(r.deadline_ms, 0);
+    assert_int_equal(r.n_steps, 3);
+    assert_string_equal(r.steps[0].status, STEP_S_RETRYING);
+    assert_int_equal(r.steps[0].attempt, 1);
+    assert_int_equal(r.steps[0].wake_at_ms, T0 + 500);
+    assert_int_equal(r.steps[0].started_at_ms, T0 + 10);
+    assert_null(r.steps[0].output_json);
+    run_record_release(&r);
+    assert_int_equal(store_run_load(f->s, "nope", &r, &err), DURABLE_ENOTFOUND);
+}
+
+static void assert_keys(json_t *obj, const char *const *keys)
+{
+    assert_true(json_is_object(obj));
+    for (; *keys; keys++) {
+        if (!json_object_get(obj, *keys))
+            fail_msg("missing field \"%s\"", *keys);
+    }
+}
+
+static void test_json_shapes(void **state)
+{
+    static const char *const run_keys[] = { "id",
+                                            "workflow_id",
+                                            "workflow_name",
+                                            "workflow_version",
+                                            "status",
+                                            "input",
+                                            "output",
+                                            "order_id",
+                                            "idempotency_key",
+                                            "error_message",
+                                            "created_at",
+                                            "started_at",
+                                            "completed_at",
+                                            "steps",
+                                            NULL };
+    static const char *const step_keys[] = { "step_id",       "type",         "status",
+                                             "attempt",       "max_attempts", "depends_on",
+                                             "started_at",    "completed_at", "wake_at",
+                                             "error_message", "output",       NULL };
+    static const char *const order_keys[] = { "id",         "amount",     "status",
+                                              "created_at", "updated_at", NULL };
+    struct fixture *f = *state;
+    json_t *run, *a, *b, *order;
+
+    create_order(f, "ord_1", 12.5);
+    create_run(f, "run_1", "ord_1", "key-1", NULL);
+    complete_with_action(f, "run_1", "a", NULL);
+    run = doc_of(store_run_json, f, "run_1");
+    assert_keys(run, run_keys);
+    assert_string_equal(json_string_value(json_object_get(run, "workflow_name")), "shop");
+    assert_int_equal(json_integer_value(json_object_get(run, "workflow_version")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(run, "input"), "n")), 1);
+    assert_true(json_is_null(json_object_get(run, "output")));
+    assert_string_equal(json_string_value(json_object_get(run, "idempotency_key")), "key-1");
+    assert_string_equal(json_string_value(json_object_get(run, "created_at")),
+                        "2023-11-14T22:13:20.001Z");
+    assert_true(json_is_null(json_object_get(run, "completed_at")));
+    assert_int_equal(json_array_size(json_object_get(run, "steps")), 3);
+    a = json_array_get(json_object_get(run, "steps"), 0);
+    b = json_array_get(json_object_get(run, "steps"), 1);
+    assert_keys(a, step_keys);
+    assert_true(json_is_object(json_object_get(a, "output")));
+    assert_int_equal(json_integer_value(json_object_get(a, "attempt")), 1);
+    assert_int_equal(json_integer_value(json_object_get(a, "max_attempts")), 3);
+    assert_string_equal(json_string_value(json_object_get(a, "type")), "task");
+    assert_true(json_is_null(json_object_get(b, "output")));
+    assert_true(json_is_null(json_object_get(b, "started_at")));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(b, "depends_on"), 0)),
+                        "a");
+    json_decref(run);
+
+    order = doc_of(store_order_json, f, "ord_1");
+    assert_keys(order, order_keys);
+    assert_true(json_real_value(json_object_get(order, "amount")) == 12.5);
+    assert_string_equal(json_string_value(json_object_get(order, "status")), "pending");
+    json_decref(order);
+}
+
+static void test_not_found_reads(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    char *out = NULL;
+
+    assert_int_equal(store_run_json(f->s, "run_nope", &out, &err), DURABLE_ENOTFOUND);
+    assert_string_equal(err.msg, "run \"run_nope\" not found");
+    err_clear(&err);
+    assert_int_equal(store_events_json(f->s, "run_nope", 0, &out, &err), DURABLE_ENOTFOUND);
+    err_clear(&err);
+    assert_int_equal(store_order_json(f->s, "ord_nope", &out, &err), DURABLE_ENOTFOUND);
+    assert_string_equal(err.msg, "order \"ord_nope\" not found");
+    assert_null(out);
+}
+
+static void test_recovered_event(void **state)
+{
+    struct fixture *f = *state;
+    struct transition t = step_tr(TR_RUN_RECOVERED, "run_1", NULL, 0, T0 + 9);
+    json_t *evs, *d;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    t.recovered_json = "[\"a\"]";
+    apply_ok(f, &t, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 2); /* restart of a running step */
+    evs = events_of(f, "run_1", 0);
+    assert_string_equal(event_type(evs, 2), "recovered");
+    assert_true(json_is_null(json_object_get(json_array_get(evs, 2), "step_id")));
+    d = json_object_get(json_array_get(evs, 2), "data");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(d, "steps"), 0)), "a");
+    assert_string_equal(event_type(evs, 3), "step_started");
+    json_decref(evs);
+}
+
+struct reader {
+    struct fixture *f;
+    atomic_bool stop;
+    int n_reads;
+    int n_errors;
+    size_t last_events;
+    bool is_monotonic;
+};
+
+/* Reads the run and its events until told to stop: each read must succeed
+ * and see at least as many events as the one before (committed state only). */
+static void *reader_main(void *arg)
+{
+    struct reader *rd = arg;
+
+    while (!atomic_load(&rd->stop)) {
+        durable_error err = { DURABLE_OK, "" };
+        char *text = NULL;
+        json_t *evs;
+
+        if (store_run_json(rd->f->s, "run_1", &text, &err) != DURABLE_OK)
+            rd->n_errors++;
+        free(text);
+        text = NULL;
+        if (store_events_json(rd->f->s, "run_1", 0, &text, &err) != DURABLE_OK) {
+            rd->n_errors++;
+            continue;
+        }
+        evs = json_loads(text, 0, NULL);
+        free(text);
+        rd->is_monotonic = rd->is_monotonic && json_array_size(evs) >= rd->last_events;
+        rd->last_events = json_array_size(evs);
+        json_decref(evs);
+        rd->n_reads++;
+    }
+    return NULL;
+}
+
+static void test_reads_beside_the_writer(void **state)
+{
+    struct fixture *f = *state;
+    struct reader rd = { .f = f, .is_monotonic = true };
+    pthread_t th;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    assert_int_equal(pthread_create(&th, NULL, reader_main, &rd), 0);
+    for (int i = 1; i <= 100; i++) {
+        struct transition t = step_tr(TR_STEP_RETRY, "run_1", "a", i, T0 + 10LL * i);
+        t.wake_at_ms = T0 + 10LL * i + 5;
+        step_ok(f, TR_STEP_START, "run_1", "a", i);
+        apply_ok(f, &t, NULL);
+    }
+    atomic_store(&rd.stop, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(rd.n_errors, 0);
+    assert_true(rd.is_monotonic);
+    assert_true(rd.n_reads > 0);
+    assert_int_equal(event_count(f, "run_1"), 1 + 100 * 3);
+}
+
+int main(void)
+{
+#define T(fn)  cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define TE(fn) cmocka_unit_test_setup_teardown(fn, setup_empty, teardown)
+    const struct CMUnitTest tests[] = {
+        TE(test_migrate_from_empty_and_reopen),
+        TE(test_newer_schema_refused),
+        cmocka_unit_test(test_open_error),
+        TE(test_open_not_a_database),
+        TE(test_durability_pragma),
+        T(test_workflow_versions),
+        T(test_run_create_idempotency),
+        T(test_run_create_refusals),
+        T(test_transitions_and_seqs),
+        T(test_event_data),
+        T(test_guards),
+        T(test_run_finish_cancels_leftovers),
+        T(test_tx_rollback_discards),
+        T(test_actions_move_order),
+        T(test_action_refused_leaves_no_trace),
+        T(test_action_refused_step_still_running),
+        T(test_action_without_order_is_skipped),
+        T(test_order_create),
+        cmocka_unit_test(test_builtin_actions_match_def),
+        T(test_unfinished_listing),
+        T(test_unfinished_stops),
+        T(test_run_load),
+        T(test_json_shapes),
+        T(test_not_found_reads),
+        T(test_recovered_event),
+        T(test_reads_beside_the_writer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
