@@ -145,6 +145,11 @@ DURABLE_API durable_code durable_run_start(durable *d, const durable_run_request
         bool *out_existed, /* OUT, may be NULL */
         durable_error *err);
 
+/* The run that idempotency_key started for this workflow (id or name),
+ * DURABLE_ENOTFOUND if none. OUT: *out_run_id (caller frees). */
+DURABLE_API durable_code durable_run_find(durable *d, const char *workflow,
+        const char *idempotency_key, char **out_run_id, durable_error *err);
+
 /* Cancels a run: running steps are abandoned, pending ones become cancelled.
  * DURABLE_ECONFLICT when the run has already finished. */
 DURABLE_API durable_code durable_run_cancel(durable *d, const char *run_id, durable_error *err);

@@ -75,7 +75,7 @@ durable_code err_set(durable_error *err, durable_code code, const char *fmt, ...
 void err_prefix(durable_error *err, const char *fmt, ...)
 {
     char pre[DURABLE_ERROR_MSG_SIZE];
-    char old[DURABLE_ERROR_MSG_SIZE];
+    size_t n, size = sizeof(err->msg);
     va_list ap;
 
     if (!err)
@@ -83,8 +83,12 @@ void err_prefix(durable_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(pre, sizeof(pre), fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof(old));
-    snprintf(err->msg, sizeof(err->msg), "%s%s", pre, old);
+    n = strlen(pre);
+    if (n > size - 1)
+        n = size - 1;
+    memmove(err->msg + n, err->msg, size - 1 - n);
+    memcpy(err->msg, pre, n);
+    err->msg[size - 1] = '\0';
 }
 
 void err_clear(durable_error *err)
@@ -294,8 +298,10 @@ void clock_format_rfc3339(int64_t unix_ms, char out[32])
     struct tm tm;
 
     gmtime_r(&secs, &tm);
-    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(unix_ms % 1000));
+    /* Clamp so the compiler can see the text fits (and so must a reader). */
+    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
+            (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+            tm.tm_sec % 100, (int)(unix_ms % 1000 + 1000) % 1000);
 }
 
 /* ---- logging ---- */

@@ -1,0 +1,49 @@
+/*
+ * main.c - the `durable` command: dispatches to one function per command.
+ */
+#include "util/common.h"
+
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "durable.h"
+
+static const char usage[] =
+        "usage: durable COMMAND [ARGS]\n"
+        "\n"
+        "commands:\n"
+        "  run FILE        run a workflow file with live progress (resumable with --id)\n"
+        "  validate FILE…  check workflow files and print every error with its location\n"
+        "  version         print the version\n"
+        "\n"
+        "`durable COMMAND --help` describes each command.\n";
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+
+    if (!cmd) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+            puts("usage: durable version\n\nprints the version of durable");
+            return 0;
+        }
+        printf("durable %s\n", durable_version());
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "validate") == 0)
+        return cli_validate(argc - 1, argv + 1);
+    fprintf(stderr, "durable: unknown command \"%s\"\n\n%s", cmd, usage);
+    return 2;
+}

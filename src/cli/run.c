@@ -1,0 +1,605 @@
+/*
+ * run.c - `durable run FILE`: register a definition, start (or resume) a run
+ * and show its progress until it finishes.
+ *
+ * The engine calls on_event on its writer thread after each commit; the
+ * callback only copies the event onto a queue, and the main thread prints.
+ * On a terminal the main thread redraws a table of the steps in place; when
+ * output is not a terminal it prints one plain line per transition. With
+ * --id KEY a second invocation finds the run KEY started: unfinished, it is
+ * resumed (after a crash); finished, its stored outcome is printed and
+ * nothing runs again.
+ */
+#include "util/common.h"
+
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "durable.h"
+#include "util/util.h"
+
+static const char run_usage[] =
+        "usage: durable run FILE [--input JSON] [--order AMOUNT] [--id KEY] [--db PATH]\n"
+        "                        [--durability full|process]\n"
+        "\n"
+        "Registers the workflow in FILE, starts a run and shows its progress.\n"
+        "\n"
+        "  --input JSON       the run's input (a JSON object)\n"
+        "  --order AMOUNT     create a demo order of AMOUNT and attach it to the run\n"
+        "  --id KEY           idempotency key: run the same command again after a crash\n"
+        "                     to resume that run; after it finished, print its outcome\n"
+        "  --db PATH          SQLite database (default ./durable.db)\n"
+        "  --durability MODE  full (default): every commit is fsynced and survives a power\n"
+        "                     cut; process: survives a crash of durable but not of the\n"
+        "                     machine, and is faster\n"
+        "\n"
+        "Exit status: 0 the run completed, 1 it failed or was cancelled, 2 usage error or\n"
+        "invalid definition.\n";
+
+struct run_args {
+    const char *file;
+    const char *input;
+    const char *order;
+    const char *key;
+    const char *db;
+    durable_durability durability;
+};
+
+/* ---- the event queue: the writer thread pushes, the main thread pops ---- */
+
+struct ev_node {
+    struct ev_node *next;
+    int64_t seq;
+    int64_t at_ms;
+    char type[32];
+    char *step_id;
+    char *data;
+};
+
+struct ev_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct ev_node *head; /* guarded by mu */
+    struct ev_node *tail; /* guarded by mu */
+    char run_id[ID_MAX];  /* guarded by mu; empty until the run is known */
+};
+
+static void on_event(const durable_event *ev, void *ud)
+{
+    struct ev_queue *q = ud;
+    struct ev_node *n;
+
+    pthread_mutex_lock(&q->mu);
+    if (q->run_id[0] && strcmp(q->run_id, ev->run_id) != 0) {
+        pthread_mutex_unlock(&q->mu);
+        return;
+    }
+    n = xcalloc(1, sizeof(*n));
+    n->seq = ev->seq;
+    n->at_ms = ev->at_ms;
+    snprintf(n->type, sizeof(n->type), "%s", ev->type);
+    n->step_id = ev->step_id ? xstrdup(ev->step_id) : NULL;
+    n->data = xstrdup(ev->data_json ? ev->data_json : "{}");
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+    pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static void ev_node_free(struct ev_node *n)
+{
+    free(n->step_id);
+    free(n->data);
+    free(n);
+}
+
+/* Takes the queued events, waiting at most wait_ms for the first. */
+static struct ev_node *ev_take(struct ev_queue *q, int wait_ms)
+{
+    struct ev_node *list;
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)wait_ms * 1000000;
+    ts.tv_sec += ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    pthread_mutex_lock(&q->mu);
+    if (!q->head)
+        pthread_cond_timedwait(&q->cond, &q->mu, &ts);
+    list = q->head;
+    q->head = q->tail = NULL;
+    pthread_mutex_unlock(&q->mu);
+    return list;
+}
+
+/* ---- the view ---- */
+
+struct step_view {
+    char *id;
+    char status[16];
+    int attempt;
+    int max_attempts;
+    int64_t started_ms;  /* wall ms of the current attempt's start, 0 if none */
+    int64_t ended_ms;
+};
+
+struct view {
+    bool tty;
+    int lines_drawn;
+    char run_id[ID_MAX];
+    char name[128];
+    char status[16];
+    int64_t started_ms;
+    struct step_view *steps;
+    size_t n_steps;
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static int64_t iso_to_ms(const char *s)
+{
+    struct tm tm;
+    int ms = 0;
+
+    if (!s)
+        return 0;
+    memset(&tm, 0, sizeof(tm));
+    if (sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                &tm.tm_min, &tm.tm_sec, &ms) < 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+static void view_load(struct view *v, const char *run_json)
+{
+    json_t *run = json_loads(run_json, 0, NULL);
+    json_t *steps = json_object_get(run, "steps");
+    size_t i;
+
+    snprintf(v->name, sizeof(v->name), "%s", json_string_value(json_object_get(run, "workflow_name")) ?: "");
+    snprintf(v->status, sizeof(v->status), "%s", json_string_value(json_object_get(run, "status")) ?: "");
+    v->started_ms = iso_to_ms(json_string_value(json_object_get(run, "created_at")));
+    v->n_steps = json_array_size(steps);
+    v->steps = xcalloc(v->n_steps ? v->n_steps : 1, sizeof(*v->steps));
+    for (i = 0; i < v->n_steps; i++) {
+        json_t *st = json_array_get(steps, i);
+        struct step_view *sv = &v->steps[i];
+        sv->id = xstrdup(json_string_value(json_object_get(st, "step_id")) ?: "?");
+        snprintf(sv->status, sizeof(sv->status), "%s",
+                json_string_value(json_object_get(st, "status")) ?: "pending");
+        sv->attempt = (int)json_integer_value(json_object_get(st, "attempt"));
+        sv->max_attempts = (int)json_integer_value(json_object_get(st, "max_attempts"));
+        sv->started_ms = iso_to_ms(json_string_value(json_object_get(st, "started_at")));
+        sv->ended_ms = iso_to_ms(json_string_value(json_object_get(st, "completed_at")));
+    }
+    json_decref(run);
+}
+
+static void view_release(struct view *v)
+{
+    size_t i;
+
+    for (i = 0; i < v->n_steps; i++)
+        free(v->steps[i].id);
+    free(v->steps);
+}
+
+static struct step_view *view_step(struct view *v, const char *id)
+{
+    size_t i;
+
+    for (i = 0; id && i < v->n_steps; i++) {
+        if (strcmp(v->steps[i].id, id) == 0)
+            return &v->steps[i];
+    }
+    return NULL;
+}
+
+static const char *status_icon(const char *status)
+{
+    if (strcmp(status, "completed") == 0)
+        return "\033[32m✓\033[0m";
+    if (strcmp(status, "running") == 0)
+        return "\033[36m●\033[0m";
+    if (strcmp(status, "retrying") == 0 || strcmp(status, "waiting") == 0)
+        return "\033[33m↻\033[0m";
+    if (strcmp(status, "failed") == 0)
+        return "\033[31m✗\033[0m";
+    if (strcmp(status, "skipped") == 0 || strcmp(status, "cancelled") == 0)
+        return "\033[90m–\033[0m";
+    return "\033[90m·\033[0m";
+}
+
+static void view_draw(struct view *v)
+{
+    int64_t now = clock_wall_ms();
+    size_t i;
+
+    if (v->lines_drawn)
+        printf("\033[%dA", v->lines_drawn);
+    printf("\033[K\033[1m%s\033[0m  %s  %s  %.1fs\n", v->name, v->run_id, v->status,
+            (now - v->started_ms) / 1000.0);
+    for (i = 0; i < v->n_steps; i++) {
+        struct step_view *sv = &v->steps[i];
+        printf("\033[K  %s %-24s %-10s", status_icon(sv->status), sv->id, sv->status);
+        if (sv->attempt > 0)
+            printf(" attempt %d/%d", sv->attempt, sv->max_attempts);
+        if (sv->started_ms)
+            printf("  %.1fs", ((sv->ended_ms ? sv->ended_ms : now) - sv->started_ms) / 1000.0);
+        putchar('\n');
+    }
+    v->lines_drawn = (int)v->n_steps + 1;
+    fflush(stdout);
+}
+
+/* One plain line per transition (output not a terminal). */
+static void print_plain(const struct ev_node *e)
+{
+    json_t *data = json_loads(e->data, 0, NULL);
+    char at[32];
+
+    clock_format_rfc3339(e->at_ms, at);
+    printf("%s %s", at, e->type);
+    if (e->step_id)
+        printf(" %s", e->step_id);
+    if (json_object_get(data, "attempt"))
+        printf(" attempt=%d", (int)json_integer_value(json_object_get(data, "attempt")));
+    if (json_is_string(json_object_get(data, "error")))
+        printf(" error=\"%s\"", json_string_value(json_object_get(data, "error")));
+    if (json_object_get(data, "delay_ms"))
+        printf(" delay_ms=%lld", (long long)json_integer_value(json_object_get(data, "delay_ms")));
+    if (json_is_string(json_object_get(data, "action")))
+        printf(" action=%s %s->%s", json_string_value(json_object_get(data, "action")),
+                json_string_value(json_object_get(data, "from")) ?: "",
+                json_string_value(json_object_get(data, "to")) ?: "");
+    putchar('\n');
+    fflush(stdout);
+    json_decref(data);
+}
+
+/* Applies an event to the view. Returns true when it ends the run. */
+static bool view_apply(struct view *v, const struct ev_node *e)
+{
+    struct step_view *sv = view_step(v, e->step_id);
+    json_t *data = json_loads(e->data, 0, NULL);
+    bool end = false;
+
+    if (strcmp(e->type, "step_started") == 0 && sv) {
+        snprintf(sv->status, sizeof(sv->status), "running");
+        sv->attempt = (int)json_integer_value(json_object_get(data, "attempt"));
+        sv->started_ms = e->at_ms;
+        sv->ended_ms = 0;
+    } else if (strcmp(e->type, "step_completed") == 0 && sv) {
+        snprintf(sv->status, sizeof(sv->status), "completed");
+        sv->ended_ms = e->at_ms;
+    } else if (strcmp(e->type, "step_failed") == 0 && sv) {
+        snprintf(sv->status, sizeof(sv->status), "%s",
+                json_is_true(json_object_get(data, "final")) ? "failed" : "retrying");
+        sv->ended_ms = e->at_ms;
+    } else if (strcmp(e->type, "step_skipped") == 0 && sv) {
+        snprintf(sv->status, sizeof(sv->status), "skipped");
+    } else if (strncmp(e->type, "run_", 4) == 0 && strcmp(e->type, "run_created") != 0) {
+        snprintf(v->status, sizeof(v->status), "%s", e->type + 4);
+        end = true;
+    } else if (strcmp(v->status, "pending") == 0) {
+        snprintf(v->status, sizeof(v->status), "running");
+    }
+    json_decref(data);
+    return end;
+}
+
+/* ---- arguments ---- */
+
+static int parse_args(int argc, char **argv, struct run_args *a)
+{
+    int i;
+
+    memset(a, 0, sizeof(*a));
+    for (i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char **slot = NULL;
+
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fputs(run_usage, stdout);
+            return 1;
+        }
+        if (strcmp(arg, "--input") == 0)
+            slot = &a->input;
+        else if (strcmp(arg, "--order") == 0)
+            slot = &a->order;
+        else if (strcmp(arg, "--id") == 0)
+            slot = &a->key;
+        else if (strcmp(arg, "--db") == 0)
+            slot = &a->db;
+        else if (strcmp(arg, "--durability") == 0) {
+            if (i + 1 >= argc)
+                goto missing;
+            arg = argv[++i];
+            if (strcmp(arg, "full") == 0)
+                a->durability = DURABLE_DURABILITY_FULL;
+            else if (strcmp(arg, "process") == 0)
+                a->durability = DURABLE_DURABILITY_PROCESS;
+            else {
+                fprintf(stderr, "durable run: --durability is \"full\" or \"process\", not \"%s\"\n", arg);
+                return -1;
+            }
+            continue;
+        } else if (arg[0] == '-' && arg[1] != '\0') {
+            fprintf(stderr, "durable run: unknown option \"%s\"\n\n%s", arg, run_usage);
+            return -1;
+        } else if (!a->file) {
+            a->file = arg;
+            continue;
+        } else {
+            fprintf(stderr, "durable run: one file at a time (got \"%s\" too)\n", arg);
+            return -1;
+        }
+        if (i + 1 >= argc)
+            goto missing;
+        *slot = argv[++i];
+    }
+    if (!a->file) {
+        fputs(run_usage, stderr);
+        return -1;
+    }
+    return 0;
+missing:
+    fprintf(stderr, "durable run: %s needs a value\n", argv[i]);
+    return -1;
+}
+
+static bool parse_amount(const char *s, double *out)
+{
+    char *end = NULL;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !(v >= 0) || v > 1e12)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* ---- the command ---- */
+
+/* Registers the file's workflow; prints located errors. Returns the exit
+ * code (0 on success). OUT: *out_wf. */
+static int register_file(durable *d, const char *file, const char *text, size_t len, char **out_wf)
+{
+    durable_error err = { 0 };
+    char *report = NULL;
+    durable_code rc;
+
+    rc = durable_validate(text, len, &report, &err);
+    if (rc != DURABLE_OK) {
+        char *line = report, *nl;
+        for (; line && *line; line = nl + 1) {
+            nl = strchr(line, '\n');
+            if (!nl) {
+                fprintf(stderr, "%s: %s\n", file, line);
+                break;
+            }
+            fprintf(stderr, "%s: %.*s\n", file, (int)(nl - line), line);
+        }
+        if (!report || !*report)
+            fprintf(stderr, "%s: %s\n", file, err.msg);
+        durable_free(report);
+        return 2;
+    }
+    durable_free(report);
+    err_clear(&err);
+    if (durable_workflow_register(d, text, len, out_wf, NULL, NULL, &err) != DURABLE_OK) {
+        fprintf(stderr, "durable run: %s: %s\n", file, err.msg);
+        return err.code == DURABLE_EINVAL || err.code == DURABLE_ESYNTAX ? 2 : 1;
+    }
+    return 0;
+}
+
+/* Starts the run, or finds the one --id started. OUT: run id, existed. */
+static int start_run(durable *d, const struct run_args *a, const char *wf, const char *key,
+        char **out_run, bool *out_existed)
+{
+    durable_run_request req = { .workflow = wf, .input_json = a->input, .idempotency_key = key };
+    durable_error err = { 0 };
+    char *order_id = NULL;
+    int ret = 0;
+
+    /* An order is created only for a new run: a resumed one has its own. */
+    if (a->order && durable_run_find(d, wf, key, out_run, &err) == DURABLE_OK) {
+        err_clear(&err);
+    } else if (a->order) {
+        double amount = 0;
+        err_clear(&err);
+        if (!parse_amount(a->order, &amount)) {
+            fprintf(stderr, "durable run: --order needs an amount from 0 to 1e12, not \"%s\"\n", a->order);
+            return 2;
+        }
+        if (durable_order_create(d, amount, &order_id, &err) != DURABLE_OK) {
+            fprintf(stderr, "durable run: could not create the order: %s\n", err.msg);
+            return 1;
+        }
+    }
+    if (*out_run)
+        free(*out_run);
+    *out_run = NULL;
+    req.order_id = order_id;
+    if (durable_run_start(d, &req, out_run, out_existed, &err) != DURABLE_OK) {
+        fprintf(stderr, "durable run: could not start the run: %s\n", err.msg);
+        ret = err.code == DURABLE_EINVAL || err.code == DURABLE_ESYNTAX ? 2 : 1;
+    }
+    durable_free(order_id);
+    return ret;
+}
+
+static void print_summary(durable *d, const struct view *v)
+{
+    durable_error err = { 0 };
+    char *json = NULL;
+    json_t *run = NULL;
+    const char *order_id, *error;
+
+    if (durable_run_get(d, v->run_id, &json, &err) != DURABLE_OK)
+        return;
+    run = json_loads(json, 0, NULL);
+    printf("run %s %s", v->run_id, json_string_value(json_object_get(run, "status")) ?: "?");
+    printf(" in %.1fs", (iso_to_ms(json_string_value(json_object_get(run, "completed_at"))) -
+                                iso_to_ms(json_string_value(json_object_get(run, "created_at")))) /
+                    1000.0);
+    error = json_string_value(json_object_get(run, "error_message"));
+    if (error)
+        printf(": %s", error);
+    order_id = json_string_value(json_object_get(run, "order_id"));
+    if (order_id) {
+        char *ojson = NULL;
+        if (durable_order_get(d, order_id, &ojson, &err) == DURABLE_OK) {
+            json_t *o = json_loads(ojson, 0, NULL);
+            printf("; order %s %s", order_id, json_string_value(json_object_get(o, "status")) ?: "?");
+            json_decref(o);
+        }
+        durable_free(ojson);
+    }
+    putchar('\n');
+    json_decref(run);
+    durable_free(json);
+}
+
+/* Follows the run until it finishes or the user interrupts. */
+static void follow(struct ev_queue *q, struct view *v)
+{
+    bool end = strcmp(v->status, "completed") == 0 || strcmp(v->status, "failed") == 0 ||
+            strcmp(v->status, "cancelled") == 0;
+
+    while (!end && !interrupted) {
+        struct ev_node *e = ev_take(q, v->tty ? 100 : 1000), *next;
+        for (; e; e = next) {
+            next = e->next;
+            if (!v->tty)
+                print_plain(e);
+            if (view_apply(v, e))
+                end = true;
+            ev_node_free(e);
+        }
+        if (v->tty)
+            view_draw(v);
+    }
+}
+
+static int run_with(durable *d, const struct run_args *a, const char *text, size_t len)
+{
+    struct ev_queue q;
+    struct view v;
+    char *wf = NULL, *run_id = NULL, *json = NULL, key[ID_MAX];
+    durable_error err = { 0 };
+    bool existed = false;
+    int sub, ret;
+
+    memset(&q, 0, sizeof(q));
+    memset(&v, 0, sizeof(v));
+    pthread_mutex_init(&q.mu, NULL);
+    pthread_cond_init(&q.cond, NULL);
+    v.tty = isatty(STDOUT_FILENO);
+    ret = register_file(d, a->file, text, len, &wf);
+    if (ret)
+        goto done;
+    if (a->key)
+        snprintf(key, sizeof(key), "%s", a->key);
+    else
+        id_new("cli-", key, sizeof(key));
+    sub = durable_subscribe(d, on_event, &q);
+    ret = start_run(d, a, wf, key, &run_id, &existed);
+    if (ret)
+        goto unsubscribe;
+    pthread_mutex_lock(&q.mu);
+    snprintf(q.run_id, sizeof(q.run_id), "%s", run_id);
+    pthread_mutex_unlock(&q.mu);
+    snprintf(v.run_id, sizeof(v.run_id), "%s", run_id);
+    if (durable_run_get(d, run_id, &json, &err) == DURABLE_OK)
+        view_load(&v, json);
+    if (existed)
+        printf("%s run %s (id %s)\n", strcmp(v.status, "completed") && strcmp(v.status, "failed") &&
+                                 strcmp(v.status, "cancelled") ? "resuming" : "already finished:",
+                run_id, key);
+    else if (!a->key)
+        printf("run %s started; to resume it after a crash: durable run %s --id %s\n", run_id, a->file, key);
+    fflush(stdout);
+    follow(&q, &v);
+    if (interrupted) {
+        printf("interrupted; the run continues with: durable run %s --id %s\n", a->file, key);
+        ret = 130;
+        goto unsubscribe;
+    }
+    if (v.tty)
+        view_draw(&v);
+    print_summary(d, &v);
+    ret = strcmp(v.status, "completed") == 0 ? 0 : 1;
+unsubscribe:
+    durable_unsubscribe(d, sub);
+    {
+        struct ev_node *e = ev_take(&q, 0), *next;
+        for (; e; e = next) {
+            next = e->next;
+            ev_node_free(e);
+        }
+    }
+done:
+    durable_free(json);
+    durable_free(run_id);
+    durable_free(wf);
+    view_release(&v);
+    pthread_cond_destroy(&q.cond);
+    pthread_mutex_destroy(&q.mu);
+    return ret;
+}
+
+int cli_run(int argc, char **argv)
+{
+    durable_options opts = { 0 };
+    struct run_args a;
+    durable_error err = { 0 };
+    durable *d = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int ret;
+
+    ret = parse_args(argc, argv, &a);
+    if (ret)
+        return ret > 0 ? 0 : 2;
+    if (cli_read_file(a.file, 1024 * 1024, &text, &len) != 0)
+        return 2;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    opts.db_path = a.db;
+    opts.durability = a.durability;
+    opts.recovery = DURABLE_RECOVER_NONE;
+    d = durable_open(&opts, &err);
+    if (!d) {
+        fprintf(stderr, "durable run: %s\n", err.msg);
+        free(text);
+        return 1;
+    }
+    ret = run_with(d, &a, text, len);
+    durable_close(d);
+    free(text);
+    return ret;
+}

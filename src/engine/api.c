@@ -1,0 +1,424 @@
+/*
+ * api.c - the public API of durable.h on top of the writer and scheduler.
+ *
+ * Every function here may run on any thread. Writes go through the commit
+ * queue and return only after their transaction has committed (engine_commit_
+ * wait); reads go to the store's read connection. The plan cache maps a
+ * workflow id to its parsed plan, shared read-only by reference count.
+ */
+#include "util/common.h"
+
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static bool status_is_finished(const char *status)
+{
+    return strcmp(status, RUN_COMPLETED) == 0 || strcmp(status, RUN_FAILED) == 0 ||
+            strcmp(status, RUN_CANCELLED) == 0;
+}
+
+durable *durable_open(const durable_options *opts, durable_error *err)
+{
+    static const durable_options defaults = { 0 };
+    struct durable *d = xcalloc(1, sizeof(*d));
+    const char *path;
+
+    if (!opts)
+        opts = &defaults;
+    path = opts->db_path ? opts->db_path : "durable.db";
+    d->recovery = opts->recovery;
+    pthread_mutex_init(&d->cq_mu, NULL);
+    pthread_cond_init(&d->cq_cond, NULL);
+    pthread_mutex_init(&d->subs_mu, NULL);
+    pthread_mutex_init(&d->finish_mu, NULL);
+    pthread_cond_init(&d->finish_cond, NULL);
+    pthread_mutex_init(&d->plans_mu, NULL);
+    d->next_sub_id = 1;
+    if (store_open(path, opts->durability, &d->store, err) != DURABLE_OK)
+        goto fail;
+    engine_writer_start(d);
+    if (engine_sched_start(d, err) != DURABLE_OK)
+        goto fail_writer;
+    return d;
+
+fail_writer:
+    engine_writer_stop(d);
+    engine_sched_free(d);
+fail:
+    store_close(d->store);
+    d->store = NULL;
+    durable_close(d);
+    return NULL;
+}
+
+void durable_close(durable *d)
+{
+    size_t i;
+
+    if (!d)
+        return;
+    if (d->store) {
+        engine_sched_stop(d);
+        engine_writer_stop(d);
+        engine_sched_free(d);
+        store_close(d->store);
+    }
+    for (i = 0; i < d->n_plans; i++)
+        plan_unref(d->plans[i].plan);
+    free(d->plans);
+    free(d->subs);
+    pthread_mutex_destroy(&d->plans_mu);
+    pthread_cond_destroy(&d->finish_cond);
+    pthread_mutex_destroy(&d->finish_mu);
+    pthread_mutex_destroy(&d->subs_mu);
+    pthread_cond_destroy(&d->cq_cond);
+    pthread_mutex_destroy(&d->cq_mu);
+    free(d);
+}
+
+/* ---- plans ---- */
+
+static struct plan *plan_cache_find(struct durable *d, const char *workflow_id)
+{
+    struct plan *p = NULL;
+    size_t i;
+
+    pthread_mutex_lock(&d->plans_mu);
+    for (i = 0; i < d->n_plans && !p; i++) {
+        if (strcmp(d->plans[i].workflow_id, workflow_id) == 0)
+            p = plan_ref(d->plans[i].plan);
+    }
+    pthread_mutex_unlock(&d->plans_mu);
+    return p;
+}
+
+static void plan_cache_add(struct durable *d, const char *workflow_id, struct plan *p)
+{
+    pthread_mutex_lock(&d->plans_mu);
+    d->plans = xrealloc(d->plans, (d->n_plans + 1) * sizeof(*d->plans));
+    snprintf(d->plans[d->n_plans].workflow_id, ID_MAX, "%s", workflow_id);
+    d->plans[d->n_plans].plan = plan_ref(p);
+    d->n_plans++;
+    pthread_mutex_unlock(&d->plans_mu);
+}
+
+static const struct def_options builtin_def_options = { .known_actions = def_builtin_actions };
+
+durable_code engine_plan_get(struct durable *d, const char *workflow_id, const char *definition,
+        struct plan **out, durable_error *err)
+{
+    struct plan *p = plan_cache_find(d, workflow_id);
+    durable_code rc;
+
+    if (p) {
+        *out = p;
+        return DURABLE_OK;
+    }
+    rc = def_parse(definition, strlen(definition), &builtin_def_options, &p, NULL, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    /* Two threads may parse the same definition at once: both entries are
+     * equal, the first one found wins. */
+    plan_cache_add(d, workflow_id, p);
+    *out = p;
+    return DURABLE_OK;
+}
+
+/* ---- definitions ---- */
+
+durable_code durable_workflow_register(durable *d, const char *text, size_t text_len,
+        char **out_workflow_id, int *out_version, bool *out_created, durable_error *err)
+{
+    struct plan *plan = NULL;
+    struct transition_result res;
+    struct commit_item *ci;
+    char *canonical = NULL;
+    durable_code rc;
+
+    rc = def_parse(text, text_len, &builtin_def_options, &plan, NULL, err);
+    if (rc != DURABLE_OK)
+        goto done;
+    /* Stored compact, so that whitespace alone never makes a new version. */
+    canonical = json_dumps(plan->definition, JSON_COMPACT);
+    ci = commit_item_new(TR_WORKFLOW_PUT, NULL);
+    ci->t.wf_name = commit_item_str(ci, plan->name);
+    ci->t.wf_definition = commit_item_str(ci, canonical);
+    rc = engine_commit_wait(d, ci, &res, err);
+    if (rc != DURABLE_OK)
+        goto done;
+    if (out_workflow_id)
+        *out_workflow_id = xstrdup(res.id);
+    if (out_version)
+        *out_version = res.version;
+    if (out_created)
+        *out_created = res.created;
+done:
+    free(canonical);
+    plan_unref(plan);
+    return rc;
+}
+
+/* ---- runs ---- */
+
+/* The run's input: the definition's defaults overlaid with the request's. */
+static durable_code merge_input(const struct plan *plan, const char *input_json, char **out,
+        durable_error *err)
+{
+    json_t *input = json_deep_copy(plan->input);
+    json_error_t jerr;
+    durable_code rc = DURABLE_OK;
+
+    if (input_json) {
+        json_t *given = json_loads(input_json, JSON_REJECT_DUPLICATES, &jerr);
+        if (!given) {
+            rc = err_set(err, DURABLE_ESYNTAX, "input: line %d, column %d: %s", jerr.line,
+                    jerr.column, jerr.text);
+            goto done;
+        }
+        if (!json_is_object(given)) {
+            json_decref(given);
+            rc = err_set(err, DURABLE_EINVAL, "input: expected a JSON object");
+            goto done;
+        }
+        json_object_update(input, given);
+        json_decref(given);
+    }
+    *out = json_dumps(input, JSON_COMPACT);
+done:
+    json_decref(input);
+    return rc;
+}
+
+static void fill_step_inits(struct commit_item *ci, const struct plan *plan)
+{
+    size_t i, k;
+
+    ci->step_inits = xcalloc(plan->n_steps, sizeof(*ci->step_inits));
+    for (i = 0; i < plan->n_steps; i++) {
+        const struct plan_step *ps = &plan->steps[i];
+        json_t *deps = json_array();
+        char *text;
+
+        for (k = 0; k < ps->n_deps; k++)
+            json_array_append_new(deps, json_string(plan->steps[ps->deps[k]].id));
+        text = json_dumps(deps, JSON_COMPACT);
+        json_decref(deps);
+        ci->step_inits[i].step_id = ps->id;
+        ci->step_inits[i].type = ps->type;
+        ci->step_inits[i].max_attempts = ps->retry.max_attempts;
+        ci->step_inits[i].depends_on_json = text;
+    }
+    ci->t.steps = ci->step_inits;
+    ci->t.n_steps = plan->n_steps;
+}
+
+durable_code durable_run_start(durable *d, const durable_run_request *req, char **out_run_id,
+        bool *out_existed, durable_error *err)
+{
+    struct workflow_record wf;
+    struct plan *plan = NULL;
+    struct transition_result res;
+    struct commit_item *ci = NULL;
+    char *input = NULL;
+    char run_id[ID_MAX];
+    durable_code rc;
+
+    memset(&wf, 0, sizeof(wf));
+    if (!req || !req->workflow || !out_run_id)
+        return err_set(err, DURABLE_EINVAL, "a run needs a workflow");
+    rc = store_workflow_get(d->store, req->workflow, &wf, err);
+    if (rc != DURABLE_OK)
+        goto done;
+    rc = engine_plan_get(d, wf.id, wf.definition, &plan, err);
+    if (rc != DURABLE_OK)
+        goto done;
+    rc = merge_input(plan, req->input_json, &input, err);
+    if (rc != DURABLE_OK)
+        goto done;
+    id_new("run_", run_id, sizeof(run_id));
+    ci = commit_item_new(TR_RUN_CREATE, run_id);
+    ci->t.workflow_id = commit_item_str(ci, wf.id);
+    ci->t.input_json = commit_item_str(ci, input);
+    ci->t.order_id = commit_item_str(ci, req->order_id);
+    ci->t.idempotency_key = commit_item_str(ci, req->idempotency_key);
+    fill_step_inits(ci, plan);
+    ci->plan = plan_ref(plan);
+    ci->notify_sched = true;
+    rc = engine_commit_wait(d, ci, &res, err);
+    if (rc != DURABLE_OK)
+        goto done;
+    if (!res.created) {
+        /* An idempotent repeat: make sure the run is being executed. */
+        engine_sched_resume(d, res.id);
+    }
+    *out_run_id = xstrdup(res.id);
+    if (out_existed)
+        *out_existed = !res.created;
+done:
+    free(input);
+    plan_unref(plan);
+    workflow_record_release(&wf);
+    return rc;
+}
+
+durable_code durable_run_find(durable *d, const char *workflow, const char *idempotency_key,
+        char **out_run_id, durable_error *err)
+{
+    struct workflow_record wf;
+    char run_id[ID_MAX];
+    bool found = false;
+    durable_code rc;
+
+    memset(&wf, 0, sizeof(wf));
+    rc = store_workflow_get(d->store, workflow, &wf, err);
+    if (rc == DURABLE_OK)
+        rc = store_run_find_by_key(d->store, wf.id, idempotency_key, run_id, &found, err);
+    if (rc == DURABLE_OK && !found)
+        rc = err_set(err, DURABLE_ENOTFOUND, "no run with idempotency key \"%s\"", idempotency_key);
+    if (rc == DURABLE_OK)
+        *out_run_id = xstrdup(run_id);
+    workflow_record_release(&wf);
+    return rc;
+}
+
+durable_code durable_run_cancel(durable *d, const char *run_id, durable_error *err)
+{
+    struct commit_item *ci;
+    const char *status = NULL;
+    durable_code rc;
+
+    rc = store_run_status(d->store, run_id, &status, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    if (status_is_finished(status))
+        return err_set(err, DURABLE_ECONFLICT, "run %s has already %s", run_id, status);
+    ci = commit_item_new(TR_RUN_FINISH, run_id);
+    ci->t.run_status = RUN_CANCELLED;
+    ci->notify_sched = true;
+    rc = engine_commit_wait(d, ci, NULL, err);
+    if (rc == DURABLE_ECONFLICT) {
+        err_clear(err);
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s has already finished", run_id);
+    }
+    return rc;
+}
+
+durable_code durable_run_wait(durable *d, const char *run_id, int64_t timeout_ms,
+        const char **out_status, durable_error *err)
+{
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : clock_mono_ms() + timeout_ms;
+    durable_code rc;
+
+    for (;;) {
+        const char *status = NULL;
+        uint64_t gen;
+
+        pthread_mutex_lock(&d->finish_mu);
+        gen = d->finish_gen;
+        pthread_mutex_unlock(&d->finish_mu);
+        rc = store_run_status(d->store, run_id, &status, err);
+        if (rc != DURABLE_OK)
+            return rc;
+        if (status_is_finished(status)) {
+            if (out_status)
+                *out_status = status;
+            return DURABLE_OK;
+        }
+        if (clock_mono_ms() >= deadline)
+            return err_set(err, DURABLE_ETIMEOUT, "run %s has not finished yet", run_id);
+        pthread_mutex_lock(&d->finish_mu);
+        while (d->finish_gen == gen) {
+            struct timespec ts;
+            int64_t left = deadline - clock_mono_ms();
+            if (left <= 0)
+                break;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            if (left > 1000)
+                left = 1000; /* re-check now and then: another process may write */
+            ts.tv_sec += (time_t)(left / 1000);
+            ts.tv_nsec += (long)(left % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            if (pthread_cond_timedwait(&d->finish_cond, &d->finish_mu, &ts) == ETIMEDOUT)
+                break;
+        }
+        pthread_mutex_unlock(&d->finish_mu);
+    }
+}
+
+durable_code durable_run_get(durable *d, const char *run_id, char **out_json, durable_error *err)
+{
+    return store_run_json(d->store, run_id, out_json, err);
+}
+
+durable_code durable_run_events(durable *d, const char *run_id, int64_t after_seq, char **out_json,
+        durable_error *err)
+{
+    return store_events_json(d->store, run_id, after_seq, out_json, err);
+}
+
+/* ---- subscriptions ---- */
+
+int durable_subscribe(durable *d, durable_event_fn fn, void *ud)
+{
+    int id;
+
+    pthread_mutex_lock(&d->subs_mu);
+    d->subs = xrealloc(d->subs, (d->n_subs + 1) * sizeof(*d->subs));
+    id = d->next_sub_id++;
+    d->subs[d->n_subs].id = id;
+    d->subs[d->n_subs].fn = fn;
+    d->subs[d->n_subs].ud = ud;
+    d->n_subs++;
+    pthread_mutex_unlock(&d->subs_mu);
+    return id;
+}
+
+void durable_unsubscribe(durable *d, int subscription_id)
+{
+    size_t i;
+
+    pthread_mutex_lock(&d->subs_mu);
+    for (i = 0; i < d->n_subs; i++) {
+        if (d->subs[i].id == subscription_id) {
+            memmove(&d->subs[i], &d->subs[i + 1], (d->n_subs - i - 1) * sizeof(*d->subs));
+            d->n_subs--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->subs_mu);
+}
+
+/* ---- orders ---- */
+
+durable_code durable_order_create(durable *d, double amount, char **out_order_id,
+        durable_error *err)
+{
+    struct commit_item *ci;
+    char id[ID_MAX];
+    durable_code rc;
+
+    if (!(amount >= 0) || amount > 1e12)
+        return err_set(err, DURABLE_EINVAL, "order amount must be a number from 0 to 1e12");
+    id_new("ord_", id, sizeof(id));
+    ci = commit_item_new(TR_ORDER_CREATE, NULL);
+    ci->t.order_id = commit_item_str(ci, id);
+    ci->t.order_amount = amount;
+    rc = engine_commit_wait(d, ci, NULL, err);
+    if (rc == DURABLE_OK && out_order_id)
+        *out_order_id = xstrdup(id);
+    return rc;
+}
+
+durable_code durable_order_get(durable *d, const char *order_id, char **out_json,
+        durable_error *err)
+{
+    return store_order_json(d->store, order_id, out_json, err);
+}

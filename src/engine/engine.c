@@ -1,0 +1,900 @@
+/*
+ * engine.c - the scheduler thread: run state in memory, the timer heap, and
+ * the decisions that turn committed transitions into the next ones.
+ *
+ * Everything in struct sched below the inbox is touched by the scheduler
+ * thread only. Other threads reach it through the inbox (committed items from
+ * the writer, resume requests from callers). A step moves only when the
+ * writer reports its previous transition committed, so what the scheduler
+ * acts on is always what the database holds; after a crash the store alone
+ * rebuilds this state (adopt_record).
+ *
+ * Timers are a binary min-heap of (due, run id, step, generation); a timer
+ * whose generation no longer matches its step is stale and ignored, which is
+ * how a finished attempt disarms its timeout without a heap delete.
+ */
+#include "util/common.h"
+
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "steps/steps.h"
+
+enum step_st {
+    SS_PENDING = 0,
+    SS_STARTING,
+    SS_RUNNING,
+    SS_FINISHING,
+    SS_RETRYING,
+    SS_COMPLETED,
+    SS_SKIPPING,
+    SS_SKIPPED,
+    SS_FAILED,
+    SS_CANCELLED,
+};
+
+struct step_state {
+    enum step_st st;
+    int attempt;
+    uint32_t gen;        /* bumped when an attempt ends: disarms its timers */
+    size_t n_deps_left;  /* dependencies not yet completed or skipped */
+    json_t *output;      /* COMPLETED: owned */
+};
+
+struct run_state {
+    char id[ID_MAX];
+    struct plan *plan;
+    char *order_id;
+    struct step_state *steps;
+    size_t n_settled;    /* completed or skipped */
+    bool finishing;      /* RUN_FINISH submitted, or a step failed for good */
+    struct run_state *hnext;
+};
+
+enum timer_kind {
+    TM_STEP = 0,      /* the step type's own timer (task duration) */
+    TM_RETRY,         /* back-off over: start the next attempt */
+    TM_TIMEOUT,       /* the attempt's timeout_seconds */
+    TM_DEADLINE,      /* the run's timeout_seconds */
+};
+
+struct timer {
+    int64_t due_ms;   /* Unix ms */
+    uint32_t gen;
+    enum timer_kind kind;
+    size_t step_idx;
+    char run_id[ID_MAX];
+};
+
+enum msg_kind { MSG_COMMITTED, MSG_RESUME };
+
+struct sched_msg {
+    struct sched_msg *next;
+    enum msg_kind kind;
+    struct commit_item *items; /* MSG_COMMITTED, owned */
+    char run_id[ID_MAX];       /* MSG_RESUME */
+};
+
+struct sched {
+    struct durable *d;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;       /* CLOCK_MONOTONIC */
+    struct sched_msg *head;    /* guarded by mu */
+    struct sched_msg *tail;    /* guarded by mu */
+    bool stop;                 /* guarded by mu */
+    bool closed;               /* guarded by mu: stopped, messages are dropped */
+    /* scheduler thread only */
+    struct run_state **buckets;
+    size_t n_buckets;
+    size_t n_runs;
+    struct timer *heap;
+    size_t n_heap;
+    size_t cap_heap;
+};
+
+/* ---- run table (chained hash on the run id) ---- */
+
+static size_t hash_str(const char *s)
+{
+    size_t h = 1469598103934665603ULL;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+    return h;
+}
+
+static struct run_state *run_find(struct sched *s, const char *id)
+{
+    struct run_state *r = s->buckets[hash_str(id) & (s->n_buckets - 1)];
+    while (r && strcmp(r->id, id) != 0)
+        r = r->hnext;
+    return r;
+}
+
+static void run_table_grow(struct sched *s)
+{
+    size_t n = s->n_buckets * 2, i;
+    struct run_state **b = xcalloc(n, sizeof(*b));
+
+    for (i = 0; i < s->n_buckets; i++) {
+        struct run_state *r = s->buckets[i], *next;
+        for (; r; r = next) {
+            next = r->hnext;
+            r->hnext = b[hash_str(r->id) & (n - 1)];
+            b[hash_str(r->id) & (n - 1)] = r;
+        }
+    }
+    free(s->buckets);
+    s->buckets = b;
+    s->n_buckets = n;
+}
+
+static void run_insert(struct sched *s, struct run_state *r)
+{
+    size_t i;
+
+    if (s->n_runs >= s->n_buckets)
+        run_table_grow(s);
+    i = hash_str(r->id) & (s->n_buckets - 1);
+    r->hnext = s->buckets[i];
+    s->buckets[i] = r;
+    s->n_runs++;
+}
+
+static void run_free(struct run_state *r)
+{
+    size_t i;
+
+    if (!r)
+        return;
+    for (i = 0; r->steps && i < r->plan->n_steps; i++)
+        json_decref(r->steps[i].output);
+    free(r->steps);
+    free(r->order_id);
+    plan_unref(r->plan);
+    free(r);
+}
+
+static void run_drop(struct sched *s, const char *id)
+{
+    struct run_state **pp = &s->buckets[hash_str(id) & (s->n_buckets - 1)];
+
+    while (*pp && strcmp((*pp)->id, id) != 0)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        struct run_state *r = *pp;
+        *pp = r->hnext;
+        s->n_runs--;
+        run_free(r);
+    }
+}
+
+static struct run_state *run_new(const char *id, struct plan *plan, const char *order_id)
+{
+    struct run_state *r = xcalloc(1, sizeof(*r));
+    size_t i;
+
+    snprintf(r->id, sizeof(r->id), "%s", id);
+    r->plan = plan_ref(plan);
+    r->order_id = order_id ? xstrdup(order_id) : NULL;
+    r->steps = xcalloc(plan->n_steps, sizeof(*r->steps));
+    for (i = 0; i < plan->n_steps; i++)
+        r->steps[i].n_deps_left = plan->steps[i].n_deps;
+    return r;
+}
+
+/* ---- timer heap ---- */
+
+static bool timer_before(const struct timer *a, const struct timer *b)
+{
+    return a->due_ms < b->due_ms;
+}
+
+static void timer_push(struct sched *s, const struct run_state *r, size_t step_idx,
+        enum timer_kind kind, int64_t due_ms)
+{
+    struct timer t = { .due_ms = due_ms, .kind = kind, .step_idx = step_idx };
+    size_t i;
+
+    t.gen = kind == TM_DEADLINE ? 0 : r->steps[step_idx].gen;
+    snprintf(t.run_id, sizeof(t.run_id), "%s", r->id);
+    if (s->n_heap == s->cap_heap) {
+        s->cap_heap = s->cap_heap ? s->cap_heap * 2 : 256;
+        s->heap = xrealloc(s->heap, s->cap_heap * sizeof(*s->heap));
+    }
+    i = s->n_heap++;
+    while (i > 0 && timer_before(&t, &s->heap[(i - 1) / 2])) {
+        s->heap[i] = s->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    s->heap[i] = t;
+}
+
+static struct timer timer_pop(struct sched *s)
+{
+    struct timer top = s->heap[0], last = s->heap[--s->n_heap];
+    size_t i = 0, n = s->n_heap;
+
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && timer_before(&s->heap[c + 1], &s->heap[c]))
+            c++;
+        if (!timer_before(&s->heap[c], &last))
+            break;
+        s->heap[i] = s->heap[c];
+        i = c;
+    }
+    if (n)
+        s->heap[i] = last;
+    return top;
+}
+
+/* ---- submitting transitions ---- */
+
+static void submit(struct sched *s, struct commit_item *ci)
+{
+    ci->notify_sched = true;
+    /* ECLOSED only while shutting down: the run resumes at the next open. */
+    engine_commit_submit(s->d, ci);
+}
+
+static struct commit_item *step_item(struct run_state *r, size_t i, enum transition_kind kind)
+{
+    struct commit_item *ci = commit_item_new(kind, r->id);
+
+    ci->step_idx = i;
+    ci->t.step_id = r->plan->steps[i].id;
+    ci->t.attempt = r->steps[i].attempt;
+    ci->plan = plan_ref(r->plan); /* keeps step_id valid until freed */
+    return ci;
+}
+
+static bool is_non_retryable(const struct plan_step *ps, const char *code)
+{
+    size_t k;
+
+    for (k = 0; k < ps->retry.n_non_retryable_errors; k++) {
+        if (strcmp(ps->retry.non_retryable_errors[k], code) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Fills t (owned strings in ci) with the failure of attempt `attempt`:
+ * a retry after back-off, or a final failure. */
+static void make_failure(struct commit_item *ci, struct transition *t, const struct plan_step *ps,
+        int attempt, const char *code, const char *msg)
+{
+    t->error_code = commit_item_str(ci, code);
+    t->error_message = commit_item_str(ci, msg);
+    if (attempt < ps->retry.max_attempts && !is_non_retryable(ps, code)) {
+        t->kind = TR_STEP_RETRY;
+        t->wake_at_ms = t->at_ms + def_retry_delay_ms(&ps->retry, attempt + 1);
+    } else {
+        t->kind = TR_STEP_FAIL;
+    }
+}
+
+static void submit_failure(struct sched *s, struct run_state *r, size_t i, const char *code,
+        const char *msg)
+{
+    struct commit_item *ci = step_item(r, i, TR_STEP_FAIL);
+
+    make_failure(ci, &ci->t, &r->plan->steps[i], r->steps[i].attempt, code, msg);
+    r->steps[i].st = SS_FINISHING;
+    r->steps[i].gen++;
+    submit(s, ci);
+}
+
+static void submit_complete(struct sched *s, struct run_state *r, size_t i, json_t *output)
+{
+    const struct plan_step *ps = &r->plan->steps[i];
+    struct commit_item *ci = step_item(r, i, TR_STEP_COMPLETE);
+    char *text = json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY);
+
+    ci->t.output_json = commit_item_str(ci, text ? text : "null");
+    free(text);
+    ci->output = output;
+    if (ps->action && r->order_id) {
+        ci->t.action = ps->action;
+        ci->has_fallback = true;
+        ci->fallback = ci->t;
+        ci->fallback.action = NULL;
+        ci->fallback.output_json = NULL;
+        /* The message is the action's refusal, filled in by the writer. */
+        make_failure(ci, &ci->fallback, ps, r->steps[i].attempt, "action_failed", "");
+    }
+    r->steps[i].st = SS_FINISHING;
+    r->steps[i].gen++;
+    submit(s, ci);
+}
+
+static void submit_start(struct sched *s, struct run_state *r, size_t i, int attempt)
+{
+    r->steps[i].attempt = attempt;
+    r->steps[i].st = SS_STARTING;
+    submit(s, step_item(r, i, TR_STEP_START));
+}
+
+static void submit_finish(struct sched *s, struct run_state *r, const char *status, const char *error,
+        const char *output_json)
+{
+    struct commit_item *ci = commit_item_new(TR_RUN_FINISH, r->id);
+
+    ci->t.run_status = status;
+    ci->t.error_message = commit_item_str(ci, error);
+    ci->t.output_json = commit_item_str(ci, output_json);
+    r->finishing = true;
+    submit(s, ci);
+}
+
+/* ---- decisions ---- */
+
+/* The run completed: its output is the outputs of its leaf steps. */
+static void finish_completed(struct sched *s, struct run_state *r)
+{
+    json_t *out = json_object();
+    char *text;
+    size_t i;
+
+    for (i = 0; i < r->plan->n_steps; i++) {
+        if (r->plan->steps[i].n_dependents == 0 && r->steps[i].st == SS_COMPLETED)
+            json_object_set(out, r->plan->steps[i].id, r->steps[i].output);
+    }
+    text = json_dumps(out, JSON_COMPACT);
+    submit_finish(s, r, RUN_COMPLETED, NULL, text);
+    free(text);
+    json_decref(out);
+}
+
+static void check_finished(struct sched *s, struct run_state *r)
+{
+    if (!r->finishing && r->n_settled == r->plan->n_steps)
+        finish_completed(s, r);
+}
+
+/* All of step i's dependencies are settled: skip it or start it. */
+static void on_ready(struct sched *s, struct run_state *r, size_t i)
+{
+    const struct plan_step *ps = &r->plan->steps[i];
+    size_t k;
+
+    if (r->finishing || r->steps[i].st != SS_PENDING)
+        return;
+    for (k = 0; k < ps->n_deps; k++) {
+        if (r->steps[ps->deps[k]].st == SS_SKIPPED && !ps->if_expr) {
+            r->steps[i].st = SS_SKIPPING;
+            submit(s, step_item(r, i, TR_STEP_SKIP));
+            return;
+        }
+    }
+    submit_start(s, r, i, 1);
+}
+
+static void on_settled(struct sched *s, struct run_state *r, size_t i)
+{
+    const struct plan_step *ps = &r->plan->steps[i];
+    size_t k;
+
+    r->n_settled++;
+    for (k = 0; k < ps->n_dependents; k++) {
+        size_t j = ps->dependents[k];
+        DUR_ASSERT(r->steps[j].n_deps_left > 0);
+        if (--r->steps[j].n_deps_left == 0)
+            on_ready(s, r, j);
+    }
+    check_finished(s, r);
+}
+
+static void handle_outcome(struct sched *s, struct run_state *r, size_t i, struct step_outcome *o)
+{
+    switch (o->kind) {
+    case STEP_OUT_TIMER:
+        timer_push(s, r, i, TM_STEP, clock_wall_ms() + o->timer_ms);
+        break;
+    case STEP_OUT_DONE:
+        submit_complete(s, r, i, o->output ? o->output : json_null());
+        o->output = NULL;
+        break;
+    case STEP_OUT_FAIL:
+        submit_failure(s, r, i, o->error_code, o->error_msg);
+        break;
+    }
+}
+
+static void step_call_init(struct step_call *c, const struct run_state *r, size_t i, char *key,
+        size_t key_len)
+{
+    snprintf(key, key_len, "%s/%s", r->id, r->plan->steps[i].id);
+    c->step = &r->plan->steps[i];
+    c->run_id = r->id;
+    c->attempt = r->steps[i].attempt;
+    c->idempotency_key = key;
+}
+
+/* The START of step i committed: hand it to its type. */
+static void on_started(struct sched *s, struct run_state *r, size_t i)
+{
+    const struct plan_step *ps = &r->plan->steps[i];
+    const struct step_type *type = steps_type_for(ps->kind);
+    struct step_outcome out = { 0 };
+    struct step_call call;
+    char key[ID_MAX + DEF_MAX_ID_LEN + 2];
+
+    r->steps[i].st = SS_RUNNING;
+    if (!type) {
+        submit_failure(s, r, i, "unsupported", "this step type is not supported");
+        return;
+    }
+    if (ps->timeout_ms > 0)
+        timer_push(s, r, i, TM_TIMEOUT, clock_wall_ms() + ps->timeout_ms);
+    step_call_init(&call, r, i, key, sizeof(key));
+    type->start(&call, &out);
+    handle_outcome(s, r, i, &out);
+}
+
+static void on_timer(struct sched *s, const struct timer *t)
+{
+    struct run_state *r = run_find(s, t->run_id);
+    struct step_state *ss;
+
+    if (!r || r->finishing)
+        return;
+    if (t->kind == TM_DEADLINE) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "run timed out after %.3gs", r->plan->timeout_ms / 1000.0);
+        submit_finish(s, r, RUN_FAILED, msg, NULL);
+        return;
+    }
+    ss = &r->steps[t->step_idx];
+    if (t->gen != ss->gen)
+        return;
+    if (t->kind == TM_RETRY && ss->st == SS_RETRYING) {
+        submit_start(s, r, t->step_idx, ss->attempt + 1);
+    } else if (t->kind == TM_TIMEOUT && ss->st == SS_RUNNING) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "attempt %d timed out after %.3gs", ss->attempt,
+                r->plan->steps[t->step_idx].timeout_ms / 1000.0);
+        submit_failure(s, r, t->step_idx, "timeout", msg);
+    } else if (t->kind == TM_STEP && ss->st == SS_RUNNING) {
+        const struct step_type *type = steps_type_for(r->plan->steps[t->step_idx].kind);
+        struct step_outcome out = { 0 };
+        struct step_call call;
+        char key[ID_MAX + DEF_MAX_ID_LEN + 2];
+
+        step_call_init(&call, r, t->step_idx, key, sizeof(key));
+        type->timer(&call, &out);
+        handle_outcome(s, r, t->step_idx, &out);
+    }
+}
+
+static void on_step_failed(struct sched *s, struct run_state *r, size_t i, const char *msg)
+{
+    char err[384];
+
+    r->steps[i].st = SS_FAILED;
+    if (r->finishing)
+        return;
+    snprintf(err, sizeof(err), "step \"%s\" failed: %s", r->plan->steps[i].id, msg ? msg : "");
+    submit_finish(s, r, RUN_FAILED, err, NULL);
+}
+
+/* ---- adopting runs ---- */
+
+static void arm_deadline(struct sched *s, struct run_state *r, int64_t created_at_ms)
+{
+    if (r->plan->timeout_ms > 0)
+        timer_push(s, r, 0, TM_DEADLINE, created_at_ms + r->plan->timeout_ms);
+}
+
+/* A run just created (its RUN_CREATE committed). */
+static void adopt_new(struct sched *s, struct commit_item *ci)
+{
+    struct run_state *r;
+    size_t k;
+
+    if (run_find(s, ci->result.id))
+        return;
+    r = run_new(ci->result.id, ci->plan, ci->t.order_id);
+    run_insert(s, r);
+    arm_deadline(s, r, ci->t.at_ms);
+    for (k = 0; k < r->plan->n_steps; k++) {
+        size_t i = r->plan->topo[k];
+        if (r->steps[i].n_deps_left == 0)
+            on_ready(s, r, i);
+    }
+}
+
+static enum step_st st_from_record(const char *status)
+{
+    static const struct {
+        const char *name;
+        enum step_st st;
+    } map[] = {
+        { STEP_S_COMPLETED, SS_COMPLETED }, { STEP_S_SKIPPED, SS_SKIPPED },
+        { STEP_S_FAILED, SS_FAILED },       { STEP_S_CANCELLED, SS_CANCELLED },
+        { STEP_S_RETRYING, SS_RETRYING },   { STEP_S_RUNNING, SS_RUNNING },
+        { STEP_S_WAITING, SS_RUNNING },
+    };
+    size_t k;
+
+    for (k = 0; k < DUR_ARRAY_LEN(map); k++) {
+        if (strcmp(status, map[k].name) == 0)
+            return map[k].st;
+    }
+    return SS_PENDING;
+}
+
+/* Restores step states from the record. Returns the JSON array of the steps
+ * that were running (to be run again). */
+static json_t *restore_steps(struct sched *s, struct run_state *r, const struct run_record *rec,
+        bool *out_any_failed)
+{
+    json_t *running = json_array();
+    size_t k;
+
+    for (k = 0; k < rec->n_steps; k++) {
+        const struct step_record *sr = &rec->steps[k];
+        long i = plan_step_index(r->plan, sr->step_id);
+        struct step_state *ss;
+
+        if (i < 0)
+            continue;
+        ss = &r->steps[i];
+        ss->st = st_from_record(sr->status);
+        ss->attempt = sr->attempt;
+        if (ss->st == SS_COMPLETED)
+            ss->output = sr->output_json ? json_loads(sr->output_json, JSON_DECODE_ANY, NULL) : NULL;
+        if (ss->st == SS_RETRYING)
+            timer_push(s, r, (size_t)i, TM_RETRY, sr->wake_at_ms);
+        if (ss->st == SS_RUNNING)
+            json_array_append_new(running, json_string(sr->step_id));
+        if (ss->st == SS_FAILED)
+            *out_any_failed = true;
+    }
+    return running;
+}
+
+static void recount(struct run_state *r)
+{
+    size_t i, k;
+
+    r->n_settled = 0;
+    for (i = 0; i < r->plan->n_steps; i++) {
+        const struct plan_step *ps = &r->plan->steps[i];
+        enum step_st st = r->steps[i].st;
+        if (st == SS_COMPLETED || st == SS_SKIPPED)
+            r->n_settled++;
+        r->steps[i].n_deps_left = 0;
+        for (k = 0; k < ps->n_deps; k++) {
+            enum step_st d = r->steps[ps->deps[k]].st;
+            if (d != SS_COMPLETED && d != SS_SKIPPED)
+                r->steps[i].n_deps_left++;
+        }
+    }
+}
+
+/* A run found unfinished in the store (restart, or resume by key). */
+static durable_code adopt_record(const struct run_record *rec, void *ud)
+{
+    struct sched *s = ud;
+    durable_error err = { 0 };
+    struct plan *plan = NULL;
+    struct run_state *r;
+    json_t *running;
+    bool any_failed = false;
+    size_t k;
+
+    if (run_find(s, rec->id))
+        return DURABLE_OK;
+    if (engine_plan_get(s->d, rec->workflow_id, rec->definition, &plan, &err) != DURABLE_OK) {
+        log_error("cannot resume run %s: %s", rec->id, err.msg);
+        return DURABLE_OK;
+    }
+    r = run_new(rec->id, plan, rec->order_id);
+    plan_unref(plan);
+    run_insert(s, r);
+    running = restore_steps(s, r, rec, &any_failed);
+    recount(r);
+    {
+        struct commit_item *ci = commit_item_new(TR_RUN_RECOVERED, r->id);
+        char *text = json_dumps(running, JSON_COMPACT);
+        ci->t.recovered_json = commit_item_str(ci, text);
+        free(text);
+        submit(s, ci);
+    }
+    json_decref(running);
+    if (any_failed) {
+        submit_finish(s, r, RUN_FAILED, "a step had failed before the restart", NULL);
+        return DURABLE_OK;
+    }
+    arm_deadline(s, r, rec->created_at_ms);
+    for (k = 0; k < r->plan->n_steps; k++) {
+        size_t i = r->plan->topo[k];
+        if (r->steps[i].st == SS_RUNNING)
+            submit_start(s, r, i, r->steps[i].attempt > 0 ? r->steps[i].attempt : 1);
+        else if (r->steps[i].st == SS_PENDING && r->steps[i].n_deps_left == 0)
+            on_ready(s, r, i);
+    }
+    check_finished(s, r);
+    return DURABLE_OK;
+}
+
+static void resume_run(struct sched *s, const char *run_id)
+{
+    struct run_record rec;
+    durable_error err = { 0 };
+
+    if (run_find(s, run_id))
+        return;
+    memset(&rec, 0, sizeof(rec));
+    if (store_run_load(s->d->store, run_id, &rec, &err) != DURABLE_OK) {
+        log_error("cannot resume run %s: %s", run_id, err.msg);
+        return;
+    }
+    if (strcmp(rec.status, RUN_PENDING) == 0 || strcmp(rec.status, RUN_RUNNING) == 0 ||
+            strcmp(rec.status, RUN_WAITING) == 0)
+        adopt_record(&rec, s);
+    run_record_release(&rec);
+}
+
+/* ---- committed items ---- */
+
+static void on_step_committed(struct sched *s, struct run_state *r, struct commit_item *ci)
+{
+    size_t i = ci->step_idx;
+    const struct transition *t = ci->applied == APPLIED_FALLBACK ? &ci->fallback : &ci->t;
+
+    switch (t->kind) {
+    case TR_STEP_START:
+        on_started(s, r, i);
+        break;
+    case TR_STEP_COMPLETE:
+        r->steps[i].st = SS_COMPLETED;
+        r->steps[i].output = ci->output;
+        ci->output = NULL;
+        on_settled(s, r, i);
+        break;
+    case TR_STEP_SKIP:
+        r->steps[i].st = SS_SKIPPED;
+        on_settled(s, r, i);
+        break;
+    case TR_STEP_RETRY:
+        r->steps[i].st = SS_RETRYING;
+        if (!r->finishing)
+            timer_push(s, r, i, TM_RETRY, t->wake_at_ms);
+        break;
+    case TR_STEP_FAIL:
+        on_step_failed(s, r, i, t->error_message);
+        break;
+    default:
+        break;
+    }
+}
+
+static void on_committed(struct sched *s, struct commit_item *ci)
+{
+    struct run_state *r;
+
+    if (ci->t.kind == TR_RUN_CREATE) {
+        if (ci->applied != APPLIED_NONE && ci->result.created)
+            adopt_new(s, ci);
+        return;
+    }
+    r = run_find(s, ci->t.run_id);
+    if (!r)
+        return;
+    if (ci->t.kind == TR_RUN_FINISH) {
+        if (ci->applied != APPLIED_NONE || ci->code == DURABLE_ECONFLICT)
+            run_drop(s, r->id);
+        return;
+    }
+    if (ci->applied == APPLIED_NONE) {
+        /* Refused: the run finished elsewhere (cancel) or the store failed.
+         * Forget it; the store is the truth and a restart resumes it. */
+        if (ci->t.kind != TR_RUN_RECOVERED) {
+            log_debug("run %s: transition refused (%s), dropping it from memory", r->id,
+                    durable_strerror(ci->code));
+            run_drop(s, r->id);
+        }
+        return;
+    }
+    if (ci->t.kind != TR_RUN_RECOVERED)
+        on_step_committed(s, r, ci);
+}
+
+/* ---- the thread ---- */
+
+static void post(struct sched *s, struct sched_msg *m)
+{
+    bool closed;
+
+    pthread_mutex_lock(&s->mu);
+    closed = s->closed;
+    if (!closed) {
+        if (s->tail)
+            s->tail->next = m;
+        else
+            s->head = m;
+        s->tail = m;
+        pthread_cond_signal(&s->cond);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (closed) {
+        struct commit_item *ci, *next;
+        for (ci = m->items; ci; ci = next) {
+            next = ci->next;
+            commit_item_free(ci);
+        }
+        free(m);
+    }
+}
+
+void engine_sched_committed(struct durable *d, struct commit_item *items)
+{
+    struct sched_msg *m = xcalloc(1, sizeof(*m));
+
+    m->kind = MSG_COMMITTED;
+    m->items = items;
+    post(d->sched, m);
+}
+
+void engine_sched_resume(struct durable *d, const char *run_id)
+{
+    struct sched_msg *m = xcalloc(1, sizeof(*m));
+
+    m->kind = MSG_RESUME;
+    snprintf(m->run_id, sizeof(m->run_id), "%s", run_id);
+    post(d->sched, m);
+}
+
+static void handle_msg(struct sched *s, struct sched_msg *m)
+{
+    struct commit_item *ci, *next;
+
+    if (m->kind == MSG_RESUME)
+        resume_run(s, m->run_id);
+    for (ci = m->items; ci; ci = next) {
+        next = ci->next;
+        on_committed(s, ci);
+        commit_item_free(ci);
+    }
+    free(m);
+}
+
+static void fire_due_timers(struct sched *s)
+{
+    int64_t now = clock_wall_ms();
+
+    while (s->n_heap && s->heap[0].due_ms <= now) {
+        struct timer t = timer_pop(s);
+        on_timer(s, &t);
+    }
+}
+
+/* Waits for a message or the next timer. Returns the messages taken (a
+ * list) and whether to stop. Called with s->mu not held. */
+static struct sched_msg *wait_for_work(struct sched *s, bool *out_stop)
+{
+    struct sched_msg *msgs;
+
+    pthread_mutex_lock(&s->mu);
+    if (!s->head && !s->stop) {
+        if (s->n_heap) {
+            int64_t wait_ms = s->heap[0].due_ms - clock_wall_ms();
+            if (wait_ms > 0) {
+                struct timespec ts;
+                int64_t ns;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ns = ts.tv_nsec + (wait_ms % 1000) * 1000000;
+                ts.tv_sec += (time_t)(wait_ms / 1000) + (time_t)(ns / 1000000000);
+                ts.tv_nsec = (long)(ns % 1000000000);
+                pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+            }
+        } else {
+            pthread_cond_wait(&s->cond, &s->mu);
+        }
+    }
+    msgs = s->head;
+    s->head = s->tail = NULL;
+    *out_stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    return msgs;
+}
+
+static void *sched_main(void *arg)
+{
+    struct sched *s = arg;
+    bool stop = false;
+
+    pthread_setname_np(pthread_self(), "durable-sched");
+    while (!stop) {
+        struct sched_msg *m = wait_for_work(s, &stop), *next;
+        for (; m; m = next) {
+            next = m->next;
+            handle_msg(s, m);
+        }
+        if (!stop)
+            fire_due_timers(s);
+    }
+    return NULL;
+}
+
+durable_code engine_sched_start(struct durable *d, durable_error *err)
+{
+    struct sched *s = xcalloc(1, sizeof(*s));
+    pthread_condattr_t ca;
+    durable_code rc = DURABLE_OK;
+
+    s->d = d;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    s->n_buckets = 1024;
+    s->buckets = xcalloc(s->n_buckets, sizeof(*s->buckets));
+    d->sched = s;
+    /* Recovery runs before the thread starts, so nothing races with it. */
+    if (d->recovery == DURABLE_RECOVER_ALL)
+        rc = store_runs_unfinished(d->store, adopt_record, s, err);
+    if (rc == DURABLE_OK && pthread_create(&d->scheduler, NULL, sched_main, s) != 0)
+        rc = err_set(err, DURABLE_ENOMEM, "could not start the scheduler thread");
+    return rc;
+}
+
+void engine_sched_stop(struct durable *d)
+{
+    struct sched *s = d->sched;
+    struct sched_msg *m, *next;
+    size_t i;
+
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(d->scheduler, NULL);
+    pthread_mutex_lock(&s->mu);
+    s->closed = true;
+    m = s->head;
+    s->head = s->tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    for (; m; m = next) {
+        struct commit_item *ci, *cn;
+        next = m->next;
+        for (ci = m->items; ci; ci = cn) {
+            cn = ci->next;
+            commit_item_free(ci);
+        }
+        free(m);
+    }
+    for (i = 0; i < s->n_buckets; i++) {
+        struct run_state *r = s->buckets[i], *rn;
+        for (; r; r = rn) {
+            rn = r->hnext;
+            run_free(r);
+        }
+    }
+    free(s->buckets);
+    free(s->heap);
+}
+
+void engine_sched_free(struct durable *d)
+{
+    struct sched *s = d->sched;
+
+    if (!s)
+        return;
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    d->sched = NULL;
+}

@@ -1,0 +1,167 @@
+/*
+ * engine.h - the engine: writer (group commit), scheduler, and the public API.
+ *
+ * Threads and what they own:
+ *   writer    (writer.c)  owns the store's write connection. It drains the
+ *             commit queue into one transaction per batch, commits, then
+ *             publishes the batch's events to subscribers, answers waiting
+ *             callers and hands the committed items to the scheduler.
+ *   scheduler (engine.c)  owns every struct run_state and the timer heap. It
+ *             decides what is ready, calls step types, and turns their
+ *             outcomes into transitions for the commit queue. It acts on a
+ *             transition only after the writer reports it committed.
+ *   callers   (api.c)     any thread: validate, submit to the commit queue and
+ *             wait for the reply, or post a message to the scheduler.
+ *
+ * Step state machine (scheduler's view; the store holds the durable one):
+ *   PENDING --deps done--> STARTING --START committed--> RUNNING
+ *   RUNNING --outcome--> FINISHING --COMPLETE committed--> COMPLETED
+ *                                  --RETRY committed--> RETRYING --timer--> STARTING
+ *                                  --FAIL committed--> FAILED (run fails)
+ *   PENDING --a dependency skipped--> SKIPPING --SKIP committed--> SKIPPED
+ *
+ * Lock order: engine.plans_mu, then nothing. Every other lock (commit queue,
+ * scheduler inbox, subscribers, finish_mu) is a leaf: never held while taking
+ * another, and never across SQL, a callback or a wait on another queue.
+ */
+#ifndef DURABLE_ENGINE_ENGINE_H
+#define DURABLE_ENGINE_ENGINE_H
+
+#include "util/common.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "def/def.h"
+#include "durable.h"
+#include "store/store.h"
+#include "util/util.h"
+
+/* A caller waiting for its transition to commit (stack-allocated by it). */
+struct commit_reply {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool done;                    /* guarded by mu */
+    durable_code code;            /* written by the writer before done */
+    durable_error err;
+    struct transition_result result;
+};
+
+enum commit_applied {
+    APPLIED_NONE = 0,   /* not applied: code says why (ECONFLICT: late result) */
+    APPLIED_PRIMARY,
+    APPLIED_FALLBACK,   /* the primary's action refused; the fallback committed */
+};
+
+/*
+ * One transition on its way to the database. Owns its strings (own[]).
+ * Producers: API threads and the scheduler. Consumer: the writer, which
+ * afterwards hands it to the scheduler (notify_sched) or frees it.
+ */
+struct commit_item {
+    struct commit_item *next;
+    struct transition t;
+    struct transition fallback;   /* used when has_fallback and the action refuses */
+    bool has_fallback;
+    bool notify_sched;            /* pass to the scheduler after commit */
+    struct commit_reply *reply;   /* borrowed; signalled after commit, or NULL */
+    struct plan *plan;            /* RUN_CREATE: a reference for the scheduler */
+    size_t step_idx;              /* STEP_*: index into the plan */
+    /* written by the writer */
+    enum commit_applied applied;
+    durable_code code;
+    struct transition_result result;
+    json_t *output;               /* STEP_COMPLETE: the output, owned; the
+                                     scheduler takes it after commit */
+    char error_msg[256];          /* fallback's error (the action's refusal) */
+    /* owned allocations, freed with the item */
+    void *own[8];
+    int n_own;
+    struct transition_step_init *step_inits; /* RUN_CREATE: owned, with each
+                                                depends_on_json */
+};
+
+struct commit_item *commit_item_new(enum transition_kind kind, const char *run_id);
+/* Duplicates s (may be NULL) into memory the item owns. */
+const char *commit_item_str(struct commit_item *ci, const char *s);
+void commit_item_free(struct commit_item *ci);
+
+struct subscriber {
+    int id;
+    durable_event_fn fn;
+    void *ud;
+};
+
+struct plan_cache_entry {
+    char workflow_id[ID_MAX];
+    struct plan *plan;
+};
+
+struct sched; /* engine.c: scheduler state, scheduler thread only */
+
+struct durable {
+    struct store *store;
+    durable_recovery recovery;
+
+    /* commit queue: producers any thread, consumer the writer */
+    pthread_mutex_t cq_mu;
+    pthread_cond_t cq_cond;
+    struct commit_item *cq_head;  /* guarded by cq_mu */
+    struct commit_item *cq_tail;  /* guarded by cq_mu */
+    bool cq_closed;               /* guarded by cq_mu */
+    pthread_t writer;
+
+    struct sched *sched;
+    pthread_t scheduler;
+
+    /* subscribers: any thread registers; the writer calls them */
+    pthread_mutex_t subs_mu;
+    struct subscriber *subs;      /* guarded by subs_mu */
+    size_t n_subs;                /* guarded by subs_mu */
+    int next_sub_id;              /* guarded by subs_mu */
+
+    /* finish notifications for durable_run_wait */
+    pthread_mutex_t finish_mu;
+    pthread_cond_t finish_cond;
+    uint64_t finish_gen;          /* guarded by finish_mu */
+
+    /* plans by workflow id, shared read-only */
+    pthread_mutex_t plans_mu;
+    struct plan_cache_entry *plans; /* guarded by plans_mu */
+    size_t n_plans;               /* guarded by plans_mu */
+
+    atomic_bool store_failed;     /* the writer gave up on a batch */
+    /* statistics, atomics */
+    atomic_uint_fast64_t n_commits;
+    atomic_uint_fast64_t n_committed_items;
+};
+
+/* ---- writer.c ---- */
+void engine_writer_start(struct durable *d);
+/* Queues an item (takes ownership). Fails with DURABLE_ECLOSED when stopping
+ * (the item is freed). */
+durable_code engine_commit_submit(struct durable *d, struct commit_item *ci);
+/* Queues an item with a reply and waits until it has committed. Takes
+ * ownership of ci. The reply's code and result are copied to the caller. */
+durable_code engine_commit_wait(struct durable *d, struct commit_item *ci,
+        struct transition_result *out_result, durable_error *err);
+/* Closes the queue, lets the writer drain it, joins it. */
+void engine_writer_stop(struct durable *d);
+
+/* ---- engine.c (scheduler) ---- */
+durable_code engine_sched_start(struct durable *d, durable_error *err);
+void engine_sched_stop(struct durable *d);
+/* Frees the scheduler; after engine_writer_stop (the writer may still post). */
+void engine_sched_free(struct durable *d);
+/* Called by the writer with the committed items (a list; ownership passes). */
+void engine_sched_committed(struct durable *d, struct commit_item *items);
+/* Asks the scheduler to resume a run from the store (if not already active). */
+void engine_sched_resume(struct durable *d, const char *run_id);
+
+/* ---- api.c ---- */
+/* A plan for a workflow id, from the cache or parsed from its stored
+ * definition. Returns a new reference. */
+durable_code engine_plan_get(struct durable *d, const char *workflow_id, const char *definition,
+        struct plan **out, durable_error *err);
+
+#endif

@@ -1,0 +1,341 @@
+/*
+ * writer.c - the writer thread: group commit of transitions.
+ *
+ * Every producer appends commit items to one queue. The writer takes all that
+ * is queued (up to WRITER_MAX_BATCH), applies them in one transaction and
+ * commits: while one fsync runs, the next batch gathers, so the cost of a
+ * commit is shared by everything that arrived meanwhile. Only after COMMIT
+ * returns does anyone learn of the batch: subscribers get its events, waiting
+ * callers their replies, the scheduler the items. That ordering is the
+ * durability contract.
+ *
+ * A step completion with an action carries a fallback (the failure the step
+ * gets if the action refuses), so the refusal and its consequence commit in
+ * the same transaction without a round trip through the scheduler.
+ */
+#include "util/common.h"
+
+#include "engine/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WRITER_MAX_BATCH    4096
+#define WRITER_MAX_RETRIES  5
+
+struct commit_item *commit_item_new(enum transition_kind kind, const char *run_id)
+{
+    struct commit_item *ci = xcalloc(1, sizeof(*ci));
+
+    ci->t.kind = kind;
+    ci->t.at_ms = clock_wall_ms();
+    ci->t.run_id = commit_item_str(ci, run_id);
+    return ci;
+}
+
+const char *commit_item_str(struct commit_item *ci, const char *s)
+{
+    char *copy;
+
+    if (!s)
+        return NULL;
+    DUR_ASSERT(ci->n_own < (int)DUR_ARRAY_LEN(ci->own));
+    copy = xstrdup(s);
+    ci->own[ci->n_own++] = copy;
+    return copy;
+}
+
+void commit_item_free(struct commit_item *ci)
+{
+    int i;
+
+    if (!ci)
+        return;
+    for (i = 0; i < ci->n_own; i++)
+        free(ci->own[i]);
+    if (ci->step_inits) {
+        size_t k;
+        for (k = 0; k < ci->t.n_steps; k++)
+            free((char *)ci->step_inits[k].depends_on_json);
+        free(ci->step_inits);
+    }
+    json_decref(ci->output);
+    plan_unref(ci->plan);
+    free(ci);
+}
+
+durable_code engine_commit_submit(struct durable *d, struct commit_item *ci)
+{
+    bool closed;
+
+    pthread_mutex_lock(&d->cq_mu);
+    closed = d->cq_closed;
+    if (!closed) {
+        ci->next = NULL;
+        if (d->cq_tail)
+            d->cq_tail->next = ci;
+        else
+            d->cq_head = ci;
+        d->cq_tail = ci;
+        pthread_cond_signal(&d->cq_cond);
+    }
+    pthread_mutex_unlock(&d->cq_mu);
+    if (closed) {
+        commit_item_free(ci);
+        return DURABLE_ECLOSED;
+    }
+    return DURABLE_OK;
+}
+
+durable_code engine_commit_wait(struct durable *d, struct commit_item *ci,
+        struct transition_result *out_result, durable_error *err)
+{
+    struct commit_reply reply;
+    durable_code rc;
+
+    memset(&reply, 0, sizeof(reply));
+    pthread_mutex_init(&reply.mu, NULL);
+    pthread_cond_init(&reply.cond, NULL);
+    ci->reply = &reply;
+    rc = engine_commit_submit(d, ci);
+    if (rc != DURABLE_OK) {
+        err_set(err, rc, "the engine is shutting down");
+        goto done;
+    }
+    pthread_mutex_lock(&reply.mu);
+    while (!reply.done)
+        pthread_cond_wait(&reply.cond, &reply.mu);
+    pthread_mutex_unlock(&reply.mu);
+    rc = reply.code;
+    if (rc != DURABLE_OK)
+        err_set(err, rc, "%s", reply.err.msg);
+    else if (out_result)
+        *out_result = reply.result;
+done:
+    pthread_cond_destroy(&reply.cond);
+    pthread_mutex_destroy(&reply.mu);
+    return rc;
+}
+
+/* Takes the whole queue (bounded by WRITER_MAX_BATCH). Blocks while empty.
+ * Returns NULL when the queue is closed and drained. */
+static struct commit_item *take_batch(struct durable *d)
+{
+    struct commit_item *head, *last;
+    int n = 1;
+
+    pthread_mutex_lock(&d->cq_mu);
+    while (!d->cq_head && !d->cq_closed)
+        pthread_cond_wait(&d->cq_cond, &d->cq_mu);
+    head = d->cq_head;
+    if (head) {
+        last = head;
+        while (last->next && n < WRITER_MAX_BATCH) {
+            last = last->next;
+            n++;
+        }
+        d->cq_head = last->next;
+        if (!d->cq_head)
+            d->cq_tail = NULL;
+        last->next = NULL;
+    }
+    pthread_mutex_unlock(&d->cq_mu);
+    return head;
+}
+
+/* Applies one item. Returns DURABLE_EIO (or another store failure) only when
+ * the whole transaction must be rolled back; per-item refusals are recorded
+ * in the item. */
+static durable_code apply_item(struct durable *d, struct commit_item *ci, struct store_events *ev)
+{
+    durable_error err = { 0 };
+    struct transition_result res;
+    durable_code rc;
+
+    memset(&res, 0, sizeof(res));
+    rc = store_apply(d->store, &ci->t, ev, &res, &err);
+    if (rc == DURABLE_EACTION && ci->has_fallback) {
+        snprintf(ci->error_msg, sizeof(ci->error_msg), "%s", err.msg);
+        ci->fallback.error_message = ci->error_msg;
+        err_clear(&err);
+        rc = store_apply(d->store, &ci->fallback, ev, &res, &err);
+        if (rc == DURABLE_OK) {
+            ci->applied = APPLIED_FALLBACK;
+            ci->code = DURABLE_OK;
+            goto done;
+        }
+    }
+    if (rc == DURABLE_EIO)
+        return rc;
+    ci->code = rc;
+    ci->applied = rc == DURABLE_OK ? APPLIED_PRIMARY : APPLIED_NONE;
+    if (rc != DURABLE_OK && rc != DURABLE_ECONFLICT && !ci->reply)
+        log_warn("transition %d of run %s not applied: %s", (int)ci->t.kind,
+                ci->t.run_id ? ci->t.run_id : "-", err.msg);
+done:
+    ci->result = res;
+    if (ci->reply) {
+        ci->reply->err = err;
+        ci->reply->result = res;
+    }
+    return DURABLE_OK;
+}
+
+static durable_code commit_batch(struct durable *d, struct commit_item *batch,
+        struct store_events *ev, durable_error *err)
+{
+    struct commit_item *ci;
+    durable_code rc;
+
+    store_events_clear(ev);
+    rc = store_tx_begin(d->store, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    for (ci = batch; ci; ci = ci->next) {
+        rc = apply_item(d, ci, ev);
+        if (rc != DURABLE_OK) {
+            err_set(err, rc, "could not apply a transition");
+            store_tx_rollback(d->store);
+            return rc;
+        }
+    }
+    FAILPOINT("writer.before_commit");
+    rc = store_tx_commit(d->store, err);
+    if (rc != DURABLE_OK) {
+        store_tx_rollback(d->store);
+        return rc;
+    }
+    FAILPOINT("writer.after_commit");
+    return DURABLE_OK;
+}
+
+static void publish_events(struct durable *d, const struct store_events *ev)
+{
+    struct subscriber *subs = NULL;
+    size_t n, i, j;
+    bool any_finish = false;
+
+    for (i = 0; i < ev->n; i++) {
+        if (strncmp(ev->items[i].type, "run_", 4) == 0 && strcmp(ev->items[i].type, "run_created"))
+            any_finish = true;
+    }
+    if (any_finish) {
+        pthread_mutex_lock(&d->finish_mu);
+        d->finish_gen++;
+        pthread_cond_broadcast(&d->finish_cond);
+        pthread_mutex_unlock(&d->finish_mu);
+    }
+    /* Copy the subscriber list so no lock is held across callbacks. */
+    pthread_mutex_lock(&d->subs_mu);
+    n = d->n_subs;
+    if (n) {
+        subs = xmalloc(n * sizeof(*subs));
+        memcpy(subs, d->subs, n * sizeof(*subs));
+    }
+    pthread_mutex_unlock(&d->subs_mu);
+    for (i = 0; i < ev->n; i++) {
+        const struct store_event *e = &ev->items[i];
+        durable_event pub = { e->run_id, e->seq, e->type, e->step_id, e->at_ms, e->data_json };
+        for (j = 0; j < n; j++)
+            subs[j].fn(&pub, subs[j].ud);
+    }
+    free(subs);
+}
+
+/* Hands committed items on: replies are signalled, scheduler items passed,
+ * the rest freed. */
+static void dispatch(struct durable *d, struct commit_item *batch)
+{
+    struct commit_item *ci, *next, *to_sched = NULL, **tail = &to_sched;
+
+    for (ci = batch; ci; ci = next) {
+        next = ci->next;
+        ci->next = NULL;
+        if (ci->reply) {
+            struct commit_reply *r = ci->reply;
+            ci->reply = NULL;
+            pthread_mutex_lock(&r->mu);
+            r->code = ci->code;
+            r->done = true;
+            pthread_cond_signal(&r->cond);
+            pthread_mutex_unlock(&r->mu);
+        }
+        if (ci->notify_sched) {
+            /* Refusals too: the scheduler must learn that a run ended. */
+            *tail = ci;
+            tail = &ci->next;
+        } else {
+            commit_item_free(ci);
+        }
+    }
+    if (to_sched)
+        engine_sched_committed(d, to_sched);
+}
+
+/* After repeated failures: answer every caller with the error and drop the
+ * batch. The runs concerned stay as the store has them and resume at the
+ * next start. */
+static void fail_batch(struct durable *d, struct commit_item *batch, const durable_error *err)
+{
+    struct commit_item *ci;
+
+    atomic_store(&d->store_failed, true);
+    log_error("giving up on a batch of transitions: %s", err->msg);
+    for (ci = batch; ci; ci = ci->next) {
+        ci->code = DURABLE_EIO;
+        ci->applied = APPLIED_NONE;
+        if (ci->reply)
+            ci->reply->err = *err;
+    }
+    dispatch(d, batch);
+}
+
+static void *writer_main(void *arg)
+{
+    struct durable *d = arg;
+    struct store_events ev = { 0 };
+    struct commit_item *batch;
+
+    pthread_setname_np(pthread_self(), "durable-writer");
+    while ((batch = take_batch(d)) != NULL) {
+        durable_error err = { 0 };
+        int tries = 0;
+        durable_code rc;
+
+        do {
+            err_clear(&err);
+            rc = commit_batch(d, batch, &ev, &err);
+            if (rc != DURABLE_OK && ++tries < WRITER_MAX_RETRIES) {
+                log_warn("commit failed, retrying: %s", err.msg);
+                usleep(20000u << tries);
+            }
+        } while (rc != DURABLE_OK && tries < WRITER_MAX_RETRIES);
+        if (rc != DURABLE_OK) {
+            fail_batch(d, batch, &err);
+            continue;
+        }
+        atomic_store(&d->store_failed, false);
+        atomic_fetch_add(&d->n_commits, 1);
+        publish_events(d, &ev);
+        dispatch(d, batch);
+    }
+    store_events_release(&ev);
+    return NULL;
+}
+
+void engine_writer_start(struct durable *d)
+{
+    int rc = pthread_create(&d->writer, NULL, writer_main, d);
+    DUR_ASSERT(rc == 0);
+}
+
+void engine_writer_stop(struct durable *d)
+{
+    pthread_mutex_lock(&d->cq_mu);
+    d->cq_closed = true;
+    pthread_cond_broadcast(&d->cq_cond);
+    pthread_mutex_unlock(&d->cq_mu);
+    pthread_join(d->writer, NULL);
+}
