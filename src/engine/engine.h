@@ -20,9 +20,12 @@
  *                                  --FAIL committed--> FAILED (run fails)
  *   PENDING --a dependency skipped--> SKIPPING --SKIP committed--> SKIPPED
  *
- * Lock order: engine.plans_mu, then nothing. Every other lock (commit queue,
- * scheduler inbox, subscribers, finish_mu) is a leaf: never held while taking
- * another, and never across SQL, a callback or a wait on another queue.
+ * Lock order: every lock
+ * (plans_mu, commit queue, scheduler inbox, subs_mu, finish_mu, a reply's
+ * mutex) is a leaf, never held while taking another or across SQL. The one
+ * exception to "no lock across a callback": the writer holds subs_mu while it
+ * calls subscribers, so that unsubscribing is synchronous (callbacks may not
+ * call into durable, so they cannot deadlock on it).
  */
 #ifndef DURABLE_ENGINE_ENGINE_H
 #define DURABLE_ENGINE_ENGINE_H

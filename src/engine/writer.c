@@ -211,37 +211,31 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
     return DURABLE_OK;
 }
 
+/* Calls every subscriber for every event, then wakes durable_run_wait.
+ * subs_mu is held across the callbacks - the one lock that is - so that
+ * durable_unsubscribe returning means the callback will not run again; the
+ * callbacks' contract (durable.h) forbids calling back into durable. */
 static void publish_events(struct durable *d, const struct store_events *ev)
 {
-    struct subscriber *subs = NULL;
-    size_t n, i, j;
     bool any_finish = false;
+    size_t i, j;
 
+    pthread_mutex_lock(&d->subs_mu);
     for (i = 0; i < ev->n; i++) {
-        if (strncmp(ev->items[i].type, "run_", 4) == 0 && strcmp(ev->items[i].type, "run_created"))
+        const struct store_event *e = &ev->items[i];
+        durable_event pub = { e->run_id, e->seq, e->type, e->step_id, e->at_ms, e->data_json };
+        for (j = 0; j < d->n_subs; j++)
+            d->subs[j].fn(&pub, d->subs[j].ud);
+        if (strncmp(e->type, "run_", 4) == 0 && strcmp(e->type, "run_created") != 0)
             any_finish = true;
     }
+    pthread_mutex_unlock(&d->subs_mu);
     if (any_finish) {
         pthread_mutex_lock(&d->finish_mu);
         d->finish_gen++;
         pthread_cond_broadcast(&d->finish_cond);
         pthread_mutex_unlock(&d->finish_mu);
     }
-    /* Copy the subscriber list so no lock is held across callbacks. */
-    pthread_mutex_lock(&d->subs_mu);
-    n = d->n_subs;
-    if (n) {
-        subs = xmalloc(n * sizeof(*subs));
-        memcpy(subs, d->subs, n * sizeof(*subs));
-    }
-    pthread_mutex_unlock(&d->subs_mu);
-    for (i = 0; i < ev->n; i++) {
-        const struct store_event *e = &ev->items[i];
-        durable_event pub = { e->run_id, e->seq, e->type, e->step_id, e->at_ms, e->data_json };
-        for (j = 0; j < n; j++)
-            subs[j].fn(&pub, subs[j].ud);
-    }
-    free(subs);
 }
 
 /* Hands committed items on: replies are signalled, scheduler items passed,
