@@ -52,6 +52,7 @@ struct run_args {
     const char *key;
     const char *db;
     durable_durability durability;
+    double order_amount; /* valid when order != NULL */
 };
 
 /* ---- the event queue: the writer thread pushes, the main thread pops ---- */
@@ -310,6 +311,20 @@ static bool view_apply(struct view *v, const struct ev_node *e)
 
 /* ---- arguments ---- */
 
+static bool parse_amount(const char *s, double *out)
+{
+    char *end = NULL;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !(v >= 0) || v > 1e12)
+        return false;
+    *out = v;
+    return true;
+}
+
+
 static int parse_args(int argc, char **argv, struct run_args *a)
 {
     int i;
@@ -362,53 +377,51 @@ static int parse_args(int argc, char **argv, struct run_args *a)
         fputs(run_usage, stderr);
         return -1;
     }
+    if (a->order && !parse_amount(a->order, &a->order_amount)) {
+        fprintf(stderr, "durable run: --order needs an amount from 0 to 1e12, not \"%s\"\n", a->order);
+        return -1;
+    }
     return 0;
 missing:
     fprintf(stderr, "durable run: %s needs a value\n", argv[i]);
     return -1;
 }
 
-static bool parse_amount(const char *s, double *out)
-{
-    char *end = NULL;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || end == s || *end != '\0' || !(v >= 0) || v > 1e12)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* ---- the command ---- */
 
-/* Registers the file's workflow; prints located errors. Returns the exit
- * code (0 on success). OUT: *out_wf. */
-static int register_file(durable *d, const char *file, const char *text, size_t len, char **out_wf)
+/* Validates the definition before anything touches the database; prints
+ * every located error. Returns 0, or 2 when the file is invalid. */
+static int validate_file(const char *file, const char *text, size_t len)
 {
     durable_error err = { 0 };
-    char *report = NULL;
+    char *report = NULL, *line, *nl;
     durable_code rc;
 
     rc = durable_validate(text, len, &report, &err);
-    if (rc != DURABLE_OK) {
-        char *line = report, *nl;
-        for (; line && *line; line = nl + 1) {
-            nl = strchr(line, '\n');
-            if (!nl) {
-                fprintf(stderr, "%s: %s\n", file, line);
-                break;
-            }
-            fprintf(stderr, "%s: %.*s\n", file, (int)(nl - line), line);
-        }
-        if (!report || !*report)
-            fprintf(stderr, "%s: %s\n", file, err.msg);
+    if (rc == DURABLE_OK) {
         durable_free(report);
-        return 2;
+        return 0;
     }
+    for (line = report; line && *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (!nl) {
+            fprintf(stderr, "%s: %s\n", file, line);
+            break;
+        }
+        fprintf(stderr, "%s: %.*s\n", file, (int)(nl - line), line);
+    }
+    if (!report || !*report)
+        fprintf(stderr, "%s: %s\n", file, err.msg);
     durable_free(report);
-    err_clear(&err);
+    return 2;
+}
+
+/* Registers the file's workflow. Returns the exit code (0 on success).
+ * OUT: *out_wf. */
+static int register_file(durable *d, const char *file, const char *text, size_t len, char **out_wf)
+{
+    durable_error err = { 0 };
+
     if (durable_workflow_register(d, text, len, out_wf, NULL, NULL, &err) != DURABLE_OK) {
         fprintf(stderr, "durable run: %s: %s\n", file, err.msg);
         return err.code == DURABLE_EINVAL || err.code == DURABLE_ESYNTAX ? 2 : 1;
@@ -429,13 +442,8 @@ static int start_run(durable *d, const struct run_args *a, const char *wf, const
     if (a->order && durable_run_find(d, wf, key, out_run, &err) == DURABLE_OK) {
         err_clear(&err);
     } else if (a->order) {
-        double amount = 0;
         err_clear(&err);
-        if (!parse_amount(a->order, &amount)) {
-            fprintf(stderr, "durable run: --order needs an amount from 0 to 1e12, not \"%s\"\n", a->order);
-            return 2;
-        }
-        if (durable_order_create(d, amount, &order_id, &err) != DURABLE_OK) {
+        if (durable_order_create(d, a->order_amount, &order_id, &err) != DURABLE_OK) {
             fprintf(stderr, "durable run: could not create the order: %s\n", err.msg);
             return 1;
         }
@@ -587,6 +595,11 @@ int cli_run(int argc, char **argv)
         return ret > 0 ? 0 : 2;
     if (cli_read_file(a.file, 1024 * 1024, &text, &len) != 0)
         return 2;
+    ret = validate_file(a.file, text, len);
+    if (ret) {
+        free(text);
+        return ret;
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     opts.db_path = a.db;
