@@ -1,15 +1,18 @@
 /*
- * def.c - def_parse(): JSON text to a validated plan, and the top level of
- * a definition (name, version, description, input, timeout_seconds, steps).
+ * def.c - the entry points: def_parse() (JSON text to a validated plan),
+ * def_parse_yaml() and def_parse_any(), and the top level of a definition
+ * (name, version, description, input, timeout_seconds, steps).
  *
  * The parse runs in four passes over one jansson document: load (syntax
- * errors with line and column), collect the step ids (so depends_on may
+ * errors with line and column; for YAML, def_yaml.c, then the older shape
+ * rewritten by def_yaml_shape.c), collect the step ids (so depends_on may
  * point forward), walk every field in document order (each checker reports
  * at the current JSON path), then the graph (dependents, cycles, topological
  * order). A plan is returned only when no pass found an error.
  *
- * Nothing here recurses over user data: jansson bounds nesting at 2048 and
- * the graph code is iterative, so 10,000 chained steps are safe.
+ * Nothing here recurses over user data: jansson bounds nesting at 2048,
+ * def_yaml.c at DEF_YAML_MAX_DEPTH, and the graph code is iterative, so
+ * 10,000 chained steps are safe.
  */
 #include "util/common.h"
 
@@ -141,7 +144,7 @@ static void syntax_error(struct parser *p, const json_error_t *je)
 
 /* jansson stops at a NUL byte as if the text ended there, which gives a
  * misleading message; name the byte instead. Returns false if one is found. */
-static bool check_nul(struct parser *p, const char *text, size_t len)
+bool def_check_nul(struct parser *p, const char *text, size_t len)
 {
     const char *nul = memchr(text, '\0', len);
     const char *s;
@@ -206,7 +209,7 @@ static durable_code load(struct parser *p, const char *text, size_t len, json_t 
     json_t *root;
 
     *out_root = NULL;
-    if (!check_nul(p, text, len))
+    if (!def_check_nul(p, text, len))
         return DURABLE_ESYNTAX;
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!root) {
@@ -235,49 +238,175 @@ static struct plan *finish(struct parser *p, json_t *root)
     return plan;
 }
 
+durable_code def_parse_root(struct parser *p, json_t *root, struct plan **out_plan)
+{
+    def_path_reset(p, root);
+    parse_root(p, root);
+    if (p->n_errors)
+        return DURABLE_EINVAL;
+    *out_plan = finish(p, root);
+    return DURABLE_OK;
+}
+
+void def_parser_init(struct parser *p, struct def_report *local, struct def_report *report,
+                     const struct def_options *opts)
+{
+    *p = (struct parser){ 0 };
+    def_report_init(local);
+    p->rep = report ? report : local;
+    p->opts = opts;
+    p->suggest_budget = SUGGEST_BUDGET;
+    p->ids = json_object();
+    dbuf_init(&p->path, 0);
+}
+
+durable_code def_parser_finish(struct parser *p, durable_code code, durable_error *err)
+{
+    if (code != DURABLE_OK)
+        err_set(err, code, "%s", p->first_error);
+    plan_unref(p->plan);
+    json_decref(p->ids);
+    free(p->id_list);
+    free(p->dep_seen);
+    dbuf_release(&p->path);
+    def_ylocs_free(p->ylocs);
+    *p = (struct parser){ 0 };
+    return code;
+}
+
+durable_code def_check_size(struct parser *p, size_t len)
+{
+    if (len <= (size_t)DEF_MAX_TEXT)
+        return DURABLE_OK;
+    def_error_at(p, "", "definition is larger than %d bytes", DEF_MAX_TEXT);
+    return DURABLE_ETOOBIG;
+}
+
 durable_code def_parse(const char *text, size_t len, const struct def_options *opts,
                        struct plan **out_plan, struct def_report *report, durable_error *err)
 {
     struct def_report local;
-    struct parser p = { 0 };
+    struct parser p;
     json_t *root = NULL;
-    durable_code code = DURABLE_OK;
+    durable_code code;
 
     *out_plan = NULL;
-    def_report_init(&local);
-    p.rep = report ? report : &local;
-    p.opts = opts;
-    p.suggest_budget = SUGGEST_BUDGET;
-    p.ids = json_object();
-    dbuf_init(&p.path, 0);
+    def_parser_init(&p, &local, report, opts);
     if (!text) {
         text = "";
         len = 0;
     }
-    if (len > (size_t)DEF_MAX_TEXT) {
-        def_error_at(&p, "", "definition is larger than %d bytes", DEF_MAX_TEXT);
-        code = DURABLE_ETOOBIG;
-        goto done;
-    }
-    code = load(&p, text, len, &root);
-    if (code != DURABLE_OK)
-        goto done;
-    parse_root(&p, root);
-    if (p.n_errors) {
-        code = DURABLE_EINVAL;
-        goto done;
-    }
-    *out_plan = finish(&p, root);
-
-done:
-    if (code != DURABLE_OK)
-        err_set(err, code, "%s", p.first_error);
-    plan_unref(p.plan);
-    json_decref(p.ids);
-    free(p.id_list);
-    free(p.dep_seen);
-    dbuf_release(&p.path);
+    code = def_check_size(&p, len);
+    if (code == DURABLE_OK)
+        code = load(&p, text, len, &root);
+    if (code == DURABLE_OK)
+        code = def_parse_root(&p, root, out_plan);
+    code = def_parser_finish(&p, code, err);
     json_decref(root);
     def_report_release(&local);
     return code;
+}
+
+/* ---- YAML ---- */
+
+/* YAML's names for the JSON types, for messages about YAML documents. */
+static const char *yaml_type_name(const json_t *v)
+{
+    if (json_is_object(v))
+        return "mapping";
+    if (json_is_array(v))
+        return "sequence";
+    return def_type_name(v);
+}
+
+/* Whether the text (not an error) is to be read as JSON instead, in AUTO
+ * mode: a scalar alone (see def.h). */
+static bool is_json_fallback(const json_t *root)
+{
+    return root && !json_is_object(root) && !json_is_array(root);
+}
+
+/* The document is stored as compact JSON, which a later def_parse() must be
+ * able to read back: it must fit in DEF_MAX_TEXT too (escapes and longer
+ * names can make it larger than the YAML was). */
+static durable_code check_converted_size(struct parser *p, const json_t *root)
+{
+    if (json_dumpb(root, NULL, 0, JSON_COMPACT) <= (size_t)DEF_MAX_TEXT)
+        return DURABLE_OK;
+    def_error_at(p, "", "definition is larger than %d bytes once converted to JSON", DEF_MAX_TEXT);
+    return DURABLE_ETOOBIG;
+}
+
+/* def_parse_yaml(), or, in AUTO mode (opts NULL or format AUTO) when the
+ * text turns out to be no YAML definition (is_json_fallback), def_parse(). */
+static durable_code parse_yaml(const char *text, size_t len, const struct def_options *opts,
+                               struct plan **out_plan, struct def_report *report,
+                               durable_error *err)
+{
+    bool json_fallback = !opts || opts->format == DEF_FORMAT_AUTO;
+    struct def_report local;
+    struct parser p;
+    json_t *root = NULL;
+    durable_code code;
+
+    *out_plan = NULL;
+    def_parser_init(&p, &local, report, opts);
+    if (!text) {
+        text = "";
+        len = 0;
+    }
+    code = def_check_size(&p, len);
+    if (code == DURABLE_OK)
+        code = def_yaml_load(&p, text, len, &root);
+    if (code == DURABLE_OK && json_fallback && is_json_fallback(root)) {
+        def_parser_finish(&p, DURABLE_OK, NULL);
+        json_decref(root);
+        def_report_release(&local);
+        return def_parse(text, len, opts, out_plan, report, err);
+    }
+    if (code == DURABLE_OK && !root) {
+        def_error_at(&p, "", "the definition is empty: it holds no YAML document");
+        code = DURABLE_EINVAL;
+    } else if (code == DURABLE_OK && !json_is_object(root)) {
+        def_error_at(&p, "", "a workflow definition must be a mapping, got %s",
+                     yaml_type_name(root));
+        code = DURABLE_EINVAL;
+    }
+    if (code == DURABLE_OK) {
+        def_yaml_shape(&p, root);
+        code = check_converted_size(&p, root);
+    }
+    if (code == DURABLE_OK)
+        code = def_parse_root(&p, root, out_plan);
+    code = def_parser_finish(&p, code, err);
+    json_decref(root);
+    def_report_release(&local);
+    return code;
+}
+
+durable_code def_parse_yaml(const char *text, size_t len, const struct def_options *opts,
+                            struct plan **out_plan, struct def_report *report, durable_error *err)
+{
+    struct def_options yaml = opts ? *opts : (struct def_options){ 0 };
+
+    yaml.format = DEF_FORMAT_YAML;
+    return parse_yaml(text, len, &yaml, out_plan, report, err);
+}
+
+durable_code def_parse_any(const char *text, size_t len, const struct def_options *opts,
+                           struct plan **out_plan, struct def_report *report, durable_error *err)
+{
+    enum def_format format = opts ? opts->format : DEF_FORMAT_AUTO;
+    size_t i = 0;
+
+    if (format == DEF_FORMAT_JSON)
+        return def_parse(text, len, opts, out_plan, report, err);
+    if (format == DEF_FORMAT_YAML)
+        return def_parse_yaml(text, len, opts, out_plan, report, err);
+    while (text && i < len &&
+           (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
+        i++;
+    if (!text || i == len || text[i] == '{' || text[i] == '[')
+        return def_parse(text, len, opts, out_plan, report, err);
+    return parse_yaml(text, len, opts, out_plan, report, err);
 }

@@ -1,5 +1,6 @@
 /*
- * def.h - workflow definitions: parse JSON into a validated, immutable plan.
+ * def.h - workflow definitions: parse JSON or YAML into a validated,
+ * immutable plan.
  *
  * A plan is what the engine executes: the steps in file order, their
  * dependency edges (both directions, as indices), a stable topological order
@@ -11,6 +12,12 @@
  * where it is: a JSON path such as `steps[2].depends_on[0]`, and for syntax
  * errors `line L, column C`. Unknown fields are warnings; everything else is
  * an error and no plan is produced.
+ *
+ * YAML (def_parse_yaml, def_yaml.c) is converted to the same jansson
+ * document, with the older shape's names rewritten to the current ones, and
+ * then validated by the same code as JSON: a YAML definition and its JSON
+ * equivalent give the same plan, and plan->definition holds the converted
+ * JSON document, which is what gets stored.
  *
  * This layer knows nothing of the database or threads.
  */
@@ -24,6 +31,9 @@
 
 #include "durable.h"
 #include "util/util.h"
+
+struct expr;             /* expr/expr.h: a compiled jq program */
+struct config_templates; /* expr/expr.h: a config's {{ }} strings, compiled */
 
 /* Step kinds. A type string that SPEC §1 does not name is a TASK. */
 enum step_kind {
@@ -45,6 +55,11 @@ enum step_kind {
 #define DEF_MAX_SECONDS   31536000 /* one year: bound of every duration and interval */
 #define DEF_MAX_BACKOFF_COEFFICIENT 100
 #define DEF_MAX_DIAGS     100      /* diagnostics listed per parse (all are counted) */
+#define DEF_YAML_MAX_DEPTH 512     /* nesting of YAML sequences and mappings */
+/* Nodes (scalars, sequences, mappings) of a YAML document once its aliases
+ * are expanded. Each node takes at least 2 bytes of JSON, so a document over
+ * this limit could never be stored within DEF_MAX_TEXT anyway. */
+#define DEF_YAML_MAX_NODES (DEF_MAX_TEXT / 2)
 
 /* The built-in business actions (SPEC §1), NULL-terminated. The store
  * implements exactly these. */
@@ -76,6 +91,13 @@ struct plan_step {
     /* task parameters (STEP_TASK) */
     double duration_s;        /* default 1.0, >= 0 */
     double fail_probability;  /* default 0.0, in [0, 1] */
+    /* Expressions, compiled at parse time (SPEC §3), owned by the plan and,
+     * like it, immutable and shareable between threads (expr.h). */
+    struct expr *if_compiled;           /* the `if`, or NULL */
+    struct expr *expr;                  /* condition, transform: config.expression */
+    struct config_templates *templates; /* the config's {{ }} strings, or NULL when none
+                                           (for condition/transform, `expression` is
+                                           not a template) */
 };
 
 struct plan {
@@ -115,9 +137,18 @@ void def_report_release(struct def_report *r);
  * "warning: "), one per line, to out. */
 void def_report_format(const struct def_report *r, struct dbuf *out);
 
+/* The text formats of a definition, for def_parse_any(). */
+enum def_format {
+    DEF_FORMAT_AUTO = 0, /* JSON when it starts with '{' or '[', else YAML (see def_parse_any) */
+    DEF_FORMAT_JSON,
+    DEF_FORMAT_YAML,
+};
+
 struct def_options {
     /* NULL-terminated list of known action names; NULL accepts any name. */
     const char *const *known_actions;
+    /* Used by def_parse_any() only; def_parse and def_parse_yaml ignore it. */
+    enum def_format format;
 };
 
 /* Parses and validates a JSON definition. On success *out_plan holds a plan
@@ -155,6 +186,98 @@ struct def_options {
 durable_code def_parse(const char *text, size_t len, const struct def_options *opts,
         struct plan **out_plan, struct def_report *report, durable_error *err);
 
+/* Parses and validates a YAML definition: the same contract, schema and
+ * messages as def_parse(), with these differences. opts->format is ignored.
+ *
+ * The document: exactly one YAML document, whose root is a mapping with
+ * string keys. Plain scalars are typed as YAML 1.1 users expect: null (~,
+ * null, Null, NULL, nothing), booleans (true/false, yes/no, on/off, each
+ * also Capitalised or UPPER; not y/n), integers (decimal as in YAML 1.2, so
+ * 010 is ten; 0x1F; 0o17; no 1_000, no 0b101, no sexagesimal), floats (1.5,
+ * .5, 1., 1e3, -2.5E-3); anything else (dates too) is a string, and so is
+ * every quoted or block scalar. The standard tags !!str !!int !!float !!bool
+ * !!null !!map !!seq and the non-specific "!" are honoured; any other tag is
+ * an error. Anchors and aliases are expanded (an alias is a copy); merge
+ * keys ("<<: *base" or "<<: [*a, *b]") are supported: explicit keys win
+ * over merged ones, earlier merged mappings over later ones. A top-level
+ * `version` written as a plain number is kept as a string, as written
+ * (version: 1.10 is "1.10", not 1.1).
+ *
+ * The older shape is accepted and rewritten to the current one (the
+ * document in plan->definition has the current shape; messages name fields
+ * as the user wrote them): `tasks` for `steps`; `type: activity` with
+ * `activity_type: X` for `type: X` (X = human_approval becomes approval);
+ * in a step, `timeout` and `start_to_close_timeout` for `timeout_seconds`,
+ * `retry_policy` for `retry`; in a retry policy, `maximum_attempts` for
+ * `max_attempts`, `initial_interval` for `initial_interval_seconds`,
+ * `max_interval` and `maximum_interval` for `max_interval_seconds`,
+ * `multiplier` for `backoff_coefficient`, `non_retryable_error_types` for
+ * `non_retryable_errors`. These older duration fields take a number of
+ * seconds or a string NUMBER UNIT, unit ms, s, m, h or d ("500ms", "1.5m").
+ *
+ * Messages. A YAML-level problem stops the parse with one error (code
+ * DURABLE_ESYNTAX unless said), located by line and column, 1-based, in
+ * characters (libyaml's texts, with the context's start when it differs):
+ *   line 3, column 5: mapping values are not allowed in this context
+ *   line 6, column 6: did not find expected key while parsing a block mapping started at line 3, column 5
+ *   line 3, column 1: tab characters cannot indent YAML; use spaces     (any error at a tab)
+ *   line 1, column 10: invalid UTF-8: incomplete sequence starting with byte 0xe9
+ *   line 2, column 15: invalid UTF-8: unexpected byte 0xff
+ *   line 2, column 16: control characters are not allowed (U+0001)
+ *   line 3, column 10: unexpected NUL byte
+ *   line 1, column 7: NUL characters are not allowed in strings         ("\0" escapes)
+ *   line 4, column 3: duplicate key "id" (first at line 2, column 3)
+ *   line 5, column 7: mapping keys must be strings: on is read as a boolean (write "on")
+ *   line 5, column 7: mapping keys must be strings: ~ is read as null (write "~")
+ *   line 3, column 5: mapping keys must be strings, got sequence
+ *   line 4, column 13: unsupported tag "!secret"
+ *   line 4, column 32: "1.5" is not a valid !!int
+ *   line 4, column 32: .inf is not a number JSON can hold
+ *   line 2, column 12: integer 99999999999999999999 is too big
+ *   line 2, column 44: number 1e400 is too big
+ *   line 4, column 13: alias *defaults has no anchor before it
+ *   line 2, column 5: merge key "<<" needs a mapping or a sequence of mappings, got number
+ *   line 5, column 11: merge key "<<" needs a mapping or a sequence of mappings, got number in the sequence
+ *   line 3, column 1: expected one YAML document, found a second one
+ *   line 2, column 519: nesting is deeper than 512 levels
+ *   line 8, column 20: the document has more than 524288 nodes once aliases are expanded   (ETOOBIG)
+ *   line 8, column 14: the document has more than 1048576 bytes of text once aliases are expanded   (ETOOBIG)
+ *   definition is larger than 1048576 bytes once converted to JSON     (ETOOBIG)
+ *   a workflow definition must be a mapping, got sequence              (EINVAL)
+ *   the definition is empty: it holds no YAML document                 (EINVAL)
+ * Validation messages are those of def_parse, and each diagnostic at a
+ * path carries, between the path and the message, where the value it is
+ * about was written; for a missing value, where its mapping was; inside a
+ * copy made for an alias, where the alias is:
+ *   steps[2].depends_on[0] (line 15, column 9): unknown step "chrage" (did you mean "charge"?)
+ *   steps[2].id (line 13, column 5): required
+ *   warning: steps[2].colour (line 16, column 13): unknown field "colour"
+ * Diagnostics about the whole document or the graph (`name: required`,
+ * `steps: cycle ...`) carry no location. Paths name fields as written
+ * (`tasks[4].timeout`, not `steps[4].timeout_seconds`). Mistakes in the
+ * older shape come first, all listed, and validation still runs (EINVAL):
+ *   tasks (line 3, column 3): "tasks" is an older name of "steps", which is also given
+ *   tasks[0].timeout (line 4, column 14): "timeout" is an older name of "timeout_seconds", which is also given
+ *   tasks[1].start_to_close_timeout (line 8, column 29): "start_to_close_timeout" is an older name of "timeout_seconds", which is also given (as "timeout")
+ *   tasks[2].timeout (line 10, column 14): expected a duration such as "30s", "5m" or "1h", got "soon"
+ *   tasks[0].type (line 4, column 11): type "activity" needs activity_type (the step type, such as http_request)
+ *   tasks[1].activity_type (line 6, column 20): activity_type needs type "activity"
+ *   tasks[2].activity_type (line 9, column 20): activity_type needs type "activity", got "task"
+ *   tasks[3].activity_type (line 12, column 20): expected a string, got number */
+durable_code def_parse_yaml(const char *text, size_t len, const struct def_options *opts,
+        struct plan **out_plan, struct def_report *report, durable_error *err);
+
+/* def_parse() or def_parse_yaml() as opts->format says (opts may be NULL:
+ * AUTO). AUTO reads the text as JSON when its first character other than
+ * space, tab, CR or LF is '{' or '[', or when there is none; otherwise as
+ * YAML, unless the YAML document is a scalar alone: such a text is no
+ * definition in either format, and is read as JSON so that JSON values
+ * ("5", "null", a misspelt "nul") get JSON's messages. A YAML definition
+ * in flow style ("{name: x, ...}") therefore needs DEF_FORMAT_YAML, or a
+ * "---" line before it. The public durable_validate() uses AUTO. */
+durable_code def_parse_any(const char *text, size_t len, const struct def_options *opts,
+        struct plan **out_plan, struct def_report *report, durable_error *err);
+
 struct plan *plan_ref(struct plan *p);
 void plan_unref(struct plan *p); /* frees at zero; accepts NULL */
 
@@ -164,6 +287,15 @@ long plan_step_index(const struct plan *p, const char *id);
 /* Back-off before attempt `next_attempt` (>= 2) after attempt next_attempt-1
  * failed: initial * coefficient^(next_attempt-2), capped at max, in ms. */
 int64_t def_retry_delay_ms(const struct retry_policy *r, int next_attempt);
+
+/* Parses an RFC 3339 date-time ("2026-11-22T13:05:01.123Z", offsets
+ * "+02:00" allowed; "t" and "z" accepted; a space is not) into Unix ms.
+ * False when s is not one, or out of the years 1970..9999. */
+bool def_parse_rfc3339(const char *s, int64_t *out_ms);
+
+/* True when v is a string holding `{{`: its value is known only once the
+ * config is rendered, so static checks leave it to the step type. */
+bool def_is_templated(const json_t *v);
 
 /* The kind for a type string (unknown strings are STEP_TASK). */
 enum step_kind def_step_kind(const char *type);

@@ -5,7 +5,9 @@
  *
  * Invariants: a report lists at most DEF_MAX_DIAGS entries per parse (plus
  * one warning saying the rest were left out) so hostile input cannot make it
- * huge, but n_errors counts every error. Quoted values are JSON-escaped and
+ * huge, but n_errors counts every error. For YAML, the path stack also
+ * tracks the node at each level (p->nodes), so that a diagnostic at a path
+ * can add where that node was written. Quoted values are JSON-escaped and
  * cut short, so a message is always one line of valid UTF-8.
  */
 #include "util/common.h"
@@ -65,6 +67,21 @@ static void report_add(struct def_report *r, bool is_warning, const char *where,
     d->message = message;
 }
 
+/* For YAML, the current path followed by " (line L, column C)"; NULL when
+ * there is nothing to add. Only computed for diagnostics that are shown:
+ * finding a location may scan a large mapping. */
+static char *located_path(struct parser *p, bool is_warning)
+{
+    bool is_shown = p->n_listed < DEF_MAX_DIAGS || (!is_warning && p->n_errors == 0);
+    struct def_mark m;
+
+    if (!p->ylocs || p->path.len == 0 || !is_shown)
+        return NULL;
+    if (!def_yaml_locate(p, &m))
+        return NULL;
+    return xasprintf("%s (line %d, column %d)", p->path.buf, m.line, m.column);
+}
+
 static void diag_v(struct parser *p, bool is_warning, const char *where, const char *fmt,
                    va_list ap)
 {
@@ -92,20 +109,24 @@ static void diag_v(struct parser *p, bool is_warning, const char *where, const c
 
 void def_error(struct parser *p, const char *fmt, ...)
 {
+    char *located = located_path(p, false);
     va_list ap;
 
     va_start(ap, fmt);
-    diag_v(p, false, p->path.buf, fmt, ap);
+    diag_v(p, false, located ? located : p->path.buf, fmt, ap);
     va_end(ap);
+    free(located);
 }
 
 void def_warn(struct parser *p, const char *fmt, ...)
 {
+    char *located = located_path(p, true);
     va_list ap;
 
     va_start(ap, fmt);
-    diag_v(p, true, p->path.buf, fmt, ap);
+    diag_v(p, true, located ? located : p->path.buf, fmt, ap);
     va_end(ap);
+    free(located);
 }
 
 void def_error_at(struct parser *p, const char *where, const char *fmt, ...)
@@ -136,15 +157,38 @@ static bool is_plain_key(const char *key)
     return true;
 }
 
+/* YAML only: records the node a new path level names. */
+static void node_push(struct parser *p, size_t mark, const char *key, size_t index)
+{
+    struct def_path_node *n;
+    json_t *parent;
+
+    DUR_ASSERT(p->n_nodes > 0 && p->n_nodes < DEF_PATH_NODES);
+    parent = p->nodes[p->n_nodes - 1].node;
+    n = &p->nodes[p->n_nodes++];
+    n->mark = mark;
+    n->parent = parent;
+    n->key = key;
+    n->index = index;
+    n->node = key ? json_object_get(parent, key) : json_array_get(parent, index);
+}
+
 size_t def_path_key(struct parser *p, const char *key)
 {
     size_t mark = p->path.len;
+    const char *shown = key;
     struct def_quoted q;
 
-    if (is_plain_key(key))
-        dbuf_addf(&p->path, "%s%s", mark ? "." : "", key);
+    if (p->ylocs) {
+        const char *written = def_yaml_written_key(p, p->nodes[p->n_nodes - 1].node, key);
+        if (written)
+            shown = written;
+        node_push(p, mark, key, 0);
+    }
+    if (is_plain_key(shown))
+        dbuf_addf(&p->path, "%s%s", mark ? "." : "", shown);
     else
-        dbuf_addf(&p->path, "[%s]", def_quote(&q, key));
+        dbuf_addf(&p->path, "[%s]", def_quote(&q, shown));
     return mark;
 }
 
@@ -152,6 +196,8 @@ size_t def_path_index(struct parser *p, size_t i)
 {
     size_t mark = p->path.len;
 
+    if (p->ylocs)
+        node_push(p, mark, NULL, i);
     dbuf_addf(&p->path, "[%zu]", i);
     return mark;
 }
@@ -160,6 +206,18 @@ void def_path_pop(struct parser *p, size_t mark)
 {
     p->path.len = mark;
     p->path.buf[mark] = '\0';
+    while (p->n_nodes > 1 && p->nodes[p->n_nodes - 1].mark >= mark)
+        p->n_nodes--;
+}
+
+void def_path_reset(struct parser *p, json_t *root)
+{
+    def_path_pop(p, 0);
+    p->n_nodes = 0;
+    if (p->ylocs) {
+        p->nodes[0] = (struct def_path_node){ .node = root };
+        p->n_nodes = 1;
+    }
 }
 
 /* Length of the UTF-8 sequence that starts with byte c (1 for stray bytes). */

@@ -7,10 +7,17 @@
  * passing paths around), and the plan being built. The plan is only handed
  * out when no error was found; otherwise def_parse frees it.
  *
- * Files: def.c (entry point, top level, steps), def_task.c (step fields,
+ * Files: def.c (entry points, top level, steps), def_task.c (step fields,
  * task config, retry), def_graph.c (dependents, topological order, cycles,
  * "did you mean"), def_diag.c (report, paths, quoting, number checks),
- * def_plan.c (plan lifetime, retry delays, kinds, durable_validate).
+ * def_plan.c (plan lifetime, retry delays, kinds, durable_validate),
+ * def_yaml.c (YAML to a jansson document, with the location of every node),
+ * def_yaml_shape.c (the older YAML shape rewritten to the current one).
+ *
+ * YAML parses also fill `ylocs` (where each value was written) and keep, in
+ * `nodes`, the JSON node at each level of the current path, so that a
+ * diagnostic at a path can say "(line L, column C)". JSON parses leave both
+ * empty and pay nothing for them.
  */
 #ifndef DURABLE_DEF_DEF_INT_H
 #define DURABLE_DEF_DEF_INT_H
@@ -18,6 +25,21 @@
 #include "util/common.h"
 
 #include "def/def.h"
+
+struct def_ylocs; /* def_yaml.c */
+
+/* One level of the current path (YAML parses only): the node there (NULL
+ * when the path names a missing member), its container, and its key (for a
+ * mapping member; borrowed for as long as the level is pushed) or index. */
+struct def_path_node {
+    size_t mark; /* p->path.len before this level was added */
+    json_t *node;
+    json_t *parent;
+    const char *key;
+    size_t index;
+};
+
+#define DEF_PATH_NODES 32 /* deeper than any path the checkers build */
 
 struct parser {
     struct def_report *rep; /* never NULL: the caller's or a local one */
@@ -31,13 +53,17 @@ struct parser {
     json_t *ids;          /* id -> index of its first step (integer); owned */
     const char **id_list; /* valid unique ids in file order, borrowed from the JSON */
     size_t n_ids;
-    size_t *dep_seen; /* per step: 1 + index of the step that last listed it */
+    size_t *dep_seen;        /* per step: 1 + index of the step that last listed it */
+    struct def_ylocs *ylocs; /* YAML only: where each value was written; else NULL */
+    struct def_path_node nodes[DEF_PATH_NODES]; /* YAML only: nodes[0] is the root */
+    size_t n_nodes;
 };
 
 /* Per-step state while its fields are walked. */
 struct step_ctx {
     size_t index;
     struct plan_step *st;
+    enum step_kind kind; /* from the step's type, known before its fields are walked */
     bool check_config;  /* the kind is implemented: its config is validated */
     const char *action; /* the step-level `action`, borrowed */
     const char *config_action;
@@ -59,10 +85,13 @@ void def_warn(struct parser *p, const char *fmt, ...) DUR_PRINTF(2, 3);
 /* Records an error at an explicit place ("line 3, column 7"). */
 void def_error_at(struct parser *p, const char *where, const char *fmt, ...) DUR_PRINTF(3, 4);
 
-/* Path stack: each push returns a mark to pop back to. */
+/* Path stack: each push returns a mark to pop back to. For YAML, a key
+ * the user wrote under an older name is shown under that name. */
 size_t def_path_key(struct parser *p, const char *key);
 size_t def_path_index(struct parser *p, size_t i);
 void def_path_pop(struct parser *p, size_t mark);
+/* Empties the path; for YAML, makes root the node at the empty path. */
+void def_path_reset(struct parser *p, json_t *root);
 
 /* A value quoted for a message: JSON escapes, cut at a character boundary
  * with "..." when long. Returns q->s. */
@@ -96,6 +125,22 @@ void def_step_parse(struct parser *p, size_t i, json_t *v);
 bool def_id_is_valid(const char *id);
 /* Checks a name against opts->known_actions and reports it when unknown. */
 void def_action_check(struct parser *p, const char *action);
+/* The `action` field of a config (any kind): checked against the step's. */
+void def_config_action(struct parser *p, void *ctx, json_t *v);
+
+/* ---- kinds (def_kinds.c) ---- */
+
+/* True when the kind has an implementation (and so a config schema). */
+bool def_kind_implemented(enum step_kind k);
+/* Checks config (the path points at it) against the schema of c->kind,
+ * other than task (def_task.c), and compiles its expressions. */
+void def_kind_config(struct parser *p, struct step_ctx *c, json_t *config);
+/* Compiles config's {{ }} templates into c->st->templates (left NULL when
+ * there are none); `skip_key` (may be NULL) is a member that is not one. */
+void def_config_templates(struct parser *p, struct step_ctx *c, json_t *config,
+                          const char *skip_key);
+/* Compiles `src` (the path points at it) into *out, or reports jq's error. */
+void def_expr_compile(struct parser *p, const char *src, struct expr **out);
 
 /* ---- graph (def_graph.c) ---- */
 
@@ -109,6 +154,54 @@ void def_graph_build(struct parser *p);
  * p->suggest_budget; once it is gone there are no more suggestions. */
 const char *def_suggest(struct parser *p, const char *name, const char *const *cands,
                         size_t n_cands, const char *exclude);
+
+/* ---- entry points (def.c) ---- */
+
+/* Starts a parse: p reports into report, or into local (initialised here,
+ * released by the caller) when report is NULL. */
+void def_parser_init(struct parser *p, struct def_report *local, struct def_report *report,
+                     const struct def_options *opts);
+/* Ends a parse: fills err with the first error when code is not DURABLE_OK
+ * and releases what p holds. Returns code. */
+durable_code def_parser_finish(struct parser *p, durable_code code, durable_error *err);
+/* DURABLE_ETOOBIG, reported, when len exceeds DEF_MAX_TEXT. */
+durable_code def_check_size(struct parser *p, size_t len);
+/* Reports a NUL byte in text with its line and column; false if found. */
+bool def_check_nul(struct parser *p, const char *text, size_t len);
+/* Validates a document (borrowed; an object) into a plan, passes 2 to 4:
+ * DURABLE_OK with *out_plan, or DURABLE_EINVAL when any error was reported,
+ * including errors reported before the call. */
+durable_code def_parse_root(struct parser *p, json_t *root, struct plan **out_plan);
+
+/* ---- YAML (def_yaml.c, def_yaml_shape.c) ---- */
+
+/* Where a value was written, 1-based; line 0 when unknown. */
+struct def_mark {
+    int line;
+    int column;
+};
+
+/* Pass 1 for YAML: *out_root (owned; NULL when the text holds no document)
+ * and p->ylocs, or an error reported and DURABLE_ESYNTAX, DURABLE_ETOOBIG
+ * or DURABLE_ENOMEM. The root may be any type. */
+durable_code def_yaml_load(struct parser *p, const char *text, size_t len, json_t **out_root);
+void def_ylocs_free(struct def_ylocs *l); /* accepts NULL */
+/* Where the value at the current path was written (see def.h); false when
+ * not known. */
+bool def_yaml_locate(const struct parser *p, struct def_mark *out);
+/* The name the user wrote for parent's member `key` when the older shape
+ * was rewritten, else NULL. */
+const char *def_yaml_written_key(const struct parser *p, const json_t *parent, const char *key);
+/* The older shape's names and values rewritten in place (root is an
+ * object); mistakes are reported at their paths. */
+void def_yaml_shape(struct parser *p, json_t *root);
+/* Shape helpers (def_yaml.c): member `key` of obj is now called `to`, or
+ * carries the location and written name of obj's member `from`. */
+void def_ylocs_rename(struct parser *p, json_t *obj, const char *key, const char *to);
+void def_ylocs_move(struct parser *p, json_t *obj, const char *from, const char *to);
+/* Keeps v (a reference is taken) alive until the parse ends, so that no new
+ * node can reuse its address while locations are keyed by address. */
+void def_ylocs_bury(struct parser *p, json_t *v);
 
 /* ---- plan (def_plan.c) ---- */
 

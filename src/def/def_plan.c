@@ -2,7 +2,8 @@
  * def_plan.c - what a plan is once parsed: its lifetime (an atomic
  * reference count; plans are immutable and shared between threads), lookups,
  * retry back-off arithmetic, the step kind names, and durable_validate(),
- * the public entry to validation.
+ * the public entry to validation (JSON or YAML, told apart as
+ * def_parse_any's DEF_FORMAT_AUTO says).
  *
  * plan_ref and plan_unref may be called from any thread; everything else
  * here only reads an immutable plan or builds a new one.
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "def/def_int.h"
+#include "expr/expr.h"
 
 /* clang-format off */
 const char *const def_builtin_actions[] = {
@@ -97,6 +99,9 @@ static void step_release(struct plan_step *st)
     json_decref(st->config);
     free(st->action);
     free(st->if_expr);
+    expr_free(st->if_compiled);
+    expr_free(st->expr);
+    expr_config_free(st->templates);
     free(st->deps);
     free(st->dependents);
     for (i = 0; i < st->retry.n_non_retryable_errors; i++)
@@ -173,7 +178,8 @@ int64_t def_retry_delay_ms(const struct retry_policy *r, int next_attempt)
 DURABLE_API durable_code durable_validate(const char *text, size_t text_len, char **out_report,
                                           durable_error *err)
 {
-    const struct def_options opts = { .known_actions = def_builtin_actions };
+    const struct def_options opts = { .known_actions = def_builtin_actions,
+                                      .format = DEF_FORMAT_AUTO };
     struct def_report rep;
     struct plan *plan = NULL;
     struct dbuf out;
@@ -181,7 +187,7 @@ DURABLE_API durable_code durable_validate(const char *text, size_t text_len, cha
 
     def_report_init(&rep);
     dbuf_init(&out, 0);
-    code = def_parse(text, text_len, &opts, &plan, &rep, err);
+    code = def_parse_any(text, text_len, &opts, &plan, &rep, err);
     def_report_format(&rep, &out);
     if (out_report) {
         if (code == DURABLE_OK || code == DURABLE_EINVAL || code == DURABLE_ESYNTAX)

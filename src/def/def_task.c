@@ -17,17 +17,6 @@
 
 #include "def/def_int.h"
 
-/* The kinds that have an implementation (and so a config schema). A kind
- * named by SPEC §1 but absent here is an error, never a silent task. */
-static const bool kind_implemented[] = {
-    [STEP_TASK] = true,
-};
-
-static bool is_implemented(enum step_kind k)
-{
-    return (size_t)k < DUR_ARRAY_LEN(kind_implemented) && kind_implemented[k];
-}
-
 bool def_id_is_valid(const char *id)
 {
     size_t i;
@@ -101,7 +90,7 @@ static void task_max_retries(struct parser *p, void *ctx, json_t *v)
     def_get_int(p, v, 0, DEF_MAX_ATTEMPTS - 1, &c->max_retries);
 }
 
-static void task_action(struct parser *p, void *ctx, json_t *v)
+void def_config_action(struct parser *p, void *ctx, json_t *v)
 {
     struct step_ctx *c = ctx;
     const char *s;
@@ -117,7 +106,7 @@ static const struct def_field task_fields[] = {
     { "duration_seconds", task_duration },
     { "fail_probability", task_fail_probability },
     { "max_retries", task_max_retries },
-    { "action", task_action },
+    { "action", def_config_action },
 };
 /* clang-format on */
 
@@ -216,7 +205,7 @@ static void step_type(struct parser *p, void *ctx, json_t *v)
         return;
     c->st->type = xstrdup(type);
     c->st->kind = def_step_kind(type);
-    if (!is_implemented(c->st->kind))
+    if (!def_kind_implemented(c->st->kind))
         def_error(p, "step type %s is not supported yet", def_quote(&q, type));
 }
 
@@ -230,8 +219,14 @@ static void step_config(struct parser *p, void *ctx, json_t *v)
     }
     json_decref(c->st->config);
     c->st->config = json_incref(v);
-    if (c->check_config)
+    if (!c->check_config)
+        return;
+    if (c->kind == STEP_TASK) {
         def_walk(p, v, task_fields, DUR_ARRAY_LEN(task_fields), c);
+        def_config_templates(p, c, v, NULL);
+    } else {
+        def_kind_config(p, c, v);
+    }
 }
 
 /* One entry of depends_on: resolves it or says why not. */
@@ -289,11 +284,11 @@ static void step_if(struct parser *p, void *ctx, json_t *v)
     struct step_ctx *c = ctx;
     const char *s;
 
-    /* Refused until expressions exist (the expr layer): running the step
-     * regardless of its condition would be a silent lie. */
-    if (def_get_string(p, v, &s))
-        def_error(p, "conditions (\"if\") are not supported yet");
-    (void)c;
+    if (!def_get_string(p, v, &s))
+        return;
+    free(c->st->if_expr);
+    c->st->if_expr = xstrdup(s);
+    def_expr_compile(p, s, &c->st->if_compiled);
 }
 
 static void step_retry(struct parser *p, void *ctx, json_t *v)
@@ -379,12 +374,20 @@ void def_step_parse(struct parser *p, size_t i, json_t *v)
         return;
     }
     type = json_string_value(json_object_get(v, "type"));
-    c.check_config = is_implemented(type ? def_step_kind(type) : STEP_TASK);
+    c.kind = type ? def_step_kind(type) : STEP_TASK;
+    c.check_config = def_kind_implemented(c.kind);
     if (!json_object_get(v, "id")) {
         mark = def_path_key(p, "id");
         def_error(p, "required");
         def_path_pop(p, mark);
     }
     def_walk(p, v, step_fields, DUR_ARRAY_LEN(step_fields), &c);
+    if (c.check_config && c.kind != STEP_TASK && !json_is_object(json_object_get(v, "config")) &&
+        !json_object_get(v, "config")) {
+        /* Kinds with required config fields say which are missing. */
+        mark = def_path_key(p, "config");
+        def_kind_config(p, &c, c.st->config);
+        def_path_pop(p, mark);
+    }
     step_finish(p, &c);
 }

@@ -1,7 +1,7 @@
 /*
  * test_def_cli.c - `durable validate` through cli_validate(), with stdout,
  * stderr (and stdin for "-") redirected to temporary files: output lines,
- * exit codes, usage, unreadable and oversized files.
+ * exit codes, usage, unreadable and oversized files, JSON and YAML.
  */
 #include "util/common.h"
 
@@ -116,6 +116,39 @@ static void test_valid_and_invalid(void **state)
             c.out,
             DATA "valid/minimal.json: ok\n" DATA
                  "invalid/self_dep.json: steps[1].depends_on[1]: step \"x\" depends on itself\n");
+    captured_free(&c);
+}
+
+static void test_yaml_files(void **state)
+{
+    struct captured c;
+
+    (void)state;
+    c = run(NULL, DATA "valid/order_processing.yaml", DATA "valid/order_processing.old.yaml",
+            DATA "invalid/yaml_tab.yaml", DATA "invalid/old_tasks_and_steps.yaml", NULL);
+    assert_int_equal(c.rc, 1);
+    assert_string_equal(c.out, DATA
+                        "valid/order_processing.yaml: ok\n" DATA
+                        "valid/order_processing.old.yaml: ok\n" DATA
+                        "invalid/yaml_tab.yaml: line 3, column 1: tab characters cannot indent "
+                        "YAML; use spaces\n" DATA
+                        "invalid/old_tasks_and_steps.yaml: tasks (line 3, column 3): \"tasks\" is "
+                        "an older name of \"steps\", which is also given\n");
+    assert_string_equal(c.err, "");
+    captured_free(&c);
+
+    c = run("name: w\nsteps:\n  - id: a\n    colour: 1\n", "-", NULL);
+    assert_int_equal(c.rc, 0);
+    assert_string_equal(c.out, "-: warning: steps[0].colour (line 4, column 13): unknown field "
+                               "\"colour\"\n-: ok\n");
+    captured_free(&c);
+
+    /* billion laughs: refused as too big, with its place */
+    c = run(NULL, DATA "invalid/yaml_billion_laughs.yaml", NULL);
+    assert_int_equal(c.rc, 1);
+    assert_string_equal(c.out,
+                        DATA "invalid/yaml_billion_laughs.yaml: line 8, column 20: the "
+                             "document has more than 524288 nodes once aliases are expanded\n");
     captured_free(&c);
 }
 
@@ -245,6 +278,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_and_invalid),
+        cmocka_unit_test(test_yaml_files),
         cmocka_unit_test(test_warnings),
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_unreadable),

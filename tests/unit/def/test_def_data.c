@@ -1,8 +1,14 @@
 /*
  * test_def_data.c - the definition parser against the files of
- * tests/data/def: every valid/NAME.json must parse into the plan dump in
- * valid/NAME.expected, every invalid/NAME.json must fail with exactly the
- * report in invalid/NAME.expected (def_report_format output).
+ * tests/data/def: every valid/NAME.json (def_parse) and valid/NAME.yaml
+ * (def_parse_yaml) must parse into the plan dump in valid/NAME.expected,
+ * every invalid/NAME.json or .yaml must fail with exactly the report in
+ * invalid/NAME.expected (def_report_format output).
+ *
+ * NAME is the file name up to its first '.', so files that must give the
+ * same result share one .expected: order_processing.json,
+ * order_processing.yaml and order_processing.old.yaml (the older YAML
+ * shape) all give the plan in order_processing.expected.
  *
  * One cmocka test per file, in name order. DURABLE_UPDATE_EXPECTED=1
  * rewrites the .expected files from the current output (review the diff).
@@ -32,9 +38,10 @@
 static bool update_expected; /* DURABLE_UPDATE_EXPECTED is set */
 
 struct case_file {
-    char *json_path;
+    char *json_path; /* the definition, .json or .yaml */
     char *expected_path;
     bool is_valid;
+    bool is_yaml;
 };
 
 static char *read_all(const char *path, size_t *len)
@@ -118,6 +125,27 @@ static void write_expected(const char *path, const char *text)
     fclose(f);
 }
 
+/* A YAML plan's definition is what gets stored; parsed back as JSON it
+ * must give the same plan (warnings aside: they name YAML locations). */
+static void assert_json_round_trip(const struct plan *plan, const struct def_options *opts)
+{
+    char *json = json_dumps(plan->definition, JSON_COMPACT);
+    struct plan *again = NULL;
+    struct dbuf a, b;
+
+    assert_non_null(json);
+    assert_int_equal(def_parse(json, strlen(json), opts, &again, NULL, NULL), DURABLE_OK);
+    dbuf_init(&a, 0);
+    dbuf_init(&b, 0);
+    dump_plan(&a, plan);
+    dump_plan(&b, again);
+    assert_string_equal(a.buf, b.buf);
+    dbuf_release(&a);
+    dbuf_release(&b);
+    plan_unref(again);
+    free(json);
+}
+
 static void run_case(void **state)
 {
     const struct case_file *c = *state;
@@ -134,9 +162,14 @@ static void run_case(void **state)
     assert_non_null(text);
     def_report_init(&rep);
     dbuf_init(&out, 0);
-    code = def_parse(text, len, &opts, &plan, &rep, &err);
+    if (c->is_yaml)
+        code = def_parse_yaml(text, len, &opts, &plan, &rep, &err);
+    else
+        code = def_parse(text, len, &opts, &plan, &rep, &err);
     if (c->is_valid && code == DURABLE_OK)
         dump_plan(&out, plan);
+    if (c->is_valid && code == DURABLE_OK && c->is_yaml)
+        assert_json_round_trip(plan, &opts);
     def_report_format(&rep, &out);
     if (update_expected)
         write_expected(c->expected_path, out.buf);
@@ -150,7 +183,7 @@ static void run_case(void **state)
         assert_int_equal(code, DURABLE_OK);
         assert_int_equal(rep.n_errors, 0);
     } else {
-        assert_true(code == DURABLE_EINVAL || code == DURABLE_ESYNTAX);
+        assert_true(code == DURABLE_EINVAL || code == DURABLE_ESYNTAX || code == DURABLE_ETOOBIG);
         assert_null(plan);
         assert_true(rep.n_errors > 0);
         assert_true(strlen(err.msg) > 0);
@@ -167,8 +200,16 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Appends a case for every NAME.json in DURABLE_TEST_DATA/def/SUB, sorted.
- * Returns false if the directory cannot be read. */
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+
+    return n > k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Appends a case for every NAME*.json and NAME*.yaml in
+ * DURABLE_TEST_DATA/def/SUB, sorted. Returns false if the directory cannot
+ * be read. */
 static bool add_cases(const char *sub, bool is_valid, struct CMUnitTest **tests, size_t *n)
 {
     char *dir = xasprintf("%s/def/%s", DURABLE_TEST_DATA, sub);
@@ -184,11 +225,10 @@ static bool add_cases(const char *sub, bool is_valid, struct CMUnitTest **tests,
     }
     /* One thread reads this directory stream. */
     while ((e = readdir(d)) != NULL) { /* NOLINT(concurrency-mt-unsafe) */
-        len = strlen(e->d_name);
-        if (len <= 5 || strcmp(e->d_name + len - 5, ".json") != 0)
+        if (!has_suffix(e->d_name, ".json") && !has_suffix(e->d_name, ".yaml"))
             continue;
         names = xrealloc(names, (n_names + 1) * sizeof(*names));
-        names[n_names++] = xstrndup(e->d_name, len - 5);
+        names[n_names++] = xstrdup(e->d_name);
     }
     closedir(d);
     if (n_names > 1)
@@ -196,9 +236,11 @@ static bool add_cases(const char *sub, bool is_valid, struct CMUnitTest **tests,
     *tests = xrealloc(*tests, (*n + n_names) * sizeof(**tests));
     for (i = 0; i < n_names; i++) {
         struct case_file *c = xcalloc(1, sizeof(*c));
-        c->json_path = xasprintf("%s/%s.json", dir, names[i]);
-        c->expected_path = xasprintf("%s/%s.expected", dir, names[i]);
+        len = strcspn(names[i], ".");
+        c->json_path = xasprintf("%s/%s", dir, names[i]);
+        c->expected_path = xasprintf("%s/%.*s.expected", dir, (int)len, names[i]);
         c->is_valid = is_valid;
+        c->is_yaml = has_suffix(names[i], ".yaml");
         (*tests)[*n] = (struct CMUnitTest){ .name = xasprintf("%s/%s", sub, names[i]),
                                             .test_func = run_case,
                                             .initial_state = c };
