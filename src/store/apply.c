@@ -34,10 +34,11 @@ struct step_guard {
 
 static const struct step_guard step_guards[] = {
     { "start", { STEP_S_PENDING, STEP_S_RETRYING, STEP_S_RUNNING, NULL }, TR_STEP_START, false },
-    { "complete", { STEP_S_RUNNING, NULL }, TR_STEP_COMPLETE, true },
-    { "retry", { STEP_S_RUNNING, NULL }, TR_STEP_RETRY, true },
-    { "fail", { STEP_S_RUNNING, NULL }, TR_STEP_FAIL, true },
+    { "complete", { STEP_S_RUNNING, STEP_S_WAITING, NULL }, TR_STEP_COMPLETE, true },
+    { "retry", { STEP_S_RUNNING, STEP_S_WAITING, NULL }, TR_STEP_RETRY, true },
+    { "fail", { STEP_S_RUNNING, STEP_S_WAITING, NULL }, TR_STEP_FAIL, true },
     { "skip", { STEP_S_PENDING, NULL }, TR_STEP_SKIP, false },
+    { "wait", { STEP_S_RUNNING, NULL }, TR_STEP_WAIT, true },
 };
 
 static const struct step_guard *find_step_guard(enum transition_kind kind)
@@ -160,7 +161,8 @@ static durable_code guard_step(struct store *s, const struct transition *t,
 static durable_code emit(struct store *s, const struct transition *t, struct store_events *ev,
                          const char *type, json_t *data, durable_error *err)
 {
-    bool is_step = t->kind >= TR_STEP_START && t->kind <= TR_STEP_SKIP;
+    bool is_step = (t->kind >= TR_STEP_START && t->kind <= TR_STEP_SKIP) ||
+                   t->kind == TR_STEP_WAIT || t->kind == TR_STEP_DECIDE;
     struct event_key k = { t->run_id, is_step ? t->step_id : NULL, t->at_ms };
 
     return store_event_append(s, ev, &k, type, data, err);
@@ -273,6 +275,30 @@ static durable_code step_skip(struct store *s, const struct transition *t, struc
     return rc;
 }
 
+static durable_code step_wait(struct store *s, const struct transition *t, struct store_events *ev,
+                              durable_error *err)
+{
+    json_t *data = NULL;
+    char wake[32];
+    durable_code rc = parse_json(t->wait_json, "{}", &data, "wait data", err);
+
+    if (rc == DURABLE_OK && !json_is_object(data))
+        rc = err_set(err, DURABLE_EINVAL, "wait data is not a JSON object");
+    if (rc == DURABLE_OK)
+        rc = stmt_exec(&s->w, ST_STEP_WAIT, err, "ssT", t->run_id, t->step_id, t->wake_at_ms);
+    if (rc == DURABLE_OK) {
+        json_object_set_new(data, "attempt", json_integer(t->attempt));
+        if (t->wake_at_ms > 0) {
+            clock_format_rfc3339(t->wake_at_ms, wake);
+            json_object_set_new(data, "wake_at", json_string(wake));
+        }
+        rc = emit(s, t, ev, "step_waiting", data, err);
+        data = NULL;
+    }
+    json_decref(data);
+    return rc;
+}
+
 /* Guards, applies a STEP_* transition, then recomputes the run's status. */
 static durable_code apply_step(struct store *s, const struct transition *t, struct store_events *ev,
                                durable_error *err)
@@ -299,6 +325,9 @@ static durable_code apply_step(struct store *s, const struct transition *t, stru
         case TR_STEP_FAIL:
             rc = step_fail(s, t, ev, err);
             break;
+        case TR_STEP_WAIT:
+            rc = step_wait(s, t, ev, err);
+            break;
         default:
             rc = step_skip(s, t, ev, err);
             break;
@@ -307,6 +336,74 @@ static durable_code apply_step(struct store *s, const struct transition *t, stru
     if (rc == DURABLE_OK)
         rc = stmt_exec(&s->w, ST_RUN_RECOMPUTE, err, "s", t->run_id);
     free(order_id);
+    return rc;
+}
+
+/* The step must be an approval waiting for a decision (of attempt
+ * t->attempt unless 0). OUT *out_attempt: its current attempt. */
+static durable_code guard_decide(struct store *s, const struct transition *t, int *out_attempt,
+                                 durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    const char *status, *type;
+    durable_code rc = stmt_get(&s->w, ST_STEP_DECIDE_GUARD, &st, err, "ss", t->run_id, t->step_id);
+
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && !has_row) {
+        rc = err_set(err, DURABLE_ENOTFOUND, "step \"%s\" not found in run \"%s\"", t->step_id,
+                     t->run_id);
+    }
+    if (rc == DURABLE_OK) {
+        status = col_text(st, 0);
+        type = col_text(st, 2);
+        *out_attempt = sqlite3_column_int(st, 1);
+        if (!type || strcmp(type, "approval") != 0) {
+            rc = err_set(err, DURABLE_ECONFLICT, "step \"%s\" is not an approval step",
+                         t->step_id);
+        } else if (!status || strcmp(status, STEP_S_WAITING) != 0) {
+            rc = err_set(err, DURABLE_ECONFLICT,
+                         "step \"%s\" is not waiting for a decision: it is %s", t->step_id,
+                         status ? status : "unknown");
+        } else if (t->attempt > 0 && t->attempt != *out_attempt) {
+            rc = err_set(err, DURABLE_ECONFLICT,
+                         "cannot decide step \"%s\": attempt %d is not the current attempt %d",
+                         t->step_id, t->attempt, *out_attempt);
+        }
+    }
+    stmt_release(st);
+    return rc;
+}
+
+/* A decision on an approval step: approval_decided, then the completion. */
+static durable_code apply_step_decide(struct store *s, const struct transition *t,
+                                      struct store_events *ev, durable_error *err)
+{
+    struct transition done = *t;
+    json_t *output = NULL;
+    durable_code rc = require(t->step_id, "step_id", err);
+
+    if (rc == DURABLE_OK)
+        rc = guard_run(s, t->run_id, true, NULL, err);
+    if (rc == DURABLE_OK)
+        rc = guard_decide(s, t, &done.attempt, err);
+    if (rc == DURABLE_OK)
+        rc = parse_json(t->output_json, NULL, &output, "decision", err);
+    if (rc == DURABLE_OK && !json_is_object(output))
+        rc = err_set(err, DURABLE_EINVAL, "a decision must be a JSON object");
+    if (rc == DURABLE_OK) {
+        rc = emit(s, t, ev, "approval_decided", output, err);
+        output = NULL;
+    }
+    if (rc == DURABLE_OK) {
+        done.kind = TR_STEP_COMPLETE;
+        done.action = NULL;
+        rc = step_complete(s, &done, NULL, ev, err);
+    }
+    if (rc == DURABLE_OK)
+        rc = stmt_exec(&s->w, ST_RUN_RECOMPUTE, err, "s", t->run_id);
+    json_decref(output);
     return rc;
 }
 
@@ -366,6 +463,71 @@ static durable_code apply_run_recovered(struct store *s, const struct transition
     return rc;
 }
 
+/* The run must exist and have failed. */
+static durable_code guard_retry(struct store *s, const char *run_id, durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    const char *status;
+    durable_code rc = stmt_get(&s->w, ST_RUN_GUARD, &st, err, "s", run_id);
+
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && !has_row)
+        rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
+    if (rc == DURABLE_OK) {
+        status = col_text(st, 0);
+        status = status ? status : "";
+        if (strcmp(status, RUN_FAILED) != 0) {
+            rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a failed run can be retried",
+                         run_id, status);
+        }
+    }
+    stmt_release(st);
+    return rc;
+}
+
+/* The ids of the run's failed and cancelled steps, in definition order, into
+ * the array steps. */
+static durable_code steps_to_retry(struct store *s, const char *run_id, json_t *steps,
+                                   durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = true;
+    durable_code rc = stmt_get(&s->w, ST_STEPS_TO_RETRY, &st, err, "s", run_id);
+
+    while (rc == DURABLE_OK) {
+        rc = stmt_step(st, &has_row, err);
+        if (rc != DURABLE_OK || !has_row)
+            break;
+        json_array_append_new(steps, json_string(col_text(st, 0) ? col_text(st, 0) : ""));
+    }
+    stmt_release(st);
+    return rc;
+}
+
+/* A failed run runs again from its failed (and, because of the failure,
+ * cancelled) steps: they become pending with attempt 0, so their attempts
+ * count from 1 again while the history keeps the earlier ones. Completed
+ * and skipped steps are kept. */
+static durable_code apply_run_retry(struct store *s, const struct transition *t,
+                                    struct store_events *ev, durable_error *err)
+{
+    json_t *steps = json_array();
+    durable_code rc = guard_retry(s, t->run_id, err);
+
+    if (rc == DURABLE_OK)
+        rc = steps_to_retry(s, t->run_id, steps, err);
+    if (rc == DURABLE_OK)
+        rc = stmt_exec(&s->w, ST_STEPS_RETRY, err, "s", t->run_id);
+    if (rc == DURABLE_OK)
+        rc = stmt_exec(&s->w, ST_RUN_RETRY, err, "sT", t->run_id, t->deadline_ms);
+    if (rc == DURABLE_OK)
+        rc = emit(s, t, ev, "run_retried", json_pack("{s:O}", "steps", steps), err);
+    json_decref(steps);
+    return rc;
+}
+
 /* The run already started with t's idempotency key, if any. */
 static durable_code run_by_key(struct store *s, const struct transition *t, char out[ID_MAX],
                                bool *out_found, durable_error *err)
@@ -394,7 +556,9 @@ static durable_code run_create_check(struct store *s, const struct transition *t
 
     if (rc == DURABLE_OK && !found)
         rc = err_set(err, DURABLE_ENOTFOUND, "workflow \"%s\" not found", t->workflow_id);
-    if (rc == DURABLE_OK && t->order_id) {
+    if (rc == DURABLE_OK && t->create_order && !isfinite(t->order_amount))
+        rc = err_set(err, DURABLE_EINVAL, "order amount must be a finite number");
+    if (rc == DURABLE_OK && t->order_id && !t->create_order) {
         rc = row_exists(s, ST_ORDER_EXISTS, t->order_id, &found, err);
         if (rc == DURABLE_OK && !found)
             rc = err_set(err, DURABLE_ENOTFOUND, "order \"%s\" not found", t->order_id);
@@ -445,7 +609,11 @@ static durable_code apply_run_create(struct store *s, const struct transition *t
             snprintf(res->id, sizeof(res->id), "%s", t->run_id);
         else
             id_new("run_", res->id, sizeof(res->id));
-        rc = run_create_rows(s, t, res->id, input_text, err);
+        if (t->create_order)
+            rc = stmt_exec(&s->w, ST_ORDER_INSERT, err, "sfI", t->order_id, t->order_amount,
+                           t->at_ms);
+        if (rc == DURABLE_OK)
+            rc = run_create_rows(s, t, res->id, input_text, err);
     }
     if (rc == DURABLE_OK) {
         json_t *data = json_pack("{s:s, s:O, s:s?}", "workflow_id", t->workflow_id, "input", input,
@@ -535,6 +703,7 @@ durable_code store_apply(struct store *s, const struct transition *t, struct sto
 {
     struct transition_result res = { .created = false };
     size_t n0 = events ? events->n : 0;
+    int64_t gid0 = s->last_gid;
     durable_code rc = check_run_id(t, err);
 
     if (rc != DURABLE_OK)
@@ -554,7 +723,11 @@ durable_code store_apply(struct store *s, const struct transition *t, struct sto
     case TR_STEP_RETRY:
     case TR_STEP_FAIL:
     case TR_STEP_SKIP:
+    case TR_STEP_WAIT:
         rc = apply_step(s, t, events, err);
+        break;
+    case TR_STEP_DECIDE:
+        rc = apply_step_decide(s, t, events, err);
         break;
     case TR_RUN_FINISH:
         rc = apply_run_finish(s, t, events, err);
@@ -562,12 +735,17 @@ durable_code store_apply(struct store *s, const struct transition *t, struct sto
     case TR_RUN_RECOVERED:
         rc = apply_run_recovered(s, t, events, err);
         break;
+    case TR_RUN_RETRY:
+        rc = apply_run_retry(s, t, events, err);
+        break;
     default:
         rc = err_set(err, DURABLE_EINVAL, "unknown transition kind %d", (int)t->kind);
         break;
     }
     if (rc != DURABLE_OK && events)
         store_events_truncate(events, n0);
+    if (rc != DURABLE_OK)
+        s->last_gid = gid0; /* what this call wrote is undone: its ids are free */
     if (rc == DURABLE_OK && result)
         *result = res;
     return rc;

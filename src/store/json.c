@@ -1,6 +1,7 @@
 /*
  * json.c - the JSON documents of SPEC §6 read from the store: a run with its
- * steps, a run's events, an order.
+ * steps, a run's events, an order, a workflow, and the lists of runs,
+ * workflows, orders and of every run's events by global id.
  *
  * Any thread: each public function holds s->read_mu while it reads through
  * the read connection, builds the document with jansson and releases its
@@ -195,6 +196,8 @@ static durable_code run_exists(struct store *s, const char *run_id, durable_erro
     return rc;
 }
 
+/* One event from a row (seq, type, step_id, at, data, gid[, run_id]): the
+ * global id is `id`; run_id is there when the row has it. */
 static durable_code event_row_json(sqlite3_stmt *st, const char *run_id, json_t *events,
                                    durable_error *err)
 {
@@ -204,6 +207,9 @@ static durable_code event_row_json(sqlite3_stmt *st, const char *run_id, json_t 
 
     if (rc == DURABLE_OK) {
         ev = json_object();
+        json_object_set_new(ev, "id", json_integer(sqlite3_column_int64(st, 5)));
+        if (sqlite3_column_count(st) > 6)
+            json_object_set_new(ev, "run_id", col_string(st, 6));
         json_object_set_new(ev, "seq", json_integer(sqlite3_column_int64(st, 0)));
         json_object_set_new(ev, "type", col_string(st, 1));
         json_object_set_new(ev, "step_id", col_string(st, 2));
@@ -252,11 +258,24 @@ durable_code store_events_json(struct store *s, const char *run_id, int64_t afte
 
 /* ---- orders ---- */
 
+/* An order from a row (id, amount, status, created_at, updated_at). */
+static json_t *order_row_json(sqlite3_stmt *st)
+{
+    json_t *order = json_object();
+
+    json_object_set_new(order, "id", col_string(st, 0));
+    json_object_set_new(order, "amount", json_real(sqlite3_column_double(st, 1)));
+    json_object_set_new(order, "status", col_string(st, 2));
+    json_object_set_new(order, "created_at", col_time(st, 3));
+    json_object_set_new(order, "updated_at", col_time(st, 4));
+    return order;
+}
+
 durable_code store_order_json(struct store *s, const char *order_id, char **out, durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
-    json_t *order = json_object();
+    json_t *order = NULL;
     durable_code rc;
 
     store_read_lock(s);
@@ -265,17 +284,223 @@ durable_code store_order_json(struct store *s, const char *order_id, char **out,
         rc = stmt_step(st, &has_row, err);
     if (rc == DURABLE_OK && !has_row)
         rc = err_set(err, DURABLE_ENOTFOUND, "order \"%s\" not found", order_id);
-    if (rc == DURABLE_OK) {
-        json_object_set_new(order, "id", col_string(st, 0));
-        json_object_set_new(order, "amount", json_real(sqlite3_column_double(st, 1)));
-        json_object_set_new(order, "status", col_string(st, 2));
-        json_object_set_new(order, "created_at", col_time(st, 3));
-        json_object_set_new(order, "updated_at", col_time(st, 4));
-    }
+    if (rc == DURABLE_OK)
+        order = order_row_json(st);
     stmt_release(st);
     store_read_unlock(s);
     if (rc == DURABLE_OK)
         rc = dump(order, out, err);
     json_decref(order);
+    return rc;
+}
+
+/* ---- workflows ---- */
+
+durable_code store_workflow_json(struct store *s, const char *id_or_name, char **out,
+                                 durable_error *err)
+{
+    struct workflow_record w = { .version = 0 };
+    json_t *doc = NULL;
+    json_t *definition = NULL;
+    json_error_t jerr;
+    char created[32];
+    durable_code rc = store_workflow_get(s, id_or_name, &w, err);
+
+    if (rc != DURABLE_OK)
+        goto done;
+    definition = json_loads(w.definition, 0, &jerr);
+    if (!definition) {
+        rc = err_set(err, DURABLE_EIO, "stored definition of \"%s\" is not valid JSON: %s", w.id,
+                     jerr.text);
+        goto done;
+    }
+    clock_format_rfc3339(w.created_at_ms, created);
+    doc = json_pack("{s:s, s:s, s:i, s:O, s:s}", "id", w.id, "name", w.name, "version", w.version,
+                    "definition", definition, "created_at", created);
+    rc = doc ? dump(doc, out, err) : err_set(err, DURABLE_EIO, "could not encode a workflow");
+done:
+    json_decref(doc);
+    json_decref(definition);
+    workflow_record_release(&w);
+    return rc;
+}
+
+/* ---- lists ---- */
+
+/* Appends the element of the current row to list. */
+typedef durable_code (*list_row_fn)(sqlite3_stmt *st, json_t *list, durable_error *err);
+
+/* A list: its page statement (?1, ?2 filters, possibly unused; ?3 limit; ?4
+ * offset) and its count statement (binding count_fmt of ?1, ?2). */
+struct list_query {
+    enum stmt_id list_id;
+    enum stmt_id count_id;
+    const char *count_fmt; /* "", "s" or "ss" */
+    const char *arg1;
+    const char *arg2;
+    list_row_fn row;
+};
+
+static durable_code count_locked(struct store *s, const struct list_query *q, int64_t *out,
+                                 durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    durable_code rc = stmt_get(&s->r, q->count_id, &st, err, q->count_fmt, q->arg1, q->arg2);
+
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK)
+        *out = has_row ? sqlite3_column_int64(st, 0) : 0;
+    stmt_release(st);
+    return rc;
+}
+
+static durable_code page_locked(struct store *s, const struct list_query *q, struct store_page page,
+                                json_t *list, durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = true;
+    durable_code rc = stmt_get(&s->r, q->list_id, &st, err, "ssii", q->arg1, q->arg2, page.limit,
+                               page.offset);
+
+    while (rc == DURABLE_OK) {
+        rc = stmt_step(st, &has_row, err);
+        if (rc != DURABLE_OK || !has_row)
+            break;
+        rc = q->row(st, list, err);
+    }
+    stmt_release(st);
+    return rc;
+}
+
+/* Reads the total and the page in one read transaction, so they agree. */
+static durable_code list_json(struct store *s, const struct list_query *q, struct store_page page,
+                              char **out, int64_t *out_total, durable_error *err)
+{
+    json_t *list = json_array();
+    int64_t total = 0;
+    durable_code rc;
+
+    page.limit = store_clamp_limit(page.limit, STORE_LIST_DEFAULT, STORE_LIST_MAX);
+    page.offset = page.offset < 0 ? 0 : page.offset;
+    store_read_lock(s);
+    rc = store_read_begin(s, err);
+    if (rc == DURABLE_OK)
+        rc = count_locked(s, q, &total, err);
+    if (rc == DURABLE_OK)
+        rc = page_locked(s, q, page, list, err);
+    store_read_end(s);
+    store_read_unlock(s);
+    if (rc == DURABLE_OK)
+        rc = dump(list, out, err);
+    if (rc == DURABLE_OK && out_total)
+        *out_total = total;
+    json_decref(list);
+    return rc;
+}
+
+static durable_code run_list_row(sqlite3_stmt *st, json_t *list, durable_error *err)
+{
+    json_t *run = json_object();
+    const char *id = col_text(st, 0);
+    durable_code rc = run_row_json(st, id ? id : "", run, err);
+
+    if (rc == DURABLE_OK)
+        json_array_append(list, run);
+    json_decref(run);
+    return rc;
+}
+
+durable_code store_runs_list(struct store *s, const char *status, const char *workflow,
+                             struct store_page page, char **out, int64_t *out_total,
+                             durable_error *err)
+{
+    /* Indexed by (status given) + 2 * (workflow given). */
+    static const struct list_query variants[4] = {
+        { ST_RUNS_LIST, ST_RUNS_COUNT, "", NULL, NULL, run_list_row },
+        { ST_RUNS_LIST_STATUS, ST_RUNS_COUNT_STATUS, "s", NULL, NULL, run_list_row },
+        { ST_RUNS_LIST_WF, ST_RUNS_COUNT_WF, "ss", NULL, NULL, run_list_row },
+        { ST_RUNS_LIST_STATUS_WF, ST_RUNS_COUNT_STATUS_WF, "ss", NULL, NULL, run_list_row },
+    };
+    struct list_query q;
+
+    if (status && !store_run_status_static(status))
+        return err_set(err, DURABLE_EINVAL, "unknown run status \"%s\"", status);
+    q = variants[(status ? 1 : 0) + (workflow ? 2 : 0)];
+    q.arg1 = status;
+    q.arg2 = workflow;
+    return list_json(s, &q, page, out, out_total, err);
+}
+
+static durable_code workflow_list_row(sqlite3_stmt *st, json_t *list, durable_error *err)
+{
+    json_t *wf = json_object();
+
+    (void)err;
+    json_object_set_new(wf, "id", col_string(st, 0));
+    json_object_set_new(wf, "name", col_string(st, 1));
+    json_object_set_new(wf, "version", json_integer(sqlite3_column_int(st, 2)));
+    /* A description that is not a string is not one. */
+    json_object_set_new(wf, "description",
+                        sqlite3_column_type(st, 4) == SQLITE_TEXT ? col_string(st, 4)
+                                                                  : json_null());
+    json_object_set_new(wf, "created_at", col_time(st, 3));
+    json_array_append_new(list, wf);
+    return DURABLE_OK;
+}
+
+durable_code store_workflows_list(struct store *s, struct store_page page, char **out,
+                                  int64_t *out_total, durable_error *err)
+{
+    static const struct list_query q = {
+        ST_WF_LIST, ST_WF_COUNT, "", NULL, NULL, workflow_list_row
+    };
+
+    return list_json(s, &q, page, out, out_total, err);
+}
+
+static durable_code order_list_row(sqlite3_stmt *st, json_t *list, durable_error *err)
+{
+    (void)err;
+    json_array_append_new(list, order_row_json(st));
+    return DURABLE_OK;
+}
+
+durable_code store_orders_list(struct store *s, struct store_page page, char **out,
+                               int64_t *out_total, durable_error *err)
+{
+    static const struct list_query q = { ST_ORDERS_LIST, ST_ORDERS_COUNT, "", NULL,
+                                         NULL,           order_list_row };
+
+    return list_json(s, &q, page, out, out_total, err);
+}
+
+/* ---- every run's events ---- */
+
+durable_code store_events_since(struct store *s, int64_t after_gid, int limit, char **out,
+                                durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *events = json_array();
+    bool has_row = true;
+    durable_code rc;
+
+    limit = store_clamp_limit(limit, STORE_EVENTS_MAX, STORE_EVENTS_MAX);
+    store_read_lock(s);
+    rc = stmt_get(&s->r, ST_EVENTS_SINCE, &st, err, "Ii", after_gid < 0 ? 0 : after_gid, limit);
+    while (rc == DURABLE_OK) {
+        const char *run_id;
+        rc = stmt_step(st, &has_row, err);
+        if (rc != DURABLE_OK || !has_row)
+            break;
+        run_id = col_text(st, 6);
+        rc = event_row_json(st, run_id ? run_id : "", events, err);
+    }
+    stmt_release(st);
+    store_read_unlock(s);
+    if (rc == DURABLE_OK)
+        rc = dump(events, out, err);
+    json_decref(events);
     return rc;
 }

@@ -61,6 +61,25 @@ static const char *const migrations[] = {
     "  run_id TEXT NOT NULL REFERENCES runs (id), seq INTEGER NOT NULL,"
     "  type TEXT NOT NULL, step_id TEXT, at INTEGER NOT NULL, data TEXT NOT NULL,"
     "  PRIMARY KEY (run_id, seq)) WITHOUT ROWID;",
+    /* 2: a global event id (gid), increasing in commit order across runs,
+     * for the global event stream. The table is rebuilt so that gid can be
+     * NOT NULL. Old events are numbered by time; within a run the running
+     * maximum of `at` is the key, so that gid follows seq even where a
+     * later event carries an earlier time. */
+    "CREATE TABLE events_v2 ("
+    "  run_id TEXT NOT NULL REFERENCES runs (id), seq INTEGER NOT NULL,"
+    "  gid INTEGER NOT NULL, type TEXT NOT NULL, step_id TEXT, at INTEGER NOT NULL,"
+    "  data TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;"
+    "INSERT INTO events_v2 (run_id, seq, gid, type, step_id, at, data)"
+    "  SELECT run_id, seq, row_number() OVER (ORDER BY k, run_id, seq), type, step_id, at, data"
+    "  FROM (SELECT *, max(at) OVER (PARTITION BY run_id ORDER BY seq) AS k FROM events);"
+    "DROP TABLE events;"
+    "ALTER TABLE events_v2 RENAME TO events;"
+    "CREATE UNIQUE INDEX events_gid ON events (gid);",
+    /* 3: idempotency keys are per workflow name (every version), looked up
+     * by key; the writer checks for an existing run inside its write
+     * transaction, which serialises writers across processes too. */
+    "CREATE INDEX runs_key ON runs (idempotency_key) WHERE idempotency_key IS NOT NULL;",
 };
 
 int store_schema_version(void)
@@ -72,6 +91,30 @@ int store_schema_version(void)
 
 #define WHERE_STEP " WHERE run_id = ?1 AND step_id = ?2"
 #define WF_COLS    "SELECT id, name, version, definition, created_at FROM workflows"
+/* A run's columns as json.c's run_row_json reads them. */
+#define RUN_COLS                                                        \
+    "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input," \
+    " r.output, r.order_id, r.idempotency_key, r.error_message,"        \
+    " r.created_at, r.started_at, r.completed_at"                       \
+    " FROM runs r JOIN workflows w ON w.id = r.workflow_id"
+/* The lists' parameters: ?1 and ?2 filters, ?3 limit, ?4 offset (json.c
+ * binds all four to every list). Newest first is created_at, then rowid:
+ * ids made in the same millisecond are not ordered, rowids are, and
+ * runs_created and runs_status end with the rowid, so no sort is needed.
+ * The runs list's filters: ?1 a status, ?2 a workflow id or name (every
+ * version). One statement per combination, so that each can use its index
+ * (a "?1 IS NULL OR" filter could not). */
+#define RUNS_BY_STATUS " r.status = ?1"
+#define RUNS_BY_WF     " r.workflow_id IN (SELECT id FROM workflows WHERE id = ?2 OR name = ?2)"
+#define RUNS_PAGE      " ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?3 OFFSET ?4"
+#define RUNS_COUNT     "SELECT count(*) FROM runs r"
+/* Steps of the newest runs first, each run's in definition order. CROSS
+ * JOIN keeps runs outside, read newest first from runs_created, so that
+ * only the steps of the runs shown are read (the planner would otherwise
+ * sort every step). */
+#define SNAP_STEPS                                                 \
+    "SELECT s.* FROM runs r CROSS JOIN steps s ON s.run_id = r.id" \
+    " ORDER BY r.created_at DESC, r.rowid DESC, s.idx LIMIT ?1"
 
 /* Each statement's SQL, and what it does for error messages ("could not X"). */
 struct stmt_def {
@@ -101,7 +144,11 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_ORDER_STATUS] = { "SELECT status FROM orders WHERE id = ?1", "read an order" },
     [ST_ORDER_SET_STATUS] = { "UPDATE orders SET status = ?2, updated_at = ?3 WHERE id = ?1",
                               "update an order" },
-    [ST_RUN_BY_KEY] = { "SELECT id FROM runs WHERE workflow_id = ?1 AND idempotency_key = ?2",
+    /* A key names one run per workflow, whatever its version: resuming
+     * after the file was edited must find the run, not start another. */
+    [ST_RUN_BY_KEY] = { "SELECT r.id FROM runs r JOIN workflows w ON w.id = r.workflow_id"
+                        " WHERE r.idempotency_key = ?2"
+                        " AND w.name = (SELECT name FROM workflows WHERE id = ?1)",
                         "look up an idempotency key" },
     [ST_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
                         " idempotency_key, created_at, deadline_at, last_seq)"
@@ -116,6 +163,7 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                            " THEN 'running'"
                            " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1"
                            " AND status IN ('retrying', 'waiting')) THEN 'waiting'"
+                           " WHEN status = 'waiting' THEN 'running'"
                            " ELSE status END"
                            " WHERE id = ?1 AND status IN ('pending', 'running', 'waiting')",
                            "update a run's status" },
@@ -145,13 +193,30 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                        "fail a step" },
     [ST_STEP_SKIP] = { "UPDATE steps SET status = 'skipped', completed_at = ?3" WHERE_STEP,
                        "skip a step" },
+    [ST_STEP_WAIT] = { "UPDATE steps SET status = 'waiting', wake_at = ?3" WHERE_STEP,
+                       "make a step wait" },
+    [ST_STEP_DECIDE_GUARD] = { "SELECT status, attempt, type FROM steps" WHERE_STEP,
+                               "read a step" },
     [ST_STEPS_CANCEL] = { "UPDATE steps SET status = 'cancelled', completed_at = ?2,"
                           " wake_at = NULL WHERE run_id = ?1"
                           " AND status IN ('pending', 'running', 'retrying', 'waiting')",
                           "cancel a run's steps" },
-    [ST_EVENT_INSERT] = { "INSERT INTO events (run_id, seq, type, step_id, at, data)"
-                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_EVENT_INSERT] = { "INSERT INTO events (run_id, seq, type, step_id, at, data, gid)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                           "append an event" },
+    [ST_EVENT_MAX_GID] = { "SELECT coalesce(max(gid), 0) FROM events", "number an event" },
+    [ST_STEPS_TO_RETRY] = { "SELECT step_id FROM steps WHERE run_id = ?1"
+                            " AND status IN ('failed', 'cancelled') ORDER BY idx",
+                            "read the steps to retry" },
+    [ST_STEPS_RETRY] = { "UPDATE steps SET status = 'pending', attempt = 0, started_at = NULL,"
+                         " completed_at = NULL, wake_at = NULL, error_message = NULL,"
+                         " error_code = NULL, output = NULL"
+                         " WHERE run_id = ?1 AND status IN ('failed', 'cancelled')",
+                         "reset the steps to retry" },
+    [ST_RUN_RETRY] = { "UPDATE runs SET status = 'running', output = NULL, error_message = NULL,"
+                       " completed_at = NULL, deadline_at = ?2 WHERE id = ?1",
+                       "retry a run" },
+    [ST_READ_BEGIN] = { "BEGIN", "begin a read" },
     [ST_WF_BY_ID] = { WF_COLS " WHERE id = ?1", "read a workflow" },
     [ST_WF_BY_NAME] = { WF_COLS " WHERE name = ?1 ORDER BY version DESC LIMIT 1",
                         "read a workflow" },
@@ -168,21 +233,61 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                              " AND (created_at, id) > (?1, ?2) ORDER BY created_at, id LIMIT ?3",
                              "list unfinished runs" },
     [ST_RUN_STATUS] = { "SELECT status FROM runs WHERE id = ?1", "read a run's status" },
-    [ST_RUN_JSON] = { "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input,"
-                      " r.output, r.order_id, r.idempotency_key, r.error_message,"
-                      " r.created_at, r.started_at, r.completed_at"
-                      " FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = ?1",
-                      "read a run" },
+    [ST_RUN_JSON] = { RUN_COLS " WHERE r.id = ?1", "read a run" },
     [ST_STEPS_JSON] = { "SELECT step_id, type, status, attempt, max_attempts, depends_on,"
                         " started_at, completed_at, wake_at, error_message, output"
                         " FROM steps WHERE run_id = ?1 ORDER BY idx",
                         "read a run's steps" },
-    [ST_EVENTS_JSON] = { "SELECT seq, type, step_id, at, data FROM events"
+    [ST_EVENTS_JSON] = { "SELECT seq, type, step_id, at, data, gid FROM events"
                          " WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
                          "read a run's events" },
     [ST_ORDER_JSON] = { "SELECT id, amount, status, created_at, updated_at FROM orders"
                         " WHERE id = ?1",
                         "read an order" },
+    [ST_WF_LIST] = { "SELECT id, name, version, created_at,"
+                     " CASE WHEN json_valid(definition)"
+                     " THEN json_extract(definition, '$.description') END"
+                     " FROM workflows ORDER BY created_at DESC, rowid DESC"
+                     " LIMIT ?3 OFFSET ?4",
+                     "list workflows" },
+    [ST_WF_COUNT] = { "SELECT count(*) FROM workflows", "count workflows" },
+    [ST_RUNS_LIST] = { RUN_COLS RUNS_PAGE, "list runs" },
+    [ST_RUNS_LIST_STATUS] = { RUN_COLS " WHERE" RUNS_BY_STATUS RUNS_PAGE, "list runs" },
+    [ST_RUNS_LIST_WF] = { RUN_COLS " WHERE" RUNS_BY_WF RUNS_PAGE, "list runs" },
+    [ST_RUNS_LIST_STATUS_WF] = { RUN_COLS " WHERE" RUNS_BY_STATUS " AND" RUNS_BY_WF RUNS_PAGE,
+                                 "list runs" },
+    [ST_RUNS_COUNT] = { RUNS_COUNT, "count runs" },
+    [ST_RUNS_COUNT_STATUS] = { RUNS_COUNT " WHERE" RUNS_BY_STATUS, "count runs" },
+    [ST_RUNS_COUNT_WF] = { RUNS_COUNT " WHERE" RUNS_BY_WF, "count runs" },
+    [ST_RUNS_COUNT_STATUS_WF] = { RUNS_COUNT " WHERE" RUNS_BY_STATUS " AND" RUNS_BY_WF,
+                                  "count runs" },
+    [ST_ORDERS_LIST] = { "SELECT id, amount, status, created_at, updated_at FROM orders"
+                         " ORDER BY created_at DESC, rowid DESC LIMIT ?3 OFFSET ?4",
+                         "list orders" },
+    [ST_ORDERS_COUNT] = { "SELECT count(*) FROM orders", "count orders" },
+    [ST_EVENTS_SINCE] = { "SELECT seq, type, step_id, at, data, gid, run_id FROM events"
+                          " WHERE gid > ?1 ORDER BY gid LIMIT ?2",
+                          "read events" },
+    [ST_RUNS_BY_STATUS] = { "SELECT status, count(*) FROM runs GROUP BY status",
+                            "count runs by status" },
+    [ST_STEPS_BY_STATUS] = { "SELECT status, count(*) FROM steps GROUP BY status",
+                             "count steps by status" },
+    /* A real read of the file, unlike "SELECT 1". */
+    [ST_PING] = { "SELECT version FROM schema_version", "read the database" },
+    [ST_SNAP_WORKFLOWS] = { "SELECT * FROM workflows ORDER BY created_at DESC, rowid DESC LIMIT ?1",
+                            "read table workflows" },
+    [ST_SNAP_RUNS] = { "SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT ?1",
+                       "read table runs" },
+    [ST_SNAP_STEPS] = { SNAP_STEPS, "read table steps" },
+    [ST_SNAP_STEPS_COUNT] = { "SELECT count(*) FROM steps", "count table steps" },
+    [ST_SNAP_EVENTS] = { "SELECT * FROM events ORDER BY gid DESC LIMIT ?1", "read table events" },
+    [ST_SNAP_EVENTS_COUNT] = { "SELECT count(*) FROM events", "count table events" },
+    [ST_SNAP_ORDERS] = { "SELECT * FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?1",
+                         "read table orders" },
+    [ST_SNAP_SCHEMA_VERSION] = { "SELECT * FROM schema_version ORDER BY version DESC LIMIT ?1",
+                                 "read table schema_version" },
+    [ST_SNAP_SCHEMA_VERSION_COUNT] = { "SELECT count(*) FROM schema_version",
+                                       "count table schema_version" },
 };
 
 /* What st does, for an error message: the statement is found by its SQL,
@@ -549,6 +654,27 @@ durable_code store_synchronous(struct store *s, int *out_level, durable_error *e
     return rc;
 }
 
+durable_code store_read_begin(struct store *s, durable_error *err)
+{
+    return stmt_exec(&s->r, ST_READ_BEGIN, err, "");
+}
+
+void store_read_end(struct store *s)
+{
+    /* A read transaction has nothing to lose: COMMIT just ends it. */
+    if (!sqlite3_get_autocommit(s->r.db) && stmt_exec(&s->r, ST_COMMIT, NULL, "") != DURABLE_OK)
+        log_error("could not end a read: %s", sqlite3_errmsg(s->r.db));
+}
+
+int store_clamp_limit(int limit, int dflt, int max)
+{
+    if (limit == 0)
+        limit = dflt;
+    if (limit < 1)
+        return 1;
+    return limit > max ? max : limit;
+}
+
 void store_read_lock(struct store *s)
 {
     int rc = pthread_mutex_lock(&s->read_mu);
@@ -563,9 +689,33 @@ void store_read_unlock(struct store *s)
 
 /* ---- transactions (writer thread) ---- */
 
+/* The largest global event id in the database, into s->last_gid. */
+static durable_code read_last_gid(struct store *s, durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    durable_code rc = stmt_get(&s->w, ST_EVENT_MAX_GID, &st, err, "");
+
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK)
+        s->last_gid = has_row ? sqlite3_column_int64(st, 0) : 0;
+    stmt_release(st);
+    return rc;
+}
+
 durable_code store_tx_begin(struct store *s, durable_error *err)
 {
-    return stmt_exec(&s->w, ST_BEGIN, err, "");
+    durable_code rc = stmt_exec(&s->w, ST_BEGIN, err, "");
+
+    /* Under the write lock: the last id is the database's, whoever wrote
+     * it, and a rolled-back batch gives its ids out again. */
+    if (rc == DURABLE_OK) {
+        rc = read_last_gid(s, err);
+        if (rc != DURABLE_OK)
+            store_tx_rollback(s);
+    }
+    return rc;
 }
 
 durable_code store_tx_commit(struct store *s, durable_error *err)
@@ -585,7 +735,7 @@ void store_tx_rollback(struct store *s)
 /* ---- events ---- */
 
 /* Adds an event to ev; takes ownership of data_json. */
-static void event_push(struct store_events *ev, const struct event_key *k, int64_t seq,
+static void event_push(struct store_events *ev, const struct event_key *k, int64_t seq, int64_t gid,
                        const char *type, char *data_json)
 {
     struct store_event *e;
@@ -598,6 +748,7 @@ static void event_push(struct store_events *ev, const struct event_key *k, int64
     snprintf(e->run_id, sizeof(e->run_id), "%s", k->run_id);
     snprintf(e->type, sizeof(e->type), "%s", type);
     e->seq = seq;
+    e->global_id = gid;
     e->step_id = k->step_id ? xstrdup(k->step_id) : NULL;
     e->at_ms = k->at_ms;
     e->data_json = data_json;
@@ -627,11 +778,13 @@ durable_code store_event_append(struct store *s, struct store_events *events,
         seq = sqlite3_column_int64(st, 0);
     stmt_release(st);
     if (rc == DURABLE_OK) {
-        rc = stmt_exec(&s->w, ST_EVENT_INSERT, err, "sIssIs", k->run_id, seq, type, k->step_id,
-                       k->at_ms, text);
+        rc = stmt_exec(&s->w, ST_EVENT_INSERT, err, "sIssIsI", k->run_id, seq, type, k->step_id,
+                       k->at_ms, text, s->last_gid + 1);
     }
+    if (rc == DURABLE_OK)
+        s->last_gid++;
     if (rc == DURABLE_OK && events) {
-        event_push(events, k, seq, type, text);
+        event_push(events, k, seq, s->last_gid, type, text);
         text = NULL;
     }
 done:

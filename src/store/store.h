@@ -3,17 +3,28 @@
  *
  * Tables: schema_version, workflows (name, version, definition), runs, steps
  * (one row per step per run), events (append-only history with a per-run
- * sequence from 1 with no gaps), orders (the demo entity). See sqlite.c for
- * the schema and its migrations.
+ * sequence from 1 with no gaps, and a global id `gid` increasing in commit
+ * order across runs), orders (the demo entity). See sqlite.c for the schema
+ * and its migrations.
  *
  * Writes are typed transitions (struct transition), applied in batches by the
  * engine's writer thread between store_tx_begin and store_tx_commit: every
  * transition updates steps/runs and appends its events in the same
  * transaction. The write connection belongs to the writer thread only.
  *
- * Reads (store_*_json, store_load_*) use a separate read connection guarded
- * by a mutex inside the store, so any thread may call them; WAL lets them run
- * beside the writer.
+ * Reads (store_*_json, store_load_*, lists, the snapshot, counts) use a
+ * separate read connection guarded by a mutex inside the store, so any
+ * thread may call them; WAL lets them run beside the writer.
+ *
+ * Run states and the transition that sets each (store_apply):
+ *   (none) --RUN_CREATE--> pending --STEP_START--> running <--> waiting
+ *   (a run is waiting while its only unfinished steps wait: STEP_WAIT,
+ *   STEP_RETRY; running again once one runs or none waits)
+ * Step states: pending --START--> running --WAIT--> waiting
+ *   running|waiting --COMPLETE|DECIDE--> completed, --RETRY--> retrying,
+ *   --FAIL--> failed; pending --SKIP--> skipped
+ *   pending|running|waiting --RUN_FINISH--> completed | failed | cancelled
+ *   failed --RUN_RETRY--> running
  */
 #ifndef DURABLE_STORE_STORE_H
 #define DURABLE_STORE_STORE_H
@@ -52,6 +63,13 @@ enum transition_kind {
     TR_STEP_SKIP,        /* step -> skipped; step_skipped */
     TR_RUN_FINISH,       /* run -> completed|failed|cancelled; leftover steps -> cancelled */
     TR_RUN_RECOVERED,    /* event `recovered` (data: the steps that were running) */
+    TR_RUN_RETRY,        /* failed run -> running; failed/cancelled steps -> pending, attempt
+                            0; completed and skipped steps kept; run_retried */
+    TR_STEP_WAIT,        /* running step -> waiting (wake_at, 0 for none); step_waiting with
+                            wait_json's members */
+    TR_STEP_DECIDE,      /* waiting approval step -> completed with output_json ({approved,
+                            by, comment, at}); approval_decided + step_completed. attempt 0
+                            means the current one (a person's decision, from any thread) */
 };
 
 /* Statuses as stored (and shown by the API). */
@@ -95,11 +113,14 @@ struct transition {
     /* TR_ORDER_CREATE */
     const char *order_id;   /* also TR_RUN_CREATE (may be NULL) */
     double order_amount;
+    bool create_order;      /* TR_RUN_CREATE: insert order_id (order_amount) with
+                               the run, in the same transaction */
     /* TR_RUN_CREATE */
     const char *workflow_id;
     const char *input_json;       /* JSON object text */
     const char *idempotency_key;  /* may be NULL */
-    int64_t deadline_ms;          /* run timeout as Unix ms, 0 for none */
+    int64_t deadline_ms;          /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
+                                     (a retried run's time limit starts again) */
     const struct transition_step_init *steps;
     size_t n_steps;
     /* TR_STEP_COMPLETE */
@@ -113,12 +134,16 @@ struct transition {
     const char *run_status;
     /* TR_RUN_RECOVERED: JSON array of step ids that were running */
     const char *recovered_json;
+    /* TR_STEP_WAIT: JSON object merged into the step_waiting event's data, or NULL
+       (wake_at_ms is the wake-up time, 0 for none) */
+    const char *wait_json;
 };
 
 /* What a committed transition wrote, handed to subscribers after commit. */
 struct store_event {
     char run_id[ID_MAX];
     int64_t seq;
+    int64_t global_id; /* across runs, increasing in commit order */
     char type[32];
     char *step_id;    /* owned, or NULL */
     int64_t at_ms;
@@ -226,5 +251,69 @@ durable_code store_run_json(struct store *s, const char *run_id, char **out, dur
 durable_code store_events_json(struct store *s, const char *run_id, int64_t after_seq, char **out,
         durable_error *err);
 durable_code store_order_json(struct store *s, const char *order_id, char **out, durable_error *err);
+
+/* A workflow: {id, name, version, definition (the object), created_at}; by id
+ * or by name meaning its latest version. DURABLE_ENOTFOUND if none. */
+durable_code store_workflow_json(struct store *s, const char *id_or_name, char **out,
+        durable_error *err);
+
+/* ---- lists (any thread) ----
+ * JSON arrays, newest first, with limit (0 gives 50, then clamped to
+ * 1..STORE_LIST_MAX) and offset (negative is 0). *out_total (may be NULL) is
+ * the number of matching rows, read in the same snapshot as the page. */
+#define STORE_LIST_DEFAULT 50
+#define STORE_LIST_MAX     500
+
+struct store_page {
+    int limit;
+    int offset;
+};
+
+/* Runs without their steps (SPEC §6 run fields otherwise). status: NULL or
+ * a run status (else DURABLE_EINVAL); workflow: NULL, a workflow id, or a
+ * name meaning every version of it. */
+durable_code store_runs_list(struct store *s, const char *status, const char *workflow,
+        struct store_page page, char **out, int64_t *out_total, durable_error *err);
+/* Every version of every workflow: {id, name, version, description,
+ * created_at}, without the definition. */
+durable_code store_workflows_list(struct store *s, struct store_page page, char **out,
+        int64_t *out_total, durable_error *err);
+/* Orders in the shape of store_order_json. */
+durable_code store_orders_list(struct store *s, struct store_page page, char **out,
+        int64_t *out_total, durable_error *err);
+
+/* Events of every run with gid > after_gid, oldest first, at most limit
+ * (0 gives STORE_EVENTS_MAX, then clamped to 1..STORE_EVENTS_MAX): a JSON array
+ * of run events that also carry run_id. */
+#define STORE_EVENTS_MAX 1000
+durable_code store_events_since(struct store *s, int64_t after_gid, int limit, char **out,
+        durable_error *err);
+
+/* ---- inspection (any thread; inspect.c) ---- */
+
+/* Every table: {"tables": [{"name", "columns", "rows", "total"}]}, newest
+ * rows first, at most rows_per_table rows (0 gives 50, then 1..200), text
+ * cells over STORE_SNAPSHOT_CELL_MAX bytes cut with "…". Values as stored
+ * (times are Unix ms). */
+#define STORE_SNAPSHOT_CELL_MAX 200
+durable_code store_snapshot_json(struct store *s, int rows_per_table, char **out,
+        durable_error *err);
+
+/* The statuses a run and a step can have, NULL-terminated, in state order. */
+extern const char *const store_run_statuses[];
+extern const char *const store_step_statuses[];
+#define STORE_N_RUN_STATUSES  6
+#define STORE_N_STEP_STATUSES 8
+
+/* How many runs (steps) have each status: out[i] counts store_run_statuses[i]
+ * (store_step_statuses[i]); a status not in the list is not counted. */
+durable_code store_count_runs(struct store *s, int64_t out[STORE_N_RUN_STATUSES],
+        durable_error *err);
+durable_code store_count_steps(struct store *s, int64_t out[STORE_N_STEP_STATUSES],
+        durable_error *err);
+
+/* A cheap real read through the read connection: DURABLE_EIO and why when
+ * the database does not answer. */
+durable_code store_ping(struct store *s, durable_error *err);
 
 #endif

@@ -53,9 +53,16 @@ enum stmt_id {
     ST_STEP_RETRY,
     ST_STEP_FAIL,
     ST_STEP_SKIP,
+    ST_STEP_WAIT,
+    ST_STEP_DECIDE_GUARD,
     ST_STEPS_CANCEL,
     ST_EVENT_INSERT,
+    ST_EVENT_MAX_GID,
+    ST_STEPS_TO_RETRY,
+    ST_STEPS_RETRY,
+    ST_RUN_RETRY,
     /* reads */
+    ST_READ_BEGIN,
     ST_WF_BY_ID,
     ST_WF_BY_NAME,
     ST_RUN_LOAD,
@@ -66,6 +73,32 @@ enum stmt_id {
     ST_STEPS_JSON,
     ST_EVENTS_JSON,
     ST_ORDER_JSON,
+    ST_WF_LIST,
+    ST_WF_COUNT,
+    ST_RUNS_LIST, /* four filter variants each: see store_runs_list in json.c */
+    ST_RUNS_LIST_STATUS,
+    ST_RUNS_LIST_WF,
+    ST_RUNS_LIST_STATUS_WF,
+    ST_RUNS_COUNT,
+    ST_RUNS_COUNT_STATUS,
+    ST_RUNS_COUNT_WF,
+    ST_RUNS_COUNT_STATUS_WF,
+    ST_ORDERS_LIST,
+    ST_ORDERS_COUNT,
+    ST_EVENTS_SINCE,
+    ST_RUNS_BY_STATUS,
+    ST_STEPS_BY_STATUS,
+    ST_PING,
+    /* the DB viewer: each table's newest rows and its row count (inspect.c) */
+    ST_SNAP_WORKFLOWS,
+    ST_SNAP_RUNS,
+    ST_SNAP_STEPS,
+    ST_SNAP_STEPS_COUNT,
+    ST_SNAP_EVENTS,
+    ST_SNAP_EVENTS_COUNT,
+    ST_SNAP_ORDERS,
+    ST_SNAP_SCHEMA_VERSION,
+    ST_SNAP_SCHEMA_VERSION_COUNT,
     ST_COUNT
 };
 
@@ -81,6 +114,12 @@ struct store {
     struct conn w; /* writer thread only */
     struct conn r; /* guarded by read_mu */
     pthread_mutex_t read_mu;
+    /* Writer thread only: the last global event id given out. Read from
+     * the database at every store_tx_begin (under the write lock, so
+     * another process writing the same file cannot make ids collide), and
+     * put back by store_apply when a transition is refused, so that ids
+     * have no gaps. */
+    int64_t last_gid;
 };
 
 /* Take and release read_mu, which guards the read connection r. */
@@ -112,6 +151,15 @@ durable_code stmt_exec(struct conn *c, enum stmt_id id, durable_error *err, cons
 char *col_strdup(sqlite3_stmt *st, int col);
 const char *col_text(sqlite3_stmt *st, int col);
 void col_copy_id(sqlite3_stmt *st, int col, char out[ID_MAX]);
+
+/* A read transaction on the read connection (caller holds read_mu), so that
+ * several statements see one snapshot: a list and its total, the tables of
+ * a snapshot. store_read_end accepts a connection not in a transaction. */
+durable_code store_read_begin(struct store *s, durable_error *err);
+void store_read_end(struct store *s);
+
+/* Clamps a page size: 0 gives dflt, then into 1..max. */
+int store_clamp_limit(int limit, int dflt, int max);
 
 /* The run status as a static string (RUN_*), or NULL if s is none of them. */
 const char *store_run_status_static(const char *s);

@@ -1042,6 +1042,538 @@ static void test_reads_beside_the_writer(void **state)
     assert_int_equal(event_count(f, "run_1"), 1 + 100 * 3);
 }
 
+/* ---- migration 2: global event ids ---- */
+
+/* The schema as version 1 wrote it, frozen here: a migration is tested
+ * against the database an older build left, not against today's code. */
+static const char v1_schema[] =
+        "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+        "INSERT INTO schema_version VALUES (1);"
+        "CREATE TABLE workflows ("
+        "  id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,"
+        "  definition TEXT NOT NULL, created_at INTEGER NOT NULL, UNIQUE (name, version));"
+        "CREATE TABLE orders ("
+        "  id TEXT PRIMARY KEY, amount REAL NOT NULL, status TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+        "CREATE TABLE runs ("
+        "  id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL REFERENCES workflows (id),"
+        "  status TEXT NOT NULL, input TEXT NOT NULL, output TEXT,"
+        "  order_id TEXT REFERENCES orders (id), idempotency_key TEXT, error_message TEXT,"
+        "  created_at INTEGER NOT NULL, started_at INTEGER, completed_at INTEGER,"
+        "  deadline_at INTEGER, last_seq INTEGER NOT NULL DEFAULT 0,"
+        "  UNIQUE (workflow_id, idempotency_key));"
+        "CREATE INDEX runs_status ON runs (status, created_at);"
+        "CREATE INDEX runs_created ON runs (created_at);"
+        "CREATE INDEX runs_unfinished ON runs (created_at, id)"
+        "  WHERE status IN ('pending', 'running', 'waiting');"
+        "CREATE TABLE steps ("
+        "  run_id TEXT NOT NULL REFERENCES runs (id), idx INTEGER NOT NULL,"
+        "  step_id TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,"
+        "  attempt INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,"
+        "  depends_on TEXT NOT NULL, idempotency_key TEXT NOT NULL,"
+        "  started_at INTEGER, completed_at INTEGER, wake_at INTEGER,"
+        "  error_message TEXT, error_code TEXT, output TEXT,"
+        "  PRIMARY KEY (run_id, step_id)) WITHOUT ROWID;"
+        "CREATE INDEX steps_status ON steps (run_id, status);"
+        "CREATE TABLE events ("
+        "  run_id TEXT NOT NULL REFERENCES runs (id), seq INTEGER NOT NULL,"
+        "  type TEXT NOT NULL, step_id TEXT, at INTEGER NOT NULL, data TEXT NOT NULL,"
+        "  PRIMARY KEY (run_id, seq)) WITHOUT ROWID;"
+        /* Two runs whose histories interleave in time; run_b's third event
+         * carries an earlier time than its second (clocks are not ordered). */
+        "INSERT INTO workflows VALUES ('wf_1', 'shop', 1, '{\"name\":\"shop\",\"steps\":[]}', 1);"
+        "INSERT INTO runs (id, workflow_id, status, input, created_at, last_seq)"
+        "  VALUES ('run_a', 'wf_1', 'running', '{}', 10, 3), ('run_b', 'wf_1', 'running', '{}', 20, 3);"
+        "INSERT INTO steps (run_id, idx, step_id, type, status, attempt, max_attempts, depends_on,"
+        "  idempotency_key) VALUES ('run_a', 0, 'a', 'task', 'running', 1, 1, '[]', 'run_a/a');"
+        "INSERT INTO events VALUES ('run_a', 1, 'run_created', NULL, 10, '{}'),"
+        "  ('run_b', 1, 'run_created', NULL, 20, '{}'), ('run_a', 2, 'step_started', 'a', 30, '{}'),"
+        "  ('run_b', 2, 'step_started', 'a', 50, '{}'), ('run_a', 3, 'step_failed', 'a', 40, '{}'),"
+        "  ('run_b', 3, 'step_failed', 'a', 45, '{}');";
+
+static int64_t raw_gid(sqlite3 *db, const char *run_id, int seq)
+{
+    char sql[128];
+
+    snprintf(sql, sizeof(sql), "SELECT gid FROM events WHERE run_id = '%s' AND seq = %d", run_id,
+             seq);
+    return raw_int(db, sql);
+}
+
+static void test_migrate_v1_numbers_old_events(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_STEP_RETRY, "run_a", "a", 1, T0);
+    sqlite3 *db = raw_open(f);
+
+    assert_int_equal(sqlite3_exec(db, v1_schema, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &f->s, &err), DURABLE_OK);
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT version FROM schema_version"), store_schema_version());
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM events"), 6);
+    assert_int_equal(raw_int(db, "SELECT count(DISTINCT gid) FROM events"), 6);
+    assert_int_equal(raw_int(db, "SELECT min(gid) * 10 + max(gid) FROM events"), 16);
+    /* By time, except that run_b's seq 3 (at 45) stays after its seq 2 (at 50). */
+    assert_int_equal(raw_gid(db, "run_a", 1), 1);
+    assert_int_equal(raw_gid(db, "run_b", 1), 2);
+    assert_int_equal(raw_gid(db, "run_a", 2), 3);
+    assert_int_equal(raw_gid(db, "run_a", 3), 4);
+    assert_int_equal(raw_gid(db, "run_b", 2), 5);
+    assert_int_equal(raw_gid(db, "run_b", 3), 6);
+    /* The rebuilt table keeps its constraints and the new index. */
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events_gid'"),
+                     1);
+    assert_int_not_equal(sqlite3_exec(db,
+                                      "INSERT INTO events VALUES ('run_a', 9, 1, 'x', NULL, 1,"
+                                      " '{}')",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+    sqlite3_close(db);
+
+    /* New events continue the numbering. */
+    t.wake_at_ms = T0 + 100;
+    apply_ok(f, &t, NULL);
+    assert_int_equal(f->ev.n, 2);
+    assert_int_equal(f->ev.items[0].global_id, 7);
+    assert_int_equal(f->ev.items[1].global_id, 8);
+    assert_int_equal(f->ev.items[1].seq, 5);
+}
+
+/* Global ids follow commit order across runs, with no gap where a
+ * transition was refused inside a batch or a transaction rolled back. */
+static void test_global_ids(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_STEP_COMPLETE, "run_2", "a", 1, T0 + 100);
+    json_t *evs;
+
+    create_order(f, "ord_1", 1);
+    create_run(f, "run_1", NULL, NULL, NULL);    /* gid 1 */
+    create_run(f, "run_2", "ord_1", NULL, NULL); /* gid 2 */
+    step_ok(f, TR_STEP_START, "run_2", "a", 1);  /* gid 3 */
+    /* One batch, as the writer does it: a completion whose action refuses
+     * (the order is pending), then its fallback failure. */
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    t.action = "charge_payment";
+    t.output_json = "{}";
+    assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_EACTION);
+    t = step_tr(TR_STEP_FAIL, "run_2", "a", 1, T0 + 100);
+    t.error_message = "refused";
+    assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK); /* gid 4 */
+    t = step_tr(TR_STEP_START, "run_1", "a", 1, T0 + 100);
+    assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK); /* gid 5 */
+    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(f->ev.n, 5);
+    /* A transaction rolled back gives its ids out again. */
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    t = step_tr(TR_STEP_START, "run_1", "b", 1, T0 + 101);
+    assert_int_equal(store_apply(f->s, &t, NULL, NULL, &err), DURABLE_OK);
+    store_tx_rollback(f->s);
+    step_ok(f, TR_STEP_SKIP, "run_2", "c", 0); /* gid 6 */
+    assert_int_equal(f->ev.n, 6);
+    for (size_t i = 0; i < f->ev.n; i++)
+        assert_int_equal(f->ev.items[i].global_id, (int64_t)i + 1);
+
+    evs = events_of(f, "run_2", 0);
+    assert_int_equal(json_array_size(evs), 4);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 0), "id")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 1), "id")), 3);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 2), "id")), 4);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 3), "id")), 6);
+    json_decref(evs);
+}
+
+/* Parses *text (owned, freed) after a read returned rc. The text is passed
+ * by address: the read that fills it is an argument of the same call. */
+static json_t *parse_out(durable_code rc, char **text, const durable_error *err)
+{
+    json_t *v;
+
+    if (rc != DURABLE_OK)
+        fail_msg("read failed: %s", err->msg);
+    v = json_loads(*text, 0, NULL);
+    free(*text);
+    *text = NULL;
+    assert_non_null(v);
+    return v;
+}
+
+static json_t *since(struct fixture *f, int64_t after, int limit)
+{
+    durable_error err = { DURABLE_OK, "" };
+    char *text = NULL;
+
+    return parse_out(store_events_since(f->s, after, limit, &text, &err), &text, &err);
+}
+
+static void test_events_since(void **state)
+{
+    struct fixture *f = *state;
+    json_t *evs, *e;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    create_run(f, "run_2", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    step_ok(f, TR_STEP_START, "run_2", "a", 1);
+    evs = since(f, 0, 0);
+    assert_int_equal(json_array_size(evs), 4);
+    e = json_array_get(evs, 2);
+    assert_int_equal(json_integer_value(json_object_get(e, "id")), 3);
+    assert_string_equal(json_string_value(json_object_get(e, "run_id")), "run_1");
+    assert_int_equal(json_integer_value(json_object_get(e, "seq")), 2);
+    assert_string_equal(json_string_value(json_object_get(e, "type")), "step_started");
+    assert_string_equal(json_string_value(json_object_get(e, "step_id")), "a");
+    assert_string_equal(json_string_value(json_object_get(e, "at")), "2023-11-14T22:13:20.010Z");
+    assert_true(json_is_object(json_object_get(e, "data")));
+    json_decref(evs);
+    evs = since(f, 2, 1);
+    assert_int_equal(json_array_size(evs), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 0), "id")), 3);
+    json_decref(evs);
+    evs = since(f, 4, 10);
+    assert_int_equal(json_array_size(evs), 0);
+    json_decref(evs);
+    evs = since(f, -5, -1); /* clamped: after 0, one event */
+    assert_int_equal(json_array_size(evs), 1);
+    json_decref(evs);
+}
+
+/* ---- retry ---- */
+
+static void fail_run(struct fixture *f, const char *run_id)
+{
+    struct transition t = step_tr(TR_STEP_FAIL, run_id, "b", 1, T0 + 40);
+
+    t.error_message = "bad";
+    t.error_code = "random_failure";
+    apply_ok(f, &t, NULL);
+    t = step_tr(TR_RUN_FINISH, run_id, NULL, 0, T0 + 50);
+    t.run_status = RUN_FAILED;
+    t.error_message = "step \"b\" failed: bad";
+    apply_ok(f, &t, NULL);
+}
+
+static void test_run_retry_transition(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 30);
+    json_t *run, *b, *evs, *last;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    t.output_json = "{\"x\":1}";
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    apply_ok(f, &t, NULL);
+    t = step_tr(TR_RUN_RETRY, "run_1", NULL, 0, T0 + 35);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run run_1 is running, only a failed run can be retried");
+    step_ok(f, TR_STEP_START, "run_1", "b", 1);
+    fail_run(f, "run_1"); /* b failed, c cancelled */
+    assert_step_status(f, "run_1", "c", STEP_S_CANCELLED);
+
+    t = step_tr(TR_RUN_RETRY, "run_1", NULL, 0, T0 + 60);
+    t.deadline_ms = T0 + 5000;
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_1", RUN_RUNNING);
+    run = doc_of(store_run_json, f, "run_1");
+    assert_true(json_is_null(json_object_get(run, "error_message")));
+    assert_true(json_is_null(json_object_get(run, "completed_at")));
+    assert_string_equal(step_field(run, "a", "status"), STEP_S_COMPLETED);
+    assert_string_equal(step_field(run, "b", "status"), STEP_S_PENDING);
+    assert_string_equal(step_field(run, "c", "status"), STEP_S_PENDING);
+    b = json_array_get(json_object_get(run, "steps"), 1);
+    assert_int_equal(json_integer_value(json_object_get(b, "attempt")), 0);
+    assert_true(json_is_null(json_object_get(b, "error_message")));
+    assert_true(json_is_null(json_object_get(b, "started_at")));
+    assert_int_equal(
+            json_integer_value(json_object_get(
+                    json_object_get(json_array_get(json_object_get(run, "steps"), 0), "output"),
+                    "x")),
+            1);
+    json_decref(run);
+    evs = events_of(f, "run_1", 0);
+    assert_seqs_dense(evs);
+    last = json_array_get(evs, json_array_size(evs) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "type")), "run_retried");
+    assert_true(json_is_null(json_object_get(last, "step_id")));
+    assert_string_equal(json_string_value(json_array_get(
+                                json_object_get(json_object_get(last, "data"), "steps"), 0)),
+                        "b");
+    assert_string_equal(json_string_value(json_array_get(
+                                json_object_get(json_object_get(last, "data"), "steps"), 1)),
+                        "c");
+    json_decref(evs);
+    {
+        struct run_record r;
+        assert_int_equal(store_run_load(f->s, "run_1", &r, &err), DURABLE_OK);
+        assert_int_equal(r.deadline_ms, T0 + 5000);
+        run_record_release(&r);
+    }
+    /* The attempts count from 1 again. */
+    step_ok(f, TR_STEP_START, "run_1", "b", 1);
+    assert_step_status(f, "run_1", "b", STEP_S_RUNNING);
+    err_clear(&err);
+    t = step_tr(TR_RUN_RETRY, "run_nope", NULL, 0, T0 + 70);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
+}
+
+/* ---- lists ---- */
+
+static json_t *runs_list(struct fixture *f, const char *status, const char *wf, int limit,
+                         int offset, int64_t *total)
+{
+    durable_error err = { DURABLE_OK, "" };
+    struct store_page page = { limit, offset };
+    char *text = NULL;
+
+    return parse_out(store_runs_list(f->s, status, wf, page, &text, total, &err), &text, &err);
+}
+
+static const char *id_at(json_t *list, size_t i)
+{
+    return json_string_value(json_object_get(json_array_get(list, i), "id"));
+}
+
+static void test_runs_list(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition_result v2;
+    struct store_page page = { 0, 0 };
+    char *text = NULL;
+    int64_t total = -1;
+    json_t *l;
+
+    create_run(f, "run_1", NULL, NULL, NULL); /* all at T0 + 1: insertion order decides */
+    create_run(f, "run_2", NULL, NULL, NULL);
+    put_workflow(f, "shop", "{\"name\":\"shop\",\"steps\":[2]}", &v2);
+    snprintf(f->wf_id, sizeof(f->wf_id), "%s", v2.id);
+    create_run(f, "run_3", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_2", "b", 1);
+    fail_run(f, "run_2");
+
+    l = runs_list(f, NULL, NULL, 0, 0, &total);
+    assert_int_equal(total, 3);
+    assert_int_equal(json_array_size(l), 3);
+    assert_string_equal(id_at(l, 0), "run_3");
+    assert_string_equal(id_at(l, 2), "run_1");
+    assert_null(json_object_get(json_array_get(l, 0), "steps"));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(l, 0), "workflow_version")),
+                     2);
+    json_decref(l);
+    l = runs_list(f, NULL, NULL, 1, 1, &total);
+    assert_int_equal(total, 3);
+    assert_int_equal(json_array_size(l), 1);
+    assert_string_equal(id_at(l, 0), "run_2");
+    json_decref(l);
+    l = runs_list(f, RUN_FAILED, NULL, 0, 0, &total);
+    assert_int_equal(total, 1);
+    assert_string_equal(id_at(l, 0), "run_2");
+    json_decref(l);
+    l = runs_list(f, NULL, "shop", 0, 0, &total); /* a name: every version */
+    assert_int_equal(total, 3);
+    json_decref(l);
+    l = runs_list(f, NULL, v2.id, 0, 0, &total); /* an id: that version */
+    assert_int_equal(total, 1);
+    assert_string_equal(id_at(l, 0), "run_3");
+    json_decref(l);
+    l = runs_list(f, RUN_PENDING, "shop", 0, 5, &total);
+    assert_int_equal(total, 2);
+    assert_int_equal(json_array_size(l), 0);
+    json_decref(l);
+    l = runs_list(f, NULL, "nope", 0, 0, &total);
+    assert_int_equal(total, 0);
+    json_decref(l);
+    assert_int_equal(store_runs_list(f->s, "done", NULL, page, &text, &total, &err),
+                     DURABLE_EINVAL);
+    assert_string_equal(err.msg, "unknown run status \"done\"");
+    assert_null(text);
+}
+
+static void test_workflows_and_orders_lists(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct store_page page = { 0, 0 };
+    struct transition t = { .kind = TR_WORKFLOW_PUT,
+                            .at_ms = T0 + 5,
+                            .wf_name = "zeta",
+                            .wf_definition =
+                                    "{\"name\":\"zeta\",\"description\":\"last\",\"steps\":[]}" };
+    char *text = NULL;
+    int64_t total = 0;
+    json_t *l, *w;
+
+    apply_ok(f, &t, NULL);
+    l = parse_out(store_workflows_list(f->s, page, &text, &total, &err), &text, &err);
+    assert_int_equal(total, 2);
+    w = json_array_get(l, 0);
+    assert_string_equal(json_string_value(json_object_get(w, "name")), "zeta");
+    assert_string_equal(json_string_value(json_object_get(w, "description")), "last");
+    assert_int_equal(json_integer_value(json_object_get(w, "version")), 1);
+    assert_string_equal(json_string_value(json_object_get(w, "created_at")),
+                        "2023-11-14T22:13:20.005Z");
+    assert_null(json_object_get(w, "definition"));
+    assert_true(json_is_null(json_object_get(json_array_get(l, 1), "description")));
+    json_decref(l);
+
+    w = doc_of(store_workflow_json, f, "zeta");
+    assert_string_equal(
+            json_string_value(json_object_get(json_object_get(w, "definition"), "description")),
+            "last");
+    json_decref(w);
+
+    create_order(f, "ord_1", 1);
+    t = (struct transition){
+        .kind = TR_ORDER_CREATE, .at_ms = T0 + 9, .order_id = "ord_2", .order_amount = 2.5
+    };
+    apply_ok(f, &t, NULL);
+    page.limit = 1;
+    l = parse_out(store_orders_list(f->s, page, &text, &total, &err), &text, &err);
+    assert_int_equal(total, 2);
+    assert_int_equal(json_array_size(l), 1);
+    assert_string_equal(id_at(l, 0), "ord_2");
+    assert_true(json_real_value(json_object_get(json_array_get(l, 0), "amount")) == 2.5);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 0), "status")),
+                        "pending");
+    json_decref(l);
+}
+
+/* ---- inspection ---- */
+
+static json_t *table_of(json_t *snap, const char *name)
+{
+    size_t i;
+    json_t *t;
+
+    json_array_foreach(json_object_get(snap, "tables"), i, t)
+    {
+        if (strcmp(json_string_value(json_object_get(t, "name")), name) == 0)
+            return t;
+    }
+    fail_msg("no table %s in the snapshot", name);
+    return NULL;
+}
+
+static int column_index(json_t *table, const char *column)
+{
+    size_t i;
+    json_t *c;
+
+    json_array_foreach(json_object_get(table, "columns"), i, c)
+    {
+        if (strcmp(json_string_value(c), column) == 0)
+            return (int)i;
+    }
+    fail_msg("no column %s", column);
+    return -1;
+}
+
+static void test_snapshot(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 30);
+    char big[1000];
+    char *text = NULL;
+    json_t *snap, *tb, *row;
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    const char *cut;
+
+    /* 300 bytes of two-byte characters: cut on a character boundary. */
+    memcpy(big, "{\"s\":\"", 6);
+    for (int i = 0; i < 150; i++)
+        memcpy(big + 6 + 2 * i, "\xc3\xa9", 2);
+    memcpy(big + 306, "\"}", 3);
+    create_run(f, "run_1", NULL, NULL, NULL);
+    create_run(f, "run_2", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    t.output_json = big;
+    apply_ok(f, &t, NULL);
+    assert_int_equal(store_snapshot_json(f->s, 2, &text, &err), DURABLE_OK);
+    snap = parse_out(DURABLE_OK, &text, &err);
+
+    /* Every table of the schema is there, and nothing else. */
+    db = raw_open(f);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT name FROM sqlite_master WHERE type = 'table'"
+                                        " AND name NOT LIKE 'sqlite_%'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        tb = table_of(snap, (const char *)sqlite3_column_text(st, 0));
+        assert_true(json_is_array(json_object_get(tb, "columns")));
+    }
+    sqlite3_finalize(st);
+    assert_int_equal(json_array_size(json_object_get(snap, "tables")),
+                     raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                                 " AND name NOT LIKE 'sqlite_%'"));
+    sqlite3_close(db);
+
+    tb = table_of(snap, "events");
+    assert_int_equal(json_integer_value(json_object_get(tb, "total")), 4);
+    assert_int_equal(json_array_size(json_object_get(tb, "rows")), 2); /* rows_per_table */
+    row = json_array_get(json_object_get(tb, "rows"), 0);              /* newest first */
+    assert_int_equal(json_integer_value(json_array_get(row, column_index(tb, "gid"))), 4);
+    assert_string_equal(json_string_value(json_array_get(row, column_index(tb, "type"))),
+                        "step_completed");
+    tb = table_of(snap, "steps");
+    assert_int_equal(json_integer_value(json_object_get(tb, "total")), 6);
+    row = json_array_get(json_object_get(tb, "rows"), 0);
+    assert_string_equal(json_string_value(json_array_get(row, column_index(tb, "run_id"))),
+                        "run_2"); /* the newest run's steps first (inserted last) */
+    tb = table_of(snap, "runs");
+    assert_int_equal(json_integer_value(json_object_get(tb, "total")), 2);
+    tb = table_of(snap, "schema_version");
+    row = json_array_get(json_object_get(tb, "rows"), 0);
+    assert_int_equal(json_integer_value(json_array_get(row, 0)), store_schema_version());
+    json_decref(snap);
+
+    assert_int_equal(store_snapshot_json(f->s, 500, &text, &err), DURABLE_OK);
+    snap = parse_out(DURABLE_OK, &text, &err);
+    tb = table_of(snap, "steps");
+    assert_int_equal(json_array_size(json_object_get(tb, "rows")), 6);
+    row = json_array_get(json_object_get(tb, "rows"), 3); /* run_1, a */
+    cut = json_string_value(json_array_get(row, column_index(tb, "output")));
+    assert_non_null(cut);
+    assert_int_equal(strlen(cut), 200 + 3);
+    assert_memory_equal(cut, big, 6);
+    assert_string_equal(cut + 200, "…");
+    json_decref(snap);
+}
+
+static void test_counts_and_ping(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    int64_t runs[STORE_N_RUN_STATUSES], steps[STORE_N_STEP_STATUSES];
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    create_run(f, "run_2", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_2", "b", 1);
+    fail_run(f, "run_2");
+    assert_int_equal(store_count_runs(f->s, runs, &err), DURABLE_OK);
+    assert_string_equal(store_run_statuses[0], RUN_PENDING);
+    assert_int_equal(runs[0], 1);
+    assert_string_equal(store_run_statuses[4], RUN_FAILED);
+    assert_int_equal(runs[4], 1);
+    assert_int_equal(runs[1] + runs[2] + runs[3] + runs[5], 0);
+    assert_null(store_run_statuses[STORE_N_RUN_STATUSES]);
+    assert_int_equal(store_count_steps(f->s, steps, &err), DURABLE_OK);
+    assert_string_equal(store_step_statuses[0], STEP_S_PENDING);
+    assert_int_equal(steps[0], 3);
+    assert_string_equal(store_step_statuses[5], STEP_S_FAILED);
+    assert_int_equal(steps[5], 1);
+    assert_string_equal(store_step_statuses[7], STEP_S_CANCELLED);
+    assert_int_equal(steps[7], 2);
+    assert_null(store_step_statuses[STORE_N_STEP_STATUSES]);
+    assert_int_equal(store_ping(f->s, &err), DURABLE_OK);
+}
+
 int main(void)
 {
 #define T(fn)  cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1073,6 +1605,14 @@ int main(void)
         T(test_not_found_reads),
         T(test_recovered_event),
         T(test_reads_beside_the_writer),
+        TE(test_migrate_v1_numbers_old_events),
+        T(test_global_ids),
+        T(test_events_since),
+        T(test_run_retry_transition),
+        T(test_runs_list),
+        T(test_workflows_and_orders_lists),
+        T(test_snapshot),
+        T(test_counts_and_ping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
