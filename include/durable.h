@@ -133,7 +133,12 @@ typedef struct durable_run_request {
     const char *workflow;        /* workflow id, or name for its latest version */
     const char *input_json;      /* JSON object, or NULL for the definition's defaults */
     const char *order_id;        /* demo order to attach, or NULL */
-    const char *idempotency_key; /* NULL, or a key: a second start returns the first run */
+    const char *idempotency_key; /* NULL, or a key: a second start of any version of the
+                                    workflow returns the first run */
+    bool create_order;           /* create a demo order of order_amount and attach it, in
+                                    the run's own transaction (order_id must be NULL);
+                                    nothing is created when the key returns a run */
+    double order_amount;
 } durable_run_request;
 
 /* Starts a run (committed before this returns). With an idempotency key that
@@ -149,6 +154,10 @@ DURABLE_API durable_code durable_run_start(durable *d, const durable_run_request
  * DURABLE_ENOTFOUND if none. OUT: *out_run_id (caller frees). */
 DURABLE_API durable_code durable_run_find(durable *d, const char *workflow,
         const char *idempotency_key, char **out_run_id, durable_error *err);
+
+/* True when another process (a concurrent `durable run` of the same run)
+ * is executing the run, so this one will only see it finish. */
+DURABLE_API bool durable_run_elsewhere(durable *d, const char *run_id);
 
 /* Cancels a run: running steps are abandoned, pending ones become cancelled.
  * DURABLE_ECONFLICT when the run has already finished. */
@@ -175,6 +184,7 @@ DURABLE_API durable_code durable_run_events(durable *d, const char *run_id, int6
 typedef struct durable_event {
     const char *run_id;
     int64_t seq;          /* per run, from 1, no gaps */
+    int64_t global_id;    /* across all runs, increasing in commit order */
     const char *type;     /* "step_started", "run_completed", ... */
     const char *step_id;  /* NULL for run events */
     int64_t at_ms;        /* Unix time in milliseconds */
@@ -191,6 +201,83 @@ typedef void (*durable_event_fn)(const durable_event *ev, void *ud);
  * returned may still be on their way to fn when it returns. */
 DURABLE_API int durable_subscribe(durable *d, durable_event_fn fn, void *ud);
 DURABLE_API void durable_unsubscribe(durable *d, int subscription_id);
+
+/* ---- listing and inspecting (for the HTTP API) ------------------------------ */
+
+/* Lists are JSON arrays in the shapes of SPEC §6, newest first. limit is
+ * clamped to 1..500 (0 means 50); a negative offset is 0; *out_total receives
+ * the number of matching rows ignoring limit/offset (may be NULL), read in
+ * the same snapshot as the page.
+ * - runs: the run object of durable_run_get without "steps"; status must be
+ *   a run status (else DURABLE_EINVAL "unknown run status \"x\""); a
+ *   workflow_id that matches nothing gives an empty list, not an error.
+ * - workflows: every version, {id, name, version, description (the
+ *   definition's, or null), created_at}, without the definition.
+ * - orders: the object of durable_order_get. */
+typedef struct durable_run_filter {
+    const char *status;      /* NULL: any */
+    const char *workflow_id; /* NULL: any; an id, or a name meaning every version */
+    int limit;
+    int offset;
+} durable_run_filter;
+
+DURABLE_API durable_code durable_runs_list(durable *d, const durable_run_filter *filter,
+        char **out_json, int64_t *out_total, durable_error *err);
+DURABLE_API durable_code durable_workflows_list(durable *d, int limit, int offset,
+        char **out_json, int64_t *out_total, durable_error *err);
+DURABLE_API durable_code durable_orders_list(durable *d, int limit, int offset, char **out_json,
+        int64_t *out_total, durable_error *err);
+
+/* A workflow: id, name, version, definition, created_at. id_or_name as in
+ * durable_run_start. */
+DURABLE_API durable_code durable_workflow_get(durable *d, const char *id_or_name, char **out_json,
+        durable_error *err);
+
+/* Resumes a failed run from its failed steps (and the steps cancelled
+ * because of the failure); completed steps are kept. DURABLE_ECONFLICT when
+ * the run has not failed ("run X is completed, only a failed run can be
+ * retried"), DURABLE_ENOTFOUND when there is no such run. Returns once the
+ * retry has committed (the run is "running", a "run_retried" event lists
+ * the steps reset, their attempts count from 1 again); the run then goes on
+ * in the background, like a new one (durable_run_wait). */
+DURABLE_API durable_code durable_run_retry(durable *d, const char *run_id, durable_error *err);
+
+/* Decides an approval step that is waiting for a person: approve (true) or
+ * reject (false), by whom and why (`by` and `comment` may be NULL; each is
+ * cut at 200 bytes). In one transaction an `approval_decided` event and the
+ * step's completion commit, with output {"approved", "by", "comment", "at"}
+ * (both decisions complete the step; later steps branch on
+ * steps.ID.output.approved); the run then goes on in the background. Works
+ * whether or not this engine has the run in memory.
+ * DURABLE_ENOTFOUND for an unknown run or step; DURABLE_ECONFLICT when the
+ * step is not an approval waiting for a decision (not started yet, decided
+ * already, timed out) or the run has finished. */
+DURABLE_API durable_code durable_step_decide(durable *d, const char *run_id, const char *step_id,
+        bool approve, const char *by, const char *comment, durable_error *err);
+
+/* Events of every run with global_id > after_id, oldest first, at most
+ * limit (0 means 1000; clamped to 1..1000) as a JSON array of events that
+ * also carry run_id and id (the global id): {id, run_id, seq, type,
+ * step_id, at, data}. Ids have no gaps and a reader never sees id N+1
+ * before N. */
+DURABLE_API durable_code durable_events_since(durable *d, int64_t after_id, int limit,
+        char **out_json, durable_error *err);
+
+/* Every table: {"tables": [{"name", "columns": [...], "rows": [[...]...],
+ * "total"}]}, newest rows first, at most rows_per_table rows each (0 means
+ * 50; clamped to 1..200). Cells are the stored values (times as Unix ms);
+ * text over 200 bytes is cut and ends with "…". */
+DURABLE_API durable_code durable_db_snapshot(durable *d, int rows_per_table, char **out_json,
+        durable_error *err);
+
+/* DURABLE_OK when the database answers a read and the writer is not
+ * failing; DURABLE_EIO otherwise, with why. Cheap: one indexed read. */
+DURABLE_API durable_code durable_health(durable *d, durable_error *err);
+
+/* Prometheus text exposition (text/plain; version=0.0.4): runs and steps by
+ * state (gauges, from the database), step duration histogram, commit batch
+ * size histogram, commits and transitions (counters, since open). */
+DURABLE_API durable_code durable_metrics(durable *d, char **out_text, durable_error *err);
 
 /* ---- demo orders -------------------------------------------------------- */
 

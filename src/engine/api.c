@@ -38,7 +38,11 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     pthread_mutex_init(&d->finish_mu, NULL);
     pthread_cond_init(&d->finish_cond, NULL);
     pthread_mutex_init(&d->plans_mu, NULL);
+    engine_metrics_init(d);
     d->next_sub_id = 1;
+    d->lock_fd = -1;
+    if (engine_lock_open(d, path, err) != DURABLE_OK)
+        goto fail;
     if (store_open(path, opts->durability, &d->store, err) != DURABLE_OK)
         goto fail;
     engine_writer_start(d);
@@ -72,12 +76,14 @@ void durable_close(durable *d)
         plan_unref(d->plans[i].plan);
     free(d->plans);
     free(d->subs);
+    engine_metrics_release(d);
     pthread_mutex_destroy(&d->plans_mu);
     pthread_cond_destroy(&d->finish_cond);
     pthread_mutex_destroy(&d->finish_mu);
     pthread_mutex_destroy(&d->subs_mu);
     pthread_cond_destroy(&d->cq_cond);
     pthread_mutex_destroy(&d->cq_mu);
+    engine_lock_close(d);
     free(d);
 }
 
@@ -140,7 +146,7 @@ durable_code durable_workflow_register(durable *d, const char *text, size_t text
     char *canonical = NULL;
     durable_code rc;
 
-    rc = def_parse(text, text_len, &builtin_def_options, &plan, NULL, err);
+    rc = def_parse_any(text, text_len, &builtin_def_options, &plan, NULL, err);
     if (rc != DURABLE_OK)
         goto done;
     /* Stored compact, so that whitespace alone never makes a new version. */
@@ -240,20 +246,43 @@ durable_code durable_run_start(durable *d, const durable_run_request *req, char 
     rc = merge_input(plan, req->input_json, &input, err);
     if (rc != DURABLE_OK)
         goto done;
+    if (req->create_order && (req->order_id || !(req->order_amount >= 0) ||
+                                     req->order_amount > 1e12)) {
+        rc = err_set(err, DURABLE_EINVAL, req->order_id
+                        ? "a run cannot both create an order and name one"
+                        : "order amount must be a number from 0 to 1e12");
+        goto done;
+    }
     id_new("run_", run_id, sizeof(run_id));
+    /* Claimed before it exists, so that no other process resuming it by
+     * key can execute it beside us. */
+    engine_run_lock(d, run_id);
     ci = commit_item_new(TR_RUN_CREATE, run_id);
     ci->t.workflow_id = commit_item_str(ci, wf.id);
     ci->t.input_json = commit_item_str(ci, input);
-    ci->t.order_id = commit_item_str(ci, req->order_id);
+    if (req->create_order) {
+        char order_id[ID_MAX];
+        id_new("ord_", order_id, sizeof(order_id));
+        ci->t.order_id = commit_item_str(ci, order_id);
+        ci->t.order_amount = req->order_amount;
+        ci->t.create_order = true;
+    } else {
+        ci->t.order_id = commit_item_str(ci, req->order_id);
+    }
     ci->t.idempotency_key = commit_item_str(ci, req->idempotency_key);
+    if (plan->timeout_ms > 0)
+        ci->t.deadline_ms = ci->t.at_ms + plan->timeout_ms;
     fill_step_inits(ci, plan);
     ci->plan = plan_ref(plan);
     ci->notify_sched = true;
     rc = engine_commit_wait(d, ci, &res, err);
+    if (rc != DURABLE_OK || !res.created)
+        engine_run_unlock(d, run_id);
     if (rc != DURABLE_OK)
         goto done;
     if (!res.created) {
-        /* An idempotent repeat: make sure the run is being executed. */
+        /* An idempotent repeat: make sure the run is being executed (the
+         * scheduler claims it unless another process executes it). */
         engine_sched_resume(d, res.id);
     }
     *out_run_id = xstrdup(res.id);
@@ -286,6 +315,11 @@ durable_code durable_run_find(durable *d, const char *workflow, const char *idem
     return rc;
 }
 
+bool durable_run_elsewhere(durable *d, const char *run_id)
+{
+    return engine_run_locked_elsewhere(d, run_id);
+}
+
 durable_code durable_run_cancel(durable *d, const char *run_id, durable_error *err)
 {
     struct commit_item *ci;
@@ -305,6 +339,96 @@ durable_code durable_run_cancel(durable *d, const char *run_id, durable_error *e
         err_clear(err);
         rc = err_set(err, DURABLE_ECONFLICT, "run %s has already finished", run_id);
     }
+    return rc;
+}
+
+durable_code durable_run_retry(durable *d, const char *run_id, durable_error *err)
+{
+    struct run_record rec;
+    struct plan *plan = NULL;
+    struct commit_item *ci;
+    durable_code rc;
+
+    memset(&rec, 0, sizeof(rec));
+    if (!run_id)
+        return err_set(err, DURABLE_EINVAL, "retry needs a run id");
+    rc = store_run_load(d->store, run_id, &rec, err);
+    if (rc == DURABLE_OK && strcmp(rec.status, RUN_FAILED) != 0) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a failed run can be retried",
+                run_id, rec.status);
+    }
+    if (rc == DURABLE_OK)
+        rc = engine_plan_get(d, rec.workflow_id, rec.definition, &plan, err);
+    if (rc != DURABLE_OK)
+        goto done;
+    /* The store checks the status again: another retry may have won. */
+    ci = commit_item_new(TR_RUN_RETRY, run_id);
+    if (plan->timeout_ms > 0)
+        ci->t.deadline_ms = ci->t.at_ms + plan->timeout_ms;
+    rc = engine_commit_wait(d, ci, NULL, err);
+    if (rc == DURABLE_OK)
+        engine_sched_retry(d, run_id);
+done:
+    plan_unref(plan);
+    run_record_release(&rec);
+    return rc;
+}
+
+/* s cut at max_len bytes on a character boundary, as a JSON string (new
+ * reference); JSON null for NULL; NULL when s is not UTF-8. */
+static json_t *cut_string(const char *s, size_t max_len)
+{
+    size_t n;
+
+    if (!s)
+        return json_null();
+    n = strnlen(s, max_len + 1);
+    if (n > max_len) {
+        n = max_len;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    }
+    return json_stringn(s, n);
+}
+
+static bool utf8_ok(const char *s)
+{
+    json_t *j = json_string(s);
+    bool ok = j != NULL;
+
+    json_decref(j);
+    return ok;
+}
+
+durable_code durable_step_decide(durable *d, const char *run_id, const char *step_id,
+        bool approve, const char *by, const char *comment, durable_error *err)
+{
+    struct commit_item *ci;
+    json_t *out;
+    char at[32], *text;
+    durable_code rc;
+
+    if (!run_id || !step_id)
+        return err_set(err, DURABLE_EINVAL, "a decision needs a run and a step");
+    if ((by && !utf8_ok(by)) || (comment && !utf8_ok(comment)))
+        return err_set(err, DURABLE_EINVAL, "by and comment must be UTF-8 text");
+    ci = commit_item_new(TR_STEP_DECIDE, run_id);
+    ci->t.step_id = commit_item_str(ci, step_id);
+    ci->t.attempt = 0; /* the current one */
+    clock_format_rfc3339(ci->t.at_ms, at);
+    out = json_pack("{s:b, s:o?, s:o?, s:s}", "approved", approve, "by", cut_string(by, 200),
+            "comment", cut_string(comment, 200), "at", at);
+    text = out ? json_dumps(out, JSON_COMPACT) : NULL;
+    json_decref(out);
+    if (!text) {
+        commit_item_free(ci);
+        return err_set(err, DURABLE_EINVAL, "by and comment must be UTF-8 text");
+    }
+    ci->t.output_json = commit_item_str(ci, text);
+    free(text);
+    /* The scheduler learns of it after the commit (run_gen 0: not its own). */
+    ci->notify_sched = true;
+    rc = engine_commit_wait(d, ci, NULL, err);
     return rc;
 }
 
@@ -362,6 +486,68 @@ durable_code durable_run_events(durable *d, const char *run_id, int64_t after_se
         durable_error *err)
 {
     return store_events_json(d->store, run_id, after_seq, out_json, err);
+}
+
+/* ---- lists and inspection (store reads) ---- */
+
+durable_code durable_runs_list(durable *d, const durable_run_filter *filter, char **out_json,
+        int64_t *out_total, durable_error *err)
+{
+    static const durable_run_filter all = { 0 };
+    struct store_page page;
+
+    if (!out_json)
+        return err_set(err, DURABLE_EINVAL, "a list needs an output");
+    if (!filter)
+        filter = &all;
+    page.limit = filter->limit;
+    page.offset = filter->offset;
+    return store_runs_list(d->store, filter->status, filter->workflow_id, page, out_json,
+            out_total, err);
+}
+
+durable_code durable_workflows_list(durable *d, int limit, int offset, char **out_json,
+        int64_t *out_total, durable_error *err)
+{
+    struct store_page page = { limit, offset };
+
+    if (!out_json)
+        return err_set(err, DURABLE_EINVAL, "a list needs an output");
+    return store_workflows_list(d->store, page, out_json, out_total, err);
+}
+
+durable_code durable_orders_list(durable *d, int limit, int offset, char **out_json,
+        int64_t *out_total, durable_error *err)
+{
+    struct store_page page = { limit, offset };
+
+    if (!out_json)
+        return err_set(err, DURABLE_EINVAL, "a list needs an output");
+    return store_orders_list(d->store, page, out_json, out_total, err);
+}
+
+durable_code durable_workflow_get(durable *d, const char *id_or_name, char **out_json,
+        durable_error *err)
+{
+    if (!id_or_name || !out_json)
+        return err_set(err, DURABLE_EINVAL, "a workflow needs an id or a name");
+    return store_workflow_json(d->store, id_or_name, out_json, err);
+}
+
+durable_code durable_events_since(durable *d, int64_t after_id, int limit, char **out_json,
+        durable_error *err)
+{
+    if (!out_json)
+        return err_set(err, DURABLE_EINVAL, "events need an output");
+    return store_events_since(d->store, after_id, limit, out_json, err);
+}
+
+durable_code durable_db_snapshot(durable *d, int rows_per_table, char **out_json,
+        durable_error *err)
+{
+    if (!out_json)
+        return err_set(err, DURABLE_EINVAL, "a snapshot needs an output");
+    return store_snapshot_json(d->store, rows_per_table, out_json, err);
 }
 
 /* ---- subscriptions ---- */

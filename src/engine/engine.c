@@ -12,6 +12,13 @@
  * Timers are a binary min-heap of (due, run id, step, generation); a timer
  * whose generation no longer matches its step is stale and ignored, which is
  * how a finished attempt disarms its timeout without a heap delete.
+ *
+ * A run in memory is one incarnation of it (run_state.gen, new each time a
+ * run is adopted). A retried run is dropped when it fails and adopted again
+ * after TR_RUN_RETRY commits; timers and committed items of the earlier
+ * incarnation carry its number and are ignored, so a late result from
+ * before the retry can neither complete a step of the new one nor make the
+ * scheduler forget it.
  */
 #include "util/common.h"
 
@@ -23,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "expr/expr.h"
 #include "steps/steps.h"
 
 enum step_st {
@@ -36,6 +44,7 @@ enum step_st {
     SS_SKIPPED,
     SS_FAILED,
     SS_CANCELLED,
+    SS_WAITING,     /* WAIT committed: a delay or an approval (timer TM_WAKE, or a decision) */
 };
 
 struct step_state {
@@ -44,12 +53,18 @@ struct step_state {
     uint32_t gen;        /* bumped when an attempt ends: disarms its timers */
     size_t n_deps_left;  /* dependencies not yet completed or skipped */
     json_t *output;      /* COMPLETED: owned */
+    int64_t started_us;  /* clock_mono_us when the attempt's START committed, or 0 */
+    json_t *config;      /* the attempt's rendered config, owned; NULL: not rendered yet */
+    bool if_checked;     /* the `if` was evaluated (on_ready) in this incarnation */
+    char *if_error;      /* owned: the `if` failed to evaluate; the attempt fails with it */
 };
 
 struct run_state {
     char id[ID_MAX];
+    uint64_t gen;        /* incarnation, from sched.next_run_gen */
     struct plan *plan;
     char *order_id;
+    json_t *input;       /* the run's input (owned), for expressions */
     struct step_state *steps;
     size_t n_settled;    /* completed or skipped */
     bool finishing;      /* RUN_FINISH submitted, or a step failed for good */
@@ -61,10 +76,12 @@ enum timer_kind {
     TM_RETRY,         /* back-off over: start the next attempt */
     TM_TIMEOUT,       /* the attempt's timeout_seconds */
     TM_DEADLINE,      /* the run's timeout_seconds */
+    TM_WAKE,          /* a waiting step's wake-up time (delay, approval timeout) */
 };
 
 struct timer {
     int64_t due_ms;   /* Unix ms */
+    uint64_t run_gen; /* the run's incarnation */
     uint32_t gen;
     enum timer_kind kind;
     size_t step_idx;
@@ -78,6 +95,7 @@ struct sched_msg {
     enum msg_kind kind;
     struct commit_item *items; /* MSG_COMMITTED, owned */
     char run_id[ID_MAX];       /* MSG_RESUME */
+    bool is_retry;             /* MSG_RESUME: after TR_RUN_RETRY */
 };
 
 struct sched {
@@ -95,6 +113,7 @@ struct sched {
     struct timer *heap;
     size_t n_heap;
     size_t cap_heap;
+    uint64_t next_run_gen;
 };
 
 /* ---- run table (chained hash on the run id) ---- */
@@ -151,10 +170,14 @@ static void run_free(struct run_state *r)
 
     if (!r)
         return;
-    for (i = 0; r->steps && i < r->plan->n_steps; i++)
+    for (i = 0; r->steps && i < r->plan->n_steps; i++) {
         json_decref(r->steps[i].output);
+        json_decref(r->steps[i].config);
+        free(r->steps[i].if_error);
+    }
     free(r->steps);
     free(r->order_id);
+    json_decref(r->input);
     plan_unref(r->plan);
     free(r);
 }
@@ -169,16 +192,22 @@ static void run_drop(struct sched *s, const char *id)
         struct run_state *r = *pp;
         *pp = r->hnext;
         s->n_runs--;
+        engine_run_unlock(s->d, r->id);
         run_free(r);
     }
 }
 
-static struct run_state *run_new(const char *id, struct plan *plan, const char *order_id)
+static struct run_state *run_new(struct sched *s, const char *id, struct plan *plan,
+        const char *order_id, const char *input_json)
 {
     struct run_state *r = xcalloc(1, sizeof(*r));
     size_t i;
 
+    r->input = input_json ? json_loads(input_json, JSON_DECODE_ANY, NULL) : NULL;
+    if (!r->input)
+        r->input = json_object();
     snprintf(r->id, sizeof(r->id), "%s", id);
+    r->gen = ++s->next_run_gen;
     r->plan = plan_ref(plan);
     r->order_id = order_id ? xstrdup(order_id) : NULL;
     r->steps = xcalloc(plan->n_steps, sizeof(*r->steps));
@@ -201,6 +230,7 @@ static void timer_push(struct sched *s, const struct run_state *r, size_t step_i
     size_t i;
 
     t.gen = kind == TM_DEADLINE ? 0 : r->steps[step_idx].gen;
+    t.run_gen = r->gen;
     snprintf(t.run_id, sizeof(t.run_id), "%s", r->id);
     if (s->n_heap == s->cap_heap) {
         s->cap_heap = s->cap_heap ? s->cap_heap * 2 : 256;
@@ -249,6 +279,7 @@ static struct commit_item *step_item(struct run_state *r, size_t i, enum transit
     struct commit_item *ci = commit_item_new(kind, r->id);
 
     ci->step_idx = i;
+    ci->run_gen = r->gen;
     ci->t.step_id = r->plan->steps[i].id;
     ci->t.attempt = r->steps[i].attempt;
     ci->plan = plan_ref(r->plan); /* keeps step_id valid until freed */
@@ -327,6 +358,7 @@ static void submit_finish(struct sched *s, struct run_state *r, const char *stat
 {
     struct commit_item *ci = commit_item_new(TR_RUN_FINISH, r->id);
 
+    ci->run_gen = r->gen;
     ci->t.run_status = status;
     ci->t.error_message = commit_item_str(ci, error);
     ci->t.output_json = commit_item_str(ci, output_json);
@@ -359,20 +391,92 @@ static void check_finished(struct sched *s, struct run_state *r)
         finish_completed(s, r);
 }
 
-/* All of step i's dependencies are settled: skip it or start it. */
+/* ---- expressions (SPEC §3) ---- */
+
+static const char *st_name(enum step_st st)
+{
+    switch (st) {
+    case SS_PENDING:
+    case SS_SKIPPING:
+        return STEP_S_PENDING;
+    case SS_RETRYING:
+        return STEP_S_RETRYING;
+    case SS_WAITING:
+        return STEP_S_WAITING;
+    case SS_COMPLETED:
+        return STEP_S_COMPLETED;
+    case SS_SKIPPED:
+        return STEP_S_SKIPPED;
+    case SS_FAILED:
+        return STEP_S_FAILED;
+    case SS_CANCELLED:
+        return STEP_S_CANCELLED;
+    default:
+        return STEP_S_RUNNING;
+    }
+}
+
+/* The run context {input, steps: {ID: {status, output}}, run: {id}}, a new
+ * reference. Built per evaluation: O(steps), cheap next to a jq call. */
+static json_t *run_context(const struct run_state *r)
+{
+    json_t *steps = json_object();
+    size_t i;
+
+    for (i = 0; i < r->plan->n_steps; i++) {
+        const struct step_state *ss = &r->steps[i];
+        json_object_set_new(steps, r->plan->steps[i].id,
+                json_pack("{s:s, s:O}", "status", st_name(ss->st), "output",
+                        ss->output ? ss->output : json_null()));
+    }
+    return json_pack("{s:O, s:o, s:{s:s}}", "input", r->input, "steps", steps, "run", "id", r->id);
+}
+
+/* Evaluates step i's `if`: 1 true, 0 false, -1 error (kept in if_error). */
+static int eval_if(struct run_state *r, size_t i)
+{
+    const struct plan_step *ps = &r->plan->steps[i];
+    struct step_state *ss = &r->steps[i];
+    durable_error err = { 0 };
+    json_t *ctx = run_context(r), *v = NULL;
+    int res;
+
+    ss->if_checked = true;
+    free(ss->if_error);
+    ss->if_error = NULL;
+    if (expr_eval(ps->if_compiled, ctx, &v, &err) != DURABLE_OK) {
+        ss->if_error = xasprintf("if: %s", err.msg);
+        res = -1;
+    } else {
+        res = expr_truthy(v) ? 1 : 0;
+    }
+    json_decref(v);
+    json_decref(ctx);
+    return res;
+}
+
+/* All of step i's dependencies are settled: skip it or start it. A step
+ * after a skipped one is skipped unless its own `if` decides (a join). */
 static void on_ready(struct sched *s, struct run_state *r, size_t i)
 {
     const struct plan_step *ps = &r->plan->steps[i];
+    bool skip = false;
     size_t k;
 
     if (r->finishing || r->steps[i].st != SS_PENDING)
         return;
-    for (k = 0; k < ps->n_deps; k++) {
-        if (r->steps[ps->deps[k]].st == SS_SKIPPED && !ps->if_expr) {
-            r->steps[i].st = SS_SKIPPING;
-            submit(s, step_item(r, i, TR_STEP_SKIP));
-            return;
-        }
+    for (k = 0; k < ps->n_deps && !ps->if_compiled; k++) {
+        if (r->steps[ps->deps[k]].st == SS_SKIPPED)
+            skip = true;
+    }
+    /* An `if` that cannot be evaluated starts the step, whose attempt then
+     * fails with the error (on_started): the failure is in the history. */
+    if (ps->if_compiled && eval_if(r, i) == 0)
+        skip = true;
+    if (skip) {
+        r->steps[i].st = SS_SKIPPING;
+        submit(s, step_item(r, i, TR_STEP_SKIP));
+        return;
     }
     submit_start(s, r, i, 1);
 }
@@ -392,11 +496,45 @@ static void on_settled(struct sched *s, struct run_state *r, size_t i)
     check_finished(s, r);
 }
 
+/* The attempt waits durably: committed as `waiting` before its timer is armed. */
+static void submit_wait(struct sched *s, struct run_state *r, size_t i, struct step_outcome *o)
+{
+    struct commit_item *ci = step_item(r, i, TR_STEP_WAIT);
+    char *text = o->data ? json_dumps(o->data, JSON_COMPACT) : NULL;
+
+    ci->t.wake_at_ms = o->wake_at_ms;
+    ci->t.wait_json = commit_item_str(ci, text);
+    free(text);
+    r->steps[i].st = SS_FINISHING;
+    r->steps[i].gen++; /* the attempt's timeout does not count the wait */
+    submit(s, ci);
+}
+
+static void submit_decide(struct sched *s, struct run_state *r, size_t i, json_t *output)
+{
+    struct commit_item *ci = step_item(r, i, TR_STEP_DECIDE);
+    char *text = json_dumps(output, JSON_COMPACT);
+
+    ci->t.output_json = commit_item_str(ci, text);
+    free(text);
+    json_decref(output);
+    r->steps[i].st = SS_FINISHING;
+    r->steps[i].gen++;
+    submit(s, ci);
+}
+
 static void handle_outcome(struct sched *s, struct run_state *r, size_t i, struct step_outcome *o)
 {
     switch (o->kind) {
     case STEP_OUT_TIMER:
         timer_push(s, r, i, TM_STEP, clock_wall_ms() + o->timer_ms);
+        break;
+    case STEP_OUT_WAIT:
+        submit_wait(s, r, i, o);
+        break;
+    case STEP_OUT_DECIDE:
+        submit_decide(s, r, i, o->output ? o->output : json_object());
+        o->output = NULL;
         break;
     case STEP_OUT_DONE:
         submit_complete(s, r, i, o->output ? o->output : json_null());
@@ -406,37 +544,103 @@ static void handle_outcome(struct sched *s, struct run_state *r, size_t i, struc
         submit_failure(s, r, i, o->error_code, o->error_msg);
         break;
     }
+    json_decref(o->data);
+    o->data = NULL;
 }
 
 static void step_call_init(struct step_call *c, const struct run_state *r, size_t i, char *key,
         size_t key_len)
 {
+    memset(c, 0, sizeof(*c));
     snprintf(key, key_len, "%s/%s", r->id, r->plan->steps[i].id);
     c->step = &r->plan->steps[i];
     c->run_id = r->id;
     c->attempt = r->steps[i].attempt;
     c->idempotency_key = key;
+    c->config = r->steps[i].config ? r->steps[i].config : r->plan->steps[i].config;
 }
 
-/* The START of step i committed: hand it to its type. */
-static void on_started(struct sched *s, struct run_state *r, size_t i)
+/* Renders step i's config templates for this attempt (kept in ss->config
+ * until the attempt's timer calls are over). False with msg on a runtime
+ * error. Rendering again after a restart gives the same config: the
+ * context holds only committed data. */
+static bool render_config(struct run_state *r, size_t i, char *msg, size_t msg_len)
+{
+    const struct plan_step *ps = &r->plan->steps[i];
+    struct step_state *ss = &r->steps[i];
+    durable_error err = { 0 };
+    json_t *ctx, *cfg = NULL;
+    bool ok;
+
+    json_decref(ss->config);
+    ss->config = NULL;
+    if (!ps->templates)
+        return true;
+    ctx = run_context(r);
+    ok = expr_config_render(ps->templates, ctx, &cfg, &err) == DURABLE_OK;
+    json_decref(ctx);
+    if (ok)
+        ss->config = cfg;
+    else
+        snprintf(msg, msg_len, "%s", err.msg);
+    return ok;
+}
+
+/* Calls the type's start (or timer, when is_timer) for step i with its
+ * rendered config and, when it has an expression, the run context. */
+static void call_type(struct sched *s, struct run_state *r, size_t i, bool is_timer)
 {
     const struct plan_step *ps = &r->plan->steps[i];
     const struct step_type *type = steps_type_for(ps->kind);
     struct step_outcome out = { 0 };
     struct step_call call;
     char key[ID_MAX + DEF_MAX_ID_LEN + 2];
+    char msg[DURABLE_ERROR_MSG_SIZE];
 
-    r->steps[i].st = SS_RUNNING;
-    if (!type) {
+    if (ps->templates && !r->steps[i].config && !render_config(r, i, msg, sizeof(msg))) {
+        submit_failure(s, r, i, STEPS_EXPRESSION_ERROR, msg);
+        return;
+    }
+    step_call_init(&call, r, i, key, sizeof(key));
+    if (ps->expr)
+        call.ctx = run_context(r);
+    if (is_timer)
+        type->timer(&call, &out);
+    else
+        type->start(&call, &out);
+    json_decref(call.ctx);
+    handle_outcome(s, r, i, &out);
+}
+
+/* The START of step i committed: hand it to its type. */
+static void on_started(struct sched *s, struct run_state *r, size_t i)
+{
+    const struct plan_step *ps = &r->plan->steps[i];
+    struct step_state *ss = &r->steps[i];
+    char msg[DURABLE_ERROR_MSG_SIZE];
+
+    ss->st = SS_RUNNING;
+    ss->started_us = clock_mono_us();
+    if (!steps_type_for(ps->kind)) {
         submit_failure(s, r, i, "unsupported", "this step type is not supported");
+        return;
+    }
+    /* Started again after a restart: the `if` was true or failed before;
+     * evaluated again on the same committed data, it says the same. */
+    if (ps->if_compiled && !ss->if_checked)
+        eval_if(r, i);
+    if (ss->if_error) {
+        snprintf(msg, sizeof(msg), "%s", ss->if_error);
+        submit_failure(s, r, i, STEPS_EXPRESSION_ERROR, msg);
         return;
     }
     if (ps->timeout_ms > 0)
         timer_push(s, r, i, TM_TIMEOUT, clock_wall_ms() + ps->timeout_ms);
-    step_call_init(&call, r, i, key, sizeof(key));
-    type->start(&call, &out);
-    handle_outcome(s, r, i, &out);
+    if (!render_config(r, i, msg, sizeof(msg))) {
+        submit_failure(s, r, i, STEPS_EXPRESSION_ERROR, msg);
+        return;
+    }
+    call_type(s, r, i, false);
 }
 
 static void on_timer(struct sched *s, const struct timer *t)
@@ -444,7 +648,7 @@ static void on_timer(struct sched *s, const struct timer *t)
     struct run_state *r = run_find(s, t->run_id);
     struct step_state *ss;
 
-    if (!r || r->finishing)
+    if (!r || r->finishing || t->run_gen != r->gen)
         return;
     if (t->kind == TM_DEADLINE) {
         char msg[96];
@@ -462,15 +666,9 @@ static void on_timer(struct sched *s, const struct timer *t)
         snprintf(msg, sizeof(msg), "attempt %d timed out after %.3gs", ss->attempt,
                 r->plan->steps[t->step_idx].timeout_ms / 1000.0);
         submit_failure(s, r, t->step_idx, "timeout", msg);
-    } else if (t->kind == TM_STEP && ss->st == SS_RUNNING) {
-        const struct step_type *type = steps_type_for(r->plan->steps[t->step_idx].kind);
-        struct step_outcome out = { 0 };
-        struct step_call call;
-        char key[ID_MAX + DEF_MAX_ID_LEN + 2];
-
-        step_call_init(&call, r, t->step_idx, key, sizeof(key));
-        type->timer(&call, &out);
-        handle_outcome(s, r, t->step_idx, &out);
+    } else if ((t->kind == TM_STEP && ss->st == SS_RUNNING) ||
+            (t->kind == TM_WAKE && ss->st == SS_WAITING)) {
+        call_type(s, r, t->step_idx, true);
     }
 }
 
@@ -487,10 +685,16 @@ static void on_step_failed(struct sched *s, struct run_state *r, size_t i, const
 
 /* ---- adopting runs ---- */
 
-static void arm_deadline(struct sched *s, struct run_state *r, int64_t created_at_ms)
+/* Arms the run's time limit, if it has one: due at deadline_ms when the
+ * store has it (set at creation, and again by a retry), else counted from
+ * created_at_ms (runs created before the store kept it). */
+static void arm_deadline(struct sched *s, struct run_state *r, int64_t created_at_ms,
+        int64_t deadline_ms)
 {
-    if (r->plan->timeout_ms > 0)
-        timer_push(s, r, 0, TM_DEADLINE, created_at_ms + r->plan->timeout_ms);
+    if (r->plan->timeout_ms > 0) {
+        timer_push(s, r, 0, TM_DEADLINE,
+                deadline_ms > 0 ? deadline_ms : created_at_ms + r->plan->timeout_ms);
+    }
 }
 
 /* A run just created (its RUN_CREATE committed). */
@@ -501,9 +705,9 @@ static void adopt_new(struct sched *s, struct commit_item *ci)
 
     if (run_find(s, ci->result.id))
         return;
-    r = run_new(ci->result.id, ci->plan, ci->t.order_id);
+    r = run_new(s, ci->result.id, ci->plan, ci->t.order_id, ci->t.input_json);
     run_insert(s, r);
-    arm_deadline(s, r, ci->t.at_ms);
+    arm_deadline(s, r, ci->t.at_ms, ci->t.deadline_ms);
     for (k = 0; k < r->plan->n_steps; k++) {
         size_t i = r->plan->topo[k];
         if (r->steps[i].n_deps_left == 0)
@@ -520,7 +724,7 @@ static enum step_st st_from_record(const char *status)
         { STEP_S_COMPLETED, SS_COMPLETED }, { STEP_S_SKIPPED, SS_SKIPPED },
         { STEP_S_FAILED, SS_FAILED },       { STEP_S_CANCELLED, SS_CANCELLED },
         { STEP_S_RETRYING, SS_RETRYING },   { STEP_S_RUNNING, SS_RUNNING },
-        { STEP_S_WAITING, SS_RUNNING },
+        { STEP_S_WAITING, SS_WAITING },
     };
     size_t k;
 
@@ -553,6 +757,11 @@ static json_t *restore_steps(struct sched *s, struct run_state *r, const struct 
             ss->output = sr->output_json ? json_loads(sr->output_json, JSON_DECODE_ANY, NULL) : NULL;
         if (ss->st == SS_RETRYING)
             timer_push(s, r, (size_t)i, TM_RETRY, sr->wake_at_ms);
+        /* A waiting step waits on: a delay or an approval's timeout fires
+         * at its stored time (at once when past); an approval without a
+         * timeout has no timer at all. */
+        if (ss->st == SS_WAITING && sr->wake_at_ms > 0)
+            timer_push(s, r, (size_t)i, TM_WAKE, sr->wake_at_ms);
         if (ss->st == SS_RUNNING)
             json_array_append_new(running, json_string(sr->step_id));
         if (ss->st == SS_FAILED)
@@ -580,10 +789,22 @@ static void recount(struct run_state *r)
     }
 }
 
-/* A run found unfinished in the store (restart, or resume by key). */
-static durable_code adopt_record(const struct run_record *rec, void *ud)
+/* Records that the run was recovered: which steps were running. */
+static void submit_recovered(struct sched *s, struct run_state *r, json_t *running)
 {
-    struct sched *s = ud;
+    struct commit_item *ci = commit_item_new(TR_RUN_RECOVERED, r->id);
+    char *text = json_dumps(running, JSON_COMPACT);
+
+    ci->run_gen = r->gen;
+    ci->t.recovered_json = commit_item_str(ci, text);
+    free(text);
+    submit(s, ci);
+}
+
+/* A run found unfinished in the store: after a restart or a resume by key
+ * (is_retry false: a `recovered` event says so), or just retried. */
+static durable_code adopt_run(struct sched *s, const struct run_record *rec, bool is_retry)
+{
     durable_error err = { 0 };
     struct plan *plan = NULL;
     struct run_state *r;
@@ -597,24 +818,19 @@ static durable_code adopt_record(const struct run_record *rec, void *ud)
         log_error("cannot resume run %s: %s", rec->id, err.msg);
         return DURABLE_OK;
     }
-    r = run_new(rec->id, plan, rec->order_id);
+    r = run_new(s, rec->id, plan, rec->order_id, rec->input_json);
     plan_unref(plan);
     run_insert(s, r);
     running = restore_steps(s, r, rec, &any_failed);
     recount(r);
-    {
-        struct commit_item *ci = commit_item_new(TR_RUN_RECOVERED, r->id);
-        char *text = json_dumps(running, JSON_COMPACT);
-        ci->t.recovered_json = commit_item_str(ci, text);
-        free(text);
-        submit(s, ci);
-    }
+    if (!is_retry)
+        submit_recovered(s, r, running);
     json_decref(running);
     if (any_failed) {
         submit_finish(s, r, RUN_FAILED, "a step had failed before the restart", NULL);
         return DURABLE_OK;
     }
-    arm_deadline(s, r, rec->created_at_ms);
+    arm_deadline(s, r, rec->created_at_ms, rec->deadline_ms);
     for (k = 0; k < r->plan->n_steps; k++) {
         size_t i = r->plan->topo[k];
         if (r->steps[i].st == SS_RUNNING)
@@ -626,31 +842,106 @@ static durable_code adopt_record(const struct run_record *rec, void *ud)
     return DURABLE_OK;
 }
 
-static void resume_run(struct sched *s, const char *run_id)
+/* store_runs_unfinished's callback at start-up. */
+static durable_code adopt_record(const struct run_record *rec, void *ud)
 {
+    return adopt_run(ud, rec, false);
+}
+
+static void resume_run(struct sched *s, const char *run_id, bool is_retry)
+{
+    struct run_state *r = run_find(s, run_id);
     struct run_record rec;
     durable_error err = { 0 };
 
-    if (run_find(s, run_id))
+    if (r) {
+        /* Active already (a resume by key came first), unless it is the
+         * failed incarnation, which its RUN_FINISH, committed before the
+         * retry, should have dropped: that one is stale. */
+        if (!is_retry || !r->finishing)
+            return;
+        run_drop(s, run_id);
+    }
+    if (!engine_run_lock(s->d, run_id)) {
+        log_info("run %s is being executed by another process", run_id);
         return;
+    }
     memset(&rec, 0, sizeof(rec));
     if (store_run_load(s->d->store, run_id, &rec, &err) != DURABLE_OK) {
         log_error("cannot resume run %s: %s", run_id, err.msg);
+        engine_run_unlock(s->d, run_id);
         return;
     }
     if (strcmp(rec.status, RUN_PENDING) == 0 || strcmp(rec.status, RUN_RUNNING) == 0 ||
             strcmp(rec.status, RUN_WAITING) == 0)
-        adopt_record(&rec, s);
+        adopt_run(s, &rec, is_retry);
+    else
+        engine_run_unlock(s->d, run_id);
     run_record_release(&rec);
 }
 
 /* ---- committed items ---- */
+
+/* An attempt of step i has its result committed: its time since START. */
+static void observe_attempt(struct sched *s, struct step_state *ss)
+{
+    if (ss->started_us > 0) {
+        engine_hist_observe(&s->d->step_seconds, (double)(clock_mono_us() - ss->started_us) / 1e6);
+        ss->started_us = 0;
+    }
+}
+
+/* A decision committed (a person's, or the scheduler's own on timeout). */
+static void on_decided(struct sched *s, struct run_state *r, size_t i, const struct transition *t)
+{
+    struct step_state *ss = &r->steps[i];
+
+    if (ss->st != SS_WAITING && ss->st != SS_FINISHING)
+        return;
+    observe_attempt(s, ss);
+    ss->gen++; /* disarms the timeout */
+    ss->st = SS_COMPLETED;
+    json_decref(ss->output);
+    ss->output = t->output_json ? json_loads(t->output_json, 0, NULL) : NULL;
+    on_settled(s, r, i);
+}
+
+/* A decision made through durable_step_decide (any thread) committed. A
+ * run not in memory is adopted from the store, which already holds it. */
+static void on_external_decision(struct sched *s, struct run_state *r, struct commit_item *ci)
+{
+    long i;
+
+    if (ci->applied == APPLIED_NONE)
+        return;
+    if (!r) {
+        resume_run(s, ci->t.run_id, true);
+        return;
+    }
+    i = plan_step_index(r->plan, ci->t.step_id);
+    if (i >= 0 && !r->finishing)
+        on_decided(s, r, (size_t)i, &ci->t);
+}
+
+/* A refused step transition whose step has moved on without it (a person
+ * decided before an approval's timeout did) changes nothing. */
+static bool refused_but_moved_on(const struct run_state *r, const struct commit_item *ci)
+{
+    enum step_st st;
+
+    if (ci->code != DURABLE_ECONFLICT || !ci->t.step_id || ci->step_idx >= r->plan->n_steps)
+        return false;
+    st = r->steps[ci->step_idx].st;
+    return st == SS_COMPLETED;
+}
 
 static void on_step_committed(struct sched *s, struct run_state *r, struct commit_item *ci)
 {
     size_t i = ci->step_idx;
     const struct transition *t = ci->applied == APPLIED_FALLBACK ? &ci->fallback : &ci->t;
 
+    if (t->kind == TR_STEP_COMPLETE || t->kind == TR_STEP_RETRY || t->kind == TR_STEP_FAIL)
+        observe_attempt(s, &r->steps[i]);
     switch (t->kind) {
     case TR_STEP_START:
         on_started(s, r, i);
@@ -664,6 +955,14 @@ static void on_step_committed(struct sched *s, struct run_state *r, struct commi
     case TR_STEP_SKIP:
         r->steps[i].st = SS_SKIPPED;
         on_settled(s, r, i);
+        break;
+    case TR_STEP_WAIT:
+        r->steps[i].st = SS_WAITING;
+        if (!r->finishing && t->wake_at_ms > 0)
+            timer_push(s, r, i, TM_WAKE, t->wake_at_ms);
+        break;
+    case TR_STEP_DECIDE:
+        on_decided(s, r, i, t);
         break;
     case TR_STEP_RETRY:
         r->steps[i].st = SS_RETRYING;
@@ -688,13 +987,19 @@ static void on_committed(struct sched *s, struct commit_item *ci)
         return;
     }
     r = run_find(s, ci->t.run_id);
-    if (!r)
+    if (ci->t.kind == TR_STEP_DECIDE && ci->run_gen == 0) {
+        on_external_decision(s, r, ci);
         return;
+    }
+    if (!r || ci->run_gen != r->gen)
+        return; /* not in memory, or from an earlier incarnation */
     if (ci->t.kind == TR_RUN_FINISH) {
         if (ci->applied != APPLIED_NONE || ci->code == DURABLE_ECONFLICT)
             run_drop(s, r->id);
         return;
     }
+    if (ci->applied == APPLIED_NONE && refused_but_moved_on(r, ci))
+        return;
     if (ci->applied == APPLIED_NONE) {
         /* Refused: the run finished elsewhere (cancel) or the store failed.
          * Forget it; the store is the truth and a restart resumes it. */
@@ -745,13 +1050,24 @@ void engine_sched_committed(struct durable *d, struct commit_item *items)
     post(d->sched, m);
 }
 
-void engine_sched_resume(struct durable *d, const char *run_id)
+static void post_resume(struct durable *d, const char *run_id, bool is_retry)
 {
     struct sched_msg *m = xcalloc(1, sizeof(*m));
 
     m->kind = MSG_RESUME;
+    m->is_retry = is_retry;
     snprintf(m->run_id, sizeof(m->run_id), "%s", run_id);
     post(d->sched, m);
+}
+
+void engine_sched_resume(struct durable *d, const char *run_id)
+{
+    post_resume(d, run_id, false);
+}
+
+void engine_sched_retry(struct durable *d, const char *run_id)
+{
+    post_resume(d, run_id, true);
 }
 
 static void handle_msg(struct sched *s, struct sched_msg *m)
@@ -759,7 +1075,7 @@ static void handle_msg(struct sched *s, struct sched_msg *m)
     struct commit_item *ci, *next;
 
     if (m->kind == MSG_RESUME)
-        resume_run(s, m->run_id);
+        resume_run(s, m->run_id, m->is_retry);
     for (ci = m->items; ci; ci = next) {
         next = ci->next;
         on_committed(s, ci);

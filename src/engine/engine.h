@@ -20,12 +20,19 @@
  *                                  --FAIL committed--> FAILED (run fails)
  *   PENDING --a dependency skipped--> SKIPPING --SKIP committed--> SKIPPED
  *
- * Lock order: every lock
- * (plans_mu, commit queue, scheduler inbox, subs_mu, finish_mu, a reply's
- * mutex) is a leaf, never held while taking another or across SQL. The one
- * exception to "no lock across a callback": the writer holds subs_mu while it
- * calls subscribers, so that unsubscribing is synchronous (callbacks may not
- * call into durable, so they cannot deadlock on it).
+ * Run incarnations: a run is in the scheduler's memory from its adoption
+ * (RUN_CREATE committed, recovery at open, resume by key, or a retry) until
+ * its RUN_FINISH commits. durable_run_retry commits TR_RUN_RETRY, then asks
+ * the scheduler to adopt the run again (engine_sched_retry) as recovery
+ * would, minus the `recovered` event; the new incarnation ignores the old
+ * one's timers and late items (engine.c).
+ *
+ * Lock order: every lock (plans_mu, commit queue, scheduler inbox, subs_mu,
+ * finish_mu, health_mu, a histogram's mu, a reply's mutex) is a leaf, never
+ * held while taking another or across SQL. The one exception to "no lock
+ * across a callback": the writer holds subs_mu while it calls subscribers,
+ * so that unsubscribing is synchronous (callbacks may not call into durable,
+ * so they cannot deadlock on it).
  */
 #ifndef DURABLE_ENGINE_ENGINE_H
 #define DURABLE_ENGINE_ENGINE_H
@@ -70,6 +77,10 @@ struct commit_item {
     struct commit_reply *reply;   /* borrowed; signalled after commit, or NULL */
     struct plan *plan;            /* RUN_CREATE: a reference for the scheduler */
     size_t step_idx;              /* STEP_*: index into the plan */
+    uint64_t run_gen;             /* scheduler items: the incarnation of the run
+                                     that made it (engine.c), so that a result
+                                     from before a retry cannot touch the run
+                                     that the retry adopted */
     /* written by the writer */
     enum commit_applied applied;
     durable_code code;
@@ -102,9 +113,35 @@ struct plan_cache_entry {
 
 struct sched; /* engine.c: scheduler state, scheduler thread only */
 
+/*
+ * A Prometheus histogram with fixed upper bounds (metrics.c). Observed on the
+ * writer and scheduler threads, read by any thread; mu is a leaf lock, held
+ * for a few additions only (a histogram is several fields, so no atomics).
+ */
+#define HIST_MAX_BOUNDS 16
+struct engine_hist {
+    pthread_mutex_t mu;
+    const double *bounds;                /* ascending, n_bounds; static storage */
+    size_t n_bounds;
+    uint64_t counts[HIST_MAX_BOUNDS + 1]; /* guarded by mu: per bucket, the last
+                                            one above every bound (+Inf) */
+    double sum;                          /* guarded by mu */
+};
+void engine_hist_init(struct engine_hist *h, const double *bounds, size_t n_bounds);
+void engine_hist_release(struct engine_hist *h);
+void engine_hist_observe(struct engine_hist *h, double value);
+
+/* Starts the metrics of d (histograms); before any thread. */
+void engine_metrics_init(struct durable *d);
+/* After every thread has been joined. */
+void engine_metrics_release(struct durable *d);
+/* The writer gave up on a batch (why), or committed one again (why NULL). */
+void engine_health_set_writer_error(struct durable *d, const char *why);
+
 struct durable {
     struct store *store;
     durable_recovery recovery;
+    int lock_fd;                  /* lock.c: the "<db>-lock" file; immutable */
 
     /* commit queue: producers any thread, consumer the writer */
     pthread_mutex_t cq_mu;
@@ -134,9 +171,14 @@ struct durable {
     size_t n_plans;               /* guarded by plans_mu */
 
     atomic_bool store_failed;     /* the writer gave up on a batch */
-    /* statistics, atomics */
-    atomic_uint_fast64_t n_commits;
-    atomic_uint_fast64_t n_committed_items;
+    pthread_mutex_t health_mu;
+    char writer_error[256];       /* guarded by health_mu: why store_failed */
+
+    /* metrics (metrics.c) */
+    atomic_uint_fast64_t n_commits;     /* transactions committed */
+    atomic_uint_fast64_t n_transitions; /* transitions applied in them */
+    struct engine_hist batch_size;      /* writer: transitions per commit */
+    struct engine_hist step_seconds;    /* scheduler: START commit to result */
 };
 
 /* ---- writer.c ---- */
@@ -160,6 +202,21 @@ void engine_sched_free(struct durable *d);
 void engine_sched_committed(struct durable *d, struct commit_item *items);
 /* Asks the scheduler to resume a run from the store (if not already active). */
 void engine_sched_resume(struct durable *d, const char *run_id);
+/* Asks the scheduler to adopt a run that TR_RUN_RETRY has just committed:
+ * like engine_sched_resume, without a `recovered` event, and replacing a
+ * stale in-memory state of the run if one is left. */
+void engine_sched_retry(struct durable *d, const char *run_id);
+
+/* ---- lock.c: which process executes which runs ---- */
+/* Takes the presence lock (exclusive for DURABLE_RECOVER_ALL, shared
+ * otherwise). DURABLE_ECONFLICT when another process forbids it. */
+durable_code engine_lock_open(struct durable *d, const char *db_path, durable_error *err);
+void engine_lock_close(struct durable *d);
+/* Claims the run for this process (always true under RECOVER_ALL, whose
+ * presence lock already excludes everyone). False: another process has it. */
+bool engine_run_lock(struct durable *d, const char *run_id);
+void engine_run_unlock(struct durable *d, const char *run_id);
+bool engine_run_locked_elsewhere(struct durable *d, const char *run_id);
 
 /* ---- api.c ---- */
 /* A plan for a workflow id, from the cache or parsed from its stored

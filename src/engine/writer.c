@@ -223,7 +223,13 @@ static void publish_events(struct durable *d, const struct store_events *ev)
     pthread_mutex_lock(&d->subs_mu);
     for (i = 0; i < ev->n; i++) {
         const struct store_event *e = &ev->items[i];
-        durable_event pub = { e->run_id, e->seq, e->type, e->step_id, e->at_ms, e->data_json };
+        durable_event pub = { .run_id = e->run_id,
+            .seq = e->seq,
+            .global_id = e->global_id,
+            .type = e->type,
+            .step_id = e->step_id,
+            .at_ms = e->at_ms,
+            .data_json = e->data_json };
         for (j = 0; j < d->n_subs; j++)
             d->subs[j].fn(&pub, d->subs[j].ud);
         if (strncmp(e->type, "run_", 4) == 0 && strcmp(e->type, "run_created") != 0)
@@ -275,7 +281,7 @@ static void fail_batch(struct durable *d, struct commit_item *batch, const durab
 {
     struct commit_item *ci;
 
-    atomic_store(&d->store_failed, true);
+    engine_health_set_writer_error(d, err->msg);
     log_error("giving up on a batch of transitions: %s", err->msg);
     for (ci = batch; ci; ci = ci->next) {
         ci->code = DURABLE_EIO;
@@ -284,6 +290,22 @@ static void fail_batch(struct durable *d, struct commit_item *batch, const durab
             ci->reply->err = *err;
     }
     dispatch(d, batch);
+}
+
+/* Metrics of a committed batch: its size and the transitions it applied. */
+static void observe_batch(struct durable *d, const struct commit_item *batch)
+{
+    const struct commit_item *ci;
+    uint64_t n = 0, n_applied = 0;
+
+    for (ci = batch; ci; ci = ci->next) {
+        n++;
+        if (ci->applied != APPLIED_NONE)
+            n_applied++;
+    }
+    atomic_fetch_add_explicit(&d->n_commits, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->n_transitions, n_applied, memory_order_relaxed);
+    engine_hist_observe(&d->batch_size, (double)n);
 }
 
 static void *writer_main(void *arg)
@@ -310,8 +332,9 @@ static void *writer_main(void *arg)
             fail_batch(d, batch, &err);
             continue;
         }
-        atomic_store(&d->store_failed, false);
-        atomic_fetch_add(&d->n_commits, 1);
+        if (atomic_load(&d->store_failed))
+            engine_health_set_writer_error(d, NULL);
+        observe_batch(d, batch);
         publish_events(d, &ev);
         dispatch(d, batch);
     }

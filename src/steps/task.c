@@ -42,6 +42,16 @@ const struct step_type *steps_type_for(enum step_kind kind)
     switch (kind) {
     case STEP_TASK:
         return &task_type;
+    case STEP_CONDITION:
+        return &steps_condition_type;
+    case STEP_TRANSFORM:
+        return &steps_transform_type;
+    case STEP_LOG:
+        return &steps_log_type;
+    case STEP_DELAY:
+        return &steps_delay_type;
+    case STEP_APPROVAL:
+        return &steps_approval_type;
     default:
         return NULL;
     }
