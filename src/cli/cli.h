@@ -4,7 +4,8 @@
  * Each command takes the arguments after its name (argv[0] is the command
  * name) and returns the process exit code: 0 success, 1 failure of the work
  * (invalid file, failed run), 2 usage errors. Commands use only the public
- * API (durable.h) and the util base layer.
+ * API (durable.h), the util base layer and, for `serve`, the HTTP layer
+ * (http/http.h).
  */
 #ifndef DURABLE_CLI_CLI_H
 #define DURABLE_CLI_CLI_H
@@ -13,6 +14,8 @@
 
 int cli_run(int argc, char **argv);
 int cli_validate(int argc, char **argv);
+/* `durable serve` (serve.c): returns 0 after SIGTERM/SIGINT. */
+int cli_serve(int argc, char **argv);
 
 /* Reads a whole file of at most max_len bytes. OUT: *out (caller frees),
  * *out_len. Returns 0, or prints "durable: cannot read FILE: why" and returns -1. */

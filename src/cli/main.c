@@ -14,6 +14,8 @@ static const char usage[] =
         "usage: durable COMMAND [ARGS]\n"
         "\n"
         "commands:\n"
+        "  serve           serve the HTTP API, the web UI and live events (default\n"
+        "                  http://127.0.0.1:8000), resuming unfinished runs\n"
         "  run FILE        run a workflow file with live progress (resumable with --id)\n"
         "  validate FILE…  check workflow files and print every error with its location\n"
         "  version         print the version\n"
@@ -40,6 +42,8 @@ int main(int argc, char **argv)
         printf("durable %s\n", durable_version());
         return 0;
     }
+    if (strcmp(cmd, "serve") == 0)
+        return cli_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cli_run(argc - 1, argv + 1);
     if (strcmp(cmd, "validate") == 0)

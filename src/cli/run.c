@@ -435,29 +435,16 @@ static int start_run(durable *d, const struct run_args *a, const char *wf, const
 {
     durable_run_request req = { .workflow = wf, .input_json = a->input, .idempotency_key = key };
     durable_error err = { 0 };
-    char *order_id = NULL;
-    int ret = 0;
 
-    /* An order is created only for a new run: a resumed one has its own. */
-    if (a->order && durable_run_find(d, wf, key, out_run, &err) == DURABLE_OK) {
-        err_clear(&err);
-    } else if (a->order) {
-        err_clear(&err);
-        if (durable_order_create(d, a->order_amount, &order_id, &err) != DURABLE_OK) {
-            fprintf(stderr, "durable run: could not create the order: %s\n", err.msg);
-            return 1;
-        }
-    }
-    if (*out_run)
-        free(*out_run);
-    *out_run = NULL;
-    req.order_id = order_id;
+    /* The order is created with the run, in its transaction: a crash leaves
+     * both or neither, and a resumed run keeps the order it has. */
+    req.create_order = a->order != NULL;
+    req.order_amount = a->order_amount;
     if (durable_run_start(d, &req, out_run, out_existed, &err) != DURABLE_OK) {
         fprintf(stderr, "durable run: could not start the run: %s\n", err.msg);
-        ret = err.code == DURABLE_EINVAL || err.code == DURABLE_ESYNTAX ? 2 : 1;
+        return err.code == DURABLE_EINVAL || err.code == DURABLE_ESYNTAX ? 2 : 1;
     }
-    durable_free(order_id);
-    return ret;
+    return 0;
 }
 
 static void print_summary(durable *d, const struct view *v)
@@ -492,11 +479,19 @@ static void print_summary(durable *d, const struct view *v)
     durable_free(json);
 }
 
-/* Follows the run until it finishes or the user interrupts. */
-static void follow(struct ev_queue *q, struct view *v)
+static bool is_finished(const char *status)
 {
-    bool end = strcmp(v->status, "completed") == 0 || strcmp(v->status, "failed") == 0 ||
-            strcmp(v->status, "cancelled") == 0;
+    return strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+            strcmp(status, "cancelled") == 0;
+}
+
+/* Follows the run until it finishes or the user interrupts. Events come
+ * from this process's engine; the stored status is also checked now and
+ * then, which is how a run executed by another process is seen to end. */
+static void follow(durable *d, struct ev_queue *q, struct view *v)
+{
+    bool end = is_finished(v->status);
+    int64_t next_check = clock_mono_ms() + 1000;
 
     while (!end && !interrupted) {
         struct ev_node *e = ev_take(q, v->tty ? 100 : 1000), *next;
@@ -507,6 +502,15 @@ static void follow(struct ev_queue *q, struct view *v)
             if (view_apply(v, e))
                 end = true;
             ev_node_free(e);
+        }
+        if (!end && clock_mono_ms() >= next_check) {
+            durable_error err = { 0 };
+            const char *status = NULL;
+            if (durable_run_wait(d, v->run_id, 0, &status, &err) == DURABLE_OK) {
+                snprintf(v->status, sizeof(v->status), "%s", status);
+                end = true;
+            }
+            next_check = clock_mono_ms() + 1000;
         }
         if (v->tty)
             view_draw(v);
@@ -544,14 +548,18 @@ static int run_with(durable *d, const struct run_args *a, const char *text, size
     snprintf(v.run_id, sizeof(v.run_id), "%s", run_id);
     if (durable_run_get(d, run_id, &json, &err) == DURABLE_OK)
         view_load(&v, json);
-    if (existed)
-        printf("%s run %s (id %s)\n", strcmp(v.status, "completed") && strcmp(v.status, "failed") &&
-                                 strcmp(v.status, "cancelled") ? "resuming" : "already finished:",
-                run_id, key);
+    if (existed && is_finished(v.status))
+        printf("already finished: run %s (id %s)\n", run_id, key);
+    else if (existed && durable_run_elsewhere(d, run_id))
+        printf("run %s (id %s) is being executed by another durable process; waiting for it to "
+               "finish\n", run_id, key);
+    else if (existed)
+        printf("resuming run %s (id %s)\n", run_id, key);
     else if (!a->key)
-        printf("run %s started; to resume it after a crash: durable run %s --id %s\n", run_id, a->file, key);
+        printf("run %s started; to resume it after a crash: durable run %s --id %s\n", run_id,
+                a->file, key);
     fflush(stdout);
-    follow(&q, &v);
+    follow(d, &q, &v);
     if (interrupted) {
         printf("interrupted; the run continues with: durable run %s --id %s\n", a->file, key);
         ret = 130;

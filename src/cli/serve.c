@@ -1,0 +1,337 @@
+/*
+ * serve.c - `durable serve`: open the store (resuming every unfinished
+ * run), register the workflow files of a directory, and serve the HTTP API
+ * until SIGTERM or SIGINT.
+ *
+ * SIGTERM and SIGINT are blocked before any thread starts, so every thread
+ * inherits the mask and the main thread alone takes them with sigwait: no
+ * handler runs in the middle of the engine. On the signal the server stops
+ * accepting, ends its streams and closes its connections, then durable_close
+ * commits what is queued; runs still in flight resume at the next start.
+ * The first line on stdout is "durable listening on http://HOST:PORT" (with
+ * the port actually bound), flushed at once: scripts and tests wait for it.
+ */
+#include "util/common.h"
+
+#include "cli/cli.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "durable.h"
+#include "http/http.h"
+#include "util/util.h"
+
+#define DEF_MAX_BYTES ((size_t)1024 * 1024)
+
+static const char serve_usage[] =
+        "usage: durable serve [--listen ADDR] [--db PATH] [--workflows DIR] [--workers N]\n"
+        "                     [--durability full|process] [--token T] [--verbose]\n"
+        "\n"
+        "Serves the HTTP API, the web UI and live events, and executes runs. At start-up\n"
+        "it resumes every unfinished run in the database and registers the workflows of\n"
+        "--workflows. SIGTERM or Ctrl-C stops it: no new requests, every transition\n"
+        "already queued is committed, exit 0; unfinished runs resume at the next start.\n"
+        "\n"
+        "  --listen ADDR      HOST:PORT, [IPV6]:PORT, or :PORT and PORT meaning 127.0.0.1\n"
+        "                     (default 127.0.0.1:8000); 0.0.0.0:PORT listens everywhere and\n"
+        "                     needs --token. PORT 0 picks a free port. The first line\n"
+        "                     printed is \"durable listening on http://HOST:PORT\".\n"
+        "  --db PATH          SQLite database (default ./durable.db)\n"
+        "  --workflows DIR    register every *.json in DIR at start-up (default ./examples\n"
+        "                     when it exists); each file is reported on stderr and an\n"
+        "                     invalid one does not stop the server\n"
+        "  --workers N        HTTP polling threads (default 4); idle connections and event\n"
+        "                     streams hold no thread\n"
+        "  --durability MODE  full (default): every commit is fsynced and survives a power\n"
+        "                     cut; process: commits are not fsynced, which is faster and\n"
+        "                     survives a crash of durable but not of the machine\n"
+        "  --token T          require \"Authorization: Bearer T\" on every route but /health\n"
+        "                     (or set DURABLE_TOKEN). Required when ADDR is not loopback.\n"
+        "  --verbose          one line per request on stderr\n"
+        "\n"
+        "Routes: GET /openapi.json describes them all; the UI is at /.\n"
+        "Exit status: 0 stopped by a signal, 1 the database or the address failed,\n"
+        "2 usage error (including a non-loopback address without a token).\n";
+
+struct serve_args {
+    const char *listen;
+    const char *db;
+    const char *workflows;
+    const char *token;
+    int workers;
+    durable_durability durability;
+    bool verbose;
+};
+
+/* ---- arguments ---- */
+
+static int parse_int(const char *s, int min, int max, int *out)
+{
+    char *end = NULL;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* HOST:PORT, [V6]:PORT, :PORT or PORT into host (empty: loopback) and port. */
+static int parse_listen(const char *spec, char *host, size_t host_len, int *port)
+{
+    const char *colon = strrchr(spec, ':');
+    const char *port_s = spec;
+
+    host[0] = '\0';
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        snprintf(host, host_len, "%.*s", (int)(close - spec - 1), spec + 1);
+        port_s = close + 2;
+    } else if (colon) {
+        if ((size_t)(colon - spec) >= host_len)
+            return -1;
+        snprintf(host, host_len, "%.*s", (int)(colon - spec), spec);
+        port_s = colon + 1;
+    }
+    return parse_int(port_s, 0, 65535, port);
+}
+
+static int parse_option(struct serve_args *a, const char *opt, const char *val)
+{
+    if (strcmp(opt, "--listen") == 0)
+        a->listen = val;
+    else if (strcmp(opt, "--db") == 0)
+        a->db = val;
+    else if (strcmp(opt, "--workflows") == 0)
+        a->workflows = val;
+    else if (strcmp(opt, "--token") == 0)
+        a->token = val;
+    else if (strcmp(opt, "--workers") == 0) {
+        if (parse_int(val, 1, 64, &a->workers) != 0) {
+            fprintf(stderr, "durable serve: --workers is a number from 1 to 64, not \"%s\"\n", val);
+            return -1;
+        }
+    } else if (strcmp(opt, "--durability") == 0) {
+        if (strcmp(val, "full") != 0 && strcmp(val, "process") != 0) {
+            fprintf(stderr, "durable serve: --durability is \"full\" or \"process\", not \"%s\"\n",
+                    val);
+            return -1;
+        }
+        a->durability =
+                strcmp(val, "full") == 0 ? DURABLE_DURABILITY_FULL : DURABLE_DURABILITY_PROCESS;
+    } else {
+        fprintf(stderr, "durable serve: unknown option \"%s\"\n\n%s", opt, serve_usage);
+        return -1;
+    }
+    return 0;
+}
+
+/* Returns 0 to serve, 1 when --help was printed, -1 on a usage error. */
+static int parse_args(int argc, char **argv, struct serve_args *a)
+{
+    int i;
+
+    memset(a, 0, sizeof(*a));
+    a->listen = "127.0.0.1:8000";
+    a->token = getenv("DURABLE_TOKEN"); /* NOLINT(concurrency-mt-unsafe): no thread yet */
+    for (i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fputs(serve_usage, stdout);
+            return 1;
+        }
+        if (strcmp(arg, "--verbose") == 0 || strcmp(arg, "-v") == 0) {
+            a->verbose = true;
+            continue;
+        }
+        if (arg[0] != '-' || strncmp(arg, "--", 2) != 0) {
+            fprintf(stderr, "durable serve: unexpected argument \"%s\"\n\n%s", arg, serve_usage);
+            return -1;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "durable serve: %s needs a value\n", arg);
+            return -1;
+        }
+        if (parse_option(a, arg, argv[++i]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- workflows at start-up ---- */
+
+static bool has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), s = strlen(suffix);
+
+    return n > s && strcmp(name + n - s, suffix) == 0;
+}
+
+static void register_file(durable *d, const char *path)
+{
+    durable_error err = { 0 };
+    char *text = NULL, *report = NULL, *wf_id = NULL;
+    size_t len = 0;
+    int version = 0;
+    bool created = false;
+
+    if (cli_read_file(path, DEF_MAX_BYTES, &text, &len) != 0)
+        return;
+    /* durable_validate first: its first message is the located one. */
+    if (durable_validate(text, len, &report, &err) == DURABLE_OK) {
+        err_clear(&err);
+        durable_workflow_register(d, text, len, &wf_id, &version, &created, &err);
+    }
+    if (err.code != DURABLE_OK)
+        fprintf(stderr, "durable serve: %s: not registered: %s\n", path,
+                err.msg[0] ? err.msg : durable_strerror(err.code));
+    else
+        fprintf(stderr, "durable serve: %s: %s (workflow %s, version %d)\n", path,
+                created ? "registered" : "unchanged", wf_id, version);
+    durable_free(wf_id);
+    durable_free(report);
+    free(text);
+}
+
+static int only_definitions(const struct dirent *e)
+{
+    return has_suffix(e->d_name, ".json") || has_suffix(e->d_name, ".yaml") ||
+           has_suffix(e->d_name, ".yml");
+}
+
+/* Registers every *.json, *.yaml and *.yml of dir, in name order. Nothing
+ * here stops the server. */
+static void register_dir(durable *d, const char *dir)
+{
+    struct dirent **list = NULL;
+    int n = scandir(dir, &list, only_definitions, alphasort), i;
+    char why[128];
+
+    if (n < 0) {
+        fprintf(stderr, "durable serve: cannot read workflows from \"%s\": %s\n", dir,
+                err_errno(errno, why, sizeof(why)));
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        char *path = xasprintf("%s/%s", dir, list[i]->d_name);
+        register_file(d, path);
+        free(path);
+        free(list[i]);
+    }
+    free(list);
+}
+
+/* ---- serving ---- */
+
+/* More descriptors for many event streams: the soft limit up to the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static struct http_options http_options_of(const struct serve_args *a, const char *host, int port)
+{
+    struct http_options ho = { .host = host,
+                               .port = port,
+                               .workers = a->workers,
+                               .token = a->token,
+                               .db_label = a->db ? a->db : "durable.db",
+                               .verbose = a->verbose };
+
+    return ho;
+}
+
+static int serve(durable *d, const struct serve_args *a, const char *host, int port,
+                 const sigset_t *stop)
+{
+    struct http_options ho = http_options_of(a, host, port);
+    struct http_server *srv = NULL;
+    durable_error err = { 0 };
+    int sig = 0;
+
+    if (http_server_start(d, &ho, &srv, &err) != DURABLE_OK) {
+        fprintf(stderr, "durable serve: %s\n", err.msg);
+        return err.code == DURABLE_EINVAL ? 2 : 1;
+    }
+    printf("durable listening on %s\n", http_server_url(srv));
+    fflush(stdout);
+    while (sigwait(stop, &sig) != 0)
+        ;
+    fprintf(stderr, "durable serve: %s: stopping\n", sig == SIGINT ? "interrupted" : "terminated");
+    http_server_stop(srv);
+    return 0;
+}
+
+static const char *default_workflows(void)
+{
+    struct stat st;
+
+    return stat("examples", &st) == 0 && S_ISDIR(st.st_mode) ? "examples" : NULL;
+}
+
+int cli_serve(int argc, char **argv)
+{
+    durable_options opts = { 0 };
+    struct serve_args a;
+    durable_error err = { 0 };
+    durable *d = NULL;
+    char host[256];
+    int port = 0, ret;
+    sigset_t stop;
+
+    ret = parse_args(argc, argv, &a);
+    if (ret)
+        return ret > 0 ? 0 : 2;
+    if (parse_listen(a.listen, host, sizeof(host), &port) != 0) {
+        fprintf(stderr, "durable serve: --listen is HOST:PORT, :PORT or PORT, not \"%s\"\n",
+                a.listen);
+        return 2;
+    }
+    {
+        struct http_options ho = http_options_of(&a, host[0] ? host : NULL, port);
+        if (http_check_listen(&ho, &err) != DURABLE_OK) {
+            fprintf(stderr, "durable serve: %s\n", err.msg);
+            return 2;
+        }
+    }
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    if (a.verbose)
+        durable_set_log_handler(NULL, NULL, DURABLE_LOG_INFO);
+    opts.db_path = a.db;
+    opts.durability = a.durability;
+    opts.recovery = DURABLE_RECOVER_ALL;
+    d = durable_open(&opts, &err);
+    if (!d) {
+        fprintf(stderr, "durable serve: %s\n", err.msg);
+        return 1;
+    }
+    if (!a.workflows)
+        a.workflows = default_workflows();
+    if (a.workflows)
+        register_dir(d, a.workflows);
+    ret = serve(d, &a, host[0] ? host : NULL, port, &stop);
+    durable_close(d);
+    return ret;
+}

@@ -1,0 +1,270 @@
+/*
+ * routes_runs.c - the handlers of runs: start (idempotent), list, detail,
+ * history, cancel, retry, and the approval decisions.
+ *
+ * Statuses: start answers 202 with a new run and 200 with the run an
+ * idempotency key already started; cancel answers 200 (the cancellation has
+ * committed when it returns) and retry 202 (the run is running again), both
+ * with the run, and 409 when the run's state forbids it. Approvals arrive
+ * with the approval step type: until then a decision is 404 for a step the
+ * run does not have and 409 for any other, since no step can be waiting for
+ * one.
+ */
+#include "util/common.h"
+
+#include "http/http_int.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEY_MAX 255 /* idempotency keys: 1..255 printable bytes */
+
+static const char *const run_statuses[] = {
+    "pending", "running", "waiting", "completed", "failed", "cancelled",
+};
+
+/* Answers the run (durable_run_get) with status, or the error. */
+static enum MHD_Result reply_run(struct request *rq, const char *run_id, unsigned status)
+{
+    durable_error err = { 0 };
+    char *json = NULL;
+
+    if (durable_run_get(rq->srv->d, run_id, &json, &err) != DURABLE_OK) {
+        durable_free(json);
+        return http_reply_durable(rq, &err);
+    }
+    http_header_add(rq, MHD_HTTP_HEADER_LOCATION, "/runs/%s", run_id);
+    return http_reply_json(rq, status, json);
+}
+
+/* Fails with a message in err unless every key of obj is in allowed. */
+static durable_code only_fields(json_t *obj, const char *const *allowed, size_t n, const char *list,
+                                durable_error *err)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+
+    json_object_foreach(obj, key, v)
+    {
+        for (i = 0; i < n && strcmp(key, allowed[i]) != 0; i++)
+            ;
+        if (i == n)
+            return err_set(err, DURABLE_EINVAL, "unknown field \"%.60s\" (expected %s)", key, list);
+    }
+    return DURABLE_OK;
+}
+
+/* A string field: absent/null gives NULL; anything but a string of 1..max
+ * printable bytes is an error. */
+static durable_code string_field(json_t *obj, const char *name, size_t max, const char **out,
+                                 durable_error *err)
+{
+    json_t *v = json_object_get(obj, name);
+    const char *s;
+    size_t i, len;
+
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return DURABLE_OK;
+    s = json_string_value(v);
+    len = s ? json_string_length(v) : 0;
+    if (!s || len == 0 || len > max)
+        return err_set(err, DURABLE_EINVAL, "%s: expected a string of 1 to %zu characters", name,
+                       max);
+    for (i = 0; i < len; i++) {
+        if ((unsigned char)s[i] < 0x20)
+            return err_set(err, DURABLE_EINVAL, "%s: control characters are not allowed", name);
+    }
+    *out = s;
+    return DURABLE_OK;
+}
+
+/* An Idempotency-Key header: 1..KEY_MAX bytes of valid UTF-8 (jansson
+ * checks it) and no control character, like the body's field. */
+static bool key_valid(const char *s)
+{
+    size_t len = strlen(s), i;
+    json_t *probe;
+
+    if (len == 0 || len > KEY_MAX)
+        return false;
+    for (i = 0; i < len; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    }
+    probe = json_stringn(s, len);
+    json_decref(probe);
+    return probe != NULL;
+}
+
+/* The request of POST /workflows/{id}/runs: borrowed from body and rq. */
+static durable_code start_request(struct request *rq, json_t *body, durable_run_request *req,
+                                  char **out_input, durable_error *err)
+{
+    static const char *const fields[] = { "input", "order_id", "idempotency_key" };
+    const char *header = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Idempotency-Key");
+    json_t *input = json_object_get(body, "input");
+    durable_code rc = only_fields(body, fields, 3, "input, order_id, idempotency_key", err);
+
+    if (rc == DURABLE_OK)
+        rc = string_field(body, "order_id", HTTP_ID_MAX, &req->order_id, err);
+    if (rc == DURABLE_OK && req->order_id && !router_id_valid(req->order_id))
+        rc = err_set(err, DURABLE_EINVAL, "order_id: ids match [A-Za-z0-9_.-]{1,128}");
+    if (rc == DURABLE_OK)
+        rc = string_field(body, "idempotency_key", KEY_MAX, &req->idempotency_key, err);
+    if (rc == DURABLE_OK && header && !key_valid(header))
+        rc = err_set(err, DURABLE_EINVAL,
+                     "Idempotency-Key: 1 to %d bytes of UTF-8 without control characters", KEY_MAX);
+    if (rc == DURABLE_OK && header && req->idempotency_key &&
+        strcmp(header, req->idempotency_key) != 0)
+        rc = err_set(err, DURABLE_EINVAL,
+                     "the Idempotency-Key header and the body's idempotency_key differ");
+    if (rc == DURABLE_OK && header)
+        req->idempotency_key = header;
+    if (rc == DURABLE_OK && input && !json_is_null(input) && !json_is_object(input))
+        rc = err_set(err, DURABLE_EINVAL, "input: expected a JSON object");
+    if (rc == DURABLE_OK && json_is_object(input))
+        *out_input = json_dumps(input, JSON_COMPACT);
+    req->input_json = *out_input;
+    req->workflow = rq->id;
+    return rc;
+}
+
+enum MHD_Result route_run_start(struct request *rq)
+{
+    durable_run_request req = { 0 };
+    durable_error err = { 0 };
+    char *input = NULL, *run_id = NULL;
+    bool existed = false;
+    enum MHD_Result ret;
+    json_t *body = http_body_object(rq, true, &ret);
+
+    if (!body)
+        return ret;
+    if (start_request(rq, body, &req, &input, &err) != DURABLE_OK)
+        ret = http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", err.msg);
+    else if (durable_run_start(rq->srv->d, &req, &run_id, &existed, &err) != DURABLE_OK)
+        ret = http_reply_durable(rq, &err);
+    else
+        ret = reply_run(rq, run_id, existed ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED);
+    durable_free(run_id);
+    free(input);
+    json_decref(body);
+    return ret;
+}
+
+static bool status_known(const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < DUR_ARRAY_LEN(run_statuses); i++) {
+        if (strcmp(s, run_statuses[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+enum MHD_Result route_runs_list(struct request *rq)
+{
+    durable_run_filter f = { 0 };
+    durable_error err = { 0 };
+    char *json = NULL;
+    int64_t total = 0;
+    enum MHD_Result ret;
+    durable_code rc;
+
+    if (!http_page(rq, HTTP_LIST_MAX, &f.limit, &f.offset, &ret))
+        return ret;
+    f.status = router_query(rq, "status");
+    f.workflow_id = router_query(rq, "workflow_id");
+    if (f.status && !status_known(f.status))
+        return http_reply_error(
+                rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
+                "status must be one of pending, running, waiting, completed, failed, "
+                "cancelled");
+    if (f.workflow_id && !router_id_valid(f.workflow_id))
+        return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
+                                "workflow_id: ids match [A-Za-z0-9_.-]{1,128}");
+    rc = durable_runs_list(rq->srv->d, &f, &json, &total, &err);
+    return http_reply_list(rq, rc, json, total, &err);
+}
+
+enum MHD_Result route_run_get(struct request *rq)
+{
+    return reply_run(rq, rq->id, MHD_HTTP_OK);
+}
+
+enum MHD_Result route_run_events(struct request *rq)
+{
+    durable_error err = { 0 };
+    char *json = NULL;
+    int64_t after = 0;
+
+    static const struct query_int q = { "after", 0, 0, INT64_MAX };
+
+    if (router_query_int(rq, &q, &after, &err) != DURABLE_OK)
+        return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "%s", err.msg);
+    if (durable_run_events(rq->srv->d, rq->id, after, &json, &err) != DURABLE_OK) {
+        durable_free(json);
+        return http_reply_durable(rq, &err);
+    }
+    return http_reply_json(rq, MHD_HTTP_OK, json);
+}
+
+enum MHD_Result route_run_cancel(struct request *rq)
+{
+    durable_error err = { 0 };
+
+    if (durable_run_cancel(rq->srv->d, rq->id, &err) != DURABLE_OK)
+        return http_reply_durable(rq, &err);
+    return reply_run(rq, rq->id, MHD_HTTP_OK);
+}
+
+enum MHD_Result route_run_retry(struct request *rq)
+{
+    durable_error err = { 0 };
+
+    if (durable_run_retry(rq->srv->d, rq->id, &err) != DURABLE_OK)
+        return http_reply_durable(rq, &err);
+    return reply_run(rq, rq->id, MHD_HTTP_ACCEPTED);
+}
+
+/* ---- approvals ---- */
+
+/* POST /runs/{id}/steps/{step}/approve|reject {"by", "comment"}: 200 with
+ * the run once the decision has committed; 404 for an unknown run or step,
+ * 409 when the step is not an approval waiting for a decision. */
+static enum MHD_Result decide_step(struct request *rq, bool approve)
+{
+    static const char *const fields[] = { "by", "comment" };
+    durable_error err = { 0 };
+    const char *by = NULL, *comment = NULL;
+    enum MHD_Result ret;
+    json_t *body = http_body_object(rq, true, &ret);
+
+    if (!body)
+        return ret;
+    if (only_fields(body, fields, 2, "by, comment", &err) != DURABLE_OK ||
+        string_field(body, "by", 128, &by, &err) != DURABLE_OK ||
+        string_field(body, "comment", 4096, &comment, &err) != DURABLE_OK)
+        ret = http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", err.msg);
+    else if (durable_step_decide(rq->srv->d, rq->id, rq->step, approve, by, comment, &err) !=
+             DURABLE_OK)
+        ret = http_reply_durable(rq, &err);
+    else
+        ret = reply_run(rq, rq->id, MHD_HTTP_OK);
+    json_decref(body);
+    return ret;
+}
+
+enum MHD_Result route_step_approve(struct request *rq)
+{
+    return decide_step(rq, true);
+}
+
+enum MHD_Result route_step_reject(struct request *rq)
+{
+    return decide_step(rq, false);
+}

@@ -1,0 +1,284 @@
+// run.js - one run (/ui/run.html?id=RUN): the step graph, the selected
+// step's details, the attempt timeline, the history and the run's order,
+// kept live from /runs/RUN/stream. Every event refetches the run (throttled);
+// on (re)connection the history is caught up from the last seen seq.
+
+import { api, live } from "./api.js";
+import { createGraph, shapeOf } from "./graph.js";
+import { h, badge, chrome, fmtDuration, fmtTime, span, ms, pretty, shortId, throttle } from "./ui.js";
+
+chrome("runs");
+
+const $ = (id) => document.getElementById(id);
+const runId = new URLSearchParams(location.search).get("id") || location.hash.slice(1);
+const ACTIVE = ["pending", "running", "waiting"];
+
+let run = null;
+let events = [];          // history, by seq
+let lastSeq = 0;
+let definition = null;    // the workflow's definition, for step configs
+let order = null;
+let graph = null;
+let selected = null;
+
+function say(msg, ok) {
+  $("notice").className = `notice ${ok ? "ok" : "err"}`;
+  $("notice").textContent = msg;
+}
+
+/* ---------- data ---------- */
+
+async function fetchRun() {
+  run = await api(`/runs/${encodeURIComponent(runId)}`);
+  if (!definition && run.workflow_id) {
+    api(`/workflows/${encodeURIComponent(run.workflow_id)}`)
+      .then((w) => { definition = w.definition; renderStep(); })
+      .catch(() => {});
+  }
+  if (run.order_id) await fetchOrder();
+  render();
+}
+
+async function fetchOrder() {
+  try {
+    order = await api(`/orders/${encodeURIComponent(run.order_id)}`);
+  } catch (e) {
+    if (e instanceof TypeError) throw e;
+  }
+}
+
+async function fetchEvents() {
+  for (;;) {
+    const page = await api(`/runs/${encodeURIComponent(runId)}/events?after=${lastSeq}&limit=500`);
+    addEvents(page);
+    if (page.length < 500) break;
+  }
+  renderHistory();
+  renderTimeline();
+}
+
+function addEvents(list) {
+  for (const e of list) {
+    if (e.seq <= lastSeq) continue;
+    events.push(e);
+    lastSeq = e.seq;
+  }
+}
+
+const refetch = throttle(() => {
+  fetchRun().catch(() => {});
+  fetchEvents().catch(() => {});
+}, 200);
+
+/* ---------- rendering ---------- */
+
+function stepDuration(st) {
+  if (st.status === "pending" || !st.started_at) return "";
+  if (st.status === "waiting" && !st.completed_at) return "waiting";
+  return fmtDuration(span(st.started_at, st.completed_at));
+}
+
+function render() {
+  if (!run) return;
+  document.title = `${run.workflow_name} · ${shortId(run.id)} · durable`;
+  $("title").textContent = run.workflow_name;
+  $("run-status").replaceChildren(badge(run.status));
+  $("run-id").textContent = run.id;
+  $("cancel").disabled = !ACTIVE.includes(run.status);
+  $("retry").disabled = run.status !== "failed";
+
+  const steps = run.steps || [];
+  const done = steps.filter((s) => s.status === "completed" || s.status === "skipped").length;
+  const facts = [
+    ["Workflow", h("a", { href: "/", text: `${run.workflow_name} v${run.workflow_version}` })],
+    ["Started", fmtTime(run.started_at || run.created_at)],
+    ["Duration", h("span", { id: "run-duration", text: fmtDuration(span(run.started_at || run.created_at, run.completed_at)) })],
+    ["Steps", `${done} of ${steps.length} done`],
+    ["Order", run.order_id
+      ? h("span", {}, order ? badge(order.status) : "…", " ", h("span.count.mono", { id: "order-id", title: run.order_id, text: shortId(run.order_id) }))
+      : h("span.count", { text: "none" })],
+  ];
+  if (order) facts.push(["Amount", String(order.amount)]);
+  if (run.error_message) facts.push(["Error", h("span", { title: run.error_message, class: "count", text: run.error_message })]);
+  $("facts").replaceChildren(...facts.map(([k, v]) => h("div.fact", {}, h("div.k", { text: k }), h("div.v", {}, v))));
+  const orderFact = $("order-id");
+  if (orderFact && order) orderFact.parentElement.dataset.orderStatus = order.status;
+
+  if (!graph || graph.shape !== shapeOf(steps)) {
+    graph = createGraph($("graph"), steps, selectStep);
+    if (selected) graph.select(selected);
+  }
+  graph.update(steps, stepDuration);
+  $("graph-hint").textContent = `${steps.length} steps · select one for its details`;
+  renderStep();
+}
+
+function selectStep(id) {
+  selected = id;
+  graph.select(id);
+  renderStep();
+}
+
+function stepConfig(id) {
+  const steps = definition && Array.isArray(definition.steps) ? definition.steps : [];
+  return steps.find((s) => s.id === id) || null;
+}
+
+// Attempts of a step from the history: [{attempt, start, end, status, error}]
+function attemptsOf(id) {
+  const out = [];
+  let cur = null;
+  for (const e of events) {
+    if (e.step_id !== id) continue;
+    if (e.type === "step_started") {
+      cur = { attempt: e.data && e.data.attempt, start: e.at, end: null, status: "running", error: null };
+      out.push(cur);
+    } else if (cur && (e.type === "step_completed" || e.type === "step_failed")) {
+      cur.end = e.at;
+      cur.status = e.type === "step_completed" ? "completed" : "failed";
+      cur.error = e.data && e.data.error;
+      cur = null;
+    } else if (e.type === "retry_scheduled" && out.length) {
+      out[out.length - 1].retryAt = e.at;
+      out[out.length - 1].wake = e.data && e.data.wake_at;
+    } else if (e.type === "step_waiting") {
+      cur = { attempt: null, start: e.at, end: null, status: "waiting" };
+      out.push(cur);
+    } else if (cur && (e.type === "approval_decided" || e.type === "approval_timeout")) {
+      cur.end = e.at;
+      cur.status = "completed";
+      cur = null;
+    }
+  }
+  if (run && run.status !== "running" && run.status !== "waiting") {
+    for (const a of out) if (!a.end) a.end = run.completed_at || null;
+  }
+  return out;
+}
+
+function renderStep() {
+  const box = $("step");
+  if (!run || !selected) return;
+  const st = (run.steps || []).find((s) => s.step_id === selected);
+  if (!st) return;
+  $("step-title").textContent = st.step_id;
+  const cfg = stepConfig(st.step_id);
+  const kids = [
+    h("dl", {},
+      h("dt", { text: "Status" }), h("dd", {}, badge(st.status)),
+      h("dt", { text: "Type" }), h("dd", { text: st.type || (cfg && cfg.type) || "task" }),
+      h("dt", { text: "Attempt" }), h("dd", { text: `${st.attempt || 0} of ${st.max_attempts || 1}` }),
+      h("dt", { text: "Started" }), h("dd", { text: fmtTime(st.started_at) }),
+      h("dt", { text: "Finished" }), h("dd", { text: fmtTime(st.completed_at) }),
+      h("dt", { text: "Duration" }), h("dd", { text: stepDuration(st) || "—" }),
+      st.wake_at ? [h("dt", { text: "Wakes" }), h("dd", { text: fmtTime(st.wake_at) })] : null,
+      h("dt", { text: "Needs" }), h("dd", { text: (st.depends_on || []).join(", ") || "—" })),
+  ];
+  if (st.status === "waiting" && (st.type === "approval" || (cfg && cfg.type === "approval"))) {
+    const by = h("input", { type: "text", id: "approve-by", value: localStorage.getItem("durable.by") || "", placeholder: "your name", "aria-label": "Decided by" });
+    const comment = h("input", { type: "text", id: "approve-comment", placeholder: "comment (optional)", "aria-label": "Comment" });
+    const decide = (what) => async (ev) => {
+      ev.currentTarget.disabled = true;
+      localStorage.setItem("durable.by", by.value);
+      try {
+        await api(`/runs/${encodeURIComponent(runId)}/steps/${encodeURIComponent(st.step_id)}/${what}`, {
+          method: "POST", body: { by: by.value || "web", comment: comment.value },
+        });
+        say(`${st.step_id}: ${what === "approve" ? "approved" : "rejected"}.`, true);
+        refetch();
+      } catch (e) { say(e.message, false); ev.currentTarget.disabled = false; }
+    };
+    kids.push(h("div.approval", { role: "group", "aria-label": "Approval" },
+      h("strong", { text: "Waiting for a decision" }),
+      h("div.row", {}, by, comment),
+      h("div.row", {},
+        h("button.ok", { type: "button", id: "approve", onclick: decide("approve"), text: "✓ Approve" }),
+        h("button.danger", { type: "button", id: "reject", onclick: decide("reject"), text: "✕ Reject" }))));
+  }
+  if (st.error_message) kids.push(h("h3", { text: "Error" }), h("div.err-text", { text: st.error_message }));
+  kids.push(h("h3", { text: "Config" }), h("pre.json", { text: cfg ? pretty(cfg.config || cfg) : "…" }));
+  kids.push(h("h3", { text: "Output" }), h("pre.json", { text: st.output === null || st.output === undefined ? "—" : pretty(st.output) }));
+  const atts = attemptsOf(st.step_id);
+  if (atts.length) {
+    kids.push(h("h3", { text: "Attempts" }), h("ol.history", {}, atts.map((a, i) =>
+      h("li", { style: "grid-template-columns: 24px 1fr auto; padding: 6px 0" },
+        h("span.seq", { text: `#${a.attempt || i + 1}` }),
+        h("span", {}, badge(a.status), a.error ? h("div.count", { text: a.error }) : null),
+        h("span.at", { text: fmtDuration(span(a.start, a.end)) })))));
+  }
+  box.replaceChildren(...kids);
+}
+
+function renderTimeline() {
+  const box = $("timeline");
+  if (!run || !events.length) { box.replaceChildren(h("p.count", { text: "No attempts yet." })); return; }
+  const t0 = ms(events[0].at);
+  const finished = !ACTIVE.includes(run.status) && run.completed_at;
+  const t1 = Math.max(finished ? ms(run.completed_at) : Date.now(), ms(events[events.length - 1].at), t0 + 1000);
+  const pct = (t) => `${((ms(t) - t0) / (t1 - t0)) * 100}%`;
+  const width = (a, b) => `${Math.max(0, ((ms(b) - ms(a)) / (t1 - t0)) * 100)}%`;
+  const rows = (run.steps || []).map((st) => {
+    const track = h("div.tl-track");
+    for (const a of attemptsOf(st.step_id)) {
+      const end = a.end || new Date(t1).toISOString();
+      track.append(h(`div.tl-bar.${a.status}`, {
+        style: `left:${pct(a.start)};width:${width(a.start, end)}`,
+        title: `${st.step_id} attempt ${a.attempt || ""}: ${a.status}, ${fmtDuration(span(a.start, a.end))}`,
+      }));
+      if (a.retryAt && a.wake) {
+        track.append(h("div.tl-gap", { style: `left:${pct(a.retryAt)};width:${width(a.retryAt, a.wake)}`, title: "back-off" }));
+      }
+    }
+    return h("div.tl-row", {}, h("span.name", { text: st.step_id, title: st.step_id }), track);
+  });
+  box.replaceChildren(...rows, h("div.tl-axis", {}, h("span", { text: "0 s" }), h("span", { text: fmtDuration(t1 - t0) })));
+}
+
+function renderHistory() {
+  $("hist-count").textContent = `${events.length} events`;
+  const t0 = events.length ? ms(events[0].at) : 0;
+  $("history").replaceChildren(...events.slice().reverse().map((e) => h("li", {},
+    h("span.seq", { text: `#${e.seq}` }),
+    h("span.at", { title: e.at, text: `+${fmtDuration(ms(e.at) - t0)}` }),
+    h(`span.type.${e.type}`, { text: e.type }),
+    h("span.data", { title: e.data ? JSON.stringify(e.data) : "", text: [e.step_id, e.data && Object.keys(e.data).length ? JSON.stringify(e.data) : ""].filter(Boolean).join("  ") }))));
+}
+
+/* ---------- actions ---------- */
+
+async function act(button, path, done) {
+  button.disabled = true;
+  try {
+    await api(`/runs/${encodeURIComponent(runId)}/${path}`, { method: "POST", body: {} });
+    say(done, true);
+  } catch (e) {
+    say(e.message, false);
+  }
+  refetch();
+}
+$("cancel").addEventListener("click", (e) => act(e.currentTarget, "cancel", "Run cancelled."));
+$("retry").addEventListener("click", (e) => act(e.currentTarget, "retry", "Retrying the failed steps."));
+
+/* ---------- live ---------- */
+
+if (!runId) {
+  say("No run id in the address.", false);
+} else {
+  live(`/runs/${encodeURIComponent(runId)}/stream`, (type, data) => {
+    if (data && data.seq && data.seq === lastSeq + 1) {
+      addEvents([data]);
+      renderHistory();
+    }
+    refetch();
+    if (type === "action_applied" && run && run.order_id) fetchOrder().then(render).catch(() => {});
+  }, refetch);
+  fetchRun().catch((e) => say(e instanceof TypeError ? "The server is unreachable." : e.message, false));
+  fetchEvents().catch(() => {});
+  setInterval(() => {
+    if (!run || !ACTIVE.includes(run.status)) return;
+    const d = $("run-duration");
+    if (d) d.textContent = fmtDuration(span(run.started_at || run.created_at, null));
+    if (graph) graph.update(run.steps || [], stepDuration);
+    renderTimeline();
+  }, 1000);
+}
