@@ -19,8 +19,11 @@ $(BUILD)/build.ninja:
 build: $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The server on 127.0.0.1:8000 with the examples registered; Ctrl-C stops it
+# (unfinished runs resume at the next `make run`). ADDR=... to listen elsewhere.
+ADDR ?= 127.0.0.1:8000
 run: deps build
-	$(BUILD)/durable run examples/order-processing.json --order 25
+	$(BUILD)/durable serve --listen $(ADDR) --workflows examples
 
 # Every test; then every test again under ASan+UBSan; then the engine and
 # end-to-end suites under TSan.

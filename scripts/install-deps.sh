@@ -4,8 +4,8 @@
 set -eu
 
 PACKAGES="build-essential cmake ninja-build pkg-config
-libsqlite3-dev libjansson-dev libcmocka-dev
-python3 sqlite3"
+libsqlite3-dev libjansson-dev libyaml-dev libcmocka-dev libjq-dev libmicrohttpd-dev
+python3 sqlite3 curl"
 
 missing=""
 for p in $PACKAGES; do
