@@ -292,8 +292,9 @@ static void test_billion_laughs(void **state)
     char msg[DURABLE_ERROR_MSG_SIZE];
     char *report = NULL;
     durable_error err = { DURABLE_OK, "" };
-    int64_t t0 = clock_mono_ms();
 
+    /* The caps stop the expansion; how fast is the benchmarks' business,
+     * not a unit test's (no wall-clock assertions here). */
     (void)state;
     assert_int_equal(first_error(&auto_opts, text, strlen(text), msg), DURABLE_ETOOBIG);
     assert_string_equal(msg, "line 8, column 24: the document has more than 524288 nodes once "
@@ -306,7 +307,6 @@ static void test_billion_laughs(void **state)
     assert_string_equal(msg, "line 8, column 14: the document has more than 1048576 bytes of "
                              "text once aliases are expanded");
     free(text);
-    assert_true(clock_mono_ms() - t0 < 5000);
 }
 
 static void test_converted_size(void **state)
@@ -367,7 +367,6 @@ static void test_many_steps(void **state)
     struct plan *plan = NULL;
     struct dbuf b;
     size_t i;
-    int64_t t0 = clock_mono_ms();
 
     (void)state;
     dbuf_init(&b, 0);
@@ -400,7 +399,6 @@ static void test_many_steps(void **state)
     assert_string_equal(rep.items[1].where, "tasks[1].timeout (line 4, column 41)");
     def_report_release(&rep);
     dbuf_release(&b);
-    assert_true(clock_mono_ms() - t0 < 10000);
 }
 
 static void test_wide_mapping(void **state)
@@ -409,7 +407,6 @@ static void test_wide_mapping(void **state)
     struct plan *plan = NULL;
     struct dbuf b;
     size_t i;
-    int64_t t0 = clock_mono_ms();
 
     (void)state;
     /* 40,000 unknown fields in one mapping: each warning's location is a
@@ -425,7 +422,6 @@ static void test_wide_mapping(void **state)
     plan_unref(plan);
     def_report_release(&rep);
     dbuf_release(&b);
-    assert_true(clock_mono_ms() - t0 < 10000);
 }
 
 int main(void)
