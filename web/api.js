@@ -69,37 +69,58 @@ export async function api(path, opts = {}) {
 }
 
 // live(url, onEvent, onOpen): an EventSource on url calling onEvent(type,
-// data, lastEventId) for every known event type and onOpen() on every
-// (re)connection, so a page can refetch what it missed while away. The
-// browser reconnects by itself, sending Last-Event-ID.
+// data) for every known event type and onOpen() on every (re)connection, so
+// a page can refetch what it missed while away. The browser reconnects by
+// itself after a lost connection, sending Last-Event-ID. When the server
+// refuses the stream instead (204: a finished run's stream has nothing more
+// to say; 503), the EventSource closes: /health tells whether the server is
+// there, and the stream is opened again in 2 s unless closed on purpose.
+// A lost connection shows the banner only if it is not back within 1.5 s.
 export function live(url, onEvent, onOpen) {
   const key = `sse:${url}`;
   let es = null;
-  let retryTimer = null;
+  let timer = null;
+  let wanted = true;
+
+  function retryLater() {
+    clearTimeout(timer);
+    timer = setTimeout(() => { if (wanted) connect(); }, 2000);
+  }
 
   function connect() {
-    es = new EventSource(url);
-    es.addEventListener("open", () => {
+    if (es) es.close();
+    const mine = new EventSource(url);
+    es = mine;
+    mine.addEventListener("open", () => {
       setOffline(key, false);
       if (onOpen) onOpen();
     });
-    es.addEventListener("error", () => {
-      setOffline(key, true);
-      // CLOSED means the browser gave up (e.g. the server answered an error
-      // while restarting): start again ourselves.
-      if (es.readyState === EventSource.CLOSED && !retryTimer) {
-        retryTimer = setTimeout(() => { retryTimer = null; connect(); }, 2000);
+    mine.addEventListener("error", () => {
+      if (mine !== es || !wanted) return;
+      if (mine.readyState === EventSource.CLOSED) {
+        fetch("/health", { cache: "no-store" })
+          .then((r) => { setOffline(key, !r.ok); retryLater(); })
+          .catch(() => { setOffline(key, true); retryLater(); });
+        return;
       }
+      setTimeout(() => {
+        if (mine === es && wanted && mine.readyState === EventSource.CONNECTING) setOffline(key, true);
+      }, 1500);
     });
     for (const type of EVENT_TYPES) {
-      es.addEventListener(type, (ev) => {
+      mine.addEventListener(type, (ev) => {
         let data = null;
         try { data = JSON.parse(ev.data); } catch { data = null; }
-        onEvent(type, data, ev.lastEventId);
+        onEvent(type, data);
       });
     }
   }
   connect();
-  window.addEventListener("pagehide", () => es && es.close());
-  return { close: () => es && es.close() };
+  window.addEventListener("pagehide", () => { wanted = false; if (es) es.close(); });
+  return {
+    // stop listening (a finished run): no reconnection, no banner
+    close() { wanted = false; clearTimeout(timer); if (es) es.close(); es = null; setOffline(key, false); },
+    // listen again (a retried run)
+    open() { if (!wanted) { wanted = true; connect(); } },
+  };
 }

@@ -165,6 +165,7 @@ text.addEventListener("scroll", () => { gutter.scrollTop = text.scrollTop; });
 text.addEventListener("keyup", updateState);
 text.addEventListener("click", updateState);
 
+$("upload-btn").addEventListener("click", () => $("upload").click());
 $("upload").addEventListener("change", async (e) => {
   const f = e.target.files[0];
   if (!f) return;
@@ -207,6 +208,7 @@ async function loadDefinition() {
   const w = await api(`/workflows/${encodeURIComponent(select.value)}`);
   loadedText = JSON.stringify(w.definition, null, 2);
   text.value = loadedText;
+  text.setSelectionRange(0, 0);
   text.scrollTop = 0;
   showErrors([]);
   renderGutter(); updateState();
@@ -278,6 +280,7 @@ $("filters").replaceChildren(...STATUSES.map((s) => h("button", {
   type: "button", "aria-pressed": String(s === filter), "data-status": s, text: s === "all" ? "All" : s,
   onclick: () => {
     filter = s;
+    runs = new Map(); // nothing flashes for a change of filter
     for (const b of $("filters").children) b.setAttribute("aria-pressed", String(b.dataset.status === s));
     refreshRuns();
   },
@@ -313,10 +316,12 @@ async function refreshRuns() {
 
 const refreshSoon = throttle(() => refreshRuns().catch(() => {}), 300);
 
-live("/events/stream", (type) => {
+live("/events/stream", refreshSoon, () => {
   refreshSoon();
-  if (type === "run_created" && !workflows.length) loadWorkflows().catch(() => {});
-}, () => { refreshSoon(); });
+  if (!workflows.length) loadWorkflows().catch(() => {});
+});
+// workflows registered elsewhere (CLI, API) appear when the page regains focus
+window.addEventListener("focus", () => loadWorkflows().catch(() => {}));
 
 setInterval(() => {
   for (const td of document.querySelectorAll("td[data-live]")) {
@@ -324,6 +329,6 @@ setInterval(() => {
   }
 }, 1000);
 
-loadWorkflows().catch(fail);
+loadWorkflows(new URLSearchParams(location.search).get("workflow")).catch(fail);
 refreshRuns().catch(fail);
 renderGutter();

@@ -12,8 +12,10 @@ const $ = (id) => document.getElementById(id);
 let previous = new Map(); // table -> Map(key -> row values as strings)
 const sections = new Map(); // table -> {section, tbody, count}
 
-function show(v) {
+// *_at and at columns hold Unix milliseconds: shown as UTC times (raw in the title)
+function show(v, col) {
   if (v === null || v === undefined) return null;
+  if (typeof v === "number" && /(^|_)at$/.test(col) && v > 1e11) return new Date(v).toISOString().replace("T", " ").replace("Z", "");
   return typeof v === "object" ? JSON.stringify(v) : String(v);
 }
 
@@ -55,7 +57,7 @@ async function refresh() {
     const mine = new Map();
     const rows = t.rows.map((row) => {
       const key = keyOf(t, row);
-      const vals = row.map(show);
+      const vals = row.map((v, i) => show(v, t.columns[i]));
       mine.set(key, vals);
       const old = before.get(key);
       const tr = h(!first && !old ? "tr.new" : "tr", { "data-key": key });
@@ -63,7 +65,7 @@ async function refresh() {
         const changed = !first && old && old[i] !== v;
         tr.append(h(v === null ? "td.null" : "td", {
           class: [v === null ? "null" : "", changed ? "changed" : ""].join(" ").trim() || null,
-          "data-col": t.columns[i], title: v ?? "NULL", text: v ?? "NULL",
+          "data-col": t.columns[i], title: row[i] === null ? "NULL" : String(show(row[i], "")), text: v ?? "NULL",
         }));
       });
       return tr;

@@ -11,9 +11,16 @@
 
 const NS = "http://www.w3.org/2000/svg";
 
+// Icons as paths around (0,0) (fonts may lack the symbols): [d, filled]
 const ICONS = {
-  pending: "○", running: "▶", waiting: "⏸", retrying: "↻",
-  completed: "✓", failed: "✕", skipped: "–", cancelled: "⊘",
+  pending: ["M-3,0 a3,3 0 1,0 6,0 a3,3 0 1,0 -6,0", false],
+  running: ["M-2.5,-4.5 L4.5,0 L-2.5,4.5 Z", true],
+  waiting: ["M-2.5,-4 V4 M2.5,-4 V4", false],
+  retrying: ["M3.9,-1.5 A4.2,4.2 0 1,0 4.2,1 M4.2,-4 V-1.2 H1.4", false],
+  completed: ["M-4,0.3 L-1.2,3.2 L4,-3", false],
+  failed: ["M-3.5,-3.5 L3.5,3.5 M3.5,-3.5 L-3.5,3.5", false],
+  skipped: ["M-4,0 H4", false],
+  cancelled: ["M-4,0 H4", false],
 };
 
 function s(tag, attrs = {}, text) {
@@ -113,7 +120,7 @@ export function createGraph(container, steps, onSelect) {
     const r = compact ? 9 : 12;
     const cx = 14 + r, cy = H / 2;
     g.append(s("circle", { class: "icon-bg", cx, cy, r }));
-    g.append(s("text", { class: "icon", x: cx, y: cy + 4.5, "text-anchor": "middle" }));
+    g.append(s("path", { class: "icon", transform: `translate(${cx},${cy})${compact ? " scale(.8)" : ""}` }));
     const tx = cx + r + 8;
     const maxChars = Math.floor((W - tx - 6) / (compact ? 6.6 : 7.6));
     const name = st.step_id.length > maxChars ? `${st.step_id.slice(0, maxChars - 1)}…` : st.step_id;
@@ -141,7 +148,12 @@ export function createGraph(container, steps, onSelect) {
       if (!g) continue;
       const cls = `node ${st.status}${selected === st.step_id ? " selected" : ""}`;
       if (g.getAttribute("class") !== cls) g.setAttribute("class", cls);
-      g.querySelector(".icon").textContent = ICONS[st.status] || "•";
+      const [d, filled] = ICONS[st.status] || ICONS.pending;
+      const icon = g.querySelector(".icon");
+      if (icon.getAttribute("d") !== d) {
+        icon.setAttribute("d", d);
+        icon.setAttribute("class", filled ? "icon filled" : "icon");
+      }
       const att = st.max_attempts > 1 || st.attempt > 1 ? `attempt ${st.attempt || 0}/${st.max_attempts || 1}` : st.type || "task";
       const dur = durationOf(st);
       const meta = compact ? (dur || st.status) : [att, dur || st.status].join(" · ");

@@ -20,10 +20,14 @@ let definition = null;    // the workflow's definition, for step configs
 let order = null;
 let graph = null;
 let selected = null;
+let stream = null;        // the run's event stream: closed while the run is finished
 
+let sayTimer = null;
 function say(msg, ok) {
   $("notice").className = `notice ${ok ? "ok" : "err"}`;
   $("notice").textContent = msg;
+  clearTimeout(sayTimer);
+  if (ok) sayTimer = setTimeout(() => { $("notice").textContent = ""; }, 5000);
 }
 
 /* ---------- data ---------- */
@@ -36,6 +40,9 @@ async function fetchRun() {
       .catch(() => {});
   }
   if (run.order_id) await fetchOrder();
+  if (stream) {
+    if (ACTIVE.includes(run.status)) stream.open(); else stream.close();
+  }
   render();
 }
 
@@ -90,7 +97,7 @@ function render() {
   const steps = run.steps || [];
   const done = steps.filter((s) => s.status === "completed" || s.status === "skipped").length;
   const facts = [
-    ["Workflow", h("a", { href: "/", text: `${run.workflow_name} v${run.workflow_version}` })],
+    ["Workflow", h("a", { href: `/?workflow=${encodeURIComponent(run.workflow_id)}`, title: "Open its definition", text: `${run.workflow_name} v${run.workflow_version}` })],
     ["Started", fmtTime(run.started_at || run.created_at)],
     ["Duration", h("span", { id: "run-duration", text: fmtDuration(span(run.started_at || run.created_at, run.completed_at)) })],
     ["Steps", `${done} of ${steps.length} done`],
@@ -109,7 +116,7 @@ function render() {
     if (selected) graph.select(selected);
   }
   graph.update(steps, stepDuration);
-  $("graph-hint").textContent = `${steps.length} steps · select one for its details`;
+  $("graph-hint").textContent = `${steps.length} step${steps.length === 1 ? "" : "s"} · select one for its details`;
   renderStep();
 }
 
@@ -117,6 +124,15 @@ function selectStep(id) {
   selected = id;
   graph.select(id);
   renderStep();
+}
+
+// The step's definition without what the panel already shows: config,
+// retry, timeout and the rest as written.
+function configView(cfg) {
+  const rest = { ...cfg };
+  delete rest.id; delete rest.type; delete rest.depends_on;
+  const keys = Object.keys(rest);
+  return keys.length === 1 && keys[0] === "config" ? rest.config : rest;
 }
 
 function stepConfig(id) {
@@ -142,8 +158,8 @@ function attemptsOf(id) {
       out[out.length - 1].retryAt = e.at;
       out[out.length - 1].wake = e.data && e.data.wake_at;
     } else if (e.type === "step_waiting") {
-      cur = { attempt: null, start: e.at, end: null, status: "waiting" };
-      out.push(cur);
+      if (cur) cur.status = "waiting";
+      else out.push(cur = { attempt: null, start: e.at, end: null, status: "waiting" });
     } else if (cur && (e.type === "approval_decided" || e.type === "approval_timeout")) {
       cur.end = e.at;
       cur.status = "completed";
@@ -175,8 +191,8 @@ function renderStep() {
       h("dt", { text: "Needs" }), h("dd", { text: (st.depends_on || []).join(", ") || "—" })),
   ];
   if (st.status === "waiting" && (st.type === "approval" || (cfg && cfg.type === "approval"))) {
-    const by = h("input", { type: "text", id: "approve-by", value: localStorage.getItem("durable.by") || "", placeholder: "your name", "aria-label": "Decided by" });
-    const comment = h("input", { type: "text", id: "approve-comment", placeholder: "comment (optional)", "aria-label": "Comment" });
+    const by = h("input", { type: "text", id: "approve-by", value: localStorage.getItem("durable.by") || "", placeholder: "who decides" });
+    const comment = h("input", { type: "text", id: "approve-comment", placeholder: "optional" });
     const decide = (what) => async (ev) => {
       ev.currentTarget.disabled = true;
       localStorage.setItem("durable.by", by.value);
@@ -189,20 +205,21 @@ function renderStep() {
       } catch (e) { say(e.message, false); ev.currentTarget.disabled = false; }
     };
     kids.push(h("div.approval", { role: "group", "aria-label": "Approval" },
-      h("strong", { text: "Waiting for a decision" }),
-      h("div.row", {}, by, comment),
+      h("strong", { text: (cfg && cfg.config && cfg.config.prompt) || "Waiting for a decision" }),
+      h("label", { for: "approve-by", text: "Your name" }), by,
+      h("label", { for: "approve-comment", text: "Comment" }), comment,
       h("div.row", {},
         h("button.ok", { type: "button", id: "approve", onclick: decide("approve"), text: "✓ Approve" }),
         h("button.danger", { type: "button", id: "reject", onclick: decide("reject"), text: "✕ Reject" }))));
   }
   if (st.error_message) kids.push(h("h3", { text: "Error" }), h("div.err-text", { text: st.error_message }));
-  kids.push(h("h3", { text: "Config" }), h("pre.json", { text: cfg ? pretty(cfg.config || cfg) : "…" }));
+  kids.push(h("h3", { text: "Config" }), h("pre.json", { text: cfg ? pretty(configView(cfg)) : "…" }));
   kids.push(h("h3", { text: "Output" }), h("pre.json", { text: st.output === null || st.output === undefined ? "—" : pretty(st.output) }));
   const atts = attemptsOf(st.step_id);
   if (atts.length) {
     kids.push(h("h3", { text: "Attempts" }), h("ol.history", {}, atts.map((a, i) =>
       h("li", { style: "grid-template-columns: 24px 1fr auto; padding: 6px 0" },
-        h("span.seq", { text: `#${a.attempt || i + 1}` }),
+        h("span.seq", { text: `#${i + 1}` }),
         h("span", {}, badge(a.status), a.error ? h("div.count", { text: a.error }) : null),
         h("span.at", { text: fmtDuration(span(a.start, a.end)) })))));
   }
@@ -244,6 +261,8 @@ function renderHistory() {
     h("span.data", { title: e.data ? JSON.stringify(e.data) : "", text: [e.step_id, e.data && Object.keys(e.data).length ? JSON.stringify(e.data) : ""].filter(Boolean).join("  ") }))));
 }
 
+const historySoon = throttle(renderHistory, 250);
+
 /* ---------- actions ---------- */
 
 async function act(button, path, done) {
@@ -264,10 +283,10 @@ $("retry").addEventListener("click", (e) => act(e.currentTarget, "retry", "Retry
 if (!runId) {
   say("No run id in the address.", false);
 } else {
-  live(`/runs/${encodeURIComponent(runId)}/stream`, (type, data) => {
+  stream = live(`/runs/${encodeURIComponent(runId)}/stream`, (type, data) => {
     if (data && data.seq && data.seq === lastSeq + 1) {
       addEvents([data]);
-      renderHistory();
+      historySoon();
     }
     refetch();
     if (type === "action_applied" && run && run.order_id) fetchOrder().then(render).catch(() => {});
@@ -279,6 +298,8 @@ if (!runId) {
     const d = $("run-duration");
     if (d) d.textContent = fmtDuration(span(run.started_at || run.created_at, null));
     if (graph) graph.update(run.steps || [], stepDuration);
+    const st = selected && (run.steps || []).find((s) => s.step_id === selected);
+    if (st && st.status === "running") renderStep();
     renderTimeline();
-  }, 1000);
+  }, 500);
 }

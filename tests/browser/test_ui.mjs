@@ -1,0 +1,440 @@
+// test_ui.mjs - the web UI in a real browser (label browser): playwright-core
+// drives Debian's chromium (headless, no sandbox, a fresh temporary profile)
+// against the real `durable serve` on a free loopback port with a temporary
+// database and the shipped examples. Every check waits on what the page
+// shows, through live updates: the page is never reloaded.
+//
+//   node test_ui.mjs --durable build/durable --examples examples \
+//        --playwright build/npm/node_modules/playwright-core --screenshots build/screenshots
+//
+// A missing chromium or playwright-core is a failure, not a skip.
+import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, "")] = process.argv[i + 1];
+const DURABLE = path.resolve(args.durable || "build/durable");
+const EXAMPLES = path.resolve(args.examples || "examples");
+const PLAYWRIGHT = path.resolve(args.playwright || "build/npm/node_modules/playwright-core");
+const SHOTS = path.resolve(args.screenshots || "build/screenshots");
+const CHROMIUM = args.chromium || "/usr/bin/chromium";
+const T = Number(args.timeout || 30000); // per wait
+
+const t0 = Date.now();
+const log = (msg) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
+let failures = 0;
+
+function die(msg) {
+  log(`FAIL: ${msg}`);
+  process.exit(1);
+}
+
+if (!fs.existsSync(CHROMIUM)) die(`${CHROMIUM} not found: run scripts/install-deps.sh (installs Debian's chromium)`);
+if (!fs.existsSync(path.join(PLAYWRIGHT, "package.json"))) die(`playwright-core not found in ${PLAYWRIGHT}: run scripts/install-deps.sh`);
+const { chromium } = createRequire(path.join(PLAYWRIGHT, "package.json"))(PLAYWRIGHT);
+
+/* ---------- the server ---------- */
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "durable-browser-"));
+let server = null;
+let serverLog = "";
+
+function startServer(listen = "127.0.0.1:0") {
+  return new Promise((resolve, reject) => {
+    server = spawn(DURABLE, ["serve", "--listen", listen, "--db", path.join(tmp, "durable.db"),
+      "--workflows", EXAMPLES], { stdio: ["ignore", "pipe", "pipe"] });
+    server.stderr.on("data", (d) => { serverLog += d; });
+    const timer = setTimeout(() => reject(new Error("server did not start in 20 s")), 20000);
+    const rl = readline.createInterface({ input: server.stdout });
+    rl.once("line", (line) => {
+      clearTimeout(timer);
+      const m = /^durable listening on (http:\/\/\S+?)\/?\s*$/.exec(line);
+      if (!m) reject(new Error(`unexpected first line: ${line}`)); else resolve(m[1]);
+    });
+    server.stdout.on("data", (d) => { serverLog += d; });
+    server.on("exit", (code) => reject(new Error(`server exited (${code})`)));
+  });
+}
+
+let BASE = "";
+async function http(method, p, body) {
+  const res = await fetch(BASE + p, {
+    method, headers: body ? { "Content-Type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : null };
+}
+async function workflowCount() {
+  return Number((await http("GET", "/workflows?limit=1")).headers.get("x-total-count"));
+}
+
+/* ---------- the checks ---------- */
+
+const consoleProblems = [];
+const expected422 = { on: false, seen: 0 };
+let serverDown = false; // while the test stops the server, failed loads are expected
+
+async function stopServer() {
+  server.removeAllListeners("exit");
+  const exited = new Promise((r) => server.once("exit", (code, signal) => r(signal || code)));
+  server.kill("SIGTERM");
+  const status = await exited;
+  server = null;
+  if (status !== 0) throw new Error(`the server stopped with status ${status} (a clean stop is 0)\n${serverLog.split("\n").slice(-40).join("\n")}`);
+}
+
+async function check(name, f) {
+  const start = Date.now();
+  try {
+    await f();
+    log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failures++;
+    log(`FAIL ${name}: ${e.stack || e}`);
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+async function main() {
+  BASE = await startServer();
+  log(`server at ${BASE}`);
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const profile = fs.mkdtempSync(path.join(tmp, "profile-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    viewport: { width: 1440, height: 900 },
+    timeout: 30000,
+  });
+  context.setDefaultTimeout(T);
+  const watch = (page) => {
+    page.on("console", (m) => {
+      if (m.type() !== "error" && m.type() !== "warning") return;
+      // The API answers an invalid definition with 422, which chromium logs
+      // as a failed resource load: expected only while the test submits one.
+      if (expected422.on && /status of 422/.test(m.text())) { expected422.seen++; return; }
+      if (serverDown && /ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE|ERR_INCOMPLETE_CHUNKED_ENCODING|status of 503/.test(m.text())) return;
+      consoleProblems.push(`${m.type()}: ${m.text()} (${m.location().url})`);
+    });
+    page.on("pageerror", (e) => consoleProblems.push(`pageerror: ${e.message}`));
+  };
+  context.on("page", watch);
+  const page = context.pages()[0] || await context.newPage();
+  watch(page);
+
+  await check("dashboard: start the order example with an order, watch it complete live", async () => {
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#workflow option", { state: "attached" });
+    await page.selectOption("#workflow", await optionFor(page, "order-processing"));
+    await page.waitForFunction(() => document.getElementById("definition").value.includes("charge_payment"));
+    await page.click("#start-order");
+    await page.waitForURL(/\/ui\/run\.html\?id=/);
+    await page.evaluate(() => { window.__noReload = true; });
+    await page.waitForSelector(".node");
+    const n = await page.locator(".node").count();
+    assert(n === 3, `3 nodes expected, got ${n}`);
+    await page.waitForSelector(".node.running");
+    await page.locator(".node[data-step=validate]").click();
+    await page.screenshot({ path: path.join(SHOTS, "run-in-progress.png"), fullPage: true });
+    await page.waitForFunction(() => {
+      const nodes = [...document.querySelectorAll(".node")];
+      return nodes.length === 3 && nodes.every((g) => g.classList.contains("completed"));
+    });
+    await page.waitForSelector('[data-order-status="shipped"]');
+    await page.waitForSelector("#run-status .badge.completed");
+    assert(await page.evaluate(() => window.__noReload === true), "the page was reloaded");
+    const hist = await page.locator("#history li").count();
+    assert(hist >= 7, `history too short: ${hist}`);
+    await page.locator(".node[data-step=charge]").click();
+    await page.waitForSelector("#step .badge.completed");
+    await page.screenshot({ path: path.join(SHOTS, "run-completed.png"), fullPage: true });
+  });
+
+  await check("dashboard: invalid definitions are shown located, nothing registered", async () => {
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#workflow option", { state: "attached" });
+    const before = await workflowCount();
+    const cycle = JSON.stringify({
+      name: "cyclic", steps: [
+        { id: "a", type: "task", depends_on: ["c"] },
+        { id: "b", type: "task", depends_on: ["a"] },
+        { id: "c", type: "task", depends_on: ["b"] }],
+    }, null, 2);
+    expected422.on = true;
+    await page.fill("#definition", cycle);
+    await page.click("#register");
+    const err = page.locator("#errors li", { hasText: "cycle" });
+    await err.first().waitFor();
+    const unknown = JSON.stringify({
+      name: "unknown-dep", steps: [
+        { id: "validate", type: "task" },
+        { id: "charge", type: "task", depends_on: ["validate"] },
+        { id: "ship", type: "task", depends_on: ["chrage"] }],
+    }, null, 2);
+    await page.fill("#definition", unknown);
+    await page.click("#start"); // Start registers an edited definition first
+    const located = page.locator("#errors li button", { hasText: "unknown step" });
+    await located.first().waitFor();
+    const label = await located.first().locator(".loc").textContent();
+    const line = unknown.split("\n").findIndex((l) => l.includes('"chrage"')) + 1;
+    assert(label === `L${line}`, `error located at ${label}, expected L${line}`);
+    await located.first().click();
+    const sel = await page.evaluate(() => {
+      const t = document.getElementById("definition");
+      return t.value.slice(t.selectionStart, t.selectionEnd);
+    });
+    assert(sel.includes("chrage"), `clicking the error selected ${JSON.stringify(sel)}`);
+    await page.screenshot({ path: path.join(SHOTS, "dashboard-invalid.png"), fullPage: true });
+    // JSON syntax is checked as you type, without asking the server
+    await page.fill("#definition", '{\n  "name": "broken",\n  "steps": [\n    {"id": "a" "type": "task"}\n  ]\n}');
+    const syntax = page.locator("#errors li button", { hasText: "JSON" });
+    await syntax.first().waitFor();
+    assert(await syntax.first().locator(".loc").textContent() === "L4", "the JSON syntax error is not on line 4");
+    expected422.on = false;
+    assert(expected422.seen >= 2, `expected two 422 responses, chromium logged ${expected422.seen}`);
+    assert(await workflowCount() === before, "an invalid definition was registered");
+    assert(page.url() === `${BASE}/`, "an invalid definition started a run");
+  });
+
+  await check("dashboard: upload a YAML file, see its located error, fix it, register", async () => {
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#workflow option", { state: "attached" });
+    const before = await workflowCount();
+    const bad = "name: uploaded\nsteps:\n  - id: one\n    type: task\n  - id: two\n    type: task\n    depends_on: [onee]\n";
+    expected422.on = true;
+    await page.setInputFiles("#upload", { name: "uploaded.yaml", mimeType: "application/yaml", buffer: Buffer.from(bad) });
+    await page.waitForFunction(() => document.getElementById("definition").value.startsWith("name: uploaded"));
+    await page.click("#register");
+    const located = page.locator("#errors li button", { hasText: "unknown step" });
+    await located.first().waitFor();
+    assert(await located.first().locator(".loc").textContent() === "L7", "the YAML error is not located at line 7");
+    expected422.on = false;
+    assert(await workflowCount() === before, "an invalid upload was registered");
+    await page.fill("#definition", bad.replace("onee", "one"));
+    await page.click("#register");
+    await page.waitForSelector("#notice.ok");
+    await page.waitForFunction(() => [...document.querySelectorAll("#workflow option")].some((o) => o.textContent.startsWith("uploaded ")));
+    assert(await workflowCount() === before + 1, "the fixed upload was not registered");
+    assert(!(await page.locator("#errors li").count()), "errors still shown after a successful register");
+  });
+
+  await check("run page: cancel a slow run", async () => {
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#workflow option", { state: "attached" });
+    await page.selectOption("#workflow", await optionFor(page, "slow-order"));
+    await page.waitForFunction(() => document.getElementById("definition").value.includes("reserve"));
+    await page.click("#start");
+    await page.waitForURL(/\/ui\/run\.html\?id=/);
+    await page.waitForSelector(".node.running");
+    await page.waitForSelector("#cancel:not([disabled])");
+    await page.click("#cancel");
+    await page.waitForSelector("#run-status .badge.cancelled");
+    await page.waitForSelector("#cancel[disabled]");
+    const done = await page.locator(".node.completed").count();
+    assert(done < 5, "the run finished before it was cancelled");
+  });
+
+  await check("run page: retry a failed run", async () => {
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#workflow option", { state: "attached" });
+    await page.fill("#definition", JSON.stringify({
+      name: "always-fails", steps: [
+        { id: "prepare", type: "task", config: { duration_seconds: 0.2 } },
+        { id: "flaky", type: "task", config: { fail_probability: 1, max_retries: 0 }, depends_on: ["prepare"] }],
+    }, null, 2));
+    await page.click("#start");
+    await page.waitForURL(/\/ui\/run\.html\?id=/);
+    await page.waitForSelector("#run-status .badge.failed");
+    await page.waitForSelector(".node.failed[data-step=flaky]");
+    const started = () => page.locator("#history .type.step_started").count();
+    const first = await started();
+    await page.waitForSelector("#retry:not([disabled])");
+    await page.click("#retry");
+    await page.waitForFunction((n) => document.querySelectorAll("#history .type.step_started").length > n, first);
+    await page.waitForSelector("#run-status .badge.failed");
+    await page.locator(".node[data-step=flaky]").click();
+    await page.waitForFunction(() => document.querySelectorAll("#step .history li").length >= 2);
+    await page.screenshot({ path: path.join(SHOTS, "run-failed-retried.png"), fullPage: true });
+    assert(await started() > first, "no new attempt after Retry");
+  });
+
+  await check("run page: the timeline shows each attempt and the back-off between them", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "backs-off", steps: [{
+        id: "always-down", type: "task", config: { duration_seconds: 0.2, fail_probability: 1 },
+        retry: { max_attempts: 3, initial_interval_seconds: 0.5, backoff_coefficient: 2 } }],
+    });
+    assert(reg.status === 201, `register: ${reg.status}`);
+    const run = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    await page.goto(`${BASE}/ui/run.html?id=${run.id}`);
+    await page.waitForSelector('.node.retrying[data-step="always-down"], .node.failed[data-step="always-down"]');
+    await page.waitForSelector("#run-status .badge.failed");
+    await page.locator('.node[data-step="always-down"]').click();
+    const bars = await page.locator(".tl-bar.failed").count();
+    const gaps = await page.locator(".tl-gap").count();
+    assert(bars === 3 && gaps === 2, `timeline: ${bars} failed attempts, ${gaps} back-off gaps (expected 3 and 2)`);
+    await page.screenshot({ path: path.join(SHOTS, "run-backoff.png"), fullPage: false });
+  });
+
+  await check("db viewer: the order row changes status while a run progresses", async () => {
+    await page.goto(`${BASE}/ui/db.html`);
+    await page.waitForSelector("#orders tbody");
+    const order = (await http("POST", "/orders", { amount: 99.5 })).json;
+    const run = await http("POST", "/workflows/slow-order/runs", { order_id: order.id });
+    assert(run.status === 202, `start: ${run.status}`);
+    const cell = page.locator(`#orders tr[data-key="${order.id}"] td[data-col=status]`);
+    const seen = [];
+    let shot = false;
+    const deadline = Date.now() + T;
+    while (Date.now() < deadline) {
+      const v = (await cell.count()) ? await cell.textContent() : null;
+      if (v && seen[seen.length - 1] !== v) seen.push(v);
+      if (!shot && v && v !== "pending") {
+        await page.screenshot({ path: path.join(SHOTS, "db-viewer.png"), fullPage: true });
+        shot = true;
+      }
+      if (v === "shipped") break;
+      await page.waitForTimeout(100);
+    }
+    log(`     order status as shown: ${seen.join(" → ")}`);
+    assert(seen[seen.length - 1] === "shipped", `never shipped: ${seen.join(", ")}`);
+    assert(seen.length >= 3, `too few changes seen live: ${seen.join(", ")}`);
+  });
+
+  await check("dashboard: the runs table, live", async () => {
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#runs tr");
+    const before = await page.locator("#runs tr").count();
+    const r = await http("POST", "/workflows/order-processing/runs", {});
+    await page.waitForSelector(`#runs tr[data-run="${r.json.id}"]`);
+    await page.waitForSelector(`#runs tr[data-run="${r.json.id}"][data-status="completed"]`);
+    assert(await page.locator("#runs tr").count() === before + 1, "the new run was not added");
+    await page.click('#filters button[data-status="failed"]');
+    await page.waitForFunction(() => [...document.querySelectorAll("#runs tr")].every((tr) => tr.dataset.status === "failed"));
+    await page.click('#filters button[data-status="all"]');
+    await page.waitForFunction((n) => document.querySelectorAll("#runs tr").length === n, before + 1);
+    await page.locator("#workflow").focus();
+    await page.screenshot({ path: path.join(SHOTS, "dashboard.png"), fullPage: true });
+  });
+
+  await check("keyboard: steps are reachable and open with Enter", async () => {
+    const id = (await http("GET", "/runs?limit=1&status=completed")).json[0].id;
+    await page.goto(`${BASE}/ui/run.html?id=${id}`);
+    await page.waitForSelector(".node.completed");
+    await page.locator(".node").first().focus();
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#step dl");
+  });
+
+  await check("approval: approve a waiting step from the run page", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "needs-approval", steps: [
+        { id: "prepare", type: "task", config: { duration_seconds: 0.2 } },
+        { id: "sign-off", type: "approval", config: { prompt: "Ship it?" }, depends_on: ["prepare"] },
+        { id: "ship", type: "task", config: { duration_seconds: 0.2 }, depends_on: ["sign-off"] }],
+    });
+    if (reg.status !== 201 && reg.status !== 200) {
+      log(`     (approval steps not available in this build: ${reg.json && reg.json.error.message})`);
+      return;
+    }
+    const run = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    await page.goto(`${BASE}/ui/run.html?id=${run.id}`);
+    await page.evaluate(() => { window.__noReload = true; });
+    await page.waitForSelector('.node.waiting[data-step="sign-off"]');
+    await page.locator('.node[data-step="sign-off"]').click();
+    await page.fill("#approve-by", "browser test");
+    await page.fill("#approve-comment", "looks good");
+    await page.screenshot({ path: path.join(SHOTS, "run-waiting-approval.png"), fullPage: true });
+    await page.click("#approve");
+    await page.waitForSelector("#run-status .badge.completed");
+    assert(await page.evaluate(() => window.__noReload === true), "the page was reloaded");
+    await page.waitForSelector("#history .type.approval_decided");
+  });
+
+  await check("run page: a graph of 200 steps stays readable", async () => {
+    const steps = [];
+    for (let layer = 0; layer < 20; layer++) {
+      for (let i = 0; i < 10; i++) {
+        const deps = layer ? [`s${layer - 1}_${i}`, `s${layer - 1}_${(i + 3) % 10}`] : [];
+        steps.push({ id: `s${layer}_${i}`, type: "task", config: { duration_seconds: 0.05 }, depends_on: deps });
+      }
+    }
+    const reg = await http("POST", "/workflows", { name: "two-hundred", steps });
+    assert(reg.status === 201, `register: ${reg.status}`);
+    const run = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    await page.goto(`${BASE}/ui/run.html?id=${run.id}`);
+    await page.waitForSelector(".node.completed");
+    assert(await page.locator(".node").count() === 200, "not 200 nodes");
+    await page.screenshot({ path: path.join(SHOTS, "run-200-steps.png"), fullPage: false });
+    await page.waitForSelector("#run-status .badge.completed", { timeout: 60000 });
+    const done = await page.locator(".node.completed").count();
+    assert(done === 200, `${done} of 200 nodes completed`);
+  });
+
+  await check("server restart: a banner while away, then the run page catches up", async () => {
+    const order = (await http("POST", "/orders", { amount: 12.5 })).json;
+    const run = (await http("POST", "/workflows/slow-order/runs", { order_id: order.id })).json;
+    await page.goto(`${BASE}/ui/run.html?id=${run.id}`);
+    await page.evaluate(() => { window.__noReload = true; });
+    await page.waitForSelector('.node.running[data-step="validate"]');
+    assert(!(await page.locator("#offline.show").count()), "banner shown while the server is up");
+    serverDown = true;
+    const listen = BASE.replace(/^http:\/\//, "");
+    await stopServer();
+    await page.waitForSelector("#offline.show");
+    await page.screenshot({ path: path.join(SHOTS, "run-server-down.png"), fullPage: false });
+    BASE = await startServer(listen);
+    await page.waitForSelector("#offline:not(.show)", { state: "attached" });
+    await page.waitForFunction(() => {
+      const nodes = [...document.querySelectorAll(".node")];
+      return nodes.length === 5 && nodes.every((g) => g.classList.contains("completed"));
+    }, null, { timeout: 60000 });
+    await page.waitForSelector('[data-order-status="shipped"]');
+    assert(await page.evaluate(() => window.__noReload === true), "the page was reloaded");
+    serverDown = false;
+  });
+
+  await check("no console errors or warnings", async () => {
+    assert(consoleProblems.length === 0, consoleProblems.join("\n"));
+  });
+
+  await context.close();
+}
+
+async function optionFor(page, name) {
+  return page.evaluate((n) => {
+    const o = [...document.querySelectorAll("#workflow option")].find((x) => x.textContent.startsWith(`${n} `));
+    return o ? o.value : "";
+  }, name);
+}
+
+let code = 1;
+try {
+  await main();
+  code = failures ? 1 : 0;
+} catch (e) {
+  log(`FAIL: ${e.stack || e}`);
+}
+if (server) {
+  try {
+    await Promise.race([stopServer(), new Promise((_, rej) => setTimeout(() => rej(new Error("the server did not stop in 20 s")), 20000))]);
+  } catch (e) {
+    log(`FAIL: ${e.message}`);
+    code = 1;
+    if (server) server.kill("SIGKILL");
+  }
+}
+if (code) log(`server log:\n${serverLog.split("\n").slice(-60).join("\n")}`);
+fs.rmSync(tmp, { recursive: true, force: true });
+log(code ? `${failures || 1} check(s) failed` : `all checks passed in ${((Date.now() - t0) / 1000).toFixed(1)} s; screenshots in ${SHOTS}`);
+process.exit(code);
