@@ -243,8 +243,8 @@ DURABLE_API durable_code durable_workflow_get(durable *d, const char *id_or_name
 DURABLE_API durable_code durable_run_retry(durable *d, const char *run_id, durable_error *err);
 
 /* Decides an approval step that is waiting for a person: approve (true) or
- * reject (false), by whom and why (`by` and `comment` may be NULL; each is
- * cut at 200 bytes). In one transaction an `approval_decided` event and the
+ * reject (false), by whom and why (`by` and `comment` may be NULL; they are
+ * cut at 200 and 4096 bytes, and must be UTF-8). In one transaction an `approval_decided` event and the
  * step's completion commit, with output {"approved", "by", "comment", "at"}
  * (both decisions complete the step; later steps branch on
  * steps.ID.output.approved); the run then goes on in the background. Works

@@ -14,6 +14,8 @@
 
 int cli_run(int argc, char **argv);
 int cli_validate(int argc, char **argv);
+/* `durable approve|reject` (approve.c): argv[0] says which. */
+int cli_approve(int argc, char **argv);
 /* `durable serve` (serve.c): returns 0 after SIGTERM/SIGINT. */
 int cli_serve(int argc, char **argv);
 

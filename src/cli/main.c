@@ -18,6 +18,8 @@ static const char usage[] =
         "                  http://127.0.0.1:8000), resuming unfinished runs\n"
         "  run FILE        run a workflow file with live progress (resumable with --id)\n"
         "  validate FILE…  check workflow files and print every error with its location\n"
+        "  approve|reject --server URL RUN STEP\n"
+        "                  decide an approval step through a running server\n"
         "  version         print the version\n"
         "\n"
         "`durable COMMAND --help` describes each command.\n";
@@ -48,6 +50,8 @@ int main(int argc, char **argv)
         return cli_run(argc - 1, argv + 1);
     if (strcmp(cmd, "validate") == 0)
         return cli_validate(argc - 1, argv + 1);
+    if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "reject") == 0)
+        return cli_approve(argc - 1, argv + 1);
     fprintf(stderr, "durable: unknown command \"%s\"\n\n%s", cmd, usage);
     return 2;
 }

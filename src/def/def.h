@@ -55,6 +55,11 @@ enum step_kind {
 #define DEF_MAX_SECONDS   31536000 /* one year: bound of every duration and interval */
 #define DEF_MAX_BACKOFF_COEFFICIENT 100
 #define DEF_MAX_DIAGS     100      /* diagnostics listed per parse (all are counted) */
+/* jq programs per definition (`if`s, expressions, {{ }} templates). libjq
+ * 1.6 takes 15-30 ms of CPU to compile one (expr.h), under a lock the
+ * scheduler's evaluations also take: this bounds what one registration
+ * costs (a few seconds at most). */
+#define DEF_MAX_EXPRESSIONS 256
 #define DEF_YAML_MAX_DEPTH 512     /* nesting of YAML sequences and mappings */
 /* Nodes (scalars, sequences, mappings) of a YAML document once its aliases
  * are expanded. Each node takes at least 2 bytes of JSON, so a document over
@@ -170,7 +175,17 @@ struct def_options {
  *   steps[0].timeout_seconds: must be greater than 0 and at most 31536000, got 0
  *   steps[1].id: invalid step id "a b": use 1 to 128 letters, digits, '_', '.' or '-'
  *   steps[2].id: duplicate step id "x" (first used by steps[0])
- *   steps[1].type: step type "http_request" is not supported yet
+ *   steps[1].type: step type "workflow" is not supported yet
+ *   steps[1].if: jq: syntax error, unexpected end of expression at <top-level>, line 1
+ *   steps[2].config.expression: jq: syntax error, ...        (condition, transform)
+ *   steps[3].config.message: expression at offset 2: jq: ... (a {{ }} template in any string)
+ *   steps[4].config.expression: required                     (condition, transform; log's message;
+ *                                                             http_request's url)
+ *   steps[5].config: a delay needs "seconds" or "until"
+ *   steps[5].config.until: expected an RFC 3339 date-time such as "2026-11-22T13:05:00Z", got "x"
+ *   steps[6].config.on_timeout: expected one of reject, approve, fail, got "maybe"
+ *   steps[7].config.url: expected an http:// or https:// URL, got "ftp://x"
+ *   (a config value that is a {{ }} template is checked when rendered, by the step type)
  *   steps[2].depends_on[0]: unknown step "chrage" (did you mean "charge"?)
  *   steps[1].depends_on[0]: step "x" depends on itself
  *   steps[1].depends_on[1]: duplicate dependency "a"

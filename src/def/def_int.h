@@ -57,6 +57,7 @@ struct parser {
     struct def_ylocs *ylocs; /* YAML only: where each value was written; else NULL */
     struct def_path_node nodes[DEF_PATH_NODES]; /* YAML only: nodes[0] is the root */
     size_t n_nodes;
+    size_t n_exprs; /* jq programs compiled (or about to be) so far */
 };
 
 /* Per-step state while its fields are walked. */

@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "def/def_int.h"
@@ -23,9 +24,7 @@
 static const bool kind_implemented[] = {
     [STEP_TASK] = true,      [STEP_DELAY] = true, [STEP_APPROVAL] = true,
     [STEP_CONDITION] = true, [STEP_TRANSFORM] = true, [STEP_LOG] = true,
-#ifdef DURABLE_HAVE_HTTP_STEP
-    [STEP_HTTP_REQUEST] = true,
-#endif
+    [STEP_HTTP_REQUEST] = true, [STEP_WORKFLOW] = true,
 };
 
 bool def_kind_implemented(enum step_kind k)
@@ -40,10 +39,51 @@ bool def_is_templated(const json_t *v)
 
 /* ---- expressions ---- */
 
+/* Counts n more expressions; false (reported) when over the limit. */
+static bool expr_budget(struct parser *p, size_t n)
+{
+    if (p->n_exprs + n <= DEF_MAX_EXPRESSIONS) {
+        p->n_exprs += n;
+        return true;
+    }
+    if (p->n_exprs <= DEF_MAX_EXPRESSIONS) /* said once */
+        def_error(p, "the definition has more than %d expressions (conditions and {{ }} "
+                  "templates)", DEF_MAX_EXPRESSIONS);
+    p->n_exprs = DEF_MAX_EXPRESSIONS + 1;
+    return false;
+}
+
+/* Occurrences of "{{" in the strings of v, at any depth (an upper bound of
+ * its templates' expressions, counted before paying for compiling them). */
+static size_t count_templates(const json_t *v, const char *skip_key, int depth)
+{
+    const char *key, *s;
+    json_t *m;
+    size_t i, n = 0;
+
+    if (depth > EXPR_MAX_DEPTH)
+        return 0;
+    if (json_is_string(v)) {
+        for (s = strstr(json_string_value(v), "{{"); s; s = strstr(s + 2, "{{"))
+            n++;
+    } else if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, key, m) {
+            if (!skip_key || strcmp(key, skip_key) != 0)
+                n += count_templates(m, NULL, depth + 1);
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, m)
+            n += count_templates(m, NULL, depth + 1);
+    }
+    return n;
+}
+
 void def_expr_compile(struct parser *p, const char *src, struct expr **out)
 {
     durable_error err = { 0 };
 
+    if (!expr_budget(p, 1))
+        return;
     if (expr_compile(src, out, &err) != DURABLE_OK)
         def_error(p, "%s", err.msg);
 }
@@ -58,6 +98,8 @@ void def_config_templates(struct parser *p, struct step_ctx *c, json_t *config,
     char *where;
     size_t base;
 
+    if (!expr_budget(p, count_templates(config, skip_key, 0)))
+        return;
     if (skip_key && json_object_get(config, skip_key)) {
         copy = json_copy(config);
         json_object_del(copy, skip_key);
@@ -101,8 +143,10 @@ static void want_string(struct parser *p, json_t *v)
     def_get_string(p, v, &s);
 }
 
-/* v must be a string among `allowed` (NULL-terminated), or a template. */
-static void want_one_of(struct parser *p, json_t *v, const char *const *allowed)
+/* v must be a string among `allowed` (NULL-terminated; ignoring case when
+ * any_case), or a template. */
+static void want_one_of_case(struct parser *p, json_t *v, const char *const *allowed,
+                             bool any_case)
 {
     struct def_quoted q;
     struct dbuf list;
@@ -112,7 +156,7 @@ static void want_one_of(struct parser *p, json_t *v, const char *const *allowed)
     if (def_is_templated(v) || !def_get_string(p, v, &s))
         return;
     for (i = 0; allowed[i]; i++) {
-        if (strcmp(allowed[i], s) == 0)
+        if ((any_case ? strcasecmp(allowed[i], s) : strcmp(allowed[i], s)) == 0)
             return;
     }
     dbuf_init(&list, 0);
@@ -120,6 +164,11 @@ static void want_one_of(struct parser *p, json_t *v, const char *const *allowed)
         dbuf_addf(&list, "%s%s", i ? ", " : "", allowed[i]);
     def_error(p, "expected one of %s, got %s", list.buf, def_quote(&q, s));
     dbuf_release(&list);
+}
+
+static void want_one_of(struct parser *p, json_t *v, const char *const *allowed)
+{
+    want_one_of_case(p, v, allowed, false);
 }
 
 /* Reports `required` for a missing member of config. */
@@ -225,6 +274,32 @@ static const struct def_field expr_fields[] = {
 };
 /* clang-format on */
 
+/* ---- workflow ---- */
+
+static void workflow_name(struct parser *p, void *ctx, json_t *v)
+{
+    const char *s;
+
+    (void)ctx;
+    if (def_get_string(p, v, &s) && !s[0])
+        def_error(p, "must not be empty");
+}
+
+static void workflow_input(struct parser *p, void *ctx, json_t *v)
+{
+    (void)ctx;
+    if (!def_is_templated(v) && !json_is_object(v))
+        def_error(p, "expected an object, got %s", def_type_name(v));
+}
+
+/* clang-format off */
+static const struct def_field workflow_fields[] = {
+    { "workflow", workflow_name },
+    { "input", workflow_input },
+    { "action", def_config_action },
+};
+/* clang-format on */
+
 /* ---- log ---- */
 
 static void log_message(struct parser *p, void *ctx, json_t *v)
@@ -249,7 +324,6 @@ static const struct def_field log_fields[] = {
 };
 /* clang-format on */
 
-#ifdef DURABLE_HAVE_HTTP_STEP
 /* ---- http_request ---- */
 
 static void http_url(struct parser *p, void *ctx, json_t *v)
@@ -270,7 +344,7 @@ static void http_method(struct parser *p, void *ctx, json_t *v)
                                            "DELETE", "HEAD", "OPTIONS", NULL };
 
     (void)ctx;
-    want_one_of(p, v, allowed);
+    want_one_of_case(p, v, allowed, true);
 }
 
 static void http_headers(struct parser *p, void *ctx, json_t *v)
@@ -343,7 +417,6 @@ static const struct def_field http_fields[] = {
     { "action", def_config_action },
 };
 /* clang-format on */
-#endif
 
 void def_kind_config(struct parser *p, struct step_ctx *c, json_t *config)
 {
@@ -362,16 +435,18 @@ void def_kind_config(struct parser *p, struct step_ctx *c, json_t *config)
         def_walk(p, config, expr_fields, DUR_ARRAY_LEN(expr_fields), c);
         skip = "expression";
         break;
+    case STEP_WORKFLOW:
+        want_member(p, config, "workflow");
+        def_walk(p, config, workflow_fields, DUR_ARRAY_LEN(workflow_fields), c);
+        break;
     case STEP_LOG:
         want_member(p, config, "message");
         def_walk(p, config, log_fields, DUR_ARRAY_LEN(log_fields), c);
         break;
-#ifdef DURABLE_HAVE_HTTP_STEP
     case STEP_HTTP_REQUEST:
         want_member(p, config, "url");
         def_walk(p, config, http_fields, DUR_ARRAY_LEN(http_fields), c);
         break;
-#endif
     default:
         return;
     }

@@ -113,6 +113,14 @@ static void plan_cache_add(struct durable *d, const char *workflow_id, struct pl
     pthread_mutex_unlock(&d->plans_mu);
 }
 
+static bool plan_cache_has(struct durable *d, const char *workflow_id)
+{
+    struct plan *p = plan_cache_find(d, workflow_id);
+
+    plan_unref(p);
+    return p != NULL;
+}
+
 static const struct def_options builtin_def_options = { .known_actions = def_builtin_actions };
 
 durable_code engine_plan_get(struct durable *d, const char *workflow_id, const char *definition,
@@ -163,6 +171,10 @@ durable_code durable_workflow_register(durable *d, const char *text, size_t text
         *out_version = res.version;
     if (out_created)
         *out_created = res.created;
+    /* Runs of it need this plan: keep it rather than parse (and compile
+     * every expression) again at the first start. */
+    if (!plan_cache_has(d, res.id))
+        plan_cache_add(d, res.id, plan);
 done:
     free(canonical);
     plan_unref(plan);
@@ -200,6 +212,23 @@ done:
     return rc;
 }
 
+/* The amount of an existing order, for the run context (run.order); 0
+ * when it cannot be read (the store refuses an unknown order anyway). */
+static double order_amount(struct durable *d, const char *order_id)
+{
+    char *text = NULL;
+    json_t *j;
+    double amount = 0;
+
+    if (store_order_json(d->store, order_id, &text, NULL) != DURABLE_OK)
+        return 0;
+    j = json_loads(text, 0, NULL);
+    amount = json_number_value(json_object_get(j, "amount"));
+    json_decref(j);
+    free(text);
+    return amount;
+}
+
 static void fill_step_inits(struct commit_item *ci, const struct plan *plan)
 {
     size_t i, k;
@@ -221,6 +250,42 @@ static void fill_step_inits(struct commit_item *ci, const struct plan *plan)
     }
     ci->t.steps = ci->step_inits;
     ci->t.n_steps = plan->n_steps;
+}
+
+durable_code engine_child_item(struct durable *d, const char *workflow, const char *input_json,
+        const char *key, struct commit_item **out, durable_error *err)
+{
+    struct workflow_record wf;
+    struct plan *plan = NULL;
+    struct commit_item *ci;
+    char *input = NULL;
+    char run_id[ID_MAX];
+    durable_code rc;
+
+    memset(&wf, 0, sizeof(wf));
+    rc = store_workflow_get(d->store, workflow, &wf, err);
+    if (rc == DURABLE_OK)
+        rc = engine_plan_get(d, wf.id, wf.definition, &plan, err);
+    if (rc == DURABLE_OK)
+        rc = merge_input(plan, input_json, &input, err);
+    if (rc != DURABLE_OK)
+        goto done;
+    id_new("run_", run_id, sizeof(run_id));
+    engine_run_lock(d, run_id);
+    ci = commit_item_new(TR_RUN_CREATE, run_id);
+    ci->t.workflow_id = commit_item_str(ci, wf.id);
+    ci->t.input_json = commit_item_str(ci, input);
+    ci->t.idempotency_key = commit_item_str(ci, key);
+    if (plan->timeout_ms > 0)
+        ci->t.deadline_ms = ci->t.at_ms + plan->timeout_ms;
+    fill_step_inits(ci, plan);
+    ci->plan = plan_ref(plan);
+    *out = ci;
+done:
+    free(input);
+    plan_unref(plan);
+    workflow_record_release(&wf);
+    return rc;
 }
 
 durable_code durable_run_start(durable *d, const durable_run_request *req, char **out_run_id,
@@ -268,6 +333,8 @@ durable_code durable_run_start(durable *d, const durable_run_request *req, char 
         ci->t.create_order = true;
     } else {
         ci->t.order_id = commit_item_str(ci, req->order_id);
+        if (req->order_id)
+            ci->t.order_amount = order_amount(d, req->order_id);
     }
     ci->t.idempotency_key = commit_item_str(ci, req->idempotency_key);
     if (plan->timeout_ms > 0)
@@ -417,7 +484,7 @@ durable_code durable_step_decide(durable *d, const char *run_id, const char *ste
     ci->t.attempt = 0; /* the current one */
     clock_format_rfc3339(ci->t.at_ms, at);
     out = json_pack("{s:b, s:o?, s:o?, s:s}", "approved", approve, "by", cut_string(by, 200),
-            "comment", cut_string(comment, 200), "at", at);
+            "comment", cut_string(comment, 4096), "at", at);
     text = out ? json_dumps(out, JSON_COMPACT) : NULL;
     json_decref(out);
     if (!text) {

@@ -65,9 +65,21 @@ struct run_state {
     struct plan *plan;
     char *order_id;
     json_t *input;       /* the run's input (owned), for expressions */
+    json_t *order;       /* {"id", "amount"} of its demo order, or null (owned) */
     struct step_state *steps;
     size_t n_settled;    /* completed or skipped */
     bool finishing;      /* RUN_FINISH submitted, or a step failed for good */
+    /* child runs (`workflow` steps): the step waiting for this run, and the
+     * runs this one started (cancelled when it finishes). In memory only:
+     * after a restart the parent's step starts again, finds its child by
+     * idempotency key and links it again. */
+    bool has_parent;
+    char parent_id[ID_MAX];
+    uint64_t parent_gen;
+    size_t parent_step;
+    uint32_t parent_step_gen;
+    char (*children)[ID_MAX];
+    size_t n_children;
     struct run_state *hnext;
 };
 
@@ -88,7 +100,7 @@ struct timer {
     char run_id[ID_MAX];
 };
 
-enum msg_kind { MSG_COMMITTED, MSG_RESUME };
+enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO };
 
 struct sched_msg {
     struct sched_msg *next;
@@ -96,6 +108,8 @@ struct sched_msg {
     struct commit_item *items; /* MSG_COMMITTED, owned */
     char run_id[ID_MAX];       /* MSG_RESUME */
     bool is_retry;             /* MSG_RESUME: after TR_RUN_RETRY */
+    struct step_io_tag tag;    /* MSG_IO: the attempt whose request ended */
+    struct step_outcome out;   /* MSG_IO: its outcome (output owned) */
 };
 
 struct sched {
@@ -114,6 +128,7 @@ struct sched {
     size_t n_heap;
     size_t cap_heap;
     uint64_t next_run_gen;
+    struct step_io *io;        /* the I/O thread (steps/http.c): http_request transfers */
 };
 
 /* ---- run table (chained hash on the run id) ---- */
@@ -176,8 +191,10 @@ static void run_free(struct run_state *r)
         free(r->steps[i].if_error);
     }
     free(r->steps);
+    free(r->children);
     free(r->order_id);
     json_decref(r->input);
+    json_decref(r->order);
     plan_unref(r->plan);
     free(r);
 }
@@ -198,11 +215,13 @@ static void run_drop(struct sched *s, const char *id)
 }
 
 static struct run_state *run_new(struct sched *s, const char *id, struct plan *plan,
-        const char *order_id, const char *input_json)
+        const char *order_id, double order_amount, const char *input_json)
 {
     struct run_state *r = xcalloc(1, sizeof(*r));
     size_t i;
 
+    r->order = order_id ? json_pack("{s:s, s:f}", "id", order_id, "amount", order_amount)
+                        : json_null();
     r->input = input_json ? json_loads(input_json, JSON_DECODE_ANY, NULL) : NULL;
     if (!r->input)
         r->input = json_object();
@@ -416,7 +435,8 @@ static const char *st_name(enum step_st st)
     }
 }
 
-/* The run context {input, steps: {ID: {status, output}}, run: {id}}, a new
+/* The run context {input, steps: {ID: {status, output}}, run: {id, order}}
+ * (order: {id, amount} of the run's demo order, or null), a new
  * reference. Built per evaluation: O(steps), cheap next to a jq call. */
 static json_t *run_context(const struct run_state *r)
 {
@@ -429,7 +449,8 @@ static json_t *run_context(const struct run_state *r)
                 json_pack("{s:s, s:O}", "status", st_name(ss->st), "output",
                         ss->output ? ss->output : json_null()));
     }
-    return json_pack("{s:O, s:o, s:{s:s}}", "input", r->input, "steps", steps, "run", "id", r->id);
+    return json_pack("{s:O, s:o, s:{s:s, s:O}}", "input", r->input, "steps", steps, "run", "id",
+            r->id, "order", r->order);
 }
 
 /* Evaluates step i's `if`: 1 true, 0 false, -1 error (kept in if_error). */
@@ -496,6 +517,35 @@ static void on_settled(struct sched *s, struct run_state *r, size_t i)
     check_finished(s, r);
 }
 
+/* A `workflow` step starts its child run (data: {workflow, input}): a
+ * RUN_CREATE keyed by the step's idempotency key, handled in
+ * on_child_created once committed. */
+static void start_child(struct sched *s, struct run_state *r, size_t i, json_t *data)
+{
+    json_t *input = json_object_get(data, "input");
+    char key[ID_MAX + DEF_MAX_ID_LEN + 16];
+    char *input_text = input ? json_dumps(input, JSON_COMPACT) : NULL;
+    struct commit_item *ci = NULL;
+    durable_error err = { 0 };
+
+    /* One child per attempt: started again after a restart (same attempt)
+     * the key finds the same child; a retry starts a new one. */
+    snprintf(key, sizeof(key), "%s/%s#%d", r->id, r->plan->steps[i].id, r->steps[i].attempt);
+    if (engine_child_item(s->d, json_string_value(json_object_get(data, "workflow")), input_text,
+                key, &ci, &err) != DURABLE_OK) {
+        free(input_text);
+        submit_failure(s, r, i, "child_error", err.msg);
+        return;
+    }
+    free(input_text);
+    ci->is_child = true;
+    snprintf(ci->parent_id, sizeof(ci->parent_id), "%s", r->id);
+    ci->parent_gen = r->gen;
+    ci->parent_step = i;
+    ci->parent_step_gen = r->steps[i].gen;
+    submit(s, ci);
+}
+
 /* The attempt waits durably: committed as `waiting` before its timer is armed. */
 static void submit_wait(struct sched *s, struct run_state *r, size_t i, struct step_outcome *o)
 {
@@ -543,6 +593,16 @@ static void handle_outcome(struct sched *s, struct run_state *r, size_t i, struc
     case STEP_OUT_FAIL:
         submit_failure(s, r, i, o->error_code, o->error_msg);
         break;
+    case STEP_OUT_CHILD:
+        start_child(s, r, i, o->data);
+        break;
+    case STEP_OUT_IO: {
+        struct step_io_tag tag = { .step_idx = i, .run_gen = r->gen, .gen = r->steps[i].gen };
+        snprintf(tag.run_id, sizeof(tag.run_id), "%s", r->id);
+        steps_io_submit(s->io, o->io_request, &tag);
+        o->io_request = NULL;
+        break;
+    }
     }
     json_decref(o->data);
     o->data = NULL;
@@ -705,7 +765,7 @@ static void adopt_new(struct sched *s, struct commit_item *ci)
 
     if (run_find(s, ci->result.id))
         return;
-    r = run_new(s, ci->result.id, ci->plan, ci->t.order_id, ci->t.input_json);
+    r = run_new(s, ci->result.id, ci->plan, ci->t.order_id, ci->t.order_amount, ci->t.input_json);
     run_insert(s, r);
     arm_deadline(s, r, ci->t.at_ms, ci->t.deadline_ms);
     for (k = 0; k < r->plan->n_steps; k++) {
@@ -818,7 +878,7 @@ static durable_code adopt_run(struct sched *s, const struct run_record *rec, boo
         log_error("cannot resume run %s: %s", rec->id, err.msg);
         return DURABLE_OK;
     }
-    r = run_new(s, rec->id, plan, rec->order_id, rec->input_json);
+    r = run_new(s, rec->id, plan, rec->order_id, rec->order_amount, rec->input_json);
     plan_unref(plan);
     run_insert(s, r);
     running = restore_steps(s, r, rec, &any_failed);
@@ -977,16 +1037,151 @@ static void on_step_committed(struct sched *s, struct run_state *r, struct commi
     }
 }
 
+/* ---- child runs (`workflow` steps) ---- */
+
+/* The parent run whose step attempt (step, sgen) waits for a child, if it
+ * still does. */
+static struct run_state *waiting_parent(struct sched *s, const char *pid, uint64_t pgen,
+        size_t step, uint32_t sgen)
+{
+    struct run_state *p = run_find(s, pid);
+
+    if (!p || p->gen != pgen || p->finishing || step >= p->plan->n_steps)
+        return NULL;
+    if (p->steps[step].gen != sgen || p->steps[step].st != SS_RUNNING)
+        return NULL;
+    return p;
+}
+
+/* Ends the parent's step with its child's outcome: the child's output, or
+ * a failure (retryable like any other: the next attempt starts a new
+ * child). */
+static void deliver_child(struct sched *s, struct run_state *p, size_t step, const char *child_id,
+        const char *status, const char *output_json, const char *error)
+{
+    json_t *out;
+    char msg[384];
+
+    if (strcmp(status, RUN_COMPLETED) == 0) {
+        out = output_json ? json_loads(output_json, JSON_DECODE_ANY, NULL) : NULL;
+        submit_complete(s, p, step, out ? out : json_object());
+        return;
+    }
+    snprintf(msg, sizeof(msg), "child run %s %s%s%s", child_id, status, error ? ": " : "",
+            error ? error : "");
+    submit_failure(s, p, step,
+            strcmp(status, RUN_CANCELLED) == 0 ? "child_cancelled" : "child_failed", msg);
+}
+
+static void link_child(struct run_state *p, size_t step, struct run_state *c)
+{
+    c->has_parent = true;
+    snprintf(c->parent_id, sizeof(c->parent_id), "%s", p->id);
+    c->parent_gen = p->gen;
+    c->parent_step = step;
+    c->parent_step_gen = p->steps[step].gen;
+    p->children = xrealloc(p->children, (p->n_children + 1) * sizeof(*p->children));
+    snprintf(p->children[p->n_children++], ID_MAX, "%s", c->id);
+}
+
+/* A child that finished before its parent's step linked it (a restart):
+ * its outcome from the store. */
+static void deliver_from_store(struct sched *s, struct run_state *p, size_t step,
+        const char *child_id)
+{
+    durable_error err = { 0 };
+    char *text = NULL, *out = NULL;
+    const char *status;
+    json_t *run = NULL;
+
+    if (store_run_json(s->d->store, child_id, &text, &err) == DURABLE_OK)
+        run = json_loads(text, 0, NULL);
+    status = json_string_value(json_object_get(run, "status"));
+    if (status && (strcmp(status, RUN_COMPLETED) == 0 || strcmp(status, RUN_FAILED) == 0 ||
+                strcmp(status, RUN_CANCELLED) == 0)) {
+        out = json_dumps(json_object_get(run, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
+        deliver_child(s, p, step, child_id, status, out,
+                json_string_value(json_object_get(run, "error_message")));
+    } else {
+        submit_failure(s, p, step, "child_error",
+                err.msg[0] ? err.msg : "the child run is executed by another process");
+    }
+    free(out);
+    json_decref(run);
+    free(text);
+}
+
+/* A child's RUN_CREATE committed: created now, or found by its key (the
+ * parent's step started again after a restart). */
+static void on_child_created(struct sched *s, struct commit_item *ci)
+{
+    struct run_state *p = waiting_parent(s, ci->parent_id, ci->parent_gen, ci->parent_step,
+            ci->parent_step_gen);
+    struct run_state *c;
+    char msg[128];
+
+    if (ci->applied == APPLIED_NONE || !ci->result.created)
+        engine_run_unlock(s->d, ci->t.run_id); /* the id claimed for a run not created */
+    if (ci->applied == APPLIED_NONE) {
+        snprintf(msg, sizeof(msg), "could not start the child run: %s",
+                durable_strerror(ci->code));
+        if (p)
+            submit_failure(s, p, ci->parent_step, "child_error", msg);
+        return;
+    }
+    if (ci->result.created)
+        adopt_new(s, ci);
+    if (!p)
+        return; /* the parent moved on: the child runs alone */
+    c = run_find(s, ci->result.id);
+    if (!c && !ci->result.created) {
+        resume_run(s, ci->result.id, true);
+        c = run_find(s, ci->result.id);
+    }
+    if (c)
+        link_child(p, ci->parent_step, c);
+    else
+        deliver_from_store(s, p, ci->parent_step, ci->result.id);
+}
+
+/* Run r's RUN_FINISH committed (before it is dropped): its parent's step
+ * ends with it; its unfinished children are cancelled. */
+static void on_run_finished(struct sched *s, struct run_state *r, const struct transition *t)
+{
+    struct run_state *p, *c;
+    size_t k;
+
+    if (r->has_parent) {
+        p = waiting_parent(s, r->parent_id, r->parent_gen, r->parent_step, r->parent_step_gen);
+        if (p)
+            deliver_child(s, p, r->parent_step, r->id, t->run_status, t->output_json,
+                    t->error_message);
+    }
+    for (k = 0; k < r->n_children; k++) {
+        c = run_find(s, r->children[k]);
+        if (c && !c->finishing)
+            submit_finish(s, c, RUN_CANCELLED, NULL, NULL);
+    }
+}
+
 static void on_committed(struct sched *s, struct commit_item *ci)
 {
     struct run_state *r;
 
     if (ci->t.kind == TR_RUN_CREATE) {
-        if (ci->applied != APPLIED_NONE && ci->result.created)
+        if (ci->is_child)
+            on_child_created(s, ci);
+        else if (ci->applied != APPLIED_NONE && ci->result.created)
             adopt_new(s, ci);
         return;
     }
     r = run_find(s, ci->t.run_id);
+    if (r && ci->t.kind == TR_RUN_FINISH && ci->run_gen == 0 && ci->applied != APPLIED_NONE) {
+        /* cancelled through the API: forget it now, and its children */
+        on_run_finished(s, r, &ci->t);
+        run_drop(s, r->id);
+        return;
+    }
     if (ci->t.kind == TR_STEP_DECIDE && ci->run_gen == 0) {
         on_external_decision(s, r, ci);
         return;
@@ -994,6 +1189,8 @@ static void on_committed(struct sched *s, struct commit_item *ci)
     if (!r || ci->run_gen != r->gen)
         return; /* not in memory, or from an earlier incarnation */
     if (ci->t.kind == TR_RUN_FINISH) {
+        if (ci->applied != APPLIED_NONE)
+            on_run_finished(s, r, &ci->t);
         if (ci->applied != APPLIED_NONE || ci->code == DURABLE_ECONFLICT)
             run_drop(s, r->id);
         return;
@@ -1016,6 +1213,47 @@ static void on_committed(struct sched *s, struct commit_item *ci)
 
 /* ---- the thread ---- */
 
+static void msg_free(struct sched_msg *m)
+{
+    struct commit_item *ci, *next;
+
+    for (ci = m->items; ci; ci = next) {
+        next = ci->next;
+        commit_item_free(ci);
+    }
+    json_decref(m->out.output);
+    free(m);
+}
+
+/* An http_request ended (I/O thread): its outcome, if its attempt is still
+ * the one running. */
+static void on_io_done(struct sched *s, struct sched_msg *m)
+{
+    struct run_state *r = run_find(s, m->tag.run_id);
+    struct step_state *ss;
+
+    if (!r || r->finishing || r->gen != m->tag.run_gen || m->tag.step_idx >= r->plan->n_steps)
+        return;
+    ss = &r->steps[m->tag.step_idx];
+    if (ss->gen != m->tag.gen || ss->st != SS_RUNNING)
+        return; /* timed out, or its run was cancelled: a late result */
+    handle_outcome(s, r, m->tag.step_idx, &m->out);
+}
+
+static void post(struct sched *s, struct sched_msg *m);
+
+/* steps_io's done callback, on the I/O thread: to the inbox. */
+static void io_done(void *ud, const struct step_io_tag *tag, struct step_outcome *out)
+{
+    struct sched_msg *m = xcalloc(1, sizeof(*m));
+
+    m->kind = MSG_IO;
+    m->tag = *tag;
+    m->out = *out;
+    out->output = NULL;
+    post(ud, m);
+}
+
 static void post(struct sched *s, struct sched_msg *m)
 {
     bool closed;
@@ -1031,14 +1269,8 @@ static void post(struct sched *s, struct sched_msg *m)
         pthread_cond_signal(&s->cond);
     }
     pthread_mutex_unlock(&s->mu);
-    if (closed) {
-        struct commit_item *ci, *next;
-        for (ci = m->items; ci; ci = next) {
-            next = ci->next;
-            commit_item_free(ci);
-        }
-        free(m);
-    }
+    if (closed)
+        msg_free(m);
 }
 
 void engine_sched_committed(struct durable *d, struct commit_item *items)
@@ -1076,12 +1308,15 @@ static void handle_msg(struct sched *s, struct sched_msg *m)
 
     if (m->kind == MSG_RESUME)
         resume_run(s, m->run_id, m->is_retry);
+    if (m->kind == MSG_IO)
+        on_io_done(s, m);
     for (ci = m->items; ci; ci = next) {
         next = ci->next;
         on_committed(s, ci);
         commit_item_free(ci);
     }
-    free(m);
+    m->items = NULL;
+    msg_free(m);
 }
 
 static void fire_due_timers(struct sched *s)
@@ -1157,11 +1392,16 @@ durable_code engine_sched_start(struct durable *d, durable_error *err)
     s->n_buckets = 1024;
     s->buckets = xcalloc(s->n_buckets, sizeof(*s->buckets));
     d->sched = s;
+    rc = steps_io_start(io_done, s, &s->io, err);
     /* Recovery runs before the thread starts, so nothing races with it. */
-    if (d->recovery == DURABLE_RECOVER_ALL)
+    if (rc == DURABLE_OK && d->recovery == DURABLE_RECOVER_ALL)
         rc = store_runs_unfinished(d->store, adopt_record, s, err);
     if (rc == DURABLE_OK && pthread_create(&d->scheduler, NULL, sched_main, s) != 0)
         rc = err_set(err, DURABLE_ENOMEM, "could not start the scheduler thread");
+    if (rc != DURABLE_OK) {
+        steps_io_stop(s->io);
+        s->io = NULL;
+    }
     return rc;
 }
 
@@ -1178,19 +1418,17 @@ void engine_sched_stop(struct durable *d)
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->mu);
     pthread_join(d->scheduler, NULL);
+    /* The I/O thread may still post until it is joined. */
+    steps_io_stop(s->io);
+    s->io = NULL;
     pthread_mutex_lock(&s->mu);
     s->closed = true;
     m = s->head;
     s->head = s->tail = NULL;
     pthread_mutex_unlock(&s->mu);
     for (; m; m = next) {
-        struct commit_item *ci, *cn;
         next = m->next;
-        for (ci = m->items; ci; ci = cn) {
-            cn = ci->next;
-            commit_item_free(ci);
-        }
-        free(m);
+        msg_free(m);
     }
     for (i = 0; i < s->n_buckets; i++) {
         struct run_state *r = s->buckets[i], *rn;

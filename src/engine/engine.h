@@ -14,11 +14,19 @@
  *             wait for the reply, or post a message to the scheduler.
  *
  * Step state machine (scheduler's view; the store holds the durable one):
- *   PENDING --deps done--> STARTING --START committed--> RUNNING
+ *   PENDING --deps done, `if` true--> STARTING --START committed--> RUNNING
  *   RUNNING --outcome--> FINISHING --COMPLETE committed--> COMPLETED
  *                                  --RETRY committed--> RETRYING --timer--> STARTING
  *                                  --FAIL committed--> FAILED (run fails)
- *   PENDING --a dependency skipped--> SKIPPING --SKIP committed--> SKIPPED
+ *                                  --WAIT committed--> WAITING (delay, approval)
+ *   RUNNING --http_request--> (I/O thread) --MSG_IO--> outcome as above
+ *   WAITING --TM_WAKE--> outcome (delay done, approval timeout: DECIDE or FAIL)
+ *   WAITING --DECIDE committed (durable_step_decide, any thread)--> COMPLETED
+ *   RUNNING --workflow step--> child RUN_CREATE --child's RUN_FINISH--> outcome
+ *   PENDING --a dependency skipped and no `if`, or `if` false--> SKIPPING
+ *           --SKIP committed--> SKIPPED
+ * on_ready, on_started, handle_outcome, on_timer and on_step_committed in
+ * engine.c perform these.
  *
  * Run incarnations: a run is in the scheduler's memory from its adoption
  * (RUN_CREATE committed, recovery at open, resume by key, or a retry) until
@@ -76,6 +84,11 @@ struct commit_item {
     bool notify_sched;            /* pass to the scheduler after commit */
     struct commit_reply *reply;   /* borrowed; signalled after commit, or NULL */
     struct plan *plan;            /* RUN_CREATE: a reference for the scheduler */
+    bool is_child;                /* RUN_CREATE of a `workflow` step's child run: */
+    char parent_id[ID_MAX];       /*   the parent run, */
+    uint64_t parent_gen;          /*   its incarnation, */
+    size_t parent_step;           /*   the step, */
+    uint32_t parent_step_gen;     /*   and its attempt's generation */
     size_t step_idx;              /* STEP_*: index into the plan */
     uint64_t run_gen;             /* scheduler items: the incarnation of the run
                                      that made it (engine.c), so that a result
@@ -206,6 +219,15 @@ void engine_sched_resume(struct durable *d, const char *run_id);
  * like engine_sched_resume, without a `recovered` event, and replacing a
  * stale in-memory state of the run if one is left. */
 void engine_sched_retry(struct durable *d, const char *run_id);
+
+/* A TR_RUN_CREATE item for a child run (a `workflow` step) of workflow (id
+ * or name, latest version) with input_json (an object, or NULL for the
+ * definition's defaults) and idempotency key `key` (the parent step's, so
+ * that starting it again after a restart returns the same child). The run
+ * id is claimed (engine_run_lock). Reads the store: callable from the
+ * scheduler thread. OUT *out (owned) on success. */
+durable_code engine_child_item(struct durable *d, const char *workflow, const char *input_json,
+        const char *key, struct commit_item **out, durable_error *err);
 
 /* ---- lock.c: which process executes which runs ---- */
 /* Takes the presence lock (exclusive for DURABLE_RECOVER_ALL, shared

@@ -52,6 +52,10 @@ const struct step_type *steps_type_for(enum step_kind kind)
         return &steps_delay_type;
     case STEP_APPROVAL:
         return &steps_approval_type;
+    case STEP_HTTP_REQUEST:
+        return &steps_http_type;
+    case STEP_WORKFLOW:
+        return &steps_workflow_type;
     default:
         return NULL;
     }

@@ -12,6 +12,10 @@
  *             store transition made by durable_step_decide, not a call
  *             here; timer() is the timeout: on_timeout reject (default)
  *             or approve decide with by "timeout", fail fails the attempt.
+ *   workflow  start a child run of config.workflow with config.input: the
+ *             engine creates it (idempotency key: this step's key, so a
+ *             restart finds the same child) and ends the step with the
+ *             child's outcome: its output, or a failure.
  * The config is the rendered one (templates allowed): values are checked
  * again here, an invalid one fails the attempt with "invalid_config".
  */
@@ -131,4 +135,28 @@ const struct step_type steps_approval_type = {
     .kind = STEP_APPROVAL,
     .start = approval_start,
     .timer = approval_timer,
+};
+
+/* ---- workflow (child runs) ---- */
+
+static void workflow_start(const struct step_call *c, struct step_outcome *out)
+{
+    json_t *wf = json_object_get(c->config, "workflow");
+    json_t *input = json_object_get(c->config, "input");
+
+    if (!json_is_string(wf) || json_string_length(wf) == 0) {
+        steps_fail(out, STEPS_INVALID_CONFIG, "config.workflow: expected a workflow name");
+        return;
+    }
+    if (input && !json_is_object(input)) {
+        steps_fail(out, STEPS_INVALID_CONFIG, "config.input: expected an object");
+        return;
+    }
+    out->kind = STEP_OUT_CHILD;
+    out->data = json_pack("{s:O, s:O?}", "workflow", wf, "input", input);
+}
+
+const struct step_type steps_workflow_type = {
+    .kind = STEP_WORKFLOW,
+    .start = workflow_start,
 };

@@ -154,6 +154,7 @@ static durable_code run_load_locked(struct store *s, const char *run_id, struct 
         r->order_id = col_strdup(st, 5);
         r->created_at_ms = sqlite3_column_int64(st, 6);
         r->deadline_ms = sqlite3_column_int64(st, 7);
+        r->order_amount = sqlite3_column_double(st, 8);
     }
     stmt_release(st);
     if (rc == DURABLE_OK)

@@ -221,7 +221,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_WF_BY_NAME] = { WF_COLS " WHERE name = ?1 ORDER BY version DESC LIMIT 1",
                         "read a workflow" },
     [ST_RUN_LOAD] = { "SELECT r.id, r.workflow_id, w.definition, r.status, r.input, r.order_id,"
-                      " r.created_at, r.deadline_at"
+                      " r.created_at, r.deadline_at,"
+                      " (SELECT amount FROM orders WHERE id = r.order_id)"
                       " FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = ?1",
                       "read a run" },
     [ST_STEPS_LOAD] = { "SELECT step_id, status, attempt, wake_at, started_at, output"

@@ -222,6 +222,7 @@ struct run_record {
     char *status;
     char *input_json;
     char *order_id;       /* or NULL */
+    double order_amount;  /* the order's amount, when order_id */
     int64_t created_at_ms;
     int64_t deadline_ms;  /* 0 for none */
     struct step_record *steps;

@@ -55,6 +55,9 @@ def describe(cmd, rc, out, err):
             % (" ".join(cmd), rc, text_of(out), text_of(err)))
 
 
+
+NEEDS_A_PEER = {"http-pipeline.json"}
+
 class Result:
     """A finished process: its command, exit status and output."""
 
@@ -248,7 +251,10 @@ class ExamplesTest(CliTestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmpdir = tempfile.mkdtemp(prefix="durable-e2e-examples-")
-        cls.files = sorted(glob.glob(os.path.join(EXAMPLES, "*.json")))
+        # http-pipeline.json needs a URL to call (its input); the YAML
+        # examples wait for a person: tests/e2e/test_steps_*.py run those.
+        cls.files = sorted(f for f in glob.glob(os.path.join(EXAMPLES, "*.json"))
+                           if os.path.basename(f) not in NEEDS_A_PEER)
         if not cls.files:
             raise RuntimeError("no examples in %s" % EXAMPLES)
         jobs = []

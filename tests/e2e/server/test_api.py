@@ -53,6 +53,14 @@ def failing(name="fails"):
         task("after", 0.1, ["flaky", "side"])]}
 
 
+def example_name(filename):
+    """The workflow name of an example file (JSON, or YAML's top-level name:)."""
+    if filename.endswith(".json"):
+        return su.load_example(filename)["name"]
+    with open(os.path.join(su.EXAMPLES, filename)) as f:
+        return re.search(r"^name:\s*['\"]?([^'\"\s#]+)", f.read(), re.M).group(1)
+
+
 def started(events, step_id):
     return [e for e in events if e["type"] == "step_started" and e["step_id"] == step_id]
 
@@ -186,8 +194,8 @@ class ApiTest(su.ServerTest):
 
     def test_startup_registers_the_workflows_dir(self):
         srv = self.start_server(workflows=su.EXAMPLES)
-        names = sorted(su.load_example(f)["name"] for f in os.listdir(su.EXAMPLES)
-                       if f.endswith(".json"))
+        names = sorted(example_name(f) for f in os.listdir(su.EXAMPLES)
+                       if f.endswith((".json", ".yaml", ".yml")))
         lst = srv.get("/workflows?limit=500")
         self.assertOk(lst)
         self.assertEqual(sorted(w["name"] for w in lst.json()), names, lst)

@@ -544,6 +544,147 @@ static void test_decide_run_not_in_memory(void **state)
     durable_free(wf);
 }
 
+/* The run's demo order is in the context: run.order.{id, amount}. */
+static void test_order_in_context(void **state)
+{
+    struct fixture *f = *state;
+    char *wf = reg(f->d, "{\"name\":\"big\",\"steps\":["
+                         "{\"id\":\"big\",\"type\":\"condition\","
+                         "\"config\":{\"expression\":\".run.order.amount > 1000\"}},"
+                         "{\"id\":\"who\",\"type\":\"transform\","
+                         "\"config\":{\"expression\":\"[.run.id, .run.order.id]\"}}]}");
+    durable_run_request req = { .workflow = wf, .create_order = true, .order_amount = 1500 };
+    durable_error err = { 0 };
+    char *run = NULL;
+    json_t *j, *who;
+
+    assert_int_equal(DURABLE_OK, durable_run_start(f->d, &req, &run, NULL, &err));
+    assert_string_equal("completed", wait_run(f->d, run));
+    j = get_run(f->d, run);
+    assert_true(json_is_true(json_object_get(step_of(j, "big"), "output")));
+    who = json_object_get(step_of(j, "who"), "output");
+    assert_string_equal(run, json_string_value(json_array_get(who, 0)));
+    assert_string_equal(json_string_value(json_object_get(j, "order_id")),
+            json_string_value(json_array_get(who, 1)));
+    json_decref(j);
+    durable_free(run);
+    durable_free(wf);
+}
+
+/* ---- workflow (child runs) ---- */
+
+static char *child_of(durable *d, const char *wf, const char *parent, const char *step)
+{
+    durable_error err = { 0 };
+    char key[160], *id = NULL;
+
+    snprintf(key, sizeof(key), "%s/%s#1", parent, step);
+    if (durable_run_find(d, wf, key, &id, &err) != DURABLE_OK)
+        fail_msg("child of %s: %s", parent, err.msg);
+    return id;
+}
+
+static void test_child_workflow_output_and_failure(void **state)
+{
+    struct fixture *f = *state;
+    char *c1 = reg(f->d, "{\"name\":\"child-double\",\"steps\":[{\"id\":\"t\","
+                         "\"type\":\"transform\",\"config\":{\"expression\":\".input.n * 2\"}}]}");
+    char *c2 = reg(f->d, "{\"name\":\"child-bad\",\"steps\":[{\"id\":\"t\","
+                         "\"type\":\"transform\",\"config\":{\"expression\":\"error(\\\"no\\\")\"}}]}");
+    char *wf = reg(f->d, "{\"name\":\"parent\",\"steps\":["
+                         "{\"id\":\"kid\",\"type\":\"workflow\",\"config\":{\"workflow\":"
+                         "\"{{ .input.which }}\",\"input\":{\"n\":\"{{ .input.n }}\"}}},"
+                         "{\"id\":\"after\",\"type\":\"log\",\"depends_on\":[\"kid\"],"
+                         "\"config\":{\"message\":\"got {{ .steps.kid.output.t }}\"}}]}");
+    char *run = start_in(f->d, wf, "{\"which\":\"child-double\",\"n\":21}");
+    char *child;
+    json_t *j;
+
+    assert_string_equal("completed", wait_run(f->d, run));
+    j = get_run(f->d, run);
+    assert_int_equal(42, json_integer_value(json_object_get(
+            json_object_get(step_of(j, "kid"), "output"), "t")));
+    assert_string_equal("got 42", json_string_value(json_object_get(
+            json_object_get(step_of(j, "after"), "output"), "message")));
+    json_decref(j);
+    child = child_of(f->d, "child-double", run, "kid");
+    assert_string_equal("completed", wait_run(f->d, child));
+    durable_free(child);
+    durable_free(run);
+
+    run = start_in(f->d, wf, "{\"which\":\"child-bad\",\"n\":1}");
+    assert_string_equal("failed", wait_run(f->d, run));
+    j = get_run(f->d, run);
+    assert_string_equal("failed", step_status(j, "kid"));
+    assert_non_null(strstr(json_string_value(json_object_get(step_of(j, "kid"), "error_message")),
+            "failed"));
+    json_decref(j);
+    durable_free(run);
+
+    run = start_in(f->d, wf, "{\"which\":\"no-such-workflow\",\"n\":1}");
+    assert_string_equal("failed", wait_run(f->d, run));
+    durable_free(run);
+    durable_free(wf);
+    durable_free(c1);
+    durable_free(c2);
+}
+
+static const char waiting_child_def[] =
+        "{\"name\":\"child-waits\",\"steps\":[{\"id\":\"nap\",\"type\":\"delay\","
+        "\"config\":{\"seconds\":\"{{ .input.s }}\"}}]}";
+static const char waiting_parent_def[] =
+        "{\"name\":\"parent-waits\",\"steps\":[{\"id\":\"kid\",\"type\":\"workflow\","
+        "\"config\":{\"workflow\":\"child-waits\",\"input\":{\"s\":\"{{ .input.s }}\"}}}]}";
+
+static void test_cancel_parent_cancels_child(void **state)
+{
+    struct fixture *f = *state;
+    char *c = reg(f->d, waiting_child_def);
+    char *wf = reg(f->d, waiting_parent_def);
+    char *run = start_in(f->d, wf, "{\"s\":3600}");
+    durable_error err = { 0 };
+    char *child;
+
+    wait_step(f->d, run, "kid", "running");
+    usleep(200000);
+    child = child_of(f->d, "child-waits", run, "kid");
+    wait_step(f->d, child, "nap", "waiting");
+    assert_int_equal(DURABLE_OK, durable_run_cancel(f->d, run, &err));
+    assert_string_equal("cancelled", wait_run(f->d, run));
+    assert_string_equal("cancelled", wait_run(f->d, child));
+    durable_free(child);
+    durable_free(run);
+    durable_free(wf);
+    durable_free(c);
+}
+
+static void test_child_across_reopen(void **state)
+{
+    struct fixture *f = *state;
+    char *c = reg(f->d, waiting_child_def);
+    char *wf = reg(f->d, waiting_parent_def);
+    char *run = start_in(f->d, wf, "{\"s\":0.5}");
+    durable_run_filter filter = { .workflow_id = "child-waits" };
+    durable_error err = { 0 };
+    int64_t total = 0;
+    char *child, *list = NULL;
+
+    wait_step(f->d, run, "kid", "running");
+    usleep(100000);
+    child = child_of(f->d, "child-waits", run, "kid");
+    durable_close(f->d);
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
+    assert_string_equal("completed", wait_run(f->d, run));
+    assert_string_equal("completed", wait_run(f->d, child));
+    assert_int_equal(DURABLE_OK, durable_runs_list(f->d, &filter, &list, &total, &err));
+    assert_int_equal(1, total);
+    durable_free(list);
+    durable_free(child);
+    durable_free(run);
+    durable_free(wf);
+    durable_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +700,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_approval_timeouts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_waiting_approvals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decide_run_not_in_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_order_in_context, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_workflow_output_and_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_parent_cancels_child, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_across_reopen, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
