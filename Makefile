@@ -54,3 +54,29 @@ test-tsan: $(TSAN_BUILD)/build.ninja
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+
+# ---- benchmarks (bench/README.md) ----
+# `make bench`: a release build without failpoints in $(BENCH_BUILD), the
+# bench programs compiled against its libdurable.so (which carries its own
+# dependencies, so this link line does not follow them), then every workload on
+# fresh temporary databases under $(BENCH_BUILD); prints the table and writes
+# $(BUILD)/bench.json. BENCH_ARGS=--quick tries the harness with small sizes.
+BENCH_BUILD  ?= build-bench
+BENCH_ARGS   ?=
+BENCH_CFLAGS ?= -std=c11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+	-Wmissing-prototypes -Wformat=2 -Wvla -Wwrite-strings -Wundef
+
+.PHONY: bench
+
+bench: deps
+	@bench/install-bench-deps.sh
+	cmake -S . -B $(BENCH_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DDURABLE_FAILPOINTS=OFF -DDURABLE_TESTS=OFF
+	cmake --build $(BENCH_BUILD) -j $(JOBS)
+	mkdir -p $(BENCH_BUILD)/bench
+	$(CC) $(BENCH_CFLAGS) -Iinclude -o $(BENCH_BUILD)/bench/bench_sqlite \
+	  bench/bench_sqlite.c bench/bench_util.c $$(pkg-config --libs sqlite3)
+	$(CC) $(BENCH_CFLAGS) -pthread -Iinclude -o $(BENCH_BUILD)/bench/bench_engine \
+	  bench/bench_engine.c bench/bench_util.c $(BENCH_BUILD)/libdurable.so \
+	  -Wl,-rpath,$(abspath $(BENCH_BUILD)) $$(pkg-config --libs sqlite3) -lpthread -lm
+	python3 bench/run.py --build $(BENCH_BUILD) --json $(BUILD)/bench.json $(BENCH_ARGS)
