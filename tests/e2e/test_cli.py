@@ -56,7 +56,7 @@ def describe(cmd, rc, out, err):
 
 
 
-NEEDS_A_PEER = {"http-pipeline.json"}
+NEEDS_A_PEER = {"http-pipeline.json", "nightly-report.json"}
 
 class Result:
     """A finished process: its command, exit status and output."""
@@ -251,8 +251,10 @@ class ExamplesTest(CliTestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmpdir = tempfile.mkdtemp(prefix="durable-e2e-examples-")
-        # http-pipeline.json needs a URL to call (its input); the YAML
-        # examples wait for a person: tests/e2e/test_steps_*.py run those.
+        # http-pipeline.json needs a URL to call (its input), nightly-report
+        # a registered child workflow (simple-pipeline: `durable serve
+        # --workflows examples` has it); the YAML examples wait for a person.
+        # tests/e2e/test_steps_*.py and the unit tests run those kinds.
         cls.files = sorted(f for f in glob.glob(os.path.join(EXAMPLES, "*.json"))
                            if os.path.basename(f) not in NEEDS_A_PEER)
         if not cls.files:
