@@ -517,13 +517,32 @@ static void follow(durable *d, struct ev_queue *q, struct view *v)
     }
 }
 
+/* True when idempotency key already names a finished run of workflow wf. */
+static bool key_run_finished(durable *d, const char *wf, const char *key)
+{
+    durable_error err = { 0 };
+    char *run_id = NULL, *json = NULL;
+    bool finished = false;
+
+    if (durable_run_find(d, wf, key, &run_id, &err) == DURABLE_OK &&
+            durable_run_get(d, run_id, &json, &err) == DURABLE_OK) {
+        json_t *run = json_loads(json, 0, NULL);
+        const char *status = json_string_value(json_object_get(run, "status"));
+        finished = status && is_finished(status);
+        json_decref(run);
+    }
+    durable_free(json);
+    durable_free(run_id);
+    return finished;
+}
+
 static int run_with(durable *d, const struct run_args *a, const char *text, size_t len)
 {
     struct ev_queue q;
     struct view v;
     char *wf = NULL, *run_id = NULL, *json = NULL, key[ID_MAX];
     durable_error err = { 0 };
-    bool existed = false;
+    bool existed = false, was_finished;
     int sub, ret;
 
     memset(&q, 0, sizeof(q));
@@ -539,6 +558,9 @@ static int run_with(durable *d, const struct run_args *a, const char *text, size
     else
         id_new("cli-", key, sizeof(key));
     sub = durable_subscribe(d, on_event, &q);
+    /* Whether the key's run had finished is read before starting: once
+     * started, this process may resume and finish it before we look. */
+    was_finished = key_run_finished(d, wf, key);
     ret = start_run(d, a, wf, key, &run_id, &existed);
     if (ret)
         goto unsubscribe;
@@ -548,7 +570,7 @@ static int run_with(durable *d, const struct run_args *a, const char *text, size
     snprintf(v.run_id, sizeof(v.run_id), "%s", run_id);
     if (durable_run_get(d, run_id, &json, &err) == DURABLE_OK)
         view_load(&v, json);
-    if (existed && is_finished(v.status))
+    if (existed && was_finished)
         printf("already finished: run %s (id %s)\n", run_id, key);
     else if (existed && durable_run_elsewhere(d, run_id))
         printf("run %s (id %s) is being executed by another durable process; waiting for it to "
