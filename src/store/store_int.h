@@ -46,6 +46,7 @@ enum stmt_id {
     ST_RUN_RECOMPUTE,
     ST_RUN_FINISH,
     ST_RUN_NEXT_SEQ,
+    ST_RUN_LAST_SEQ,
     ST_STEP_INSERT,
     ST_STEP_GUARD,
     ST_STEP_START,
@@ -101,6 +102,9 @@ enum stmt_id {
     ST_SNAP_SCHEMA_VERSION_COUNT,
     ST_COUNT
 };
+
+/* A statement's SQL text (for tests that EXPLAIN it). */
+const char *store_stmt_sql(enum stmt_id id);
 
 /* One SQLite connection and its statements. Confined to one thread at a time. */
 struct conn {

@@ -26,6 +26,7 @@
 
 #include "def/def.h"
 #include "store/store.h"
+#include "store/store_int.h"
 
 #define T0 1700000000000LL /* a fixed "now" in Unix ms */
 
@@ -1574,6 +1575,39 @@ static void test_counts_and_ping(void **state)
     assert_int_equal(store_ping(f->s, &err), DURABLE_OK);
 }
 
+/* The writer's statements must not make SQLite build a temporary b-tree
+ * (OpenEphemeral: an IN list of three or more values, RETURNING, a partial
+ * index whose predicate holds one): each one allocates and faults in a
+ * fresh page cache, which was most of the writer's time per step. */
+static void test_no_temp_tables(void **state)
+{
+    struct fixture *f = *state;
+    sqlite3 *db = raw_open(f);
+    char failed[1024] = "";
+    int id;
+
+    for (id = ST_WF_LATEST; id <= ST_RUN_RETRY; id++) {
+        char sql[2048];
+        sqlite3_stmt *st = NULL;
+
+        snprintf(sql, sizeof(sql), "EXPLAIN %s", store_stmt_sql((enum stmt_id)id));
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *op = (const char *)sqlite3_column_text(st, 1);
+            if (op && strcmp(op, "OpenEphemeral") == 0) {
+                size_t n = strlen(failed);
+                snprintf(failed + n, sizeof(failed) - n, "%s%.60s", n ? " | " : "",
+                         store_stmt_sql((enum stmt_id)id));
+                break;
+            }
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    if (failed[0])
+        fail_msg("statements with a temporary table: %s", failed);
+}
+
 int main(void)
 {
 #define T(fn)  cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1613,6 +1647,7 @@ int main(void)
         T(test_workflows_and_orders_lists),
         T(test_snapshot),
         T(test_counts_and_ping),
+        T(test_no_temp_tables),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
