@@ -128,6 +128,8 @@ struct sched {
     size_t n_heap;
     size_t cap_heap;
     uint64_t next_run_gen;
+    struct commit_item **capture; /* submit_start: where submit() puts the one
+                                     item a pure start produced, or NULL */
     struct step_io *io;        /* the I/O thread (steps/http.c): http_request transfers */
 };
 
@@ -289,6 +291,11 @@ static struct timer timer_pop(struct sched *s)
 static void submit(struct sched *s, struct commit_item *ci)
 {
     ci->notify_sched = true;
+    if (s->capture) {
+        DUR_ASSERT(!*s->capture);
+        *s->capture = ci;
+        return;
+    }
     /* ECLOSED only while shutting down: the run resumes at the next open. */
     engine_commit_submit(s->d, ci);
 }
@@ -365,11 +372,32 @@ static void submit_complete(struct sched *s, struct run_state *r, size_t i, json
     submit(s, ci);
 }
 
+static void on_started(struct sched *s, struct run_state *r, size_t i);
+
+/* Starts attempt `attempt` of step i. A type with a pure start is asked at
+ * once, on the committed data the run context holds, and its answer (a
+ * completion, failure or wait) is chained to the START: one commit per
+ * step instead of two, and nothing outside the engine has seen the attempt
+ * before both commit. A type that answers with a timer has it armed now. */
 static void submit_start(struct sched *s, struct run_state *r, size_t i, int attempt)
 {
+    const struct step_type *type = steps_type_for(r->plan->steps[i].kind);
+    struct commit_item *ci, *then = NULL;
+
     r->steps[i].attempt = attempt;
     r->steps[i].st = SS_STARTING;
-    submit(s, step_item(r, i, TR_STEP_START));
+    ci = step_item(r, i, TR_STEP_START);
+    if (type && type->pure_start) {
+        ci->began = true;
+        s->capture = &then;
+        on_started(s, r, i);
+        s->capture = NULL;
+        if (then) {
+            then->after_prev = true;
+            ci->next = then;
+        }
+    }
+    submit(s, ci);
 }
 
 static void submit_finish(struct sched *s, struct run_state *r, const char *status, const char *error,
@@ -1004,7 +1032,8 @@ static void on_step_committed(struct sched *s, struct run_state *r, struct commi
         observe_attempt(s, &r->steps[i]);
     switch (t->kind) {
     case TR_STEP_START:
-        on_started(s, r, i);
+        if (!ci->began)
+            on_started(s, r, i);
         break;
     case TR_STEP_COMPLETE:
         r->steps[i].st = SS_COMPLETED;

@@ -82,6 +82,14 @@ struct commit_item {
     struct transition fallback;   /* used when has_fallback and the action refuses */
     bool has_fallback;
     bool notify_sched;            /* pass to the scheduler after commit */
+    bool after_prev;              /* chained: submitted in one list with the item
+                                     before it, applied in the same transaction,
+                                     and only if that one was (else refused with
+                                     DURABLE_ECONFLICT) */
+    bool began;                   /* STEP_START: the scheduler began the attempt
+                                     before the START committed (a pure start,
+                                     engine.c submit_start); its outcome is the
+                                     item chained after it */
     struct commit_reply *reply;   /* borrowed; signalled after commit, or NULL */
     struct plan *plan;            /* RUN_CREATE: a reference for the scheduler */
     bool is_child;                /* RUN_CREATE of a `workflow` step's child run: */
@@ -196,8 +204,9 @@ struct durable {
 
 /* ---- writer.c ---- */
 void engine_writer_start(struct durable *d);
-/* Queues an item (takes ownership). Fails with DURABLE_ECLOSED when stopping
- * (the item is freed). */
+/* Queues an item, or a list of items linked by next whose later items are
+ * after_prev (takes ownership). Fails with DURABLE_ECLOSED when stopping
+ * (the items are freed). */
 durable_code engine_commit_submit(struct durable *d, struct commit_item *ci);
 /* Queues an item with a reply and waits until it has committed. Takes
  * ownership of ci. The reply's code and result are copied to the caller. */

@@ -12,6 +12,10 @@
  * A step completion with an action carries a fallback (the failure the step
  * gets if the action refuses), so the refusal and its consequence commit in
  * the same transaction without a round trip through the scheduler.
+ *
+ * Items may come as a chain (after_prev: a step's START and the outcome its
+ * type gave at once): a chain is never split across batches, and an item of
+ * it is applied only if the one before it was.
  */
 #include "util/common.h"
 
@@ -68,22 +72,27 @@ void commit_item_free(struct commit_item *ci)
 
 durable_code engine_commit_submit(struct durable *d, struct commit_item *ci)
 {
+    struct commit_item *last = ci, *next;
     bool closed;
 
+    while (last->next)
+        last = last->next;
     pthread_mutex_lock(&d->cq_mu);
     closed = d->cq_closed;
     if (!closed) {
-        ci->next = NULL;
         if (d->cq_tail)
             d->cq_tail->next = ci;
         else
             d->cq_head = ci;
-        d->cq_tail = ci;
+        d->cq_tail = last;
         pthread_cond_signal(&d->cq_cond);
     }
     pthread_mutex_unlock(&d->cq_mu);
     if (closed) {
-        commit_item_free(ci);
+        for (; ci; ci = next) {
+            next = ci->next;
+            commit_item_free(ci);
+        }
         return DURABLE_ECLOSED;
     }
     return DURABLE_OK;
@@ -119,7 +128,8 @@ done:
     return rc;
 }
 
-/* Takes the whole queue (bounded by WRITER_MAX_BATCH). Blocks while empty.
+/* Takes the whole queue (bounded by WRITER_MAX_BATCH, but never splitting a
+ * chain). Blocks while empty.
  * Returns NULL when the queue is closed and drained. */
 static struct commit_item *take_batch(struct durable *d)
 {
@@ -132,7 +142,7 @@ static struct commit_item *take_batch(struct durable *d)
     head = d->cq_head;
     if (head) {
         last = head;
-        while (last->next && n < WRITER_MAX_BATCH) {
+        while (last->next && (n < WRITER_MAX_BATCH || last->next->after_prev)) {
             last = last->next;
             n++;
         }
@@ -186,14 +196,19 @@ done:
 static durable_code commit_batch(struct durable *d, struct commit_item *batch,
         struct store_events *ev, durable_error *err)
 {
-    struct commit_item *ci;
+    struct commit_item *ci, *prev = NULL;
     durable_code rc;
 
     store_events_clear(ev);
     rc = store_tx_begin(d->store, err);
     if (rc != DURABLE_OK)
         return rc;
-    for (ci = batch; ci; ci = ci->next) {
+    for (ci = batch; ci; prev = ci, ci = ci->next) {
+        if (ci->after_prev && prev && prev->applied == APPLIED_NONE) {
+            ci->code = DURABLE_ECONFLICT;
+            ci->applied = APPLIED_NONE;
+            continue;
+        }
         rc = apply_item(d, ci, ev);
         if (rc != DURABLE_OK) {
             err_set(err, rc, "could not apply a transition");

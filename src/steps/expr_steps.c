@@ -37,11 +37,13 @@ static void eval_start(const struct step_call *c, struct step_outcome *out)
 
 const struct step_type steps_condition_type = {
     .kind = STEP_CONDITION,
+    .pure_start = true,
     .start = eval_start,
 };
 
 const struct step_type steps_transform_type = {
     .kind = STEP_TRANSFORM,
+    .pure_start = true,
     .start = eval_start,
 };
 
@@ -82,5 +84,6 @@ static void log_start(const struct step_call *c, struct step_outcome *out)
 
 const struct step_type steps_log_type = {
     .kind = STEP_LOG,
+    .pure_start = true,
     .start = log_start,
 };

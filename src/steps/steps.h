@@ -64,6 +64,11 @@ struct step_call {
 
 struct step_type {
     enum step_kind kind;
+    /* start() has no effect outside its outcome and reads only what its call
+     * holds: the engine may ask it before the attempt's START has committed
+     * and commit the START and the answer in one transaction. Not so for a
+     * type that acts on the world (http_request) or starts runs (workflow). */
+    bool pure_start;
     void (*start)(const struct step_call *c, struct step_outcome *out);
     void (*timer)(const struct step_call *c, struct step_outcome *out); /* may be NULL */
 };

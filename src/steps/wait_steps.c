@@ -88,6 +88,7 @@ static void delay_timer(const struct step_call *c, struct step_outcome *out)
 
 const struct step_type steps_delay_type = {
     .kind = STEP_DELAY,
+    .pure_start = true,
     .start = delay_start,
     .timer = delay_timer,
 };
@@ -133,6 +134,7 @@ static void approval_timer(const struct step_call *c, struct step_outcome *out)
 
 const struct step_type steps_approval_type = {
     .kind = STEP_APPROVAL,
+    .pure_start = true,
     .start = approval_start,
     .timer = approval_timer,
 };
