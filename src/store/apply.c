@@ -125,34 +125,49 @@ static bool status_allowed(const struct step_guard *g, const char *status)
     return false;
 }
 
+/* A step transition's guard: the run must exist and be unfinished, the step
+ * exist with a status g allows (and, if g says so, be at t's attempt).
+ * Reads both in one statement, and remembers the run's last event seq for
+ * the events that follow. OUT *out_order_id: the run's order, owned, or NULL. */
 static durable_code guard_step(struct store *s, const struct transition *t,
-                               const struct step_guard *g, durable_error *err)
+                               const struct step_guard *g, char **out_order_id,
+                               durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
-    const char *status;
+    const char *run_status, *status;
     int attempt;
-    durable_code rc = stmt_get(&s->w, ST_STEP_GUARD, &st, err, "ss", t->run_id, t->step_id);
+    durable_code rc = stmt_get(&s->w, ST_RUN_STEP_GUARD, &st, err, "ss", t->run_id, t->step_id);
 
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &has_row, err);
-    if (rc == DURABLE_OK && !has_row) {
+    if (rc == DURABLE_OK && !has_row)
+        rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", t->run_id);
+    if (rc != DURABLE_OK)
+        goto done;
+    run_status = col_text(st, 0);
+    run_status = run_status ? run_status : "";
+    status = col_text(st, 3);
+    attempt = sqlite3_column_int(st, 4);
+    if (store_run_status_is_finished(run_status)) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run \"%s\" is already %s", t->run_id, run_status);
+    } else if (!status) {
         rc = err_set(err, DURABLE_ENOTFOUND, "step \"%s\" not found in run \"%s\"", t->step_id,
                      t->run_id);
+    } else if (!status_allowed(g, status)) {
+        rc = err_set(err, DURABLE_ECONFLICT, "cannot %s step \"%s\": it is %s", g->verb,
+                     t->step_id, status);
+    } else if (g->check_attempt && attempt != t->attempt) {
+        rc = err_set(err, DURABLE_ECONFLICT,
+                     "cannot %s step \"%s\": attempt %d is not the current attempt %d", g->verb,
+                     t->step_id, t->attempt, attempt);
     }
     if (rc == DURABLE_OK) {
-        status = col_text(st, 0);
-        status = status ? status : "";
-        attempt = sqlite3_column_int(st, 1);
-        if (!status_allowed(g, status)) {
-            rc = err_set(err, DURABLE_ECONFLICT, "cannot %s step \"%s\": it is %s", g->verb,
-                         t->step_id, status);
-        } else if (g->check_attempt && attempt != t->attempt) {
-            rc = err_set(err, DURABLE_ECONFLICT,
-                         "cannot %s step \"%s\": attempt %d is not the current attempt %d", g->verb,
-                         t->step_id, t->attempt, attempt);
-        }
+        *out_order_id = col_strdup(st, 1);
+        snprintf(s->seq_run, sizeof(s->seq_run), "%s", t->run_id);
+        s->seq_last = sqlite3_column_int64(st, 2);
     }
+done:
     stmt_release(st);
     return rc;
 }
@@ -177,7 +192,7 @@ static durable_code step_start(struct store *s, const struct transition *t, stru
                                 t->attempt, t->at_ms);
 
     if (rc == DURABLE_OK)
-        rc = stmt_exec(&s->w, ST_RUN_STARTED, err, "sI", t->run_id, t->at_ms);
+        rc = stmt_exec(&s->w, ST_RUN_RUNNING, err, "sI", t->run_id, t->at_ms);
     if (rc == DURABLE_OK) {
         json_t *data = json_pack("{s:i, s:s++}", "attempt", t->attempt, "idempotency_key",
                                  t->run_id, "/", t->step_id);
@@ -308,9 +323,7 @@ static durable_code apply_step(struct store *s, const struct transition *t, stru
     durable_code rc = require(t->step_id, "step_id", err);
 
     if (rc == DURABLE_OK)
-        rc = guard_run(s, t->run_id, true, &order_id, err);
-    if (rc == DURABLE_OK)
-        rc = guard_step(s, t, g, err);
+        rc = guard_step(s, t, g, &order_id, err);
     if (rc == DURABLE_OK) {
         switch (t->kind) {
         case TR_STEP_START:
@@ -333,7 +346,8 @@ static durable_code apply_step(struct store *s, const struct transition *t, stru
             break;
         }
     }
-    if (rc == DURABLE_OK)
+    /* A START has made the run running already (step_start). */
+    if (rc == DURABLE_OK && t->kind != TR_STEP_START)
         rc = stmt_exec(&s->w, ST_RUN_RECOMPUTE, err, "s", t->run_id);
     free(order_id);
     return rc;
@@ -744,8 +758,10 @@ durable_code store_apply(struct store *s, const struct transition *t, struct sto
     }
     if (rc != DURABLE_OK && events)
         store_events_truncate(events, n0);
-    if (rc != DURABLE_OK)
+    if (rc != DURABLE_OK) {
         s->last_gid = gid0; /* what this call wrote is undone: its ids are free */
+        store_seq_forget(s);
+    }
     if (rc == DURABLE_OK && result)
         *result = res;
     return rc;

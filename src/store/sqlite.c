@@ -168,7 +168,9 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, 0)",
                         "create a run" },
     [ST_RUN_GUARD] = { "SELECT status, order_id FROM runs WHERE id = ?1", "read a run" },
-    [ST_RUN_STARTED] = { "UPDATE runs SET started_at = ?2 WHERE id = ?1 AND started_at IS NULL",
+    /* A step started: its run is running (the guard saw it unfinished). */
+    [ST_RUN_RUNNING] = { "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?2)"
+                         " WHERE id = ?1",
                          "start a run" },
     [ST_RUN_RECOMPUTE] = { "UPDATE runs SET status = CASE"
                            " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1"
@@ -189,11 +191,17 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_RUN_NEXT_SEQ] = { "UPDATE runs SET last_seq = last_seq + 1 WHERE id = ?1",
                           "number an event" },
     [ST_RUN_LAST_SEQ] = { "SELECT last_seq FROM runs WHERE id = ?1", "number an event" },
+    [ST_RUN_SET_SEQ] = { "UPDATE runs SET last_seq = ?2 WHERE id = ?1", "number an event" },
     [ST_STEP_INSERT] = { "INSERT INTO steps (run_id, idx, step_id, type, status, attempt,"
                          " max_attempts, depends_on, idempotency_key)"
                          " VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?1 || '/' || ?3)",
                          "create a step" },
-    [ST_STEP_GUARD] = { "SELECT status, attempt FROM steps" WHERE_STEP, "read a step" },
+    /* A step transition's guard: the run (no row: not found) and the step
+     * (NULL status: not found), in one read. */
+    [ST_RUN_STEP_GUARD] = { "SELECT r.status, r.order_id, r.last_seq, s.status, s.attempt"
+                            " FROM runs r LEFT JOIN steps s ON s.run_id = r.id AND s.step_id = ?2"
+                            " WHERE r.id = ?1",
+                            "read a step" },
     [ST_STEP_START] = { "UPDATE steps SET status = 'running', attempt = ?3, started_at = ?4,"
                         " completed_at = NULL, wake_at = NULL, error_message = NULL,"
                         " error_code = NULL" WHERE_STEP,
@@ -731,10 +739,16 @@ static durable_code read_last_gid(struct store *s, durable_error *err)
     return rc;
 }
 
+void store_seq_forget(struct store *s)
+{
+    s->seq_run[0] = '\0';
+}
+
 durable_code store_tx_begin(struct store *s, durable_error *err)
 {
     durable_code rc = stmt_exec(&s->w, ST_BEGIN, err, "");
 
+    store_seq_forget(s);
     /* Under the write lock: the last id is the database's, whoever wrote
      * it, and a rolled-back batch gives its ids out again. */
     if (rc == DURABLE_OK) {
@@ -752,6 +766,7 @@ durable_code store_tx_commit(struct store *s, durable_error *err)
 
 void store_tx_rollback(struct store *s)
 {
+    store_seq_forget(s);
     /* After some errors SQLite has already rolled back on its own. */
     if (sqlite3_get_autocommit(s->w.db))
         return;
@@ -796,22 +811,32 @@ durable_code store_event_append(struct store *s, struct store_events *events,
         rc = err_set(err, DURABLE_EIO, "could not encode the data of event \"%s\"", type);
         goto done;
     }
-    rc = stmt_exec(&s->w, ST_RUN_NEXT_SEQ, err, "s", k->run_id);
-    if (rc == DURABLE_OK)
-        rc = stmt_get(&s->w, ST_RUN_LAST_SEQ, &st, err, "s", k->run_id);
-    if (rc == DURABLE_OK)
-        rc = stmt_step(st, &has_row, err);
-    if (rc == DURABLE_OK && !has_row)
-        rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", k->run_id);
-    if (rc == DURABLE_OK)
-        seq = sqlite3_column_int64(st, 0);
-    stmt_release(st);
+    if (strcmp(k->run_id, s->seq_run) == 0) {
+        seq = s->seq_last + 1;
+        rc = stmt_exec(&s->w, ST_RUN_SET_SEQ, err, "sI", k->run_id, seq);
+    } else {
+        rc = stmt_exec(&s->w, ST_RUN_NEXT_SEQ, err, "s", k->run_id);
+        if (rc == DURABLE_OK)
+            rc = stmt_get(&s->w, ST_RUN_LAST_SEQ, &st, err, "s", k->run_id);
+        if (rc == DURABLE_OK)
+            rc = stmt_step(st, &has_row, err);
+        if (rc == DURABLE_OK && !has_row)
+            rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", k->run_id);
+        if (rc == DURABLE_OK)
+            seq = sqlite3_column_int64(st, 0);
+        stmt_release(st);
+    }
     if (rc == DURABLE_OK) {
         rc = stmt_exec(&s->w, ST_EVENT_INSERT, err, "sIssIsI", k->run_id, seq, type, k->step_id,
                        k->at_ms, text, s->last_gid + 1);
     }
-    if (rc == DURABLE_OK)
+    if (rc == DURABLE_OK) {
         s->last_gid++;
+        snprintf(s->seq_run, sizeof(s->seq_run), "%s", k->run_id);
+        s->seq_last = seq;
+    } else {
+        store_seq_forget(s);
+    }
     if (rc == DURABLE_OK && events) {
         event_push(events, k, seq, s->last_gid, type, text);
         text = NULL;

@@ -42,13 +42,14 @@ enum stmt_id {
     ST_RUN_BY_KEY,
     ST_RUN_INSERT,
     ST_RUN_GUARD,
-    ST_RUN_STARTED,
+    ST_RUN_RUNNING,
     ST_RUN_RECOMPUTE,
     ST_RUN_FINISH,
     ST_RUN_NEXT_SEQ,
     ST_RUN_LAST_SEQ,
+    ST_RUN_SET_SEQ,
     ST_STEP_INSERT,
-    ST_STEP_GUARD,
+    ST_RUN_STEP_GUARD,
     ST_STEP_START,
     ST_STEP_COMPLETE,
     ST_STEP_RETRY,
@@ -124,7 +125,16 @@ struct store {
      * put back by store_apply when a transition is refused, so that ids
      * have no gaps. */
     int64_t last_gid;
+    /* Writer thread only: the last event seq of run seq_run, known inside
+     * the open transaction (read by a step guard, or given out by the last
+     * append), so that numbering the next event is one UPDATE. Forgotten
+     * whenever a transition or the transaction is undone. */
+    char seq_run[ID_MAX];
+    int64_t seq_last;
 };
+
+/* Forgets s->seq_run (see struct store). */
+void store_seq_forget(struct store *s);
 
 /* Take and release read_mu, which guards the read connection r. */
 void store_read_lock(struct store *s);
