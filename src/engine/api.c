@@ -36,7 +36,6 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     pthread_cond_init(&d->cq_cond, NULL);
     pthread_mutex_init(&d->subs_mu, NULL);
     pthread_mutex_init(&d->finish_mu, NULL);
-    pthread_cond_init(&d->finish_cond, NULL);
     pthread_mutex_init(&d->plans_mu, NULL);
     engine_metrics_init(d);
     d->next_sub_id = 1;
@@ -78,7 +77,6 @@ void durable_close(durable *d)
     free(d->subs);
     engine_metrics_release(d);
     pthread_mutex_destroy(&d->plans_mu);
-    pthread_cond_destroy(&d->finish_cond);
     pthread_mutex_destroy(&d->finish_mu);
     pthread_mutex_destroy(&d->subs_mu);
     pthread_cond_destroy(&d->cq_cond);
@@ -499,49 +497,79 @@ durable_code durable_step_decide(durable *d, const char *run_id, const char *ste
     return rc;
 }
 
+static void waiter_unlink(struct durable *d, struct run_waiter *w)
+{
+    struct run_waiter **p;
+
+    pthread_mutex_lock(&d->finish_mu);
+    for (p = &d->waiters; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->finish_mu);
+}
+
+/* Waits on w until its run finishes, deadline (monotonic ms) passes, or a
+ * second goes by (another process may finish the run: read it again). */
+static void waiter_wait(struct durable *d, struct run_waiter *w, int64_t deadline)
+{
+    struct timespec ts;
+    int64_t left = deadline - clock_mono_ms();
+
+    if (left > 1000)
+        left = 1000;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(left / 1000);
+    ts.tv_nsec += (long)(left % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&d->finish_mu);
+    while (!w->finished && left > 0) {
+        if (pthread_cond_timedwait(&w->cond, &d->finish_mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    w->finished = false;
+    pthread_mutex_unlock(&d->finish_mu);
+}
+
 durable_code durable_run_wait(durable *d, const char *run_id, int64_t timeout_ms,
         const char **out_status, durable_error *err)
 {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : clock_mono_ms() + timeout_ms;
+    struct run_waiter w = { .run_id = run_id };
     durable_code rc;
 
+    /* Listed before the first read, so that a finish committed between the
+     * read and the wait still wakes it. */
+    pthread_cond_init(&w.cond, NULL);
+    pthread_mutex_lock(&d->finish_mu);
+    w.next = d->waiters;
+    d->waiters = &w;
+    pthread_mutex_unlock(&d->finish_mu);
     for (;;) {
         const char *status = NULL;
-        uint64_t gen;
 
-        pthread_mutex_lock(&d->finish_mu);
-        gen = d->finish_gen;
-        pthread_mutex_unlock(&d->finish_mu);
         rc = store_run_status(d->store, run_id, &status, err);
         if (rc != DURABLE_OK)
-            return rc;
+            break;
         if (status_is_finished(status)) {
             if (out_status)
                 *out_status = status;
-            return DURABLE_OK;
+            break;
         }
-        if (clock_mono_ms() >= deadline)
-            return err_set(err, DURABLE_ETIMEOUT, "run %s has not finished yet", run_id);
-        pthread_mutex_lock(&d->finish_mu);
-        while (d->finish_gen == gen) {
-            struct timespec ts;
-            int64_t left = deadline - clock_mono_ms();
-            if (left <= 0)
-                break;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            if (left > 1000)
-                left = 1000; /* re-check now and then: another process may write */
-            ts.tv_sec += (time_t)(left / 1000);
-            ts.tv_nsec += (long)(left % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            if (pthread_cond_timedwait(&d->finish_cond, &d->finish_mu, &ts) == ETIMEDOUT)
-                break;
+        if (clock_mono_ms() >= deadline) {
+            rc = err_set(err, DURABLE_ETIMEOUT, "run %s has not finished yet", run_id);
+            break;
         }
-        pthread_mutex_unlock(&d->finish_mu);
+        waiter_wait(d, &w, deadline);
     }
+    waiter_unlink(d, &w);
+    pthread_cond_destroy(&w.cond);
+    return rc;
 }
 
 durable_code durable_run_get(durable *d, const char *run_id, char **out_json, durable_error *err)

@@ -127,6 +127,16 @@ struct subscriber {
     void *ud;
 };
 
+/* A thread in durable_run_wait (api.c), on its stack, listed in
+ * d->waiters while it waits. The writer sets finished and signals cond once
+ * an event that finishes run_id has committed. */
+struct run_waiter {
+    struct run_waiter *next;
+    const char *run_id;
+    pthread_cond_t cond;
+    bool finished;                /* guarded by finish_mu */
+};
+
 struct plan_cache_entry {
     char workflow_id[ID_MAX];
     struct plan *plan;
@@ -181,10 +191,9 @@ struct durable {
     size_t n_subs;                /* guarded by subs_mu */
     int next_sub_id;              /* guarded by subs_mu */
 
-    /* finish notifications for durable_run_wait */
+    /* durable_run_wait's threads, each woken when its run finishes */
     pthread_mutex_t finish_mu;
-    pthread_cond_t finish_cond;
-    uint64_t finish_gen;          /* guarded by finish_mu */
+    struct run_waiter *waiters;   /* guarded by finish_mu */
 
     /* plans by workflow id, shared read-only */
     pthread_mutex_t plans_mu;

@@ -226,7 +226,14 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
     return DURABLE_OK;
 }
 
-/* Calls every subscriber for every event, then wakes durable_run_wait.
+static bool is_finish_event(const struct store_event *e)
+{
+    return strncmp(e->type, "run_", 4) == 0 && strcmp(e->type, "run_created") != 0 &&
+            strcmp(e->type, "run_retried") != 0;
+}
+
+/* Calls every subscriber for every event, then wakes the durable_run_wait
+ * callers whose run finished.
  * subs_mu is held across the callbacks - the one lock that is - so that
  * durable_unsubscribe returning means the callback will not run again; the
  * callbacks' contract (durable.h) forbids calling back into durable. */
@@ -247,16 +254,25 @@ static void publish_events(struct durable *d, const struct store_events *ev)
             .data_json = e->data_json };
         for (j = 0; j < d->n_subs; j++)
             d->subs[j].fn(&pub, d->subs[j].ud);
-        if (strncmp(e->type, "run_", 4) == 0 && strcmp(e->type, "run_created") != 0)
+        if (is_finish_event(e))
             any_finish = true;
     }
     pthread_mutex_unlock(&d->subs_mu);
-    if (any_finish) {
-        pthread_mutex_lock(&d->finish_mu);
-        d->finish_gen++;
-        pthread_cond_broadcast(&d->finish_cond);
-        pthread_mutex_unlock(&d->finish_mu);
+    if (!any_finish)
+        return;
+    pthread_mutex_lock(&d->finish_mu);
+    for (i = 0; i < ev->n && d->waiters; i++) {
+        struct run_waiter *w;
+        if (!is_finish_event(&ev->items[i]))
+            continue;
+        for (w = d->waiters; w; w = w->next) {
+            if (strcmp(w->run_id, ev->items[i].run_id) == 0) {
+                w->finished = true;
+                pthread_cond_signal(&w->cond);
+            }
+        }
     }
+    pthread_mutex_unlock(&d->finish_mu);
 }
 
 /* Hands committed items on: replies are signalled, scheduler items passed,
