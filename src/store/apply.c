@@ -185,19 +185,35 @@ static durable_code emit(struct store *s, const struct transition *t, struct sto
 
 /* ---- step transitions ---- */
 
+/* The run's status from its steps' (see store.h), written with its last
+ * event seq: after a step transition's events. */
+static durable_code run_recompute(struct store *s, const char *run_id, durable_error *err)
+{
+    durable_code rc;
+
+    DUR_ASSERT(strcmp(s->seq_run, run_id) == 0);
+    rc = stmt_exec(&s->w, ST_RUN_RECOMPUTE, err, "sI", run_id, s->seq_last);
+    if (rc == DURABLE_OK)
+        s->seq_dirty = false;
+    return rc;
+}
+
 static durable_code step_start(struct store *s, const struct transition *t, struct store_events *ev,
                                durable_error *err)
 {
     durable_code rc = stmt_exec(&s->w, ST_STEP_START, err, "ssiI", t->run_id, t->step_id,
                                 t->attempt, t->at_ms);
 
-    if (rc == DURABLE_OK)
-        rc = stmt_exec(&s->w, ST_RUN_RUNNING, err, "sI", t->run_id, t->at_ms);
     if (rc == DURABLE_OK) {
         json_t *data = json_pack("{s:i, s:s++}", "attempt", t->attempt, "idempotency_key",
                                  t->run_id, "/", t->step_id);
         rc = emit(s, t, ev, "step_started", data, err);
     }
+    /* The run is running now, and its last seq the event's. */
+    if (rc == DURABLE_OK)
+        rc = stmt_exec(&s->w, ST_RUN_RUNNING, err, "sII", t->run_id, t->at_ms, s->seq_last);
+    if (rc == DURABLE_OK)
+        s->seq_dirty = false;
     return rc;
 }
 
@@ -213,14 +229,16 @@ static durable_code savepoint_end(struct store *s, durable_code rc, durable_erro
     return rc2 != DURABLE_OK ? rc2 : rc;
 }
 
+/* The step's output is JSON text the engine encoded (or a decision
+ * apply_step_decide checked): it goes into the event as it is. */
 static durable_code step_complete(struct store *s, const struct transition *t, const char *order_id,
                                   struct store_events *ev, durable_error *err)
 {
-    json_t *output = NULL;
+    struct event_key k = { t->run_id, t->step_id, t->at_ms };
     bool in_savepoint = false;
-    durable_code rc = parse_json(t->output_json, NULL, &output, "step output", err);
+    durable_code rc = DURABLE_OK;
 
-    if (rc == DURABLE_OK && t->action) {
+    if (t->action) {
         rc = stmt_exec(&s->w, ST_SAVEPOINT, err, "");
         in_savepoint = rc == DURABLE_OK;
     }
@@ -229,14 +247,15 @@ static durable_code step_complete(struct store *s, const struct transition *t, c
                        t->at_ms);
     }
     if (rc == DURABLE_OK) {
-        json_t *data = json_pack("{s:i, s:O}", "attempt", t->attempt, "output", output);
-        rc = emit(s, t, ev, "step_completed", data, err);
+        rc = store_event_append_text(s, ev, &k, "step_completed",
+                                     xasprintf("{\"attempt\":%d,\"output\":%s}", t->attempt,
+                                               t->output_json ? t->output_json : "null"),
+                                     err);
     }
     if (rc == DURABLE_OK && t->action)
         rc = store_action_apply(s, t, order_id, ev, err);
     if (in_savepoint)
         rc = savepoint_end(s, rc, err);
-    json_decref(output);
     return rc;
 }
 
@@ -348,7 +367,7 @@ static durable_code apply_step(struct store *s, const struct transition *t, stru
     }
     /* A START has made the run running already (step_start). */
     if (rc == DURABLE_OK && t->kind != TR_STEP_START)
-        rc = stmt_exec(&s->w, ST_RUN_RECOMPUTE, err, "s", t->run_id);
+        rc = run_recompute(s, t->run_id, err);
     free(order_id);
     return rc;
 }
@@ -416,7 +435,7 @@ static durable_code apply_step_decide(struct store *s, const struct transition *
         rc = step_complete(s, &done, NULL, ev, err);
     }
     if (rc == DURABLE_OK)
-        rc = stmt_exec(&s->w, ST_RUN_RECOMPUTE, err, "s", t->run_id);
+        rc = run_recompute(s, t->run_id, err);
     json_decref(output);
     return rc;
 }
@@ -756,6 +775,8 @@ durable_code store_apply(struct store *s, const struct transition *t, struct sto
         rc = err_set(err, DURABLE_EINVAL, "unknown transition kind %d", (int)t->kind);
         break;
     }
+    if (rc == DURABLE_OK)
+        rc = store_seq_flush(s, err);
     if (rc != DURABLE_OK && events)
         store_events_truncate(events, n0);
     if (rc != DURABLE_OK) {

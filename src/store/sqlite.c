@@ -169,8 +169,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         "create a run" },
     [ST_RUN_GUARD] = { "SELECT status, order_id FROM runs WHERE id = ?1", "read a run" },
     /* A step started: its run is running (the guard saw it unfinished). */
-    [ST_RUN_RUNNING] = { "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?2)"
-                         " WHERE id = ?1",
+    [ST_RUN_RUNNING] = { "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?2),"
+                         " last_seq = ?3 WHERE id = ?1",
                          "start a run" },
     [ST_RUN_RECOMPUTE] = { "UPDATE runs SET status = CASE"
                            " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1"
@@ -181,15 +181,12 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                            " OR EXISTS (SELECT 1 FROM steps WHERE run_id = ?1"
                            " AND status = 'waiting') THEN 'waiting'"
                            " WHEN status = 'waiting' THEN 'running'"
-                           " ELSE status END"
+                           " ELSE status END, last_seq = ?2"
                            " WHERE id = ?1 AND " UNFINISHED,
                            "update a run's status" },
     [ST_RUN_FINISH] = { "UPDATE runs SET status = ?2, output = ?3, error_message = ?4,"
                         " completed_at = ?5 WHERE id = ?1",
                         "finish a run" },
-    /* Not UPDATE ... RETURNING, which buffers its row in a temporary table. */
-    [ST_RUN_NEXT_SEQ] = { "UPDATE runs SET last_seq = last_seq + 1 WHERE id = ?1",
-                          "number an event" },
     [ST_RUN_LAST_SEQ] = { "SELECT last_seq FROM runs WHERE id = ?1", "number an event" },
     [ST_RUN_SET_SEQ] = { "UPDATE runs SET last_seq = ?2 WHERE id = ?1", "number an event" },
     [ST_STEP_INSERT] = { "INSERT INTO steps (run_id, idx, step_id, type, status, attempt,"
@@ -742,6 +739,18 @@ static durable_code read_last_gid(struct store *s, durable_error *err)
 void store_seq_forget(struct store *s)
 {
     s->seq_run[0] = '\0';
+    s->seq_dirty = false;
+}
+
+durable_code store_seq_flush(struct store *s, durable_error *err)
+{
+    durable_code rc = DURABLE_OK;
+
+    if (s->seq_dirty)
+        rc = stmt_exec(&s->w, ST_RUN_SET_SEQ, err, "sI", s->seq_run, s->seq_last);
+    if (rc == DURABLE_OK)
+        s->seq_dirty = false;
+    return rc;
 }
 
 durable_code store_tx_begin(struct store *s, durable_error *err)
@@ -800,22 +809,28 @@ durable_code store_event_append(struct store *s, struct store_events *events,
                                 const struct event_key *k, const char *type, json_t *data,
                                 durable_error *err)
 {
-    sqlite3_stmt *st = NULL;
     char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
+
+    json_decref(data);
+    if (!text)
+        return err_set(err, DURABLE_EIO, "could not encode the data of event \"%s\"", type);
+    return store_event_append_text(s, events, k, type, text, err);
+}
+
+durable_code store_event_append_text(struct store *s, struct store_events *events,
+                                     const struct event_key *k, const char *type, char *text,
+                                     durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
     bool has_row = false;
     int64_t seq = 0;
     durable_code rc;
 
-    json_decref(data);
-    if (!text) {
-        rc = err_set(err, DURABLE_EIO, "could not encode the data of event \"%s\"", type);
-        goto done;
-    }
     if (strcmp(k->run_id, s->seq_run) == 0) {
+        rc = DURABLE_OK;
         seq = s->seq_last + 1;
-        rc = stmt_exec(&s->w, ST_RUN_SET_SEQ, err, "sI", k->run_id, seq);
     } else {
-        rc = stmt_exec(&s->w, ST_RUN_NEXT_SEQ, err, "s", k->run_id);
+        rc = store_seq_flush(s, err);
         if (rc == DURABLE_OK)
             rc = stmt_get(&s->w, ST_RUN_LAST_SEQ, &st, err, "s", k->run_id);
         if (rc == DURABLE_OK)
@@ -823,7 +838,7 @@ durable_code store_event_append(struct store *s, struct store_events *events,
         if (rc == DURABLE_OK && !has_row)
             rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", k->run_id);
         if (rc == DURABLE_OK)
-            seq = sqlite3_column_int64(st, 0);
+            seq = sqlite3_column_int64(st, 0) + 1;
         stmt_release(st);
     }
     if (rc == DURABLE_OK) {
@@ -834,6 +849,7 @@ durable_code store_event_append(struct store *s, struct store_events *events,
         s->last_gid++;
         snprintf(s->seq_run, sizeof(s->seq_run), "%s", k->run_id);
         s->seq_last = seq;
+        s->seq_dirty = true;
     } else {
         store_seq_forget(s);
     }
@@ -841,7 +857,6 @@ durable_code store_event_append(struct store *s, struct store_events *events,
         event_push(events, k, seq, s->last_gid, type, text);
         text = NULL;
     }
-done:
     free(text);
     return rc;
 }

@@ -123,7 +123,8 @@ struct transition {
                                      (a retried run's time limit starts again) */
     const struct transition_step_init *steps;
     size_t n_steps;
-    /* TR_STEP_COMPLETE */
+    /* TR_STEP_COMPLETE: the output as valid JSON text, stored as given (the
+       engine encodes it; TR_STEP_DECIDE's is checked) */
     const char *output_json;      /* also TR_RUN_FINISH (run output) */
     const char *action;           /* applied with the completion, or NULL */
     /* TR_STEP_RETRY / TR_STEP_FAIL / TR_RUN_FINISH */

@@ -45,7 +45,6 @@ enum stmt_id {
     ST_RUN_RUNNING,
     ST_RUN_RECOMPUTE,
     ST_RUN_FINISH,
-    ST_RUN_NEXT_SEQ,
     ST_RUN_LAST_SEQ,
     ST_RUN_SET_SEQ,
     ST_STEP_INSERT,
@@ -127,14 +126,19 @@ struct store {
     int64_t last_gid;
     /* Writer thread only: the last event seq of run seq_run, known inside
      * the open transaction (read by a step guard, or given out by the last
-     * append), so that numbering the next event is one UPDATE. Forgotten
+     * append), so that numbering an event needs no statement. When
+     * seq_dirty, runs.last_seq is behind it: store_apply writes it before
+     * it returns (a step transition with the run's status). Forgotten
      * whenever a transition or the transaction is undone. */
     char seq_run[ID_MAX];
     int64_t seq_last;
+    bool seq_dirty;
 };
 
 /* Forgets s->seq_run (see struct store). */
 void store_seq_forget(struct store *s);
+/* Writes s->seq_last to runs.last_seq of s->seq_run if seq_dirty. */
+durable_code store_seq_flush(struct store *s, durable_error *err);
 
 /* Take and release read_mu, which guards the read connection r. */
 void store_read_lock(struct store *s);
@@ -191,6 +195,11 @@ struct event_key {
 durable_code store_event_append(struct store *s, struct store_events *events,
                                 const struct event_key *k, const char *type, json_t *data,
                                 durable_error *err);
+
+/* The same with the data as JSON text (owned, freed even on error). */
+durable_code store_event_append_text(struct store *s, struct store_events *events,
+                                     const struct event_key *k, const char *type, char *text,
+                                     durable_error *err);
 
 /* Frees the events of `ev` from index n on and truncates it to n. */
 void store_events_truncate(struct store_events *ev, size_t n);
