@@ -15,6 +15,8 @@
  *
  * Step state machine (scheduler's view; the store holds the durable one):
  *   PENDING --deps done, `if` true--> STARTING --START committed--> RUNNING
+ *   (a type with a pure start is asked in STARTING, and its outcome's
+ *   transition is chained to the START: both commit in one transaction)
  *   RUNNING --outcome--> FINISHING --COMPLETE committed--> COMPLETED
  *                                  --RETRY committed--> RETRYING --timer--> STARTING
  *                                  --FAIL committed--> FAILED (run fails)
