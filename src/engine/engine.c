@@ -69,6 +69,8 @@ struct run_state {
     struct step_state *steps;
     size_t n_settled;    /* completed or skipped */
     bool finishing;      /* RUN_FINISH submitted, or a step failed for good */
+    bool finish_chained; /* a RUN_FINISH is chained to the last step's completion
+                            (submit_complete), until the chain commits or breaks */
     /* child runs (`workflow` steps): the step waiting for this run, and the
      * runs this one started (cancelled when it finishes). In memory only:
      * after a restart the parent's step starts again, finds its child by
@@ -288,9 +290,13 @@ static struct timer timer_pop(struct sched *s)
 
 /* ---- submitting transitions ---- */
 
+/* Submits an item, or a chain of them (ci->next ...). */
 static void submit(struct sched *s, struct commit_item *ci)
 {
-    ci->notify_sched = true;
+    struct commit_item *c;
+
+    for (c = ci; c; c = c->next)
+        c->notify_sched = true;
     if (s->capture) {
         DUR_ASSERT(!*s->capture);
         *s->capture = ci;
@@ -349,6 +355,42 @@ static void submit_failure(struct sched *s, struct run_state *r, size_t i, const
     submit(s, ci);
 }
 
+static struct commit_item *finish_item(struct run_state *r, const char *status, const char *error,
+        const char *output_json)
+{
+    struct commit_item *ci = commit_item_new(TR_RUN_FINISH, r->id);
+
+    ci->run_gen = r->gen;
+    ci->t.run_status = status;
+    ci->t.error_message = commit_item_str(ci, error);
+    ci->t.output_json = commit_item_str(ci, output_json);
+    return ci;
+}
+
+/* A completed run's output: the outputs of its leaf steps, with step *last
+ * counted as completed with last_output when last is not NULL. Owned text. */
+static char *run_output(const struct run_state *r, const size_t *last, json_t *last_output)
+{
+    json_t *out = json_object();
+    char *text;
+    size_t i;
+
+    for (i = 0; i < r->plan->n_steps; i++) {
+        if (r->plan->steps[i].n_dependents > 0)
+            continue;
+        if (last && i == *last)
+            json_object_set(out, r->plan->steps[i].id, last_output);
+        else if (r->steps[i].st == SS_COMPLETED)
+            json_object_set(out, r->plan->steps[i].id, r->steps[i].output);
+    }
+    text = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+    return text;
+}
+
+/* A completion that settles the run's last step has the run's own
+ * completion chained to it: applied only if the step's is (not if its
+ * action refused and its fallback applied instead). */
 static void submit_complete(struct sched *s, struct run_state *r, size_t i, json_t *output)
 {
     const struct plan_step *ps = &r->plan->steps[i];
@@ -366,6 +408,13 @@ static void submit_complete(struct sched *s, struct run_state *r, size_t i, json
         ci->fallback.output_json = NULL;
         /* The message is the action's refusal, filled in by the writer. */
         make_failure(ci, &ci->fallback, ps, r->steps[i].attempt, "action_failed", "");
+    }
+    if (!r->finishing && r->n_settled + 1 == r->plan->n_steps) {
+        char *run_text = run_output(r, &i, output);
+        ci->next = finish_item(r, RUN_COMPLETED, NULL, run_text);
+        ci->next->after_prev = true;
+        r->finish_chained = true;
+        free(run_text);
     }
     r->steps[i].st = SS_FINISHING;
     r->steps[i].gen++;
@@ -394,7 +443,7 @@ static void submit_start(struct sched *s, struct run_state *r, size_t i, int att
         s->capture = NULL;
         if (then) {
             then->after_prev = true;
-            ci->next = then;
+            ci->next = then; /* with what is chained to it */
         }
     }
     submit(s, ci);
@@ -403,39 +452,21 @@ static void submit_start(struct sched *s, struct run_state *r, size_t i, int att
 static void submit_finish(struct sched *s, struct run_state *r, const char *status, const char *error,
         const char *output_json)
 {
-    struct commit_item *ci = commit_item_new(TR_RUN_FINISH, r->id);
-
-    ci->run_gen = r->gen;
-    ci->t.run_status = status;
-    ci->t.error_message = commit_item_str(ci, error);
-    ci->t.output_json = commit_item_str(ci, output_json);
     r->finishing = true;
-    submit(s, ci);
+    submit(s, finish_item(r, status, error, output_json));
 }
 
 /* ---- decisions ---- */
 
-/* The run completed: its output is the outputs of its leaf steps. */
-static void finish_completed(struct sched *s, struct run_state *r)
-{
-    json_t *out = json_object();
-    char *text;
-    size_t i;
-
-    for (i = 0; i < r->plan->n_steps; i++) {
-        if (r->plan->steps[i].n_dependents == 0 && r->steps[i].st == SS_COMPLETED)
-            json_object_set(out, r->plan->steps[i].id, r->steps[i].output);
-    }
-    text = json_dumps(out, JSON_COMPACT);
-    submit_finish(s, r, RUN_COMPLETED, NULL, text);
-    free(text);
-    json_decref(out);
-}
-
 static void check_finished(struct sched *s, struct run_state *r)
 {
-    if (!r->finishing && r->n_settled == r->plan->n_steps)
-        finish_completed(s, r);
+    char *text;
+
+    if (!r->finishing && !r->finish_chained && r->n_settled == r->plan->n_steps) {
+        text = run_output(r, NULL, NULL);
+        submit_finish(s, r, RUN_COMPLETED, NULL, text);
+        free(text);
+    }
 }
 
 /* ---- expressions (SPEC §3) ---- */
@@ -1196,6 +1227,18 @@ static void on_run_finished(struct sched *s, struct run_state *r, const struct t
 static void on_committed(struct sched *s, struct commit_item *ci)
 {
     struct run_state *r;
+
+    if (ci->chain_broken) {
+        /* What it was chained to was refused, or answered by its fallback:
+         * the scheduler has dealt with that; a run finish chained to a
+         * completion that did not apply is simply not due yet. */
+        r = run_find(s, ci->t.run_id);
+        if (r && ci->run_gen == r->gen && ci->t.kind == TR_RUN_FINISH) {
+            r->finish_chained = false;
+            check_finished(s, r);
+        }
+        return;
+    }
 
     if (ci->t.kind == TR_RUN_CREATE) {
         if (ci->is_child)

@@ -86,8 +86,10 @@ struct commit_item {
     bool notify_sched;            /* pass to the scheduler after commit */
     bool after_prev;              /* chained: submitted in one list with the item
                                      before it, applied in the same transaction,
-                                     and only if that one was (else refused with
-                                     DURABLE_ECONFLICT) */
+                                     and only if that one applied as itself
+                                     (APPLIED_PRIMARY); else chain_broken */
+    bool chain_broken;            /* written by the writer: after_prev, and the
+                                     item before did not apply as itself */
     bool began;                   /* STEP_START: the scheduler began the attempt
                                      before the START committed (a pure start,
                                      engine.c submit_start); its outcome is the

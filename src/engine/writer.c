@@ -204,7 +204,9 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
     if (rc != DURABLE_OK)
         return rc;
     for (ci = batch; ci; prev = ci, ci = ci->next) {
-        if (ci->after_prev && prev && prev->applied == APPLIED_NONE) {
+        ci->chain_broken = ci->after_prev && prev &&
+                (prev->applied != APPLIED_PRIMARY || prev->chain_broken);
+        if (ci->chain_broken) {
             ci->code = DURABLE_ECONFLICT;
             ci->applied = APPLIED_NONE;
             continue;
