@@ -3,7 +3,7 @@
  *
  * Every function here may run on any thread. Writes go through the commit
  * queue and return only after their transaction has committed (engine_commit_
- * wait); reads go to the store's read connection. The plan cache maps a
+ * wait); reads go to the store's read connections. The plan cache maps a
  * workflow id to its parsed plan, shared read-only by reference count.
  */
 #include "util/common.h"
