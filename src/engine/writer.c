@@ -12,6 +12,11 @@
  * A step completion with an action carries a fallback (the failure the step
  * gets if the action refuses), so the refusal and its consequence commit in
  * the same transaction without a round trip through the scheduler.
+ *
+ * A caller either waits for its item (engine_commit_wait: a condition
+ * variable) or is called back on this thread after the commit
+ * (engine_commit_async: struct commit_reply's on_done), so that a server
+ * can have many starts in one batch without a thread blocked on each.
  */
 #include "util/common.h"
 
@@ -117,6 +122,14 @@ done:
     pthread_cond_destroy(&reply.cond);
     pthread_mutex_destroy(&reply.mu);
     return rc;
+}
+
+durable_code engine_commit_async(struct durable *d, struct commit_item *ci,
+        struct commit_reply *reply)
+{
+    DUR_ASSERT(reply->on_done);
+    ci->reply = reply;
+    return engine_commit_submit(d, ci);
 }
 
 /* Takes the whole queue (bounded by WRITER_MAX_BATCH). Blocks while empty.
@@ -244,8 +257,8 @@ static void publish_events(struct durable *d, const struct store_events *ev)
     }
 }
 
-/* Hands committed items on: replies are signalled, scheduler items passed,
- * the rest freed. */
+/* Hands committed items on: replies are signalled (or their on_done
+ * called), scheduler items passed, the rest freed. */
 static void dispatch(struct durable *d, struct commit_item *batch)
 {
     struct commit_item *ci, *next, *to_sched = NULL, **tail = &to_sched;
@@ -253,7 +266,13 @@ static void dispatch(struct durable *d, struct commit_item *batch)
     for (ci = batch; ci; ci = next) {
         next = ci->next;
         ci->next = NULL;
-        if (ci->reply) {
+        if (ci->reply && ci->reply->on_done) {
+            struct commit_reply *r = ci->reply;
+            ci->reply = NULL;
+            r->code = ci->code;
+            r->done = true;
+            r->on_done(r); /* r belongs to on_done now */
+        } else if (ci->reply) {
             struct commit_reply *r = ci->reply;
             ci->reply = NULL;
             pthread_mutex_lock(&r->mu);
