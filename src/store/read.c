@@ -68,9 +68,12 @@ durable_code store_workflow_get(struct store *s, const char *id_or_name,
     durable_code rc;
 
     c = store_reader_take(s);
-    rc = workflow_get_by(c, ST_WF_BY_ID, id_or_name, &w, &found, err);
+    rc = store_read_begin(c, err); /* by id, then by name: one WAL read lock */
+    if (rc == DURABLE_OK)
+        rc = workflow_get_by(c, ST_WF_BY_ID, id_or_name, &w, &found, err);
     if (rc == DURABLE_OK && !found)
         rc = workflow_get_by(c, ST_WF_BY_NAME, id_or_name, &w, &found, err);
+    store_read_end(c);
     store_reader_put(s, c);
     if (rc == DURABLE_OK && !found)
         rc = err_set(err, DURABLE_ENOTFOUND, "workflow \"%s\" not found", id_or_name);
