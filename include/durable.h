@@ -150,6 +150,26 @@ DURABLE_API durable_code durable_run_start(durable *d, const durable_run_request
         bool *out_existed, /* OUT, may be NULL */
         durable_error *err);
 
+/* How an asynchronous start ended. Every field is borrowed for the callback. */
+typedef struct durable_run_started {
+    durable_code code;         /* DURABLE_OK, or why no run was started */
+    const char *run_id;        /* the run (new, or the one the key had started); NULL on error */
+    bool existed;              /* the idempotency key returned an earlier run */
+    const durable_error *err;  /* why, when code is not DURABLE_OK */
+} durable_run_started;
+
+typedef void (*durable_run_started_fn)(const durable_run_started *outcome, void *ud);
+
+/* durable_run_start without waiting for the commit: validates the request
+ * and queues the run's creation, then returns. fn(outcome, ud) is called
+ * exactly once, when the creation has committed (or failed), on the
+ * engine's writer thread: it must return quickly and must not call into
+ * durable. When this returns an error, nothing was queued and fn is never
+ * called. Lets a server answer many starts from a few threads, all sharing
+ * one commit. */
+DURABLE_API durable_code durable_run_start_async(durable *d, const durable_run_request *req,
+        durable_run_started_fn fn, void *ud, durable_error *err);
+
 /* The run that idempotency_key started for this workflow (id or name),
  * DURABLE_ENOTFOUND if none. OUT: *out_run_id (caller frees). */
 DURABLE_API durable_code durable_run_find(durable *d, const char *workflow,

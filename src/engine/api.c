@@ -3,7 +3,9 @@
  *
  * Every function here may run on any thread. Writes go through the commit
  * queue and return only after their transaction has committed (engine_commit_
- * wait); reads go to the store's read connection. The plan cache maps a
+ * wait), except durable_run_start_async, which returns once its creation is
+ * queued and is called back by the writer (engine_commit_async); reads go to
+ * the store's read connections. The plan cache maps a
  * workflow id to its parsed plan, shared read-only by reference count.
  */
 #include "util/common.h"
@@ -286,19 +288,19 @@ done:
     return rc;
 }
 
-durable_code durable_run_start(durable *d, const durable_run_request *req, char **out_run_id,
-        bool *out_existed, durable_error *err)
+/* The TR_RUN_CREATE item of a start, its run id claimed (engine_run_lock)
+ * and copied to run_id. OUT *out_ci (owned) on success. */
+static durable_code start_item(durable *d, const durable_run_request *req, char run_id[ID_MAX],
+        struct commit_item **out_ci, durable_error *err)
 {
     struct workflow_record wf;
     struct plan *plan = NULL;
-    struct transition_result res;
     struct commit_item *ci = NULL;
     char *input = NULL;
-    char run_id[ID_MAX];
     durable_code rc;
 
     memset(&wf, 0, sizeof(wf));
-    if (!req || !req->workflow || !out_run_id)
+    if (!req || !req->workflow)
         return err_set(err, DURABLE_EINVAL, "a run needs a workflow");
     rc = store_workflow_get(d->store, req->workflow, &wf, err);
     if (rc != DURABLE_OK)
@@ -316,7 +318,7 @@ durable_code durable_run_start(durable *d, const durable_run_request *req, char 
                         : "order amount must be a number from 0 to 1e12");
         goto done;
     }
-    id_new("run_", run_id, sizeof(run_id));
+    id_new("run_", run_id, ID_MAX);
     /* Claimed before it exists, so that no other process resuming it by
      * key can execute it beside us. */
     engine_run_lock(d, run_id);
@@ -340,24 +342,104 @@ durable_code durable_run_start(durable *d, const durable_run_request *req, char 
     fill_step_inits(ci, plan);
     ci->plan = plan_ref(plan);
     ci->notify_sched = true;
-    rc = engine_commit_wait(d, ci, &res, err);
-    if (rc != DURABLE_OK || !res.created)
-        engine_run_unlock(d, run_id);
-    if (rc != DURABLE_OK)
-        goto done;
-    if (!res.created) {
-        /* An idempotent repeat: make sure the run is being executed (the
-         * scheduler claims it unless another process executes it). */
-        engine_sched_resume(d, res.id);
-    }
-    *out_run_id = xstrdup(res.id);
-    if (out_existed)
-        *out_existed = !res.created;
+    *out_ci = ci;
 done:
     free(input);
     plan_unref(plan);
     workflow_record_release(&wf);
     return rc;
+}
+
+/* After a start's item committed or failed (rc): the claim on the run id
+ * is released unless the run was created, and a run that the idempotency
+ * key returned is made sure to be executed (the scheduler claims it unless
+ * another process executes it). Any thread. */
+static void start_settled(durable *d, const char *run_id, durable_code rc,
+        const struct transition_result *res)
+{
+    if (rc != DURABLE_OK || !res->created)
+        engine_run_unlock(d, run_id);
+    if (rc == DURABLE_OK && !res->created)
+        engine_sched_resume(d, res->id);
+}
+
+durable_code durable_run_start(durable *d, const durable_run_request *req, char **out_run_id,
+        bool *out_existed, durable_error *err)
+{
+    struct transition_result res;
+    struct commit_item *ci = NULL;
+    char run_id[ID_MAX];
+    durable_code rc;
+
+    memset(&res, 0, sizeof(res));
+    if (!out_run_id)
+        return err_set(err, DURABLE_EINVAL, "a run needs a workflow");
+    rc = start_item(d, req, run_id, &ci, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    rc = engine_commit_wait(d, ci, &res, err);
+    start_settled(d, run_id, rc, &res);
+    if (rc != DURABLE_OK)
+        return rc;
+    *out_run_id = xstrdup(res.id);
+    if (out_existed)
+        *out_existed = !res.created;
+    return DURABLE_OK;
+}
+
+/* An asynchronous start: the reply the writer completes, and whom to tell. */
+struct start_async {
+    struct commit_reply reply; /* first: on_done gets &reply */
+    struct durable *d;
+    char run_id[ID_MAX];       /* the id claimed for a new run */
+    durable_run_started_fn fn;
+    void *ud;
+};
+
+/* The reply's on_done: on the writer thread, after the commit. */
+static void start_async_done(struct commit_reply *r)
+{
+    struct start_async *sa = (struct start_async *)r;
+    durable_error err = { 0 };
+    durable_run_started outcome = { .code = r->code, .err = &err };
+
+    start_settled(sa->d, sa->run_id, r->code, &r->result);
+    if (r->code == DURABLE_OK) {
+        outcome.run_id = r->result.id;
+        outcome.existed = !r->result.created;
+    } else {
+        err_set(&err, r->code, "%s", r->err.msg);
+    }
+    sa->fn(&outcome, sa->ud);
+    free(sa);
+}
+
+durable_code durable_run_start_async(durable *d, const durable_run_request *req,
+        durable_run_started_fn fn, void *ud, durable_error *err)
+{
+    struct start_async *sa = NULL;
+    struct commit_item *ci = NULL;
+    char run_id[ID_MAX];
+    durable_code rc;
+
+    if (!fn)
+        return err_set(err, DURABLE_EINVAL, "an asynchronous start needs a callback");
+    rc = start_item(d, req, run_id, &ci, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    sa = xcalloc(1, sizeof(*sa));
+    sa->reply.on_done = start_async_done;
+    sa->d = d;
+    memcpy(sa->run_id, run_id, ID_MAX);
+    sa->fn = fn;
+    sa->ud = ud;
+    rc = engine_commit_async(d, ci, &sa->reply);
+    if (rc != DURABLE_OK) {
+        engine_run_unlock(d, run_id);
+        free(sa);
+        return err_set(err, rc, "the engine is shutting down");
+    }
+    return DURABLE_OK;
 }
 
 durable_code durable_run_find(durable *d, const char *workflow, const char *idempotency_key,

@@ -57,7 +57,14 @@
 #include "store/store.h"
 #include "util/util.h"
 
-/* A caller waiting for its transition to commit (stack-allocated by it). */
+/*
+ * A caller waiting for its transition to commit. engine_commit_wait's is on
+ * the caller's stack and signalled through mu and cond. An asynchronous
+ * caller's (engine_commit_async) has on_done instead: the writer fills
+ * code, err and result and calls on_done(reply) on the writer thread after
+ * COMMIT (or after giving up on the batch), where it would have signalled;
+ * on_done then owns the reply (mu and cond are unused).
+ */
 struct commit_reply {
     pthread_mutex_t mu;
     pthread_cond_t cond;
@@ -65,6 +72,7 @@ struct commit_reply {
     durable_code code;            /* written by the writer before done */
     durable_error err;
     struct transition_result result;
+    void (*on_done)(struct commit_reply *r); /* NULL: signal cond */
 };
 
 enum commit_applied {
@@ -225,6 +233,12 @@ durable_code engine_commit_submit(struct durable *d, struct commit_item *ci);
  * ownership of ci. The reply's code and result are copied to the caller. */
 durable_code engine_commit_wait(struct durable *d, struct commit_item *ci,
         struct transition_result *out_result, durable_error *err);
+/* Queues an item with reply, whose on_done the writer calls once the item
+ * has committed or failed (it must be quick and must not wait on the
+ * engine: the writer runs it between two batches). Takes ownership of ci.
+ * DURABLE_ECLOSED when stopping: then on_done is never called. */
+durable_code engine_commit_async(struct durable *d, struct commit_item *ci,
+        struct commit_reply *reply);
 /* Closes the queue, lets the writer drain it, joins it. */
 void engine_writer_stop(struct durable *d);
 

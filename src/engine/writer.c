@@ -16,6 +16,11 @@
  * Items may come as a chain (after_prev: a step's START and the outcome its
  * type gave at once): a chain is never split across batches, and an item of
  * it is applied only if the one before it was.
+ *
+ * A caller either waits for its item (engine_commit_wait: a condition
+ * variable) or is called back on this thread after the commit
+ * (engine_commit_async: struct commit_reply's on_done), so that a server
+ * can have many starts in one batch without a thread blocked on each.
  */
 #include "util/common.h"
 
@@ -126,6 +131,14 @@ done:
     pthread_cond_destroy(&reply.cond);
     pthread_mutex_destroy(&reply.mu);
     return rc;
+}
+
+durable_code engine_commit_async(struct durable *d, struct commit_item *ci,
+        struct commit_reply *reply)
+{
+    DUR_ASSERT(reply->on_done);
+    ci->reply = reply;
+    return engine_commit_submit(d, ci);
 }
 
 /* Takes the whole queue (bounded by WRITER_MAX_BATCH, but never splitting a
@@ -277,8 +290,8 @@ static void publish_events(struct durable *d, const struct store_events *ev)
     pthread_mutex_unlock(&d->finish_mu);
 }
 
-/* Hands committed items on: replies are signalled, scheduler items passed,
- * the rest freed. */
+/* Hands committed items on: replies are signalled (or their on_done
+ * called), scheduler items passed, the rest freed. */
 static void dispatch(struct durable *d, struct commit_item *batch)
 {
     struct commit_item *ci, *next, *to_sched = NULL, **tail = &to_sched;
@@ -286,7 +299,13 @@ static void dispatch(struct durable *d, struct commit_item *batch)
     for (ci = batch; ci; ci = next) {
         next = ci->next;
         ci->next = NULL;
-        if (ci->reply) {
+        if (ci->reply && ci->reply->on_done) {
+            struct commit_reply *r = ci->reply;
+            ci->reply = NULL;
+            r->code = ci->code;
+            r->done = true;
+            r->on_done(r); /* r belongs to on_done now */
+        } else if (ci->reply) {
             struct commit_reply *r = ci->reply;
             ci->reply = NULL;
             pthread_mutex_lock(&r->mu);

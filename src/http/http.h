@@ -29,7 +29,11 @@
  * of at most 1 MiB (413 past it). %00 in a path stays "%00" (a decoded NUL
  * would cut the path short) and ids outside [A-Za-z0-9_.-]{1,128} are 404. The last call runs the
  * route's handler, which calls libdurable (blocking its polling thread for at most one commit) and
- * queues one response.
+ * queues one response. A run's start does not block: the handler suspends its connection
+ * (http_async_suspend) and calls durable_run_start_async, whose callback, on the engine's writer
+ * thread after the commit, stores the outcome in the request and resumes the connection; MHD
+ * then calls the access handler again and it answers. So all the starts in flight, from any
+ * number of connections, share one commit.
  *
  * Statuses: 400 bad request (malformed JSON: "line L, column C: ..."; bad
  * parameters or body fields), 401 missing or wrong token, 404 unknown route
@@ -47,16 +51,19 @@
  * reconnects with Last-Event-ID and misses nothing.
  *
  * Threads: MHD's polling threads run handlers and content readers; the
- * writer thread runs the hub callback; `durable-sse` sends pings; the
- * caller of http_server_start/stop owns the server. Lock order: hub->mu,
- * then a client's mu, then MHD's internal mutexes (MHD_resume_connection);
- * MHD holds a response's mutex while it calls a content reader, which takes
- * the client's mu. The metrics mutex is a leaf. No lock is held across a
- * call into durable.
+ * writer thread runs the hub callback and the start callback; `durable-sse`
+ * sends pings; the caller of http_server_start/stop owns the server. Lock
+ * order: hub->mu, then a client's mu, then MHD's internal mutexes
+ * (MHD_resume_connection); MHD holds a response's mutex while it calls a
+ * content reader, which takes the client's mu. The metrics mutex and the
+ * server's async_mu are leaves (the start callback resumes its connection
+ * before it takes async_mu). No lock is held across a call into durable.
  *
  * Stopping (http_server_stop): MHD_quiesce_daemon (no new connections),
  * sse_hub_shutdown (no more events; every stream is told to end and its
  * connection resumed: MHD aborts when stopped with a suspended connection),
+ * waiting for every start still suspended to be resumed by the engine (and
+ * from then on starts wait for their commit on the polling thread),
  * MHD_stop_daemon (closes connections, joins the polling threads, frees
  * each stream through its response's free callback), then the hub.
  */

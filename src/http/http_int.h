@@ -73,6 +73,13 @@ struct http_server {
     char *db_label;
     char url[160];
     bool verbose;
+    /* Requests suspended while the engine works for them (a start waiting
+     * for its commit): http_server_stop waits for none to be left, since
+     * MHD must not be stopped with a suspended connection. */
+    pthread_mutex_t async_mu;
+    pthread_cond_t async_cond;
+    size_t n_async;     /* guarded by async_mu */
+    bool async_stopped; /* guarded by async_mu: suspend no more */
 };
 
 struct http_header {
@@ -99,6 +106,15 @@ struct request {
     size_t n_headers;
     int64_t start_us;
     unsigned status; /* what was answered, 0 before */
+    /* A request answered after its connection was suspended: the handler
+     * to call when MHD calls the access handler again (resumed), and what
+     * the engine reported, written before the resume (which orders it
+     * before the polling thread reads it). */
+    enum MHD_Result (*on_resumed)(struct request *rq);
+    durable_code async_code;
+    durable_error async_err;
+    char async_run_id[HTTP_ID_MAX + 1];
+    bool async_existed;
 };
 
 /* ---- routing (router.c) ---- */
@@ -179,6 +195,17 @@ enum MHD_Result http_reply_durable(struct request *rq, const durable_error *err)
 /* The HTTP status and the error code string of a durable_code. */
 unsigned http_status_of(durable_code code);
 const char *http_code_of(durable_code code);
+
+/* ---- suspended requests (server.c) ---- */
+
+/* Suspends rq's connection (from its handler) until http_async_resume;
+ * counted, so that http_server_stop waits for it. Call it before handing
+ * the request to a thread that may resume it. False when the server is
+ * stopping: then nothing was suspended and the handler answers itself. */
+bool http_async_suspend(struct request *rq, enum MHD_Result (*on_resumed)(struct request *rq));
+/* Resumes rq's connection (any thread, once): MHD then calls on_resumed on
+ * its polling thread, which answers. rq must not be touched afterwards. */
+void http_async_resume(struct request *rq);
 
 /* ---- route handlers ---- */
 

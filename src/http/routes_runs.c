@@ -15,6 +15,7 @@
 #include "http/http_int.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,12 +133,64 @@ static durable_code start_request(struct request *rq, json_t *body, durable_run_
     return rc;
 }
 
+/* The engine's answer to an asynchronous start, on the writer thread:
+ * keeps it in the request and resumes the connection. */
+static void on_run_started(const durable_run_started *outcome, void *ud)
+{
+    struct request *rq = ud;
+
+    rq->async_code = outcome->code;
+    if (outcome->code == DURABLE_OK) {
+        snprintf(rq->async_run_id, sizeof(rq->async_run_id), "%s", outcome->run_id);
+        rq->async_existed = outcome->existed;
+    } else {
+        rq->async_err = *outcome->err;
+    }
+    http_async_resume(rq);
+}
+
+/* Answers a start once its connection is resumed (polling thread). */
+static enum MHD_Result run_started_reply(struct request *rq)
+{
+    if (rq->async_code != DURABLE_OK)
+        return http_reply_durable(rq, &rq->async_err);
+    return reply_run(rq, rq->async_run_id, rq->async_existed ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED);
+}
+
+/* Starts the run without holding the polling thread for the commit: the
+ * connection is suspended until the engine calls back, so every start that
+ * arrives meanwhile, on any connection, joins the same commit. (A worker
+ * blocked per start would let only --workers starts share a commit.) When
+ * the server is stopping, the start waits for its commit instead. */
+static enum MHD_Result run_start(struct request *rq, const durable_run_request *req)
+{
+    durable_error err = { 0 };
+    char *run_id = NULL;
+    bool existed = false;
+    enum MHD_Result ret;
+
+    if (http_async_suspend(rq, run_started_reply)) {
+        /* Resumed by on_run_started, or here if nothing was queued. */
+        if (durable_run_start_async(rq->srv->d, req, on_run_started, rq, &err) != DURABLE_OK) {
+            rq->async_code = err.code;
+            rq->async_err = err;
+            http_async_resume(rq);
+        }
+        return MHD_YES;
+    }
+    if (durable_run_start(rq->srv->d, req, &run_id, &existed, &err) != DURABLE_OK)
+        ret = http_reply_durable(rq, &err);
+    else
+        ret = reply_run(rq, run_id, existed ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED);
+    durable_free(run_id);
+    return ret;
+}
+
 enum MHD_Result route_run_start(struct request *rq)
 {
     durable_run_request req = { 0 };
     durable_error err = { 0 };
-    char *input = NULL, *run_id = NULL;
-    bool existed = false;
+    char *input = NULL;
     enum MHD_Result ret;
     json_t *body = http_body_object(rq, true, &ret);
 
@@ -145,11 +198,8 @@ enum MHD_Result route_run_start(struct request *rq)
         return ret;
     if (start_request(rq, body, &req, &input, &err) != DURABLE_OK)
         ret = http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", err.msg);
-    else if (durable_run_start(rq->srv->d, &req, &run_id, &existed, &err) != DURABLE_OK)
-        ret = http_reply_durable(rq, &err);
     else
-        ret = reply_run(rq, run_id, existed ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED);
-    durable_free(run_id);
+        ret = run_start(rq, &req);
     free(input);
     json_decref(body);
     return ret;

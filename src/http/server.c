@@ -7,7 +7,11 @@
  * once per chunk of body (body_take), then a last time (request_finish runs
  * the handler). on_completed frees the request whatever happened to it.
  * Every call for one connection runs on the same polling thread, so a
- * struct request needs no lock.
+ * struct request needs no lock. A handler that waits for the engine
+ * (a run's start) suspends its connection instead of blocking the thread
+ * (http_async_suspend); the engine's callback fills the request and
+ * resumes it (http_async_resume), and MHD calls the access handler again,
+ * which answers (rq->on_resumed).
  */
 #include "util/common.h"
 
@@ -175,7 +179,53 @@ static enum MHD_Result request_finish(struct request *rq)
 {
     if (rq->pending_status)
         return reply_pending(rq);
+    if (rq->on_resumed)
+        return rq->on_resumed(rq);
     return http_routes[rq->route].fn(rq);
+}
+
+/* ---- suspended requests ---- */
+
+bool http_async_suspend(struct request *rq, enum MHD_Result (*on_resumed)(struct request *rq))
+{
+    struct http_server *s = rq->srv;
+    bool ok;
+
+    pthread_mutex_lock(&s->async_mu);
+    ok = !s->async_stopped;
+    if (ok)
+        s->n_async++;
+    pthread_mutex_unlock(&s->async_mu);
+    if (!ok)
+        return false;
+    rq->on_resumed = on_resumed;
+    MHD_suspend_connection(rq->conn);
+    return true;
+}
+
+void http_async_resume(struct request *rq)
+{
+    struct http_server *s = rq->srv;
+
+    /* After this the polling thread may answer and free rq. */
+    MHD_resume_connection(rq->conn);
+    pthread_mutex_lock(&s->async_mu);
+    if (--s->n_async == 0)
+        pthread_cond_broadcast(&s->async_cond);
+    pthread_mutex_unlock(&s->async_mu);
+}
+
+/* Waits until no request is suspended for the engine (they all end: the
+ * engine answers every start it has queued), and lets none be suspended
+ * again: a keep-alive connection may still send requests until
+ * MHD_stop_daemon, and those are answered without suspending. */
+static void async_drain(struct http_server *s)
+{
+    pthread_mutex_lock(&s->async_mu);
+    s->async_stopped = true;
+    while (s->n_async > 0)
+        pthread_cond_wait(&s->async_cond, &s->async_mu);
+    pthread_mutex_unlock(&s->async_mu);
 }
 
 /* MHD's access handler; MHD's signature, hence 8 parameters. */
@@ -376,6 +426,8 @@ static struct MHD_Daemon *daemon_start(struct http_server *s, const struct socka
 
 static void server_free(struct http_server *s)
 {
+    pthread_cond_destroy(&s->async_cond);
+    pthread_mutex_destroy(&s->async_mu);
     sse_hub_free(s->hub);
     http_metrics_release(&s->metrics);
     free(s->token);
@@ -404,6 +456,8 @@ durable_code http_server_start(durable *d, const struct http_options *opts,
     s->db_label = xstrdup(opts->db_label ? opts->db_label : "");
     s->verbose = opts->verbose;
     http_metrics_init(&s->metrics);
+    pthread_mutex_init(&s->async_mu, NULL);
+    pthread_cond_init(&s->async_cond, NULL);
     s->hub = sse_hub_new(d);
     s->daemon = daemon_start(s, &ss, workers);
     if (!s->daemon) {
@@ -430,6 +484,7 @@ void http_server_stop(struct http_server *s)
         return;
     fd = MHD_quiesce_daemon(s->daemon);
     sse_hub_shutdown(s->hub);
+    async_drain(s);
     MHD_stop_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);

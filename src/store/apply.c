@@ -783,6 +783,8 @@ durable_code store_apply(struct store *s, const struct transition *t, struct sto
         s->last_gid = gid0; /* what this call wrote is undone: its ids are free */
         store_seq_forget(s);
     }
+    if (rc == DURABLE_OK && t->kind == TR_RUN_RETRY)
+        store_run_forget_at_commit(s, t->run_id); /* the run is no longer finished */
     if (rc == DURABLE_OK && result)
         *result = res;
     return rc;

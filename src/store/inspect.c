@@ -2,7 +2,7 @@
  * inspect.c - the store seen from outside: a snapshot of every table for the
  * live DB viewer, counts by status for the metrics, and a health read.
  *
- * Any thread, through the read connection under s->read_mu. The snapshot
+ * Any thread, through a read connection of the store's pool. The snapshot
  * reads all its tables in one read transaction, so that they agree with one
  * another (a run's steps and events are the run's). Its statements live in
  * sqlite.c like every other; `SELECT *` keeps the viewer true to the schema
@@ -102,13 +102,13 @@ static json_t *columns_of(sqlite3_stmt *st)
     return cols;
 }
 
-static durable_code table_rows(struct store *s, const struct snapshot_table *t, int max_rows,
+static durable_code table_rows(struct conn *c, const struct snapshot_table *t, int max_rows,
                                json_t *table, durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     json_t *rows = json_array();
     bool has_row = true;
-    durable_code rc = stmt_get(&s->r, t->rows, &st, err, "i", max_rows);
+    durable_code rc = stmt_get(c, t->rows, &st, err, "i", max_rows);
 
     if (rc == DURABLE_OK)
         json_object_set_new(table, "columns", columns_of(st));
@@ -127,12 +127,12 @@ static durable_code table_rows(struct store *s, const struct snapshot_table *t, 
     return rc;
 }
 
-static durable_code table_total(struct store *s, const struct snapshot_table *t, json_t *table,
+static durable_code table_total(struct conn *c, const struct snapshot_table *t, json_t *table,
                                 durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
-    durable_code rc = stmt_get(&s->r, t->count, &st, err, "");
+    durable_code rc = stmt_get(c, t->count, &st, err, "");
 
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &has_row, err);
@@ -143,36 +143,37 @@ static durable_code table_total(struct store *s, const struct snapshot_table *t,
     return rc;
 }
 
-/* Reads every table into tables; the caller holds read_mu. */
-static durable_code snapshot_locked(struct store *s, int max_rows, json_t *tables,
+/* Reads every table into tables, on the taken connection c. */
+static durable_code snapshot_locked(struct conn *c, int max_rows, json_t *tables,
                                     durable_error *err)
 {
-    durable_code rc = store_read_begin(s, err);
+    durable_code rc = store_read_begin(c, err);
 
     for (size_t i = 0; rc == DURABLE_OK && i < DUR_ARRAY_LEN(snapshot_tables); i++) {
         const struct snapshot_table *t = &snapshot_tables[i];
         json_t *table = json_pack("{s:s}", "name", t->name);
-        rc = table_rows(s, t, max_rows, table, err);
+        rc = table_rows(c, t, max_rows, table, err);
         if (rc == DURABLE_OK)
-            rc = table_total(s, t, table, err);
+            rc = table_total(c, t, table, err);
         json_array_append_new(tables, table);
     }
-    store_read_end(s);
+    store_read_end(c);
     return rc;
 }
 
 durable_code store_snapshot_json(struct store *s, int rows_per_table, char **out,
                                  durable_error *err)
 {
+    struct conn *c;
     json_t *tables = json_array();
     json_t *doc = json_pack("{s:o}", "tables", tables);
     int max_rows = store_clamp_limit(rows_per_table, SNAPSHOT_ROWS_DEFAULT, SNAPSHOT_ROWS_MAX);
     char *text = NULL;
     durable_code rc;
 
-    store_read_lock(s);
-    rc = snapshot_locked(s, max_rows, tables, err);
-    store_read_unlock(s);
+    c = store_reader_take(s);
+    rc = snapshot_locked(c, max_rows, tables, err);
+    store_reader_put(s, c);
     if (rc == DURABLE_OK) {
         text = json_dumps(doc, JSON_COMPACT);
         if (!text)
@@ -189,13 +190,14 @@ durable_code store_snapshot_json(struct store *s, int rows_per_table, char **out
 static durable_code count_by_status(struct store *s, enum stmt_id id, const char *const *statuses,
                                     int64_t *out, size_t n, durable_error *err)
 {
+    struct conn *c;
     sqlite3_stmt *st = NULL;
     bool has_row = true;
     durable_code rc;
 
     memset(out, 0, n * sizeof(*out));
-    store_read_lock(s);
-    rc = stmt_get(&s->r, id, &st, err, "");
+    c = store_reader_take(s);
+    rc = stmt_get(c, id, &st, err, "");
     while (rc == DURABLE_OK) {
         const char *status;
         rc = stmt_step(st, &has_row, err);
@@ -208,7 +210,7 @@ static durable_code count_by_status(struct store *s, enum stmt_id id, const char
         }
     }
     stmt_release(st);
-    store_read_unlock(s);
+    store_reader_put(s, c);
     return rc;
 }
 
@@ -230,17 +232,18 @@ durable_code store_count_steps(struct store *s, int64_t out[STORE_N_STEP_STATUSE
 
 durable_code store_ping(struct store *s, durable_error *err)
 {
+    struct conn *c;
     sqlite3_stmt *st = NULL;
     bool has_row = false;
     durable_code rc;
 
-    store_read_lock(s);
-    rc = stmt_get(&s->r, ST_PING, &st, err, "");
+    c = store_reader_take(s);
+    rc = stmt_get(c, ST_PING, &st, err, "");
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &has_row, err);
     if (rc == DURABLE_OK && !has_row)
         rc = err_set(err, DURABLE_EIO, "could not read the database: no schema version");
     stmt_release(st);
-    store_read_unlock(s);
+    store_reader_put(s, c);
     return rc;
 }

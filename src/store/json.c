@@ -3,9 +3,10 @@
  * steps, a run's events, an order, a workflow, and the lists of runs,
  * workflows, orders and of every run's events by global id.
  *
- * Any thread: each public function holds s->read_mu while it reads through
- * the read connection, builds the document with jansson and releases its
- * statements before unlocking. Times are RFC 3339 UTC with milliseconds, or
+ * Any thread: each public function takes a read connection from the store's
+ * pool, reads, releases its statements and gives the connection back, and
+ * builds the document with jansson. A finished run's document is cached
+ * (store_run_forget invalidates it). Times are RFC 3339 UTC with milliseconds, or
  * null when unset. Stored JSON text (input, output, depends_on, event data)
  * is parsed back into values; text that does not parse is a damaged
  * database and fails with DURABLE_EIO rather than being passed on.
@@ -96,12 +97,12 @@ static durable_code step_row_json(sqlite3_stmt *st, const char *run_id, json_t *
     return rc;
 }
 
-static durable_code steps_json(struct store *s, const char *run_id, json_t *steps,
+static durable_code steps_json(struct conn *c, const char *run_id, json_t *steps,
                                durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = true;
-    durable_code rc = stmt_get(&s->r, ST_STEPS_JSON, &st, err, "s", run_id);
+    durable_code rc = stmt_get(c, ST_STEPS_JSON, &st, err, "s", run_id);
 
     while (rc == DURABLE_OK) {
         rc = stmt_step(st, &has_row, err);
@@ -142,15 +143,18 @@ static durable_code run_row_json(sqlite3_stmt *st, const char *run_id, json_t *r
     return rc;
 }
 
-/* Fills run with the run's fields and steps; the caller holds read_mu. */
-static durable_code run_json_locked(struct store *s, const char *run_id, json_t *run,
-                                    durable_error *err)
+/* Fills run with the run's fields and steps, read in one read transaction
+ * (one snapshot, one WAL read lock). */
+static durable_code run_json_read(struct conn *c, const char *run_id, json_t *run,
+                                  durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
     json_t *steps = json_array();
-    durable_code rc = stmt_get(&s->r, ST_RUN_JSON, &st, err, "s", run_id);
+    durable_code rc = store_read_begin(c, err);
 
+    if (rc == DURABLE_OK)
+        rc = stmt_get(c, ST_RUN_JSON, &st, err, "s", run_id);
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &has_row, err);
     if (rc == DURABLE_OK && !has_row)
@@ -159,34 +163,155 @@ static durable_code run_json_locked(struct store *s, const char *run_id, json_t 
         rc = run_row_json(st, run_id, run, err);
     stmt_release(st);
     if (rc == DURABLE_OK)
-        rc = steps_json(s, run_id, steps, err);
+        rc = steps_json(c, run_id, steps, err);
+    store_read_end(c);
     if (rc == DURABLE_OK)
         json_object_set(run, "steps", steps);
     json_decref(steps);
     return rc;
 }
 
+/* ---- the cache of finished runs (store_int.h) ---- */
+
+void store_run_cache_init(struct store *s)
+{
+    pthread_mutex_init(&s->cache_mu, NULL);
+    s->cache = xcalloc(RUN_CACHE_SLOTS, sizeof(*s->cache));
+}
+
+void store_run_cache_release(struct store *s)
+{
+    if (s->cache) {
+        for (size_t i = 0; i < RUN_CACHE_SLOTS; i++)
+            free(s->cache[i].json);
+        free(s->cache);
+        s->cache = NULL;
+        free(s->unfinished);
+        pthread_mutex_destroy(&s->cache_mu);
+    }
+}
+
+/* FNV-1a of the run id. */
+static struct run_cache_slot *cache_slot(struct store *s, const char *run_id)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *run_id; run_id++)
+        h = (h ^ (unsigned char)*run_id) * 16777619u;
+    return &s->cache[h % RUN_CACHE_SLOTS];
+}
+
+/* A copy of run_id's cached JSON into *out (owned), or false. *out_gen gets
+ * the slot's generation either way, for cache_put. */
+static bool cache_get(struct store *s, const char *run_id, char **out, uint64_t *out_gen)
+{
+    struct run_cache_slot *e = cache_slot(s, run_id);
+    bool hit;
+
+    pthread_mutex_lock(&s->cache_mu);
+    hit = e->json && strcmp(e->id, run_id) == 0;
+    if (hit) {
+        *out = xmalloc(e->len + 1);
+        memcpy(*out, e->json, e->len + 1);
+    }
+    *out_gen = e->gen;
+    pthread_mutex_unlock(&s->cache_mu);
+    return hit;
+}
+
+/* Keeps a copy of json as run_id's, unless the slot was invalidated since
+ * gen was read (the run may have changed after it was read). */
+static void cache_put(struct store *s, const char *run_id, const char *json, uint64_t gen)
+{
+    struct run_cache_slot *e = cache_slot(s, run_id);
+    size_t len = strlen(json);
+    char *copy = NULL;
+
+    if (len > RUN_CACHE_DOC_MAX || strlen(run_id) >= ID_MAX)
+        return;
+    copy = xmalloc(len + 1);
+    memcpy(copy, json, len + 1);
+    pthread_mutex_lock(&s->cache_mu);
+    if (e->gen == gen) {
+        char *old = e->json;
+        e->json = copy;
+        e->len = len;
+        snprintf(e->id, sizeof(e->id), "%s", run_id);
+        copy = old;
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+    free(copy);
+}
+
+/* Drops the cached JSON of run_id, if any, and keeps a reader that read the
+ * run before this call from caching what it read. */
+static void run_forget(struct store *s, const char *run_id)
+{
+    struct run_cache_slot *e = cache_slot(s, run_id);
+    char *old = NULL;
+
+    pthread_mutex_lock(&s->cache_mu);
+    e->gen++;
+    if (e->json && strcmp(e->id, run_id) == 0) {
+        old = e->json;
+        e->json = NULL;
+        e->id[0] = '\0';
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+    free(old);
+}
+
+void store_run_forget_at_commit(struct store *s, const char *run_id)
+{
+    if (s->n_unfinished == s->cap_unfinished) {
+        s->cap_unfinished = s->cap_unfinished ? s->cap_unfinished * 2 : 8;
+        s->unfinished = xrealloc(s->unfinished, s->cap_unfinished * sizeof(*s->unfinished));
+    }
+    snprintf(s->unfinished[s->n_unfinished++], ID_MAX, "%s", run_id);
+}
+
+void store_run_forget_pending(struct store *s, bool committed)
+{
+    for (size_t i = 0; committed && i < s->n_unfinished; i++)
+        run_forget(s, s->unfinished[i]);
+    s->n_unfinished = 0;
+}
+
+static bool run_is_finished(const json_t *run)
+{
+    const char *status = json_string_value(json_object_get(run, "status"));
+
+    return status && store_run_status_is_finished(status);
+}
+
 durable_code store_run_json(struct store *s, const char *run_id, char **out, durable_error *err)
 {
-    json_t *run = json_object();
+    struct conn *c = NULL;
+    json_t *run = NULL;
+    uint64_t gen = 0;
     durable_code rc;
 
-    store_read_lock(s);
-    rc = run_json_locked(s, run_id, run, err);
-    store_read_unlock(s);
+    if (cache_get(s, run_id, out, &gen))
+        return DURABLE_OK;
+    run = json_object();
+    c = store_reader_take(s);
+    rc = run_json_read(c, run_id, run, err);
+    store_reader_put(s, c);
     if (rc == DURABLE_OK)
         rc = dump(run, out, err);
+    if (rc == DURABLE_OK && run_is_finished(run))
+        cache_put(s, run_id, *out, gen);
     json_decref(run);
     return rc;
 }
 
 /* ---- events ---- */
 
-static durable_code run_exists(struct store *s, const char *run_id, durable_error *err)
+static durable_code run_exists(struct conn *c, const char *run_id, durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
-    durable_code rc = stmt_get(&s->r, ST_RUN_STATUS, &st, err, "s", run_id);
+    durable_code rc = stmt_get(c, ST_RUN_STATUS, &st, err, "s", run_id);
 
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &has_row, err);
@@ -221,15 +346,15 @@ static durable_code event_row_json(sqlite3_stmt *st, const char *run_id, json_t 
     return rc;
 }
 
-static durable_code events_json_locked(struct store *s, const char *run_id, int64_t after_seq,
+static durable_code events_json_locked(struct conn *c, const char *run_id, int64_t after_seq,
                                        json_t *events, durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = true;
-    durable_code rc = run_exists(s, run_id, err);
+    durable_code rc = run_exists(c, run_id, err);
 
     if (rc == DURABLE_OK) {
-        rc = stmt_get(&s->r, ST_EVENTS_JSON, &st, err, "sI", run_id, after_seq);
+        rc = stmt_get(c, ST_EVENTS_JSON, &st, err, "sI", run_id, after_seq);
     }
     while (rc == DURABLE_OK) {
         rc = stmt_step(st, &has_row, err);
@@ -244,12 +369,13 @@ static durable_code events_json_locked(struct store *s, const char *run_id, int6
 durable_code store_events_json(struct store *s, const char *run_id, int64_t after_seq, char **out,
                                durable_error *err)
 {
+    struct conn *c;
     json_t *events = json_array();
     durable_code rc;
 
-    store_read_lock(s);
-    rc = events_json_locked(s, run_id, after_seq, events, err);
-    store_read_unlock(s);
+    c = store_reader_take(s);
+    rc = events_json_locked(c, run_id, after_seq, events, err);
+    store_reader_put(s, c);
     if (rc == DURABLE_OK)
         rc = dump(events, out, err);
     json_decref(events);
@@ -273,13 +399,14 @@ static json_t *order_row_json(sqlite3_stmt *st)
 
 durable_code store_order_json(struct store *s, const char *order_id, char **out, durable_error *err)
 {
+    struct conn *c;
     sqlite3_stmt *st = NULL;
     bool has_row = false;
     json_t *order = NULL;
     durable_code rc;
 
-    store_read_lock(s);
-    rc = stmt_get(&s->r, ST_ORDER_JSON, &st, err, "s", order_id);
+    c = store_reader_take(s);
+    rc = stmt_get(c, ST_ORDER_JSON, &st, err, "s", order_id);
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &has_row, err);
     if (rc == DURABLE_OK && !has_row)
@@ -287,7 +414,7 @@ durable_code store_order_json(struct store *s, const char *order_id, char **out,
     if (rc == DURABLE_OK)
         order = order_row_json(st);
     stmt_release(st);
-    store_read_unlock(s);
+    store_reader_put(s, c);
     if (rc == DURABLE_OK)
         rc = dump(order, out, err);
     json_decref(order);
@@ -341,12 +468,12 @@ struct list_query {
     list_row_fn row;
 };
 
-static durable_code count_locked(struct store *s, const struct list_query *q, int64_t *out,
+static durable_code count_locked(struct conn *c, const struct list_query *q, int64_t *out,
                                  durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
-    durable_code rc = stmt_get(&s->r, q->count_id, &st, err, q->count_fmt, q->arg1, q->arg2);
+    durable_code rc = stmt_get(c, q->count_id, &st, err, q->count_fmt, q->arg1, q->arg2);
 
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &has_row, err);
@@ -356,12 +483,12 @@ static durable_code count_locked(struct store *s, const struct list_query *q, in
     return rc;
 }
 
-static durable_code page_locked(struct store *s, const struct list_query *q, struct store_page page,
+static durable_code page_locked(struct conn *c, const struct list_query *q, struct store_page page,
                                 json_t *list, durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = true;
-    durable_code rc = stmt_get(&s->r, q->list_id, &st, err, "ssii", q->arg1, q->arg2, page.limit,
+    durable_code rc = stmt_get(c, q->list_id, &st, err, "ssii", q->arg1, q->arg2, page.limit,
                                page.offset);
 
     while (rc == DURABLE_OK) {
@@ -378,20 +505,21 @@ static durable_code page_locked(struct store *s, const struct list_query *q, str
 static durable_code list_json(struct store *s, const struct list_query *q, struct store_page page,
                               char **out, int64_t *out_total, durable_error *err)
 {
+    struct conn *c;
     json_t *list = json_array();
     int64_t total = 0;
     durable_code rc;
 
     page.limit = store_clamp_limit(page.limit, STORE_LIST_DEFAULT, STORE_LIST_MAX);
     page.offset = page.offset < 0 ? 0 : page.offset;
-    store_read_lock(s);
-    rc = store_read_begin(s, err);
+    c = store_reader_take(s);
+    rc = store_read_begin(c, err);
     if (rc == DURABLE_OK)
-        rc = count_locked(s, q, &total, err);
+        rc = count_locked(c, q, &total, err);
     if (rc == DURABLE_OK)
-        rc = page_locked(s, q, page, list, err);
-    store_read_end(s);
-    store_read_unlock(s);
+        rc = page_locked(c, q, page, list, err);
+    store_read_end(c);
+    store_reader_put(s, c);
     if (rc == DURABLE_OK)
         rc = dump(list, out, err);
     if (rc == DURABLE_OK && out_total)
@@ -481,14 +609,15 @@ durable_code store_orders_list(struct store *s, struct store_page page, char **o
 durable_code store_events_since(struct store *s, int64_t after_gid, int limit, char **out,
                                 durable_error *err)
 {
+    struct conn *c;
     sqlite3_stmt *st = NULL;
     json_t *events = json_array();
     bool has_row = true;
     durable_code rc;
 
     limit = store_clamp_limit(limit, STORE_EVENTS_MAX, STORE_EVENTS_MAX);
-    store_read_lock(s);
-    rc = stmt_get(&s->r, ST_EVENTS_SINCE, &st, err, "Ii", after_gid < 0 ? 0 : after_gid, limit);
+    c = store_reader_take(s);
+    rc = stmt_get(c, ST_EVENTS_SINCE, &st, err, "Ii", after_gid < 0 ? 0 : after_gid, limit);
     while (rc == DURABLE_OK) {
         const char *run_id;
         rc = stmt_step(st, &has_row, err);
@@ -498,7 +627,7 @@ durable_code store_events_since(struct store *s, int64_t after_gid, int limit, c
         rc = event_row_json(st, run_id ? run_id : "", events, err);
     }
     stmt_release(st);
-    store_read_unlock(s);
+    store_reader_put(s, c);
     if (rc == DURABLE_OK)
         rc = dump(events, out, err);
     json_decref(events);

@@ -1,13 +1,13 @@
 /*
- * read.c - record reads through the read connection: workflows, runs with
+ * read.c - record reads through the read connections: workflows, runs with
  * their steps, the unfinished runs for recovery, idempotency keys, statuses.
  *
- * Any thread. Each public function holds s->read_mu for the time of its SQL
- * only, and releases every statement before unlocking, so that no read
- * snapshot outlives the call (a long-lived snapshot would stop WAL
- * checkpoints). store_runs_unfinished pages through the runs by
- * (created_at, id) and never holds the mutex while it calls back, so that
- * the callback may itself read the store.
+ * Any thread. Each public function takes a read connection for the time of
+ * its SQL only, and releases every statement before giving it back, so
+ * that no read snapshot outlives the call (a long-lived snapshot would stop
+ * WAL checkpoints). store_runs_unfinished pages through the runs by
+ * (created_at, id) and never holds a connection while it calls back, so
+ * that the callback may itself read the store.
  */
 #include "util/common.h"
 
@@ -39,12 +39,12 @@ void workflow_record_release(struct workflow_record *w)
     memset(w, 0, sizeof(*w));
 }
 
-static durable_code workflow_get_by(struct store *s, enum stmt_id id, const char *key,
+static durable_code workflow_get_by(struct conn *c, enum stmt_id id, const char *key,
                                     struct workflow_record *out, bool *out_found,
                                     durable_error *err)
 {
     sqlite3_stmt *st = NULL;
-    durable_code rc = stmt_get(&s->r, id, &st, err, "s", key);
+    durable_code rc = stmt_get(c, id, &st, err, "s", key);
 
     if (rc == DURABLE_OK)
         rc = stmt_step(st, out_found, err);
@@ -62,15 +62,19 @@ static durable_code workflow_get_by(struct store *s, enum stmt_id id, const char
 durable_code store_workflow_get(struct store *s, const char *id_or_name,
                                 struct workflow_record *out, durable_error *err)
 {
+    struct conn *c;
     struct workflow_record w = { .version = 0 };
     bool found = false;
     durable_code rc;
 
-    store_read_lock(s);
-    rc = workflow_get_by(s, ST_WF_BY_ID, id_or_name, &w, &found, err);
+    c = store_reader_take(s);
+    rc = store_read_begin(c, err); /* by id, then by name: one WAL read lock */
+    if (rc == DURABLE_OK)
+        rc = workflow_get_by(c, ST_WF_BY_ID, id_or_name, &w, &found, err);
     if (rc == DURABLE_OK && !found)
-        rc = workflow_get_by(s, ST_WF_BY_NAME, id_or_name, &w, &found, err);
-    store_read_unlock(s);
+        rc = workflow_get_by(c, ST_WF_BY_NAME, id_or_name, &w, &found, err);
+    store_read_end(c);
+    store_reader_put(s, c);
     if (rc == DURABLE_OK && !found)
         rc = err_set(err, DURABLE_ENOTFOUND, "workflow \"%s\" not found", id_or_name);
     if (rc == DURABLE_OK)
@@ -111,13 +115,13 @@ static void step_from_row(sqlite3_stmt *st, struct step_record *sr)
     sr->output_json = col_strdup(st, 5);
 }
 
-static durable_code steps_load(struct store *s, const char *run_id, struct run_record *r,
+static durable_code steps_load(struct conn *c, const char *run_id, struct run_record *r,
                                durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = true;
     size_t cap = 0;
-    durable_code rc = stmt_get(&s->r, ST_STEPS_LOAD, &st, err, "s", run_id);
+    durable_code rc = stmt_get(c, ST_STEPS_LOAD, &st, err, "s", run_id);
 
     while (rc == DURABLE_OK) {
         rc = stmt_step(st, &has_row, err);
@@ -133,14 +137,16 @@ static durable_code steps_load(struct store *s, const char *run_id, struct run_r
     return rc;
 }
 
-/* Loads the run; the caller holds read_mu. */
-static durable_code run_load_locked(struct store *s, const char *run_id, struct run_record *r,
+/* Loads the run and its steps in one read transaction, on c. */
+static durable_code run_load_locked(struct conn *c, const char *run_id, struct run_record *r,
                                     durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
-    durable_code rc = stmt_get(&s->r, ST_RUN_LOAD, &st, err, "s", run_id);
+    durable_code rc = store_read_begin(c, err);
 
+    if (rc == DURABLE_OK)
+        rc = stmt_get(c, ST_RUN_LOAD, &st, err, "s", run_id);
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &has_row, err);
     if (rc == DURABLE_OK && !has_row)
@@ -158,19 +164,21 @@ static durable_code run_load_locked(struct store *s, const char *run_id, struct 
     }
     stmt_release(st);
     if (rc == DURABLE_OK)
-        rc = steps_load(s, run_id, r, err);
+        rc = steps_load(c, run_id, r, err);
+    store_read_end(c);
     return rc;
 }
 
 durable_code store_run_load(struct store *s, const char *run_id, struct run_record *out,
                             durable_error *err)
 {
+    struct conn *c;
     struct run_record r = { .n_steps = 0 };
     durable_code rc;
 
-    store_read_lock(s);
-    rc = run_load_locked(s, run_id, &r, err);
-    store_read_unlock(s);
+    c = store_reader_take(s);
+    rc = run_load_locked(c, run_id, &r, err);
+    store_reader_put(s, c);
     if (rc == DURABLE_OK)
         *out = r;
     else
@@ -183,14 +191,15 @@ durable_code store_run_load(struct store *s, const char *run_id, struct run_reco
 static durable_code unfinished_page(struct store *s, int64_t *cur_at, char cur_id[ID_MAX],
                                     char (*ids)[ID_MAX], size_t *out_n, durable_error *err)
 {
+    struct conn *c;
     sqlite3_stmt *st = NULL;
     bool has_row = true;
     int64_t last_at = *cur_at;
     size_t n = 0;
     durable_code rc;
 
-    store_read_lock(s);
-    rc = stmt_get(&s->r, ST_RUNS_UNFINISHED, &st, err, "Isi", *cur_at, cur_id, UNFINISHED_PAGE);
+    c = store_reader_take(s);
+    rc = stmt_get(c, ST_RUNS_UNFINISHED, &st, err, "Isi", *cur_at, cur_id, UNFINISHED_PAGE);
     while (rc == DURABLE_OK && n < UNFINISHED_PAGE) {
         rc = stmt_step(st, &has_row, err);
         if (rc != DURABLE_OK || !has_row)
@@ -199,7 +208,7 @@ static durable_code unfinished_page(struct store *s, int64_t *cur_at, char cur_i
         last_at = sqlite3_column_int64(st, 1);
     }
     stmt_release(st); /* before cur_id, bound without a copy, changes */
-    store_read_unlock(s);
+    store_reader_put(s, c);
     if (rc == DURABLE_OK && n > 0) {
         *cur_at = last_at;
         memcpy(cur_id, ids[n - 1], ID_MAX);
@@ -249,18 +258,19 @@ durable_code store_runs_unfinished(struct store *s,
 durable_code store_run_find_by_key(struct store *s, const char *workflow_id, const char *key,
                                    char out_run_id[ID_MAX], bool *out_found, durable_error *err)
 {
+    struct conn *c;
     sqlite3_stmt *st = NULL;
     bool found = false;
     durable_code rc;
 
-    store_read_lock(s);
-    rc = stmt_get(&s->r, ST_RUN_BY_KEY, &st, err, "ss", workflow_id, key);
+    c = store_reader_take(s);
+    rc = stmt_get(c, ST_RUN_BY_KEY, &st, err, "ss", workflow_id, key);
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &found, err);
     if (rc == DURABLE_OK && found)
         col_copy_id(st, 0, out_run_id);
     stmt_release(st);
-    store_read_unlock(s);
+    store_reader_put(s, c);
     if (rc == DURABLE_OK)
         *out_found = found;
     return rc;
@@ -269,13 +279,14 @@ durable_code store_run_find_by_key(struct store *s, const char *workflow_id, con
 durable_code store_run_status(struct store *s, const char *run_id, const char **out_status,
                               durable_error *err)
 {
+    struct conn *c;
     sqlite3_stmt *st = NULL;
     bool has_row = false;
     const char *status = NULL;
     durable_code rc;
 
-    store_read_lock(s);
-    rc = stmt_get(&s->r, ST_RUN_STATUS, &st, err, "s", run_id);
+    c = store_reader_take(s);
+    rc = stmt_get(c, ST_RUN_STATUS, &st, err, "s", run_id);
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &has_row, err);
     if (rc == DURABLE_OK && !has_row)
@@ -288,7 +299,7 @@ durable_code store_run_status(struct store *s, const char *run_id, const char **
         }
     }
     stmt_release(st);
-    store_read_unlock(s);
+    store_reader_put(s, c);
     if (rc == DURABLE_OK)
         *out_status = status;
     return rc;

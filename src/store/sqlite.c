@@ -2,11 +2,12 @@
  * sqlite.c - the SQLite store: connections, schema migrations, the cache of
  * prepared statements, transactions and the event list.
  *
- * A store has two connections to one WAL database: the write connection,
- * used only by the engine's writer thread (transitions, in apply.c), and the
- * read connection, shared by every other thread under read_mu (read.c,
- * json.c). Both are opened without SQLite's own mutex (NOMUTEX): each is
- * confined, so SQLite's locking would only cost time.
+ * A store has connections to one WAL database: the write connection, used
+ * only by the engine's writer thread (transitions, in apply.c), and a pool
+ * of read connections (read.c, json.c, inspect.c), each used by one thread
+ * at a time between store_reader_take and store_reader_put. All are opened
+ * without SQLite's own mutex (NOMUTEX): each is confined, so SQLite's
+ * locking would only cost time.
  *
  * The schema is an ordered list of migration scripts; schema_version holds
  * the number applied. store_open applies the missing ones in one transaction
@@ -640,20 +641,22 @@ durable_code store_open(const char *path, durable_durability durability, struct 
     *out = NULL;
     s->path = xstrdup(path);
     s->durability = durability;
-    if (pthread_mutex_init(&s->read_mu, NULL) != 0) {
-        free(s->path);
-        free(s);
-        return err_set(err, DURABLE_ENOMEM, "could not open database \"%s\": no mutex", path);
-    }
+    s->max_open = STORE_READERS;
+    pthread_mutex_init(&s->read_mu, NULL);
+    pthread_cond_init(&s->read_cond, NULL);
+    store_run_cache_init(s);
     rc = conn_open(&s->w, path, durability, false, err);
     if (rc == DURABLE_OK)
         rc = migrate(s->w.db, path, err);
+    /* The first reader now, so that a database it cannot read fails here. */
     if (rc == DURABLE_OK)
-        rc = conn_open(&s->r, path, durability, true, err);
+        rc = conn_open(&s->readers[0], path, durability, true, err);
+    s->n_open = 1;
     if (rc != DURABLE_OK) {
         store_close(s);
         return rc;
     }
+    s->idle[s->n_idle++] = &s->readers[0];
     *out = s;
     return DURABLE_OK;
 }
@@ -662,11 +665,67 @@ void store_close(struct store *s)
 {
     if (!s)
         return;
-    conn_close(&s->r);
+    for (size_t i = 0; i < s->n_open; i++)
+        conn_close(&s->readers[i]);
     conn_close(&s->w);
+    store_run_cache_release(s);
+    pthread_cond_destroy(&s->read_cond);
     pthread_mutex_destroy(&s->read_mu);
     free(s->path);
     free(s);
+}
+
+/* ---- the read pool ---- */
+
+/* Opens readers[i], reserved by the caller. False (logged) if it fails. */
+static bool reader_open(struct store *s, size_t i)
+{
+    durable_error err = { 0 };
+
+    if (conn_open(&s->readers[i], s->path, s->durability, true, &err) == DURABLE_OK)
+        return true;
+    log_warn("could not open another read connection, reading on %zu: %s", i, err.msg);
+    conn_close(&s->readers[i]);
+    return false;
+}
+
+struct conn *store_reader_take(struct store *s)
+{
+    struct conn *c = NULL;
+    size_t i;
+
+    pthread_mutex_lock(&s->read_mu);
+    while (s->n_idle == 0 && s->n_open >= s->max_open)
+        pthread_cond_wait(&s->read_cond, &s->read_mu);
+    if (s->n_idle > 0) {
+        c = s->idle[--s->n_idle];
+        pthread_mutex_unlock(&s->read_mu);
+        return c;
+    }
+    i = s->n_open++; /* reserved: opened outside the mutex */
+    pthread_mutex_unlock(&s->read_mu);
+    if (reader_open(s, i))
+        return &s->readers[i];
+    pthread_mutex_lock(&s->read_mu);
+    /* Only the last reserved slot can be given back; otherwise the slot
+     * stays reserved and closed, and no more are opened. */
+    if (s->n_open == i + 1)
+        s->n_open = i;
+    s->max_open = s->n_open;
+    while (s->n_idle == 0)
+        pthread_cond_wait(&s->read_cond, &s->read_mu);
+    c = s->idle[--s->n_idle];
+    pthread_mutex_unlock(&s->read_mu);
+    return c;
+}
+
+void store_reader_put(struct store *s, struct conn *c)
+{
+    pthread_mutex_lock(&s->read_mu);
+    DUR_ASSERT(s->n_idle < STORE_READERS);
+    s->idle[s->n_idle++] = c;
+    pthread_cond_signal(&s->read_cond);
+    pthread_mutex_unlock(&s->read_mu);
 }
 
 durable_code store_synchronous(struct store *s, int *out_level, durable_error *err)
@@ -686,16 +745,16 @@ durable_code store_synchronous(struct store *s, int *out_level, durable_error *e
     return rc;
 }
 
-durable_code store_read_begin(struct store *s, durable_error *err)
+durable_code store_read_begin(struct conn *c, durable_error *err)
 {
-    return stmt_exec(&s->r, ST_READ_BEGIN, err, "");
+    return stmt_exec(c, ST_READ_BEGIN, err, "");
 }
 
-void store_read_end(struct store *s)
+void store_read_end(struct conn *c)
 {
     /* A read transaction has nothing to lose: COMMIT just ends it. */
-    if (!sqlite3_get_autocommit(s->r.db) && stmt_exec(&s->r, ST_COMMIT, NULL, "") != DURABLE_OK)
-        log_error("could not end a read: %s", sqlite3_errmsg(s->r.db));
+    if (!sqlite3_get_autocommit(c->db) && stmt_exec(c, ST_COMMIT, NULL, "") != DURABLE_OK)
+        log_error("could not end a read: %s", sqlite3_errmsg(c->db));
 }
 
 int store_clamp_limit(int limit, int dflt, int max)
@@ -705,18 +764,6 @@ int store_clamp_limit(int limit, int dflt, int max)
     if (limit < 1)
         return 1;
     return limit > max ? max : limit;
-}
-
-void store_read_lock(struct store *s)
-{
-    int rc = pthread_mutex_lock(&s->read_mu);
-    DUR_ASSERT(rc == 0);
-}
-
-void store_read_unlock(struct store *s)
-{
-    int rc = pthread_mutex_unlock(&s->read_mu);
-    DUR_ASSERT(rc == 0);
 }
 
 /* ---- transactions (writer thread) ---- */
@@ -758,6 +805,7 @@ durable_code store_tx_begin(struct store *s, durable_error *err)
     durable_code rc = stmt_exec(&s->w, ST_BEGIN, err, "");
 
     store_seq_forget(s);
+    store_run_forget_pending(s, false);
     /* Under the write lock: the last id is the database's, whoever wrote
      * it, and a rolled-back batch gives its ids out again. */
     if (rc == DURABLE_OK) {
@@ -770,12 +818,18 @@ durable_code store_tx_begin(struct store *s, durable_error *err)
 
 durable_code store_tx_commit(struct store *s, durable_error *err)
 {
-    return stmt_exec(&s->w, ST_COMMIT, err, "");
+    durable_code rc = stmt_exec(&s->w, ST_COMMIT, err, "");
+
+    /* On failure the caller rolls back, which drops the list. */
+    if (rc == DURABLE_OK)
+        store_run_forget_pending(s, true);
+    return rc;
 }
 
 void store_tx_rollback(struct store *s)
 {
     store_seq_forget(s);
+    store_run_forget_pending(s, false);
     /* After some errors SQLite has already rolled back on its own. */
     if (sqlite3_get_autocommit(s->w.db))
         return;

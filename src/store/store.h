@@ -13,8 +13,10 @@
  * transaction. The write connection belongs to the writer thread only.
  *
  * Reads (store_*_json, store_load_*, lists, the snapshot, counts) use a
- * separate read connection guarded by a mutex inside the store, so any
- * thread may call them; WAL lets them run beside the writer.
+ * pool of read connections inside the store, one per reading thread at a
+ * time, so any thread may call them and several read at once; WAL lets
+ * them run beside the writer. The JSON of finished runs is cached: a
+ * finished run changes only by a retry, whose commit drops it (store_int.h).
  *
  * Run states and the transition that sets each (store_apply):
  *   (none) --RUN_CREATE--> pending --STEP_START--> running <--> waiting
@@ -248,7 +250,9 @@ durable_code store_run_find_by_key(struct store *s, const char *workflow_id, con
 durable_code store_run_status(struct store *s, const char *run_id, const char **out_status,
         durable_error *err);
 
-/* JSON documents in the shapes of SPEC §6. OUT strings: caller frees. */
+/* JSON documents in the shapes of SPEC §6. OUT strings: caller frees.
+ * store_run_json reads the run and its steps in one read transaction, and
+ * answers a finished run from the cache once it has read it. */
 durable_code store_run_json(struct store *s, const char *run_id, char **out, durable_error *err);
 durable_code store_events_json(struct store *s, const char *run_id, int64_t after_seq, char **out,
         durable_error *err);

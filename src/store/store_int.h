@@ -5,11 +5,13 @@
  * cache and the small helpers below; apply.c applies transitions on the write
  * connection; read.c and json.c read through the read connection.
  *
- * Threads: the write connection (s->w) belongs to the writer thread; the read
- * connection (s->r) may be used by any thread holding s->read_mu. Each
- * connection has its own cache of prepared statements, created on first use
- * and reset after every use, so that no statement keeps a read snapshot open
- * between calls.
+ * Threads: the write connection (s->w) belongs to the writer thread. Readers
+ * take a read connection from a small pool (store_reader_take), use it alone
+ * and give it back (store_reader_put): up to STORE_READERS threads read at
+ * once, each on its own connection (WAL lets them run beside the writer and
+ * beside one another). Each connection has its own cache of prepared
+ * statements, created on first use and reset after every use, so that no
+ * statement keeps a read snapshot open between calls.
  */
 #ifndef DURABLE_STORE_STORE_INT_H
 #define DURABLE_STORE_STORE_INT_H
@@ -112,12 +114,42 @@ struct conn {
     sqlite3_stmt *stmts[ST_COUNT];
 };
 
+/* Read connections in the pool: enough for the HTTP workers (4 by default),
+ * the scheduler and a few API callers at once; more readers wait. Opened on
+ * first need, so a short-lived process opens one. */
+#define STORE_READERS 8
+
+/* A finished run's JSON (store_run_json), kept because it never changes
+ * again, except by a retry: see store_run_forget. Direct-mapped by a hash of
+ * the run id; gen counts the invalidations of the slot, so that a reader
+ * that read before one does not store what it read after it. */
+#define RUN_CACHE_SLOTS    1024
+#define RUN_CACHE_DOC_MAX  ((size_t)16 * 1024) /* larger documents are not kept */
+struct run_cache_slot {
+    char id[ID_MAX]; /* "" when empty */
+    char *json;      /* owned, or NULL */
+    size_t len;
+    uint64_t gen;
+};
+
 struct store {
     char *path;
     durable_durability durability;
     struct conn w; /* writer thread only */
-    struct conn r; /* guarded by read_mu */
+    /* The read pool: a connection is in idle[] or used by the one thread
+     * that took it. */
     pthread_mutex_t read_mu;
+    pthread_cond_t read_cond;        /* a connection was given back */
+    struct conn readers[STORE_READERS];
+    struct conn *idle[STORE_READERS]; /* guarded by read_mu */
+    size_t n_idle;                    /* guarded by read_mu */
+    size_t n_open;                    /* guarded by read_mu: readers[0..n_open) opened
+                                         or being opened */
+    size_t max_open;                  /* guarded by read_mu: lowered when one fails to open */
+    pthread_mutex_t cache_mu;         /* a leaf lock */
+    struct run_cache_slot *cache;     /* RUN_CACHE_SLOTS, guarded by cache_mu */
+    char (*unfinished)[ID_MAX];       /* writer thread only: finished runs this */
+    size_t n_unfinished, cap_unfinished; /* transaction makes unfinished (retries) */
     /* Writer thread only: the last global event id given out. Read from
      * the database at every store_tx_begin (under the write lock, so
      * another process writing the same file cannot make ids collide), and
@@ -140,9 +172,14 @@ void store_seq_forget(struct store *s);
 /* Writes s->seq_last to runs.last_seq of s->seq_run if seq_dirty. */
 durable_code store_seq_flush(struct store *s, durable_error *err);
 
-/* Take and release read_mu, which guards the read connection r. */
-void store_read_lock(struct store *s);
-void store_read_unlock(struct store *s);
+/* A read connection for the calling thread alone, until store_reader_put.
+ * Waits while all STORE_READERS are in use; opens one when none is idle and
+ * fewer are open (if that fails, it logs and waits for one of those open).
+ * Never fails. */
+struct conn *store_reader_take(struct store *s);
+/* Gives c back; its statements must have been released and its read
+ * transaction ended. */
+void store_reader_put(struct store *s, struct conn *c);
 
 /*
  * Returns the cached statement id of c, preparing it on first use, reset and
@@ -170,11 +207,27 @@ char *col_strdup(sqlite3_stmt *st, int col);
 const char *col_text(sqlite3_stmt *st, int col);
 void col_copy_id(sqlite3_stmt *st, int col, char out[ID_MAX]);
 
-/* A read transaction on the read connection (caller holds read_mu), so that
- * several statements see one snapshot: a list and its total, the tables of
- * a snapshot. store_read_end accepts a connection not in a transaction. */
-durable_code store_read_begin(struct store *s, durable_error *err);
-void store_read_end(struct store *s);
+/* A read transaction on a taken read connection, so that several
+ * statements see one snapshot (a list and its total, a run and its steps,
+ * the tables of a snapshot) and take SQLite's WAL read lock once.
+ * store_read_end accepts a connection not in a transaction. */
+durable_code store_read_begin(struct conn *c, durable_error *err);
+void store_read_end(struct conn *c);
+
+/* The run cache (json.c): set up and freed by store_open and store_close.
+ * A finished run's JSON never changes except by a transition that makes the
+ * run unfinished again (TR_RUN_RETRY, the only one): store_apply calls
+ * store_run_forget_at_commit for it, and store_tx_commit drops the run's
+ * cached JSON after COMMIT, before the writer tells anyone of the commit.
+ * (Dropping it earlier would let a reader cache the old state again before
+ * the commit.) A rolled-back transaction forgets nothing. This assumes that
+ * no other process retries runs of the same file: only a server does, and
+ * it excludes other executors (engine/lock.c). */
+void store_run_cache_init(struct store *s);
+void store_run_cache_release(struct store *s);
+void store_run_forget_at_commit(struct store *s, const char *run_id);
+/* After COMMIT (committed) or a rollback: applies or drops the list. */
+void store_run_forget_pending(struct store *s, bool committed);
 
 /* Clamps a page size: 0 gives dflt, then into 1..max. */
 int store_clamp_limit(int limit, int dflt, int max);

@@ -8,15 +8,21 @@ shipped), idempotent starts, cancel, retry, list filters and paging, the
 event history with `after`, workflows by id and name, /health, /metrics,
 /openapi.json, /db/snapshot, the bearer token, the refusal to listen on a
 non-loopback address without one, usage errors, start-up registration and a
-clean SIGTERM stop followed by recovery.
+clean SIGTERM stop followed by recovery. Starts are answered after their
+commit from a suspended connection: many at once (distinct runs, one run
+per idempotency key), clients that leave before the answer, and a stop
+with starts in flight.
 
 Usage: test_api.py --durable PATH/durable --examples PATH/examples [unittest args]
 """
 import copy
+import http.client
 import json
 import os
 import re
+import socket
 import subprocess
+import threading
 import time
 
 import server_util as su
@@ -336,6 +342,102 @@ class ApiTest(su.ServerTest):
         lst = srv.get("/runs?limit=500")
         self.assertEqual(lst.total(), 4, "runs: key-1, key-2 and two without a key" + str(lst))
 
+    def concurrent_posts(self, srv, n_clients, per_client, body_of, stop=None):
+        """n_clients threads, each on its own keep-alive connection, released
+        together, each POSTing per_client starts (body_of(i, k)). Returns
+        [(status, Location, parsed body)] and the errors. With stop set, a
+        client gives up quietly once it is set."""
+        results, errors, lock = [], [], threading.Lock()
+        barrier = threading.Barrier(n_clients)
+
+        def client(i):
+            conn = http.client.HTTPConnection(srv.host, srv.port, timeout=60 * su.slow_factor())
+            try:
+                barrier.wait()
+                for k in range(per_client):
+                    conn.request("POST", "/workflows/many/runs", body=json.dumps(body_of(i, k)),
+                                 headers=srv.headers({"Content-Type": "application/json"}))
+                    r = conn.getresponse()
+                    data = r.read()
+                    with lock:
+                        results.append((r.status, r.getheader("Location"), json.loads(data)))
+            except Exception as e:  # noqa: BLE001
+                if stop is None or not stop.is_set():
+                    with lock:
+                        errors.append("client %d: %r" % (i, e))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(n_clients)]
+        for t in threads:
+            t.start()
+        return threads, results, errors
+
+    def test_concurrent_starts(self):
+        srv = self.start_server()
+        self.register(srv, quick("many", 0))
+        threads, results, errors = self.concurrent_posts(srv, 24, 5, lambda i, k: {"input": {}})
+        for t in threads:
+            t.join(timeout=120)
+        self.assertFalse(errors, errors)
+        self.assertEqual(len(results), 120)
+        for status, location, run in results:
+            self.assertEqual(status, 202, run)
+            self.assertRunShape(run)
+            self.assertEqual(location, "/runs/" + run["id"])
+        ids = {run["id"] for _, _, run in results}
+        self.assertEqual(len(ids), 120, "every start answered with its own run")
+
+        # One key from 16 connections at once: one run, started once.
+        threads, same, errors = self.concurrent_posts(
+            srv, 16, 1, lambda i, k: {"idempotency_key": "together"})
+        for t in threads:
+            t.join(timeout=120)
+        self.assertFalse(errors, errors)
+        statuses = sorted(s for s, _, _ in same)
+        self.assertEqual(statuses, [200] * 15 + [202], same)
+        self.assertEqual(len({run["id"] for _, _, run in same}), 1, same)
+        self.assertEqual(same[0][2]["idempotency_key"], "together")
+        self.assertEqual(srv.get("/runs?limit=1").total(), 121)
+        for run_id in list(ids)[:10] + [same[0][2]["id"]]:
+            self.assertEqual(self.wait_run(srv, run_id, 60)["status"], "completed")
+
+    def test_start_client_gone(self):
+        srv = self.start_server()
+        self.register(srv, quick("many", 0))
+        body = b'{"input": {}}'
+        head = ("POST /workflows/many/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        # Each sends a whole start and closes at once, before the commit.
+        for _ in range(40):
+            s = socket.create_connection((srv.host, srv.port), timeout=10)
+            s.sendall(head.encode() + body)
+            s.close()
+        self.assertOk(srv.get("/health"))
+        run = self.start_run(srv, "many")
+        self.assertEqual(self.wait_run(srv, run["id"], 30)["status"], "completed")
+        self.wait_for(lambda: srv.get("/runs?limit=1").total() >= 1, 10, "the runs")
+        self.assertLessEqual(srv.get("/runs?limit=1").total(), 41)
+        # _cleanup checks that SIGTERM ends it with 0 (under ASan: no leak).
+
+    def test_stop_with_starts_in_flight(self):
+        srv = self.start_server()
+        self.register(srv, quick("many", 0))
+        stop = threading.Event()
+        threads, results, errors = self.concurrent_posts(srv, 16, 1000, lambda i, k: {}, stop)
+        self.wait_for(lambda: len(results) >= 50, 60, "starts to be answered")
+        stop.set()
+        rc = srv.stop()
+        for t in threads:
+            t.join(timeout=60)
+        self.assertEqual(rc, 0, "SIGTERM with starts in flight exits 0" + srv.describe())
+        self.assertFalse(errors, errors)
+        self.assertTrue(all(s == 202 for s, _, _ in results), results[:5])
+        # Every start that was answered has its run, after a restart too.
+        srv.start()
+        for _, _, run in results[:20]:
+            self.assertEqual(self.wait_run(srv, run["id"], 60)["status"], "completed")
+
     def test_cancel_mid_run(self):
         srv = self.start_server()
         d = {"name": "slow", "steps": [task("first", 0.1), task("long", 3.0, ["first"]),
@@ -393,6 +495,10 @@ class ApiTest(su.ServerTest):
 
         r = srv.post("/runs/%s/retry" % run["id"])
         self.assertTrue(200 <= r.status < 300, "retry of a failed run is accepted" + str(r))
+        # The failed run was read (and its JSON cached): it is read anew now.
+        again = self.run_json(srv, run["id"])
+        self.assertNotEqual((again["status"], again["completed_at"]),
+                            (failed["status"], failed["completed_at"]), again)
 
         def failed_again():
             evs = self.events(srv, run["id"])
