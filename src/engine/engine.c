@@ -795,12 +795,11 @@ static enum step_st st_from_record(const char *status)
     return SS_PENDING;
 }
 
-/* Restores step states from the record. Returns the JSON array of the steps
- * that were running (to be run again). */
-static json_t *restore_steps(struct sched *s, struct run_state *r, const struct run_record *rec,
+/* Restores step states from the record (whose steps come in any order:
+ * each is found in the plan by id). */
+static void restore_steps(struct sched *s, struct run_state *r, const struct run_record *rec,
         bool *out_any_failed)
 {
-    json_t *running = json_array();
     size_t k;
 
     for (k = 0; k < rec->n_steps; k++) {
@@ -822,10 +821,21 @@ static json_t *restore_steps(struct sched *s, struct run_state *r, const struct 
          * timeout has no timer at all. */
         if (ss->st == SS_WAITING && sr->wake_at_ms > 0)
             timer_push(s, r, (size_t)i, TM_WAKE, sr->wake_at_ms);
-        if (ss->st == SS_RUNNING)
-            json_array_append_new(running, json_string(sr->step_id));
         if (ss->st == SS_FAILED)
             *out_any_failed = true;
+    }
+}
+
+/* The JSON array of the ids of the steps that were running (to be run
+ * again), in definition order. */
+static json_t *running_steps(const struct run_state *r)
+{
+    json_t *running = json_array();
+    size_t i;
+
+    for (i = 0; i < r->plan->n_steps; i++) {
+        if (r->steps[i].st == SS_RUNNING)
+            json_array_append_new(running, json_string(r->plan->steps[i].id));
     }
     return running;
 }
@@ -881,7 +891,8 @@ static durable_code adopt_run(struct sched *s, const struct run_record *rec, boo
     r = run_new(s, rec->id, plan, rec->order_id, rec->order_amount, rec->input_json);
     plan_unref(plan);
     run_insert(s, r);
-    running = restore_steps(s, r, rec, &any_failed);
+    restore_steps(s, r, rec, &any_failed);
+    running = running_steps(r);
     recount(r);
     if (!is_retry)
         submit_recovered(s, r, running);

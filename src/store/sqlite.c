@@ -225,13 +225,26 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                       " (SELECT amount FROM orders WHERE id = r.order_id)"
                       " FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = ?1",
                       "read a run" },
+    /* In primary key order (step id): an ORDER BY idx would need a sorter
+     * per run, and no reader depends on the order. */
     [ST_STEPS_LOAD] = { "SELECT step_id, status, attempt, wake_at, started_at, output"
-                        " FROM steps WHERE run_id = ?1 ORDER BY idx",
+                        " FROM steps WHERE run_id = ?1",
                         "read a run's steps" },
-    /* INDEXED BY: without statistics the planner picks runs_status and sorts. */
-    [ST_RUNS_UNFINISHED] = { "SELECT id, created_at FROM runs INDEXED BY runs_unfinished"
-                             " WHERE status IN ('pending', 'running', 'waiting')"
-                             " AND (created_at, id) > (?1, ?2) ORDER BY created_at, id LIMIT ?3",
+    /* The unfinished runs after (?1, ?2), oldest first, each with its steps
+     * (step columns NULL for a run without any): the runs are the outer
+     * loop, in runs_unfinished order, the steps found by primary key, so
+     * no sorter is needed. No LIMIT: read.c stops stepping after a page of
+     * runs, so that a page never ends inside a run. The definition is not
+     * joined in: read.c reads it once per workflow. INDEXED BY: without
+     * statistics the planner picks runs_status and sorts. */
+    [ST_RUNS_UNFINISHED] = { "SELECT r.id, r.workflow_id, r.status, r.input, r.order_id,"
+                             " r.created_at, r.deadline_at,"
+                             " (SELECT amount FROM orders WHERE id = r.order_id),"
+                             " s.step_id, s.status, s.attempt, s.wake_at, s.started_at, s.output"
+                             " FROM runs r INDEXED BY runs_unfinished"
+                             " LEFT JOIN steps s ON s.run_id = r.id"
+                             " WHERE r.status IN ('pending', 'running', 'waiting')"
+                             " AND (r.created_at, r.id) > (?1, ?2) ORDER BY r.created_at, r.id",
                              "list unfinished runs" },
     [ST_RUN_STATUS] = { "SELECT status FROM runs WHERE id = ?1", "read a run's status" },
     [ST_RUN_JSON] = { RUN_COLS " WHERE r.id = ?1", "read a run" },

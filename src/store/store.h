@@ -225,7 +225,7 @@ struct run_record {
     double order_amount;  /* the order's amount, when order_id */
     int64_t created_at_ms;
     int64_t deadline_ms;  /* 0 for none */
-    struct step_record *steps;
+    struct step_record *steps; /* in step id order, not the definition's */
     size_t n_steps;
 };
 void run_record_release(struct run_record *r);
@@ -234,8 +234,11 @@ void run_record_release(struct run_record *r);
 durable_code store_run_load(struct store *s, const char *run_id, struct run_record *out,
         durable_error *err);
 
-/* Calls fn for each unfinished run (pending, running, waiting), oldest first.
- * The record is borrowed for the call. Stops at fn's first non-OK code. */
+/* Calls fn for each unfinished run (pending, running, waiting), oldest first,
+ * with its steps. Reads a page of runs with their steps in one statement,
+ * then calls fn for each without read_mu held (fn may read the store); a
+ * workflow's definition is read once per call and shared by its runs. The
+ * record is borrowed for the call. Stops at fn's first non-OK code. */
 durable_code store_runs_unfinished(struct store *s,
         durable_code (*fn)(const struct run_record *r, void *ud), void *ud, durable_error *err);
 

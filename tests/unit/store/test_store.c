@@ -827,6 +827,62 @@ static void test_unfinished_listing(void **state)
     assert_true(c.is_ordered);
 }
 
+/* Runs of two workflows, all created in the same millisecond, over more
+ * than one page: each run once, in id order (the page cursor's second
+ * key), with its own workflow's definition and all its steps, whatever
+ * their order. */
+struct wf_checker {
+    const char *wf_b;
+    const char *def_b;
+    char last[ID_MAX];
+    size_t n;
+};
+
+static durable_code check_run_wf(const struct run_record *r, void *ud)
+{
+    struct wf_checker *c = ud;
+    bool is_b = strcmp(r->workflow_id, c->wf_b) == 0;
+    unsigned seen = 0;
+
+    assert_true(strcmp(c->last, r->id) < 0);
+    snprintf(c->last, sizeof(c->last), "%s", r->id);
+    c->n++;
+    assert_string_equal(r->definition, is_b ? c->def_b : wf_def);
+    assert_int_equal(r->n_steps, 3);
+    for (size_t k = 0; k < r->n_steps; k++)
+        seen |= 1u << (r->steps[k].step_id[0] - 'a');
+    assert_int_equal(seen, 7);
+    return DURABLE_OK;
+}
+
+static void test_unfinished_pages_and_workflows(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    static const char def_b[] = "{\"name\":\"other\",\"steps\":[]}";
+    struct wf_checker c = { .def_b = def_b };
+    struct transition_result res;
+    char id[ID_MAX];
+    /* c first in the definition: the store lists steps by id */
+    static const struct transition_step_init steps[] = { { "c", "task", 1, "[]" },
+                                                         { "a", "task", 1, "[]" },
+                                                         { "b", "task", 1, "[]" } };
+    struct transition t = { .kind = TR_RUN_CREATE, .at_ms = T0, .steps = steps, .n_steps = 3 };
+
+    put_workflow(f, "other", def_b, &res);
+    c.wf_b = res.id;
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    for (int i = 0; i < 700; i++) {
+        snprintf(id, sizeof(id), "run_%04d", (i * 3) % 700); /* not created in id order */
+        t.run_id = id;
+        t.workflow_id = i % 2 ? res.id : f->wf_id;
+        assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK);
+    }
+    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_runs_unfinished(f->s, check_run_wf, &c, &err), DURABLE_OK);
+    assert_int_equal(c.n, 700);
+}
+
 static durable_code stop_at_two(const struct run_record *r, void *ud)
 {
     int *n = ud;
@@ -1599,6 +1655,7 @@ int main(void)
         T(test_order_create),
         cmocka_unit_test(test_builtin_actions_match_def),
         T(test_unfinished_listing),
+        T(test_unfinished_pages_and_workflows),
         T(test_unfinished_stops),
         T(test_run_load),
         T(test_json_shapes),
