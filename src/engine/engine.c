@@ -57,6 +57,8 @@ struct step_state {
     json_t *config;      /* the attempt's rendered config, owned; NULL: not rendered yet */
     bool if_checked;     /* the `if` was evaluated (on_ready) in this incarnation */
     char *if_error;      /* owned: the `if` failed to evaluate; the attempt fails with it */
+    bool is_restarting;  /* STARTING: was running at a restart, goes to its type once the
+                            run's TR_RUN_RECOVERED commits (on_recovered) */
 };
 
 struct run_state {
@@ -826,20 +828,6 @@ static void restore_steps(struct sched *s, struct run_state *r, const struct run
     }
 }
 
-/* The JSON array of the ids of the steps that were running (to be run
- * again), in definition order. */
-static json_t *running_steps(const struct run_state *r)
-{
-    json_t *running = json_array();
-    size_t i;
-
-    for (i = 0; i < r->plan->n_steps; i++) {
-        if (r->steps[i].st == SS_RUNNING)
-            json_array_append_new(running, json_string(r->plan->steps[i].id));
-    }
-    return running;
-}
-
 static void recount(struct run_state *r)
 {
     size_t i, k;
@@ -859,26 +847,60 @@ static void recount(struct run_state *r)
     }
 }
 
-/* Records that the run was recovered: which steps were running. */
-static void submit_recovered(struct sched *s, struct run_state *r, json_t *running)
+/* Records that the run was recovered, in one transition that also restarts
+ * the steps that were running under their attempt and idempotency key
+ * (rather than a TR_STEP_START each): they are STARTING until it commits,
+ * then go to their types (on_recovered). */
+static void submit_recovered(struct sched *s, struct run_state *r)
 {
     struct commit_item *ci = commit_item_new(TR_RUN_RECOVERED, r->id);
-    char *text = json_dumps(running, JSON_COMPACT);
+    json_t *running = json_array();
+    char *text;
+    size_t i;
 
+    for (i = 0; i < r->plan->n_steps; i++) {
+        struct step_state *ss = &r->steps[i];
+        if (ss->st != SS_RUNNING)
+            continue;
+        json_array_append_new(running, json_string(r->plan->steps[i].id));
+        ss->st = SS_STARTING;
+        ss->attempt = ss->attempt > 0 ? ss->attempt : 1; /* as the store does */
+        ss->is_restarting = true;
+    }
+    text = json_dumps(running, JSON_COMPACT);
     ci->run_gen = r->gen;
     ci->t.recovered_json = commit_item_str(ci, text);
     free(text);
+    json_decref(running);
     submit(s, ci);
 }
 
+/* The run's TR_RUN_RECOVERED committed: the steps it restarted are started
+ * again, as if their START had just committed. */
+static void on_recovered(struct sched *s, struct run_state *r)
+{
+    size_t k;
+
+    for (k = 0; k < r->plan->n_steps; k++) {
+        size_t i = r->plan->topo[k];
+        struct step_state *ss = &r->steps[i];
+        if (!ss->is_restarting)
+            continue;
+        ss->is_restarting = false;
+        if (!r->finishing && ss->st == SS_STARTING)
+            on_started(s, r, i);
+    }
+}
+
 /* A run found unfinished in the store: after a restart or a resume by key
- * (is_retry false: a `recovered` event says so), or just retried. */
+ * (is_retry false: its TR_RUN_RECOVERED restarts the steps that were
+ * running and records a `recovered` event), or just retried or adopted for
+ * a decision (is_retry true: such steps get a new START, same attempt). */
 static durable_code adopt_run(struct sched *s, const struct run_record *rec, bool is_retry)
 {
     durable_error err = { 0 };
     struct plan *plan = NULL;
     struct run_state *r;
-    json_t *running;
     bool any_failed = false;
     size_t k;
 
@@ -892,11 +914,9 @@ static durable_code adopt_run(struct sched *s, const struct run_record *rec, boo
     plan_unref(plan);
     run_insert(s, r);
     restore_steps(s, r, rec, &any_failed);
-    running = running_steps(r);
     recount(r);
     if (!is_retry)
-        submit_recovered(s, r, running);
-    json_decref(running);
+        submit_recovered(s, r);
     if (any_failed) {
         submit_finish(s, r, RUN_FAILED, "a step had failed before the restart", NULL);
         return DURABLE_OK;
@@ -1211,14 +1231,14 @@ static void on_committed(struct sched *s, struct commit_item *ci)
     if (ci->applied == APPLIED_NONE) {
         /* Refused: the run finished elsewhere (cancel) or the store failed.
          * Forget it; the store is the truth and a restart resumes it. */
-        if (ci->t.kind != TR_RUN_RECOVERED) {
-            log_debug("run %s: transition refused (%s), dropping it from memory", r->id,
-                    durable_strerror(ci->code));
-            run_drop(s, r->id);
-        }
+        log_debug("run %s: transition refused (%s), dropping it from memory", r->id,
+                durable_strerror(ci->code));
+        run_drop(s, r->id);
         return;
     }
-    if (ci->t.kind != TR_RUN_RECOVERED)
+    if (ci->t.kind == TR_RUN_RECOVERED)
+        on_recovered(s, r);
+    else
         on_step_committed(s, r, ci);
 }
 

@@ -448,14 +448,45 @@ static durable_code apply_run_finish(struct store *s, const struct transition *t
     return rc;
 }
 
+/* Each step of the JSON array `steps` (ids) must be running: it runs again
+ * from t->at_ms under the same attempt and idempotency key. All the steps
+ * are guarded before the first is written. */
+static durable_code restart_steps(struct store *s, const struct transition *t, json_t *steps,
+                                  durable_error *err)
+{
+    static const struct step_guard g = { "restart", { STEP_S_RUNNING, NULL }, TR_RUN_RECOVERED,
+                                         false };
+    struct transition st = *t;
+    durable_code rc = DURABLE_OK;
+    size_t k, n = json_array_size(steps);
+
+    for (k = 0; rc == DURABLE_OK && k < n; k++) {
+        st.step_id = json_string_value(json_array_get(steps, k));
+        rc = st.step_id ? guard_step(s, &st, &g, err)
+                        : err_set(err, DURABLE_EINVAL, "recovered steps must be step ids");
+    }
+    for (k = 0; rc == DURABLE_OK && k < n; k++) {
+        rc = stmt_exec(&s->w, ST_STEP_RESTART, err, "ssI", t->run_id,
+                       json_string_value(json_array_get(steps, k)), t->at_ms);
+    }
+    return rc;
+}
+
+/* One `recovered` event per run, which also restarts the steps that were
+ * running (instead of a TR_STEP_START each): what a restart writes per run
+ * is one transition. */
 static durable_code apply_run_recovered(struct store *s, const struct transition *t,
                                         struct store_events *ev, durable_error *err)
 {
     json_t *steps = NULL;
     durable_code rc = parse_json(t->recovered_json, "[]", &steps, "recovered steps", err);
 
+    if (rc == DURABLE_OK && !json_is_array(steps))
+        rc = err_set(err, DURABLE_EINVAL, "recovered steps must be an array");
     if (rc == DURABLE_OK)
-        rc = guard_run(s, t->run_id, false, NULL, err);
+        rc = guard_run(s, t->run_id, true, NULL, err);
+    if (rc == DURABLE_OK)
+        rc = restart_steps(s, t, steps, err);
     if (rc == DURABLE_OK) {
         rc = emit(s, t, ev, "recovered", json_pack("{s:O}", "steps", steps), err);
     }

@@ -182,6 +182,10 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         " completed_at = NULL, wake_at = NULL, error_message = NULL,"
                         " error_code = NULL" WHERE_STEP,
                         "start a step" },
+    /* Recovery runs a running step again under its attempt (0 only in a
+     * database older than attempts: then 1) and idempotency key. */
+    [ST_STEP_RESTART] = { "UPDATE steps SET started_at = ?3, attempt = max(attempt, 1)" WHERE_STEP,
+                          "restart a step" },
     [ST_STEP_COMPLETE] = { "UPDATE steps SET status = 'completed', output = ?3,"
                            " completed_at = ?4" WHERE_STEP,
                            "complete a step" },

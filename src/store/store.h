@@ -62,7 +62,9 @@ enum transition_kind {
     TR_STEP_FAIL,        /* step -> failed; step_failed */
     TR_STEP_SKIP,        /* step -> skipped; step_skipped */
     TR_RUN_FINISH,       /* run -> completed|failed|cancelled; leftover steps -> cancelled */
-    TR_RUN_RECOVERED,    /* event `recovered` (data: the steps that were running) */
+    TR_RUN_RECOVERED,    /* unfinished run resumed after a restart: the steps that were
+                            running (recovered_json) restart under the same attempt and
+                            key (started_at now); event `recovered` (data: those steps) */
     TR_RUN_RETRY,        /* failed run -> running; failed/cancelled steps -> pending, attempt
                             0; completed and skipped steps kept; run_retried */
     TR_STEP_WAIT,        /* running step -> waiting (wake_at, 0 for none); step_waiting with
@@ -132,7 +134,8 @@ struct transition {
     int64_t wake_at_ms;           /* TR_STEP_RETRY: when the next attempt starts */
     /* TR_RUN_FINISH: RUN_COMPLETED, RUN_FAILED or RUN_CANCELLED */
     const char *run_status;
-    /* TR_RUN_RECOVERED: JSON array of step ids that were running */
+    /* TR_RUN_RECOVERED: JSON array of the ids of the steps that were running
+       (each must still be running) */
     const char *recovered_json;
     /* TR_STEP_WAIT: JSON object merged into the step_waiting event's data, or NULL
        (wake_at_ms is the wake-up time, 0 for none) */
