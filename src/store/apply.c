@@ -449,8 +449,11 @@ static durable_code apply_run_finish(struct store *s, const struct transition *t
 }
 
 /* Each step of the JSON array `steps` (ids) must be running: it runs again
- * from t->at_ms under the same attempt and idempotency key. All the steps
- * are guarded before the first is written. */
+ * from t->at_ms under the same attempt and idempotency key. Nothing is
+ * written unless every step is running: several steps are guarded before
+ * the first is written; a single step's UPDATE is its own guard (it
+ * changes no row unless the step is running), which saves a read per run
+ * at recovery. */
 static durable_code restart_steps(struct store *s, const struct transition *t, json_t *steps,
                                   durable_error *err)
 {
@@ -462,19 +465,28 @@ static durable_code restart_steps(struct store *s, const struct transition *t, j
 
     for (k = 0; rc == DURABLE_OK && k < n; k++) {
         st.step_id = json_string_value(json_array_get(steps, k));
-        rc = st.step_id ? guard_step(s, &st, &g, err)
-                        : err_set(err, DURABLE_EINVAL, "recovered steps must be step ids");
+        if (!st.step_id)
+            rc = err_set(err, DURABLE_EINVAL, "recovered steps must be step ids");
+        else if (n > 1)
+            rc = guard_step(s, &st, &g, err);
     }
     for (k = 0; rc == DURABLE_OK && k < n; k++) {
-        rc = stmt_exec(&s->w, ST_STEP_RESTART, err, "ssI", t->run_id,
-                       json_string_value(json_array_get(steps, k)), t->at_ms);
+        st.step_id = json_string_value(json_array_get(steps, k));
+        rc = stmt_exec(&s->w, ST_STEP_RESTART, err, "ssI", t->run_id, st.step_id, t->at_ms);
+        if (rc == DURABLE_OK && sqlite3_changes(s->w.db) == 0) {
+            rc = guard_step(s, &st, &g, err); /* says why */
+            if (rc == DURABLE_OK)
+                rc = err_set(err, DURABLE_ECONFLICT, "cannot restart step \"%s\"", st.step_id);
+        }
     }
     return rc;
 }
 
 /* One `recovered` event per run, which also restarts the steps that were
  * running (instead of a TR_STEP_START each): what a restart writes per run
- * is one transition. */
+ * is one transition. A finished run is refused: by its steps, which are no
+ * longer running once it has finished (TR_RUN_FINISH cancels them), or by
+ * reading the run when no step is listed. */
 static durable_code apply_run_recovered(struct store *s, const struct transition *t,
                                         struct store_events *ev, durable_error *err)
 {
@@ -483,7 +495,7 @@ static durable_code apply_run_recovered(struct store *s, const struct transition
 
     if (rc == DURABLE_OK && !json_is_array(steps))
         rc = err_set(err, DURABLE_EINVAL, "recovered steps must be an array");
-    if (rc == DURABLE_OK)
+    if (rc == DURABLE_OK && json_array_size(steps) == 0)
         rc = guard_run(s, t->run_id, true, NULL, err);
     if (rc == DURABLE_OK)
         rc = restart_steps(s, t, steps, err);

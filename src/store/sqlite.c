@@ -184,7 +184,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         "start a step" },
     /* Recovery runs a running step again under its attempt (0 only in a
      * database older than attempts: then 1) and idempotency key. */
-    [ST_STEP_RESTART] = { "UPDATE steps SET started_at = ?3, attempt = max(attempt, 1)" WHERE_STEP,
+    [ST_STEP_RESTART] = { "UPDATE steps SET started_at = ?3, attempt = max(attempt, 1)" WHERE_STEP
+                          " AND status = 'running'",
                           "restart a step" },
     [ST_STEP_COMPLETE] = { "UPDATE steps SET status = 'completed', output = ?3,"
                            " completed_at = ?4" WHERE_STEP,

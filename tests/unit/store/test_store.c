@@ -1082,13 +1082,28 @@ static void test_recovered_refusals(void **state)
     assert_int_equal(sr.started_at_ms, T0 + 10);
     assert_int_equal(event_count(f, "run_1"), 2);
     err_clear(&err);
+    t.recovered_json = "[\"b\"]"; /* one step: refused by its own UPDATE */
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "cannot restart step \"b\": it is pending");
+    err_clear(&err);
+    t.recovered_json = "[\"zz\"]";
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
+    err_clear(&err);
     t.recovered_json = "[1]";
     assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_EINVAL);
     err_clear(&err);
+    t.recovered_json = "{}";
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_EINVAL);
+    err_clear(&err);
+    assert_int_equal(event_count(f, "run_1"), 2);
     fin.run_status = RUN_CANCELLED;
     apply_ok(f, &fin, NULL);
+    t.recovered_json = "[\"a\"]"; /* cancelled with its run */
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    err_clear(&err);
     t.recovered_json = "[]";
     assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run \"run_1\" is already cancelled");
     assert_int_equal(event_count(f, "run_1"), 3);
 }
 
