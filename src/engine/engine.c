@@ -66,8 +66,12 @@ struct run_state {
     uint64_t gen;        /* incarnation, from sched.next_run_gen */
     struct plan *plan;
     char *order_id;
-    json_t *input;       /* the run's input (owned), for expressions */
-    json_t *order;       /* {"id", "amount"} of its demo order, or null (owned) */
+    /* For expressions, built on first use (run_context): most runs never
+     * evaluate one, and recovery adopts many runs at once. */
+    char *input_json;    /* the run's input as stored (owned), until parsed */
+    double order_amount; /* its demo order's amount, when order_id */
+    json_t *input;       /* the parsed input (owned), or NULL until needed */
+    json_t *order;       /* {"id", "amount"} of its demo order, or null (owned), or NULL */
     struct step_state *steps;
     size_t n_settled;    /* completed or skipped */
     bool finishing;      /* RUN_FINISH submitted, or a step failed for good */
@@ -195,6 +199,7 @@ static void run_free(struct run_state *r)
     free(r->steps);
     free(r->children);
     free(r->order_id);
+    free(r->input_json);
     json_decref(r->input);
     json_decref(r->order);
     plan_unref(r->plan);
@@ -222,11 +227,8 @@ static struct run_state *run_new(struct sched *s, const char *id, struct plan *p
     struct run_state *r = xcalloc(1, sizeof(*r));
     size_t i;
 
-    r->order = order_id ? json_pack("{s:s, s:f}", "id", order_id, "amount", order_amount)
-                        : json_null();
-    r->input = input_json ? json_loads(input_json, JSON_DECODE_ANY, NULL) : NULL;
-    if (!r->input)
-        r->input = json_object();
+    r->input_json = input_json ? xstrdup(input_json) : NULL;
+    r->order_amount = order_amount;
     snprintf(r->id, sizeof(r->id), "%s", id);
     r->gen = ++s->next_run_gen;
     r->plan = plan_ref(plan);
@@ -439,11 +441,25 @@ static const char *st_name(enum step_st st)
 
 /* The run context {input, steps: {ID: {status, output}}, run: {id, order}}
  * (order: {id, amount} of the run's demo order, or null), a new
- * reference. Built per evaluation: O(steps), cheap next to a jq call. */
-static json_t *run_context(const struct run_state *r)
+ * reference. Built per evaluation: O(steps), cheap next to a jq call. The
+ * run's input and order are made into JSON at the first call and kept. */
+static json_t *run_context(struct run_state *r)
 {
     json_t *steps = json_object();
     size_t i;
+
+    if (!r->input) {
+        r->input = r->input_json ? json_loads(r->input_json, JSON_DECODE_ANY, NULL) : NULL;
+        if (!r->input)
+            r->input = json_object();
+        free(r->input_json);
+        r->input_json = NULL;
+    }
+    if (!r->order) {
+        r->order = r->order_id ? json_pack("{s:s, s:f}", "id", r->order_id, "amount",
+                                         r->order_amount)
+                               : json_null();
+    }
 
     for (i = 0; i < r->plan->n_steps; i++) {
         const struct step_state *ss = &r->steps[i];
@@ -850,28 +866,30 @@ static void recount(struct run_state *r)
 /* Records that the run was recovered, in one transition that also restarts
  * the steps that were running under their attempt and idempotency key
  * (rather than a TR_STEP_START each): they are STARTING until it commits,
- * then go to their types (on_recovered). */
+ * then go to their types (on_recovered). The JSON array of their ids is
+ * written without jansson: step ids are validated by the definition parser
+ * (letters, digits, `_`, `.`, `-`) and need no escaping. */
 static void submit_recovered(struct sched *s, struct run_state *r)
 {
     struct commit_item *ci = commit_item_new(TR_RUN_RECOVERED, r->id);
-    json_t *running = json_array();
-    char *text;
+    struct dbuf running;
     size_t i;
 
+    dbuf_init(&running, 0);
+    dbuf_adds(&running, "[");
     for (i = 0; i < r->plan->n_steps; i++) {
         struct step_state *ss = &r->steps[i];
         if (ss->st != SS_RUNNING)
             continue;
-        json_array_append_new(running, json_string(r->plan->steps[i].id));
+        dbuf_addf(&running, "%s\"%s\"", running.len > 1 ? "," : "", r->plan->steps[i].id);
         ss->st = SS_STARTING;
         ss->attempt = ss->attempt > 0 ? ss->attempt : 1; /* as the store does */
         ss->is_restarting = true;
     }
-    text = json_dumps(running, JSON_COMPACT);
+    dbuf_adds(&running, "]");
     ci->run_gen = r->gen;
-    ci->t.recovered_json = commit_item_str(ci, text);
-    free(text);
-    json_decref(running);
+    ci->t.recovered_json = commit_item_str(ci, running.buf);
+    dbuf_release(&running);
     submit(s, ci);
 }
 
