@@ -951,12 +951,6 @@ static durable_code adopt_run(struct sched *s, const struct run_record *rec, boo
     return DURABLE_OK;
 }
 
-/* store_runs_unfinished's callback at start-up. */
-static durable_code adopt_record(const struct run_record *rec, void *ud)
-{
-    return adopt_run(ud, rec, false);
-}
-
 static void resume_run(struct sched *s, const char *run_id, bool is_retry)
 {
     struct run_state *r = run_find(s, run_id);
@@ -1426,6 +1420,43 @@ static void *sched_main(void *arg)
     return NULL;
 }
 
+/* How many runs recovery adopts between two looks at the inbox. */
+#define RECOVERY_DRAIN_RUNS 256
+
+/* Before the thread starts, the recovering thread is the scheduler: it
+ * handles what the writer has committed so far, so that committed items
+ * are freed (their memory reused rather than 100,000 of them held until
+ * the end) and restarted steps go to their types during recovery. */
+static void drain_inbox(struct sched *s)
+{
+    struct sched_msg *m, *next;
+
+    pthread_mutex_lock(&s->mu);
+    m = s->head;
+    s->head = s->tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    for (; m; m = next) {
+        next = m->next;
+        handle_msg(s, m);
+    }
+}
+
+struct recovery {
+    struct sched *s;
+    size_t n_runs;
+};
+
+/* store_runs_unfinished's callback at start-up. */
+static durable_code adopt_record(const struct run_record *rec, void *ud)
+{
+    struct recovery *rv = ud;
+
+    adopt_run(rv->s, rec, false);
+    if (++rv->n_runs % RECOVERY_DRAIN_RUNS == 0)
+        drain_inbox(rv->s);
+    return DURABLE_OK;
+}
+
 durable_code engine_sched_start(struct durable *d, durable_error *err)
 {
     struct sched *s = xcalloc(1, sizeof(*s));
@@ -1443,8 +1474,10 @@ durable_code engine_sched_start(struct durable *d, durable_error *err)
     d->sched = s;
     rc = steps_io_start(io_done, s, &s->io, err);
     /* Recovery runs before the thread starts, so nothing races with it. */
-    if (rc == DURABLE_OK && d->recovery == DURABLE_RECOVER_ALL)
-        rc = store_runs_unfinished(d->store, adopt_record, s, err);
+    if (rc == DURABLE_OK && d->recovery == DURABLE_RECOVER_ALL) {
+        struct recovery rv = { .s = s };
+        rc = store_runs_unfinished(d->store, adopt_record, &rv, err);
+    }
     if (rc == DURABLE_OK && pthread_create(&d->scheduler, NULL, sched_main, s) != 0)
         rc = err_set(err, DURABLE_ENOMEM, "could not start the scheduler thread");
     if (rc != DURABLE_OK) {

@@ -209,6 +209,10 @@ durable_code engine_commit_wait(struct durable *d, struct commit_item *ci,
 void engine_writer_stop(struct durable *d);
 
 /* ---- engine.c (scheduler) ---- */
+/* Starts the I/O thread, adopts every unfinished run when d->recovery is
+ * DURABLE_RECOVER_ALL (on the calling thread, which is the scheduler until
+ * the thread starts: it also handles what commits meanwhile), then starts
+ * the scheduler thread. */
 durable_code engine_sched_start(struct durable *d, durable_error *err);
 void engine_sched_stop(struct durable *d);
 /* Frees the scheduler; after engine_writer_stop (the writer may still post). */
