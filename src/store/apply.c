@@ -457,8 +457,9 @@ static durable_code apply_run_finish(struct store *s, const struct transition *t
 static durable_code restart_steps(struct store *s, const struct transition *t, json_t *steps,
                                   durable_error *err)
 {
-    static const struct step_guard g = { "restart", { STEP_S_RUNNING, NULL }, TR_RUN_RECOVERED,
-                                         false };
+    static const struct step_guard g = {
+        "restart", { STEP_S_RUNNING, NULL }, TR_RUN_RECOVERED, false
+    };
     struct transition st = *t;
     durable_code rc = DURABLE_OK;
     size_t k, n = json_array_size(steps);
