@@ -57,6 +57,8 @@ struct step_state {
     json_t *config;      /* the attempt's rendered config, owned; NULL: not rendered yet */
     bool if_checked;     /* the `if` was evaluated (on_ready) in this incarnation */
     char *if_error;      /* owned: the `if` failed to evaluate; the attempt fails with it */
+    bool is_restarting;  /* STARTING: was running at a restart, goes to its type once the
+                            run's TR_RUN_RECOVERED commits (on_recovered) */
 };
 
 struct run_state {
@@ -64,8 +66,12 @@ struct run_state {
     uint64_t gen;        /* incarnation, from sched.next_run_gen */
     struct plan *plan;
     char *order_id;
-    json_t *input;       /* the run's input (owned), for expressions */
-    json_t *order;       /* {"id", "amount"} of its demo order, or null (owned) */
+    /* For expressions, built on first use (run_context): most runs never
+     * evaluate one, and recovery adopts many runs at once. */
+    char *input_json;    /* the run's input as stored (owned), until parsed */
+    double order_amount; /* its demo order's amount, when order_id */
+    json_t *input;       /* the parsed input (owned), or NULL until needed */
+    json_t *order;       /* {"id", "amount"} of its demo order, or null (owned), or NULL */
     struct step_state *steps;
     size_t n_settled;    /* completed or skipped */
     bool finishing;      /* RUN_FINISH submitted, or a step failed for good */
@@ -197,6 +203,7 @@ static void run_free(struct run_state *r)
     free(r->steps);
     free(r->children);
     free(r->order_id);
+    free(r->input_json);
     json_decref(r->input);
     json_decref(r->order);
     plan_unref(r->plan);
@@ -224,11 +231,8 @@ static struct run_state *run_new(struct sched *s, const char *id, struct plan *p
     struct run_state *r = xcalloc(1, sizeof(*r));
     size_t i;
 
-    r->order = order_id ? json_pack("{s:s, s:f}", "id", order_id, "amount", order_amount)
-                        : json_null();
-    r->input = input_json ? json_loads(input_json, JSON_DECODE_ANY, NULL) : NULL;
-    if (!r->input)
-        r->input = json_object();
+    r->input_json = input_json ? xstrdup(input_json) : NULL;
+    r->order_amount = order_amount;
     snprintf(r->id, sizeof(r->id), "%s", id);
     r->gen = ++s->next_run_gen;
     r->plan = plan_ref(plan);
@@ -496,11 +500,25 @@ static const char *st_name(enum step_st st)
 
 /* The run context {input, steps: {ID: {status, output}}, run: {id, order}}
  * (order: {id, amount} of the run's demo order, or null), a new
- * reference. Built per evaluation: O(steps), cheap next to a jq call. */
-static json_t *run_context(const struct run_state *r)
+ * reference. Built per evaluation: O(steps), cheap next to a jq call. The
+ * run's input and order are made into JSON at the first call and kept. */
+static json_t *run_context(struct run_state *r)
 {
     json_t *steps = json_object();
     size_t i;
+
+    if (!r->input) {
+        r->input = r->input_json ? json_loads(r->input_json, JSON_DECODE_ANY, NULL) : NULL;
+        if (!r->input)
+            r->input = json_object();
+        free(r->input_json);
+        r->input_json = NULL;
+    }
+    if (!r->order) {
+        r->order = r->order_id ? json_pack("{s:s, s:f}", "id", r->order_id, "amount",
+                                         r->order_amount)
+                               : json_null();
+    }
 
     for (i = 0; i < r->plan->n_steps; i++) {
         const struct step_state *ss = &r->steps[i];
@@ -854,12 +872,11 @@ static enum step_st st_from_record(const char *status)
     return SS_PENDING;
 }
 
-/* Restores step states from the record. Returns the JSON array of the steps
- * that were running (to be run again). */
-static json_t *restore_steps(struct sched *s, struct run_state *r, const struct run_record *rec,
+/* Restores step states from the record (whose steps come in any order:
+ * each is found in the plan by id). */
+static void restore_steps(struct sched *s, struct run_state *r, const struct run_record *rec,
         bool *out_any_failed)
 {
-    json_t *running = json_array();
     size_t k;
 
     for (k = 0; k < rec->n_steps; k++) {
@@ -881,12 +898,9 @@ static json_t *restore_steps(struct sched *s, struct run_state *r, const struct 
          * timeout has no timer at all. */
         if (ss->st == SS_WAITING && sr->wake_at_ms > 0)
             timer_push(s, r, (size_t)i, TM_WAKE, sr->wake_at_ms);
-        if (ss->st == SS_RUNNING)
-            json_array_append_new(running, json_string(sr->step_id));
         if (ss->st == SS_FAILED)
             *out_any_failed = true;
     }
-    return running;
 }
 
 static void recount(struct run_state *r)
@@ -908,26 +922,62 @@ static void recount(struct run_state *r)
     }
 }
 
-/* Records that the run was recovered: which steps were running. */
-static void submit_recovered(struct sched *s, struct run_state *r, json_t *running)
+/* Records that the run was recovered, in one transition that also restarts
+ * the steps that were running under their attempt and idempotency key
+ * (rather than a TR_STEP_START each): they are STARTING until it commits,
+ * then go to their types (on_recovered). The JSON array of their ids is
+ * written without jansson: step ids are validated by the definition parser
+ * (letters, digits, `_`, `.`, `-`) and need no escaping. */
+static void submit_recovered(struct sched *s, struct run_state *r)
 {
     struct commit_item *ci = commit_item_new(TR_RUN_RECOVERED, r->id);
-    char *text = json_dumps(running, JSON_COMPACT);
+    struct dbuf running;
+    size_t i;
 
+    dbuf_init(&running, 0);
+    dbuf_adds(&running, "[");
+    for (i = 0; i < r->plan->n_steps; i++) {
+        struct step_state *ss = &r->steps[i];
+        if (ss->st != SS_RUNNING)
+            continue;
+        dbuf_addf(&running, "%s\"%s\"", running.len > 1 ? "," : "", r->plan->steps[i].id);
+        ss->st = SS_STARTING;
+        ss->attempt = ss->attempt > 0 ? ss->attempt : 1; /* as the store does */
+        ss->is_restarting = true;
+    }
+    dbuf_adds(&running, "]");
     ci->run_gen = r->gen;
-    ci->t.recovered_json = commit_item_str(ci, text);
-    free(text);
+    ci->t.recovered_json = commit_item_str(ci, running.buf);
+    dbuf_release(&running);
     submit(s, ci);
 }
 
+/* The run's TR_RUN_RECOVERED committed: the steps it restarted are started
+ * again, as if their START had just committed. */
+static void on_recovered(struct sched *s, struct run_state *r)
+{
+    size_t k;
+
+    for (k = 0; k < r->plan->n_steps; k++) {
+        size_t i = r->plan->topo[k];
+        struct step_state *ss = &r->steps[i];
+        if (!ss->is_restarting)
+            continue;
+        ss->is_restarting = false;
+        if (!r->finishing && ss->st == SS_STARTING)
+            on_started(s, r, i);
+    }
+}
+
 /* A run found unfinished in the store: after a restart or a resume by key
- * (is_retry false: a `recovered` event says so), or just retried. */
+ * (is_retry false: its TR_RUN_RECOVERED restarts the steps that were
+ * running and records a `recovered` event), or just retried or adopted for
+ * a decision (is_retry true: such steps get a new START, same attempt). */
 static durable_code adopt_run(struct sched *s, const struct run_record *rec, bool is_retry)
 {
     durable_error err = { 0 };
     struct plan *plan = NULL;
     struct run_state *r;
-    json_t *running;
     bool any_failed = false;
     size_t k;
 
@@ -940,11 +990,10 @@ static durable_code adopt_run(struct sched *s, const struct run_record *rec, boo
     r = run_new(s, rec->id, plan, rec->order_id, rec->order_amount, rec->input_json);
     plan_unref(plan);
     run_insert(s, r);
-    running = restore_steps(s, r, rec, &any_failed);
+    restore_steps(s, r, rec, &any_failed);
     recount(r);
     if (!is_retry)
-        submit_recovered(s, r, running);
-    json_decref(running);
+        submit_recovered(s, r);
     if (any_failed) {
         submit_finish(s, r, RUN_FAILED, "a step had failed before the restart", NULL);
         return DURABLE_OK;
@@ -959,12 +1008,6 @@ static durable_code adopt_run(struct sched *s, const struct run_record *rec, boo
     }
     check_finished(s, r);
     return DURABLE_OK;
-}
-
-/* store_runs_unfinished's callback at start-up. */
-static durable_code adopt_record(const struct run_record *rec, void *ud)
-{
-    return adopt_run(ud, rec, false);
 }
 
 static void resume_run(struct sched *s, const char *run_id, bool is_retry)
@@ -1272,14 +1315,14 @@ static void on_committed(struct sched *s, struct commit_item *ci)
     if (ci->applied == APPLIED_NONE) {
         /* Refused: the run finished elsewhere (cancel) or the store failed.
          * Forget it; the store is the truth and a restart resumes it. */
-        if (ci->t.kind != TR_RUN_RECOVERED) {
-            log_debug("run %s: transition refused (%s), dropping it from memory", r->id,
-                    durable_strerror(ci->code));
-            run_drop(s, r->id);
-        }
+        log_debug("run %s: transition refused (%s), dropping it from memory", r->id,
+                durable_strerror(ci->code));
+        run_drop(s, r->id);
         return;
     }
-    if (ci->t.kind != TR_RUN_RECOVERED)
+    if (ci->t.kind == TR_RUN_RECOVERED)
+        on_recovered(s, r);
+    else
         on_step_committed(s, r, ci);
 }
 
@@ -1449,6 +1492,43 @@ static void *sched_main(void *arg)
     return NULL;
 }
 
+/* How many runs recovery adopts between two looks at the inbox. */
+#define RECOVERY_DRAIN_RUNS 256
+
+/* Before the thread starts, the recovering thread is the scheduler: it
+ * handles what the writer has committed so far, so that committed items
+ * are freed (their memory reused rather than 100,000 of them held until
+ * the end) and restarted steps go to their types during recovery. */
+static void drain_inbox(struct sched *s)
+{
+    struct sched_msg *m, *next;
+
+    pthread_mutex_lock(&s->mu);
+    m = s->head;
+    s->head = s->tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    for (; m; m = next) {
+        next = m->next;
+        handle_msg(s, m);
+    }
+}
+
+struct recovery {
+    struct sched *s;
+    size_t n_runs;
+};
+
+/* store_runs_unfinished's callback at start-up. */
+static durable_code adopt_record(const struct run_record *rec, void *ud)
+{
+    struct recovery *rv = ud;
+
+    adopt_run(rv->s, rec, false);
+    if (++rv->n_runs % RECOVERY_DRAIN_RUNS == 0)
+        drain_inbox(rv->s);
+    return DURABLE_OK;
+}
+
 durable_code engine_sched_start(struct durable *d, durable_error *err)
 {
     struct sched *s = xcalloc(1, sizeof(*s));
@@ -1466,8 +1546,10 @@ durable_code engine_sched_start(struct durable *d, durable_error *err)
     d->sched = s;
     rc = steps_io_start(io_done, s, &s->io, err);
     /* Recovery runs before the thread starts, so nothing races with it. */
-    if (rc == DURABLE_OK && d->recovery == DURABLE_RECOVER_ALL)
-        rc = store_runs_unfinished(d->store, adopt_record, s, err);
+    if (rc == DURABLE_OK && d->recovery == DURABLE_RECOVER_ALL) {
+        struct recovery rv = { .s = s };
+        rc = store_runs_unfinished(d->store, adopt_record, &rv, err);
+    }
     if (rc == DURABLE_OK && pthread_create(&d->scheduler, NULL, sched_main, s) != 0)
         rc = err_set(err, DURABLE_ENOMEM, "could not start the scheduler thread");
     if (rc != DURABLE_OK) {

@@ -24,11 +24,13 @@
  *   RUNNING --http_request--> (I/O thread) --MSG_IO--> outcome as above
  *   WAITING --TM_WAKE--> outcome (delay done, approval timeout: DECIDE or FAIL)
  *   WAITING --DECIDE committed (durable_step_decide, any thread)--> COMPLETED
+ *   running in the store at adoption --> STARTING --the run's RECOVERED
+ *           committed (on_recovered)--> RUNNING (same attempt, same key)
  *   RUNNING --workflow step--> child RUN_CREATE --child's RUN_FINISH--> outcome
  *   PENDING --a dependency skipped and no `if`, or `if` false--> SKIPPING
  *           --SKIP committed--> SKIPPED
- * on_ready, on_started, handle_outcome, on_timer and on_step_committed in
- * engine.c perform these.
+ * on_ready, on_started, handle_outcome, on_timer, on_step_committed and
+ * on_recovered in engine.c perform these.
  *
  * Run incarnations: a run is in the scheduler's memory from its adoption
  * (RUN_CREATE committed, recovery at open, resume by key, or a retry) until
@@ -243,6 +245,10 @@ durable_code engine_commit_async(struct durable *d, struct commit_item *ci,
 void engine_writer_stop(struct durable *d);
 
 /* ---- engine.c (scheduler) ---- */
+/* Starts the I/O thread, adopts every unfinished run when d->recovery is
+ * DURABLE_RECOVER_ALL (on the calling thread, which is the scheduler until
+ * the thread starts: it also handles what commits meanwhile), then starts
+ * the scheduler thread. */
 durable_code engine_sched_start(struct durable *d, durable_error *err);
 void engine_sched_stop(struct durable *d);
 /* Frees the scheduler; after engine_writer_stop (the writer may still post). */

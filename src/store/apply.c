@@ -128,7 +128,8 @@ static bool status_allowed(const struct step_guard *g, const char *status)
 /* A step transition's guard: the run must exist and be unfinished, the step
  * exist with a status g allows (and, if g says so, be at t's attempt).
  * Reads both in one statement, and remembers the run's last event seq for
- * the events that follow. OUT *out_order_id: the run's order, owned, or NULL. */
+ * the events that follow. OUT *out_order_id (may be NULL): the run's order,
+ * owned, or NULL. */
 static durable_code guard_step(struct store *s, const struct transition *t,
                                const struct step_guard *g, char **out_order_id,
                                durable_error *err)
@@ -163,7 +164,8 @@ static durable_code guard_step(struct store *s, const struct transition *t,
                      t->step_id, t->attempt, attempt);
     }
     if (rc == DURABLE_OK) {
-        *out_order_id = col_strdup(st, 1);
+        if (out_order_id)
+            *out_order_id = col_strdup(st, 1);
         snprintf(s->seq_run, sizeof(s->seq_run), "%s", t->run_id);
         s->seq_last = sqlite3_column_int64(st, 2);
     }
@@ -481,14 +483,58 @@ static durable_code apply_run_finish(struct store *s, const struct transition *t
     return rc;
 }
 
+/* Each step of the JSON array `steps` (ids) must be running: it runs again
+ * from t->at_ms under the same attempt and idempotency key. Nothing is
+ * written unless every step is running: several steps are guarded before
+ * the first is written; a single step's UPDATE is its own guard (it
+ * changes no row unless the step is running), which saves a read per run
+ * at recovery. */
+static durable_code restart_steps(struct store *s, const struct transition *t, json_t *steps,
+                                  durable_error *err)
+{
+    static const struct step_guard g = {
+        "restart", { STEP_S_RUNNING, NULL }, TR_RUN_RECOVERED, false
+    };
+    struct transition st = *t;
+    durable_code rc = DURABLE_OK;
+    size_t k, n = json_array_size(steps);
+
+    for (k = 0; rc == DURABLE_OK && k < n; k++) {
+        st.step_id = json_string_value(json_array_get(steps, k));
+        if (!st.step_id)
+            rc = err_set(err, DURABLE_EINVAL, "recovered steps must be step ids");
+        else if (n > 1)
+            rc = guard_step(s, &st, &g, NULL, err);
+    }
+    for (k = 0; rc == DURABLE_OK && k < n; k++) {
+        st.step_id = json_string_value(json_array_get(steps, k));
+        rc = stmt_exec(&s->w, ST_STEP_RESTART, err, "ssI", t->run_id, st.step_id, t->at_ms);
+        if (rc == DURABLE_OK && sqlite3_changes(s->w.db) == 0) {
+            rc = guard_step(s, &st, &g, NULL, err); /* says why */
+            if (rc == DURABLE_OK)
+                rc = err_set(err, DURABLE_ECONFLICT, "cannot restart step \"%s\"", st.step_id);
+        }
+    }
+    return rc;
+}
+
+/* One `recovered` event per run, which also restarts the steps that were
+ * running (instead of a TR_STEP_START each): what a restart writes per run
+ * is one transition. A finished run is refused: by its steps, which are no
+ * longer running once it has finished (TR_RUN_FINISH cancels them), or by
+ * reading the run when no step is listed. */
 static durable_code apply_run_recovered(struct store *s, const struct transition *t,
                                         struct store_events *ev, durable_error *err)
 {
     json_t *steps = NULL;
     durable_code rc = parse_json(t->recovered_json, "[]", &steps, "recovered steps", err);
 
+    if (rc == DURABLE_OK && !json_is_array(steps))
+        rc = err_set(err, DURABLE_EINVAL, "recovered steps must be an array");
+    if (rc == DURABLE_OK && json_array_size(steps) == 0)
+        rc = guard_run(s, t->run_id, true, NULL, err);
     if (rc == DURABLE_OK)
-        rc = guard_run(s, t->run_id, false, NULL, err);
+        rc = restart_steps(s, t, steps, err);
     if (rc == DURABLE_OK) {
         rc = emit(s, t, ev, "recovered", json_pack("{s:O}", "steps", steps), err);
     }

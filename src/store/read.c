@@ -5,9 +5,10 @@
  * Any thread. Each public function takes a read connection for the time of
  * its SQL only, and releases every statement before giving it back, so
  * that no read snapshot outlives the call (a long-lived snapshot would stop
- * WAL checkpoints). store_runs_unfinished pages through the runs by
- * (created_at, id) and never holds a connection while it calls back, so
- * that the callback may itself read the store.
+ * WAL checkpoints). store_runs_unfinished reads pages of runs with their
+ * steps, one statement per page, by (created_at, id), and never holds a
+ * connection while it calls back, so that the callback may itself read the
+ * store.
  */
 #include "util/common.h"
 
@@ -18,7 +19,8 @@
 
 #include "store/store_int.h"
 
-/* How many run ids store_runs_unfinished reads per page. */
+/* How many runs (with their steps) store_runs_unfinished reads per page,
+ * that is, per read connection taken. */
 #define UNFINISHED_PAGE 256
 
 /* An owned copy of a column that should not be NULL ("" if it is). */
@@ -105,14 +107,16 @@ void run_record_release(struct run_record *r)
     memset(r, 0, sizeof(*r));
 }
 
-static void step_from_row(sqlite3_stmt *st, struct step_record *sr)
+/* Fills sr from the step columns base to base + 5 of the row (step_id,
+ * status, attempt, wake_at, started_at, output). */
+static void step_from_row(sqlite3_stmt *st, int base, struct step_record *sr)
 {
-    sr->step_id = col_str(st, 0);
-    sr->status = col_str(st, 1);
-    sr->attempt = sqlite3_column_int(st, 2);
-    sr->wake_at_ms = sqlite3_column_int64(st, 3);
-    sr->started_at_ms = sqlite3_column_int64(st, 4);
-    sr->output_json = col_strdup(st, 5);
+    sr->step_id = col_str(st, base);
+    sr->status = col_str(st, base + 1);
+    sr->attempt = sqlite3_column_int(st, base + 2);
+    sr->wake_at_ms = sqlite3_column_int64(st, base + 3);
+    sr->started_at_ms = sqlite3_column_int64(st, base + 4);
+    sr->output_json = col_strdup(st, base + 5);
 }
 
 static durable_code steps_load(struct conn *c, const char *run_id, struct run_record *r,
@@ -131,7 +135,7 @@ static durable_code steps_load(struct conn *c, const char *run_id, struct run_re
             cap = cap ? cap * 2 : 8;
             r->steps = xrealloc(r->steps, cap * sizeof(*r->steps));
         }
-        step_from_row(st, &r->steps[r->n_steps++]);
+        step_from_row(st, 0, &r->steps[r->n_steps++]);
     }
     stmt_release(st);
     return rc;
@@ -186,53 +190,136 @@ durable_code store_run_load(struct store *s, const char *run_id, struct run_reco
     return rc;
 }
 
-/* Reads the next page of unfinished run ids after the cursor (at, id), and
- * moves the cursor to the last one read. */
-static durable_code unfinished_page(struct store *s, int64_t *cur_at, char cur_id[ID_MAX],
-                                    char (*ids)[ID_MAX], size_t *out_n, durable_error *err)
+/* The definitions of the workflows met by one store_runs_unfinished call,
+ * each read once: the runs of a workflow share its text. */
+struct wf_defs {
+    struct workflow_record *v;
+    size_t n;
+};
+
+static void wf_defs_release(struct wf_defs *defs)
+{
+    for (size_t i = 0; i < defs->n; i++)
+        workflow_record_release(&defs->v[i]);
+    free(defs->v);
+    memset(defs, 0, sizeof(*defs));
+}
+
+/* Workflow id's definition text, borrowed from defs ("" when the workflow
+ * is missing: the engine then reports the run as not resumable). Reads the
+ * workflow on first sight through c, the caller's read connection. */
+static durable_code wf_defs_get(struct conn *c, struct wf_defs *defs, const char *workflow_id,
+                                char **out, durable_error *err)
+{
+    struct workflow_record w = { .version = 0 };
+    bool found = false;
+    durable_code rc;
+
+    for (size_t i = 0; i < defs->n; i++) {
+        if (strcmp(defs->v[i].id, workflow_id) == 0) {
+            *out = defs->v[i].definition;
+            return DURABLE_OK;
+        }
+    }
+    rc = workflow_get_by(c, ST_WF_BY_ID, workflow_id, &w, &found, err);
+    if (rc != DURABLE_OK) {
+        workflow_record_release(&w);
+        return rc;
+    }
+    if (!found) {
+        snprintf(w.id, sizeof(w.id), "%s", workflow_id);
+        w.definition = xstrdup("");
+    }
+    defs->v = xrealloc(defs->v, (defs->n + 1) * sizeof(*defs->v));
+    defs->v[defs->n++] = w;
+    *out = w.definition;
+    return DURABLE_OK;
+}
+
+/* One page of unfinished runs with their steps, and the cursor: the
+ * (created_at, id) of the last run read. The records' definitions are
+ * borrowed from a struct wf_defs. */
+struct unfinished_page {
+    struct run_record *runs; /* UNFINISHED_PAGE of them */
+    size_t n;
+    bool has_more;
+    int64_t cur_at;
+    char cur_id[ID_MAX];
+};
+
+static void page_clear(struct unfinished_page *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        p->runs[i].definition = NULL; /* borrowed */
+        run_record_release(&p->runs[i]);
+    }
+    p->n = 0;
+}
+
+/* Fills r (a new record) from the run columns 0-7 of the row. */
+static void run_from_row(sqlite3_stmt *st, struct run_record *r)
+{
+    col_copy_id(st, 0, r->id);
+    col_copy_id(st, 1, r->workflow_id);
+    r->status = col_str(st, 2);
+    r->input_json = col_str(st, 3);
+    r->order_id = col_strdup(st, 4);
+    r->created_at_ms = sqlite3_column_int64(st, 5);
+    r->deadline_ms = sqlite3_column_int64(st, 6);
+    r->order_amount = sqlite3_column_double(st, 7);
+}
+
+/* Adds the row's step (columns 8-13) to r, if the row has one. */
+static void add_step_from_row(sqlite3_stmt *st, struct run_record *r, size_t *cap)
+{
+    if (sqlite3_column_type(st, 8) == SQLITE_NULL)
+        return;
+    if (r->n_steps == *cap) {
+        *cap = *cap ? *cap * 2 : 4;
+        r->steps = xrealloc(r->steps, *cap * sizeof(*r->steps));
+    }
+    step_from_row(st, 8, &r->steps[r->n_steps++]);
+}
+
+/* Reads the next page: up to UNFINISHED_PAGE runs after the cursor with all
+ * their steps, in one statement, and moves the cursor past them. Stepping
+ * stops at the first row of the run after a full page, which the next page
+ * reads again. */
+static durable_code unfinished_page_read(struct store *s, struct wf_defs *defs,
+                                         struct unfinished_page *p, durable_error *err)
 {
     struct conn *c;
     sqlite3_stmt *st = NULL;
+    struct run_record *r = NULL;
     bool has_row = true;
-    int64_t last_at = *cur_at;
-    size_t n = 0;
+    size_t cap = 0;
     durable_code rc;
 
+    p->has_more = false;
     c = store_reader_take(s);
-    rc = stmt_get(c, ST_RUNS_UNFINISHED, &st, err, "Isi", *cur_at, cur_id, UNFINISHED_PAGE);
-    while (rc == DURABLE_OK && n < UNFINISHED_PAGE) {
+    rc = stmt_get(c, ST_RUNS_UNFINISHED, &st, err, "Is", p->cur_at, p->cur_id);
+    while (rc == DURABLE_OK) {
         rc = stmt_step(st, &has_row, err);
         if (rc != DURABLE_OK || !has_row)
             break;
-        col_copy_id(st, 0, ids[n++]);
-        last_at = sqlite3_column_int64(st, 1);
+        if (!r || strcmp(col_text(st, 0) ? col_text(st, 0) : "", r->id) != 0) {
+            if (p->n == UNFINISHED_PAGE) {
+                p->has_more = true;
+                break;
+            }
+            r = &p->runs[p->n++];
+            cap = 0;
+            run_from_row(st, r);
+            rc = wf_defs_get(c, defs, r->workflow_id, &r->definition, err);
+        }
+        add_step_from_row(st, r, &cap);
     }
     stmt_release(st); /* before cur_id, bound without a copy, changes */
     store_reader_put(s, c);
-    if (rc == DURABLE_OK && n > 0) {
-        *cur_at = last_at;
-        memcpy(cur_id, ids[n - 1], ID_MAX);
+    if (rc == DURABLE_OK && p->n > 0) {
+        p->cur_at = p->runs[p->n - 1].created_at_ms;
+        memcpy(p->cur_id, p->runs[p->n - 1].id, ID_MAX);
     }
-    *out_n = rc == DURABLE_OK ? n : 0;
-    return rc;
-}
-
-/* Loads one listed run and calls fn if it is still unfinished. */
-static durable_code visit_run(struct store *s, const char *run_id,
-                              durable_code (*fn)(const struct run_record *r, void *ud), void *ud,
-                              durable_error *err)
-{
-    struct run_record r;
-    durable_error load_err = { DURABLE_OK, "" };
-    durable_code rc = store_run_load(s, run_id, &r, &load_err);
-
-    if (rc == DURABLE_ENOTFOUND)
-        return DURABLE_OK;
-    if (rc != DURABLE_OK)
-        return err_set(err, rc, "%s", load_err.msg);
-    if (!store_run_status_is_finished(r.status))
-        rc = fn(&r, ud);
-    run_record_release(&r);
     return rc;
 }
 
@@ -240,18 +327,19 @@ durable_code store_runs_unfinished(struct store *s,
                                    durable_code (*fn)(const struct run_record *r, void *ud),
                                    void *ud, durable_error *err)
 {
-    char(*ids)[ID_MAX] = xmalloc(UNFINISHED_PAGE * sizeof(*ids));
-    char cur_id[ID_MAX] = "";
-    int64_t cur_at = INT64_MIN;
-    size_t n = 0;
+    struct unfinished_page p = { .cur_at = INT64_MIN };
+    struct wf_defs defs = { NULL, 0 };
     durable_code rc;
 
+    p.runs = xcalloc(UNFINISHED_PAGE, sizeof(*p.runs));
     do {
-        rc = unfinished_page(s, &cur_at, cur_id, ids, &n, err);
-        for (size_t i = 0; rc == DURABLE_OK && i < n; i++)
-            rc = visit_run(s, ids[i], fn, ud, err);
-    } while (rc == DURABLE_OK && n == UNFINISHED_PAGE);
-    free(ids);
+        rc = unfinished_page_read(s, &defs, &p, err);
+        for (size_t i = 0; rc == DURABLE_OK && i < p.n; i++)
+            rc = fn(&p.runs[i], ud);
+        page_clear(&p);
+    } while (rc == DURABLE_OK && p.has_more);
+    free(p.runs);
+    wf_defs_release(&defs);
     return rc;
 }
 

@@ -29,6 +29,7 @@
 /* A run is unfinished while pending, running or waiting. Written as ORs, not
  * IN: see migration 4. */
 #define UNFINISHED "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+#define UNFINISHED_R "(r.status = 'pending' OR r.status = 'running' OR r.status = 'waiting')"
 
 static const char *const migrations[] = {
     /* 1: the initial schema. */
@@ -204,6 +205,11 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         " completed_at = NULL, wake_at = NULL, error_message = NULL,"
                         " error_code = NULL" WHERE_STEP,
                         "start a step" },
+    /* Recovery runs a running step again under its attempt (0 only in a
+     * database older than attempts: then 1) and idempotency key. */
+    [ST_STEP_RESTART] = { "UPDATE steps SET started_at = ?3, attempt = max(attempt, 1)" WHERE_STEP
+                          " AND status = 'running'",
+                          "restart a step" },
     [ST_STEP_COMPLETE] = { "UPDATE steps SET status = 'completed', output = ?3,"
                            " completed_at = ?4" WHERE_STEP,
                            "complete a step" },
@@ -251,13 +257,26 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                       " (SELECT amount FROM orders WHERE id = r.order_id)"
                       " FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = ?1",
                       "read a run" },
+    /* In primary key order (step id): an ORDER BY idx would need a sorter
+     * per run, and no reader depends on the order. */
     [ST_STEPS_LOAD] = { "SELECT step_id, status, attempt, wake_at, started_at, output"
-                        " FROM steps WHERE run_id = ?1 ORDER BY idx",
+                        " FROM steps WHERE run_id = ?1",
                         "read a run's steps" },
-    /* INDEXED BY: without statistics the planner picks runs_status and sorts. */
-    [ST_RUNS_UNFINISHED] = { "SELECT id, created_at FROM runs INDEXED BY runs_unfinished"
-                             " WHERE " UNFINISHED
-                             " AND (created_at, id) > (?1, ?2) ORDER BY created_at, id LIMIT ?3",
+    /* The unfinished runs after (?1, ?2), oldest first, each with its steps
+     * (step columns NULL for a run without any): the runs are the outer
+     * loop, in runs_unfinished order, the steps found by primary key, so
+     * no sorter is needed. No LIMIT: read.c stops stepping after a page of
+     * runs, so that a page never ends inside a run. The definition is not
+     * joined in: read.c reads it once per workflow. INDEXED BY: without
+     * statistics the planner picks runs_status and sorts. */
+    [ST_RUNS_UNFINISHED] = { "SELECT r.id, r.workflow_id, r.status, r.input, r.order_id,"
+                             " r.created_at, r.deadline_at,"
+                             " (SELECT amount FROM orders WHERE id = r.order_id),"
+                             " s.step_id, s.status, s.attempt, s.wake_at, s.started_at, s.output"
+                             " FROM runs r INDEXED BY runs_unfinished"
+                             " LEFT JOIN steps s ON s.run_id = r.id"
+                             " WHERE " UNFINISHED_R
+                             " AND (r.created_at, r.id) > (?1, ?2) ORDER BY r.created_at, r.id",
                              "list unfinished runs" },
     [ST_RUN_STATUS] = { "SELECT status FROM runs WHERE id = ?1", "read a run's status" },
     [ST_RUN_JSON] = { RUN_COLS " WHERE r.id = ?1", "read a run" },

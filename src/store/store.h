@@ -64,7 +64,9 @@ enum transition_kind {
     TR_STEP_FAIL,        /* step -> failed; step_failed */
     TR_STEP_SKIP,        /* step -> skipped; step_skipped */
     TR_RUN_FINISH,       /* run -> completed|failed|cancelled; leftover steps -> cancelled */
-    TR_RUN_RECOVERED,    /* event `recovered` (data: the steps that were running) */
+    TR_RUN_RECOVERED,    /* unfinished run resumed after a restart: the steps that were
+                            running (recovered_json) restart under the same attempt and
+                            key (started_at now); event `recovered` (data: those steps) */
     TR_RUN_RETRY,        /* failed run -> running; failed/cancelled steps -> pending, attempt
                             0; completed and skipped steps kept; run_retried */
     TR_STEP_WAIT,        /* running step -> waiting (wake_at, 0 for none); step_waiting with
@@ -135,7 +137,8 @@ struct transition {
     int64_t wake_at_ms;           /* TR_STEP_RETRY: when the next attempt starts */
     /* TR_RUN_FINISH: RUN_COMPLETED, RUN_FAILED or RUN_CANCELLED */
     const char *run_status;
-    /* TR_RUN_RECOVERED: JSON array of step ids that were running */
+    /* TR_RUN_RECOVERED: JSON array of the ids of the steps that were running
+       (each must still be running) */
     const char *recovered_json;
     /* TR_STEP_WAIT: JSON object merged into the step_waiting event's data, or NULL
        (wake_at_ms is the wake-up time, 0 for none) */
@@ -228,7 +231,7 @@ struct run_record {
     double order_amount;  /* the order's amount, when order_id */
     int64_t created_at_ms;
     int64_t deadline_ms;  /* 0 for none */
-    struct step_record *steps;
+    struct step_record *steps; /* in step id order, not the definition's */
     size_t n_steps;
 };
 void run_record_release(struct run_record *r);
@@ -237,8 +240,11 @@ void run_record_release(struct run_record *r);
 durable_code store_run_load(struct store *s, const char *run_id, struct run_record *out,
         durable_error *err);
 
-/* Calls fn for each unfinished run (pending, running, waiting), oldest first.
- * The record is borrowed for the call. Stops at fn's first non-OK code. */
+/* Calls fn for each unfinished run (pending, running, waiting), oldest first,
+ * with its steps. Reads a page of runs with their steps in one statement,
+ * then calls fn for each without read_mu held (fn may read the store); a
+ * workflow's definition is read once per call and shared by its runs. The
+ * record is borrowed for the call. Stops at fn's first non-OK code. */
 durable_code store_runs_unfinished(struct store *s,
         durable_code (*fn)(const struct run_record *r, void *ud), void *ud, durable_error *err);
 

@@ -52,6 +52,7 @@ enum stmt_id {
     ST_STEP_INSERT,
     ST_RUN_STEP_GUARD,
     ST_STEP_START,
+    ST_STEP_RESTART,
     ST_STEP_COMPLETE,
     ST_STEP_RETRY,
     ST_STEP_FAIL,

@@ -828,6 +828,62 @@ static void test_unfinished_listing(void **state)
     assert_true(c.is_ordered);
 }
 
+/* Runs of two workflows, all created in the same millisecond, over more
+ * than one page: each run once, in id order (the page cursor's second
+ * key), with its own workflow's definition and all its steps, whatever
+ * their order. */
+struct wf_checker {
+    const char *wf_b;
+    const char *def_b;
+    char last[ID_MAX];
+    size_t n;
+};
+
+static durable_code check_run_wf(const struct run_record *r, void *ud)
+{
+    struct wf_checker *c = ud;
+    bool is_b = strcmp(r->workflow_id, c->wf_b) == 0;
+    unsigned seen = 0;
+
+    assert_true(strcmp(c->last, r->id) < 0);
+    snprintf(c->last, sizeof(c->last), "%s", r->id);
+    c->n++;
+    assert_string_equal(r->definition, is_b ? c->def_b : wf_def);
+    assert_int_equal(r->n_steps, 3);
+    for (size_t k = 0; k < r->n_steps; k++)
+        seen |= 1u << (r->steps[k].step_id[0] - 'a');
+    assert_int_equal(seen, 7);
+    return DURABLE_OK;
+}
+
+static void test_unfinished_pages_and_workflows(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    static const char def_b[] = "{\"name\":\"other\",\"steps\":[]}";
+    struct wf_checker c = { .def_b = def_b };
+    struct transition_result res;
+    char id[ID_MAX];
+    /* c first in the definition: the store lists steps by id */
+    static const struct transition_step_init steps[] = { { "c", "task", 1, "[]" },
+                                                         { "a", "task", 1, "[]" },
+                                                         { "b", "task", 1, "[]" } };
+    struct transition t = { .kind = TR_RUN_CREATE, .at_ms = T0, .steps = steps, .n_steps = 3 };
+
+    put_workflow(f, "other", def_b, &res);
+    c.wf_b = res.id;
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    for (int i = 0; i < 700; i++) {
+        snprintf(id, sizeof(id), "run_%04d", (i * 3) % 700); /* not created in id order */
+        t.run_id = id;
+        t.workflow_id = i % 2 ? res.id : f->wf_id;
+        assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK);
+    }
+    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_runs_unfinished(f->s, check_run_wf, &c, &err), DURABLE_OK);
+    assert_int_equal(c.n, 700);
+}
+
 static durable_code stop_at_two(const struct run_record *r, void *ud)
 {
     int *n = ud;
@@ -963,24 +1019,93 @@ static void test_not_found_reads(void **state)
     assert_null(out);
 }
 
+/* The step's record from store_run_load (fields copied into out). */
+static void load_step(struct fixture *f, const char *run_id, const char *step_id,
+                      struct step_record *out)
+{
+    durable_error err = { DURABLE_OK, "" };
+    struct run_record r;
+    size_t k;
+
+    assert_int_equal(store_run_load(f->s, run_id, &r, &err), DURABLE_OK);
+    for (k = 0; k < r.n_steps && strcmp(r.steps[k].step_id, step_id) != 0; k++)
+        ;
+    assert_true(k < r.n_steps);
+    out->attempt = r.steps[k].attempt;
+    out->started_at_ms = r.steps[k].started_at_ms;
+    assert_string_equal(r.steps[k].status, STEP_S_RUNNING);
+    run_record_release(&r);
+}
+
+/* TR_RUN_RECOVERED restarts the running steps it lists (same attempt, a new
+ * started_at) with one `recovered` event and nothing else. */
 static void test_recovered_event(void **state)
 {
     struct fixture *f = *state;
-    struct transition t = step_tr(TR_RUN_RECOVERED, "run_1", NULL, 0, T0 + 9);
+    struct transition t = step_tr(TR_RUN_RECOVERED, "run_1", NULL, 0, T0 + 90);
+    struct step_record sr;
     json_t *evs, *d;
 
     create_run(f, "run_1", NULL, NULL, NULL);
-    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    step_ok(f, TR_STEP_START, "run_1", "a", 2);
     t.recovered_json = "[\"a\"]";
     apply_ok(f, &t, NULL);
-    step_ok(f, TR_STEP_START, "run_1", "a", 2); /* restart of a running step */
+    load_step(f, "run_1", "a", &sr);
+    assert_int_equal(sr.attempt, 2);
+    assert_int_equal(sr.started_at_ms, T0 + 90);
     evs = events_of(f, "run_1", 0);
+    assert_int_equal(json_array_size(evs), 3);
     assert_string_equal(event_type(evs, 2), "recovered");
     assert_true(json_is_null(json_object_get(json_array_get(evs, 2), "step_id")));
     d = json_object_get(json_array_get(evs, 2), "data");
     assert_string_equal(json_string_value(json_array_get(json_object_get(d, "steps"), 0)), "a");
-    assert_string_equal(event_type(evs, 3), "step_started");
     json_decref(evs);
+    /* still running: completes under the attempt it kept */
+    step_ok(f, TR_STEP_COMPLETE, "run_1", "a", 2);
+}
+
+/* A recovered step that is not running, or a finished run, refuses the
+ * whole transition before anything is written. */
+static void test_recovered_refusals(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_RUN_RECOVERED, "run_1", NULL, 0, T0 + 90);
+    struct transition fin = step_tr(TR_RUN_FINISH, "run_1", NULL, 0, T0 + 95);
+    struct step_record sr;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    t.recovered_json = "[\"a\", \"b\"]"; /* b is pending */
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "cannot restart step \"b\": it is pending");
+    load_step(f, "run_1", "a", &sr);
+    assert_int_equal(sr.started_at_ms, T0 + 10);
+    assert_int_equal(event_count(f, "run_1"), 2);
+    err_clear(&err);
+    t.recovered_json = "[\"b\"]"; /* one step: refused by its own UPDATE */
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "cannot restart step \"b\": it is pending");
+    err_clear(&err);
+    t.recovered_json = "[\"zz\"]";
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
+    err_clear(&err);
+    t.recovered_json = "[1]";
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_EINVAL);
+    err_clear(&err);
+    t.recovered_json = "{}";
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_EINVAL);
+    err_clear(&err);
+    assert_int_equal(event_count(f, "run_1"), 2);
+    fin.run_status = RUN_CANCELLED;
+    apply_ok(f, &fin, NULL);
+    t.recovered_json = "[\"a\"]"; /* cancelled with its run */
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    err_clear(&err);
+    t.recovered_json = "[]";
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run \"run_1\" is already cancelled");
+    assert_int_equal(event_count(f, "run_1"), 3);
 }
 
 struct reader {
@@ -1633,11 +1758,13 @@ int main(void)
         T(test_order_create),
         cmocka_unit_test(test_builtin_actions_match_def),
         T(test_unfinished_listing),
+        T(test_unfinished_pages_and_workflows),
         T(test_unfinished_stops),
         T(test_run_load),
         T(test_json_shapes),
         T(test_not_found_reads),
         T(test_recovered_event),
+        T(test_recovered_refusals),
         T(test_reads_beside_the_writer),
         TE(test_migrate_v1_numbers_old_events),
         T(test_global_ids),
