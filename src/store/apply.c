@@ -187,17 +187,10 @@ static durable_code emit(struct store *s, const struct transition *t, struct sto
 
 /* ---- step transitions ---- */
 
-/* The run's status from its steps' (see store.h), written with its last
- * event seq: after a step transition's events. */
+/* The run's status from its steps' (see store.h). */
 static durable_code run_recompute(struct store *s, const char *run_id, durable_error *err)
 {
-    durable_code rc;
-
-    DUR_ASSERT(strcmp(s->seq_run, run_id) == 0);
-    rc = stmt_exec(&s->w, ST_RUN_RECOMPUTE, err, "sI", run_id, s->seq_last);
-    if (rc == DURABLE_OK)
-        s->seq_dirty = false;
-    return rc;
+    return stmt_exec(&s->w, ST_RUN_RECOMPUTE, err, "s", run_id);
 }
 
 static durable_code step_start(struct store *s, const struct transition *t, struct store_events *ev,
@@ -211,11 +204,8 @@ static durable_code step_start(struct store *s, const struct transition *t, stru
                                  t->run_id, "/", t->step_id);
         rc = emit(s, t, ev, "step_started", data, err);
     }
-    /* The run is running now, and its last seq the event's. */
     if (rc == DURABLE_OK)
-        rc = stmt_exec(&s->w, ST_RUN_RUNNING, err, "sII", t->run_id, t->at_ms, s->seq_last);
-    if (rc == DURABLE_OK)
-        s->seq_dirty = false;
+        rc = stmt_exec(&s->w, ST_RUN_RUNNING, err, "sI", t->run_id, t->at_ms);
     return rc;
 }
 
@@ -821,8 +811,6 @@ durable_code store_apply(struct store *s, const struct transition *t, struct sto
         rc = err_set(err, DURABLE_EINVAL, "unknown transition kind %d", (int)t->kind);
         break;
     }
-    if (rc == DURABLE_OK)
-        rc = store_seq_flush(s, err);
     if (rc != DURABLE_OK && events)
         store_events_truncate(events, n0);
     if (rc != DURABLE_OK) {

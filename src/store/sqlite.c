@@ -93,6 +93,10 @@ static const char *const migrations[] = {
     "DROP INDEX runs_unfinished;"
     "CREATE INDEX runs_unfinished ON runs (created_at, id)"
     "  WHERE " UNFINISHED ";",
+    /* 5: an event's seq is the run's last one plus one, read from events
+     * (the end of the run's primary key range), so that a step transition
+     * need not rewrite the run's row and its indexes. */
+    "ALTER TABLE runs DROP COLUMN last_seq;",
 };
 
 int store_schema_version(void)
@@ -103,6 +107,17 @@ int store_schema_version(void)
 /* ---- statements ---- */
 
 #define WHERE_STEP " WHERE run_id = ?1 AND step_id = ?2"
+/* The last event seq of run ID (0 before its first): the end of its range
+ * of the events primary key. */
+#define LAST_SEQ(ID) "(SELECT coalesce(max(seq), 0) FROM events WHERE run_id = " ID ")"
+/* A run's status from its steps': running while one runs, waiting while
+ * one waits or retries, running again after a wait, else as it is. */
+#define RUN_STATUS_FROM_STEPS                                                   \
+    "(CASE WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'running')" \
+    " THEN 'running'"                                                            \
+    " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'retrying')" \
+    " OR EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'waiting')"   \
+    " THEN 'waiting' WHEN status = 'waiting' THEN 'running' ELSE status END)"
 /* The name SQLite gives the primary key of the (WITHOUT ROWID) steps table. */
 #define STEPS_PK "sqlite_autoindex_steps_1"
 #define WF_COLS    "SELECT id, name, version, definition, created_at FROM workflows"
@@ -166,38 +181,30 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         " AND w.name = (SELECT name FROM workflows WHERE id = ?1)",
                         "look up an idempotency key" },
     [ST_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
-                        " idempotency_key, created_at, deadline_at, last_seq)"
-                        " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, 0)",
+                        " idempotency_key, created_at, deadline_at)"
+                        " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7)",
                         "create a run" },
     [ST_RUN_GUARD] = { "SELECT status, order_id FROM runs WHERE id = ?1", "read a run" },
-    /* A step started: its run is running (the guard saw it unfinished). */
-    [ST_RUN_RUNNING] = { "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?2),"
-                         " last_seq = ?3 WHERE id = ?1",
+    /* A step started: its run is running (the guard saw it unfinished).
+     * Both status updates leave the row alone when nothing changes, so
+     * that most step transitions write no run row and no run index. */
+    [ST_RUN_RUNNING] = { "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?2)"
+                         " WHERE id = ?1 AND (status <> 'running' OR started_at IS NULL)",
                          "start a run" },
-    [ST_RUN_RECOMPUTE] = { "UPDATE runs SET status = CASE"
-                           " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1"
-                           " AND status = 'running')"
-                           " THEN 'running'"
-                           " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1"
-                           " AND status = 'retrying')"
-                           " OR EXISTS (SELECT 1 FROM steps WHERE run_id = ?1"
-                           " AND status = 'waiting') THEN 'waiting'"
-                           " WHEN status = 'waiting' THEN 'running'"
-                           " ELSE status END, last_seq = ?2"
-                           " WHERE id = ?1 AND " UNFINISHED,
+    [ST_RUN_RECOMPUTE] = { "UPDATE runs SET status = " RUN_STATUS_FROM_STEPS
+                           " WHERE id = ?1 AND " UNFINISHED " AND status <> " RUN_STATUS_FROM_STEPS,
                            "update a run's status" },
     [ST_RUN_FINISH] = { "UPDATE runs SET status = ?2, output = ?3, error_message = ?4,"
                         " completed_at = ?5 WHERE id = ?1",
                         "finish a run" },
-    [ST_RUN_LAST_SEQ] = { "SELECT last_seq FROM runs WHERE id = ?1", "number an event" },
-    [ST_RUN_SET_SEQ] = { "UPDATE runs SET last_seq = ?2 WHERE id = ?1", "number an event" },
+    [ST_RUN_LAST_SEQ] = { "SELECT " LAST_SEQ("?1"), "number an event" },
     [ST_STEP_INSERT] = { "INSERT INTO steps (run_id, idx, step_id, type, status, attempt,"
                          " max_attempts, depends_on, idempotency_key)"
                          " VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?1 || '/' || ?3)",
                          "create a step" },
     /* A step transition's guard: the run (no row: not found) and the step
      * (NULL status: not found), in one read. */
-    [ST_RUN_STEP_GUARD] = { "SELECT r.status, r.order_id, r.last_seq, s.status, s.attempt"
+    [ST_RUN_STEP_GUARD] = { "SELECT r.status, r.order_id, " LAST_SEQ("r.id") ", s.status, s.attempt"
                             " FROM runs r LEFT JOIN steps s ON s.run_id = r.id AND s.step_id = ?2"
                             " WHERE r.id = ?1",
                             "read a step" },
@@ -805,18 +812,6 @@ static durable_code read_last_gid(struct store *s, durable_error *err)
 void store_seq_forget(struct store *s)
 {
     s->seq_run[0] = '\0';
-    s->seq_dirty = false;
-}
-
-durable_code store_seq_flush(struct store *s, durable_error *err)
-{
-    durable_code rc = DURABLE_OK;
-
-    if (s->seq_dirty)
-        rc = stmt_exec(&s->w, ST_RUN_SET_SEQ, err, "sI", s->seq_run, s->seq_last);
-    if (rc == DURABLE_OK)
-        s->seq_dirty = false;
-    return rc;
 }
 
 durable_code store_tx_begin(struct store *s, durable_error *err)
@@ -903,9 +898,7 @@ durable_code store_event_append_text(struct store *s, struct store_events *event
         rc = DURABLE_OK;
         seq = s->seq_last + 1;
     } else {
-        rc = store_seq_flush(s, err);
-        if (rc == DURABLE_OK)
-            rc = stmt_get(&s->w, ST_RUN_LAST_SEQ, &st, err, "s", k->run_id);
+        rc = stmt_get(&s->w, ST_RUN_LAST_SEQ, &st, err, "s", k->run_id);
         if (rc == DURABLE_OK)
             rc = stmt_step(st, &has_row, err);
         if (rc == DURABLE_OK && !has_row)
@@ -922,7 +915,6 @@ durable_code store_event_append_text(struct store *s, struct store_events *event
         s->last_gid++;
         snprintf(s->seq_run, sizeof(s->seq_run), "%s", k->run_id);
         s->seq_last = seq;
-        s->seq_dirty = true;
     } else {
         store_seq_forget(s);
     }

@@ -48,7 +48,6 @@ enum stmt_id {
     ST_RUN_RECOMPUTE,
     ST_RUN_FINISH,
     ST_RUN_LAST_SEQ,
-    ST_RUN_SET_SEQ,
     ST_STEP_INSERT,
     ST_RUN_STEP_GUARD,
     ST_STEP_START,
@@ -159,19 +158,14 @@ struct store {
     int64_t last_gid;
     /* Writer thread only: the last event seq of run seq_run, known inside
      * the open transaction (read by a step guard, or given out by the last
-     * append), so that numbering an event needs no statement. When
-     * seq_dirty, runs.last_seq is behind it: store_apply writes it before
-     * it returns (a step transition with the run's status). Forgotten
-     * whenever a transition or the transaction is undone. */
+     * append), so that numbering the next event needs no statement.
+     * Forgotten whenever a transition or the transaction is undone. */
     char seq_run[ID_MAX];
     int64_t seq_last;
-    bool seq_dirty;
 };
 
 /* Forgets s->seq_run (see struct store). */
 void store_seq_forget(struct store *s);
-/* Writes s->seq_last to runs.last_seq of s->seq_run if seq_dirty. */
-durable_code store_seq_flush(struct store *s, durable_error *err);
 
 /* A read connection for the calling thread alone, until store_reader_put.
  * Waits while all STORE_READERS are in use; opens one when none is idle and
