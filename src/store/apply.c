@@ -193,19 +193,60 @@ static durable_code run_recompute(struct store *s, const char *run_id, durable_e
     return stmt_exec(&s->w, ST_RUN_RECOMPUTE, err, "s", run_id);
 }
 
+/* step_started, and the run running (from the attempt's START). */
+static durable_code step_started(struct store *s, const struct transition *t,
+                                 struct store_events *ev, durable_error *err)
+{
+    json_t *data = json_pack("{s:i, s:s++}", "attempt", t->attempt, "idempotency_key", t->run_id,
+                             "/", t->step_id);
+    durable_code rc = emit(s, t, ev, "step_started", data, err);
+
+    if (rc == DURABLE_OK)
+        rc = stmt_exec(&s->w, ST_RUN_RUNNING, err, "sI", t->run_id, t->at_ms);
+    return rc;
+}
+
+/* step_completed, its data built around the output text the engine encoded
+ * (or a decision apply_step_decide checked), without parsing it again. */
+static durable_code step_completed(struct store *s, const struct transition *t,
+                                   struct store_events *ev, durable_error *err)
+{
+    struct event_key k = { t->run_id, t->step_id, t->at_ms };
+
+    return store_event_append_text(s, ev, &k, "step_completed",
+                                   xasprintf("{\"attempt\":%d,\"output\":%s}", t->attempt,
+                                             t->output_json ? t->output_json : "null"),
+                                   err);
+}
+
 static durable_code step_start(struct store *s, const struct transition *t, struct store_events *ev,
                                durable_error *err)
 {
     durable_code rc = stmt_exec(&s->w, ST_STEP_START, err, "ssiI", t->run_id, t->step_id,
                                 t->attempt, t->at_ms);
 
+    if (rc == DURABLE_OK)
+        rc = step_started(s, t, ev, err);
+    return rc;
+}
+
+/* An attempt started and completed in one transaction (TR_STEP_COMPLETE
+ * with_start): one UPDATE of the step for both, and both events. */
+static durable_code step_start_complete(struct store *s, const struct transition *t,
+                                        struct store_events *ev, durable_error *err)
+{
+    durable_code rc = DURABLE_OK;
+
+    if (t->action)
+        rc = err_set(err, DURABLE_EINVAL, "a completion with its start cannot carry an action");
     if (rc == DURABLE_OK) {
-        json_t *data = json_pack("{s:i, s:s++}", "attempt", t->attempt, "idempotency_key",
-                                 t->run_id, "/", t->step_id);
-        rc = emit(s, t, ev, "step_started", data, err);
+        rc = stmt_exec(&s->w, ST_STEP_RUN, err, "ssiIs", t->run_id, t->step_id, t->attempt,
+                       t->at_ms, t->output_json);
     }
     if (rc == DURABLE_OK)
-        rc = stmt_exec(&s->w, ST_RUN_RUNNING, err, "sI", t->run_id, t->at_ms);
+        rc = step_started(s, t, ev, err);
+    if (rc == DURABLE_OK)
+        rc = step_completed(s, t, ev, err);
     return rc;
 }
 
@@ -221,12 +262,9 @@ static durable_code savepoint_end(struct store *s, durable_code rc, durable_erro
     return rc2 != DURABLE_OK ? rc2 : rc;
 }
 
-/* The step's output is JSON text the engine encoded (or a decision
- * apply_step_decide checked): it goes into the event as it is. */
 static durable_code step_complete(struct store *s, const struct transition *t, const char *order_id,
                                   struct store_events *ev, durable_error *err)
 {
-    struct event_key k = { t->run_id, t->step_id, t->at_ms };
     bool in_savepoint = false;
     durable_code rc = DURABLE_OK;
 
@@ -238,12 +276,8 @@ static durable_code step_complete(struct store *s, const struct transition *t, c
         rc = stmt_exec(&s->w, ST_STEP_COMPLETE, err, "sssI", t->run_id, t->step_id, t->output_json,
                        t->at_ms);
     }
-    if (rc == DURABLE_OK) {
-        rc = store_event_append_text(s, ev, &k, "step_completed",
-                                     xasprintf("{\"attempt\":%d,\"output\":%s}", t->attempt,
-                                               t->output_json ? t->output_json : "null"),
-                                     err);
-    }
+    if (rc == DURABLE_OK)
+        rc = step_completed(s, t, ev, err);
     if (rc == DURABLE_OK && t->action)
         rc = store_action_apply(s, t, order_id, ev, err);
     if (in_savepoint)
@@ -329,7 +363,7 @@ static durable_code step_wait(struct store *s, const struct transition *t, struc
 static durable_code apply_step(struct store *s, const struct transition *t, struct store_events *ev,
                                durable_error *err)
 {
-    const struct step_guard *g = find_step_guard(t->kind);
+    const struct step_guard *g = find_step_guard(t->with_start ? TR_STEP_START : t->kind);
     char *order_id = NULL;
     durable_code rc = require(t->step_id, "step_id", err);
 
@@ -341,7 +375,10 @@ static durable_code apply_step(struct store *s, const struct transition *t, stru
             rc = step_start(s, t, ev, err);
             break;
         case TR_STEP_COMPLETE:
-            rc = step_complete(s, t, order_id, ev, err);
+            if (t->with_start)
+                rc = step_start_complete(s, t, ev, err);
+            else
+                rc = step_complete(s, t, order_id, ev, err);
             break;
         case TR_STEP_RETRY:
             rc = step_retry(s, t, ev, err);

@@ -220,6 +220,10 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_STEP_COMPLETE] = { "UPDATE steps SET status = 'completed', output = ?3,"
                            " completed_at = ?4" WHERE_STEP,
                            "complete a step" },
+    [ST_STEP_RUN] = { "UPDATE steps SET status = 'completed', attempt = ?3, started_at = ?4,"
+                      " completed_at = ?4, wake_at = NULL, error_message = NULL, error_code = NULL,"
+                      " output = ?5" WHERE_STEP,
+                      "run a step" },
     [ST_STEP_RETRY] = { "UPDATE steps SET status = 'retrying', wake_at = ?3,"
                         " error_message = ?4, error_code = ?5" WHERE_STEP,
                         "schedule a retry" },

@@ -131,6 +131,9 @@ struct transition {
        engine encodes it; TR_STEP_DECIDE's is checked) */
     const char *output_json;      /* also TR_RUN_FINISH (run output) */
     const char *action;           /* applied with the completion, or NULL */
+    bool with_start;              /* TR_STEP_COMPLETE without action: the attempt's
+                                     START too (guarded as one), as one change of
+                                     the step's row; step_started and step_completed */
     /* TR_STEP_RETRY / TR_STEP_FAIL / TR_RUN_FINISH */
     const char *error_message;
     const char *error_code;       /* "timeout", "random_failure", "action_failed", ... */

@@ -53,6 +53,7 @@ enum stmt_id {
     ST_STEP_START,
     ST_STEP_RESTART,
     ST_STEP_COMPLETE,
+    ST_STEP_RUN,
     ST_STEP_RETRY,
     ST_STEP_FAIL,
     ST_STEP_SKIP,

@@ -1733,6 +1733,49 @@ static void test_no_temp_tables(void **state)
         fail_msg("statements with a temporary table: %s", failed);
 }
 
+/* A START and its completion as one transition (TR_STEP_COMPLETE
+ * with_start, what the writer makes of a chained pair): one change of the
+ * step, both events with dense seqs, the run running; refused like a START
+ * (nothing written) once the step has completed, and with an action. */
+static void test_start_and_complete_at_once(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t;
+    json_t *evs, *run;
+    size_t n0;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    t = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 10);
+    t.with_start = true;
+    t.output_json = "{\"n\":1}";
+    apply_ok(f, &t, NULL);
+    assert_step_status(f, "run_1", "a", STEP_S_COMPLETED);
+    assert_run_status(f, "run_1", RUN_RUNNING);
+    run = doc_of(store_run_json, f, "run_1");
+    assert_non_null(json_object_get(run, "started_at"));
+    json_decref(run);
+    evs = events_of(f, "run_1", 0);
+    assert_int_equal(json_array_size(evs), 3);
+    assert_seqs_dense(evs);
+    assert_string_equal(event_type(evs, 1), "step_started");
+    assert_string_equal(event_type(evs, 2), "step_completed");
+    json_decref(evs);
+
+    n0 = f->ev.n;
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_non_null(strstr(err.msg, "completed"));
+    t = step_tr(TR_STEP_COMPLETE, "run_1", "b", 1, T0 + 20);
+    t.with_start = true;
+    t.action = "charge_payment";
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_EINVAL);
+    assert_step_status(f, "run_1", "b", STEP_S_PENDING);
+    assert_int_equal(f->ev.n, n0);
+    evs = events_of(f, "run_1", 0);
+    assert_int_equal(json_array_size(evs), 3);
+    json_decref(evs);
+}
+
 int main(void)
 {
 #define T(fn)  cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1775,6 +1818,7 @@ int main(void)
         T(test_snapshot),
         T(test_counts_and_ping),
         T(test_no_temp_tables),
+        T(test_start_and_complete_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
