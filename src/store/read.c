@@ -109,6 +109,19 @@ void run_record_release(struct run_record *r)
 
 /* Fills sr from the step columns base to base + 5 of the row (step_id,
  * status, attempt, wake_at, started_at, output). */
+/* Fills r (a new record) from the run columns 0-7 of the row. */
+static void run_from_row(sqlite3_stmt *st, struct run_record *r)
+{
+    col_copy_id(st, 0, r->id);
+    col_copy_id(st, 1, r->workflow_id);
+    r->status = col_str(st, 2);
+    r->input_json = col_str(st, 3);
+    r->order_id = col_strdup(st, 4);
+    r->created_at_ms = sqlite3_column_int64(st, 5);
+    r->deadline_ms = sqlite3_column_int64(st, 6);
+    r->order_amount = sqlite3_column_double(st, 7);
+}
+
 static void step_from_row(sqlite3_stmt *st, int base, struct step_record *sr)
 {
     sr->step_id = col_str(st, base);
@@ -156,15 +169,8 @@ static durable_code run_load_locked(struct conn *c, const char *run_id, struct r
     if (rc == DURABLE_OK && !has_row)
         rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
     if (rc == DURABLE_OK) {
-        col_copy_id(st, 0, r->id);
-        col_copy_id(st, 1, r->workflow_id);
-        r->definition = col_str(st, 2);
-        r->status = col_str(st, 3);
-        r->input_json = col_str(st, 4);
-        r->order_id = col_strdup(st, 5);
-        r->created_at_ms = sqlite3_column_int64(st, 6);
-        r->deadline_ms = sqlite3_column_int64(st, 7);
-        r->order_amount = sqlite3_column_double(st, 8);
+        run_from_row(st, r);
+        r->definition = col_str(st, 8);
     }
     stmt_release(st);
     if (rc == DURABLE_OK)
@@ -254,19 +260,6 @@ static void page_clear(struct unfinished_page *p)
         run_record_release(&p->runs[i]);
     }
     p->n = 0;
-}
-
-/* Fills r (a new record) from the run columns 0-7 of the row. */
-static void run_from_row(sqlite3_stmt *st, struct run_record *r)
-{
-    col_copy_id(st, 0, r->id);
-    col_copy_id(st, 1, r->workflow_id);
-    r->status = col_str(st, 2);
-    r->input_json = col_str(st, 3);
-    r->order_id = col_strdup(st, 4);
-    r->created_at_ms = sqlite3_column_int64(st, 5);
-    r->deadline_ms = sqlite3_column_int64(st, 6);
-    r->order_amount = sqlite3_column_double(st, 7);
 }
 
 /* Adds the row's step (columns 8-13) to r, if the row has one. */
