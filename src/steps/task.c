@@ -4,7 +4,8 @@
  * start() asks for a timer of duration_seconds (a timer, not a sleeping
  * thread, so 10,000 tasks in flight cost 10,000 heap entries); timer() then
  * fails at random with fail_probability or succeeds with
- * {"duration_seconds": d}. A task of 0 s does the latter in start(). Also holds the registry of step types.
+ * {"duration_seconds": d}. A task of 0 s does the latter in start(). Also
+ * holds the registry of step types.
  */
 #include "util/common.h"
 

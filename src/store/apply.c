@@ -88,10 +88,10 @@ static durable_code row_exists(struct store *s, enum stmt_id id, const char *key
     return rc;
 }
 
-/* The run must exist and, if refuse_finished, not be finished.
- * OUT *out_order_id (may be NULL): the run's order, owned, or NULL. */
-static durable_code guard_run(struct store *s, const char *run_id, bool refuse_finished,
-                              char **out_order_id, durable_error *err)
+/* The run must exist and be unfinished, or, for a retry (need_failed),
+ * have failed. */
+static durable_code guard_run(struct store *s, const char *run_id, bool need_failed,
+                              durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
@@ -105,11 +105,13 @@ static durable_code guard_run(struct store *s, const char *run_id, bool refuse_f
     if (rc == DURABLE_OK) {
         status = col_text(st, 0);
         status = status ? status : "";
-        if (refuse_finished && store_run_status_is_finished(status))
+        if (need_failed && strcmp(status, RUN_FAILED) != 0) {
+            rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a failed run can be retried",
+                         run_id, status);
+        } else if (!need_failed && store_run_status_is_finished(status)) {
             rc = err_set(err, DURABLE_ECONFLICT, "run \"%s\" is already %s", run_id, status);
+        }
     }
-    if (rc == DURABLE_OK && out_order_id)
-        *out_order_id = col_strdup(st, 1);
     stmt_release(st);
     return rc;
 }
@@ -131,8 +133,7 @@ static bool status_allowed(const struct step_guard *g, const char *status)
  * the events that follow. OUT *out_order_id (may be NULL): the run's order,
  * owned, or NULL. */
 static durable_code guard_step(struct store *s, const struct transition *t,
-                               const struct step_guard *g, char **out_order_id,
-                               durable_error *err)
+                               const struct step_guard *g, char **out_order_id, durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
@@ -156,8 +157,8 @@ static durable_code guard_step(struct store *s, const struct transition *t,
         rc = err_set(err, DURABLE_ENOTFOUND, "step \"%s\" not found in run \"%s\"", t->step_id,
                      t->run_id);
     } else if (!status_allowed(g, status)) {
-        rc = err_set(err, DURABLE_ECONFLICT, "cannot %s step \"%s\": it is %s", g->verb,
-                     t->step_id, status);
+        rc = err_set(err, DURABLE_ECONFLICT, "cannot %s step \"%s\": it is %s", g->verb, t->step_id,
+                     status);
     } else if (g->check_attempt && attempt != t->attempt) {
         rc = err_set(err, DURABLE_ECONFLICT,
                      "cannot %s step \"%s\": attempt %d is not the current attempt %d", g->verb,
@@ -422,8 +423,7 @@ static durable_code guard_decide(struct store *s, const struct transition *t, in
         type = col_text(st, 2);
         *out_attempt = sqlite3_column_int(st, 1);
         if (!type || strcmp(type, "approval") != 0) {
-            rc = err_set(err, DURABLE_ECONFLICT, "step \"%s\" is not an approval step",
-                         t->step_id);
+            rc = err_set(err, DURABLE_ECONFLICT, "step \"%s\" is not an approval step", t->step_id);
         } else if (!status || strcmp(status, STEP_S_WAITING) != 0) {
             rc = err_set(err, DURABLE_ECONFLICT,
                          "step \"%s\" is not waiting for a decision: it is %s", t->step_id,
@@ -447,7 +447,7 @@ static durable_code apply_step_decide(struct store *s, const struct transition *
     durable_code rc = require(t->step_id, "step_id", err);
 
     if (rc == DURABLE_OK)
-        rc = guard_run(s, t->run_id, true, NULL, err);
+        rc = guard_run(s, t->run_id, false, err);
     if (rc == DURABLE_OK)
         rc = guard_decide(s, t, &done.attempt, err);
     if (rc == DURABLE_OK)
@@ -494,7 +494,7 @@ static durable_code apply_run_finish(struct store *s, const struct transition *t
     }
     rc = parse_json(t->output_json, NULL, &output, "run output", err);
     if (rc == DURABLE_OK)
-        rc = guard_run(s, t->run_id, true, NULL, err);
+        rc = guard_run(s, t->run_id, false, err);
     if (rc == DURABLE_OK) {
         rc = stmt_exec(&s->w, ST_RUN_FINISH, err, "ssssI", t->run_id, status, t->output_json,
                        t->error_message, t->at_ms);
@@ -559,37 +559,13 @@ static durable_code apply_run_recovered(struct store *s, const struct transition
     if (rc == DURABLE_OK && !json_is_array(steps))
         rc = err_set(err, DURABLE_EINVAL, "recovered steps must be an array");
     if (rc == DURABLE_OK && json_array_size(steps) == 0)
-        rc = guard_run(s, t->run_id, true, NULL, err);
+        rc = guard_run(s, t->run_id, false, err);
     if (rc == DURABLE_OK)
         rc = restart_steps(s, t, steps, err);
     if (rc == DURABLE_OK) {
         rc = emit(s, t, ev, "recovered", json_pack("{s:O}", "steps", steps), err);
     }
     json_decref(steps);
-    return rc;
-}
-
-/* The run must exist and have failed. */
-static durable_code guard_retry(struct store *s, const char *run_id, durable_error *err)
-{
-    sqlite3_stmt *st = NULL;
-    bool has_row = false;
-    const char *status;
-    durable_code rc = stmt_get(&s->w, ST_RUN_GUARD, &st, err, "s", run_id);
-
-    if (rc == DURABLE_OK)
-        rc = stmt_step(st, &has_row, err);
-    if (rc == DURABLE_OK && !has_row)
-        rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
-    if (rc == DURABLE_OK) {
-        status = col_text(st, 0);
-        status = status ? status : "";
-        if (strcmp(status, RUN_FAILED) != 0) {
-            rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a failed run can be retried",
-                         run_id, status);
-        }
-    }
-    stmt_release(st);
     return rc;
 }
 
@@ -620,7 +596,7 @@ static durable_code apply_run_retry(struct store *s, const struct transition *t,
                                     struct store_events *ev, durable_error *err)
 {
     json_t *steps = json_array();
-    durable_code rc = guard_retry(s, t->run_id, err);
+    durable_code rc = guard_run(s, t->run_id, true, err);
 
     if (rc == DURABLE_OK)
         rc = steps_to_retry(s, t->run_id, steps, err);

@@ -488,8 +488,8 @@ static durable_code page_locked(struct conn *c, const struct list_query *q, stru
 {
     sqlite3_stmt *st = NULL;
     bool has_row = true;
-    durable_code rc = stmt_get(c, q->list_id, &st, err, "ssii", q->arg1, q->arg2, page.limit,
-                               page.offset);
+    durable_code rc =
+            stmt_get(c, q->list_id, &st, err, "ssii", q->arg1, q->arg2, page.limit, page.offset);
 
     while (rc == DURABLE_OK) {
         rc = stmt_step(st, &has_row, err);

@@ -28,7 +28,7 @@
 
 /* A run is unfinished while pending, running or waiting. Written as ORs, not
  * IN: see migration 4. */
-#define UNFINISHED "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+#define UNFINISHED   "(status = 'pending' OR status = 'running' OR status = 'waiting')"
 #define UNFINISHED_R "(r.status = 'pending' OR r.status = 'running' OR r.status = 'waiting')"
 
 static const char *const migrations[] = {
@@ -107,20 +107,21 @@ int store_schema_version(void)
 /* ---- statements ---- */
 
 #define WHERE_STEP " WHERE run_id = ?1 AND step_id = ?2"
-/* The last event seq of run ID (0 before its first): the end of its range
- * of the events primary key. */
-#define LAST_SEQ(ID) "(SELECT coalesce(max(seq), 0) FROM events WHERE run_id = " ID ")"
+/* The last event seq of run ?1 (of r, the run of the query), 0 before its
+ * first: the end of its range of the events primary key. */
+#define LAST_SEQ   "(SELECT coalesce(max(seq), 0) FROM events WHERE run_id = ?1)"
+#define LAST_SEQ_R "(SELECT coalesce(max(seq), 0) FROM events WHERE run_id = r.id)"
 /* A run's status from its steps': running while one runs, waiting while
  * one waits or retries, running again after a wait, else as it is. */
-#define RUN_STATUS_FROM_STEPS                                                   \
+#define RUN_STATUS_FROM_STEPS                                                          \
     "(CASE WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'running')" \
-    " THEN 'running'"                                                            \
-    " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'retrying')" \
-    " OR EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'waiting')"   \
+    " THEN 'running'"                                                                  \
+    " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'retrying')"     \
+    " OR EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'waiting')"        \
     " THEN 'waiting' WHEN status = 'waiting' THEN 'running' ELSE status END)"
 /* The name SQLite gives the primary key of the (WITHOUT ROWID) steps table. */
 #define STEPS_PK "sqlite_autoindex_steps_1"
-#define WF_COLS    "SELECT id, name, version, definition, created_at FROM workflows"
+#define WF_COLS  "SELECT id, name, version, definition, created_at FROM workflows"
 /* A run's columns as json.c's run_row_json reads them. */
 #define RUN_COLS                                                        \
     "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input," \
@@ -184,7 +185,7 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         " idempotency_key, created_at, deadline_at)"
                         " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7)",
                         "create a run" },
-    [ST_RUN_GUARD] = { "SELECT status, order_id FROM runs WHERE id = ?1", "read a run" },
+    [ST_RUN_GUARD] = { "SELECT status FROM runs WHERE id = ?1", "read a run" },
     /* A step started: its run is running (the guard saw it unfinished).
      * Both status updates leave the row alone when nothing changes, so
      * that most step transitions write no run row and no run index. */
@@ -197,14 +198,14 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_RUN_FINISH] = { "UPDATE runs SET status = ?2, output = ?3, error_message = ?4,"
                         " completed_at = ?5 WHERE id = ?1",
                         "finish a run" },
-    [ST_RUN_LAST_SEQ] = { "SELECT " LAST_SEQ("?1"), "number an event" },
+    [ST_RUN_LAST_SEQ] = { "SELECT " LAST_SEQ, "number an event" },
     [ST_STEP_INSERT] = { "INSERT INTO steps (run_id, idx, step_id, type, status, attempt,"
                          " max_attempts, depends_on, idempotency_key)"
                          " VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?1 || '/' || ?3)",
                          "create a step" },
     /* A step transition's guard: the run (no row: not found) and the step
      * (NULL status: not found), in one read. */
-    [ST_RUN_STEP_GUARD] = { "SELECT r.status, r.order_id, " LAST_SEQ("r.id") ", s.status, s.attempt"
+    [ST_RUN_STEP_GUARD] = { "SELECT r.status, r.order_id, " LAST_SEQ_R ", s.status, s.attempt"
                             " FROM runs r LEFT JOIN steps s ON s.run_id = r.id AND s.step_id = ?2"
                             " WHERE r.id = ?1",
                             "read a step" },
@@ -239,7 +240,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     /* Both UPDATEs of a run's steps go through the primary key: through
      * steps_status, whose column they change, SQLite would first collect
      * the rows in a temporary table. */
-    [ST_STEPS_CANCEL] = { "UPDATE steps INDEXED BY " STEPS_PK " SET status = 'cancelled', completed_at = ?2,"
+    [ST_STEPS_CANCEL] = { "UPDATE steps INDEXED BY " STEPS_PK
+                          " SET status = 'cancelled', completed_at = ?2,"
                           " wake_at = NULL WHERE run_id = ?1 AND status <> 'completed'"
                           " AND status <> 'failed' AND status <> 'skipped'"
                           " AND status <> 'cancelled'",
@@ -251,8 +253,9 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_STEPS_TO_RETRY] = { "SELECT step_id FROM steps WHERE run_id = ?1"
                             " AND status IN ('failed', 'cancelled') ORDER BY idx",
                             "read the steps to retry" },
-    [ST_STEPS_RETRY] = { "UPDATE steps INDEXED BY " STEPS_PK " SET status = 'pending', attempt = 0, started_at = NULL,"
-                         " completed_at = NULL, wake_at = NULL, error_message = NULL,"
+    [ST_STEPS_RETRY] = { "UPDATE steps INDEXED BY " STEPS_PK
+                         " SET status = 'pending', attempt = 0, started_at = NULL, completed_at = NULL,"
+                         " wake_at = NULL, error_message = NULL,"
                          " error_code = NULL, output = NULL"
                          " WHERE run_id = ?1 AND status IN ('failed', 'cancelled')",
                          "reset the steps to retry" },
