@@ -14,8 +14,11 @@
  * the same transaction without a round trip through the scheduler.
  *
  * Items may come as a chain (after_prev: a step's START and the outcome its
- * type gave at once): a chain is never split across batches, and an item of
- * it is applied only if the one before it was.
+ * type gave at once, then maybe the run's finish): a chain is never split
+ * across batches, and an item of it is applied only if the one before it
+ * applied as itself (else it is chain_broken). A START followed by its
+ * step's completion without an action is applied as one transition
+ * (apply_pair), so the step's row changes once.
  *
  * A caller either waits for its item (engine_commit_wait: a condition
  * variable) or is called back on this thread after the commit
