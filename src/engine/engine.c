@@ -445,10 +445,16 @@ static void submit_start(struct sched *s, struct run_state *r, size_t i, int att
         s->capture = &then;
         on_started(s, r, i);
         s->capture = NULL;
-        if (then) {
-            then->after_prev = true;
-            ci->next = then; /* with what is chained to it */
-        }
+    }
+    if (then && then->t.kind == TR_STEP_COMPLETE && !then->t.action) {
+        /* Started and completed at once: one transition, which changes
+         * the step's row once (TR_STEP_COMPLETE with_start). */
+        then->t.with_start = true;
+        commit_item_free(ci);
+        ci = then;
+    } else if (then) {
+        then->after_prev = true;
+        ci->next = then; /* with what is chained to it */
     }
     submit(s, ci);
 }

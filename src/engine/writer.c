@@ -16,9 +16,7 @@
  * Items may come as a chain (after_prev: a step's START and the outcome its
  * type gave at once, then maybe the run's finish): a chain is never split
  * across batches, and an item of it is applied only if the one before it
- * applied as itself (else it is chain_broken). A START followed by its
- * step's completion without an action is applied as one transition
- * (apply_pair), so the step's row changes once.
+ * applied as itself (else it is chain_broken).
  *
  * A caller either waits for its item (engine_commit_wait: a condition
  * variable) or is called back on this thread after the commit
@@ -209,39 +207,6 @@ done:
     return DURABLE_OK;
 }
 
-/* Whether ci is a START with its step's completion chained to it, which
- * the store can apply as one transition (one change of the step's row). */
-static bool pairs_with_next(const struct commit_item *ci)
-{
-    const struct commit_item *n = ci->next;
-
-    return ci->t.kind == TR_STEP_START && !ci->reply && n && n->after_prev &&
-            n->t.kind == TR_STEP_COMPLETE && !n->t.action && !n->has_fallback && !n->reply &&
-            n->t.attempt == ci->t.attempt && strcmp(n->t.run_id, ci->t.run_id) == 0 &&
-            strcmp(n->t.step_id, ci->t.step_id) == 0;
-}
-
-/* Applies ci (a START) and the completion chained to it as one
- * TR_STEP_COMPLETE with_start; both items get its outcome. */
-static durable_code apply_pair(struct durable *d, struct commit_item *ci, struct store_events *ev)
-{
-    struct commit_item *n = ci->next;
-    struct transition t = n->t;
-    durable_error err = { 0 };
-    durable_code rc;
-
-    t.with_start = true;
-    rc = store_apply(d->store, &t, ev, NULL, &err);
-    if (rc == DURABLE_EIO)
-        return rc;
-    ci->code = n->code = rc;
-    ci->applied = n->applied = rc == DURABLE_OK ? APPLIED_PRIMARY : APPLIED_NONE;
-    n->chain_broken = rc != DURABLE_OK;
-    if (rc != DURABLE_OK && rc != DURABLE_ECONFLICT)
-        log_warn("step %s of run %s not started: %s", ci->t.step_id, ci->t.run_id, err.msg);
-    return DURABLE_OK;
-}
-
 static durable_code commit_batch(struct durable *d, struct commit_item *batch,
         struct store_events *ev, durable_error *err)
 {
@@ -260,12 +225,7 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
             ci->applied = APPLIED_NONE;
             continue;
         }
-        if (pairs_with_next(ci)) {
-            rc = apply_pair(d, ci, ev);
-            ci = ci->next; /* the pair's completion: applied with it */
-        } else {
-            rc = apply_item(d, ci, ev);
-        }
+        rc = apply_item(d, ci, ev);
         if (rc != DURABLE_OK) {
             err_set(err, rc, "could not apply a transition");
             store_tx_rollback(d->store);
