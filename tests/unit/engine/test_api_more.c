@@ -21,75 +21,9 @@
 #include <cmocka.h>
 
 #include "durable.h"
-
-struct fixture {
-    char dir[64];
-    char db[96];
-    durable *d;
-};
-
-static int setup(void **state)
-{
-    durable_options o = { .durability = DURABLE_DURABILITY_PROCESS };
-    durable_error err = { 0 };
-    struct fixture *f = calloc(1, sizeof(*f));
-
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/durable-api-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->db, sizeof(f->db), "%s/t.db", f->dir);
-    o.db_path = f->db;
-    f->d = durable_open(&o, &err);
-    if (!f->d)
-        fail_msg("durable_open: %s", err.msg);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    char cmd[160];
-
-    durable_close(f->d);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    assert_int_equal(0, system(cmd)); /* test code: a temp dir we made */
-    free(f);
-    return 0;
-}
+#include "engine_test.h"
 
 /* ---- helpers ---- */
-
-static char *reg(durable *d, const char *json)
-{
-    durable_error err = { 0 };
-    char *id = NULL;
-
-    if (durable_workflow_register(d, json, strlen(json), &id, NULL, NULL, &err) != DURABLE_OK)
-        fail_msg("register: %s", err.msg);
-    return id;
-}
-
-static char *start(durable *d, const char *wf, const char *order)
-{
-    durable_run_request req = { .workflow = wf, .order_id = order };
-    durable_error err = { 0 };
-    char *run = NULL;
-
-    if (durable_run_start(d, &req, &run, NULL, &err) != DURABLE_OK)
-        fail_msg("start: %s", err.msg);
-    return run;
-}
-
-static const char *wait_run(durable *d, const char *run)
-{
-    durable_error err = { 0 };
-    const char *status = NULL;
-
-    if (durable_run_wait(d, run, 60000, &status, &err) != DURABLE_OK)
-        fail_msg("wait: %s", err.msg);
-    return status;
-}
 
 /* Parses the text a call wrote to *text (freed). */
 static json_t *parsed(durable_code rc, char **text, const durable_error *err)
@@ -139,35 +73,6 @@ static const char *str(json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
-static int count_events(json_t *events, const char *type, const char *step)
-{
-    size_t i;
-    json_t *e;
-    int n = 0;
-
-    json_array_foreach(events, i, e)
-    {
-        const char *sid = str(e, "step_id");
-        if (strcmp(str(e, "type"), type) == 0 && (!step || (sid && strcmp(sid, step) == 0)))
-            n++;
-    }
-    return n;
-}
-
-static json_t *step_of(json_t *run, const char *id)
-{
-    size_t i;
-    json_t *s;
-
-    json_array_foreach(json_object_get(run, "steps"), i, s)
-    {
-        if (strcmp(str(s, "step_id"), id) == 0)
-            return s;
-    }
-    fail_msg("no step %s", id);
-    return NULL;
-}
-
 static void assert_keys(json_t *obj, const char *const *keys)
 {
     assert_true(json_is_object(obj));
@@ -196,12 +101,12 @@ static char **six_runs(durable *d, char **out_v1)
     int i;
 
     for (i = 0; i < 3; i++)
-        ids[i] = start(d, v1, NULL);
+        ids[i] = start(d, v1, NULL, NULL);
     v2 = reg(d, failing_def);
     for (i = 3; i < 5; i++)
-        ids[i] = start(d, "alpha", NULL); /* the name: its latest version */
+        ids[i] = start(d, "alpha", NULL, NULL); /* the name: its latest version */
     beta = reg(d, long_def);
-    ids[5] = start(d, beta, NULL);
+    ids[5] = start(d, beta, NULL, NULL);
     for (i = 0; i < 5; i++)
         wait_run(d, ids[i]);
     assert_int_equal(DURABLE_OK, durable_run_cancel(d, ids[5], &err));
@@ -320,7 +225,7 @@ static void test_runs_list_limits_and_errors(void **state)
 
     for (i = 0; i < 61; i++) {
         durable_free(last);
-        last = start(f->d, wf, NULL);
+        last = start(f->d, wf, NULL, NULL);
     }
     wait_run(f->d, last);
     l = runs(f->d, NULL, NULL, 0, 0, &total); /* 0: the default, 50 */
@@ -441,14 +346,14 @@ static void test_retry_completes_after_the_cause_is_fixed(void **state)
     pay = reg(f->d, pay_def);
     validate = reg(f->d, "{\"name\":\"validate\",\"steps\":[{\"id\":\"v\",\"config\":"
                          "{\"duration_seconds\":0,\"action\":\"validate_order\"}}]}");
-    run = start(f->d, pay, order);
+    run = start(f->d, pay, order, NULL);
     assert_string_equal("failed", wait_run(f->d, run));
     r = run_doc(f->d, run);
     assert_string_equal("failed", str(step_of(r, "charge"), "status"));
     assert_string_equal("cancelled", str(step_of(r, "ship"), "status"));
     json_decref(r);
 
-    fix = start(f->d, validate, order);
+    fix = start(f->d, validate, order, NULL);
     assert_string_equal("completed", wait_run(f->d, fix));
     assert_int_equal(DURABLE_OK, durable_run_retry(f->d, run, &err));
     assert_string_equal("completed", wait_run(f->d, run));
@@ -493,7 +398,7 @@ static void test_retry_fails_again_with_new_attempts(void **state)
                       "\"depends_on\":[\"ok\"]},"
                       "{\"id\":\"after\",\"config\":{\"duration_seconds\":0},"
                       "\"depends_on\":[\"bad\"]}]}");
-    char *run = start(f->d, wf, NULL);
+    char *run = start(f->d, wf, NULL, NULL);
     json_t *ev, *r, *e;
     int64_t expect = 1;
     size_t i;
@@ -539,7 +444,7 @@ static void test_retry_refusals(void **state)
     struct fixture *f = *state;
     durable_error err = { 0 };
     char *quick = reg(f->d, quick_def), *slow = reg(f->d, long_def);
-    char *done = start(f->d, quick, NULL), *busy = start(f->d, slow, NULL);
+    char *done = start(f->d, quick, NULL, NULL), *busy = start(f->d, slow, NULL, NULL);
     char want[160];
 
     assert_string_equal("completed", wait_run(f->d, done));
@@ -597,7 +502,7 @@ static void test_retry_restarts_the_run_time_limit(void **state)
     durable_error err = { 0 };
     char *wf = reg(f->d, "{\"name\":\"late\",\"timeout_seconds\":0.2,\"steps\":["
                          "{\"id\":\"s\",\"config\":{\"duration_seconds\":30}}]}");
-    char *run = start(f->d, wf, NULL);
+    char *run = start(f->d, wf, NULL, NULL);
     json_t *ev;
 
     assert_string_equal("failed", wait_run(f->d, run));
@@ -646,8 +551,8 @@ static void test_events_since(void **state)
 
     pthread_mutex_init(&g.mu, NULL);
     sub = durable_subscribe(f->d, on_event, &g);
-    r1 = start(f->d, wf, NULL);
-    r2 = start(f->d, wf, NULL);
+    r1 = start(f->d, wf, NULL, NULL);
+    r2 = start(f->d, wf, NULL, NULL);
     wait_run(f->d, r1);
     wait_run(f->d, r2);
     all = parsed(durable_events_since(f->d, 0, 0, &text, &err), &text, &err);
@@ -750,7 +655,7 @@ static void test_db_snapshot(void **state)
 
     assert_int_equal(DURABLE_OK, durable_order_create(f->d, 5, &order, &err));
     wf = reg(f->d, pay_def);
-    run = start(f->d, wf, order);
+    run = start(f->d, wf, order, NULL);
     wait_run(f->d, run);
     ev = run_events(f->d, run);
     snap = parsed(durable_db_snapshot(f->d, 0, &text, &err), &text, &err);
@@ -859,7 +764,7 @@ static void test_health_and_metrics(void **state)
              "{\"id\":\"a\",\"config\":{\"duration_seconds\":0.05}},"
              "{\"id\":\"b\",\"config\":{\"duration_seconds\":0.05},\"depends_on\":[\"a\"]}]}");
     for (i = 0; i < N; i++)
-        ids[i] = start(f->d, wf, NULL);
+        ids[i] = start(f->d, wf, NULL, NULL);
     for (i = 0; i < N; i++)
         assert_string_equal("completed", wait_run(f->d, ids[i]));
     atomic_store(&sc.stop, true);
