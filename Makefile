@@ -68,8 +68,8 @@ BENCH_CFLAGS ?= -std=c11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototyp
 
 .PHONY: bench
 
-bench: deps
-	@bench/install-bench-deps.sh
+bench:
+	@scripts/install-deps.sh wrk
 	cmake -S . -B $(BENCH_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
 	  -DDURABLE_FAILPOINTS=OFF -DDURABLE_TESTS=OFF
 	cmake --build $(BENCH_BUILD) -j $(JOBS)

@@ -189,7 +189,7 @@ def run_wrk(args, timeout):
     except subprocess.TimeoutExpired:
         raise BenchError("wrk timed out")
     except FileNotFoundError:
-        raise BenchError("wrk is not installed (bench/install-bench-deps.sh)")
+        raise BenchError("wrk is not installed (scripts/install-deps.sh wrk)")
     if p.returncode != 0:
         raise BenchError("wrk failed: " + (p.stderr or p.stdout).strip()[-200:])
     return parse_wrk(p.stdout)
