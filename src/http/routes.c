@@ -81,6 +81,36 @@ static enum MHD_Result reply_doc(struct request *rq, durable_code rc, unsigned s
     return http_reply_json(rq, status, json);
 }
 
+/* A page of a list (?limit, ?offset) read by list, with X-Total-Count. */
+static enum MHD_Result reply_page(struct request *rq,
+                                  durable_code (*list)(durable *, int, int, char **, int64_t *,
+                                                       durable_error *))
+{
+    durable_error err = { 0 };
+    char *json = NULL;
+    int64_t total = 0;
+    int limit, offset;
+    enum MHD_Result ret;
+    durable_code rc;
+
+    if (!http_page(rq, HTTP_LIST_MAX, &limit, &offset, &ret))
+        return ret;
+    rc = list(rq->srv->d, limit, offset, &json, &total, &err);
+    return http_reply_list(rq, rc, json, total, &err);
+}
+
+/* The document that get reads for the route's id. */
+static enum MHD_Result reply_by_id(struct request *rq,
+                                   durable_code (*get)(durable *, const char *, char **,
+                                                       durable_error *))
+{
+    durable_error err = { 0 };
+    char *json = NULL;
+    durable_code rc = get(rq->srv->d, rq->id, &json, &err);
+
+    return reply_doc(rq, rc, MHD_HTTP_OK, json, &err);
+}
+
 /* ---- workflows ---- */
 
 /* The report's lines as a JSON array of strings. */
@@ -154,26 +184,12 @@ done:
 
 enum MHD_Result route_workflows_list(struct request *rq)
 {
-    durable_error err = { 0 };
-    char *json = NULL;
-    int64_t total = 0;
-    int limit, offset;
-    enum MHD_Result ret;
-    durable_code rc;
-
-    if (!http_page(rq, HTTP_LIST_MAX, &limit, &offset, &ret))
-        return ret;
-    rc = durable_workflows_list(rq->srv->d, limit, offset, &json, &total, &err);
-    return http_reply_list(rq, rc, json, total, &err);
+    return reply_page(rq, durable_workflows_list);
 }
 
 enum MHD_Result route_workflow_get(struct request *rq)
 {
-    durable_error err = { 0 };
-    char *json = NULL;
-    durable_code rc = durable_workflow_get(rq->srv->d, rq->id, &json, &err);
-
-    return reply_doc(rq, rc, MHD_HTTP_OK, json, &err);
+    return reply_by_id(rq, durable_workflow_get);
 }
 
 /* ---- orders ---- */
@@ -207,26 +223,12 @@ enum MHD_Result route_order_create(struct request *rq)
 
 enum MHD_Result route_orders_list(struct request *rq)
 {
-    durable_error err = { 0 };
-    char *json = NULL;
-    int64_t total = 0;
-    int limit, offset;
-    enum MHD_Result ret;
-    durable_code rc;
-
-    if (!http_page(rq, HTTP_LIST_MAX, &limit, &offset, &ret))
-        return ret;
-    rc = durable_orders_list(rq->srv->d, limit, offset, &json, &total, &err);
-    return http_reply_list(rq, rc, json, total, &err);
+    return reply_page(rq, durable_orders_list);
 }
 
 enum MHD_Result route_order_get(struct request *rq)
 {
-    durable_error err = { 0 };
-    char *json = NULL;
-    durable_code rc = durable_order_get(rq->srv->d, rq->id, &json, &err);
-
-    return reply_doc(rq, rc, MHD_HTTP_OK, json, &err);
+    return reply_by_id(rq, durable_order_get);
 }
 
 /* ---- the database, health and metrics ---- */
