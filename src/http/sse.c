@@ -99,32 +99,35 @@ struct frame_ev {
     const char *at;
 };
 
-/* One event as an SSE frame. Steals data. Returns an owned string. */
-static char *frame_new(const struct frame_ev *e, json_t *data)
+/* One event as an SSE frame, built by concatenation: the event's data is
+ * JSON text already (as committed, or as read from the history), so it is
+ * copied, never parsed and encoded again. data_json NULL is null. Returns
+ * an owned string. */
+static char *frame_new(const struct frame_ev *e, const char *data_json)
 {
-    json_t *o = json_object();
-    char *json, *frame;
+    struct dbuf b;
 
+    dbuf_init(&b, 0);
+    dbuf_addf(&b, "id: %lld\nevent: %s\ndata: {", (long long)e->sse_id, e->type);
     if (e->global_id >= 0)
-        json_object_set_new(o, "id", json_integer(e->global_id));
-    json_object_set_new(o, "run_id", json_string(e->run_id));
-    json_object_set_new(o, "seq", json_integer(e->seq));
-    json_object_set_new(o, "type", json_string(e->type));
-    json_object_set_new(o, "step_id", e->step_id ? json_string(e->step_id) : json_null());
-    json_object_set_new(o, "at", e->at ? json_string(e->at) : json_null());
-    json_object_set_new(o, "data", data ? data : json_null());
-    json = json_dumps(o, JSON_COMPACT);
-    DUR_ASSERT(json);
-    frame = xasprintf("id: %lld\nevent: %s\ndata: %s\n\n", (long long)e->sse_id, e->type, json);
-    free(json);
-    json_decref(o);
-    return frame;
+        dbuf_addf(&b, "\"id\":%lld,", (long long)e->global_id);
+    dbuf_adds(&b, "\"run_id\":");
+    dbuf_add_json_string(&b, e->run_id);
+    dbuf_addf(&b, ",\"seq\":%lld,\"type\":", (long long)e->seq);
+    dbuf_add_json_string(&b, e->type);
+    dbuf_adds(&b, ",\"step_id\":");
+    dbuf_add_json_string(&b, e->step_id);
+    dbuf_adds(&b, ",\"at\":");
+    dbuf_add_json_string(&b, e->at);
+    dbuf_adds(&b, ",\"data\":");
+    dbuf_adds(&b, data_json ? data_json : "null");
+    dbuf_adds(&b, "}\n\n");
+    return dbuf_detach(&b, NULL);
 }
 
 static char *frame_live(const durable_event *ev, bool global)
 {
     char at[32];
-    json_t *data = ev->data_json ? json_loads(ev->data_json, JSON_DECODE_ANY, NULL) : NULL;
     struct frame_ev e = { global ? ev->global_id : ev->seq,
                           ev->global_id,
                           ev->run_id,
@@ -134,7 +137,7 @@ static char *frame_live(const durable_event *ev, bool global)
                           at };
 
     clock_format_rfc3339(ev->at_ms, at);
-    return frame_new(&e, data);
+    return frame_new(&e, ev->data_json);
 }
 
 /* ---- a client's buffer (callers hold c->mu) ---- */
@@ -441,7 +444,10 @@ static size_t replay_frames(struct sse_client *c, const char *events_json)
     json_array_foreach(arr, i, ev)
     {
         struct frame_ev e = history_event(c, ev);
-        char *frame = frame_new(&e, json_incref(json_object_get(ev, "data")));
+        char *data = json_dumps(json_object_get(ev, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+        char *frame = frame_new(&e, data);
+
+        free(data);
         dbuf_adds(&c->out, frame);
         c->last_id = e.sse_id;
         if (!global)

@@ -125,7 +125,7 @@ void durable_set_oom_handler(durable_oom_fn fn)
 
 static DUR_NORETURN void oom(size_t n)
 {
-    atomic_load(&oom_hook)(n);
+    atomic_load (&oom_hook)(n);
     abort();
 }
 
@@ -260,6 +260,49 @@ durable_code dbuf_addf(struct dbuf *b, const char *fmt, ...)
     return DURABLE_OK;
 }
 
+durable_code dbuf_add_json_string(struct dbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const char *run;
+    durable_code rc;
+
+    if (!s)
+        return dbuf_add(b, "null", 4);
+    rc = dbuf_add(b, "\"", 1);
+    while (rc == DURABLE_OK && *s) {
+        unsigned char c;
+        char esc[6] = { '\\', 'u', '0', '0', 0, 0 };
+
+        for (run = s; *s && (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\'; s++)
+            ;
+        rc = dbuf_add(b, run, (size_t)(s - run));
+        if (rc != DURABLE_OK || !*s)
+            break;
+        c = (unsigned char)*s++;
+        switch (c) {
+        case '"':
+        case '\\':
+            esc[1] = (char)c;
+            rc = dbuf_add(b, esc, 2);
+            break;
+        case '\b':
+        case '\f':
+        case '\n':
+        case '\r':
+        case '\t':
+            esc[1] = c == '\b' ? 'b' : c == '\f' ? 'f' : c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+            rc = dbuf_add(b, esc, 2);
+            break;
+        default:
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            rc = dbuf_add(b, esc, 6);
+            break;
+        }
+    }
+    return rc == DURABLE_OK ? dbuf_add(b, "\"", 1) : rc;
+}
+
 char *dbuf_detach(struct dbuf *b, size_t *out_len)
 {
     char *p = b->buf;
@@ -300,8 +343,8 @@ void clock_format_rfc3339(int64_t unix_ms, char out[32])
     gmtime_r(&secs, &tm);
     /* Clamp so the compiler can see the text fits (and so must a reader). */
     snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
-            (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
-            tm.tm_sec % 100, (int)(unix_ms % 1000 + 1000) % 1000);
+             (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+             tm.tm_sec % 100, (int)(unix_ms % 1000 + 1000) % 1000);
 }
 
 /* ---- logging ---- */
@@ -334,7 +377,7 @@ void log_msg(durable_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    atomic_load(&log_hook)(level, msg, atomic_load(&log_ud));
+    atomic_load (&log_hook)(level, msg, atomic_load(&log_ud));
 }
 
 /* ---- randomness and ids ---- */

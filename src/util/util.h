@@ -48,6 +48,10 @@ void dbuf_reset(struct dbuf *b);
 durable_code dbuf_add(struct dbuf *b, const void *p, size_t n);
 durable_code dbuf_adds(struct dbuf *b, const char *s);
 durable_code dbuf_addf(struct dbuf *b, const char *fmt, ...) DUR_PRINTF(2, 3);
+/* Appends s as a JSON string, quotes included, escaped as jansson's
+ * json_dumps escapes it (so a document built by concatenation has the same
+ * bytes as one jansson encodes); NULL appends null. s must be UTF-8. */
+durable_code dbuf_add_json_string(struct dbuf *b, const char *s);
 /* Hands the buffer to the caller (free()) and re-initialises b. */
 char *dbuf_detach(struct dbuf *b, size_t *out_len);
 
