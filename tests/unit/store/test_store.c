@@ -26,7 +26,7 @@
 
 #include "def/def.h"
 #include "store/store.h"
-#include "store/store_int.h"
+#include "store/sqlite/sqlite_int.h"
 
 #define T0 1700000000000LL /* a fixed "now" in Unix ms */
 
@@ -289,7 +289,7 @@ static void test_migrate_from_empty_and_reopen(void **state)
     assert_int_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &f->s, &err), DURABLE_OK);
     db = raw_open(f);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_version"), 1);
-    assert_int_equal(raw_int(db, "SELECT version FROM schema_version"), store_schema_version());
+    assert_int_equal(raw_int(db, "SELECT version FROM schema_version"), sqlite_schema_version());
     assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                  " AND name IN ('workflows', 'runs', 'steps', 'events',"
                                  " 'orders')"),
@@ -318,7 +318,7 @@ static void test_newer_schema_refused(void **state)
     assert_int_not_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &s2, &err), DURABLE_OK);
     assert_null(s2);
     snprintf(want, sizeof(want), "database schema version 7 is newer than this durable (knows %d)",
-             store_schema_version());
+             sqlite_schema_version());
     assert_string_equal(err.msg, want);
 }
 
@@ -1237,7 +1237,7 @@ static void test_migrate_v1_numbers_old_events(void **state)
     sqlite3_close(db);
     assert_int_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &f->s, &err), DURABLE_OK);
     db = raw_open(f);
-    assert_int_equal(raw_int(db, "SELECT version FROM schema_version"), store_schema_version());
+    assert_int_equal(raw_int(db, "SELECT version FROM schema_version"), sqlite_schema_version());
     assert_int_equal(raw_int(db, "SELECT count(*) FROM events"), 6);
     assert_int_equal(raw_int(db, "SELECT count(DISTINCT gid) FROM events"), 6);
     assert_int_equal(raw_int(db, "SELECT min(gid) * 10 + max(gid) FROM events"), 16);
@@ -1656,7 +1656,7 @@ static void test_snapshot(void **state)
     assert_int_equal(json_integer_value(json_object_get(tb, "total")), 2);
     tb = table_of(snap, "schema_version");
     row = json_array_get(json_object_get(tb, "rows"), 0);
-    assert_int_equal(json_integer_value(json_array_get(row, 0)), store_schema_version());
+    assert_int_equal(json_integer_value(json_array_get(row, 0)), sqlite_schema_version());
     json_decref(snap);
 
     assert_int_equal(store_snapshot_json(f->s, 500, &text, &err), DURABLE_OK);

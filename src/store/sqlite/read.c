@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store_int.h"
+#include "store/sqlite/sqlite_int.h"
 
 /* How many runs (with their steps) store_runs_unfinished reads per page,
  * that is, per read connection taken. */
@@ -31,15 +31,6 @@ static char *col_str(sqlite3_stmt *st, int col)
 }
 
 /* ---- workflows ---- */
-
-void workflow_record_release(struct workflow_record *w)
-{
-    if (!w)
-        return;
-    free(w->name);
-    free(w->definition);
-    memset(w, 0, sizeof(*w));
-}
 
 static durable_code workflow_get_by(struct conn *c, enum stmt_id id, const char *key,
                                     struct workflow_record *out, bool *out_found,
@@ -61,9 +52,10 @@ static durable_code workflow_get_by(struct conn *c, enum stmt_id id, const char 
     return rc;
 }
 
-durable_code store_workflow_get(struct store *s, const char *id_or_name,
-                                struct workflow_record *out, durable_error *err)
+durable_code sqlite_workflow_get(struct store *base, const char *id_or_name,
+                                 struct workflow_record *out, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     struct workflow_record w = { .version = 0 };
     bool found = false;
@@ -87,25 +79,6 @@ durable_code store_workflow_get(struct store *s, const char *id_or_name,
 }
 
 /* ---- runs ---- */
-
-void run_record_release(struct run_record *r)
-{
-    size_t i;
-
-    if (!r)
-        return;
-    for (i = 0; i < r->n_steps; i++) {
-        free(r->steps[i].step_id);
-        free(r->steps[i].status);
-        free(r->steps[i].output_json);
-    }
-    free(r->steps);
-    free(r->definition);
-    free(r->status);
-    free(r->input_json);
-    free(r->order_id);
-    memset(r, 0, sizeof(*r));
-}
 
 /* Fills sr from the step columns base to base + 5 of the row (step_id,
  * status, attempt, wake_at, started_at, output). */
@@ -179,9 +152,10 @@ static durable_code run_load_locked(struct conn *c, const char *run_id, struct r
     return rc;
 }
 
-durable_code store_run_load(struct store *s, const char *run_id, struct run_record *out,
-                            durable_error *err)
+durable_code sqlite_run_load(struct store *base, const char *run_id, struct run_record *out,
+                             durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     struct run_record r = { .n_steps = 0 };
     durable_code rc;
@@ -278,7 +252,7 @@ static void add_step_from_row(sqlite3_stmt *st, struct run_record *r, size_t *ca
  * their steps, in one statement, and moves the cursor past them. Stepping
  * stops at the first row of the run after a full page, which the next page
  * reads again. */
-static durable_code unfinished_page_read(struct store *s, struct wf_defs *defs,
+static durable_code unfinished_page_read(struct sqlite_store *s, struct wf_defs *defs,
                                          struct unfinished_page *p, durable_error *err)
 {
     struct conn *c;
@@ -316,10 +290,11 @@ static durable_code unfinished_page_read(struct store *s, struct wf_defs *defs,
     return rc;
 }
 
-durable_code store_runs_unfinished(struct store *s,
-                                   durable_code (*fn)(const struct run_record *r, void *ud),
-                                   void *ud, durable_error *err)
+durable_code sqlite_runs_unfinished(struct store *base,
+                                    durable_code (*fn)(const struct run_record *r, void *ud),
+                                    void *ud, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct unfinished_page p = { .cur_at = INT64_MIN };
     struct wf_defs defs = { NULL, 0 };
     durable_code rc;
@@ -336,9 +311,10 @@ durable_code store_runs_unfinished(struct store *s,
     return rc;
 }
 
-durable_code store_run_find_by_key(struct store *s, const char *workflow_id, const char *key,
-                                   char out_run_id[ID_MAX], bool *out_found, durable_error *err)
+durable_code sqlite_run_find_by_key(struct store *base, const char *workflow_id, const char *key,
+                                    char out_run_id[ID_MAX], bool *out_found, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     sqlite3_stmt *st = NULL;
     bool found = false;
@@ -357,9 +333,10 @@ durable_code store_run_find_by_key(struct store *s, const char *workflow_id, con
     return rc;
 }
 
-durable_code store_run_status(struct store *s, const char *run_id, const char **out_status,
-                              durable_error *err)
+durable_code sqlite_run_status(struct store *base, const char *run_id, const char **out_status,
+                               durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     sqlite3_stmt *st = NULL;
     bool has_row = false;
