@@ -119,7 +119,7 @@ durable_code store_run_find_by_key(struct store *s, const char *workflow_id, con
     return s->ops->run_find_by_key(s, workflow_id, key, out_run_id, out_found, err);
 }
 
-durable_code store_run_status(struct store *s, const char *run_id, const char **out_status,
+durable_code store_run_status(struct store *s, const char *run_id, enum run_status *out_status,
                               durable_error *err)
 {
     return s->ops->run_status(s, run_id, out_status, err);
@@ -218,12 +218,10 @@ void run_record_release(struct run_record *r)
         return;
     for (i = 0; i < r->n_steps; i++) {
         free(r->steps[i].step_id);
-        free(r->steps[i].status);
         free(r->steps[i].output_json);
     }
     free(r->steps);
     free(r->definition);
-    free(r->status);
     free(r->input_json);
     free(r->order_id);
     memset(r, 0, sizeof(*r));

@@ -91,21 +91,39 @@ enum transition_kind {
                             means the current one (a person's decision, from any thread) */
 };
 
-/* Statuses as stored (and shown by the API). */
-#define RUN_PENDING      "pending"
-#define RUN_RUNNING      "running"
-#define RUN_WAITING      "waiting"
-#define RUN_COMPLETED    "completed"
-#define RUN_FAILED       "failed"
-#define RUN_CANCELLED    "cancelled"
-#define STEP_S_PENDING   "pending"
-#define STEP_S_RUNNING   "running"
-#define STEP_S_RETRYING  "retrying"
-#define STEP_S_WAITING   "waiting"
-#define STEP_S_COMPLETED "completed"
-#define STEP_S_FAILED    "failed"
-#define STEP_S_SKIPPED   "skipped"
-#define STEP_S_CANCELLED "cancelled"
+/* Statuses, in state order. Their names (run_status_name) are what the
+ * database stores and the API shows; the numbers are this build's only. */
+enum run_status {
+    RUN_PENDING = 0,
+    RUN_RUNNING,
+    RUN_WAITING,
+    RUN_COMPLETED,
+    RUN_FAILED,
+    RUN_CANCELLED,
+};
+#define STORE_N_RUN_STATUSES 6
+enum step_status {
+    STEP_S_PENDING = 0,
+    STEP_S_RUNNING,
+    STEP_S_RETRYING,
+    STEP_S_WAITING,
+    STEP_S_COMPLETED,
+    STEP_S_FAILED,
+    STEP_S_SKIPPED,
+    STEP_S_CANCELLED,
+};
+#define STORE_N_STEP_STATUSES 8
+
+/* (status.c) The name of a status (static), "unknown" when out of range. */
+const char *run_status_name(enum run_status st);
+const char *step_status_name(enum step_status st);
+/* The status named name; false (and *out untouched) if name is none. */
+bool run_status_parse(const char *name, enum run_status *out);
+bool step_status_parse(const char *name, enum step_status *out);
+/* A final run (completed, failed, cancelled) changes only by a retry; a
+ * final step (completed, failed, skipped, cancelled) only by a run retry. */
+bool run_status_is_final(enum run_status st);
+bool step_status_is_final(enum step_status st);
 
 struct transition_step_init {
     const char *step_id;
@@ -154,7 +172,7 @@ struct transition {
     const char *error_code; /* "timeout", "random_failure", "action_failed", ... */
     int64_t wake_at_ms;     /* TR_STEP_RETRY: when the next attempt starts */
     /* TR_RUN_FINISH: RUN_COMPLETED, RUN_FAILED or RUN_CANCELLED */
-    const char *run_status;
+    enum run_status run_status;
     /* TR_RUN_RECOVERED: JSON array of the ids of the steps that were running
        (each must still be running) */
     const char *recovered_json;
@@ -232,7 +250,7 @@ durable_code store_workflow_get(struct store *s, const char *id_or_name,
 
 struct step_record {
     char *step_id;
-    char *status;
+    enum step_status status;
     int attempt;        /* 0 before the first start */
     int64_t wake_at_ms; /* 0 when none */
     int64_t started_at_ms;
@@ -243,7 +261,7 @@ struct run_record {
     char id[ID_MAX];
     char workflow_id[ID_MAX];
     char *definition; /* the workflow version's definition text */
-    char *status;
+    enum run_status status;
     char *input_json;
     char *order_id;      /* or NULL */
     double order_amount; /* the order's amount, when order_id */
@@ -271,8 +289,8 @@ durable_code store_runs_unfinished(struct store *s,
 durable_code store_run_find_by_key(struct store *s, const char *workflow_id, const char *key,
                                    char out_run_id[ID_MAX], bool *out_found, durable_error *err);
 
-/* The run's status (static string). DURABLE_ENOTFOUND if none. */
-durable_code store_run_status(struct store *s, const char *run_id, const char **out_status,
+/* The run's status. DURABLE_ENOTFOUND if none. */
+durable_code store_run_status(struct store *s, const char *run_id, enum run_status *out_status,
                               durable_error *err);
 
 /* JSON documents in the shapes of SPEC §6. OUT strings: caller frees.
@@ -332,14 +350,12 @@ durable_code store_events_since(struct store *s, int64_t after_gid, int limit, c
 durable_code store_snapshot_json(struct store *s, int rows_per_table, char **out,
                                  durable_error *err);
 
-/* The statuses a run and a step can have, NULL-terminated, in state order. */
+/* The names of the statuses, NULL-terminated, indexed by the enums. */
 extern const char *const store_run_statuses[];
 extern const char *const store_step_statuses[];
-#define STORE_N_RUN_STATUSES  6
-#define STORE_N_STEP_STATUSES 8
 
-/* How many runs (steps) have each status: out[i] counts store_run_statuses[i]
- * (store_step_statuses[i]); a status not in the list is not counted. */
+/* How many runs (steps) have each status: out[st] counts status st; a
+ * stored status that is none of them is not counted. */
 durable_code store_count_runs(struct store *s, int64_t out[STORE_N_RUN_STATUSES],
                               durable_error *err);
 durable_code store_count_steps(struct store *s, int64_t out[STORE_N_STEP_STATUSES],
@@ -415,7 +431,7 @@ struct store_ops {
                                     void *ud, durable_error *err);
     durable_code (*run_find_by_key)(struct store *s, const char *workflow_id, const char *key,
                                     char out_run_id[ID_MAX], bool *out_found, durable_error *err);
-    durable_code (*run_status)(struct store *s, const char *run_id, const char **out_status,
+    durable_code (*run_status)(struct store *s, const char *run_id, enum run_status *out_status,
                                durable_error *err);
 
     durable_code (*run_json)(struct store *s, const char *run_id, char **out, durable_error *err);

@@ -23,35 +23,6 @@
 
 #include "store/sqlite/sqlite_int.h"
 
-/* Which step statuses each step transition accepts, and whether the result
- * must come from the current attempt (a late or duplicate result must not). */
-struct step_guard {
-    const char *verb;
-    const char *allowed[4];
-    enum transition_kind kind;
-    bool check_attempt;
-};
-
-static const struct step_guard step_guards[] = {
-    { "start", { STEP_S_PENDING, STEP_S_RETRYING, STEP_S_RUNNING, NULL }, TR_STEP_START, false },
-    { "complete", { STEP_S_RUNNING, STEP_S_WAITING, NULL }, TR_STEP_COMPLETE, true },
-    { "retry", { STEP_S_RUNNING, STEP_S_WAITING, NULL }, TR_STEP_RETRY, true },
-    { "fail", { STEP_S_RUNNING, STEP_S_WAITING, NULL }, TR_STEP_FAIL, true },
-    { "skip", { STEP_S_PENDING, NULL }, TR_STEP_SKIP, false },
-    { "wait", { STEP_S_RUNNING, NULL }, TR_STEP_WAIT, true },
-};
-
-static const struct step_guard *find_step_guard(enum transition_kind kind)
-{
-    size_t i;
-
-    for (i = 0; i < DUR_ARRAY_LEN(step_guards); i++) {
-        if (step_guards[i].kind == kind)
-            return &step_guards[i];
-    }
-    return NULL;
-}
-
 static durable_code require(const char *value, const char *field, durable_error *err)
 {
     if (!value)
@@ -95,36 +66,16 @@ static durable_code guard_run(struct sqlite_store *s, const char *run_id, bool n
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
-    const char *status;
     durable_code rc = stmt_get(&s->w, ST_RUN_GUARD, &st, err, "s", run_id);
 
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &has_row, err);
     if (rc == DURABLE_OK && !has_row)
         rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
-    if (rc == DURABLE_OK) {
-        status = col_text(st, 0);
-        status = status ? status : "";
-        if (need_failed && strcmp(status, RUN_FAILED) != 0) {
-            rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a failed run can be retried",
-                         run_id, status);
-        } else if (!need_failed && store_run_status_is_finished(status)) {
-            rc = err_set(err, DURABLE_ECONFLICT, "run \"%s\" is already %s", run_id, status);
-        }
-    }
+    if (rc == DURABLE_OK)
+        rc = store_guard_run(run_id, col_text(st, 0), need_failed, err);
     stmt_release(st);
     return rc;
-}
-
-static bool status_allowed(const struct step_guard *g, const char *status)
-{
-    size_t i;
-
-    for (i = 0; g->allowed[i]; i++) {
-        if (strcmp(g->allowed[i], status) == 0)
-            return true;
-    }
-    return false;
 }
 
 /* A step transition's guard: the run must exist and be unfinished, the step
@@ -137,8 +88,7 @@ static durable_code guard_step(struct sqlite_store *s, const struct transition *
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
-    const char *run_status, *status;
-    int attempt;
+    struct guard_row row;
     durable_code rc = stmt_get(&s->w, ST_RUN_STEP_GUARD, &st, err, "ss", t->run_id, t->step_id);
 
     if (rc == DURABLE_OK)
@@ -147,23 +97,10 @@ static durable_code guard_step(struct sqlite_store *s, const struct transition *
         rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", t->run_id);
     if (rc != DURABLE_OK)
         goto done;
-    run_status = col_text(st, 0);
-    run_status = run_status ? run_status : "";
-    status = col_text(st, 3);
-    attempt = sqlite3_column_int(st, 4);
-    if (store_run_status_is_finished(run_status)) {
-        rc = err_set(err, DURABLE_ECONFLICT, "run \"%s\" is already %s", t->run_id, run_status);
-    } else if (!status) {
-        rc = err_set(err, DURABLE_ENOTFOUND, "step \"%s\" not found in run \"%s\"", t->step_id,
-                     t->run_id);
-    } else if (!status_allowed(g, status)) {
-        rc = err_set(err, DURABLE_ECONFLICT, "cannot %s step \"%s\": it is %s", g->verb, t->step_id,
-                     status);
-    } else if (g->check_attempt && attempt != t->attempt) {
-        rc = err_set(err, DURABLE_ECONFLICT,
-                     "cannot %s step \"%s\": attempt %d is not the current attempt %d", g->verb,
-                     t->step_id, t->attempt, attempt);
-    }
+    row.run_status = col_text(st, 0);
+    row.step_status = col_text(st, 3);
+    row.attempt = sqlite3_column_int(st, 4);
+    rc = store_guard_step(g, t, &row, err);
     if (rc == DURABLE_OK) {
         if (out_order_id)
             *out_order_id = col_strdup(st, 1);
@@ -365,7 +302,7 @@ static durable_code step_wait(struct sqlite_store *s, const struct transition *t
 static durable_code apply_step(struct sqlite_store *s, const struct transition *t,
                                struct store_events *ev, durable_error *err)
 {
-    const struct step_guard *g = find_step_guard(t->with_start ? TR_STEP_START : t->kind);
+    const struct step_guard *g = store_step_guard(t->with_start ? TR_STEP_START : t->kind);
     char *order_id = NULL;
     durable_code rc = require(t->step_id, "step_id", err);
 
@@ -411,6 +348,7 @@ static durable_code guard_decide(struct sqlite_store *s, const struct transition
     sqlite3_stmt *st = NULL;
     bool has_row = false;
     const char *status, *type;
+    enum step_status st_status = STEP_S_PENDING;
     durable_code rc = stmt_get(&s->w, ST_STEP_DECIDE_GUARD, &st, err, "ss", t->run_id, t->step_id);
 
     if (rc == DURABLE_OK)
@@ -425,7 +363,7 @@ static durable_code guard_decide(struct sqlite_store *s, const struct transition
         *out_attempt = sqlite3_column_int(st, 1);
         if (!type || strcmp(type, "approval") != 0) {
             rc = err_set(err, DURABLE_ECONFLICT, "step \"%s\" is not an approval step", t->step_id);
-        } else if (!status || strcmp(status, STEP_S_WAITING) != 0) {
+        } else if (!step_status_parse(status, &st_status) || st_status != STEP_S_WAITING) {
             rc = err_set(err, DURABLE_ECONFLICT,
                          "step \"%s\" is not waiting for a decision: it is %s", t->step_id,
                          status ? status : "unknown");
@@ -472,11 +410,11 @@ static durable_code apply_step_decide(struct sqlite_store *s, const struct trans
 
 /* ---- run transitions ---- */
 
-static json_t *run_finish_data(const struct transition *t, const char *status, json_t *output)
+static json_t *run_finish_data(const struct transition *t, json_t *output)
 {
-    if (strcmp(status, RUN_COMPLETED) == 0)
+    if (t->run_status == RUN_COMPLETED)
         return json_pack("{s:O}", "output", output);
-    if (strcmp(status, RUN_FAILED) == 0)
+    if (t->run_status == RUN_FAILED)
         return json_pack("{s:s?}", "error", t->error_message);
     return json_object();
 }
@@ -484,14 +422,14 @@ static json_t *run_finish_data(const struct transition *t, const char *status, j
 static durable_code apply_run_finish(struct sqlite_store *s, const struct transition *t,
                                      struct store_events *ev, durable_error *err)
 {
-    const char *status = store_run_status_static(t->run_status);
+    const char *status = run_status_name(t->run_status);
     json_t *output = NULL;
     char type[32];
     durable_code rc;
 
-    if (!status || !store_run_status_is_finished(status)) {
+    if (!run_status_is_final(t->run_status)) {
         return err_set(err, DURABLE_EINVAL, "cannot finish run \"%s\" as \"%s\"", t->run_id,
-                       t->run_status ? t->run_status : "(null)");
+                       status);
     }
     rc = parse_json(t->output_json, NULL, &output, "run output", err);
     if (rc == DURABLE_OK)
@@ -505,7 +443,7 @@ static durable_code apply_run_finish(struct sqlite_store *s, const struct transi
     }
     if (rc == DURABLE_OK) {
         snprintf(type, sizeof(type), "run_%s", status);
-        rc = emit(s, t, ev, type, run_finish_data(t, status, output), err);
+        rc = emit(s, t, ev, type, run_finish_data(t, output), err);
     }
     json_decref(output);
     return rc;
@@ -520,9 +458,7 @@ static durable_code apply_run_finish(struct sqlite_store *s, const struct transi
 static durable_code restart_steps(struct sqlite_store *s, const struct transition *t, json_t *steps,
                                   durable_error *err)
 {
-    static const struct step_guard g = {
-        "restart", { STEP_S_RUNNING, NULL }, TR_RUN_RECOVERED, false
-    };
+    const struct step_guard *g = store_step_guard(TR_RUN_RECOVERED);
     struct transition st = *t;
     durable_code rc = DURABLE_OK;
     size_t k, n = json_array_size(steps);
@@ -532,13 +468,13 @@ static durable_code restart_steps(struct sqlite_store *s, const struct transitio
         if (!st.step_id)
             rc = err_set(err, DURABLE_EINVAL, "recovered steps must be step ids");
         else if (n > 1)
-            rc = guard_step(s, &st, &g, NULL, err);
+            rc = guard_step(s, &st, g, NULL, err);
     }
     for (k = 0; rc == DURABLE_OK && k < n; k++) {
         st.step_id = json_string_value(json_array_get(steps, k));
         rc = stmt_exec(&s->w, ST_STEP_RESTART, err, "ssI", t->run_id, st.step_id, t->at_ms);
         if (rc == DURABLE_OK && sqlite3_changes(s->w.db) == 0) {
-            rc = guard_step(s, &st, &g, NULL, err); /* says why */
+            rc = guard_step(s, &st, g, NULL, err); /* says why */
             if (rc == DURABLE_OK)
                 rc = err_set(err, DURABLE_ECONFLICT, "cannot restart step \"%s\"", st.step_id);
         }

@@ -21,18 +21,6 @@
 #define SNAPSHOT_ROWS_DEFAULT 50
 #define SNAPSHOT_ROWS_MAX     200
 
-const char *const store_run_statuses[] = {
-    RUN_PENDING, RUN_RUNNING, RUN_WAITING, RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, NULL,
-};
-
-const char *const store_step_statuses[] = {
-    STEP_S_PENDING, STEP_S_RUNNING, STEP_S_RETRYING,  STEP_S_WAITING, STEP_S_COMPLETED,
-    STEP_S_FAILED,  STEP_S_SKIPPED, STEP_S_CANCELLED, NULL,
-};
-
-_Static_assert(DUR_ARRAY_LEN(store_run_statuses) == STORE_N_RUN_STATUSES + 1, "run statuses");
-_Static_assert(DUR_ARRAY_LEN(store_step_statuses) == STORE_N_STEP_STATUSES + 1, "step statuses");
-
 /* Every table of the schema, in the order the viewer shows them. */
 static const struct snapshot_table {
     const char *name;

@@ -279,9 +279,10 @@ void store_run_forget_pending(struct sqlite_store *s, bool committed)
 
 static bool run_is_finished(const json_t *run)
 {
-    const char *status = json_string_value(json_object_get(run, "status"));
+    enum run_status st;
 
-    return status && store_run_status_is_finished(status);
+    return run_status_parse(json_string_value(json_object_get(run, "status")), &st) &&
+           run_status_is_final(st);
 }
 
 durable_code sqlite_run_json(struct store *base, const char *run_id, char **out, durable_error *err)
@@ -558,8 +559,9 @@ durable_code sqlite_runs_list(struct store *base, const char *status, const char
         { ST_RUNS_LIST_STATUS_WF, ST_RUNS_COUNT_STATUS_WF, "ss", NULL, NULL, run_list_row },
     };
     struct list_query q;
+    enum run_status st;
 
-    if (status && !store_run_status_static(status))
+    if (status && !run_status_parse(status, &st))
         return err_set(err, DURABLE_EINVAL, "unknown run status \"%s\"", status);
     q = variants[(status ? 1 : 0) + (workflow ? 2 : 0)];
     q.arg1 = status;

@@ -498,25 +498,6 @@ void col_copy_id(sqlite3_stmt *st, int col, char out[ID_MAX])
 
 /* ---- statuses ---- */
 
-const char *store_run_status_static(const char *s)
-{
-    static const char *const all[] = { RUN_PENDING,   RUN_RUNNING, RUN_WAITING,
-                                       RUN_COMPLETED, RUN_FAILED,  RUN_CANCELLED };
-    size_t i;
-
-    for (i = 0; s && i < DUR_ARRAY_LEN(all); i++) {
-        if (strcmp(s, all[i]) == 0)
-            return all[i];
-    }
-    return NULL;
-}
-
-bool store_run_status_is_finished(const char *status)
-{
-    return strcmp(status, RUN_COMPLETED) == 0 || strcmp(status, RUN_FAILED) == 0 ||
-           strcmp(status, RUN_CANCELLED) == 0;
-}
-
 /* ---- opening ---- */
 
 /* Runs a PRAGMA (a constant text) and copies its first result into out. */

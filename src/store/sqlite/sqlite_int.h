@@ -231,10 +231,6 @@ void store_run_forget_at_commit(struct sqlite_store *s, const char *run_id);
 /* After COMMIT (committed) or a rollback: applies or drops the list. */
 void store_run_forget_pending(struct sqlite_store *s, bool committed);
 
-/* The run status as a static string (RUN_*), or NULL if s is none of them. */
-const char *store_run_status_static(const char *s);
-bool store_run_status_is_finished(const char *status);
-
 /* Appends an event to the run's history with the run's next seq, and to
  * `events` (may be NULL). Takes ownership of data (freed even on error). */
 durable_code store_event_append(struct sqlite_store *s, struct store_events *events,
@@ -283,7 +279,7 @@ durable_code sqlite_runs_unfinished(struct store *base,
                                     void *ud, durable_error *err);
 durable_code sqlite_run_find_by_key(struct store *base, const char *workflow_id, const char *key,
                                     char out_run_id[ID_MAX], bool *out_found, durable_error *err);
-durable_code sqlite_run_status(struct store *base, const char *run_id, const char **out_status,
+durable_code sqlite_run_status(struct store *base, const char *run_id, enum run_status *out_status,
                                durable_error *err);
 /* json.c */
 durable_code sqlite_run_json(struct store *base, const char *run_id, char **out,

@@ -25,8 +25,8 @@
 #include <unistd.h>
 
 #include "def/def.h"
-#include "store/store.h"
 #include "store/sqlite/sqlite_int.h"
+#include "store/store.h"
 
 #define T0 1700000000000LL /* a fixed "now" in Unix ms */
 
@@ -185,20 +185,20 @@ static const char *step_field(json_t *run, const char *step_id, const char *fiel
     return NULL;
 }
 
-static void assert_run_status(struct fixture *f, const char *run_id, const char *want)
+static void assert_run_status(struct fixture *f, const char *run_id, enum run_status want)
 {
     durable_error err = { DURABLE_OK, "" };
-    const char *status = NULL;
+    enum run_status status = RUN_PENDING;
 
     assert_int_equal(store_run_status(f->s, run_id, &status, &err), DURABLE_OK);
-    assert_string_equal(status, want);
+    assert_string_equal(run_status_name(status), run_status_name(want));
 }
 
 static void assert_step_status(struct fixture *f, const char *run_id, const char *step_id,
-                               const char *want)
+                               enum step_status want)
 {
     json_t *run = doc_of(store_run_json, f, run_id);
-    assert_string_equal(step_field(run, step_id, "status"), want);
+    assert_string_equal(step_field(run, step_id, "status"), step_status_name(want));
     json_decref(run);
 }
 
@@ -461,7 +461,7 @@ static void test_run_create_refusals(void **state)
     t.input_json = "[1]";
     assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_EINVAL);
     assert_int_equal(f->ev.n, 0);
-    assert_int_equal(store_run_status(f->s, "run_z", &(const char *){ NULL }, &err),
+    assert_int_equal(store_run_status(f->s, "run_z", &(enum run_status){ RUN_PENDING }, &err),
                      DURABLE_ENOTFOUND);
 }
 
@@ -603,9 +603,9 @@ static void test_run_finish_cancels_leftovers(void **state)
     t.run_status = RUN_CANCELLED;
     apply_ok(f, &t, NULL);
     run = doc_of(store_run_json, f, "run_1");
-    assert_string_equal(step_field(run, "a", "status"), STEP_S_CANCELLED);
-    assert_string_equal(step_field(run, "b", "status"), STEP_S_CANCELLED);
-    assert_string_equal(step_field(run, "c", "status"), STEP_S_SKIPPED);
+    assert_string_equal(step_field(run, "a", "status"), step_status_name(STEP_S_CANCELLED));
+    assert_string_equal(step_field(run, "b", "status"), step_status_name(STEP_S_CANCELLED));
+    assert_string_equal(step_field(run, "c", "status"), step_status_name(STEP_S_SKIPPED));
     assert_string_equal(json_string_value(json_object_get(run, "completed_at")),
                         "2023-11-14T22:13:20.009Z");
     json_decref(run);
@@ -919,13 +919,13 @@ static void test_run_load(void **state)
     assert_int_equal(store_run_load(f->s, "run_1", &r, &err), DURABLE_OK);
     assert_string_equal(r.id, "run_1");
     assert_string_equal(r.workflow_id, f->wf_id);
-    assert_string_equal(r.status, RUN_WAITING);
+    assert_int_equal(r.status, RUN_WAITING);
     assert_string_equal(r.input_json, "{\"n\":1}");
     assert_string_equal(r.order_id, "ord_1");
     assert_int_equal(r.created_at_ms, T0 + 1);
     assert_int_equal(r.deadline_ms, 0);
     assert_int_equal(r.n_steps, 3);
-    assert_string_equal(r.steps[0].status, STEP_S_RETRYING);
+    assert_int_equal(r.steps[0].status, STEP_S_RETRYING);
     assert_int_equal(r.steps[0].attempt, 1);
     assert_int_equal(r.steps[0].wake_at_ms, T0 + 500);
     assert_int_equal(r.steps[0].started_at_ms, T0 + 10);
@@ -1033,7 +1033,7 @@ static void load_step(struct fixture *f, const char *run_id, const char *step_id
     assert_true(k < r.n_steps);
     out->attempt = r.steps[k].attempt;
     out->started_at_ms = r.steps[k].started_at_ms;
-    assert_string_equal(r.steps[k].status, STEP_S_RUNNING);
+    assert_int_equal(r.steps[k].status, STEP_S_RUNNING);
     run_record_release(&r);
 }
 
@@ -1407,9 +1407,9 @@ static void test_run_retry_transition(void **state)
     run = doc_of(store_run_json, f, "run_1");
     assert_true(json_is_null(json_object_get(run, "error_message")));
     assert_true(json_is_null(json_object_get(run, "completed_at")));
-    assert_string_equal(step_field(run, "a", "status"), STEP_S_COMPLETED);
-    assert_string_equal(step_field(run, "b", "status"), STEP_S_PENDING);
-    assert_string_equal(step_field(run, "c", "status"), STEP_S_PENDING);
+    assert_string_equal(step_field(run, "a", "status"), step_status_name(STEP_S_COMPLETED));
+    assert_string_equal(step_field(run, "b", "status"), step_status_name(STEP_S_PENDING));
+    assert_string_equal(step_field(run, "c", "status"), step_status_name(STEP_S_PENDING));
     b = json_array_get(json_object_get(run, "steps"), 1);
     assert_int_equal(json_integer_value(json_object_get(b, "attempt")), 0);
     assert_true(json_is_null(json_object_get(b, "error_message")));
@@ -1495,7 +1495,7 @@ static void test_runs_list(void **state)
     assert_int_equal(json_array_size(l), 1);
     assert_string_equal(id_at(l, 0), "run_2");
     json_decref(l);
-    l = runs_list(f, RUN_FAILED, NULL, 0, 0, &total);
+    l = runs_list(f, run_status_name(RUN_FAILED), NULL, 0, 0, &total);
     assert_int_equal(total, 1);
     assert_string_equal(id_at(l, 0), "run_2");
     json_decref(l);
@@ -1506,7 +1506,7 @@ static void test_runs_list(void **state)
     assert_int_equal(total, 1);
     assert_string_equal(id_at(l, 0), "run_3");
     json_decref(l);
-    l = runs_list(f, RUN_PENDING, "shop", 0, 5, &total);
+    l = runs_list(f, run_status_name(RUN_PENDING), "shop", 0, 5, &total);
     assert_int_equal(total, 2);
     assert_int_equal(json_array_size(l), 0);
     json_decref(l);
@@ -1683,18 +1683,18 @@ static void test_counts_and_ping(void **state)
     step_ok(f, TR_STEP_START, "run_2", "b", 1);
     fail_run(f, "run_2");
     assert_int_equal(store_count_runs(f->s, runs, &err), DURABLE_OK);
-    assert_string_equal(store_run_statuses[0], RUN_PENDING);
+    assert_string_equal(store_run_statuses[0], run_status_name(RUN_PENDING));
     assert_int_equal(runs[0], 1);
-    assert_string_equal(store_run_statuses[4], RUN_FAILED);
+    assert_string_equal(store_run_statuses[4], run_status_name(RUN_FAILED));
     assert_int_equal(runs[4], 1);
     assert_int_equal(runs[1] + runs[2] + runs[3] + runs[5], 0);
     assert_null(store_run_statuses[STORE_N_RUN_STATUSES]);
     assert_int_equal(store_count_steps(f->s, steps, &err), DURABLE_OK);
-    assert_string_equal(store_step_statuses[0], STEP_S_PENDING);
+    assert_string_equal(store_step_statuses[0], step_status_name(STEP_S_PENDING));
     assert_int_equal(steps[0], 3);
-    assert_string_equal(store_step_statuses[5], STEP_S_FAILED);
+    assert_string_equal(store_step_statuses[5], step_status_name(STEP_S_FAILED));
     assert_int_equal(steps[5], 1);
-    assert_string_equal(store_step_statuses[7], STEP_S_CANCELLED);
+    assert_string_equal(store_step_statuses[7], step_status_name(STEP_S_CANCELLED));
     assert_int_equal(steps[7], 2);
     assert_null(store_step_statuses[STORE_N_STEP_STATUSES]);
     assert_int_equal(store_ping(f->s, &err), DURABLE_OK);
