@@ -18,12 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-static bool status_is_finished(const char *status)
-{
-    return strcmp(status, RUN_COMPLETED) == 0 || strcmp(status, RUN_FAILED) == 0 ||
-            strcmp(status, RUN_CANCELLED) == 0;
-}
-
 durable *durable_open(const durable_options *opts, durable_error *err)
 {
     static const durable_options defaults = { 0 };
@@ -470,14 +464,16 @@ bool durable_run_elsewhere(durable *d, const char *run_id)
 durable_code durable_run_cancel(durable *d, const char *run_id, durable_error *err)
 {
     struct commit_item *ci;
-    const char *status = NULL;
+    enum run_status status = RUN_PENDING;
     durable_code rc;
 
     rc = store_run_status(d->store, run_id, &status, err);
     if (rc != DURABLE_OK)
         return rc;
-    if (status_is_finished(status))
-        return err_set(err, DURABLE_ECONFLICT, "run %s has already %s", run_id, status);
+    if (run_status_is_final(status)) {
+        return err_set(err, DURABLE_ECONFLICT, "run %s has already %s", run_id,
+                run_status_name(status));
+    }
     ci = commit_item_new(TR_RUN_FINISH, run_id);
     ci->t.run_status = RUN_CANCELLED;
     ci->notify_sched = true;
@@ -500,9 +496,9 @@ durable_code durable_run_retry(durable *d, const char *run_id, durable_error *er
     if (!run_id)
         return err_set(err, DURABLE_EINVAL, "retry needs a run id");
     rc = store_run_load(d->store, run_id, &rec, err);
-    if (rc == DURABLE_OK && strcmp(rec.status, RUN_FAILED) != 0) {
+    if (rc == DURABLE_OK && rec.status != RUN_FAILED) {
         rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a failed run can be retried",
-                run_id, rec.status);
+                run_id, run_status_name(rec.status));
     }
     if (rc == DURABLE_OK)
         rc = engine_plan_get(d, rec.workflow_id, rec.definition, &plan, err);
@@ -633,14 +629,14 @@ durable_code durable_run_wait(durable *d, const char *run_id, int64_t timeout_ms
     d->waiters = &w;
     pthread_mutex_unlock(&d->finish_mu);
     for (;;) {
-        const char *status = NULL;
+        enum run_status status = RUN_PENDING;
 
         rc = store_run_status(d->store, run_id, &status, err);
         if (rc != DURABLE_OK)
             break;
-        if (status_is_finished(status)) {
+        if (run_status_is_final(status)) {
             if (out_status)
-                *out_status = status;
+                *out_status = run_status_name(status);
             break;
         }
         if (clock_mono_ms() >= deadline) {

@@ -359,8 +359,8 @@ static void submit_failure(struct sched *s, struct run_state *r, size_t i, const
     submit(s, ci);
 }
 
-static struct commit_item *finish_item(struct run_state *r, const char *status, const char *error,
-        const char *output_json)
+static struct commit_item *finish_item(struct run_state *r, enum run_status status,
+        const char *error, const char *output_json)
 {
     struct commit_item *ci = commit_item_new(TR_RUN_FINISH, r->id);
 
@@ -459,8 +459,8 @@ static void submit_start(struct sched *s, struct run_state *r, size_t i, int att
     submit(s, ci);
 }
 
-static void submit_finish(struct sched *s, struct run_state *r, const char *status, const char *error,
-        const char *output_json)
+static void submit_finish(struct sched *s, struct run_state *r, enum run_status status,
+        const char *error, const char *output_json)
 {
     r->finishing = true;
     submit(s, finish_item(r, status, error, output_json));
@@ -486,21 +486,21 @@ static const char *st_name(enum step_st st)
     switch (st) {
     case SS_PENDING:
     case SS_SKIPPING:
-        return STEP_S_PENDING;
+        return step_status_name(STEP_S_PENDING);
     case SS_RETRYING:
-        return STEP_S_RETRYING;
+        return step_status_name(STEP_S_RETRYING);
     case SS_WAITING:
-        return STEP_S_WAITING;
+        return step_status_name(STEP_S_WAITING);
     case SS_COMPLETED:
-        return STEP_S_COMPLETED;
+        return step_status_name(STEP_S_COMPLETED);
     case SS_SKIPPED:
-        return STEP_S_SKIPPED;
+        return step_status_name(STEP_S_SKIPPED);
     case SS_FAILED:
-        return STEP_S_FAILED;
+        return step_status_name(STEP_S_FAILED);
     case SS_CANCELLED:
-        return STEP_S_CANCELLED;
+        return step_status_name(STEP_S_CANCELLED);
     default:
-        return STEP_S_RUNNING;
+        return step_status_name(STEP_S_RUNNING);
     }
 }
 
@@ -858,10 +858,10 @@ static void adopt_new(struct sched *s, struct commit_item *ci)
     }
 }
 
-static enum step_st st_from_record(const char *status)
+static enum step_st st_from_record(enum step_status status)
 {
     static const struct {
-        const char *name;
+        enum step_status status;
         enum step_st st;
     } map[] = {
         { STEP_S_COMPLETED, SS_COMPLETED }, { STEP_S_SKIPPED, SS_SKIPPED },
@@ -872,7 +872,7 @@ static enum step_st st_from_record(const char *status)
     size_t k;
 
     for (k = 0; k < DUR_ARRAY_LEN(map); k++) {
-        if (strcmp(status, map[k].name) == 0)
+        if (status == map[k].status)
             return map[k].st;
     }
     return SS_PENDING;
@@ -1040,8 +1040,7 @@ static void resume_run(struct sched *s, const char *run_id, bool is_retry)
         engine_run_unlock(s->d, run_id);
         return;
     }
-    if (strcmp(rec.status, RUN_PENDING) == 0 || strcmp(rec.status, RUN_RUNNING) == 0 ||
-            strcmp(rec.status, RUN_WAITING) == 0)
+    if (!run_status_is_final(rec.status))
         adopt_run(s, &rec, is_retry);
     else
         engine_run_unlock(s->d, run_id);
@@ -1166,20 +1165,20 @@ static struct run_state *waiting_parent(struct sched *s, const char *pid, uint64
  * a failure (retryable like any other: the next attempt starts a new
  * child). */
 static void deliver_child(struct sched *s, struct run_state *p, size_t step, const char *child_id,
-        const char *status, const char *output_json, const char *error)
+        enum run_status status, const char *output_json, const char *error)
 {
     json_t *out;
     char msg[384];
 
-    if (strcmp(status, RUN_COMPLETED) == 0) {
+    if (status == RUN_COMPLETED) {
         out = output_json ? json_loads(output_json, JSON_DECODE_ANY, NULL) : NULL;
         submit_complete(s, p, step, out ? out : json_object());
         return;
     }
-    snprintf(msg, sizeof(msg), "child run %s %s%s%s", child_id, status, error ? ": " : "",
-            error ? error : "");
+    snprintf(msg, sizeof(msg), "child run %s %s%s%s", child_id, run_status_name(status),
+            error ? ": " : "", error ? error : "");
     submit_failure(s, p, step,
-            strcmp(status, RUN_CANCELLED) == 0 ? "child_cancelled" : "child_failed", msg);
+            status == RUN_CANCELLED ? "child_cancelled" : "child_failed", msg);
 }
 
 static void link_child(struct run_state *p, size_t step, struct run_state *c)
@@ -1200,14 +1199,13 @@ static void deliver_from_store(struct sched *s, struct run_state *p, size_t step
 {
     durable_error err = { 0 };
     char *text = NULL, *out = NULL;
-    const char *status;
+    enum run_status status = RUN_PENDING;
     json_t *run = NULL;
 
     if (store_run_json(s->d->store, child_id, &text, &err) == DURABLE_OK)
         run = json_loads(text, 0, NULL);
-    status = json_string_value(json_object_get(run, "status"));
-    if (status && (strcmp(status, RUN_COMPLETED) == 0 || strcmp(status, RUN_FAILED) == 0 ||
-                strcmp(status, RUN_CANCELLED) == 0)) {
+    if (run_status_parse(json_string_value(json_object_get(run, "status")), &status) &&
+            run_status_is_final(status)) {
         out = json_dumps(json_object_get(run, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
         deliver_child(s, p, step, child_id, status, out,
                 json_string_value(json_object_get(run, "error_message")));

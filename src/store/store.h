@@ -1,22 +1,25 @@
 /*
- * store.h - the only way to read or write durable state (SQLite for now).
+ * store.h - the only way to read or write durable state: the contract every
+ * backend keeps (struct store_ops, at the end), and the store_* functions
+ * the engine and the HTTP layer call, which dispatch to the backend of the
+ * store (store.c). SQLite is the one backend so far (sqlite/).
  *
  * Tables: schema_version, workflows (name, version, definition), runs, steps
  * (one row per step per run), events (append-only history with a per-run
  * sequence from 1 with no gaps, and a global id `gid` increasing in commit
- * order across runs), orders (the demo entity). See sqlite.c for the schema
- * and its migrations.
+ * order across runs), orders (the demo entity). See sqlite/sqlite.c for the
+ * SQLite schema and its migrations.
  *
  * Writes are typed transitions (struct transition), applied in batches by the
  * engine's writer thread between store_tx_begin and store_tx_commit: every
  * transition updates steps/runs and appends its events in the same
  * transaction. The write connection belongs to the writer thread only.
  *
- * Reads (store_*_json, store_load_*, lists, the snapshot, counts) use a
- * pool of read connections inside the store, one per reading thread at a
- * time, so any thread may call them and several read at once; WAL lets
- * them run beside the writer. The JSON of finished runs is cached: a
- * finished run changes only by a retry, whose commit drops it (store_int.h).
+ * Reads (store_*_json, store_run_load, lists, the snapshot, counts) may be
+ * called from any thread, several at once, beside the writer (SQLite: a
+ * pool of read connections, WAL). The JSON of finished runs is cached: a
+ * finished run changes only by a retry, whose commit drops it
+ * (sqlite/sqlite_int.h).
  *
  * Run states and the transition that sets each (store_apply):
  *   (none) --RUN_CREATE--> pending --STEP_START--> running <--> waiting
@@ -37,19 +40,31 @@
 #include "util/util.h"
 
 struct store;
+struct store_ops;
 
-/* Opens or creates the database at path, sets WAL and synchronous FULL
- * (NORMAL for DURABLE_DURABILITY_PROCESS), busy_timeout, and creates or
- * migrates the schema to the current version. */
-durable_code store_open(const char *path, durable_durability durability, struct store **out,
-        durable_error *err);
+/* Every backend's store begins with this: its struct embeds it first, so a
+ * backend converts a struct store * to its own type by a cast. */
+struct store {
+    const struct store_ops *ops;
+};
+
+/*
+ * Opens or creates the database at location and brings its schema to the
+ * current version. location is a plain path or "sqlite:PATH" (SQLite: WAL,
+ * synchronous FULL, NORMAL for DURABLE_DURABILITY_PROCESS, busy_timeout);
+ * any other scheme is DURABLE_EUNSUPPORTED. The backend is chosen from the
+ * table in store.c.
+ */
+durable_code store_open(const char *location, durable_durability durability, struct store **out,
+                        durable_error *err);
 void store_close(struct store *s); /* accepts NULL */
 
-/* The schema version this build writes (schema_version table). */
-int store_schema_version(void);
+/* The schema version the backend of s writes. */
+int store_schema_version(const struct store *s);
 
-/* The write connection's PRAGMA synchronous (2 FULL, 1 NORMAL), so tests and
- * health checks can see the durability in force. Writer thread only. */
+/* The durability in force on the write connection as a level (SQLite's
+ * PRAGMA synchronous: 2 FULL, 1 NORMAL), so tests and health checks can see
+ * it. Writer thread only. */
 durable_code store_synchronous(struct store *s, int *out_level, durable_error *err);
 
 /* ---- transitions (writer thread only) ---- */
@@ -76,21 +91,39 @@ enum transition_kind {
                             means the current one (a person's decision, from any thread) */
 };
 
-/* Statuses as stored (and shown by the API). */
-#define RUN_PENDING   "pending"
-#define RUN_RUNNING   "running"
-#define RUN_WAITING   "waiting"
-#define RUN_COMPLETED "completed"
-#define RUN_FAILED    "failed"
-#define RUN_CANCELLED "cancelled"
-#define STEP_S_PENDING   "pending"
-#define STEP_S_RUNNING   "running"
-#define STEP_S_RETRYING  "retrying"
-#define STEP_S_WAITING   "waiting"
-#define STEP_S_COMPLETED "completed"
-#define STEP_S_FAILED    "failed"
-#define STEP_S_SKIPPED   "skipped"
-#define STEP_S_CANCELLED "cancelled"
+/* Statuses, in state order. Their names (run_status_name) are what the
+ * database stores and the API shows; the numbers are this build's only. */
+enum run_status {
+    RUN_PENDING = 0,
+    RUN_RUNNING,
+    RUN_WAITING,
+    RUN_COMPLETED,
+    RUN_FAILED,
+    RUN_CANCELLED,
+};
+#define STORE_N_RUN_STATUSES 6
+enum step_status {
+    STEP_S_PENDING = 0,
+    STEP_S_RUNNING,
+    STEP_S_RETRYING,
+    STEP_S_WAITING,
+    STEP_S_COMPLETED,
+    STEP_S_FAILED,
+    STEP_S_SKIPPED,
+    STEP_S_CANCELLED,
+};
+#define STORE_N_STEP_STATUSES 8
+
+/* (status.c) The name of a status (static), "unknown" when out of range. */
+const char *run_status_name(enum run_status st);
+const char *step_status_name(enum step_status st);
+/* The status named name; false (and *out untouched) if name is none. */
+bool run_status_parse(const char *name, enum run_status *out);
+bool step_status_parse(const char *name, enum step_status *out);
+/* A final run (completed, failed, cancelled) changes only by a retry; a
+ * final step (completed, failed, skipped, cancelled) only by a run retry. */
+bool run_status_is_final(enum run_status st);
+bool step_status_is_final(enum step_status st);
 
 struct transition_step_init {
     const char *step_id;
@@ -107,39 +140,39 @@ struct transition_step_init {
 struct transition {
     enum transition_kind kind;
     int64_t at_ms;
-    const char *run_id;   /* every kind but WORKFLOW_PUT / ORDER_CREATE */
-    const char *step_id;  /* STEP_* kinds */
-    int attempt;          /* STEP_START, STEP_RETRY, STEP_FAIL, STEP_COMPLETE */
+    const char *run_id;  /* every kind but WORKFLOW_PUT / ORDER_CREATE */
+    const char *step_id; /* STEP_* kinds */
+    int attempt;         /* STEP_START, STEP_RETRY, STEP_FAIL, STEP_COMPLETE */
 
     /* TR_WORKFLOW_PUT: name and canonical definition text. */
     const char *wf_name;
     const char *wf_definition;
     /* TR_ORDER_CREATE */
-    const char *order_id;   /* also TR_RUN_CREATE (may be NULL) */
+    const char *order_id; /* also TR_RUN_CREATE (may be NULL) */
     double order_amount;
-    bool create_order;      /* TR_RUN_CREATE: insert order_id (order_amount) with
-                               the run, in the same transaction */
+    bool create_order; /* TR_RUN_CREATE: insert order_id (order_amount) with
+                          the run, in the same transaction */
     /* TR_RUN_CREATE */
     const char *workflow_id;
-    const char *input_json;       /* JSON object text */
-    const char *idempotency_key;  /* may be NULL */
-    int64_t deadline_ms;          /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
-                                     (a retried run's time limit starts again) */
+    const char *input_json;      /* JSON object text */
+    const char *idempotency_key; /* may be NULL */
+    int64_t deadline_ms;         /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
+                                    (a retried run's time limit starts again) */
     const struct transition_step_init *steps;
     size_t n_steps;
     /* TR_STEP_COMPLETE: the output as valid JSON text, stored as given (the
        engine encodes it; TR_STEP_DECIDE's is checked) */
-    const char *output_json;      /* also TR_RUN_FINISH (run output) */
-    const char *action;           /* applied with the completion, or NULL */
-    bool with_start;              /* TR_STEP_COMPLETE without action: the attempt's
-                                     START too (guarded as one), as one change of
-                                     the step's row; step_started and step_completed */
+    const char *output_json; /* also TR_RUN_FINISH (run output) */
+    const char *action;      /* applied with the completion, or NULL */
+    bool with_start;         /* TR_STEP_COMPLETE without action: the attempt's
+                                START too (guarded as one), as one change of
+                                the step's row; step_started and step_completed */
     /* TR_STEP_RETRY / TR_STEP_FAIL / TR_RUN_FINISH */
     const char *error_message;
-    const char *error_code;       /* "timeout", "random_failure", "action_failed", ... */
-    int64_t wake_at_ms;           /* TR_STEP_RETRY: when the next attempt starts */
+    const char *error_code; /* "timeout", "random_failure", "action_failed", ... */
+    int64_t wake_at_ms;     /* TR_STEP_RETRY: when the next attempt starts */
     /* TR_RUN_FINISH: RUN_COMPLETED, RUN_FAILED or RUN_CANCELLED */
-    const char *run_status;
+    enum run_status run_status;
     /* TR_RUN_RECOVERED: JSON array of the ids of the steps that were running
        (each must still be running) */
     const char *recovered_json;
@@ -154,9 +187,9 @@ struct store_event {
     int64_t seq;
     int64_t global_id; /* across runs, increasing in commit order */
     char type[32];
-    char *step_id;    /* owned, or NULL */
+    char *step_id; /* owned, or NULL */
     int64_t at_ms;
-    char *data_json;  /* owned */
+    char *data_json; /* owned */
 };
 
 /* The events a batch wrote, in order. */
@@ -170,11 +203,11 @@ void store_events_release(struct store_events *ev);
 
 /* Results a transition returns to whoever submitted it. */
 struct transition_result {
-    char id[ID_MAX];   /* WORKFLOW_PUT: workflow id; ORDER_CREATE: order id (given);
-                          RUN_CREATE: the run id (existing one when existed) */
-    int version;       /* WORKFLOW_PUT */
-    bool created;      /* WORKFLOW_PUT: a new version; RUN_CREATE: false when the
-                          idempotency key already had a run */
+    char id[ID_MAX]; /* WORKFLOW_PUT: workflow id; ORDER_CREATE: order id (given);
+                        RUN_CREATE: the run id (existing one when existed) */
+    int version;     /* WORKFLOW_PUT */
+    bool created;    /* WORKFLOW_PUT: a new version; RUN_CREATE: false when the
+                        idempotency key already had a run */
 };
 
 durable_code store_tx_begin(struct store *s, durable_error *err);
@@ -193,7 +226,7 @@ void store_tx_rollback(struct store *s);
  * transitions (late results after cancel) and returns DURABLE_ECONFLICT.
  */
 durable_code store_apply(struct store *s, const struct transition *t, struct store_events *events,
-        struct transition_result *result, durable_error *err);
+                         struct transition_result *result, durable_error *err);
 
 /* ---- actions ---- */
 
@@ -206,34 +239,34 @@ struct workflow_record {
     char id[ID_MAX];
     char *name;
     int version;
-    char *definition;   /* JSON text */
+    char *definition; /* JSON text */
     int64_t created_at_ms;
 };
 void workflow_record_release(struct workflow_record *w);
 
 /* By id, or by name meaning the latest version. DURABLE_ENOTFOUND if none. */
-durable_code store_workflow_get(struct store *s, const char *id_or_name, struct workflow_record *out,
-        durable_error *err);
+durable_code store_workflow_get(struct store *s, const char *id_or_name,
+                                struct workflow_record *out, durable_error *err);
 
 struct step_record {
     char *step_id;
-    char *status;
-    int attempt;          /* 0 before the first start */
-    int64_t wake_at_ms;   /* 0 when none */
+    enum step_status status;
+    int attempt;        /* 0 before the first start */
+    int64_t wake_at_ms; /* 0 when none */
     int64_t started_at_ms;
-    char *output_json;    /* or NULL */
+    char *output_json; /* or NULL */
 };
 
 struct run_record {
     char id[ID_MAX];
     char workflow_id[ID_MAX];
-    char *definition;     /* the workflow version's definition text */
-    char *status;
+    char *definition; /* the workflow version's definition text */
+    enum run_status status;
     char *input_json;
-    char *order_id;       /* or NULL */
-    double order_amount;  /* the order's amount, when order_id */
+    char *order_id;      /* or NULL */
+    double order_amount; /* the order's amount, when order_id */
     int64_t created_at_ms;
-    int64_t deadline_ms;  /* 0 for none */
+    int64_t deadline_ms;       /* 0 for none */
     struct step_record *steps; /* in step id order, not the definition's */
     size_t n_steps;
 };
@@ -241,7 +274,7 @@ void run_record_release(struct run_record *r);
 
 /* Loads one run with its steps. DURABLE_ENOTFOUND if none. */
 durable_code store_run_load(struct store *s, const char *run_id, struct run_record *out,
-        durable_error *err);
+                            durable_error *err);
 
 /* Calls fn for each unfinished run (pending, running, waiting), oldest first,
  * with its steps. Reads a page of runs with their steps in one statement,
@@ -249,28 +282,30 @@ durable_code store_run_load(struct store *s, const char *run_id, struct run_reco
  * workflow's definition is read once per call and shared by its runs. The
  * record is borrowed for the call. Stops at fn's first non-OK code. */
 durable_code store_runs_unfinished(struct store *s,
-        durable_code (*fn)(const struct run_record *r, void *ud), void *ud, durable_error *err);
+                                   durable_code (*fn)(const struct run_record *r, void *ud),
+                                   void *ud, durable_error *err);
 
 /* The run id started by (workflow_id, key), if any. *out_found false if none. */
 durable_code store_run_find_by_key(struct store *s, const char *workflow_id, const char *key,
-        char out_run_id[ID_MAX], bool *out_found, durable_error *err);
+                                   char out_run_id[ID_MAX], bool *out_found, durable_error *err);
 
-/* The run's status (static string). DURABLE_ENOTFOUND if none. */
-durable_code store_run_status(struct store *s, const char *run_id, const char **out_status,
-        durable_error *err);
+/* The run's status. DURABLE_ENOTFOUND if none. */
+durable_code store_run_status(struct store *s, const char *run_id, enum run_status *out_status,
+                              durable_error *err);
 
 /* JSON documents in the shapes of SPEC §6. OUT strings: caller frees.
  * store_run_json reads the run and its steps in one read transaction, and
  * answers a finished run from the cache once it has read it. */
 durable_code store_run_json(struct store *s, const char *run_id, char **out, durable_error *err);
 durable_code store_events_json(struct store *s, const char *run_id, int64_t after_seq, char **out,
-        durable_error *err);
-durable_code store_order_json(struct store *s, const char *order_id, char **out, durable_error *err);
+                               durable_error *err);
+durable_code store_order_json(struct store *s, const char *order_id, char **out,
+                              durable_error *err);
 
 /* A workflow: {id, name, version, definition (the object), created_at}; by id
  * or by name meaning its latest version. DURABLE_ENOTFOUND if none. */
 durable_code store_workflow_json(struct store *s, const char *id_or_name, char **out,
-        durable_error *err);
+                                 durable_error *err);
 
 /* ---- lists (any thread) ----
  * JSON arrays, newest first, with limit (0 gives 50, then clamped to
@@ -288,21 +323,22 @@ struct store_page {
  * a run status (else DURABLE_EINVAL); workflow: NULL, a workflow id, or a
  * name meaning every version of it. */
 durable_code store_runs_list(struct store *s, const char *status, const char *workflow,
-        struct store_page page, char **out, int64_t *out_total, durable_error *err);
+                             struct store_page page, char **out, int64_t *out_total,
+                             durable_error *err);
 /* Every version of every workflow: {id, name, version, description,
  * created_at}, without the definition. */
 durable_code store_workflows_list(struct store *s, struct store_page page, char **out,
-        int64_t *out_total, durable_error *err);
+                                  int64_t *out_total, durable_error *err);
 /* Orders in the shape of store_order_json. */
 durable_code store_orders_list(struct store *s, struct store_page page, char **out,
-        int64_t *out_total, durable_error *err);
+                               int64_t *out_total, durable_error *err);
 
 /* Events of every run with gid > after_gid, oldest first, at most limit
  * (0 gives STORE_EVENTS_MAX, then clamped to 1..STORE_EVENTS_MAX): a JSON array
  * of run events that also carry run_id. */
 #define STORE_EVENTS_MAX 1000
 durable_code store_events_since(struct store *s, int64_t after_gid, int limit, char **out,
-        durable_error *err);
+                                durable_error *err);
 
 /* ---- inspection (any thread; inspect.c) ---- */
 
@@ -312,23 +348,118 @@ durable_code store_events_since(struct store *s, int64_t after_gid, int limit, c
  * (times are Unix ms). */
 #define STORE_SNAPSHOT_CELL_MAX 200
 durable_code store_snapshot_json(struct store *s, int rows_per_table, char **out,
-        durable_error *err);
+                                 durable_error *err);
 
-/* The statuses a run and a step can have, NULL-terminated, in state order. */
+/* The names of the statuses, NULL-terminated, indexed by the enums. */
 extern const char *const store_run_statuses[];
 extern const char *const store_step_statuses[];
-#define STORE_N_RUN_STATUSES  6
-#define STORE_N_STEP_STATUSES 8
 
-/* How many runs (steps) have each status: out[i] counts store_run_statuses[i]
- * (store_step_statuses[i]); a status not in the list is not counted. */
+/* How many runs (steps) have each status: out[st] counts status st; a
+ * stored status that is none of them is not counted. */
 durable_code store_count_runs(struct store *s, int64_t out[STORE_N_RUN_STATUSES],
-        durable_error *err);
+                              durable_error *err);
 durable_code store_count_steps(struct store *s, int64_t out[STORE_N_STEP_STATUSES],
-        durable_error *err);
+                               durable_error *err);
 
 /* A cheap real read through the read connection: DURABLE_EIO and why when
  * the database does not answer. */
 durable_code store_ping(struct store *s, durable_error *err);
+
+/* ---- the backend interface ----
+ *
+ * A backend implements struct store_ops; the store_* functions above are
+ * dispatchers over s->ops (store.c), so the engine and the HTTP layer never
+ * see which backend runs. Each op has the contract of the store_* function
+ * of the same name. Thread rules are the dispatchers': tx_*, apply and
+ * synchronous on the writer thread only, every read from any thread.
+ */
+
+/* Operations only a backend shared by several nodes has (PostgreSQL); NULL
+ * on SQLite, where one process executes the runs of a file (engine/lock.c).
+ * A node joins with a lease, renews it and reaps expired nodes (heartbeat),
+ * claims unowned unfinished runs (instead of store_runs_unfinished), releases
+ * a run it stops executing, waits on wake_fd for other nodes' hints and
+ * drains them, and leaves (releasing its runs and its lease). */
+struct store_lease {
+    char node_id[ID_MAX];
+    int64_t epoch;
+    int64_t expires_at_ms;
+};
+enum store_wake {
+    STORE_WAKE_RUN = 1, /* a run of this node has new work (a decision, a cancel) */
+    STORE_WAKE_CLAIM,   /* runs may be waiting for an owner */
+};
+struct store_cluster_ops {
+    durable_code (*join)(struct store *s, struct store_lease *out, durable_error *err);
+    durable_code (*heartbeat)(struct store *s, struct store_lease *l, durable_error *err);
+    durable_code (*claim)(struct store *s, int room,
+                          durable_code (*fn)(const struct run_record *r, void *ud), void *ud,
+                          durable_error *err);
+    durable_code (*release)(struct store *s, const char *run_id, durable_error *err);
+    int (*wake_fd)(struct store *s);
+    durable_code (*wake_drain)(struct store *s,
+                               void (*fn)(enum store_wake w, const char *run_id, void *ud),
+                               void *ud, durable_error *err);
+    void (*leave)(struct store *s);
+};
+
+struct store_ops {
+    const char *name; /* the location's scheme: "sqlite" */
+    durable_code (*open)(const char *location, durable_durability durability, struct store **out,
+                         durable_error *err);
+    void (*close)(struct store *s);
+    int (*schema_version)(void);
+    durable_code (*synchronous)(struct store *s, int *out_level, durable_error *err);
+
+    durable_code (*tx_begin)(struct store *s, durable_error *err);
+    durable_code (*tx_commit)(struct store *s, durable_error *err);
+    void (*tx_rollback)(struct store *s);
+    durable_code (*apply)(struct store *s, const struct transition *t, struct store_events *events,
+                          struct transition_result *result, durable_error *err);
+    /* NULL: the writer applies a batch's transitions one by one with apply
+     * (a backend with round trips to a server pipelines them here). */
+    durable_code (*apply_batch)(struct store *s, const struct transition *const *t, size_t n,
+                                struct store_events *events, struct transition_result *results,
+                                durable_code *codes, durable_error *err);
+
+    durable_code (*workflow_get)(struct store *s, const char *id_or_name,
+                                 struct workflow_record *out, durable_error *err);
+    durable_code (*run_load)(struct store *s, const char *run_id, struct run_record *out,
+                             durable_error *err);
+    durable_code (*runs_unfinished)(struct store *s,
+                                    durable_code (*fn)(const struct run_record *r, void *ud),
+                                    void *ud, durable_error *err);
+    durable_code (*run_find_by_key)(struct store *s, const char *workflow_id, const char *key,
+                                    char out_run_id[ID_MAX], bool *out_found, durable_error *err);
+    durable_code (*run_status)(struct store *s, const char *run_id, enum run_status *out_status,
+                               durable_error *err);
+
+    durable_code (*run_json)(struct store *s, const char *run_id, char **out, durable_error *err);
+    durable_code (*events_json)(struct store *s, const char *run_id, int64_t after_seq, char **out,
+                                durable_error *err);
+    durable_code (*order_json)(struct store *s, const char *order_id, char **out,
+                               durable_error *err);
+    durable_code (*workflow_json)(struct store *s, const char *id_or_name, char **out,
+                                  durable_error *err);
+    durable_code (*runs_list)(struct store *s, const char *status, const char *workflow,
+                              struct store_page page, char **out, int64_t *out_total,
+                              durable_error *err);
+    durable_code (*workflows_list)(struct store *s, struct store_page page, char **out,
+                                   int64_t *out_total, durable_error *err);
+    durable_code (*orders_list)(struct store *s, struct store_page page, char **out,
+                                int64_t *out_total, durable_error *err);
+    durable_code (*events_since)(struct store *s, int64_t after_gid, int limit, char **out,
+                                 durable_error *err);
+
+    durable_code (*snapshot_json)(struct store *s, int rows_per_table, char **out,
+                                  durable_error *err);
+    durable_code (*count_runs)(struct store *s, int64_t out[STORE_N_RUN_STATUSES],
+                               durable_error *err);
+    durable_code (*count_steps)(struct store *s, int64_t out[STORE_N_STEP_STATUSES],
+                                durable_error *err);
+    durable_code (*ping)(struct store *s, durable_error *err);
+
+    const struct store_cluster_ops *cluster; /* NULL: one node (SQLite) */
+};
 
 #endif

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store_int.h"
+#include "store/sqlite/sqlite_int.h"
 
 /* A text column as a JSON string, or null. */
 static json_t *col_string(sqlite3_stmt *st, int col)
@@ -173,13 +173,13 @@ static durable_code run_json_read(struct conn *c, const char *run_id, json_t *ru
 
 /* ---- the cache of finished runs (store_int.h) ---- */
 
-void store_run_cache_init(struct store *s)
+void store_run_cache_init(struct sqlite_store *s)
 {
     pthread_mutex_init(&s->cache_mu, NULL);
     s->cache = xcalloc(RUN_CACHE_SLOTS, sizeof(*s->cache));
 }
 
-void store_run_cache_release(struct store *s)
+void store_run_cache_release(struct sqlite_store *s)
 {
     if (s->cache) {
         for (size_t i = 0; i < RUN_CACHE_SLOTS; i++)
@@ -192,7 +192,7 @@ void store_run_cache_release(struct store *s)
 }
 
 /* FNV-1a of the run id. */
-static struct run_cache_slot *cache_slot(struct store *s, const char *run_id)
+static struct run_cache_slot *cache_slot(struct sqlite_store *s, const char *run_id)
 {
     uint32_t h = 2166136261u;
 
@@ -203,7 +203,7 @@ static struct run_cache_slot *cache_slot(struct store *s, const char *run_id)
 
 /* A copy of run_id's cached JSON into *out (owned), or false. *out_gen gets
  * the slot's generation either way, for cache_put. */
-static bool cache_get(struct store *s, const char *run_id, char **out, uint64_t *out_gen)
+static bool cache_get(struct sqlite_store *s, const char *run_id, char **out, uint64_t *out_gen)
 {
     struct run_cache_slot *e = cache_slot(s, run_id);
     bool hit;
@@ -221,7 +221,7 @@ static bool cache_get(struct store *s, const char *run_id, char **out, uint64_t 
 
 /* Keeps a copy of json as run_id's, unless the slot was invalidated since
  * gen was read (the run may have changed after it was read). */
-static void cache_put(struct store *s, const char *run_id, const char *json, uint64_t gen)
+static void cache_put(struct sqlite_store *s, const char *run_id, const char *json, uint64_t gen)
 {
     struct run_cache_slot *e = cache_slot(s, run_id);
     size_t len = strlen(json);
@@ -245,7 +245,7 @@ static void cache_put(struct store *s, const char *run_id, const char *json, uin
 
 /* Drops the cached JSON of run_id, if any, and keeps a reader that read the
  * run before this call from caching what it read. */
-static void run_forget(struct store *s, const char *run_id)
+static void run_forget(struct sqlite_store *s, const char *run_id)
 {
     struct run_cache_slot *e = cache_slot(s, run_id);
     char *old = NULL;
@@ -261,7 +261,7 @@ static void run_forget(struct store *s, const char *run_id)
     free(old);
 }
 
-void store_run_forget_at_commit(struct store *s, const char *run_id)
+void store_run_forget_at_commit(struct sqlite_store *s, const char *run_id)
 {
     if (s->n_unfinished == s->cap_unfinished) {
         s->cap_unfinished = s->cap_unfinished ? s->cap_unfinished * 2 : 8;
@@ -270,7 +270,7 @@ void store_run_forget_at_commit(struct store *s, const char *run_id)
     snprintf(s->unfinished[s->n_unfinished++], ID_MAX, "%s", run_id);
 }
 
-void store_run_forget_pending(struct store *s, bool committed)
+void store_run_forget_pending(struct sqlite_store *s, bool committed)
 {
     for (size_t i = 0; committed && i < s->n_unfinished; i++)
         run_forget(s, s->unfinished[i]);
@@ -279,13 +279,15 @@ void store_run_forget_pending(struct store *s, bool committed)
 
 static bool run_is_finished(const json_t *run)
 {
-    const char *status = json_string_value(json_object_get(run, "status"));
+    enum run_status st;
 
-    return status && store_run_status_is_finished(status);
+    return run_status_parse(json_string_value(json_object_get(run, "status")), &st) &&
+           run_status_is_final(st);
 }
 
-durable_code store_run_json(struct store *s, const char *run_id, char **out, durable_error *err)
+durable_code sqlite_run_json(struct store *base, const char *run_id, char **out, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c = NULL;
     json_t *run = NULL;
     uint64_t gen = 0;
@@ -366,9 +368,10 @@ static durable_code events_json_locked(struct conn *c, const char *run_id, int64
     return rc;
 }
 
-durable_code store_events_json(struct store *s, const char *run_id, int64_t after_seq, char **out,
-                               durable_error *err)
+durable_code sqlite_events_json(struct store *base, const char *run_id, int64_t after_seq,
+                                char **out, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     json_t *events = json_array();
     durable_code rc;
@@ -397,8 +400,10 @@ static json_t *order_row_json(sqlite3_stmt *st)
     return order;
 }
 
-durable_code store_order_json(struct store *s, const char *order_id, char **out, durable_error *err)
+durable_code sqlite_order_json(struct store *base, const char *order_id, char **out,
+                               durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     sqlite3_stmt *st = NULL;
     bool has_row = false;
@@ -423,15 +428,15 @@ durable_code store_order_json(struct store *s, const char *order_id, char **out,
 
 /* ---- workflows ---- */
 
-durable_code store_workflow_json(struct store *s, const char *id_or_name, char **out,
-                                 durable_error *err)
+durable_code sqlite_workflow_json(struct store *base, const char *id_or_name, char **out,
+                                  durable_error *err)
 {
     struct workflow_record w = { .version = 0 };
     json_t *doc = NULL;
     json_t *definition = NULL;
     json_error_t jerr;
     char created[32];
-    durable_code rc = store_workflow_get(s, id_or_name, &w, err);
+    durable_code rc = store_workflow_get(base, id_or_name, &w, err);
 
     if (rc != DURABLE_OK)
         goto done;
@@ -502,8 +507,9 @@ static durable_code page_locked(struct conn *c, const struct list_query *q, stru
 }
 
 /* Reads the total and the page in one read transaction, so they agree. */
-static durable_code list_json(struct store *s, const struct list_query *q, struct store_page page,
-                              char **out, int64_t *out_total, durable_error *err)
+static durable_code list_json(struct sqlite_store *s, const struct list_query *q,
+                              struct store_page page, char **out, int64_t *out_total,
+                              durable_error *err)
 {
     struct conn *c;
     json_t *list = json_array();
@@ -540,10 +546,11 @@ static durable_code run_list_row(sqlite3_stmt *st, json_t *list, durable_error *
     return rc;
 }
 
-durable_code store_runs_list(struct store *s, const char *status, const char *workflow,
-                             struct store_page page, char **out, int64_t *out_total,
-                             durable_error *err)
+durable_code sqlite_runs_list(struct store *base, const char *status, const char *workflow,
+                              struct store_page page, char **out, int64_t *out_total,
+                              durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     /* Indexed by (status given) + 2 * (workflow given). */
     static const struct list_query variants[4] = {
         { ST_RUNS_LIST, ST_RUNS_COUNT, "", NULL, NULL, run_list_row },
@@ -552,8 +559,9 @@ durable_code store_runs_list(struct store *s, const char *status, const char *wo
         { ST_RUNS_LIST_STATUS_WF, ST_RUNS_COUNT_STATUS_WF, "ss", NULL, NULL, run_list_row },
     };
     struct list_query q;
+    enum run_status st;
 
-    if (status && !store_run_status_static(status))
+    if (status && !run_status_parse(status, &st))
         return err_set(err, DURABLE_EINVAL, "unknown run status \"%s\"", status);
     q = variants[(status ? 1 : 0) + (workflow ? 2 : 0)];
     q.arg1 = status;
@@ -578,9 +586,10 @@ static durable_code workflow_list_row(sqlite3_stmt *st, json_t *list, durable_er
     return DURABLE_OK;
 }
 
-durable_code store_workflows_list(struct store *s, struct store_page page, char **out,
-                                  int64_t *out_total, durable_error *err)
+durable_code sqlite_workflows_list(struct store *base, struct store_page page, char **out,
+                                   int64_t *out_total, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     static const struct list_query q = {
         ST_WF_LIST, ST_WF_COUNT, "", NULL, NULL, workflow_list_row
     };
@@ -595,9 +604,10 @@ static durable_code order_list_row(sqlite3_stmt *st, json_t *list, durable_error
     return DURABLE_OK;
 }
 
-durable_code store_orders_list(struct store *s, struct store_page page, char **out,
-                               int64_t *out_total, durable_error *err)
+durable_code sqlite_orders_list(struct store *base, struct store_page page, char **out,
+                                int64_t *out_total, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     static const struct list_query q = { ST_ORDERS_LIST, ST_ORDERS_COUNT, "", NULL,
                                          NULL,           order_list_row };
 
@@ -606,9 +616,10 @@ durable_code store_orders_list(struct store *s, struct store_page page, char **o
 
 /* ---- every run's events ---- */
 
-durable_code store_events_since(struct store *s, int64_t after_gid, int limit, char **out,
-                                durable_error *err)
+durable_code sqlite_events_since(struct store *base, int64_t after_gid, int limit, char **out,
+                                 durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     sqlite3_stmt *st = NULL;
     json_t *events = json_array();

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store_int.h"
+#include "store/sqlite/sqlite_int.h"
 
 /* ---- schema ---- */
 
@@ -99,7 +99,7 @@ static const char *const migrations[] = {
     "ALTER TABLE runs DROP COLUMN last_seq;",
 };
 
-int store_schema_version(void)
+int sqlite_schema_version(void)
 {
     return (int)DUR_ARRAY_LEN(migrations);
 }
@@ -498,25 +498,6 @@ void col_copy_id(sqlite3_stmt *st, int col, char out[ID_MAX])
 
 /* ---- statuses ---- */
 
-const char *store_run_status_static(const char *s)
-{
-    static const char *const all[] = { RUN_PENDING,   RUN_RUNNING, RUN_WAITING,
-                                       RUN_COMPLETED, RUN_FAILED,  RUN_CANCELLED };
-    size_t i;
-
-    for (i = 0; s && i < DUR_ARRAY_LEN(all); i++) {
-        if (strcmp(s, all[i]) == 0)
-            return all[i];
-    }
-    return NULL;
-}
-
-bool store_run_status_is_finished(const char *status)
-{
-    return strcmp(status, RUN_COMPLETED) == 0 || strcmp(status, RUN_FAILED) == 0 ||
-           strcmp(status, RUN_CANCELLED) == 0;
-}
-
 /* ---- opening ---- */
 
 /* Runs a PRAGMA (a constant text) and copies its first result into out. */
@@ -632,7 +613,7 @@ static int write_version(sqlite3 *db, int version)
 /* Brings the schema to store_schema_version() in one transaction. */
 static durable_code migrate(sqlite3 *db, const char *path, durable_error *err)
 {
-    int known = store_schema_version();
+    int known = sqlite_schema_version();
     int version = 0;
     int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     durable_code code = DURABLE_OK;
@@ -666,15 +647,18 @@ done:
     return code;
 }
 
-durable_code store_open(const char *path, durable_durability durability, struct store **out,
-                        durable_error *err)
+/* location is a path or "sqlite:PATH" (store.c chose this backend for it). */
+durable_code sqlite_open(const char *location, durable_durability durability, struct store **out,
+                         durable_error *err)
 {
-    struct store *s = xcalloc(1, sizeof(*s));
+    const char *path = strncmp(location, "sqlite:", 7) == 0 ? location + 7 : location;
+    struct sqlite_store *s = xcalloc(1, sizeof(*s));
     durable_code rc;
 
     *out = NULL;
     s->path = xstrdup(path);
     s->durability = durability;
+    s->base.ops = &sqlite_store_ops;
     s->max_open = STORE_READERS;
     pthread_mutex_init(&s->read_mu, NULL);
     pthread_cond_init(&s->read_cond, NULL);
@@ -687,16 +671,17 @@ durable_code store_open(const char *path, durable_durability durability, struct 
         rc = conn_open(&s->readers[0], path, durability, true, err);
     s->n_open = 1;
     if (rc != DURABLE_OK) {
-        store_close(s);
+        sqlite_close(&s->base);
         return rc;
     }
     s->idle[s->n_idle++] = &s->readers[0];
-    *out = s;
+    *out = &s->base;
     return DURABLE_OK;
 }
 
-void store_close(struct store *s)
+void sqlite_close(struct store *base)
 {
+    struct sqlite_store *s = sqlite_of(base);
     if (!s)
         return;
     for (size_t i = 0; i < s->n_open; i++)
@@ -712,7 +697,7 @@ void store_close(struct store *s)
 /* ---- the read pool ---- */
 
 /* Opens readers[i], reserved by the caller. False (logged) if it fails. */
-static bool reader_open(struct store *s, size_t i)
+static bool reader_open(struct sqlite_store *s, size_t i)
 {
     durable_error err = { 0 };
 
@@ -723,7 +708,7 @@ static bool reader_open(struct store *s, size_t i)
     return false;
 }
 
-struct conn *store_reader_take(struct store *s)
+struct conn *store_reader_take(struct sqlite_store *s)
 {
     struct conn *c = NULL;
     size_t i;
@@ -753,7 +738,7 @@ struct conn *store_reader_take(struct store *s)
     return c;
 }
 
-void store_reader_put(struct store *s, struct conn *c)
+void store_reader_put(struct sqlite_store *s, struct conn *c)
 {
     pthread_mutex_lock(&s->read_mu);
     DUR_ASSERT(s->n_idle < STORE_READERS);
@@ -762,8 +747,9 @@ void store_reader_put(struct store *s, struct conn *c)
     pthread_mutex_unlock(&s->read_mu);
 }
 
-durable_code store_synchronous(struct store *s, int *out_level, durable_error *err)
+durable_code sqlite_synchronous(struct store *base, int *out_level, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     sqlite3_stmt *st = NULL;
     bool has_row = false;
     durable_code rc;
@@ -791,19 +777,10 @@ void store_read_end(struct conn *c)
         log_error("could not end a read: %s", sqlite3_errmsg(c->db));
 }
 
-int store_clamp_limit(int limit, int dflt, int max)
-{
-    if (limit == 0)
-        limit = dflt;
-    if (limit < 1)
-        return 1;
-    return limit > max ? max : limit;
-}
-
 /* ---- transactions (writer thread) ---- */
 
 /* The largest global event id in the database, into s->last_gid. */
-static durable_code read_last_gid(struct store *s, durable_error *err)
+static durable_code read_last_gid(struct sqlite_store *s, durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
@@ -817,13 +794,14 @@ static durable_code read_last_gid(struct store *s, durable_error *err)
     return rc;
 }
 
-void store_seq_forget(struct store *s)
+void store_seq_forget(struct sqlite_store *s)
 {
     s->seq_run[0] = '\0';
 }
 
-durable_code store_tx_begin(struct store *s, durable_error *err)
+durable_code sqlite_tx_begin(struct store *base, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     durable_code rc = stmt_exec(&s->w, ST_BEGIN, err, "");
 
     store_seq_forget(s);
@@ -833,13 +811,14 @@ durable_code store_tx_begin(struct store *s, durable_error *err)
     if (rc == DURABLE_OK) {
         rc = read_last_gid(s, err);
         if (rc != DURABLE_OK)
-            store_tx_rollback(s);
+            sqlite_tx_rollback(&s->base);
     }
     return rc;
 }
 
-durable_code store_tx_commit(struct store *s, durable_error *err)
+durable_code sqlite_tx_commit(struct store *base, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     durable_code rc = stmt_exec(&s->w, ST_COMMIT, err, "");
 
     /* On failure the caller rolls back, which drops the list. */
@@ -848,8 +827,9 @@ durable_code store_tx_commit(struct store *s, durable_error *err)
     return rc;
 }
 
-void store_tx_rollback(struct store *s)
+void sqlite_tx_rollback(struct store *base)
 {
+    struct sqlite_store *s = sqlite_of(base);
     store_seq_forget(s);
     store_run_forget_pending(s, false);
     /* After some errors SQLite has already rolled back on its own. */
@@ -861,27 +841,7 @@ void store_tx_rollback(struct store *s)
 
 /* ---- events ---- */
 
-/* Adds an event to ev; takes ownership of data_json. */
-static void event_push(struct store_events *ev, const struct event_key *k, int64_t seq, int64_t gid,
-                       const char *type, char *data_json)
-{
-    struct store_event *e;
-
-    if (ev->n == ev->cap) {
-        ev->cap = ev->cap ? ev->cap * 2 : 16;
-        ev->items = xrealloc(ev->items, ev->cap * sizeof(*ev->items));
-    }
-    e = &ev->items[ev->n++];
-    snprintf(e->run_id, sizeof(e->run_id), "%s", k->run_id);
-    snprintf(e->type, sizeof(e->type), "%s", type);
-    e->seq = seq;
-    e->global_id = gid;
-    e->step_id = k->step_id ? xstrdup(k->step_id) : NULL;
-    e->at_ms = k->at_ms;
-    e->data_json = data_json;
-}
-
-durable_code store_event_append(struct store *s, struct store_events *events,
+durable_code store_event_append(struct sqlite_store *s, struct store_events *events,
                                 const struct event_key *k, const char *type, json_t *data,
                                 durable_error *err)
 {
@@ -893,7 +853,7 @@ durable_code store_event_append(struct store *s, struct store_events *events,
     return store_event_append_text(s, events, k, type, text, err);
 }
 
-durable_code store_event_append_text(struct store *s, struct store_events *events,
+durable_code store_event_append_text(struct sqlite_store *s, struct store_events *events,
                                      const struct event_key *k, const char *type, char *text,
                                      durable_error *err)
 {
@@ -927,33 +887,40 @@ durable_code store_event_append_text(struct store *s, struct store_events *event
         store_seq_forget(s);
     }
     if (rc == DURABLE_OK && events) {
-        event_push(events, k, seq, s->last_gid, type, text);
+        store_events_push(events, k, seq, s->last_gid, type, text);
         text = NULL;
     }
     free(text);
     return rc;
 }
 
-void store_events_truncate(struct store_events *ev, size_t n)
-{
-    while (ev->n > n) {
-        struct store_event *e = &ev->items[--ev->n];
-        free(e->step_id);
-        free(e->data_json);
-        e->step_id = NULL;
-        e->data_json = NULL;
-    }
-}
-
-void store_events_clear(struct store_events *ev)
-{
-    store_events_truncate(ev, 0);
-}
-
-void store_events_release(struct store_events *ev)
-{
-    store_events_clear(ev);
-    free(ev->items);
-    ev->items = NULL;
-    ev->cap = 0;
-}
+const struct store_ops sqlite_store_ops = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .schema_version = sqlite_schema_version,
+    .synchronous = sqlite_synchronous,
+    .tx_begin = sqlite_tx_begin,
+    .tx_commit = sqlite_tx_commit,
+    .tx_rollback = sqlite_tx_rollback,
+    .apply = sqlite_apply,
+    .apply_batch = NULL,
+    .workflow_get = sqlite_workflow_get,
+    .run_load = sqlite_run_load,
+    .runs_unfinished = sqlite_runs_unfinished,
+    .run_find_by_key = sqlite_run_find_by_key,
+    .run_status = sqlite_run_status,
+    .run_json = sqlite_run_json,
+    .events_json = sqlite_events_json,
+    .order_json = sqlite_order_json,
+    .workflow_json = sqlite_workflow_json,
+    .runs_list = sqlite_runs_list,
+    .workflows_list = sqlite_workflows_list,
+    .orders_list = sqlite_orders_list,
+    .events_since = sqlite_events_since,
+    .snapshot_json = sqlite_snapshot_json,
+    .count_runs = sqlite_count_runs,
+    .count_steps = sqlite_count_steps,
+    .ping = sqlite_ping,
+    .cluster = NULL,
+};

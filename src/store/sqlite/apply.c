@@ -21,36 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store_int.h"
-
-/* Which step statuses each step transition accepts, and whether the result
- * must come from the current attempt (a late or duplicate result must not). */
-struct step_guard {
-    const char *verb;
-    const char *allowed[4];
-    enum transition_kind kind;
-    bool check_attempt;
-};
-
-static const struct step_guard step_guards[] = {
-    { "start", { STEP_S_PENDING, STEP_S_RETRYING, STEP_S_RUNNING, NULL }, TR_STEP_START, false },
-    { "complete", { STEP_S_RUNNING, STEP_S_WAITING, NULL }, TR_STEP_COMPLETE, true },
-    { "retry", { STEP_S_RUNNING, STEP_S_WAITING, NULL }, TR_STEP_RETRY, true },
-    { "fail", { STEP_S_RUNNING, STEP_S_WAITING, NULL }, TR_STEP_FAIL, true },
-    { "skip", { STEP_S_PENDING, NULL }, TR_STEP_SKIP, false },
-    { "wait", { STEP_S_RUNNING, NULL }, TR_STEP_WAIT, true },
-};
-
-static const struct step_guard *find_step_guard(enum transition_kind kind)
-{
-    size_t i;
-
-    for (i = 0; i < DUR_ARRAY_LEN(step_guards); i++) {
-        if (step_guards[i].kind == kind)
-            return &step_guards[i];
-    }
-    return NULL;
-}
+#include "store/sqlite/sqlite_int.h"
 
 static durable_code require(const char *value, const char *field, durable_error *err)
 {
@@ -76,7 +47,7 @@ static durable_code parse_json(const char *text, const char *dflt, json_t **out,
 }
 
 /* Whether a row exists for key with statement id (a SELECT 1 ... = ?1). */
-static durable_code row_exists(struct store *s, enum stmt_id id, const char *key, bool *out,
+static durable_code row_exists(struct sqlite_store *s, enum stmt_id id, const char *key, bool *out,
                                durable_error *err)
 {
     sqlite3_stmt *st = NULL;
@@ -90,41 +61,21 @@ static durable_code row_exists(struct store *s, enum stmt_id id, const char *key
 
 /* The run must exist and be unfinished, or, for a retry (need_failed),
  * have failed. */
-static durable_code guard_run(struct store *s, const char *run_id, bool need_failed,
+static durable_code guard_run(struct sqlite_store *s, const char *run_id, bool need_failed,
                               durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
-    const char *status;
     durable_code rc = stmt_get(&s->w, ST_RUN_GUARD, &st, err, "s", run_id);
 
     if (rc == DURABLE_OK)
         rc = stmt_step(st, &has_row, err);
     if (rc == DURABLE_OK && !has_row)
         rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
-    if (rc == DURABLE_OK) {
-        status = col_text(st, 0);
-        status = status ? status : "";
-        if (need_failed && strcmp(status, RUN_FAILED) != 0) {
-            rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a failed run can be retried",
-                         run_id, status);
-        } else if (!need_failed && store_run_status_is_finished(status)) {
-            rc = err_set(err, DURABLE_ECONFLICT, "run \"%s\" is already %s", run_id, status);
-        }
-    }
+    if (rc == DURABLE_OK)
+        rc = store_guard_run(run_id, col_text(st, 0), need_failed, err);
     stmt_release(st);
     return rc;
-}
-
-static bool status_allowed(const struct step_guard *g, const char *status)
-{
-    size_t i;
-
-    for (i = 0; g->allowed[i]; i++) {
-        if (strcmp(g->allowed[i], status) == 0)
-            return true;
-    }
-    return false;
 }
 
 /* A step transition's guard: the run must exist and be unfinished, the step
@@ -132,13 +83,12 @@ static bool status_allowed(const struct step_guard *g, const char *status)
  * Reads both in one statement, and remembers the run's last event seq for
  * the events that follow. OUT *out_order_id (may be NULL): the run's order,
  * owned, or NULL. */
-static durable_code guard_step(struct store *s, const struct transition *t,
+static durable_code guard_step(struct sqlite_store *s, const struct transition *t,
                                const struct step_guard *g, char **out_order_id, durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
-    const char *run_status, *status;
-    int attempt;
+    struct guard_row row;
     durable_code rc = stmt_get(&s->w, ST_RUN_STEP_GUARD, &st, err, "ss", t->run_id, t->step_id);
 
     if (rc == DURABLE_OK)
@@ -147,23 +97,10 @@ static durable_code guard_step(struct store *s, const struct transition *t,
         rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", t->run_id);
     if (rc != DURABLE_OK)
         goto done;
-    run_status = col_text(st, 0);
-    run_status = run_status ? run_status : "";
-    status = col_text(st, 3);
-    attempt = sqlite3_column_int(st, 4);
-    if (store_run_status_is_finished(run_status)) {
-        rc = err_set(err, DURABLE_ECONFLICT, "run \"%s\" is already %s", t->run_id, run_status);
-    } else if (!status) {
-        rc = err_set(err, DURABLE_ENOTFOUND, "step \"%s\" not found in run \"%s\"", t->step_id,
-                     t->run_id);
-    } else if (!status_allowed(g, status)) {
-        rc = err_set(err, DURABLE_ECONFLICT, "cannot %s step \"%s\": it is %s", g->verb, t->step_id,
-                     status);
-    } else if (g->check_attempt && attempt != t->attempt) {
-        rc = err_set(err, DURABLE_ECONFLICT,
-                     "cannot %s step \"%s\": attempt %d is not the current attempt %d", g->verb,
-                     t->step_id, t->attempt, attempt);
-    }
+    row.run_status = col_text(st, 0);
+    row.step_status = col_text(st, 3);
+    row.attempt = sqlite3_column_int(st, 4);
+    rc = store_guard_step(g, t, &row, err);
     if (rc == DURABLE_OK) {
         if (out_order_id)
             *out_order_id = col_strdup(st, 1);
@@ -176,8 +113,9 @@ done:
 }
 
 /* Appends an event of t's step, or of t's run for the run kinds. */
-static durable_code emit(struct store *s, const struct transition *t, struct store_events *ev,
-                         const char *type, json_t *data, durable_error *err)
+static durable_code emit(struct sqlite_store *s, const struct transition *t,
+                         struct store_events *ev, const char *type, json_t *data,
+                         durable_error *err)
 {
     bool is_step = (t->kind >= TR_STEP_START && t->kind <= TR_STEP_SKIP) ||
                    t->kind == TR_STEP_WAIT || t->kind == TR_STEP_DECIDE;
@@ -189,13 +127,13 @@ static durable_code emit(struct store *s, const struct transition *t, struct sto
 /* ---- step transitions ---- */
 
 /* The run's status from its steps' (see store.h). */
-static durable_code run_recompute(struct store *s, const char *run_id, durable_error *err)
+static durable_code run_recompute(struct sqlite_store *s, const char *run_id, durable_error *err)
 {
     return stmt_exec(&s->w, ST_RUN_RECOMPUTE, err, "s", run_id);
 }
 
 /* step_started, and the run running (from the attempt's START). */
-static durable_code step_started(struct store *s, const struct transition *t,
+static durable_code step_started(struct sqlite_store *s, const struct transition *t,
                                  struct store_events *ev, durable_error *err)
 {
     json_t *data = json_pack("{s:i, s:s++}", "attempt", t->attempt, "idempotency_key", t->run_id,
@@ -209,7 +147,7 @@ static durable_code step_started(struct store *s, const struct transition *t,
 
 /* step_completed, its data built around the output text the engine encoded
  * (or a decision apply_step_decide checked), without parsing it again. */
-static durable_code step_completed(struct store *s, const struct transition *t,
+static durable_code step_completed(struct sqlite_store *s, const struct transition *t,
                                    struct store_events *ev, durable_error *err)
 {
     struct event_key k = { t->run_id, t->step_id, t->at_ms };
@@ -220,8 +158,8 @@ static durable_code step_completed(struct store *s, const struct transition *t,
                                    err);
 }
 
-static durable_code step_start(struct store *s, const struct transition *t, struct store_events *ev,
-                               durable_error *err)
+static durable_code step_start(struct sqlite_store *s, const struct transition *t,
+                               struct store_events *ev, durable_error *err)
 {
     durable_code rc = stmt_exec(&s->w, ST_STEP_START, err, "ssiI", t->run_id, t->step_id,
                                 t->attempt, t->at_ms);
@@ -233,7 +171,7 @@ static durable_code step_start(struct store *s, const struct transition *t, stru
 
 /* An attempt started and completed in one transaction (TR_STEP_COMPLETE
  * with_start): one UPDATE of the step for both, and both events. */
-static durable_code step_start_complete(struct store *s, const struct transition *t,
+static durable_code step_start_complete(struct sqlite_store *s, const struct transition *t,
                                         struct store_events *ev, durable_error *err)
 {
     durable_code rc = DURABLE_OK;
@@ -252,7 +190,7 @@ static durable_code step_start_complete(struct store *s, const struct transition
 }
 
 /* Releases the action's savepoint, first rolling back to it if rc failed. */
-static durable_code savepoint_end(struct store *s, durable_code rc, durable_error *err)
+static durable_code savepoint_end(struct sqlite_store *s, durable_code rc, durable_error *err)
 {
     durable_code rc2 = DURABLE_OK;
 
@@ -263,8 +201,8 @@ static durable_code savepoint_end(struct store *s, durable_code rc, durable_erro
     return rc2 != DURABLE_OK ? rc2 : rc;
 }
 
-static durable_code step_complete(struct store *s, const struct transition *t, const char *order_id,
-                                  struct store_events *ev, durable_error *err)
+static durable_code step_complete(struct sqlite_store *s, const struct transition *t,
+                                  const char *order_id, struct store_events *ev, durable_error *err)
 {
     bool in_savepoint = false;
     durable_code rc = DURABLE_OK;
@@ -286,8 +224,8 @@ static durable_code step_complete(struct store *s, const struct transition *t, c
     return rc;
 }
 
-static durable_code step_failed_event(struct store *s, const struct transition *t, bool is_final,
-                                      struct store_events *ev, durable_error *err)
+static durable_code step_failed_event(struct sqlite_store *s, const struct transition *t,
+                                      bool is_final, struct store_events *ev, durable_error *err)
 {
     json_t *data = json_pack("{s:i, s:s?, s:s?, s:b}", "attempt", t->attempt, "error",
                              t->error_message, "code", t->error_code, "final", is_final);
@@ -295,8 +233,8 @@ static durable_code step_failed_event(struct store *s, const struct transition *
     return emit(s, t, ev, "step_failed", data, err);
 }
 
-static durable_code step_retry(struct store *s, const struct transition *t, struct store_events *ev,
-                               durable_error *err)
+static durable_code step_retry(struct sqlite_store *s, const struct transition *t,
+                               struct store_events *ev, durable_error *err)
 {
     char wake[32];
     json_t *data;
@@ -314,8 +252,8 @@ static durable_code step_retry(struct store *s, const struct transition *t, stru
     return rc;
 }
 
-static durable_code step_fail(struct store *s, const struct transition *t, struct store_events *ev,
-                              durable_error *err)
+static durable_code step_fail(struct sqlite_store *s, const struct transition *t,
+                              struct store_events *ev, durable_error *err)
 {
     durable_code rc = stmt_exec(&s->w, ST_STEP_FAIL, err, "ssIss", t->run_id, t->step_id, t->at_ms,
                                 t->error_message, t->error_code);
@@ -325,8 +263,8 @@ static durable_code step_fail(struct store *s, const struct transition *t, struc
     return rc;
 }
 
-static durable_code step_skip(struct store *s, const struct transition *t, struct store_events *ev,
-                              durable_error *err)
+static durable_code step_skip(struct sqlite_store *s, const struct transition *t,
+                              struct store_events *ev, durable_error *err)
 {
     durable_code rc = stmt_exec(&s->w, ST_STEP_SKIP, err, "ssI", t->run_id, t->step_id, t->at_ms);
 
@@ -336,8 +274,8 @@ static durable_code step_skip(struct store *s, const struct transition *t, struc
     return rc;
 }
 
-static durable_code step_wait(struct store *s, const struct transition *t, struct store_events *ev,
-                              durable_error *err)
+static durable_code step_wait(struct sqlite_store *s, const struct transition *t,
+                              struct store_events *ev, durable_error *err)
 {
     json_t *data = NULL;
     char wake[32];
@@ -361,10 +299,10 @@ static durable_code step_wait(struct store *s, const struct transition *t, struc
 }
 
 /* Guards, applies a STEP_* transition, then recomputes the run's status. */
-static durable_code apply_step(struct store *s, const struct transition *t, struct store_events *ev,
-                               durable_error *err)
+static durable_code apply_step(struct sqlite_store *s, const struct transition *t,
+                               struct store_events *ev, durable_error *err)
 {
-    const struct step_guard *g = find_step_guard(t->with_start ? TR_STEP_START : t->kind);
+    const struct step_guard *g = store_step_guard(t->with_start ? TR_STEP_START : t->kind);
     char *order_id = NULL;
     durable_code rc = require(t->step_id, "step_id", err);
 
@@ -404,12 +342,13 @@ static durable_code apply_step(struct store *s, const struct transition *t, stru
 
 /* The step must be an approval waiting for a decision (of attempt
  * t->attempt unless 0). OUT *out_attempt: its current attempt. */
-static durable_code guard_decide(struct store *s, const struct transition *t, int *out_attempt,
-                                 durable_error *err)
+static durable_code guard_decide(struct sqlite_store *s, const struct transition *t,
+                                 int *out_attempt, durable_error *err)
 {
     sqlite3_stmt *st = NULL;
     bool has_row = false;
     const char *status, *type;
+    enum step_status st_status = STEP_S_PENDING;
     durable_code rc = stmt_get(&s->w, ST_STEP_DECIDE_GUARD, &st, err, "ss", t->run_id, t->step_id);
 
     if (rc == DURABLE_OK)
@@ -424,7 +363,7 @@ static durable_code guard_decide(struct store *s, const struct transition *t, in
         *out_attempt = sqlite3_column_int(st, 1);
         if (!type || strcmp(type, "approval") != 0) {
             rc = err_set(err, DURABLE_ECONFLICT, "step \"%s\" is not an approval step", t->step_id);
-        } else if (!status || strcmp(status, STEP_S_WAITING) != 0) {
+        } else if (!step_status_parse(status, &st_status) || st_status != STEP_S_WAITING) {
             rc = err_set(err, DURABLE_ECONFLICT,
                          "step \"%s\" is not waiting for a decision: it is %s", t->step_id,
                          status ? status : "unknown");
@@ -439,7 +378,7 @@ static durable_code guard_decide(struct store *s, const struct transition *t, in
 }
 
 /* A decision on an approval step: approval_decided, then the completion. */
-static durable_code apply_step_decide(struct store *s, const struct transition *t,
+static durable_code apply_step_decide(struct sqlite_store *s, const struct transition *t,
                                       struct store_events *ev, durable_error *err)
 {
     struct transition done = *t;
@@ -471,26 +410,26 @@ static durable_code apply_step_decide(struct store *s, const struct transition *
 
 /* ---- run transitions ---- */
 
-static json_t *run_finish_data(const struct transition *t, const char *status, json_t *output)
+static json_t *run_finish_data(const struct transition *t, json_t *output)
 {
-    if (strcmp(status, RUN_COMPLETED) == 0)
+    if (t->run_status == RUN_COMPLETED)
         return json_pack("{s:O}", "output", output);
-    if (strcmp(status, RUN_FAILED) == 0)
+    if (t->run_status == RUN_FAILED)
         return json_pack("{s:s?}", "error", t->error_message);
     return json_object();
 }
 
-static durable_code apply_run_finish(struct store *s, const struct transition *t,
+static durable_code apply_run_finish(struct sqlite_store *s, const struct transition *t,
                                      struct store_events *ev, durable_error *err)
 {
-    const char *status = store_run_status_static(t->run_status);
+    const char *status = run_status_name(t->run_status);
     json_t *output = NULL;
     char type[32];
     durable_code rc;
 
-    if (!status || !store_run_status_is_finished(status)) {
+    if (!run_status_is_final(t->run_status)) {
         return err_set(err, DURABLE_EINVAL, "cannot finish run \"%s\" as \"%s\"", t->run_id,
-                       t->run_status ? t->run_status : "(null)");
+                       status);
     }
     rc = parse_json(t->output_json, NULL, &output, "run output", err);
     if (rc == DURABLE_OK)
@@ -504,7 +443,7 @@ static durable_code apply_run_finish(struct store *s, const struct transition *t
     }
     if (rc == DURABLE_OK) {
         snprintf(type, sizeof(type), "run_%s", status);
-        rc = emit(s, t, ev, type, run_finish_data(t, status, output), err);
+        rc = emit(s, t, ev, type, run_finish_data(t, output), err);
     }
     json_decref(output);
     return rc;
@@ -516,12 +455,10 @@ static durable_code apply_run_finish(struct store *s, const struct transition *t
  * the first is written; a single step's UPDATE is its own guard (it
  * changes no row unless the step is running), which saves a read per run
  * at recovery. */
-static durable_code restart_steps(struct store *s, const struct transition *t, json_t *steps,
+static durable_code restart_steps(struct sqlite_store *s, const struct transition *t, json_t *steps,
                                   durable_error *err)
 {
-    static const struct step_guard g = {
-        "restart", { STEP_S_RUNNING, NULL }, TR_RUN_RECOVERED, false
-    };
+    const struct step_guard *g = store_step_guard(TR_RUN_RECOVERED);
     struct transition st = *t;
     durable_code rc = DURABLE_OK;
     size_t k, n = json_array_size(steps);
@@ -531,13 +468,13 @@ static durable_code restart_steps(struct store *s, const struct transition *t, j
         if (!st.step_id)
             rc = err_set(err, DURABLE_EINVAL, "recovered steps must be step ids");
         else if (n > 1)
-            rc = guard_step(s, &st, &g, NULL, err);
+            rc = guard_step(s, &st, g, NULL, err);
     }
     for (k = 0; rc == DURABLE_OK && k < n; k++) {
         st.step_id = json_string_value(json_array_get(steps, k));
         rc = stmt_exec(&s->w, ST_STEP_RESTART, err, "ssI", t->run_id, st.step_id, t->at_ms);
         if (rc == DURABLE_OK && sqlite3_changes(s->w.db) == 0) {
-            rc = guard_step(s, &st, &g, NULL, err); /* says why */
+            rc = guard_step(s, &st, g, NULL, err); /* says why */
             if (rc == DURABLE_OK)
                 rc = err_set(err, DURABLE_ECONFLICT, "cannot restart step \"%s\"", st.step_id);
         }
@@ -550,7 +487,7 @@ static durable_code restart_steps(struct store *s, const struct transition *t, j
  * is one transition. A finished run is refused: by its steps, which are no
  * longer running once it has finished (TR_RUN_FINISH cancels them), or by
  * reading the run when no step is listed. */
-static durable_code apply_run_recovered(struct store *s, const struct transition *t,
+static durable_code apply_run_recovered(struct sqlite_store *s, const struct transition *t,
                                         struct store_events *ev, durable_error *err)
 {
     json_t *steps = NULL;
@@ -571,7 +508,7 @@ static durable_code apply_run_recovered(struct store *s, const struct transition
 
 /* The ids of the run's failed and cancelled steps, in definition order, into
  * the array steps. */
-static durable_code steps_to_retry(struct store *s, const char *run_id, json_t *steps,
+static durable_code steps_to_retry(struct sqlite_store *s, const char *run_id, json_t *steps,
                                    durable_error *err)
 {
     sqlite3_stmt *st = NULL;
@@ -592,7 +529,7 @@ static durable_code steps_to_retry(struct store *s, const char *run_id, json_t *
  * cancelled) steps: they become pending with attempt 0, so their attempts
  * count from 1 again while the history keeps the earlier ones. Completed
  * and skipped steps are kept. */
-static durable_code apply_run_retry(struct store *s, const struct transition *t,
+static durable_code apply_run_retry(struct sqlite_store *s, const struct transition *t,
                                     struct store_events *ev, durable_error *err)
 {
     json_t *steps = json_array();
@@ -611,7 +548,7 @@ static durable_code apply_run_retry(struct store *s, const struct transition *t,
 }
 
 /* The run already started with t's idempotency key, if any. */
-static durable_code run_by_key(struct store *s, const struct transition *t, char out[ID_MAX],
+static durable_code run_by_key(struct sqlite_store *s, const struct transition *t, char out[ID_MAX],
                                bool *out_found, durable_error *err)
 {
     sqlite3_stmt *st = NULL;
@@ -630,7 +567,7 @@ static durable_code run_by_key(struct store *s, const struct transition *t, char
 }
 
 /* The workflow and the order a new run names must exist. */
-static durable_code run_create_check(struct store *s, const struct transition *t,
+static durable_code run_create_check(struct sqlite_store *s, const struct transition *t,
                                      durable_error *err)
 {
     bool found = false;
@@ -653,8 +590,8 @@ static durable_code run_create_check(struct store *s, const struct transition *t
     return rc;
 }
 
-static durable_code run_create_rows(struct store *s, const struct transition *t, const char *run_id,
-                                    const char *input, durable_error *err)
+static durable_code run_create_rows(struct sqlite_store *s, const struct transition *t,
+                                    const char *run_id, const char *input, durable_error *err)
 {
     durable_code rc = stmt_exec(&s->w, ST_RUN_INSERT, err, "sssssIT", run_id, t->workflow_id, input,
                                 t->order_id, t->idempotency_key, t->at_ms, t->deadline_ms);
@@ -668,7 +605,7 @@ static durable_code run_create_rows(struct store *s, const struct transition *t,
     return rc;
 }
 
-static durable_code apply_run_create(struct store *s, const struct transition *t,
+static durable_code apply_run_create(struct sqlite_store *s, const struct transition *t,
                                      struct store_events *ev, struct transition_result *res,
                                      durable_error *err)
 {
@@ -710,7 +647,7 @@ static durable_code apply_run_create(struct store *s, const struct transition *t
 
 /* ---- workflows and orders ---- */
 
-static durable_code apply_workflow_put(struct store *s, const struct transition *t,
+static durable_code apply_workflow_put(struct sqlite_store *s, const struct transition *t,
                                        struct transition_result *res, durable_error *err)
 {
     sqlite3_stmt *st = NULL;
@@ -743,7 +680,7 @@ static durable_code apply_workflow_put(struct store *s, const struct transition 
     return rc;
 }
 
-static durable_code apply_order_create(struct store *s, const struct transition *t,
+static durable_code apply_order_create(struct sqlite_store *s, const struct transition *t,
                                        struct transition_result *res, durable_error *err)
 {
     bool found = false;
@@ -780,9 +717,11 @@ static durable_code check_run_id(const struct transition *t, durable_error *err)
     return DURABLE_OK;
 }
 
-durable_code store_apply(struct store *s, const struct transition *t, struct store_events *events,
-                         struct transition_result *result, durable_error *err)
+durable_code sqlite_apply(struct store *base, const struct transition *t,
+                          struct store_events *events, struct transition_result *result,
+                          durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct transition_result res = { .created = false };
     size_t n0 = events ? events->n : 0;
     int64_t gid0 = s->last_gid;

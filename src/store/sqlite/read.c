@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store_int.h"
+#include "store/sqlite/sqlite_int.h"
 
 /* How many runs (with their steps) store_runs_unfinished reads per page,
  * that is, per read connection taken. */
@@ -31,15 +31,6 @@ static char *col_str(sqlite3_stmt *st, int col)
 }
 
 /* ---- workflows ---- */
-
-void workflow_record_release(struct workflow_record *w)
-{
-    if (!w)
-        return;
-    free(w->name);
-    free(w->definition);
-    memset(w, 0, sizeof(*w));
-}
 
 static durable_code workflow_get_by(struct conn *c, enum stmt_id id, const char *key,
                                     struct workflow_record *out, bool *out_found,
@@ -61,9 +52,10 @@ static durable_code workflow_get_by(struct conn *c, enum stmt_id id, const char 
     return rc;
 }
 
-durable_code store_workflow_get(struct store *s, const char *id_or_name,
-                                struct workflow_record *out, durable_error *err)
+durable_code sqlite_workflow_get(struct store *base, const char *id_or_name,
+                                 struct workflow_record *out, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     struct workflow_record w = { .version = 0 };
     bool found = false;
@@ -88,48 +80,42 @@ durable_code store_workflow_get(struct store *s, const char *id_or_name,
 
 /* ---- runs ---- */
 
-void run_record_release(struct run_record *r)
+/* A stored status no build knows: the database is not one we wrote. */
+static durable_code bad_status(sqlite3_stmt *st, int col, const char *what, durable_error *err)
 {
-    size_t i;
+    const char *text = col_text(st, col);
 
-    if (!r)
-        return;
-    for (i = 0; i < r->n_steps; i++) {
-        free(r->steps[i].step_id);
-        free(r->steps[i].status);
-        free(r->steps[i].output_json);
-    }
-    free(r->steps);
-    free(r->definition);
-    free(r->status);
-    free(r->input_json);
-    free(r->order_id);
-    memset(r, 0, sizeof(*r));
+    return err_set(err, DURABLE_EIO, "%s has an unknown status \"%s\"", what, text ? text : "");
 }
 
-/* Fills sr from the step columns base to base + 5 of the row (step_id,
- * status, attempt, wake_at, started_at, output). */
 /* Fills r (a new record) from the run columns 0-7 of the row. */
-static void run_from_row(sqlite3_stmt *st, struct run_record *r)
+static durable_code run_from_row(sqlite3_stmt *st, struct run_record *r, durable_error *err)
 {
     col_copy_id(st, 0, r->id);
     col_copy_id(st, 1, r->workflow_id);
-    r->status = col_str(st, 2);
+    if (!run_status_parse(col_text(st, 2), &r->status))
+        return bad_status(st, 2, "a run", err);
     r->input_json = col_str(st, 3);
     r->order_id = col_strdup(st, 4);
     r->created_at_ms = sqlite3_column_int64(st, 5);
     r->deadline_ms = sqlite3_column_int64(st, 6);
     r->order_amount = sqlite3_column_double(st, 7);
+    return DURABLE_OK;
 }
 
-static void step_from_row(sqlite3_stmt *st, int base, struct step_record *sr)
+/* Fills sr from the step columns base to base + 5 of the row (step_id,
+ * status, attempt, wake_at, started_at, output). */
+static durable_code step_from_row(sqlite3_stmt *st, int base, struct step_record *sr,
+                                  durable_error *err)
 {
     sr->step_id = col_str(st, base);
-    sr->status = col_str(st, base + 1);
+    if (!step_status_parse(col_text(st, base + 1), &sr->status))
+        return bad_status(st, base + 1, "a step", err);
     sr->attempt = sqlite3_column_int(st, base + 2);
     sr->wake_at_ms = sqlite3_column_int64(st, base + 3);
     sr->started_at_ms = sqlite3_column_int64(st, base + 4);
     sr->output_json = col_strdup(st, base + 5);
+    return DURABLE_OK;
 }
 
 static durable_code steps_load(struct conn *c, const char *run_id, struct run_record *r,
@@ -148,7 +134,7 @@ static durable_code steps_load(struct conn *c, const char *run_id, struct run_re
             cap = cap ? cap * 2 : 8;
             r->steps = xrealloc(r->steps, cap * sizeof(*r->steps));
         }
-        step_from_row(st, 0, &r->steps[r->n_steps++]);
+        rc = step_from_row(st, 0, &r->steps[r->n_steps++], err);
     }
     stmt_release(st);
     return rc;
@@ -169,8 +155,8 @@ static durable_code run_load_locked(struct conn *c, const char *run_id, struct r
     if (rc == DURABLE_OK && !has_row)
         rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
     if (rc == DURABLE_OK) {
-        run_from_row(st, r);
         r->definition = col_str(st, 8);
+        rc = run_from_row(st, r, err);
     }
     stmt_release(st);
     if (rc == DURABLE_OK)
@@ -179,9 +165,10 @@ static durable_code run_load_locked(struct conn *c, const char *run_id, struct r
     return rc;
 }
 
-durable_code store_run_load(struct store *s, const char *run_id, struct run_record *out,
-                            durable_error *err)
+durable_code sqlite_run_load(struct store *base, const char *run_id, struct run_record *out,
+                             durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     struct run_record r = { .n_steps = 0 };
     durable_code rc;
@@ -263,22 +250,23 @@ static void page_clear(struct unfinished_page *p)
 }
 
 /* Adds the row's step (columns 8-13) to r, if the row has one. */
-static void add_step_from_row(sqlite3_stmt *st, struct run_record *r, size_t *cap)
+static durable_code add_step_from_row(sqlite3_stmt *st, struct run_record *r, size_t *cap,
+                                      durable_error *err)
 {
     if (sqlite3_column_type(st, 8) == SQLITE_NULL)
-        return;
+        return DURABLE_OK;
     if (r->n_steps == *cap) {
         *cap = *cap ? *cap * 2 : 4;
         r->steps = xrealloc(r->steps, *cap * sizeof(*r->steps));
     }
-    step_from_row(st, 8, &r->steps[r->n_steps++]);
+    return step_from_row(st, 8, &r->steps[r->n_steps++], err);
 }
 
 /* Reads the next page: up to UNFINISHED_PAGE runs after the cursor with all
  * their steps, in one statement, and moves the cursor past them. Stepping
  * stops at the first row of the run after a full page, which the next page
  * reads again. */
-static durable_code unfinished_page_read(struct store *s, struct wf_defs *defs,
+static durable_code unfinished_page_read(struct sqlite_store *s, struct wf_defs *defs,
                                          struct unfinished_page *p, durable_error *err)
 {
     struct conn *c;
@@ -302,10 +290,12 @@ static durable_code unfinished_page_read(struct store *s, struct wf_defs *defs,
             }
             r = &p->runs[p->n++];
             cap = 0;
-            run_from_row(st, r);
-            rc = wf_defs_get(c, defs, r->workflow_id, &r->definition, err);
+            rc = run_from_row(st, r, err);
+            if (rc == DURABLE_OK)
+                rc = wf_defs_get(c, defs, r->workflow_id, &r->definition, err);
         }
-        add_step_from_row(st, r, &cap);
+        if (rc == DURABLE_OK)
+            rc = add_step_from_row(st, r, &cap, err);
     }
     stmt_release(st); /* before cur_id, bound without a copy, changes */
     store_reader_put(s, c);
@@ -316,10 +306,11 @@ static durable_code unfinished_page_read(struct store *s, struct wf_defs *defs,
     return rc;
 }
 
-durable_code store_runs_unfinished(struct store *s,
-                                   durable_code (*fn)(const struct run_record *r, void *ud),
-                                   void *ud, durable_error *err)
+durable_code sqlite_runs_unfinished(struct store *base,
+                                    durable_code (*fn)(const struct run_record *r, void *ud),
+                                    void *ud, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct unfinished_page p = { .cur_at = INT64_MIN };
     struct wf_defs defs = { NULL, 0 };
     durable_code rc;
@@ -336,9 +327,10 @@ durable_code store_runs_unfinished(struct store *s,
     return rc;
 }
 
-durable_code store_run_find_by_key(struct store *s, const char *workflow_id, const char *key,
-                                   char out_run_id[ID_MAX], bool *out_found, durable_error *err)
+durable_code sqlite_run_find_by_key(struct store *base, const char *workflow_id, const char *key,
+                                    char out_run_id[ID_MAX], bool *out_found, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     sqlite3_stmt *st = NULL;
     bool found = false;
@@ -357,13 +349,14 @@ durable_code store_run_find_by_key(struct store *s, const char *workflow_id, con
     return rc;
 }
 
-durable_code store_run_status(struct store *s, const char *run_id, const char **out_status,
-                              durable_error *err)
+durable_code sqlite_run_status(struct store *base, const char *run_id, enum run_status *out_status,
+                               durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     sqlite3_stmt *st = NULL;
     bool has_row = false;
-    const char *status = NULL;
+    enum run_status status = RUN_PENDING;
     durable_code rc;
 
     c = store_reader_take(s);
@@ -373,8 +366,7 @@ durable_code store_run_status(struct store *s, const char *run_id, const char **
     if (rc == DURABLE_OK && !has_row)
         rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
     if (rc == DURABLE_OK) {
-        status = store_run_status_static(col_text(st, 0));
-        if (!status) {
+        if (!run_status_parse(col_text(st, 0), &status)) {
             rc = err_set(err, DURABLE_EIO, "run \"%s\" has an unknown status \"%s\"", run_id,
                          col_text(st, 0) ? col_text(st, 0) : "");
         }

@@ -1,5 +1,9 @@
 /*
- * store_int.h - private types shared by the files of the SQLite store.
+ * sqlite_int.h - private types shared by the files of the SQLite backend.
+ *
+ * The backend implements store.h's struct store_ops (sqlite_store_ops, in
+ * sqlite.c) over a struct sqlite_store, which embeds struct store first.
+ * Only the files of this folder include sqlite3.h.
  *
  * sqlite.c opens the connections, runs the migrations and owns the statement
  * cache and the small helpers below; apply.c applies transitions on the write
@@ -13,8 +17,8 @@
  * statements, created on first use and reset after every use, so that no
  * statement keeps a read snapshot open between calls.
  */
-#ifndef DURABLE_STORE_STORE_INT_H
-#define DURABLE_STORE_STORE_INT_H
+#ifndef DURABLE_STORE_SQLITE_SQLITE_INT_H
+#define DURABLE_STORE_SQLITE_SQLITE_INT_H
 
 #include "util/common.h"
 
@@ -22,6 +26,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
+#include "store/backend.h"
 #include "store/store.h"
 
 /* Every SQL statement the store runs, cached per connection. */
@@ -124,8 +129,8 @@ struct conn {
  * again, except by a retry: see store_run_forget. Direct-mapped by a hash of
  * the run id; gen counts the invalidations of the slot, so that a reader
  * that read before one does not store what it read after it. */
-#define RUN_CACHE_SLOTS    1024
-#define RUN_CACHE_DOC_MAX  ((size_t)16 * 1024) /* larger documents are not kept */
+#define RUN_CACHE_SLOTS   1024
+#define RUN_CACHE_DOC_MAX ((size_t)16 * 1024) /* larger documents are not kept */
 struct run_cache_slot {
     char id[ID_MAX]; /* "" when empty */
     char *json;      /* owned, or NULL */
@@ -133,23 +138,24 @@ struct run_cache_slot {
     uint64_t gen;
 };
 
-struct store {
+struct sqlite_store {
+    struct store base; /* first: sqlite_of converts */
     char *path;
     durable_durability durability;
     struct conn w; /* writer thread only */
     /* The read pool: a connection is in idle[] or used by the one thread
      * that took it. */
     pthread_mutex_t read_mu;
-    pthread_cond_t read_cond;        /* a connection was given back */
+    pthread_cond_t read_cond; /* a connection was given back */
     struct conn readers[STORE_READERS];
-    struct conn *idle[STORE_READERS]; /* guarded by read_mu */
-    size_t n_idle;                    /* guarded by read_mu */
-    size_t n_open;                    /* guarded by read_mu: readers[0..n_open) opened
-                                         or being opened */
-    size_t max_open;                  /* guarded by read_mu: lowered when one fails to open */
-    pthread_mutex_t cache_mu;         /* a leaf lock */
-    struct run_cache_slot *cache;     /* RUN_CACHE_SLOTS, guarded by cache_mu */
-    char (*unfinished)[ID_MAX];       /* writer thread only: finished runs this */
+    struct conn *idle[STORE_READERS];    /* guarded by read_mu */
+    size_t n_idle;                       /* guarded by read_mu */
+    size_t n_open;                       /* guarded by read_mu: readers[0..n_open) opened
+                                            or being opened */
+    size_t max_open;                     /* guarded by read_mu: lowered when one fails to open */
+    pthread_mutex_t cache_mu;            /* a leaf lock */
+    struct run_cache_slot *cache;        /* RUN_CACHE_SLOTS, guarded by cache_mu */
+    char (*unfinished)[ID_MAX];          /* writer thread only: finished runs this */
     size_t n_unfinished, cap_unfinished; /* transaction makes unfinished (retries) */
     /* Writer thread only: the last global event id given out. Read from
      * the database at every store_tx_begin (under the write lock, so
@@ -165,17 +171,17 @@ struct store {
     int64_t seq_last;
 };
 
-/* Forgets s->seq_run (see struct store). */
-void store_seq_forget(struct store *s);
+/* Forgets s->seq_run (see struct sqlite_store). */
+void store_seq_forget(struct sqlite_store *s);
 
 /* A read connection for the calling thread alone, until store_reader_put.
  * Waits while all STORE_READERS are in use; opens one when none is idle and
  * fewer are open (if that fails, it logs and waits for one of those open).
  * Never fails. */
-struct conn *store_reader_take(struct store *s);
+struct conn *store_reader_take(struct sqlite_store *s);
 /* Gives c back; its statements must have been released and its read
  * transaction ended. */
-void store_reader_put(struct store *s, struct conn *c);
+void store_reader_put(struct sqlite_store *s, struct conn *c);
 
 /*
  * Returns the cached statement id of c, preparing it on first use, reset and
@@ -219,43 +225,87 @@ void store_read_end(struct conn *c);
  * the commit.) A rolled-back transaction forgets nothing. This assumes that
  * no other process retries runs of the same file: only a server does, and
  * it excludes other executors (engine/lock.c). */
-void store_run_cache_init(struct store *s);
-void store_run_cache_release(struct store *s);
-void store_run_forget_at_commit(struct store *s, const char *run_id);
+void store_run_cache_init(struct sqlite_store *s);
+void store_run_cache_release(struct sqlite_store *s);
+void store_run_forget_at_commit(struct sqlite_store *s, const char *run_id);
 /* After COMMIT (committed) or a rollback: applies or drops the list. */
-void store_run_forget_pending(struct store *s, bool committed);
-
-/* Clamps a page size: 0 gives dflt, then into 1..max. */
-int store_clamp_limit(int limit, int dflt, int max);
-
-/* The run status as a static string (RUN_*), or NULL if s is none of them. */
-const char *store_run_status_static(const char *s);
-bool store_run_status_is_finished(const char *status);
-
-/* Where an event belongs: its run, its step (or NULL) and its time. */
-struct event_key {
-    const char *run_id;
-    const char *step_id;
-    int64_t at_ms;
-};
+void store_run_forget_pending(struct sqlite_store *s, bool committed);
 
 /* Appends an event to the run's history with the run's next seq, and to
  * `events` (may be NULL). Takes ownership of data (freed even on error). */
-durable_code store_event_append(struct store *s, struct store_events *events,
+durable_code store_event_append(struct sqlite_store *s, struct store_events *events,
                                 const struct event_key *k, const char *type, json_t *data,
                                 durable_error *err);
 
 /* The same with the data as JSON text (owned, freed even on error). */
-durable_code store_event_append_text(struct store *s, struct store_events *events,
+durable_code store_event_append_text(struct sqlite_store *s, struct store_events *events,
                                      const struct event_key *k, const char *type, char *text,
                                      durable_error *err);
 
-/* Frees the events of `ev` from index n on and truncates it to n. */
-void store_events_truncate(struct store_events *ev, size_t n);
-
 /* Applies a business action (store_builtin_actions) to the run's order
  * inside the caller's savepoint: DURABLE_EACTION if it refuses. */
-durable_code store_action_apply(struct store *s, const struct transition *t, const char *order_id,
-                                struct store_events *events, durable_error *err);
+durable_code store_action_apply(struct sqlite_store *s, const struct transition *t,
+                                const char *order_id, struct store_events *events,
+                                durable_error *err);
+
+/* The SQLite store of a struct store whose ops are sqlite_store_ops. */
+static inline struct sqlite_store *sqlite_of(struct store *s)
+{
+    return (struct sqlite_store *)s;
+}
+
+/* The backend's operations (store.h's contracts; sqlite_store_ops in
+ * sqlite.c lists them), in the files named. */
+/* sqlite.c */
+durable_code sqlite_open(const char *location, durable_durability durability, struct store **out,
+                         durable_error *err);
+void sqlite_close(struct store *base);
+int sqlite_schema_version(void);
+durable_code sqlite_synchronous(struct store *base, int *out_level, durable_error *err);
+durable_code sqlite_tx_begin(struct store *base, durable_error *err);
+durable_code sqlite_tx_commit(struct store *base, durable_error *err);
+void sqlite_tx_rollback(struct store *base);
+/* apply.c */
+durable_code sqlite_apply(struct store *base, const struct transition *t,
+                          struct store_events *events, struct transition_result *result,
+                          durable_error *err);
+/* read.c */
+durable_code sqlite_workflow_get(struct store *base, const char *id_or_name,
+                                 struct workflow_record *out, durable_error *err);
+durable_code sqlite_run_load(struct store *base, const char *run_id, struct run_record *out,
+                             durable_error *err);
+durable_code sqlite_runs_unfinished(struct store *base,
+                                    durable_code (*fn)(const struct run_record *r, void *ud),
+                                    void *ud, durable_error *err);
+durable_code sqlite_run_find_by_key(struct store *base, const char *workflow_id, const char *key,
+                                    char out_run_id[ID_MAX], bool *out_found, durable_error *err);
+durable_code sqlite_run_status(struct store *base, const char *run_id, enum run_status *out_status,
+                               durable_error *err);
+/* json.c */
+durable_code sqlite_run_json(struct store *base, const char *run_id, char **out,
+                             durable_error *err);
+durable_code sqlite_events_json(struct store *base, const char *run_id, int64_t after_seq,
+                                char **out, durable_error *err);
+durable_code sqlite_order_json(struct store *base, const char *order_id, char **out,
+                               durable_error *err);
+durable_code sqlite_workflow_json(struct store *base, const char *id_or_name, char **out,
+                                  durable_error *err);
+durable_code sqlite_runs_list(struct store *base, const char *status, const char *workflow,
+                              struct store_page page, char **out, int64_t *out_total,
+                              durable_error *err);
+durable_code sqlite_workflows_list(struct store *base, struct store_page page, char **out,
+                                   int64_t *out_total, durable_error *err);
+durable_code sqlite_orders_list(struct store *base, struct store_page page, char **out,
+                                int64_t *out_total, durable_error *err);
+durable_code sqlite_events_since(struct store *base, int64_t after_gid, int limit, char **out,
+                                 durable_error *err);
+/* inspect.c */
+durable_code sqlite_snapshot_json(struct store *base, int rows_per_table, char **out,
+                                  durable_error *err);
+durable_code sqlite_count_runs(struct store *base, int64_t out[STORE_N_RUN_STATUSES],
+                               durable_error *err);
+durable_code sqlite_count_steps(struct store *base, int64_t out[STORE_N_STEP_STATUSES],
+                                durable_error *err);
+durable_code sqlite_ping(struct store *base, durable_error *err);
 
 #endif

@@ -16,22 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store_int.h"
+#include "store/sqlite/sqlite_int.h"
 
 #define SNAPSHOT_ROWS_DEFAULT 50
 #define SNAPSHOT_ROWS_MAX     200
-
-const char *const store_run_statuses[] = {
-    RUN_PENDING, RUN_RUNNING, RUN_WAITING, RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, NULL,
-};
-
-const char *const store_step_statuses[] = {
-    STEP_S_PENDING, STEP_S_RUNNING, STEP_S_RETRYING,  STEP_S_WAITING, STEP_S_COMPLETED,
-    STEP_S_FAILED,  STEP_S_SKIPPED, STEP_S_CANCELLED, NULL,
-};
-
-_Static_assert(DUR_ARRAY_LEN(store_run_statuses) == STORE_N_RUN_STATUSES + 1, "run statuses");
-_Static_assert(DUR_ARRAY_LEN(store_step_statuses) == STORE_N_STEP_STATUSES + 1, "step statuses");
 
 /* Every table of the schema, in the order the viewer shows them. */
 static const struct snapshot_table {
@@ -161,9 +149,10 @@ static durable_code snapshot_locked(struct conn *c, int max_rows, json_t *tables
     return rc;
 }
 
-durable_code store_snapshot_json(struct store *s, int rows_per_table, char **out,
-                                 durable_error *err)
+durable_code sqlite_snapshot_json(struct store *base, int rows_per_table, char **out,
+                                  durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     json_t *tables = json_array();
     json_t *doc = json_pack("{s:o}", "tables", tables);
@@ -187,8 +176,9 @@ durable_code store_snapshot_json(struct store *s, int rows_per_table, char **out
 
 /* ---- counts by status ---- */
 
-static durable_code count_by_status(struct store *s, enum stmt_id id, const char *const *statuses,
-                                    int64_t *out, size_t n, durable_error *err)
+static durable_code count_by_status(struct sqlite_store *s, enum stmt_id id,
+                                    const char *const *statuses, int64_t *out, size_t n,
+                                    durable_error *err)
 {
     struct conn *c;
     sqlite3_stmt *st = NULL;
@@ -214,24 +204,27 @@ static durable_code count_by_status(struct store *s, enum stmt_id id, const char
     return rc;
 }
 
-durable_code store_count_runs(struct store *s, int64_t out[STORE_N_RUN_STATUSES],
-                              durable_error *err)
+durable_code sqlite_count_runs(struct store *base, int64_t out[STORE_N_RUN_STATUSES],
+                               durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     return count_by_status(s, ST_RUNS_BY_STATUS, store_run_statuses, out, STORE_N_RUN_STATUSES,
                            err);
 }
 
-durable_code store_count_steps(struct store *s, int64_t out[STORE_N_STEP_STATUSES],
-                               durable_error *err)
+durable_code sqlite_count_steps(struct store *base, int64_t out[STORE_N_STEP_STATUSES],
+                                durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     return count_by_status(s, ST_STEPS_BY_STATUS, store_step_statuses, out, STORE_N_STEP_STATUSES,
                            err);
 }
 
 /* ---- health ---- */
 
-durable_code store_ping(struct store *s, durable_error *err)
+durable_code sqlite_ping(struct store *base, durable_error *err)
 {
+    struct sqlite_store *s = sqlite_of(base);
     struct conn *c;
     sqlite3_stmt *st = NULL;
     bool has_row = false;

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store_int.h"
+#include "store/sqlite/sqlite_int.h"
 
 struct action_def {
     const char *name;
@@ -48,7 +48,7 @@ static const struct action_def *find_action(const char *name)
 }
 
 /* The order's current status, owned. DURABLE_EACTION if there is no order. */
-static durable_code order_status(struct store *s, const char *order_id, char **out,
+static durable_code order_status(struct sqlite_store *s, const char *order_id, char **out,
                                  durable_error *err)
 {
     sqlite3_stmt *st = NULL;
@@ -68,8 +68,9 @@ static durable_code order_status(struct store *s, const char *order_id, char **o
     return rc;
 }
 
-durable_code store_action_apply(struct store *s, const struct transition *t, const char *order_id,
-                                struct store_events *events, durable_error *err)
+durable_code store_action_apply(struct sqlite_store *s, const struct transition *t,
+                                const char *order_id, struct store_events *events,
+                                durable_error *err)
 {
     const struct action_def *a = find_action(t->action);
     char *from = NULL;

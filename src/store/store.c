@@ -1,0 +1,280 @@
+/*
+ * store.c - the backend-neutral half of the store: the table of backends,
+ * store_open's choice among them, the store_* dispatchers over s->ops, and
+ * the helpers every backend shares (backend.h).
+ *
+ * A dispatcher only forwards: the thread rules and contracts are those of
+ * store.h, which every backend keeps. Adding a backend is one line in
+ * backends[] plus its folder.
+ */
+#include "util/common.h"
+
+#include "store/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/backend.h"
+
+/* The backends, by the scheme of a location ("scheme:rest"). The first
+ * answers a location without a scheme (a plain path). */
+static const struct store_ops *const backends[] = {
+    &sqlite_store_ops,
+};
+
+/* The backend for location, or NULL when its scheme names none. A scheme is
+ * letters, digits, '+', '-' or '.' before the first ':' (so a path holding a
+ * ':' after a '/' is still a path). */
+static const struct store_ops *backend_for(const char *location)
+{
+    size_t n =
+            strspn(location, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+
+    if (n == 0 || location[n] != ':')
+        return backends[0];
+    for (size_t i = 0; i < DUR_ARRAY_LEN(backends); i++) {
+        if (strlen(backends[i]->name) == n && strncmp(location, backends[i]->name, n) == 0)
+            return backends[i];
+    }
+    return NULL;
+}
+
+durable_code store_open(const char *location, durable_durability durability, struct store **out,
+                        durable_error *err)
+{
+    const struct store_ops *ops = backend_for(location);
+
+    *out = NULL;
+    if (!ops) {
+        return err_set(err, DURABLE_EUNSUPPORTED,
+                       "unsupported database url \"%s\": expected a path or sqlite:PATH", location);
+    }
+    return ops->open(location, durability, out, err);
+}
+
+void store_close(struct store *s)
+{
+    if (s)
+        s->ops->close(s);
+}
+
+int store_schema_version(const struct store *s)
+{
+    return s->ops->schema_version();
+}
+
+durable_code store_synchronous(struct store *s, int *out_level, durable_error *err)
+{
+    return s->ops->synchronous(s, out_level, err);
+}
+
+/* ---- transitions ---- */
+
+durable_code store_tx_begin(struct store *s, durable_error *err)
+{
+    return s->ops->tx_begin(s, err);
+}
+
+durable_code store_tx_commit(struct store *s, durable_error *err)
+{
+    return s->ops->tx_commit(s, err);
+}
+
+void store_tx_rollback(struct store *s)
+{
+    s->ops->tx_rollback(s);
+}
+
+durable_code store_apply(struct store *s, const struct transition *t, struct store_events *events,
+                         struct transition_result *result, durable_error *err)
+{
+    return s->ops->apply(s, t, events, result, err);
+}
+
+/* ---- records ---- */
+
+durable_code store_workflow_get(struct store *s, const char *id_or_name,
+                                struct workflow_record *out, durable_error *err)
+{
+    return s->ops->workflow_get(s, id_or_name, out, err);
+}
+
+durable_code store_run_load(struct store *s, const char *run_id, struct run_record *out,
+                            durable_error *err)
+{
+    return s->ops->run_load(s, run_id, out, err);
+}
+
+durable_code store_runs_unfinished(struct store *s,
+                                   durable_code (*fn)(const struct run_record *r, void *ud),
+                                   void *ud, durable_error *err)
+{
+    return s->ops->runs_unfinished(s, fn, ud, err);
+}
+
+durable_code store_run_find_by_key(struct store *s, const char *workflow_id, const char *key,
+                                   char out_run_id[ID_MAX], bool *out_found, durable_error *err)
+{
+    return s->ops->run_find_by_key(s, workflow_id, key, out_run_id, out_found, err);
+}
+
+durable_code store_run_status(struct store *s, const char *run_id, enum run_status *out_status,
+                              durable_error *err)
+{
+    return s->ops->run_status(s, run_id, out_status, err);
+}
+
+/* ---- documents and lists ---- */
+
+durable_code store_run_json(struct store *s, const char *run_id, char **out, durable_error *err)
+{
+    return s->ops->run_json(s, run_id, out, err);
+}
+
+durable_code store_events_json(struct store *s, const char *run_id, int64_t after_seq, char **out,
+                               durable_error *err)
+{
+    return s->ops->events_json(s, run_id, after_seq, out, err);
+}
+
+durable_code store_order_json(struct store *s, const char *order_id, char **out, durable_error *err)
+{
+    return s->ops->order_json(s, order_id, out, err);
+}
+
+durable_code store_workflow_json(struct store *s, const char *id_or_name, char **out,
+                                 durable_error *err)
+{
+    return s->ops->workflow_json(s, id_or_name, out, err);
+}
+
+durable_code store_runs_list(struct store *s, const char *status, const char *workflow,
+                             struct store_page page, char **out, int64_t *out_total,
+                             durable_error *err)
+{
+    return s->ops->runs_list(s, status, workflow, page, out, out_total, err);
+}
+
+durable_code store_workflows_list(struct store *s, struct store_page page, char **out,
+                                  int64_t *out_total, durable_error *err)
+{
+    return s->ops->workflows_list(s, page, out, out_total, err);
+}
+
+durable_code store_orders_list(struct store *s, struct store_page page, char **out,
+                               int64_t *out_total, durable_error *err)
+{
+    return s->ops->orders_list(s, page, out, out_total, err);
+}
+
+durable_code store_events_since(struct store *s, int64_t after_gid, int limit, char **out,
+                                durable_error *err)
+{
+    return s->ops->events_since(s, after_gid, limit, out, err);
+}
+
+/* ---- inspection ---- */
+
+durable_code store_snapshot_json(struct store *s, int rows_per_table, char **out,
+                                 durable_error *err)
+{
+    return s->ops->snapshot_json(s, rows_per_table, out, err);
+}
+
+durable_code store_count_runs(struct store *s, int64_t out[STORE_N_RUN_STATUSES],
+                              durable_error *err)
+{
+    return s->ops->count_runs(s, out, err);
+}
+
+durable_code store_count_steps(struct store *s, int64_t out[STORE_N_STEP_STATUSES],
+                               durable_error *err)
+{
+    return s->ops->count_steps(s, out, err);
+}
+
+durable_code store_ping(struct store *s, durable_error *err)
+{
+    return s->ops->ping(s, err);
+}
+
+/* ---- shared helpers ---- */
+
+void workflow_record_release(struct workflow_record *w)
+{
+    if (!w)
+        return;
+    free(w->name);
+    free(w->definition);
+    memset(w, 0, sizeof(*w));
+}
+
+void run_record_release(struct run_record *r)
+{
+    size_t i;
+
+    if (!r)
+        return;
+    for (i = 0; i < r->n_steps; i++) {
+        free(r->steps[i].step_id);
+        free(r->steps[i].output_json);
+    }
+    free(r->steps);
+    free(r->definition);
+    free(r->input_json);
+    free(r->order_id);
+    memset(r, 0, sizeof(*r));
+}
+
+void store_events_push(struct store_events *ev, const struct event_key *k, int64_t seq, int64_t gid,
+                       const char *type, char *data_json)
+{
+    struct store_event *e;
+
+    if (ev->n == ev->cap) {
+        ev->cap = ev->cap ? ev->cap * 2 : 16;
+        ev->items = xrealloc(ev->items, ev->cap * sizeof(*ev->items));
+    }
+    e = &ev->items[ev->n++];
+    snprintf(e->run_id, sizeof(e->run_id), "%s", k->run_id);
+    snprintf(e->type, sizeof(e->type), "%s", type);
+    e->seq = seq;
+    e->global_id = gid;
+    e->step_id = k->step_id ? xstrdup(k->step_id) : NULL;
+    e->at_ms = k->at_ms;
+    e->data_json = data_json;
+}
+
+void store_events_truncate(struct store_events *ev, size_t n)
+{
+    while (ev->n > n) {
+        struct store_event *e = &ev->items[--ev->n];
+        free(e->step_id);
+        free(e->data_json);
+        e->step_id = NULL;
+        e->data_json = NULL;
+    }
+}
+
+void store_events_clear(struct store_events *ev)
+{
+    store_events_truncate(ev, 0);
+}
+
+void store_events_release(struct store_events *ev)
+{
+    store_events_clear(ev);
+    free(ev->items);
+    ev->items = NULL;
+    ev->cap = 0;
+}
+
+int store_clamp_limit(int limit, int dflt, int max)
+{
+    if (limit == 0)
+        limit = dflt;
+    if (limit < 1)
+        return 1;
+    return limit > max ? max : limit;
+}
