@@ -127,6 +127,94 @@ DURABLE_API durable_code durable_workflow_register(durable *d,
 DURABLE_API durable_code durable_validate(const char *text, size_t text_len, char **out_report,
         durable_error *err);
 
+/* ---- step types -------------------------------------------------------- */
+
+/* A step type is registered, not built in: every type the engine knows
+ * (task, http_request, delay, approval, condition, transform, log,
+ * workflow) is a durable_step_type given to durable_step_type_register()
+ * at durable_open, and a program adds its own the same way. A definition's
+ * step names its type by `type`; a name that no registered type has is a
+ * `task` (the older system's free-form names).
+ *
+ * The calls below are made on the engine's scheduler thread and must not
+ * block. An attempt is a durable_step_call, valid only during the call it
+ * is given to; start() (or timer()) answers it with durable_step_done() or
+ * durable_step_fail() before returning. (Answering later, from another
+ * thread, is not supported yet.) A call left unanswered fails the attempt
+ * with code "no_answer". */
+typedef struct durable_step_call durable_step_call;
+/* One step's config being validated (durable_validate, registration, or a
+ * stored definition loaded again); valid only during check(). */
+typedef struct durable_step_check durable_step_check;
+
+typedef struct durable_step_type {
+    /* 1 to 64 of [a-z0-9_], starting with a letter; unique per engine. */
+    const char *name;
+    /* Checks a step's config and reports problems with
+     * durable_step_check_error() (they make the definition invalid) or
+     * durable_step_check_warning(). NULL accepts any config. Called on the
+     * thread that parses the definition. Whatever the check, `{{ }}`
+     * templates in the config are compiled and rendered for each attempt:
+     * the calls see the rendered config. */
+    void (*check)(durable_step_check *chk, void *ud);
+    /* An attempt begins (required). */
+    void (*start)(durable_step_call *call, void *ud);
+    /* The timer a built-in type asked for has fired; NULL when the type
+     * never asks for one (user types cannot yet). */
+    void (*timer)(durable_step_call *call, void *ud);
+    /* Reserved for the attempt's cancellation (not called yet); may be NULL. */
+    void (*cancel)(durable_step_call *call, void *ud);
+    /* start() answers from its call alone and has no effect outside its
+     * answer, so the engine may call it before the attempt's start has
+     * committed and commit both at once (one commit per step instead of
+     * two). False for a type that acts on the world (an HTTP request). */
+    bool answers_at_once;
+    void *ud; /* passed to every call */
+} durable_step_type;
+
+/* Registers a step type: the description is copied (its name too), ud is
+ * kept as given. DURABLE_EINVAL for a name that is not valid or a NULL
+ * start; DURABLE_ECONFLICT when the name is registered already (the
+ * built-in types included). Any thread. Register a type before the runs
+ * that use it: a stored workflow's steps are resolved when its plan is
+ * first loaded (at durable_open for the runs it resumes, at
+ * durable_workflow_register or the first start otherwise) and stay so
+ * while the engine is open, so a plan loaded before the type was
+ * registered treats its name as a `task`. */
+DURABLE_API durable_code durable_step_type_register(durable *d, const durable_step_type *type,
+        durable_error *err);
+
+/* The step's config as compact JSON text; valid until check() returns. */
+DURABLE_API const char *durable_step_check_config(durable_step_check *chk);
+/* Reports a problem at `path`, relative to the step's config ("url",
+ * "headers.accept"; "" or NULL for the config itself): the definition
+ * is invalid and the report says "steps[2].config.url: MESSAGE". */
+DURABLE_API void durable_step_check_error(durable_step_check *chk, const char *path,
+        const char *message);
+/* The same as a warning: the definition stays valid. */
+DURABLE_API void durable_step_check_warning(durable_step_check *chk, const char *path,
+        const char *message);
+
+/* What the call is about. Strings are valid until the call returns. */
+DURABLE_API const char *durable_step_call_run_id(const durable_step_call *call);
+DURABLE_API const char *durable_step_call_step_id(const durable_step_call *call);
+DURABLE_API int durable_step_call_attempt(const durable_step_call *call); /* from 1 */
+/* "RUN_ID/STEP_ID": the same for every attempt of the step, also after a
+ * restart, so that an effect outside can be made once. */
+DURABLE_API const char *durable_step_call_idempotency_key(const durable_step_call *call);
+/* The step's config for this attempt, templates rendered, as compact JSON. */
+DURABLE_API const char *durable_step_call_config(durable_step_call *call);
+
+/* Answers the call: the attempt completed with output (JSON text of any
+ * value; NULL is null). Output that is not JSON fails the attempt
+ * (code "invalid_output"). A call is answered once: later answers are
+ * ignored. */
+DURABLE_API void durable_step_done(durable_step_call *call, const char *output_json);
+/* Answers the call: the attempt failed with an error code (such as
+ * "card_declined", cut at 31 bytes) and a message (cut at 255); the step's
+ * retry policy decides what follows. */
+DURABLE_API void durable_step_fail(durable_step_call *call, const char *code, const char *message);
+
 /* ---- runs ------------------------------------------------------------- */
 
 typedef struct durable_run_request {

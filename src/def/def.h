@@ -35,18 +35,6 @@
 struct expr;             /* expr/expr.h: a compiled jq program */
 struct config_templates; /* expr/expr.h: a config's {{ }} strings, compiled */
 
-/* Step kinds. A type string that SPEC §1 does not name is a TASK. */
-enum step_kind {
-    STEP_TASK = 0,
-    STEP_HTTP_REQUEST,
-    STEP_DELAY,
-    STEP_APPROVAL,
-    STEP_CONDITION,
-    STEP_TRANSFORM,
-    STEP_LOG,
-    STEP_WORKFLOW,
-};
-
 #define DEF_MAX_STEPS     10000
 #define DEF_MAX_TEXT      (1024 * 1024) /* a definition's size limit, bytes */
 #define DEF_MAX_ID_LEN    128
@@ -83,7 +71,10 @@ struct plan_step {
     char *id;            /* unique, [A-Za-z0-9_.-]{1,128} */
     char *name;          /* label, defaults to id */
     char *type;          /* the type string as written ("task", "validate", ...) */
-    enum step_kind kind;
+    /* The type the name resolved to at parse time (def_options.find_type;
+     * a name it does not know is "task"), borrowed from the registry, which
+     * outlives every plan; NULL only when the parse had no find_type. */
+    const durable_step_type *step_type;
     json_t *config;      /* owned; an object, never NULL (empty when absent) */
     char *action;        /* config.action, or NULL */
     char *if_expr;       /* the `if` expression, or NULL */
@@ -93,13 +84,15 @@ struct plan_step {
     size_t n_dependents;
     struct retry_policy retry;
     int64_t timeout_ms;  /* one attempt; 0 means none */
-    /* task parameters (STEP_TASK) */
-    double duration_s;        /* default 1.0, >= 0 */
-    double fail_probability;  /* default 0.0, in [0, 1] */
+    /* What the type's check parsed from the config once for every attempt
+     * (def_check_set_data), or NULL; freed with the plan by type_data_free. */
+    void *type_data;
+    void (*type_data_free)(void *data);
     /* Expressions, compiled at parse time (SPEC §3), owned by the plan and,
      * like it, immutable and shareable between threads (expr.h). */
     struct expr *if_compiled;           /* the `if`, or NULL */
-    struct expr *expr;                  /* condition, transform: config.expression */
+    struct expr *expr;                  /* the type's expression (def_check_expression):
+                                           condition, transform: config.expression */
     struct config_templates *templates; /* the config's {{ }} strings, or NULL when none
                                            (for condition/transform, `expression` is
                                            not a template) */
@@ -149,7 +142,15 @@ enum def_format {
     DEF_FORMAT_YAML,
 };
 
+/* The type a step's `type` names, or NULL when none has it (then "task"
+ * is looked up). Called on the parsing thread; the result must outlive
+ * every plan parsed with it. */
+typedef const durable_step_type *(*def_find_type_fn)(void *ud, const char *name);
+
 struct def_options {
+    /* Step types by name; NULL leaves every step's type NULL, unchecked. */
+    def_find_type_fn find_type;
+    void *find_type_ud;
     /* NULL-terminated list of known action names; NULL accepts any name. */
     const char *const *known_actions;
     /* Used by def_parse_any() only; def_parse and def_parse_yaml ignore it. */
@@ -175,7 +176,6 @@ struct def_options {
  *   steps[0].timeout_seconds: must be greater than 0 and at most 31536000, got 0
  *   steps[1].id: invalid step id "a b": use 1 to 128 letters, digits, '_', '.' or '-'
  *   steps[2].id: duplicate step id "x" (first used by steps[0])
- *   steps[1].type: step type "workflow" is not supported yet
  *   steps[1].if: jq: syntax error, unexpected end of expression at <top-level>, line 1
  *   steps[2].config.expression: jq: syntax error, ...        (condition, transform)
  *   steps[3].config.message: expression at offset 2: jq: ... (a {{ }} template in any string)
@@ -312,8 +312,71 @@ bool def_parse_rfc3339(const char *s, int64_t *out_ms);
  * config is rendered, so static checks leave it to the step type. */
 bool def_is_templated(const json_t *v);
 
-/* The kind for a type string (unknown strings are STEP_TASK). */
-enum step_kind def_step_kind(const char *type);
-const char *def_step_kind_name(enum step_kind k);
+/* ---- checking a step's config (durable_step_check) ----
+ *
+ * A step type's check() gets one durable_step_check for the step; these
+ * are the def layer's side of it, for the built-in types (steps/), which
+ * report at paths below the step's config exactly as the rest of the
+ * definition is reported ("steps[2].config.url (line 9, column 12): ...").
+ * The current path starts at the step's config; every report is made at
+ * the current path. All of it happens on the parsing thread, during
+ * check(). */
+
+/* The step's config: an object, borrowed for the check. */
+json_t *def_check_config(const durable_step_check *chk);
+void def_check_error(durable_step_check *chk, const char *fmt, ...) DUR_PRINTF(2, 3);
+void def_check_warn(durable_step_check *chk, const char *fmt, ...) DUR_PRINTF(2, 3);
+/* Path stack: each push returns a mark to pop back to. */
+size_t def_check_key(durable_step_check *chk, const char *key);
+size_t def_check_index(durable_step_check *chk, size_t i);
+void def_check_pop(durable_step_check *chk, size_t mark);
+
+/* A config member's checker: v is the value, the path points at it. */
+struct def_check_field {
+    const char *key;
+    void (*fn)(durable_step_check *chk, json_t *v);
+};
+/* Walks the config's members in document order: each known key goes to its
+ * checker, `action` (the step's business action, any type) to the def
+ * layer's, anything else is the warning `unknown field "KEY"`. */
+void def_check_walk(durable_step_check *chk, const struct def_check_field *fields, size_t n);
+/* config.max_retries, the older shape's retry count (N retries: N+1
+ * attempts; retry.max_attempts wins), for the types that take it. */
+void def_check_max_retries(durable_step_check *chk, json_t *v);
+/* Reports `required` at config.KEY when the config has no such member. */
+void def_check_require(durable_step_check *chk, const char *key);
+
+/* Type and range checks at the current path: each reports and returns false
+ * when v is unusable, and on success stores it. */
+bool def_check_string(durable_step_check *chk, const json_t *v, const char **out);
+bool def_check_number(durable_step_check *chk, const json_t *v, double lo, double hi,
+                      bool lo_open, double *out);
+bool def_check_int(durable_step_check *chk, const json_t *v, int lo, int hi, int *out);
+/* A number of seconds in [0, DEF_MAX_SECONDS] ((0, ...] when lo_open), or a template. */
+void def_check_seconds(durable_step_check *chk, const json_t *v, bool lo_open);
+/* A string among allowed (NULL-terminated; any case when any_case), or a template. */
+void def_check_one_of(durable_step_check *chk, const json_t *v, const char *const *allowed,
+                      bool any_case);
+
+/* A value quoted for a message: JSON escapes, cut at a character boundary
+ * with "..." when long. Returns q->s. */
+struct def_quoted {
+    char s[128];
+};
+const char *def_quote(struct def_quoted *q, const char *s);
+/* The JSON type of v as a noun: "string", "number", "object", ... */
+const char *def_type_name(const json_t *v);
+
+/* Compiles src (the path points at it) as the step's expression
+ * (plan_step.expr, evaluated on the run context), or reports jq's error. */
+void def_check_expression(durable_step_check *chk, const char *src);
+/* Config member `key` is no {{ }} template (an expression of its own):
+ * the templates compiled after check() leave it alone. */
+void def_check_not_template(durable_step_check *chk, const char *key);
+/* Keeps data (parsed from the config) in plan_step.type_data, freed with
+ * the plan by free_fn (may be NULL). Replaces what was kept before. */
+void def_check_set_data(durable_step_check *chk, void *data, void (*free_fn)(void *data));
+/* What def_check_set_data kept, or NULL. */
+void *def_check_data(const durable_step_check *chk);
 
 #endif

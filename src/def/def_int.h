@@ -8,9 +8,10 @@
  * out when no error was found; otherwise def_parse frees it.
  *
  * Files: def.c (entry points, top level, steps), def_task.c (step fields,
- * task config, retry), def_graph.c (dependents, topological order, cycles,
+ * retry), def_graph.c (dependents, topological order, cycles,
  * "did you mean"), def_diag.c (report, paths, quoting, number checks),
- * def_plan.c (plan lifetime, retry delays, kinds, durable_validate),
+ * def_plan.c (plan lifetime, retry delays), def_check.c (a step type's
+ * view of its config: durable_step_check, expressions, templates),
  * def_yaml.c (YAML to a jansson document, with the location of every node),
  * def_yaml_shape.c (the older YAML shape rewritten to the current one).
  *
@@ -64,8 +65,9 @@ struct parser {
 struct step_ctx {
     size_t index;
     struct plan_step *st;
-    enum step_kind kind; /* from the step's type, known before its fields are walked */
-    bool check_config;  /* the kind is implemented: its config is validated */
+    const durable_step_type *type; /* from the step's type, known before its fields are
+                                      walked; NULL when the parse has no find_type */
+    const char *not_template; /* def_check_not_template's key, or NULL */
     const char *action; /* the step-level `action`, borrowed */
     const char *config_action;
     int max_retries; /* config.max_retries, or -1 */
@@ -94,16 +96,6 @@ void def_path_pop(struct parser *p, size_t mark);
 /* Empties the path; for YAML, makes root the node at the empty path. */
 void def_path_reset(struct parser *p, json_t *root);
 
-/* A value quoted for a message: JSON escapes, cut at a character boundary
- * with "..." when long. Returns q->s. */
-struct def_quoted {
-    char s[128];
-};
-const char *def_quote(struct def_quoted *q, const char *s);
-
-/* The JSON type of v as a noun: "string", "number", "object", ... */
-const char *def_type_name(const json_t *v);
-
 /* Walks obj's members in document order: known keys go to their handler,
  * others get the warning `unknown field "KEY"`. */
 void def_walk(struct parser *p, json_t *obj, const struct def_field *fields, size_t n_fields,
@@ -129,17 +121,20 @@ void def_action_check(struct parser *p, const char *action);
 /* The `action` field of a config (any kind): checked against the step's. */
 void def_config_action(struct parser *p, void *ctx, json_t *v);
 
-/* ---- kinds (def_kinds.c) ---- */
+/* ---- step configs (def_check.c) ---- */
 
-/* True when the kind has an implementation (and so a config schema). */
-bool def_kind_implemented(enum step_kind k);
-/* Checks config (the path points at it) against the schema of c->kind,
- * other than task (def_task.c), and compiles its expressions. */
-void def_kind_config(struct parser *p, struct step_ctx *c, json_t *config);
-/* Compiles config's {{ }} templates into c->st->templates (left NULL when
- * there are none); `skip_key` (may be NULL) is a member that is not one. */
-void def_config_templates(struct parser *p, struct step_ctx *c, json_t *config,
-                          const char *skip_key);
+/* One step's config being checked: what durable_step_check is. */
+struct durable_step_check {
+    struct parser *p;
+    struct step_ctx *c;
+    json_t *config;    /* borrowed */
+    char *config_text; /* durable_step_check_config's, made on demand; owned */
+};
+
+/* Runs c->type's check on config (the path points at it), then compiles
+ * the config's {{ }} templates into c->st->templates (left NULL when there
+ * are none). */
+void def_check_step_config(struct parser *p, struct step_ctx *c, json_t *config);
 /* Compiles `src` (the path points at it) into *out, or reports jq's error. */
 void def_expr_compile(struct parser *p, const char *src, struct expr **out);
 

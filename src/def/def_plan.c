@@ -1,9 +1,9 @@
 /*
  * def_plan.c - what a plan is once parsed: its lifetime (an atomic
  * reference count; plans are immutable and shared between threads), lookups,
- * retry back-off arithmetic, the step kind names, and durable_validate(),
- * the public entry to validation (JSON or YAML, told apart as
- * def_parse_any's DEF_FORMAT_AUTO says).
+ * and retry back-off arithmetic. (durable_validate(), the public entry to
+ * validation, is in the engine's API file: it needs the built-in step
+ * types, which this layer does not know.)
  *
  * plan_ref and plan_unref may be called from any thread; everything else
  * here only reads an immutable plan or builds a new one.
@@ -29,35 +29,6 @@ const char *const def_builtin_actions[] = {
 };
 /* clang-format on */
 
-static const char *const kind_names[] = {
-    [STEP_TASK] = "task",
-    [STEP_HTTP_REQUEST] = "http_request",
-    [STEP_DELAY] = "delay",
-    [STEP_APPROVAL] = "approval",
-    [STEP_CONDITION] = "condition",
-    [STEP_TRANSFORM] = "transform",
-    [STEP_LOG] = "log",
-    [STEP_WORKFLOW] = "workflow",
-};
-
-enum step_kind def_step_kind(const char *type)
-{
-    size_t i;
-
-    for (i = 0; type && i < DUR_ARRAY_LEN(kind_names); i++) {
-        if (strcmp(kind_names[i], type) == 0)
-            return (enum step_kind)i;
-    }
-    return STEP_TASK;
-}
-
-const char *def_step_kind_name(enum step_kind k)
-{
-    if ((size_t)k < DUR_ARRAY_LEN(kind_names))
-        return kind_names[k];
-    return "unknown";
-}
-
 int64_t def_seconds_to_ms(double s)
 {
     int64_t ms = llround(s * 1000.0);
@@ -78,13 +49,11 @@ struct plan *def_plan_alloc(size_t n_steps)
     p->n_steps = n_steps;
     for (i = 0; i < n_steps; i++) {
         struct plan_step *st = &p->steps[i];
-        st->kind = STEP_TASK;
         st->config = json_object();
         st->retry.max_attempts = 1;
         st->retry.initial_interval_s = 1.0;
         st->retry.backoff_coefficient = 2.0;
         st->retry.max_interval_s = 60.0;
-        st->duration_s = 1.0;
     }
     return p;
 }
@@ -102,6 +71,8 @@ static void step_release(struct plan_step *st)
     expr_free(st->if_compiled);
     expr_free(st->expr);
     expr_config_free(st->templates);
+    if (st->type_data && st->type_data_free)
+        st->type_data_free(st->type_data);
     free(st->deps);
     free(st->dependents);
     for (i = 0; i < st->retry.n_non_retryable_errors; i++)
@@ -171,32 +142,4 @@ int64_t def_retry_delay_ms(const struct retry_policy *r, int next_attempt)
     if (!(ms < limit_ms))
         return (int64_t)limit_ms;
     return llround(ms);
-}
-
-/* ---- the public entry ---- */
-
-DURABLE_API durable_code durable_validate(const char *text, size_t text_len, char **out_report,
-                                          durable_error *err)
-{
-    const struct def_options opts = { .known_actions = def_builtin_actions,
-                                      .format = DEF_FORMAT_AUTO };
-    struct def_report rep;
-    struct plan *plan = NULL;
-    struct dbuf out;
-    durable_code code;
-
-    def_report_init(&rep);
-    dbuf_init(&out, 0);
-    code = def_parse_any(text, text_len, &opts, &plan, &rep, err);
-    def_report_format(&rep, &out);
-    if (out_report) {
-        if (code == DURABLE_OK || code == DURABLE_EINVAL || code == DURABLE_ESYNTAX)
-            *out_report = dbuf_detach(&out, NULL);
-        else
-            *out_report = NULL;
-    }
-    dbuf_release(&out);
-    plan_unref(plan);
-    def_report_release(&rep);
-    return code;
 }

@@ -1,6 +1,7 @@
 /*
- * def_task.c - one element of "steps": its fields, the config of a task
- * step, its retry policy and its dependencies.
+ * def_task.c - one element of "steps": its fields, its type (looked up by
+ * name through def_options.find_type; the type checks its own config), its
+ * retry policy and its dependencies.
  *
  * Each field has a handler (tables below) that checks the value at the
  * current path and stores it in the plan step. Fields that depend on each
@@ -67,27 +68,11 @@ static void action_seen(struct parser *p, const char *action, const char *other,
                   def_quote(&q2, other));
 }
 
-/* ---- task config ---- */
+/* ---- config members any type may take ---- */
 
-static void task_duration(struct parser *p, void *ctx, json_t *v)
+void def_check_max_retries(durable_step_check *chk, json_t *v)
 {
-    struct step_ctx *c = ctx;
-
-    def_get_number(p, v, 0, DEF_MAX_SECONDS, false, &c->st->duration_s);
-}
-
-static void task_fail_probability(struct parser *p, void *ctx, json_t *v)
-{
-    struct step_ctx *c = ctx;
-
-    def_get_number(p, v, 0, 1, false, &c->st->fail_probability);
-}
-
-static void task_max_retries(struct parser *p, void *ctx, json_t *v)
-{
-    struct step_ctx *c = ctx;
-
-    def_get_int(p, v, 0, DEF_MAX_ATTEMPTS - 1, &c->max_retries);
+    def_get_int(chk->p, v, 0, DEF_MAX_ATTEMPTS - 1, &chk->c->max_retries);
 }
 
 void def_config_action(struct parser *p, void *ctx, json_t *v)
@@ -100,15 +85,6 @@ void def_config_action(struct parser *p, void *ctx, json_t *v)
     action_seen(p, s, c->action, "the step's action");
     c->config_action = s;
 }
-
-/* clang-format off */
-static const struct def_field task_fields[] = {
-    { "duration_seconds", task_duration },
-    { "fail_probability", task_fail_probability },
-    { "max_retries", task_max_retries },
-    { "action", def_config_action },
-};
-/* clang-format on */
 
 /* ---- retry ---- */
 
@@ -198,15 +174,11 @@ static void step_id(struct parser *p, void *ctx, json_t *v)
 static void step_type(struct parser *p, void *ctx, json_t *v)
 {
     struct step_ctx *c = ctx;
-    struct def_quoted q;
     const char *type;
 
     if (!def_get_string(p, v, &type))
         return;
     c->st->type = xstrdup(type);
-    c->st->kind = def_step_kind(type);
-    if (!def_kind_implemented(c->st->kind))
-        def_error(p, "step type %s is not supported yet", def_quote(&q, type));
 }
 
 static void step_config(struct parser *p, void *ctx, json_t *v)
@@ -219,14 +191,7 @@ static void step_config(struct parser *p, void *ctx, json_t *v)
     }
     json_decref(c->st->config);
     c->st->config = json_incref(v);
-    if (!c->check_config)
-        return;
-    if (c->kind == STEP_TASK) {
-        def_walk(p, v, task_fields, DUR_ARRAY_LEN(task_fields), c);
-        def_config_templates(p, c, v, NULL);
-    } else {
-        def_kind_config(p, c, v);
-    }
+    def_check_step_config(p, c, v);
 }
 
 /* One entry of depends_on: resolves it or says why not. */
@@ -363,6 +328,21 @@ static void step_finish(struct parser *p, struct step_ctx *c)
         st->action = xstrdup(c->action ? c->action : c->config_action);
 }
 
+/* The type a step's `type` names: a name the lookup does not know is a
+ * task (the older system's free-form names; SPEC §1). NULL when the parse
+ * has no lookup. */
+static const durable_step_type *find_type(struct parser *p, const char *name)
+{
+    const struct def_options *o = p->opts;
+    const durable_step_type *t = NULL;
+
+    if (!o || !o->find_type)
+        return NULL;
+    if (name)
+        t = o->find_type(o->find_type_ud, name);
+    return t ? t : o->find_type(o->find_type_ud, "task");
+}
+
 void def_step_parse(struct parser *p, size_t i, json_t *v)
 {
     struct step_ctx c = { .index = i, .st = &p->plan->steps[i], .max_retries = -1 };
@@ -374,19 +354,19 @@ void def_step_parse(struct parser *p, size_t i, json_t *v)
         return;
     }
     type = json_string_value(json_object_get(v, "type"));
-    c.kind = type ? def_step_kind(type) : STEP_TASK;
-    c.check_config = def_kind_implemented(c.kind);
+    c.type = find_type(p, type);
+    c.st->step_type = c.type;
     if (!json_object_get(v, "id")) {
         mark = def_path_key(p, "id");
         def_error(p, "required");
         def_path_pop(p, mark);
     }
     def_walk(p, v, step_fields, DUR_ARRAY_LEN(step_fields), &c);
-    if (c.check_config && c.kind != STEP_TASK && !json_is_object(json_object_get(v, "config")) &&
-        !json_object_get(v, "config")) {
-        /* Kinds with required config fields say which are missing. */
+    if (!json_object_get(v, "config")) {
+        /* Types with required config fields say which are missing; a type
+         * that parses its config into data (task) makes its defaults. */
         mark = def_path_key(p, "config");
-        def_kind_config(p, &c, c.st->config);
+        def_check_step_config(p, &c, c.st->config);
         def_path_pop(p, mark);
     }
     step_finish(p, &c);

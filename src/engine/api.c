@@ -18,6 +18,92 @@
 #include <string.h>
 #include <time.h>
 
+#include "steps/steps.h"
+
+/* ---- step types ---- */
+
+/* True when name is 1 to 64 of [a-z0-9_], starting with a letter. */
+static bool type_name_is_valid(const char *name)
+{
+    size_t i;
+
+    if (!name || !(name[0] >= 'a' && name[0] <= 'z'))
+        return false;
+    for (i = 0; name[i]; i++) {
+        char c = name[i];
+        if (i >= 64 || !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+static const durable_step_type *type_find_locked(struct durable *d, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < d->n_types; i++) {
+        if (strcmp(d->types[i]->name, name) == 0)
+            return d->types[i];
+    }
+    return NULL;
+}
+
+/* def_find_type_fn over d's registry. */
+static const durable_step_type *engine_step_type_find(void *ud, const char *name)
+{
+    struct durable *d = ud;
+    const durable_step_type *t;
+
+    pthread_mutex_lock(&d->types_mu);
+    t = type_find_locked(d, name);
+    pthread_mutex_unlock(&d->types_mu);
+    return t;
+}
+
+/* Registering while runs go on is safe: an entry, once added, never moves
+ * nor changes, and a parse looks names up under types_mu. What a late
+ * registration cannot change is a plan resolved before it (durable.h). */
+durable_code durable_step_type_register(durable *d, const durable_step_type *type,
+        durable_error *err)
+{
+    durable_step_type *copy;
+    durable_code rc = DURABLE_OK;
+
+    if (!d || !type || !type->start)
+        return err_set(err, DURABLE_EINVAL, "a step type needs a start function");
+    if (!type_name_is_valid(type->name))
+        return err_set(err, DURABLE_EINVAL,
+                "invalid step type name \"%.64s\": use 1 to 64 lowercase letters, digits or "
+                "'_', starting with a letter", type->name ? type->name : "");
+    pthread_mutex_lock(&d->types_mu);
+    if (type_find_locked(d, type->name)) {
+        rc = err_set(err, DURABLE_ECONFLICT, "step type \"%s\" is registered already",
+                type->name);
+    } else if (d->n_types == ENGINE_MAX_STEP_TYPES) {
+        rc = err_set(err, DURABLE_ETOOBIG, "more than %d step types", ENGINE_MAX_STEP_TYPES);
+    } else {
+        copy = xmalloc(sizeof(*copy));
+        *copy = *type;
+        copy->name = xstrdup(type->name);
+        d->types[d->n_types++] = copy;
+    }
+    pthread_mutex_unlock(&d->types_mu);
+    return rc;
+}
+
+/* The built-in types go through the same call as a user's. */
+static durable_code register_builtin_types(struct durable *d, durable_error *err)
+{
+    durable_code rc = DURABLE_OK;
+    size_t i;
+
+    for (i = 0; steps_builtin[i] && rc == DURABLE_OK; i++)
+        rc = durable_step_type_register(d, steps_builtin[i], err);
+    return rc;
+}
+
+/* ---- open and close ---- */
+
 durable *durable_open(const durable_options *opts, durable_error *err)
 {
     static const durable_options defaults = { 0 };
@@ -33,9 +119,12 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     pthread_mutex_init(&d->subs_mu, NULL);
     pthread_mutex_init(&d->finish_mu, NULL);
     pthread_mutex_init(&d->plans_mu, NULL);
+    pthread_mutex_init(&d->types_mu, NULL);
     engine_metrics_init(d);
     d->next_sub_id = 1;
     d->lock_fd = -1;
+    if (register_builtin_types(d, err) != DURABLE_OK)
+        goto fail;
     if (engine_lock_open(d, path, err) != DURABLE_OK)
         goto fail;
     if (store_open(path, opts->durability, &d->store, err) != DURABLE_OK)
@@ -72,6 +161,11 @@ void durable_close(durable *d)
     free(d->plans);
     free(d->subs);
     engine_metrics_release(d);
+    for (i = 0; i < d->n_types; i++) {
+        free((char *)d->types[i]->name);
+        free(d->types[i]);
+    }
+    pthread_mutex_destroy(&d->types_mu);
     pthread_mutex_destroy(&d->plans_mu);
     pthread_mutex_destroy(&d->finish_mu);
     pthread_mutex_destroy(&d->subs_mu);
@@ -117,17 +211,27 @@ static bool plan_cache_has(struct durable *d, const char *workflow_id)
 
 static const struct def_options builtin_def_options = { .known_actions = def_builtin_actions };
 
+/* builtin_def_options, with d's step types. Returns opts. */
+static const struct def_options *def_options_of(struct durable *d, struct def_options *opts)
+{
+    *opts = builtin_def_options;
+    opts->find_type = engine_step_type_find;
+    opts->find_type_ud = d;
+    return opts;
+}
+
 durable_code engine_plan_get(struct durable *d, const char *workflow_id, const char *definition,
         struct plan **out, durable_error *err)
 {
     struct plan *p = plan_cache_find(d, workflow_id);
+    struct def_options opts;
     durable_code rc;
 
     if (p) {
         *out = p;
         return DURABLE_OK;
     }
-    rc = def_parse(definition, strlen(definition), &builtin_def_options, &p, NULL, err);
+    rc = def_parse(definition, strlen(definition), def_options_of(d, &opts), &p, NULL, err);
     if (rc != DURABLE_OK)
         return rc;
     /* Two threads may parse the same definition at once: both entries are
@@ -139,16 +243,46 @@ durable_code engine_plan_get(struct durable *d, const char *workflow_id, const c
 
 /* ---- definitions ---- */
 
+/* Here rather than in def/: the def layer knows no step type, and a
+ * definition is checked against the built-in ones (steps_builtin). */
+durable_code durable_validate(const char *text, size_t text_len, char **out_report,
+        durable_error *err)
+{
+    struct def_options opts = builtin_def_options;
+    struct def_report rep;
+    struct plan *plan = NULL;
+    struct dbuf out;
+    durable_code code;
+
+    opts.format = DEF_FORMAT_AUTO;
+    opts.find_type = steps_builtin_find;
+    def_report_init(&rep);
+    dbuf_init(&out, 0);
+    code = def_parse_any(text, text_len, &opts, &plan, &rep, err);
+    def_report_format(&rep, &out);
+    if (out_report) {
+        if (code == DURABLE_OK || code == DURABLE_EINVAL || code == DURABLE_ESYNTAX)
+            *out_report = dbuf_detach(&out, NULL);
+        else
+            *out_report = NULL;
+    }
+    dbuf_release(&out);
+    plan_unref(plan);
+    def_report_release(&rep);
+    return code;
+}
+
 durable_code durable_workflow_register(durable *d, const char *text, size_t text_len,
         char **out_workflow_id, int *out_version, bool *out_created, durable_error *err)
 {
     struct plan *plan = NULL;
     struct transition_result res;
     struct commit_item *ci;
+    struct def_options opts;
     char *canonical = NULL;
     durable_code rc;
 
-    rc = def_parse_any(text, text_len, &builtin_def_options, &plan, NULL, err);
+    rc = def_parse_any(text, text_len, def_options_of(d, &opts), &plan, NULL, err);
     if (rc != DURABLE_OK)
         goto done;
     /* Stored compact, so that whitespace alone never makes a new version. */

@@ -434,13 +434,13 @@ static void on_started(struct sched *s, struct run_state *r, size_t i);
  * before both commit. A type that answers with a timer has it armed now. */
 static void submit_start(struct sched *s, struct run_state *r, size_t i, int attempt)
 {
-    const struct step_type *type = steps_type_for(r->plan->steps[i].kind);
+    const durable_step_type *type = r->plan->steps[i].step_type;
     struct commit_item *ci, *then = NULL;
 
     r->steps[i].attempt = attempt;
     r->steps[i].st = SS_STARTING;
     ci = step_item(r, i, TR_STEP_START);
-    if (type && type->pure_start) {
+    if (type && type->answers_at_once) {
         ci->began = true;
         s->capture = &then;
         on_started(s, r, i);
@@ -674,6 +674,7 @@ static void handle_outcome(struct sched *s, struct run_state *r, size_t i, struc
         o->output = NULL;
         break;
     case STEP_OUT_FAIL:
+    case STEP_OUT_NONE: /* steps_call answers for a type that did not */
         submit_failure(s, r, i, o->error_code, o->error_msg);
         break;
     case STEP_OUT_CHILD:
@@ -691,7 +692,7 @@ static void handle_outcome(struct sched *s, struct run_state *r, size_t i, struc
     o->data = NULL;
 }
 
-static void step_call_init(struct step_call *c, const struct run_state *r, size_t i, char *key,
+static void step_call_init(durable_step_call *c, const struct run_state *r, size_t i, char *key,
         size_t key_len)
 {
     memset(c, 0, sizeof(*c));
@@ -734,9 +735,8 @@ static bool render_config(struct run_state *r, size_t i, char *msg, size_t msg_l
 static void call_type(struct sched *s, struct run_state *r, size_t i, bool is_timer)
 {
     const struct plan_step *ps = &r->plan->steps[i];
-    const struct step_type *type = steps_type_for(ps->kind);
     struct step_outcome out = { 0 };
-    struct step_call call;
+    durable_step_call call;
     char key[ID_MAX + DEF_MAX_ID_LEN + 2];
     char msg[DURABLE_ERROR_MSG_SIZE];
 
@@ -745,12 +745,10 @@ static void call_type(struct sched *s, struct run_state *r, size_t i, bool is_ti
         return;
     }
     step_call_init(&call, r, i, key, sizeof(key));
+    call.out = &out;
     if (ps->expr)
         call.ctx = run_context(r);
-    if (is_timer)
-        type->timer(&call, &out);
-    else
-        type->start(&call, &out);
+    steps_call(ps->step_type, &call, is_timer);
     json_decref(call.ctx);
     handle_outcome(s, r, i, &out);
 }
@@ -764,7 +762,7 @@ static void on_started(struct sched *s, struct run_state *r, size_t i)
 
     ss->st = SS_RUNNING;
     ss->started_us = clock_mono_us();
-    if (!steps_type_for(ps->kind)) {
+    if (!ps->step_type) {
         submit_failure(s, r, i, "unsupported", "this step type is not supported");
         return;
     }

@@ -183,6 +183,8 @@ void engine_metrics_release(struct durable *d);
 /* The writer gave up on a batch (why), or committed one again (why NULL). */
 void engine_health_set_writer_error(struct durable *d, const char *why);
 
+#define ENGINE_MAX_STEP_TYPES 256 /* registered step types, built-in ones included */
+
 struct durable {
     struct store *store;
     durable_recovery recovery;
@@ -213,6 +215,13 @@ struct durable {
     pthread_mutex_t plans_mu;
     struct plan_cache_entry *plans; /* guarded by plans_mu */
     size_t n_plans;               /* guarded by plans_mu */
+
+    /* step types by name (api.c): any thread registers, parses look up;
+     * entries are never removed nor changed before durable_close, so a plan
+     * may keep a pointer to one */
+    pthread_mutex_t types_mu;
+    durable_step_type *types[ENGINE_MAX_STEP_TYPES]; /* guarded by types_mu; owned copies */
+    size_t n_types;                                  /* guarded by types_mu */
 
     atomic_bool store_failed;     /* the writer gave up on a batch */
     pthread_mutex_t health_mu;

@@ -2,7 +2,8 @@
  * http.c - the `http_request` step type and the I/O thread that makes its
  * requests with libcurl's multi interface.
  *
- * start() checks the rendered config and builds a request (method, url,
+ * check() validates the config at parse time; start() checks the rendered
+ * config and builds a request (method, url,
  * headers, body, expected statuses, timeout) with the step's idempotency
  * key as the `Idempotency-Key` header; the engine hands it to the I/O
  * thread (steps_io_submit), so the scheduler never waits on the network.
@@ -25,8 +26,8 @@
 
 #include "steps/steps.h"
 
-#include <curl/curl.h>
 #include <ctype.h>
+#include <curl/curl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,10 +60,10 @@ struct step_io {
     step_io_done_fn done;
     void *ud;
     pthread_mutex_t mu;
-    struct step_io_request *queue; /* guarded by mu: submitted, not yet added */
+    struct step_io_request *queue;      /* guarded by mu: submitted, not yet added */
     struct step_io_request *queue_tail; /* guarded by mu */
-    bool stop;                     /* guarded by mu */
-    struct step_io_request *inflight; /* I/O thread only: transfers added to multi */
+    bool stop;                          /* guarded by mu */
+    struct step_io_request *inflight;   /* I/O thread only: transfers added to multi */
 };
 
 static void inflight_add(struct step_io *io, struct step_io_request *req)
@@ -111,7 +112,8 @@ static bool get_expect(json_t *v, struct step_io_request *req, struct step_outco
         return true;
     }
     if (json_is_array(v) && json_array_size(v) > 0 && json_array_size(v) <= MAX_EXPECT) {
-        json_array_foreach(v, i, e) {
+        json_array_foreach(v, i, e)
+        {
             if (!json_is_integer(e))
                 break;
             req->expect[req->n_expect++] = (int)json_integer_value(e);
@@ -136,7 +138,8 @@ static bool add_headers(json_t *h, struct step_io_request *req, struct step_outc
         steps_fail(out, STEPS_INVALID_CONFIG, "config.headers: expected an object");
         return false;
     }
-    json_object_foreach(h, key, v) {
+    json_object_foreach(h, key, v)
+    {
         if (!json_is_string(v) || !key[0] || strpbrk(key, ":\r\n ") ||
             strpbrk(json_string_value(v), "\r\n")) {
             steps_fail(out, STEPS_INVALID_CONFIG, "config.headers: invalid header \"%.60s\"", key);
@@ -156,7 +159,8 @@ static bool has_header(json_t *h, const char *name)
     const char *key;
     json_t *v;
 
-    json_object_foreach(h, key, v) {
+    json_object_foreach(h, key, v)
+    {
         if (strcasecmp(key, name) == 0)
             return true;
     }
@@ -179,8 +183,107 @@ static void set_body(json_t *body, json_t *headers, struct step_io_request *req)
         req->headers = curl_slist_append(req->headers, "Content-Type: application/json");
 }
 
-static void http_start(const struct step_call *c, struct step_outcome *out)
+/* ---- config ---- */
+
+static void http_url(durable_step_check *chk, json_t *v)
 {
+    struct def_quoted q;
+    const char *s;
+
+    if (def_is_templated(v) || !def_check_string(chk, v, &s))
+        return;
+    if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+        def_check_error(chk, "expected an http:// or https:// URL, got %s", def_quote(&q, s));
+}
+
+static void http_method(durable_step_check *chk, json_t *v)
+{
+    static const char *const allowed[] = { "GET",    "POST", "PUT",     "PATCH",
+                                           "DELETE", "HEAD", "OPTIONS", NULL };
+
+    def_check_one_of(chk, v, allowed, true);
+}
+
+static void http_headers(durable_step_check *chk, json_t *v)
+{
+    const char *key, *s;
+    json_t *h;
+    size_t mark;
+
+    if (def_is_templated(v))
+        return;
+    if (!json_is_object(v)) {
+        def_check_error(chk, "expected an object of header names to strings, got %s",
+                        def_type_name(v));
+        return;
+    }
+    json_object_foreach(v, key, h)
+    {
+        mark = def_check_key(chk, key);
+        def_check_string(chk, h, &s);
+        def_check_pop(chk, mark);
+    }
+}
+
+static void http_body(durable_step_check *chk, json_t *v)
+{
+    (void)chk;
+    (void)v;
+}
+
+static void want_status(durable_step_check *chk, const json_t *v)
+{
+    int code;
+
+    if (!def_is_templated(v))
+        def_check_int(chk, v, 100, 599, &code);
+}
+
+static void http_expect_status(durable_step_check *chk, json_t *v)
+{
+    size_t i, mark;
+
+    if (!json_is_array(v)) {
+        want_status(chk, v);
+        return;
+    }
+    if (json_array_size(v) == 0)
+        def_check_error(chk, "expected at least one status");
+    for (i = 0; i < json_array_size(v); i++) {
+        mark = def_check_index(chk, i);
+        want_status(chk, json_array_get(v, i));
+        def_check_pop(chk, mark);
+    }
+}
+
+static void http_timeout(durable_step_check *chk, json_t *v)
+{
+    def_check_seconds(chk, v, true);
+}
+
+/* clang-format off */
+static const struct def_check_field http_fields[] = {
+    { "url", http_url },
+    { "method", http_method },
+    { "headers", http_headers },
+    { "body", http_body },
+    { "expect_status", http_expect_status },
+    { "timeout_seconds", http_timeout },
+};
+/* clang-format on */
+
+static void http_check(durable_step_check *chk, void *ud)
+{
+    (void)ud;
+    def_check_require(chk, "url");
+    def_check_walk(chk, http_fields, DUR_ARRAY_LEN(http_fields));
+}
+
+/* ---- behaviour ---- */
+
+static void http_start(durable_step_call *c, void *ud)
+{
+    struct step_outcome *out = c->out;
     const char *url = json_string_value(json_object_get(c->config, "url"));
     const char *method = json_string_value(json_object_get(c->config, "method"));
     json_t *headers = json_object_get(c->config, "headers");
@@ -189,6 +292,7 @@ static void http_start(const struct step_call *c, struct step_outcome *out)
     char *key;
     size_t i;
 
+    (void)ud;
     dbuf_init(&req->resp, STEPS_HTTP_MAX_BODY);
     if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
         steps_fail(out, STEPS_INVALID_CONFIG, "config.url: expected an http:// or https:// URL");
@@ -222,8 +326,9 @@ fail:
     steps_io_request_free(req);
 }
 
-const struct step_type steps_http_type = {
-    .kind = STEP_HTTP_REQUEST,
+const durable_step_type steps_http_type = {
+    .name = "http_request",
+    .check = http_check,
     .start = http_start,
 };
 
@@ -470,8 +575,7 @@ durable_code steps_io_start(step_io_done_fn done, void *ud, struct step_io **out
     return DURABLE_OK;
 }
 
-void steps_io_submit(struct step_io *io, struct step_io_request *req,
-                     const struct step_io_tag *tag)
+void steps_io_submit(struct step_io *io, struct step_io_request *req, const struct step_io_tag *tag)
 {
     bool stopped;
 

@@ -1,5 +1,14 @@
 /*
- * steps.h - step types: one small vtable per type, one file per type.
+ * steps.h - step types: each is a durable_step_type (durable.h), described
+ * in its own file next to its behaviour and its config's check, and
+ * registered by the engine at durable_open through the same call a user
+ * type is (durable_step_type_register); steps_builtin lists them.
+ *
+ * A definition's step resolves its type by name at parse time (def layer,
+ * through def_options.find_type: the engine's registry, or
+ * steps_builtin_find where there is no engine, as in durable_validate) and
+ * keeps it in plan_step.step_type; check() validates the config then, with
+ * located diagnostics (def.h's def_check_*).
  *
  * The scheduler calls start() when a step attempt's start has committed. A
  * type answers with an outcome: done at once (output), failed (error code and
@@ -11,8 +20,16 @@
  * nothing of the store: the engine commits what they answer. All calls
  * happen on the scheduler thread and must not block.
  *
- * Files: task.c (task, and the registry), expr_steps.c (condition,
- * transform, log), wait_steps.c (delay, approval).
+ * A call is a durable_step_call: the public accessors (durable.h) give a
+ * user type its ids and config as text, and durable_step_done/fail fill its
+ * outcome; the built-in types read the struct below directly (the rendered
+ * config as json_t, the run context, the parsed plan step) and may answer
+ * with every outcome kind.
+ *
+ * Files: steps.c (the built-in table, calls, the public call accessors),
+ * task.c, http.c (http_request, and the I/O thread), delay.c, approval.c,
+ * workflow.c, log.c, expr_steps.c (condition and transform: one behaviour,
+ * one schema).
  */
 #ifndef DURABLE_STEPS_STEPS_H
 #define DURABLE_STEPS_STEPS_H
@@ -34,56 +51,59 @@ enum step_outcome_kind {
                           comes back through the done callback */
     STEP_OUT_CHILD,    /* start a child run: data is {"workflow": NAME, "input": {...}}; the
                           step ends with the child (engine.c) */
+    STEP_OUT_NONE,     /* not answered (yet): steps_call makes it a failure */
 };
 
 struct step_io_request; /* http.c: one HTTP request to make */
 
 struct step_outcome {
     enum step_outcome_kind kind;
-    json_t *output;       /* DONE, DECIDE: owned by the outcome (the caller takes it) */
-    int64_t timer_ms;     /* TIMER */
-    int64_t wake_at_ms;   /* WAIT: Unix ms, 0 for none */
-    json_t *data;         /* WAIT: members for the step_waiting event; CHILD: the child;
-                             owned, or NULL */
+    json_t *output;     /* DONE, DECIDE: owned by the outcome (the caller takes it) */
+    int64_t timer_ms;   /* TIMER */
+    int64_t wake_at_ms; /* WAIT: Unix ms, 0 for none */
+    json_t *data;       /* WAIT: members for the step_waiting event; CHILD: the child;
+                           owned, or NULL */
     struct step_io_request *io_request; /* IO: owned by the outcome (the caller takes it) */
-    char error_code[32];  /* FAIL: "random_failure", "timeout", ... */
-    char error_msg[256];  /* FAIL */
+    char error_code[32];                /* FAIL: "random_failure", "timeout", ... */
+    char error_msg[256];                /* FAIL */
 };
 
-/* What a step sees of its run. Borrowed for the call. */
-struct step_call {
+/* What a step sees of its run: one call of a type's start or timer, on
+ * the scheduler thread. Borrowed for the call. */
+struct durable_step_call {
     const struct plan_step *step;
     const char *run_id;
     int attempt;
     const char *idempotency_key;
-    json_t *config;  /* the step's config with its {{ }} templates rendered for this
-                        attempt (step->config itself when it has none) */
-    json_t *ctx;     /* the run context {input, steps, run} of SPEC §3; NULL unless
-                        the step has an expression (step->expr) */
+    json_t *config;           /* the step's config with its {{ }} templates rendered for this
+                                 attempt (step->config itself when it has none) */
+    json_t *ctx;              /* the run context {input, steps, run} of SPEC §3; NULL unless
+                                 the step has an expression (step->expr) */
+    struct step_outcome *out; /* the answer: set by the type (steps_call inits it) */
+    char *config_text;        /* durable_step_call_config's, made on demand; owned */
 };
 
-struct step_type {
-    enum step_kind kind;
-    /* start() has no effect outside its outcome and reads only what its call
-     * holds: the engine may ask it before the attempt's START has committed
-     * and commit the START and the answer in one transaction. Not so for a
-     * type that acts on the world (http_request) or starts runs (workflow). */
-    bool pure_start;
-    void (*start)(const struct step_call *c, struct step_outcome *out);
-    void (*timer)(const struct step_call *c, struct step_outcome *out); /* may be NULL */
-};
+/* The built-in types, in registration order, NULL-terminated. Each is
+ * defined in its own file. */
+extern const durable_step_type *const steps_builtin[];
+extern const durable_step_type steps_task_type;      /* task.c */
+extern const durable_step_type steps_http_type;      /* http.c */
+extern const durable_step_type steps_delay_type;     /* delay.c */
+extern const durable_step_type steps_approval_type;  /* approval.c */
+extern const durable_step_type steps_condition_type; /* expr_steps.c */
+extern const durable_step_type steps_transform_type; /* expr_steps.c */
+extern const durable_step_type steps_log_type;       /* log.c */
+extern const durable_step_type steps_workflow_type;  /* workflow.c */
 
-extern const struct step_type steps_condition_type; /* expr_steps.c */
-extern const struct step_type steps_transform_type;
-extern const struct step_type steps_log_type;
-extern const struct step_type steps_delay_type; /* wait_steps.c */
-extern const struct step_type steps_approval_type;
-extern const struct step_type steps_workflow_type;
+/* def_find_type_fn over steps_builtin (ud unused): for parses with no
+ * engine, such as durable_validate. */
+const durable_step_type *steps_builtin_find(void *ud, const char *name);
 
-extern const struct step_type steps_http_type; /* http.c */
-
-/* The vtable for a kind, or NULL when the kind is not implemented. */
-const struct step_type *steps_type_for(enum step_kind kind);
+/* Calls t's start (or timer, when is_timer) with c (its out set by the
+ * caller), then releases what the call made on demand. An unanswered call
+ * is a failure "no_answer"; a timer call to a type without a timer is
+ * "unsupported". */
+void steps_call(const durable_step_type *t, durable_step_call *c, bool is_timer);
 
 /* ---- the I/O thread (http.c) ----
  *
@@ -126,7 +146,14 @@ void steps_io_request_free(struct step_io_request *req); /* accepts NULL */
 /* The error code of a failed expression (runtime jq error, limits). */
 #define STEPS_EXPRESSION_ERROR "expression_error"
 /* The error code of a config that is invalid once rendered. */
-#define STEPS_INVALID_CONFIG "invalid_config"
+#define STEPS_INVALID_CONFIG   "invalid_config"
+
+/* config[key] as seconds in [0, DEF_MAX_SECONDS] (> 0 when positive);
+ * false, with out a FAIL invalid_config, when it is not. */
+bool steps_config_seconds(const durable_step_call *c, const char *key, bool positive,
+                          double *seconds, struct step_outcome *out);
+/* The wall clock now as RFC 3339, in buf. Returns buf. */
+const char *steps_now_text(char buf[32]);
 
 /* Convenience: fill a FAIL outcome. */
 void steps_fail(struct step_outcome *out, const char *code, const char *fmt, ...) DUR_PRINTF(3, 4);

@@ -33,6 +33,7 @@
 #include <cmocka.h>
 
 #include "def/def.h"
+#include "steps/steps.h"
 #include "util/util.h"
 
 static bool update_expected; /* DURABLE_UPDATE_EXPECTED is set */
@@ -75,16 +76,29 @@ static void dump_list(struct dbuf *out, const char *label, const struct plan *p,
         dbuf_addf(out, "%s%s", i ? "," : "", p->steps[idx[i]].id);
 }
 
+/* A task's duration and failure probability (what its config says, with
+ * their defaults); 1 and 0 for the other types. */
+static void task_params(const struct plan_step *st, double *duration_s, double *fail_p)
+{
+    json_t *d = json_object_get(st->config, "duration_seconds");
+    json_t *f = json_object_get(st->config, "fail_probability");
+    bool is_task = st->step_type == &steps_task_type;
+
+    *duration_s = is_task && json_is_number(d) ? json_number_value(d) : 1.0;
+    *fail_p = is_task && json_is_number(f) ? json_number_value(f) : 0.0;
+}
+
 static void dump_step(struct dbuf *out, const struct plan *p, const struct plan_step *st)
 {
+    double duration_s, fail_p;
     size_t i;
 
-    dbuf_addf(out, "step %s type=%s kind=%s", st->id, st->type, def_step_kind_name(st->kind));
+    task_params(st, &duration_s, &fail_p);
+    dbuf_addf(out, "step %s type=%s kind=%s", st->id, st->type, st->step_type->name);
     dump_list(out, "deps", p, st->deps, st->n_deps);
     dbuf_addf(out, " attempts=%d backoff=%g*%g^n<=%g duration=%g fail=%g timeout_ms=%lld",
               st->retry.max_attempts, st->retry.initial_interval_s, st->retry.backoff_coefficient,
-              st->retry.max_interval_s, st->duration_s, st->fail_probability,
-              (long long)st->timeout_ms);
+              st->retry.max_interval_s, duration_s, fail_p, (long long)st->timeout_ms);
     if (st->action)
         dbuf_addf(out, " action=%s", st->action);
     if (st->if_expr)
@@ -149,7 +163,8 @@ static void assert_json_round_trip(const struct plan *plan, const struct def_opt
 static void run_case(void **state)
 {
     const struct case_file *c = *state;
-    const struct def_options opts = { .known_actions = def_builtin_actions };
+    const struct def_options opts = { .known_actions = def_builtin_actions,
+                                      .find_type = steps_builtin_find };
     struct def_report rep;
     struct plan *plan = NULL;
     durable_error err = { DURABLE_OK, "" };

@@ -17,9 +17,11 @@
 #include <cmocka.h>
 
 #include "def/def.h"
+#include "steps/steps.h"
 #include "util/util.h"
 
-static const struct def_options builtin = { .known_actions = def_builtin_actions };
+static const struct def_options builtin = { .known_actions = def_builtin_actions,
+                                            .find_type = steps_builtin_find };
 
 /* Parses text; returns the code. *plan and rep are the caller's to release. */
 static durable_code parse(const char *text, struct plan **plan, struct def_report *rep,
@@ -124,8 +126,8 @@ static void test_defaults_and_ref(void **state)
     assert_true(p->steps[0].retry.initial_interval_s == 1.0);
     assert_true(p->steps[0].retry.backoff_coefficient == 2.0);
     assert_true(p->steps[0].retry.max_interval_s == 60.0);
-    assert_true(p->steps[0].duration_s == 1.0);
-    assert_true(p->steps[0].fail_probability == 0.0);
+    assert_ptr_equal(p->steps[0].step_type, &steps_task_type);
+    assert_non_null(p->steps[0].type_data); /* the task's parsed config, defaults */
     assert_int_equal(p->steps[0].timeout_ms, 0);
     assert_int_equal(p->timeout_ms, 0);
     assert_null(p->steps[0].action);
@@ -141,16 +143,29 @@ static void test_defaults_and_ref(void **state)
     def_report_release(&rep);
 }
 
+/* A type name resolves to its type at parse time; a name no type has is a
+ * task; without a lookup, steps have no type. */
 static void test_kinds(void **state)
 {
+    const char *text = "{\"name\":\"k\",\"steps\":[{\"id\":\"a\",\"type\":\"http_request\","
+                       "\"config\":{\"url\":\"http://x\"}},{\"id\":\"b\",\"type\":\"activity\"},"
+                       "{\"id\":\"c\",\"type\":\"workflow\",\"config\":{\"workflow\":\"w\"}}]}";
+    struct def_report rep;
+    struct plan *p = NULL;
+
     (void)state;
-    assert_int_equal(def_step_kind("task"), STEP_TASK);
-    assert_int_equal(def_step_kind("http_request"), STEP_HTTP_REQUEST);
-    assert_int_equal(def_step_kind("workflow"), STEP_WORKFLOW);
-    assert_int_equal(def_step_kind("activity"), STEP_TASK);
-    assert_int_equal(def_step_kind(NULL), STEP_TASK);
-    assert_string_equal(def_step_kind_name(STEP_APPROVAL), "approval");
-    assert_string_equal(def_step_kind_name((enum step_kind)99), "unknown");
+    assert_int_equal(parse(text, &p, &rep, NULL), DURABLE_OK);
+    assert_ptr_equal(p->steps[0].step_type, &steps_http_type);
+    assert_ptr_equal(p->steps[1].step_type, &steps_task_type);
+    assert_string_equal(p->steps[1].type, "activity");
+    assert_ptr_equal(p->steps[2].step_type, &steps_workflow_type);
+    plan_unref(p);
+    def_report_release(&rep);
+    assert_int_equal(def_parse(text, strlen(text), NULL, &p, NULL, NULL), DURABLE_OK);
+    assert_null(p->steps[0].step_type);
+    plan_unref(p);
+    assert_ptr_equal(steps_builtin_find(NULL, "approval"), &steps_approval_type);
+    assert_null(steps_builtin_find(NULL, "activity"));
 }
 
 /* ---- retry arithmetic ---- */
