@@ -120,8 +120,8 @@ static char *make_url(CURL *h, const struct approve_args *a)
 
     while (n > 0 && a->server[n - 1] == '/')
         n--;
-    url = xasprintf("%.*s/runs/%s/steps/%s/%s", (int)n, a->server, run ? run : "",
-                    step ? step : "", a->is_approve ? "approve" : "reject");
+    url = xasprintf("%.*s/runs/%s/steps/%s/%s", (int)n, a->server, run ? run : "", step ? step : "",
+                    a->is_approve ? "approve" : "reject");
     curl_free(run);
     curl_free(step);
     return url;

@@ -132,7 +132,7 @@ struct step_view {
     char status[16];
     int attempt;
     int max_attempts;
-    int64_t started_ms;  /* wall ms of the current attempt's start, 0 if none */
+    int64_t started_ms; /* wall ms of the current attempt's start, 0 if none */
     int64_t ended_ms;
 };
 
@@ -158,16 +158,17 @@ static void on_signal(int sig)
 static int64_t iso_to_ms(const char *s)
 {
     struct tm tm;
-    int ms = 0;
+    const char *rest;
+    long ms = 0;
 
     if (!s)
         return 0;
     memset(&tm, 0, sizeof(tm));
-    if (sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                &tm.tm_min, &tm.tm_sec, &ms) < 6)
+    rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!rest)
         return 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
+    if (*rest == '.')
+        ms = strtol(rest + 1, NULL, 10);
     return (int64_t)timegm(&tm) * 1000 + ms;
 }
 
@@ -177,8 +178,10 @@ static void view_load(struct view *v, const char *run_json)
     json_t *steps = json_object_get(run, "steps");
     size_t i;
 
-    snprintf(v->name, sizeof(v->name), "%s", json_string_value(json_object_get(run, "workflow_name")) ?: "");
-    snprintf(v->status, sizeof(v->status), "%s", json_string_value(json_object_get(run, "status")) ?: "");
+    snprintf(v->name, sizeof(v->name), "%s",
+             json_string_value(json_object_get(run, "workflow_name")) ?: "");
+    snprintf(v->status, sizeof(v->status), "%s",
+             json_string_value(json_object_get(run, "status")) ?: "");
     v->started_ms = iso_to_ms(json_string_value(json_object_get(run, "created_at")));
     v->n_steps = json_array_size(steps);
     v->steps = xcalloc(v->n_steps ? v->n_steps : 1, sizeof(*v->steps));
@@ -187,7 +190,7 @@ static void view_load(struct view *v, const char *run_json)
         struct step_view *sv = &v->steps[i];
         sv->id = xstrdup(json_string_value(json_object_get(st, "step_id")) ?: "?");
         snprintf(sv->status, sizeof(sv->status), "%s",
-                json_string_value(json_object_get(st, "status")) ?: "pending");
+                 json_string_value(json_object_get(st, "status")) ?: "pending");
         sv->attempt = (int)json_integer_value(json_object_get(st, "attempt"));
         sv->max_attempts = (int)json_integer_value(json_object_get(st, "max_attempts"));
         sv->started_ms = iso_to_ms(json_string_value(json_object_get(st, "started_at")));
@@ -239,14 +242,15 @@ static void view_draw(struct view *v)
     if (v->lines_drawn)
         printf("\033[%dA", v->lines_drawn);
     printf("\033[K\033[1m%s\033[0m  %s  %s  %.1fs\n", v->name, v->run_id, v->status,
-            (now - v->started_ms) / 1000.0);
+           (double)(now - v->started_ms) / 1000.0);
     for (i = 0; i < v->n_steps; i++) {
         struct step_view *sv = &v->steps[i];
         printf("\033[K  %s %-24s %-10s", status_icon(sv->status), sv->id, sv->status);
         if (sv->attempt > 0)
             printf(" attempt %d/%d", sv->attempt, sv->max_attempts);
         if (sv->started_ms)
-            printf("  %.1fs", ((sv->ended_ms ? sv->ended_ms : now) - sv->started_ms) / 1000.0);
+            printf("  %.1fs",
+                   (double)((sv->ended_ms ? sv->ended_ms : now) - sv->started_ms) / 1000.0);
         putchar('\n');
     }
     v->lines_drawn = (int)v->n_steps + 1;
@@ -271,8 +275,8 @@ static void print_plain(const struct ev_node *e)
         printf(" delay_ms=%lld", (long long)json_integer_value(json_object_get(data, "delay_ms")));
     if (json_is_string(json_object_get(data, "action")))
         printf(" action=%s %s->%s", json_string_value(json_object_get(data, "action")),
-                json_string_value(json_object_get(data, "from")) ?: "",
-                json_string_value(json_object_get(data, "to")) ?: "");
+               json_string_value(json_object_get(data, "from")) ?: "",
+               json_string_value(json_object_get(data, "to")) ?: "");
     putchar('\n');
     fflush(stdout);
     json_decref(data);
@@ -295,7 +299,7 @@ static bool view_apply(struct view *v, const struct ev_node *e)
         sv->ended_ms = e->at_ms;
     } else if (strcmp(e->type, "step_failed") == 0 && sv) {
         snprintf(sv->status, sizeof(sv->status), "%s",
-                json_is_true(json_object_get(data, "final")) ? "failed" : "retrying");
+                 json_is_true(json_object_get(data, "final")) ? "failed" : "retrying");
         sv->ended_ms = e->at_ms;
     } else if (strcmp(e->type, "step_skipped") == 0 && sv) {
         snprintf(sv->status, sizeof(sv->status), "skipped");
@@ -324,9 +328,9 @@ static bool parse_amount(const char *s, double *out)
     return true;
 }
 
-
 static int parse_args(int argc, char **argv, struct run_args *a)
 {
+    const char *durability = NULL;
     int i;
 
     memset(a, 0, sizeof(*a));
@@ -346,20 +350,9 @@ static int parse_args(int argc, char **argv, struct run_args *a)
             slot = &a->key;
         else if (strcmp(arg, "--db") == 0)
             slot = &a->db;
-        else if (strcmp(arg, "--durability") == 0) {
-            if (i + 1 >= argc)
-                goto missing;
-            arg = argv[++i];
-            if (strcmp(arg, "full") == 0)
-                a->durability = DURABLE_DURABILITY_FULL;
-            else if (strcmp(arg, "process") == 0)
-                a->durability = DURABLE_DURABILITY_PROCESS;
-            else {
-                fprintf(stderr, "durable run: --durability is \"full\" or \"process\", not \"%s\"\n", arg);
-                return -1;
-            }
-            continue;
-        } else if (arg[0] == '-' && arg[1] != '\0') {
+        else if (strcmp(arg, "--durability") == 0)
+            slot = &durability;
+        else if (arg[0] == '-' && arg[1] != '\0') {
             fprintf(stderr, "durable run: unknown option \"%s\"\n\n%s", arg, run_usage);
             return -1;
         } else if (!a->file) {
@@ -377,8 +370,16 @@ static int parse_args(int argc, char **argv, struct run_args *a)
         fputs(run_usage, stderr);
         return -1;
     }
+    if (durability && strcmp(durability, "process") == 0)
+        a->durability = DURABLE_DURABILITY_PROCESS;
+    else if (durability && strcmp(durability, "full") != 0) {
+        fprintf(stderr, "durable run: --durability is \"full\" or \"process\", not \"%s\"\n",
+                durability);
+        return -1;
+    }
     if (a->order && !parse_amount(a->order, &a->order_amount)) {
-        fprintf(stderr, "durable run: --order needs an amount from 0 to 1e12, not \"%s\"\n", a->order);
+        fprintf(stderr, "durable run: --order needs an amount from 0 to 1e12, not \"%s\"\n",
+                a->order);
         return -1;
     }
     return 0;
@@ -431,7 +432,7 @@ static int register_file(durable *d, const char *file, const char *text, size_t 
 
 /* Starts the run, or finds the one --id started. OUT: run id, existed. */
 static int start_run(durable *d, const struct run_args *a, const char *wf, const char *key,
-        char **out_run, bool *out_existed)
+                     char **out_run, bool *out_existed)
 {
     durable_run_request req = { .workflow = wf, .input_json = a->input, .idempotency_key = key };
     durable_error err = { 0 };
@@ -453,14 +454,15 @@ static void print_summary(durable *d, const struct view *v)
     char *json = NULL;
     json_t *run = NULL;
     const char *order_id, *error;
+    int64_t took_ms;
 
     if (durable_run_get(d, v->run_id, &json, &err) != DURABLE_OK)
         return;
     run = json_loads(json, 0, NULL);
     printf("run %s %s", v->run_id, json_string_value(json_object_get(run, "status")) ?: "?");
-    printf(" in %.1fs", (iso_to_ms(json_string_value(json_object_get(run, "completed_at"))) -
-                                iso_to_ms(json_string_value(json_object_get(run, "created_at")))) /
-                    1000.0);
+    took_ms = iso_to_ms(json_string_value(json_object_get(run, "completed_at"))) -
+              iso_to_ms(json_string_value(json_object_get(run, "created_at")));
+    printf(" in %.1fs", (double)took_ms / 1000.0);
     error = json_string_value(json_object_get(run, "error_message"));
     if (error)
         printf(": %s", error);
@@ -469,7 +471,8 @@ static void print_summary(durable *d, const struct view *v)
         char *ojson = NULL;
         if (durable_order_get(d, order_id, &ojson, &err) == DURABLE_OK) {
             json_t *o = json_loads(ojson, 0, NULL);
-            printf("; order %s %s", order_id, json_string_value(json_object_get(o, "status")) ?: "?");
+            printf("; order %s %s", order_id,
+                   json_string_value(json_object_get(o, "status")) ?: "?");
             json_decref(o);
         }
         durable_free(ojson);
@@ -482,7 +485,7 @@ static void print_summary(durable *d, const struct view *v)
 static bool is_finished(const char *status)
 {
     return strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-            strcmp(status, "cancelled") == 0;
+           strcmp(status, "cancelled") == 0;
 }
 
 /* Follows the run until it finishes or the user interrupts. Events come
@@ -525,7 +528,7 @@ static bool key_run_finished(durable *d, const char *wf, const char *key)
     bool finished = false;
 
     if (durable_run_find(d, wf, key, &run_id, &err) == DURABLE_OK &&
-            durable_run_get(d, run_id, &json, &err) == DURABLE_OK) {
+        durable_run_get(d, run_id, &json, &err) == DURABLE_OK) {
         json_t *run = json_loads(json, 0, NULL);
         const char *status = json_string_value(json_object_get(run, "status"));
         finished = status && is_finished(status);
@@ -574,12 +577,13 @@ static int run_with(durable *d, const struct run_args *a, const char *text, size
         printf("already finished: run %s (id %s)\n", run_id, key);
     else if (existed && durable_run_elsewhere(d, run_id))
         printf("run %s (id %s) is being executed by another durable process; waiting for it to "
-               "finish\n", run_id, key);
+               "finish\n",
+               run_id, key);
     else if (existed)
         printf("resuming run %s (id %s)\n", run_id, key);
     else if (!a->key)
         printf("run %s started; to resume it after a crash: durable run %s --id %s\n", run_id,
-                a->file, key);
+               a->file, key);
     fflush(stdout);
     follow(d, &q, &v);
     if (interrupted) {
@@ -623,7 +627,7 @@ int cli_run(int argc, char **argv)
     ret = parse_args(argc, argv, &a);
     if (ret)
         return ret > 0 ? 0 : 2;
-    if (cli_read_file(a.file, 1024 * 1024, &text, &len) != 0)
+    if (cli_read_file(a.file, (size_t)1024 * 1024, &text, &len) != 0)
         return 2;
     ret = validate_file(a.file, text, len);
     if (ret) {

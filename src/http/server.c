@@ -100,8 +100,10 @@ static void check_content_type(struct request *rq)
     if (media_is(ct, "application/yaml") || media_is(ct, "application/x-yaml") ||
         media_is(ct, "text/yaml"))
         return;
-    set_pending(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                "content type \"%.60s\" is not supported: send application/json or application/yaml", ct);
+    set_pending(
+            rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+            "content type \"%.60s\" is not supported: send application/json or application/yaml",
+            ct);
 }
 
 /* Routing, auth and the headers' limits. Leaves the error, if any, in

@@ -24,10 +24,10 @@
 DUR_NORETURN void dur_assert_fail(const char *expr, const char *file, int line);
 
 /* Invariants whose breach would corrupt state. Never for user or disk input. */
-#define DUR_ASSERT(x)                                                                              \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            dur_assert_fail(#x, __FILE__, __LINE__);                                               \
+#define DUR_ASSERT(x)                                \
+    do {                                             \
+        if (!(x))                                    \
+            dur_assert_fail(#x, __FILE__, __LINE__); \
     } while (0)
 
 #ifdef NDEBUG

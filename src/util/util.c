@@ -125,7 +125,9 @@ void durable_set_oom_handler(durable_oom_fn fn)
 
 static DUR_NORETURN void oom(size_t n)
 {
-    atomic_load (&oom_hook)(n);
+    durable_oom_fn hook = atomic_load(&oom_hook);
+
+    hook(n);
     abort();
 }
 
@@ -370,6 +372,7 @@ void durable_set_log_handler(durable_log_fn fn, void *ud, durable_log_level min)
 void log_msg(durable_log_level level, const char *fmt, ...)
 {
     char msg[1024];
+    durable_log_fn hook;
     va_list ap;
 
     if ((int)level < atomic_load_explicit(&log_min, memory_order_relaxed))
@@ -377,7 +380,8 @@ void log_msg(durable_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    atomic_load (&log_hook)(level, msg, atomic_load(&log_ud));
+    hook = atomic_load(&log_hook);
+    hook(level, msg, atomic_load(&log_ud));
 }
 
 /* ---- randomness and ids ---- */
@@ -434,6 +438,7 @@ void id_new(const char *prefix, char *out, size_t out_len)
 void failpoint_hit(const char *name)
 {
     static _Atomic long hits;
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): durable never sets the environment */
     const char *spec = getenv("DURABLE_FAILPOINT");
     size_t n;
     long want = 1;

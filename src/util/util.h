@@ -56,9 +56,9 @@ durable_code dbuf_add_json_string(struct dbuf *b, const char *s);
 char *dbuf_detach(struct dbuf *b, size_t *out_len);
 
 /* ---- clocks ---- */
-int64_t clock_wall_ms(void);      /* Unix time, milliseconds */
-int64_t clock_mono_ms(void);      /* monotonic, milliseconds */
-int64_t clock_mono_us(void);      /* monotonic, microseconds */
+int64_t clock_wall_ms(void); /* Unix time, milliseconds */
+int64_t clock_mono_ms(void); /* monotonic, milliseconds */
+int64_t clock_mono_us(void); /* monotonic, microseconds */
 /* Formats Unix ms as RFC 3339 UTC with milliseconds into out (>= 25 bytes). */
 void clock_format_rfc3339(int64_t unix_ms, char out[32]);
 
