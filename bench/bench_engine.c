@@ -53,17 +53,18 @@ struct opts {
 struct watch {
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    long n_started;           /* step_started */
-    long n_completed;         /* step_completed */
-    long n_runs_done;         /* run_completed / run_failed / run_cancelled */
+    long n_started;   /* step_started */
+    long n_completed; /* step_completed */
+    long n_runs_done; /* run_completed / run_failed / run_cancelled */
     long n_runs_failed;
-    int64_t *completed_ns;    /* W1: time of each step_completed, if set */
+    int64_t *completed_ns; /* W1: time of each step_completed, if set */
     size_t n_completed_ns, cap_completed_ns;
     int64_t last_run_done_ns;
 };
 
-static struct watch watch = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0,
-        NULL, 0, 0, 0 };
+static struct watch watch = {
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL, 0, 0, 0
+};
 
 static void on_event(const durable_event *ev, void *ud)
 {
@@ -275,7 +276,7 @@ static int run_w1(const struct opts *o)
     bench_json_num("steps", (double)n_iv);
     bench_json_num("mean_ms", total_ms / (double)n_iv);
     bench_json_num("commits_per_step",
-            metric(d, "durable_commits_total") / (double)(o->reps * o->steps));
+                   metric(d, "durable_commits_total") / (double)(o->reps * o->steps));
     bench_json_num("max_ms", bench_percentile(iv, n_iv, 100));
     bench_json_num("p99_ms", bench_percentile(iv, n_iv, 99));
     bench_json_num("median_ms", bench_percentile(iv, n_iv, 50));
@@ -377,7 +378,7 @@ static int run_w3(const struct opts *o)
     bench_json_begin();
     bench_json_num("reps", (double)o->reps);
     bench_json_num("commits_per_run",
-            (metric(d, "durable_commits_total") - commits0) / (double)o->reps);
+                   (metric(d, "durable_commits_total") - commits0) / (double)o->reps);
     bench_json_num("min_ms", bench_percentile(wall, (size_t)o->reps, 0));
     bench_json_num("median_ms", bench_percentile(wall, (size_t)o->reps, 50));
     bench_json_end();
@@ -490,9 +491,9 @@ static int64_t max_gid(const char *path)
     int64_t v = -1;
 
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-            sqlite3_prepare_v2(db, "SELECT coalesce(max(gid), 0) FROM events", -1, &st,
-                    NULL) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW)
+        sqlite3_prepare_v2(db, "SELECT coalesce(max(gid), 0) FROM events", -1, &st, NULL) ==
+                SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     sqlite3_close(db);
@@ -517,8 +518,9 @@ static bool event_committed(durable *d, int64_t gid)
 
 static int run_w5recover(const struct opts *o)
 {
-    durable_options opt = { .db_path = o->db, .durability = DURABLE_DURABILITY_FULL,
-            .recovery = DURABLE_RECOVER_ALL };
+    durable_options opt = { .db_path = o->db,
+                            .durability = DURABLE_DURABILITY_FULL,
+                            .recovery = DURABLE_RECOVER_ALL };
     durable_error err = { 0 };
     double open_s, resumed_s, close_s, cpu0 = bench_cpu_seconds(), cpu;
     int64_t t0, deadline, last;
@@ -565,7 +567,7 @@ static int run_w5recover(const struct opts *o)
 struct lib_ctx {
     durable *d;
     const char *wf;
-    const char *run_id;  /* read phase */
+    const char *run_id; /* read phase */
     int64_t end_ns;
     atomic_long n;
 };
@@ -643,11 +645,11 @@ int main(int argc, char **argv)
 
     for (i = 2; i < argc; i++) {
         if (!bench_opt_str(argc, argv, &i, "--db", &o.db) &&
-                !bench_opt_long(argc, argv, &i, "--runs", &o.runs) &&
-                !bench_opt_long(argc, argv, &i, "--steps", &o.steps) &&
-                !bench_opt_long(argc, argv, &i, "--inflight", &o.inflight) &&
-                !bench_opt_long(argc, argv, &i, "--reps", &o.reps) &&
-                !bench_opt_double(argc, argv, &i, "--seconds", &o.seconds))
+            !bench_opt_long(argc, argv, &i, "--runs", &o.runs) &&
+            !bench_opt_long(argc, argv, &i, "--steps", &o.steps) &&
+            !bench_opt_long(argc, argv, &i, "--inflight", &o.inflight) &&
+            !bench_opt_long(argc, argv, &i, "--reps", &o.reps) &&
+            !bench_opt_double(argc, argv, &i, "--seconds", &o.seconds))
             bench_die("unknown option \"%s\"", argv[i]);
     }
     if (!o.db)

@@ -31,9 +31,9 @@
 
 #include "bench_util.h"
 
-#define COMMIT_MAX       3000
-#define COMMIT_WARMUP    20
-#define FSYNC_MAX        1000
+#define COMMIT_MAX    3000
+#define COMMIT_WARMUP 20
+#define FSYNC_MAX     1000
 
 static void exec_or_die(sqlite3 *db, const char *sql)
 {
@@ -49,8 +49,8 @@ static sqlite3 *open_like_durable(const char *path, long page_size)
     sqlite3 *db = NULL;
     char sql[64];
 
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
         bench_die("cannot open %s", path);
     sqlite3_busy_timeout(db, 10000);
     if (page_size > 0) {
@@ -69,7 +69,7 @@ static long page_size_of(sqlite3 *db)
     long v = 0;
 
     if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW)
+        sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return v;
@@ -128,8 +128,8 @@ static int run_commit(const char *path, long page_size, double seconds)
     exec_or_die(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL,"
                     " data TEXT NOT NULL)");
     if (sqlite3_prepare_v2(db, "INSERT INTO t (run_id, data) VALUES (?1, ?2)", -1, &ins, NULL) ||
-            sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL) ||
-            sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL))
+        sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL) ||
+        sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL))
         bench_die("prepare: %s", sqlite3_errmsg(db));
     end = bench_now_ns() + (int64_t)(seconds * 1e9);
     for (i = 0; n < COMMIT_MAX && bench_now_ns() < end; i++) {
@@ -240,7 +240,8 @@ static void copy_schema(sqlite3 *src, sqlite3 *dst)
 {
     sqlite3_stmt *st = NULL;
 
-    sqlite3_prepare_v2(src,
+    sqlite3_prepare_v2(
+            src,
             "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'"
             " ORDER BY type = 'index', rowid",
             -1, &st, NULL);
@@ -407,11 +408,11 @@ static int run_scan(const char *path)
 
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
         bench_die("cannot open %s", path);
-    st = prepare_or_die(db,
-            "SELECT r.id, r.workflow_id, r.status, r.input, r.order_id, r.created_at,"
-            " r.deadline_at, s.step_id, s.status, s.attempt, s.wake_at, s.started_at, s.output"
-            " FROM runs r JOIN steps s ON s.run_id = r.id"
-            " WHERE r.status IN ('pending', 'running', 'waiting')");
+    st = prepare_or_die(
+            db, "SELECT r.id, r.workflow_id, r.status, r.input, r.order_id, r.created_at,"
+                " r.deadline_at, s.step_id, s.status, s.attempt, s.wake_at, s.started_at, s.output"
+                " FROM runs r JOIN steps s ON s.run_id = r.id"
+                " WHERE r.status IN ('pending', 'running', 'waiting')");
     while (sqlite3_step(st) == SQLITE_ROW) {
         for (c = 0; c < sqlite3_column_count(st); c++)
             bytes += sqlite3_column_bytes(st, c);
@@ -442,11 +443,11 @@ int main(int argc, char **argv)
 
     for (i = 2; i < argc; i++) {
         if (!bench_opt_str(argc, argv, &i, "--db", &db) &&
-                !bench_opt_str(argc, argv, &i, "--dir", &dir) &&
-                !bench_opt_str(argc, argv, &i, "--like", &like) &&
-                !bench_opt_double(argc, argv, &i, "--seconds", &seconds) &&
-                !bench_opt_long(argc, argv, &i, "--page-size", &page_size) &&
-                !bench_opt_long(argc, argv, &i, "--commits", &commits))
+            !bench_opt_str(argc, argv, &i, "--dir", &dir) &&
+            !bench_opt_str(argc, argv, &i, "--like", &like) &&
+            !bench_opt_double(argc, argv, &i, "--seconds", &seconds) &&
+            !bench_opt_long(argc, argv, &i, "--page-size", &page_size) &&
+            !bench_opt_long(argc, argv, &i, "--commits", &commits))
             bench_die("unknown option \"%s\"", argv[i]);
     }
     if (strcmp(mode, "fsync") == 0)

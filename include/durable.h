@@ -113,19 +113,19 @@ DURABLE_API void durable_close(durable *d);
  * code is DURABLE_EINVAL (or DURABLE_ESYNTAX) and err->msg holds the first
  * located error; durable_validate() lists all of them.
  * OUT: *out_workflow_id (caller frees), *out_version, *out_created (each may be NULL). */
-DURABLE_API durable_code durable_workflow_register(durable *d,
-        const char *text, size_t text_len, /* the definition */
-        char **out_workflow_id,            /* OUT, may be NULL */
-        int *out_version,                  /* OUT, may be NULL */
-        bool *out_created,                 /* OUT, may be NULL */
-        durable_error *err);
+DURABLE_API durable_code durable_workflow_register(durable *d, const char *text,
+                                                   size_t text_len,        /* the definition */
+                                                   char **out_workflow_id, /* OUT, may be NULL */
+                                                   int *out_version,       /* OUT, may be NULL */
+                                                   bool *out_created,      /* OUT, may be NULL */
+                                                   durable_error *err);
 
 /* Validates a definition without a store. Returns DURABLE_OK when valid.
  * OUT: *out_report, owned, one line per error or warning
  * ("steps[2].depends_on[0]: unknown step \"chrage\" (did you mean \"charge\"?)"),
  * possibly empty; written on success and on EINVAL/ESYNTAX. */
 DURABLE_API durable_code durable_validate(const char *text, size_t text_len, char **out_report,
-        durable_error *err);
+                                          durable_error *err);
 
 /* ---- step types -------------------------------------------------------- */
 
@@ -182,7 +182,7 @@ typedef struct durable_step_type {
  * while the engine is open, so a plan loaded before the type was
  * registered treats its name as a `task`. */
 DURABLE_API durable_code durable_step_type_register(durable *d, const durable_step_type *type,
-        durable_error *err);
+                                                    durable_error *err);
 
 /* The step's config as compact JSON text; valid until check() returns. */
 DURABLE_API const char *durable_step_check_config(durable_step_check *chk);
@@ -190,10 +190,10 @@ DURABLE_API const char *durable_step_check_config(durable_step_check *chk);
  * "headers.accept"; "" or NULL for the config itself): the definition
  * is invalid and the report says "steps[2].config.url: MESSAGE". */
 DURABLE_API void durable_step_check_error(durable_step_check *chk, const char *path,
-        const char *message);
+                                          const char *message);
 /* The same as a warning: the definition stays valid. */
 DURABLE_API void durable_step_check_warning(durable_step_check *chk, const char *path,
-        const char *message);
+                                            const char *message);
 
 /* What the call is about. Strings are valid until the call returns. */
 DURABLE_API const char *durable_step_call_run_id(const durable_step_call *call);
@@ -234,16 +234,16 @@ typedef struct durable_run_request {
  * true and, if it is unfinished and not being executed by this engine,
  * resumes it. OUT: *out_run_id (caller frees). */
 DURABLE_API durable_code durable_run_start(durable *d, const durable_run_request *req,
-        char **out_run_id, /* OUT */
-        bool *out_existed, /* OUT, may be NULL */
-        durable_error *err);
+                                           char **out_run_id, /* OUT */
+                                           bool *out_existed, /* OUT, may be NULL */
+                                           durable_error *err);
 
 /* How an asynchronous start ended. Every field is borrowed for the callback. */
 typedef struct durable_run_started {
-    durable_code code;         /* DURABLE_OK, or why no run was started */
-    const char *run_id;        /* the run (new, or the one the key had started); NULL on error */
-    bool existed;              /* the idempotency key returned an earlier run */
-    const durable_error *err;  /* why, when code is not DURABLE_OK */
+    durable_code code;        /* DURABLE_OK, or why no run was started */
+    const char *run_id;       /* the run (new, or the one the key had started); NULL on error */
+    bool existed;             /* the idempotency key returned an earlier run */
+    const durable_error *err; /* why, when code is not DURABLE_OK */
 } durable_run_started;
 
 typedef void (*durable_run_started_fn)(const durable_run_started *outcome, void *ud);
@@ -256,12 +256,14 @@ typedef void (*durable_run_started_fn)(const durable_run_started *outcome, void 
  * called. Lets a server answer many starts from a few threads, all sharing
  * one commit. */
 DURABLE_API durable_code durable_run_start_async(durable *d, const durable_run_request *req,
-        durable_run_started_fn fn, void *ud, durable_error *err);
+                                                 durable_run_started_fn fn, void *ud,
+                                                 durable_error *err);
 
 /* The run that idempotency_key started for this workflow (id or name),
  * DURABLE_ENOTFOUND if none. OUT: *out_run_id (caller frees). */
 DURABLE_API durable_code durable_run_find(durable *d, const char *workflow,
-        const char *idempotency_key, char **out_run_id, durable_error *err);
+                                          const char *idempotency_key, char **out_run_id,
+                                          durable_error *err);
 
 /* True when another process (a concurrent `durable run` of the same run)
  * is executing the run, so this one will only see it finish. */
@@ -274,29 +276,29 @@ DURABLE_API durable_code durable_run_cancel(durable *d, const char *run_id, dura
 /* Waits until the run is finished (completed, failed or cancelled) or
  * timeout_ms passes (negative: no limit). OUT: *out_status, static storage. */
 DURABLE_API durable_code durable_run_wait(durable *d, const char *run_id, int64_t timeout_ms,
-        const char **out_status, durable_error *err);
+                                          const char **out_status, durable_error *err);
 
 /* The run as JSON: id, workflow_id, workflow_name, workflow_version, status,
  * input, output, order_id, idempotency_key, error_message, created_at,
  * started_at, completed_at and steps[] (SPEC §6). OUT: *out_json (caller frees). */
 DURABLE_API durable_code durable_run_get(durable *d, const char *run_id, char **out_json,
-        durable_error *err);
+                                         durable_error *err);
 
 /* The run's history as a JSON array of events with seq > after_seq. */
 DURABLE_API durable_code durable_run_events(durable *d, const char *run_id, int64_t after_seq,
-        char **out_json, durable_error *err);
+                                            char **out_json, durable_error *err);
 
 /* ---- live events ------------------------------------------------------ */
 
 /* One committed transition. Every field is borrowed for the callback. */
 typedef struct durable_event {
     const char *run_id;
-    int64_t seq;          /* per run, from 1, no gaps */
-    int64_t global_id;    /* across all runs, increasing in commit order */
-    const char *type;     /* "step_started", "run_completed", ... */
-    const char *step_id;  /* NULL for run events */
-    int64_t at_ms;        /* Unix time in milliseconds */
-    const char *data_json;/* the event's data object */
+    int64_t seq;           /* per run, from 1, no gaps */
+    int64_t global_id;     /* across all runs, increasing in commit order */
+    const char *type;      /* "step_started", "run_completed", ... */
+    const char *step_id;   /* NULL for run events */
+    int64_t at_ms;         /* Unix time in milliseconds */
+    const char *data_json; /* the event's data object */
 } durable_event;
 
 typedef void (*durable_event_fn)(const durable_event *ev, void *ud);
@@ -330,16 +332,16 @@ typedef struct durable_run_filter {
 } durable_run_filter;
 
 DURABLE_API durable_code durable_runs_list(durable *d, const durable_run_filter *filter,
-        char **out_json, int64_t *out_total, durable_error *err);
-DURABLE_API durable_code durable_workflows_list(durable *d, int limit, int offset,
-        char **out_json, int64_t *out_total, durable_error *err);
+                                           char **out_json, int64_t *out_total, durable_error *err);
+DURABLE_API durable_code durable_workflows_list(durable *d, int limit, int offset, char **out_json,
+                                                int64_t *out_total, durable_error *err);
 DURABLE_API durable_code durable_orders_list(durable *d, int limit, int offset, char **out_json,
-        int64_t *out_total, durable_error *err);
+                                             int64_t *out_total, durable_error *err);
 
 /* A workflow: id, name, version, definition, created_at. id_or_name as in
  * durable_run_start. */
 DURABLE_API durable_code durable_workflow_get(durable *d, const char *id_or_name, char **out_json,
-        durable_error *err);
+                                              durable_error *err);
 
 /* Resumes a failed run from its failed steps (and the steps cancelled
  * because of the failure); completed steps are kept. DURABLE_ECONFLICT when
@@ -352,16 +354,15 @@ DURABLE_API durable_code durable_run_retry(durable *d, const char *run_id, durab
 
 /* Decides an approval step that is waiting for a person: approve (true) or
  * reject (false), by whom and why (`by` and `comment` may be NULL; they are
- * cut at 200 and 4096 bytes, and must be UTF-8). In one transaction an `approval_decided` event and the
- * step's completion commit, with output {"approved", "by", "comment", "at"}
- * (both decisions complete the step; later steps branch on
- * steps.ID.output.approved); the run then goes on in the background. Works
- * whether or not this engine has the run in memory.
- * DURABLE_ENOTFOUND for an unknown run or step; DURABLE_ECONFLICT when the
- * step is not an approval waiting for a decision (not started yet, decided
- * already, timed out) or the run has finished. */
+ * cut at 200 and 4096 bytes, and must be UTF-8). In one transaction an `approval_decided` event and
+ * the step's completion commit, with output {"approved", "by", "comment", "at"} (both decisions
+ * complete the step; later steps branch on steps.ID.output.approved); the run then goes on in the
+ * background. Works whether or not this engine has the run in memory. DURABLE_ENOTFOUND for an
+ * unknown run or step; DURABLE_ECONFLICT when the step is not an approval waiting for a decision
+ * (not started yet, decided already, timed out) or the run has finished. */
 DURABLE_API durable_code durable_step_decide(durable *d, const char *run_id, const char *step_id,
-        bool approve, const char *by, const char *comment, durable_error *err);
+                                             bool approve, const char *by, const char *comment,
+                                             durable_error *err);
 
 /* Events of every run with global_id > after_id, oldest first, at most
  * limit (0 means 1000; clamped to 1..1000) as a JSON array of events that
@@ -369,14 +370,14 @@ DURABLE_API durable_code durable_step_decide(durable *d, const char *run_id, con
  * step_id, at, data}. Ids have no gaps and a reader never sees id N+1
  * before N. */
 DURABLE_API durable_code durable_events_since(durable *d, int64_t after_id, int limit,
-        char **out_json, durable_error *err);
+                                              char **out_json, durable_error *err);
 
 /* Every table: {"tables": [{"name", "columns": [...], "rows": [[...]...],
  * "total"}]}, newest rows first, at most rows_per_table rows each (0 means
  * 50; clamped to 1..200). Cells are the stored values (times as Unix ms);
  * text over 200 bytes is cut and ends with "…". */
 DURABLE_API durable_code durable_db_snapshot(durable *d, int rows_per_table, char **out_json,
-        durable_error *err);
+                                             durable_error *err);
 
 /* DURABLE_OK when the database answers a read and the writer is not
  * failing; DURABLE_EIO otherwise, with why. Cheap: one indexed read. */
@@ -391,11 +392,11 @@ DURABLE_API durable_code durable_metrics(durable *d, char **out_text, durable_er
 
 /* Creates an order {amount, status "pending"}. OUT: *out_order_id (caller frees). */
 DURABLE_API durable_code durable_order_create(durable *d, double amount, char **out_order_id,
-        durable_error *err);
+                                              durable_error *err);
 
 /* The order as JSON: id, amount, status, created_at, updated_at. */
 DURABLE_API durable_code durable_order_get(durable *d, const char *order_id, char **out_json,
-        durable_error *err);
+                                           durable_error *err);
 
 #ifdef __cplusplus
 }

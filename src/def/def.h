@@ -35,55 +35,55 @@
 struct expr;             /* expr/expr.h: a compiled jq program */
 struct config_templates; /* expr/expr.h: a config's {{ }} strings, compiled */
 
-#define DEF_MAX_STEPS     10000
-#define DEF_MAX_TEXT      (1024 * 1024) /* a definition's size limit, bytes */
-#define DEF_MAX_ID_LEN    128
-#define DEF_MAX_ATTEMPTS  1000
-#define DEF_MAX_NAME_LEN  200      /* characters of a workflow or step name */
-#define DEF_MAX_SECONDS   31536000 /* one year: bound of every duration and interval */
+#define DEF_MAX_STEPS               10000
+#define DEF_MAX_TEXT                (1024 * 1024) /* a definition's size limit, bytes */
+#define DEF_MAX_ID_LEN              128
+#define DEF_MAX_ATTEMPTS            1000
+#define DEF_MAX_NAME_LEN            200      /* characters of a workflow or step name */
+#define DEF_MAX_SECONDS             31536000 /* one year: bound of every duration and interval */
 #define DEF_MAX_BACKOFF_COEFFICIENT 100
-#define DEF_MAX_DIAGS     100      /* diagnostics listed per parse (all are counted) */
+#define DEF_MAX_DIAGS               100 /* diagnostics listed per parse (all are counted) */
 /* jq programs per definition (`if`s, expressions, {{ }} templates). libjq
  * 1.6 takes 15-30 ms of CPU to compile one (expr.h), under a lock the
  * scheduler's evaluations also take: this bounds what one registration
  * costs (a few seconds at most). */
-#define DEF_MAX_EXPRESSIONS 256
-#define DEF_YAML_MAX_DEPTH 512     /* nesting of YAML sequences and mappings */
+#define DEF_MAX_EXPRESSIONS         256
+#define DEF_YAML_MAX_DEPTH          512 /* nesting of YAML sequences and mappings */
 /* Nodes (scalars, sequences, mappings) of a YAML document once its aliases
  * are expanded. Each node takes at least 2 bytes of JSON, so a document over
  * this limit could never be stored within DEF_MAX_TEXT anyway. */
-#define DEF_YAML_MAX_NODES (DEF_MAX_TEXT / 2)
+#define DEF_YAML_MAX_NODES          (DEF_MAX_TEXT / 2)
 
 /* The built-in business actions (SPEC §1), NULL-terminated. The store
  * implements exactly these. */
 extern const char *const def_builtin_actions[];
 
 struct retry_policy {
-    int max_attempts;              /* >= 1; default 1 (config.max_retries N means N+1) */
-    double initial_interval_s;     /* default 1 */
-    double backoff_coefficient;    /* default 2, >= 1 */
-    double max_interval_s;         /* default 60 */
-    char **non_retryable_errors;   /* error codes that fail at once; may be NULL */
+    int max_attempts;            /* >= 1; default 1 (config.max_retries N means N+1) */
+    double initial_interval_s;   /* default 1 */
+    double backoff_coefficient;  /* default 2, >= 1 */
+    double max_interval_s;       /* default 60 */
+    char **non_retryable_errors; /* error codes that fail at once; may be NULL */
     size_t n_non_retryable_errors;
 };
 
 struct plan_step {
-    char *id;            /* unique, [A-Za-z0-9_.-]{1,128} */
-    char *name;          /* label, defaults to id */
-    char *type;          /* the type string as written ("task", "validate", ...) */
+    char *id;   /* unique, [A-Za-z0-9_.-]{1,128} */
+    char *name; /* label, defaults to id */
+    char *type; /* the type string as written ("task", "validate", ...) */
     /* The type the name resolved to at parse time (def_options.find_type;
      * a name it does not know is "task"), borrowed from the registry, which
      * outlives every plan; NULL only when the parse had no find_type. */
     const durable_step_type *step_type;
-    json_t *config;      /* owned; an object, never NULL (empty when absent) */
-    char *action;        /* config.action, or NULL */
-    char *if_expr;       /* the `if` expression, or NULL */
-    size_t *deps;        /* indices into plan->steps, in the order written */
+    json_t *config; /* owned; an object, never NULL (empty when absent) */
+    char *action;   /* config.action, or NULL */
+    char *if_expr;  /* the `if` expression, or NULL */
+    size_t *deps;   /* indices into plan->steps, in the order written */
     size_t n_deps;
-    size_t *dependents;  /* indices of steps that depend on this one, ascending */
+    size_t *dependents; /* indices of steps that depend on this one, ascending */
     size_t n_dependents;
     struct retry_policy retry;
-    int64_t timeout_ms;  /* one attempt; 0 means none */
+    int64_t timeout_ms; /* one attempt; 0 means none */
     /* What the type's check parsed from the config once for every attempt
      * (def_check_set_data), or NULL; freed with the plan by type_data_free. */
     void *type_data;
@@ -101,15 +101,15 @@ struct plan_step {
 struct plan {
     atomic_int refs;
     char *name;
-    char *version;        /* the definition's own informational version, or NULL */
-    char *description;    /* or NULL */
-    json_t *input;        /* default input object, never NULL (empty when absent) */
-    int64_t timeout_ms;   /* whole run; 0 means none */
+    char *version;           /* the definition's own informational version, or NULL */
+    char *description;       /* or NULL */
+    json_t *input;           /* default input object, never NULL (empty when absent) */
+    int64_t timeout_ms;      /* whole run; 0 means none */
     struct plan_step *steps; /* file order */
     size_t n_steps;
-    size_t *topo;         /* n_steps indices: stable topological order */
-    json_t *definition;   /* the parsed definition as given */
-    json_t *step_index;   /* id -> index (integer), for plan_step_index */
+    size_t *topo;       /* n_steps indices: stable topological order */
+    json_t *definition; /* the parsed definition as given */
+    json_t *step_index; /* id -> index (integer), for plan_step_index */
 };
 
 /* One diagnostic. `where` is "steps[2].depends_on[0]", "line 7, column 3",
@@ -199,7 +199,7 @@ struct def_options {
  * ascending; topo is Kahn's algorithm taking the ready step with the lowest
  * file index; plan->definition holds a reference to the parsed document. */
 durable_code def_parse(const char *text, size_t len, const struct def_options *opts,
-        struct plan **out_plan, struct def_report *report, durable_error *err);
+                       struct plan **out_plan, struct def_report *report, durable_error *err);
 
 /* Parses and validates a YAML definition: the same contract, schema and
  * messages as def_parse(), with these differences. opts->format is ignored.
@@ -234,8 +234,8 @@ durable_code def_parse(const char *text, size_t len, const struct def_options *o
  * DURABLE_ESYNTAX unless said), located by line and column, 1-based, in
  * characters (libyaml's texts, with the context's start when it differs):
  *   line 3, column 5: mapping values are not allowed in this context
- *   line 6, column 6: did not find expected key while parsing a block mapping started at line 3, column 5
- *   line 3, column 1: tab characters cannot indent YAML; use spaces     (any error at a tab)
+ *   line 6, column 6: did not find expected key while parsing a block mapping started at line 3,
+ * column 5 line 3, column 1: tab characters cannot indent YAML; use spaces     (any error at a tab)
  *   line 1, column 10: invalid UTF-8: incomplete sequence starting with byte 0xe9
  *   line 2, column 15: invalid UTF-8: unexpected byte 0xff
  *   line 2, column 16: control characters are not allowed (U+0001)
@@ -252,13 +252,12 @@ durable_code def_parse(const char *text, size_t len, const struct def_options *o
  *   line 2, column 44: number 1e400 is too big
  *   line 4, column 13: alias *defaults has no anchor before it
  *   line 2, column 5: merge key "<<" needs a mapping or a sequence of mappings, got number
- *   line 5, column 11: merge key "<<" needs a mapping or a sequence of mappings, got number in the sequence
- *   line 3, column 1: expected one YAML document, found a second one
- *   line 2, column 519: nesting is deeper than 512 levels
- *   line 8, column 20: the document has more than 524288 nodes once aliases are expanded   (ETOOBIG)
- *   line 8, column 14: the document has more than 1048576 bytes of text once aliases are expanded   (ETOOBIG)
- *   definition is larger than 1048576 bytes once converted to JSON     (ETOOBIG)
- *   a workflow definition must be a mapping, got sequence              (EINVAL)
+ *   line 5, column 11: merge key "<<" needs a mapping or a sequence of mappings, got number in the
+ * sequence line 3, column 1: expected one YAML document, found a second one line 2, column 519:
+ * nesting is deeper than 512 levels line 8, column 20: the document has more than 524288 nodes once
+ * aliases are expanded   (ETOOBIG) line 8, column 14: the document has more than 1048576 bytes of
+ * text once aliases are expanded   (ETOOBIG) definition is larger than 1048576 bytes once converted
+ * to JSON     (ETOOBIG) a workflow definition must be a mapping, got sequence              (EINVAL)
  *   the definition is empty: it holds no YAML document                 (EINVAL)
  * Validation messages are those of def_parse, and each diagnostic at a
  * path carries, between the path and the message, where the value it is
@@ -272,15 +271,16 @@ durable_code def_parse(const char *text, size_t len, const struct def_options *o
  * (`tasks[4].timeout`, not `steps[4].timeout_seconds`). Mistakes in the
  * older shape come first, all listed, and validation still runs (EINVAL):
  *   tasks (line 3, column 3): "tasks" is an older name of "steps", which is also given
- *   tasks[0].timeout (line 4, column 14): "timeout" is an older name of "timeout_seconds", which is also given
- *   tasks[1].start_to_close_timeout (line 8, column 29): "start_to_close_timeout" is an older name of "timeout_seconds", which is also given (as "timeout")
- *   tasks[2].timeout (line 10, column 14): expected a duration such as "30s", "5m" or "1h", got "soon"
- *   tasks[0].type (line 4, column 11): type "activity" needs activity_type (the step type, such as http_request)
+ *   tasks[0].timeout (line 4, column 14): "timeout" is an older name of "timeout_seconds", which is
+ * also given tasks[1].start_to_close_timeout (line 8, column 29): "start_to_close_timeout" is an
+ * older name of "timeout_seconds", which is also given (as "timeout") tasks[2].timeout (line 10,
+ * column 14): expected a duration such as "30s", "5m" or "1h", got "soon" tasks[0].type (line 4,
+ * column 11): type "activity" needs activity_type (the step type, such as http_request)
  *   tasks[1].activity_type (line 6, column 20): activity_type needs type "activity"
  *   tasks[2].activity_type (line 9, column 20): activity_type needs type "activity", got "task"
  *   tasks[3].activity_type (line 12, column 20): expected a string, got number */
 durable_code def_parse_yaml(const char *text, size_t len, const struct def_options *opts,
-        struct plan **out_plan, struct def_report *report, durable_error *err);
+                            struct plan **out_plan, struct def_report *report, durable_error *err);
 
 /* def_parse() or def_parse_yaml() as opts->format says (opts may be NULL:
  * AUTO). AUTO reads the text as JSON when its first character other than
@@ -291,7 +291,7 @@ durable_code def_parse_yaml(const char *text, size_t len, const struct def_optio
  * in flow style ("{name: x, ...}") therefore needs DEF_FORMAT_YAML, or a
  * "---" line before it. The public durable_validate() uses AUTO. */
 durable_code def_parse_any(const char *text, size_t len, const struct def_options *opts,
-        struct plan **out_plan, struct def_report *report, durable_error *err);
+                           struct plan **out_plan, struct def_report *report, durable_error *err);
 
 struct plan *plan_ref(struct plan *p);
 void plan_unref(struct plan *p); /* frees at zero; accepts NULL */
@@ -349,8 +349,8 @@ void def_check_require(durable_step_check *chk, const char *key);
 /* Type and range checks at the current path: each reports and returns false
  * when v is unusable, and on success stores it. */
 bool def_check_string(durable_step_check *chk, const json_t *v, const char **out);
-bool def_check_number(durable_step_check *chk, const json_t *v, double lo, double hi,
-                      bool lo_open, double *out);
+bool def_check_number(durable_step_check *chk, const json_t *v, double lo, double hi, bool lo_open,
+                      double *out);
 bool def_check_int(durable_step_check *chk, const json_t *v, int lo, int hi, int *out);
 /* A number of seconds in [0, DEF_MAX_SECONDS] ((0, ...] when lo_open), or a template. */
 void def_check_seconds(durable_step_check *chk, const json_t *v, bool lo_open);

@@ -67,8 +67,8 @@ struct step_ctx {
     struct plan_step *st;
     const durable_step_type *type; /* from the step's type, known before its fields are
                                       walked; NULL when the parse has no find_type */
-    const char *not_template; /* def_check_not_template's key, or NULL */
-    const char *action; /* the step-level `action`, borrowed */
+    const char *not_template;      /* def_check_not_template's key, or NULL */
+    const char *action;            /* the step-level `action`, borrowed */
     const char *config_action;
     int max_retries; /* config.max_retries, or -1 */
     bool has_max_attempts;

@@ -64,7 +64,7 @@ static const durable_step_type *engine_step_type_find(void *ud, const char *name
  * nor changes, and a parse looks names up under types_mu. What a late
  * registration cannot change is a plan resolved before it (durable.h). */
 durable_code durable_step_type_register(durable *d, const durable_step_type *type,
-        durable_error *err)
+                                        durable_error *err)
 {
     durable_step_type *copy;
     durable_code rc = DURABLE_OK;
@@ -73,12 +73,12 @@ durable_code durable_step_type_register(durable *d, const durable_step_type *typ
         return err_set(err, DURABLE_EINVAL, "a step type needs a start function");
     if (!type_name_is_valid(type->name))
         return err_set(err, DURABLE_EINVAL,
-                "invalid step type name \"%.64s\": use 1 to 64 lowercase letters, digits or "
-                "'_', starting with a letter", type->name ? type->name : "");
+                       "invalid step type name \"%.64s\": use 1 to 64 lowercase letters, digits or "
+                       "'_', starting with a letter",
+                       type->name ? type->name : "");
     pthread_mutex_lock(&d->types_mu);
     if (type_find_locked(d, type->name)) {
-        rc = err_set(err, DURABLE_ECONFLICT, "step type \"%s\" is registered already",
-                type->name);
+        rc = err_set(err, DURABLE_ECONFLICT, "step type \"%s\" is registered already", type->name);
     } else if (d->n_types == ENGINE_MAX_STEP_TYPES) {
         rc = err_set(err, DURABLE_ETOOBIG, "more than %d step types", ENGINE_MAX_STEP_TYPES);
     } else {
@@ -221,7 +221,7 @@ static const struct def_options *def_options_of(struct durable *d, struct def_op
 }
 
 durable_code engine_plan_get(struct durable *d, const char *workflow_id, const char *definition,
-        struct plan **out, durable_error *err)
+                             struct plan **out, durable_error *err)
 {
     struct plan *p = plan_cache_find(d, workflow_id);
     struct def_options opts;
@@ -246,7 +246,7 @@ durable_code engine_plan_get(struct durable *d, const char *workflow_id, const c
 /* Here rather than in def/: the def layer knows no step type, and a
  * definition is checked against the built-in ones (steps_builtin). */
 durable_code durable_validate(const char *text, size_t text_len, char **out_report,
-        durable_error *err)
+                              durable_error *err)
 {
     struct def_options opts = builtin_def_options;
     struct def_report rep;
@@ -273,7 +273,8 @@ durable_code durable_validate(const char *text, size_t text_len, char **out_repo
 }
 
 durable_code durable_workflow_register(durable *d, const char *text, size_t text_len,
-        char **out_workflow_id, int *out_version, bool *out_created, durable_error *err)
+                                       char **out_workflow_id, int *out_version, bool *out_created,
+                                       durable_error *err)
 {
     struct plan *plan = NULL;
     struct transition_result res;
@@ -313,7 +314,7 @@ done:
 
 /* The run's input: the definition's defaults overlaid with the request's. */
 static durable_code merge_input(const struct plan *plan, const char *input_json, char **out,
-        durable_error *err)
+                                durable_error *err)
 {
     json_t *input = json_deep_copy(plan->input);
     json_error_t jerr;
@@ -323,7 +324,7 @@ static durable_code merge_input(const struct plan *plan, const char *input_json,
         json_t *given = json_loads(input_json, JSON_REJECT_DUPLICATES, &jerr);
         if (!given) {
             rc = err_set(err, DURABLE_ESYNTAX, "input: line %d, column %d: %s", jerr.line,
-                    jerr.column, jerr.text);
+                         jerr.column, jerr.text);
             goto done;
         }
         if (!json_is_object(given)) {
@@ -381,7 +382,7 @@ static void fill_step_inits(struct commit_item *ci, const struct plan *plan)
 }
 
 durable_code engine_child_item(struct durable *d, const char *workflow, const char *input_json,
-        const char *key, struct commit_item **out, durable_error *err)
+                               const char *key, struct commit_item **out, durable_error *err)
 {
     struct workflow_record wf;
     struct plan *plan = NULL;
@@ -419,7 +420,7 @@ done:
 /* The TR_RUN_CREATE item of a start, its run id claimed (engine_run_lock)
  * and copied to run_id. OUT *out_ci (owned) on success. */
 static durable_code start_item(durable *d, const durable_run_request *req, char run_id[ID_MAX],
-        struct commit_item **out_ci, durable_error *err)
+                               struct commit_item **out_ci, durable_error *err)
 {
     struct workflow_record wf;
     struct plan *plan = NULL;
@@ -439,11 +440,11 @@ static durable_code start_item(durable *d, const durable_run_request *req, char 
     rc = merge_input(plan, req->input_json, &input, err);
     if (rc != DURABLE_OK)
         goto done;
-    if (req->create_order && (req->order_id || !(req->order_amount >= 0) ||
-                                     req->order_amount > 1e12)) {
-        rc = err_set(err, DURABLE_EINVAL, req->order_id
-                        ? "a run cannot both create an order and name one"
-                        : "order amount must be a number from 0 to 1e12");
+    if (req->create_order &&
+        (req->order_id || !(req->order_amount >= 0) || req->order_amount > 1e12)) {
+        rc = err_set(err, DURABLE_EINVAL,
+                     req->order_id ? "a run cannot both create an order and name one"
+                                   : "order amount must be a number from 0 to 1e12");
         goto done;
     }
     id_new("run_", run_id, ID_MAX);
@@ -483,7 +484,7 @@ done:
  * key returned is made sure to be executed (the scheduler claims it unless
  * another process executes it). Any thread. */
 static void start_settled(durable *d, const char *run_id, durable_code rc,
-        const struct transition_result *res)
+                          const struct transition_result *res)
 {
     if (rc != DURABLE_OK || !res->created)
         engine_run_unlock(d, run_id);
@@ -492,7 +493,7 @@ static void start_settled(durable *d, const char *run_id, durable_code rc,
 }
 
 durable_code durable_run_start(durable *d, const durable_run_request *req, char **out_run_id,
-        bool *out_existed, durable_error *err)
+                               bool *out_existed, durable_error *err)
 {
     struct transition_result res;
     struct commit_item *ci = NULL;
@@ -519,7 +520,7 @@ durable_code durable_run_start(durable *d, const durable_run_request *req, char 
 struct start_async {
     struct commit_reply reply; /* first: on_done gets &reply */
     struct durable *d;
-    char run_id[ID_MAX];       /* the id claimed for a new run */
+    char run_id[ID_MAX]; /* the id claimed for a new run */
     durable_run_started_fn fn;
     void *ud;
 };
@@ -543,7 +544,7 @@ static void start_async_done(struct commit_reply *r)
 }
 
 durable_code durable_run_start_async(durable *d, const durable_run_request *req,
-        durable_run_started_fn fn, void *ud, durable_error *err)
+                                     durable_run_started_fn fn, void *ud, durable_error *err)
 {
     struct start_async *sa = NULL;
     struct commit_item *ci = NULL;
@@ -571,7 +572,7 @@ durable_code durable_run_start_async(durable *d, const durable_run_request *req,
 }
 
 durable_code durable_run_find(durable *d, const char *workflow, const char *idempotency_key,
-        char **out_run_id, durable_error *err)
+                              char **out_run_id, durable_error *err)
 {
     struct workflow_record wf;
     char run_id[ID_MAX];
@@ -606,7 +607,7 @@ durable_code durable_run_cancel(durable *d, const char *run_id, durable_error *e
         return rc;
     if (run_status_is_final(status)) {
         return err_set(err, DURABLE_ECONFLICT, "run %s has already %s", run_id,
-                run_status_name(status));
+                       run_status_name(status));
     }
     ci = commit_item_new(TR_RUN_FINISH, run_id);
     ci->t.run_status = RUN_CANCELLED;
@@ -632,7 +633,7 @@ durable_code durable_run_retry(durable *d, const char *run_id, durable_error *er
     rc = store_run_load(d->store, run_id, &rec, err);
     if (rc == DURABLE_OK && rec.status != RUN_FAILED) {
         rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a failed run can be retried",
-                run_id, run_status_name(rec.status));
+                     run_id, run_status_name(rec.status));
     }
     if (rc == DURABLE_OK)
         rc = engine_plan_get(d, rec.workflow_id, rec.definition, &plan, err);
@@ -677,8 +678,8 @@ static bool utf8_ok(const char *s)
     return ok;
 }
 
-durable_code durable_step_decide(durable *d, const char *run_id, const char *step_id,
-        bool approve, const char *by, const char *comment, durable_error *err)
+durable_code durable_step_decide(durable *d, const char *run_id, const char *step_id, bool approve,
+                                 const char *by, const char *comment, durable_error *err)
 {
     struct commit_item *ci;
     json_t *out;
@@ -694,7 +695,7 @@ durable_code durable_step_decide(durable *d, const char *run_id, const char *ste
     ci->t.attempt = 0; /* the current one */
     clock_format_rfc3339(ci->t.at_ms, at);
     out = json_pack("{s:b, s:o?, s:o?, s:s}", "approved", approve, "by", cut_string(by, 200),
-            "comment", cut_string(comment, 4096), "at", at);
+                    "comment", cut_string(comment, 4096), "at", at);
     text = out ? json_dumps(out, JSON_COMPACT) : NULL;
     json_decref(out);
     if (!text) {
@@ -749,7 +750,7 @@ static void waiter_wait(struct durable *d, struct run_waiter *w, int64_t deadlin
 }
 
 durable_code durable_run_wait(durable *d, const char *run_id, int64_t timeout_ms,
-        const char **out_status, durable_error *err)
+                              const char **out_status, durable_error *err)
 {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : clock_mono_ms() + timeout_ms;
     struct run_waiter w = { .run_id = run_id };
@@ -790,7 +791,7 @@ durable_code durable_run_get(durable *d, const char *run_id, char **out_json, du
 }
 
 durable_code durable_run_events(durable *d, const char *run_id, int64_t after_seq, char **out_json,
-        durable_error *err)
+                                durable_error *err)
 {
     return store_events_json(d->store, run_id, after_seq, out_json, err);
 }
@@ -798,23 +799,24 @@ durable_code durable_run_events(durable *d, const char *run_id, int64_t after_se
 /* ---- lists and inspection (store reads) ---- */
 
 durable_code durable_runs_list(durable *d, const durable_run_filter *filter, char **out_json,
-        int64_t *out_total, durable_error *err)
+                               int64_t *out_total, durable_error *err)
 {
     static const durable_run_filter all = { 0 };
-    struct store_page page;
+    struct store_run_query q;
 
     if (!out_json)
         return err_set(err, DURABLE_EINVAL, "a list needs an output");
     if (!filter)
         filter = &all;
-    page.limit = filter->limit;
-    page.offset = filter->offset;
-    return store_runs_list(d->store, filter->status, filter->workflow_id, page, out_json,
-            out_total, err);
+    q.status = filter->status;
+    q.workflow = filter->workflow_id;
+    q.page.limit = filter->limit;
+    q.page.offset = filter->offset;
+    return store_runs_list(d->store, &q, out_json, out_total, err);
 }
 
 durable_code durable_workflows_list(durable *d, int limit, int offset, char **out_json,
-        int64_t *out_total, durable_error *err)
+                                    int64_t *out_total, durable_error *err)
 {
     struct store_page page = { limit, offset };
 
@@ -824,7 +826,7 @@ durable_code durable_workflows_list(durable *d, int limit, int offset, char **ou
 }
 
 durable_code durable_orders_list(durable *d, int limit, int offset, char **out_json,
-        int64_t *out_total, durable_error *err)
+                                 int64_t *out_total, durable_error *err)
 {
     struct store_page page = { limit, offset };
 
@@ -834,7 +836,7 @@ durable_code durable_orders_list(durable *d, int limit, int offset, char **out_j
 }
 
 durable_code durable_workflow_get(durable *d, const char *id_or_name, char **out_json,
-        durable_error *err)
+                                  durable_error *err)
 {
     if (!id_or_name || !out_json)
         return err_set(err, DURABLE_EINVAL, "a workflow needs an id or a name");
@@ -842,7 +844,7 @@ durable_code durable_workflow_get(durable *d, const char *id_or_name, char **out
 }
 
 durable_code durable_events_since(durable *d, int64_t after_id, int limit, char **out_json,
-        durable_error *err)
+                                  durable_error *err)
 {
     if (!out_json)
         return err_set(err, DURABLE_EINVAL, "events need an output");
@@ -850,7 +852,7 @@ durable_code durable_events_since(durable *d, int64_t after_id, int limit, char 
 }
 
 durable_code durable_db_snapshot(durable *d, int rows_per_table, char **out_json,
-        durable_error *err)
+                                 durable_error *err)
 {
     if (!out_json)
         return err_set(err, DURABLE_EINVAL, "a snapshot needs an output");
@@ -892,7 +894,7 @@ void durable_unsubscribe(durable *d, int subscription_id)
 /* ---- orders ---- */
 
 durable_code durable_order_create(durable *d, double amount, char **out_order_id,
-        durable_error *err)
+                                  durable_error *err)
 {
     struct commit_item *ci;
     char id[ID_MAX];
@@ -911,7 +913,7 @@ durable_code durable_order_create(durable *d, double amount, char **out_order_id
 }
 
 durable_code durable_order_get(durable *d, const char *order_id, char **out_json,
-        durable_error *err)
+                               durable_error *err)
 {
     return store_order_json(d->store, order_id, out_json, err);
 }

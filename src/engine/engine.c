@@ -44,26 +44,26 @@ enum step_st {
     SS_SKIPPED,
     SS_FAILED,
     SS_CANCELLED,
-    SS_WAITING,     /* WAIT committed: a delay or an approval (timer TM_WAKE, or a decision) */
+    SS_WAITING, /* WAIT committed: a delay or an approval (timer TM_WAKE, or a decision) */
 };
 
 struct step_state {
     enum step_st st;
     int attempt;
-    uint32_t gen;        /* bumped when an attempt ends: disarms its timers */
-    size_t n_deps_left;  /* dependencies not yet completed or skipped */
-    json_t *output;      /* COMPLETED: owned */
-    int64_t started_us;  /* clock_mono_us when the attempt's START committed, or 0 */
-    json_t *config;      /* the attempt's rendered config, owned; NULL: not rendered yet */
-    bool if_checked;     /* the `if` was evaluated (on_ready) in this incarnation */
-    char *if_error;      /* owned: the `if` failed to evaluate; the attempt fails with it */
-    bool is_restarting;  /* STARTING: was running at a restart, goes to its type once the
-                            run's TR_RUN_RECOVERED commits (on_recovered) */
+    uint32_t gen;       /* bumped when an attempt ends: disarms its timers */
+    size_t n_deps_left; /* dependencies not yet completed or skipped */
+    json_t *output;     /* COMPLETED: owned */
+    int64_t started_us; /* clock_mono_us when the attempt's START committed, or 0 */
+    json_t *config;     /* the attempt's rendered config, owned; NULL: not rendered yet */
+    bool if_checked;    /* the `if` was evaluated (on_ready) in this incarnation */
+    char *if_error;     /* owned: the `if` failed to evaluate; the attempt fails with it */
+    bool is_restarting; /* STARTING: was running at a restart, goes to its type once the
+                           run's TR_RUN_RECOVERED commits (on_recovered) */
 };
 
 struct run_state {
     char id[ID_MAX];
-    uint64_t gen;        /* incarnation, from sched.next_run_gen */
+    uint64_t gen; /* incarnation, from sched.next_run_gen */
     struct plan *plan;
     char *order_id;
     /* For expressions, built on first use (run_context): most runs never
@@ -92,11 +92,11 @@ struct run_state {
 };
 
 enum timer_kind {
-    TM_STEP = 0,      /* the step type's own timer (task duration) */
-    TM_RETRY,         /* back-off over: start the next attempt */
-    TM_TIMEOUT,       /* the attempt's timeout_seconds */
-    TM_DEADLINE,      /* the run's timeout_seconds */
-    TM_WAKE,          /* a waiting step's wake-up time (delay, approval timeout) */
+    TM_STEP = 0, /* the step type's own timer (task duration) */
+    TM_RETRY,    /* back-off over: start the next attempt */
+    TM_TIMEOUT,  /* the attempt's timeout_seconds */
+    TM_DEADLINE, /* the run's timeout_seconds */
+    TM_WAKE,     /* a waiting step's wake-up time (delay, approval timeout) */
 };
 
 struct timer {
@@ -123,11 +123,11 @@ struct sched_msg {
 struct sched {
     struct durable *d;
     pthread_mutex_t mu;
-    pthread_cond_t cond;       /* CLOCK_MONOTONIC */
-    struct sched_msg *head;    /* guarded by mu */
-    struct sched_msg *tail;    /* guarded by mu */
-    bool stop;                 /* guarded by mu */
-    bool closed;               /* guarded by mu: stopped, messages are dropped */
+    pthread_cond_t cond;    /* CLOCK_MONOTONIC */
+    struct sched_msg *head; /* guarded by mu */
+    struct sched_msg *tail; /* guarded by mu */
+    bool stop;              /* guarded by mu */
+    bool closed;            /* guarded by mu: stopped, messages are dropped */
     /* scheduler thread only */
     struct run_state **buckets;
     size_t n_buckets;
@@ -138,7 +138,7 @@ struct sched {
     uint64_t next_run_gen;
     struct commit_item **capture; /* submit_start: where submit() puts the one
                                      item a pure start produced, or NULL */
-    struct step_io *io;        /* the I/O thread (steps/http.c): http_request transfers */
+    struct step_io *io;           /* the I/O thread (steps/http.c): http_request transfers */
 };
 
 /* ---- run table (chained hash on the run id) ---- */
@@ -226,7 +226,7 @@ static void run_drop(struct sched *s, const char *id)
 }
 
 static struct run_state *run_new(struct sched *s, const char *id, struct plan *plan,
-        const char *order_id, double order_amount, const char *input_json)
+                                 const char *order_id, double order_amount, const char *input_json)
 {
     struct run_state *r = xcalloc(1, sizeof(*r));
     size_t i;
@@ -251,7 +251,7 @@ static bool timer_before(const struct timer *a, const struct timer *b)
 }
 
 static void timer_push(struct sched *s, const struct run_state *r, size_t step_idx,
-        enum timer_kind kind, int64_t due_ms)
+                       enum timer_kind kind, int64_t due_ms)
 {
     struct timer t = { .due_ms = due_ms, .kind = kind, .step_idx = step_idx };
     size_t i;
@@ -336,7 +336,7 @@ static bool is_non_retryable(const struct plan_step *ps, const char *code)
 /* Fills t (owned strings in ci) with the failure of attempt `attempt`:
  * a retry after back-off, or a final failure. */
 static void make_failure(struct commit_item *ci, struct transition *t, const struct plan_step *ps,
-        int attempt, const char *code, const char *msg)
+                         int attempt, const char *code, const char *msg)
 {
     t->error_code = commit_item_str(ci, code);
     t->error_message = commit_item_str(ci, msg);
@@ -349,7 +349,7 @@ static void make_failure(struct commit_item *ci, struct transition *t, const str
 }
 
 static void submit_failure(struct sched *s, struct run_state *r, size_t i, const char *code,
-        const char *msg)
+                           const char *msg)
 {
     struct commit_item *ci = step_item(r, i, TR_STEP_FAIL);
 
@@ -360,7 +360,7 @@ static void submit_failure(struct sched *s, struct run_state *r, size_t i, const
 }
 
 static struct commit_item *finish_item(struct run_state *r, enum run_status status,
-        const char *error, const char *output_json)
+                                       const char *error, const char *output_json)
 {
     struct commit_item *ci = commit_item_new(TR_RUN_FINISH, r->id);
 
@@ -460,7 +460,7 @@ static void submit_start(struct sched *s, struct run_state *r, size_t i, int att
 }
 
 static void submit_finish(struct sched *s, struct run_state *r, enum run_status status,
-        const char *error, const char *output_json)
+                          const char *error, const char *output_json)
 {
     r->finishing = true;
     submit(s, finish_item(r, status, error, output_json));
@@ -521,19 +521,19 @@ static json_t *run_context(struct run_state *r)
         r->input_json = NULL;
     }
     if (!r->order) {
-        r->order = r->order_id ? json_pack("{s:s, s:f}", "id", r->order_id, "amount",
-                                         r->order_amount)
-                               : json_null();
+        r->order = r->order_id
+                           ? json_pack("{s:s, s:f}", "id", r->order_id, "amount", r->order_amount)
+                           : json_null();
     }
 
     for (i = 0; i < r->plan->n_steps; i++) {
         const struct step_state *ss = &r->steps[i];
         json_object_set_new(steps, r->plan->steps[i].id,
-                json_pack("{s:s, s:O}", "status", st_name(ss->st), "output",
-                        ss->output ? ss->output : json_null()));
+                            json_pack("{s:s, s:O}", "status", st_name(ss->st), "output",
+                                      ss->output ? ss->output : json_null()));
     }
     return json_pack("{s:O, s:o, s:{s:s, s:O}}", "input", r->input, "steps", steps, "run", "id",
-            r->id, "order", r->order);
+                     r->id, "order", r->order);
 }
 
 /* Evaluates step i's `if`: 1 true, 0 false, -1 error (kept in if_error). */
@@ -615,7 +615,7 @@ static void start_child(struct sched *s, struct run_state *r, size_t i, json_t *
      * the key finds the same child; a retry starts a new one. */
     snprintf(key, sizeof(key), "%s/%s#%d", r->id, r->plan->steps[i].id, r->steps[i].attempt);
     if (engine_child_item(s->d, json_string_value(json_object_get(data, "workflow")), input_text,
-                key, &ci, &err) != DURABLE_OK) {
+                          key, &ci, &err) != DURABLE_OK) {
         free(input_text);
         submit_failure(s, r, i, "child_error", err.msg);
         return;
@@ -693,7 +693,7 @@ static void handle_outcome(struct sched *s, struct run_state *r, size_t i, struc
 }
 
 static void step_call_init(durable_step_call *c, const struct run_state *r, size_t i, char *key,
-        size_t key_len)
+                           size_t key_len)
 {
     memset(c, 0, sizeof(*c));
     snprintf(key, key_len, "%s/%s", r->id, r->plan->steps[i].id);
@@ -805,10 +805,10 @@ static void on_timer(struct sched *s, const struct timer *t)
     } else if (t->kind == TM_TIMEOUT && ss->st == SS_RUNNING) {
         char msg[96];
         snprintf(msg, sizeof(msg), "attempt %d timed out after %.3gs", ss->attempt,
-                r->plan->steps[t->step_idx].timeout_ms / 1000.0);
+                 r->plan->steps[t->step_idx].timeout_ms / 1000.0);
         submit_failure(s, r, t->step_idx, "timeout", msg);
     } else if ((t->kind == TM_STEP && ss->st == SS_RUNNING) ||
-            (t->kind == TM_WAKE && ss->st == SS_WAITING)) {
+               (t->kind == TM_WAKE && ss->st == SS_WAITING)) {
         call_type(s, r, t->step_idx, true);
     }
 }
@@ -830,11 +830,11 @@ static void on_step_failed(struct sched *s, struct run_state *r, size_t i, const
  * store has it (set at creation, and again by a retry), else counted from
  * created_at_ms (runs created before the store kept it). */
 static void arm_deadline(struct sched *s, struct run_state *r, int64_t created_at_ms,
-        int64_t deadline_ms)
+                         int64_t deadline_ms)
 {
     if (r->plan->timeout_ms > 0) {
         timer_push(s, r, 0, TM_DEADLINE,
-                deadline_ms > 0 ? deadline_ms : created_at_ms + r->plan->timeout_ms);
+                   deadline_ms > 0 ? deadline_ms : created_at_ms + r->plan->timeout_ms);
     }
 }
 
@@ -879,7 +879,7 @@ static enum step_st st_from_record(enum step_status status)
 /* Restores step states from the record (whose steps come in any order:
  * each is found in the plan by id). */
 static void restore_steps(struct sched *s, struct run_state *r, const struct run_record *rec,
-        bool *out_any_failed)
+                          bool *out_any_failed)
 {
     size_t k;
 
@@ -894,7 +894,8 @@ static void restore_steps(struct sched *s, struct run_state *r, const struct run
         ss->st = st_from_record(sr->status);
         ss->attempt = sr->attempt;
         if (ss->st == SS_COMPLETED)
-            ss->output = sr->output_json ? json_loads(sr->output_json, JSON_DECODE_ANY, NULL) : NULL;
+            ss->output =
+                    sr->output_json ? json_loads(sr->output_json, JSON_DECODE_ANY, NULL) : NULL;
         if (ss->st == SS_RETRYING)
             timer_push(s, r, (size_t)i, TM_RETRY, sr->wake_at_ms);
         /* A waiting step waits on: a delay or an approval's timeout fires
@@ -1148,7 +1149,7 @@ static void on_step_committed(struct sched *s, struct run_state *r, struct commi
 /* The parent run whose step attempt (step, sgen) waits for a child, if it
  * still does. */
 static struct run_state *waiting_parent(struct sched *s, const char *pid, uint64_t pgen,
-        size_t step, uint32_t sgen)
+                                        size_t step, uint32_t sgen)
 {
     struct run_state *p = run_find(s, pid);
 
@@ -1163,7 +1164,7 @@ static struct run_state *waiting_parent(struct sched *s, const char *pid, uint64
  * a failure (retryable like any other: the next attempt starts a new
  * child). */
 static void deliver_child(struct sched *s, struct run_state *p, size_t step, const char *child_id,
-        enum run_status status, const char *output_json, const char *error)
+                          enum run_status status, const char *output_json, const char *error)
 {
     json_t *out;
     char msg[384];
@@ -1174,9 +1175,8 @@ static void deliver_child(struct sched *s, struct run_state *p, size_t step, con
         return;
     }
     snprintf(msg, sizeof(msg), "child run %s %s%s%s", child_id, run_status_name(status),
-            error ? ": " : "", error ? error : "");
-    submit_failure(s, p, step,
-            status == RUN_CANCELLED ? "child_cancelled" : "child_failed", msg);
+             error ? ": " : "", error ? error : "");
+    submit_failure(s, p, step, status == RUN_CANCELLED ? "child_cancelled" : "child_failed", msg);
 }
 
 static void link_child(struct run_state *p, size_t step, struct run_state *c)
@@ -1193,7 +1193,7 @@ static void link_child(struct run_state *p, size_t step, struct run_state *c)
 /* A child that finished before its parent's step linked it (a restart):
  * its outcome from the store. */
 static void deliver_from_store(struct sched *s, struct run_state *p, size_t step,
-        const char *child_id)
+                               const char *child_id)
 {
     durable_error err = { 0 };
     char *text = NULL, *out = NULL;
@@ -1203,13 +1203,13 @@ static void deliver_from_store(struct sched *s, struct run_state *p, size_t step
     if (store_run_json(s->d->store, child_id, &text, &err) == DURABLE_OK)
         run = json_loads(text, 0, NULL);
     if (run_status_parse(json_string_value(json_object_get(run, "status")), &status) &&
-            run_status_is_final(status)) {
+        run_status_is_final(status)) {
         out = json_dumps(json_object_get(run, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
         deliver_child(s, p, step, child_id, status, out,
-                json_string_value(json_object_get(run, "error_message")));
+                      json_string_value(json_object_get(run, "error_message")));
     } else {
         submit_failure(s, p, step, "child_error",
-                err.msg[0] ? err.msg : "the child run is executed by another process");
+                       err.msg[0] ? err.msg : "the child run is executed by another process");
     }
     free(out);
     json_decref(run);
@@ -1220,16 +1220,15 @@ static void deliver_from_store(struct sched *s, struct run_state *p, size_t step
  * parent's step started again after a restart). */
 static void on_child_created(struct sched *s, struct commit_item *ci)
 {
-    struct run_state *p = waiting_parent(s, ci->parent_id, ci->parent_gen, ci->parent_step,
-            ci->parent_step_gen);
+    struct run_state *p =
+            waiting_parent(s, ci->parent_id, ci->parent_gen, ci->parent_step, ci->parent_step_gen);
     struct run_state *c;
     char msg[128];
 
     if (ci->applied == APPLIED_NONE || !ci->result.created)
         engine_run_unlock(s->d, ci->t.run_id); /* the id claimed for a run not created */
     if (ci->applied == APPLIED_NONE) {
-        snprintf(msg, sizeof(msg), "could not start the child run: %s",
-                durable_strerror(ci->code));
+        snprintf(msg, sizeof(msg), "could not start the child run: %s", durable_strerror(ci->code));
         if (p)
             submit_failure(s, p, ci->parent_step, "child_error", msg);
         return;
@@ -1260,7 +1259,7 @@ static void on_run_finished(struct sched *s, struct run_state *r, const struct t
         p = waiting_parent(s, r->parent_id, r->parent_gen, r->parent_step, r->parent_step_gen);
         if (p)
             deliver_child(s, p, r->parent_step, r->id, t->run_status, t->output_json,
-                    t->error_message);
+                          t->error_message);
     }
     for (k = 0; k < r->n_children; k++) {
         c = run_find(s, r->children[k]);
@@ -1318,7 +1317,7 @@ static void on_committed(struct sched *s, struct commit_item *ci)
         /* Refused: the run finished elsewhere (cancel) or the store failed.
          * Forget it; the store is the truth and a restart resumes it. */
         log_debug("run %s: transition refused (%s), dropping it from memory", r->id,
-                durable_strerror(ci->code));
+                  durable_strerror(ci->code));
         run_drop(s, r->id);
         return;
     }

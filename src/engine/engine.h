@@ -70,17 +70,17 @@
 struct commit_reply {
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    bool done;                    /* guarded by mu */
-    durable_code code;            /* written by the writer before done */
+    bool done;         /* guarded by mu */
+    durable_code code; /* written by the writer before done */
     durable_error err;
     struct transition_result result;
     void (*on_done)(struct commit_reply *r); /* NULL: signal cond */
 };
 
 enum commit_applied {
-    APPLIED_NONE = 0,   /* not applied: code says why (ECONFLICT: late result) */
+    APPLIED_NONE = 0, /* not applied: code says why (ECONFLICT: late result) */
     APPLIED_PRIMARY,
-    APPLIED_FALLBACK,   /* the primary's action refused; the fallback committed */
+    APPLIED_FALLBACK, /* the primary's action refused; the fallback committed */
 };
 
 /*
@@ -91,38 +91,38 @@ enum commit_applied {
 struct commit_item {
     struct commit_item *next;
     struct transition t;
-    struct transition fallback;   /* used when has_fallback and the action refuses */
+    struct transition fallback; /* used when has_fallback and the action refuses */
     bool has_fallback;
-    bool notify_sched;            /* pass to the scheduler after commit */
-    bool after_prev;              /* chained: submitted in one list with the item
-                                     before it, applied in the same transaction,
-                                     and only if that one applied as itself
-                                     (APPLIED_PRIMARY); else chain_broken */
-    bool chain_broken;            /* written by the writer: after_prev, and the
-                                     item before did not apply as itself */
-    bool began;                   /* STEP_START: the scheduler began the attempt
-                                     before the START committed (a pure start,
-                                     engine.c submit_start); its outcome is the
-                                     item chained after it */
-    struct commit_reply *reply;   /* borrowed; signalled after commit, or NULL */
-    struct plan *plan;            /* RUN_CREATE: a reference for the scheduler */
-    bool is_child;                /* RUN_CREATE of a `workflow` step's child run: */
-    char parent_id[ID_MAX];       /*   the parent run, */
-    uint64_t parent_gen;          /*   its incarnation, */
-    size_t parent_step;           /*   the step, */
-    uint32_t parent_step_gen;     /*   and its attempt's generation */
-    size_t step_idx;              /* STEP_*: index into the plan */
-    uint64_t run_gen;             /* scheduler items: the incarnation of the run
-                                     that made it (engine.c), so that a result
-                                     from before a retry cannot touch the run
-                                     that the retry adopted */
+    bool notify_sched;          /* pass to the scheduler after commit */
+    bool after_prev;            /* chained: submitted in one list with the item
+                                   before it, applied in the same transaction,
+                                   and only if that one applied as itself
+                                   (APPLIED_PRIMARY); else chain_broken */
+    bool chain_broken;          /* written by the writer: after_prev, and the
+                                   item before did not apply as itself */
+    bool began;                 /* STEP_START: the scheduler began the attempt
+                                   before the START committed (a pure start,
+                                   engine.c submit_start); its outcome is the
+                                   item chained after it */
+    struct commit_reply *reply; /* borrowed; signalled after commit, or NULL */
+    struct plan *plan;          /* RUN_CREATE: a reference for the scheduler */
+    bool is_child;              /* RUN_CREATE of a `workflow` step's child run: */
+    char parent_id[ID_MAX];     /*   the parent run, */
+    uint64_t parent_gen;        /*   its incarnation, */
+    size_t parent_step;         /*   the step, */
+    uint32_t parent_step_gen;   /*   and its attempt's generation */
+    size_t step_idx;            /* STEP_*: index into the plan */
+    uint64_t run_gen;           /* scheduler items: the incarnation of the run
+                                   that made it (engine.c), so that a result
+                                   from before a retry cannot touch the run
+                                   that the retry adopted */
     /* written by the writer */
     enum commit_applied applied;
     durable_code code;
     struct transition_result result;
-    json_t *output;               /* STEP_COMPLETE: the output, owned; the
-                                     scheduler takes it after commit */
-    char error_msg[256];          /* fallback's error (the action's refusal) */
+    json_t *output;      /* STEP_COMPLETE: the output, owned; the
+                            scheduler takes it after commit */
+    char error_msg[256]; /* fallback's error (the action's refusal) */
     /* owned allocations, freed with the item */
     void *own[8];
     int n_own;
@@ -148,7 +148,7 @@ struct run_waiter {
     struct run_waiter *next;
     const char *run_id;
     pthread_cond_t cond;
-    bool finished;                /* guarded by finish_mu */
+    bool finished; /* guarded by finish_mu */
 };
 
 struct plan_cache_entry {
@@ -166,11 +166,11 @@ struct sched; /* engine.c: scheduler state, scheduler thread only */
 #define HIST_MAX_BOUNDS 16
 struct engine_hist {
     pthread_mutex_t mu;
-    const double *bounds;                /* ascending, n_bounds; static storage */
+    const double *bounds; /* ascending, n_bounds; static storage */
     size_t n_bounds;
     uint64_t counts[HIST_MAX_BOUNDS + 1]; /* guarded by mu: per bucket, the last
                                             one above every bound (+Inf) */
-    double sum;                          /* guarded by mu */
+    double sum;                           /* guarded by mu */
 };
 void engine_hist_init(struct engine_hist *h, const double *bounds, size_t n_bounds);
 void engine_hist_release(struct engine_hist *h);
@@ -188,14 +188,14 @@ void engine_health_set_writer_error(struct durable *d, const char *why);
 struct durable {
     struct store *store;
     durable_recovery recovery;
-    int lock_fd;                  /* lock.c: the "<db>-lock" file; immutable */
+    int lock_fd; /* lock.c: the "<db>-lock" file; immutable */
 
     /* commit queue: producers any thread, consumer the writer */
     pthread_mutex_t cq_mu;
     pthread_cond_t cq_cond;
-    struct commit_item *cq_head;  /* guarded by cq_mu */
-    struct commit_item *cq_tail;  /* guarded by cq_mu */
-    bool cq_closed;               /* guarded by cq_mu */
+    struct commit_item *cq_head; /* guarded by cq_mu */
+    struct commit_item *cq_tail; /* guarded by cq_mu */
+    bool cq_closed;              /* guarded by cq_mu */
     pthread_t writer;
 
     struct sched *sched;
@@ -203,18 +203,18 @@ struct durable {
 
     /* subscribers: any thread registers; the writer calls them */
     pthread_mutex_t subs_mu;
-    struct subscriber *subs;      /* guarded by subs_mu */
-    size_t n_subs;                /* guarded by subs_mu */
-    int next_sub_id;              /* guarded by subs_mu */
+    struct subscriber *subs; /* guarded by subs_mu */
+    size_t n_subs;           /* guarded by subs_mu */
+    int next_sub_id;         /* guarded by subs_mu */
 
     /* durable_run_wait's threads, each woken when its run finishes */
     pthread_mutex_t finish_mu;
-    struct run_waiter *waiters;   /* guarded by finish_mu */
+    struct run_waiter *waiters; /* guarded by finish_mu */
 
     /* plans by workflow id, shared read-only */
     pthread_mutex_t plans_mu;
     struct plan_cache_entry *plans; /* guarded by plans_mu */
-    size_t n_plans;               /* guarded by plans_mu */
+    size_t n_plans;                 /* guarded by plans_mu */
 
     /* step types by name (api.c): any thread registers, parses look up;
      * entries are never removed nor changed before durable_close, so a plan
@@ -223,9 +223,9 @@ struct durable {
     durable_step_type *types[ENGINE_MAX_STEP_TYPES]; /* guarded by types_mu; owned copies */
     size_t n_types;                                  /* guarded by types_mu */
 
-    atomic_bool store_failed;     /* the writer gave up on a batch */
+    atomic_bool store_failed; /* the writer gave up on a batch */
     pthread_mutex_t health_mu;
-    char writer_error[256];       /* guarded by health_mu: why store_failed */
+    char writer_error[256]; /* guarded by health_mu: why store_failed */
 
     /* metrics (metrics.c) */
     atomic_uint_fast64_t n_commits;     /* transactions committed */
@@ -243,13 +243,13 @@ durable_code engine_commit_submit(struct durable *d, struct commit_item *ci);
 /* Queues an item with a reply and waits until it has committed. Takes
  * ownership of ci. The reply's code and result are copied to the caller. */
 durable_code engine_commit_wait(struct durable *d, struct commit_item *ci,
-        struct transition_result *out_result, durable_error *err);
+                                struct transition_result *out_result, durable_error *err);
 /* Queues an item with reply, whose on_done the writer calls once the item
  * has committed or failed (it must be quick and must not wait on the
  * engine: the writer runs it between two batches). Takes ownership of ci.
  * DURABLE_ECLOSED when stopping: then on_done is never called. */
 durable_code engine_commit_async(struct durable *d, struct commit_item *ci,
-        struct commit_reply *reply);
+                                 struct commit_reply *reply);
 /* Closes the queue, lets the writer drain it, joins it. */
 void engine_writer_stop(struct durable *d);
 
@@ -278,7 +278,7 @@ void engine_sched_retry(struct durable *d, const char *run_id);
  * id is claimed (engine_run_lock). Reads the store: callable from the
  * scheduler thread. OUT *out (owned) on success. */
 durable_code engine_child_item(struct durable *d, const char *workflow, const char *input_json,
-        const char *key, struct commit_item **out, durable_error *err);
+                               const char *key, struct commit_item **out, durable_error *err);
 
 /* ---- lock.c: which process executes which runs ---- */
 /* Takes the presence lock (exclusive for DURABLE_RECOVER_ALL, shared
@@ -295,6 +295,6 @@ bool engine_run_locked_elsewhere(struct durable *d, const char *run_id);
 /* A plan for a workflow id, from the cache or parsed from its stored
  * definition. Returns a new reference. */
 durable_code engine_plan_get(struct durable *d, const char *workflow_id, const char *definition,
-        struct plan **out, durable_error *err);
+                             struct plan **out, durable_error *err);
 
 #endif

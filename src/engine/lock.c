@@ -60,11 +60,12 @@ durable_code engine_lock_open(struct durable *d, const char *db_path, durable_er
     if (fd < 0) {
         int e = errno;
         return err_set(err, DURABLE_EIO, "could not open \"%s\": %s", path,
-                err_errno(e, why, sizeof(why)));
+                       err_errno(e, why, sizeof(why)));
     }
     if (set_lock(fd, exclusive ? F_WRLCK : F_RDLCK, 0, F_OFD_SETLK) != 0) {
         close(fd);
-        return err_set(err, DURABLE_ECONFLICT,
+        return err_set(
+                err, DURABLE_ECONFLICT,
                 exclusive ? "database \"%s\" is in use by another durable process"
                           : "database \"%s\" is served by a durable server: start runs through it",
                 db_path);

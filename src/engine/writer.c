@@ -32,8 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WRITER_MAX_BATCH    4096
-#define WRITER_MAX_RETRIES  5
+#define WRITER_MAX_BATCH   4096
+#define WRITER_MAX_RETRIES 5
 
 struct commit_item *commit_item_new(enum transition_kind kind, const char *run_id)
 {
@@ -105,7 +105,7 @@ durable_code engine_commit_submit(struct durable *d, struct commit_item *ci)
 }
 
 durable_code engine_commit_wait(struct durable *d, struct commit_item *ci,
-        struct transition_result *out_result, durable_error *err)
+                                struct transition_result *out_result, durable_error *err)
 {
     struct commit_reply reply;
     durable_code rc;
@@ -135,7 +135,7 @@ done:
 }
 
 durable_code engine_commit_async(struct durable *d, struct commit_item *ci,
-        struct commit_reply *reply)
+                                 struct commit_reply *reply)
 {
     DUR_ASSERT(reply->on_done);
     ci->reply = reply;
@@ -197,7 +197,7 @@ static durable_code apply_item(struct durable *d, struct commit_item *ci, struct
     ci->applied = rc == DURABLE_OK ? APPLIED_PRIMARY : APPLIED_NONE;
     if (rc != DURABLE_OK && rc != DURABLE_ECONFLICT && !ci->reply)
         log_warn("transition %d of run %s not applied: %s", (int)ci->t.kind,
-                ci->t.run_id ? ci->t.run_id : "-", err.msg);
+                 ci->t.run_id ? ci->t.run_id : "-", err.msg);
 done:
     ci->result = res;
     if (ci->reply) {
@@ -208,7 +208,7 @@ done:
 }
 
 static durable_code commit_batch(struct durable *d, struct commit_item *batch,
-        struct store_events *ev, durable_error *err)
+                                 struct store_events *ev, durable_error *err)
 {
     struct commit_item *ci, *prev = NULL;
     durable_code rc;
@@ -218,8 +218,8 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
     if (rc != DURABLE_OK)
         return rc;
     for (ci = batch; ci; prev = ci, ci = ci->next) {
-        ci->chain_broken = ci->after_prev && prev &&
-                (prev->applied != APPLIED_PRIMARY || prev->chain_broken);
+        ci->chain_broken =
+                ci->after_prev && prev && (prev->applied != APPLIED_PRIMARY || prev->chain_broken);
         if (ci->chain_broken) {
             ci->code = DURABLE_ECONFLICT;
             ci->applied = APPLIED_NONE;
@@ -245,7 +245,7 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
 static bool is_finish_event(const struct store_event *e)
 {
     return strncmp(e->type, "run_", 4) == 0 && strcmp(e->type, "run_created") != 0 &&
-            strcmp(e->type, "run_retried") != 0;
+           strcmp(e->type, "run_retried") != 0;
 }
 
 /* Calls every subscriber for every event, then wakes the durable_run_wait
@@ -262,12 +262,12 @@ static void publish_events(struct durable *d, const struct store_events *ev)
     for (i = 0; i < ev->n; i++) {
         const struct store_event *e = &ev->items[i];
         durable_event pub = { .run_id = e->run_id,
-            .seq = e->seq,
-            .global_id = e->global_id,
-            .type = e->type,
-            .step_id = e->step_id,
-            .at_ms = e->at_ms,
-            .data_json = e->data_json };
+                              .seq = e->seq,
+                              .global_id = e->global_id,
+                              .type = e->type,
+                              .step_id = e->step_id,
+                              .at_ms = e->at_ms,
+                              .data_json = e->data_json };
         for (j = 0; j < d->n_subs; j++)
             d->subs[j].fn(&pub, d->subs[j].ud);
         if (is_finish_event(e))

@@ -149,11 +149,10 @@ durable_code store_workflow_json(struct store *s, const char *id_or_name, char *
     return s->ops->workflow_json(s, id_or_name, out, err);
 }
 
-durable_code store_runs_list(struct store *s, const char *status, const char *workflow,
-                             struct store_page page, char **out, int64_t *out_total,
-                             durable_error *err)
+durable_code store_runs_list(struct store *s, const struct store_run_query *q, char **out,
+                             int64_t *out_total, durable_error *err)
 {
-    return s->ops->runs_list(s, status, workflow, page, out, out_total, err);
+    return s->ops->runs_list(s, q, out, out_total, err);
 }
 
 durable_code store_workflows_list(struct store *s, struct store_page page, char **out,

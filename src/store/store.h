@@ -319,12 +319,18 @@ struct store_page {
     int offset;
 };
 
-/* Runs without their steps (SPEC §6 run fields otherwise). status: NULL or
- * a run status (else DURABLE_EINVAL); workflow: NULL, a workflow id, or a
- * name meaning every version of it. */
-durable_code store_runs_list(struct store *s, const char *status, const char *workflow,
-                             struct store_page page, char **out, int64_t *out_total,
-                             durable_error *err);
+/* Which runs a list shows. status: NULL or a run status (else
+ * DURABLE_EINVAL); workflow: NULL, a workflow id, or a name meaning every
+ * version of it. */
+struct store_run_query {
+    const char *status;
+    const char *workflow;
+    struct store_page page;
+};
+
+/* Runs without their steps (SPEC §6 run fields otherwise). */
+durable_code store_runs_list(struct store *s, const struct store_run_query *q, char **out,
+                             int64_t *out_total, durable_error *err);
 /* Every version of every workflow: {id, name, version, description,
  * created_at}, without the definition. */
 durable_code store_workflows_list(struct store *s, struct store_page page, char **out,
@@ -441,9 +447,8 @@ struct store_ops {
                                durable_error *err);
     durable_code (*workflow_json)(struct store *s, const char *id_or_name, char **out,
                                   durable_error *err);
-    durable_code (*runs_list)(struct store *s, const char *status, const char *workflow,
-                              struct store_page page, char **out, int64_t *out_total,
-                              durable_error *err);
+    durable_code (*runs_list)(struct store *s, const struct store_run_query *q, char **out,
+                              int64_t *out_total, durable_error *err);
     durable_code (*workflows_list)(struct store *s, struct store_page page, char **out,
                                    int64_t *out_total, durable_error *err);
     durable_code (*orders_list)(struct store *s, struct store_page page, char **out,

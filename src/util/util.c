@@ -262,9 +262,39 @@ durable_code dbuf_addf(struct dbuf *b, const char *fmt, ...)
     return DURABLE_OK;
 }
 
-durable_code dbuf_add_json_string(struct dbuf *b, const char *s)
+/* Appends the escape sequence of c, a byte JSON strings cannot hold as is. */
+static durable_code add_json_escape(struct dbuf *b, unsigned char c)
 {
     static const char hex[] = "0123456789ABCDEF";
+    char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+
+    switch (c) {
+    case '"':
+    case '\\':
+        esc[1] = (char)c;
+        return dbuf_add(b, esc, 2);
+    case '\b':
+        esc[1] = 'b';
+        return dbuf_add(b, esc, 2);
+    case '\f':
+        esc[1] = 'f';
+        return dbuf_add(b, esc, 2);
+    case '\n':
+        esc[1] = 'n';
+        return dbuf_add(b, esc, 2);
+    case '\r':
+        esc[1] = 'r';
+        return dbuf_add(b, esc, 2);
+    case '\t':
+        esc[1] = 't';
+        return dbuf_add(b, esc, 2);
+    default:
+        return dbuf_add(b, esc, 6);
+    }
+}
+
+durable_code dbuf_add_json_string(struct dbuf *b, const char *s)
+{
     const char *run;
     durable_code rc;
 
@@ -272,35 +302,11 @@ durable_code dbuf_add_json_string(struct dbuf *b, const char *s)
         return dbuf_add(b, "null", 4);
     rc = dbuf_add(b, "\"", 1);
     while (rc == DURABLE_OK && *s) {
-        unsigned char c;
-        char esc[6] = { '\\', 'u', '0', '0', 0, 0 };
-
-        for (run = s; *s && (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\'; s++)
+        for (run = s; (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\'; s++)
             ;
         rc = dbuf_add(b, run, (size_t)(s - run));
-        if (rc != DURABLE_OK || !*s)
-            break;
-        c = (unsigned char)*s++;
-        switch (c) {
-        case '"':
-        case '\\':
-            esc[1] = (char)c;
-            rc = dbuf_add(b, esc, 2);
-            break;
-        case '\b':
-        case '\f':
-        case '\n':
-        case '\r':
-        case '\t':
-            esc[1] = c == '\b' ? 'b' : c == '\f' ? 'f' : c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-            rc = dbuf_add(b, esc, 2);
-            break;
-        default:
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            rc = dbuf_add(b, esc, 6);
-            break;
-        }
+        if (rc == DURABLE_OK && *s)
+            rc = add_json_escape(b, (unsigned char)*s++);
     }
     return rc == DURABLE_OK ? dbuf_add(b, "\"", 1) : rc;
 }

@@ -34,7 +34,7 @@
 
 #define MAX_RUNS 1000
 #define MAX_FILE (1024 * 1024)
-#define WAIT_MS (150 * 1000)
+#define WAIT_MS  (150 * 1000)
 
 struct batch {
     char *ids[MAX_RUNS];

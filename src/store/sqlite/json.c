@@ -546,9 +546,8 @@ static durable_code run_list_row(sqlite3_stmt *st, json_t *list, durable_error *
     return rc;
 }
 
-durable_code sqlite_runs_list(struct store *base, const char *status, const char *workflow,
-                              struct store_page page, char **out, int64_t *out_total,
-                              durable_error *err)
+durable_code sqlite_runs_list(struct store *base, const struct store_run_query *rq, char **out,
+                              int64_t *out_total, durable_error *err)
 {
     struct sqlite_store *s = sqlite_of(base);
     /* Indexed by (status given) + 2 * (workflow given). */
@@ -558,6 +557,7 @@ durable_code sqlite_runs_list(struct store *base, const char *status, const char
         { ST_RUNS_LIST_WF, ST_RUNS_COUNT_WF, "ss", NULL, NULL, run_list_row },
         { ST_RUNS_LIST_STATUS_WF, ST_RUNS_COUNT_STATUS_WF, "ss", NULL, NULL, run_list_row },
     };
+    const char *status = rq->status, *workflow = rq->workflow;
     struct list_query q;
     enum run_status st;
 
@@ -566,7 +566,7 @@ durable_code sqlite_runs_list(struct store *base, const char *status, const char
     q = variants[(status ? 1 : 0) + (workflow ? 2 : 0)];
     q.arg1 = status;
     q.arg2 = workflow;
-    return list_json(s, &q, page, out, out_total, err);
+    return list_json(s, &q, rq->page, out, out_total, err);
 }
 
 static durable_code workflow_list_row(sqlite3_stmt *st, json_t *list, durable_error *err)

@@ -290,9 +290,8 @@ durable_code sqlite_order_json(struct store *base, const char *order_id, char **
                                durable_error *err);
 durable_code sqlite_workflow_json(struct store *base, const char *id_or_name, char **out,
                                   durable_error *err);
-durable_code sqlite_runs_list(struct store *base, const char *status, const char *workflow,
-                              struct store_page page, char **out, int64_t *out_total,
-                              durable_error *err);
+durable_code sqlite_runs_list(struct store *base, const struct store_run_query *rq, char **out,
+                              int64_t *out_total, durable_error *err);
 durable_code sqlite_workflows_list(struct store *base, struct store_page page, char **out,
                                    int64_t *out_total, durable_error *err);
 durable_code sqlite_orders_list(struct store *base, struct store_page page, char **out,

@@ -104,10 +104,11 @@ int count_events(json_t *events, const char *type, const char *step)
     size_t i;
     json_t *e;
     int n = 0;
-    json_array_foreach(events, i, e) {
+    json_array_foreach(events, i, e)
+    {
         const char *sid = json_string_value(json_object_get(e, "step_id"));
         if (strcmp(json_string_value(json_object_get(e, "type")), type) == 0 &&
-                (!step || (sid && strcmp(sid, step) == 0)))
+            (!step || (sid && strcmp(sid, step) == 0)))
             n++;
     }
     return n;
@@ -117,7 +118,8 @@ json_t *step_of(json_t *run, const char *id)
 {
     size_t i;
     json_t *s;
-    json_array_foreach(json_object_get(run, "steps"), i, s) {
+    json_array_foreach(json_object_get(run, "steps"), i, s)
+    {
         if (strcmp(json_string_value(json_object_get(s, "step_id")), id) == 0)
             return s;
     }

@@ -28,10 +28,11 @@ static const char *recovered_steps(json_t *events)
     static char buf[256];
     size_t i;
     json_t *e;
-    json_array_foreach(events, i, e) {
+    json_array_foreach(events, i, e)
+    {
         if (strcmp(json_string_value(json_object_get(e, "type")), "recovered") == 0) {
-            char *t = json_dumps(json_object_get(json_object_get(e, "data"), "steps"),
-                    JSON_COMPACT);
+            char *t =
+                    json_dumps(json_object_get(json_object_get(e, "data"), "steps"), JSON_COMPACT);
             snprintf(buf, sizeof(buf), "%s", t ? t : "");
             free(t);
             return buf;
@@ -72,17 +73,21 @@ static void test_chain_completes_in_order(void **state)
     assert_string_equal("completed", json_string_value(json_object_get(r, "status")));
     /* The run's output is its leaf's output. */
     assert_non_null(json_object_get(json_object_get(json_object_get(r, "output"), "c"),
-            "duration_seconds"));
+                                    "duration_seconds"));
     ev = get_events(f->d, run);
-    json_array_foreach(ev, i, e) {
+    json_array_foreach(ev, i, e)
+    {
         assert_int_equal(expect++, json_integer_value(json_object_get(e, "seq")));
     }
     /* a, b, c strictly one after the other. */
     assert_int_equal(8, json_array_size(ev));
-    assert_string_equal("run_created", json_string_value(json_object_get(json_array_get(ev, 0), "type")));
+    assert_string_equal("run_created",
+                        json_string_value(json_object_get(json_array_get(ev, 0), "type")));
     assert_string_equal("b", json_string_value(json_object_get(json_array_get(ev, 3), "step_id")));
-    assert_string_equal("step_started", json_string_value(json_object_get(json_array_get(ev, 3), "type")));
-    assert_string_equal("run_completed", json_string_value(json_object_get(json_array_get(ev, 7), "type")));
+    assert_string_equal("step_started",
+                        json_string_value(json_object_get(json_array_get(ev, 3), "type")));
+    assert_string_equal("run_completed",
+                        json_string_value(json_object_get(json_array_get(ev, 7), "type")));
     json_decref(ev);
     json_decref(r);
     durable_free(run);
@@ -92,11 +97,13 @@ static void test_chain_completes_in_order(void **state)
 static void test_parallel_branches_overlap(void **state)
 {
     struct fixture *f = *state;
-    char *wf = reg(f->d, "{\"name\":\"fan\",\"steps\":["
-                         "{\"id\":\"root\",\"config\":{\"duration_seconds\":0}},"
-                         "{\"id\":\"x\",\"config\":{\"duration_seconds\":0.3},\"depends_on\":[\"root\"]},"
-                         "{\"id\":\"y\",\"config\":{\"duration_seconds\":0.3},\"depends_on\":[\"root\"]},"
-                         "{\"id\":\"join\",\"config\":{\"duration_seconds\":0},\"depends_on\":[\"x\",\"y\"]}]}");
+    char *wf = reg(
+            f->d,
+            "{\"name\":\"fan\",\"steps\":["
+            "{\"id\":\"root\",\"config\":{\"duration_seconds\":0}},"
+            "{\"id\":\"x\",\"config\":{\"duration_seconds\":0.3},\"depends_on\":[\"root\"]},"
+            "{\"id\":\"y\",\"config\":{\"duration_seconds\":0.3},\"depends_on\":[\"root\"]},"
+            "{\"id\":\"join\",\"config\":{\"duration_seconds\":0},\"depends_on\":[\"x\",\"y\"]}]}");
     char *run = start(f->d, wf, NULL, NULL);
     json_t *ev;
 
@@ -104,9 +111,11 @@ static void test_parallel_branches_overlap(void **state)
     ev = get_events(f->d, run);
     /* Both branches started (in file order) before either completed. */
     assert_string_equal("x", json_string_value(json_object_get(json_array_get(ev, 3), "step_id")));
-    assert_string_equal("step_started", json_string_value(json_object_get(json_array_get(ev, 3), "type")));
+    assert_string_equal("step_started",
+                        json_string_value(json_object_get(json_array_get(ev, 3), "type")));
     assert_string_equal("y", json_string_value(json_object_get(json_array_get(ev, 4), "step_id")));
-    assert_string_equal("step_started", json_string_value(json_object_get(json_array_get(ev, 4), "type")));
+    assert_string_equal("step_started",
+                        json_string_value(json_object_get(json_array_get(ev, 4), "type")));
     assert_int_equal(1, count_events(ev, "step_started", "join"));
     json_decref(ev);
     durable_free(run);
@@ -116,10 +125,12 @@ static void test_parallel_branches_overlap(void **state)
 static void test_retries_then_fails(void **state)
 {
     struct fixture *f = *state;
-    char *wf = reg(f->d, "{\"name\":\"flaky\",\"steps\":[{\"id\":\"f\",\"config\":"
-                         "{\"duration_seconds\":0,\"fail_probability\":1,\"max_retries\":2},"
-                         "\"retry\":{\"initial_interval_seconds\":0.02,\"backoff_coefficient\":3}},"
-                         "{\"id\":\"never\",\"config\":{\"duration_seconds\":0},\"depends_on\":[\"f\"]}]}");
+    char *wf =
+            reg(f->d,
+                "{\"name\":\"flaky\",\"steps\":[{\"id\":\"f\",\"config\":"
+                "{\"duration_seconds\":0,\"fail_probability\":1,\"max_retries\":2},"
+                "\"retry\":{\"initial_interval_seconds\":0.02,\"backoff_coefficient\":3}},"
+                "{\"id\":\"never\",\"config\":{\"duration_seconds\":0},\"depends_on\":[\"f\"]}]}");
     char *run = start(f->d, wf, NULL, NULL);
     json_t *ev, *r, *e;
     size_t i;
@@ -130,9 +141,11 @@ static void test_retries_then_fails(void **state)
     assert_int_equal(3, count_events(ev, "step_started", "f"));
     assert_int_equal(3, count_events(ev, "step_failed", "f"));
     assert_int_equal(2, count_events(ev, "retry_scheduled", "f"));
-    json_array_foreach(ev, i, e) {
+    json_array_foreach(ev, i, e)
+    {
         if (strcmp(json_string_value(json_object_get(e, "type")), "retry_scheduled") == 0)
-            delays[n++] = json_integer_value(json_object_get(json_object_get(e, "data"), "delay_ms"));
+            delays[n++] =
+                    json_integer_value(json_object_get(json_object_get(e, "data"), "delay_ms"));
     }
     assert_int_equal(20, delays[0]);
     assert_int_equal(60, delays[1]);
@@ -140,7 +153,8 @@ static void test_retries_then_fails(void **state)
     assert_non_null(strstr(json_string_value(json_object_get(r, "error_message")), "\"f\""));
     assert_string_equal("failed", json_string_value(json_object_get(step_of(r, "f"), "status")));
     assert_int_equal(3, json_integer_value(json_object_get(step_of(r, "f"), "attempt")));
-    assert_string_equal("cancelled", json_string_value(json_object_get(step_of(r, "never"), "status")));
+    assert_string_equal("cancelled",
+                        json_string_value(json_object_get(step_of(r, "never"), "status")));
     json_decref(r);
     json_decref(ev);
     durable_free(run);
@@ -150,9 +164,11 @@ static void test_retries_then_fails(void **state)
 static void test_attempt_timeout_and_non_retryable(void **state)
 {
     struct fixture *f = *state;
-    char *wf = reg(f->d, "{\"name\":\"slow\",\"steps\":[{\"id\":\"s\",\"config\":{\"duration_seconds\":30},"
-                         "\"timeout_seconds\":0.05,\"retry\":{\"max_attempts\":5,"
-                         "\"non_retryable_errors\":[\"timeout\"]}}]}");
+    char *wf =
+            reg(f->d,
+                "{\"name\":\"slow\",\"steps\":[{\"id\":\"s\",\"config\":{\"duration_seconds\":30},"
+                "\"timeout_seconds\":0.05,\"retry\":{\"max_attempts\":5,"
+                "\"non_retryable_errors\":[\"timeout\"]}}]}");
     char *run = start(f->d, wf, NULL, NULL);
     json_t *r;
 
@@ -175,7 +191,8 @@ static void test_run_deadline(void **state)
 
     assert_string_equal("failed", wait_run(f->d, run));
     r = get_run(f->d, run);
-    assert_non_null(strstr(json_string_value(json_object_get(r, "error_message")), "run timed out"));
+    assert_non_null(
+            strstr(json_string_value(json_object_get(r, "error_message")), "run timed out"));
     assert_string_equal("cancelled", json_string_value(json_object_get(step_of(r, "s"), "status")));
     json_decref(r);
     durable_free(run);
@@ -190,10 +207,12 @@ static void test_order_actions_exactly_once(void **state)
     json_t *ev;
 
     assert_int_equal(DURABLE_OK, durable_order_create(f->d, 25, &order, &err));
-    wf = reg(f->d, "{\"name\":\"order\",\"steps\":["
-                   "{\"id\":\"v\",\"config\":{\"duration_seconds\":0,\"action\":\"validate_order\"}},"
-                   "{\"id\":\"c\",\"config\":{\"duration_seconds\":0,\"action\":\"charge_payment\"},\"depends_on\":[\"v\"]},"
-                   "{\"id\":\"s\",\"config\":{\"duration_seconds\":0,\"action\":\"ship_order\"},\"depends_on\":[\"c\"]}]}");
+    wf = reg(
+            f->d,
+            "{\"name\":\"order\",\"steps\":["
+            "{\"id\":\"v\",\"config\":{\"duration_seconds\":0,\"action\":\"validate_order\"}},"
+            "{\"id\":\"c\",\"config\":{\"duration_seconds\":0,\"action\":\"charge_payment\"},\"depends_on\":[\"v\"]},"
+            "{\"id\":\"s\",\"config\":{\"duration_seconds\":0,\"action\":\"ship_order\"},\"depends_on\":[\"c\"]}]}");
     run = start(f->d, wf, order, NULL);
     assert_string_equal("completed", wait_run(f->d, run));
     st = order_status(f->d, order);
@@ -216,8 +235,10 @@ static void test_refused_action_retries_then_fails(void **state)
 
     assert_int_equal(DURABLE_OK, durable_order_create(f->d, 5, &order, &err));
     /* Charging a pending order is refused: the attempt fails and retries. */
-    wf = reg(f->d, "{\"name\":\"bad-order\",\"steps\":[{\"id\":\"c\",\"config\":{\"duration_seconds\":0,"
-                   "\"action\":\"charge_payment\",\"max_retries\":1},\"retry\":{\"initial_interval_seconds\":0.01}}]}");
+    wf = reg(
+            f->d,
+            "{\"name\":\"bad-order\",\"steps\":[{\"id\":\"c\",\"config\":{\"duration_seconds\":0,"
+            "\"action\":\"charge_payment\",\"max_retries\":1},\"retry\":{\"initial_interval_seconds\":0.01}}]}");
     run = start(f->d, wf, order, NULL);
     assert_string_equal("failed", wait_run(f->d, run));
     st = order_status(f->d, order);
@@ -240,8 +261,10 @@ static void test_cancel(void **state)
 {
     struct fixture *f = *state;
     durable_error err = { 0 };
-    char *wf = reg(f->d, "{\"name\":\"long\",\"steps\":[{\"id\":\"a\",\"config\":{\"duration_seconds\":30}},"
-                         "{\"id\":\"b\",\"depends_on\":[\"a\"]}]}");
+    char *wf =
+            reg(f->d,
+                "{\"name\":\"long\",\"steps\":[{\"id\":\"a\",\"config\":{\"duration_seconds\":30}},"
+                "{\"id\":\"b\",\"depends_on\":[\"a\"]}]}");
     char *run = start(f->d, wf, NULL, NULL);
     json_t *r;
 
@@ -299,7 +322,8 @@ static void test_bad_requests(void **state)
     req.order_id = NULL;
     assert_int_equal(DURABLE_ENOTFOUND, durable_run_start(f->d, &req, &run, NULL, &err));
     err.code = DURABLE_OK;
-    assert_int_equal(DURABLE_EINVAL, durable_workflow_register(f->d, bad, strlen(bad), &id, NULL, NULL, &err));
+    assert_int_equal(DURABLE_EINVAL,
+                     durable_workflow_register(f->d, bad, strlen(bad), &id, NULL, NULL, &err));
     assert_string_equal("steps[0].depends_on[0]: unknown step \"b\"", err.msg);
     assert_null(run);
     assert_null(id);
@@ -310,18 +334,22 @@ static void test_versions(void **state)
 {
     struct fixture *f = *state;
     durable_error err = { 0 };
-    const char *v2 = "{\"name\":\"chain\",\"steps\":[{\"id\":\"only\",\"config\":{\"duration_seconds\":0}}]}";
+    const char *v2 =
+            "{\"name\":\"chain\",\"steps\":[{\"id\":\"only\",\"config\":{\"duration_seconds\":0}}]}";
     char *id1 = NULL, *id2 = NULL, *id3 = NULL;
     int version = 0;
     bool created = false;
 
-    assert_int_equal(DURABLE_OK, durable_workflow_register(f->d, chain_def, strlen(chain_def), &id1, &version, &created, &err));
+    assert_int_equal(DURABLE_OK, durable_workflow_register(f->d, chain_def, strlen(chain_def), &id1,
+                                                           &version, &created, &err));
     assert_int_equal(1, version);
     assert_true(created);
-    assert_int_equal(DURABLE_OK, durable_workflow_register(f->d, v2, strlen(v2), &id2, &version, &created, &err));
+    assert_int_equal(DURABLE_OK, durable_workflow_register(f->d, v2, strlen(v2), &id2, &version,
+                                                           &created, &err));
     assert_int_equal(2, version);
     assert_true(created);
-    assert_int_equal(DURABLE_OK, durable_workflow_register(f->d, v2, strlen(v2), &id3, &version, &created, &err));
+    assert_int_equal(DURABLE_OK, durable_workflow_register(f->d, v2, strlen(v2), &id3, &version,
+                                                           &created, &err));
     assert_int_equal(2, version);
     assert_false(created);
     assert_string_equal(id2, id3);
@@ -336,8 +364,10 @@ static void test_versions(void **state)
 static void test_resume_after_reopen(void **state)
 {
     struct fixture *f = *state;
-    char *wf = reg(f->d, "{\"name\":\"resume\",\"steps\":[{\"id\":\"a\",\"config\":{\"duration_seconds\":0}},"
-                         "{\"id\":\"b\",\"config\":{\"duration_seconds\":0.4},\"depends_on\":[\"a\"]}]}");
+    char *wf = reg(
+            f->d,
+            "{\"name\":\"resume\",\"steps\":[{\"id\":\"a\",\"config\":{\"duration_seconds\":0}},"
+            "{\"id\":\"b\",\"config\":{\"duration_seconds\":0.4},\"depends_on\":[\"a\"]}]}");
     char *run = start(f->d, wf, NULL, NULL);
     json_t *ev = NULL;
     int tries;
@@ -385,7 +415,9 @@ static void test_many_runs_few_threads(void **state)
 {
     enum { N = 10000 };
     struct fixture *f = *state;
-    char *wf = reg(f->d, "{\"name\":\"wait\",\"steps\":[{\"id\":\"w\",\"config\":{\"duration_seconds\":2}}]}");
+    char *wf = reg(
+            f->d,
+            "{\"name\":\"wait\",\"steps\":[{\"id\":\"w\",\"config\":{\"duration_seconds\":2}}]}");
     char **runs = calloc(N, sizeof(*runs));
     int i, base = count_threads(), peak;
 

@@ -42,10 +42,11 @@ static json_t *event_data(json_t *events, const char *type, const char *step)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(events, i, e) {
+    json_array_foreach(events, i, e)
+    {
         const char *sid = json_string_value(json_object_get(e, "step_id"));
         if (strcmp(json_string_value(json_object_get(e, "type")), type) == 0 &&
-                (!step || (sid && strcmp(sid, step) == 0)))
+            (!step || (sid && strcmp(sid, step) == 0)))
             return json_object_get(e, "data");
     }
     fail_msg("no event %s", type);
@@ -74,7 +75,8 @@ static void wait_step(durable *d, const char *run, const char *id, const char *s
 static void test_if_false_skips_and_join_decides(void **state)
 {
     struct fixture *f = *state;
-    char *wf = reg(f->d,
+    char *wf = reg(
+            f->d,
             "{\"name\":\"branch\",\"steps\":["
             "{\"id\":\"a\",\"type\":\"transform\",\"config\":{\"expression\":\".input.amount\"}},"
             "{\"id\":\"big\",\"depends_on\":[\"a\"],\"if\":\".steps.a.output > 1000\","
@@ -99,15 +101,16 @@ static void test_if_false_skips_and_join_decides(void **state)
     assert_string_equal("completed", step_status(j, "join"));
     assert_string_equal("skipped", step_status(j, "never"));
     assert_string_equal("amount 20 via completed",
-            json_string_value(json_object_get(json_object_get(step_of(j, "join"), "output"),
-                    "message")));
+                        json_string_value(json_object_get(
+                                json_object_get(step_of(j, "join"), "output"), "message")));
     ev = get_events(f->d, run);
     assert_int_equal(0, count_events(ev, "step_started", "big"));
     assert_int_equal(1, count_events(ev, "step_skipped", "after_big"));
     /* the log message is in the history */
     assert_string_equal("amount 20 via completed",
-            json_string_value(json_object_get(json_object_get(
-                    event_data(ev, "step_completed", "join"), "output"), "message")));
+                        json_string_value(json_object_get(
+                                json_object_get(event_data(ev, "step_completed", "join"), "output"),
+                                "message")));
     json_decref(ev);
     json_decref(j);
     durable_free(run);
@@ -119,7 +122,8 @@ static void test_if_false_skips_and_join_decides(void **state)
 static void test_condition_transform_and_typed_templates(void **state)
 {
     struct fixture *f = *state;
-    char *wf = reg(f->d,
+    char *wf = reg(
+            f->d,
             "{\"name\":\"calc\",\"steps\":["
             "{\"id\":\"t\",\"type\":\"transform\","
             " \"config\":{\"expression\":\"{total: (.input.items | map(.price) | add), n: (.input.items | length)}\"}},"
@@ -130,8 +134,7 @@ static void test_condition_transform_and_typed_templates(void **state)
             "{\"id\":\"l\",\"type\":\"log\",\"depends_on\":[\"w\"],\"if\":\".steps.c.output\","
             " \"config\":{\"message\":\"{{ .steps.t.output }}\",\"level\":\"debug\"}}"
             "]}");
-    char *run = start_in(f->d, wf,
-            "{\"items\":[{\"price\":4},{\"price\":7.5}],\"wait\":0.05}");
+    char *run = start_in(f->d, wf, "{\"items\":[{\"price\":4},{\"price\":7.5}],\"wait\":0.05}");
     json_t *j, *out;
 
     assert_string_equal("completed", wait_run(f->d, run));
@@ -143,8 +146,8 @@ static void test_condition_transform_and_typed_templates(void **state)
     /* "{{ .input.wait }}" rendered to the number 0.05: the delay accepted it */
     assert_string_equal("completed", step_status(j, "w"));
     assert_string_equal("{\"total\":11.5,\"n\":2}",
-            json_string_value(json_object_get(json_object_get(step_of(j, "l"), "output"),
-                    "message")));
+                        json_string_value(json_object_get(
+                                json_object_get(step_of(j, "l"), "output"), "message")));
     json_decref(j);
     durable_free(run);
     durable_free(wf);
@@ -212,8 +215,9 @@ static void test_registration_errors_are_located(void **state)
     for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         durable_error err = { 0 };
         char *id = NULL;
-        assert_int_equal(DURABLE_EINVAL, durable_workflow_register(f->d, cases[k].def,
-                strlen(cases[k].def), &id, NULL, NULL, &err));
+        assert_int_equal(DURABLE_EINVAL,
+                         durable_workflow_register(f->d, cases[k].def, strlen(cases[k].def), &id,
+                                                   NULL, NULL, &err));
         assert_null(id);
         if (strncmp(err.msg, cases[k].prefix, strlen(cases[k].prefix)) != 0)
             fail_msg("got \"%s\", want \"%s...\"", err.msg, cases[k].prefix);
@@ -225,9 +229,11 @@ static void test_registration_errors_are_located(void **state)
 static void test_delay_waits_durably(void **state)
 {
     struct fixture *f = *state;
-    char *wf = reg(f->d, "{\"name\":\"nap\",\"steps\":["
-                         "{\"id\":\"nap\",\"type\":\"delay\",\"config\":{\"seconds\":0.6}},"
-                         "{\"id\":\"after\",\"depends_on\":[\"nap\"],\"config\":{\"duration_seconds\":0}}]}");
+    char *wf = reg(
+            f->d,
+            "{\"name\":\"nap\",\"steps\":["
+            "{\"id\":\"nap\",\"type\":\"delay\",\"config\":{\"seconds\":0.6}},"
+            "{\"id\":\"after\",\"depends_on\":[\"nap\"],\"config\":{\"duration_seconds\":0}}]}");
     char *run = start(f->d, wf, NULL, NULL);
     int64_t t0 = clock_wall_ms();
     json_t *j, *ev;
@@ -246,8 +252,8 @@ static void test_delay_waits_durably(void **state)
     assert_string_equal("completed", wait_run(f->d, run));
     assert_true(clock_wall_ms() - t0 >= 550);
     j = get_run(f->d, run);
-    assert_true(json_is_string(json_object_get(json_object_get(step_of(j, "nap"), "output"),
-            "woke_at")));
+    assert_true(json_is_string(
+            json_object_get(json_object_get(step_of(j, "nap"), "output"), "woke_at")));
     ev = get_events(f->d, run);
     assert_int_equal(1, count_events(ev, "step_started", "nap"));
     assert_int_equal(1, count_events(ev, "step_waiting", "nap"));
@@ -269,7 +275,8 @@ static void test_delay_until_past(void **state)
 
     assert_string_equal("completed", wait_run(f->d, run));
     ev = get_events(f->d, run);
-    assert_string_equal("2001-02-03T03:05:06.500Z",
+    assert_string_equal(
+            "2001-02-03T03:05:06.500Z",
             json_string_value(json_object_get(event_data(ev, "step_waiting", "d"), "wake_at")));
     json_decref(ev);
     durable_free(run);
@@ -294,16 +301,16 @@ static void test_approval_approve_after_reopen(void **state)
 
     wait_step(f->d, run, "ask", "waiting");
     ev = get_events(f->d, run);
-    assert_string_equal("ship books?",
-            json_string_value(json_object_get(event_data(ev, "step_waiting", "ask"), "prompt")));
+    assert_string_equal("ship books?", json_string_value(json_object_get(
+                                               event_data(ev, "step_waiting", "ask"), "prompt")));
     json_decref(ev);
     /* not waiting for a decision: not started, unknown, not an approval */
     assert_int_equal(DURABLE_ECONFLICT,
-            durable_step_decide(f->d, run, "ship", true, "x", NULL, &err));
+                     durable_step_decide(f->d, run, "ship", true, "x", NULL, &err));
     assert_int_equal(DURABLE_ENOTFOUND,
-            durable_step_decide(f->d, run, "nope", true, "x", NULL, &err));
+                     durable_step_decide(f->d, run, "nope", true, "x", NULL, &err));
     assert_int_equal(DURABLE_ENOTFOUND,
-            durable_step_decide(f->d, "run_nope", "ask", true, "x", NULL, &err));
+                     durable_step_decide(f->d, "run_nope", "ask", true, "x", NULL, &err));
     /* still waiting after a reopen */
     durable_close(f->d);
     f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
@@ -313,9 +320,9 @@ static void test_approval_approve_after_reopen(void **state)
     assert_string_equal("waiting", step_status(j, "ask"));
     json_decref(j);
     assert_int_equal(DURABLE_OK,
-            durable_step_decide(f->d, run, "ask", true, "alice", "looks fine", &err));
+                     durable_step_decide(f->d, run, "ask", true, "alice", "looks fine", &err));
     assert_int_equal(DURABLE_ECONFLICT,
-            durable_step_decide(f->d, run, "ask", false, "bob", NULL, &err));
+                     durable_step_decide(f->d, run, "ask", false, "bob", NULL, &err));
     assert_string_equal("completed", wait_run(f->d, run));
     j = get_run(f->d, run);
     out = json_object_get(step_of(j, "ask"), "output");
@@ -345,8 +352,8 @@ static void test_approval_reject_skips_branch(void **state)
     assert_int_equal(DURABLE_OK, durable_step_decide(f->d, run, "ask", false, NULL, NULL, &err));
     assert_string_equal("completed", wait_run(f->d, run));
     j = get_run(f->d, run);
-    assert_true(json_is_false(json_object_get(json_object_get(step_of(j, "ask"), "output"),
-            "approved")));
+    assert_true(json_is_false(
+            json_object_get(json_object_get(step_of(j, "ask"), "output"), "approved")));
     assert_string_equal("skipped", step_status(j, "ship"));
     json_decref(j);
     durable_free(run);
@@ -366,9 +373,9 @@ static void test_approval_timeouts(void **state)
         json_t *j, *out;
 
         snprintf(def, sizeof(def),
-                "{\"name\":\"to_%s\",\"steps\":[{\"id\":\"ask\",\"type\":\"approval\","
-                "\"config\":{\"timeout_seconds\":0.2,\"on_timeout\":\"%s\"}}]}",
-                modes[k], modes[k]);
+                 "{\"name\":\"to_%s\",\"steps\":[{\"id\":\"ask\",\"type\":\"approval\","
+                 "\"config\":{\"timeout_seconds\":0.2,\"on_timeout\":\"%s\"}}]}",
+                 modes[k], modes[k]);
         wf = reg(f->d, def);
         run = start(f->d, wf, NULL, NULL);
         assert_string_equal(k == 2 ? "failed" : "completed", wait_run(f->d, run));
@@ -402,7 +409,7 @@ static void test_many_waiting_approvals(void **state)
         wait_step(f->d, runs[k], "ask", "waiting");
     for (k = 0; k < N; k++)
         assert_int_equal(DURABLE_OK,
-                durable_step_decide(f->d, runs[k], "ask", k % 2 == 0, "bulk", NULL, &err));
+                         durable_step_decide(f->d, runs[k], "ask", k % 2 == 0, "bulk", NULL, &err));
     for (k = 0; k < N; k++) {
         assert_string_equal("completed", wait_run(f->d, runs[k]));
         durable_free(runs[k]);
@@ -449,7 +456,7 @@ static void test_order_in_context(void **state)
     who = json_object_get(step_of(j, "who"), "output");
     assert_string_equal(run, json_string_value(json_array_get(who, 0)));
     assert_string_equal(json_string_value(json_object_get(j, "order_id")),
-            json_string_value(json_array_get(who, 1)));
+                        json_string_value(json_array_get(who, 1)));
     json_decref(j);
     durable_free(run);
     durable_free(wf);
@@ -473,8 +480,9 @@ static void test_child_workflow_output_and_failure(void **state)
     struct fixture *f = *state;
     char *c1 = reg(f->d, "{\"name\":\"child-double\",\"steps\":[{\"id\":\"t\","
                          "\"type\":\"transform\",\"config\":{\"expression\":\".input.n * 2\"}}]}");
-    char *c2 = reg(f->d, "{\"name\":\"child-bad\",\"steps\":[{\"id\":\"t\","
-                         "\"type\":\"transform\",\"config\":{\"expression\":\"error(\\\"no\\\")\"}}]}");
+    char *c2 = reg(f->d,
+                   "{\"name\":\"child-bad\",\"steps\":[{\"id\":\"t\","
+                   "\"type\":\"transform\",\"config\":{\"expression\":\"error(\\\"no\\\")\"}}]}");
     char *wf = reg(f->d, "{\"name\":\"parent\",\"steps\":["
                          "{\"id\":\"kid\",\"type\":\"workflow\",\"config\":{\"workflow\":"
                          "\"{{ .input.which }}\",\"input\":{\"n\":\"{{ .input.n }}\"}}},"
@@ -487,9 +495,10 @@ static void test_child_workflow_output_and_failure(void **state)
     assert_string_equal("completed", wait_run(f->d, run));
     j = get_run(f->d, run);
     assert_int_equal(42, json_integer_value(json_object_get(
-            json_object_get(step_of(j, "kid"), "output"), "t")));
-    assert_string_equal("got 42", json_string_value(json_object_get(
-            json_object_get(step_of(j, "after"), "output"), "message")));
+                                 json_object_get(step_of(j, "kid"), "output"), "t")));
+    assert_string_equal("got 42",
+                        json_string_value(json_object_get(
+                                json_object_get(step_of(j, "after"), "output"), "message")));
     json_decref(j);
     child = child_of(f->d, "child-double", run, "kid");
     assert_string_equal("completed", wait_run(f->d, child));
@@ -501,7 +510,7 @@ static void test_child_workflow_output_and_failure(void **state)
     j = get_run(f->d, run);
     assert_string_equal("failed", step_status(j, "kid"));
     assert_non_null(strstr(json_string_value(json_object_get(step_of(j, "kid"), "error_message")),
-            "failed"));
+                           "failed"));
     json_decref(j);
     durable_free(run);
 
@@ -574,7 +583,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_if_false_skips_and_join_decides, setup, teardown),
         cmocka_unit_test_setup_teardown(test_condition_transform_and_typed_templates, setup,
-                teardown),
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_runtime_expression_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registration_errors_are_located, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delay_waits_durably, setup, teardown),

@@ -1017,10 +1017,10 @@ static json_t *runs_list(struct fixture *f, const char *status, const char *wf, 
                          int offset, int64_t *total)
 {
     durable_error err = { DURABLE_OK, "" };
-    struct store_page page = { limit, offset };
+    struct store_run_query q = { status, wf, { limit, offset } };
     char *text = NULL;
 
-    return parse_out(store_runs_list(f->s, status, wf, page, &text, total, &err), &text, &err);
+    return parse_out(store_runs_list(f->s, &q, &text, total, &err), &text, &err);
 }
 
 static const char *id_at(json_t *list, size_t i)
@@ -1033,7 +1033,7 @@ static void test_runs_list(void **state)
     struct fixture *f = *state;
     durable_error err = { DURABLE_OK, "" };
     struct transition_result v2;
-    struct store_page page = { 0, 0 };
+    struct store_run_query q = { NULL, NULL, { 0, 0 } };
     char *text = NULL;
     int64_t total = -1;
     json_t *l;
@@ -1078,8 +1078,8 @@ static void test_runs_list(void **state)
     l = runs_list(f, NULL, "nope", 0, 0, &total);
     assert_int_equal(total, 0);
     json_decref(l);
-    assert_int_equal(store_runs_list(f->s, "done", NULL, page, &text, &total, &err),
-                     DURABLE_EINVAL);
+    q.status = "done";
+    assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
     assert_string_equal(err.msg, "unknown run status \"done\"");
     assert_null(text);
 }
