@@ -415,7 +415,8 @@ bool def_parse_rfc3339(const char *s, int64_t *out_ms)
         return false;
     if (!parse_tail(s + 19, &ms, &off))
         return false;
-    *out_ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) - (int64_t)off * 60) *
+    *out_ms = ((days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec) -
+               (int64_t)off * 60) *
                       1000 +
               ms;
     return true;

@@ -162,7 +162,7 @@ static struct run_state *run_find(struct sched *s, const char *id)
 static void run_table_grow(struct sched *s)
 {
     size_t n = s->n_buckets * 2, i;
-    struct run_state **b = xcalloc(n, sizeof(*b));
+    struct run_state **b = xcalloc(n, sizeof(struct run_state *));
 
     for (i = 0; i < s->n_buckets; i++) {
         struct run_state *r = s->buckets[i], *next;
@@ -793,7 +793,8 @@ static void on_timer(struct sched *s, const struct timer *t)
         return;
     if (t->kind == TM_DEADLINE) {
         char msg[96];
-        snprintf(msg, sizeof(msg), "run timed out after %.3gs", r->plan->timeout_ms / 1000.0);
+        snprintf(msg, sizeof(msg), "run timed out after %.3gs",
+                 (double)r->plan->timeout_ms / 1000.0);
         submit_finish(s, r, RUN_FAILED, msg, NULL);
         return;
     }
@@ -805,7 +806,7 @@ static void on_timer(struct sched *s, const struct timer *t)
     } else if (t->kind == TM_TIMEOUT && ss->st == SS_RUNNING) {
         char msg[96];
         snprintf(msg, sizeof(msg), "attempt %d timed out after %.3gs", ss->attempt,
-                 r->plan->steps[t->step_idx].timeout_ms / 1000.0);
+                 (double)r->plan->steps[t->step_idx].timeout_ms / 1000.0);
         submit_failure(s, r, t->step_idx, "timeout", msg);
     } else if ((t->kind == TM_STEP && ss->st == SS_RUNNING) ||
                (t->kind == TM_WAKE && ss->st == SS_WAITING)) {
@@ -1163,9 +1164,19 @@ static struct run_state *waiting_parent(struct sched *s, const char *pid, uint64
 /* Ends the parent's step with its child's outcome: the child's output, or
  * a failure (retryable like any other: the next attempt starts a new
  * child). */
-static void deliver_child(struct sched *s, struct run_state *p, size_t step, const char *child_id,
-                          enum run_status status, const char *output_json, const char *error)
+/* How a child run ended; strings borrowed. */
+struct child_end {
+    const char *id;
+    enum run_status status;
+    const char *output_json; /* or NULL */
+    const char *error;       /* or NULL */
+};
+
+static void deliver_child(struct sched *s, struct run_state *p, size_t step,
+                          const struct child_end *e)
 {
+    const char *child_id = e->id, *output_json = e->output_json, *error = e->error;
+    enum run_status status = e->status;
     json_t *out;
     char msg[384];
 
@@ -1205,8 +1216,9 @@ static void deliver_from_store(struct sched *s, struct run_state *p, size_t step
     if (run_status_parse(json_string_value(json_object_get(run, "status")), &status) &&
         run_status_is_final(status)) {
         out = json_dumps(json_object_get(run, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
-        deliver_child(s, p, step, child_id, status, out,
-                      json_string_value(json_object_get(run, "error_message")));
+        struct child_end e = { child_id, status, out,
+                               json_string_value(json_object_get(run, "error_message")) };
+        deliver_child(s, p, step, &e);
     } else {
         submit_failure(s, p, step, "child_error",
                        err.msg[0] ? err.msg : "the child run is executed by another process");
@@ -1257,9 +1269,9 @@ static void on_run_finished(struct sched *s, struct run_state *r, const struct t
 
     if (r->has_parent) {
         p = waiting_parent(s, r->parent_id, r->parent_gen, r->parent_step, r->parent_step_gen);
+        struct child_end e = { r->id, t->run_status, t->output_json, t->error_message };
         if (p)
-            deliver_child(s, p, r->parent_step, r->id, t->run_status, t->output_json,
-                          t->error_message);
+            deliver_child(s, p, r->parent_step, &e);
     }
     for (k = 0; k < r->n_children; k++) {
         c = run_find(s, r->children[k]);
@@ -1268,22 +1280,27 @@ static void on_run_finished(struct sched *s, struct run_state *r, const struct t
     }
 }
 
+/* What ci was chained to was refused, or answered by its fallback: the
+ * scheduler has dealt with that; a run finish chained to a completion that
+ * did not apply is simply not due yet. */
+static void on_chain_broken(struct sched *s, struct commit_item *ci)
+{
+    struct run_state *r = run_find(s, ci->t.run_id);
+
+    if (r && ci->run_gen == r->gen && ci->t.kind == TR_RUN_FINISH) {
+        r->finish_chained = false;
+        check_finished(s, r);
+    }
+}
+
 static void on_committed(struct sched *s, struct commit_item *ci)
 {
     struct run_state *r;
 
     if (ci->chain_broken) {
-        /* What it was chained to was refused, or answered by its fallback:
-         * the scheduler has dealt with that; a run finish chained to a
-         * completion that did not apply is simply not due yet. */
-        r = run_find(s, ci->t.run_id);
-        if (r && ci->run_gen == r->gen && ci->t.kind == TR_RUN_FINISH) {
-            r->finish_chained = false;
-            check_finished(s, r);
-        }
+        on_chain_broken(s, ci);
         return;
     }
-
     if (ci->t.kind == TR_RUN_CREATE) {
         if (ci->is_child)
             on_child_created(s, ci);
@@ -1543,7 +1560,7 @@ durable_code engine_sched_start(struct durable *d, durable_error *err)
     pthread_cond_init(&s->cond, &ca);
     pthread_condattr_destroy(&ca);
     s->n_buckets = 1024;
-    s->buckets = xcalloc(s->n_buckets, sizeof(*s->buckets));
+    s->buckets = xcalloc(s->n_buckets, sizeof(struct run_state *));
     d->sched = s;
     rc = steps_io_start(io_done, s, &s->io, err);
     /* Recovery runs before the thread starts, so nothing races with it. */

@@ -15,7 +15,7 @@
 
 #include <string.h>
 
-#define METRICS_MAX_BYTES (64 * 1024)
+#define METRICS_MAX_BYTES ((size_t)64 * 1024)
 
 /* Step latency: 1 ms to 1 min. */
 static const double step_seconds_bounds[] = { 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -166,7 +166,7 @@ durable_code durable_metrics(durable *d, char **out_text, durable_error *err)
     if (rc == DURABLE_OK) {
         rc = metrics_write(d, runs, steps, &b);
         if (rc != DURABLE_OK)
-            err_set(err, rc, "the metrics text is over %d bytes", METRICS_MAX_BYTES);
+            err_set(err, rc, "the metrics text is over %zu bytes", METRICS_MAX_BYTES);
     }
     if (rc == DURABLE_OK)
         *out_text = dbuf_detach(&b, NULL);

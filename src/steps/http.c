@@ -281,6 +281,22 @@ static void http_check(durable_step_check *chk, void *ud)
 
 /* ---- behaviour ---- */
 
+/* The rendered config's url and timeout_seconds, checked again: a template
+ * may have rendered them to anything. False (out failed) when invalid. */
+static bool config_valid(const char *url, const json_t *timeout, struct step_outcome *out)
+{
+    if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
+        steps_fail(out, STEPS_INVALID_CONFIG, "config.url: expected an http:// or https:// URL");
+        return false;
+    }
+    if (timeout && (!json_is_number(timeout) || !(json_number_value(timeout) > 0) ||
+                    json_number_value(timeout) > DEF_MAX_SECONDS)) {
+        steps_fail(out, STEPS_INVALID_CONFIG, "config.timeout_seconds: expected seconds > 0");
+        return false;
+    }
+    return true;
+}
+
 static void http_start(durable_step_call *c, void *ud)
 {
     struct step_outcome *out = c->out;
@@ -294,16 +310,8 @@ static void http_start(durable_step_call *c, void *ud)
 
     (void)ud;
     dbuf_init(&req->resp, STEPS_HTTP_MAX_BODY);
-    if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
-        steps_fail(out, STEPS_INVALID_CONFIG, "config.url: expected an http:// or https:// URL");
-        goto fail;
-    }
-    if (timeout && (!json_is_number(timeout) || !(json_number_value(timeout) > 0) ||
-                    json_number_value(timeout) > DEF_MAX_SECONDS)) {
-        steps_fail(out, STEPS_INVALID_CONFIG, "config.timeout_seconds: expected seconds > 0");
-        goto fail;
-    }
-    if (!get_expect(json_object_get(c->config, "expect_status"), req, out) ||
+    if (!config_valid(url, timeout, out) ||
+        !get_expect(json_object_get(c->config, "expect_status"), req, out) ||
         !add_headers(headers, req, out))
         goto fail;
     req->method = xstrdup(method ? method : "GET");
@@ -345,6 +353,14 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+/* The first byte of [v, end) that is not a space or a tab (end if none). */
+static const char *skip_blanks(const char *v, const char *end)
+{
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    return v;
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     struct step_io_request *req = ud;
@@ -362,8 +378,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     for (k = 0; k < name_len; k++)
         name[k] = (char)tolower((unsigned char)p[k]);
     name[name_len] = '\0';
-    for (v = colon + 1; v < end && (*v == ' ' || *v == '\t'); v++)
-        ;
+    v = skip_blanks(colon + 1, end);
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
         end--;
     json_object_set_new(req->resp_headers, name, json_stringn(v, (size_t)(end - v)));
@@ -513,7 +528,10 @@ static void abort_all(struct step_io *io)
 {
     while (io->inflight) {
         struct step_io_request *req = io->inflight;
-        inflight_remove(io, req);
+
+        io->inflight = req->inext; /* inflight_remove, the head being req */
+        if (io->inflight)
+            io->inflight->iprev = NULL;
         curl_multi_remove_handle(io->multi, req->easy);
         curl_easy_cleanup(req->easy);
         req->easy = NULL;
