@@ -80,7 +80,9 @@ struct plan_step {
     char *if_expr;  /* the `if` expression, or NULL */
     size_t *deps;   /* indices into plan->steps, in the order written */
     size_t n_deps;
-    size_t *dependents; /* indices of steps that depend on this one, ascending */
+    size_t *dependents;    /* indices of steps that depend on this one, ascending */
+    char *depends_on_json; /* the deps' ids as a JSON array, written once per plan for
+                              every run's step rows */
     size_t n_dependents;
     struct retry_policy retry;
     int64_t timeout_ms; /* one attempt; 0 means none */

@@ -43,6 +43,29 @@ static void build_dependents(struct plan *pl)
     free(count);
 }
 
+/* Each step's depends_on as JSON text, once per plan rather than once per
+ * run (the store writes it in every run's step rows). Ids are
+ * [A-Za-z0-9_.-], but they are escaped all the same. */
+static void build_depends_on_json(struct plan *pl)
+{
+    struct dbuf b;
+    size_t i, j;
+
+    for (i = 0; i < pl->n_steps; i++) {
+        struct plan_step *st = &pl->steps[i];
+
+        dbuf_init(&b, 0);
+        dbuf_add(&b, "[", 1);
+        for (j = 0; j < st->n_deps; j++) {
+            if (j > 0)
+                dbuf_add(&b, ",", 1);
+            dbuf_add_json_string(&b, pl->steps[st->deps[j]].id);
+        }
+        dbuf_add(&b, "]", 1);
+        st->depends_on_json = dbuf_detach(&b, NULL);
+    }
+}
+
 /* ---- Kahn's algorithm with a min-heap of ready indices ---- */
 
 static void heap_push(size_t *h, size_t *n, size_t v)
@@ -276,6 +299,7 @@ void def_graph_build(struct parser *p)
     if (pl->n_steps == 0)
         return;
     build_dependents(pl);
+    build_depends_on_json(pl);
     topo = xmalloc(pl->n_steps * sizeof(size_t));
     indeg = xmalloc(pl->n_steps * sizeof(size_t));
     if (kahn(pl, topo, indeg) == pl->n_steps) {

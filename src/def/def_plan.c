@@ -63,6 +63,7 @@ static void step_release(struct plan_step *st)
     size_t i;
 
     free(st->id);
+    free(st->depends_on_json);
     free(st->name);
     free(st->type);
     json_decref(st->config);

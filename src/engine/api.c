@@ -361,22 +361,16 @@ static double order_amount(struct durable *d, const char *order_id)
 
 static void fill_step_inits(struct commit_item *ci, const struct plan *plan)
 {
-    size_t i, k;
+    size_t i;
 
     ci->step_inits = xcalloc(plan->n_steps, sizeof(*ci->step_inits));
     for (i = 0; i < plan->n_steps; i++) {
         const struct plan_step *ps = &plan->steps[i];
-        json_t *deps = json_array();
-        char *text;
 
-        for (k = 0; k < ps->n_deps; k++)
-            json_array_append_new(deps, json_string(plan->steps[ps->deps[k]].id));
-        text = json_dumps(deps, JSON_COMPACT);
-        json_decref(deps);
         ci->step_inits[i].step_id = ps->id;
         ci->step_inits[i].type = ps->type;
         ci->step_inits[i].max_attempts = ps->retry.max_attempts;
-        ci->step_inits[i].depends_on_json = text;
+        ci->step_inits[i].depends_on_json = ps->depends_on_json;
     }
     ci->t.steps = ci->step_inits;
     ci->t.n_steps = plan->n_steps;

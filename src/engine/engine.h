@@ -126,8 +126,8 @@ struct commit_item {
     /* owned allocations, freed with the item */
     void *own[8];
     int n_own;
-    struct transition_step_init *step_inits; /* RUN_CREATE: owned, with each
-                                                depends_on_json */
+    struct transition_step_init *step_inits; /* RUN_CREATE: owned; its strings are
+                                                the plan's (ci->plan holds a reference) */
 };
 
 struct commit_item *commit_item_new(enum transition_kind kind, const char *run_id);

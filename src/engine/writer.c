@@ -65,12 +65,7 @@ void commit_item_free(struct commit_item *ci)
         return;
     for (i = 0; i < ci->n_own; i++)
         free(ci->own[i]);
-    if (ci->step_inits) {
-        size_t k;
-        for (k = 0; k < ci->t.n_steps; k++)
-            free((char *)ci->step_inits[k].depends_on_json);
-        free(ci->step_inits);
-    }
+    free(ci->step_inits);
     json_decref(ci->output);
     plan_unref(ci->plan);
     free(ci);
