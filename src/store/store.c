@@ -223,6 +223,8 @@ void run_record_release(struct run_record *r)
     free(r->definition);
     free(r->input_json);
     free(r->order_id);
+    free(r->output_json);
+    free(r->error_message);
     memset(r, 0, sizeof(*r));
 }
 

@@ -267,6 +267,8 @@ struct run_record {
     double order_amount; /* the order's amount, when order_id */
     int64_t created_at_ms;
     int64_t deadline_ms;       /* 0 for none */
+    char *output_json;         /* a finished run's output, or NULL; store_run_load only */
+    char *error_message;       /* a failed run's error, or NULL; store_run_load only */
     struct step_record *steps; /* in step id order, not the definition's */
     size_t n_steps;
 };

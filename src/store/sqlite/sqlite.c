@@ -269,7 +269,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     /* The run columns in ST_RUNS_UNFINISHED's order (read.c run_from_row). */
     [ST_RUN_LOAD] = { "SELECT r.id, r.workflow_id, r.status, r.input, r.order_id,"
                       " r.created_at, r.deadline_at,"
-                      " (SELECT amount FROM orders WHERE id = r.order_id), w.definition"
+                      " (SELECT amount FROM orders WHERE id = r.order_id), w.definition,"
+                      " r.output, r.error_message"
                       " FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = ?1",
                       "read a run" },
     /* In primary key order (step id): an ORDER BY idx would need a sorter

@@ -177,6 +177,17 @@ static void test_transitions_and_seqs(void **state)
     t.error_message = "step \"b\" failed";
     apply_ok(f, &t, NULL);
     assert_run_status(f, "run_1", RUN_FAILED);
+    {
+        /* The record says how the run ended (a parent's step reads it). */
+        durable_error err = { DURABLE_OK, "" };
+        struct run_record r;
+
+        assert_int_equal(store_run_load(f->s, "run_1", &r, &err), DURABLE_OK);
+        assert_int_equal(r.status, RUN_FAILED);
+        assert_string_equal(r.error_message, "step \"b\" failed");
+        assert_null(r.output_json);
+        run_record_release(&r);
+    }
 
     evs = events_of(f, "run_1", 0);
     assert_int_equal(json_array_size(evs), DUR_ARRAY_LEN(want));
