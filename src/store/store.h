@@ -154,7 +154,8 @@ struct transition {
                           the run, in the same transaction */
     /* TR_RUN_CREATE */
     const char *workflow_id;
-    const char *input_json;      /* JSON object text */
+    const char *input_json;      /* JSON object text, valid (the engine parsed and encoded
+                                    it): stored and put in run_created as it is */
     const char *idempotency_key; /* may be NULL */
     int64_t deadline_ms;         /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
                                     (a retried run's time limit starts again) */
