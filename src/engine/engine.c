@@ -1207,25 +1207,17 @@ static void deliver_from_store(struct sched *s, struct run_state *p, size_t step
                                const char *child_id)
 {
     durable_error err = { 0 };
-    char *text = NULL, *out = NULL;
-    enum run_status status = RUN_PENDING;
-    json_t *run = NULL;
+    struct run_record rec = { .n_steps = 0 };
 
-    if (store_run_json(s->d->store, child_id, &text, &err) == DURABLE_OK)
-        run = json_loads(text, 0, NULL);
-    if (run_status_parse(json_string_value(json_object_get(run, "status")), &status) &&
-        run_status_is_final(status)) {
-        out = json_dumps(json_object_get(run, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
-        struct child_end e = { child_id, status, out,
-                               json_string_value(json_object_get(run, "error_message")) };
+    if (store_run_load(s->d->store, child_id, &rec, &err) == DURABLE_OK &&
+        run_status_is_final(rec.status)) {
+        struct child_end e = { child_id, rec.status, rec.output_json, rec.error_message };
         deliver_child(s, p, step, &e);
     } else {
         submit_failure(s, p, step, "child_error",
                        err.msg[0] ? err.msg : "the child run is executed by another process");
     }
-    free(out);
-    json_decref(run);
-    free(text);
+    run_record_release(&rec);
 }
 
 /* A child's RUN_CREATE committed: created now, or found by its key (the
