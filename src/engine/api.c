@@ -108,7 +108,7 @@ durable *durable_open(const durable_options *opts, durable_error *err)
 {
     static const durable_options defaults = { 0 };
     struct durable *d = xcalloc(1, sizeof(*d));
-    const char *path;
+    const char *path, *file = NULL;
 
     if (!opts)
         opts = &defaults;
@@ -125,7 +125,11 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     d->lock_fd = -1;
     if (register_builtin_types(d, err) != DURABLE_OK)
         goto fail;
-    if (engine_lock_open(d, path, err) != DURABLE_OK)
+    /* The lock sits beside the file, however the location spells it:
+     * "x.db" and "sqlite:x.db" are one database, and must exclude each other. */
+    if (store_location_file(path, &file, err) != DURABLE_OK)
+        goto fail;
+    if (file && engine_lock_open(d, file, err) != DURABLE_OK)
         goto fail;
     if (store_open(path, opts->durability, &d->store, err) != DURABLE_OK)
         goto fail;

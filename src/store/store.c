@@ -40,6 +40,20 @@ static const struct store_ops *backend_for(const char *location)
     return NULL;
 }
 
+durable_code store_location_file(const char *location, const char **out_file, durable_error *err)
+{
+    const struct store_ops *ops = backend_for(location);
+
+    *out_file = NULL;
+    if (!ops) {
+        return err_set(err, DURABLE_EUNSUPPORTED,
+                       "unsupported database url \"%s\": expected a path or sqlite:PATH", location);
+    }
+    if (ops == backends[0])
+        *out_file = strncmp(location, "sqlite:", 7) == 0 ? location + 7 : location;
+    return DURABLE_OK;
+}
+
 durable_code store_open(const char *location, durable_durability durability, struct store **out,
                         durable_error *err)
 {

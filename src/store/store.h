@@ -48,6 +48,11 @@ struct store {
     const struct store_ops *ops;
 };
 
+/* The file a location names when its backend keeps the database in one
+ * local file (SQLite: "PATH" or "sqlite:PATH" give PATH), else NULL:
+ * the engine locks beside it. DURABLE_EUNSUPPORTED for an unknown scheme. */
+durable_code store_location_file(const char *location, const char **out_file, durable_error *err);
+
 /*
  * Opens or creates the database at location and brings its schema to the
  * current version. location is a plain path or "sqlite:PATH" (SQLite: WAL,

@@ -833,10 +833,38 @@ static void test_health_and_metrics(void **state)
     durable_free(wf);
 }
 
+/* "sqlite:PATH" opens the file at PATH, and two spellings of one file
+ * exclude each other as servers (two executors would run steps twice). */
+static void test_sqlite_location_is_the_same_file(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    char loc[128];
+    durable_options o = { .db_path = loc };
+    durable *d;
+
+    durable_close(f->d);
+    f->d = NULL;
+    snprintf(loc, sizeof(loc), "sqlite:%s", f->db);
+    d = durable_open(&o, &err);
+    assert_non_null(d);
+    o.db_path = f->db;
+    assert_null(durable_open(&o, &err));
+    assert_int_equal(err.code, DURABLE_ECONFLICT);
+    assert_non_null(strstr(err.msg, "is in use by another durable process"));
+    durable_close(d);
+    o.db_path = "postgres://nobody@localhost/x";
+    err.code = DURABLE_OK;
+    assert_null(durable_open(&o, &err));
+    assert_int_equal(err.code, DURABLE_EUNSUPPORTED);
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_FULL);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(test_sqlite_location_is_the_same_file),
         T(test_runs_list_filters_and_paging),
         T(test_runs_list_limits_and_errors),
         T(test_workflows_list_and_get),
