@@ -10,7 +10,7 @@
  * the writer, resume requests from callers). A step moves only when the
  * writer reports its previous transition committed, so what the scheduler
  * acts on is always what the database holds; after a crash the store alone
- * rebuilds this state (adopt_record, recover.c).
+ * rebuilds this state (adopt_record).
  *
  * Timers are a binary min-heap of (due, run id, step, generation); a timer
  * whose generation no longer matches its step is stale and ignored, which is
@@ -445,7 +445,7 @@ static void on_settled(struct sched *s, struct run_state *r, size_t i)
 
 /* A `workflow` step starts its child run (data: {workflow, input}): a
  * RUN_CREATE keyed by the step's idempotency key, handled in
- * on_child_created once committed. */
+ * sched_on_child_created once committed. */
 static void start_child(struct sched *s, struct run_state *r, size_t i, json_t *data)
 {
     json_t *input = json_object_get(data, "input");

@@ -43,10 +43,10 @@ struct step_state {
     json_t *output;     /* COMPLETED: owned */
     int64_t started_us; /* clock_mono_us when the attempt's START committed, or 0 */
     json_t *config;     /* the attempt's rendered config, owned; NULL: not rendered yet */
-    bool if_checked;    /* the `if` was evaluated (on_ready) in this incarnation */
+    bool if_checked;    /* the `if` was evaluated (sched_on_ready) in this incarnation */
     char *if_error;     /* owned: the `if` failed to evaluate; the attempt fails with it */
     bool is_restarting; /* STARTING: was running at a restart, goes to its type once the
-                           run's TR_RUN_RECOVERED commits (on_recovered) */
+                           run's TR_RUN_RECOVERED commits (sched_on_recovered) */
 };
 
 struct run_state {
@@ -64,7 +64,7 @@ struct run_state {
     size_t n_settled;    /* completed or skipped */
     bool finishing;      /* RUN_FINISH submitted, or a step failed for good */
     bool finish_chained; /* a RUN_FINISH is chained to the last step's completion
-                            (submit_complete), until the chain commits or breaks */
+                            (sched_submit_complete), until the chain commits or breaks */
     /* child runs (`workflow` steps): the step waiting for this run, and the
      * runs this one started (cancelled when it finishes). In memory only:
      * after a restart the parent's step starts again, finds its child by
@@ -124,8 +124,9 @@ struct sched {
     size_t n_heap;
     size_t cap_heap;
     uint64_t next_run_gen;
-    struct commit_item **capture; /* submit_start: where submit() puts the one
-                                     item a pure start produced, or NULL */
+    struct commit_item **capture; /* sched_submit_start: where sched_submit()
+                                     puts the one item a pure start produced,
+                                     or NULL */
     struct step_io *io;           /* the I/O thread (steps/http.c): http_request transfers */
 };
 
