@@ -5,8 +5,7 @@
  * queue and return only after their transaction has committed (engine_commit_
  * wait), except durable_run_start_async, which returns once its creation is
  * queued and is called back by the writer (engine_commit_async); reads go to
- * the store's read connections. The plan cache maps a
- * workflow id to its parsed plan, shared read-only by reference count.
+ * the store's read connections. The plan cache is plans.c.
  */
 #include "util/common.h"
 
@@ -179,70 +178,15 @@ void durable_close(durable *d)
     free(d);
 }
 
-/* ---- plans ---- */
-
-static struct plan *plan_cache_find(struct durable *d, const char *workflow_id)
-{
-    struct plan *p = NULL;
-    size_t i;
-
-    pthread_mutex_lock(&d->plans_mu);
-    for (i = 0; i < d->n_plans && !p; i++) {
-        if (strcmp(d->plans[i].workflow_id, workflow_id) == 0)
-            p = plan_ref(d->plans[i].plan);
-    }
-    pthread_mutex_unlock(&d->plans_mu);
-    return p;
-}
-
-static void plan_cache_add(struct durable *d, const char *workflow_id, struct plan *p)
-{
-    pthread_mutex_lock(&d->plans_mu);
-    d->plans = xrealloc(d->plans, (d->n_plans + 1) * sizeof(*d->plans));
-    snprintf(d->plans[d->n_plans].workflow_id, ID_MAX, "%s", workflow_id);
-    d->plans[d->n_plans].plan = plan_ref(p);
-    d->n_plans++;
-    pthread_mutex_unlock(&d->plans_mu);
-}
-
-static bool plan_cache_has(struct durable *d, const char *workflow_id)
-{
-    struct plan *p = plan_cache_find(d, workflow_id);
-
-    plan_unref(p);
-    return p != NULL;
-}
-
 static const struct def_options builtin_def_options = { .known_actions = def_builtin_actions };
 
 /* builtin_def_options, with d's step types. Returns opts. */
-static const struct def_options *def_options_of(struct durable *d, struct def_options *opts)
+const struct def_options *engine_def_options(struct durable *d, struct def_options *opts)
 {
     *opts = builtin_def_options;
     opts->find_type = engine_step_type_find;
     opts->find_type_ud = d;
     return opts;
-}
-
-durable_code engine_plan_get(struct durable *d, const char *workflow_id, const char *definition,
-                             struct plan **out, durable_error *err)
-{
-    struct plan *p = plan_cache_find(d, workflow_id);
-    struct def_options opts;
-    durable_code rc;
-
-    if (p) {
-        *out = p;
-        return DURABLE_OK;
-    }
-    rc = def_parse(definition, strlen(definition), def_options_of(d, &opts), &p, NULL, err);
-    if (rc != DURABLE_OK)
-        return rc;
-    /* Two threads may parse the same definition at once: both entries are
-     * equal, the first one found wins. */
-    plan_cache_add(d, workflow_id, p);
-    *out = p;
-    return DURABLE_OK;
 }
 
 /* ---- definitions ---- */
@@ -288,7 +232,7 @@ durable_code durable_workflow_register(durable *d, const char *text, size_t text
     char *canonical = NULL;
     durable_code rc;
 
-    rc = def_parse_any(text, text_len, def_options_of(d, &opts), &plan, NULL, err);
+    rc = def_parse_any(text, text_len, engine_def_options(d, &opts), &plan, NULL, err);
     if (rc != DURABLE_OK)
         goto done;
     /* Stored compact, so that whitespace alone never makes a new version. */
@@ -307,8 +251,8 @@ durable_code durable_workflow_register(durable *d, const char *text, size_t text
         *out_created = res.created;
     /* Runs of it need this plan: keep it rather than parse (and compile
      * every expression) again at the first start. */
-    if (!plan_cache_has(d, res.id))
-        plan_cache_add(d, res.id, plan);
+    if (!engine_plan_cache_has(d, res.id))
+        engine_plan_cache_add(d, res.id, plan);
 done:
     free(canonical);
     plan_unref(plan);

@@ -292,9 +292,16 @@ void engine_run_unlock(struct durable *d, const char *run_id);
 bool engine_run_locked_elsewhere(struct durable *d, const char *run_id);
 
 /* ---- api.c ---- */
+/* The built-in definition options, with d's step types. Returns opts. */
+const struct def_options *engine_def_options(struct durable *d, struct def_options *opts);
+
+/* ---- plans.c ---- */
 /* A plan for a workflow id, from the cache or parsed from its stored
  * definition. Returns a new reference. */
 durable_code engine_plan_get(struct durable *d, const char *workflow_id, const char *definition,
                              struct plan **out, durable_error *err);
+/* Adds p under workflow_id (taking a reference of its own). */
+void engine_plan_cache_add(struct durable *d, const char *workflow_id, struct plan *p);
+bool engine_plan_cache_has(struct durable *d, const char *workflow_id);
 
 #endif

@@ -1,0 +1,140 @@
+/*
+ * children.c - child runs (`workflow` steps): linking a child to the parent
+ * step that waits for it, and ending that step with the child's outcome.
+ * The link is in memory only: after a restart the parent's step starts
+ * again, finds its child by idempotency key and links it again. A parent
+ * that finishes cancels its unfinished children.
+ *
+ * Scheduler thread only.
+ */
+#include "util/common.h"
+
+#include "engine/engine_int.h"
+
+#include <stdlib.h>
+
+/* The parent run whose step attempt (step, sgen) waits for a child, if it
+ * still does. */
+static struct run_state *waiting_parent(struct sched *s, const char *pid, uint64_t pgen,
+                                        size_t step, uint32_t sgen)
+{
+    struct run_state *p = sched_run_find(s, pid);
+
+    if (!p || p->gen != pgen || p->finishing || step >= p->plan->n_steps)
+        return NULL;
+    if (p->steps[step].gen != sgen || p->steps[step].st != SS_RUNNING)
+        return NULL;
+    return p;
+}
+
+/* Ends the parent's step with its child's outcome: the child's output, or
+ * a failure (retryable like any other: the next attempt starts a new
+ * child). */
+/* How a child run ended; strings borrowed. */
+struct child_end {
+    const char *id;
+    enum run_status status;
+    const char *output_json; /* or NULL */
+    const char *error;       /* or NULL */
+};
+
+static void deliver_child(struct sched *s, struct run_state *p, size_t step,
+                          const struct child_end *e)
+{
+    const char *child_id = e->id, *output_json = e->output_json, *error = e->error;
+    enum run_status status = e->status;
+    json_t *out;
+    char msg[384];
+
+    if (status == RUN_COMPLETED) {
+        out = output_json ? json_loads(output_json, JSON_DECODE_ANY, NULL) : NULL;
+        sched_submit_complete(s, p, step, out ? out : json_object());
+        return;
+    }
+    snprintf(msg, sizeof(msg), "child run %s %s%s%s", child_id, run_status_name(status),
+             error ? ": " : "", error ? error : "");
+    sched_submit_failure(s, p, step, status == RUN_CANCELLED ? "child_cancelled" : "child_failed",
+                         msg);
+}
+
+static void link_child(struct run_state *p, size_t step, struct run_state *c)
+{
+    c->has_parent = true;
+    snprintf(c->parent_id, sizeof(c->parent_id), "%s", p->id);
+    c->parent_gen = p->gen;
+    c->parent_step = step;
+    c->parent_step_gen = p->steps[step].gen;
+    p->children = xrealloc(p->children, (p->n_children + 1) * sizeof(*p->children));
+    snprintf(p->children[p->n_children++], ID_MAX, "%s", c->id);
+}
+
+/* A child that finished before its parent's step linked it (a restart):
+ * its outcome from the store. */
+static void deliver_from_store(struct sched *s, struct run_state *p, size_t step,
+                               const char *child_id)
+{
+    durable_error err = { 0 };
+    struct run_record rec = { .n_steps = 0 };
+
+    if (store_run_load(s->d->store, child_id, &rec, &err) == DURABLE_OK &&
+        run_status_is_final(rec.status)) {
+        struct child_end e = { child_id, rec.status, rec.output_json, rec.error_message };
+        deliver_child(s, p, step, &e);
+    } else {
+        sched_submit_failure(s, p, step, "child_error",
+                             err.msg[0] ? err.msg : "the child run is executed by another process");
+    }
+    run_record_release(&rec);
+}
+
+/* A child's RUN_CREATE committed: created now, or found by its key (the
+ * parent's step started again after a restart). */
+void sched_on_child_created(struct sched *s, struct commit_item *ci)
+{
+    struct run_state *p =
+            waiting_parent(s, ci->parent_id, ci->parent_gen, ci->parent_step, ci->parent_step_gen);
+    struct run_state *c;
+    char msg[128];
+
+    if (ci->applied == APPLIED_NONE || !ci->result.created)
+        engine_run_unlock(s->d, ci->t.run_id); /* the id claimed for a run not created */
+    if (ci->applied == APPLIED_NONE) {
+        snprintf(msg, sizeof(msg), "could not start the child run: %s", durable_strerror(ci->code));
+        if (p)
+            sched_submit_failure(s, p, ci->parent_step, "child_error", msg);
+        return;
+    }
+    if (ci->result.created)
+        sched_adopt_new(s, ci);
+    if (!p)
+        return; /* the parent moved on: the child runs alone */
+    c = sched_run_find(s, ci->result.id);
+    if (!c && !ci->result.created) {
+        sched_resume_run(s, ci->result.id, true);
+        c = sched_run_find(s, ci->result.id);
+    }
+    if (c)
+        link_child(p, ci->parent_step, c);
+    else
+        deliver_from_store(s, p, ci->parent_step, ci->result.id);
+}
+
+/* Run r's RUN_FINISH committed (before it is dropped): its parent's step
+ * ends with it; its unfinished children are cancelled. */
+void sched_on_run_finished(struct sched *s, struct run_state *r, const struct transition *t)
+{
+    struct run_state *p, *c;
+    size_t k;
+
+    if (r->has_parent) {
+        p = waiting_parent(s, r->parent_id, r->parent_gen, r->parent_step, r->parent_step_gen);
+        struct child_end e = { r->id, t->run_status, t->output_json, t->error_message };
+        if (p)
+            deliver_child(s, p, r->parent_step, &e);
+    }
+    for (k = 0; k < r->n_children; k++) {
+        c = sched_run_find(s, r->children[k]);
+        if (c && !c->finishing)
+            sched_submit_finish(s, c, RUN_CANCELLED, NULL, NULL);
+    }
+}

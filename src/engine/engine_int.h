@@ -1,0 +1,167 @@
+/*
+ * engine_int.h - the scheduler's private types and its step-lifecycle core,
+ * shared by the files of the scheduler (engine.c, timers.c, recover.c,
+ * children.c) and by nothing else.
+ *
+ * The step-lifecycle core (engine.c): a step becomes ready (sched_on_ready),
+ * its START is submitted (sched_submit_start), it runs once that commits
+ * (sched_on_started), and its COMPLETE or failure is submitted
+ * (sched_submit_complete, sched_submit_failure); a run ends with
+ * sched_submit_finish. Every transition goes to the writer through
+ * sched_submit, and the scheduler acts only once it has committed.
+ *
+ * Threads: struct sched's inbox (mu, cond, head, tail, stop, closed) is
+ * shared, under mu; everything else here, and every function declared here,
+ * belongs to the scheduler thread alone (or to engine_sched_start before that
+ * thread exists).
+ */
+#ifndef DURABLE_ENGINE_INT_H
+#define DURABLE_ENGINE_INT_H
+
+#include "engine/engine.h"
+#include "steps/steps.h"
+
+enum step_st {
+    SS_PENDING = 0,
+    SS_STARTING,
+    SS_RUNNING,
+    SS_FINISHING,
+    SS_RETRYING,
+    SS_COMPLETED,
+    SS_SKIPPING,
+    SS_SKIPPED,
+    SS_FAILED,
+    SS_CANCELLED,
+    SS_WAITING, /* WAIT committed: a delay or an approval (timer TM_WAKE, or a decision) */
+};
+
+struct step_state {
+    enum step_st st;
+    int attempt;
+    uint32_t gen;       /* bumped when an attempt ends: disarms its timers */
+    size_t n_deps_left; /* dependencies not yet completed or skipped */
+    json_t *output;     /* COMPLETED: owned */
+    int64_t started_us; /* clock_mono_us when the attempt's START committed, or 0 */
+    json_t *config;     /* the attempt's rendered config, owned; NULL: not rendered yet */
+    bool if_checked;    /* the `if` was evaluated (sched_on_ready) in this incarnation */
+    char *if_error;     /* owned: the `if` failed to evaluate; the attempt fails with it */
+    bool is_restarting; /* STARTING: was running at a restart, goes to its type once the
+                           run's TR_RUN_RECOVERED commits (sched_on_recovered) */
+};
+
+struct run_state {
+    char id[ID_MAX];
+    uint64_t gen; /* incarnation, from sched.next_run_gen */
+    struct plan *plan;
+    char *order_id;
+    /* For expressions, built on first use (run_context): most runs never
+     * evaluate one, and recovery adopts many runs at once. */
+    char *input_json;    /* the run's input as stored (owned), until parsed */
+    double order_amount; /* its demo order's amount, when order_id */
+    json_t *input;       /* the parsed input (owned), or NULL until needed */
+    json_t *order;       /* {"id", "amount"} of its demo order, or null (owned), or NULL */
+    struct step_state *steps;
+    size_t n_settled;    /* completed or skipped */
+    bool finishing;      /* RUN_FINISH submitted, or a step failed for good */
+    bool finish_chained; /* a RUN_FINISH is chained to the last step's completion
+                            (sched_submit_complete), until the chain commits or breaks */
+    /* child runs (`workflow` steps): the step waiting for this run, and the
+     * runs this one started (cancelled when it finishes). In memory only:
+     * after a restart the parent's step starts again, finds its child by
+     * idempotency key and links it again. */
+    bool has_parent;
+    char parent_id[ID_MAX];
+    uint64_t parent_gen;
+    size_t parent_step;
+    uint32_t parent_step_gen;
+    char (*children)[ID_MAX];
+    size_t n_children;
+    struct run_state *hnext;
+};
+
+enum timer_kind {
+    TM_STEP = 0, /* the step type's own timer (task duration) */
+    TM_RETRY,    /* back-off over: start the next attempt */
+    TM_TIMEOUT,  /* the attempt's timeout_seconds */
+    TM_DEADLINE, /* the run's timeout_seconds */
+    TM_WAKE,     /* a waiting step's wake-up time (delay, approval timeout) */
+};
+
+struct timer {
+    int64_t due_ms;   /* Unix ms */
+    uint64_t run_gen; /* the run's incarnation */
+    uint32_t gen;
+    enum timer_kind kind;
+    size_t step_idx;
+    char run_id[ID_MAX];
+};
+
+enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO };
+
+struct sched_msg {
+    struct sched_msg *next;
+    enum msg_kind kind;
+    struct commit_item *items; /* MSG_COMMITTED, owned */
+    char run_id[ID_MAX];       /* MSG_RESUME */
+    bool is_retry;             /* MSG_RESUME: after TR_RUN_RETRY */
+    struct step_io_tag tag;    /* MSG_IO: the attempt whose request ended */
+    struct step_outcome out;   /* MSG_IO: its outcome (output owned) */
+};
+
+struct sched {
+    struct durable *d;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;    /* CLOCK_MONOTONIC */
+    struct sched_msg *head; /* guarded by mu */
+    struct sched_msg *tail; /* guarded by mu */
+    bool stop;              /* guarded by mu */
+    bool closed;            /* guarded by mu: stopped, messages are dropped */
+    /* scheduler thread only */
+    struct run_state **buckets;
+    size_t n_buckets;
+    size_t n_runs;
+    struct timer *heap;
+    size_t n_heap;
+    size_t cap_heap;
+    uint64_t next_run_gen;
+    struct commit_item **capture; /* sched_submit_start: where sched_submit()
+                                     puts the one item a pure start produced,
+                                     or NULL */
+    struct step_io *io;           /* the I/O thread (steps/http.c): http_request transfers */
+};
+
+/* run table (engine.c) */
+struct run_state *sched_run_find(struct sched *s, const char *id);
+struct run_state *sched_run_new(struct sched *s, const char *id, struct plan *plan,
+                                const char *order_id, double order_amount, const char *input_json);
+void sched_run_insert(struct sched *s, struct run_state *r);
+void sched_run_drop(struct sched *s, const char *id);
+
+/* the step-lifecycle core (engine.c) */
+void sched_submit(struct sched *s, struct commit_item *ci);
+void sched_submit_start(struct sched *s, struct run_state *r, size_t i, int attempt);
+void sched_submit_complete(struct sched *s, struct run_state *r, size_t i, json_t *output);
+void sched_submit_failure(struct sched *s, struct run_state *r, size_t i, const char *code,
+                          const char *msg);
+void sched_submit_finish(struct sched *s, struct run_state *r, enum run_status status,
+                         const char *error, const char *output_json);
+void sched_check_finished(struct sched *s, struct run_state *r);
+void sched_on_ready(struct sched *s, struct run_state *r, size_t i);
+void sched_on_started(struct sched *s, struct run_state *r, size_t i);
+
+/* the timer heap (timers.c) */
+void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_idx,
+                      enum timer_kind kind, int64_t due_ms);
+struct timer sched_timer_pop(struct sched *s);
+
+/* adopting and recovering runs (recover.c) */
+void sched_adopt_new(struct sched *s, struct commit_item *ci);
+void sched_on_recovered(struct sched *s, struct run_state *r);
+durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool is_retry);
+void sched_resume_run(struct sched *s, const char *run_id, bool is_retry);
+
+/* child runs (children.c) */
+void sched_on_child_created(struct sched *s, struct commit_item *ci);
+void sched_on_run_finished(struct sched *s, struct run_state *r, const struct transition *t);
+
+#endif

@@ -1,0 +1,235 @@
+/*
+ * recover.c - adopting runs into the scheduler's memory: a run just created,
+ * or one found unfinished in the store (at start-up, on a resume by key, after
+ * a retry or for a decision). Its state is rebuilt from the store's record
+ * alone; steps that were running restart under their attempt and key once
+ * the run's TR_RUN_RECOVERED commits.
+ *
+ * Scheduler thread only (and engine_sched_start, before that thread exists).
+ */
+#include "util/common.h"
+
+#include "engine/engine_int.h"
+
+#include <string.h>
+
+/* Arms the run's time limit, if it has one: due at deadline_ms when the
+ * store has it (set at creation, and again by a retry), else counted from
+ * created_at_ms (runs created before the store kept it). */
+static void arm_deadline(struct sched *s, struct run_state *r, int64_t created_at_ms,
+                         int64_t deadline_ms)
+{
+    if (r->plan->timeout_ms > 0) {
+        sched_timer_push(s, r, 0, TM_DEADLINE,
+                         deadline_ms > 0 ? deadline_ms : created_at_ms + r->plan->timeout_ms);
+    }
+}
+
+/* A run just created (its RUN_CREATE committed). */
+void sched_adopt_new(struct sched *s, struct commit_item *ci)
+{
+    struct run_state *r;
+    size_t k;
+
+    if (sched_run_find(s, ci->result.id))
+        return;
+    r = sched_run_new(s, ci->result.id, ci->plan, ci->t.order_id, ci->t.order_amount,
+                      ci->t.input_json);
+    sched_run_insert(s, r);
+    arm_deadline(s, r, ci->t.at_ms, ci->t.deadline_ms);
+    for (k = 0; k < r->plan->n_steps; k++) {
+        size_t i = r->plan->topo[k];
+        if (r->steps[i].n_deps_left == 0)
+            sched_on_ready(s, r, i);
+    }
+}
+
+static enum step_st st_from_record(enum step_status status)
+{
+    static const struct {
+        enum step_status status;
+        enum step_st st;
+    } map[] = {
+        { STEP_S_COMPLETED, SS_COMPLETED }, { STEP_S_SKIPPED, SS_SKIPPED },
+        { STEP_S_FAILED, SS_FAILED },       { STEP_S_CANCELLED, SS_CANCELLED },
+        { STEP_S_RETRYING, SS_RETRYING },   { STEP_S_RUNNING, SS_RUNNING },
+        { STEP_S_WAITING, SS_WAITING },
+    };
+    size_t k;
+
+    for (k = 0; k < DUR_ARRAY_LEN(map); k++) {
+        if (status == map[k].status)
+            return map[k].st;
+    }
+    return SS_PENDING;
+}
+
+/* Restores step states from the record (whose steps come in any order:
+ * each is found in the plan by id). */
+static void restore_steps(struct sched *s, struct run_state *r, const struct run_record *rec,
+                          bool *out_any_failed)
+{
+    size_t k;
+
+    for (k = 0; k < rec->n_steps; k++) {
+        const struct step_record *sr = &rec->steps[k];
+        long i = plan_step_index(r->plan, sr->step_id);
+        struct step_state *ss;
+
+        if (i < 0)
+            continue;
+        ss = &r->steps[i];
+        ss->st = st_from_record(sr->status);
+        ss->attempt = sr->attempt;
+        if (ss->st == SS_COMPLETED)
+            ss->output =
+                    sr->output_json ? json_loads(sr->output_json, JSON_DECODE_ANY, NULL) : NULL;
+        if (ss->st == SS_RETRYING)
+            sched_timer_push(s, r, (size_t)i, TM_RETRY, sr->wake_at_ms);
+        /* A waiting step waits on: a delay or an approval's timeout fires
+         * at its stored time (at once when past); an approval without a
+         * timeout has no timer at all. */
+        if (ss->st == SS_WAITING && sr->wake_at_ms > 0)
+            sched_timer_push(s, r, (size_t)i, TM_WAKE, sr->wake_at_ms);
+        if (ss->st == SS_FAILED)
+            *out_any_failed = true;
+    }
+}
+
+static void recount(struct run_state *r)
+{
+    size_t i, k;
+
+    r->n_settled = 0;
+    for (i = 0; i < r->plan->n_steps; i++) {
+        const struct plan_step *ps = &r->plan->steps[i];
+        enum step_st st = r->steps[i].st;
+        if (st == SS_COMPLETED || st == SS_SKIPPED)
+            r->n_settled++;
+        r->steps[i].n_deps_left = 0;
+        for (k = 0; k < ps->n_deps; k++) {
+            enum step_st d = r->steps[ps->deps[k]].st;
+            if (d != SS_COMPLETED && d != SS_SKIPPED)
+                r->steps[i].n_deps_left++;
+        }
+    }
+}
+
+/* Records that the run was recovered, in one transition that also restarts
+ * the steps that were running under their attempt and idempotency key
+ * (rather than a TR_STEP_START each): they are STARTING until it commits,
+ * then go to their types (sched_on_recovered). The JSON array of their ids is
+ * written without jansson: step ids are validated by the definition parser
+ * (letters, digits, `_`, `.`, `-`) and need no escaping. */
+static void submit_recovered(struct sched *s, struct run_state *r)
+{
+    struct commit_item *ci = commit_item_new(TR_RUN_RECOVERED, r->id);
+    struct dbuf running;
+    size_t i;
+
+    dbuf_init(&running, 0);
+    dbuf_adds(&running, "[");
+    for (i = 0; i < r->plan->n_steps; i++) {
+        struct step_state *ss = &r->steps[i];
+        if (ss->st != SS_RUNNING)
+            continue;
+        dbuf_addf(&running, "%s\"%s\"", running.len > 1 ? "," : "", r->plan->steps[i].id);
+        ss->st = SS_STARTING;
+        ss->attempt = ss->attempt > 0 ? ss->attempt : 1; /* as the store does */
+        ss->is_restarting = true;
+    }
+    dbuf_adds(&running, "]");
+    ci->run_gen = r->gen;
+    ci->t.recovered_json = commit_item_str(ci, running.buf);
+    dbuf_release(&running);
+    sched_submit(s, ci);
+}
+
+/* The run's TR_RUN_RECOVERED committed: the steps it restarted are started
+ * again, as if their START had just committed. */
+void sched_on_recovered(struct sched *s, struct run_state *r)
+{
+    size_t k;
+
+    for (k = 0; k < r->plan->n_steps; k++) {
+        size_t i = r->plan->topo[k];
+        struct step_state *ss = &r->steps[i];
+        if (!ss->is_restarting)
+            continue;
+        ss->is_restarting = false;
+        if (!r->finishing && ss->st == SS_STARTING)
+            sched_on_started(s, r, i);
+    }
+}
+
+/* A run found unfinished in the store: after a restart or a resume by key
+ * (is_retry false: its TR_RUN_RECOVERED restarts the steps that were
+ * running and records a `recovered` event), or just retried or adopted for
+ * a decision (is_retry true: such steps get a new START, same attempt). */
+durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool is_retry)
+{
+    durable_error err = { 0 };
+    struct plan *plan = NULL;
+    struct run_state *r;
+    bool any_failed = false;
+    size_t k;
+
+    if (sched_run_find(s, rec->id))
+        return DURABLE_OK;
+    if (engine_plan_get(s->d, rec->workflow_id, rec->definition, &plan, &err) != DURABLE_OK) {
+        log_error("cannot resume run %s: %s", rec->id, err.msg);
+        return DURABLE_OK;
+    }
+    r = sched_run_new(s, rec->id, plan, rec->order_id, rec->order_amount, rec->input_json);
+    plan_unref(plan);
+    sched_run_insert(s, r);
+    restore_steps(s, r, rec, &any_failed);
+    recount(r);
+    if (!is_retry)
+        submit_recovered(s, r);
+    if (any_failed) {
+        sched_submit_finish(s, r, RUN_FAILED, "a step had failed before the restart", NULL);
+        return DURABLE_OK;
+    }
+    arm_deadline(s, r, rec->created_at_ms, rec->deadline_ms);
+    for (k = 0; k < r->plan->n_steps; k++) {
+        size_t i = r->plan->topo[k];
+        if (r->steps[i].st == SS_RUNNING)
+            sched_submit_start(s, r, i, r->steps[i].attempt > 0 ? r->steps[i].attempt : 1);
+        else if (r->steps[i].st == SS_PENDING && r->steps[i].n_deps_left == 0)
+            sched_on_ready(s, r, i);
+    }
+    sched_check_finished(s, r);
+    return DURABLE_OK;
+}
+
+void sched_resume_run(struct sched *s, const char *run_id, bool is_retry)
+{
+    struct run_state *r = sched_run_find(s, run_id);
+    struct run_record rec;
+    durable_error err = { 0 };
+
+    if (r) {
+        /* Active already (a resume by key came first), unless it is the
+         * failed incarnation, which its RUN_FINISH, committed before the
+         * retry, should have dropped: that one is stale. */
+        if (!is_retry || !r->finishing)
+            return;
+        sched_run_drop(s, run_id);
+    }
+    if (!engine_run_lock(s->d, run_id)) {
+        log_info("run %s is being executed by another process", run_id);
+        return;
+    }
+    memset(&rec, 0, sizeof(rec));
+    if (store_run_load(s->d->store, run_id, &rec, &err) != DURABLE_OK) {
+        log_error("cannot resume run %s: %s", run_id, err.msg);
+        engine_run_unlock(s->d, run_id);
+        return;
+    }
+    if (!run_status_is_final(rec.status))
+        sched_adopt_run(s, &rec, is_retry);
+    else
+        engine_run_unlock(s->d, run_id);
+    run_record_release(&rec);
+}
