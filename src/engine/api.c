@@ -209,7 +209,7 @@ static bool plan_cache_has(struct durable *d, const char *workflow_id)
     return p != NULL;
 }
 
-static const struct def_options builtin_def_options = { .known_actions = def_builtin_actions };
+static const struct def_options builtin_def_options = { .action_name = store_builtin_action_name };
 
 /* builtin_def_options, with d's step types. Returns opts. */
 static const struct def_options *def_options_of(struct durable *d, struct def_options *opts)
