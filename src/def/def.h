@@ -54,10 +54,6 @@ struct config_templates; /* expr/expr.h: a config's {{ }} strings, compiled */
  * this limit could never be stored within DEF_MAX_TEXT anyway. */
 #define DEF_YAML_MAX_NODES          (DEF_MAX_TEXT / 2)
 
-/* The built-in business actions (SPEC §1), NULL-terminated. The store
- * implements exactly these. */
-extern const char *const def_builtin_actions[];
-
 struct retry_policy {
     int max_attempts;            /* >= 1; default 1 (config.max_retries N means N+1) */
     double initial_interval_s;   /* default 1 */
@@ -149,12 +145,16 @@ enum def_format {
  * every plan parsed with it. */
 typedef const durable_step_type *(*def_find_type_fn)(void *ud, const char *name);
 
+/* The i-th known business action's name, NULL past the last (the engine
+ * passes the store's store_builtin_action_name). */
+typedef const char *(*def_action_name_fn)(size_t i);
+
 struct def_options {
     /* Step types by name; NULL leaves every step's type NULL, unchecked. */
     def_find_type_fn find_type;
     void *find_type_ud;
-    /* NULL-terminated list of known action names; NULL accepts any name. */
-    const char *const *known_actions;
+    /* The known action names; NULL accepts any name. */
+    def_action_name_fn action_name;
     /* Used by def_parse_any() only; def_parse and def_parse_yaml ignore it. */
     enum def_format format;
 };

@@ -116,7 +116,7 @@ bool def_get_label(struct parser *p, const json_t *v, size_t max_chars, char **o
 void def_step_parse(struct parser *p, size_t i, json_t *v);
 /* True when id matches [A-Za-z0-9_.-]{1,128}. */
 bool def_id_is_valid(const char *id);
-/* Checks a name against opts->known_actions and reports it when unknown. */
+/* Checks a name against opts->action_name and reports it when unknown. */
 void def_action_check(struct parser *p, const char *action);
 /* The `action` field of a config (any kind): checked against the step's. */
 void def_config_action(struct parser *p, void *ctx, json_t *v);

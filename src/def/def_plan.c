@@ -19,16 +19,6 @@
 #include "def/def_int.h"
 #include "expr/expr.h"
 
-/* clang-format off */
-const char *const def_builtin_actions[] = {
-    "validate_order",
-    "charge_payment",
-    "ship_order",
-    "send_notification",
-    NULL,
-};
-/* clang-format on */
-
 int64_t def_seconds_to_ms(double s)
 {
     int64_t ms = llround(s * 1000.0);

@@ -35,18 +35,23 @@ bool def_id_is_valid(const char *id)
 
 void def_action_check(struct parser *p, const char *action)
 {
-    const char *const *known = p->opts ? p->opts->known_actions : NULL;
+    def_action_name_fn name = p->opts ? p->opts->action_name : NULL;
     struct def_quoted q1, q2;
+    const char **known;
     const char *best;
-    size_t n;
+    size_t n, i;
 
-    if (!known)
+    if (!name)
         return;
-    for (n = 0; known[n]; n++) {
-        if (strcmp(known[n], action) == 0)
+    for (n = 0; name(n); n++) {
+        if (strcmp(name(n), action) == 0)
             return;
     }
+    known = xcalloc(n + 1, sizeof(*known));
+    for (i = 0; i < n; i++)
+        known[i] = name(i);
     best = def_suggest(p, action, known, n, NULL);
+    free(known);
     if (best)
         def_error(p, "unknown action %s (did you mean %s?)", def_quote(&q1, action),
                   def_quote(&q2, best));

@@ -178,7 +178,7 @@ void durable_close(durable *d)
     free(d);
 }
 
-static const struct def_options builtin_def_options = { .known_actions = def_builtin_actions };
+static const struct def_options builtin_def_options = { .action_name = store_builtin_action_name };
 
 /* builtin_def_options, with d's step types. Returns opts. */
 const struct def_options *engine_def_options(struct durable *d, struct def_options *opts)

@@ -236,8 +236,29 @@ durable_code store_apply(struct store *s, const struct transition *t, struct sto
 
 /* ---- actions ---- */
 
-/* The built-in action names, NULL-terminated. */
-extern const char *const store_builtin_actions[];
+/* A business action on the demo orders: a guarded change of an order's
+ * status, applied with the completion of the step that names it. */
+struct store_action {
+    const char *name;
+    const char *from; /* the status the order must have, or NULL for any */
+    const char *to;   /* the status it gets, or NULL to leave it */
+};
+
+/* The built-in actions (SPEC §1), ended by an entry whose name is NULL: the
+ * one list of them (actions.c). */
+extern const struct store_action store_builtin_actions[];
+
+/* The i-th built-in action's name, NULL past the last: the shape of
+ * def_options.action_name. */
+const char *store_builtin_action_name(size_t i);
+
+/* The built-in action called name, or NULL. */
+const struct store_action *store_action_find(const char *name);
+
+/* Whether a may apply to an order whose status is from: sets *to to the
+ * status the order gets, or returns DURABLE_EACTION. */
+durable_code store_action_check(const struct store_action *a, const char *from, const char **to,
+                                durable_error *err);
 
 /* ---- reads (any thread) ---- */
 

@@ -201,6 +201,57 @@ static durable_code savepoint_end(struct sqlite_store *s, durable_code rc, durab
     return rc2 != DURABLE_OK ? rc2 : rc;
 }
 
+/* The order's current status, owned. DURABLE_EACTION if there is no order. */
+static durable_code order_status(struct sqlite_store *s, const char *order_id, char **out,
+                                 durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    durable_code rc = stmt_get(&s->w, ST_ORDER_STATUS, &st, err, "s", order_id);
+
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && !has_row)
+        rc = err_set(err, DURABLE_EACTION, "order \"%s\" not found", order_id);
+    if (rc == DURABLE_OK) {
+        *out = col_strdup(st, 0);
+        if (!*out)
+            *out = xstrdup("");
+    }
+    stmt_release(st);
+    return rc;
+}
+
+/* Applies the built-in action t->action (store_builtin_actions) to the run's
+ * order inside the caller's savepoint: DURABLE_EACTION if it refuses. */
+static durable_code action_apply(struct sqlite_store *s, const struct transition *t,
+                                 const char *order_id, struct store_events *events,
+                                 durable_error *err)
+{
+    const struct store_action *a = store_action_find(t->action);
+    char *from = NULL;
+    const char *to = NULL;
+    durable_code rc;
+
+    if (!a)
+        return err_set(err, DURABLE_EACTION, "unknown action \"%s\"", t->action);
+    if (!order_id)
+        return DURABLE_OK; /* a run without an order: nothing to act on */
+    rc = order_status(s, order_id, &from, err);
+    if (rc == DURABLE_OK)
+        rc = store_action_check(a, from, &to, err);
+    if (rc == DURABLE_OK)
+        rc = stmt_exec(&s->w, ST_ORDER_SET_STATUS, err, "ssI", order_id, to, t->at_ms);
+    if (rc == DURABLE_OK) {
+        json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "action", a->name, "order_id", order_id,
+                                 "from", from, "to", to);
+        struct event_key k = { t->run_id, t->step_id, t->at_ms };
+        rc = store_event_append(s, events, &k, "action_applied", data, err);
+    }
+    free(from);
+    return rc;
+}
+
 static durable_code step_complete(struct sqlite_store *s, const struct transition *t,
                                   const char *order_id, struct store_events *ev, durable_error *err)
 {
@@ -218,7 +269,7 @@ static durable_code step_complete(struct sqlite_store *s, const struct transitio
     if (rc == DURABLE_OK)
         rc = step_completed(s, t, ev, err);
     if (rc == DURABLE_OK && t->action)
-        rc = store_action_apply(s, t, order_id, ev, err);
+        rc = action_apply(s, t, order_id, ev, err);
     if (in_savepoint)
         rc = savepoint_end(s, rc, err);
     return rc;

@@ -242,12 +242,6 @@ durable_code store_event_append_text(struct sqlite_store *s, struct store_events
                                      const struct event_key *k, const char *type, char *text,
                                      durable_error *err);
 
-/* Applies a business action (store_builtin_actions) to the run's order
- * inside the caller's savepoint: DURABLE_EACTION if it refuses. */
-durable_code store_action_apply(struct sqlite_store *s, const struct transition *t,
-                                const char *order_id, struct store_events *events,
-                                durable_error *err);
-
 /* The SQLite store of a struct store whose ops are sqlite_store_ops. */
 static inline struct sqlite_store *sqlite_of(struct store *s)
 {

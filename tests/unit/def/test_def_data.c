@@ -34,6 +34,7 @@
 
 #include "def/def.h"
 #include "steps/steps.h"
+#include "store/store.h"
 #include "util/util.h"
 
 static bool update_expected; /* DURABLE_UPDATE_EXPECTED is set */
@@ -163,7 +164,7 @@ static void assert_json_round_trip(const struct plan *plan, const struct def_opt
 static void run_case(void **state)
 {
     const struct case_file *c = *state;
-    const struct def_options opts = { .known_actions = def_builtin_actions,
+    const struct def_options opts = { .action_name = store_builtin_action_name,
                                       .find_type = steps_builtin_find };
     struct def_report rep;
     struct plan *plan = NULL;

@@ -18,9 +18,10 @@
 
 #include "def/def.h"
 #include "steps/steps.h"
+#include "store/store.h"
 #include "util/util.h"
 
-static const struct def_options builtin = { .known_actions = def_builtin_actions,
+static const struct def_options builtin = { .action_name = store_builtin_action_name,
                                             .find_type = steps_builtin_find };
 
 /* Parses text; returns the code. *plan and rep are the caller's to release. */

@@ -19,14 +19,15 @@
 
 #include "def/def.h"
 #include "steps/steps.h"
+#include "store/store.h"
 #include "util/util.h"
 
-static const struct def_options auto_opts = { .known_actions = def_builtin_actions,
+static const struct def_options auto_opts = { .action_name = store_builtin_action_name,
                                               .find_type = steps_builtin_find };
-static const struct def_options yaml_opts = { .known_actions = def_builtin_actions,
+static const struct def_options yaml_opts = { .action_name = store_builtin_action_name,
                                               .format = DEF_FORMAT_YAML,
                                               .find_type = steps_builtin_find };
-static const struct def_options json_opts = { .known_actions = def_builtin_actions,
+static const struct def_options json_opts = { .action_name = store_builtin_action_name,
                                               .format = DEF_FORMAT_JSON,
                                               .find_type = steps_builtin_find };
 

@@ -448,18 +448,6 @@ static void test_order_create(void **state)
     assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_EINVAL);
 }
 
-/* The store implements exactly the actions the definitions may name. */
-static void test_builtin_actions_match_def(void **state)
-{
-    size_t i;
-
-    (void)state;
-    for (i = 0; store_builtin_actions[i] && def_builtin_actions[i]; i++)
-        assert_string_equal(store_builtin_actions[i], def_builtin_actions[i]);
-    assert_null(store_builtin_actions[i]);
-    assert_null(def_builtin_actions[i]);
-}
-
 /* ---- reads ---- */
 
 struct run_counter {
@@ -1235,7 +1223,6 @@ int main(void)
         T(test_action_refused_step_still_running),
         T(test_action_without_order_is_skipped),
         T(test_order_create),
-        cmocka_unit_test(test_builtin_actions_match_def),
         T(test_unfinished_listing),
         T(test_unfinished_pages_and_workflows),
         T(test_unfinished_stops),
