@@ -490,14 +490,19 @@ static bool is_finished(const char *status)
 
 /* Follows the run until it finishes or the user interrupts. Events come
  * from this process's engine; the stored status is also checked now and
- * then, which is how a run executed by another process is seen to end. */
+ * then, which is how a run executed by another process is seen to end.
+ * The writer hands out a batch's events only after committing it, so a
+ * status read as final may be ahead of the last events: those are waited
+ * for a moment longer (a run executed elsewhere sends none). */
 static void follow(durable *d, struct ev_queue *q, struct view *v)
 {
     bool end = is_finished(v->status);
-    int64_t next_check = clock_mono_ms() + 1000;
+    int64_t next_check = clock_mono_ms() + 1000, grace_end = 0;
 
     while (!end && !interrupted) {
-        struct ev_node *e = ev_take(q, v->tty ? 100 : 1000), *next;
+        struct ev_node *e = ev_take(q, v->tty ? 100 : 200), *next;
+        int64_t now;
+
         for (; e; e = next) {
             next = e->next;
             if (!v->tty)
@@ -506,14 +511,17 @@ static void follow(durable *d, struct ev_queue *q, struct view *v)
                 end = true;
             ev_node_free(e);
         }
-        if (!end && clock_mono_ms() >= next_check) {
+        now = clock_mono_ms();
+        if (!end && grace_end) {
+            end = now >= grace_end;
+        } else if (!end && now >= next_check) {
             durable_error err = { 0 };
             const char *status = NULL;
             if (durable_run_wait(d, v->run_id, 0, &status, &err) == DURABLE_OK) {
                 snprintf(v->status, sizeof(v->status), "%s", status);
-                end = true;
+                grace_end = now + 1000;
             }
-            next_check = clock_mono_ms() + 1000;
+            next_check = now + 1000;
         }
         if (v->tty)
             view_draw(v);
