@@ -522,21 +522,11 @@ static durable_code resume_point(struct request *rq, int64_t *out, bool *has, du
  * holds every event of the run, the final one included. */
 static durable_code run_finished(struct request *rq, bool *out, durable_error *err)
 {
-    char *json = NULL;
-    json_t *run;
-    const char *status;
-    durable_code rc = durable_run_get(rq->srv->d, rq->id, &json, err);
+    const char *status = NULL;
+    durable_code rc = durable_run_wait(rq->srv->d, rq->id, 0, &status, err);
 
-    *out = false;
-    if (rc != DURABLE_OK)
-        return rc;
-    run = json_loads(json, 0, NULL);
-    status = json_string_value(json_object_get(run, "status"));
-    *out = status && (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-                      strcmp(status, "cancelled") == 0);
-    json_decref(run);
-    durable_free(json);
-    return DURABLE_OK;
+    *out = rc == DURABLE_OK;
+    return rc == DURABLE_ETIMEOUT ? DURABLE_OK : rc;
 }
 
 static bool client_idle(struct sse_client *c)
