@@ -194,15 +194,18 @@ function renderStep() {
     const by = h("input", { type: "text", id: "approve-by", value: localStorage.getItem("durable.by") || "", placeholder: "who decides" });
     const comment = h("input", { type: "text", id: "approve-comment", placeholder: "optional" });
     const decide = (what) => async (ev) => {
-      ev.currentTarget.disabled = true;
+      const button = ev.currentTarget; /* null once the handler has awaited */
+      button.disabled = true;
       localStorage.setItem("durable.by", by.value);
+      const body = { by: by.value.trim() || "web" };
+      if (comment.value.trim()) body.comment = comment.value.trim();
       try {
         await api(`/runs/${encodeURIComponent(runId)}/steps/${encodeURIComponent(st.step_id)}/${what}`, {
-          method: "POST", body: { by: by.value || "web", comment: comment.value },
+          method: "POST", body,
         });
         say(`${st.step_id}: ${what === "approve" ? "approved" : "rejected"}.`, true);
         refetch();
-      } catch (e) { say(e.message, false); ev.currentTarget.disabled = false; }
+      } catch (e) { say(e.message, false); button.disabled = false; }
     };
     kids.push(h("div.approval", { role: "group", "aria-label": "Approval" },
       h("strong", { text: (cfg && cfg.config && cfg.config.prompt) || "Waiting for a decision" }),

@@ -82,6 +82,19 @@ static durable_code string_field(json_t *obj, const char *name, size_t max, cons
     return DURABLE_OK;
 }
 
+/* string_field for a field a person may leave blank: "" is as absent. */
+static durable_code blank_field(json_t *obj, const char *name, size_t max, const char **out,
+                                durable_error *err)
+{
+    json_t *v = json_object_get(obj, name);
+
+    if (json_is_string(v) && json_string_length(v) == 0) {
+        *out = NULL;
+        return DURABLE_OK;
+    }
+    return string_field(obj, name, max, out, err);
+}
+
 /* An Idempotency-Key header: 1..KEY_MAX bytes of valid UTF-8 (jansson
  * checks it) and no control character, like the body's field. */
 static bool key_valid(const char *s)
@@ -283,7 +296,8 @@ enum MHD_Result route_run_retry(struct request *rq)
 
 /* ---- approvals ---- */
 
-/* POST /runs/{id}/steps/{step}/approve|reject {"by", "comment"}: 200 with
+/* POST /runs/{id}/steps/{step}/approve|reject {"by", "comment"} (either
+ * may be absent, null or blank): 200 with
  * the run once the decision has committed; 404 for an unknown run or step,
  * 409 when the step is not an approval waiting for a decision. */
 static enum MHD_Result decide_step(struct request *rq, bool approve)
@@ -297,8 +311,8 @@ static enum MHD_Result decide_step(struct request *rq, bool approve)
     if (!body)
         return ret;
     if (only_fields(body, fields, 2, "by, comment", &err) != DURABLE_OK ||
-        string_field(body, "by", 128, &by, &err) != DURABLE_OK ||
-        string_field(body, "comment", 4096, &comment, &err) != DURABLE_OK)
+        blank_field(body, "by", 128, &by, &err) != DURABLE_OK ||
+        blank_field(body, "comment", 4096, &comment, &err) != DURABLE_OK)
         ret = http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", err.msg);
     else if (durable_step_decide(rq->srv->d, rq->id, rq->step, approve, by, comment, &err) !=
              DURABLE_OK)

@@ -78,7 +78,7 @@ class StepsServerTest(su.ServerTest):
         self.assertEqual(bad.returncode, 1, bad.stderr)
         self.assertIn("404", bad.stderr)
         ok = self.cli("approve", "--server", url, run_id, "ask", "--by", "alice",
-                      "--comment", "fine")
+                      "--comment", "")
         self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
         again = self.cli("reject", "--server", url, run_id, "ask", "--by", "bob")
         self.assertEqual(again.returncode, 1)
@@ -86,7 +86,8 @@ class StepsServerTest(su.ServerTest):
         run = self.wait_run(srv, run_id)
         self.assertEqual(run["status"], "completed")
         out = step(run, "ask")["output"]
-        self.assertEqual((out["approved"], out["by"], out["comment"]), (True, "alice", "fine"))
+        self.assertEqual((out["approved"], out["by"]), (True, "alice"))
+        self.assertIsNone(out["comment"])  # left blank
         self.assertEqual(step(run, "ship")["status"], "completed")
         self.assertEqual(step(run, "after")["output"], {"message": "approved=true"})
         evs = self.events(srv, run_id)
@@ -135,13 +136,16 @@ class StepsServerTest(su.ServerTest):
         wf = self.register(srv, APPROVAL)
         run_id = self.start_run(srv, wf, {"input": {"what": "cars"}})
         self.wait_step(srv, run_id, "ask", "waiting")
-        r = srv.post("/runs/%s/steps/ask/reject" % run_id, json_body={"by": "carol"})
+        # What the UI sent when the optional comment was left blank.
+        r = srv.post("/runs/%s/steps/ask/reject" % run_id,
+                     json_body={"by": "carol", "comment": ""})
         self.assertStatus(r, 200)
         self.assertError(srv.post("/runs/%s/steps/ask/approve" % run_id, json_body={}), 409)
         self.assertError(srv.post("/runs/%s/steps/prepare/approve" % run_id, json_body={}), 409)
         run = self.wait_run(srv, run_id)
         self.assertEqual(run["status"], "completed")
         self.assertIs(step(run, "ask")["output"]["approved"], False)
+        self.assertIsNone(step(run, "ask")["output"]["comment"])
         self.assertEqual(step(run, "ship")["status"], "skipped")
         self.assertEqual(step(run, "after")["output"], {"message": "approved=false"})
 
