@@ -133,8 +133,8 @@ DURABLE_API durable_code durable_validate(const char *text, size_t text_len, cha
  * (task, http_request, delay, approval, condition, transform, log,
  * workflow) is a durable_step_type given to durable_step_type_register()
  * at durable_open, and a program adds its own the same way. A definition's
- * step names its type by `type`; a name that no registered type has is a
- * `task` (the older system's free-form names).
+ * step names its type by `type` (absent or blank: `task`); a name that no
+ * registered type has makes the definition invalid, with a suggestion.
  *
  * The calls below are made on the engine's scheduler thread and must not
  * block. An attempt is a durable_step_call, valid only during the call it
@@ -179,8 +179,9 @@ typedef struct durable_step_type {
  * that use it: a stored workflow's steps are resolved when its plan is
  * first loaded (at durable_open for the runs it resumes, at
  * durable_workflow_register or the first start otherwise) and stay so
- * while the engine is open, so a plan loaded before the type was
- * registered treats its name as a `task`. */
+ * while the engine is open, so a run whose plan names a type not yet
+ * registered when it is loaded is not resumed (its workflow is invalid
+ * then; it stays unfinished, resumed at a later open). */
 DURABLE_API durable_code durable_step_type_register(durable *d, const durable_step_type *type,
                                                     durable_error *err);
 

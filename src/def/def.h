@@ -140,10 +140,13 @@ enum def_format {
     DEF_FORMAT_YAML,
 };
 
-/* The type a step's `type` names, or NULL when none has it (then "task"
- * is looked up). Called on the parsing thread; the result must outlive
- * every plan parsed with it. */
+/* The type a step's `type` names, or NULL when none has it. Called on the parsing thread; the
+ * result must outlive every plan parsed with it. */
 typedef const durable_step_type *(*def_find_type_fn)(void *ud, const char *name);
+
+/* The name of the i-th step type find_type knows, NULL past the last:
+ * the candidates of "did you mean" for a type no lookup finds. */
+typedef const char *(*def_type_name_fn)(void *ud, size_t i);
 
 /* The i-th known business action's name, NULL past the last (the engine
  * passes the store's store_builtin_action_name). */
@@ -153,6 +156,9 @@ struct def_options {
     /* Step types by name; NULL leaves every step's type NULL, unchecked. */
     def_find_type_fn find_type;
     void *find_type_ud;
+    /* Their names (same ud). With it, a name find_type does not know is
+     * an error; without it, a task. */
+    def_type_name_fn type_name;
     /* The known action names; NULL accepts any name. */
     def_action_name_fn action_name;
     /* Used by def_parse_any() only; def_parse and def_parse_yaml ignore it. */

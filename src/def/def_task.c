@@ -176,14 +176,44 @@ static void step_id(struct parser *p, void *ctx, json_t *v)
     c->st->id = xstrdup(id);
 }
 
+/* A type no lookup knows: an error naming the closest known type, or the
+ * known ones. A typo must not run as something else. */
+static void type_unknown(struct parser *p, const char *type)
+{
+    const struct def_options *o = p->opts;
+    struct def_quoted q1, q2;
+    const char *known[64];
+    const char *best;
+    struct dbuf list;
+    size_t n;
+
+    for (n = 0; n < DUR_ARRAY_LEN(known) && o->type_name(o->find_type_ud, n); n++)
+        known[n] = o->type_name(o->find_type_ud, n);
+    best = def_suggest(p, type, known, n, NULL);
+    if (best) {
+        def_error(p, "unknown step type %s (did you mean %s?)", def_quote(&q1, type),
+                  def_quote(&q2, best));
+        return;
+    }
+    dbuf_init(&list, 0);
+    for (size_t i = 0; i < n; i++)
+        dbuf_addf(&list, "%s%s", i ? ", " : "", known[i]);
+    def_error(p, "unknown step type %s (known: %s; \"task\" simulates a unit of work)",
+              def_quote(&q1, type), list.buf);
+    dbuf_release(&list);
+}
+
 static void step_type(struct parser *p, void *ctx, json_t *v)
 {
+    const struct def_options *o = p->opts;
     struct step_ctx *c = ctx;
     const char *type;
 
-    if (!def_get_string(p, v, &type))
-        return;
+    if (!def_get_string(p, v, &type) || !type[0])
+        return; /* blank: as absent, a task */
     c->st->type = xstrdup(type);
+    if (o && o->find_type && o->type_name && !o->find_type(o->find_type_ud, type))
+        type_unknown(p, type);
 }
 
 static void step_config(struct parser *p, void *ctx, json_t *v)
@@ -333,9 +363,9 @@ static void step_finish(struct parser *p, struct step_ctx *c)
         st->action = xstrdup(c->action ? c->action : c->config_action);
 }
 
-/* The type a step's `type` names: a name the lookup does not know is a
- * task (the older system's free-form names; SPEC §1). NULL when the parse
- * has no lookup. */
+/* The type a step's `type` names, "task" when it names none. A name the
+ * lookup does not know is an error (step_type) and gives NULL, its config
+ * unchecked; without type_name it is a task. NULL without a lookup. */
 static const durable_step_type *find_type(struct parser *p, const char *name)
 {
     const struct def_options *o = p->opts;
@@ -343,9 +373,10 @@ static const durable_step_type *find_type(struct parser *p, const char *name)
 
     if (!o || !o->find_type)
         return NULL;
-    if (name)
-        t = o->find_type(o->find_type_ud, name);
-    return t ? t : o->find_type(o->find_type_ud, "task");
+    if (!name)
+        return o->find_type(o->find_type_ud, "task");
+    t = o->find_type(o->find_type_ud, name);
+    return t || o->type_name ? t : o->find_type(o->find_type_ud, "task");
 }
 
 void def_step_parse(struct parser *p, size_t i, json_t *v)
@@ -359,7 +390,7 @@ void def_step_parse(struct parser *p, size_t i, json_t *v)
         return;
     }
     type = json_string_value(json_object_get(v, "type"));
-    c.type = find_type(p, type);
+    c.type = find_type(p, type && type[0] ? type : NULL);
     c.st->step_type = c.type;
     if (!json_object_get(v, "id")) {
         mark = def_path_key(p, "id");

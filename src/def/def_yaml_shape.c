@@ -177,6 +177,7 @@ static void shape_activity(struct parser *p, json_t *step)
         def_error(p, "type \"activity\" needs activity_type (the step type, such as "
                      "http_request)");
         def_path_pop(p, mark);
+        remove_member(p, step, "type"); /* said once: not an unknown type too */
         return;
     }
     if (!at)
@@ -189,6 +190,7 @@ static void shape_activity(struct parser *p, json_t *step)
         def_error(p, "activity_type needs type \"activity\"");
     } else if (!json_is_string(at)) {
         def_error(p, "expected a string, got %s", def_type_name(at));
+        remove_member(p, step, "type");
     } else {
         def_ylocs_bury(p, type);
         if (strcmp(json_string_value(at), "human_approval") == 0)

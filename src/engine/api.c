@@ -59,6 +59,18 @@ static const durable_step_type *engine_step_type_find(void *ud, const char *name
     return t;
 }
 
+/* def_type_name_fn over d's registry. */
+static const char *engine_step_type_name(void *ud, size_t i)
+{
+    struct durable *d = ud;
+    const char *name;
+
+    pthread_mutex_lock(&d->types_mu);
+    name = i < d->n_types ? d->types[i]->name : NULL;
+    pthread_mutex_unlock(&d->types_mu);
+    return name;
+}
+
 /* Registering while runs go on is safe: an entry, once added, never moves
  * nor changes, and a parse looks names up under types_mu. What a late
  * registration cannot change is a plan resolved before it (durable.h). */
@@ -185,6 +197,7 @@ const struct def_options *engine_def_options(struct durable *d, struct def_optio
 {
     *opts = builtin_def_options;
     opts->find_type = engine_step_type_find;
+    opts->type_name = engine_step_type_name;
     opts->find_type_ud = d;
     return opts;
 }
@@ -204,6 +217,7 @@ durable_code durable_validate(const char *text, size_t text_len, char **out_repo
 
     opts.format = DEF_FORMAT_AUTO;
     opts.find_type = steps_builtin_find;
+    opts.type_name = steps_builtin_name;
     def_report_init(&rep);
     dbuf_init(&out, 0);
     code = def_parse_any(text, text_len, &opts, &plan, &rep, err);

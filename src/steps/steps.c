@@ -34,6 +34,16 @@ const durable_step_type *steps_builtin_find(void *ud, const char *name)
     return NULL;
 }
 
+const char *steps_builtin_name(void *ud, size_t i)
+{
+    size_t k;
+
+    (void)ud;
+    for (k = 0; steps_builtin[k] && k < i; k++)
+        ;
+    return steps_builtin[k] ? steps_builtin[k]->name : NULL;
+}
+
 void steps_call(const durable_step_type *t, durable_step_call *c, bool is_timer)
 {
     c->out->kind = STEP_OUT_NONE;

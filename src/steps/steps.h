@@ -98,6 +98,8 @@ extern const durable_step_type steps_workflow_type;  /* workflow.c */
 /* def_find_type_fn over steps_builtin (ud unused): for parses with no
  * engine, such as durable_validate. */
 const durable_step_type *steps_builtin_find(void *ud, const char *name);
+/* The i-th built-in type's name, NULL past the last (def_type_name_fn). */
+const char *steps_builtin_name(void *ud, size_t i);
 
 /* Calls t's start (or timer, when is_timer) with c (its out set by the
  * caller), then releases what the call made on demand. An unanswered call

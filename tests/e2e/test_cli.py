@@ -628,16 +628,20 @@ class RunTest(CliTestCase):
         self.assertTrue(os.path.exists(self.path("durable.db")), res)
         self.assertEqual(len(Db(self.path("durable.db")).runs), 1, res)
 
-    def test_unknown_type_runs_as_task(self):
-        """SPEC §1: a type not named in the spec behaves as task."""
-        steps = [{"id": "a", "type": "activity", "config": {"duration_seconds": 0.1}},
-                 {"id": "b", "type": "whatever", "config": {"duration_seconds": 0.1},
-                  "depends_on": ["a"]}]
+    def test_unknown_type_is_a_located_error(self):
+        """A typo in a type name must not run as something else: the type is
+        named, located, and the closest known type suggested; nothing runs."""
+        steps = [{"id": "a", "type": "http_reqest", "config": {"url": "http://127.0.0.1:9/"}},
+                 {"id": "b", "type": "whatever", "depends_on": ["a"]},
+                 {"id": "c", "type": "task", "config": {"duration_seconds": 0.1}}]
         f, db = write_json(self.path("old.json"), {"name": "old", "steps": steps}), self.path("d.db")
         res = durable("run", f, "--db", db)
-        self.assertExit(res, 0)
-        d = Db(db)
-        self.check_history(d, d.runs[0]["id"], str(res))
+        self.assertExit(res, 2)
+        self.assertIn('steps[0].type: unknown step type "http_reqest" '
+                      '(did you mean "http_request"?)', res.err)
+        self.assertIn('steps[1].type: unknown step type "whatever" (known: task, http_request',
+                      res.err)
+        self.assertFalse(os.path.exists(db) and Db(db).runs, res)
 
     def test_input_is_stored(self):
         f, db = self.quick_def(), self.path("d.db")

@@ -165,7 +165,8 @@ static void run_case(void **state)
 {
     const struct case_file *c = *state;
     const struct def_options opts = { .action_name = store_builtin_action_name,
-                                      .find_type = steps_builtin_find };
+                                      .find_type = steps_builtin_find,
+                                      .type_name = steps_builtin_name };
     struct def_report rep;
     struct plan *plan = NULL;
     durable_error err = { DURABLE_OK, "" };

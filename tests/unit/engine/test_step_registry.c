@@ -116,6 +116,7 @@ static void test_user_type_runs(void **state)
 static void test_user_type_check(void **state)
 {
     struct fixture *f = *state;
+    char *report = NULL;
     const char *bad = "{\"name\":\"bad\",\"steps\":[{\"id\":\"a\",\"type\":\"greet\"},"
                       "{\"id\":\"b\",\"type\":\"greet\",\"config\":{\"who\":3,\"shout\":1}}]}";
     durable_error err = { 0 };
@@ -124,8 +125,10 @@ static void test_user_type_check(void **state)
     assert_int_equal(durable_workflow_register(f->d, bad, strlen(bad), NULL, NULL, NULL, &err),
                      DURABLE_EINVAL);
     assert_string_equal(err.msg, "steps[0].config.who: required");
-    /* durable_validate knows the built-in types only: greet is a task there. */
-    assert_int_equal(durable_validate(bad, strlen(bad), NULL, NULL), DURABLE_OK);
+    /* durable_validate knows the built-in types only: greet is none. */
+    assert_int_equal(durable_validate(bad, strlen(bad), &report, NULL), DURABLE_EINVAL);
+    assert_non_null(strstr(report, "steps[0].type: unknown step type \"greet\""));
+    durable_free(report);
 }
 
 static void test_register_refusals(void **state)
