@@ -33,6 +33,17 @@ void store_events_truncate(struct store_events *ev, size_t n);
 /* Clamps a page size: 0 gives dflt, then into 1..max. */
 int store_clamp_limit(int limit, int dflt, int max);
 
+/* ---- the cache of finished runs' documents (docs.c) ----
+ * Made by store_open for a backend of one node; store.c's dispatchers tell
+ * it of retries: forget_at_commit for a run a transition of the open
+ * transaction makes unfinished, forget_pending(committed) after the
+ * commit (drops those runs' documents) or a rollback (forgets the list).
+ * Writer thread for those two; run_cache_free at store_close. */
+struct run_cache *run_cache_new(void);
+void run_cache_free(struct run_cache *c); /* accepts NULL */
+void run_cache_forget_at_commit(struct run_cache *c, const char *run_id);
+void run_cache_forget_pending(struct run_cache *c, bool committed);
+
 /* ---- the state rules (rules.c) ---- */
 
 /* Which step statuses a step transition accepts (a mask of 1 << enum

@@ -829,8 +829,6 @@ durable_code sqlite_apply(struct store *base, const struct transition *t,
         s->last_gid = gid0; /* what this call wrote is undone: its ids are free */
         store_seq_forget(s);
     }
-    if (rc == DURABLE_OK && t->kind == TR_RUN_RETRY)
-        store_run_forget_at_commit(s, t->run_id); /* the run is no longer finished */
     if (rc == DURABLE_OK && result)
         *result = res;
     return rc;

@@ -78,7 +78,7 @@ static void scenario(struct fixture *f)
     create_run(f, "run_1", "ord_1", "k\"1", NULL);
     tr(f, step_tr(TR_STEP_START, "run_1", "a", 1, T0 + 10));
     t = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 20);
-    t.output_json = "{\"x\":[1,2.5,\"\\u00e9\"]}";
+    t.output_json = "{\"x\":[1,2.5,\"\303\251\"]}"; /* as the engine encodes it */
     t.action = "validate_order";
     tr(f, t);
     tr(f, step_tr(TR_STEP_START, "run_1", "b", 1, T0 + 30));
@@ -389,6 +389,43 @@ static void test_other_documents(void **state)
     assert_int_equal(total, 2);
 }
 
+/* The status a run's document shows. */
+static void assert_doc_status(struct fixture *f, const char *run_id, const char *want)
+{
+    durable_error err = { DURABLE_OK, "" };
+    char *text = NULL;
+    char needle[64];
+
+    assert_int_equal(store_run_json(f->s, run_id, &text, &err), DURABLE_OK);
+    snprintf(needle, sizeof(needle), "\"status\":\"%s\"", want);
+    if (!strstr(text, needle))
+        fail_msg("%s: want %s in %s", run_id, needle, text);
+    free(text);
+}
+
+/* A finished run's document, once read, is answered again until a retry
+ * commits; a rolled-back retry changes nothing. */
+static void test_finished_run_after_retry(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_RUN_FINISH, "run_1", NULL, 0, T0 + 10);
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    t.run_status = RUN_FAILED;
+    t.error_message = "bad";
+    tr(f, t);
+    assert_doc_status(f, "run_1", "failed");
+    assert_doc_status(f, "run_1", "failed");
+    t = step_tr(TR_RUN_RETRY, "run_1", NULL, 0, T0 + 20);
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK);
+    store_tx_rollback(f->s);
+    assert_doc_status(f, "run_1", "failed");
+    tr(f, t);
+    assert_doc_status(f, "run_1", "running");
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -396,6 +433,7 @@ int main(void)
         T(test_run_documents),
         T(test_event_documents),
         T(test_other_documents),
+        T(test_finished_run_after_retry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
