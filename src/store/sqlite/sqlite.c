@@ -833,18 +833,6 @@ void sqlite_tx_rollback(struct store *base)
 
 /* ---- events ---- */
 
-durable_code store_event_append(struct sqlite_store *s, struct store_events *events,
-                                const struct event_key *k, const char *type, json_t *data,
-                                durable_error *err)
-{
-    char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
-
-    json_decref(data);
-    if (!text)
-        return err_set(err, DURABLE_EIO, "could not encode the data of event \"%s\"", type);
-    return store_event_append_text(s, events, k, type, text, err);
-}
-
 durable_code store_event_append_text(struct sqlite_store *s, struct store_events *events,
                                      const struct event_key *k, const char *type, char *text,
                                      durable_error *err)

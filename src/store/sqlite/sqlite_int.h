@@ -201,12 +201,8 @@ durable_code store_read_begin(struct conn *c, durable_error *err);
 void store_read_end(struct conn *c);
 
 /* Appends an event to the run's history with the run's next seq, and to
- * `events` (may be NULL). Takes ownership of data (freed even on error). */
-durable_code store_event_append(struct sqlite_store *s, struct store_events *events,
-                                const struct event_key *k, const char *type, json_t *data,
-                                durable_error *err);
-
-/* The same with the data as JSON text (owned, freed even on error). */
+ * `events` (may be NULL). Takes ownership of text, its data JSON built by
+ * event_data.c (freed even on error). */
 durable_code store_event_append_text(struct sqlite_store *s, struct store_events *events,
                                      const struct event_key *k, const char *type, char *text,
                                      durable_error *err);
