@@ -41,7 +41,9 @@ static char *mask(char *text, const char *id, const char *name)
     }
     dbuf_adds(&b, t);
     free(text);
-    return dbuf_detach(&b, NULL);
+    text = dbuf_detach(&b, NULL);
+    dbuf_release(&b);
+    return text;
 }
 
 static void check(struct fixture *f, const char *name, durable_code rc, char *text,
