@@ -33,6 +33,40 @@ void store_events_truncate(struct store_events *ev, size_t n);
 /* Clamps a page size: 0 gives dflt, then into 1..max. */
 int store_clamp_limit(int limit, int dflt, int max);
 
+/* ---- event data (event_data.c) ----
+ * The data JSON of each event type, as owned text a backend appends as it
+ * is. JSON text arguments are the transition's, valid by contract, and are
+ * copied; NULL strings become null. */
+char *store_event_data_run_created(const char *workflow_id, const char *input_json,
+                                   const char *order_id);
+char *store_event_data_step_started(int attempt, const char *run_id, const char *step_id);
+char *store_event_data_step_completed(int attempt, const char *output_json);
+char *store_event_data_action_applied(const char *action, const char *order_id, const char *from,
+                                      const char *to);
+char *store_event_data_step_failed(int attempt, const char *error, const char *code, bool is_final);
+/* retry_scheduled: the next attempt, and its delay from at_ms. */
+char *store_event_data_retry_scheduled(int next_attempt, int64_t at_ms, int64_t wake_at_ms);
+/* step_waiting: wait_json's members (NULL: none) then attempt and wake_at
+ * (when > 0). DURABLE_EINVAL when wait_json is not shaped as an object. */
+durable_code store_event_data_step_waiting(const char *wait_json, int attempt, int64_t wake_at_ms,
+                                           char **out, durable_error *err);
+/* run_completed {output}, run_failed {error}, run_cancelled {}. */
+char *store_event_data_run_finished(enum run_status st, const char *output_json, const char *error);
+/* recovered: {steps} with the transition's array of step ids. */
+char *store_event_data_recovered(const char *steps_json);
+char *store_event_data_run_retried(const char *const *step_ids, size_t n);
+
+/* ---- the cache of finished runs' documents (docs.c) ----
+ * Made by store_open for a backend of one node; store.c's dispatchers tell
+ * it of retries: forget_at_commit for a run a transition of the open
+ * transaction makes unfinished, forget_pending(committed) after the
+ * commit (drops those runs' documents) or a rollback (forgets the list).
+ * Writer thread for those two; run_cache_free at store_close. */
+struct run_cache *run_cache_new(void);
+void run_cache_free(struct run_cache *c); /* accepts NULL */
+void run_cache_forget_at_commit(struct run_cache *c, const char *run_id);
+void run_cache_forget_pending(struct run_cache *c, bool committed);
+
 /* ---- the state rules (rules.c) ---- */
 
 /* Which step statuses a step transition accepts (a mask of 1 << enum

@@ -1,7 +1,8 @@
 /*
  * store.c - the backend-neutral half of the store: the table of backends,
  * store_open's choice among them, the store_* dispatchers over s->ops, and
- * the helpers every backend shares (backend.h).
+ * the helpers every backend shares (backend.h). The documents built from
+ * the backend's records are docs.c's.
  *
  * A dispatcher only forwards: the thread rules and contracts are those of
  * store.h, which every backend keeps. Adding a backend is one line in
@@ -59,18 +60,27 @@ durable_code store_open(const char *location, durable_durability durability, str
 {
     const struct store_ops *ops = backend_for(location);
 
+    durable_code rc;
+
     *out = NULL;
     if (!ops) {
         return err_set(err, DURABLE_EUNSUPPORTED,
                        "unsupported database url \"%s\": expected a path or sqlite:PATH", location);
     }
-    return ops->open(location, durability, out, err);
+    rc = ops->open(location, durability, out, err);
+    /* On several nodes another node may retry a finished run: no cache. */
+    if (rc == DURABLE_OK && !ops->cluster)
+        (*out)->cache = run_cache_new();
+    return rc;
 }
 
 void store_close(struct store *s)
 {
-    if (s)
+    if (s) {
+        run_cache_free(s->cache);
+        s->cache = NULL;
         s->ops->close(s);
+    }
 }
 
 int store_schema_version(const struct store *s)
@@ -85,25 +95,42 @@ durable_code store_synchronous(struct store *s, int *out_level, durable_error *e
 
 /* ---- transitions ---- */
 
+/* The cache of finished runs learns of retries here (docs.c says why at
+ * commit): a transaction's list starts empty and is applied only after
+ * the backend's commit. */
+
 durable_code store_tx_begin(struct store *s, durable_error *err)
 {
+    if (s->cache)
+        run_cache_forget_pending(s->cache, false);
     return s->ops->tx_begin(s, err);
 }
 
 durable_code store_tx_commit(struct store *s, durable_error *err)
 {
-    return s->ops->tx_commit(s, err);
+    durable_code rc = s->ops->tx_commit(s, err);
+
+    /* On failure the caller rolls back, which drops the list. */
+    if (rc == DURABLE_OK && s->cache)
+        run_cache_forget_pending(s->cache, true);
+    return rc;
 }
 
 void store_tx_rollback(struct store *s)
 {
+    if (s->cache)
+        run_cache_forget_pending(s->cache, false);
     s->ops->tx_rollback(s);
 }
 
 durable_code store_apply(struct store *s, const struct transition *t, struct store_events *events,
                          struct transition_result *result, durable_error *err)
 {
-    return s->ops->apply(s, t, events, result, err);
+    durable_code rc = s->ops->apply(s, t, events, result, err);
+
+    if (rc == DURABLE_OK && t->kind == TR_RUN_RETRY && s->cache)
+        run_cache_forget_at_commit(s->cache, t->run_id); /* no longer finished */
+    return rc;
 }
 
 /* ---- records ---- */
@@ -137,54 +164,6 @@ durable_code store_run_status(struct store *s, const char *run_id, enum run_stat
                               durable_error *err)
 {
     return s->ops->run_status(s, run_id, out_status, err);
-}
-
-/* ---- documents and lists ---- */
-
-durable_code store_run_json(struct store *s, const char *run_id, char **out, durable_error *err)
-{
-    return s->ops->run_json(s, run_id, out, err);
-}
-
-durable_code store_events_json(struct store *s, const char *run_id, int64_t after_seq, char **out,
-                               durable_error *err)
-{
-    return s->ops->events_json(s, run_id, after_seq, out, err);
-}
-
-durable_code store_order_json(struct store *s, const char *order_id, char **out, durable_error *err)
-{
-    return s->ops->order_json(s, order_id, out, err);
-}
-
-durable_code store_workflow_json(struct store *s, const char *id_or_name, char **out,
-                                 durable_error *err)
-{
-    return s->ops->workflow_json(s, id_or_name, out, err);
-}
-
-durable_code store_runs_list(struct store *s, const struct store_run_query *q, char **out,
-                             int64_t *out_total, durable_error *err)
-{
-    return s->ops->runs_list(s, q, out, out_total, err);
-}
-
-durable_code store_workflows_list(struct store *s, struct store_page page, char **out,
-                                  int64_t *out_total, durable_error *err)
-{
-    return s->ops->workflows_list(s, page, out, out_total, err);
-}
-
-durable_code store_orders_list(struct store *s, struct store_page page, char **out,
-                               int64_t *out_total, durable_error *err)
-{
-    return s->ops->orders_list(s, page, out, out_total, err);
-}
-
-durable_code store_events_since(struct store *s, int64_t after_gid, int limit, char **out,
-                                durable_error *err)
-{
-    return s->ops->events_since(s, after_gid, limit, out, err);
 }
 
 /* ---- inspection ---- */

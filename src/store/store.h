@@ -17,9 +17,11 @@
  *
  * Reads (store_*_json, store_run_load, lists, the snapshot, counts) may be
  * called from any thread, several at once, beside the writer (SQLite: a
- * pool of read connections, WAL). The JSON of finished runs is cached: a
- * finished run changes only by a retry, whose commit drops it
- * (sqlite/sqlite_int.h).
+ * pool of read connections, WAL). A backend reads records (struct run_row,
+ * ...) and docs.c builds the JSON documents from them; event data is built
+ * by event_data.c, so a backend only writes rows. The JSON of finished runs
+ * is cached when one node executes runs (docs.c): a finished run changes
+ * only by a retry, whose commit drops it.
  *
  * Run states and the transition that sets each (store_apply):
  *   (none) --RUN_CREATE--> pending --STEP_START--> running <--> waiting
@@ -42,10 +44,15 @@
 struct store;
 struct store_ops;
 
+struct run_cache;
+
 /* Every backend's store begins with this: its struct embeds it first, so a
  * backend converts a struct store * to its own type by a cast. */
 struct store {
     const struct store_ops *ops;
+    struct run_cache *cache; /* finished runs' documents (docs.c); set by
+                                store_open for a backend of one node, else
+                                NULL. A backend leaves it alone. */
 };
 
 /* The file a location names when its backend keeps the database in one
@@ -322,8 +329,8 @@ durable_code store_run_find_by_key(struct store *s, const char *workflow_id, con
 durable_code store_run_status(struct store *s, const char *run_id, enum run_status *out_status,
                               durable_error *err);
 
-/* JSON documents in the shapes of SPEC §6. OUT strings: caller frees.
- * store_run_json reads the run and its steps in one read transaction, and
+/* JSON documents in the shapes of SPEC §6 (docs.c). OUT strings: caller
+ * frees. store_run_json reads the run and its steps in one snapshot, and
  * answers a finished run from the cache once it has read it. */
 durable_code store_run_json(struct store *s, const char *run_id, char **out, durable_error *err);
 durable_code store_events_json(struct store *s, const char *run_id, int64_t after_seq, char **out,
@@ -400,6 +407,71 @@ durable_code store_count_steps(struct store *s, int64_t out[STORE_N_STEP_STATUSE
  * the database does not answer. */
 durable_code store_ping(struct store *s, durable_error *err);
 
+/* ---- records of the documents ----
+ * What a backend reads for the JSON documents above, handed to a callback
+ * of struct store_row_fns (docs.c builds the documents from them). Every
+ * string is borrowed for the call and NULL when the column is; a *_json
+ * member is the stored JSON text, valid by construction (the engine
+ * encoded it before it was written), copied into documents as it is.
+ * Times are Unix ms, 0 when unset. Events are struct store_event. */
+struct run_row {
+    const char *id;
+    const char *workflow_id;
+    const char *workflow_name;
+    int workflow_version;
+    const char *status;
+    const char *input_json;
+    const char *output_json;
+    const char *order_id;
+    const char *idempotency_key;
+    const char *error_message;
+    int64_t created_at_ms;
+    int64_t started_at_ms;
+    int64_t completed_at_ms;
+};
+
+struct step_row {
+    const char *step_id;
+    const char *type;
+    const char *status;
+    int attempt;
+    int max_attempts;
+    const char *depends_on_json;
+    int64_t started_at_ms;
+    int64_t completed_at_ms;
+    int64_t wake_at_ms;
+    const char *error_message;
+    const char *output_json;
+};
+
+struct order_row {
+    const char *id;
+    double amount;
+    const char *status;
+    int64_t created_at_ms;
+    int64_t updated_at_ms;
+};
+
+/* A workflow in a list: description is the definition's, NULL unless it
+ * is a string. */
+struct workflow_row {
+    const char *id;
+    const char *name;
+    int version;
+    const char *description;
+    int64_t created_at_ms;
+};
+
+/* Where a backend hands the records it reads; each read calls only the
+ * members its contract names. */
+struct store_row_fns {
+    void (*run)(void *ud, const struct run_row *r);
+    void (*step)(void *ud, const struct step_row *r);
+    void (*order)(void *ud, const struct order_row *o);
+    void (*workflow)(void *ud, const struct workflow_row *w);
+    void *ud;
+};
+
 /* ---- the backend interface ----
  *
  * A backend implements struct store_ops; the store_* functions above are
@@ -469,21 +541,32 @@ struct store_ops {
     durable_code (*run_status)(struct store *s, const char *run_id, enum run_status *out_status,
                                durable_error *err);
 
-    durable_code (*run_json)(struct store *s, const char *run_id, char **out, durable_error *err);
-    durable_code (*events_json)(struct store *s, const char *run_id, int64_t after_seq, char **out,
+    /* The records of the documents (docs.c builds them). run_read: fn->run
+     * once, then fn->step for each step in definition order, read in one
+     * snapshot; DURABLE_ENOTFOUND if none. events_read: the run's events
+     * with seq > after_seq in seq order, appended to out; DURABLE_ENOTFOUND
+     * if the run does not exist. events_since: limit is already clamped.
+     * order_read: fn->order once; DURABLE_ENOTFOUND if none. The pages:
+     * the page is already clamped, a status filter valid; fn->run (without
+     * steps), fn->workflow or fn->order per row, newest first, and the total
+     * in the same snapshot. */
+    durable_code (*run_read)(struct store *s, const char *run_id, const struct store_row_fns *fn,
+                             durable_error *err);
+    durable_code (*events_read)(struct store *s, const char *run_id, int64_t after_seq,
+                                struct store_events *out, durable_error *err);
+    durable_code (*events_since)(struct store *s, int64_t after_gid, int limit,
+                                 struct store_events *out, durable_error *err);
+    durable_code (*order_read)(struct store *s, const char *order_id,
+                               const struct store_row_fns *fn, durable_error *err);
+    durable_code (*runs_page)(struct store *s, const struct store_run_query *q,
+                              const struct store_row_fns *fn, int64_t *out_total,
+                              durable_error *err);
+    durable_code (*workflows_page)(struct store *s, struct store_page page,
+                                   const struct store_row_fns *fn, int64_t *out_total,
+                                   durable_error *err);
+    durable_code (*orders_page)(struct store *s, struct store_page page,
+                                const struct store_row_fns *fn, int64_t *out_total,
                                 durable_error *err);
-    durable_code (*order_json)(struct store *s, const char *order_id, char **out,
-                               durable_error *err);
-    durable_code (*workflow_json)(struct store *s, const char *id_or_name, char **out,
-                                  durable_error *err);
-    durable_code (*runs_list)(struct store *s, const struct store_run_query *q, char **out,
-                              int64_t *out_total, durable_error *err);
-    durable_code (*workflows_list)(struct store *s, struct store_page page, char **out,
-                                   int64_t *out_total, durable_error *err);
-    durable_code (*orders_list)(struct store *s, struct store_page page, char **out,
-                                int64_t *out_total, durable_error *err);
-    durable_code (*events_since)(struct store *s, int64_t after_gid, int limit, char **out,
-                                 durable_error *err);
 
     durable_code (*snapshot_json)(struct store *s, int rows_per_table, char **out,
                                   durable_error *err);

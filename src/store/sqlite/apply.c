@@ -112,16 +112,16 @@ done:
     return rc;
 }
 
-/* Appends an event of t's step, or of t's run for the run kinds. */
+/* Appends an event of t's step, or of t's run for the run kinds, with its
+ * data (event_data.c; owned, freed even on error). */
 static durable_code emit(struct sqlite_store *s, const struct transition *t,
-                         struct store_events *ev, const char *type, json_t *data,
-                         durable_error *err)
+                         struct store_events *ev, const char *type, char *data, durable_error *err)
 {
     bool is_step = (t->kind >= TR_STEP_START && t->kind <= TR_STEP_SKIP) ||
                    t->kind == TR_STEP_WAIT || t->kind == TR_STEP_DECIDE;
     struct event_key k = { t->run_id, is_step ? t->step_id : NULL, t->at_ms };
 
-    return store_event_append(s, ev, &k, type, data, err);
+    return store_event_append_text(s, ev, &k, type, data, err);
 }
 
 /* ---- step transitions ---- */
@@ -136,8 +136,7 @@ static durable_code run_recompute(struct sqlite_store *s, const char *run_id, du
 static durable_code step_started(struct sqlite_store *s, const struct transition *t,
                                  struct store_events *ev, durable_error *err)
 {
-    json_t *data = json_pack("{s:i, s:s++}", "attempt", t->attempt, "idempotency_key", t->run_id,
-                             "/", t->step_id);
+    char *data = store_event_data_step_started(t->attempt, t->run_id, t->step_id);
     durable_code rc = emit(s, t, ev, "step_started", data, err);
 
     if (rc == DURABLE_OK)
@@ -153,8 +152,7 @@ static durable_code step_completed(struct sqlite_store *s, const struct transiti
     struct event_key k = { t->run_id, t->step_id, t->at_ms };
 
     return store_event_append_text(s, ev, &k, "step_completed",
-                                   xasprintf("{\"attempt\":%d,\"output\":%s}", t->attempt,
-                                             t->output_json ? t->output_json : "null"),
+                                   store_event_data_step_completed(t->attempt, t->output_json),
                                    err);
 }
 
@@ -243,10 +241,9 @@ static durable_code action_apply(struct sqlite_store *s, const struct transition
     if (rc == DURABLE_OK)
         rc = stmt_exec(&s->w, ST_ORDER_SET_STATUS, err, "ssI", order_id, to, t->at_ms);
     if (rc == DURABLE_OK) {
-        json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "action", a->name, "order_id", order_id,
-                                 "from", from, "to", to);
+        char *data = store_event_data_action_applied(a->name, order_id, from, to);
         struct event_key k = { t->run_id, t->step_id, t->at_ms };
-        rc = store_event_append(s, events, &k, "action_applied", data, err);
+        rc = store_event_append_text(s, events, &k, "action_applied", data, err);
     }
     free(from);
     return rc;
@@ -278,8 +275,8 @@ static durable_code step_complete(struct sqlite_store *s, const struct transitio
 static durable_code step_failed_event(struct sqlite_store *s, const struct transition *t,
                                       bool is_final, struct store_events *ev, durable_error *err)
 {
-    json_t *data = json_pack("{s:i, s:s?, s:s?, s:b}", "attempt", t->attempt, "error",
-                             t->error_message, "code", t->error_code, "final", is_final);
+    char *data =
+            store_event_data_step_failed(t->attempt, t->error_message, t->error_code, is_final);
 
     return emit(s, t, ev, "step_failed", data, err);
 }
@@ -287,18 +284,14 @@ static durable_code step_failed_event(struct sqlite_store *s, const struct trans
 static durable_code step_retry(struct sqlite_store *s, const struct transition *t,
                                struct store_events *ev, durable_error *err)
 {
-    char wake[32];
-    json_t *data;
     durable_code rc = stmt_exec(&s->w, ST_STEP_RETRY, err, "ssIss", t->run_id, t->step_id,
                                 t->wake_at_ms, t->error_message, t->error_code);
 
     if (rc == DURABLE_OK)
         rc = step_failed_event(s, t, false, ev, err);
     if (rc == DURABLE_OK) {
-        clock_format_rfc3339(t->wake_at_ms, wake);
-        data = json_pack("{s:i, s:I, s:s}", "attempt", t->attempt + 1, "delay_ms",
-                         (json_int_t)(t->wake_at_ms - t->at_ms), "wake_at", wake);
-        rc = emit(s, t, ev, "retry_scheduled", data, err);
+        rc = emit(s, t, ev, "retry_scheduled",
+                  store_event_data_retry_scheduled(t->attempt + 1, t->at_ms, t->wake_at_ms), err);
     }
     return rc;
 }
@@ -320,7 +313,7 @@ static durable_code step_skip(struct sqlite_store *s, const struct transition *t
     durable_code rc = stmt_exec(&s->w, ST_STEP_SKIP, err, "ssI", t->run_id, t->step_id, t->at_ms);
 
     if (rc == DURABLE_OK) {
-        rc = emit(s, t, ev, "step_skipped", json_object(), err);
+        rc = emit(s, t, ev, "step_skipped", xstrdup("{}"), err);
     }
     return rc;
 }
@@ -328,24 +321,17 @@ static durable_code step_skip(struct sqlite_store *s, const struct transition *t
 static durable_code step_wait(struct sqlite_store *s, const struct transition *t,
                               struct store_events *ev, durable_error *err)
 {
-    json_t *data = NULL;
-    char wake[32];
-    durable_code rc = parse_json(t->wait_json, "{}", &data, "wait data", err);
+    char *data = NULL;
+    durable_code rc =
+            store_event_data_step_waiting(t->wait_json, t->attempt, t->wake_at_ms, &data, err);
 
-    if (rc == DURABLE_OK && !json_is_object(data))
-        rc = err_set(err, DURABLE_EINVAL, "wait data is not a JSON object");
     if (rc == DURABLE_OK)
         rc = stmt_exec(&s->w, ST_STEP_WAIT, err, "ssT", t->run_id, t->step_id, t->wake_at_ms);
     if (rc == DURABLE_OK) {
-        json_object_set_new(data, "attempt", json_integer(t->attempt));
-        if (t->wake_at_ms > 0) {
-            clock_format_rfc3339(t->wake_at_ms, wake);
-            json_object_set_new(data, "wake_at", json_string(wake));
-        }
         rc = emit(s, t, ev, "step_waiting", data, err);
         data = NULL;
     }
-    json_decref(data);
+    free(data);
     return rc;
 }
 
@@ -444,10 +430,8 @@ static durable_code apply_step_decide(struct sqlite_store *s, const struct trans
         rc = parse_json(t->output_json, NULL, &output, "decision", err);
     if (rc == DURABLE_OK && !json_is_object(output))
         rc = err_set(err, DURABLE_EINVAL, "a decision must be a JSON object");
-    if (rc == DURABLE_OK) {
-        rc = emit(s, t, ev, "approval_decided", output, err);
-        output = NULL;
-    }
+    if (rc == DURABLE_OK)
+        rc = emit(s, t, ev, "approval_decided", xstrdup(t->output_json), err);
     if (rc == DURABLE_OK) {
         done.kind = TR_STEP_COMPLETE;
         done.action = NULL;
@@ -461,20 +445,10 @@ static durable_code apply_step_decide(struct sqlite_store *s, const struct trans
 
 /* ---- run transitions ---- */
 
-static json_t *run_finish_data(const struct transition *t, json_t *output)
-{
-    if (t->run_status == RUN_COMPLETED)
-        return json_pack("{s:O}", "output", output);
-    if (t->run_status == RUN_FAILED)
-        return json_pack("{s:s?}", "error", t->error_message);
-    return json_object();
-}
-
 static durable_code apply_run_finish(struct sqlite_store *s, const struct transition *t,
                                      struct store_events *ev, durable_error *err)
 {
     const char *status = run_status_name(t->run_status);
-    json_t *output = NULL;
     char type[32];
     durable_code rc;
 
@@ -482,9 +456,7 @@ static durable_code apply_run_finish(struct sqlite_store *s, const struct transi
         return err_set(err, DURABLE_EINVAL, "cannot finish run \"%s\" as \"%s\"", t->run_id,
                        status);
     }
-    rc = parse_json(t->output_json, NULL, &output, "run output", err);
-    if (rc == DURABLE_OK)
-        rc = guard_run(s, t->run_id, false, err);
+    rc = guard_run(s, t->run_id, false, err);
     if (rc == DURABLE_OK) {
         rc = stmt_exec(&s->w, ST_RUN_FINISH, err, "ssssI", t->run_id, status, t->output_json,
                        t->error_message, t->at_ms);
@@ -494,9 +466,10 @@ static durable_code apply_run_finish(struct sqlite_store *s, const struct transi
     }
     if (rc == DURABLE_OK) {
         snprintf(type, sizeof(type), "run_%s", status);
-        rc = emit(s, t, ev, type, run_finish_data(t, output), err);
+        rc = emit(s, t, ev, type,
+                  store_event_data_run_finished(t->run_status, t->output_json, t->error_message),
+                  err);
     }
-    json_decref(output);
     return rc;
 }
 
@@ -551,15 +524,26 @@ static durable_code apply_run_recovered(struct sqlite_store *s, const struct tra
     if (rc == DURABLE_OK)
         rc = restart_steps(s, t, steps, err);
     if (rc == DURABLE_OK) {
-        rc = emit(s, t, ev, "recovered", json_pack("{s:O}", "steps", steps), err);
+        rc = emit(s, t, ev, "recovered", store_event_data_recovered(t->recovered_json), err);
     }
     json_decref(steps);
     return rc;
 }
 
-/* The ids of the run's failed and cancelled steps, in definition order, into
- * the array steps. */
-static durable_code steps_to_retry(struct sqlite_store *s, const char *run_id, json_t *steps,
+/* The ids of the run's failed and cancelled steps, in definition order. */
+struct step_ids {
+    char **ids; /* each owned */
+    size_t n, cap;
+};
+
+static void step_ids_release(struct step_ids *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->ids[i]);
+    free(l->ids);
+}
+
+static durable_code steps_to_retry(struct sqlite_store *s, const char *run_id, struct step_ids *l,
                                    durable_error *err)
 {
     sqlite3_stmt *st = NULL;
@@ -570,7 +554,11 @@ static durable_code steps_to_retry(struct sqlite_store *s, const char *run_id, j
         rc = stmt_step(st, &has_row, err);
         if (rc != DURABLE_OK || !has_row)
             break;
-        json_array_append_new(steps, json_string(col_text(st, 0) ? col_text(st, 0) : ""));
+        if (l->n == l->cap) {
+            l->cap = l->cap ? l->cap * 2 : 8;
+            l->ids = xrealloc(l->ids, l->cap * sizeof(*l->ids));
+        }
+        l->ids[l->n++] = xstrdup(col_text(st, 0) ? col_text(st, 0) : "");
     }
     stmt_release(st);
     return rc;
@@ -583,18 +571,20 @@ static durable_code steps_to_retry(struct sqlite_store *s, const char *run_id, j
 static durable_code apply_run_retry(struct sqlite_store *s, const struct transition *t,
                                     struct store_events *ev, durable_error *err)
 {
-    json_t *steps = json_array();
+    struct step_ids steps = { NULL, 0, 0 };
     durable_code rc = guard_run(s, t->run_id, true, err);
 
     if (rc == DURABLE_OK)
-        rc = steps_to_retry(s, t->run_id, steps, err);
+        rc = steps_to_retry(s, t->run_id, &steps, err);
     if (rc == DURABLE_OK)
         rc = stmt_exec(&s->w, ST_STEPS_RETRY, err, "s", t->run_id);
     if (rc == DURABLE_OK)
         rc = stmt_exec(&s->w, ST_RUN_RETRY, err, "sT", t->run_id, t->deadline_ms);
-    if (rc == DURABLE_OK)
-        rc = emit(s, t, ev, "run_retried", json_pack("{s:O}", "steps", steps), err);
-    json_decref(steps);
+    if (rc == DURABLE_OK) {
+        rc = emit(s, t, ev, "run_retried",
+                  store_event_data_run_retried((const char *const *)steps.ids, steps.n), err);
+    }
+    step_ids_release(&steps);
     return rc;
 }
 
@@ -687,19 +677,9 @@ static durable_code apply_run_create(struct sqlite_store *s, const struct transi
             rc = run_create_rows(s, t, res->id, input_text, err);
     }
     if (rc == DURABLE_OK) {
-        struct dbuf b;
-
-        dbuf_init(&b, 0);
-        dbuf_adds(&b, "{\"workflow_id\":");
-        dbuf_add_json_string(&b, t->workflow_id);
-        dbuf_adds(&b, ",\"input\":");
-        dbuf_add(&b, input_text, input_len);
-        dbuf_adds(&b, ",\"order_id\":");
-        dbuf_add_json_string(&b, t->order_id);
-        dbuf_adds(&b, "}");
-        rc = store_event_append_text(s, ev, &(struct event_key){ res->id, NULL, t->at_ms },
-                                     "run_created", dbuf_detach(&b, NULL), err);
-        dbuf_release(&b);
+        rc = store_event_append_text(
+                s, ev, &(struct event_key){ res->id, NULL, t->at_ms }, "run_created",
+                store_event_data_run_created(t->workflow_id, input_text, t->order_id), err);
     }
     res->created = rc == DURABLE_OK;
     return rc;
@@ -829,8 +809,6 @@ durable_code sqlite_apply(struct store *base, const struct transition *t,
         s->last_gid = gid0; /* what this call wrote is undone: its ids are free */
         store_seq_forget(s);
     }
-    if (rc == DURABLE_OK && t->kind == TR_RUN_RETRY)
-        store_run_forget_at_commit(s, t->run_id); /* the run is no longer finished */
     if (rc == DURABLE_OK && result)
         *result = res;
     return rc;

@@ -122,13 +122,13 @@ int sqlite_schema_version(void)
 /* The name SQLite gives the primary key of the (WITHOUT ROWID) steps table. */
 #define STEPS_PK "sqlite_autoindex_steps_1"
 #define WF_COLS  "SELECT id, name, version, definition, created_at FROM workflows"
-/* A run's columns as json.c's run_row_json reads them. */
+/* A run's columns as rows.c's run_row_of reads them. */
 #define RUN_COLS                                                        \
     "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input," \
     " r.output, r.order_id, r.idempotency_key, r.error_message,"        \
     " r.created_at, r.started_at, r.completed_at"                       \
     " FROM runs r JOIN workflows w ON w.id = r.workflow_id"
-/* The lists' parameters: ?1 and ?2 filters, ?3 limit, ?4 offset (json.c
+/* The lists' parameters: ?1 and ?2 filters, ?3 limit, ?4 offset (rows.c
  * binds all four to every list). Newest first is created_at, then rowid:
  * ids made in the same millisecond are not ordered, rowids are, and
  * runs_created and runs_status end with the rowid, so no sort is needed.
@@ -663,7 +663,6 @@ durable_code sqlite_open(const char *location, durable_durability durability, st
     s->max_open = STORE_READERS;
     pthread_mutex_init(&s->read_mu, NULL);
     pthread_cond_init(&s->read_cond, NULL);
-    store_run_cache_init(s);
     rc = conn_open(&s->w, path, durability, false, err);
     if (rc == DURABLE_OK)
         rc = migrate(s->w.db, path, err);
@@ -688,7 +687,6 @@ void sqlite_close(struct store *base)
     for (size_t i = 0; i < s->n_open; i++)
         conn_close(&s->readers[i]);
     conn_close(&s->w);
-    store_run_cache_release(s);
     pthread_cond_destroy(&s->read_cond);
     pthread_mutex_destroy(&s->read_mu);
     free(s->path);
@@ -806,7 +804,6 @@ durable_code sqlite_tx_begin(struct store *base, durable_error *err)
     durable_code rc = stmt_exec(&s->w, ST_BEGIN, err, "");
 
     store_seq_forget(s);
-    store_run_forget_pending(s, false);
     /* Under the write lock: the last id is the database's, whoever wrote
      * it, and a rolled-back batch gives its ids out again. */
     if (rc == DURABLE_OK) {
@@ -820,19 +817,13 @@ durable_code sqlite_tx_begin(struct store *base, durable_error *err)
 durable_code sqlite_tx_commit(struct store *base, durable_error *err)
 {
     struct sqlite_store *s = sqlite_of(base);
-    durable_code rc = stmt_exec(&s->w, ST_COMMIT, err, "");
-
-    /* On failure the caller rolls back, which drops the list. */
-    if (rc == DURABLE_OK)
-        store_run_forget_pending(s, true);
-    return rc;
+    return stmt_exec(&s->w, ST_COMMIT, err, "");
 }
 
 void sqlite_tx_rollback(struct store *base)
 {
     struct sqlite_store *s = sqlite_of(base);
     store_seq_forget(s);
-    store_run_forget_pending(s, false);
     /* After some errors SQLite has already rolled back on its own. */
     if (sqlite3_get_autocommit(s->w.db))
         return;
@@ -841,18 +832,6 @@ void sqlite_tx_rollback(struct store *base)
 }
 
 /* ---- events ---- */
-
-durable_code store_event_append(struct sqlite_store *s, struct store_events *events,
-                                const struct event_key *k, const char *type, json_t *data,
-                                durable_error *err)
-{
-    char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
-
-    json_decref(data);
-    if (!text)
-        return err_set(err, DURABLE_EIO, "could not encode the data of event \"%s\"", type);
-    return store_event_append_text(s, events, k, type, text, err);
-}
 
 durable_code store_event_append_text(struct sqlite_store *s, struct store_events *events,
                                      const struct event_key *k, const char *type, char *text,
@@ -911,14 +890,13 @@ const struct store_ops sqlite_store_ops = {
     .runs_unfinished = sqlite_runs_unfinished,
     .run_find_by_key = sqlite_run_find_by_key,
     .run_status = sqlite_run_status,
-    .run_json = sqlite_run_json,
-    .events_json = sqlite_events_json,
-    .order_json = sqlite_order_json,
-    .workflow_json = sqlite_workflow_json,
-    .runs_list = sqlite_runs_list,
-    .workflows_list = sqlite_workflows_list,
-    .orders_list = sqlite_orders_list,
+    .run_read = sqlite_run_read,
+    .events_read = sqlite_events_read,
     .events_since = sqlite_events_since,
+    .order_read = sqlite_order_read,
+    .runs_page = sqlite_runs_page,
+    .workflows_page = sqlite_workflows_page,
+    .orders_page = sqlite_orders_page,
     .snapshot_json = sqlite_snapshot_json,
     .count_runs = sqlite_count_runs,
     .count_steps = sqlite_count_steps,

@@ -7,7 +7,8 @@
  *
  * sqlite.c opens the connections, runs the migrations and owns the statement
  * cache and the small helpers below; apply.c applies transitions on the write
- * connection; read.c and json.c read through the read connection.
+ * connection; read.c (engine records) and rows.c (the documents' records)
+ * read through the read connections.
  *
  * Threads: the write connection (s->w) belongs to the writer thread. Readers
  * take a read connection from a small pool (store_reader_take), use it alone
@@ -84,7 +85,7 @@ enum stmt_id {
     ST_ORDER_JSON,
     ST_WF_LIST,
     ST_WF_COUNT,
-    ST_RUNS_LIST, /* four filter variants each: see store_runs_list in json.c */
+    ST_RUNS_LIST, /* four filter variants each: see sqlite_runs_page in rows.c */
     ST_RUNS_LIST_STATUS,
     ST_RUNS_LIST_WF,
     ST_RUNS_LIST_STATUS_WF,
@@ -125,19 +126,6 @@ struct conn {
  * first need, so a short-lived process opens one. */
 #define STORE_READERS 8
 
-/* A finished run's JSON (store_run_json), kept because it never changes
- * again, except by a retry: see store_run_forget. Direct-mapped by a hash of
- * the run id; gen counts the invalidations of the slot, so that a reader
- * that read before one does not store what it read after it. */
-#define RUN_CACHE_SLOTS   1024
-#define RUN_CACHE_DOC_MAX ((size_t)16 * 1024) /* larger documents are not kept */
-struct run_cache_slot {
-    char id[ID_MAX]; /* "" when empty */
-    char *json;      /* owned, or NULL */
-    size_t len;
-    uint64_t gen;
-};
-
 struct sqlite_store {
     struct store base; /* first: sqlite_of converts */
     char *path;
@@ -148,15 +136,11 @@ struct sqlite_store {
     pthread_mutex_t read_mu;
     pthread_cond_t read_cond; /* a connection was given back */
     struct conn readers[STORE_READERS];
-    struct conn *idle[STORE_READERS];    /* guarded by read_mu */
-    size_t n_idle;                       /* guarded by read_mu */
-    size_t n_open;                       /* guarded by read_mu: readers[0..n_open) opened
-                                            or being opened */
-    size_t max_open;                     /* guarded by read_mu: lowered when one fails to open */
-    pthread_mutex_t cache_mu;            /* a leaf lock */
-    struct run_cache_slot *cache;        /* RUN_CACHE_SLOTS, guarded by cache_mu */
-    char (*unfinished)[ID_MAX];          /* writer thread only: finished runs this */
-    size_t n_unfinished, cap_unfinished; /* transaction makes unfinished (retries) */
+    struct conn *idle[STORE_READERS]; /* guarded by read_mu */
+    size_t n_idle;                    /* guarded by read_mu */
+    size_t n_open;                    /* guarded by read_mu: readers[0..n_open) opened
+                                         or being opened */
+    size_t max_open;                  /* guarded by read_mu: lowered when one fails to open */
     /* Writer thread only: the last global event id given out. Read from
      * the database at every store_tx_begin (under the write lock, so
      * another process writing the same file cannot make ids collide), and
@@ -216,28 +200,9 @@ void col_copy_id(sqlite3_stmt *st, int col, char out[ID_MAX]);
 durable_code store_read_begin(struct conn *c, durable_error *err);
 void store_read_end(struct conn *c);
 
-/* The run cache (json.c): set up and freed by store_open and store_close.
- * A finished run's JSON never changes except by a transition that makes the
- * run unfinished again (TR_RUN_RETRY, the only one): store_apply calls
- * store_run_forget_at_commit for it, and store_tx_commit drops the run's
- * cached JSON after COMMIT, before the writer tells anyone of the commit.
- * (Dropping it earlier would let a reader cache the old state again before
- * the commit.) A rolled-back transaction forgets nothing. This assumes that
- * no other process retries runs of the same file: only a server does, and
- * it excludes other executors (engine/lock.c). */
-void store_run_cache_init(struct sqlite_store *s);
-void store_run_cache_release(struct sqlite_store *s);
-void store_run_forget_at_commit(struct sqlite_store *s, const char *run_id);
-/* After COMMIT (committed) or a rollback: applies or drops the list. */
-void store_run_forget_pending(struct sqlite_store *s, bool committed);
-
 /* Appends an event to the run's history with the run's next seq, and to
- * `events` (may be NULL). Takes ownership of data (freed even on error). */
-durable_code store_event_append(struct sqlite_store *s, struct store_events *events,
-                                const struct event_key *k, const char *type, json_t *data,
-                                durable_error *err);
-
-/* The same with the data as JSON text (owned, freed even on error). */
+ * `events` (may be NULL). Takes ownership of text, its data JSON built by
+ * event_data.c (freed even on error). */
 durable_code store_event_append_text(struct sqlite_store *s, struct store_events *events,
                                      const struct event_key *k, const char *type, char *text,
                                      durable_error *err);
@@ -275,23 +240,24 @@ durable_code sqlite_run_find_by_key(struct store *base, const char *workflow_id,
                                     char out_run_id[ID_MAX], bool *out_found, durable_error *err);
 durable_code sqlite_run_status(struct store *base, const char *run_id, enum run_status *out_status,
                                durable_error *err);
-/* json.c */
-durable_code sqlite_run_json(struct store *base, const char *run_id, char **out,
+/* rows.c */
+durable_code sqlite_run_read(struct store *base, const char *run_id, const struct store_row_fns *fn,
                              durable_error *err);
-durable_code sqlite_events_json(struct store *base, const char *run_id, int64_t after_seq,
-                                char **out, durable_error *err);
-durable_code sqlite_order_json(struct store *base, const char *order_id, char **out,
-                               durable_error *err);
-durable_code sqlite_workflow_json(struct store *base, const char *id_or_name, char **out,
-                                  durable_error *err);
-durable_code sqlite_runs_list(struct store *base, const struct store_run_query *rq, char **out,
-                              int64_t *out_total, durable_error *err);
-durable_code sqlite_workflows_list(struct store *base, struct store_page page, char **out,
-                                   int64_t *out_total, durable_error *err);
-durable_code sqlite_orders_list(struct store *base, struct store_page page, char **out,
-                                int64_t *out_total, durable_error *err);
-durable_code sqlite_events_since(struct store *base, int64_t after_gid, int limit, char **out,
-                                 durable_error *err);
+durable_code sqlite_events_read(struct store *base, const char *run_id, int64_t after_seq,
+                                struct store_events *out, durable_error *err);
+durable_code sqlite_events_since(struct store *base, int64_t after_gid, int limit,
+                                 struct store_events *out, durable_error *err);
+durable_code sqlite_order_read(struct store *base, const char *order_id,
+                               const struct store_row_fns *fn, durable_error *err);
+durable_code sqlite_runs_page(struct store *base, const struct store_run_query *rq,
+                              const struct store_row_fns *fn, int64_t *out_total,
+                              durable_error *err);
+durable_code sqlite_workflows_page(struct store *base, struct store_page page,
+                                   const struct store_row_fns *fn, int64_t *out_total,
+                                   durable_error *err);
+durable_code sqlite_orders_page(struct store *base, struct store_page page,
+                                const struct store_row_fns *fn, int64_t *out_total,
+                                durable_error *err);
 /* inspect.c */
 durable_code sqlite_snapshot_json(struct store *base, int rows_per_table, char **out,
                                   durable_error *err);
