@@ -142,7 +142,7 @@ static void node_default(struct pg_store *s)
     if (gethostname(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "node");
     host[sizeof(host) - 1] = '\0';
-    snprintf(s->node_id, sizeof(s->node_id), "%s:%ld", host, (long)getpid());
+    snprintf(s->node_id, sizeof(s->node_id), "%.32s:%ld", host, (long)getpid());
     s->lease_ms = PG_LEASE_MS_DEFAULT;
 }
 
