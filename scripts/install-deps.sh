@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian 12 packages durable needs to build and test (the lint
-# tests run clang-format and clang-tidy), and only those that are missing,
+# tests run clang-format and clang-tidy; the PostgreSQL tests start a server
+# of postgresql-15 on a temporary directory), and only those that are missing,
 # with any further packages named as arguments (`make bench` adds wrk).
 # Works as root, or through sudo otherwise. Then playwright-core (pinned by
 # tests/browser/package-lock.json) into build/npm for the browser test; it
@@ -9,6 +10,7 @@ set -eu
 
 PACKAGES="build-essential cmake ninja-build pkg-config
 libsqlite3-dev libjansson-dev libyaml-dev libcmocka-dev libjq-dev libmicrohttpd-dev libcurl4-openssl-dev
+libpq-dev postgresql-15
 python3 sqlite3 curl chromium clang-format clang-tidy $*"
 # Node.js and npm for the browser test: from apt unless already on the PATH
 # (a nodesource install ships npm inside its nodejs, which apt's npm conflicts with).

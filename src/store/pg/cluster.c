@@ -1,0 +1,368 @@
+/*
+ * cluster.c - many nodes on one database: a node's lease, the claim of
+ * unowned runs, releases and wake-ups (store.h's struct store_cluster_ops).
+ *
+ * A node is a row of nodes: join inserts it, or bumps its epoch when the id
+ * is known (a restart is a new incarnation, and the runs of the old one are
+ * released at once). heartbeat renews the lease and reaps: nodes whose
+ * lease ran out become 'dead' and their runs are released (owner NULL) with
+ * a NOTIFY durable_work, so the survivors claim them. A run's owner is
+ * (owner_node, owner_epoch): the node and its epoch when it claimed the run.
+ * A node that was declared dead and joined again has a new epoch, so both a
+ * takeover and a rejoin change the pair: the writer fences with it (every
+ * batch will lock its runs FOR SHARE where the pair is its own).
+ *
+ * Everything runs on the cluster connection (cl), opened by join, which
+ * also LISTENs on durable_work and durable_run: wake_fd is its socket and
+ * wake_drain reads the notifications. Notifications are hints, lost while
+ * disconnected: when the connection is found broken, wake_drain reconnects,
+ * listens again and reports a claim wake-up, so the node catches up.
+ *
+ * Thread rules: one thread at a time calls these (the engine's); the lease
+ * fields of struct pg_store are that thread's.
+ */
+#include "util/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/pg/pg_int.h"
+
+#define UNFINISHED "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+
+/* The node's lease holds: its row is alive at its epoch. */
+#define LEASE_HELD                                                     \
+    "EXISTS (SELECT 1 FROM nodes WHERE id = $1 AND epoch = $2::bigint" \
+    " AND state = 'alive' AND lease_until >= durable_now_ms())"
+
+/* $1 node id, $2 epoch, $3 lease ms. */
+static const char sql_join[] =
+        "INSERT INTO nodes (id, epoch, state, lease_until, heartbeat_at, joined_at)"
+        " VALUES ($1, 1, 'alive', durable_now_ms() + $2::bigint, durable_now_ms(),"
+        " durable_now_ms())"
+        " ON CONFLICT (id) DO UPDATE SET epoch = nodes.epoch + 1, state = 'alive',"
+        " lease_until = excluded.lease_until, heartbeat_at = excluded.heartbeat_at,"
+        " joined_at = excluded.joined_at"
+        " RETURNING epoch, lease_until";
+/* The runs an earlier incarnation of node $1 (not epoch $2) still owns. */
+static const char sql_release_old[] =
+        "WITH r AS (UPDATE runs SET owner_node = NULL WHERE owner_node = $1"
+        " AND owner_epoch <> $2::bigint RETURNING 1)"
+        " SELECT count(*) FROM r";
+static const char sql_renew[] = "UPDATE nodes SET lease_until = durable_now_ms() + $3::bigint,"
+                                " heartbeat_at = durable_now_ms()"
+                                " WHERE id = $1 AND epoch = $2::bigint AND state = 'alive'"
+                                " AND lease_until >= durable_now_ms()"
+                                " RETURNING lease_until";
+/* Reaps the nodes whose lease ran out, releasing their runs. */
+static const char sql_reap[] =
+        "WITH dead AS (UPDATE nodes SET state = 'dead' WHERE state = 'alive'"
+        " AND lease_until < durable_now_ms() RETURNING id),"
+        " r AS (UPDATE runs SET owner_node = NULL WHERE owner_node IN (SELECT id FROM dead)"
+        " RETURNING 1)"
+        " SELECT count(*) FROM r";
+/* $1 node, $2 epoch, $3 room. */
+static const char sql_claim[] =
+        "UPDATE runs SET owner_node = $1, owner_epoch = $2::bigint"
+        " WHERE id IN (SELECT id FROM runs WHERE owner_node IS NULL AND " UNFINISHED
+        " ORDER BY created_at, id LIMIT $3::integer FOR UPDATE SKIP LOCKED)"
+        " AND " LEASE_HELD " RETURNING id, created_at";
+/* $1 node, $2 epoch, $3 run id. */
+static const char sql_release[] =
+        "UPDATE runs SET owner_node = NULL WHERE id = $3 AND owner_node = $1"
+        " AND owner_epoch = $2::bigint";
+static const char sql_release_all[] =
+        "WITH r AS (UPDATE runs SET owner_node = NULL WHERE owner_node = $1"
+        " AND owner_epoch = $2::bigint RETURNING 1)"
+        " SELECT count(*) FROM r";
+static const char sql_leave[] =
+        "UPDATE nodes SET state = 'left', lease_until = 0 WHERE id = $1 AND epoch = $2::bigint";
+static const char sql_notify_work[] = "SELECT pg_notify('" PG_CHANNEL_WORK "', '')";
+
+/* The node's id, epoch and lease as text parameters $1, $2, $3. */
+struct node_params {
+    char epoch[24];
+    char lease[24];
+    const char *v[3];
+};
+
+static void node_params_init(struct node_params *p, const struct pg_store *s)
+{
+    snprintf(p->epoch, sizeof(p->epoch), "%lld", (long long)s->epoch);
+    snprintf(p->lease, sizeof(p->lease), "%lld", (long long)s->lease_ms);
+    p->v[0] = s->node_id;
+    p->v[1] = p->epoch;
+    p->v[2] = p->lease;
+}
+
+/* Runs a statement answering one count (sql_release_old, sql_reap ...) on
+ * the cluster connection, with the node's id and epoch as $1, $2 when p. */
+static durable_code run_count(struct pg_store *s, const char *what, const char *sql,
+                              const struct node_params *p, int64_t *out, durable_error *err)
+{
+    PGresult *r = pg_exec(s->cl, what, sql, p ? 2 : 0, p ? p->v : NULL, err);
+
+    if (!r)
+        return DURABLE_EIO;
+    *out = PQntuples(r) > 0 ? pg_cell_int64(r, 0, 0) : 0;
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code listen_all(PGconn *c, durable_error *err)
+{
+    durable_code rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_WORK, 0, NULL, err);
+
+    if (rc == DURABLE_OK)
+        rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_RUN, 0, NULL, err);
+    return rc;
+}
+
+/* Commits (or, after an error, rolls back) the cluster connection's
+ * transaction; keeps the first error. */
+static durable_code end_tx(PGconn *c, durable_code rc, durable_error *err)
+{
+    if (rc == DURABLE_OK)
+        return pg_run(c, "commit", "COMMIT", 0, NULL, err);
+    if (PQtransactionStatus(c) != PQTRANS_IDLE)
+        PQclear(PQexec(c, "ROLLBACK"));
+    return rc;
+}
+
+/* The join's statements, in the open transaction of cl. */
+static durable_code join_tx(struct pg_store *s, struct store_lease *out, durable_error *err)
+{
+    struct node_params p;
+    PGresult *r;
+    int64_t released = 0;
+    durable_code rc;
+
+    node_params_init(&p, s);
+    p.v[1] = p.lease;
+    r = pg_exec(s->cl, "join the cluster", sql_join, 2, p.v, err);
+    if (!r)
+        return DURABLE_EIO;
+    s->epoch = pg_cell_int64(r, 0, 0);
+    out->expires_at_ms = pg_cell_int64(r, 0, 1);
+    PQclear(r);
+    node_params_init(&p, s);
+    rc = run_count(s, "release the runs of an earlier start", sql_release_old, &p, &released, err);
+    if (rc == DURABLE_OK && released > 0)
+        rc = pg_run(s->cl, "announce released runs", sql_notify_work, 0, NULL, err);
+    snprintf(out->node_id, sizeof(out->node_id), "%s", s->node_id);
+    out->epoch = s->epoch;
+    return rc;
+}
+
+static durable_code pg_join(struct store *base, struct store_lease *out, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    durable_code rc = DURABLE_OK;
+
+    if (!s->cl)
+        rc = pg_connect(s->conninfo, &s->cl, err);
+    if (rc == DURABLE_OK)
+        rc = listen_all(s->cl, err);
+    if (rc == DURABLE_OK)
+        rc = pg_run(s->cl, "join the cluster", "BEGIN", 0, NULL, err);
+    if (rc == DURABLE_OK)
+        rc = end_tx(s->cl, join_tx(s, out, err), err);
+    if (rc != DURABLE_OK)
+        s->epoch = 0;
+    return rc;
+}
+
+/* Renews the lease (DURABLE_ECONFLICT when it was lost: the node must
+ * forget its runs and join again), then reaps expired nodes. */
+static durable_code heartbeat_tx(struct pg_store *s, struct store_lease *l, durable_error *err)
+{
+    struct node_params p;
+    PGresult *r;
+    int64_t released = 0;
+    durable_code rc;
+
+    node_params_init(&p, s);
+    r = pg_exec(s->cl, "renew the lease", sql_renew, 3, p.v, err);
+    if (!r)
+        return DURABLE_EIO;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return err_set(err, DURABLE_ECONFLICT,
+                       "node \"%s\" lost its lease (epoch %lld): it was declared dead", s->node_id,
+                       (long long)s->epoch);
+    }
+    l->expires_at_ms = pg_cell_int64(r, 0, 0);
+    PQclear(r);
+    rc = run_count(s, "reap dead nodes", sql_reap, NULL, &released, err);
+    if (rc == DURABLE_OK && released > 0)
+        rc = pg_run(s->cl, "announce released runs", sql_notify_work, 0, NULL, err);
+    return rc;
+}
+
+static durable_code pg_heartbeat(struct store *base, struct store_lease *l, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    durable_code rc;
+
+    if (!s->cl || s->epoch == 0)
+        return err_set(err, DURABLE_ECONFLICT, "node \"%s\" has not joined", s->node_id);
+    rc = pg_run(s->cl, "renew the lease", "BEGIN", 0, NULL, err);
+    if (rc == DURABLE_OK)
+        rc = end_tx(s->cl, heartbeat_tx(s, l, err), err);
+    return rc;
+}
+
+durable_code pg_claim_ids(struct store *base, int room, char (*ids)[ID_MAX], int *n,
+                          durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct node_params p;
+    PGresult *r;
+
+    *n = 0;
+    if (!s->cl || s->epoch == 0)
+        return err_set(err, DURABLE_ECONFLICT, "node \"%s\" has not joined", s->node_id);
+    if (room <= 0)
+        return DURABLE_OK;
+    node_params_init(&p, s);
+    snprintf(p.lease, sizeof(p.lease), "%d", room);
+    r = pg_exec(s->cl, "claim runs", sql_claim, 3, p.v, err);
+    if (!r)
+        return DURABLE_EIO;
+    for (int i = 0; i < PQntuples(r) && i < room; i++)
+        snprintf(ids[(*n)++], ID_MAX, "%s", PQgetvalue(r, i, 0));
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+/* Claims, then loads each run claimed and hands it to fn. Loading needs the
+ * backend's run_load, which comes with the read side: until then a claim
+ * is refused before it takes anything. */
+static durable_code pg_claim(struct store *base, int room,
+                             durable_code (*fn)(const struct run_record *r, void *ud), void *ud,
+                             durable_error *err)
+{
+    char(*ids)[ID_MAX] = NULL;
+    int n = 0;
+    durable_code rc = DURABLE_OK;
+
+    if (!base->ops->run_load)
+        return err_set(err, DURABLE_EUNSUPPORTED, "cannot claim runs: reading runs is not built");
+    if (room <= 0)
+        return DURABLE_OK;
+    ids = xcalloc((size_t)room, sizeof(*ids));
+    rc = pg_claim_ids(base, room, ids, &n, err);
+    for (int i = 0; rc == DURABLE_OK && i < n; i++) {
+        struct run_record rec = { 0 };
+        rc = base->ops->run_load(base, ids[i], &rec, err);
+        if (rc == DURABLE_OK)
+            rc = fn(&rec, ud);
+        run_record_release(&rec);
+    }
+    free(ids);
+    return rc;
+}
+
+static durable_code pg_release(struct store *base, const char *run_id, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct node_params p;
+    durable_code rc;
+
+    if (!s->cl || s->epoch == 0)
+        return err_set(err, DURABLE_ECONFLICT, "node \"%s\" has not joined", s->node_id);
+    node_params_init(&p, s);
+    p.v[2] = run_id;
+    rc = pg_run(s->cl, "release a run", "BEGIN", 0, NULL, err);
+    if (rc == DURABLE_OK)
+        rc = pg_run(s->cl, "release a run", sql_release, 3, p.v, err);
+    if (rc == DURABLE_OK)
+        rc = pg_run(s->cl, "announce a released run", sql_notify_work, 0, NULL, err);
+    return end_tx(s->cl, rc, err);
+}
+
+static int pg_wake_fd(struct store *base)
+{
+    struct pg_store *s = pg_of(base);
+
+    return s->cl ? PQsocket(s->cl) : -1;
+}
+
+/* The connection broke: connects again and listens again. */
+static durable_code relisten(struct pg_store *s, durable_error *err)
+{
+    PQreset(s->cl);
+    if (PQstatus(s->cl) != CONNECTION_OK) {
+        return err_set(err, DURABLE_EIO, "could not reconnect to the database: %s",
+                       PQerrorMessage(s->cl));
+    }
+    return listen_all(s->cl, err);
+}
+
+static durable_code pg_wake_drain(struct store *base,
+                                  void (*fn)(enum store_wake w, const char *run_id, void *ud),
+                                  void *ud, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    PGnotify *n;
+
+    if (!s->cl)
+        return err_set(err, DURABLE_ECONFLICT, "node \"%s\" has not joined", s->node_id);
+    if (!PQconsumeInput(s->cl) || PQstatus(s->cl) != CONNECTION_OK) {
+        durable_code rc = relisten(s, err);
+        /* Whatever was announced meanwhile is lost: look for work. */
+        if (rc == DURABLE_OK)
+            fn(STORE_WAKE_CLAIM, NULL, ud);
+        return rc;
+    }
+    while ((n = PQnotifies(s->cl)) != NULL) {
+        if (strcmp(n->relname, PG_CHANNEL_RUN) == 0)
+            fn(STORE_WAKE_RUN, n->extra, ud);
+        else
+            fn(STORE_WAKE_CLAIM, NULL, ud);
+        PQfreemem(n);
+    }
+    return DURABLE_OK;
+}
+
+/* Releases every run of this incarnation and gives the lease up, so other
+ * nodes claim at once instead of after the lease; then disconnects. */
+static void pg_leave(struct store *base)
+{
+    struct pg_store *s = pg_of(base);
+    struct node_params p;
+    durable_error err = { 0 };
+    int64_t released = 0;
+    durable_code rc = DURABLE_OK;
+
+    if (!s->cl)
+        return;
+    if (s->epoch > 0) {
+        node_params_init(&p, s);
+        rc = pg_run(s->cl, "leave the cluster", "BEGIN", 0, NULL, &err);
+        if (rc == DURABLE_OK) {
+            rc = run_count(s, "release this node's runs", sql_release_all, &p, &released, &err);
+        }
+        if (rc == DURABLE_OK)
+            rc = pg_run(s->cl, "leave the cluster", sql_leave, 2, p.v, &err);
+        if (rc == DURABLE_OK && released > 0)
+            rc = pg_run(s->cl, "announce released runs", sql_notify_work, 0, NULL, &err);
+        rc = end_tx(s->cl, rc, &err);
+    }
+    if (rc != DURABLE_OK)
+        log_warn("node \"%s\" left without releasing its runs: %s", s->node_id, err.msg);
+    PQfinish(s->cl);
+    s->cl = NULL;
+    s->epoch = 0;
+}
+
+const struct store_cluster_ops pg_cluster_ops = {
+    .join = pg_join,
+    .heartbeat = pg_heartbeat,
+    .claim = pg_claim,
+    .release = pg_release,
+    .wake_fd = pg_wake_fd,
+    .wake_drain = pg_wake_drain,
+    .leave = pg_leave,
+};

@@ -1,0 +1,351 @@
+/*
+ * pg.c - the PostgreSQL store's base: locations, connections (the writer's
+ * and the read pool), opening with the schema brought up to date,
+ * transactions on the write connection, the durability in force, and ping.
+ *
+ * A location is "postgres://USER@HOST:PORT/DB", "postgresql://..." or
+ * "postgresql:KEY=VALUE ..." (a libpq conninfo). store_open's migration runs
+ * on the write connection under an advisory lock (schema.c), so several
+ * nodes may start at once. DURABLE_DURABILITY_PROCESS sets
+ * synchronous_commit off on the write connection: a commit survives the
+ * node's crash (the server has it) but not the server's.
+ *
+ * Thread rules (pg_int.h): the write connection is the writer thread's; a
+ * read connection is one thread's between pg_reader_take and pg_reader_put.
+ * A connection found broken (the server restarted) is reset before use:
+ * the writer's at tx_begin, a reader's when taken.
+ */
+#include "util/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/pg/pg_int.h"
+
+/* ---- locations and connections ---- */
+
+durable_code pg_location_conninfo(const char *location, char **out, durable_error *err)
+{
+    const char *conninfo = location;
+    char *why = NULL;
+    PQconninfoOption *opts;
+
+    *out = NULL;
+    if (strncmp(location, "postgresql:", 11) == 0 && strncmp(location, "postgresql://", 13) != 0)
+        conninfo = location + 11;
+    else if (strncmp(location, "postgres://", 11) != 0 &&
+             strncmp(location, "postgresql://", 13) != 0)
+        return err_set(err, DURABLE_EINVAL, "\"%s\" is not a postgresql location", location);
+    opts = PQconninfoParse(conninfo, &why);
+    if (!opts) {
+        durable_code rc = err_set(err, DURABLE_EINVAL, "invalid database url \"%s\": %s", location,
+                                  why ? why : "out of memory");
+        PQfreemem(why);
+        return rc;
+    }
+    PQconninfoFree(opts);
+    *out = xstrdup(conninfo);
+    return DURABLE_OK;
+}
+
+/* The server's notices (NOTICE, WARNING) go to the log, not to stderr:
+ * the library never prints. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    log_debug("postgresql: %s", message);
+}
+
+durable_code pg_connect(const char *conninfo, PGconn **out, durable_error *err)
+{
+    const char *const keys[] = { "dbname", "fallback_application_name", NULL };
+    const char *const values[] = { conninfo, "durable", NULL };
+    PGconn *c = PQconnectdbParams(keys, values, 1); /* dbname may be a URI or conninfo */
+    durable_code rc = DURABLE_OK;
+
+    *out = NULL;
+    if (!c)
+        return err_set(err, DURABLE_EIO, "could not connect to the database: out of memory");
+    if (PQstatus(c) != CONNECTION_OK) {
+        rc = err_set(err, DURABLE_EIO, "could not connect to the database: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return rc;
+    }
+    PQsetNoticeProcessor(c, on_notice, NULL);
+    *out = c;
+    return DURABLE_OK;
+}
+
+PGresult *pg_exec(PGconn *c, const char *what, const char *sql, int n_params,
+                  const char *const *params, durable_error *err)
+{
+    PGresult *r = PQexecParams(c, sql, n_params, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return r;
+    /* The result's message; the connection's when there is no result. */
+    err_set(err, DURABLE_EIO, "could not %s: %s", what,
+            r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    PQclear(r);
+    return NULL;
+}
+
+durable_code pg_run(PGconn *c, const char *what, const char *sql, int n_params,
+                    const char *const *params, durable_error *err)
+{
+    PGresult *r = pg_exec(c, what, sql, n_params, params, err);
+
+    if (!r)
+        return DURABLE_EIO;
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+int64_t pg_cell_int64(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return 0;
+    return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* Session settings of the write connection. */
+static durable_code writer_settings(struct pg_store *s, durable_error *err)
+{
+    const char *sync = s->durability == DURABLE_DURABILITY_PROCESS ? "off" : "on";
+    const char *params[1] = { sync };
+
+    return pg_run(s->w, "set the durability", "SELECT set_config('synchronous_commit', $1, false)",
+                  1, params, err);
+}
+
+/* A broken connection (the server restarted, the network failed) is reset
+ * once; DURABLE_EIO if it stays broken. */
+static durable_code conn_check(PGconn *c, durable_error *err)
+{
+    if (PQstatus(c) == CONNECTION_OK)
+        return DURABLE_OK;
+    PQreset(c);
+    if (PQstatus(c) == CONNECTION_OK)
+        return DURABLE_OK;
+    return err_set(err, DURABLE_EIO, "could not reconnect to the database: %s", PQerrorMessage(c));
+}
+
+/* ---- opening ---- */
+
+static void node_default(struct pg_store *s)
+{
+    char host[64] = "node";
+
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "node");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(s->node_id, sizeof(s->node_id), "%.32s:%ld", host, (long)getpid());
+    s->lease_ms = PG_LEASE_MS_DEFAULT;
+}
+
+durable_code pg_open(const char *location, durable_durability durability, struct store **out,
+                     durable_error *err)
+{
+    struct pg_store *s = xcalloc(1, sizeof(*s));
+    durable_code rc;
+
+    *out = NULL;
+    s->base.ops = &pg_store_ops;
+    s->durability = durability;
+    pthread_mutex_init(&s->read_mu, NULL);
+    pthread_cond_init(&s->read_cond, NULL);
+    node_default(s);
+    rc = pg_location_conninfo(location, &s->conninfo, err);
+    if (rc == DURABLE_OK)
+        rc = pg_connect(s->conninfo, &s->w, err);
+    if (rc == DURABLE_OK)
+        rc = pg_migrate(s->w, err);
+    if (rc == DURABLE_OK)
+        rc = writer_settings(s, err);
+    /* The first reader now, so that a database it cannot read fails here. */
+    if (rc == DURABLE_OK)
+        rc = pg_connect(s->conninfo, &s->readers[0], err);
+    if (rc != DURABLE_OK) {
+        pg_close(&s->base);
+        return rc;
+    }
+    s->n_open = 1;
+    s->idle[s->n_idle++] = s->readers[0];
+    *out = &s->base;
+    return DURABLE_OK;
+}
+
+void pg_close(struct store *base)
+{
+    struct pg_store *s = pg_of(base);
+
+    if (!s)
+        return;
+    if (s->cl)
+        pg_cluster_ops.leave(base);
+    for (size_t i = 0; i < PG_READERS; i++)
+        PQfinish(s->readers[i]); /* accepts NULL */
+    PQfinish(s->w);
+    pthread_cond_destroy(&s->read_cond);
+    pthread_mutex_destroy(&s->read_mu);
+    free(s->conninfo);
+    free(s);
+}
+
+void pg_store_set_node(struct store *base, const char *node_id, int64_t lease_ms)
+{
+    struct pg_store *s = pg_of(base);
+
+    if (node_id)
+        snprintf(s->node_id, sizeof(s->node_id), "%s", node_id);
+    if (lease_ms > 0)
+        s->lease_ms = lease_ms;
+}
+
+/* ---- the read pool ---- */
+
+durable_code pg_reader_take(struct pg_store *s, PGconn **out, durable_error *err)
+{
+    PGconn *c = NULL;
+    size_t i;
+    durable_code rc;
+
+    *out = NULL;
+    pthread_mutex_lock(&s->read_mu);
+    while (s->n_idle == 0 && s->n_open >= PG_READERS)
+        pthread_cond_wait(&s->read_cond, &s->read_mu);
+    if (s->n_idle > 0) {
+        c = s->idle[--s->n_idle];
+        pthread_mutex_unlock(&s->read_mu);
+        rc = conn_check(c, err);
+        if (rc != DURABLE_OK) {
+            pg_reader_put(s, c);
+            return rc;
+        }
+        *out = c;
+        return DURABLE_OK;
+    }
+    i = s->n_open++; /* reserved: connected outside the mutex */
+    pthread_mutex_unlock(&s->read_mu);
+    rc = pg_connect(s->conninfo, &c, err);
+    pthread_mutex_lock(&s->read_mu);
+    if (rc == DURABLE_OK) {
+        s->readers[i] = c;
+    } else if (s->n_open == i + 1) {
+        s->n_open = i; /* only the last reserved slot can be given back */
+    }
+    pthread_mutex_unlock(&s->read_mu);
+    *out = c;
+    return rc;
+}
+
+void pg_reader_put(struct pg_store *s, PGconn *c)
+{
+    pthread_mutex_lock(&s->read_mu);
+    DUR_ASSERT(s->n_idle < PG_READERS);
+    s->idle[s->n_idle++] = c;
+    pthread_cond_signal(&s->read_cond);
+    pthread_mutex_unlock(&s->read_mu);
+}
+
+/* ---- the writer's transactions ---- */
+
+durable_code pg_synchronous(struct store *base, int *out_level, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    PGresult *r = pg_exec(s->w, "read the durability", "SHOW synchronous_commit", 0, NULL, err);
+
+    if (!r)
+        return DURABLE_EIO;
+    /* on, remote_write, remote_apply and local all wait for the local WAL
+     * flush: FULL (2). off: NORMAL (1). */
+    *out_level = strcmp(PQgetvalue(r, 0, 0), "off") == 0 ? 1 : 2;
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+durable_code pg_tx_begin(struct store *base, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    durable_code rc = DURABLE_OK;
+
+    /* Twice at most: a connection the server dropped (a restart) shows only
+     * when used, and nothing of this transaction was sent yet. */
+    for (int tries = 0; tries < 2; tries++) {
+        rc = DURABLE_OK;
+        if (PQstatus(s->w) != CONNECTION_OK) {
+            rc = conn_check(s->w, err);
+            if (rc == DURABLE_OK)
+                rc = writer_settings(s, err);
+        }
+        if (rc == DURABLE_OK)
+            rc = pg_run(s->w, "begin a transaction", "BEGIN", 0, NULL, err);
+        if (rc == DURABLE_OK || PQstatus(s->w) == CONNECTION_OK)
+            break;
+    }
+    return rc;
+}
+
+durable_code pg_tx_commit(struct store *base, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    PGresult *r = pg_exec(s->w, "commit", "COMMIT", 0, NULL, err);
+    durable_code rc = DURABLE_OK;
+
+    if (!r)
+        return DURABLE_EIO;
+    /* COMMIT of a transaction an error aborted succeeds as "ROLLBACK". */
+    if (strcmp(PQcmdStatus(r), "COMMIT") != 0)
+        rc = err_set(err, DURABLE_EIO, "could not commit: the transaction was rolled back");
+    PQclear(r);
+    return rc;
+}
+
+void pg_tx_rollback(struct store *base)
+{
+    struct pg_store *s = pg_of(base);
+    durable_error err = { 0 };
+
+    if (PQstatus(s->w) != CONNECTION_OK || PQtransactionStatus(s->w) == PQTRANS_IDLE)
+        return;
+    if (pg_run(s->w, "roll back", "ROLLBACK", 0, NULL, &err) != DURABLE_OK)
+        log_error("%s", err.msg);
+}
+
+/* ---- ping ---- */
+
+durable_code pg_ping(struct store *base, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    PGconn *c = NULL;
+    durable_code rc = pg_reader_take(s, &c, err);
+
+    if (rc != DURABLE_OK)
+        return rc;
+    /* A real read of a table, unlike "SELECT 1"; again once on a connection
+     * found dropped (the server restarted since it was last used). */
+    rc = pg_run(c, "read the database", "SELECT version FROM schema_version", 0, NULL, err);
+    if (rc != DURABLE_OK && PQstatus(c) != CONNECTION_OK && conn_check(c, err) == DURABLE_OK)
+        rc = pg_run(c, "read the database", "SELECT version FROM schema_version", 0, NULL, err);
+    pg_reader_put(s, c);
+    return rc;
+}
+
+/* Transitions and reads are not written yet (the neutral read side and
+ * event building come first): those members are NULL, so this table is
+ * not in store.c's list of backends. */
+const struct store_ops pg_store_ops = {
+    .name = "postgresql",
+    .open = pg_open,
+    .close = pg_close,
+    .schema_version = pg_schema_version,
+    .synchronous = pg_synchronous,
+    .tx_begin = pg_tx_begin,
+    .tx_commit = pg_tx_commit,
+    .tx_rollback = pg_tx_rollback,
+    .ping = pg_ping,
+    .cluster = &pg_cluster_ops,
+};

@@ -1,0 +1,139 @@
+/*
+ * pg_int.h - private types shared by the files of the PostgreSQL backend.
+ *
+ * The backend implements store.h's struct store_ops (pg_store_ops, in pg.c)
+ * over a struct pg_store, which embeds struct store first. Only the files of
+ * this folder include libpq-fe.h. So far it has the base: locations,
+ * connections, the schema (schema.c), transactions, ping, and the cluster
+ * operations (cluster.c); transitions and reads are still to come, so
+ * pg_store_ops is not yet in store.c's table of backends.
+ *
+ * Connections, each to the same database:
+ *   - w, the write connection: the engine's writer thread only;
+ *   - a pool of up to PG_READERS read connections, each used by one thread
+ *     at a time between pg_reader_take and pg_reader_put (read_mu guards
+ *     the pool, never held across a query);
+ *   - cl, the cluster connection (opened by join): the heartbeat, claims,
+ *     releases and the LISTEN of wake-ups, so that none of them waits behind
+ *     the writer's batch. The cluster operations are called by one thread at
+ *     a time (the engine's); the lease they keep is theirs.
+ *
+ * Every value reaches the server as a parameter (PQexecParams), never in the
+ * SQL text; the SQL lives in string constants.
+ */
+#ifndef DURABLE_STORE_PG_PG_INT_H
+#define DURABLE_STORE_PG_PG_INT_H
+
+#include "util/common.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+
+#include "store/backend.h"
+#include "store/store.h"
+
+/* Read connections in the pool (as SQLite's: the HTTP workers, the
+ * scheduler and a few API callers at once). Opened on first need. */
+#define PG_READERS 8
+
+/* The default lease of a node, in ms: renewed by the heartbeat (every third
+ * of it), expired after it (postgres.md 3.2). */
+#define PG_LEASE_MS_DEFAULT 15000
+
+/* The channels of wake-ups (NOTIFY payloads: "" on durable_work, a run id on
+ * durable_run). */
+#define PG_CHANNEL_WORK "durable_work"
+#define PG_CHANNEL_RUN  "durable_run"
+
+struct pg_store {
+    struct store base; /* first: pg_of converts */
+    char *conninfo;    /* what libpq connects with (a URI or key=value) */
+    durable_durability durability;
+    PGconn *w; /* writer thread only */
+    /* The read pool: a connection is in idle[] or used by the one thread
+     * that took it. */
+    pthread_mutex_t read_mu;
+    pthread_cond_t read_cond;    /* a connection was given back */
+    PGconn *readers[PG_READERS]; /* [0, n_open) opened by the taker */
+    PGconn *idle[PG_READERS];    /* guarded by read_mu */
+    size_t n_idle;               /* guarded by read_mu */
+    size_t n_open;               /* guarded by read_mu */
+    /* The cluster side: the cluster operations' thread only. */
+    PGconn *cl;           /* opened by join, closed by leave */
+    char node_id[ID_MAX]; /* this node's name in nodes */
+    int64_t lease_ms;     /* how long a renewal holds */
+    int64_t epoch;        /* this incarnation's, 0 before join */
+};
+
+static inline struct pg_store *pg_of(struct store *s)
+{
+    return (struct pg_store *)s;
+}
+
+/* The libpq connection string of a location: "postgres://..." and
+ * "postgresql://..." as they are (libpq reads both URIs), and
+ * "postgresql:KEY=VALUE ..." without the scheme. Checks it with libpq's
+ * parser: DURABLE_EINVAL with its reason when it is malformed. *out
+ * (owned) is set only on success. */
+durable_code pg_location_conninfo(const char *location, char **out, durable_error *err);
+
+/* Opens a connection to conninfo (application_name durable), or
+ * DURABLE_EIO with libpq's reason; *out set only on success. */
+durable_code pg_connect(const char *conninfo, PGconn **out, durable_error *err);
+
+/* PQexecParams with text parameters (NULL is SQL NULL) and text results.
+ * Returns the result when its status is PGRES_COMMAND_OK or
+ * PGRES_TUPLES_OK; otherwise clears it and returns NULL with DURABLE_EIO
+ * "could not <what>: <the server's message>" in err. */
+PGresult *pg_exec(PGconn *c, const char *what, const char *sql, int n_params,
+                  const char *const *params, durable_error *err);
+
+/* pg_exec for a statement whose result is not needed. */
+durable_code pg_run(PGconn *c, const char *what, const char *sql, int n_params,
+                    const char *const *params, durable_error *err);
+
+/* A 64-bit integer cell (0 when NULL). */
+int64_t pg_cell_int64(const PGresult *r, int row, int col);
+
+/* Brings the schema of the database on c to pg_schema_version() (schema.c):
+ * in one transaction holding a transaction-level advisory lock, so nodes
+ * starting at once apply each migration once. DURABLE_EUNSUPPORTED if the
+ * database is newer than this build. */
+durable_code pg_migrate(PGconn *c, durable_error *err);
+int pg_schema_version(void);
+
+/* A read connection for the calling thread alone, until pg_reader_put;
+ * waits while all are taken. DURABLE_EIO when a new one cannot connect and
+ * none is open. A connection found broken is reset first. */
+durable_code pg_reader_take(struct pg_store *s, PGconn **out, durable_error *err);
+void pg_reader_put(struct pg_store *s, PGconn *c);
+
+/* Names the node for the cluster operations (before join): its id in
+ * nodes (at most ID_MAX - 1 bytes; default "HOSTNAME:PID") and its lease
+ * (default PG_LEASE_MS_DEFAULT). For the engine's options and for tests. */
+void pg_store_set_node(struct store *base, const char *node_id, int64_t lease_ms);
+
+/* Takes up to room unowned unfinished runs for this node (FOR UPDATE SKIP
+ * LOCKED: concurrent claims get disjoint runs and do not wait for each
+ * other), oldest first, and copies their ids into ids (room of them); *n
+ * is how many. Only while the node's lease holds (join first): a node
+ * declared dead claims nothing. */
+durable_code pg_claim_ids(struct store *base, int room, char (*ids)[ID_MAX], int *n,
+                          durable_error *err);
+
+/* The cluster operations (cluster.c). */
+extern const struct store_cluster_ops pg_cluster_ops;
+
+/* The backend's operations (store.h's contracts) in pg.c. */
+durable_code pg_open(const char *location, durable_durability durability, struct store **out,
+                     durable_error *err);
+void pg_close(struct store *base);
+durable_code pg_synchronous(struct store *base, int *out_level, durable_error *err);
+durable_code pg_tx_begin(struct store *base, durable_error *err);
+durable_code pg_tx_commit(struct store *base, durable_error *err);
+void pg_tx_rollback(struct store *base);
+durable_code pg_ping(struct store *base, durable_error *err);
+
+extern const struct store_ops pg_store_ops;
+
+#endif

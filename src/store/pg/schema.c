@@ -1,0 +1,162 @@
+/*
+ * schema.c - the PostgreSQL schema and its migrations.
+ *
+ * The schema is an ordered list of migration scripts, as in sqlite/sqlite.c;
+ * schema_version holds how many ran. pg_migrate applies the missing ones in
+ * one transaction that first takes a transaction-level advisory lock, so
+ * that nodes starting at once on an empty database wait for one another
+ * instead of racing on CREATE TABLE; a database written by a newer build is
+ * refused.
+ *
+ * The tables and columns are SQLite's (times are Unix ms in bigint), plus
+ * what many nodes need: nodes (one row per node id: its epoch, bumped at
+ * every join, its lease and state), runs.owner_node/owner_epoch (the node
+ * executing the run and the epoch it had when it claimed it: the fencing
+ * token), and event_counter (the last global event id given out: one row,
+ * locked by the writer that numbers a batch, so ids are gap-free and in
+ * commit order across nodes).
+ */
+#include "util/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store/pg/pg_int.h"
+
+/* "durable schema" in ASCII: the advisory lock key of migrations. */
+#define SCHEMA_LOCK_KEY "110386510816613"
+
+/* A run is unfinished while pending, running or waiting. */
+#define UNFINISHED "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+
+static const char *const migrations[] = {
+    /* 1: the initial schema. */
+    "CREATE FUNCTION durable_now_ms() RETURNS bigint LANGUAGE sql VOLATILE"
+    "  AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;"
+    "CREATE TABLE workflows ("
+    "  id text PRIMARY KEY, name text NOT NULL, version integer NOT NULL,"
+    "  definition text NOT NULL, created_at bigint NOT NULL, UNIQUE (name, version));"
+    "CREATE TABLE orders ("
+    "  id text PRIMARY KEY, amount double precision NOT NULL, status text NOT NULL,"
+    "  created_at bigint NOT NULL, updated_at bigint NOT NULL);"
+    "CREATE TABLE runs ("
+    "  id text PRIMARY KEY, workflow_id text NOT NULL REFERENCES workflows (id),"
+    "  status text NOT NULL, input text NOT NULL, output text,"
+    "  order_id text REFERENCES orders (id), idempotency_key text, error_message text,"
+    "  created_at bigint NOT NULL, started_at bigint, completed_at bigint,"
+    "  deadline_at bigint, owner_node text, owner_epoch bigint NOT NULL DEFAULT 0,"
+    "  UNIQUE (workflow_id, idempotency_key));"
+    "CREATE INDEX runs_status ON runs (status, created_at);"
+    "CREATE INDEX runs_created ON runs (created_at);"
+    "CREATE INDEX runs_unfinished ON runs (created_at, id) WHERE " UNFINISHED ";"
+    "CREATE INDEX runs_key ON runs (idempotency_key) WHERE idempotency_key IS NOT NULL;"
+    /* Claims read the unowned unfinished runs oldest first; a node's own
+     * runs are found to release them. */
+    "CREATE INDEX runs_claimable ON runs (created_at, id)"
+    "  WHERE owner_node IS NULL AND " UNFINISHED ";"
+    "CREATE INDEX runs_owner ON runs (owner_node) WHERE owner_node IS NOT NULL;"
+    "CREATE TABLE steps ("
+    "  run_id text NOT NULL REFERENCES runs (id), idx integer NOT NULL,"
+    "  step_id text NOT NULL, type text NOT NULL, status text NOT NULL,"
+    "  attempt integer NOT NULL DEFAULT 0, max_attempts integer NOT NULL,"
+    "  depends_on text NOT NULL, idempotency_key text NOT NULL,"
+    "  started_at bigint, completed_at bigint, wake_at bigint,"
+    "  error_message text, error_code text, output text,"
+    "  PRIMARY KEY (run_id, step_id));"
+    "CREATE INDEX steps_status ON steps (run_id, status);"
+    "CREATE TABLE events ("
+    "  run_id text NOT NULL REFERENCES runs (id), seq bigint NOT NULL,"
+    "  gid bigint NOT NULL, type text NOT NULL, step_id text, at bigint NOT NULL,"
+    "  data text NOT NULL, PRIMARY KEY (run_id, seq));"
+    "CREATE UNIQUE INDEX events_gid ON events (gid);"
+    "CREATE TABLE event_counter (one boolean PRIMARY KEY DEFAULT true CHECK (one),"
+    "  gid bigint NOT NULL);"
+    "INSERT INTO event_counter (gid) VALUES (0);"
+    "CREATE TABLE nodes ("
+    "  id text PRIMARY KEY, epoch bigint NOT NULL, state text NOT NULL,"
+    "  lease_until bigint NOT NULL, heartbeat_at bigint NOT NULL, joined_at bigint NOT NULL);",
+};
+
+int pg_schema_version(void)
+{
+    return (int)DUR_ARRAY_LEN(migrations);
+}
+
+/* Runs a script of several statements (no parameters: the simple query
+ * protocol, which takes several at once). */
+static durable_code run_script(PGconn *c, const char *what, const char *sql, durable_error *err)
+{
+    PGresult *r = PQexec(c, sql);
+    durable_code rc = DURABLE_OK;
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        rc = err_set(err, DURABLE_EIO, "could not %s: %s", what, PQerrorMessage(c));
+    PQclear(r);
+    return rc;
+}
+
+/* The version recorded, 0 for a new database. */
+static durable_code read_version(PGconn *c, int *out, durable_error *err)
+{
+    PGresult *r = pg_exec(c, "read the schema version",
+                          "SELECT coalesce(max(version), 0) FROM schema_version", 0, NULL, err);
+
+    if (!r)
+        return DURABLE_EIO;
+    *out = (int)pg_cell_int64(r, 0, 0);
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code apply_missing(PGconn *c, int version, durable_error *err)
+{
+    int known = pg_schema_version();
+    char text[16];
+    const char *params[1] = { text };
+    durable_code rc = DURABLE_OK;
+
+    if (version > known) {
+        return err_set(err, DURABLE_EUNSUPPORTED,
+                       "database schema version %d is newer than this durable (knows %d)", version,
+                       known);
+    }
+    if (version == known)
+        return DURABLE_OK;
+    for (; rc == DURABLE_OK && version < known; version++)
+        rc = run_script(c, "migrate the database", migrations[version], err);
+    snprintf(text, sizeof(text), "%d", version);
+    if (rc == DURABLE_OK)
+        rc = pg_run(c, "record the schema version", "DELETE FROM schema_version", 0, NULL, err);
+    if (rc == DURABLE_OK) {
+        rc = pg_run(c, "record the schema version",
+                    "INSERT INTO schema_version (version) VALUES ($1::integer)", 1, params, err);
+    }
+    return rc;
+}
+
+durable_code pg_migrate(PGconn *c, durable_error *err)
+{
+    int version = 0;
+    durable_code rc = run_script(c, "begin a migration", "BEGIN", err);
+
+    if (rc == DURABLE_OK) {
+        rc = pg_run(c, "lock the schema", "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ")", 0,
+                    NULL, err);
+    }
+    if (rc == DURABLE_OK) {
+        rc = pg_run(c, "create the schema version",
+                    "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)", 0, NULL,
+                    err);
+    }
+    if (rc == DURABLE_OK)
+        rc = read_version(c, &version, err);
+    if (rc == DURABLE_OK)
+        rc = apply_missing(c, version, err);
+    if (rc == DURABLE_OK)
+        rc = run_script(c, "commit a migration", "COMMIT", err);
+    if (PQtransactionStatus(c) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(c, "ROLLBACK");
+        PQclear(r);
+    }
+    return rc;
+}
