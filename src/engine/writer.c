@@ -127,12 +127,14 @@ durable_code engine_commit_async(struct durable *d, struct commit_item *ci,
 /* The next batch: what is left of the list taken last time, else the whole
  * queue (waiting while it is empty), cut after WRITER_MAX_BATCH items but
  * never inside a chain; the rest is left in *backlog (writer thread only).
- * The queue is taken again only once the backlog is committed, which keeps
- * FIFO order: everything queued came after it.
- * Returns NULL when the queue is closed and drained. */
+ * A backlog shorter than the bound is topped up from the queue without
+ * waiting (what is queued came after it), so that batches are as full as
+ * when the queue itself was cut. Returns NULL when the queue is closed and
+ * drained. */
 static struct commit_item *take_batch(struct durable *d, struct commit_item **backlog)
 {
     struct commit_item *head = *backlog, *last;
+    bool can_top_up = head != NULL;
     int n = 1;
 
     if (!head)
@@ -140,9 +142,15 @@ static struct commit_item *take_batch(struct durable *d, struct commit_item **ba
     if (!head)
         return NULL;
     last = head;
-    while (last->next && (n < WRITER_MAX_BATCH || last->next->after_prev)) {
-        last = last->next;
-        n++;
+    for (;;) {
+        while (last->next && (n < WRITER_MAX_BATCH || last->next->after_prev)) {
+            last = last->next;
+            n++;
+        }
+        if (last->next || !can_top_up || n >= WRITER_MAX_BATCH)
+            break;
+        last->next = (struct commit_item *)queue_take(&d->commit_queue, 0);
+        can_top_up = false;
     }
     *backlog = last->next;
     last->next = NULL;
