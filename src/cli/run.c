@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@
 #include <unistd.h>
 
 #include "durable.h"
+#include "util/queue.h"
 #include "util/util.h"
 
 static const char run_usage[] =
@@ -55,10 +55,13 @@ struct run_args {
     double order_amount; /* valid when order != NULL */
 };
 
-/* ---- the event queue: the writer thread pushes, the main thread pops ---- */
+/* ---- the event queue: the writer thread pushes, the main thread takes ----
+ * Every event is queued, whatever its run (a child run's too, and before
+ * the run's id is known): follow() keeps those of the run it shows. */
 
 struct ev_node {
-    struct ev_node *next;
+    QUEUE_LINK(struct ev_node);
+    char run_id[ID_MAX];
     int64_t seq;
     int64_t at_ms;
     char type[32];
@@ -66,37 +69,17 @@ struct ev_node {
     char *data;
 };
 
-struct ev_queue {
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    struct ev_node *head; /* guarded by mu */
-    struct ev_node *tail; /* guarded by mu */
-    char run_id[ID_MAX];  /* guarded by mu; empty until the run is known */
-};
-
 static void on_event(const durable_event *ev, void *ud)
 {
-    struct ev_queue *q = ud;
-    struct ev_node *n;
+    struct ev_node *n = xcalloc(1, sizeof(*n));
 
-    pthread_mutex_lock(&q->mu);
-    if (q->run_id[0] && strcmp(q->run_id, ev->run_id) != 0) {
-        pthread_mutex_unlock(&q->mu);
-        return;
-    }
-    n = xcalloc(1, sizeof(*n));
+    snprintf(n->run_id, sizeof(n->run_id), "%s", ev->run_id);
     n->seq = ev->seq;
     n->at_ms = ev->at_ms;
     snprintf(n->type, sizeof(n->type), "%s", ev->type);
     n->step_id = ev->step_id ? xstrdup(ev->step_id) : NULL;
     n->data = xstrdup(ev->data_json ? ev->data_json : "{}");
-    if (q->tail)
-        q->tail->next = n;
-    else
-        q->head = n;
-    q->tail = n;
-    pthread_cond_signal(&q->cond);
-    pthread_mutex_unlock(&q->mu);
+    queue_push(ud, &n->node); /* never closed */
 }
 
 static void ev_node_free(struct ev_node *n)
@@ -104,25 +87,6 @@ static void ev_node_free(struct ev_node *n)
     free(n->step_id);
     free(n->data);
     free(n);
-}
-
-/* Takes the queued events, waiting at most wait_ms for the first. */
-static struct ev_node *ev_take(struct ev_queue *q, int wait_ms)
-{
-    struct ev_node *list;
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += (long)wait_ms * 1000000;
-    ts.tv_sec += ts.tv_nsec / 1000000000;
-    ts.tv_nsec %= 1000000000;
-    pthread_mutex_lock(&q->mu);
-    if (!q->head)
-        pthread_cond_timedwait(&q->cond, &q->mu, &ts);
-    list = q->head;
-    q->head = q->tail = NULL;
-    pthread_mutex_unlock(&q->mu);
-    return list;
 }
 
 /* ---- the view ---- */
@@ -488,29 +452,42 @@ static bool is_finished(const char *status)
            strcmp(status, "cancelled") == 0;
 }
 
+/* Shows the events of v's run in list e (others are a child run's) and
+ * frees the list. Returns true when one ends the run. */
+static bool show_events(struct view *v, struct ev_node *e)
+{
+    struct ev_node *next;
+    bool end = false;
+
+    for (; e; e = next) {
+        next = e->next;
+        if (strcmp(e->run_id, v->run_id) == 0) {
+            if (!v->tty)
+                print_plain(e);
+            if (view_apply(v, e))
+                end = true;
+        }
+        ev_node_free(e);
+    }
+    return end;
+}
+
 /* Follows the run until it finishes or the user interrupts. Events come
  * from this process's engine; the stored status is also checked now and
  * then, which is how a run executed by another process is seen to end.
  * The writer hands out a batch's events only after committing it, so a
  * status read as final may be ahead of the last events: those are waited
  * for a moment longer (a run executed elsewhere sends none). */
-static void follow(durable *d, struct ev_queue *q, struct view *v)
+static void follow(durable *d, struct queue *q, struct view *v)
 {
     bool end = is_finished(v->status);
     int64_t next_check = clock_mono_ms() + 1000, grace_end = 0;
 
     while (!end && !interrupted) {
-        struct ev_node *e = ev_take(q, v->tty ? 100 : 200), *next;
         int64_t now;
 
-        for (; e; e = next) {
-            next = e->next;
-            if (!v->tty)
-                print_plain(e);
-            if (view_apply(v, e))
-                end = true;
-            ev_node_free(e);
-        }
+        if (show_events(v, (struct ev_node *)queue_take(q, v->tty ? 100 : 200)))
+            end = true;
         now = clock_mono_ms();
         if (!end && grace_end) {
             end = now >= grace_end;
@@ -549,17 +526,15 @@ static bool key_run_finished(durable *d, const char *wf, const char *key)
 
 static int run_with(durable *d, const struct run_args *a, const char *text, size_t len)
 {
-    struct ev_queue q;
+    struct queue q;
     struct view v;
     char *wf = NULL, *run_id = NULL, *json = NULL, key[ID_MAX];
     durable_error err = { 0 };
     bool existed = false, was_finished;
     int sub, ret;
 
-    memset(&q, 0, sizeof(q));
+    queue_init(&q);
     memset(&v, 0, sizeof(v));
-    pthread_mutex_init(&q.mu, NULL);
-    pthread_cond_init(&q.cond, NULL);
     v.tty = isatty(STDOUT_FILENO);
     ret = register_file(d, a->file, text, len, &wf);
     if (ret)
@@ -575,9 +550,6 @@ static int run_with(durable *d, const struct run_args *a, const char *text, size
     ret = start_run(d, a, wf, key, &run_id, &existed);
     if (ret)
         goto unsubscribe;
-    pthread_mutex_lock(&q.mu);
-    snprintf(q.run_id, sizeof(q.run_id), "%s", run_id);
-    pthread_mutex_unlock(&q.mu);
     snprintf(v.run_id, sizeof(v.run_id), "%s", run_id);
     if (durable_run_get(d, run_id, &json, &err) == DURABLE_OK)
         view_load(&v, json);
@@ -606,7 +578,7 @@ static int run_with(durable *d, const struct run_args *a, const char *text, size
 unsubscribe:
     durable_unsubscribe(d, sub);
     {
-        struct ev_node *e = ev_take(&q, 0), *next;
+        struct ev_node *e = (struct ev_node *)queue_take(&q, 0), *next;
         for (; e; e = next) {
             next = e->next;
             ev_node_free(e);
@@ -617,8 +589,7 @@ done:
     durable_free(run_id);
     durable_free(wf);
     view_release(&v);
-    pthread_cond_destroy(&q.cond);
-    pthread_mutex_destroy(&q.mu);
+    queue_release(&q);
     return ret;
 }
 

@@ -125,8 +125,7 @@ durable *durable_open(const durable_options *opts, durable_error *err)
         opts = &defaults;
     path = opts->db_path ? opts->db_path : "durable.db";
     d->recovery = opts->recovery;
-    pthread_mutex_init(&d->cq_mu, NULL);
-    pthread_cond_init(&d->cq_cond, NULL);
+    queue_init(&d->commit_queue);
     pthread_mutex_init(&d->subs_mu, NULL);
     pthread_mutex_init(&d->finish_mu, NULL);
     pthread_mutex_init(&d->plans_mu, NULL);
@@ -184,8 +183,7 @@ void durable_close(durable *d)
     pthread_mutex_destroy(&d->plans_mu);
     pthread_mutex_destroy(&d->finish_mu);
     pthread_mutex_destroy(&d->subs_mu);
-    pthread_cond_destroy(&d->cq_cond);
-    pthread_mutex_destroy(&d->cq_mu);
+    queue_release(&d->commit_queue);
     engine_lock_close(d);
     free(d);
 }

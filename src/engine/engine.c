@@ -27,11 +27,9 @@
 
 #include "engine/engine_int.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "expr/expr.h"
 
@@ -875,20 +873,7 @@ static void io_done(void *ud, const struct step_io_tag *tag, struct step_outcome
 
 static void post(struct sched *s, struct sched_msg *m)
 {
-    bool closed;
-
-    pthread_mutex_lock(&s->mu);
-    closed = s->closed;
-    if (!closed) {
-        if (s->tail)
-            s->tail->next = m;
-        else
-            s->head = m;
-        s->tail = m;
-        pthread_cond_signal(&s->cond);
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (closed)
+    if (!queue_push(&s->inbox, &m->node))
         msg_free(m);
 }
 
@@ -949,49 +934,42 @@ static void fire_due_timers(struct sched *s)
 }
 
 /* Waits for a message or the next timer. Returns the messages taken (a
- * list) and whether to stop. Called with s->mu not held. */
-static struct sched_msg *wait_for_work(struct sched *s, bool *out_stop)
+ * list), or NULL. */
+static struct sched_msg *wait_for_work(struct sched *s)
 {
-    struct sched_msg *msgs;
+    int64_t wait_ms = QUEUE_FOREVER;
 
-    pthread_mutex_lock(&s->mu);
-    if (!s->head && !s->stop) {
-        if (s->n_heap) {
-            int64_t wait_ms = s->heap[0].due_ms - clock_wall_ms();
-            if (wait_ms > 0) {
-                struct timespec ts;
-                int64_t ns;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                ns = ts.tv_nsec + (wait_ms % 1000) * 1000000;
-                ts.tv_sec += (time_t)(wait_ms / 1000) + (time_t)(ns / 1000000000);
-                ts.tv_nsec = (long)(ns % 1000000000);
-                pthread_cond_timedwait(&s->cond, &s->mu, &ts);
-            }
-        } else {
-            pthread_cond_wait(&s->cond, &s->mu);
-        }
+    if (s->n_heap) {
+        /* Timers are due in Unix time; the wait itself is monotonic. */
+        wait_ms = s->heap[0].due_ms - clock_wall_ms();
+        if (wait_ms < 0)
+            wait_ms = 0;
     }
-    msgs = s->head;
-    s->head = s->tail = NULL;
-    *out_stop = s->stop;
-    pthread_mutex_unlock(&s->mu);
-    return msgs;
+    return (struct sched_msg *)queue_take(&s->inbox, wait_ms);
 }
 
+static void handle_msgs(struct sched *s, struct sched_msg *m)
+{
+    struct sched_msg *next;
+
+    for (; m; m = next) {
+        next = m->next;
+        handle_msg(s, m);
+    }
+}
+
+/* Runs until the inbox is closed; the messages taken with the close are
+ * still handled (the writer is still open), later ones are dropped. */
 static void *sched_main(void *arg)
 {
     struct sched *s = arg;
-    bool stop = false;
 
     pthread_setname_np(pthread_self(), "durable-sched");
-    while (!stop) {
-        struct sched_msg *m = wait_for_work(s, &stop), *next;
-        for (; m; m = next) {
-            next = m->next;
-            handle_msg(s, m);
-        }
-        if (!stop)
-            fire_due_timers(s);
+    for (;;) {
+        handle_msgs(s, wait_for_work(s));
+        if (queue_is_closed(&s->inbox))
+            break;
+        fire_due_timers(s);
     }
     return NULL;
 }
@@ -1005,15 +983,17 @@ static void *sched_main(void *arg)
  * the end) and restarted steps go to their types during recovery. */
 static void drain_inbox(struct sched *s)
 {
-    struct sched_msg *m, *next;
+    handle_msgs(s, (struct sched_msg *)queue_take(&s->inbox, 0));
+}
 
-    pthread_mutex_lock(&s->mu);
-    m = s->head;
-    s->head = s->tail = NULL;
-    pthread_mutex_unlock(&s->mu);
+/* Frees what is left in the inbox, unhandled. */
+static void drop_inbox(struct sched *s)
+{
+    struct sched_msg *m = (struct sched_msg *)queue_take(&s->inbox, 0), *next;
+
     for (; m; m = next) {
         next = m->next;
-        handle_msg(s, m);
+        msg_free(m);
     }
 }
 
@@ -1036,15 +1016,10 @@ static durable_code adopt_record(const struct run_record *rec, void *ud)
 durable_code engine_sched_start(struct durable *d, durable_error *err)
 {
     struct sched *s = xcalloc(1, sizeof(*s));
-    pthread_condattr_t ca;
     durable_code rc = DURABLE_OK;
 
     s->d = d;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    queue_init(&s->inbox);
     s->n_buckets = 1024;
     s->buckets = xcalloc(s->n_buckets, sizeof(struct run_state *));
     d->sched = s;
@@ -1066,28 +1041,17 @@ durable_code engine_sched_start(struct durable *d, durable_error *err)
 void engine_sched_stop(struct durable *d)
 {
     struct sched *s = d->sched;
-    struct sched_msg *m, *next;
     size_t i;
 
     if (!s)
         return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = true;
-    pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->mu);
+    queue_close(&s->inbox);
     pthread_join(d->scheduler, NULL);
-    /* The I/O thread may still post until it is joined. */
+    /* The I/O thread may still post until it is joined: the closed inbox
+     * drops it. */
     steps_io_stop(s->io);
     s->io = NULL;
-    pthread_mutex_lock(&s->mu);
-    s->closed = true;
-    m = s->head;
-    s->head = s->tail = NULL;
-    pthread_mutex_unlock(&s->mu);
-    for (; m; m = next) {
-        next = m->next;
-        msg_free(m);
-    }
+    drop_inbox(s);
     for (i = 0; i < s->n_buckets; i++) {
         struct run_state *r = s->buckets[i], *rn;
         for (; r; r = rn) {
@@ -1105,8 +1069,10 @@ void engine_sched_free(struct durable *d)
 
     if (!s)
         return;
-    pthread_cond_destroy(&s->cond);
-    pthread_mutex_destroy(&s->mu);
+    /* After a failed start the writer's last items are still there. */
+    queue_close(&s->inbox);
+    drop_inbox(s);
+    queue_release(&s->inbox);
     free(s);
     d->sched = NULL;
 }

@@ -57,6 +57,7 @@
 #include "def/def.h"
 #include "durable.h"
 #include "store/store.h"
+#include "util/queue.h"
 #include "util/util.h"
 
 /*
@@ -89,7 +90,7 @@ enum commit_applied {
  * afterwards hands it to the scheduler (notify_sched) or frees it.
  */
 struct commit_item {
-    struct commit_item *next;
+    QUEUE_LINK(struct commit_item); /* the commit queue's link, and a chain's */
     struct transition t;
     struct transition fallback; /* used when has_fallback and the action refuses */
     bool has_fallback;
@@ -190,12 +191,8 @@ struct durable {
     durable_recovery recovery;
     int lock_fd; /* lock.c: the "<db>-lock" file; immutable */
 
-    /* commit queue: producers any thread, consumer the writer */
-    pthread_mutex_t cq_mu;
-    pthread_cond_t cq_cond;
-    struct commit_item *cq_head; /* guarded by cq_mu */
-    struct commit_item *cq_tail; /* guarded by cq_mu */
-    bool cq_closed;              /* guarded by cq_mu */
+    /* of struct commit_item: producers any thread, consumer the writer */
+    struct queue commit_queue;
     pthread_t writer;
 
     struct sched *sched;

@@ -10,10 +10,9 @@
  * sched_submit_finish. Every transition goes to the writer through
  * sched_submit, and the scheduler acts only once it has committed.
  *
- * Threads: struct sched's inbox (mu, cond, head, tail, stop, closed) is
- * shared, under mu; everything else here, and every function declared here,
- * belongs to the scheduler thread alone (or to engine_sched_start before that
- * thread exists).
+ * Threads: struct sched's inbox (a struct queue) is shared; everything else
+ * here, and every function declared here, belongs to the scheduler thread
+ * alone (or to engine_sched_start before that thread exists).
  */
 #ifndef DURABLE_ENGINE_INT_H
 #define DURABLE_ENGINE_INT_H
@@ -99,7 +98,7 @@ struct timer {
 enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO };
 
 struct sched_msg {
-    struct sched_msg *next;
+    QUEUE_LINK(struct sched_msg); /* in the inbox */
     enum msg_kind kind;
     struct commit_item *items; /* MSG_COMMITTED, owned */
     char run_id[ID_MAX];       /* MSG_RESUME */
@@ -110,12 +109,10 @@ struct sched_msg {
 
 struct sched {
     struct durable *d;
-    pthread_mutex_t mu;
-    pthread_cond_t cond;    /* CLOCK_MONOTONIC */
-    struct sched_msg *head; /* guarded by mu */
-    struct sched_msg *tail; /* guarded by mu */
-    bool stop;              /* guarded by mu */
-    bool closed;            /* guarded by mu: stopped, messages are dropped */
+    /* of struct sched_msg: producers the writer, callers and the I/O thread;
+     * consumer the scheduler. Closed to stop it (engine_sched_stop): the
+     * thread ends, and a message posted later is dropped. */
+    struct queue inbox;
     /* scheduler thread only */
     struct run_state **buckets;
     size_t n_buckets;

@@ -74,29 +74,16 @@ void commit_item_free(struct commit_item *ci)
 durable_code engine_commit_submit(struct durable *d, struct commit_item *ci)
 {
     struct commit_item *last = ci, *next;
-    bool closed;
 
     while (last->next)
         last = last->next;
-    pthread_mutex_lock(&d->cq_mu);
-    closed = d->cq_closed;
-    if (!closed) {
-        if (d->cq_tail)
-            d->cq_tail->next = ci;
-        else
-            d->cq_head = ci;
-        d->cq_tail = last;
-        pthread_cond_signal(&d->cq_cond);
+    if (queue_push_list(&d->commit_queue, &ci->node, &last->node))
+        return DURABLE_OK;
+    for (; ci; ci = next) {
+        next = ci->next;
+        commit_item_free(ci);
     }
-    pthread_mutex_unlock(&d->cq_mu);
-    if (closed) {
-        for (; ci; ci = next) {
-            next = ci->next;
-            commit_item_free(ci);
-        }
-        return DURABLE_ECLOSED;
-    }
-    return DURABLE_OK;
+    return DURABLE_ECLOSED;
 }
 
 durable_code engine_commit_wait(struct durable *d, struct commit_item *ci,
@@ -137,30 +124,36 @@ durable_code engine_commit_async(struct durable *d, struct commit_item *ci,
     return engine_commit_submit(d, ci);
 }
 
-/* Takes the whole queue (bounded by WRITER_MAX_BATCH, but never splitting a
- * chain). Blocks while empty.
- * Returns NULL when the queue is closed and drained. */
-static struct commit_item *take_batch(struct durable *d)
+/* The next batch: what is left of the list taken last time, else the whole
+ * queue (waiting while it is empty), cut after WRITER_MAX_BATCH items but
+ * never inside a chain; the rest is left in *backlog (writer thread only).
+ * A backlog shorter than the bound is topped up from the queue without
+ * waiting (what is queued came after it), so that batches are as full as
+ * when the queue itself was cut. Returns NULL when the queue is closed and
+ * drained. */
+static struct commit_item *take_batch(struct durable *d, struct commit_item **backlog)
 {
-    struct commit_item *head, *last;
+    struct commit_item *head = *backlog, *last;
+    bool can_top_up = head != NULL;
     int n = 1;
 
-    pthread_mutex_lock(&d->cq_mu);
-    while (!d->cq_head && !d->cq_closed)
-        pthread_cond_wait(&d->cq_cond, &d->cq_mu);
-    head = d->cq_head;
-    if (head) {
-        last = head;
+    if (!head)
+        head = (struct commit_item *)queue_take(&d->commit_queue, QUEUE_FOREVER);
+    if (!head)
+        return NULL;
+    last = head;
+    for (;;) {
         while (last->next && (n < WRITER_MAX_BATCH || last->next->after_prev)) {
             last = last->next;
             n++;
         }
-        d->cq_head = last->next;
-        if (!d->cq_head)
-            d->cq_tail = NULL;
-        last->next = NULL;
+        if (last->next || !can_top_up || n >= WRITER_MAX_BATCH)
+            break;
+        last->next = (struct commit_item *)queue_take(&d->commit_queue, 0);
+        can_top_up = false;
     }
-    pthread_mutex_unlock(&d->cq_mu);
+    *backlog = last->next;
+    last->next = NULL;
     return head;
 }
 
@@ -360,10 +353,10 @@ static void *writer_main(void *arg)
 {
     struct durable *d = arg;
     struct store_events ev = { 0 };
-    struct commit_item *batch;
+    struct commit_item *batch, *backlog = NULL;
 
     pthread_setname_np(pthread_self(), "durable-writer");
-    while ((batch = take_batch(d)) != NULL) {
+    while ((batch = take_batch(d, &backlog)) != NULL) {
         durable_error err = { 0 };
         int tries = 0;
         durable_code rc;
@@ -398,9 +391,6 @@ void engine_writer_start(struct durable *d)
 
 void engine_writer_stop(struct durable *d)
 {
-    pthread_mutex_lock(&d->cq_mu);
-    d->cq_closed = true;
-    pthread_cond_broadcast(&d->cq_cond);
-    pthread_mutex_unlock(&d->cq_mu);
+    queue_close(&d->commit_queue);
     pthread_join(d->writer, NULL);
 }

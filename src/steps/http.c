@@ -11,7 +11,7 @@
  * can recognise the repeat (at-least-once, SPEC §5).
  *
  * The I/O thread owns the multi handle and every transfer. Its queue of new
- * requests (io->mu) is the only shared state; curl_multi_wakeup, which
+ * requests (io->queue) is the only shared state; curl_multi_wakeup, which
  * libcurl documents as callable from any thread, interrupts its poll.
  * Responses are read into a buffer capped at STEPS_HTTP_MAX_BODY bytes; a
  * larger body aborts the transfer and fails the attempt. Outcomes:
@@ -32,10 +32,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/queue.h"
+
 #define MAX_EXPECT 32
 
 struct step_io_request {
-    struct step_io_request *next; /* in io->queue */
+    QUEUE_LINK(struct step_io_request); /* in io->queue */
     struct step_io_tag tag;
     char *method;
     char *url;
@@ -59,11 +61,8 @@ struct step_io {
     CURLM *multi; /* I/O thread only, but for curl_multi_wakeup */
     step_io_done_fn done;
     void *ud;
-    pthread_mutex_t mu;
-    struct step_io_request *queue;      /* guarded by mu: submitted, not yet added */
-    struct step_io_request *queue_tail; /* guarded by mu */
-    bool stop;                          /* guarded by mu */
-    struct step_io_request *inflight;   /* I/O thread only: transfers added to multi */
+    struct queue queue; /* of requests submitted, not yet added; closed to stop the thread */
+    struct step_io_request *inflight; /* I/O thread only: transfers added to multi */
 };
 
 static void inflight_add(struct step_io *io, struct step_io_request *req)
@@ -492,20 +491,6 @@ static void reap(struct step_io *io)
     }
 }
 
-/* Takes the queue; false when stopping. */
-static bool take_new(struct step_io *io, struct step_io_request **out)
-{
-    bool stop;
-
-    pthread_mutex_lock(&io->mu);
-    *out = io->queue;
-    io->queue = NULL;
-    io->queue_tail = NULL;
-    stop = io->stop;
-    pthread_mutex_unlock(&io->mu);
-    return !stop;
-}
-
 static void add_new(struct step_io *io, struct step_io_request *list)
 {
     struct step_io_request *req, *next;
@@ -542,17 +527,18 @@ static void abort_all(struct step_io *io)
 static void *io_main(void *arg)
 {
     struct step_io *io = arg;
-    struct step_io_request *list = NULL;
+    struct step_io_request *list;
     int running = 0;
 
     pthread_setname_np(pthread_self(), "durable-io");
-    while (take_new(io, &list)) {
-        add_new(io, list);
+    while (!queue_is_closed(&io->queue)) {
+        add_new(io, (struct step_io_request *)queue_take(&io->queue, 0));
         curl_multi_perform(io->multi, &running);
         reap(io);
         curl_multi_poll(io->multi, NULL, 0, 1000, NULL);
     }
-    while (list) { /* taken with the stop: never started */
+    list = (struct step_io_request *)queue_take(&io->queue, 0);
+    while (list) { /* submitted before the stop: never started */
         struct step_io_request *next = list->next;
         steps_io_request_free(list);
         list = next;
@@ -580,12 +566,12 @@ durable_code steps_io_start(step_io_done_fn done, void *ud, struct step_io **out
     io = xcalloc(1, sizeof(*io));
     io->done = done;
     io->ud = ud;
-    pthread_mutex_init(&io->mu, NULL);
+    queue_init(&io->queue);
     io->multi = curl_multi_init();
     if (!io->multi || pthread_create(&io->thread, NULL, io_main, io) != 0) {
         if (io->multi)
             curl_multi_cleanup(io->multi);
-        pthread_mutex_destroy(&io->mu);
+        queue_release(&io->queue);
         free(io);
         return err_set(err, DURABLE_ENOMEM, "could not start the I/O thread");
     }
@@ -595,36 +581,21 @@ durable_code steps_io_start(step_io_done_fn done, void *ud, struct step_io **out
 
 void steps_io_submit(struct step_io *io, struct step_io_request *req, const struct step_io_tag *tag)
 {
-    bool stopped;
-
     req->tag = *tag;
-    req->next = NULL;
-    pthread_mutex_lock(&io->mu);
-    stopped = io->stop;
-    if (!stopped) {
-        if (io->queue_tail)
-            io->queue_tail->next = req;
-        else
-            io->queue = req;
-        io->queue_tail = req;
-    }
-    pthread_mutex_unlock(&io->mu);
-    if (stopped)
-        steps_io_request_free(req);
-    else
+    if (queue_push(&io->queue, &req->node))
         curl_multi_wakeup(io->multi);
+    else
+        steps_io_request_free(req);
 }
 
 void steps_io_stop(struct step_io *io)
 {
     if (!io)
         return;
-    pthread_mutex_lock(&io->mu);
-    io->stop = true;
-    pthread_mutex_unlock(&io->mu);
+    queue_close(&io->queue);
     curl_multi_wakeup(io->multi);
     pthread_join(io->thread, NULL);
     curl_multi_cleanup(io->multi);
-    pthread_mutex_destroy(&io->mu);
+    queue_release(&io->queue);
     free(io);
 }
