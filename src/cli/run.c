@@ -446,10 +446,18 @@ static void print_summary(durable *d, const struct view *v)
     durable_free(json);
 }
 
-static bool is_finished(const char *status)
+/* Whether the run has finished (completed, failed or cancelled) in the
+ * store; *status (may be NULL) gets its status then. */
+static bool run_finished(durable *d, const char *run_id, const char **status)
 {
-    return strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-           strcmp(status, "cancelled") == 0;
+    durable_error err = { 0 };
+    const char *st = NULL;
+
+    if (durable_run_wait(d, run_id, 0, &st, &err) != DURABLE_OK)
+        return false;
+    if (status)
+        *status = st;
+    return true;
 }
 
 /* Shows the events of v's run in list e (others are a child run's) and
@@ -480,7 +488,7 @@ static bool show_events(struct view *v, struct ev_node *e)
  * for a moment longer (a run executed elsewhere sends none). */
 static void follow(durable *d, struct queue *q, struct view *v)
 {
-    bool end = is_finished(v->status);
+    bool end = run_finished(d, v->run_id, NULL);
     int64_t next_check = clock_mono_ms() + 1000, grace_end = 0;
 
     while (!end && !interrupted) {
@@ -492,9 +500,8 @@ static void follow(durable *d, struct queue *q, struct view *v)
         if (!end && grace_end) {
             end = now >= grace_end;
         } else if (!end && now >= next_check) {
-            durable_error err = { 0 };
             const char *status = NULL;
-            if (durable_run_wait(d, v->run_id, 0, &status, &err) == DURABLE_OK) {
+            if (run_finished(d, v->run_id, &status)) {
                 snprintf(v->status, sizeof(v->status), "%s", status);
                 grace_end = now + 1000;
             }
@@ -509,17 +516,11 @@ static void follow(durable *d, struct queue *q, struct view *v)
 static bool key_run_finished(durable *d, const char *wf, const char *key)
 {
     durable_error err = { 0 };
-    char *run_id = NULL, *json = NULL;
+    char *run_id = NULL;
     bool finished = false;
 
-    if (durable_run_find(d, wf, key, &run_id, &err) == DURABLE_OK &&
-        durable_run_get(d, run_id, &json, &err) == DURABLE_OK) {
-        json_t *run = json_loads(json, 0, NULL);
-        const char *status = json_string_value(json_object_get(run, "status"));
-        finished = status && is_finished(status);
-        json_decref(run);
-    }
-    durable_free(json);
+    if (durable_run_find(d, wf, key, &run_id, &err) == DURABLE_OK)
+        finished = run_finished(d, run_id, NULL);
     durable_free(run_id);
     return finished;
 }
