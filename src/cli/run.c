@@ -355,7 +355,8 @@ missing:
 /* ---- the command ---- */
 
 /* Validates the definition before anything touches the database; prints
- * every located error. Returns 0, or 2 when the file is invalid. */
+ * every located error and warning ("FILE: warning: WHERE: MESSAGE") on
+ * stderr. Returns 0, or 2 when the file is invalid. */
 static int validate_file(const char *file, const char *text, size_t len)
 {
     durable_error err = { 0 };
@@ -363,10 +364,6 @@ static int validate_file(const char *file, const char *text, size_t len)
     durable_code rc;
 
     rc = durable_validate(text, len, &report, &err);
-    if (rc == DURABLE_OK) {
-        durable_free(report);
-        return 0;
-    }
     for (line = report; line && *line; line = nl + 1) {
         nl = strchr(line, '\n');
         if (!nl) {
@@ -374,6 +371,10 @@ static int validate_file(const char *file, const char *text, size_t len)
             break;
         }
         fprintf(stderr, "%s: %.*s\n", file, (int)(nl - line), line);
+    }
+    if (rc == DURABLE_OK) {
+        durable_free(report);
+        return 0;
     }
     if (!report || !*report)
         fprintf(stderr, "%s: %s\n", file, err.msg);

@@ -45,9 +45,10 @@ static const char serve_usage[] =
         "                     needs --token. PORT 0 picks a free port. The first line\n"
         "                     printed is \"durable listening on http://HOST:PORT\".\n"
         "  --db PATH          SQLite database (default ./durable.db)\n"
-        "  --workflows DIR    register every *.json in DIR at start-up (default ./examples\n"
-        "                     when it exists); each file is reported on stderr and an\n"
-        "                     invalid one does not stop the server\n"
+        "  --workflows DIR    register every *.json, *.yaml and *.yml in DIR at start-up\n"
+        "                     (default ./examples when it exists); each file is reported\n"
+        "                     on stderr with its warnings, and an invalid one does not\n"
+        "                     stop the server\n"
         "  --workers N        HTTP polling threads (default 4); idle connections and event\n"
         "                     streams hold no thread\n"
         "  --durability MODE  full (default): every commit is fsynced and survives a power\n"
@@ -179,6 +180,21 @@ static bool has_suffix(const char *name, const char *suffix)
     return n > s && strcmp(name + n - s, suffix) == 0;
 }
 
+/* Prints the validator's report (warnings only, once the file is valid),
+ * one "durable serve: PATH: warning: WHERE: MESSAGE" line each. */
+static void print_report(const char *path, const char *report)
+{
+    const char *line, *nl;
+
+    for (line = report; line && *line; line = *nl ? nl + 1 : nl) {
+        nl = strchr(line, '\n');
+        if (!nl)
+            nl = line + strlen(line);
+        if (nl > line)
+            fprintf(stderr, "durable serve: %s: %.*s\n", path, (int)(nl - line), line);
+    }
+}
+
 static void register_file(durable *d, const char *path)
 {
     durable_error err = { 0 };
@@ -194,12 +210,14 @@ static void register_file(durable *d, const char *path)
         err_clear(&err);
         durable_workflow_register(d, text, len, &wf_id, &version, &created, &err);
     }
-    if (err.code != DURABLE_OK)
+    if (err.code != DURABLE_OK) {
         fprintf(stderr, "durable serve: %s: not registered: %s\n", path,
                 err.msg[0] ? err.msg : durable_strerror(err.code));
-    else
+    } else {
         fprintf(stderr, "durable serve: %s: %s (workflow %s, version %d)\n", path,
                 created ? "registered" : "unchanged", wf_id, version);
+        print_report(path, report);
+    }
     durable_free(wf_id);
     durable_free(report);
     free(text);

@@ -203,6 +203,8 @@ struct def_options {
  *   steps: cycle validate → charge → validate      one per strongly connected component
  *   warning: steps[0].config.foo: unknown field "foo"
  *   warning: steps[0].config.max_retries: ignored: retry.max_attempts takes precedence
+ *   warning: steps[0].max_retries: ignored: retry.max_attempts takes precedence
+ *   warning: steps[0].config.max_retries: ignored: the step's max_retries takes precedence
  * Plan: steps in file order; deps in the order written; dependents
  * ascending; topo is Kahn's algorithm taking the ready step with the lowest
  * file index; plan->definition holds a reference to the parsed document. */

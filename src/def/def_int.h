@@ -70,7 +70,8 @@ struct step_ctx {
     const char *not_template;      /* def_check_not_template's key, or NULL */
     const char *action;            /* the step-level `action`, borrowed */
     const char *config_action;
-    int max_retries; /* config.max_retries, or -1 */
+    int max_retries;      /* config.max_retries, or -1 */
+    int step_max_retries; /* the step's own max_retries (the older orchestrator's), or -1 */
     bool has_max_attempts;
 };
 

@@ -6,7 +6,8 @@
  * Each field has a handler (tables below) that checks the value at the
  * current path and stores it in the plan step. Fields that depend on each
  * other are settled in step_finish once the whole step has been walked:
- * defaults, config.max_retries against retry.max_attempts, and the action.
+ * defaults, max_retries (the step's or its config's) against retry.max_attempts,
+ * and the action.
  * `action` may be written on the step and in config (the old format); the
  * second of the two must agree with the first, and the name is checked
  * against the known actions where it first appears.
@@ -309,6 +310,14 @@ static void step_timeout(struct parser *p, void *ctx, json_t *v)
         c->st->timeout_ms = def_seconds_to_ms(s);
 }
 
+/* The older orchestrator's step-level retry count: N retries, N+1 attempts. */
+static void step_max_retries(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+
+    def_get_int(p, v, 0, DEF_MAX_ATTEMPTS - 1, &c->step_max_retries);
+}
+
 static void step_name(struct parser *p, void *ctx, json_t *v)
 {
     struct step_ctx *c = ctx;
@@ -336,29 +345,49 @@ static const struct def_field step_fields[] = {
     { "if", step_if },
     { "retry", step_retry },
     { "timeout_seconds", step_timeout },
+    { "max_retries", step_max_retries },
     { "name", step_name },
     { "action", step_action },
 };
 /* clang-format on */
 
+/* Warns at `key` (below config when in_config) that it is ignored. */
+static void warn_ignored(struct parser *p, bool in_config, const char *key, const char *why)
+{
+    size_t mark = p->path.len;
+
+    if (in_config)
+        def_path_key(p, "config");
+    def_path_key(p, key);
+    def_warn(p, "ignored: %s takes precedence", why);
+    def_path_pop(p, mark);
+}
+
+/* The retry count written as max_retries (the step's, else its config's),
+ * unless retry.max_attempts is given: max_attempts is N+1. */
+static void step_retries(struct parser *p, struct step_ctx *c)
+{
+    bool at_step = c->step_max_retries >= 0;
+    int n = at_step ? c->step_max_retries : c->max_retries;
+
+    if (at_step && c->max_retries >= 0)
+        warn_ignored(p, true, "max_retries", "the step's max_retries");
+    if (n >= 0 && c->has_max_attempts)
+        warn_ignored(p, !at_step, "max_retries", "retry.max_attempts");
+    else if (n >= 0)
+        c->st->retry.max_attempts = n + 1;
+}
+
 /* Settles what depends on several fields, once the step has been walked. */
 static void step_finish(struct parser *p, struct step_ctx *c)
 {
     struct plan_step *st = c->st;
-    size_t mark;
 
     if (!st->type)
         st->type = xstrdup("task");
     if (!st->name && st->id)
         st->name = xstrdup(st->id);
-    if (c->max_retries >= 0 && c->has_max_attempts) {
-        mark = def_path_key(p, "config");
-        def_path_key(p, "max_retries");
-        def_warn(p, "ignored: retry.max_attempts takes precedence");
-        def_path_pop(p, mark);
-    } else if (c->max_retries >= 0) {
-        st->retry.max_attempts = c->max_retries + 1;
-    }
+    step_retries(p, c);
     if (c->action || c->config_action)
         st->action = xstrdup(c->action ? c->action : c->config_action);
 }
@@ -381,7 +410,9 @@ static const durable_step_type *find_type(struct parser *p, const char *name)
 
 void def_step_parse(struct parser *p, size_t i, json_t *v)
 {
-    struct step_ctx c = { .index = i, .st = &p->plan->steps[i], .max_retries = -1 };
+    struct step_ctx c = {
+        .index = i, .st = &p->plan->steps[i], .max_retries = -1, .step_max_retries = -1
+    };
     const char *type;
     size_t mark;
 

@@ -113,9 +113,13 @@ static enum MHD_Result reply_by_id(struct request *rq,
 
 /* ---- workflows ---- */
 
-/* The report's lines as a JSON array of strings. */
-static json_t *report_lines(const char *report)
+#define WARNING_PREFIX "warning: "
+
+/* The report's lines as a JSON array of strings; with warnings_only, only
+ * its warnings, without their "warning: " prefix. */
+static json_t *report_lines(const char *report, bool warnings_only)
 {
+    const size_t plen = strlen(WARNING_PREFIX);
     json_t *lines = json_array();
     const char *line = report, *nl;
 
@@ -123,11 +127,33 @@ static json_t *report_lines(const char *report)
         nl = strchr(line, '\n');
         if (!nl)
             nl = line + strlen(line);
-        if (nl > line)
+        if (!warnings_only && nl > line)
             json_array_append_new(lines, json_stringn(line, (size_t)(nl - line)));
+        else if (warnings_only && (size_t)(nl - line) > plen &&
+                 strncmp(line, WARNING_PREFIX, plen) == 0)
+            json_array_append_new(lines, json_stringn(line + plen, (size_t)(nl - line) - plen));
         line = *nl ? nl + 1 : nl;
     }
     return lines;
+}
+
+/* The workflow document json (taken, durable_free) with the validator's
+ * warnings added as "warnings" (an empty array when there are none), as a
+ * new text to free(). */
+static char *with_warnings(char *json, const char *report)
+{
+    json_t *doc = json_loads(json, 0, NULL);
+    char *text = NULL;
+
+    if (json_is_object(doc)) {
+        json_object_set_new(doc, "warnings", report_lines(report, true));
+        text = json_dumps(doc, JSON_COMPACT);
+    }
+    json_decref(doc);
+    if (!text) /* not the document durable_workflow_get makes: sent as it is */
+        return json;
+    durable_free(json);
+    return text;
 }
 
 /* 400 (malformed JSON) or 422 (invalid definition) with every located
@@ -135,7 +161,7 @@ static json_t *report_lines(const char *report)
 static enum MHD_Result reply_invalid(struct request *rq, durable_code rc, const char *report,
                                      const durable_error *err)
 {
-    json_t *details = report_lines(report);
+    json_t *details = report_lines(report, false);
     const char *msg = err->msg;
 
     if (!*msg && json_array_size(details) > 0)
@@ -173,8 +199,10 @@ enum MHD_Result route_workflow_register(struct request *rq)
     }
     if (rc == DURABLE_OK)
         rc = durable_workflow_get(rq->srv->d, wf_id, &json, &err);
-    if (rc == DURABLE_OK)
+    if (rc == DURABLE_OK) {
         http_header_add(rq, MHD_HTTP_HEADER_LOCATION, "/workflows/%s", wf_id);
+        json = with_warnings(json, report);
+    }
     ret = reply_doc(rq, rc, created ? MHD_HTTP_CREATED : MHD_HTTP_OK, json, &err);
 done:
     durable_free(wf_id);
