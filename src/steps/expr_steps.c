@@ -4,6 +4,10 @@
  * parse time into plan_step.expr) on the run context. They are two names
  * of one behaviour and one schema, so they share this file.
  *
+ * data_transform.c and conditional.c, the older orchestrator's shapes,
+ * compile their configs into such an expression and share the behaviour
+ * (steps_eval_start).
+ *
  * Evaluation takes the jq mutex (expr.h) on the scheduler thread: an
  * evaluation is microseconds for the expressions a workflow holds; a
  * pathological program blocks the scheduler (expr.h says why jq 1.6 cannot
@@ -41,7 +45,7 @@ static void eval_check(durable_step_check *chk, void *ud)
 
 /* ---- behaviour ---- */
 
-static void eval_start(durable_step_call *c, void *ud)
+void steps_eval_start(durable_step_call *c, void *ud)
 {
     durable_error err = { 0 };
     json_t *v = NULL;
@@ -62,13 +66,13 @@ static void eval_start(durable_step_call *c, void *ud)
 const durable_step_type steps_condition_type = {
     .name = "condition",
     .check = eval_check,
-    .start = eval_start,
+    .start = steps_eval_start,
     .answers_at_once = true,
 };
 
 const durable_step_type steps_transform_type = {
     .name = "transform",
     .check = eval_check,
-    .start = eval_start,
+    .start = steps_eval_start,
     .answers_at_once = true,
 };

@@ -17,9 +17,17 @@
 
 /* Adding a type: its file, and its line here. */
 const durable_step_type *const steps_builtin[] = {
-    &steps_task_type,     &steps_http_type,      &steps_delay_type,
-    &steps_approval_type, &steps_condition_type, &steps_transform_type,
-    &steps_log_type,      &steps_workflow_type,  NULL,
+    &steps_task_type,
+    &steps_http_type,
+    &steps_delay_type,
+    &steps_approval_type,
+    &steps_condition_type,
+    &steps_transform_type,
+    &steps_log_type,
+    &steps_workflow_type,
+    &steps_data_transform_type,
+    &steps_conditional_type,
+    NULL,
 };
 
 const durable_step_type *steps_builtin_find(void *ud, const char *name)

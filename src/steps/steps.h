@@ -29,7 +29,8 @@
  * Files: steps.c (the built-in table, calls, the public call accessors),
  * task.c, http.c (http_request, and the I/O thread), delay.c, approval.c,
  * workflow.c, log.c, expr_steps.c (condition and transform: one behaviour,
- * one schema).
+ * one schema), data_transform.c and conditional.c (the older orchestrator's
+ * shapes, compiled into the same kind of expression).
  */
 #ifndef DURABLE_STEPS_STEPS_H
 #define DURABLE_STEPS_STEPS_H
@@ -94,6 +95,19 @@ extern const durable_step_type steps_condition_type; /* expr_steps.c */
 extern const durable_step_type steps_transform_type; /* expr_steps.c */
 extern const durable_step_type steps_log_type;       /* log.c */
 extern const durable_step_type steps_workflow_type;  /* workflow.c */
+/* The older orchestrator's shapes, compiled into an expression at parse time. */
+extern const durable_step_type steps_data_transform_type; /* data_transform.c */
+extern const durable_step_type steps_conditional_type;    /* conditional.c */
+
+/* The start of the types whose output is their expression's value on the
+ * run context (plan_step.expr): condition, transform, and the two above
+ * (expr_steps.c). */
+void steps_eval_start(durable_step_call *c, void *ud);
+/* Member key of t (the check's path points at t) read as a field path, "a"
+ * or "a.b" (key b of the object at a): the keys as a JSON array text, to
+ * free(), for jq's getpath; NULL (reported at t.KEY) when absent or not a
+ * field name (data_transform.c). */
+char *steps_field_path(durable_step_check *chk, const json_t *t, const char *key);
 
 /* def_find_type_fn over steps_builtin (ud unused): for parses with no
  * engine, such as durable_validate. */

@@ -88,6 +88,111 @@ class ShapesTest(su.ServerTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("warning", r.stderr)
 
+    # -- the older orchestrator's shapes --
+
+    def run_def(self, srv, doc, body=None):
+        wf = self.register(srv, doc)["id"]
+        return self.wait_run(srv, self.start_run(srv, wf, body)["id"])
+
+    def test_data_transform_on_the_input(self):
+        srv = self.start_server()
+        run = self.run_def(srv, {"name": "e2e-dt", "steps": [
+            {"id": "t", "type": "data_transform", "config": {"transforms": [
+                {"type": "rename", "from": "a", "to": "b"},
+                {"type": "rename", "from": "absent", "to": "z"},
+                {"type": "set", "field": "s", "value": {"k": [1, 2]}},
+                {"type": "set", "field": "deep.n", "value": -1.5},
+                {"type": "delete", "field": "gone"},
+                {"type": "copy", "from": "id", "to": "ref.id"},
+                {"type": "copy", "from": "nope", "to": "never"}]}}]},
+            {"input": {"a": 1, "gone": True, "id": "x\"y", "keep": None}})
+        self.assertEqual(run["status"], "completed", run)
+        self.assertEqual(step(run, "t")["output"],
+                         {"b": 1, "s": {"k": [1, 2]}, "deep": {"n": -1.5}, "id": "x\"y",
+                          "ref": {"id": "x\"y"}, "keep": None})
+        r = srv.post("/workflows", json_body={"name": "e2e-dt-bad", "steps": [
+            {"id": "t", "type": "data_transform", "config": {"transforms": [
+                {"type": "uppercase", "field": "a"}]}}]})
+        err = self.assertError(r, 422)
+        self.assertEqual(err["details"], [
+            'steps[0].config.transforms[0].type: expected one of rename, copy, set, delete, '
+            'got "uppercase"'])
+
+    def test_conditional_operators_branch(self):
+        srv = self.start_server()
+        inp = {"n": 5, "s": "apple pie", "tags": ["a", "vip"], "o": {"k": 1}, "z": None}
+        cases = [("n", "eq", 5, True), ("n", "ne", 5, False), ("n", "gt", 4, True),
+                 ("n", "gt", 5, False), ("n", "gte", 5, True), ("n", "lt", 5, False),
+                 ("n", "lte", 5, True), ("s", "gt", "apple", True), ("s", "gt", 1, False),
+                 ("n", "in", [1, 5], True), ("n", "in", [], False),
+                 ("s", "contains", "pie", True), ("tags", "contains", "vip", True),
+                 ("o", "contains", "k", True), ("n", "contains", 5, False),
+                 ("n", "exists", None, True), ("z", "exists", None, False),
+                 ("missing.deep", "exists", None, False), ("o.k", "exists", False, False),
+                 ("s.x", "eq", None, True)]
+        steps = []
+        for i, (field, op, value, _) in enumerate(cases):
+            cond = {"field": field, "operator": op}
+            if value is not None or op not in ("exists", "eq"):
+                cond["value"] = value
+            if op == "eq" and value is None:
+                cond["value"] = None
+            steps.append({"id": "c%d" % i, "type": "conditional", "config": {"condition": cond}})
+        steps += [{"id": "yes", "type": "log", "depends_on": ["c0"], "if": ".steps.c0.output",
+                   "config": {"message": "big"}},
+                  {"id": "no", "type": "log", "depends_on": ["c1"], "if": ".steps.c1.output",
+                   "config": {"message": "small"}}]
+        run = self.run_def(srv, {"name": "e2e-cond", "steps": steps}, {"input": inp})
+        self.assertEqual(run["status"], "completed", run)
+        got = [step(run, "c%d" % i)["output"] for i in range(len(cases))]
+        self.assertEqual(got, [c[3] for c in cases], list(zip(cases, got)))
+        self.assertEqual((step(run, "yes")["status"], step(run, "no")["status"]),
+                         ("completed", "skipped"))
+
+    def test_log_placeholders_and_level(self):
+        srv = self.start_server()
+        run = self.run_def(srv, {"name": "e2e-log", "steps": [
+            {"id": "l", "type": "log", "config": {
+                "message": "Processing {order_id} for {c.name}, n={n}, {missing} {{ .input.n }}",
+                "level": "warning"}},
+            {"id": "d", "type": "log", "config": {"message": "plain"}}]},
+            {"input": {"order_id": "A-7", "c": {"name": "Ada"}, "n": [1]}})
+        self.assertEqual(run["status"], "completed", run)
+        self.assertEqual(step(run, "l")["output"],
+                         {"message": "Processing A-7 for Ada, n=[1], {missing} [1]",
+                          "level": "warning"})
+        self.assertEqual(step(run, "d")["output"], {"message": "plain", "level": "info"})
+        ev = next(e for e in self.events(srv, run["id"])
+                  if e["type"] == "step_completed" and e["step_id"] == "l")
+        self.assertEqual(ev["data"]["output"]["level"], "warning", ev)
+
+    def test_delay_seconds_and_step_retries(self):
+        srv = self.start_server()
+        run = self.run_def(srv, {"name": "e2e-delay", "steps": [
+            {"id": "w", "type": "delay", "config": {"seconds": 0.3}},
+            {"id": "f", "type": "task", "depends_on": ["w"], "max_retries": 2,
+             "timeout_seconds": 0.2, "retry": {"initial_interval_seconds": 0.05},
+             "config": {"duration_seconds": 5}}]})
+        self.assertEqual(run["status"], "failed", run)
+        self.assertIn("woke_at", step(run, "w")["output"])
+        f = step(run, "f")
+        self.assertEqual((f["attempt"], f["max_attempts"]), (3, 3), f)
+        self.assertIn("timed out after 0.2s", f["error_message"] or "", f)
+
+    def test_every_older_example_runs(self):
+        srv = self.start_server(workflows=su.EXAMPLES)
+        for name in ("older-data-transform", "older-conditional", "older-log",
+                     "older-delay-retries"):
+            run = self.wait_run(srv, self.start_run(srv, name)["id"], timeout=60)
+            self.assertEqual(run["status"], "completed", run)
+            if name == "older-data-transform":
+                self.assertEqual(step(run, "normalise")["output"],
+                                 {"order_id": "A-1001", "amount": 12.5, "status": "received",
+                                  "meta": {"reference": "A-1001"}})
+            if name == "older-log":
+                self.assertEqual(step(run, "start")["output"],
+                                 {"message": "Processing A-1003 for Ada", "level": "info"})
+
 
 if __name__ == "__main__":
     su.main()

@@ -180,7 +180,7 @@ class HttpStepTest(unittest.TestCase):
         self.assertEqual(put["body"], {"got": "raw text", "ctype": "text/plain"})
         self.assertEqual(json.loads(st["text"]["output"])["body"], "plain words")
         self.assertEqual(json.loads(st["missing_ok"]["output"])["status"], 404)
-        self.assertEqual(json.loads(st["say"]["output"]), {"message": "order 42 total 3000"})
+        self.assertEqual(json.loads(st["say"]["output"]), {"message": "order 42 total 3000", "level": "info"})
         seen = REC.on("/orders/42")
         self.assertEqual(seen[-1]["x"], "t-42")
         run_id = st["fetch"]["run_id"]
@@ -243,7 +243,7 @@ class HttpStepTest(unittest.TestCase):
         st = self.steps(db)
         self.assertEqual(calls[0]["key"], calls[1]["key"])
         self.assertEqual(calls[0]["key"], st["slow"]["run_id"] + "/slow")
-        self.assertEqual(json.loads(st["after"]["output"]), {"message": "got true"})
+        self.assertEqual(json.loads(st["after"]["output"]), {"message": "got true", "level": "info"})
 
     def test_http_pipeline_example(self):
         ex = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",

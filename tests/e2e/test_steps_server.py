@@ -89,7 +89,7 @@ class StepsServerTest(su.ServerTest):
         self.assertEqual((out["approved"], out["by"]), (True, "alice"))
         self.assertIsNone(out["comment"])  # left blank
         self.assertEqual(step(run, "ship")["status"], "completed")
-        self.assertEqual(step(run, "after")["output"], {"message": "approved=true"})
+        self.assertEqual(step(run, "after")["output"], {"message": "approved=true", "level": "info"})
         evs = self.events(srv, run_id)
         decided = [e for e in evs if e["type"] == "approval_decided"]
         self.assertEqual(len(decided), 1)
@@ -147,7 +147,7 @@ class StepsServerTest(su.ServerTest):
         self.assertIs(step(run, "ask")["output"]["approved"], False)
         self.assertIsNone(step(run, "ask")["output"]["comment"])
         self.assertEqual(step(run, "ship")["status"], "skipped")
-        self.assertEqual(step(run, "after")["output"], {"message": "approved=false"})
+        self.assertEqual(step(run, "after")["output"], {"message": "approved=false", "level": "info"})
 
     def test_delay_fires_once_on_time_across_sigkill(self):
         srv = self.start_server()
