@@ -236,9 +236,8 @@ durable_code pg_claim_ids(struct store *base, int room, char (*ids)[ID_MAX], int
     return DURABLE_OK;
 }
 
-/* Claims, then loads each run claimed and hands it to fn. Loading needs the
- * backend's run_load, which comes with the read side: until then a claim
- * is refused before it takes anything. */
+/* Claims, then loads each run claimed (pg_run_load, one round trip each,
+ * on a read connection: the claim has committed) and hands it to fn. */
 static durable_code pg_claim(struct store *base, int room,
                              durable_code (*fn)(const struct run_record *r, void *ud), void *ud,
                              durable_error *err)
@@ -247,15 +246,13 @@ static durable_code pg_claim(struct store *base, int room,
     int n = 0;
     durable_code rc = DURABLE_OK;
 
-    if (!base->ops->run_load)
-        return err_set(err, DURABLE_EUNSUPPORTED, "cannot claim runs: reading runs is not built");
     if (room <= 0)
         return DURABLE_OK;
     ids = xcalloc((size_t)room, sizeof(*ids));
     rc = pg_claim_ids(base, room, ids, &n, err);
     for (int i = 0; rc == DURABLE_OK && i < n; i++) {
         struct run_record rec = { 0 };
-        rc = base->ops->run_load(base, ids[i], &rec, err);
+        rc = pg_run_load(base, ids[i], &rec, err);
         if (rc == DURABLE_OK)
             rc = fn(&rec, ud);
         run_record_release(&rec);

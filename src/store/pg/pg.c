@@ -1,7 +1,8 @@
 /*
  * pg.c - the PostgreSQL store's base: locations, connections (the writer's
  * and the read pool), opening with the schema brought up to date,
- * transactions on the write connection, the durability in force, and ping.
+ * transactions on the write connection, the durability in force, ping, and
+ * pg_read, the one way reads reach the server (pipelined, one round trip).
  *
  * A location is "postgres://USER@HOST:PORT/DB", "postgresql://..." or
  * "postgresql:KEY=VALUE ..." (a libpq conninfo). store_open's migration runs
@@ -109,6 +110,11 @@ int64_t pg_cell_int64(const PGresult *r, int row, int col)
     if (PQgetisnull(r, row, col))
         return 0;
     return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+const char *pg_cell_text(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
 /* Session settings of the write connection. */
@@ -315,6 +321,145 @@ void pg_tx_rollback(struct store *base)
         log_error("%s", err.msg);
 }
 
+/* ---- reads ---- */
+
+static const char sql_read_begin[] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/* Sends q (between BEGIN and COMMIT when wrap) and a sync. */
+static bool pipeline_send(PGconn *c, const struct pg_query *q, size_t n, bool wrap)
+{
+    bool ok = PQenterPipelineMode(c) == 1;
+
+    if (ok && wrap)
+        ok = PQsendQueryParams(c, sql_read_begin, 0, NULL, NULL, NULL, NULL, 0) == 1;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = PQsendQueryParams(c, q[i].sql, q[i].n_params, NULL, q[i].params, NULL, NULL, 0) == 1;
+    if (ok && wrap)
+        ok = PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) == 1;
+    return ok && PQpipelineSync(c) == 1;
+}
+
+/* Where pipeline_collect keeps what it read. */
+struct collect {
+    const struct pg_query *q;
+    size_t n;
+    size_t first; /* the index of q[0] among the statements sent */
+    PGresult **out;
+    durable_code rc;
+};
+
+/* Takes the result r of statement i: kept in out when it is q's first, an
+ * error kept when it is the first one (what follows it in the pipeline is
+ * aborted), else cleared. */
+static void collect_one(struct collect *k, size_t i, PGresult *r, durable_error *err)
+{
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+    bool is_q = i >= k->first && i < k->first + k->n;
+
+    if (ok && is_q && !k->out[i - k->first]) {
+        k->out[i - k->first] = r;
+        return;
+    }
+    if (!ok && k->rc == DURABLE_OK) {
+        k->rc = err_set(err, DURABLE_EIO, "could not %s: %s",
+                        is_q ? k->q[i - k->first].what : "read",
+                        st == PGRES_PIPELINE_ABORTED ? "aborted" : PQresultErrorMessage(r));
+    }
+    PQclear(r);
+}
+
+/* Reads the results of a pipeline_send up to its sync. Each statement's
+ * results end with a NULL from PQgetResult; more NULLs than statements
+ * mean the connection broke. */
+static durable_code pipeline_collect(PGconn *c, const struct pg_query *q, size_t n, bool wrap,
+                                     PGresult **out, durable_error *err)
+{
+    struct collect k = { q, n, wrap ? 1 : 0, out, DURABLE_OK };
+    size_t total = n + (wrap ? 2 : 0);
+    size_t i = 0;
+
+    for (;;) {
+        PGresult *r = PQgetResult(c);
+        if (!r) {
+            if (++i <= total && PQstatus(c) == CONNECTION_OK)
+                continue;
+            if (k.rc == DURABLE_OK)
+                k.rc = err_set(err, DURABLE_EIO, "could not read: %s", PQerrorMessage(c));
+            break;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            break;
+        }
+        collect_one(&k, i, r, err);
+    }
+    return k.rc;
+}
+
+/* One try of pg_read on c; leaves c idle, out of pipeline mode. */
+static durable_code read_once(PGconn *c, const struct pg_query *q, size_t n, PGresult **out,
+                              durable_error *err)
+{
+    bool wrap = n > 1;
+    durable_code rc = DURABLE_OK;
+
+    if (!pipeline_send(c, q, n, wrap))
+        rc = err_set(err, DURABLE_EIO, "could not %s: %s", q[0].what, PQerrorMessage(c));
+    else
+        rc = pipeline_collect(c, q, n, wrap, out, err);
+    /* A pipeline left unfinished (a broken connection) cannot be left:
+     * the connection is reset by the next pg_reader_take. */
+    if (PQpipelineStatus(c) != PQ_PIPELINE_OFF && !PQexitPipelineMode(c))
+        PQreset(c);
+    /* An error inside BEGIN leaves the transaction aborted past the sync. */
+    if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+        PQclear(PQexec(c, "ROLLBACK"));
+    if (rc != DURABLE_OK)
+        pg_results_clear(out, n);
+    return rc;
+}
+
+durable_code pg_read(PGconn *c, const struct pg_query *q, size_t n, PGresult **out,
+                     durable_error *err)
+{
+    durable_code rc;
+
+    DUR_ASSERT(n > 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
+    rc = read_once(c, q, n, out, err);
+    /* A connection the server dropped since its last use (a restart) shows
+     * only now; a read has no effect, so it is tried again once. */
+    if (rc != DURABLE_OK && PQstatus(c) != CONNECTION_OK && conn_check(c, err) == DURABLE_OK)
+        rc = read_once(c, q, n, out, err);
+    return rc;
+}
+
+durable_code pg_reads(struct pg_store *s, const struct pg_query *q, size_t n, PGresult **out,
+                      durable_error *err)
+{
+    PGconn *c = NULL;
+    durable_code rc = pg_reader_take(s, &c, err);
+
+    if (rc != DURABLE_OK) {
+        for (size_t i = 0; i < n; i++)
+            out[i] = NULL;
+        return rc;
+    }
+    rc = pg_read(c, q, n, out, err);
+    pg_reader_put(s, c);
+    return rc;
+}
+
+void pg_results_clear(PGresult **r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        PQclear(r[i]);
+        r[i] = NULL;
+    }
+}
+
 /* ---- ping ---- */
 
 durable_code pg_ping(struct store *base, durable_error *err)
@@ -334,9 +479,8 @@ durable_code pg_ping(struct store *base, durable_error *err)
     return rc;
 }
 
-/* Transitions and reads are not written yet (the neutral read side and
- * event building come first): those members are NULL, so this table is
- * not in store.c's list of backends. */
+/* Transitions are not written yet (apply and apply_batch are NULL), so
+ * this table is not in store.c's list of backends. */
 const struct store_ops pg_store_ops = {
     .name = "postgresql",
     .open = pg_open,
@@ -346,6 +490,21 @@ const struct store_ops pg_store_ops = {
     .tx_begin = pg_tx_begin,
     .tx_commit = pg_tx_commit,
     .tx_rollback = pg_tx_rollback,
+    .workflow_get = pg_workflow_get,
+    .run_load = pg_run_load,
+    .runs_unfinished = pg_runs_unfinished,
+    .run_find_by_key = pg_run_find_by_key,
+    .run_status = pg_run_status,
+    .run_read = pg_run_read,
+    .events_read = pg_events_read,
+    .events_since = pg_events_since,
+    .order_read = pg_order_read,
+    .runs_page = pg_runs_page,
+    .workflows_page = pg_workflows_page,
+    .orders_page = pg_orders_page,
+    .snapshot_json = pg_snapshot_json,
+    .count_runs = pg_count_runs,
+    .count_steps = pg_count_steps,
     .ping = pg_ping,
     .cluster = &pg_cluster_ops,
 };

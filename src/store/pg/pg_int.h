@@ -4,8 +4,9 @@
  * The backend implements store.h's struct store_ops (pg_store_ops, in pg.c)
  * over a struct pg_store, which embeds struct store first. Only the files of
  * this folder include libpq-fe.h. So far it has the base: locations,
- * connections, the schema (schema.c), transactions, ping, and the cluster
- * operations (cluster.c); transitions and reads are still to come, so
+ * connections, the schema (schema.c), transactions, ping, the reads
+ * (read.c, rows.c, inspect.c: each one round trip, pg_read) and the
+ * cluster operations (cluster.c); transitions are still to come, so
  * pg_store_ops is not yet in store.c's table of backends.
  *
  * Connections, each to the same database:
@@ -94,6 +95,32 @@ durable_code pg_run(PGconn *c, const char *what, const char *sql, int n_params,
 
 /* A 64-bit integer cell (0 when NULL). */
 int64_t pg_cell_int64(const PGresult *r, int row, int col);
+/* A cell's text, borrowed from r, or NULL when the cell is NULL. */
+const char *pg_cell_text(const PGresult *r, int row, int col);
+
+/* One statement of a read: what it does for messages ("could not <what>"),
+ * its SQL and its text parameters (NULL is SQL NULL). */
+struct pg_query {
+    const char *what;
+    const char *sql;
+    int n_params;
+    const char *const *params;
+};
+
+/* Runs the n > 0 statements q in one round trip (libpq's pipeline mode)
+ * and, when n > 1, in one REPEATABLE READ READ ONLY transaction, so that
+ * they read one snapshot (a page and its total, a run and its steps).
+ * out[i] gets q[i]'s result (owned: pg_results_clear); on failure every
+ * out[i] is NULL and err says why (DURABLE_EIO). A connection found
+ * dropped (the server restarted) is reset and the reads run once more.
+ * The statements are few and their parameters small: all are sent before
+ * any result is read. c is left idle. */
+durable_code pg_read(PGconn *c, const struct pg_query *q, size_t n, PGresult **out,
+                     durable_error *err);
+/* pg_read on a read connection of s's pool, taken for the call only. */
+durable_code pg_reads(struct pg_store *s, const struct pg_query *q, size_t n, PGresult **out,
+                      durable_error *err);
+void pg_results_clear(PGresult **r, size_t n); /* clears and NULLs each; accepts NULLs */
 
 /* Brings the schema of the database on c to pg_schema_version() (schema.c):
  * in one transaction holding a transaction-level advisory lock, so nodes
@@ -133,6 +160,42 @@ durable_code pg_tx_begin(struct store *base, durable_error *err);
 durable_code pg_tx_commit(struct store *base, durable_error *err);
 void pg_tx_rollback(struct store *base);
 durable_code pg_ping(struct store *base, durable_error *err);
+
+/* The reads (store.h's contracts): records (read.c), the records of the
+ * documents (rows.c), the snapshot and the counts (inspect.c). Any
+ * thread, each through a read connection taken for one pg_read. */
+durable_code pg_workflow_get(struct store *base, const char *id_or_name,
+                             struct workflow_record *out, durable_error *err);
+durable_code pg_run_load(struct store *base, const char *run_id, struct run_record *out,
+                         durable_error *err);
+durable_code pg_runs_unfinished(struct store *base,
+                                durable_code (*fn)(const struct run_record *r, void *ud), void *ud,
+                                durable_error *err);
+durable_code pg_run_find_by_key(struct store *base, const char *workflow_id, const char *key,
+                                char out_run_id[ID_MAX], bool *out_found, durable_error *err);
+durable_code pg_run_status(struct store *base, const char *run_id, enum run_status *out_status,
+                           durable_error *err);
+durable_code pg_run_read(struct store *base, const char *run_id, const struct store_row_fns *fn,
+                         durable_error *err);
+durable_code pg_events_read(struct store *base, const char *run_id, int64_t after_seq,
+                            struct store_events *out, durable_error *err);
+durable_code pg_events_since(struct store *base, int64_t after_gid, int limit,
+                             struct store_events *out, durable_error *err);
+durable_code pg_order_read(struct store *base, const char *order_id, const struct store_row_fns *fn,
+                           durable_error *err);
+durable_code pg_runs_page(struct store *base, const struct store_run_query *q,
+                          const struct store_row_fns *fn, int64_t *out_total, durable_error *err);
+durable_code pg_workflows_page(struct store *base, struct store_page page,
+                               const struct store_row_fns *fn, int64_t *out_total,
+                               durable_error *err);
+durable_code pg_orders_page(struct store *base, struct store_page page,
+                            const struct store_row_fns *fn, int64_t *out_total, durable_error *err);
+durable_code pg_snapshot_json(struct store *base, int rows_per_table, char **out,
+                              durable_error *err);
+durable_code pg_count_runs(struct store *base, int64_t out[STORE_N_RUN_STATUSES],
+                           durable_error *err);
+durable_code pg_count_steps(struct store *base, int64_t out[STORE_N_STEP_STATUSES],
+                            durable_error *err);
 
 extern const struct store_ops pg_store_ops;
 

@@ -14,7 +14,8 @@
  * executing the run and the epoch it had when it claimed it: the fencing
  * token), and event_counter (the last global event id given out: one row,
  * locked by the writer that numbers a batch, so ids are gap-free and in
- * commit order across nodes).
+ * commit order across nodes), and ord on workflows, runs and orders (the
+ * insertion order, which SQLite's rowid gives the lists).
  */
 #include "util/common.h"
 
@@ -75,6 +76,20 @@ static const char *const migrations[] = {
     "CREATE TABLE nodes ("
     "  id text PRIMARY KEY, epoch bigint NOT NULL, state text NOT NULL,"
     "  lease_until bigint NOT NULL, heartbeat_at bigint NOT NULL, joined_at bigint NOT NULL);",
+    /* 2: insertion order. Lists show workflows, runs and orders newest
+     * first: by created_at, then, among rows of one millisecond, by the
+     * order they were inserted (SQLite's rowid), which ids do not give
+     * (their tail is random). ord is that order; the indexes end with it,
+     * so a page needs no sort. */
+    "ALTER TABLE workflows ADD ord bigint GENERATED ALWAYS AS IDENTITY;"
+    "ALTER TABLE runs ADD ord bigint GENERATED ALWAYS AS IDENTITY;"
+    "ALTER TABLE orders ADD ord bigint GENERATED ALWAYS AS IDENTITY;"
+    "CREATE INDEX workflows_created ON workflows (created_at, ord);"
+    "CREATE INDEX orders_created ON orders (created_at, ord);"
+    "DROP INDEX runs_created;"
+    "CREATE INDEX runs_created ON runs (created_at, ord);"
+    "DROP INDEX runs_status;"
+    "CREATE INDEX runs_status ON runs (status, created_at, ord);",
 };
 
 int pg_schema_version(void)

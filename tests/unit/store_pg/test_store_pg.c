@@ -3,7 +3,8 @@
  * locations, the schema and its migration (also by several nodes at once),
  * durability, the writer's transactions, ping, and the cluster operations
  * (join, heartbeat and reaping, claims with SKIP LOCKED, release, wake-ups,
- * leave).
+ * leave); the reads, on fixture rows inserted with SQL, as records and as
+ * the documents docs.c builds from them, and the snapshot.
  *
  * The server is the one DURABLE_TEST_PG names (ctest starts one with
  * tests/pg_server.py); each test empties its public schema first. Without
@@ -17,6 +18,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -319,6 +321,22 @@ static void test_join_heartbeat(void **state)
     store_close(s2);
 }
 
+struct claimed {
+    int n;
+    char last[ID_MAX];
+    char definition[64];
+};
+
+static durable_code on_claimed(const struct run_record *r, void *ud)
+{
+    struct claimed *k = ud;
+
+    k->n++;
+    snprintf(k->last, sizeof(k->last), "%s", r->id);
+    snprintf(k->definition, sizeof(k->definition), "%s", r->definition);
+    return DURABLE_OK;
+}
+
 static void test_claim(void **state)
 {
     struct store_lease la, lb;
@@ -351,8 +369,15 @@ static void test_claim(void **state)
     assert_int_equal(pg_claim_ids(a, 10, ids, &n, &err), DURABLE_OK);
     assert_int_equal(n, 0);
     assert_int_equal(sql_int(c, "SELECT count(*) FROM runs WHERE owner_node IS NULL"), 1);
-    /* The claim op needs the read side, which is not built yet. */
-    assert_int_equal(a->ops->cluster->claim(a, 1, NULL, NULL, &err), DURABLE_EUNSUPPORTED);
+    /* The claim op loads each run it takes and hands it over. */
+    sql(c, "UPDATE runs SET owner_node = NULL WHERE id = 'r6'");
+    {
+        struct claimed k = { 0 };
+        assert_int_equal(a->ops->cluster->claim(a, 5, on_claimed, &k, &err), DURABLE_OK);
+        assert_int_equal(k.n, 1);
+        assert_string_equal(k.last, "r6");
+        assert_string_equal(k.definition, "{}");
+    }
     PQfinish(locker);
     PQfinish(c);
     store_close(a);
@@ -474,6 +499,449 @@ static void test_reap_and_leave(void **state)
     store_close(b);
 }
 
+/* ---- reads ---- */
+
+/* Two versions of workflow "shop" and one of "other" (created in the same
+ * millisecond as shop v2, inserted after it); two orders; a completed run
+ * with an order, a key, steps and events; a failed run with an error and a
+ * NULL time; a running run (same millisecond as the failed one, inserted
+ * after it) whose step ids sort differently by bytes than by definition. */
+static void insert_fixture(PGconn *c)
+{
+    sql(c, "INSERT INTO workflows VALUES"
+           " ('wf1', 'shop', 1, '{\"description\":\"v1\",\"steps\":[]}', 1000),"
+           " ('wf2', 'shop', 2, '{\"description\":\"the shop\",\"steps\":[]}', 2000),"
+           " ('wa', 'other', 1, '{\"description\":5}', 2000)");
+    sql(c, "INSERT INTO orders VALUES ('o1', 12.5, 'paid', 1000, 1500),"
+           " ('o2', 3, 'new', 1000, 1000)");
+    sql(c, "INSERT INTO runs (id, workflow_id, status, input, output, order_id, idempotency_key,"
+           " error_message, created_at, started_at, completed_at, deadline_at) VALUES"
+           " ('r1', 'wf1', 'completed', '{\"a\":1}', '{\"ok\":true}', 'o1', 'k1', NULL,"
+           "  1000, 1100, 1900, NULL),"
+           " ('r2', 'wf2', 'failed', '{}', NULL, NULL, NULL, 'boom', 2000, 2000, NULL, NULL),"
+           " ('r3', 'wf2', 'running', '{}', NULL, NULL, NULL, NULL, 2000, 2001, NULL, 9000)");
+    sql(c, "INSERT INTO steps (run_id, idx, step_id, type, status, attempt, max_attempts,"
+           " depends_on, idempotency_key, started_at, completed_at, wake_at, error_message,"
+           " output) VALUES"
+           " ('r1', 0, 'b', 'task', 'completed', 1, 3, '[]', 'r1:b', 1100, 1200, NULL, NULL,"
+           "  '{\"x\":1}'),"
+           " ('r1', 1, 'a', 'task', 'completed', 1, 3, '[\"b\"]', 'r1:a', 1200, 1300, NULL,"
+           "  NULL, 'null'),"
+           " ('r3', 0, 'b', 'task', 'completed', 1, 1, '[]', 'r3:b', 2001, 2002, NULL, NULL, '1'),"
+           " ('r3', 1, 'a', 'approval', 'waiting', 2, 3, '[\"b\"]', 'r3:a', 2003, NULL, 5000,"
+           "  'late', NULL),"
+           " ('r3', 2, 'C', 'task', 'pending', 0, 1, '[\"a\"]', 'r3:C', NULL, NULL, NULL, NULL,"
+           "  NULL)");
+    sql(c, "INSERT INTO events (run_id, seq, gid, type, step_id, at, data) VALUES"
+           " ('r1', 1, 1, 'run_created', NULL, 1000, '{}'),"
+           " ('r3', 1, 2, 'run_created', NULL, 2000, '{}'),"
+           " ('r1', 2, 3, 'step_started', 'b', 1100, '{\"attempt\":1}'),"
+           " ('r1', 3, 4, 'run_completed', NULL, 1900, '{\"output\":{\"ok\":true}}')");
+    sql(c, "UPDATE event_counter SET gid = 4");
+}
+
+static struct store *open_fixture(void)
+{
+    struct store *s = open_ok(DURABLE_DURABILITY_FULL);
+    PGconn *c = direct();
+
+    insert_fixture(c);
+    PQfinish(c);
+    return s;
+}
+
+static void test_read_records(void **state)
+{
+    struct store *s = open_fixture();
+    struct workflow_record w = { 0 };
+    struct run_record r = { 0 };
+    enum run_status st = RUN_PENDING;
+    char id[ID_MAX] = "";
+    bool found = true;
+    durable_error err = { 0 };
+
+    (void)state;
+    assert_int_equal(store_workflow_get(s, "wf1", &w, &err), DURABLE_OK);
+    assert_string_equal(w.name, "shop");
+    assert_int_equal(w.version, 1);
+    assert_int_equal(w.created_at_ms, 1000);
+    workflow_record_release(&w);
+    assert_int_equal(store_workflow_get(s, "shop", &w, &err), DURABLE_OK); /* the latest */
+    assert_string_equal(w.id, "wf2");
+    assert_non_null(strstr(w.definition, "the shop"));
+    workflow_record_release(&w);
+    assert_int_equal(store_workflow_get(s, "nope", &w, &err), DURABLE_ENOTFOUND);
+
+    assert_int_equal(store_run_load(s, "r1", &r, &err), DURABLE_OK);
+    assert_int_equal(r.status, RUN_COMPLETED);
+    assert_string_equal(r.workflow_id, "wf1");
+    assert_string_equal(r.order_id, "o1");
+    assert_true(r.order_amount == 12.5);
+    assert_string_equal(r.output_json, "{\"ok\":true}");
+    assert_null(r.error_message);
+    assert_int_equal(r.deadline_ms, 0);
+    assert_int_equal(r.n_steps, 2);
+    run_record_release(&r);
+    assert_int_equal(store_run_load(s, "r2", &r, &err), DURABLE_OK);
+    assert_int_equal(r.status, RUN_FAILED);
+    assert_string_equal(r.error_message, "boom");
+    assert_null(r.order_id);
+    assert_int_equal(r.n_steps, 0);
+    run_record_release(&r);
+    assert_int_equal(store_run_load(s, "r3", &r, &err), DURABLE_OK);
+    assert_int_equal(r.deadline_ms, 9000);
+    assert_non_null(strstr(r.definition, "the shop"));
+    assert_int_equal(r.n_steps, 3); /* in step id order by bytes */
+    assert_string_equal(r.steps[0].step_id, "C");
+    assert_int_equal(r.steps[0].status, STEP_S_PENDING);
+    assert_null(r.steps[0].output_json);
+    assert_string_equal(r.steps[1].step_id, "a");
+    assert_int_equal(r.steps[1].status, STEP_S_WAITING);
+    assert_int_equal(r.steps[1].attempt, 2);
+    assert_int_equal(r.steps[1].wake_at_ms, 5000);
+    assert_int_equal(r.steps[1].started_at_ms, 2003);
+    assert_string_equal(r.steps[2].output_json, "1");
+    run_record_release(&r);
+    assert_int_equal(store_run_load(s, "nope", &r, &err), DURABLE_ENOTFOUND);
+
+    assert_int_equal(store_run_status(s, "r2", &st, &err), DURABLE_OK);
+    assert_int_equal(st, RUN_FAILED);
+    assert_int_equal(store_run_status(s, "nope", &st, &err), DURABLE_ENOTFOUND);
+    /* A key names a run of the workflow's name, whatever its version. */
+    assert_int_equal(store_run_find_by_key(s, "wf2", "k1", id, &found, &err), DURABLE_OK);
+    assert_true(found);
+    assert_string_equal(id, "r1");
+    assert_int_equal(store_run_find_by_key(s, "wa", "k1", id, &found, &err), DURABLE_OK);
+    assert_false(found);
+    store_close(s);
+}
+
+struct unfinished {
+    int n;
+    int64_t last_at;
+    char ids[4][ID_MAX];
+    size_t steps[4];
+    bool ordered;
+};
+
+static durable_code on_unfinished(const struct run_record *r, void *ud)
+{
+    struct unfinished *u = ud;
+
+    if (u->n > 0 && r->created_at_ms < u->last_at)
+        u->ordered = false;
+    u->last_at = r->created_at_ms;
+    if (u->n < 4) {
+        snprintf(u->ids[u->n], ID_MAX, "%s", r->id);
+        u->steps[u->n] = r->n_steps;
+    }
+    u->n++;
+    return strcmp(r->definition, "") == 0 ? DURABLE_EIO : DURABLE_OK;
+}
+
+static void test_runs_unfinished(void **state)
+{
+    struct store *s = open_fixture();
+    PGconn *c = direct();
+    struct unfinished u = { .ordered = true };
+    durable_error err = { 0 };
+
+    (void)state;
+    sql(c, "INSERT INTO runs (id, workflow_id, status, input, created_at)"
+           " VALUES ('r0', 'wf1', 'pending', '{}', 500)");
+    assert_int_equal(store_runs_unfinished(s, on_unfinished, &u, &err), DURABLE_OK);
+    assert_int_equal(u.n, 2);
+    assert_string_equal(u.ids[0], "r0");
+    assert_int_equal(u.steps[0], 0);
+    assert_string_equal(u.ids[1], "r3");
+    assert_int_equal(u.steps[1], 3);
+    /* More than a page (256), oldest first, each run once. */
+    sql(c, "INSERT INTO runs (id, workflow_id, status, input, created_at)"
+           " SELECT 'p' || i, 'wf2', 'waiting', '{}', 3000 + i / 2 FROM generate_series(1, 600) i");
+    sql(c, "INSERT INTO steps (run_id, idx, step_id, type, status, max_attempts, depends_on,"
+           " idempotency_key) SELECT 'p' || i, j, 's' || j, 'task', 'pending', 1, '[]', 'k'"
+           " FROM generate_series(1, 600) i, generate_series(0, 2) j");
+    memset(&u, 0, sizeof(u));
+    u.ordered = true;
+    assert_int_equal(store_runs_unfinished(s, on_unfinished, &u, &err), DURABLE_OK);
+    assert_int_equal(u.n, 602);
+    assert_true(u.ordered);
+    PQfinish(c);
+    store_close(s);
+}
+
+/* The text at key of the array element i of the JSON doc. */
+static const char *elem_str(json_t *doc, size_t i, const char *key)
+{
+    return json_string_value(json_object_get(json_array_get(doc, i), key));
+}
+
+static json_t *parse(char *text)
+{
+    json_error_t je;
+    json_t *doc = json_loads(text, 0, &je);
+
+    if (!doc)
+        fail_msg("not JSON (%s): %s", je.text, text);
+    free(text);
+    return doc;
+}
+
+static void test_run_documents(void **state)
+{
+    struct store *s = open_fixture();
+    char *text = NULL;
+    json_t *doc, *steps;
+    durable_error err = { 0 };
+
+    (void)state;
+    assert_int_equal(store_run_json(s, "r1", &text, &err), DURABLE_OK);
+    doc = parse(text);
+    assert_string_equal(json_string_value(json_object_get(doc, "workflow_name")), "shop");
+    assert_int_equal(json_integer_value(json_object_get(doc, "workflow_version")), 1);
+    assert_true(json_is_true(json_object_get(json_object_get(doc, "output"), "ok")));
+    assert_string_equal(json_string_value(json_object_get(doc, "idempotency_key")), "k1");
+    steps = json_object_get(doc, "steps"); /* in definition order */
+    assert_int_equal(json_array_size(steps), 2);
+    assert_string_equal(elem_str(steps, 0, "step_id"), "b");
+    assert_string_equal(elem_str(steps, 1, "step_id"), "a");
+    assert_string_equal(json_string_value(json_array_get(
+                                json_object_get(json_array_get(steps, 1), "depends_on"), 0)),
+                        "b");
+    json_decref(doc);
+    assert_int_equal(store_run_json(s, "r2", &text, &err), DURABLE_OK);
+    doc = parse(text);
+    assert_string_equal(json_string_value(json_object_get(doc, "error_message")), "boom");
+    assert_true(json_is_null(json_object_get(doc, "completed_at"))); /* NULL time */
+    assert_true(json_is_null(json_object_get(doc, "output")));
+    assert_int_equal(json_array_size(json_object_get(doc, "steps")), 0);
+    json_decref(doc);
+    assert_int_equal(store_run_json(s, "r3", &text, &err), DURABLE_OK);
+    doc = parse(text);
+    steps = json_object_get(doc, "steps");
+    assert_string_equal(elem_str(steps, 1, "error_message"), "late");
+    assert_string_equal(elem_str(steps, 1, "wake_at"), "1970-01-01T00:00:05.000Z");
+    json_decref(doc);
+    assert_int_equal(store_run_json(s, "nope", &text, &err), DURABLE_ENOTFOUND);
+    store_close(s);
+}
+
+static void test_event_documents(void **state)
+{
+    struct store *s = open_fixture();
+    char *text = NULL;
+    json_t *doc;
+    durable_error err = { 0 };
+
+    (void)state;
+    assert_int_equal(store_events_json(s, "r1", 1, &text, &err), DURABLE_OK);
+    doc = parse(text);
+    assert_int_equal(json_array_size(doc), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(doc, 0), "seq")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(doc, 0), "id")), 3);
+    assert_string_equal(elem_str(doc, 0, "step_id"), "b");
+    assert_string_equal(elem_str(doc, 1, "type"), "run_completed");
+    assert_null(json_object_get(json_array_get(doc, 0), "run_id"));
+    json_decref(doc);
+    assert_int_equal(store_events_json(s, "r2", 0, &text, &err), DURABLE_OK); /* none */
+    assert_string_equal(text, "[]");
+    free(text);
+    assert_int_equal(store_events_json(s, "nope", 0, &text, &err), DURABLE_ENOTFOUND);
+    /* Every run's, by global id. */
+    assert_int_equal(store_events_since(s, 1, 2, &text, &err), DURABLE_OK);
+    doc = parse(text);
+    assert_int_equal(json_array_size(doc), 2);
+    assert_string_equal(elem_str(doc, 0, "run_id"), "r3");
+    assert_string_equal(elem_str(doc, 1, "run_id"), "r1");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(doc, 1), "id")), 3);
+    json_decref(doc);
+    store_close(s);
+}
+
+/* The ids of a list, comma-separated. */
+static void list_ids(char *text, char *out, size_t n)
+{
+    json_t *doc = parse(text);
+
+    out[0] = '\0';
+    for (size_t i = 0; i < json_array_size(doc); i++) {
+        size_t len = strlen(out);
+        snprintf(out + len, n - len, "%s%s", i ? "," : "", elem_str(doc, i, "id"));
+    }
+    json_decref(doc);
+}
+
+static void test_lists(void **state)
+{
+    struct store *s = open_fixture();
+    char *text = NULL;
+    char ids[128];
+    int64_t total = -1;
+    json_t *doc;
+    durable_error err = { 0 };
+    struct store_run_query q = { .status = NULL };
+
+    (void)state;
+    /* Newest first; r3 and r2 share a millisecond: the later insert first. */
+    assert_int_equal(store_runs_list(s, &q, &text, &total, &err), DURABLE_OK);
+    list_ids(text, ids, sizeof(ids));
+    assert_string_equal(ids, "r3,r2,r1");
+    assert_int_equal(total, 3);
+    q.page = (struct store_page){ .limit = 1, .offset = 1 };
+    assert_int_equal(store_runs_list(s, &q, &text, &total, &err), DURABLE_OK);
+    list_ids(text, ids, sizeof(ids));
+    assert_string_equal(ids, "r2");
+    assert_int_equal(total, 3);
+    q = (struct store_run_query){ .status = "failed" };
+    assert_int_equal(store_runs_list(s, &q, &text, &total, &err), DURABLE_OK);
+    list_ids(text, ids, sizeof(ids));
+    assert_string_equal(ids, "r2");
+    assert_int_equal(total, 1);
+    q = (struct store_run_query){ .workflow = "wf1" };
+    assert_int_equal(store_runs_list(s, &q, &text, &total, &err), DURABLE_OK);
+    list_ids(text, ids, sizeof(ids));
+    assert_string_equal(ids, "r1");
+    q = (struct store_run_query){ .workflow = "shop", .status = "running" };
+    assert_int_equal(store_runs_list(s, &q, &text, &total, &err), DURABLE_OK);
+    list_ids(text, ids, sizeof(ids));
+    assert_string_equal(ids, "r3");
+    assert_int_equal(total, 1);
+    q = (struct store_run_query){ .page = { .offset = 10 } }; /* past the end: the total */
+    assert_int_equal(store_runs_list(s, &q, &text, &total, &err), DURABLE_OK);
+    list_ids(text, ids, sizeof(ids));
+    assert_string_equal(ids, "");
+    assert_int_equal(total, 3);
+
+    assert_int_equal(store_workflows_list(s, (struct store_page){ 0 }, &text, &total, &err),
+                     DURABLE_OK);
+    doc = parse(text);
+    assert_int_equal(total, 3);
+    assert_string_equal(elem_str(doc, 0, "id"), "wa");
+    assert_true(json_is_null(json_object_get(json_array_get(doc, 0), "description")));
+    assert_string_equal(elem_str(doc, 1, "description"), "the shop");
+    assert_string_equal(elem_str(doc, 2, "id"), "wf1");
+    json_decref(doc);
+    assert_int_equal(store_workflow_json(s, "shop", &text, &err), DURABLE_OK);
+    doc = parse(text);
+    assert_int_equal(json_integer_value(json_object_get(doc, "version")), 2);
+    assert_true(json_is_object(json_object_get(doc, "definition")));
+    json_decref(doc);
+
+    assert_int_equal(store_orders_list(s, (struct store_page){ 0 }, &text, &total, &err),
+                     DURABLE_OK);
+    list_ids(text, ids, sizeof(ids));
+    assert_string_equal(ids, "o2,o1");
+    assert_int_equal(total, 2);
+    assert_int_equal(store_order_json(s, "o1", &text, &err), DURABLE_OK);
+    doc = parse(text);
+    assert_true(json_real_value(json_object_get(doc, "amount")) == 12.5);
+    assert_string_equal(json_string_value(json_object_get(doc, "status")), "paid");
+    json_decref(doc);
+    assert_int_equal(store_order_json(s, "nope", &text, &err), DURABLE_ENOTFOUND);
+    store_close(s);
+}
+
+static void test_counts(void **state)
+{
+    struct store *s = open_fixture();
+    int64_t runs[STORE_N_RUN_STATUSES], steps[STORE_N_STEP_STATUSES];
+    durable_error err = { 0 };
+
+    (void)state;
+    assert_int_equal(store_count_runs(s, runs, &err), DURABLE_OK);
+    assert_int_equal(runs[RUN_COMPLETED], 1);
+    assert_int_equal(runs[RUN_FAILED], 1);
+    assert_int_equal(runs[RUN_RUNNING], 1);
+    assert_int_equal(runs[RUN_PENDING], 0);
+    assert_int_equal(store_count_steps(s, steps, &err), DURABLE_OK);
+    assert_int_equal(steps[STEP_S_COMPLETED], 3);
+    assert_int_equal(steps[STEP_S_WAITING], 1);
+    assert_int_equal(steps[STEP_S_PENDING], 1);
+    store_close(s);
+}
+
+/* The snapshot's table called name. */
+static json_t *snap_table(json_t *doc, const char *name)
+{
+    json_t *tables = json_object_get(doc, "tables");
+
+    for (size_t i = 0; i < json_array_size(tables); i++) {
+        if (strcmp(elem_str(tables, i, "name"), name) == 0)
+            return json_array_get(tables, i);
+    }
+    fail_msg("no table %s in the snapshot", name);
+    return NULL;
+}
+
+static void test_snapshot(void **state)
+{
+    struct store *s = open_fixture();
+    PGconn *c = direct();
+    PGresult *r;
+    char *text = NULL;
+    json_t *doc, *runs, *row;
+    durable_error err = { 0 };
+
+    (void)state;
+    sql(c, "UPDATE runs SET input = '\"' || repeat('é', 150) || '\"' WHERE id = 'r1'");
+    assert_int_equal(store_snapshot_json(s, 2, &text, &err), DURABLE_OK);
+    doc = parse(text);
+    /* Every table of the schema is there. */
+    r = PQexec(c, "SELECT table_name FROM information_schema.tables"
+                  " WHERE table_schema = 'public'");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    for (int i = 0; i < PQntuples(r); i++)
+        snap_table(doc, PQgetvalue(r, i, 0));
+    assert_int_equal(json_array_size(json_object_get(doc, "tables")), PQntuples(r));
+    PQclear(r);
+    runs = snap_table(doc, "runs");
+    assert_int_equal(json_integer_value(json_object_get(runs, "total")), 3);
+    assert_int_equal(json_array_size(json_object_get(runs, "rows")), 2); /* newest 2 */
+    assert_string_equal(json_string_value(json_array_get(json_object_get(runs, "columns"), 0)),
+                        "id");
+    row = json_array_get(json_object_get(runs, "rows"), 0);
+    assert_string_equal(json_string_value(json_array_get(row, 0)), "r3");
+    /* Numbers are numbers, NULL is null. */
+    assert_int_equal(json_integer_value(json_array_get(row, 8)), 2000); /* created_at */
+    assert_true(json_is_null(json_array_get(row, 4)));                  /* output */
+    assert_true(json_is_true(json_array_get(
+            json_array_get(json_object_get(snap_table(doc, "event_counter"), "rows"), 0), 0)));
+    json_decref(doc);
+    /* A long cell is cut on a character boundary. */
+    assert_int_equal(store_snapshot_json(s, 200, &text, &err), DURABLE_OK);
+    doc = parse(text);
+    runs = snap_table(doc, "runs");
+    row = json_array_get(json_object_get(runs, "rows"), 2);
+    assert_string_equal(json_string_value(json_array_get(row, 0)), "r1");
+    text = (char *)json_string_value(json_array_get(row, 3));
+    assert_true(strlen(text) <= STORE_SNAPSHOT_CELL_MAX + strlen("…"));
+    assert_non_null(strstr(text, "…"));
+    json_decref(doc);
+    PQfinish(c);
+    store_close(s);
+}
+
+/* A read on a connection the server dropped reconnects and answers. */
+static void test_read_after_cut(void **state)
+{
+    struct store *s = open_fixture();
+    PGconn *c = direct();
+    char *text = NULL;
+    durable_error err = { 0 };
+
+    (void)state;
+    terminate(c, pg_of(s)->readers[0]);
+    assert_int_equal(store_run_json(s, "r1", &text, &err), DURABLE_OK);
+    free(text);
+    terminate(c, pg_of(s)->readers[0]);
+    assert_int_equal(
+            store_runs_list(s, &(struct store_run_query){ .status = NULL }, &text, NULL, &err),
+            DURABLE_OK);
+    free(text);
+    PQfinish(c);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest offline[] = {
@@ -489,6 +957,14 @@ int main(void)
         cmocka_unit_test_setup(test_claim, setup),
         cmocka_unit_test_setup(test_release_and_wakeups, setup),
         cmocka_unit_test_setup(test_reap_and_leave, setup),
+        cmocka_unit_test_setup(test_read_records, setup),
+        cmocka_unit_test_setup(test_runs_unfinished, setup),
+        cmocka_unit_test_setup(test_run_documents, setup),
+        cmocka_unit_test_setup(test_event_documents, setup),
+        cmocka_unit_test_setup(test_lists, setup),
+        cmocka_unit_test_setup(test_counts, setup),
+        cmocka_unit_test_setup(test_snapshot, setup),
+        cmocka_unit_test_setup(test_read_after_cut, setup),
     };
     int failed = cmocka_run_group_tests_name("offline", offline, NULL, NULL);
 
