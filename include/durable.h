@@ -131,10 +131,11 @@ DURABLE_API durable_code durable_validate(const char *text, size_t text_len, cha
 
 /* A step type is registered, not built in: every type the engine knows
  * (task, http_request, delay, approval, condition, transform, log,
- * workflow, data_transform, conditional) is a durable_step_type given to durable_step_type_register()
- * at durable_open, and a program adds its own the same way. A definition's
- * step names its type by `type` (absent or blank: `task`); a name that no
- * registered type has makes the definition invalid, with a suggestion.
+ * workflow, data_transform, conditional) is a durable_step_type given to
+ * durable_step_type_register() at durable_open, and a program adds its own
+ * the same way. A definition's step names its type by `type` (absent or
+ * blank: `task`); a name that no registered type has makes the definition
+ * invalid, with a suggestion.
  *
  * The calls below are made on the engine's scheduler thread and must not
  * block. An attempt is a durable_step_call, valid only during the call it
