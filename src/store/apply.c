@@ -118,20 +118,18 @@ static durable_code guard_run(struct apply *a, const char *run_id, bool need_fai
 
 /* A step transition's guard: the run must exist and be unfinished, the step
  * exist with a status g allows (and, if g says so, be at t's attempt).
- * OUT *out_order_id (may be NULL): the run's order, "" for none. */
+ * OUT *st: what was read (the run's order for an action). */
 static durable_code guard_step(struct apply *a, const struct transition *t,
-                               const struct step_guard *g, char out_order_id[ID_MAX],
+                               const struct step_guard *g, struct store_run_state *st,
                                durable_error *err)
 {
-    struct store_run_state st;
-    durable_code rc = run_get(a, t->run_id, t->step_id, &st, err);
+    durable_code rc = run_get(a, t->run_id, t->step_id, st, err);
 
     if (rc == DURABLE_OK) {
-        struct guard_row row = { st.run_status, st.has_step ? st.step_status : NULL, st.attempt };
+        struct guard_row row = { st->run_status, st->has_step ? st->step_status : NULL,
+                                 st->attempt };
         rc = store_guard_step(g, t, &row, err);
     }
-    if (rc == DURABLE_OK && out_order_id)
-        snprintf(out_order_id, ID_MAX, "%s", st.order_id);
     return rc;
 }
 
@@ -321,11 +319,11 @@ static durable_code step_wait(struct apply *a, const struct transition *t, durab
 static durable_code apply_step(struct apply *a, const struct transition *t, durable_error *err)
 {
     const struct step_guard *g = store_step_guard(t->with_start ? TR_STEP_START : t->kind);
-    char order_id[ID_MAX];
+    struct store_run_state st;
     durable_code rc = require(t->step_id, "step_id", err);
 
     if (rc == DURABLE_OK)
-        rc = guard_step(a, t, g, order_id, err);
+        rc = guard_step(a, t, g, &st, err);
     if (rc == DURABLE_OK) {
         switch (t->kind) {
         case TR_STEP_START:
@@ -335,7 +333,7 @@ static durable_code apply_step(struct apply *a, const struct transition *t, dura
             if (t->with_start)
                 rc = step_start_complete(a, t, err);
             else
-                rc = step_complete(a, t, order_id, err);
+                rc = step_complete(a, t, st.order_id, err);
             break;
         case TR_STEP_RETRY:
             rc = step_retry(a, t, err);
@@ -453,6 +451,7 @@ static durable_code restart_steps(struct apply *a, const struct transition *t, j
                                   durable_error *err)
 {
     const struct step_guard *g = store_step_guard(TR_RUN_RECOVERED);
+    struct store_run_state row;
     struct transition st = *t;
     bool changed = false;
     durable_code rc = DURABLE_OK;
@@ -463,13 +462,13 @@ static durable_code restart_steps(struct apply *a, const struct transition *t, j
         if (!st.step_id)
             rc = err_set(err, DURABLE_EINVAL, "recovered steps must be step ids");
         else if (n > 1)
-            rc = guard_step(a, &st, g, NULL, err);
+            rc = guard_step(a, &st, g, &row, err);
     }
     for (k = 0; rc == DURABLE_OK && k < n; k++) {
         st.step_id = json_string_value(json_array_get(steps, k));
         rc = a->rows->step_write(a->s, STEP_W_RESTART, &st, &changed, err);
         if (rc == DURABLE_OK && !changed) {
-            rc = guard_step(a, &st, g, NULL, err); /* says why */
+            rc = guard_step(a, &st, g, &row, err); /* says why */
             if (rc == DURABLE_OK)
                 rc = err_set(err, DURABLE_ECONFLICT, "cannot restart step \"%s\"", st.step_id);
         }

@@ -24,12 +24,18 @@
 
 /* ---- reads ---- */
 
-/* Copies column col's text into out (out_len bytes), "" for NULL. */
+/* Copies column col's text into out (out_len bytes), truncated, "" for
+ * NULL. Not snprintf: this runs four times per step transition. */
 static void col_copy(sqlite3_stmt *st, int col, char *out, size_t out_len)
 {
     const char *v = col_text(st, col);
+    size_t n = v ? (size_t)sqlite3_column_bytes(st, col) : 0;
 
-    snprintf(out, out_len, "%s", v ? v : "");
+    if (n >= out_len)
+        n = out_len - 1;
+    if (n > 0)
+        memcpy(out, v, n);
+    out[n] = '\0';
 }
 
 static durable_code sqlite_run_get(struct store *base, const char *run_id, const char *step_id,
