@@ -1,7 +1,9 @@
 /*
- * backend.h - what the store's backends share: the helpers of store.c that
- * every backend's transitions and reads use, apart from the contract
- * (store.h) the engine sees.
+ * backend.h - what the store's backends share: the row operations a backend
+ * implements for store_apply (struct store_rows_ops), and the helpers of
+ * store.c, rules.c, event_data.c and docs.c that every backend's
+ * transitions and reads use, apart from the contract (store.h) the engine
+ * sees.
  *
  * Only src/store/ includes it. Nothing here knows a database: a backend
  * keeps its SQL in its own folder (sqlite/).
@@ -57,8 +59,9 @@ char *store_event_data_recovered(const char *steps_json);
 char *store_event_data_run_retried(const char *const *step_ids, size_t n);
 
 /* ---- the cache of finished runs' documents (docs.c) ----
- * Made by store_open for a backend of one node; store.c's dispatchers tell
- * it of retries: forget_at_commit for a run a transition of the open
+ * Made by store_open for a backend of one node; store.c's dispatchers and
+ * store_apply tell it of retries: forget_at_commit for a run a transition
+ * of the open
  * transaction makes unfinished, forget_pending(committed) after the
  * commit (drops those runs' documents) or a rollback (forgets the list).
  * Writer thread for those two; run_cache_free at store_close. */
@@ -101,5 +104,160 @@ durable_code store_guard_run(const char *run_id, const char *status_text, bool n
  * DURABLE_ECONFLICT or DURABLE_EIO with the reason otherwise. */
 durable_code store_guard_step(const struct step_guard *g, const struct transition *t,
                               const struct guard_row *row, durable_error *err);
+
+/* ---- the row operations of store_apply (apply.c) ----
+ *
+ * store_apply decides every transition in neutral code (apply.c): which
+ * guards run, which rows change, which events are appended with which
+ * data, what is refused and how a refused action is undone. A backend only
+ * reads and writes rows through these operations, so every backend keeps
+ * the same semantics. Each is called on the writer thread only, inside the
+ * transaction store_tx_begin opened; each returns DURABLE_EIO (with the
+ * database's reason) when the database fails, after which the writer
+ * rolls the transaction back. Apart from that and the refusals written
+ * below, an operation cannot fail: the guards have run before it.
+ *
+ * Text arguments are borrowed for the call; ids are shorter than ID_MAX
+ * (the store makes them so). Times are Unix ms; a time said to be 0 for
+ * "none" is stored as NULL. No operation allocates what the caller must
+ * free. The writer's hot path is run_get, step_write, run_write and
+ * event_append (a step transition is one of each, or two appends): keep
+ * them one prepared statement each. A backend that pays a round trip per
+ * operation may send a write later (with the next read, or at commit)
+ * provided every read sees the transaction's earlier writes and the
+ * answers a write gives (event ids, out_changed) are right; a failure it
+ * reports late is DURABLE_EIO like any other.
+ */
+
+/* Status and type texts as stored, truncated to fit (a truncated text is
+ * no known name, so the guards still refuse it). */
+#define STORE_NAME_MAX 24
+
+/* What the guards read of a run and, when asked, one of its steps. */
+struct store_run_state {
+    bool has_run;                     /* false: no such run (the rest is unset) */
+    char run_status[STORE_NAME_MAX];  /* the run's status as stored */
+    char order_id[ID_MAX];            /* the run's order, "" for none */
+    bool has_step;                    /* false: no step asked, or the run has none such */
+    char step_status[STORE_NAME_MAX]; /* the step's status as stored */
+    char step_type[STORE_NAME_MAX];   /* the step's type ("task", "approval", ...) */
+    int attempt;                      /* the step's current attempt */
+};
+
+/* The numbers event_append gave an event. */
+struct store_event_ids {
+    int64_t seq;
+    int64_t gid;
+};
+
+/* A change of one step row (store_rows_ops.step_write); t's fields named
+ * are written, every other column is kept. */
+enum store_step_write {
+    STEP_W_START = 1, /* status running, attempt, started_at = at_ms; completed_at, wake_at,
+                         error_message, error_code cleared */
+    STEP_W_RUN,       /* START and COMPLETE at once: status completed, attempt, started_at =
+                         completed_at = at_ms, output = output_json; wake_at and the error
+                         cleared */
+    STEP_W_COMPLETE,  /* status completed, output = output_json, completed_at = at_ms */
+    STEP_W_RETRY,     /* status retrying, wake_at = wake_at_ms, error_message, error_code */
+    STEP_W_FAIL,      /* status failed, completed_at = at_ms, error_message, error_code */
+    STEP_W_SKIP,      /* status skipped, completed_at = at_ms */
+    STEP_W_WAIT,      /* status waiting, wake_at = wake_at_ms (0: none) */
+    STEP_W_RESTART,   /* only if the step is running: started_at = at_ms, attempt = max(attempt,
+                         1); *out_changed says whether it was */
+};
+
+/* A change of a run row (store_rows_ops.run_write). */
+enum store_run_write {
+    RUN_W_START = 1, /* status running, started_at = at_ms unless set (a step started) */
+    RUN_W_RECOMPUTE, /* an unfinished run's status from its steps': running while one runs,
+                        else waiting while one waits or retries, else running if it was
+                        waiting, else unchanged */
+    RUN_W_FINISH,    /* status run_status, output = output_json, error_message, completed_at
+                        = at_ms; its steps not final become cancelled (completed_at = at_ms,
+                        wake_at cleared) */
+};
+
+/* The savepoint around a transition that can be refused after its first
+ * write (a step completion with an action): one at a time, not nested. */
+enum store_savepoint {
+    SAVEPOINT_BEGIN = 1,
+    SAVEPOINT_RELEASE,  /* keeps what was written since BEGIN */
+    SAVEPOINT_ROLLBACK, /* undoes what was written since BEGIN; RELEASE follows */
+};
+
+struct store_rows_ops {
+    /* ---- reads (see every earlier write of the transaction) ---- */
+
+    /* The run's status and order, and with step_id (may be NULL) that
+     * step's status, type and attempt, in one read; out->has_run false
+     * when there is no such run. A backend may remember the run's last
+     * event seq here, for event_append. */
+    durable_code (*run_get)(struct store *s, const char *run_id, const char *step_id,
+                            struct store_run_state *out, durable_error *err);
+    /* The run of workflow_id's workflow (any version of its name) started
+     * with idempotency key `key`: its id in out, *out_found. */
+    durable_code (*run_by_key)(struct store *s, const char *workflow_id, const char *key,
+                               char out[ID_MAX], bool *out_found, durable_error *err);
+    /* Whether the workflow version with this id exists. */
+    durable_code (*workflow_exists)(struct store *s, const char *workflow_id, bool *out_found,
+                                    durable_error *err);
+    /* The latest version of workflow `name`: its id and version in out
+     * (version 0 when there is none), and whether its definition is
+     * `definition` byte for byte. */
+    durable_code (*workflow_latest)(struct store *s, const char *name, const char *definition,
+                                    struct transition_result *out, bool *out_same,
+                                    durable_error *err);
+    /* The order's status in out (truncated to STORE_NAME_MAX), *out_found. */
+    durable_code (*order_get)(struct store *s, const char *order_id, char out[STORE_NAME_MAX],
+                              bool *out_found, durable_error *err);
+
+    /* ---- writes ---- */
+
+    /* One step row of t->run_id, t->step_id changes as w says (a step
+     * that does not exist changes nothing). out_changed may be NULL. */
+    durable_code (*step_write)(struct store *s, enum store_step_write w, const struct transition *t,
+                               bool *out_changed, durable_error *err);
+    /* The row of run t->run_id changes as w says; a backend leaves a row
+     * whose values would not change unwritten when it can (cheaper). */
+    durable_code (*run_write)(struct store *s, enum store_run_write w, const struct transition *t,
+                              durable_error *err);
+    /* A new run `run_id` of t->workflow_id (status pending, input, order_id,
+     * idempotency_key, created_at = at_ms, deadline_ms) and a row per step of
+     * t->steps in that (definition) order: pending, attempt 0, max_attempts,
+     * depends_on (NULL: "[]"), idempotency key "<run_id>/<step_id>". */
+    durable_code (*run_insert)(struct store *s, const struct transition *t, const char *run_id,
+                               const char *input_json, durable_error *err);
+    /* A failed run runs again: fn(ud, step_id) for each failed or cancelled
+     * step in definition order, then those steps become pending with
+     * attempt 0 (times, wake_at, error and output cleared), and the run
+     * running with no output, error or completed_at, deadline deadline_ms. */
+    durable_code (*run_retry)(struct store *s, const char *run_id, int64_t deadline_ms,
+                              void (*fn)(void *ud, const char *step_id), void *ud,
+                              durable_error *err);
+    /* A new order (status "pending", created_at = updated_at = at_ms). */
+    durable_code (*order_insert)(struct store *s, const char *order_id, double amount,
+                                 int64_t at_ms, durable_error *err);
+    /* The order's status becomes status, updated_at = at_ms. */
+    durable_code (*order_set_status)(struct store *s, const char *order_id, const char *status,
+                                     int64_t at_ms, durable_error *err);
+    /* A new workflow version: id wf->id, version wf->version, name
+     * t->wf_name, definition t->wf_definition, created_at = t->at_ms. */
+    durable_code (*workflow_insert)(struct store *s, const struct transition_result *wf,
+                                    const struct transition *t, durable_error *err);
+    /* Appends an event to k->run_id's history (data is its JSON text,
+     * borrowed) with the run's next seq (1 after the last, no gaps) and the
+     * next global id (1 after the last given out: gids increase in commit
+     * order with no gaps), both returned in *out.
+     * DURABLE_ENOTFOUND if the run does not exist. */
+    durable_code (*event_append)(struct store *s, const struct event_key *k, const char *type,
+                                 const char *data, struct store_event_ids *out, durable_error *err);
+    /* The events from global id first_gid on that the transition under way
+     * appended are undone (rolled back to the savepoint, or the transaction
+     * is being rolled back): the next event_append gives first_gid again,
+     * and any last seq remembered is forgotten. */
+    void (*events_undo)(struct store *s, int64_t first_gid);
+    durable_code (*savepoint)(struct store *s, enum store_savepoint op, durable_error *err);
+};
 
 #endif

@@ -5,8 +5,9 @@
  * the backend's records are docs.c's.
  *
  * A dispatcher only forwards: the thread rules and contracts are those of
- * store.h, which every backend keeps. Adding a backend is one line in
- * backends[] plus its folder.
+ * store.h, which every backend keeps. store_apply is apply.c's, over the
+ * backend's row operations. Adding a backend is one line in backends[]
+ * plus its folder.
  */
 #include "util/common.h"
 
@@ -121,16 +122,6 @@ void store_tx_rollback(struct store *s)
     if (s->cache)
         run_cache_forget_pending(s->cache, false);
     s->ops->tx_rollback(s);
-}
-
-durable_code store_apply(struct store *s, const struct transition *t, struct store_events *events,
-                         struct transition_result *result, durable_error *err)
-{
-    durable_code rc = s->ops->apply(s, t, events, result, err);
-
-    if (rc == DURABLE_OK && t->kind == TR_RUN_RETRY && s->cache)
-        run_cache_forget_at_commit(s->cache, t->run_id); /* no longer finished */
-    return rc;
 }
 
 /* ---- records ---- */

@@ -43,6 +43,7 @@
 
 struct store;
 struct store_ops;
+struct store_rows_ops;
 
 struct run_cache;
 
@@ -477,7 +478,7 @@ struct store_row_fns {
  * A backend implements struct store_ops; the store_* functions above are
  * dispatchers over s->ops (store.c), so the engine and the HTTP layer never
  * see which backend runs. Each op has the contract of the store_* function
- * of the same name. Thread rules are the dispatchers': tx_*, apply and
+ * of the same name. Thread rules are the dispatchers': tx_*, rows and
  * synchronous on the writer thread only, every read from any thread.
  */
 
@@ -521,10 +522,12 @@ struct store_ops {
     durable_code (*tx_begin)(struct store *s, durable_error *err);
     durable_code (*tx_commit)(struct store *s, durable_error *err);
     void (*tx_rollback)(struct store *s);
-    durable_code (*apply)(struct store *s, const struct transition *t, struct store_events *events,
-                          struct transition_result *result, durable_error *err);
-    /* NULL: the writer applies a batch's transitions one by one with apply
-     * (a backend with round trips to a server pipelines them here). */
+    /* The row reads and writes store_apply decides over (backend.h): the
+     * logic of every transition is the store's (apply.c), not a backend's. */
+    const struct store_rows_ops *rows;
+    /* NULL: the writer applies a batch's transitions one by one with
+     * store_apply (a backend with round trips to a server pipelines them
+     * here). */
     durable_code (*apply_batch)(struct store *s, const struct transition *const *t, size_t n,
                                 struct store_events *events, struct transition_result *results,
                                 durable_code *codes, durable_error *err);

@@ -1,11 +1,12 @@
 /*
  * sqlite.c - the SQLite store: connections, schema migrations, the cache of
- * prepared statements, transactions and the event list.
+ * prepared statements and transactions.
  *
  * A store has connections to one WAL database: the write connection, used
- * only by the engine's writer thread (transitions, in apply.c), and a pool
- * of read connections (read.c, json.c, inspect.c), each used by one thread
- * at a time between store_reader_take and store_reader_put. All are opened
+ * only by the engine's writer thread (the rows of transitions, in
+ * write.c), and a pool of read connections (read.c, rows.c, inspect.c),
+ * each used by one thread at a time between store_reader_take and
+ * store_reader_put. All are opened
  * without SQLite's own mutex (NOMUTEX): each is confined, so SQLite's
  * locking would only cost time.
  *
@@ -171,7 +172,6 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_ORDER_INSERT] = { "INSERT INTO orders (id, amount, status, created_at, updated_at)"
                           " VALUES (?1, ?2, 'pending', ?3, ?3)",
                           "create an order" },
-    [ST_ORDER_EXISTS] = { "SELECT 1 FROM orders WHERE id = ?1", "look up an order" },
     [ST_ORDER_STATUS] = { "SELECT status FROM orders WHERE id = ?1", "read an order" },
     [ST_ORDER_SET_STATUS] = { "UPDATE orders SET status = ?2, updated_at = ?3 WHERE id = ?1",
                               "update an order" },
@@ -185,7 +185,6 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         " idempotency_key, created_at, deadline_at)"
                         " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7)",
                         "create a run" },
-    [ST_RUN_GUARD] = { "SELECT status FROM runs WHERE id = ?1", "read a run" },
     /* A step started: its run is running (the guard saw it unfinished).
      * Both status updates leave the row alone when nothing changes, so
      * that most step transitions write no run row and no run index. */
@@ -203,9 +202,10 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                          " max_attempts, depends_on, idempotency_key)"
                          " VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?1 || '/' || ?3)",
                          "create a step" },
-    /* A step transition's guard: the run (no row: not found) and the step
-     * (NULL status: not found), in one read. */
-    [ST_RUN_STEP_GUARD] = { "SELECT r.status, r.order_id, " LAST_SEQ_R ", s.status, s.attempt"
+    /* A transition's guard: the run (no row: not found) and, when ?2 is
+     * not NULL, the step (NULL status: not found), in one read. */
+    [ST_RUN_STEP_GUARD] = { "SELECT r.status, r.order_id, " LAST_SEQ_R ", s.status, s.attempt,"
+                            " s.type"
                             " FROM runs r LEFT JOIN steps s ON s.run_id = r.id AND s.step_id = ?2"
                             " WHERE r.id = ?1",
                             "read a step" },
@@ -235,8 +235,6 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                        "skip a step" },
     [ST_STEP_WAIT] = { "UPDATE steps SET status = 'waiting', wake_at = ?3" WHERE_STEP,
                        "make a step wait" },
-    [ST_STEP_DECIDE_GUARD] = { "SELECT status, attempt, type FROM steps" WHERE_STEP,
-                               "read a step" },
     /* Both UPDATEs of a run's steps go through the primary key: through
      * steps_status, whose column they change, SQLite would first collect
      * the rows in a temporary table. */
@@ -831,49 +829,6 @@ void sqlite_tx_rollback(struct store *base)
         log_error("could not roll back: %s", sqlite3_errmsg(s->w.db));
 }
 
-/* ---- events ---- */
-
-durable_code store_event_append_text(struct sqlite_store *s, struct store_events *events,
-                                     const struct event_key *k, const char *type, char *text,
-                                     durable_error *err)
-{
-    sqlite3_stmt *st = NULL;
-    bool has_row = false;
-    int64_t seq = 0;
-    durable_code rc;
-
-    if (strcmp(k->run_id, s->seq_run) == 0) {
-        rc = DURABLE_OK;
-        seq = s->seq_last + 1;
-    } else {
-        rc = stmt_get(&s->w, ST_RUN_LAST_SEQ, &st, err, "s", k->run_id);
-        if (rc == DURABLE_OK)
-            rc = stmt_step(st, &has_row, err);
-        if (rc == DURABLE_OK && !has_row)
-            rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", k->run_id);
-        if (rc == DURABLE_OK)
-            seq = sqlite3_column_int64(st, 0) + 1;
-        stmt_release(st);
-    }
-    if (rc == DURABLE_OK) {
-        rc = stmt_exec(&s->w, ST_EVENT_INSERT, err, "sIssIsI", k->run_id, seq, type, k->step_id,
-                       k->at_ms, text, s->last_gid + 1);
-    }
-    if (rc == DURABLE_OK) {
-        s->last_gid++;
-        snprintf(s->seq_run, sizeof(s->seq_run), "%s", k->run_id);
-        s->seq_last = seq;
-    } else {
-        store_seq_forget(s);
-    }
-    if (rc == DURABLE_OK && events) {
-        store_events_push(events, k, seq, s->last_gid, type, text);
-        text = NULL;
-    }
-    free(text);
-    return rc;
-}
-
 const struct store_ops sqlite_store_ops = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -883,7 +838,7 @@ const struct store_ops sqlite_store_ops = {
     .tx_begin = sqlite_tx_begin,
     .tx_commit = sqlite_tx_commit,
     .tx_rollback = sqlite_tx_rollback,
-    .apply = sqlite_apply,
+    .rows = &sqlite_rows_ops,
     .apply_batch = NULL,
     .workflow_get = sqlite_workflow_get,
     .run_load = sqlite_run_load,

@@ -6,9 +6,10 @@
  * Only the files of this folder include sqlite3.h.
  *
  * sqlite.c opens the connections, runs the migrations and owns the statement
- * cache and the small helpers below; apply.c applies transitions on the write
- * connection; read.c (engine records) and rows.c (the documents' records)
- * read through the read connections.
+ * cache and the small helpers below; write.c reads and writes the rows of
+ * transitions (store/apply.c decides them) on the write connection;
+ * read.c (engine records) and rows.c (the documents' records) read
+ * through the read connections.
  *
  * Threads: the write connection (s->w) belongs to the writer thread. Readers
  * take a read connection from a small pool (store_reader_take), use it alone
@@ -44,12 +45,10 @@ enum stmt_id {
     ST_WF_INSERT,
     ST_WF_EXISTS,
     ST_ORDER_INSERT,
-    ST_ORDER_EXISTS,
     ST_ORDER_STATUS,
     ST_ORDER_SET_STATUS,
     ST_RUN_BY_KEY,
     ST_RUN_INSERT,
-    ST_RUN_GUARD,
     ST_RUN_RUNNING,
     ST_RUN_RECOMPUTE,
     ST_RUN_FINISH,
@@ -64,7 +63,6 @@ enum stmt_id {
     ST_STEP_FAIL,
     ST_STEP_SKIP,
     ST_STEP_WAIT,
-    ST_STEP_DECIDE_GUARD,
     ST_STEPS_CANCEL,
     ST_EVENT_INSERT,
     ST_EVENT_MAX_GID,
@@ -144,11 +142,11 @@ struct sqlite_store {
     /* Writer thread only: the last global event id given out. Read from
      * the database at every store_tx_begin (under the write lock, so
      * another process writing the same file cannot make ids collide), and
-     * put back by store_apply when a transition is refused, so that ids
-     * have no gaps. */
+     * put back (events_undo, write.c) when a transition is refused, so
+     * that ids have no gaps. */
     int64_t last_gid;
     /* Writer thread only: the last event seq of run seq_run, known inside
-     * the open transaction (read by a step guard, or given out by the last
+     * the open transaction (read by run_get, or given out by the last
      * append), so that numbering the next event needs no statement.
      * Forgotten whenever a transition or the transaction is undone. */
     char seq_run[ID_MAX];
@@ -200,13 +198,6 @@ void col_copy_id(sqlite3_stmt *st, int col, char out[ID_MAX]);
 durable_code store_read_begin(struct conn *c, durable_error *err);
 void store_read_end(struct conn *c);
 
-/* Appends an event to the run's history with the run's next seq, and to
- * `events` (may be NULL). Takes ownership of text, its data JSON built by
- * event_data.c (freed even on error). */
-durable_code store_event_append_text(struct sqlite_store *s, struct store_events *events,
-                                     const struct event_key *k, const char *type, char *text,
-                                     durable_error *err);
-
 /* The SQLite store of a struct store whose ops are sqlite_store_ops. */
 static inline struct sqlite_store *sqlite_of(struct store *s)
 {
@@ -224,10 +215,8 @@ durable_code sqlite_synchronous(struct store *base, int *out_level, durable_erro
 durable_code sqlite_tx_begin(struct store *base, durable_error *err);
 durable_code sqlite_tx_commit(struct store *base, durable_error *err);
 void sqlite_tx_rollback(struct store *base);
-/* apply.c */
-durable_code sqlite_apply(struct store *base, const struct transition *t,
-                          struct store_events *events, struct transition_result *result,
-                          durable_error *err);
+/* write.c: the rows store_apply reads and writes (backend.h) */
+extern const struct store_rows_ops sqlite_rows_ops;
 /* read.c */
 durable_code sqlite_workflow_get(struct store *base, const char *id_or_name,
                                  struct workflow_record *out, durable_error *err);
