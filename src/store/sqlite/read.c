@@ -156,8 +156,8 @@ static durable_code run_load_locked(struct conn *c, const char *run_id, struct r
         rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
     if (rc == DURABLE_OK) {
         r->definition = col_str(st, 8);
-        r->output_json = col_str(st, 9);
-        r->error_message = col_str(st, 10);
+        r->output_json = col_strdup(st, 9);
+        r->error_message = col_strdup(st, 10);
         rc = run_from_row(st, r, err);
     }
     stmt_release(st);

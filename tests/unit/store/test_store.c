@@ -605,6 +605,8 @@ static void test_run_load(void **state)
     assert_int_equal(r.steps[0].wake_at_ms, T0 + 500);
     assert_int_equal(r.steps[0].started_at_ms, T0 + 10);
     assert_null(r.steps[0].output_json);
+    assert_null(r.output_json); /* unfinished: no output, no error (store.h) */
+    assert_null(r.error_message);
     run_record_release(&r);
     assert_int_equal(store_run_load(f->s, "nope", &r, &err), DURABLE_ENOTFOUND);
 }
