@@ -368,6 +368,66 @@ async function main() {
       `decision stored: ${JSON.stringify(out)}`);
   });
 
+  await check("dashboard: start with a typed input, a blank one, and refuse an invalid one", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "echo-input", input: { greeting: "hello", n: 1 },
+      steps: [{ id: "echo", type: "transform", config: { expression: ".input" } }],
+    });
+    assert(reg.status === 201 || reg.status === 200, `register: ${reg.status}`);
+    const echoed = async () => {
+      await page.waitForURL(/\/ui\/run\.html\?id=/);
+      await page.waitForSelector("#run-status .badge.completed");
+      await page.locator(".node[data-step=echo]").click();
+      await page.waitForSelector("#step pre.json");
+      const id = new URL(page.url()).searchParams.get("id");
+      return { id, shown: await page.locator("#step").textContent(), run: (await http("GET", `/runs/${id}`)).json };
+    };
+    const open = async () => {
+      await page.goto(`${BASE}/`);
+      await page.waitForSelector("#workflow option", { state: "attached" });
+      await page.selectOption("#workflow", await optionFor(page, "echo-input"));
+      await page.waitForFunction(() => document.getElementById("definition").value.includes("echo-input"));
+    };
+    await open();
+    const prefilled = JSON.parse(await page.inputValue("#input"));
+    assert(prefilled.greeting === "hello" && prefilled.n === 1, `pre-filled with ${JSON.stringify(prefilled)}`);
+    // a typed input, over the defaults, seen on the run page
+    await page.fill("#input", '{"n": 42, "who": "browser"}');
+    await page.click("#start");
+    let r = await echoed();
+    assert(/"who": "browser"/.test(r.shown) && /"n": 42/.test(r.shown) && /"greeting": "hello"/.test(r.shown),
+      `the run page shows ${r.shown}`);
+    assert(r.run.input.n === 42 && r.run.input.greeting === "hello", `run input ${JSON.stringify(r.run.input)}`);
+    // remembered for the workflow
+    await open();
+    assert(JSON.parse(await page.inputValue("#input")).who === "browser", "the typed input was not remembered");
+    // invalid JSON: a clear message, nothing sent
+    const runsBefore = (await http("GET", "/runs?limit=1")).headers.get("x-total-count");
+    const ordersBefore = (await http("GET", "/orders?limit=1")).headers.get("x-total-count");
+    await page.fill("#input", '{"n": 42,');
+    await page.click("#start-order");
+    await page.waitForSelector("#input-error:not(:empty)");
+    assert(/not valid JSON/.test(await page.textContent("#input-error")), "no clear message for invalid JSON");
+    await page.fill("#input", "[1, 2]");
+    await page.click("#start");
+    await page.waitForFunction(() => /JSON object/.test(document.getElementById("input-error").textContent));
+    // the server's refusal is shown too (a repeated key, which JSON.parse forgives)
+    expected4xx.on = true;
+    await page.fill("#input", '{"n": 1, "n": 2}');
+    await page.click("#start");
+    await page.waitForFunction(() => /Refused: .*duplicate/i.test(document.getElementById("input-error").textContent));
+    expected4xx.on = false;
+    await page.screenshot({ path: path.join(SHOTS, "dashboard-input-error.png"), fullPage: true });
+    assert(page.url() === `${BASE}/`, "an invalid input started a run");
+    assert((await http("GET", "/runs?limit=1")).headers.get("x-total-count") === runsBefore, "an invalid input was sent");
+    assert((await http("GET", "/orders?limit=1")).headers.get("x-total-count") === ordersBefore, "an invalid input created an order");
+    // blank: the definition's defaults
+    await page.fill("#input", "");
+    await page.click("#start");
+    r = await echoed();
+    assert(JSON.stringify(r.run.input) === JSON.stringify({ greeting: "hello", n: 1 }), `blank input gave ${JSON.stringify(r.run.input)}`);
+  });
+
   await check("run page: a graph of 200 steps stays readable", async () => {
     const steps = [];
     for (let layer = 0; layer < 20; layer++) {
