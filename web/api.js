@@ -1,6 +1,10 @@
 // api.js - talking to `durable serve`: JSON requests (api), live events
 // (live, over EventSource) and the "server unreachable" banner both feed.
 //
+// Behind `durable serve --token` the pages are authorized by the session
+// cookie /signin set (sent by the browser with every fetch and EventSource
+// of this origin); a 401 means it ended, and the page goes to sign in again.
+//
 // The banner shows while any source is offline: a fetch that failed at the
 // network level, or an EventSource that lost its connection. A later
 // successful fetch, or the EventSource reopening, clears its source.
@@ -37,6 +41,17 @@ export class ApiError extends Error {
   }
 }
 
+// To the sign-in page, coming back here afterwards.
+export function toSignIn() {
+  location.assign(`/ui/signin.html?next=${encodeURIComponent(location.pathname + location.search)}`);
+}
+
+// Ends the session (the server clears its cookies) and goes to sign in.
+export async function signOut() {
+  await fetch("/signout", { method: "POST" });
+  location.assign("/ui/signin.html");
+}
+
 // api(path, {method, body, contentType}) -> parsed JSON (with .total from
 // X-Total-Count on lists). Throws ApiError for an error status, TypeError
 // when the server cannot be reached.
@@ -60,6 +75,7 @@ export async function api(path, opts = {}) {
   if (text) {
     try { body = JSON.parse(text); } catch { body = null; }
   }
+  if (res.status === 401) toSignIn();
   if (!res.ok) throw new ApiError(res.status, body);
   if (Array.isArray(body)) {
     const total = res.headers.get("X-Total-Count");

@@ -1,6 +1,8 @@
 // dashboard.js - the front page: pick or write a definition, register it,
-// start runs (with a demo order or without), and the runs table kept live
-// from /events/stream.
+// start runs (with a demo order or without, with an input or the
+// definition's defaults), and the runs table kept live from /events/stream.
+// The input typed for a workflow is remembered per workflow name in
+// localStorage ("durable.input.NAME") once a run started with it.
 
 import { api, live } from "./api.js";
 import { h, badge, chrome, fmtDuration, fmtAgo, fmtTime, span, shortId, throttle } from "./ui.js";
@@ -13,6 +15,8 @@ const text = $("definition");
 const gutter = $("gutter");
 const errors = $("errors");
 const notice = $("notice");
+const inputText = $("input");
+const inputError = $("input-error");
 const STATUSES = ["all", "running", "waiting", "completed", "failed", "cancelled"];
 
 let workflows = [];        // latest version of each name
@@ -208,6 +212,7 @@ async function loadDefinition() {
   const w = await api(`/workflows/${encodeURIComponent(select.value)}`);
   loadedText = JSON.stringify(w.definition, null, 2);
   text.value = loadedText;
+  loadInput(w);
   text.setSelectionRange(0, 0);
   text.scrollTop = 0;
   showErrors([]);
@@ -240,7 +245,54 @@ async function register() {
   }
 }
 
+/* ---------- the run's input ---------- */
+
+const inputKey = (name) => `durable.input.${name}`;
+let inputFor = null; // the workflow name the input field was filled for
+
+// The input remembered for w's name, else its definition's defaults; what
+// was typed stays while the workflow is the same (a new version of it).
+function loadInput(w) {
+  if (w.name === inputFor) return;
+  inputFor = w.name;
+  const kept = localStorage.getItem(inputKey(w.name));
+  const defaults = w.definition && w.definition.input;
+  const hasDefaults = defaults && typeof defaults === "object" && Object.keys(defaults).length > 0;
+  inputText.value = kept !== null ? kept : hasDefaults ? JSON.stringify(defaults, null, 2) : "";
+  showInputError("");
+}
+
+function showInputError(msg) {
+  inputError.textContent = msg;
+  if (msg) inputText.setAttribute("aria-invalid", "true");
+  else inputText.removeAttribute("aria-invalid");
+}
+
+// The input as typed (validated: a JSON object), "" when blank, or null
+// after showing why it is not valid.
+function checkedInput() {
+  const raw = inputText.value.trim();
+  if (!raw) return "";
+  let v;
+  try {
+    v = JSON.parse(raw);
+  } catch (e) {
+    showInputError(`Input is not valid JSON: ${e.message.replace(/^JSON\.parse: /, "")}`);
+    return null;
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    showInputError("Input must be a JSON object, like {\"amount\": 12.5}.");
+    return null;
+  }
+  return raw;
+}
+
+inputText.addEventListener("input", () => showInputError(""));
+
 async function startRun(withOrder) {
+  const input = checkedInput();
+  if (input === null) { inputText.focus(); return; }
+  showInputError("");
   let id = select.value;
   if (text.value !== loadedText || !id) {
     const w = await register();
@@ -253,7 +305,22 @@ async function startRun(withOrder) {
     const order = await api("/orders", { method: "POST", body: { amount: Number.isFinite(amount) ? amount : 0 } });
     body.order_id = order.id;
   }
-  const run = await api(`/workflows/${encodeURIComponent(id)}/runs`, { method: "POST", body });
+  // The input goes as typed (the server sees what the person wrote, and
+  // refuses what JSON.parse forgives, such as a repeated key).
+  const json = JSON.stringify(body);
+  const sent = input ? `{"input":${input}${json === "{}" ? "" : `,${json.slice(1, -1)}`}}` : json;
+  let run;
+  try {
+    run = await api(`/workflows/${encodeURIComponent(id)}/runs`, { method: "POST", body: sent });
+  } catch (e) {
+    if (e.status === 400 && input) { showInputError(`Refused: ${e.message}`); return; }
+    throw e;
+  }
+  const w = workflows.find((x) => x.id === id);
+  if (w) {
+    if (input) localStorage.setItem(inputKey(w.name), input);
+    else localStorage.removeItem(inputKey(w.name));
+  }
   location.href = `/ui/run.html?id=${encodeURIComponent(run.id)}`;
 }
 

@@ -2,7 +2,7 @@
 // page chrome (the live indicator and the "server unreachable" banner).
 // Text always goes in through textContent: nothing from the server is HTML.
 
-import { onConnectivity } from "./api.js";
+import { onConnectivity, signOut } from "./api.js";
 
 // h("tag.class", {attr: value, onclick: f}, ...children)
 export function h(spec, attrs = {}, ...children) {
@@ -87,10 +87,16 @@ export function throttle(f, wait) {
 }
 
 // The chrome every page shares: marks the current nav entry, drives the
-// live indicator and the banner.
+// live indicator and the banner, and offers "Sign out" when signed in with
+// a token (the durable_signed_in cookie /signin sets beside the session's).
 export function chrome(page) {
   for (const a of document.querySelectorAll(".topbar nav a")) {
     if (a.dataset.page === page) a.setAttribute("aria-current", "page");
+  }
+  if (/(?:^|;\s*)durable_signed_in=1/.test(document.cookie)) {
+    document.querySelector(".topbar").append(h("button.small.signout", {
+      type: "button", id: "signout", text: "Sign out", onclick: () => signOut(),
+    }));
   }
   const banner = document.getElementById("offline");
   const dot = document.getElementById("live");

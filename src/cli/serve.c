@@ -33,7 +33,8 @@
 
 static const char serve_usage[] =
         "usage: durable serve [--listen ADDR] [--db PATH] [--workflows DIR] [--workers N]\n"
-        "                     [--durability full|process] [--token T] [--verbose]\n"
+        "                     [--durability full|process] [--token T] [--session-ttl S]\n"
+        "                     [--verbose]\n"
         "\n"
         "Serves the HTTP API, the web UI and live events, and executes runs. At start-up\n"
         "it resumes every unfinished run in the database and registers the workflows of\n"
@@ -56,6 +57,9 @@ static const char serve_usage[] =
         "                     survives a crash of durable but not of the machine\n"
         "  --token T          require \"Authorization: Bearer T\" on every route but /health\n"
         "                     (or set DURABLE_TOKEN). Required when ADDR is not loopback.\n"
+        "                     The UI asks for it once (/ui/signin.html) and keeps a session\n"
+        "                     cookie; sessions end at a restart.\n"
+        "  --session-ttl S    how long a UI sign-in lasts, in seconds (default 43200: 12 h)\n"
         "  --verbose          one line per request on stderr\n"
         "\n"
         "Routes: GET /openapi.json describes them all; the UI is at /.\n"
@@ -68,6 +72,7 @@ struct serve_args {
     const char *workflows;
     const char *token;
     int workers;
+    int session_ttl_s;
     durable_durability durability;
     bool verbose;
 };
@@ -122,6 +127,12 @@ static int parse_option(struct serve_args *a, const char *opt, const char *val)
     else if (strcmp(opt, "--workers") == 0) {
         if (parse_int(val, 1, 64, &a->workers) != 0) {
             fprintf(stderr, "durable serve: --workers is a number from 1 to 64, not \"%s\"\n", val);
+            return -1;
+        }
+    } else if (strcmp(opt, "--session-ttl") == 0) {
+        if (parse_int(val, 1, 366 * 86400, &a->session_ttl_s) != 0) {
+            fprintf(stderr, "durable serve: --session-ttl is a number of seconds, not \"%s\"\n",
+                    val);
             return -1;
         }
     } else if (strcmp(opt, "--durability") == 0) {
@@ -270,6 +281,7 @@ static struct http_options http_options_of(const struct serve_args *a, const cha
                                .port = port,
                                .workers = a->workers,
                                .token = a->token,
+                               .session_ttl_s = a->session_ttl_s,
                                .db_label = a->db ? a->db : "durable.db",
                                .verbose = a->verbose };
 

@@ -12,9 +12,10 @@
  *   cannot starve the others. Connections are bounded by the descriptors
  *   the process may open (at most 10,000), each by 64 KiB of MHD memory.
  *
- * Files: server.c (daemon, the access handler: body accumulation, auth,
- * dispatch), router.c (the routing table, path ids, query parameters),
- * respond.c (responses, the JSON error shape, durable_code -> status, request
+ * Files: server.c (daemon, the access handler: body accumulation, limits,
+ * dispatch), auth.c (the bearer token, the UI's sign-in sessions and their
+ * cookie, the cross-site check, /signin and /signout), router.c (the routing table, path ids, query
+ * parameters), respond.c (responses, the JSON error shape, durable_code -> status, request
  * metrics), routes.c and routes_runs.c (one handler per route), sse.c (the
  * event hub and streams), static.c (the embedded UI and openapi.json).
  *
@@ -36,7 +37,9 @@
  * number of connections, share one commit.
  *
  * Statuses: 400 bad request (malformed JSON: "line L, column C: ..."; bad
- * parameters or body fields), 401 missing or wrong token, 404 unknown route
+ * parameters or body fields), 303 an HTML page of the UI without auth (to
+ * /ui/signin.html), 401 missing or wrong token, 403 a POST authorized by the
+ * session cookie that does not come from the UI's pages, 404 unknown route
  * or resource, 405 wrong method (with Allow), 409 the state forbids it, 413
  * body over 1 MiB, 415 content type, 422 invalid definition (every located
  * message in error.details), 503 the database or engine is unavailable.
@@ -55,9 +58,9 @@
  * sends pings; the caller of http_server_start/stop owns the server. Lock
  * order: hub->mu, then a client's mu, then MHD's internal mutexes
  * (MHD_resume_connection); MHD holds a response's mutex while it calls a
- * content reader, which takes the client's mu. The metrics mutex and the
- * server's async_mu are leaves (the start callback resumes its connection
- * before it takes async_mu). No lock is held across a call into durable.
+ * content reader, which takes the client's mu. The metrics mutex, the
+ * sessions' mu (auth.c) and the server's async_mu are leaves (the start callback resumes its
+ * connection before it takes async_mu). No lock is held across a call into durable.
  *
  * Stopping (http_server_stop): MHD_quiesce_daemon (no new connections),
  * sse_hub_shutdown (no more events; every stream is told to end and its
@@ -77,12 +80,13 @@
 struct http_server;
 
 struct http_options {
-    const char *host;     /* address to bind: numeric or a name; NULL: 127.0.0.1 */
-    int port;             /* 0: any free port (see http_server_url) */
-    int workers;          /* polling threads, 1..64; 0: 4 */
-    const char *token;    /* bearer token; NULL or "": none (loopback only) */
-    const char *db_label; /* what /health reports as "db" */
-    bool verbose;         /* one line per request on stderr */
+    const char *host;      /* address to bind: numeric or a name; NULL: 127.0.0.1 */
+    int port;              /* 0: any free port (see http_server_url) */
+    int workers;           /* polling threads, 1..64; 0: 4 */
+    const char *token;     /* bearer token; NULL or "": none (loopback only) */
+    int64_t session_ttl_s; /* a UI sign-in's life; 0: 12 hours */
+    const char *db_label;  /* what /health reports as "db" */
+    bool verbose;          /* one line per request on stderr */
 };
 
 /* Starts serving d (borrowed: it must outlive the server) on opts' address.

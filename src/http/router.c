@@ -44,9 +44,11 @@ const struct route http_routes[] = {
     { "GET", "/orders", route_orders_list, 0 },
     { "GET", "/orders/{id}", route_order_get, 0 },
     { "GET", "/db/snapshot", route_db_snapshot, 0 },
-    { "GET", "/", route_ui_index, 0 },
+    { "POST", "/signin", route_signin, ROUTE_PUBLIC },
+    { "POST", "/signout", route_signout, ROUTE_PUBLIC },
+    { "GET", "/", route_ui_index, ROUTE_PAGE },
     { "GET", "/favicon.svg", route_favicon, 0 },
-    { "GET", "/ui/{path*}", route_ui_file, 0 },
+    { "GET", "/ui/{path*}", route_ui_file, ROUTE_PAGE },
 };
 const size_t http_n_routes = DUR_ARRAY_LEN(http_routes);
 

@@ -35,32 +35,6 @@
 
 /* ---- the decisions taken on the headers ---- */
 
-/* Constant-time comparison: the time depends on the token's length only. */
-static bool token_equal(const char *given, const char *want)
-{
-    size_t gl = strlen(given), wl = strlen(want), i;
-    unsigned char diff = gl != wl;
-
-    for (i = 0; i < wl; i++)
-        diff |= (unsigned char)want[i] ^ (unsigned char)(i < gl ? given[i] : 0);
-    return diff == 0;
-}
-
-static bool authorized(struct request *rq)
-{
-    const char *h;
-
-    if (!rq->srv->token || (rq->route >= 0 && (http_routes[rq->route].flags & ROUTE_PUBLIC)))
-        return true;
-    h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return false;
-    h += 7;
-    while (*h == ' ')
-        h++;
-    return token_equal(h, rq->srv->token);
-}
-
 /* Is the media type of ct (parameters ignored) equal to type? */
 static bool media_is(const char *ct, const char *type)
 {
@@ -111,11 +85,20 @@ static void check_content_type(struct request *rq)
 static void decide(struct request *rq, uint64_t content_length, bool has_body)
 {
     enum route_match m = router_match(rq, rq->method, rq->url);
+    enum http_auth auth = http_authorize(rq);
 
-    if (!authorized(rq)) {
+    if (auth == AUTH_NONE && http_route_is_page(rq)) {
+        http_signin_redirect(rq);
+        set_pending(rq, MHD_HTTP_SEE_OTHER, "see_other", "sign in first");
+    } else if (auth == AUTH_NONE) {
         http_header_add(rq, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"durable\"");
         set_pending(rq, MHD_HTTP_UNAUTHORIZED, "unauthorized",
-                    "missing or wrong token: send \"Authorization: Bearer TOKEN\"");
+                    "missing or wrong token: send \"Authorization: Bearer TOKEN\", or sign "
+                    "in at /ui/signin.html");
+    } else if (auth == AUTH_CROSS_SITE) {
+        set_pending(rq, MHD_HTTP_FORBIDDEN, "forbidden",
+                    "cross-site request refused: a request the session cookie authorizes must "
+                    "come from the UI's own pages (Sec-Fetch-Site or Origin)");
     } else if (m == MATCH_NO_PATH) {
         set_pending(rq, MHD_HTTP_NOT_FOUND, "not_found", "no route for %s %.100s", rq->method,
                     rq->url);
@@ -136,6 +119,8 @@ static void decide(struct request *rq, uint64_t content_length, bool has_body)
 
 static enum MHD_Result reply_pending(struct request *rq)
 {
+    if (rq->pending_status == MHD_HTTP_SEE_OTHER)
+        return http_reply(rq, MHD_HTTP_SEE_OTHER, NULL, (void *)"", 0, false);
     return http_reply_error(rq, rq->pending_status, rq->pending_code, "%s", rq->pending_msg);
 }
 
@@ -432,6 +417,7 @@ static void server_free(struct http_server *s)
     pthread_mutex_destroy(&s->async_mu);
     sse_hub_free(s->hub);
     http_metrics_release(&s->metrics);
+    http_sessions_release(&s->sessions);
     free(s->token);
     free(s->db_label);
     free(s);
@@ -455,6 +441,7 @@ durable_code http_server_start(durable *d, const struct http_options *opts,
     s = xcalloc(1, sizeof(*s));
     s->d = d;
     s->token = opts->token && *opts->token ? xstrdup(opts->token) : NULL;
+    http_sessions_init(&s->sessions, opts->session_ttl_s, s->token != NULL);
     s->db_label = xstrdup(opts->db_label ? opts->db_label : "");
     s->verbose = opts->verbose;
     http_metrics_init(&s->metrics);

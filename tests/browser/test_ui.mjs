@@ -43,10 +43,10 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "durable-browser-"));
 let server = null;
 let serverLog = "";
 
-function startServer(listen = "127.0.0.1:0") {
+function startServer(listen = "127.0.0.1:0", extra = []) {
   return new Promise((resolve, reject) => {
     server = spawn(DURABLE, ["serve", "--listen", listen, "--db", path.join(tmp, "durable.db"),
-      "--workflows", EXAMPLES], { stdio: ["ignore", "pipe", "pipe"] });
+      "--workflows", EXAMPLES, ...extra], { stdio: ["ignore", "pipe", "pipe"] });
     server.stderr.on("data", (d) => { serverLog += d; });
     const timer = setTimeout(() => reject(new Error("server did not start in 20 s")), 20000);
     const rl = readline.createInterface({ input: server.stdout });
@@ -61,9 +61,12 @@ function startServer(listen = "127.0.0.1:0") {
 }
 
 let BASE = "";
+let TOKEN = ""; // set while the server runs with --token: sent as a bearer token
 async function http(method, p, body) {
+  const headers = body ? { "Content-Type": "application/json" } : {};
+  if (TOKEN) headers.Authorization = `Bearer ${TOKEN}`;
   const res = await fetch(BASE + p, {
-    method, headers: body ? { "Content-Type": "application/json" } : {},
+    method, headers,
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await res.text();
@@ -77,6 +80,7 @@ async function workflowCount() {
 
 const consoleProblems = [];
 const expected422 = { on: false, seen: 0 };
+const expected4xx = { on: false, seen: 0 }; // 400 and 401 the test provokes
 let serverDown = false; // while the test stops the server, failed loads are expected
 
 async function stopServer() {
@@ -123,6 +127,7 @@ async function main() {
       // The API answers an invalid definition with 422, which chromium logs
       // as a failed resource load: expected only while the test submits one.
       if (expected422.on && /status of 422/.test(m.text())) { expected422.seen++; return; }
+      if (expected4xx.on && /status of 40[01]/.test(m.text())) { expected4xx.seen++; return; }
       if (serverDown && /ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE|ERR_INCOMPLETE_CHUNKED_ENCODING|status of 503/.test(m.text())) return;
       consoleProblems.push(`${m.type()}: ${m.text()} (${m.location().url})`);
     });
@@ -363,6 +368,66 @@ async function main() {
       `decision stored: ${JSON.stringify(out)}`);
   });
 
+  await check("dashboard: start with a typed input, a blank one, and refuse an invalid one", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "echo-input", input: { greeting: "hello", n: 1 },
+      steps: [{ id: "echo", type: "transform", config: { expression: ".input" } }],
+    });
+    assert(reg.status === 201 || reg.status === 200, `register: ${reg.status}`);
+    const echoed = async () => {
+      await page.waitForURL(/\/ui\/run\.html\?id=/);
+      await page.waitForSelector("#run-status .badge.completed");
+      await page.locator(".node[data-step=echo]").click();
+      await page.waitForSelector("#step pre.json");
+      const id = new URL(page.url()).searchParams.get("id");
+      return { id, shown: await page.locator("#step").textContent(), run: (await http("GET", `/runs/${id}`)).json };
+    };
+    const open = async () => {
+      await page.goto(`${BASE}/`);
+      await page.waitForSelector("#workflow option", { state: "attached" });
+      await page.selectOption("#workflow", await optionFor(page, "echo-input"));
+      await page.waitForFunction(() => document.getElementById("definition").value.includes("echo-input"));
+    };
+    await open();
+    const prefilled = JSON.parse(await page.inputValue("#input"));
+    assert(prefilled.greeting === "hello" && prefilled.n === 1, `pre-filled with ${JSON.stringify(prefilled)}`);
+    // a typed input, over the defaults, seen on the run page
+    await page.fill("#input", '{"n": 42, "who": "browser"}');
+    await page.click("#start");
+    let r = await echoed();
+    assert(/"who": "browser"/.test(r.shown) && /"n": 42/.test(r.shown) && /"greeting": "hello"/.test(r.shown),
+      `the run page shows ${r.shown}`);
+    assert(r.run.input.n === 42 && r.run.input.greeting === "hello", `run input ${JSON.stringify(r.run.input)}`);
+    // remembered for the workflow
+    await open();
+    assert(JSON.parse(await page.inputValue("#input")).who === "browser", "the typed input was not remembered");
+    // invalid JSON: a clear message, nothing sent
+    const runsBefore = (await http("GET", "/runs?limit=1")).headers.get("x-total-count");
+    const ordersBefore = (await http("GET", "/orders?limit=1")).headers.get("x-total-count");
+    await page.fill("#input", '{"n": 42,');
+    await page.click("#start-order");
+    await page.waitForSelector("#input-error:not(:empty)");
+    assert(/not valid JSON/.test(await page.textContent("#input-error")), "no clear message for invalid JSON");
+    await page.fill("#input", "[1, 2]");
+    await page.click("#start");
+    await page.waitForFunction(() => /JSON object/.test(document.getElementById("input-error").textContent));
+    // the server's refusal is shown too (a repeated key, which JSON.parse forgives)
+    expected4xx.on = true;
+    await page.fill("#input", '{"n": 1, "n": 2}');
+    await page.click("#start");
+    await page.waitForFunction(() => /Refused: .*duplicate/i.test(document.getElementById("input-error").textContent));
+    expected4xx.on = false;
+    await page.screenshot({ path: path.join(SHOTS, "dashboard-input-error.png"), fullPage: true });
+    assert(page.url() === `${BASE}/`, "an invalid input started a run");
+    assert((await http("GET", "/runs?limit=1")).headers.get("x-total-count") === runsBefore, "an invalid input was sent");
+    assert((await http("GET", "/orders?limit=1")).headers.get("x-total-count") === ordersBefore, "an invalid input created an order");
+    // blank: the definition's defaults
+    await page.fill("#input", "");
+    await page.click("#start");
+    r = await echoed();
+    assert(JSON.stringify(r.run.input) === JSON.stringify({ greeting: "hello", n: 1 }), `blank input gave ${JSON.stringify(r.run.input)}`);
+  });
+
   await check("run page: a graph of 200 steps stays readable", async () => {
     const steps = [];
     for (let layer = 0; layer < 20; layer++) {
@@ -404,6 +469,51 @@ async function main() {
     await page.waitForSelector('[data-order-status="shipped"]');
     assert(await page.evaluate(() => window.__noReload === true), "the page was reloaded");
     serverDown = false;
+  });
+
+  await check("behind --token: sign in, start and approve a run from the UI, sign out", async () => {
+    const listen = BASE.replace(/^http:\/\//, "");
+    await stopServer();
+    TOKEN = "browser-s3cret";
+    BASE = await startServer(listen, ["--token", TOKEN]);
+    expected4xx.on = true;
+    await page.goto(`${BASE}/`);
+    await page.waitForURL(/\/ui\/signin\.html\?next=%2F$/);
+    await page.fill("#token", "not-the-token");
+    await page.click("#submit");
+    await page.waitForFunction(() => /Wrong token/.test(document.getElementById("notice").textContent));
+    await page.screenshot({ path: path.join(SHOTS, "signin-wrong-token.png"), fullPage: false });
+    assert(expected4xx.seen >= 1, "the wrong token was not answered 401");
+    expected4xx.on = false;
+    await page.fill("#token", TOKEN);
+    await page.click("#submit");
+    await page.waitForURL(`${BASE}/`);
+    await page.waitForSelector("#workflow option", { state: "attached" });
+    const cookies = await page.context().cookies(BASE);
+    const session = cookies.find((c) => c.name === "durable_session");
+    assert(session && session.httpOnly && session.sameSite === "Strict" && session.value !== TOKEN,
+      `session cookie: ${JSON.stringify(session)}`);
+    await page.waitForSelector("#signout");
+    // start a run that waits for a person, from the dashboard, and approve it
+    await page.fill("#definition", JSON.stringify({
+      name: "signed-in-approval", steps: [
+        { id: "prepare", type: "task", config: { duration_seconds: 0.1 } },
+        { id: "sign-off", type: "approval", config: { prompt: "Ship it?" }, depends_on: ["prepare"] }],
+    }, null, 2));
+    await page.click("#start");
+    await page.waitForURL(/\/ui\/run\.html\?id=/);
+    await page.waitForSelector('.node.waiting[data-step="sign-off"]'); // live, over the cookie
+    await page.locator('.node[data-step="sign-off"]').click();
+    await page.click("#approve");
+    await page.waitForSelector("#run-status .badge.completed");
+    await page.screenshot({ path: path.join(SHOTS, "signed-in-approved.png"), fullPage: false });
+    // sign out: the pages ask for the token again
+    await page.click("#signout");
+    await page.waitForURL(/\/ui\/signin\.html/);
+    expected4xx.on = true;
+    await page.goto(`${BASE}/`);
+    await page.waitForURL(/\/ui\/signin\.html\?next=/);
+    expected4xx.on = false;
   });
 
   await check("no console errors or warnings", async () => {
