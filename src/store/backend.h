@@ -6,7 +6,7 @@
  * sees.
  *
  * Only src/store/ includes it. Nothing here knows a database: a backend
- * keeps its SQL in its own folder (sqlite/).
+ * keeps its SQL in its own folder (sqlite/, pg/).
  */
 #ifndef DURABLE_STORE_BACKEND_H
 #define DURABLE_STORE_BACKEND_H
@@ -17,6 +17,7 @@
 
 /* The backends store.c knows (each in its own folder). */
 extern const struct store_ops sqlite_store_ops;
+extern const struct store_ops pg_store_ops;
 
 /* Where an event belongs: its run, its step (or NULL) and its time. */
 struct event_key {

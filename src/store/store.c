@@ -6,8 +6,8 @@
  *
  * A dispatcher only forwards: the thread rules and contracts are those of
  * store.h, which every backend keeps. store_apply is apply.c's, over the
- * backend's row operations. Adding a backend is one line in backends[]
- * plus its folder.
+ * backend's row operations. Adding a backend is a line in backends[] per
+ * scheme plus its folder.
  */
 #include "util/common.h"
 
@@ -21,9 +21,16 @@
 
 /* The backends, by the scheme of a location ("scheme:rest"). The first
  * answers a location without a scheme (a plain path). */
-static const struct store_ops *const backends[] = {
-    &sqlite_store_ops,
+static const struct backend {
+    const char *scheme;
+    const struct store_ops *ops;
+} backends[] = {
+    { "sqlite", &sqlite_store_ops },
+    { "postgres", &pg_store_ops },
+    { "postgresql", &pg_store_ops },
 };
+
+#define LOCATIONS_EXPECTED "expected a path, sqlite:PATH or postgres://USER@HOST:PORT/DB"
 
 /* The backend for location, or NULL when its scheme names none. A scheme is
  * letters, digits, '+', '-' or '.' before the first ':' (so a path holding a
@@ -34,10 +41,10 @@ static const struct store_ops *backend_for(const char *location)
             strspn(location, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
 
     if (n == 0 || location[n] != ':')
-        return backends[0];
+        return backends[0].ops;
     for (size_t i = 0; i < DUR_ARRAY_LEN(backends); i++) {
-        if (strlen(backends[i]->name) == n && strncmp(location, backends[i]->name, n) == 0)
-            return backends[i];
+        if (strlen(backends[i].scheme) == n && strncmp(location, backends[i].scheme, n) == 0)
+            return backends[i].ops;
     }
     return NULL;
 }
@@ -49,9 +56,9 @@ durable_code store_location_file(const char *location, const char **out_file, du
     *out_file = NULL;
     if (!ops) {
         return err_set(err, DURABLE_EUNSUPPORTED,
-                       "unsupported database url \"%s\": expected a path or sqlite:PATH", location);
+                       "unsupported database url \"%s\": " LOCATIONS_EXPECTED, location);
     }
-    if (ops == backends[0])
+    if (ops == backends[0].ops)
         *out_file = strncmp(location, "sqlite:", 7) == 0 ? location + 7 : location;
     return DURABLE_OK;
 }
@@ -66,7 +73,7 @@ durable_code store_open(const char *location, durable_durability durability, str
     *out = NULL;
     if (!ops) {
         return err_set(err, DURABLE_EUNSUPPORTED,
-                       "unsupported database url \"%s\": expected a path or sqlite:PATH", location);
+                       "unsupported database url \"%s\": " LOCATIONS_EXPECTED, location);
     }
     rc = ops->open(location, durability, out, err);
     /* On several nodes another node may retry a finished run: no cache. */

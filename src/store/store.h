@@ -57,13 +57,16 @@ struct store {
 };
 
 /* The file a location names when its backend keeps the database in one
- * local file (SQLite: "PATH" or "sqlite:PATH" give PATH), else NULL:
- * the engine locks beside it. DURABLE_EUNSUPPORTED for an unknown scheme. */
+ * local file (SQLite: "PATH" or "sqlite:PATH" give PATH), else NULL
+ * (PostgreSQL: nothing to lock): the engine locks beside it. DURABLE_EUNSUPPORTED for an unknown
+ * scheme. */
 durable_code store_location_file(const char *location, const char **out_file, durable_error *err);
 
 /*
  * Opens or creates the database at location and brings its schema to the
- * current version. location is a plain path or "sqlite:PATH" (SQLite: WAL,
+ * current version. location is "postgres://USER@HOST:PORT/DB",
+ * "postgresql://..." or "postgresql:KEY=VALUE ..." (PostgreSQL, pg/), or a
+ * plain path or "sqlite:PATH" (SQLite: WAL,
  * synchronous FULL, NORMAL for DURABLE_DURABILITY_PROCESS, busy_timeout);
  * any other scheme is DURABLE_EUNSUPPORTED. The backend is chosen from the
  * table in store.c.

@@ -170,6 +170,7 @@ static durable_code pg_join(struct store *base, struct store_lease *out, durable
         rc = end_tx(s->cl, join_tx(s, out, err), err);
     if (rc != DURABLE_OK)
         s->epoch = 0;
+    atomic_store(&s->owner_epoch, s->epoch); /* the writer's new runs are ours */
     return rc;
 }
 
@@ -335,6 +336,7 @@ static void pg_leave(struct store *base)
 
     if (!s->cl)
         return;
+    atomic_store(&s->owner_epoch, 0);
     if (s->epoch > 0) {
         node_params_init(&p, s);
         rc = pg_run(s->cl, "leave the cluster", "BEGIN", 0, NULL, &err);

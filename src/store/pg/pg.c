@@ -281,8 +281,10 @@ durable_code pg_tx_begin(struct store *base, durable_error *err)
     /* Twice at most: a connection the server dropped (a restart) shows only
      * when used, and nothing of this transaction was sent yet. */
     for (int tries = 0; tries < 2; tries++) {
+        bool reconnect = PQstatus(s->w) != CONNECTION_OK;
         rc = DURABLE_OK;
-        if (PQstatus(s->w) != CONNECTION_OK) {
+        pg_write_begin(s, reconnect);
+        if (reconnect) {
             rc = conn_check(s->w, err);
             if (rc == DURABLE_OK)
                 rc = writer_settings(s, err);
@@ -298,9 +300,12 @@ durable_code pg_tx_begin(struct store *base, durable_error *err)
 durable_code pg_tx_commit(struct store *base, durable_error *err)
 {
     struct pg_store *s = pg_of(base);
-    PGresult *r = pg_exec(s->w, "commit", "COMMIT", 0, NULL, err);
-    durable_code rc = DURABLE_OK;
+    PGresult *r;
+    durable_code rc = pg_write_commit(s, err);
 
+    if (rc != DURABLE_OK)
+        return rc;
+    r = pg_exec(s->w, "commit", "COMMIT", 0, NULL, err);
     if (!r)
         return DURABLE_EIO;
     /* COMMIT of a transaction an error aborted succeeds as "ROLLBACK". */
@@ -315,6 +320,7 @@ void pg_tx_rollback(struct store *base)
     struct pg_store *s = pg_of(base);
     durable_error err = { 0 };
 
+    pg_write_begin(s, false);
     if (PQstatus(s->w) != CONNECTION_OK || PQtransactionStatus(s->w) == PQTRANS_IDLE)
         return;
     if (pg_run(s->w, "roll back", "ROLLBACK", 0, NULL, &err) != DURABLE_OK)
@@ -479,8 +485,6 @@ durable_code pg_ping(struct store *base, durable_error *err)
     return rc;
 }
 
-/* Transitions are not written yet (apply and apply_batch are NULL), so
- * this table is not in store.c's list of backends. */
 const struct store_ops pg_store_ops = {
     .name = "postgresql",
     .open = pg_open,
@@ -490,6 +494,7 @@ const struct store_ops pg_store_ops = {
     .tx_begin = pg_tx_begin,
     .tx_commit = pg_tx_commit,
     .tx_rollback = pg_tx_rollback,
+    .rows = &pg_rows_ops,
     .workflow_get = pg_workflow_get,
     .run_load = pg_run_load,
     .runs_unfinished = pg_runs_unfinished,

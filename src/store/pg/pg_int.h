@@ -5,9 +5,9 @@
  * over a struct pg_store, which embeds struct store first. Only the files of
  * this folder include libpq-fe.h. So far it has the base: locations,
  * connections, the schema (schema.c), transactions, ping, the reads
- * (read.c, rows.c, inspect.c: each one round trip, pg_read) and the
- * cluster operations (cluster.c); transitions are still to come, so
- * pg_store_ops is not yet in store.c's table of backends.
+ * (read.c, rows.c, inspect.c: each one round trip, pg_read), the row
+ * operations of store_apply (write.c, prepared statements on w) and the
+ * cluster operations (cluster.c).
  *
  * Connections, each to the same database:
  *   - w, the write connection: the engine's writer thread only;
@@ -29,6 +29,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "store/backend.h"
 #include "store/store.h"
@@ -46,11 +47,60 @@
 #define PG_CHANNEL_WORK "durable_work"
 #define PG_CHANNEL_RUN  "durable_run"
 
+/* The writer's prepared statements (write.c). */
+enum pg_wstmt_id {
+    PG_W_RUN_GUARD = 0,
+    PG_W_RUN_BY_KEY,
+    PG_W_WF_EXISTS,
+    PG_W_WF_LATEST,
+    PG_W_ORDER_STATUS,
+    PG_W_STEP_START,
+    PG_W_STEP_RUN,
+    PG_W_STEP_COMPLETE,
+    PG_W_STEP_RETRY,
+    PG_W_STEP_FAIL,
+    PG_W_STEP_SKIP,
+    PG_W_STEP_WAIT,
+    PG_W_STEP_RESTART,
+    PG_W_RUN_RUNNING,
+    PG_W_RUN_RECOMPUTE,
+    PG_W_RUN_FINISH,
+    PG_W_STEPS_CANCEL,
+    PG_W_RUN_INSERT,
+    PG_W_STEP_INSERT,
+    PG_W_STEPS_TO_RETRY,
+    PG_W_STEPS_RETRY,
+    PG_W_RUN_RETRY,
+    PG_W_ORDER_INSERT,
+    PG_W_ORDER_SET_STATUS,
+    PG_W_WF_INSERT,
+    PG_W_RUN_LAST_SEQ,
+    PG_W_EVENT_INSERT,
+    PG_W_COUNTER_LOCK,
+    PG_W_COUNTER_SET,
+    PG_W_SAVEPOINT,
+    PG_W_SP_RELEASE,
+    PG_W_SP_ROLLBACK,
+    PG_W_COUNT
+};
+
 struct pg_store {
     struct store base; /* first: pg_of converts */
     char *conninfo;    /* what libpq connects with (a URI or key=value) */
     durable_durability durability;
     PGconn *w; /* writer thread only */
+    /* The writer's state (write.c), writer thread only: which statements
+     * w has prepared, the event counter's lock and the gids given out in
+     * the open transaction, and the last seq of one run. */
+    bool w_prepared[PG_W_COUNT];
+    bool gid_locked;  /* this transaction holds the event_counter row */
+    int64_t gid_base; /* the counter's value when it was locked */
+    int64_t last_gid; /* the last gid given out (gid_base: none) */
+    char seq_run[ID_MAX];
+    int64_t seq_last;
+    /* The epoch new runs are owned with (0: not joined, unowned): set by
+     * join and leave, read by the writer. */
+    _Atomic int64_t owner_epoch;
     /* The read pool: a connection is in idle[] or used by the one thread
      * that took it. */
     pthread_mutex_t read_mu;
@@ -147,6 +197,14 @@ void pg_store_set_node(struct store *base, const char *node_id, int64_t lease_ms
  * declared dead claims nothing. */
 durable_code pg_claim_ids(struct store *base, int room, char (*ids)[ID_MAX], int *n,
                           durable_error *err);
+
+/* The row operations (write.c). pg_write_begin starts a transaction's
+ * numbering (reconnected: w was reset, its statements are gone);
+ * pg_write_commit writes what the transaction must store before COMMIT
+ * (the event counter). Writer thread only. */
+extern const struct store_rows_ops pg_rows_ops;
+void pg_write_begin(struct pg_store *s, bool reconnected);
+durable_code pg_write_commit(struct pg_store *s, durable_error *err);
 
 /* The cluster operations (cluster.c). */
 extern const struct store_cluster_ops pg_cluster_ops;

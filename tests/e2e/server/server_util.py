@@ -56,6 +56,9 @@ def parse_args(extra=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--durable", required=True)
     ap.add_argument("--examples", required=True)
+    ap.add_argument("--pg", action="store_true",
+                    help="servers use the PostgreSQL database DURABLE_TEST_PG names"
+                    " (tests/pg_server.py sets it) instead of a file")
     if extra:
         extra(ap)
     args, rest = ap.parse_known_args()
@@ -269,6 +272,21 @@ def response_complete(data):
 
 # ---------------------------------------------------------------- the server
 
+def default_db(tmp):
+    """A server's database: with --pg the PostgreSQL URL of DURABLE_TEST_PG
+    (one database for the test), else a file in tmp."""
+    if ARGS is not None and ARGS.pg:
+        url = os.environ.get("DURABLE_TEST_PG")
+        if not url:
+            raise ServerError("--pg needs DURABLE_TEST_PG (run under tests/pg_server.py)")
+        return url
+    return os.path.join(tmp, "durable.db")
+
+
+def is_pg(db):
+    return db.startswith("postgres://") or db.startswith("postgresql:")
+
+
 class ServerError(Exception):
     pass
 
@@ -285,7 +303,7 @@ class Server:
                  args=(), env=None, name="server"):
         self.tmp = tmp
         self.name = name
-        self.db = db or os.path.join(tmp, "durable.db")
+        self.db = db or default_db(tmp)
         if workflows is None:
             workflows = os.path.join(tmp, "no-workflows")
             os.makedirs(workflows, exist_ok=True)

@@ -17,9 +17,14 @@ After the last restart, over HTTP:
     `recovered` event after it;
   - starting again with the same idempotency keys returns the same runs
     (200) and creates nothing;
-then the server stops cleanly and PRAGMA integrity_check is ok.
+then the server stops cleanly and PRAGMA integrity_check is ok. Before the
+first kill, GET /events/stream shows the runs' events with global ids that
+follow each other without a gap.
 
-Usage: test_crash_server.py --durable PATH --examples DIR [--seed S]
+With --pg the server runs on the PostgreSQL database of DURABLE_TEST_PG
+(tests/pg_server.py starts one); the state at each kill is read with psql.
+
+Usage: test_crash_server.py --durable PATH --examples DIR [--seed S] [--pg]
 """
 import collections
 import json
@@ -27,6 +32,7 @@ import os
 import random
 import shutil
 import sqlite3
+import subprocess
 import sys
 import time
 import unittest
@@ -51,9 +57,33 @@ FLOW = {
 SEED = None
 
 
+def psql_rows(url, sql):
+    """The rows of sql on the PostgreSQL database url, as lists of text."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    import pg_server
+    r = subprocess.run([os.path.join(pg_server.bindir(), "psql"), "-X", "-q", "-A", "-t",
+                        "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("psql: %s" % r.stderr)
+    return [line.split("\t") for line in r.stdout.splitlines() if line]
+
+
+def snapshot_pg(url):
+    runs = {r: (st, []) for r, st in psql_rows(url, "SELECT id, status FROM runs")}
+    for run_id, seq, typ, step in psql_rows(
+            url, "SELECT run_id, seq, type, coalesce(step_id, '') FROM events"
+            " ORDER BY run_id, seq"):
+        runs[run_id][1].append((int(seq), typ, step or None))
+    return runs
+
+
 def snapshot(db, dest):
     """Copies the database files as the kill left them and reads the copy:
-    {run_id: (status, [(seq, type, step_id)])}."""
+    {run_id: (status, [(seq, type, step_id)])}. PostgreSQL's is read as
+    the kill left it."""
+    if su.is_pg(db):
+        return snapshot_pg(db)
     os.makedirs(dest, exist_ok=True)
     copy = os.path.join(dest, os.path.basename(db))
     for suffix in ("", "-wal", "-journal"):
@@ -88,6 +118,9 @@ class CrashServerTest(su.ServerTest):
         srv = self.start_server()
         t0 = time.monotonic()
         self.register(srv, FLOW, expect=(201,))
+        stream = su.SSE(srv, "/events/stream")
+        self.addCleanup(stream.close)
+        self.assertEqual(stream.status, 200)
         runs = {}   # run id -> order id
         keys = {}   # run id -> idempotency key
         for i in range(N_RUNS):
@@ -100,6 +133,7 @@ class CrashServerTest(su.ServerTest):
         su.log("started %d runs in %.2fs" % (N_RUNS, time.monotonic() - t0))
         self.assertEqual(len(runs), N_RUNS)
 
+        self.check_stream(stream, runs)
         snaps = []
         snap, unfinished = self.kill_at(srv, rng.uniform(0.3, 2.5), "kill1")
         self.assertGreater(unfinished, 0, "the first kill found no run in flight")
@@ -146,15 +180,35 @@ class CrashServerTest(su.ServerTest):
         self.assertTrue(all(o["status"] == "shipped" for o in orders.json()), orders)
 
         self.assertEqual(srv.stop(), 0, "SIGTERM after recovery" + srv.describe())
-        con = sqlite3.connect(srv.db)
-        try:
-            self.assertEqual(con.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
-        finally:
-            con.close()
+        if not su.is_pg(srv.db):
+            con = sqlite3.connect(srv.db)
+            try:
+                self.assertEqual(con.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
+            finally:
+                con.close()
         su.log("ok: %d runs, kills at seed %s, %d recovered events"
                % (N_RUNS, SEED, self.n_recovered))
 
     n_recovered = 0
+
+    def check_stream(self, stream, runs):
+        """The global stream shows every run's run_created, the global ids
+        of its events following each other without a gap."""
+        got, created = [], set()
+        deadline = time.monotonic() + 20 * su.slow_factor()
+        while not set(runs) <= created:
+            left = deadline - time.monotonic()
+            self.assertGreater(left, 0, "run_created missing from the stream:\n"
+                               + stream.transcript())
+            ev = stream.next(left)
+            self.assertIsNotNone(ev, "the stream ended:\n" + stream.transcript())
+            got.append(ev)
+            if isinstance(ev["data"], dict) and ev["data"].get("type") == "run_created":
+                created.add(ev["data"].get("run_id"))
+        ids = [int(e["id"]) for e in got]
+        self.assertEqual(ids, list(range(ids[0], ids[0] + len(ids))),
+                         "global ids with a gap:\n" + stream.transcript())
+        stream.close()
 
     def check_run(self, srv, run_id, order_id, snaps):
         problems = []

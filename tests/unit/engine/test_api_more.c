@@ -853,7 +853,7 @@ static void test_sqlite_location_is_the_same_file(void **state)
     assert_int_equal(err.code, DURABLE_ECONFLICT);
     assert_non_null(strstr(err.msg, "is in use by another durable process"));
     durable_close(d);
-    o.db_path = "postgres://nobody@localhost/x";
+    o.db_path = "mysql://nobody@localhost/x";
     err.code = DURABLE_OK;
     assert_null(durable_open(&o, &err));
     assert_int_equal(err.code, DURABLE_EUNSUPPORTED);

@@ -4,7 +4,9 @@
  * them, and reads of the store's JSON documents.
  *
  * setup opens the store at DURABLE_TEST_STORE when it is set (any backend's
- * location; the suite expects it empty), else at a temporary SQLite file.
+ * location), else at a temporary SQLite file. A PostgreSQL URL there
+ * (postgres://USER@HOST:PORT/DB) names a server: each test gets a fresh
+ * database of its own on it, created beside DB and dropped at teardown.
  */
 #include "util/common.h"
 
@@ -14,6 +16,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,14 +198,54 @@ const char *order_status(struct fixture *f, const char *order_id, char buf[32])
 
 /* ---- fixture ---- */
 
+/* Runs one statement on the server of the PostgreSQL URL admin_url. */
+static void pg_admin(const char *admin_url, const char *sql)
+{
+    PGconn *c = PQconnectdb(admin_url);
+    PGresult *r;
+
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("cannot connect to %s: %s", admin_url, PQerrorMessage(c));
+    r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
+static bool is_pg(const char *location)
+{
+    return strncmp(location, "postgres://", 11) == 0 || strncmp(location, "postgresql://", 13) == 0;
+}
+
+/* A fresh database for the test on the server of the PostgreSQL URL env:
+ * f->location is env with its database replaced. */
+static void pg_fresh_database(struct fixture *f, const char *env)
+{
+    static int n;
+    const char *slash = strrchr(env, '/');
+    char sql[128];
+
+    assert_non_null(slash);
+    snprintf(f->pg_db, sizeof(f->pg_db), "durable_test_%ld_%d", (long)getpid(), ++n);
+    snprintf(f->location, sizeof(f->location), "%.*s/%s", (int)(slash - env), env, f->pg_db);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->pg_db);
+    pg_admin(env, sql);
+}
+
 int setup_empty(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
+    const char *env = getenv("DURABLE_TEST_STORE");
 
     assert_non_null(f);
     snprintf(f->dir, sizeof(f->dir), "/tmp/durable-store-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/durable.db", f->dir);
+    if (env && is_pg(env))
+        pg_fresh_database(f, env);
+    else
+        snprintf(f->location, sizeof(f->location), "%s", env && env[0] ? env : f->path);
     *state = f;
     return 0;
 }
@@ -236,15 +279,17 @@ int teardown(void **state)
     snprintf(p, sizeof(p), "%s-shm", f->path);
     unlink(p);
     assert_int_equal(rmdir(f->dir), 0);
+    if (f->pg_db[0]) {
+        snprintf(p, sizeof(p), "DROP DATABASE %s WITH (FORCE)", f->pg_db);
+        pg_admin(getenv("DURABLE_TEST_STORE"), p);
+    }
     free(f);
     return 0;
 }
 
 const char *store_test_location(const struct fixture *f)
 {
-    const char *env = getenv("DURABLE_TEST_STORE");
-
-    return env && env[0] ? env : f->path;
+    return f->location;
 }
 
 /* Parses *text (owned, freed) after a read returned rc. The text is passed

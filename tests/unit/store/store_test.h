@@ -17,6 +17,8 @@
 struct fixture {
     char dir[64];
     char path[128];
+    char location[512]; /* what the store opens: path, or DURABLE_TEST_STORE's */
+    char pg_db[64];     /* the test's own PostgreSQL database, "" for none */
     struct store *s;
     struct store_events ev;
     char wf_id[ID_MAX];

@@ -1,0 +1,661 @@
+/*
+ * write.c - the PostgreSQL backend's row operations (struct
+ * store_rows_ops, backend.h): the reads and writes store_apply
+ * (store/apply.c) decides over, each one prepared statement on the write
+ * connection, inside the writer's open transaction, one round trip each.
+ * Nothing here decides whether a transition applies: the guards and
+ * events are apply.c's.
+ *
+ * Statements are prepared on first use (PQprepare), once per connection:
+ * a connection reset by pg_tx_begin (the server restarted) forgets them
+ * (pg_write_begin), and they are prepared again.
+ *
+ * Event numbering, as SQLite's (sqlite/write.c), with one counter for all
+ * nodes:
+ *   - seq: s->seq_run/seq_last is the last seq of one run, known inside the
+ *     transaction (read by run_get, or given out by the last append).
+ *   - gid: the first append of a transaction locks the event_counter row
+ *     (UPDATE ... RETURNING: the last gid committed, by any node) and the
+ *     transaction numbers its events in C from there; pg_write_commit
+ *     stores the last one given out in the counter before COMMIT. The row
+ *     lock is held until the commit, so the transactions that append
+ *     events are serialized from their first event to their commit: gids
+ *     are given out in commit order, and a transaction's events are
+ *     inserted only after every earlier gid has committed, so a reader
+ *     (events_since, any snapshot) never sees gid N+1 without N.
+ *     No gap: a transaction's gids are contiguous from the counter's value;
+ *     events_undo gives the tail back (the next append reuses it), and the
+ *     counter is written with the events in the same transaction, so both
+ *     commit or neither. A savepoint rolled back may have taken the
+ *     counter's lock with it (a lock taken inside a subtransaction ends
+ *     with it): when events_undo gives back every gid of the transaction
+ *     the lock is taken again by the next append, which then reads the
+ *     counter afresh.
+ *
+ * Runs are inserted owned by this node (owner_node, owner_epoch) once it
+ * has joined (s->owner_epoch > 0), unowned otherwise. An idempotency key is
+ * unique per workflow by the runs constraint: an insert that finds the key
+ * taken (a run another node committed meanwhile) is DURABLE_EIO, and the
+ * writer's retry of the batch then finds that run (run_by_key).
+ *
+ * Fencing (postgres.md 3.4) is not here yet: when several nodes execute
+ * runs, pg_write_commit is where the batch proves it still owns its runs
+ * before COMMIT.
+ *
+ * Writer thread only.
+ */
+#include "util/common.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/pg/pg_int.h"
+
+/* A run is unfinished while pending, running or waiting. */
+#define UNFINISHED "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+#define WHERE_STEP " WHERE run_id = $1 AND step_id = $2"
+/* A run's status from its steps': running while one runs, waiting while
+ * one waits or retries, running again after a wait, else as it is. */
+#define RUN_STATUS_FROM_STEPS                                                                \
+    "(CASE WHEN EXISTS (SELECT 1 FROM steps s WHERE s.run_id = $1 AND s.status = 'running')" \
+    " THEN 'running'"                                                                        \
+    " WHEN EXISTS (SELECT 1 FROM steps s WHERE s.run_id = $1"                                \
+    " AND (s.status = 'retrying' OR s.status = 'waiting'))"                                  \
+    " THEN 'waiting' WHEN runs.status = 'waiting' THEN 'running' ELSE runs.status END)"
+#define LAST_SEQ_R "(SELECT coalesce(max(seq), 0) FROM events WHERE run_id = r.id)"
+
+/* Each statement's SQL and what it does, for messages ("could not X"). */
+static const struct pg_wstmt {
+    const char *sql;
+    const char *what;
+} wstmts[PG_W_COUNT] = {
+    [PG_W_RUN_GUARD] = { "SELECT r.status, r.order_id, " LAST_SEQ_R ", s.status, s.attempt, s.type"
+                         " FROM runs r LEFT JOIN steps s ON s.run_id = r.id AND s.step_id = $2"
+                         " WHERE r.id = $1",
+                         "read a step" },
+    /* A key names one run per workflow, whatever its version. */
+    [PG_W_RUN_BY_KEY] = { "SELECT r.id FROM runs r JOIN workflows w ON w.id = r.workflow_id"
+                          " WHERE r.idempotency_key = $2"
+                          " AND w.name = (SELECT name FROM workflows WHERE id = $1)",
+                          "look up an idempotency key" },
+    [PG_W_WF_EXISTS] = { "SELECT 1 FROM workflows WHERE id = $1", "look up a workflow" },
+    [PG_W_WF_LATEST] = { "SELECT id, version, definition FROM workflows WHERE name = $1"
+                         " ORDER BY version DESC LIMIT 1",
+                         "read a workflow" },
+    [PG_W_ORDER_STATUS] = { "SELECT status FROM orders WHERE id = $1", "read an order" },
+    [PG_W_STEP_START] = { "UPDATE steps SET status = 'running', attempt = $3::integer,"
+                          " started_at = $4::bigint, completed_at = NULL, wake_at = NULL,"
+                          " error_message = NULL, error_code = NULL" WHERE_STEP,
+                          "start a step" },
+    [PG_W_STEP_RUN] = { "UPDATE steps SET status = 'completed', attempt = $3::integer,"
+                        " started_at = $4::bigint, completed_at = $4::bigint, wake_at = NULL,"
+                        " error_message = NULL, error_code = NULL, output = $5" WHERE_STEP,
+                        "run a step" },
+    [PG_W_STEP_COMPLETE] = { "UPDATE steps SET status = 'completed', output = $3,"
+                             " completed_at = $4::bigint" WHERE_STEP,
+                             "complete a step" },
+    [PG_W_STEP_RETRY] = { "UPDATE steps SET status = 'retrying', wake_at = $3::bigint,"
+                          " error_message = $4, error_code = $5" WHERE_STEP,
+                          "schedule a retry" },
+    [PG_W_STEP_FAIL] = { "UPDATE steps SET status = 'failed', completed_at = $3::bigint,"
+                         " error_message = $4, error_code = $5" WHERE_STEP,
+                         "fail a step" },
+    [PG_W_STEP_SKIP] = { "UPDATE steps SET status = 'skipped', completed_at = $3::bigint" WHERE_STEP,
+                         "skip a step" },
+    [PG_W_STEP_WAIT] = { "UPDATE steps SET status = 'waiting', wake_at = $3::bigint" WHERE_STEP,
+                         "make a step wait" },
+    /* Recovery runs a running step again under its attempt and key. */
+    [PG_W_STEP_RESTART] = { "UPDATE steps SET started_at = $3::bigint,"
+                            " attempt = greatest(attempt, 1)" WHERE_STEP " AND status = 'running'",
+                            "restart a step" },
+    /* Both status updates leave the row alone when nothing changes. */
+    [PG_W_RUN_RUNNING] = { "UPDATE runs SET status = 'running',"
+                           " started_at = coalesce(started_at, $2::bigint)"
+                           " WHERE id = $1 AND (status <> 'running' OR started_at IS NULL)",
+                           "start a run" },
+    [PG_W_RUN_RECOMPUTE] = { "UPDATE runs SET status = " RUN_STATUS_FROM_STEPS
+                             " WHERE id = $1 AND " UNFINISHED
+                             " AND status <> " RUN_STATUS_FROM_STEPS,
+                             "update a run's status" },
+    [PG_W_RUN_FINISH] = { "UPDATE runs SET status = $2, output = $3, error_message = $4,"
+                          " completed_at = $5::bigint WHERE id = $1",
+                          "finish a run" },
+    [PG_W_STEPS_CANCEL] = { "UPDATE steps SET status = 'cancelled', completed_at = $2::bigint,"
+                            " wake_at = NULL WHERE run_id = $1 AND status <> 'completed'"
+                            " AND status <> 'failed' AND status <> 'skipped'"
+                            " AND status <> 'cancelled'",
+                            "cancel a run's steps" },
+    [PG_W_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
+                          " idempotency_key, created_at, deadline_at, owner_node, owner_epoch)"
+                          " VALUES ($1, $2, 'pending', $3, $4, $5, $6::bigint, $7::bigint, $8,"
+                          " $9::bigint)"
+                          " ON CONFLICT (workflow_id, idempotency_key) DO NOTHING",
+                          "create a run" },
+    [PG_W_STEP_INSERT] = { "INSERT INTO steps (run_id, idx, step_id, type, status, attempt,"
+                           " max_attempts, depends_on, idempotency_key)"
+                           " VALUES ($1, $2::integer, $3, $4, 'pending', 0, $5::integer, $6,"
+                           " $1 || '/' || $3)",
+                           "create a step" },
+    [PG_W_STEPS_TO_RETRY] = { "SELECT step_id FROM steps WHERE run_id = $1"
+                              " AND status IN ('failed', 'cancelled') ORDER BY idx",
+                              "read the steps to retry" },
+    [PG_W_STEPS_RETRY] = { "UPDATE steps SET status = 'pending', attempt = 0, started_at = NULL,"
+                           " completed_at = NULL, wake_at = NULL, error_message = NULL,"
+                           " error_code = NULL, output = NULL"
+                           " WHERE run_id = $1 AND status IN ('failed', 'cancelled')",
+                           "reset the steps to retry" },
+    [PG_W_RUN_RETRY] = { "UPDATE runs SET status = 'running', output = NULL,"
+                         " error_message = NULL, completed_at = NULL, deadline_at = $2::bigint"
+                         " WHERE id = $1",
+                         "retry a run" },
+    [PG_W_ORDER_INSERT] = { "INSERT INTO orders (id, amount, status, created_at, updated_at)"
+                            " VALUES ($1, $2::double precision, 'pending', $3::bigint, $3::bigint)",
+                            "create an order" },
+    [PG_W_ORDER_SET_STATUS] = { "UPDATE orders SET status = $2, updated_at = $3::bigint"
+                                " WHERE id = $1",
+                                "update an order" },
+    [PG_W_WF_INSERT] = { "INSERT INTO workflows (id, name, version, definition, created_at)"
+                         " VALUES ($1, $2, $3::integer, $4, $5::bigint)",
+                         "register a workflow" },
+    [PG_W_RUN_LAST_SEQ] = { "SELECT " LAST_SEQ_R " FROM runs r WHERE r.id = $1",
+                            "number an event" },
+    [PG_W_EVENT_INSERT] = { "INSERT INTO events (run_id, seq, type, step_id, at, data, gid)"
+                            " VALUES ($1, $2::bigint, $3, $4, $5::bigint, $6, $7::bigint)",
+                            "append an event" },
+    /* Locks the counter until the commit, and reads the last gid. */
+    [PG_W_COUNTER_LOCK] = { "UPDATE event_counter SET gid = gid RETURNING gid", "number an event" },
+    [PG_W_COUNTER_SET] = { "UPDATE event_counter SET gid = $1::bigint", "number the events" },
+    [PG_W_SAVEPOINT] = { "SAVEPOINT store_action", "open a savepoint" },
+    [PG_W_SP_RELEASE] = { "RELEASE store_action", "release a savepoint" },
+    [PG_W_SP_ROLLBACK] = { "ROLLBACK TO store_action", "undo a refused action" },
+};
+
+/* Integers as parameter text. */
+struct num {
+    char text[24];
+};
+
+static const char *num_of(struct num *n, int64_t v)
+{
+    snprintf(n->text, sizeof(n->text), "%" PRId64, v);
+    return n->text;
+}
+
+/* A time parameter: 0 ("none") is NULL. */
+static const char *time_of(struct num *n, int64_t ms)
+{
+    return ms ? num_of(n, ms) : NULL;
+}
+
+static void seq_forget(struct pg_store *s)
+{
+    s->seq_run[0] = '\0';
+    s->seq_last = 0;
+}
+
+void pg_write_begin(struct pg_store *s, bool reconnected)
+{
+    if (reconnected)
+        memset(s->w_prepared, 0, sizeof(s->w_prepared));
+    s->gid_locked = false;
+    s->gid_base = 0;
+    s->last_gid = 0;
+    seq_forget(s);
+}
+
+/* Runs prepared statement id with n text parameters; the result (owned)
+ * when it succeeded, else NULL with DURABLE_EIO in err. */
+static PGresult *wexec(struct pg_store *s, enum pg_wstmt_id id, int n, const char *const *params,
+                       durable_error *err)
+{
+    char name[16];
+    PGresult *r;
+    ExecStatusType st;
+
+    snprintf(name, sizeof(name), "dw%d", (int)id);
+    if (!s->w_prepared[id]) {
+        r = PQprepare(s->w, name, wstmts[id].sql, 0, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            err_set(err, DURABLE_EIO, "could not %s: %s", wstmts[id].what,
+                    r ? PQresultErrorMessage(r) : PQerrorMessage(s->w));
+            PQclear(r);
+            return NULL;
+        }
+        PQclear(r);
+        s->w_prepared[id] = true;
+    }
+    r = PQexecPrepared(s->w, name, n, params, NULL, NULL, 0);
+    st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return r;
+    err_set(err, DURABLE_EIO, "could not %s: %s", wstmts[id].what,
+            r ? PQresultErrorMessage(r) : PQerrorMessage(s->w));
+    PQclear(r);
+    return NULL;
+}
+
+/* wexec for a statement whose rows are not needed; *out_changed (may be
+ * NULL) says whether it changed a row. */
+static durable_code wrun(struct pg_store *s, enum pg_wstmt_id id, int n, const char *const *params,
+                         bool *out_changed, durable_error *err)
+{
+    PGresult *r = wexec(s, id, n, params, err);
+
+    if (!r)
+        return DURABLE_EIO;
+    if (out_changed) {
+        const char *rows = PQcmdTuples(r);
+        *out_changed = rows[0] != '\0' && strcmp(rows, "0") != 0;
+    }
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+/* Copies a cell's text into out (out_len bytes), truncated, "" for NULL. */
+static void cell_copy(const PGresult *r, int col, char *out, size_t out_len)
+{
+    size_t n = PQgetisnull(r, 0, col) ? 0 : (size_t)PQgetlength(r, 0, col);
+
+    if (n >= out_len)
+        n = out_len - 1;
+    if (n > 0)
+        memcpy(out, PQgetvalue(r, 0, col), n);
+    out[n] = '\0';
+}
+
+/* ---- reads ---- */
+
+static durable_code pg_row_run_get(struct store *base, const char *run_id, const char *step_id,
+                                   struct store_run_state *out, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    const char *p[2] = { run_id, step_id };
+    PGresult *r = wexec(s, PG_W_RUN_GUARD, 2, p, err);
+
+    memset(out, 0, sizeof(*out));
+    if (!r)
+        return DURABLE_EIO;
+    out->has_run = PQntuples(r) > 0;
+    if (out->has_run) {
+        cell_copy(r, 0, out->run_status, sizeof(out->run_status));
+        cell_copy(r, 1, out->order_id, sizeof(out->order_id));
+        out->has_step = !PQgetisnull(r, 0, 3);
+        cell_copy(r, 3, out->step_status, sizeof(out->step_status));
+        out->attempt = (int)pg_cell_int64(r, 0, 4);
+        cell_copy(r, 5, out->step_type, sizeof(out->step_type));
+        /* The events that follow are numbered from here. */
+        snprintf(s->seq_run, sizeof(s->seq_run), "%s", run_id);
+        s->seq_last = pg_cell_int64(r, 0, 2);
+    }
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code pg_row_run_by_key(struct store *base, const char *workflow_id, const char *key,
+                                      char out[ID_MAX], bool *out_found, durable_error *err)
+{
+    const char *p[2] = { workflow_id, key };
+    PGresult *r = wexec(pg_of(base), PG_W_RUN_BY_KEY, 2, p, err);
+
+    *out_found = false;
+    if (!r)
+        return DURABLE_EIO;
+    *out_found = PQntuples(r) > 0;
+    if (*out_found)
+        cell_copy(r, 0, out, ID_MAX);
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code pg_row_workflow_exists(struct store *base, const char *workflow_id,
+                                           bool *out_found, durable_error *err)
+{
+    const char *p[1] = { workflow_id };
+    PGresult *r = wexec(pg_of(base), PG_W_WF_EXISTS, 1, p, err);
+
+    *out_found = false;
+    if (!r)
+        return DURABLE_EIO;
+    *out_found = PQntuples(r) > 0;
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code pg_row_workflow_latest(struct store *base, const char *name,
+                                           const char *definition, struct transition_result *out,
+                                           bool *out_same, durable_error *err)
+{
+    const char *p[1] = { name };
+    PGresult *r = wexec(pg_of(base), PG_W_WF_LATEST, 1, p, err);
+
+    out->version = 0;
+    *out_same = false;
+    if (!r)
+        return DURABLE_EIO;
+    if (PQntuples(r) > 0) {
+        cell_copy(r, 0, out->id, sizeof(out->id));
+        out->version = (int)pg_cell_int64(r, 0, 1);
+        *out_same = strcmp(PQgetvalue(r, 0, 2), definition) == 0;
+    }
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code pg_row_order_get(struct store *base, const char *order_id,
+                                     char out[STORE_NAME_MAX], bool *out_found, durable_error *err)
+{
+    const char *p[1] = { order_id };
+    PGresult *r = wexec(pg_of(base), PG_W_ORDER_STATUS, 1, p, err);
+
+    *out_found = false;
+    if (!r)
+        return DURABLE_EIO;
+    *out_found = PQntuples(r) > 0;
+    if (*out_found)
+        cell_copy(r, 0, out, STORE_NAME_MAX);
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+/* ---- writes ---- */
+
+static durable_code pg_row_step_write(struct store *base, enum store_step_write w,
+                                      const struct transition *t, bool *out_changed,
+                                      durable_error *err)
+{
+    static const enum pg_wstmt_id ids[] = {
+        [STEP_W_START] = PG_W_STEP_START,       [STEP_W_RUN] = PG_W_STEP_RUN,
+        [STEP_W_COMPLETE] = PG_W_STEP_COMPLETE, [STEP_W_RETRY] = PG_W_STEP_RETRY,
+        [STEP_W_FAIL] = PG_W_STEP_FAIL,         [STEP_W_SKIP] = PG_W_STEP_SKIP,
+        [STEP_W_WAIT] = PG_W_STEP_WAIT,         [STEP_W_RESTART] = PG_W_STEP_RESTART,
+    };
+    struct num a, b;
+    const char *p[5] = { t->run_id, t->step_id, NULL, NULL, NULL };
+    int n = 3;
+    bool changed = false;
+    durable_code rc;
+
+    switch (w) {
+    case STEP_W_START:
+    case STEP_W_RUN:
+        p[2] = num_of(&a, t->attempt);
+        p[3] = num_of(&b, t->at_ms);
+        p[4] = t->output_json;
+        n = w == STEP_W_RUN ? 5 : 4;
+        break;
+    case STEP_W_COMPLETE:
+        p[2] = t->output_json;
+        p[3] = num_of(&a, t->at_ms);
+        n = 4;
+        break;
+    case STEP_W_RETRY:
+    case STEP_W_FAIL:
+        p[2] = num_of(&a, w == STEP_W_RETRY ? t->wake_at_ms : t->at_ms);
+        p[3] = t->error_message;
+        p[4] = t->error_code;
+        n = 5;
+        break;
+    case STEP_W_SKIP:
+    case STEP_W_RESTART:
+        p[2] = num_of(&a, t->at_ms);
+        break;
+    case STEP_W_WAIT:
+        p[2] = time_of(&a, t->wake_at_ms);
+        break;
+    default:
+        return err_set(err, DURABLE_EINVAL, "unknown step write %d", (int)w);
+    }
+    rc = wrun(pg_of(base), ids[w], n, p, &changed, err);
+    if (out_changed)
+        *out_changed = rc == DURABLE_OK && changed;
+    return rc;
+}
+
+static durable_code pg_row_run_write(struct store *base, enum store_run_write w,
+                                     const struct transition *t, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct num at;
+    const char *p[5] = { t->run_id, NULL, NULL, NULL, NULL };
+    durable_code rc;
+
+    switch (w) {
+    case RUN_W_START:
+        p[1] = num_of(&at, t->at_ms);
+        return wrun(s, PG_W_RUN_RUNNING, 2, p, NULL, err);
+    case RUN_W_RECOMPUTE:
+        return wrun(s, PG_W_RUN_RECOMPUTE, 1, p, NULL, err);
+    case RUN_W_FINISH:
+        p[1] = run_status_name(t->run_status);
+        p[2] = t->output_json;
+        p[3] = t->error_message;
+        p[4] = num_of(&at, t->at_ms);
+        rc = wrun(s, PG_W_RUN_FINISH, 5, p, NULL, err);
+        if (rc == DURABLE_OK) {
+            p[1] = p[4];
+            rc = wrun(s, PG_W_STEPS_CANCEL, 2, p, NULL, err);
+        }
+        return rc;
+    default:
+        return err_set(err, DURABLE_EINVAL, "unknown run write %d", (int)w);
+    }
+}
+
+static durable_code pg_row_run_insert(struct store *base, const struct transition *t,
+                                      const char *run_id, const char *input_json,
+                                      durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    int64_t epoch = atomic_load(&s->owner_epoch);
+    struct num at, deadline, owner, idx, max;
+    const char *p[9] = { run_id,
+                         t->workflow_id,
+                         input_json,
+                         t->order_id,
+                         t->idempotency_key,
+                         num_of(&at, t->at_ms),
+                         time_of(&deadline, t->deadline_ms),
+                         epoch > 0 ? s->node_id : NULL,
+                         num_of(&owner, epoch > 0 ? epoch : 0) };
+    bool inserted = false;
+    durable_code rc = wrun(s, PG_W_RUN_INSERT, 9, p, &inserted, err);
+
+    if (rc == DURABLE_OK && !inserted) {
+        /* Another node's run took the key since run_by_key looked: the
+         * writer applies the batch again, and then finds that run. */
+        return err_set(err, DURABLE_EIO, "idempotency key \"%s\" was just taken by another run",
+                       t->idempotency_key ? t->idempotency_key : "");
+    }
+    for (size_t i = 0; rc == DURABLE_OK && i < t->n_steps; i++) {
+        const struct transition_step_init *si = &t->steps[i];
+        const char *sp[6] = { run_id,
+                              num_of(&idx, (int64_t)i),
+                              si->step_id,
+                              si->type,
+                              num_of(&max, si->max_attempts),
+                              si->depends_on_json ? si->depends_on_json : "[]" };
+        rc = wrun(s, PG_W_STEP_INSERT, 6, sp, NULL, err);
+    }
+    return rc;
+}
+
+static durable_code pg_row_run_retry(struct store *base, const char *run_id, int64_t deadline_ms,
+                                     void (*fn)(void *ud, const char *step_id), void *ud,
+                                     durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct num deadline;
+    const char *p[2] = { run_id, time_of(&deadline, deadline_ms) };
+    PGresult *r = wexec(s, PG_W_STEPS_TO_RETRY, 1, p, err);
+    durable_code rc;
+
+    if (!r)
+        return DURABLE_EIO;
+    for (int i = 0; i < PQntuples(r); i++)
+        fn(ud, PQgetvalue(r, i, 0));
+    PQclear(r);
+    rc = wrun(s, PG_W_STEPS_RETRY, 1, p, NULL, err);
+    if (rc == DURABLE_OK)
+        rc = wrun(s, PG_W_RUN_RETRY, 2, p, NULL, err);
+    return rc;
+}
+
+static durable_code pg_row_order_insert(struct store *base, const char *order_id, double amount,
+                                        int64_t at_ms, durable_error *err)
+{
+    char amount_text[32];
+    struct num at;
+    const char *p[3] = { order_id, amount_text, num_of(&at, at_ms) };
+
+    snprintf(amount_text, sizeof(amount_text), "%.17g", amount);
+    return wrun(pg_of(base), PG_W_ORDER_INSERT, 3, p, NULL, err);
+}
+
+static durable_code pg_row_order_set_status(struct store *base, const char *order_id,
+                                            const char *status, int64_t at_ms, durable_error *err)
+{
+    struct num at;
+    const char *p[3] = { order_id, status, num_of(&at, at_ms) };
+
+    return wrun(pg_of(base), PG_W_ORDER_SET_STATUS, 3, p, NULL, err);
+}
+
+static durable_code pg_row_workflow_insert(struct store *base, const struct transition_result *wf,
+                                           const struct transition *t, durable_error *err)
+{
+    struct num version, at;
+    const char *p[5] = { wf->id, t->wf_name, num_of(&version, wf->version), t->wf_definition,
+                         num_of(&at, t->at_ms) };
+
+    return wrun(pg_of(base), PG_W_WF_INSERT, 5, p, NULL, err);
+}
+
+/* ---- events ---- */
+
+/* The last seq of run_id into *out: DURABLE_ENOTFOUND without the run. */
+static durable_code last_seq(struct pg_store *s, const char *run_id, int64_t *out,
+                             durable_error *err)
+{
+    const char *p[1] = { run_id };
+    PGresult *r = wexec(s, PG_W_RUN_LAST_SEQ, 1, p, err);
+    durable_code rc = DURABLE_OK;
+
+    if (!r)
+        return DURABLE_EIO;
+    if (PQntuples(r) == 0)
+        rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
+    else
+        *out = pg_cell_int64(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+/* Locks the event counter for this transaction and reads the last gid. */
+static durable_code counter_lock(struct pg_store *s, durable_error *err)
+{
+    PGresult *r = wexec(s, PG_W_COUNTER_LOCK, 0, NULL, err);
+
+    if (!r)
+        return DURABLE_EIO;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return err_set(err, DURABLE_EIO, "could not number an event: no event counter");
+    }
+    s->gid_base = pg_cell_int64(r, 0, 0);
+    s->last_gid = s->gid_base;
+    s->gid_locked = true;
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code pg_row_event_append(struct store *base, const struct event_key *k,
+                                        const char *type, const char *data,
+                                        struct store_event_ids *out, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct num seq_text, at, gid;
+    int64_t seq = 0;
+    durable_code rc = DURABLE_OK;
+
+    if (strcmp(k->run_id, s->seq_run) == 0)
+        seq = s->seq_last + 1;
+    else if ((rc = last_seq(s, k->run_id, &seq, err)) == DURABLE_OK)
+        seq++;
+    if (rc == DURABLE_OK && !s->gid_locked)
+        rc = counter_lock(s, err);
+    if (rc == DURABLE_OK) {
+        const char *p[7] = {
+            k->run_id, num_of(&seq_text, seq),       type, k->step_id, num_of(&at, k->at_ms),
+            data,      num_of(&gid, s->last_gid + 1)
+        };
+        rc = wrun(s, PG_W_EVENT_INSERT, 7, p, NULL, err);
+    }
+    if (rc != DURABLE_OK) {
+        seq_forget(s);
+        return rc;
+    }
+    s->last_gid++;
+    snprintf(s->seq_run, sizeof(s->seq_run), "%s", k->run_id);
+    s->seq_last = seq;
+    out->seq = seq;
+    out->gid = s->last_gid;
+    return DURABLE_OK;
+}
+
+static void pg_row_events_undo(struct store *base, int64_t first_gid)
+{
+    struct pg_store *s = pg_of(base);
+
+    s->last_gid = first_gid - 1;
+    /* Every gid of the transaction given back: the counter's lock may have
+     * gone with a savepoint; the next append takes it again. */
+    if (first_gid <= s->gid_base + 1)
+        s->gid_locked = false;
+    seq_forget(s);
+}
+
+static durable_code pg_row_savepoint(struct store *base, enum store_savepoint op,
+                                     durable_error *err)
+{
+    static const enum pg_wstmt_id ids[] = {
+        [SAVEPOINT_BEGIN] = PG_W_SAVEPOINT,
+        [SAVEPOINT_RELEASE] = PG_W_SP_RELEASE,
+        [SAVEPOINT_ROLLBACK] = PG_W_SP_ROLLBACK,
+    };
+
+    if (op < SAVEPOINT_BEGIN || op > SAVEPOINT_ROLLBACK)
+        return err_set(err, DURABLE_EINVAL, "unknown savepoint operation %d", (int)op);
+    return wrun(pg_of(base), ids[op], 0, NULL, NULL, err);
+}
+
+durable_code pg_write_commit(struct pg_store *s, durable_error *err)
+{
+    struct num gid;
+    const char *p[1];
+
+    /* The fence of postgres.md 3.4 will go here, once nodes share runs. */
+    if (!s->gid_locked || s->last_gid == s->gid_base)
+        return DURABLE_OK;
+    p[0] = num_of(&gid, s->last_gid);
+    return wrun(s, PG_W_COUNTER_SET, 1, p, NULL, err);
+}
+
+const struct store_rows_ops pg_rows_ops = {
+    .run_get = pg_row_run_get,
+    .run_by_key = pg_row_run_by_key,
+    .workflow_exists = pg_row_workflow_exists,
+    .workflow_latest = pg_row_workflow_latest,
+    .order_get = pg_row_order_get,
+    .step_write = pg_row_step_write,
+    .run_write = pg_row_run_write,
+    .run_insert = pg_row_run_insert,
+    .run_retry = pg_row_run_retry,
+    .order_insert = pg_row_order_insert,
+    .order_set_status = pg_row_order_set_status,
+    .workflow_insert = pg_row_workflow_insert,
+    .event_append = pg_row_event_append,
+    .events_undo = pg_row_events_undo,
+    .savepoint = pg_row_savepoint,
+};
