@@ -14,6 +14,9 @@ Usage: test_ops.py --durable PATH/durable --examples DIR [unittest args]
 """
 import json
 import os
+import re
+import signal
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "server"))
@@ -95,6 +98,179 @@ class LogsTest(su.ServerTest):
         self.assertError(srv.get("/runs/%s/logs?after=-1" % run_id), 400)
         self.assertError(srv.get("/runs/run_nope/logs"), 404)
         self.assertError(srv.get("/runs/run_nope/logs?level=error"), 404)
+
+
+APPROVAL = {"name": "e2e-ops-approval", "steps": [
+    {"id": "ask", "type": "approval", "config": {"prompt": "ok?"}}]}
+SLOW = {"name": "e2e-ops-slow", "steps": [
+    {"id": "wait", "type": "task", "config": {"duration_seconds": 60}}]}
+
+
+class CliTest(su.ServerTest):
+    """durable runs|show|cancel|retry|logs against a server and a db file."""
+
+    def cli(self, *args, env=None, timeout=60):
+        e = dict(os.environ)
+        e.pop("DURABLE_TOKEN", None)
+        e.update(env or {})
+        return subprocess.run([su.DURABLE, *args], capture_output=True, text=True,
+                              timeout=timeout * su.slow_factor(), stdin=subprocess.DEVNULL,
+                              cwd=self.tmp, env=e)
+
+    def write(self, name, doc):
+        path = self.path(name)
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        return path
+
+    def assertExit(self, r, code, out=None, err=None):
+        self.assertEqual(r.returncode, code, "exit %d\nstdout:\n%s\nstderr:\n%s"
+                         % (r.returncode, r.stdout, r.stderr))
+        if out is not None:
+            self.assertIn(out, r.stdout)
+        if err is not None:
+            self.assertIn(err, r.stderr)
+
+    def failed_db_run(self, db):
+        """A run of FAILING made by `durable run` in db; returns its id."""
+        r = self.cli("run", self.write("failing.json", FAILING), "--db", db,
+                     "--input", '{"who": "ada"}')
+        self.assertExit(r, 1)
+        m = re.search(r"run (run_\w+) failed", r.stdout)
+        self.assertTrue(m, r.stdout)
+        return m.group(1)
+
+    def test_against_a_server(self):
+        srv = self.start_server(token="s3cret")
+        url = "http://%s:%d" % (srv.host, srv.port)
+        tok = ("--token", "s3cret")
+        failed = self.wait_run(srv, self.start_run(srv, self.register(srv, FAILING)["id"],
+                                                   {"input": {"who": "ada"}})["id"])["id"]
+        slow = self.start_run(srv, self.register(srv, SLOW)["id"])["id"]
+        waiting = self.start_run(srv, self.register(srv, APPROVAL)["id"])["id"]
+        self.wait_run(srv, waiting, statuses=("waiting",))
+
+        r = self.cli("runs", "--server", url, *tok)
+        self.assertExit(r, 0, out=failed)
+        self.assertIn(slow, r.stdout)
+        r = self.cli("runs", "--server", url, "--status", "failed", env={"DURABLE_TOKEN": "s3cret"})
+        self.assertExit(r, 0, out=failed)
+        self.assertNotIn(slow, r.stdout)
+        r = self.cli("runs", "--server", url, *tok, "--workflow", "e2e-ops-slow")
+        self.assertExit(r, 0, out=slow)
+        self.assertNotIn(failed, r.stdout)
+
+        r = self.cli("show", "--server", url, *tok, failed)
+        self.assertExit(r, 0, out="e2e-ops-failing  %s  failed" % failed)
+        self.assertRegex(r.stdout, r"✗ boom\s+failed\s+attempt 2/2")
+        self.assertRegex(r.stdout, r"✓ note\s+completed")
+        self.assertIn("error: ", r.stdout)
+        r = self.cli("show", "--server", url, *tok, waiting)
+        self.assertExit(r, 0, out="durable approve|reject --server %s %s ask" % (url, waiting))
+
+        r = self.cli("logs", "--server", url, *tok, failed, "--level", "error")
+        self.assertExit(r, 0, out=" error   boom: failed for good at attempt 2")
+        self.assertNotIn(" info ", r.stdout)
+        self.assertNotIn("careful", r.stdout)
+        r = self.cli("logs", "--server", url, *tok, failed)
+        self.assertExit(r, 0, out=" warning note: careful with ada")
+
+        r = self.cli("cancel", "--server", url, *tok, slow)
+        self.assertExit(r, 0, out="run %s cancelled" % slow)
+        self.assertEqual(self.run_json(srv, slow)["status"], "cancelled")
+        r = self.cli("cancel", "--server", url, *tok, slow)
+        self.assertExit(r, 1, err="the server answered 409")
+
+        r = self.cli("retry", "--server", url, *tok, failed)
+        self.assertExit(r, 0, out="run %s retried" % failed)
+        self.assertEqual(self.wait_run(srv, failed)["status"], "failed")  # fails again
+        self.assertEqual(len([e for e in self.events(srv, failed)
+                              if e["type"] == "run_retried"]), 1)
+
+        # bad input
+        for cmd in ("show", "cancel", "retry", "logs"):
+            r = self.cli(cmd, "--server", url, *tok, "run_nope")
+            self.assertExit(r, 1, err="the server answered 404")
+        r = self.cli("runs", "--server", url)  # no token
+        self.assertExit(r, 1, err="the server answered 401")
+        r = self.cli("runs", "--server", url, *tok, "--status", "done")
+        self.assertExit(r, 2, err='--status is pending, running, waiting, completed, failed or '
+                                  'cancelled, not "done"')
+        r = self.cli("logs", "--server", url, *tok, failed, "--level", "loud")
+        self.assertExit(r, 2, err="--level is debug, info, warning or error")
+
+    def test_against_a_db_file(self):
+        db = self.path("ops.db")
+        failed = self.failed_db_run(db)
+        r = self.cli("runs", "--db", db)
+        self.assertExit(r, 0, out=failed)
+        self.assertIn("e2e-ops-failing v1", r.stdout)
+        r = self.cli("runs", "--db", db, "--status", "completed")
+        self.assertExit(r, 0, out="no runs")
+        r = self.cli("show", "--db", db, failed)
+        self.assertExit(r, 0, out="e2e-ops-failing  %s  failed" % failed)
+        self.assertRegex(r.stdout, r"✗ boom\s+failed\s+attempt 2/2")
+        r = self.cli("logs", "--db", db, failed, "--level", "warning")
+        self.assertExit(r, 0, out=" warning note: careful with ada")
+        self.assertIn(" error   boom: failed for good", r.stdout)
+        self.assertNotIn(" debug ", r.stdout)
+        r = self.cli("cancel", "--db", db, failed)
+        self.assertExit(r, 1, err="run %s has already failed" % failed)
+        # retry --db runs the run here and follows it to its (failed) end
+        r = self.cli("retry", "--db", db, failed)
+        self.assertExit(r, 1, out="run %s retried" % failed)
+        self.assertRegex(r.stdout, r"✗ boom\s+failed\s+attempt 2/2")
+        r = self.cli("logs", "--db", db, failed, "--level", "info")
+        self.assertExit(r, 0, out="run retried")
+        for cmd in ("show", "cancel", "retry", "logs"):
+            self.assertExit(self.cli(cmd, "--db", db, "run_nope"), 1, err='run "run_nope"')
+        self.assertExit(self.cli("runs", "--db", self.path("absent.db")), 1,
+                        err="no database at")
+        self.assertFalse(os.path.exists(self.path("absent.db")))
+
+    def test_a_db_a_server_has_open(self):
+        db = self.path("served.db")
+        self.failed_db_run(db)
+        self.start_server(db=db)
+        r = self.cli("runs", "--db", db)
+        self.assertExit(r, 1, err="(use --server URL)")
+
+    def test_usage(self):
+        for cmd in ("runs", "show", "cancel", "retry", "logs"):
+            r = self.cli(cmd, "--help")
+            self.assertExit(r, 0, out="usage: durable %s (--server URL | --db PATH)" % cmd)
+            r = self.cli(cmd, "run_x") if cmd == "runs" else self.cli(cmd, "run_x")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("usage: durable %s" % cmd, r.stderr)
+        self.assertExit(self.cli("show", "--db", "x.db"), 2, err="RUN is required")
+        self.assertExit(self.cli("show", "--db", "x.db", "--server", "http://h", "r"), 2,
+                        err="exclude each other")
+        self.assertExit(self.cli("show", "--db", "x.db", "r", "--level", "info"), 2,
+                        err='unknown option "--level"')
+        self.assertExit(self.cli("logs", "--server"), 2, err="--server needs a value")
+        r = self.cli("runs", "--server", "http://127.0.0.1:1")
+        self.assertExit(r, 1, err="could not reach http://127.0.0.1:1")
+
+    def test_run_says_an_approval_waits(self):
+        path = self.write("approval.json", APPROVAL)
+        p = subprocess.Popen([su.DURABLE, "run", path, "--db", self.path("a.db")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL, cwd=self.tmp)
+        try:
+            out = []
+
+            def said():
+                line = p.stdout.readline()
+                out.append(line)
+                return "`durable run` cannot take decisions" in line or not line
+            self.wait_for(said, 30, "the approval hint")
+            text = "".join(out) + p.stdout.readline() + p.stdout.readline()
+            self.assertIn("step ask waits for a person's approval", text)
+            self.assertRegex(text, r"durable approve --server URL run_\w+ ask")
+            self.assertIn("durable serve --db %s" % self.path("a.db"), text)
+        finally:
+            p.send_signal(signal.SIGINT)
+            p.communicate(timeout=30)
 
 
 if __name__ == "__main__":
