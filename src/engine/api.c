@@ -993,6 +993,7 @@ static json_t *event_log_line(json_t *ev, json_t *log_steps, int min_level)
     json_t *step = json_object_get(ev, "step_id");
     json_t *data = json_object_get(ev, "data");
     json_t *out = json_object_get(data, "output");
+    json_t *line;
     char *msg = NULL;
     int level;
 
@@ -1013,9 +1014,11 @@ static json_t *event_log_line(json_t *ev, json_t *log_steps, int min_level)
         free(msg);
         return NULL;
     }
-    return json_pack("{s:O, s:O, s:s, s:O, s:s%}", "seq", json_object_get(ev, "seq"), "at",
+    line = json_pack("{s:O, s:O, s:s, s:O, s:s%}", "seq", json_object_get(ev, "seq"), "at",
                      json_object_get(ev, "at"), "level", log_level_names[level], "step_id",
                      step ? step : json_null(), "message", msg, strlen(msg));
+    free(msg);
+    return line;
 }
 
 /* The page of lines of events (a JSON array, borrowed). */
