@@ -50,6 +50,7 @@ char *cli_url_escape(const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     struct dbuf b;
+    char *text;
 
     dbuf_init(&b, 0);
     for (; *s; s++) {
@@ -62,7 +63,9 @@ char *cli_url_escape(const char *s)
             dbuf_add(&b, enc, 3);
         }
     }
-    return dbuf_detach(&b, NULL);
+    text = dbuf_detach(&b, NULL);
+    dbuf_release(&b); /* detach leaves b initialised */
+    return text;
 }
 
 int cli_http_call(const struct cli_server *srv, const char *method, const char *path,
