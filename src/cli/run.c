@@ -337,23 +337,46 @@ static bool run_finished(durable *d, const char *run_id, const char **status)
     return true;
 }
 
-/* Says that an approval step of v's run waits for a person, and how to
- * decide it: this process cannot (SPEC §8), a server opening the same
+/* Says that approval step step_id of v's run waits for a person, and how
+ * to decide it: this process cannot (SPEC §8), a server opening the same
  * database can, once this process has stopped (it holds the file). */
-static void print_approval_hint(struct view *v, const struct ev_node *e, const char *db)
+static void print_approval_hint(struct view *v, const char *step_id, const char *db)
+{
+    printf("step %s waits for a person's approval; `durable run` cannot take decisions:\n"
+           "  stop it (Ctrl-C), serve the database (durable serve --db %s), then\n"
+           "  durable approve --server URL %s %s   (or reject, or in the web UI)\n",
+           step_id, db ? db : "durable.db", v->run_id, step_id);
+    fflush(stdout);
+    v->lines_drawn = 0; /* the table is drawn again below the hint */
+}
+
+/* The hint for an approval step that starts waiting (event e). */
+static void hint_on_event(struct view *v, const struct ev_node *e, const char *db)
 {
     json_t *data = json_loads(e->data, 0, NULL);
     const char *wf = json_string_value(json_object_get(data, "waiting_for"));
 
-    if (e->step_id && wf && strcmp(wf, "approval") == 0) {
-        printf("step %s waits for a person's approval; `durable run` cannot take decisions:\n"
-               "  stop it (Ctrl-C), serve the database (durable serve --db %s), then\n"
-               "  durable approve --server URL %s %s   (or reject, or in the web UI)\n",
-               e->step_id, db ? db : "durable.db", v->run_id, e->step_id);
-        fflush(stdout);
-        v->lines_drawn = 0; /* the table is drawn again below the hint */
-    }
+    if (e->step_id && wf && strcmp(wf, "approval") == 0)
+        print_approval_hint(v, e->step_id, db);
     json_decref(data);
+}
+
+/* The hint for each approval step that was waiting already (a resumed
+ * run's), from the run's JSON. */
+static void hint_on_resume(struct view *v, const char *run_json, const char *db)
+{
+    json_t *run = json_loads(run_json, 0, NULL), *st;
+    size_t i;
+
+    json_array_foreach(json_object_get(run, "steps"), i, st)
+    {
+        const char *type = json_string_value(json_object_get(st, "type"));
+        const char *status = json_string_value(json_object_get(st, "status"));
+        const char *id = json_string_value(json_object_get(st, "step_id"));
+        if (id && type && status && strcmp(type, "approval") == 0 && strcmp(status, "waiting") == 0)
+            print_approval_hint(v, id, db);
+    }
+    json_decref(run);
 }
 
 /* Shows the events of v's run in list e (others are a child run's) and
@@ -371,7 +394,7 @@ static bool show_events(struct view *v, struct ev_node *e, const char *db)
             if (view_apply(v, e))
                 end = true;
             if (strcmp(e->type, "step_waiting") == 0)
-                print_approval_hint(v, e, db);
+                hint_on_event(v, e, db);
         }
         ev_node_free(e);
     }
@@ -460,6 +483,8 @@ static int run_with(durable *d, const struct run_args *a, const char *text, size
                run_id, key);
     else if (existed)
         printf("resuming run %s (id %s)\n", run_id, key);
+    if (existed && !was_finished && json)
+        hint_on_resume(&v, json, a->db);
     else if (!a->key)
         printf("run %s started; to resume it after a crash: durable run %s --id %s\n", run_id,
                a->file, key);

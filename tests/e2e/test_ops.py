@@ -252,8 +252,12 @@ class CliTest(su.ServerTest):
         self.assertExit(r, 1, err="could not reach http://127.0.0.1:1")
 
     def test_run_says_an_approval_waits(self):
+        self.run_until_hint()
+        self.run_until_hint()  # resumed with the same --id: waiting already, said again
+
+    def run_until_hint(self):
         path = self.write("approval.json", APPROVAL)
-        p = subprocess.Popen([su.DURABLE, "run", path, "--db", self.path("a.db")],
+        p = subprocess.Popen([su.DURABLE, "run", path, "--db", self.path("a.db"), "--id", "k"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              stdin=subprocess.DEVNULL, cwd=self.tmp)
         try:
