@@ -9,6 +9,8 @@
  * no run of its own accord, so reading, cancelling or listing executes
  * nothing. A file a server has open is refused by the engine's lock (the
  * server executes its runs): such a database is operated with --server.
+ * A run a `durable run` process is executing (it shares the file) is only
+ * read: cancelling or retrying it here would race with that process.
  * `retry --db` is the exception that executes: the run goes on in this
  * process, which follows it to its end (Ctrl-C leaves it to the next
  * process that opens the file). One thread, besides the engine's.
@@ -244,10 +246,25 @@ static int server_post(struct ops_target *t, const struct ops_args *a, const cha
     return rc;
 }
 
+/* True, after saying so, when a `durable run` process executes the run:
+ * a change made here would race with it. */
+static bool executed_elsewhere(struct ops_target *t, const struct ops_args *a)
+{
+    if (!t->d || !durable_run_elsewhere(t->d, a->run))
+        return false;
+    fprintf(stderr,
+            "durable %s: run %s is being executed by another durable process (durable run); "
+            "stop it first\n",
+            a->cmd, a->run);
+    return true;
+}
+
 static int cmd_cancel(struct ops_target *t, const struct ops_args *a)
 {
     durable_error err = { 0 };
 
+    if (executed_elsewhere(t, a))
+        return 1;
     if (t->d && durable_run_cancel(t->d, a->run, &err) != DURABLE_OK)
         return db_failed(a, &err);
     if (!t->d && server_post(t, a, "cancel") != 0)
@@ -289,6 +306,8 @@ static int cmd_retry(struct ops_target *t, const struct ops_args *a)
 {
     durable_error err = { 0 };
 
+    if (executed_elsewhere(t, a))
+        return 1;
     if (t->d) {
         if (durable_run_retry(t->d, a->run, &err) != DURABLE_OK)
             return db_failed(a, &err);

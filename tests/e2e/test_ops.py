@@ -235,6 +235,26 @@ class CliTest(su.ServerTest):
         r = self.cli("runs", "--db", db)
         self.assertExit(r, 1, err="(use --server URL)")
 
+    def test_a_run_another_process_executes(self):
+        db = self.path("busy.db")
+        p = subprocess.Popen([su.DURABLE, "run", self.write("slow.json", SLOW), "--db", db],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             stdin=subprocess.DEVNULL, cwd=self.tmp)
+        try:
+            def running():
+                r = self.cli("runs", "--db", db, "--status", "running") if os.path.exists(db) \
+                    else None
+                m = r and r.returncode == 0 and re.search(r"^(run_\w+)", r.stdout, re.M)
+                return m and m.group(1)
+            run_id = self.wait_for(running, 30, "the run to be running")
+            self.assertExit(self.cli("show", "--db", db, run_id), 0, out="running")
+            for cmd in ("cancel", "retry"):
+                self.assertExit(self.cli(cmd, "--db", db, run_id), 1,
+                                err="is being executed by another durable process")
+        finally:
+            p.send_signal(signal.SIGINT)
+            p.communicate(timeout=30)
+
     def test_usage(self):
         for cmd in ("runs", "show", "cancel", "retry", "logs"):
             r = self.cli(cmd, "--help")
