@@ -290,6 +290,29 @@ DURABLE_API durable_code durable_run_get(durable *d, const char *run_id, char **
 DURABLE_API durable_code durable_run_events(durable *d, const char *run_id, int64_t after_seq,
                                             char **out_json, durable_error *err);
 
+/* ---- execution logs ------------------------------------------------------ */
+
+/* Which log lines of a run durable_run_logs returns. */
+typedef struct durable_log_filter {
+    const char *level; /* the least level shown: "debug" (NULL), "info", "warning", "error" */
+    int64_t after_seq; /* only lines of events with seq > after_seq (paging) */
+    int limit;         /* at most this many lines: 0 means 100; clamped to 1..1000 */
+} durable_log_filter;
+
+/* A run's execution log, built from its history: a `log` step's message at
+ * its own level (its step_completed output {"message", "level"}), and one
+ * line per event of the engine's own: retries and failed attempts are
+ * warnings, a step's or the run's failure an error, the run's creation,
+ * end, recovery and retry and a step waiting or decided are info, a step's
+ * start, completion and skip debug. OUT: *out_json (caller frees):
+ * {"logs": [{"seq", "at", "level", "step_id", "message"}], "next_after"}
+ * oldest first, where next_after is the after_seq that continues after
+ * this page (the last event read). DURABLE_ENOTFOUND for an unknown run,
+ * DURABLE_EINVAL for an unknown level. filter may be NULL: every line. */
+DURABLE_API durable_code durable_run_logs(durable *d, const char *run_id,
+                                          const durable_log_filter *filter, char **out_json,
+                                          durable_error *err);
+
 /* ---- live events ------------------------------------------------------ */
 
 /* One committed transition. Every field is borrowed for the callback. */

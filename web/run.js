@@ -1,7 +1,9 @@
 // run.js - one run (/ui/run.html?id=RUN): the step graph, the selected
 // step's details, the attempt timeline, the history and the run's order,
 // kept live from /runs/RUN/stream. Every event refetches the run (throttled);
-// on (re)connection the history is caught up from the last seen seq.
+// on (re)connection the history is caught up from the last seen seq. The
+// Logs panel (built here) shows /runs/RUN/logs from a level up, fetched
+// again from its next_after on each event.
 
 import { api, live } from "./api.js";
 import { createGraph, shapeOf } from "./graph.js";
@@ -281,6 +283,57 @@ async function act(button, path, done) {
 $("cancel").addEventListener("click", (e) => act(e.currentTarget, "cancel", "Run cancelled."));
 $("retry").addEventListener("click", (e) => act(e.currentTarget, "retry", "Retrying the failed steps."));
 
+/* ---------- logs ---------- */
+
+const LEVELS = ["debug", "info", "warning", "error"];
+const LEVEL_COLOUR = { warning: "var(--waiting-fg)", error: "var(--failed-fg)", debug: "var(--faint)" };
+let logLines = [];        // every level, by seq
+let logsAfter = 0;        // next_after of the last page
+const logLevel = h("select", { id: "log-level", "aria-label": "Least level shown" },
+  LEVELS.map((l) => h("option", { value: l, text: l === "debug" ? "all (debug)" : `${l} and up` })));
+logLevel.value = localStorage.getItem("durable.logLevel") || "info";
+logLevel.addEventListener("change", () => {
+  localStorage.setItem("durable.logLevel", logLevel.value);
+  renderLogs();
+});
+
+function mountLogs() {
+  const hist = $("history") && $("history").closest("section");
+  if (!hist) return;
+  hist.after(h("section.card", { "aria-labelledby": "logs-title", id: "logs-card" },
+    h("header", {}, h("h2", { id: "logs-title", text: "Logs" }),
+      h("span.hint", { id: "logs-count" }), logLevel),
+    h("ol.history", { id: "logs" })));
+}
+
+async function fetchLogs() {
+  for (;;) {
+    const page = await api(`/runs/${encodeURIComponent(runId)}/logs?after=${logsAfter}&limit=1000`);
+    for (const l of page.logs) {  /* one line per event at most: seq orders them */
+      if (!logLines.length || l.seq > logLines[logLines.length - 1].seq) logLines.push(l);
+    }
+    logsAfter = page.next_after;
+    if (page.logs.length < 1000) break;
+  }
+  renderLogs();
+}
+
+function renderLogs() {
+  const box = $("logs");
+  if (!box) return;
+  const min = LEVELS.indexOf(logLevel.value);
+  const shown = logLines.filter((l) => LEVELS.indexOf(l.level) >= min);
+  $("logs-count").textContent = `${shown.length} of ${logLines.length} lines`;
+  const t0 = events.length ? ms(events[0].at) : (logLines.length ? ms(logLines[0].at) : 0);
+  box.replaceChildren(...shown.slice().reverse().map((l) => h(`li.log.${l.level}`, { "data-level": l.level },
+    h("span.seq", { text: `#${l.seq}` }),
+    h("span.at", { title: l.at, text: `+${fmtDuration(ms(l.at) - t0)}` }),
+    h("span.type", { style: LEVEL_COLOUR[l.level] ? `color: ${LEVEL_COLOUR[l.level]}` : null, text: l.level }),
+    h("span.data", { title: l.message, text: [l.step_id, l.message].filter(Boolean).join(": ") }))));
+}
+
+const logsSoon = throttle(() => { fetchLogs().catch(() => {}); }, 250);
+
 /* ---------- live ---------- */
 
 if (!runId) {
@@ -291,11 +344,14 @@ if (!runId) {
       addEvents([data]);
       historySoon();
     }
+    logsSoon();
     refetch();
     if (type === "action_applied" && run && run.order_id) fetchOrder().then(render).catch(() => {});
   }, refetch);
   fetchRun().catch((e) => say(e instanceof TypeError ? "The server is unreachable." : e.message, false));
   fetchEvents().catch(() => {});
+  mountLogs();
+  fetchLogs().catch(() => {});
   setInterval(() => {
     if (!run || !ACTIVE.includes(run.status)) return;
     const d = $("run-duration");

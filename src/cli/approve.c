@@ -5,9 +5,7 @@
  * (or /reject) with {"by", "comment"}.
  *
  * A client of the server, not of the store: the decision is made by the
- * process that executes the run. One blocking libcurl easy request, with
- * connect and total time limits; the response body is read up to
- * APPROVE_MAX_BODY bytes, for the error message the server gives.
+ * process that executes the run. The request is client.c's.
  */
 #include "util/common.h"
 
@@ -20,9 +18,6 @@
 #include <string.h>
 
 #include "util/util.h"
-
-#define APPROVE_MAX_BODY  ((size_t)64 * 1024)
-#define APPROVE_TIMEOUT_S 30L
 
 static const char approve_usage[] =
         "usage: durable approve|reject --server URL RUN STEP [--by NAME] [--comment TEXT]\n"
@@ -100,108 +95,36 @@ static int parse_args(int argc, char **argv, struct approve_args *a)
     return 0;
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    struct dbuf *b = ud;
-    size_t len = size * n;
-
-    if (dbuf_add(b, p, len) != DURABLE_OK)
-        return 0; /* over the limit: curl stops with CURLE_WRITE_ERROR */
-    return len;
-}
-
-/* The request's URL, with RUN and STEP escaped. Caller frees. */
-static char *make_url(CURL *h, const struct approve_args *a)
-{
-    size_t n = strlen(a->server);
-    char *run = curl_easy_escape(h, a->run, 0);
-    char *step = curl_easy_escape(h, a->step, 0);
-    char *url;
-
-    while (n > 0 && a->server[n - 1] == '/')
-        n--;
-    url = xasprintf("%.*s/runs/%s/steps/%s/%s", (int)n, a->server, run ? run : "", step ? step : "",
-                    a->is_approve ? "approve" : "reject");
-    curl_free(run);
-    curl_free(step);
-    return url;
-}
-
-/* The server's error message in body ({"error": {"message"}}), or the body. */
-static void print_refusal(const char *cmd, long status, const struct dbuf *body)
-{
-    json_t *j = json_loads(body->buf, 0, NULL);
-    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-
-    fprintf(stderr, "durable %s: the server answered %ld: %s\n", cmd, status,
-            msg ? msg : (body->len ? body->buf : "(no body)"));
-    json_decref(j);
-}
-
 /* Sends the decision. Returns the exit code. */
 static int send_decision(const char *cmd, const struct approve_args *a)
 {
-    CURL *h = NULL;
-    struct curl_slist *hdr = NULL;
-    struct dbuf body;
-    char *url = NULL, *payload = NULL, *auth = NULL;
-    char errbuf[CURL_ERROR_SIZE] = "";
-    json_t *req = NULL;
-    long status = 0;
-    CURLcode cc;
+    struct cli_server srv = { .cmd = cmd, .url = a->server, .token = a->token };
+    char *path = NULL, *payload = NULL, *run = NULL, *step = NULL;
+    json_t *req = json_object();
     bool bad;
     int rc = 1;
 
-    dbuf_init(&body, APPROVE_MAX_BODY);
-    h = curl_easy_init();
     /* Absent fields are left out, not sent as null; json_string refuses
      * text that is not UTF-8, and so does the set. */
-    req = json_object();
     bad = a->by && json_object_set_new(req, "by", json_string(a->by)) != 0;
     bad = bad || (a->comment && json_object_set_new(req, "comment", json_string(a->comment)) != 0);
     payload = bad ? NULL : json_dumps(req, JSON_COMPACT);
-    if (!h || !payload) {
+    if (!payload) {
         fprintf(stderr, "durable %s: --by and --comment must be UTF-8 text\n", cmd);
         goto done;
     }
-    url = make_url(h, a);
-    hdr = curl_slist_append(hdr, "Content-Type: application/json");
-    if (a->token) {
-        auth = xasprintf("Authorization: Bearer %s", a->token);
-        hdr = curl_slist_append(hdr, auth);
-    }
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, APPROVE_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    cc = curl_easy_perform(h);
-    if (cc != CURLE_OK) {
-        fprintf(stderr, "durable %s: could not reach %s: %s\n", cmd, a->server,
-                errbuf[0] ? errbuf : curl_easy_strerror(cc));
-        goto done;
-    }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (status < 200 || status > 299) {
-        print_refusal(cmd, status, &body);
-        goto done;
-    }
-    printf("%s %s: %s\n", a->run, a->step, a->is_approve ? "approved" : "rejected");
-    rc = 0;
+    run = cli_url_escape(a->run);
+    step = cli_url_escape(a->step);
+    path = xasprintf("/runs/%s/steps/%s/%s", run, step, a->is_approve ? "approve" : "reject");
+    rc = cli_http_call(&srv, "POST", path, payload, NULL);
+    if (rc == 0)
+        printf("%s %s: %s\n", a->run, a->step, a->is_approve ? "approved" : "rejected");
 done:
-    curl_slist_free_all(hdr);
-    if (h)
-        curl_easy_cleanup(h);
-    free(auth);
-    free(url);
+    free(path);
+    free(run);
+    free(step);
     free(payload);
     json_decref(req);
-    dbuf_release(&body);
     return rc;
 }
 

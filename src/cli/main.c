@@ -20,6 +20,12 @@ static const char usage[] =
         "  validate FILE…  check workflow files and print every error with its location\n"
         "  approve|reject --server URL RUN STEP\n"
         "                  decide an approval step through a running server\n"
+        "  runs            list runs (--status S, --workflow W)\n"
+        "  show RUN        print a run's steps table\n"
+        "  cancel RUN      cancel an unfinished run\n"
+        "  retry RUN       resume a failed run from its failed steps\n"
+        "  logs RUN        print a run's execution log (--level L)\n"
+        "                  (these five act through --server URL or on --db PATH)\n"
         "  version         print the version\n"
         "\n"
         "`durable COMMAND --help` describes each command.\n";
@@ -52,6 +58,9 @@ int main(int argc, char **argv)
         return cli_validate(argc - 1, argv + 1);
     if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "reject") == 0)
         return cli_approve(argc - 1, argv + 1);
+    if (strcmp(cmd, "runs") == 0 || strcmp(cmd, "show") == 0 || strcmp(cmd, "cancel") == 0 ||
+        strcmp(cmd, "retry") == 0 || strcmp(cmd, "logs") == 0)
+        return cli_ops(argc - 1, argv + 1);
     fprintf(stderr, "durable: unknown command \"%s\"\n\n%s", cmd, usage);
     return 2;
 }

@@ -89,136 +89,12 @@ static void ev_node_free(struct ev_node *n)
     free(n);
 }
 
-/* ---- the view ---- */
-
-struct step_view {
-    char *id;
-    char status[16];
-    int attempt;
-    int max_attempts;
-    int64_t started_ms; /* wall ms of the current attempt's start, 0 if none */
-    int64_t ended_ms;
-};
-
-struct view {
-    bool tty;
-    int lines_drawn;
-    char run_id[ID_MAX];
-    char name[128];
-    char status[16];
-    int64_t started_ms;
-    struct step_view *steps;
-    size_t n_steps;
-};
-
 static volatile sig_atomic_t interrupted;
 
 static void on_signal(int sig)
 {
     (void)sig;
     interrupted = 1;
-}
-
-static int64_t iso_to_ms(const char *s)
-{
-    struct tm tm;
-    const char *rest;
-    long ms = 0;
-
-    if (!s)
-        return 0;
-    memset(&tm, 0, sizeof(tm));
-    rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!rest)
-        return 0;
-    if (*rest == '.')
-        ms = strtol(rest + 1, NULL, 10);
-    return (int64_t)timegm(&tm) * 1000 + ms;
-}
-
-static void view_load(struct view *v, const char *run_json)
-{
-    json_t *run = json_loads(run_json, 0, NULL);
-    json_t *steps = json_object_get(run, "steps");
-    size_t i;
-
-    snprintf(v->name, sizeof(v->name), "%s",
-             json_string_value(json_object_get(run, "workflow_name")) ?: "");
-    snprintf(v->status, sizeof(v->status), "%s",
-             json_string_value(json_object_get(run, "status")) ?: "");
-    v->started_ms = iso_to_ms(json_string_value(json_object_get(run, "created_at")));
-    v->n_steps = json_array_size(steps);
-    v->steps = xcalloc(v->n_steps ? v->n_steps : 1, sizeof(*v->steps));
-    for (i = 0; i < v->n_steps; i++) {
-        json_t *st = json_array_get(steps, i);
-        struct step_view *sv = &v->steps[i];
-        sv->id = xstrdup(json_string_value(json_object_get(st, "step_id")) ?: "?");
-        snprintf(sv->status, sizeof(sv->status), "%s",
-                 json_string_value(json_object_get(st, "status")) ?: "pending");
-        sv->attempt = (int)json_integer_value(json_object_get(st, "attempt"));
-        sv->max_attempts = (int)json_integer_value(json_object_get(st, "max_attempts"));
-        sv->started_ms = iso_to_ms(json_string_value(json_object_get(st, "started_at")));
-        sv->ended_ms = iso_to_ms(json_string_value(json_object_get(st, "completed_at")));
-    }
-    json_decref(run);
-}
-
-static void view_release(struct view *v)
-{
-    size_t i;
-
-    for (i = 0; i < v->n_steps; i++)
-        free(v->steps[i].id);
-    free(v->steps);
-}
-
-static struct step_view *view_step(struct view *v, const char *id)
-{
-    size_t i;
-
-    for (i = 0; id && i < v->n_steps; i++) {
-        if (strcmp(v->steps[i].id, id) == 0)
-            return &v->steps[i];
-    }
-    return NULL;
-}
-
-static const char *status_icon(const char *status)
-{
-    if (strcmp(status, "completed") == 0)
-        return "\033[32m✓\033[0m";
-    if (strcmp(status, "running") == 0)
-        return "\033[36m●\033[0m";
-    if (strcmp(status, "retrying") == 0 || strcmp(status, "waiting") == 0)
-        return "\033[33m↻\033[0m";
-    if (strcmp(status, "failed") == 0)
-        return "\033[31m✗\033[0m";
-    if (strcmp(status, "skipped") == 0 || strcmp(status, "cancelled") == 0)
-        return "\033[90m–\033[0m";
-    return "\033[90m·\033[0m";
-}
-
-static void view_draw(struct view *v)
-{
-    int64_t now = clock_wall_ms();
-    size_t i;
-
-    if (v->lines_drawn)
-        printf("\033[%dA", v->lines_drawn);
-    printf("\033[K\033[1m%s\033[0m  %s  %s  %.1fs\n", v->name, v->run_id, v->status,
-           (double)(now - v->started_ms) / 1000.0);
-    for (i = 0; i < v->n_steps; i++) {
-        struct step_view *sv = &v->steps[i];
-        printf("\033[K  %s %-24s %-10s", status_icon(sv->status), sv->id, sv->status);
-        if (sv->attempt > 0)
-            printf(" attempt %d/%d", sv->attempt, sv->max_attempts);
-        if (sv->started_ms)
-            printf("  %.1fs",
-                   (double)((sv->ended_ms ? sv->ended_ms : now) - sv->started_ms) / 1000.0);
-        putchar('\n');
-    }
-    v->lines_drawn = (int)v->n_steps + 1;
-    fflush(stdout);
 }
 
 /* One plain line per transition (output not a terminal). */
@@ -249,7 +125,7 @@ static void print_plain(const struct ev_node *e)
 /* Applies an event to the view. Returns true when it ends the run. */
 static bool view_apply(struct view *v, const struct ev_node *e)
 {
-    struct step_view *sv = view_step(v, e->step_id);
+    struct step_view *sv = cli_view_step(v, e->step_id);
     json_t *data = json_loads(e->data, 0, NULL);
     bool end = false;
 
@@ -425,8 +301,8 @@ static void print_summary(durable *d, const struct view *v)
         return;
     run = json_loads(json, 0, NULL);
     printf("run %s %s", v->run_id, json_string_value(json_object_get(run, "status")) ?: "?");
-    took_ms = iso_to_ms(json_string_value(json_object_get(run, "completed_at"))) -
-              iso_to_ms(json_string_value(json_object_get(run, "created_at")));
+    took_ms = cli_iso_to_ms(json_string_value(json_object_get(run, "completed_at"))) -
+              cli_iso_to_ms(json_string_value(json_object_get(run, "created_at")));
     printf(" in %.1fs", (double)took_ms / 1000.0);
     error = json_string_value(json_object_get(run, "error_message"));
     if (error)
@@ -461,9 +337,51 @@ static bool run_finished(durable *d, const char *run_id, const char **status)
     return true;
 }
 
+/* Says that approval step step_id of v's run waits for a person, and how
+ * to decide it: this process cannot (SPEC §8), a server opening the same
+ * database can, once this process has stopped (it holds the file). */
+static void print_approval_hint(struct view *v, const char *step_id, const char *db)
+{
+    printf("step %s waits for a person's approval; `durable run` cannot take decisions:\n"
+           "  stop it (Ctrl-C), serve the database (durable serve --db %s), then\n"
+           "  durable approve --server URL %s %s   (or reject, or in the web UI)\n",
+           step_id, db ? db : "durable.db", v->run_id, step_id);
+    fflush(stdout);
+    v->lines_drawn = 0; /* the table is drawn again below the hint */
+}
+
+/* The hint for an approval step that starts waiting (event e). */
+static void hint_on_event(struct view *v, const struct ev_node *e, const char *db)
+{
+    json_t *data = json_loads(e->data, 0, NULL);
+    const char *wf = json_string_value(json_object_get(data, "waiting_for"));
+
+    if (e->step_id && wf && strcmp(wf, "approval") == 0)
+        print_approval_hint(v, e->step_id, db);
+    json_decref(data);
+}
+
+/* The hint for each approval step that was waiting already (a resumed
+ * run's), from the run's JSON. */
+static void hint_on_resume(struct view *v, const char *run_json, const char *db)
+{
+    json_t *run = json_loads(run_json, 0, NULL), *st;
+    size_t i;
+
+    json_array_foreach(json_object_get(run, "steps"), i, st)
+    {
+        const char *type = json_string_value(json_object_get(st, "type"));
+        const char *status = json_string_value(json_object_get(st, "status"));
+        const char *id = json_string_value(json_object_get(st, "step_id"));
+        if (id && type && status && strcmp(type, "approval") == 0 && strcmp(status, "waiting") == 0)
+            print_approval_hint(v, id, db);
+    }
+    json_decref(run);
+}
+
 /* Shows the events of v's run in list e (others are a child run's) and
  * frees the list. Returns true when one ends the run. */
-static bool show_events(struct view *v, struct ev_node *e)
+static bool show_events(struct view *v, struct ev_node *e, const char *db)
 {
     struct ev_node *next;
     bool end = false;
@@ -475,6 +393,8 @@ static bool show_events(struct view *v, struct ev_node *e)
                 print_plain(e);
             if (view_apply(v, e))
                 end = true;
+            if (strcmp(e->type, "step_waiting") == 0)
+                hint_on_event(v, e, db);
         }
         ev_node_free(e);
     }
@@ -487,7 +407,7 @@ static bool show_events(struct view *v, struct ev_node *e)
  * The writer hands out a batch's events only after committing it, so a
  * status read as final may be ahead of the last events: those are waited
  * for a moment longer (a run executed elsewhere sends none). */
-static void follow(durable *d, struct queue *q, struct view *v)
+static void follow(durable *d, struct queue *q, struct view *v, const char *db)
 {
     bool end = run_finished(d, v->run_id, NULL);
     int64_t next_check = clock_mono_ms() + 1000, grace_end = 0;
@@ -495,7 +415,7 @@ static void follow(durable *d, struct queue *q, struct view *v)
     while (!end && !interrupted) {
         int64_t now;
 
-        if (show_events(v, (struct ev_node *)queue_take(q, v->tty ? 100 : 200)))
+        if (show_events(v, (struct ev_node *)queue_take(q, v->tty ? 100 : 200), db))
             end = true;
         now = clock_mono_ms();
         if (!end && grace_end) {
@@ -509,7 +429,7 @@ static void follow(durable *d, struct queue *q, struct view *v)
             next_check = now + 1000;
         }
         if (v->tty)
-            view_draw(v);
+            cli_view_draw(v);
     }
 }
 
@@ -554,7 +474,7 @@ static int run_with(durable *d, const struct run_args *a, const char *text, size
         goto unsubscribe;
     snprintf(v.run_id, sizeof(v.run_id), "%s", run_id);
     if (durable_run_get(d, run_id, &json, &err) == DURABLE_OK)
-        view_load(&v, json);
+        cli_view_load(&v, json);
     if (existed && was_finished)
         printf("already finished: run %s (id %s)\n", run_id, key);
     else if (existed && durable_run_elsewhere(d, run_id))
@@ -563,18 +483,20 @@ static int run_with(durable *d, const struct run_args *a, const char *text, size
                run_id, key);
     else if (existed)
         printf("resuming run %s (id %s)\n", run_id, key);
+    if (existed && !was_finished && json)
+        hint_on_resume(&v, json, a->db);
     else if (!a->key)
         printf("run %s started; to resume it after a crash: durable run %s --id %s\n", run_id,
                a->file, key);
     fflush(stdout);
-    follow(d, &q, &v);
+    follow(d, &q, &v, a->db);
     if (interrupted) {
         printf("interrupted; the run continues with: durable run %s --id %s\n", a->file, key);
         ret = 130;
         goto unsubscribe;
     }
     if (v.tty)
-        view_draw(&v);
+        cli_view_draw(&v);
     print_summary(d, &v);
     ret = strcmp(v.status, "completed") == 0 ? 0 : 1;
 unsubscribe:
@@ -590,7 +512,7 @@ done:
     durable_free(json);
     durable_free(run_id);
     durable_free(wf);
-    view_release(&v);
+    cli_view_release(&v);
     queue_release(&q);
     return ret;
 }

@@ -873,3 +873,210 @@ durable_code durable_order_get(durable *d, const char *order_id, char **out_json
 {
     return store_order_json(d->store, order_id, out_json, err);
 }
+
+/* ---- execution logs (built from the history) ---- */
+
+static const char *const log_level_names[] = { "debug", "info", "warning", "error" };
+
+static int log_level_parse(const char *s)
+{
+    for (int i = 0; i < (int)DUR_ARRAY_LEN(log_level_names); i++) {
+        if (strcmp(s, log_level_names[i]) == 0)
+            return i;
+    }
+    return strcmp(s, "warn") == 0 ? DURABLE_LOG_WARN : -1;
+}
+
+/* The ids of the run's `log` steps, from the run's JSON, as an object
+ * {id: true} (new reference). */
+static json_t *log_steps_of(const char *run_json)
+{
+    json_t *run = json_loads(run_json, 0, NULL);
+    json_t *ids = json_object(), *st;
+    size_t i;
+
+    json_array_foreach(json_object_get(run, "steps"), i, st)
+    {
+        const char *type = json_string_value(json_object_get(st, "type"));
+        const char *id = json_string_value(json_object_get(st, "step_id"));
+        if (id && type && strcmp(type, "log") == 0)
+            json_object_set_new(ids, id, json_true());
+    }
+    json_decref(run);
+    return ids;
+}
+
+/* A step event's line: its level and message (owned). */
+static int step_event_line(const char *type, json_t *data, char **msg)
+{
+    int attempt = (int)json_integer_value(json_object_get(data, "attempt"));
+    const char *error = json_string_value(json_object_get(data, "error")) ?: "";
+    const char *code = json_string_value(json_object_get(data, "code")) ?: "";
+
+    if (strcmp(type, "step_started") == 0) {
+        *msg = xasprintf("attempt %d started", attempt);
+        return DURABLE_LOG_DEBUG;
+    }
+    if (strcmp(type, "step_completed") == 0) {
+        *msg = xasprintf("completed (attempt %d)", attempt);
+        return DURABLE_LOG_DEBUG;
+    }
+    if (strcmp(type, "step_failed") == 0 && json_is_true(json_object_get(data, "final"))) {
+        *msg = xasprintf("failed for good at attempt %d: %s (%s)", attempt, error, code);
+        return DURABLE_LOG_ERROR;
+    }
+    if (strcmp(type, "step_failed") == 0) {
+        *msg = xasprintf("attempt %d failed: %s (%s)", attempt, error, code);
+        return DURABLE_LOG_WARN;
+    }
+    if (strcmp(type, "retry_scheduled") == 0) {
+        *msg = xasprintf("retrying: attempt %d in %.1fs", attempt,
+                         (double)json_integer_value(json_object_get(data, "delay_ms")) / 1000.0);
+        return DURABLE_LOG_WARN;
+    }
+    if (strcmp(type, "step_skipped") == 0) {
+        *msg = xstrdup("skipped");
+        return DURABLE_LOG_DEBUG;
+    }
+    return -1;
+}
+
+/* The line of any other event: its level and message (owned). */
+static int other_event_line(const char *type, json_t *data, char **msg)
+{
+    const char *error = json_string_value(json_object_get(data, "error"));
+    json_t *by = json_object_get(data, "by");
+
+    if (strcmp(type, "step_waiting") == 0) {
+        const char *wf = json_string_value(json_object_get(data, "waiting_for"));
+        const char *until = json_string_value(json_object_get(data, "wake_at"));
+        *msg = wf ? xasprintf("waiting for %s", wf)
+                  : xasprintf("waiting until %s", until ? until : "woken");
+        return DURABLE_LOG_INFO;
+    }
+    if (strcmp(type, "approval_decided") == 0) {
+        *msg = xasprintf("%s by %s",
+                         json_is_true(json_object_get(data, "approved")) ? "approved" : "rejected",
+                         json_is_string(by) ? json_string_value(by) : "someone");
+        return DURABLE_LOG_INFO;
+    }
+    if (strcmp(type, "action_applied") == 0) {
+        *msg = xasprintf("action %s: order %s %s -> %s",
+                         json_string_value(json_object_get(data, "action")) ?: "?",
+                         json_string_value(json_object_get(data, "order_id")) ?: "?",
+                         json_string_value(json_object_get(data, "from")) ?: "?",
+                         json_string_value(json_object_get(data, "to")) ?: "?");
+        return DURABLE_LOG_INFO;
+    }
+    if (strcmp(type, "run_failed") == 0) {
+        *msg = xasprintf("run failed: %s", error ? error : "(no reason given)");
+        return DURABLE_LOG_ERROR;
+    }
+    if (strcmp(type, "run_cancelled") == 0) {
+        *msg = xstrdup("run cancelled");
+        return DURABLE_LOG_WARN;
+    }
+    if (strncmp(type, "run_", 4) == 0 || strcmp(type, "recovered") == 0) {
+        *msg = strcmp(type, "recovered") == 0 ? xstrdup("run recovered after a restart")
+                                              : xasprintf("run %s", type + 4);
+        return DURABLE_LOG_INFO;
+    }
+    *msg = xstrdup(type);
+    return DURABLE_LOG_DEBUG;
+}
+
+/* The log line of one event (new reference), or NULL when it is below
+ * min_level. */
+static json_t *event_log_line(json_t *ev, json_t *log_steps, int min_level)
+{
+    const char *type = json_string_value(json_object_get(ev, "type")) ?: "";
+    json_t *step = json_object_get(ev, "step_id");
+    json_t *data = json_object_get(ev, "data");
+    json_t *out = json_object_get(data, "output");
+    json_t *line;
+    char *msg = NULL;
+    int level;
+
+    if (strcmp(type, "step_completed") == 0 && json_is_string(step) &&
+        json_object_get(log_steps, json_string_value(step)) &&
+        json_is_string(json_object_get(out, "message"))) {
+        const char *lv = json_string_value(json_object_get(out, "level"));
+        level = lv ? log_level_parse(lv) : -1;
+        if (level < 0)
+            level = DURABLE_LOG_INFO;
+        msg = xstrdup(json_string_value(json_object_get(out, "message")));
+    } else {
+        level = step_event_line(type, data, &msg);
+        if (level < 0)
+            level = other_event_line(type, data, &msg);
+    }
+    if (level < min_level) {
+        free(msg);
+        return NULL;
+    }
+    line = json_pack("{s:O, s:O, s:s, s:O, s:s%}", "seq", json_object_get(ev, "seq"), "at",
+                     json_object_get(ev, "at"), "level", log_level_names[level], "step_id",
+                     step ? step : json_null(), "message", msg, strlen(msg));
+    free(msg);
+    return line;
+}
+
+/* The page of lines of events (a JSON array, borrowed). */
+static char *logs_page(json_t *events, json_t *log_steps, int min_level, int limit,
+                       int64_t after_seq)
+{
+    json_t *lines = json_array(), *ev, *line, *doc;
+    json_int_t next_after = after_seq;
+    size_t i;
+    char *text;
+
+    json_array_foreach(events, i, ev)
+    {
+        if ((int)json_array_size(lines) >= limit)
+            break;
+        next_after = json_integer_value(json_object_get(ev, "seq"));
+        line = event_log_line(ev, log_steps, min_level);
+        if (line)
+            json_array_append_new(lines, line);
+    }
+    doc = json_pack("{s:o, s:I}", "logs", lines, "next_after", next_after);
+    text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return text;
+}
+
+durable_code durable_run_logs(durable *d, const char *run_id, const durable_log_filter *filter,
+                              char **out_json, durable_error *err)
+{
+    static const durable_log_filter all = { 0 };
+    char *run_json = NULL, *events_json = NULL;
+    json_t *events = NULL, *log_steps = NULL;
+    int min_level = DURABLE_LOG_DEBUG, limit;
+    int64_t after_seq;
+    durable_code rc;
+
+    if (!filter)
+        filter = &all;
+    limit = filter->limit <= 0 ? 100 : filter->limit > 1000 ? 1000 : filter->limit;
+    if (filter->level)
+        min_level = log_level_parse(filter->level);
+    if (min_level < 0)
+        return err_set(err, DURABLE_EINVAL,
+                       "unknown level \"%.40s\" (expected debug, info, warning or error)",
+                       filter->level);
+    after_seq = filter->after_seq < 0 ? 0 : filter->after_seq;
+    rc = durable_run_get(d, run_id, &run_json, err);
+    if (rc == DURABLE_OK)
+        rc = durable_run_events(d, run_id, after_seq, &events_json, err);
+    if (rc != DURABLE_OK)
+        goto done;
+    events = json_loads(events_json, 0, NULL);
+    log_steps = log_steps_of(run_json);
+    *out_json = logs_page(events, log_steps, min_level, limit, after_seq);
+done:
+    json_decref(log_steps);
+    json_decref(events);
+    durable_free(events_json);
+    durable_free(run_json);
+    return rc;
+}

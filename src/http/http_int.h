@@ -274,6 +274,7 @@ enum MHD_Result route_run_start(struct request *rq);
 enum MHD_Result route_runs_list(struct request *rq);
 enum MHD_Result route_run_get(struct request *rq);
 enum MHD_Result route_run_events(struct request *rq);
+enum MHD_Result route_run_logs(struct request *rq);
 enum MHD_Result route_run_cancel(struct request *rq);
 enum MHD_Result route_run_retry(struct request *rq);
 enum MHD_Result route_step_approve(struct request *rq);

@@ -34,6 +34,7 @@ const struct route http_routes[] = {
     { "GET", "/runs", route_runs_list, 0 },
     { "GET", "/runs/{id}", route_run_get, 0 },
     { "GET", "/runs/{id}/events", route_run_events, 0 },
+    { "GET", "/runs/{id}/logs", route_run_logs, 0 },
     { "GET", "/runs/{id}/stream", route_run_stream, 0 },
     { "POST", "/runs/{id}/cancel", route_run_cancel, 0 },
     { "POST", "/runs/{id}/retry", route_run_retry, 0 },

@@ -1,6 +1,6 @@
 /*
  * routes_runs.c - the handlers of runs: start (idempotent), list, detail,
- * history, cancel, retry, and the approval decisions.
+ * history, execution logs, cancel, retry, and the approval decisions.
  *
  * Statuses: start answers 202 with a new run and 200 with the run an
  * idempotency key already started; cancel answers 200 (the cancellation has
@@ -271,6 +271,33 @@ enum MHD_Result route_run_events(struct request *rq)
         return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "%s", err.msg);
     if (durable_run_events(rq->srv->d, rq->id, after, &json, &err) != DURABLE_OK) {
         durable_free(json);
+        return http_reply_durable(rq, &err);
+    }
+    return http_reply_json(rq, MHD_HTTP_OK, json);
+}
+
+/* GET /runs/{id}/logs?level=L&after=SEQ&limit=N (durable_run_logs): 400
+ * for an unknown level, 404 for an unknown run. */
+enum MHD_Result route_run_logs(struct request *rq)
+{
+    durable_log_filter f = { 0 };
+    durable_error err = { 0 };
+    char *json = NULL;
+    int64_t limit = 0;
+
+    static const struct query_int aq = { "after", 0, 0, INT64_MAX };
+    static const struct query_int lq = { "limit", 100, 1, 1000 };
+
+    if (router_query_int(rq, &aq, &f.after_seq, &err) != DURABLE_OK ||
+        router_query_int(rq, &lq, &limit, &err) != DURABLE_OK)
+        return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "%s", err.msg);
+    f.limit = (int)limit;
+    f.level = router_query(rq, "level");
+    if (durable_run_logs(rq->srv->d, rq->id, &f, &json, &err) != DURABLE_OK) {
+        durable_free(json);
+        if (err.code == DURABLE_EINVAL)
+            return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "level: %s",
+                                    err.msg);
         return http_reply_durable(rq, &err);
     }
     return http_reply_json(rq, MHD_HTTP_OK, json);

@@ -471,6 +471,32 @@ async function main() {
     serverDown = false;
   });
 
+  await check("run page: the Logs panel shows a failed run's error, filtered by level", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "logs-panel", steps: [
+        { id: "hello", type: "log", config: { message: "hello from the log step", level: "info" } },
+        { id: "boom", type: "task", depends_on: ["hello"], config: { duration_seconds: 0, fail_probability: 1 } }],
+    });
+    assert(reg.status === 201 || reg.status === 200, `register: ${reg.status}`);
+    const run = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    await page.goto(`${BASE}/ui/run.html?id=${run.id}`);
+    await page.waitForSelector("#run-status .badge.failed");
+    await page.selectOption("#log-level", "info");
+    await page.waitForSelector('#logs li[data-level="error"]');
+    const text = await page.locator("#logs").innerText();
+    assert(text.includes("boom: failed for good"), `no error line of the step: ${text}`);
+    assert(text.includes("hello: hello from the log step"), `no info line of the log step: ${text}`);
+    await page.selectOption("#log-level", "error");
+    await page.waitForFunction(() => {
+      const lines = [...document.querySelectorAll("#logs li")];
+      return lines.length > 0 && lines.every((li) => li.dataset.level === "error");
+    });
+    const shown = await page.locator("#logs li").count();
+    assert(shown === 2, `filter to error: ${shown} lines (expected the step's and the run's failure)`);
+    await page.screenshot({ path: path.join(SHOTS, "run-logs.png"), fullPage: true });
+    await page.selectOption("#log-level", "info");
+  });
+
   await check("behind --token: sign in, start and approve a run from the UI, sign out", async () => {
     const listen = BASE.replace(/^http:\/\//, "");
     await stopServer();

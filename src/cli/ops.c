@@ -1,0 +1,540 @@
+/*
+ * ops.c - the operations commands: `durable runs [--status S] [--workflow
+ * W]`, `durable show RUN`, `durable cancel RUN`, `durable retry RUN` and
+ * `durable logs RUN [--level L]`, each against a running server (--server
+ * URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN)
+ * or a database file (--db PATH, the public API).
+ *
+ * A database file is opened with DURABLE_RECOVER_NONE: this process resumes
+ * no run of its own accord, so reading, cancelling or listing executes
+ * nothing. A file a server has open is refused by the engine's lock (the
+ * server executes its runs): such a database is operated with --server.
+ * A run a `durable run` process is executing (it shares the file) is only
+ * read: cancelling or retrying it here would race with that process.
+ * `retry --db` is the exception that executes: the run goes on in this
+ * process, which follows it to its end (Ctrl-C leaves it to the next
+ * process that opens the file). One thread, besides the engine's.
+ */
+#include "util/common.h"
+
+#include "cli/cli.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "durable.h"
+#include "util/util.h"
+
+#define OPS_PAGE 500
+
+struct ops_args {
+    const char *cmd;
+    const char *server;
+    const char *token;
+    const char *db;
+    const char *status;
+    const char *workflow;
+    const char *level;
+    const char *run;
+};
+
+/* Where the command acts: srv.url set, or d open. */
+struct ops_target {
+    struct cli_server srv;
+    durable *d;
+};
+
+struct ops_command {
+    const char *name;
+    const char *usage;
+    const char *options; /* the command's own options, " --status --workflow " */
+    bool needs_run;
+    int (*fn)(struct ops_target *t, const struct ops_args *a);
+};
+
+static const char target_help[] =
+        "  --server URL   a running `durable serve` (such as http://127.0.0.1:8000)\n"
+        "  --token T      the server's bearer token (default: $DURABLE_TOKEN)\n"
+        "  --db PATH      a database file no server has open (`durable run`'s)\n"
+        "\n"
+        "Exit status: 0 done, 1 it failed (no such run, refused, server down),\n"
+        "2 usage error.\n";
+
+static const char *const run_statuses[] = { "pending",   "running", "waiting",
+                                            "completed", "failed",  "cancelled" };
+static const char *const log_levels[] = { "debug", "info", "warning", "error" };
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static bool one_of(const char *s, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s, list[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* A failure of the public API, printed. Returns 1. */
+static int db_failed(const struct ops_args *a, const durable_error *err)
+{
+    fprintf(stderr, "durable %s: %s\n", a->cmd, err->msg);
+    return 1;
+}
+
+/* GET path (server) as JSON. Returns 0, or 1 after printing why. */
+static json_t *server_get(struct ops_target *t, const char *method, const char *path)
+{
+    char *body = NULL;
+    json_t *doc = NULL;
+
+    if (cli_http_call(&t->srv, method, path, NULL, &body) == 0) {
+        doc = json_loads(body, 0, NULL);
+        if (!doc)
+            fprintf(stderr, "durable %s: the server's answer is not JSON\n", t->srv.cmd);
+    }
+    free(body);
+    return doc;
+}
+
+/* Takes text (a durable_free string) and parses it. */
+static json_t *parse_owned(char *text)
+{
+    json_t *doc = json_loads(text ? text : "null", 0, NULL);
+
+    durable_free(text);
+    return doc;
+}
+
+/* The run's JSON, from either target; NULL after printing why. */
+static json_t *run_doc(struct ops_target *t, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+    char *path, *run, *text = NULL;
+    json_t *doc;
+
+    if (t->d) {
+        if (durable_run_get(t->d, a->run, &text, &err) != DURABLE_OK) {
+            db_failed(a, &err);
+            return NULL;
+        }
+        return parse_owned(text);
+    }
+    run = cli_url_escape(a->run);
+    path = xasprintf("/runs/%s", run);
+    doc = server_get(t, "GET", path);
+    free(path);
+    free(run);
+    return doc;
+}
+
+/* ---- runs ---- */
+
+static json_t *runs_doc(struct ops_target *t, const struct ops_args *a)
+{
+    durable_run_filter f = { .status = a->status, .workflow_id = a->workflow, .limit = OPS_PAGE };
+    durable_error err = { 0 };
+    char *text = NULL, *path, *wf = NULL;
+    json_t *doc;
+
+    if (t->d) {
+        if (durable_runs_list(t->d, &f, &text, NULL, &err) != DURABLE_OK) {
+            db_failed(a, &err);
+            return NULL;
+        }
+        return parse_owned(text);
+    }
+    wf = a->workflow ? cli_url_escape(a->workflow) : NULL;
+    path = xasprintf("/runs?limit=%d%s%s%s%s", OPS_PAGE, a->status ? "&status=" : "",
+                     a->status ? a->status : "", wf ? "&workflow_id=" : "", wf ? wf : "");
+    doc = server_get(t, "GET", path);
+    free(path);
+    free(wf);
+    return doc;
+}
+
+static int cmd_runs(struct ops_target *t, const struct ops_args *a)
+{
+    json_t *runs = runs_doc(t, a), *r;
+    size_t i;
+
+    if (!runs)
+        return 1;
+    if (json_array_size(runs) == 0)
+        puts("no runs");
+    else
+        printf("%-32s %-10s %-24s %s\n", "RUN", "STATUS", "WORKFLOW", "CREATED");
+    json_array_foreach(runs, i, r)
+    {
+        char wf[160];
+        snprintf(wf, sizeof(wf), "%s v%lld",
+                 json_string_value(json_object_get(r, "workflow_name")) ?: "?",
+                 (long long)json_integer_value(json_object_get(r, "workflow_version")));
+        printf("%-32s %-10s %-24s %s\n", json_string_value(json_object_get(r, "id")) ?: "?",
+               json_string_value(json_object_get(r, "status")) ?: "?", wf,
+               json_string_value(json_object_get(r, "created_at")) ?: "");
+    }
+    json_decref(runs);
+    return 0;
+}
+
+/* ---- show, cancel, retry ---- */
+
+/* Prints the run's steps table (the one `durable run` draws), then its
+ * error and its waiting approvals with how to decide them. */
+static void print_run(struct ops_target *t, json_t *run)
+{
+    struct view v;
+    char *text = json_dumps(run, JSON_COMPACT);
+    const char *error = json_string_value(json_object_get(run, "error_message"));
+    json_t *st;
+    size_t i;
+
+    memset(&v, 0, sizeof(v));
+    v.tty = isatty(STDOUT_FILENO);
+    cli_view_load(&v, text);
+    cli_view_draw(&v);
+    if (error)
+        printf("error: %s\n", error);
+    json_array_foreach(json_object_get(run, "steps"), i, st)
+    {
+        const char *type = json_string_value(json_object_get(st, "type"));
+        const char *status = json_string_value(json_object_get(st, "status"));
+        if (type && status && strcmp(type, "approval") == 0 && strcmp(status, "waiting") == 0)
+            printf("step %s waits for a person: durable approve|reject --server %s %s %s\n",
+                   json_string_value(json_object_get(st, "step_id")),
+                   t->srv.url ? t->srv.url : "URL", v.run_id,
+                   json_string_value(json_object_get(st, "step_id")));
+    }
+    cli_view_release(&v);
+    free(text);
+}
+
+static int cmd_show(struct ops_target *t, const struct ops_args *a)
+{
+    json_t *run = run_doc(t, a);
+
+    if (!run)
+        return 1;
+    print_run(t, run);
+    json_decref(run);
+    return 0;
+}
+
+/* POST /runs/RUN/VERB on the server. Returns the exit code. */
+static int server_post(struct ops_target *t, const struct ops_args *a, const char *verb)
+{
+    char *run = cli_url_escape(a->run);
+    char *path = xasprintf("/runs/%s/%s", run, verb);
+    json_t *doc = server_get(t, "POST", path);
+    int rc = doc ? 0 : 1;
+
+    json_decref(doc);
+    free(path);
+    free(run);
+    return rc;
+}
+
+/* True, after saying so, when a `durable run` process executes the run:
+ * a change made here would race with it. */
+static bool executed_elsewhere(struct ops_target *t, const struct ops_args *a)
+{
+    if (!t->d || !durable_run_elsewhere(t->d, a->run))
+        return false;
+    fprintf(stderr,
+            "durable %s: run %s is being executed by another durable process (durable run); "
+            "stop it first\n",
+            a->cmd, a->run);
+    return true;
+}
+
+static int cmd_cancel(struct ops_target *t, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+
+    if (executed_elsewhere(t, a))
+        return 1;
+    if (t->d && durable_run_cancel(t->d, a->run, &err) != DURABLE_OK)
+        return db_failed(a, &err);
+    if (!t->d && server_post(t, a, "cancel") != 0)
+        return 1;
+    printf("run %s cancelled\n", a->run);
+    return 0;
+}
+
+/* Follows a run retried in this process until it finishes. */
+static int follow_retried(struct ops_target *t, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+    const char *status = NULL;
+    json_t *run;
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    while (!interrupted && !status) {
+        if (durable_run_wait(t->d, a->run, 200, &status, &err) != DURABLE_OK) {
+            if (err.code != DURABLE_ETIMEOUT)
+                return db_failed(a, &err);
+            err.code = DURABLE_OK;
+        }
+    }
+    if (interrupted) {
+        printf("interrupted; the run goes on when a process opens %s again (durable serve "
+               "--db %s)\n",
+               a->db, a->db);
+        return 130;
+    }
+    run = run_doc(t, a);
+    if (run)
+        print_run(t, run);
+    json_decref(run);
+    return strcmp(status, "completed") == 0 ? 0 : 1;
+}
+
+static int cmd_retry(struct ops_target *t, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+
+    if (executed_elsewhere(t, a))
+        return 1;
+    if (t->d) {
+        if (durable_run_retry(t->d, a->run, &err) != DURABLE_OK)
+            return db_failed(a, &err);
+        printf("run %s retried: running again here until it finishes\n", a->run);
+        fflush(stdout);
+        return follow_retried(t, a);
+    }
+    if (server_post(t, a, "retry") != 0)
+        return 1;
+    printf("run %s retried: running again (durable show --server %s %s)\n", a->run, t->srv.url,
+           a->run);
+    return 0;
+}
+
+/* ---- logs ---- */
+
+/* One page of the run's log from after. */
+static json_t *logs_doc(struct ops_target *t, const struct ops_args *a, int64_t after)
+{
+    durable_log_filter f = { .level = a->level, .after_seq = after, .limit = 1000 };
+    durable_error err = { 0 };
+    char *text = NULL, *path, *run;
+    json_t *doc;
+
+    if (t->d) {
+        if (durable_run_logs(t->d, a->run, &f, &text, &err) != DURABLE_OK) {
+            db_failed(a, &err);
+            return NULL;
+        }
+        return parse_owned(text);
+    }
+    run = cli_url_escape(a->run);
+    path = xasprintf("/runs/%s/logs?limit=1000&after=%lld&level=%s", run, (long long)after,
+                     a->level ? a->level : "debug");
+    doc = server_get(t, "GET", path);
+    free(path);
+    free(run);
+    return doc;
+}
+
+static int cmd_logs(struct ops_target *t, const struct ops_args *a)
+{
+    int64_t after = 0;
+    size_t n = 1000, i;
+    json_t *page, *ln;
+
+    while (n == 1000) {
+        page = logs_doc(t, a, after);
+        if (!page)
+            return 1;
+        n = json_array_size(json_object_get(page, "logs"));
+        json_array_foreach(json_object_get(page, "logs"), i, ln)
+        {
+            json_t *step = json_object_get(ln, "step_id");
+            printf("%s %-7s %s%s%s\n", json_string_value(json_object_get(ln, "at")) ?: "",
+                   json_string_value(json_object_get(ln, "level")) ?: "",
+                   json_is_string(step) ? json_string_value(step) : "",
+                   json_is_string(step) ? ": " : "",
+                   json_string_value(json_object_get(ln, "message")) ?: "");
+        }
+        after = json_integer_value(json_object_get(page, "next_after"));
+        json_decref(page);
+    }
+    return 0;
+}
+
+/* ---- the commands ---- */
+
+static const struct ops_command commands[] = {
+    { "runs",
+      "usage: durable runs (--server URL | --db PATH) [--status S] [--workflow W]\n"
+      "\n"
+      "Lists the runs, newest first (at most 500): id, status, workflow and version,\n"
+      "creation time.\n"
+      "\n"
+      "  --status S     only runs in status S: pending, running, waiting, completed,\n"
+      "                 failed or cancelled\n"
+      "  --workflow W   only runs of workflow W (an id, or a name for every version)\n",
+      " --status --workflow ", false, cmd_runs },
+    { "show",
+      "usage: durable show (--server URL | --db PATH) RUN\n"
+      "\n"
+      "Prints the run's steps table (as `durable run` draws it), its error, and how\n"
+      "to decide the approvals it waits for.\n",
+      " ", true, cmd_show },
+    { "cancel",
+      "usage: durable cancel (--server URL | --db PATH) RUN\n"
+      "\n"
+      "Cancels an unfinished run: running steps are abandoned, pending ones\n"
+      "cancelled. A finished run cannot be cancelled.\n",
+      " ", true, cmd_cancel },
+    { "retry",
+      "usage: durable retry (--server URL | --db PATH) RUN\n"
+      "\n"
+      "Resumes a failed run from its failed steps; completed steps are kept. With\n"
+      "--server the server runs it on; with --db this command runs it and follows\n"
+      "it to its end (exit 0 when it completes, 1 when it fails again).\n",
+      " ", true, cmd_retry },
+    { "logs",
+      "usage: durable logs (--server URL | --db PATH) RUN [--level L]\n"
+      "\n"
+      "Prints the run's execution log, oldest first: time, level, step, message\n"
+      "(the messages of its `log` steps at their level; retries and failed\n"
+      "attempts as warning, failures as error, the run's start and end as info).\n"
+      "\n"
+      "  --level L      the least level shown: debug (default), info, warning, error\n",
+      " --level ", true, cmd_logs },
+};
+
+static int usage_error(const struct ops_command *c, const char *fmt, const char *what)
+{
+    fprintf(stderr, "durable %s: ", c->name);
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\n\n%s\n%s", c->usage, target_help);
+    return 2;
+}
+
+/* The slot of option o for command c, or NULL. */
+static const char **option_slot(const struct ops_command *c, struct ops_args *a, const char *o)
+{
+    char key[40];
+
+    if (strcmp(o, "--server") == 0)
+        return &a->server;
+    if (strcmp(o, "--token") == 0)
+        return &a->token;
+    if (strcmp(o, "--db") == 0)
+        return &a->db;
+    snprintf(key, sizeof(key), " %.30s ", o);
+    if (!strstr(c->options, key))
+        return NULL;
+    if (strcmp(o, "--status") == 0)
+        return &a->status;
+    if (strcmp(o, "--workflow") == 0)
+        return &a->workflow;
+    return &a->level;
+}
+
+/* Returns 0, 1 after printing --help, or 2 after a usage error. */
+static int parse_args(const struct ops_command *c, int argc, char **argv, struct ops_args *a)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        const char **slot;
+
+        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+            printf("%s\n%s", c->usage, target_help);
+            return 1;
+        }
+        if (o[0] != '-' || o[1] == '\0') {
+            if (!c->needs_run || a->run)
+                return usage_error(c, "unexpected argument \"%s\"", o);
+            a->run = o;
+            continue;
+        }
+        slot = option_slot(c, a, o);
+        if (!slot)
+            return usage_error(c, "unknown option \"%s\"", o);
+        if (i + 1 >= argc)
+            return usage_error(c, "%s needs a value", o);
+        *slot = argv[++i];
+    }
+    if (c->needs_run && !a->run)
+        return usage_error(c, "%s", "RUN is required");
+    if (!a->server == !a->db)
+        return usage_error(c, "%s",
+                           a->db ? "--server and --db exclude each other"
+                                 : "--server URL or --db PATH is required");
+    if (a->status && !one_of(a->status, run_statuses, DUR_ARRAY_LEN(run_statuses)))
+        return usage_error(c,
+                           "--status is pending, running, waiting, completed, failed or "
+                           "cancelled, not \"%s\"",
+                           a->status);
+    if (a->level && !one_of(a->level, log_levels, DUR_ARRAY_LEN(log_levels)))
+        return usage_error(c, "--level is debug, info, warning or error, not \"%s\"", a->level);
+    return 0;
+}
+
+/* Opens a->db without resuming any run. NULL after printing why. */
+static durable *open_db(const struct ops_args *a)
+{
+    durable_options opts = { .db_path = a->db, .recovery = DURABLE_RECOVER_NONE };
+    durable_error err = { 0 };
+    durable *d;
+
+    if (access(a->db, F_OK) != 0) {
+        fprintf(stderr, "durable %s: no database at \"%s\"\n", a->cmd, a->db);
+        return NULL;
+    }
+    d = durable_open(&opts, &err);
+    if (!d)
+        fprintf(stderr, "durable %s: %s%s\n", a->cmd, err.msg,
+                err.code == DURABLE_ECONFLICT ? " (use --server URL)" : "");
+    return d;
+}
+
+int cli_ops(int argc, char **argv)
+{
+    const struct ops_command *c = NULL;
+    struct ops_target t = { 0 };
+    struct ops_args a = { .cmd = argv[0] };
+    int rc;
+
+    for (size_t i = 0; i < DUR_ARRAY_LEN(commands); i++) {
+        if (strcmp(argv[0], commands[i].name) == 0)
+            c = &commands[i];
+    }
+    DUR_ASSERT(c);
+    rc = parse_args(c, argc, argv, &a);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    if (a.db) {
+        t.d = open_db(&a);
+        if (!t.d)
+            return 1;
+        rc = c->fn(&t, &a);
+        durable_close(t.d);
+        return rc;
+    }
+    t.srv.cmd = a.cmd;
+    t.srv.url = a.server;
+    t.srv.token = a.token ? a.token : getenv("DURABLE_TOKEN"); /* NOLINT(concurrency-mt-unsafe) */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "durable %s: could not start libcurl\n", a.cmd);
+        return 1;
+    }
+    rc = c->fn(&t, &a);
+    curl_global_cleanup();
+    return rc;
+}
