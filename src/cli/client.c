@@ -64,7 +64,6 @@ char *cli_url_escape(const char *s)
         }
     }
     text = dbuf_detach(&b, NULL);
-    dbuf_release(&b); /* detach leaves b initialised */
     return text;
 }
 

@@ -63,7 +63,6 @@ static void build_depends_on_json(struct plan *pl)
         }
         dbuf_add(&b, "]", 1);
         st->depends_on_json = dbuf_detach(&b, NULL);
-        dbuf_release(&b); /* detach leaves b a fresh buffer */
     }
 }
 

@@ -316,7 +316,6 @@ enum MHD_Result route_metrics(struct request *rq)
               "# TYPE durable_http_sse_clients gauge\ndurable_http_sse_clients %zu\n",
               sse_hub_clients(rq->srv->hub));
     text = dbuf_detach(&out, NULL);
-    dbuf_release(&out); /* detach leaves it initialised */
     return http_reply(rq, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text,
                       strlen(text), true);
 }

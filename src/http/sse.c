@@ -106,7 +106,6 @@ struct frame_ev {
 static char *frame_new(const struct frame_ev *e, const char *data_json)
 {
     struct dbuf b;
-    char *frame;
 
     dbuf_init(&b, 0);
     dbuf_addf(&b, "id: %lld\nevent: %s\ndata: {", (long long)e->sse_id, e->type);
@@ -123,9 +122,7 @@ static char *frame_new(const struct frame_ev *e, const char *data_json)
     dbuf_adds(&b, ",\"data\":");
     dbuf_adds(&b, data_json ? data_json : "null");
     dbuf_adds(&b, "}\n\n");
-    frame = dbuf_detach(&b, NULL);
-    dbuf_release(&b); /* detach leaves b a fresh buffer */
-    return frame;
+    return dbuf_detach(&b, NULL);
 }
 
 static char *frame_live(const durable_event *ev, bool global)

@@ -32,10 +32,7 @@ static void add_time(struct dbuf *b, int64_t ms)
 
 static char *done(struct dbuf *b)
 {
-    char *text = dbuf_detach(b, NULL);
-
-    dbuf_release(b);
-    return text;
+    return dbuf_detach(b, NULL);
 }
 
 char *store_event_data_run_created(const char *workflow_id, const char *input_json,

@@ -314,11 +314,11 @@ durable_code dbuf_add_json_string(struct dbuf *b, const char *s)
 char *dbuf_detach(struct dbuf *b, size_t *out_len)
 {
     char *p = b->buf;
-    size_t max = b->max;
 
     if (out_len)
         *out_len = b->len;
-    dbuf_init(b, max);
+    b->buf = NULL;
+    b->len = b->cap = 0;
     return p;
 }
 

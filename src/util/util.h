@@ -52,7 +52,9 @@ durable_code dbuf_addf(struct dbuf *b, const char *fmt, ...) DUR_PRINTF(2, 3);
  * json_dumps escapes it (so a document built by concatenation has the same
  * bytes as one jansson encodes); NULL appends null. s must be UTF-8. */
 durable_code dbuf_add_json_string(struct dbuf *b, const char *s);
-/* Hands the buffer to the caller (free()) and re-initialises b. */
+/* Hands the buffer to the caller (free()); b is left as dbuf_release
+ * leaves it (nothing to free: releasing it again is harmless, dbuf_init
+ * before using it again). */
 char *dbuf_detach(struct dbuf *b, size_t *out_len);
 
 /* ---- clocks ---- */
