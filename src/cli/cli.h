@@ -27,6 +27,17 @@ int cli_ops(int argc, char **argv);
 /* `durable serve` (serve.c): returns 0 after SIGTERM/SIGINT. */
 int cli_serve(int argc, char **argv);
 
+/* ---- main.c: the database location ---- */
+
+/* The --db given, else $DURABLE_DB when set and not blank, else NULL (the
+ * library's default, ./durable.db). */
+const char *cli_db(const char *flag);
+/* Whether location names a local file (PATH or sqlite:PATH) rather than a
+ * server (postgres://, postgresql://, postgresql:key=value). */
+bool cli_db_is_file(const char *location);
+/* location to show (logs, the UI): a password in it replaced by "***". */
+void cli_db_label(const char *location, char *out, size_t n);
+
 /* ---- view.c: the steps table of a run ---- */
 
 struct step_view {

@@ -6,9 +6,40 @@
 #include "cli/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "durable.h"
+
+const char *cli_db(const char *flag)
+{
+    const char *env = getenv("DURABLE_DB");
+
+    if (flag)
+        return flag;
+    return env && env[strspn(env, " \t")] ? env : NULL;
+}
+
+bool cli_db_is_file(const char *location)
+{
+    return strncmp(location, "postgres://", 11) != 0 && strncmp(location, "postgresql:", 11) != 0;
+}
+
+void cli_db_label(const char *location, char *out, size_t n)
+{
+    const char *scheme = strstr(location, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+    const char *pw = strstr(location, "password=");
+
+    if (colon)
+        snprintf(out, n, "%.*s:***%s", (int)(colon - location), location, at);
+    else if (pw)
+        snprintf(out, n, "%.*spassword=***%s", (int)(pw - location), location,
+                 pw + strcspn(pw, " "));
+    else
+        snprintf(out, n, "%s", location);
+}
 
 static const char usage[] =
         "usage: durable COMMAND [ARGS]\n"

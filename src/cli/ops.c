@@ -60,7 +60,8 @@ struct ops_command {
 static const char target_help[] =
         "  --server URL   a running `durable serve` (such as http://127.0.0.1:8000)\n"
         "  --token T      the server's bearer token (default: $DURABLE_TOKEN)\n"
-        "  --db PATH      a database file no server has open (`durable run`'s)\n"
+        "  --db PATH      a database file no server has open (`durable run`'s;\n"
+        "                 default $DURABLE_DB)\n"
         "\n"
         "Exit status: 0 done, 1 it failed (no such run, refused, server down),\n"
         "2 usage error.\n";
@@ -472,6 +473,8 @@ static int parse_args(const struct ops_command *c, int argc, char **argv, struct
     }
     if (c->needs_run && !a->run)
         return usage_error(c, "%s", "RUN is required");
+    if (!a->server)
+        a->db = cli_db(a->db);
     if (!a->server == !a->db)
         return usage_error(c, "%s",
                            a->db ? "--server and --db exclude each other"
@@ -493,7 +496,8 @@ static durable *open_db(const struct ops_args *a)
     durable_error err = { 0 };
     durable *d;
 
-    if (access(a->db, F_OK) != 0) {
+    if (cli_db_is_file(a->db) &&
+        access(strncmp(a->db, "sqlite:", 7) == 0 ? a->db + 7 : a->db, F_OK) != 0) {
         fprintf(stderr, "durable %s: no database at \"%s\"\n", a->cmd, a->db);
         return NULL;
     }

@@ -37,7 +37,8 @@ static const char run_usage[] =
         "  --order AMOUNT     create a demo order of AMOUNT and attach it to the run\n"
         "  --id KEY           idempotency key: run the same command again after a crash\n"
         "                     to resume that run; after it finished, print its outcome\n"
-        "  --db PATH          SQLite database (default ./durable.db)\n"
+        "  --db LOCATION      a SQLite file (PATH or sqlite:PATH; default $DURABLE_DB,\n"
+        "                     else ./durable.db) or postgres://USER@HOST:PORT/DB\n"
         "  --durability MODE  full (default): every commit is fsynced and survives a power\n"
         "                     cut; process: survives a crash of durable but not of the\n"
         "                     machine, and is faster\n"
@@ -530,6 +531,7 @@ int cli_run(int argc, char **argv)
     ret = parse_args(argc, argv, &a);
     if (ret)
         return ret > 0 ? 0 : 2;
+    a.db = cli_db(a.db);
     if (cli_read_file(a.file, (size_t)1024 * 1024, &text, &len) != 0)
         return 2;
     ret = validate_file(a.file, text, len);

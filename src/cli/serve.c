@@ -45,7 +45,8 @@ static const char serve_usage[] =
         "                     (default 127.0.0.1:8000); 0.0.0.0:PORT listens everywhere and\n"
         "                     needs --token. PORT 0 picks a free port. The first line\n"
         "                     printed is \"durable listening on http://HOST:PORT\".\n"
-        "  --db PATH          SQLite database (default ./durable.db)\n"
+        "  --db LOCATION      a SQLite file (PATH or sqlite:PATH; default $DURABLE_DB,\n"
+        "                     else ./durable.db) or postgres://USER@HOST:PORT/DB\n"
         "  --workflows DIR    register every *.json, *.yaml and *.yml in DIR at start-up\n"
         "                     (default ./examples when it exists); each file is reported\n"
         "                     on stderr with its warnings, and an invalid one does not\n"
@@ -75,6 +76,7 @@ struct serve_args {
     int session_ttl_s;
     durable_durability durability;
     bool verbose;
+    char db_label[512]; /* db as shown: no password */
 };
 
 /* ---- arguments ---- */
@@ -282,7 +284,7 @@ static struct http_options http_options_of(const struct serve_args *a, const cha
                                .workers = a->workers,
                                .token = a->token,
                                .session_ttl_s = a->session_ttl_s,
-                               .db_label = a->db ? a->db : "durable.db",
+                               .db_label = a->db_label,
                                .verbose = a->verbose };
 
     return ho;
@@ -329,6 +331,8 @@ int cli_serve(int argc, char **argv)
     ret = parse_args(argc, argv, &a);
     if (ret)
         return ret > 0 ? 0 : 2;
+    a.db = cli_db(a.db);
+    cli_db_label(a.db ? a.db : "durable.db", a.db_label, sizeof(a.db_label));
     if (parse_listen(a.listen, host, sizeof(host), &port) != 0) {
         fprintf(stderr, "durable serve: --listen is HOST:PORT, :PORT or PORT, not \"%s\"\n",
                 a.listen);

@@ -628,6 +628,24 @@ class RunTest(CliTestCase):
         self.assertTrue(os.path.exists(self.path("durable.db")), res)
         self.assertEqual(len(Db(self.path("durable.db")).runs), 1, res)
 
+    def test_durable_db_names_the_database(self):
+        """$DURABLE_DB stands for --db (also as sqlite:PATH); --db wins; a
+        blank one is as unset."""
+        f, env = self.quick_def(), dict(os.environ)
+        env["DURABLE_DB"] = "sqlite:" + self.path("env.db")
+        res = durable("run", f, cwd=self.tmp, env=env)
+        self.assertExit(res, 0)
+        self.assertEqual(len(Db(self.path("env.db")).runs), 1, res)
+        self.assertFalse(os.path.exists(self.path("durable.db")), res)
+        res = durable("run", f, "--db", self.path("flag.db"), cwd=self.tmp, env=env)
+        self.assertExit(res, 0)
+        self.assertEqual(len(Db(self.path("flag.db")).runs), 1, res)
+        self.assertEqual(len(Db(self.path("env.db")).runs), 1, res)
+        env["DURABLE_DB"] = " "
+        res = durable("run", f, cwd=self.tmp, env=env)
+        self.assertExit(res, 0)
+        self.assertEqual(len(Db(self.path("durable.db")).runs), 1, res)
+
     def test_unknown_type_is_a_located_error(self):
         """A typo in a type name must not run as something else: the type is
         named, located, and the closest known type suggested; nothing runs."""
