@@ -13,7 +13,7 @@
 
 const char *cli_db(const char *flag)
 {
-    const char *env = getenv("DURABLE_DB");
+    const char *env = getenv("DURABLE_DB"); /* NOLINT(concurrency-mt-unsafe): no thread yet */
 
     if (flag)
         return flag;
