@@ -13,6 +13,8 @@
 
 #include "util/common.h"
 
+#include <jansson.h>
+
 #include "store/store.h"
 
 /* The backends store.c knows (each in its own folder). */
@@ -32,6 +34,11 @@ void store_events_push(struct store_events *ev, const struct event_key *k, int64
 
 /* Frees the events of `ev` from index n on and truncates it to n. */
 void store_events_truncate(struct store_events *ev, size_t n);
+
+/* A text cell of the snapshot: cut to STORE_SNAPSHOT_CELL_MAX bytes on a
+ * UTF-8 character boundary, "…" appended, when longer; NULL when the text
+ * is not valid UTF-8 (jansson refuses it). */
+json_t *store_snapshot_text(const char *text, size_t len);
 
 /* Clamps a page size: 0 gives dflt, then into 1..max. */
 int store_clamp_limit(int limit, int dflt, int max);

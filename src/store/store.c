@@ -262,6 +262,20 @@ void store_events_release(struct store_events *ev)
     ev->cap = 0;
 }
 
+json_t *store_snapshot_text(const char *text, size_t len)
+{
+    char buf[STORE_SNAPSHOT_CELL_MAX + sizeof("…")];
+    size_t n = STORE_SNAPSHOT_CELL_MAX;
+
+    if (len <= STORE_SNAPSHOT_CELL_MAX)
+        return json_stringn(text, len);
+    while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+        n--; /* text[n] continues a character: cut before that character */
+    memcpy(buf, text, n);
+    memcpy(buf + n, "…", sizeof("…"));
+    return json_stringn(buf, n + sizeof("…") - 1);
+}
+
 int store_clamp_limit(int limit, int dflt, int max)
 {
     if (limit == 0)

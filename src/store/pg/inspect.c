@@ -63,22 +63,6 @@ static const struct snapshot_table {
 
 /* ---- snapshot ---- */
 
-/* A text cell, cut to STORE_SNAPSHOT_CELL_MAX bytes on a UTF-8 character
- * boundary with "…" appended when longer (as sqlite/inspect.c). */
-static json_t *text_cell(const char *text, size_t len)
-{
-    char buf[STORE_SNAPSHOT_CELL_MAX + sizeof("…")];
-    size_t n = STORE_SNAPSHOT_CELL_MAX;
-
-    if (len <= STORE_SNAPSHOT_CELL_MAX)
-        return json_stringn(text, len);
-    while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
-        n--; /* text[n] continues a character: cut before that character */
-    memcpy(buf, text, n);
-    memcpy(buf + n, "…", sizeof("…"));
-    return json_stringn(buf, n + sizeof("…") - 1);
-}
-
 static json_t *cell(const PGresult *r, int row, int col)
 {
     const char *v = PQgetvalue(r, row, col);
@@ -100,7 +84,7 @@ static json_t *cell(const PGresult *r, int row, int col)
         j = json_boolean(v[0] == 't');
         break;
     default:
-        j = text_cell(v, (size_t)PQgetlength(r, row, col));
+        j = store_snapshot_text(v, (size_t)PQgetlength(r, row, col));
         break;
     }
     /* json_stringn refuses invalid UTF-8 (a database not in UTF8); json_real

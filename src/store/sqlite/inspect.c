@@ -37,22 +37,6 @@ static const struct snapshot_table {
 
 /* ---- snapshot ---- */
 
-/* A text cell, cut to STORE_SNAPSHOT_CELL_MAX bytes on a UTF-8 character
- * boundary with "…" appended when longer. */
-static json_t *text_cell(const char *text, size_t len)
-{
-    char buf[STORE_SNAPSHOT_CELL_MAX + sizeof("…")];
-    size_t n = STORE_SNAPSHOT_CELL_MAX;
-
-    if (len <= STORE_SNAPSHOT_CELL_MAX)
-        return json_stringn(text, len);
-    while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
-        n--; /* text[n] continues a character: cut before that character */
-    memcpy(buf, text, n);
-    memcpy(buf + n, "…", sizeof("…"));
-    return json_stringn(buf, n + sizeof("…") - 1);
-}
-
 static json_t *cell(sqlite3_stmt *st, int col)
 {
     json_t *v = NULL;
@@ -65,7 +49,7 @@ static json_t *cell(sqlite3_stmt *st, int col)
         v = json_real(sqlite3_column_double(st, col));
         break;
     case SQLITE_TEXT:
-        v = text_cell(col_text(st, col), (size_t)sqlite3_column_bytes(st, col));
+        v = store_snapshot_text(col_text(st, col), (size_t)sqlite3_column_bytes(st, col));
         break;
     case SQLITE_BLOB: {
         char desc[48];
