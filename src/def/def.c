@@ -397,16 +397,12 @@ durable_code def_parse_any(const char *text, size_t len, const struct def_option
                            struct plan **out_plan, struct def_report *report, durable_error *err)
 {
     enum def_format format = opts ? opts->format : DEF_FORMAT_AUTO;
-    size_t i = 0;
 
     if (format == DEF_FORMAT_JSON)
         return def_parse(text, len, opts, out_plan, report, err);
     if (format == DEF_FORMAT_YAML)
         return def_parse_yaml(text, len, opts, out_plan, report, err);
-    while (text && i < len &&
-           (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
-        i++;
-    if (!text || i == len || text[i] == '{' || text[i] == '[')
+    if (text_looks_json(text, len))
         return def_parse(text, len, opts, out_plan, report, err);
     return parse_yaml(text, len, opts, out_plan, report, err);
 }

@@ -50,13 +50,17 @@ static const struct alias retry_aliases[] = {
 #define DURATION_MAX_DIGITS 18 /* beyond, a double no longer counts seconds exactly */
 
 /* Seconds in "30s", "1.5m", "500ms", "2h", "1d" (spaces allowed around the
- * number); false when s is not such a string. */
+ * number); false when s is not such a string. The digits are read as a
+ * whole number and divided once at the end, so "100ms" is the double
+ * nearest 0.1 (multiplying by 0.001 gave 0.10000000000000001). */
 static bool parse_duration(const char *s, double *out)
 {
     static const struct {
         const char *unit;
-        double seconds;
-    } units[] = { { "ms", 0.001 }, { "s", 1 }, { "m", 60 }, { "h", 3600 }, { "d", 86400 } };
+        double times, per;
+    } units[] = {
+        { "ms", 1, 1000 }, { "s", 1, 1 }, { "m", 60, 1 }, { "h", 3600, 1 }, { "d", 86400, 1 }
+    };
     double v = 0, scale = 1;
     size_t i, n_digits = 0;
     bool in_fraction = false;
@@ -71,7 +75,7 @@ static bool parse_duration(const char *s, double *out)
         if (++n_digits > DURATION_MAX_DIGITS)
             return false;
         if (in_fraction)
-            scale /= 10;
+            scale *= 10;
         v = v * 10 + (*s - '0');
     }
     if (n_digits == 0)
@@ -81,7 +85,7 @@ static bool parse_duration(const char *s, double *out)
     for (i = 0; i < DUR_ARRAY_LEN(units); i++) {
         size_t len = strlen(units[i].unit);
         if (strncmp(s, units[i].unit, len) == 0 && strspn(s + len, " ") == strlen(s + len)) {
-            *out = v * scale * units[i].seconds;
+            *out = v * units[i].times / (scale * units[i].per);
             return true;
         }
     }

@@ -122,6 +122,7 @@ struct request {
     const char *pending_code;
     char pending_msg[256];
     char allow[32]; /* Allow header of a 405 */
+    bool says_json; /* Content-Type application/json */
     struct http_header headers[HTTP_MAX_HEADERS];
     size_t n_headers;
     int64_t start_us;

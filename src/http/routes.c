@@ -156,8 +156,11 @@ static char *with_warnings(char *json, const char *report)
     return text;
 }
 
-/* 400 (malformed JSON) or 422 (invalid definition) with every located
- * message of the validator in error.details. */
+/* 400 (malformed JSON or YAML) or 422 (invalid definition) with every
+ * located message of the validator in error.details. The body was read as
+ * YAML when it does not look like JSON (def's AUTO format), unless it was
+ * labelled JSON: a scalar alone is read as JSON, and a JSON client's
+ * mistake ("nul") is a JSON mistake. */
 static enum MHD_Result reply_invalid(struct request *rq, durable_code rc, const char *report,
                                      const durable_error *err)
 {
@@ -167,7 +170,11 @@ static enum MHD_Result reply_invalid(struct request *rq, durable_code rc, const 
     if (!*msg && json_array_size(details) > 0)
         msg = json_string_value(json_array_get(details, 0));
     if (rc == DURABLE_ESYNTAX)
-        return http_reply_error_details(rq, MHD_HTTP_BAD_REQUEST, "malformed_json", msg, details);
+        return http_reply_error_details(
+                rq, MHD_HTTP_BAD_REQUEST,
+                !rq->says_json && !text_looks_json(rq->body.buf, rq->body.len) ? "malformed_yaml"
+                                                                               : "malformed_json",
+                msg, details);
     return http_reply_error_details(rq, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_definition", msg,
                                     details);
 }

@@ -68,8 +68,8 @@ static void check_content_type(struct request *rq)
     const char *ct =
             MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 
-    if (!ct || media_is(ct, "application/json") ||
-        media_is(ct, "application/x-www-form-urlencoded"))
+    rq->says_json = ct && media_is(ct, "application/json");
+    if (!ct || rq->says_json || media_is(ct, "application/x-www-form-urlencoded"))
         return;
     if (media_is(ct, "application/yaml") || media_is(ct, "application/x-yaml") ||
         media_is(ct, "text/yaml"))

@@ -365,12 +365,12 @@ static durable_code guard_decide(struct apply *a, const struct transition *t, in
     enum step_status st_status = STEP_S_PENDING;
     durable_code rc = run_get(a, t->run_id, t->step_id, &st, err);
 
-    if (rc == DURABLE_OK)
-        rc = store_guard_run(t->run_id, st.run_status, false, err);
-    if (rc == DURABLE_OK && !st.has_step) {
+    if (rc == DURABLE_OK && !st.has_step) { /* 404 before 409, even once finished */
         rc = err_set(err, DURABLE_ENOTFOUND, "step \"%s\" not found in run \"%s\"", t->step_id,
                      t->run_id);
     }
+    if (rc == DURABLE_OK)
+        rc = store_guard_run(t->run_id, st.run_status, false, err);
     if (rc != DURABLE_OK)
         return rc;
     *out_attempt = st.attempt;

@@ -322,6 +322,16 @@ char *dbuf_detach(struct dbuf *b, size_t *out_len)
     return p;
 }
 
+bool text_looks_json(const char *text, size_t len)
+{
+    size_t i = 0;
+
+    while (text && i < len &&
+           (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
+        i++;
+    return !text || i == len || text[i] == '{' || text[i] == '[';
+}
+
 /* ---- clocks ---- */
 
 int64_t clock_wall_ms(void)

@@ -57,6 +57,11 @@ durable_code dbuf_add_json_string(struct dbuf *b, const char *s);
  * before using it again). */
 char *dbuf_detach(struct dbuf *b, size_t *out_len);
 
+/* Is text read as JSON where either JSON or YAML is welcome? Yes when its
+ * first character other than space, tab, CR or LF is '{' or '[', or when
+ * there is none (text may be NULL when len is 0). */
+bool text_looks_json(const char *text, size_t len);
+
 /* ---- clocks ---- */
 int64_t clock_wall_ms(void); /* Unix time, milliseconds */
 int64_t clock_mono_ms(void); /* monotonic, milliseconds */

@@ -87,6 +87,10 @@ class StepsServerTest(su.ServerTest):
         self.assertEqual(run["status"], "completed")
         out = step(run, "ask")["output"]
         self.assertEqual((out["approved"], out["by"]), (True, "alice"))
+        # The run has finished: an unknown step is still 404, a known one 409.
+        r = srv.post("/runs/%s/steps/nope/approve" % run_id, json_body={})
+        self.assertError(r, 404)
+        self.assertError(srv.post("/runs/%s/steps/ask/approve" % run_id, json_body={}), 409)
         self.assertIsNone(out["comment"])  # left blank
         self.assertEqual(step(run, "ship")["status"], "completed")
         self.assertEqual(step(run, "after")["output"], {"message": "approved=true", "level": "info"})

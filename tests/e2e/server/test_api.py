@@ -103,7 +103,12 @@ class ApiTest(su.ServerTest):
         bad = srv.request("POST", "/workflows", body="name: x\nsteps:\n  - id: a\n   bad: [\n",
                           headers={"Content-Type": "application/yaml"})
         self.assertError(bad, 400)
+        self.assertEqual(bad.json()["error"]["code"], "malformed_yaml", bad)
         self.assertRegex(bad.json()["error"]["message"], r"line \d+, column \d+", bad)
+        # A JSON body stays malformed_json whatever its label says.
+        bad = srv.request("POST", "/workflows", body='{"name": "x",',
+                          headers={"Content-Type": "application/yaml"})
+        self.assertEqual(self.assertError(bad, 400)["code"], "malformed_json", bad)
 
     def test_register_identical_and_new_version(self):
         srv = self.start_server()

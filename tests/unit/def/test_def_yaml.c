@@ -199,6 +199,33 @@ static void test_definition_has_current_shape(void **state)
     plan_unref(plan);
 }
 
+/* Durations are the double nearest their value: "0.3s" is 0.3 (not
+ * 3 * 0.1), "1.1h" the integer 3960, "100ms" 0.1 (not 0). */
+static void test_durations_exact(void **state)
+{
+    const char *yaml = "name: ms\n"
+                       "tasks:\n"
+                       "  - id: a\n"
+                       "    timeout: 100ms\n"
+                       "    retry_policy: {initial_interval: 0.3s, maximum_interval: 1.1h}\n"
+                       "  - id: b\n"
+                       "    timeout: 1500 ms\n";
+    struct plan *plan = yaml_plan(yaml);
+    json_t *a = json_array_get(json_object_get(plan->definition, "steps"), 0);
+    json_t *retry = json_object_get(a, "retry");
+    json_t *max = json_object_get(retry, "max_interval_seconds");
+
+    (void)state;
+    assert_true(json_real_value(json_object_get(a, "timeout_seconds")) == 0.1);
+    assert_true(json_real_value(json_object_get(retry, "initial_interval_seconds")) == 0.3);
+    assert_true(json_is_integer(max));
+    assert_int_equal(json_integer_value(max), 3960);
+    assert_int_equal(plan->steps[0].timeout_ms, 100);
+    assert_int_equal(def_retry_delay_ms(&plan->steps[0].retry, 2), 300);
+    assert_int_equal(plan->steps[1].timeout_ms, 1500);
+    plan_unref(plan);
+}
+
 static void test_human_approval(void **state)
 {
     const char *yaml = "name: approve\ntasks:\n  - id: ok\n    type: activity\n"
@@ -430,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_explicit_format),
         cmocka_unit_test(test_durable_validate),
         cmocka_unit_test(test_definition_has_current_shape),
+        cmocka_unit_test(test_durations_exact),
         cmocka_unit_test(test_human_approval),
         cmocka_unit_test(test_merge_precedence),
         cmocka_unit_test(test_locations),
