@@ -41,13 +41,26 @@ export class ApiError extends Error {
   }
 }
 
+// Set once the page is leaving for the sign-in page: live streams are
+// closed and no further request is sent, so that nothing is refused (401)
+// on the way out.
+let leaving = false;
+const streams = new Set();
+
+function leave() {
+  leaving = true;
+  for (const s of streams) s.close();
+}
+
 // To the sign-in page, coming back here afterwards.
 export function toSignIn() {
+  leave();
   location.assign(`/ui/signin.html?next=${encodeURIComponent(location.pathname + location.search)}`);
 }
 
 // Ends the session (the server clears its cookies) and goes to sign in.
 export async function signOut() {
+  leave();
   await fetch("/signout", { method: "POST" });
   location.assign("/ui/signin.html");
 }
@@ -56,6 +69,7 @@ export async function signOut() {
 // X-Total-Count on lists). Throws ApiError for an error status, TypeError
 // when the server cannot be reached.
 export async function api(path, opts = {}) {
+  if (leaving) return new Promise(() => {}); // the page is going away
   const init = { method: opts.method || "GET", headers: { Accept: "application/json" } };
   if (opts.body !== undefined) {
     const raw = typeof opts.body === "string";
@@ -133,10 +147,12 @@ export function live(url, onEvent, onOpen) {
   }
   connect();
   window.addEventListener("pagehide", () => { wanted = false; if (es) es.close(); });
-  return {
+  const stream = {
     // stop listening (a finished run): no reconnection, no banner
     close() { wanted = false; clearTimeout(timer); if (es) es.close(); es = null; setOffline(key, false); },
     // listen again (a retried run)
-    open() { if (!wanted) { wanted = true; connect(); } },
+    open() { if (!wanted && !leaving) { wanted = true; connect(); } },
   };
+  streams.add(stream);
+  return stream;
 }
