@@ -272,6 +272,32 @@ static int register_file(durable *d, const char *file, const char *text, size_t 
     return 0;
 }
 
+/* Says on stderr, in one line, when the run --id KEY returned is of
+ * another version of the workflow or had another input: the key is per
+ * workflow name, so this invocation runs nothing new. */
+static void note_reused(durable *d, const durable_run_request *req, const char *run_id)
+{
+    durable_run_reuse r = { 0 };
+    durable_error err = { 0 };
+    char what[96];
+    bool other_version;
+
+    if (durable_run_compare(d, req, run_id, &r, &err) != DURABLE_OK)
+        return;
+    other_version = r.run_version != r.requested_version;
+    if (!other_version && !r.input_differs)
+        return;
+    if (other_version)
+        snprintf(what, sizeof(what), " of version %d (this file is version %d)%s", r.run_version,
+                 r.requested_version, r.input_differs ? ", with another input" : "");
+    else
+        snprintf(what, sizeof(what), " started with another input");
+    fprintf(stderr,
+            "durable run: note: --id %s returned the earlier run %s%s; a key names one run of "
+            "a workflow, whatever its version; to run %s, use another --id\n",
+            req->idempotency_key, run_id, what, other_version ? "this version" : "with this input");
+}
+
 /* Starts the run, or finds the one --id started. OUT: run id, existed. */
 static int start_run(durable *d, const struct run_args *a, const char *wf, const char *key,
                      char **out_run, bool *out_existed)
@@ -287,6 +313,8 @@ static int start_run(durable *d, const struct run_args *a, const char *wf, const
         fprintf(stderr, "durable run: could not start the run: %s\n", err.msg);
         return err.code == DURABLE_EINVAL || err.code == DURABLE_ESYNTAX ? 2 : 1;
     }
+    if (*out_existed)
+        note_reused(d, &req, *out_run);
     return 0;
 }
 

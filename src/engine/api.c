@@ -546,6 +546,57 @@ durable_code durable_run_find(durable *d, const char *workflow, const char *idem
     return rc;
 }
 
+/* JSON text in one canonical form (compact, keys sorted), or NULL when it
+ * is not JSON. Caller frees. */
+static char *canonical_json(const char *text)
+{
+    json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    char *out = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+
+    json_decref(j);
+    return out;
+}
+
+durable_code durable_run_compare(durable *d, const durable_run_request *req, const char *run_id,
+                                 durable_run_reuse *out, durable_error *err)
+{
+    struct workflow_record wf, run_wf;
+    struct run_record run;
+    struct plan *plan = NULL;
+    char *input = NULL, *asked = NULL, *had = NULL;
+    durable_code rc;
+
+    memset(&wf, 0, sizeof(wf));
+    memset(&run_wf, 0, sizeof(run_wf));
+    memset(&run, 0, sizeof(run));
+    if (!req || !req->workflow || !run_id || !out)
+        return err_set(err, DURABLE_EINVAL, "a comparison needs a request, a run and an answer");
+    rc = store_workflow_get(d->store, req->workflow, &wf, err);
+    if (rc == DURABLE_OK)
+        rc = engine_plan_get(d, wf.id, wf.definition, &plan, err);
+    if (rc == DURABLE_OK)
+        rc = merge_input(plan, req->input_json, &input, err);
+    if (rc == DURABLE_OK)
+        rc = store_run_load(d->store, run_id, &run, err);
+    if (rc == DURABLE_OK)
+        rc = store_workflow_get(d->store, run.workflow_id, &run_wf, err);
+    if (rc == DURABLE_OK) {
+        asked = canonical_json(input);
+        had = canonical_json(run.input_json);
+        out->run_version = run_wf.version;
+        out->requested_version = wf.version;
+        out->input_differs = !asked || !had || strcmp(asked, had) != 0;
+    }
+    free(asked);
+    free(had);
+    free(input);
+    plan_unref(plan);
+    run_record_release(&run);
+    workflow_record_release(&run_wf);
+    workflow_record_release(&wf);
+    return rc;
+}
+
 bool durable_run_elsewhere(durable *d, const char *run_id)
 {
     return engine_run_locked_elsewhere(d, run_id);
