@@ -127,6 +127,14 @@ DURABLE_API durable_code durable_workflow_register(durable *d, const char *text,
 DURABLE_API durable_code durable_validate(const char *text, size_t text_len, char **out_report,
                                           durable_error *err);
 
+/* What only d can tell about a valid definition, in durable_validate's
+ * report format: one warning per `workflow` step naming a workflow that d
+ * has not registered ("warning: steps[1].config.workflow: no workflow \"x\"
+ * is registered yet"); a name written as a template, or the definition's
+ * own name, is not checked. OUT: *out_report, owned, possibly empty. */
+DURABLE_API durable_code durable_workflow_warnings(durable *d, const char *text, size_t text_len,
+                                                   char **out_report, durable_error *err);
+
 /* ---- step types -------------------------------------------------------- */
 
 /* A step type is registered, not built in: every type the engine knows

@@ -231,16 +231,11 @@ missing:
 
 /* ---- the command ---- */
 
-/* Validates the definition before anything touches the database; prints
- * every located error and warning ("FILE: warning: WHERE: MESSAGE") on
- * stderr. Returns 0, or 2 when the file is invalid. */
-static int validate_file(const char *file, const char *text, size_t len)
+/* Prints a validator's report, one "FILE: LINE" on stderr per line. */
+static void print_report(const char *file, const char *report)
 {
-    durable_error err = { 0 };
-    char *report = NULL, *line, *nl;
-    durable_code rc;
+    const char *line, *nl;
 
-    rc = durable_validate(text, len, &report, &err);
     for (line = report; line && *line; line = nl + 1) {
         nl = strchr(line, '\n');
         if (!nl) {
@@ -249,6 +244,19 @@ static int validate_file(const char *file, const char *text, size_t len)
         }
         fprintf(stderr, "%s: %.*s\n", file, (int)(nl - line), line);
     }
+}
+
+/* Validates the definition before anything touches the database; prints
+ * every located error and warning ("FILE: warning: WHERE: MESSAGE") on
+ * stderr. Returns 0, or 2 when the file is invalid. */
+static int validate_file(const char *file, const char *text, size_t len)
+{
+    durable_error err = { 0 };
+    char *report = NULL;
+    durable_code rc;
+
+    rc = durable_validate(text, len, &report, &err);
+    print_report(file, report);
     if (rc == DURABLE_OK) {
         durable_free(report);
         return 0;
@@ -259,16 +267,21 @@ static int validate_file(const char *file, const char *text, size_t len)
     return 2;
 }
 
-/* Registers the file's workflow. Returns the exit code (0 on success).
- * OUT: *out_wf. */
+/* Registers the file's workflow and prints the warnings only the
+ * database can tell (a child workflow it does not have). Returns the exit
+ * code (0 on success). OUT: *out_wf. */
 static int register_file(durable *d, const char *file, const char *text, size_t len, char **out_wf)
 {
     durable_error err = { 0 };
+    char *report = NULL;
 
     if (durable_workflow_register(d, text, len, out_wf, NULL, NULL, &err) != DURABLE_OK) {
         fprintf(stderr, "durable run: %s: %s\n", file, err.msg);
         return err.code == DURABLE_EINVAL || err.code == DURABLE_ESYNTAX ? 2 : 1;
     }
+    if (durable_workflow_warnings(d, text, len, &report, &err) == DURABLE_OK)
+        print_report(file, report);
+    durable_free(report);
     return 0;
 }
 

@@ -271,6 +271,54 @@ done:
     return rc;
 }
 
+/* The warning of workflow step i when it names a workflow d does not
+ * have, appended to out. */
+static durable_code child_warning(durable *d, const struct plan *plan, size_t i, struct dbuf *out,
+                                  durable_error *err)
+{
+    const struct plan_step *ps = &plan->steps[i];
+    json_t *name = json_object_get(ps->config, "workflow");
+    struct workflow_record wf;
+    durable_code rc;
+
+    if (!ps->step_type || strcmp(ps->step_type->name, "workflow") != 0 || !json_is_string(name) ||
+        def_is_templated(name) || strcmp(json_string_value(name), plan->name) == 0)
+        return DURABLE_OK;
+    memset(&wf, 0, sizeof(wf));
+    rc = store_workflow_get(d->store, json_string_value(name), &wf, err);
+    workflow_record_release(&wf);
+    if (rc != DURABLE_ENOTFOUND)
+        return rc;
+    err_clear(err);
+    dbuf_addf(out,
+              "warning: steps[%zu].config.workflow: no workflow \"%.128s\" is registered yet\n", i,
+              json_string_value(name));
+    return DURABLE_OK;
+}
+
+durable_code durable_workflow_warnings(durable *d, const char *text, size_t text_len,
+                                       char **out_report, durable_error *err)
+{
+    struct def_options opts;
+    struct plan *plan = NULL;
+    struct dbuf out;
+    durable_code rc;
+    size_t i;
+
+    if (!out_report)
+        return err_set(err, DURABLE_EINVAL, "warnings need a place to go");
+    *out_report = NULL;
+    dbuf_init(&out, 0);
+    rc = def_parse_any(text, text_len, engine_def_options(d, &opts), &plan, NULL, err);
+    for (i = 0; rc == DURABLE_OK && i < plan->n_steps; i++)
+        rc = child_warning(d, plan, i, &out, err);
+    if (rc == DURABLE_OK)
+        *out_report = dbuf_detach(&out, NULL);
+    dbuf_release(&out);
+    plan_unref(plan);
+    return rc;
+}
+
 /* ---- runs ---- */
 
 /* The run's input: the definition's defaults overlaid with the request's. */
