@@ -127,6 +127,14 @@ DURABLE_API durable_code durable_workflow_register(durable *d, const char *text,
 DURABLE_API durable_code durable_validate(const char *text, size_t text_len, char **out_report,
                                           durable_error *err);
 
+/* What only d can tell about a valid definition, in durable_validate's
+ * report format: one warning per `workflow` step naming a workflow that d
+ * has not registered ("warning: steps[1].config.workflow: no workflow \"x\"
+ * is registered yet"); a name written as a template, or the definition's
+ * own name, is not checked. OUT: *out_report, owned, possibly empty. */
+DURABLE_API durable_code durable_workflow_warnings(durable *d, const char *text, size_t text_len,
+                                                   char **out_report, durable_error *err);
+
 /* ---- step types -------------------------------------------------------- */
 
 /* A step type is registered, not built in: every type the engine knows
@@ -223,8 +231,10 @@ typedef struct durable_run_request {
     const char *workflow;        /* workflow id, or name for its latest version */
     const char *input_json;      /* JSON object, or NULL for the definition's defaults */
     const char *order_id;        /* demo order to attach, or NULL */
-    const char *idempotency_key; /* NULL, or a key: a second start of any version of the
-                                    workflow returns the first run */
+    const char *idempotency_key; /* NULL, or a key: per workflow name, so a second start
+                                    of any version of the workflow, with any input,
+                                    returns the first run (durable_run_compare says
+                                    how it differs) */
     bool create_order;           /* create a demo order of order_amount and attach it, in
                                     the run's own transaction (order_id must be NULL);
                                     nothing is created when the key returns a run */
@@ -266,6 +276,22 @@ DURABLE_API durable_code durable_run_start_async(durable *d, const durable_run_r
 DURABLE_API durable_code durable_run_find(durable *d, const char *workflow,
                                           const char *idempotency_key, char **out_run_id,
                                           durable_error *err);
+
+/* How the run an idempotency key returned compares with the request that
+ * named the key again. */
+typedef struct durable_run_reuse {
+    int run_version;       /* the workflow version the run is of */
+    int requested_version; /* the version req->workflow names (by name: the latest) */
+    bool input_differs;    /* the request's input, the definition's defaults merged,
+                              is not the run's (compared as canonical JSON text:
+                              compact, keys sorted) */
+} durable_run_reuse;
+
+/* Compares run run_id (the one req's idempotency key returned) with req.
+ * OUT: *out. */
+DURABLE_API durable_code durable_run_compare(durable *d, const durable_run_request *req,
+                                             const char *run_id, durable_run_reuse *out,
+                                             durable_error *err);
 
 /* True when another process (a concurrent `durable run` of the same run)
  * is executing the run, so this one will only see it finish. */

@@ -231,16 +231,11 @@ missing:
 
 /* ---- the command ---- */
 
-/* Validates the definition before anything touches the database; prints
- * every located error and warning ("FILE: warning: WHERE: MESSAGE") on
- * stderr. Returns 0, or 2 when the file is invalid. */
-static int validate_file(const char *file, const char *text, size_t len)
+/* Prints a validator's report, one "FILE: LINE" on stderr per line. */
+static void print_report(const char *file, const char *report)
 {
-    durable_error err = { 0 };
-    char *report = NULL, *line, *nl;
-    durable_code rc;
+    const char *line, *nl;
 
-    rc = durable_validate(text, len, &report, &err);
     for (line = report; line && *line; line = nl + 1) {
         nl = strchr(line, '\n');
         if (!nl) {
@@ -249,6 +244,19 @@ static int validate_file(const char *file, const char *text, size_t len)
         }
         fprintf(stderr, "%s: %.*s\n", file, (int)(nl - line), line);
     }
+}
+
+/* Validates the definition before anything touches the database; prints
+ * every located error and warning ("FILE: warning: WHERE: MESSAGE") on
+ * stderr. Returns 0, or 2 when the file is invalid. */
+static int validate_file(const char *file, const char *text, size_t len)
+{
+    durable_error err = { 0 };
+    char *report = NULL;
+    durable_code rc;
+
+    rc = durable_validate(text, len, &report, &err);
+    print_report(file, report);
     if (rc == DURABLE_OK) {
         durable_free(report);
         return 0;
@@ -259,17 +267,48 @@ static int validate_file(const char *file, const char *text, size_t len)
     return 2;
 }
 
-/* Registers the file's workflow. Returns the exit code (0 on success).
- * OUT: *out_wf. */
+/* Registers the file's workflow and prints the warnings only the
+ * database can tell (a child workflow it does not have). Returns the exit
+ * code (0 on success). OUT: *out_wf. */
 static int register_file(durable *d, const char *file, const char *text, size_t len, char **out_wf)
 {
     durable_error err = { 0 };
+    char *report = NULL;
 
     if (durable_workflow_register(d, text, len, out_wf, NULL, NULL, &err) != DURABLE_OK) {
         fprintf(stderr, "durable run: %s: %s\n", file, err.msg);
         return err.code == DURABLE_EINVAL || err.code == DURABLE_ESYNTAX ? 2 : 1;
     }
+    if (durable_workflow_warnings(d, text, len, &report, &err) == DURABLE_OK)
+        print_report(file, report);
+    durable_free(report);
     return 0;
+}
+
+/* Says on stderr, in one line, when the run --id KEY returned is of
+ * another version of the workflow or had another input: the key is per
+ * workflow name, so this invocation runs nothing new. */
+static void note_reused(durable *d, const durable_run_request *req, const char *run_id)
+{
+    durable_run_reuse r = { 0 };
+    durable_error err = { 0 };
+    char what[96];
+    bool other_version;
+
+    if (durable_run_compare(d, req, run_id, &r, &err) != DURABLE_OK)
+        return;
+    other_version = r.run_version != r.requested_version;
+    if (!other_version && !r.input_differs)
+        return;
+    if (other_version)
+        snprintf(what, sizeof(what), " of version %d (this file is version %d)%s", r.run_version,
+                 r.requested_version, r.input_differs ? ", with another input" : "");
+    else
+        snprintf(what, sizeof(what), " started with another input");
+    fprintf(stderr,
+            "durable run: note: --id %s returned the earlier run %s%s; a key names one run of "
+            "a workflow, whatever its version; to run %s, use another --id\n",
+            req->idempotency_key, run_id, what, other_version ? "this version" : "with this input");
 }
 
 /* Starts the run, or finds the one --id started. OUT: run id, existed. */
@@ -287,6 +326,8 @@ static int start_run(durable *d, const struct run_args *a, const char *wf, const
         fprintf(stderr, "durable run: could not start the run: %s\n", err.msg);
         return err.code == DURABLE_EINVAL || err.code == DURABLE_ESYNTAX ? 2 : 1;
     }
+    if (*out_existed)
+        note_reused(d, &req, *out_run);
     return 0;
 }
 

@@ -230,6 +230,10 @@ static void register_file(durable *d, const char *path)
         fprintf(stderr, "durable serve: %s: %s (workflow %s, version %d)\n", path,
                 created ? "registered" : "unchanged", wf_id, version);
         print_report(path, report);
+        durable_free(report);
+        report = NULL;
+        if (durable_workflow_warnings(d, text, len, &report, &err) == DURABLE_OK)
+            print_report(path, report);
     }
     durable_free(wf_id);
     durable_free(report);

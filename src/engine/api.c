@@ -271,6 +271,54 @@ done:
     return rc;
 }
 
+/* The warning of workflow step i when it names a workflow d does not
+ * have, appended to out. */
+static durable_code child_warning(durable *d, const struct plan *plan, size_t i, struct dbuf *out,
+                                  durable_error *err)
+{
+    const struct plan_step *ps = &plan->steps[i];
+    json_t *name = json_object_get(ps->config, "workflow");
+    struct workflow_record wf;
+    durable_code rc;
+
+    if (!ps->step_type || strcmp(ps->step_type->name, "workflow") != 0 || !json_is_string(name) ||
+        def_is_templated(name) || strcmp(json_string_value(name), plan->name) == 0)
+        return DURABLE_OK;
+    memset(&wf, 0, sizeof(wf));
+    rc = store_workflow_get(d->store, json_string_value(name), &wf, err);
+    workflow_record_release(&wf);
+    if (rc != DURABLE_ENOTFOUND)
+        return rc;
+    err_clear(err);
+    dbuf_addf(out,
+              "warning: steps[%zu].config.workflow: no workflow \"%.128s\" is registered yet\n", i,
+              json_string_value(name));
+    return DURABLE_OK;
+}
+
+durable_code durable_workflow_warnings(durable *d, const char *text, size_t text_len,
+                                       char **out_report, durable_error *err)
+{
+    struct def_options opts;
+    struct plan *plan = NULL;
+    struct dbuf out;
+    durable_code rc;
+    size_t i;
+
+    if (!out_report)
+        return err_set(err, DURABLE_EINVAL, "warnings need a place to go");
+    *out_report = NULL;
+    dbuf_init(&out, 0);
+    rc = def_parse_any(text, text_len, engine_def_options(d, &opts), &plan, NULL, err);
+    for (i = 0; rc == DURABLE_OK && i < plan->n_steps; i++)
+        rc = child_warning(d, plan, i, &out, err);
+    if (rc == DURABLE_OK)
+        *out_report = dbuf_detach(&out, NULL);
+    dbuf_release(&out);
+    plan_unref(plan);
+    return rc;
+}
+
 /* ---- runs ---- */
 
 /* The run's input: the definition's defaults overlaid with the request's. */
@@ -542,6 +590,57 @@ durable_code durable_run_find(durable *d, const char *workflow, const char *idem
         rc = err_set(err, DURABLE_ENOTFOUND, "no run with idempotency key \"%s\"", idempotency_key);
     if (rc == DURABLE_OK)
         *out_run_id = xstrdup(run_id);
+    workflow_record_release(&wf);
+    return rc;
+}
+
+/* JSON text in one canonical form (compact, keys sorted), or NULL when it
+ * is not JSON. Caller frees. */
+static char *canonical_json(const char *text)
+{
+    json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    char *out = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+
+    json_decref(j);
+    return out;
+}
+
+durable_code durable_run_compare(durable *d, const durable_run_request *req, const char *run_id,
+                                 durable_run_reuse *out, durable_error *err)
+{
+    struct workflow_record wf, run_wf;
+    struct run_record run;
+    struct plan *plan = NULL;
+    char *input = NULL, *asked = NULL, *had = NULL;
+    durable_code rc;
+
+    memset(&wf, 0, sizeof(wf));
+    memset(&run_wf, 0, sizeof(run_wf));
+    memset(&run, 0, sizeof(run));
+    if (!req || !req->workflow || !run_id || !out)
+        return err_set(err, DURABLE_EINVAL, "a comparison needs a request, a run and an answer");
+    rc = store_workflow_get(d->store, req->workflow, &wf, err);
+    if (rc == DURABLE_OK)
+        rc = engine_plan_get(d, wf.id, wf.definition, &plan, err);
+    if (rc == DURABLE_OK)
+        rc = merge_input(plan, req->input_json, &input, err);
+    if (rc == DURABLE_OK)
+        rc = store_run_load(d->store, run_id, &run, err);
+    if (rc == DURABLE_OK)
+        rc = store_workflow_get(d->store, run.workflow_id, &run_wf, err);
+    if (rc == DURABLE_OK) {
+        asked = canonical_json(input);
+        had = canonical_json(run.input_json);
+        out->run_version = run_wf.version;
+        out->requested_version = wf.version;
+        out->input_differs = !asked || !had || strcmp(asked, had) != 0;
+    }
+    free(asked);
+    free(had);
+    free(input);
+    plan_unref(plan);
+    run_record_release(&run);
+    workflow_record_release(&run_wf);
     workflow_record_release(&wf);
     return rc;
 }

@@ -137,18 +137,24 @@ static json_t *report_lines(const char *report, bool warnings_only)
     return lines;
 }
 
-/* The workflow document json (taken, durable_free) with the validator's
- * warnings added as "warnings" (an empty array when there are none), as a
- * new text to free(). */
-static char *with_warnings(char *json, const char *report)
+/* The workflow document json (taken, durable_free) with the warnings of
+ * the validator (report) and of the engine (more: what only the store can
+ * tell) added as "warnings" (an empty array when there are none), as a new
+ * text to free(). */
+static char *with_warnings(char *json, const char *report, const char *more)
 {
     json_t *doc = json_loads(json, 0, NULL);
+    json_t *lines = report_lines(report, true), *engine_lines = report_lines(more, true);
     char *text = NULL;
 
+    json_array_extend(lines, engine_lines);
+    json_decref(engine_lines);
     if (json_is_object(doc)) {
-        json_object_set_new(doc, "warnings", report_lines(report, true));
+        json_object_set_new(doc, "warnings", lines);
+        lines = NULL;
         text = json_dumps(doc, JSON_COMPACT);
     }
+    json_decref(lines);
     json_decref(doc);
     if (!text) /* not the document durable_workflow_get makes: sent as it is */
         return json;
@@ -182,7 +188,7 @@ static enum MHD_Result reply_invalid(struct request *rq, durable_code rc, const 
 enum MHD_Result route_workflow_register(struct request *rq)
 {
     durable_error err = { 0 };
-    char *report = NULL, *wf_id = NULL, *json = NULL;
+    char *report = NULL, *more = NULL, *wf_id = NULL, *json = NULL;
     bool created = false;
     durable_code rc;
     enum MHD_Result ret;
@@ -205,15 +211,18 @@ enum MHD_Result route_workflow_register(struct request *rq)
         goto done;
     }
     if (rc == DURABLE_OK)
+        rc = durable_workflow_warnings(rq->srv->d, rq->body.buf, rq->body.len, &more, &err);
+    if (rc == DURABLE_OK)
         rc = durable_workflow_get(rq->srv->d, wf_id, &json, &err);
     if (rc == DURABLE_OK) {
         http_header_add(rq, MHD_HTTP_HEADER_LOCATION, "/workflows/%s", wf_id);
-        json = with_warnings(json, report);
+        json = with_warnings(json, report, more);
     }
     ret = reply_doc(rq, rc, created ? MHD_HTTP_CREATED : MHD_HTTP_OK, json, &err);
 done:
     durable_free(wf_id);
     durable_free(report);
+    durable_free(more);
     return ret;
 }
 

@@ -3,7 +3,9 @@
  * history, execution logs, cancel, retry, and the approval decisions.
  *
  * Statuses: start answers 202 with a new run and 200 with the run an
- * idempotency key already started; cancel answers 200 (the cancellation has
+ * idempotency key already started (a key is per workflow name, across
+ * versions), the latter with `reused`: that run's version, the requested
+ * one, and whether the inputs differ; cancel answers 200 (the cancellation has
  * committed when it returns) and retry 202 (the run is running again), both
  * with the run, and 409 when the run's state forbids it. Approvals arrive
  * with the approval step type: until then a decision is 404 for a step the
@@ -146,6 +148,59 @@ static durable_code start_request(struct request *rq, json_t *body, durable_run_
     return rc;
 }
 
+/* The `reused` object of a 200 start: how the run the key returned
+ * compares with this request (durable_run_compare), or NULL when it
+ * cannot be said. The request is read again from rq's body, which lasts
+ * as long as the request. */
+static json_t *reused_object(struct request *rq, const char *run_id)
+{
+    durable_run_request req = { 0 };
+    durable_run_reuse reuse = { 0 };
+    durable_error err = { 0 };
+    char *input = NULL;
+    enum MHD_Result ignored;
+    json_t *body = http_body_object(rq, true, &ignored);
+    json_t *out = NULL;
+
+    if (body && start_request(rq, body, &req, &input, &err) == DURABLE_OK &&
+        durable_run_compare(rq->srv->d, &req, run_id, &reuse, &err) == DURABLE_OK)
+        out = json_pack("{s:i, s:i, s:b}", "run_version", reuse.run_version, "requested_version",
+                        reuse.requested_version, "input_differs", reuse.input_differs);
+    free(input);
+    json_decref(body);
+    return out;
+}
+
+/* Answers the start: 202 and the new run, or 200 and the run the key
+ * had started, with `reused`. */
+static enum MHD_Result reply_started(struct request *rq, const char *run_id, bool existed)
+{
+    durable_error err = { 0 };
+    char *json = NULL;
+    json_t *run, *reused;
+
+    if (!existed)
+        return reply_run(rq, run_id, MHD_HTTP_ACCEPTED);
+    if (durable_run_get(rq->srv->d, run_id, &json, &err) != DURABLE_OK) {
+        durable_free(json);
+        return http_reply_durable(rq, &err);
+    }
+    run = json_loads(json, 0, NULL);
+    durable_free(json);
+    reused = reused_object(rq, run_id);
+    if (!run || !reused) {
+        json_decref(run);
+        json_decref(reused);
+        return http_reply_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+                                "could not compare the run with the request");
+    }
+    json_object_set_new(run, "reused", reused);
+    json = json_dumps(run, JSON_COMPACT);
+    json_decref(run);
+    http_header_add(rq, MHD_HTTP_HEADER_LOCATION, "/runs/%s", run_id);
+    return http_reply_json(rq, MHD_HTTP_OK, json);
+}
+
 /* The engine's answer to an asynchronous start, on the writer thread:
  * keeps it in the request and resumes the connection. */
 static void on_run_started(const durable_run_started *outcome, void *ud)
@@ -167,7 +222,7 @@ static enum MHD_Result run_started_reply(struct request *rq)
 {
     if (rq->async_code != DURABLE_OK)
         return http_reply_durable(rq, &rq->async_err);
-    return reply_run(rq, rq->async_run_id, rq->async_existed ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED);
+    return reply_started(rq, rq->async_run_id, rq->async_existed);
 }
 
 /* Starts the run without holding the polling thread for the commit: the
@@ -194,7 +249,7 @@ static enum MHD_Result run_start(struct request *rq, const durable_run_request *
     if (durable_run_start(rq->srv->d, req, &run_id, &existed, &err) != DURABLE_OK)
         ret = http_reply_durable(rq, &err);
     else
-        ret = reply_run(rq, run_id, existed ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED);
+        ret = reply_started(rq, run_id, existed);
     durable_free(run_id);
     return ret;
 }

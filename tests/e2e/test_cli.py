@@ -448,6 +448,7 @@ class RunTest(CliTestCase):
         self.assertEqual(after.events, before.events, "a repeat wrote events" + str(second))
         self.assertEqual(after.runs, before.runs, second)
         self.assertEqual(after.orders, before.orders, "a repeat created or changed an order" + str(second))
+        self.assertNotIn("note:", second.err, "same file, same input: nothing to note" + str(second))
 
     def test_id_after_failure_exits_1_again(self):
         f, db = self.failing_def(), self.path("d.db")
@@ -484,6 +485,27 @@ class RunTest(CliTestCase):
         self.assertEqual(after.orders, before.orders, "the same --id created another order"
                          + str(second))
         self.assertEqual(after.events, before.events, str(second))
+        notes = [l for l in second.err.splitlines() if "note:" in l]
+        self.assertEqual(len(notes), 1, "one line says the key returned an older version" + str(second))
+        self.assertIn("run %s of version 1 (this file is version 2)" % before.runs[0]["id"],
+                      notes[0], second)
+        self.assertIn("use another --id", notes[0], second)
+        self.assertNotIn("another input", notes[0], second)
+
+    def test_id_with_another_input_says_so(self):
+        f, db = self.quick_def(), self.path("d.db")
+        first = durable("run", f, "--input", '{"n": 1, "m": 2}', "--id", "K4", "--db", db)
+        self.assertExit(first, 0)
+        same = durable("run", f, "--input", '{"m": 2, "n": 1}', "--id", "K4", "--db", db)
+        self.assertExit(same, 0)
+        self.assertNotIn("note:", same.err, "the same input in another key order" + str(same))
+        other = durable("run", f, "--input", '{"n": 2}', "--id", "K4", "--db", db)
+        self.assertExit(other, 0)
+        notes = [l for l in other.err.splitlines() if "note:" in l]
+        self.assertEqual(len(notes), 1, other)
+        self.assertIn("started with another input", notes[0], other)
+        self.assertIn("use another --id", notes[0], other)
+        self.assertEqual(len(Db(db).runs), 1, other)
 
     def test_second_invocation_while_running_does_not_hang(self):
         """`durable run FILE --id K` while another process still runs K (the

@@ -90,6 +90,32 @@ class ShapesTest(su.ServerTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("clean.json: warning", r.stderr)
 
+    def parent(self, name, child):
+        return {"name": name, "steps": [
+            {"id": "a", "config": {"duration_seconds": 0}},
+            {"id": "kid", "type": "workflow", "depends_on": ["a"], "config": {"workflow": child}}]}
+
+    def test_register_warns_of_an_unknown_child_workflow(self):
+        srv = self.start_server()
+        r = srv.post("/workflows", json_body=self.parent("e2e-parent", "e2e-child"))
+        self.assertOk(r, 201)
+        self.assertEqual(r.json()["warnings"],
+                         ['steps[1].config.workflow: no workflow "e2e-child" is registered yet'])
+        self.assertOk(srv.post("/workflows", json_body=dict(CLEAN, name="e2e-child")), 201)
+        r = srv.post("/workflows", json_body=self.parent("e2e-parent", "e2e-child"))
+        self.assertOk(r, 200)
+        self.assertEqual(r.json()["warnings"], [], "the child is registered now")
+        for child in ("e2e-self", "{{ input.child }}"):  # itself, or a template: not checked
+            r = srv.post("/workflows", json_body=self.parent("e2e-self", child))
+            self.assertOk(r, 201)
+            self.assertEqual(r.json()["warnings"], [], child)
+
+    def test_run_prints_an_unknown_child_workflow(self):
+        f = self.write("parent.json", self.parent("e2e-parent", "e2e-nope"))
+        r = self.cli("run", f, "--db", self.path("r.db"))
+        self.assertIn('parent.json: warning: steps[1].config.workflow: no workflow "e2e-nope" '
+                      'is registered yet\n', r.stderr)
+
     # -- the older orchestrator's shapes --
 
     def run_def(self, srv, doc, body=None):

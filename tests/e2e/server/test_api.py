@@ -318,6 +318,9 @@ class ApiTest(su.ServerTest):
         self.assertEqual(a1.json()["id"], a2.json()["id"], "same key, same run" + str(a2))
         self.assertEqual(a2.json()["idempotency_key"], "key-1")
         self.assertRunShape(a2.json(), str(a2))
+        self.assertEqual(a2.json()["reused"], {"run_version": 1, "requested_version": 1,
+                                               "input_differs": False}, a2)
+        self.assertNotIn("reused", a1.json(), "a new run was not reused" + str(a1))
 
         h1 = srv.request("POST", "/workflows/idem/runs", headers={"Idempotency-Key": "key-2"})
         self.assertOk(h1, 202)
@@ -346,6 +349,33 @@ class ApiTest(su.ServerTest):
         self.assertNotEqual(b1["id"], b2["id"])
         lst = srv.get("/runs?limit=500")
         self.assertEqual(lst.total(), 4, "runs: key-1, key-2 and two without a key" + str(lst))
+
+    def test_key_across_versions_and_inputs_says_reused(self):
+        """A key is per workflow name: after a new version, or with another
+        input, it still returns its run (200), and `reused` says how that
+        run differs from the request."""
+        srv = self.start_server()
+        self.register(srv, quick("keyed"))
+        a1 = srv.post("/workflows/keyed/runs", {"idempotency_key": "k", "input": {"n": 1, "m": 2}})
+        self.assertOk(a1, 202)
+        same = srv.post("/workflows/keyed/runs", {"idempotency_key": "k", "input": {"m": 2, "n": 1}})
+        self.assertOk(same, 200)
+        self.assertEqual(same.json()["reused"], {"run_version": 1, "requested_version": 1,
+                                                 "input_differs": False}, same)
+        other = srv.post("/workflows/keyed/runs", {"idempotency_key": "k", "input": {"n": 2}})
+        self.assertOk(other, 200)
+        self.assertEqual(other.json()["id"], a1.json()["id"], other)
+        self.assertEqual(other.json()["reused"], {"run_version": 1, "requested_version": 1,
+                                                  "input_differs": True}, other)
+        self.register(srv, quick("keyed", 0.06, description="version 2"))
+        v2 = srv.request("POST", "/workflows/keyed/runs", headers={"Idempotency-Key": "k"},
+                         json_body={"input": {"n": 1, "m": 2}})
+        self.assertOk(v2, 200)
+        self.assertEqual((v2.json()["id"], v2.json()["workflow_version"]), (a1.json()["id"], 1), v2)
+        self.assertEqual(v2.json()["reused"], {"run_version": 1, "requested_version": 2,
+                                               "input_differs": False}, v2)
+        lst = srv.get("/runs?limit=500")
+        self.assertEqual(lst.total(), 1, "one key, one run" + str(lst))
 
     def concurrent_posts(self, srv, n_clients, per_client, body_of, stop=None):
         """n_clients threads, each on its own keep-alive connection, released

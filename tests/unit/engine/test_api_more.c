@@ -860,6 +860,73 @@ static void test_sqlite_location_is_the_same_file(void **state)
     f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_FULL);
 }
 
+/* ---- idempotency keys across versions, child workflows ---- */
+
+static void test_key_reuse_compare(void **state)
+{
+    struct fixture *f = *state;
+    durable_run_request req = { .workflow = "alpha",
+                                .input_json = "{\"n\":1,\"m\":2}",
+                                .idempotency_key = "k" };
+    durable_run_reuse r = { 0 };
+    durable_error err = { 0 };
+    char *v1 = reg(f->d, quick_def), *v2, *run = NULL, *again = NULL;
+    bool existed = true;
+
+    assert_int_equal(DURABLE_OK, durable_run_start(f->d, &req, &run, &existed, &err));
+    assert_false(existed);
+    req.input_json = "{\"m\":2,\"n\":1}"; /* the same input, keys in another order */
+    assert_int_equal(DURABLE_OK, durable_run_compare(f->d, &req, run, &r, &err));
+    assert_int_equal(1, r.run_version);
+    assert_int_equal(1, r.requested_version);
+    assert_false(r.input_differs);
+    req.input_json = "{\"n\":2}";
+    assert_int_equal(DURABLE_OK, durable_run_compare(f->d, &req, run, &r, &err));
+    assert_true(r.input_differs);
+    v2 = reg(f->d, failing_def);
+    req.input_json = "{\"n\":1,\"m\":2}";
+    assert_int_equal(DURABLE_OK, durable_run_start(f->d, &req, &again, &existed, &err));
+    assert_true(existed); /* per name, across versions */
+    assert_string_equal(run, again);
+    assert_int_equal(DURABLE_OK, durable_run_compare(f->d, &req, again, &r, &err));
+    assert_int_equal(1, r.run_version);
+    assert_int_equal(2, r.requested_version);
+    assert_false(r.input_differs);
+    assert_int_equal(DURABLE_ENOTFOUND, durable_run_compare(f->d, &req, "run_nope", &r, &err));
+    wait_run(f->d, run);
+    durable_free(again);
+    durable_free(run);
+    durable_free(v2);
+    durable_free(v1);
+}
+
+static void test_workflow_warnings_name_unknown_children(void **state)
+{
+    static const char parent[] =
+            "{\"name\":\"parent\",\"steps\":[{\"id\":\"a\",\"config\":{\"duration_seconds\":0}},"
+            "{\"id\":\"b\",\"type\":\"workflow\",\"config\":{\"workflow\":\"alpha\"}},"
+            "{\"id\":\"c\",\"type\":\"workflow\",\"config\":{\"workflow\":\"parent\"}},"
+            "{\"id\":\"d\",\"type\":\"workflow\",\"config\":{\"workflow\":\"{{ input.w }}\"}}]}";
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    char *report = NULL, *v1;
+
+    assert_int_equal(DURABLE_OK,
+                     durable_workflow_warnings(f->d, parent, strlen(parent), &report, &err));
+    assert_string_equal(
+            "warning: steps[1].config.workflow: no workflow \"alpha\" is registered yet\n", report);
+    durable_free(report);
+    v1 = reg(f->d, quick_def);
+    assert_int_equal(DURABLE_OK,
+                     durable_workflow_warnings(f->d, parent, strlen(parent), &report, &err));
+    assert_string_equal("", report);
+    durable_free(report);
+    report = NULL;
+    assert_int_equal(DURABLE_ESYNTAX, durable_workflow_warnings(f->d, "{", 1, &report, &err));
+    assert_null(report);
+    durable_free(v1);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -876,6 +943,8 @@ int main(void)
         T(test_events_since),
         T(test_db_snapshot),
         T(test_health_and_metrics),
+        T(test_key_reuse_compare),
+        T(test_workflow_warnings_name_unknown_children),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
