@@ -449,10 +449,19 @@ static bool show_events(struct view *v, struct ev_node *e, const char *db)
  * The writer hands out a batch's events only after committing it, so a
  * status read as final may be ahead of the last events: those are waited
  * for a moment longer (a run executed elsewhere sends none). */
-static void follow(durable *d, struct queue *q, struct view *v, const char *db)
+static void follow(durable *d, struct queue *q, struct view *v, const char *db, bool was_finished)
 {
-    bool end = run_finished(d, v->run_id, NULL);
+    const char *status = NULL;
+    bool end = false;
     int64_t next_check = clock_mono_ms() + 1000, grace_end = 0;
+
+    /* Finished already: before this invocation (no events will come), or
+     * in the moment since it started the run (its events are on the way). */
+    if (run_finished(d, v->run_id, &status)) {
+        snprintf(v->status, sizeof(v->status), "%s", status);
+        end = was_finished;
+        grace_end = clock_mono_ms() + 1000;
+    }
 
     while (!end && !interrupted) {
         int64_t now;
@@ -463,7 +472,6 @@ static void follow(durable *d, struct queue *q, struct view *v, const char *db)
         if (!end && grace_end) {
             end = now >= grace_end;
         } else if (!end && now >= next_check) {
-            const char *status = NULL;
             if (run_finished(d, v->run_id, &status)) {
                 snprintf(v->status, sizeof(v->status), "%s", status);
                 grace_end = now + 1000;
@@ -531,7 +539,7 @@ static int run_with(durable *d, const struct run_args *a, const char *text, size
         printf("run %s started; to resume it after a crash: durable run %s --id %s\n", run_id,
                a->file, key);
     fflush(stdout);
-    follow(d, &q, &v, a->db);
+    follow(d, &q, &v, a->db, existed && was_finished);
     if (interrupted) {
         printf("interrupted; the run continues with: durable run %s --id %s\n", a->file, key);
         ret = 130;
