@@ -562,6 +562,7 @@ static durable_code deliver(struct expr_job *job, jv r, struct budget *b, durabl
 {
     durable_code rc = DURABLE_OK;
 
+    job->is_null = jv_get_kind(r) == JV_KIND_NULL;
     if (!job->as_text) {
         rc = jv_to_json(r, 0, b, &job->value, err);
     } else if (jv_get_kind(r) == JV_KIND_STRING) {
@@ -636,6 +637,7 @@ durable_code expr_eval_jobs(struct expr_job *jobs, size_t n, json_t *ctx, size_t
         jobs[i].value = NULL;
         jobs[i].text = NULL;
         jobs[i].text_len = 0;
+        jobs[i].is_null = false;
     }
     pthread_mutex_lock(&expr_mu);
     rc = json_to_jv(ctx ? ctx : json_null(), 0, &input, err);

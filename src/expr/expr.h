@@ -146,7 +146,10 @@ size_t expr_config_n_templates(const struct config_templates *c);
 
 /* Renders a deep copy of the config with every templated string replaced by
  * its rendered value. OUT *out: a new reference; NULL on failure, with the
- * path in the message (`config.url: jq: ...`). All the config's expressions
+ * path in the message (`config.url: jq: ...`). An expression that yields
+ * null (or nothing) is DURABLE_ESTEP `config.url: template "{{ .input.ulr }}"
+ * rendered null`: in a config it is almost always a mistyped path; a
+ * definition says `// default` for an optional value. All the config's expressions
  * run under one hold of the jq mutex and share the EXPR_MAX_OUTPUT budget. */
 durable_code expr_config_render(const struct config_templates *c, json_t *ctx, json_t **out,
                                 durable_error *err);

@@ -24,6 +24,7 @@ struct expr_job {
     json_t *value;        /* OUT (!as_text): owned by the job */
     char *text;           /* OUT (as_text): NUL-terminated, owned by the job */
     size_t text_len;      /* OUT (as_text): bytes, without the NUL */
+    bool is_null;         /* OUT: the output was JSON null (or there was none) */
 };
 
 /* The index *failed takes when the context itself is the problem. */

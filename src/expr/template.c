@@ -538,6 +538,24 @@ static void config_blame(const struct config_templates *c, size_t k, durable_err
     }
 }
 
+/* A config's expression that yields null is almost always a typo in a path
+ * (`.input.ulr`): refused, naming the field and the expression, rather than
+ * rendering "null" or a null field. `// default` is how to mean "optional". */
+static durable_code config_refuse_null(const struct config_templates *c,
+                                       const struct expr_job *jobs, durable_error *err)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < c->n_entries; i++) {
+        for (size_t j = 0; j < c->entries[i].t->n_exprs; j++, k++) {
+            if (jobs[k].is_null)
+                return err_set(err, DURABLE_ESTEP, "%s: template \"{{ %s }}\" rendered null",
+                               c->entries[i].where, expr_source(jobs[k].e));
+        }
+    }
+    return DURABLE_OK;
+}
+
 durable_code expr_config_render(const struct config_templates *c, json_t *ctx, json_t **out,
                                 durable_error *err)
 {
@@ -554,6 +572,8 @@ durable_code expr_config_render(const struct config_templates *c, json_t *ctx, j
     rc = expr_eval_jobs(jobs, c->n_exprs, ctx, &failed, err);
     if (rc != DURABLE_OK && failed != EXPR_JOB_CONTEXT)
         config_blame(c, failed, err);
+    if (rc == DURABLE_OK)
+        rc = config_refuse_null(c, jobs, err);
     for (i = 0, k = 0; i < c->n_entries && rc == DURABLE_OK; i++) {
         rc = template_assemble(c->entries[i].t, jobs + k, &value, err);
         if (rc == DURABLE_OK)

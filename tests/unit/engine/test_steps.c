@@ -190,6 +190,38 @@ static void test_runtime_expression_errors(void **state)
     }
 }
 
+/* A config template that renders null (a mistyped path) fails the step,
+ * naming the step, the field and the expression; `//` gives a default. */
+static void test_template_rendering_null_fails(void **state)
+{
+    struct fixture *f = *state;
+    char *wf = reg(f->d, "{\"name\":\"typo\",\"steps\":["
+                         "{\"id\":\"ok\",\"type\":\"log\",\"config\":"
+                         "{\"message\":\"{{ .input.missing // \\\"none\\\" }}\"}},"
+                         "{\"id\":\"fetch\",\"type\":\"http_request\",\"depends_on\":[\"ok\"],"
+                         "\"config\":{\"url\":\"{{ .input.ulr }}\"}}]}");
+    char *run = start_in(f->d, wf, "{\"url\":\"http://127.0.0.1:9/\"}");
+    json_t *j, *ev;
+
+    assert_string_equal("failed", wait_run(f->d, run));
+    j = get_run(f->d, run);
+    assert_string_equal("completed", step_status(j, "ok"));
+    assert_string_equal("failed", step_status(j, "fetch"));
+    assert_string_equal("config.url: template \"{{ .input.ulr }}\" rendered null",
+                        json_string_value(json_object_get(step_of(j, "fetch"), "error_message")));
+    assert_string_equal("step \"fetch\" failed: config.url: template \"{{ .input.ulr }}\" "
+                        "rendered null",
+                        json_string_value(json_object_get(j, "error_message")));
+    ev = get_events(f->d, run);
+    assert_string_equal(
+            "expression_error",
+            json_string_value(json_object_get(event_data(ev, "step_failed", "fetch"), "code")));
+    json_decref(ev);
+    json_decref(j);
+    durable_free(run);
+    durable_free(wf);
+}
+
 /* Expressions compile at registration: a syntax error is a located EINVAL. */
 static void test_registration_errors_are_located(void **state)
 {
@@ -585,6 +617,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_condition_transform_and_typed_templates, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_runtime_expression_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_template_rendering_null_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registration_errors_are_located, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delay_waits_durably, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delay_until_past, setup, teardown),

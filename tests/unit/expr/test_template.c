@@ -2,7 +2,8 @@
  * test_template.c - unit tests of template.c through expr.h: `{{ }}`
  * templates in strings (literal text, one template keeping its type,
  * interpolation, the scanner's reading of braces and jq strings, errors with
- * offsets) and configs rendered as a whole (paths in errors).
+ * offsets) and configs rendered as a whole (paths in errors, a null
+ * refused).
  */
 #include "util/common.h"
 
@@ -363,6 +364,52 @@ static void test_config_render_errors(void **state)
     json_decref(ctx);
 }
 
+/* Renders config_text on the test context; expects it refused with want. */
+static void check_config_null(const char *config_text, const char *want)
+{
+    durable_error err = { 0 };
+    struct config_templates *c = NULL;
+    json_t *ctx = load(context_text), *out = NULL, *config = load(config_text);
+
+    assert_int_equal(expr_config_compile(config, &c, NULL), DURABLE_OK);
+    assert_int_equal(expr_config_render(c, ctx, &out, &err), DURABLE_ESTEP);
+    assert_null(out);
+    if (strcmp(err.msg, want) != 0)
+        fail_msg("%s: got \"%s\", want \"%s\"", config_text, err.msg, want);
+    expr_config_free(c);
+    json_decref(config);
+    json_decref(ctx);
+}
+
+static void test_config_null(void **state)
+{
+    struct config_templates *c = NULL;
+    json_t *ctx = load(context_text), *out = NULL;
+    json_t *config = load("{\"note\":\"{{ .input.note // \\\"none\\\" }}\",\"d\":null,"
+                          "\"s\":\"{{ \\\"null\\\" }}\"}");
+
+    (void)state;
+    /* A mistyped path, alone or inside text, names the field and the expression. */
+    check_config_null("{\"url\":\"{{ .input.ulr }}\"}",
+                      "config.url: template \"{{ .input.ulr }}\" rendered null");
+    check_config_null(
+            "{\"a\":\"{{ .run.id }}\",\"h\":{\"X-Id\":\"id={{ .run.id }}/{{ .input.ordr }}\"}}",
+            "config.h[\"X-Id\"]: template \"{{ .input.ordr }}\" rendered null");
+    check_config_null("[\"{{ empty }}\"]", "config[0]: template \"{{ empty }}\" rendered null");
+    check_config_null("{\"n\":\"{{ .input.note }}\"}",
+                      "config.n: template \"{{ .input.note }}\" rendered null");
+    /* `//` gives a default; a literal null and the string "null" are values. */
+    assert_int_equal(expr_config_compile(config, &c, NULL), DURABLE_OK);
+    assert_int_equal(expr_config_render(c, ctx, &out, NULL), DURABLE_OK);
+    assert_string_equal(json_string_value(json_object_get(out, "note")), "none");
+    assert_true(json_is_null(json_object_get(out, "d")));
+    assert_string_equal(json_string_value(json_object_get(out, "s")), "null");
+    json_decref(out);
+    expr_config_free(c);
+    json_decref(config);
+    json_decref(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_config_plain_and_root),
         cmocka_unit_test(test_config_compile_errors),
         cmocka_unit_test(test_config_render_errors),
+        cmocka_unit_test(test_config_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
