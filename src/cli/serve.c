@@ -208,36 +208,48 @@ static void print_report(const char *path, const char *report)
     }
 }
 
-static void register_file(durable *d, const char *path)
+/* Registers the file at path and prints its validation warnings. True when
+ * it is registered: *text and *len then hold the definition (free). */
+static bool register_file(durable *d, const char *path, char **text, size_t *len)
 {
     durable_error err = { 0 };
-    char *text = NULL, *report = NULL, *wf_id = NULL;
-    size_t len = 0;
+    char *report = NULL, *wf_id = NULL;
     int version = 0;
     bool created = false;
 
-    if (cli_read_file(path, DEF_MAX_BYTES, &text, &len) != 0)
-        return;
+    *text = NULL;
+    if (cli_read_file(path, DEF_MAX_BYTES, text, len) != 0)
+        return false;
     /* durable_validate first: its first message is the located one. */
-    if (durable_validate(text, len, &report, &err) == DURABLE_OK) {
+    if (durable_validate(*text, *len, &report, &err) == DURABLE_OK) {
         err_clear(&err);
-        durable_workflow_register(d, text, len, &wf_id, &version, &created, &err);
+        durable_workflow_register(d, *text, *len, &wf_id, &version, &created, &err);
     }
     if (err.code != DURABLE_OK) {
         fprintf(stderr, "durable serve: %s: not registered: %s\n", path,
                 err.msg[0] ? err.msg : durable_strerror(err.code));
+        free(*text);
+        *text = NULL;
     } else {
         fprintf(stderr, "durable serve: %s: %s (workflow %s, version %d)\n", path,
                 created ? "registered" : "unchanged", wf_id, version);
         print_report(path, report);
-        durable_free(report);
-        report = NULL;
-        if (durable_workflow_warnings(d, text, len, &report, &err) == DURABLE_OK)
-            print_report(path, report);
     }
     durable_free(wf_id);
     durable_free(report);
-    free(text);
+    return *text != NULL;
+}
+
+/* Prints what only the database can tell of a registered file (a child
+ * workflow nobody registered), once every file of the directory is in. */
+static void print_store_warnings(durable *d, const char *path, const char *text, size_t len)
+{
+    durable_error err = { 0 };
+    char *report = NULL;
+
+    if (durable_workflow_warnings(d, text, len, &report, &err) == DURABLE_OK)
+        print_report(path, report);
+    durable_free(report);
 }
 
 static int only_definitions(const struct dirent *e)
@@ -246,25 +258,39 @@ static int only_definitions(const struct dirent *e)
            has_suffix(e->d_name, ".yml");
 }
 
-/* Registers every *.json, *.yaml and *.yml of dir, in name order. Nothing
- * here stops the server. */
+/* Registers every *.json, *.yaml and *.yml of dir, in name order, then
+ * warns of child workflows that none of them nor the database has (so a
+ * parent may come before its child in name order). Nothing here stops the
+ * server. */
 static void register_dir(durable *d, const char *dir)
 {
     struct dirent **list = NULL;
     int n = scandir(dir, &list, only_definitions, alphasort), i;
-    char why[128];
+    char **paths, **texts, why[128];
+    size_t *lens;
 
     if (n < 0) {
         fprintf(stderr, "durable serve: cannot read workflows from \"%s\": %s\n", dir,
                 err_errno(errno, why, sizeof(why)));
         return;
     }
+    paths = xcalloc((size_t)n + 1, sizeof(*paths));
+    texts = xcalloc((size_t)n + 1, sizeof(*texts));
+    lens = xcalloc((size_t)n + 1, sizeof(*lens));
     for (i = 0; i < n; i++) {
-        char *path = xasprintf("%s/%s", dir, list[i]->d_name);
-        register_file(d, path);
-        free(path);
+        paths[i] = xasprintf("%s/%s", dir, list[i]->d_name);
+        register_file(d, paths[i], &texts[i], &lens[i]);
         free(list[i]);
     }
+    for (i = 0; i < n; i++) {
+        if (texts[i])
+            print_store_warnings(d, paths[i], texts[i], lens[i]);
+        free(texts[i]);
+        free(paths[i]);
+    }
+    free(lens);
+    free(texts);
+    free(paths);
     free(list);
 }
 

@@ -4,7 +4,9 @@
 - warnings reach the user: POST /workflows answers 201/200 with `warnings`
   (located strings, an empty array when there is nothing to say),
   `durable serve --workflows` prints each file's warnings at start-up and
-  `durable run` prints them on stderr ("FILE: warning: WHERE: MESSAGE");
+  `durable run` prints them on stderr ("FILE: warning: WHERE: MESSAGE"),
+  including a `workflow` step's child that neither the database nor the
+  --workflows directory has (a child later in name order is no warning);
 - the older orchestrator's handler shapes run as written: data_transform
   (rename, set, delete, copy on the run's input), conditional (every
   operator, branching later steps with `if`), log with single-brace
@@ -16,6 +18,7 @@ Usage: test_shapes.py --durable PATH/durable --examples DIR [unittest args]
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -115,6 +118,28 @@ class ShapesTest(su.ServerTest):
         r = self.cli("run", f, "--db", self.path("r.db"))
         self.assertIn('parent.json: warning: steps[1].config.workflow: no workflow "e2e-nope" '
                       'is registered yet\n', r.stderr)
+
+    def test_serve_warns_of_a_child_workflow_nobody_has(self):
+        # e2e-known is in the database already; e2e-later is in the directory
+        # after its parent in name order; e2e-nowhere is in neither.
+        first = self.start_server()
+        self.assertOk(first.post("/workflows", json_body=dict(CLEAN, name="e2e-known")), 201)
+        first.stop()
+        wf_dir = self.path("wf")
+        os.makedirs(wf_dir)
+        self.write("wf/a-known.json", self.parent("e2e-a", "e2e-known"))
+        self.write("wf/b-later.json", self.parent("e2e-b", "e2e-later"))
+        self.write("wf/c-nowhere.yaml", "name: e2e-c\nsteps:\n  - id: a\n"
+                   "  - id: kid\n    type: workflow\n    depends_on: [a]\n"
+                   "    config: {workflow: e2e-nowhere}\n")
+        self.write("wf/z-later.json", dict(CLEAN, name="e2e-later"))
+        srv = self.start_server(workflows=wf_dir)
+        err = su.read_text(srv.err_path)
+        said = [ln for ln in err.splitlines() if ": warning: " in ln]
+        self.assertEqual(len(said), 1, err)
+        self.assertRegex(said[0], r'^durable serve: %s: warning: steps\[1\]\.config\.workflow'
+                         r'( \(line 7, column \d+\))?: no workflow "e2e-nowhere" is registered '
+                         r'yet$' % re.escape(os.path.join(wf_dir, "c-nowhere.yaml")))
 
     # -- the older orchestrator's shapes --
 
