@@ -448,6 +448,70 @@ async function main() {
     assert(done === 200, `${done} of 200 nodes completed`);
   });
 
+  await check("run page at 1,400 x 900: every step of a wide graph can be reached", async () => {
+    // 40 parallel steps with long ids between a fan-out and a chain of 12:
+    // taller and wider than the card, so the graph must fit or scroll.
+    const steps = [{ id: "start-the-very-long-fan-out", type: "task", config: { duration_seconds: 0 } }];
+    const par = [];
+    for (let i = 0; i < 40; i++) {
+      const id = `fetch-customer-record-from-regional-warehouse-number-${String(i).padStart(2, "0")}`;
+      par.push(id);
+      steps.push({ id, type: "task", config: { duration_seconds: 0 }, depends_on: [steps[0].id] });
+    }
+    let prev = par;
+    for (let i = 0; i < 12; i++) {
+      const id = `aggregate-and-reconcile-stage-${i}-of-the-nightly-settlement-batch`;
+      steps.push({ id, type: "task", config: { duration_seconds: 0 }, depends_on: prev });
+      prev = [id];
+    }
+    const reg = await http("POST", "/workflows", { name: "wide-graph", steps });
+    assert(reg.status === 201, `register: ${reg.status}`);
+    const run = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    await page.setViewportSize({ width: 1400, height: 900 });
+    try {
+      await page.goto(`${BASE}/ui/run.html?id=${run.id}`);
+      await page.waitForSelector("#run-status .badge.completed");
+      const ids = await page.$$eval(".node", (gs) => gs.map((g) => g.dataset.step));
+      assert(ids.length === steps.length, `${ids.length} of ${steps.length} nodes drawn`);
+      assert(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth),
+        "the page itself scrolls sideways: the graph card overflows it");
+      // A user reaches a node with the mouse wheel over the graph (a box
+      // that clips without scrolling ignores it, though a script could
+      // still scroll it), then sees it on screen, inside the graph's box.
+      const unreachable = [];
+      for (const id of ids) {
+        const node = page.locator(`.node[data-step="${id}"]`);
+        let seen = false;
+        for (let tries = 0; tries < 8 && !seen; tries++) {
+          const at = await node.evaluate((g) => {
+            const wrap = document.getElementById("graph").getBoundingClientRect();
+            const r = g.getBoundingClientRect();
+            const x = r.left + r.width / 2, y = r.top + r.height / 2;
+            const view = { left: Math.max(wrap.left, 0), top: Math.max(wrap.top, 0),
+              right: Math.min(wrap.right, window.innerWidth), bottom: Math.min(wrap.bottom, window.innerHeight) };
+            const inside = x >= view.left && x <= view.right && y >= view.top && y <= view.bottom;
+            const hit = inside ? document.elementFromPoint(x, y) : null;
+            return { ok: hit !== null && g.contains(hit), dx: x - (view.left + view.right) / 2,
+              dy: y - (view.top + view.bottom) / 2, cx: (view.left + view.right) / 2, cy: (view.top + view.bottom) / 2 };
+          });
+          seen = at.ok;
+          if (!seen) {
+            await page.mouse.move(at.cx, at.cy);
+            await page.mouse.wheel(at.dx, at.dy);
+            await page.waitForTimeout(60);
+          }
+        }
+        if (!seen) unreachable.push(id);
+      }
+      assert(!unreachable.length, `nodes that cannot be reached: ${unreachable.join(", ")}`);
+      await page.locator(`.node[data-step="${ids[ids.length - 1]}"]`).click();
+      await page.waitForSelector("#step .badge.completed");
+      await page.screenshot({ path: path.join(SHOTS, "run-wide-1400.png"), fullPage: false });
+    } finally {
+      await page.setViewportSize({ width: 1440, height: 900 });
+    }
+  });
+
   await check("server restart: a banner while away, then the run page catches up", async () => {
     const order = (await http("POST", "/orders", { amount: 12.5 })).json;
     const run = (await http("POST", "/workflows/slow-order/runs", { order_id: order.id })).json;
