@@ -11,7 +11,10 @@
   (rename, set, delete, copy on the run's input), conditional (every
   operator, branching later steps with `if`), log with single-brace
   placeholders and a level (kept in the output and the step_completed
-  event), delay {"seconds"}, and step-level max_retries and timeout_seconds.
+  event), delay {"seconds"}, and step-level max_retries and timeout_seconds;
+- a config template that renders null fails the run, saying so;
+- /openapi.json's definition schema documents each step type of the
+  README's table with the same config fields, required ones and defaults.
 
 Uses the helpers of tests/e2e/server (server_util.py).
 Usage: test_shapes.py --durable PATH/durable --examples DIR [unittest args]
@@ -35,6 +38,50 @@ CLEAN = {"name": "e2e-clean", "steps": [{"id": "a", "config": {"duration_seconds
 
 def step(run, sid):
     return next(s for s in run["steps"] if s["step_id"] == sid)
+
+
+def readme_step_types():
+    """The README's table of step types: {type: {field: text in brackets or None}}."""
+    with open(os.path.join(su.EXAMPLES, os.pardir, "README.md")) as f:
+        text = f.read()
+    head = text.index("| type | config | output |")
+    rows = text[head:].split("\n\n", 1)[0].splitlines()[2:]
+    types = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        fields = config_fields(cells[1])
+        for name in re.findall(r"`([a-z_]+)`", cells[0]):
+            types[name] = fields
+    return types
+
+
+def config_fields(cell):
+    """`a` (note), `b`, ...; the rest: a top-level ";" ends the list."""
+    fields, last, depth, start = {}, None, 0, 0
+    for m in re.finditer(r"`([^`]*)`|\(|\)|;", cell):
+        tok = m.group(0)
+        if tok == "(":
+            depth += 1
+            start = m.end() if depth == 1 else start
+        elif tok == ")":
+            depth -= 1
+            if depth == 0 and last:
+                fields[last] = cell[start:m.start()]
+        elif tok == ";" and depth == 0:
+            break
+        elif tok not in "();" and depth == 0:
+            last = m.group(1)
+            fields[last] = None
+    return fields
+
+
+def readme_default(note):
+    """The default a README note gives: (1.0), (30), (GET), (`info`; ...)."""
+    first = re.split(r"[;,]", note or "")[0].strip()
+    if re.fullmatch(r"-?\d+(\.\d+)?", first):
+        return float(first) if "." in first else int(first)
+    m = re.fullmatch(r"`([a-z_]+)`|([A-Z]+)", first)
+    return (m.group(1) or m.group(2)) if m else None
 
 
 class ShapesTest(su.ServerTest):
@@ -140,6 +187,43 @@ class ShapesTest(su.ServerTest):
         self.assertRegex(said[0], r'^durable serve: %s: warning: steps\[1\]\.config\.workflow'
                          r'( \(line 7, column \d+\))?: no workflow "e2e-nowhere" is registered '
                          r'yet$' % re.escape(os.path.join(wf_dir, "c-nowhere.yaml")))
+
+    def test_run_says_a_template_rendered_null(self):
+        f = self.write("typo.json", {"name": "e2e-typo", "input": {"url": "http://127.0.0.1:9/"},
+                                     "steps": [{"id": "fetch", "type": "http_request",
+                                                "config": {"url": "{{ .input.ulr }}"}}]})
+        r = self.cli("run", f, "--db", self.path("r.db"))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn('failed in ', r.stdout + r.stderr)
+        self.assertIn('step "fetch" failed: config.url: template "{{ .input.ulr }}" rendered '
+                      'null', r.stdout + r.stderr)
+
+    # -- the definition schema in openapi.json --
+
+    def test_openapi_documents_every_step_types_config(self):
+        srv = self.start_server()
+        api = srv.get("/openapi.json").json()
+        schemas = api["components"]["schemas"]
+        step = schemas["Definition"]["properties"]["steps"]["items"]
+        by_type = step["properties"]["config"]["x-config-by-type"]
+        table = readme_step_types()
+        self.assertEqual(sorted(by_type), sorted(table), "openapi.json and the README's types")
+        for name, fields in table.items():
+            with self.subTest(type=name):
+                # the server knows the type: a probe is never "unknown step type"
+                r = srv.post("/workflows", json_body={"name": "e2e-probe-" + name, "steps": [
+                    {"id": "a", "type": name, "config": {}}]})
+                self.assertNotIn("unknown step type", r.text, r)
+                schema = schemas[by_type[name]["$ref"].rsplit("/", 1)[1]]
+                props = schema["properties"]
+                # `action` is any type's (the README says so below its table)
+                self.assertEqual(sorted(props), sorted(set(fields) | {"action"}), schema)
+                required = sorted(k for k, note in fields.items()
+                                  if note and note.startswith("required"))
+                self.assertEqual(sorted(schema.get("required", [])), required, schema)
+                for k, note in fields.items():
+                    self.assertEqual(props[k].get("default"), readme_default(note),
+                                     "%s.%s: README says (%s)" % (name, k, note))
 
     # -- the older orchestrator's shapes --
 
