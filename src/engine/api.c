@@ -232,6 +232,23 @@ durable_code durable_validate(const char *text, size_t text_len, char **out_repo
     return code;
 }
 
+/* The definition as stored: compact, so that whitespace alone never makes a
+ * new version, and its numbers as written when 15 digits give every one of
+ * them back exactly (jansson's 17 print 0.1, or a YAML "100ms", as
+ * 0.10000000000000001); otherwise all with 17. */
+static char *definition_text(const json_t *def)
+{
+    char *text = json_dumps(def, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_t *back = text ? json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+    bool same = back && json_equal(back, def);
+
+    json_decref(back);
+    if (same)
+        return text;
+    free(text);
+    return json_dumps(def, JSON_COMPACT);
+}
+
 /* NOLINTNEXTLINE(readability-function-size): the public signature (durable.h) */
 durable_code durable_workflow_register(durable *d, const char *text, size_t text_len,
                                        char **out_workflow_id, int *out_version, bool *out_created,
@@ -247,8 +264,7 @@ durable_code durable_workflow_register(durable *d, const char *text, size_t text
     rc = def_parse_any(text, text_len, engine_def_options(d, &opts), &plan, NULL, err);
     if (rc != DURABLE_OK)
         goto done;
-    /* Stored compact, so that whitespace alone never makes a new version. */
-    canonical = json_dumps(plan->definition, JSON_COMPACT);
+    canonical = definition_text(plan->definition);
     ci = commit_item_new(TR_WORKFLOW_PUT, NULL);
     ci->t.wf_name = commit_item_str(ci, plan->name);
     ci->t.wf_definition = commit_item_str(ci, canonical);

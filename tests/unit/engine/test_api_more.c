@@ -298,6 +298,38 @@ static void test_workflows_list_and_get(void **state)
     durable_free(beta);
 }
 
+/* A definition is stored with its numbers as written: 0.1 (or a YAML
+ * "100ms") is not 0.10000000000000001; one with a number needing 17
+ * digits keeps them all. */
+static void test_definition_numbers_as_written(void **state)
+{
+    static const char yaml[] = "name: ms\ntasks:\n  - id: a\n    timeout: 100ms\n";
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    char *id = reg(f->d, "{\"name\":\"tenth\",\"input\":{\"n\":12.5},\"steps\":[{\"id\":\"a\","
+                         "\"config\":{\"duration_seconds\":0.1,\"fail_probability\":0.3}}]}");
+    char *odd = reg(f->d, "{\"name\":\"odd\",\"input\":{\"n\":0.30000000000000004},"
+                          "\"steps\":[{\"id\":\"a\"}]}");
+    char *text = NULL;
+
+    assert_int_equal(DURABLE_OK, durable_workflow_get(f->d, "tenth", &text, &err));
+    assert_non_null(strstr(text, "{\"duration_seconds\":0.1,\"fail_probability\":0.3}"));
+    assert_non_null(strstr(text, "{\"n\":12.5}"));
+    durable_free(text);
+    assert_int_equal(DURABLE_OK, durable_workflow_get(f->d, "odd", &text, &err));
+    assert_non_null(strstr(text, "{\"n\":0.30000000000000004}"));
+    durable_free(odd);
+    durable_free(text);
+    durable_free(id);
+    id = NULL;
+    assert_int_equal(DURABLE_OK,
+                     durable_workflow_register(f->d, yaml, strlen(yaml), &id, NULL, NULL, &err));
+    assert_int_equal(DURABLE_OK, durable_workflow_get(f->d, "ms", &text, &err));
+    assert_non_null(strstr(text, "\"timeout_seconds\":0.1}"));
+    durable_free(text);
+    durable_free(id);
+}
+
 static void test_orders_list(void **state)
 {
     struct fixture *f = *state;
@@ -935,6 +967,7 @@ int main(void)
         T(test_runs_list_filters_and_paging),
         T(test_runs_list_limits_and_errors),
         T(test_workflows_list_and_get),
+        T(test_definition_numbers_as_written),
         T(test_orders_list),
         T(test_retry_completes_after_the_cause_is_fixed),
         T(test_retry_fails_again_with_new_attempts),
