@@ -6,7 +6,7 @@ TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build run test test-fast test-asan test-tsan clean
+.PHONY: all deps build run test test-fast test-asan test-tsan test-fuzz fuzz clean
 
 all: build
 
@@ -26,11 +26,12 @@ run: deps build
 	$(BUILD)/durable serve --listen $(ADDR) --workflows examples
 
 # Every test; then every test again under ASan+UBSan; then the engine and
-# end-to-end suites under TSan.
+# end-to-end suites under TSan; then each fuzz target for a short while.
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
+	$(MAKE) test-fuzz
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE slow
@@ -52,8 +53,28 @@ test-tsan: $(TSAN_BUILD)/build.ninja
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --output-on-failure -j $(JOBS) -L 'engine|e2e'
 
+# ---- fuzzing (tests/fuzz, docs/RELIABILITY.md) ----
+# A clang build with libFuzzer, ASan and UBSan in $(FUZZ_BUILD); each target
+# runs as a CTest test (label fuzz) for FUZZ_SECONDS (`make fuzz`, default
+# 600) or FUZZ_TEST_SECONDS (`make test-fuzz`, default 25), two at a time,
+# growing its corpus in $(FUZZ_BUILD)/fuzz/<t>/corpus; then one line per
+# target: executions, exec/s, coverage (cov, ft), corpus size.
+FUZZ_BUILD        ?= build-fuzz
+FUZZ_CC           ?= clang
+FUZZ_SECONDS      ?= 600
+FUZZ_TEST_SECONDS ?= 25
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=$(FUZZ_CC) cmake -S . -B $(FUZZ_BUILD) -G Ninja -DDURABLE_FUZZ=ON
+
+fuzz test-fuzz: $(FUZZ_BUILD)/build.ninja
+	cmake -S . -B $(FUZZ_BUILD) -DDURABLE_FUZZ_SECONDS=$(if $(filter fuzz,$@),$(FUZZ_SECONDS),$(FUZZ_TEST_SECONDS)) >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	cd $(FUZZ_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -L fuzz; \
+	  s=$$?; cat fuzz/*/summary; exit $$s
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
 
 # ---- benchmarks (bench/README.md) ----
 # `make bench`: a release build without failpoints in $(BENCH_BUILD), the

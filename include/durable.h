@@ -93,6 +93,12 @@ typedef struct durable_options {
     const char *db_path;           /* SQLite file; NULL means "durable.db" */
     durable_durability durability; /* default FULL */
     durable_recovery recovery;     /* default RECOVER_ALL */
+    /* The hosts http_request steps may reach, comma-separated ("api.example.com,
+     * 10.0.0.5,[::1]"; names as written in URLs, compared without case, no port):
+     * a request to any other host fails with "http_forbidden" and makes no
+     * connection. NULL: any host; "": none. The defence against a definition
+     * written to reach internal services from the engine's network. */
+    const char *http_allow;
 } durable_options;
 
 /* Opens (creating and migrating as needed) the store and starts the engine's

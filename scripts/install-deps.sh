@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs the Debian 12 packages durable needs to build and test (the lint
-# tests run clang-format and clang-tidy; the PostgreSQL tests start a server
-# of postgresql-15 on a temporary directory), and only those that are missing,
+# tests run clang-format and clang-tidy; `make test-fuzz` builds the fuzz
+# targets with clang and links libFuzzer and the sanitizers' runtimes from
+# libclang-rt-14-dev, only recommended by clang; the PostgreSQL tests start
+# a server of postgresql-15 on a temporary directory), and only those that are missing,
 # with any further packages named as arguments (`make bench` adds wrk).
 # Works as root, or through sudo otherwise. Then playwright-core (pinned by
 # tests/browser/package-lock.json) into build/npm for the browser test; it
@@ -11,7 +13,7 @@ set -eu
 PACKAGES="build-essential cmake ninja-build pkg-config
 libsqlite3-dev libjansson-dev libyaml-dev libcmocka-dev libjq-dev libmicrohttpd-dev libcurl4-openssl-dev
 libpq-dev postgresql-15
-python3 sqlite3 curl chromium clang-format clang-tidy $*"
+python3 sqlite3 curl chromium clang-format clang-tidy clang libclang-rt-14-dev $*"
 # Node.js and npm for the browser test: from apt unless already on the PATH
 # (a nodesource install ships npm inside its nodejs, which apt's npm conflicts with).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

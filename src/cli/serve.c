@@ -34,7 +34,7 @@
 static const char serve_usage[] =
         "usage: durable serve [--listen ADDR] [--db PATH] [--workflows DIR] [--workers N]\n"
         "                     [--durability full|process] [--token T] [--session-ttl S]\n"
-        "                     [--verbose]\n"
+        "                     [--http-allow HOST[,HOST...]] [--verbose]\n"
         "\n"
         "Serves the HTTP API, the web UI and live events, and executes runs. At start-up\n"
         "it resumes every unfinished run in the database and registers the workflows of\n"
@@ -61,6 +61,11 @@ static const char serve_usage[] =
         "                     The UI asks for it once (/ui/signin.html) and keeps a session\n"
         "                     cookie; sessions end at a restart.\n"
         "  --session-ttl S    how long a UI sign-in lasts, in seconds (default 43200: 12 h)\n"
+        "  --http-allow HOSTS the only hosts http_request steps may reach, comma-separated\n"
+        "                     (names or addresses as the URLs write them, no port): any\n"
+        "                     other fails the step with http_forbidden, unconnected. Set\n"
+        "                     it so that a definition cannot reach internal services\n"
+        "                     (default: any host)\n"
         "  --verbose          one line per request on stderr\n"
         "\n"
         "Routes: GET /openapi.json describes them all; the UI is at /.\n"
@@ -72,6 +77,7 @@ struct serve_args {
     const char *db;
     const char *workflows;
     const char *token;
+    const char *http_allow; /* NULL: any host */
     int workers;
     int session_ttl_s;
     durable_durability durability;
@@ -126,6 +132,8 @@ static int parse_option(struct serve_args *a, const char *opt, const char *val)
         a->workflows = val;
     else if (strcmp(opt, "--token") == 0)
         a->token = val;
+    else if (strcmp(opt, "--http-allow") == 0)
+        a->http_allow = val;
     else if (strcmp(opt, "--workers") == 0) {
         if (parse_int(val, 1, 64, &a->workers) != 0) {
             fprintf(stderr, "durable serve: --workers is a number from 1 to 64, not \"%s\"\n", val);
@@ -385,6 +393,7 @@ int cli_serve(int argc, char **argv)
         durable_set_log_handler(NULL, NULL, DURABLE_LOG_INFO);
     opts.db_path = a.db;
     opts.durability = a.durability;
+    opts.http_allow = a.http_allow;
     opts.recovery = DURABLE_RECOVER_ALL;
     d = durable_open(&opts, &err);
     if (!d) {

@@ -144,7 +144,7 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     if (store_open(path, opts->durability, &d->store, err) != DURABLE_OK)
         goto fail;
     engine_writer_start(d);
-    if (engine_sched_start(d, err) != DURABLE_OK)
+    if (engine_sched_start(d, opts->http_allow, err) != DURABLE_OK)
         goto fail_writer;
     return d;
 

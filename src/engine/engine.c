@@ -1013,7 +1013,7 @@ static durable_code adopt_record(const struct run_record *rec, void *ud)
     return DURABLE_OK;
 }
 
-durable_code engine_sched_start(struct durable *d, durable_error *err)
+durable_code engine_sched_start(struct durable *d, const char *http_allow, durable_error *err)
 {
     struct sched *s = xcalloc(1, sizeof(*s));
     durable_code rc = DURABLE_OK;
@@ -1023,7 +1023,7 @@ durable_code engine_sched_start(struct durable *d, durable_error *err)
     s->n_buckets = 1024;
     s->buckets = xcalloc(s->n_buckets, sizeof(struct run_state *));
     d->sched = s;
-    rc = steps_io_start(io_done, s, &s->io, err);
+    rc = steps_io_start(io_done, s, http_allow, &s->io, err);
     /* Recovery runs before the thread starts, so nothing races with it. */
     if (rc == DURABLE_OK && d->recovery == DURABLE_RECOVER_ALL) {
         struct recovery rv = { .s = s };

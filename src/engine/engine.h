@@ -255,7 +255,7 @@ void engine_writer_stop(struct durable *d);
  * DURABLE_RECOVER_ALL (on the calling thread, which is the scheduler until
  * the thread starts: it also handles what commits meanwhile), then starts
  * the scheduler thread. */
-durable_code engine_sched_start(struct durable *d, durable_error *err);
+durable_code engine_sched_start(struct durable *d, const char *http_allow, durable_error *err);
 void engine_sched_stop(struct durable *d);
 /* Frees the scheduler; after engine_writer_stop (the writer may still post). */
 void engine_sched_free(struct durable *d);

@@ -206,6 +206,14 @@ static durable_code compile_locked(const char *src, uint32_t h, struct expr **ou
     jq_state *jq = NULL;
     durable_code rc = DURABLE_OK;
 
+    if (expr_src_in_string(src)) {
+        long lines = 1;
+        for (const char *p = src; *p; p++)
+            lines += *p == '\n';
+        rc = err_set(err, DURABLE_EINVAL,
+                     "jq: syntax error, unterminated string at <top-level>, line %ld", lines);
+        goto done;
+    }
     jq = jq_init();
     if (!jq) {
         rc = err_set(err, DURABLE_ENOMEM, "could not start jq: out of memory");

@@ -1,5 +1,6 @@
 /*
- * expr_int.h - what expr.c shares with template.c: batch evaluation.
+ * expr_int.h - what expr.c shares with template.c: batch evaluation, and
+ * the scanner's view of a program's strings.
  *
  * A template or a config has several expressions that all run on the same
  * context. expr_eval_jobs converts the context to jq's representation once
@@ -40,5 +41,11 @@ durable_code expr_eval_jobs(struct expr_job *jobs, size_t n, json_t *ctx, size_t
 
 /* Frees the outputs of jobs[0..n); the jobs array itself is the caller's. */
 void expr_jobs_release(struct expr_job *jobs, size_t n);
+
+/* Does the jq program src end inside a string (or an interpolation in
+ * one)? Read by template.c's scanner; false when strings nest deeper than
+ * it follows. libjq 1.6 leaks the string it was reading when the program
+ * ends there, so expr_compile refuses such a program before jq sees it. */
+bool expr_src_in_string(const char *src);
 
 #endif

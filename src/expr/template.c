@@ -118,6 +118,22 @@ static bool scan_code(struct scan *sc, const char *s, size_t len, size_t *i, boo
     return false;
 }
 
+/* One character of the program at s[*i], in code or in a string. Returns
+ * true when it is the "}}" closing a template. */
+static bool scan_char(struct scan *sc, const char *s, size_t len, size_t *i, bool *too_deep)
+{
+    if (!sc->f[sc->depth - 1].is_string)
+        return scan_code(sc, s, len, i, too_deep);
+    if (s[*i] == '"') {
+        sc->depth--;
+    } else if (s[*i] == '\\' && *i + 1 < len) {
+        (*i)++;
+        if (s[*i] == '(')
+            *too_deep = !scan_push(sc, false);
+    }
+    return false;
+}
+
 /* Finds the "}}" closing the template whose body starts at s[from]. */
 static enum scan_result scan_close(const char *s, size_t len, size_t from, size_t *close)
 {
@@ -126,22 +142,26 @@ static enum scan_result scan_close(const char *s, size_t len, size_t from, size_
 
     scan_push(&sc, false);
     for (size_t i = from; i < len; i++) {
-        if (!sc.f[sc.depth - 1].is_string) {
-            if (scan_code(&sc, s, len, &i, &too_deep)) {
-                *close = i;
-                return SCAN_FOUND;
-            }
-        } else if (s[i] == '"') {
-            sc.depth--;
-        } else if (s[i] == '\\' && i + 1 < len) {
-            i++;
-            if (s[i] == '(')
-                too_deep = !scan_push(&sc, false);
+        if (scan_char(&sc, s, len, &i, &too_deep)) {
+            *close = i;
+            return SCAN_FOUND;
         }
         if (too_deep)
             return SCAN_TOO_DEEP;
     }
     return SCAN_UNTERMINATED;
+}
+
+bool expr_src_in_string(const char *src)
+{
+    struct scan sc = { .depth = 0 };
+    size_t len = strlen(src);
+    bool too_deep = false;
+
+    scan_push(&sc, false);
+    for (size_t i = 0; i < len && !too_deep; i++)
+        (void)scan_char(&sc, src, len, &i, &too_deep); /* a "}}" is only braces here */
+    return !too_deep && sc.depth > 1;
 }
 
 /* ---- templates ---- */

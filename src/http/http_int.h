@@ -293,6 +293,11 @@ enum MHD_Result route_signout(struct request *rq);
 
 /* ---- the event hub (sse.c) ---- */
 
+/* A Last-Event-ID header's value: decimal digits for an event id >= 0 (a
+ * sign, spaces or an overflow are DURABLE_EINVAL, with a message quoting
+ * it). *out is written only on success. Any thread. */
+durable_code http_event_id_parse(const char *s, int64_t *out, durable_error *err);
+
 /* Subscribes to d's events and starts the ping thread. */
 struct sse_hub *sse_hub_new(durable *d);
 /* Unsubscribes and ends every stream: each client's reader returns end of

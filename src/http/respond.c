@@ -116,6 +116,9 @@ enum MHD_Result http_reply_response(struct request *rq, unsigned status, struct 
 
     for (i = 0; i < rq->n_headers; i++)
         MHD_add_response_header(resp, rq->headers[i].name, rq->headers[i].value);
+    /* No response is to be read as another type than it says (a JSON error
+     * quoting client input as HTML, say). */
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     rq->status = status;
     ret = MHD_queue_response(rq->conn, status, resp);
     MHD_destroy_response(resp);

@@ -491,13 +491,25 @@ static durable_code replay(struct sse_client *c, durable *d, int64_t after, bool
 
 /* ---- the routes ---- */
 
+durable_code http_event_id_parse(const char *s, int64_t *out, durable_error *err)
+{
+    char *end = NULL;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end != '\0' || s[0] < '0' || s[0] > '9')
+        return err_set(err, DURABLE_EINVAL, "Last-Event-ID must be an event id, not \"%.40s\"", s);
+    *out = v;
+    return DURABLE_OK;
+}
+
 /* Where the client resumes: Last-Event-ID, else ?after=, else nothing. */
 static durable_code resume_point(struct request *rq, int64_t *out, bool *has, durable_error *err)
 {
     const char *h =
             MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_LAST_EVENT_ID);
-    char *end = NULL;
-    long long v;
+    durable_code rc;
 
     *has = false;
     *out = 0;
@@ -506,13 +518,9 @@ static durable_code resume_point(struct request *rq, int64_t *out, bool *has, du
         *has = router_query(rq, "after") != NULL;
         return router_query_int(rq, &q, out, err);
     }
-    errno = 0;
-    v = strtoll(h, &end, 10);
-    if (errno || *end != '\0' || h[0] < '0' || h[0] > '9')
-        return err_set(err, DURABLE_EINVAL, "Last-Event-ID must be an event id, not \"%.40s\"", h);
-    *out = v;
-    *has = true;
-    return DURABLE_OK;
+    rc = http_event_id_parse(h, out, err);
+    *has = rc == DURABLE_OK;
+    return rc;
 }
 
 /* Has the run finished? Read before its history: if it had, the history

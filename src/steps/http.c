@@ -41,6 +41,7 @@ struct step_io_request {
     struct step_io_tag tag;
     char *method;
     char *url;
+    CURLU *curlu; /* url parsed, as the transfer uses it (I/O thread) */
     struct curl_slist *headers;
     char *body; /* or NULL */
     size_t body_len;
@@ -63,6 +64,7 @@ struct step_io {
     void *ud;
     struct queue queue; /* of requests submitted, not yet added; closed to stop the thread */
     struct step_io_request *inflight; /* I/O thread only: transfers added to multi */
+    char *allow;                      /* ",host,host," (lowercase), or NULL: any host; read-only */
 };
 
 static void inflight_add(struct step_io *io, struct step_io_request *req)
@@ -90,6 +92,7 @@ void steps_io_request_free(struct step_io_request *req)
         return;
     free(req->method);
     free(req->url);
+    curl_url_cleanup(req->curlu);
     curl_slist_free_all(req->headers);
     free(req->body);
     dbuf_release(&req->resp);
@@ -384,6 +387,75 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+/* ",a,b," from "a, B,[c]": hosts lowercased, spaces and IPv6 brackets
+ * dropped, so that host_listed is one search. */
+static char *allow_list_new(const char *spec)
+{
+    struct dbuf b;
+    const char *p;
+
+    dbuf_init(&b, 0);
+    dbuf_add(&b, ",", 1);
+    for (p = spec; *p; p++) {
+        char ch = (char)tolower((unsigned char)*p);
+        if (ch != ' ' && ch != '\t' && ch != '[' && ch != ']')
+            dbuf_add(&b, &ch, 1);
+    }
+    dbuf_add(&b, ",", 1);
+    return dbuf_detach(&b, NULL);
+}
+
+/* Is host (as libcurl parsed it) one of allow's? */
+static bool host_listed(const char *allow, const char *host)
+{
+    struct dbuf want;
+    const char *p;
+    bool found;
+
+    dbuf_init(&want, 0);
+    dbuf_add(&want, ",", 1);
+    for (p = host; *p; p++) {
+        char ch = (char)tolower((unsigned char)*p);
+        if (ch == ',')
+            break; /* never a host's; it would match two entries */
+        if (ch != '[' && ch != ']')
+            dbuf_add(&want, &ch, 1);
+    }
+    dbuf_add(&want, ",", 1);
+    found = *p == '\0' && want.len > 2 && strstr(allow, want.buf) != NULL;
+    dbuf_release(&want);
+    return found;
+}
+
+/* Parses req->url into req->curlu, the URL the transfer will use, and
+ * checks its host against io's allow-list: the check and the connection
+ * read the same parse, so no URL can pass one and mean another host to
+ * the other. False with out failed otherwise. */
+static bool url_allowed(struct step_io *io, struct step_io_request *req, struct step_outcome *out)
+{
+    char *host = NULL, *scheme = NULL;
+    bool ok = false;
+
+    req->curlu = curl_url();
+    if (!req->curlu || curl_url_set(req->curlu, CURLUPART_URL, req->url, 0) != CURLUE_OK ||
+        curl_url_get(req->curlu, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(req->curlu, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        steps_fail(out, "http_error", "could not %s %.120s: malformed URL", req->method, req->url);
+        goto done;
+    }
+    if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+        steps_fail(out, STEPS_INVALID_CONFIG, "config.url: expected an http:// or https:// URL");
+        goto done;
+    }
+    ok = !io->allow || host_listed(io->allow, host);
+    if (!ok)
+        steps_fail(out, "http_forbidden", "host \"%.80s\" is not in the server's allow-list", host);
+done:
+    curl_free(host);
+    curl_free(scheme);
+    return ok;
+}
+
 static bool add_transfer(struct step_io *io, struct step_io_request *req)
 {
     CURL *h = curl_easy_init();
@@ -392,7 +464,7 @@ static bool add_transfer(struct step_io *io, struct step_io_request *req)
         return false;
     req->easy = h;
     req->resp_headers = json_object();
-    curl_easy_setopt(h, CURLOPT_URL, req->url);
+    curl_easy_setopt(h, CURLOPT_CURLU, req->curlu);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
     if (strcmp(req->method, "HEAD") == 0)
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -498,9 +570,10 @@ static void add_new(struct step_io *io, struct step_io_request *list)
     for (req = list; req; req = next) {
         struct step_outcome out = { 0 };
         next = req->next;
-        if (add_transfer(io, req))
+        if (url_allowed(io, req, &out) && add_transfer(io, req))
             continue;
-        steps_fail(&out, "http_error", "could not start a request to %.120s", req->url);
+        if (out.kind != STEP_OUT_FAIL)
+            steps_fail(&out, "http_error", "could not start a request to %.120s", req->url);
         io->done(io->ud, &req->tag, &out);
         if (req->easy)
             curl_easy_cleanup(req->easy);
@@ -555,8 +628,8 @@ static void curl_init_once(void)
     curl_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
 }
 
-durable_code steps_io_start(step_io_done_fn done, void *ud, struct step_io **out,
-                            durable_error *err)
+durable_code steps_io_start(step_io_done_fn done, void *ud, const char *http_allow,
+                            struct step_io **out, durable_error *err)
 {
     struct step_io *io;
 
@@ -566,12 +639,14 @@ durable_code steps_io_start(step_io_done_fn done, void *ud, struct step_io **out
     io = xcalloc(1, sizeof(*io));
     io->done = done;
     io->ud = ud;
+    io->allow = http_allow ? allow_list_new(http_allow) : NULL;
     queue_init(&io->queue);
     io->multi = curl_multi_init();
     if (!io->multi || pthread_create(&io->thread, NULL, io_main, io) != 0) {
         if (io->multi)
             curl_multi_cleanup(io->multi);
         queue_release(&io->queue);
+        free(io->allow);
         free(io);
         return err_set(err, DURABLE_ENOMEM, "could not start the I/O thread");
     }
@@ -597,5 +672,6 @@ void steps_io_stop(struct step_io *io)
     pthread_join(io->thread, NULL);
     curl_multi_cleanup(io->multi);
     queue_release(&io->queue);
+    free(io->allow);
     free(io);
 }

@@ -128,7 +128,8 @@ void steps_call(const durable_step_type *t, durable_step_call *c, bool is_timer)
  * steps_io_submit (a queue guarded by io->mu; the thread is woken with
  * curl_multi_wakeup), never waiting on it; when a request ends the thread
  * calls the done callback with the request's tag and its outcome (DONE with
- * {status, headers, body}, or FAIL "http_error" / "http_status"); the
+ * {status, headers, body}, or FAIL "http_error" / "http_status" /
+ * "http_forbidden", a host outside the allow-list); the
  * engine's callback posts it to the scheduler's inbox. Nothing else is
  * shared: the multi handle and the transfers are the I/O thread's alone. */
 struct step_io;
@@ -148,9 +149,12 @@ typedef void (*step_io_done_fn)(void *ud, const struct step_io_tag *tag, struct 
 #define STEPS_HTTP_MAX_BODY   ((size_t)1024 * 1024) /* response bodies, bytes */
 #define STEPS_HTTP_TIMEOUT_MS 30000                 /* default timeout_seconds */
 
-/* Starts the I/O thread. DURABLE_ENOMEM when it cannot. */
-durable_code steps_io_start(step_io_done_fn done, void *ud, struct step_io **out,
-                            durable_error *err);
+/* Starts the I/O thread. http_allow (copied; NULL: any host) is the
+ * comma-separated hosts requests may reach (durable_options.http_allow):
+ * a request to another fails "http_forbidden" without a connection.
+ * DURABLE_ENOMEM when it cannot. */
+durable_code steps_io_start(step_io_done_fn done, void *ud, const char *http_allow,
+                            struct step_io **out, durable_error *err);
 /* Takes ownership of req (freed even when stopping). Any thread. */
 void steps_io_submit(struct step_io *io, struct step_io_request *req,
                      const struct step_io_tag *tag);

@@ -119,6 +119,16 @@ static void test_compile_errors(void **state)
                         "jq: syntax error, unexpected end of expression at <top-level>, line 1");
     check_compile_error("if . then 1 else 2", DURABLE_EINVAL,
                         "jq: syntax error, unexpected end of expression at <top-level>, line 1");
+    /* Ending inside a string is refused before libjq, which leaks the
+     * string it was reading (found by tests/fuzz/fuzz_expr). */
+    check_compile_error("\"", DURABLE_EINVAL,
+                        "jq: syntax error, unterminated string at <top-level>, line 1");
+    check_compile_error(".a + \"x\\(.b + \"y\")\"\n+ \"z", DURABLE_EINVAL,
+                        "jq: syntax error, unterminated string at <top-level>, line 2");
+    check_compile_error("\"a\\(1", DURABLE_EINVAL,
+                        "jq: syntax error, unterminated string at <top-level>, line 1");
+    check_compile_error("# \"\n\"a\\\"", DURABLE_EINVAL,
+                        "jq: syntax error, unterminated string at <top-level>, line 2");
     check_compile_error(
             "1 +\n2 +\n] 3", DURABLE_EINVAL,
             "jq: syntax error, unexpected INVALID_CHARACTER (Unix shell quoting issues?) at "
