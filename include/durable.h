@@ -41,6 +41,7 @@ typedef enum durable_code {
     DURABLE_ETIMEOUT = 10,    /* a wait ran out of time */
     DURABLE_EACTION = 11,     /* a business action refused (wrong order status) */
     DURABLE_ESTEP = 12,       /* a step attempt failed */
+    DURABLE_EFENCED = 13,     /* another node executes the run now (PostgreSQL cluster) */
 } durable_code;
 
 #define DURABLE_ERROR_MSG_SIZE 256
@@ -93,6 +94,11 @@ typedef struct durable_options {
     const char *db_path;           /* SQLite file; NULL means "durable.db" */
     durable_durability durability; /* default FULL */
     durable_recovery recovery;     /* default RECOVER_ALL */
+    /* On a database shared by several nodes (PostgreSQL): this node's name (NULL: "HOSTNAME:PID"; a
+     * restart under the same name takes its runs back at once) and its lease in ms (0: 10,000),
+     * after which the other nodes take its runs over. */
+    const char *node_id;
+    int64_t lease_ms;
 } durable_options;
 
 /* Opens (creating and migrating as needed) the store and starts the engine's

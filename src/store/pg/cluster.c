@@ -68,6 +68,13 @@ static const char sql_claim[] =
         " WHERE id IN (SELECT id FROM runs WHERE owner_node IS NULL AND " UNFINISHED
         " ORDER BY created_at, id LIMIT $3::integer FOR UPDATE SKIP LOCKED)"
         " AND " LEASE_HELD " RETURNING id, created_at";
+/* $1 node, $2 epoch, $3 run id: takes the run when unowned and unfinished;
+ * answers a row too when this incarnation owns it already. */
+static const char sql_claim_run[] =
+        "UPDATE runs SET owner_node = $1, owner_epoch = $2::bigint WHERE id = $3"
+        " AND ((owner_node IS NULL AND " UNFINISHED ")"
+        " OR (owner_node = $1 AND owner_epoch = $2::bigint))"
+        " AND " LEASE_HELD " RETURNING id";
 /* $1 node, $2 epoch, $3 run id. */
 static const char sql_release[] =
         "UPDATE runs SET owner_node = NULL WHERE id = $3 AND owner_node = $1"
@@ -262,6 +269,26 @@ static durable_code pg_claim(struct store *base, int room,
     return rc;
 }
 
+static durable_code pg_claim_run(struct store *base, const char *run_id, bool *out_owned,
+                                 durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct node_params p;
+    PGresult *r;
+
+    *out_owned = false;
+    if (!s->cl || s->epoch == 0)
+        return err_set(err, DURABLE_ECONFLICT, "node \"%s\" has not joined", s->node_id);
+    node_params_init(&p, s);
+    p.v[2] = run_id;
+    r = pg_exec(s->cl, "claim a run", sql_claim_run, 3, p.v, err);
+    if (!r)
+        return DURABLE_EIO;
+    *out_owned = PQntuples(r) > 0;
+    PQclear(r);
+    return DURABLE_OK;
+}
+
 static durable_code pg_release(struct store *base, const char *run_id, durable_error *err)
 {
     struct pg_store *s = pg_of(base);
@@ -357,9 +384,11 @@ static void pg_leave(struct store *base)
 }
 
 const struct store_cluster_ops pg_cluster_ops = {
+    .set_node = pg_store_set_node,
     .join = pg_join,
     .heartbeat = pg_heartbeat,
     .claim = pg_claim,
+    .claim_run = pg_claim_run,
     .release = pg_release,
     .wake_fd = pg_wake_fd,
     .wake_drain = pg_wake_drain,

@@ -40,7 +40,7 @@
 
 /* The default lease of a node, in ms: renewed by the heartbeat (every third
  * of it), expired after it (postgres.md 3.2). */
-#define PG_LEASE_MS_DEFAULT 15000
+#define PG_LEASE_MS_DEFAULT 10000
 
 /* The channels of wake-ups (NOTIFY payloads: "" on durable_work, a run id on
  * durable_run). */
@@ -81,6 +81,7 @@ enum pg_wstmt_id {
     PG_W_SAVEPOINT,
     PG_W_SP_RELEASE,
     PG_W_SP_ROLLBACK,
+    PG_W_NOTIFY_RUN,
     PG_W_COUNT
 };
 
@@ -185,7 +186,9 @@ int pg_schema_version(void);
 durable_code pg_reader_take(struct pg_store *s, PGconn **out, durable_error *err);
 void pg_reader_put(struct pg_store *s, PGconn *c);
 
-/* Names the node for the cluster operations (before join): its id in
+/* Names the node for the cluster operations (before join, and before the
+ * writer thread uses the store: the lease also bounds how long the write
+ * connection may idle inside a transaction): its id in
  * nodes (at most ID_MAX - 1 bytes; default "HOSTNAME:PID") and its lease
  * (default PG_LEASE_MS_DEFAULT). For the engine's options and for tests. */
 void pg_store_set_node(struct store *base, const char *node_id, int64_t lease_ms);
