@@ -142,8 +142,11 @@ void sched_submit(struct sched *s, struct commit_item *ci)
 {
     struct commit_item *c;
 
-    for (c = ci; c; c = c->next)
+    for (c = ci; c; c = c->next) {
         c->notify_sched = true;
+        c->t.by_owner = true; /* fenced on a shared database (store.h) */
+        c->fallback.by_owner = true;
+    }
     if (s->capture) {
         DUR_ASSERT(!*s->capture);
         *s->capture = ci;
@@ -678,7 +681,7 @@ static void observe_attempt(struct sched *s, struct step_state *ss)
 }
 
 /* A decision committed (a person's, or the scheduler's own on timeout). */
-static void on_decided(struct sched *s, struct run_state *r, size_t i, const struct transition *t)
+void sched_on_decided(struct sched *s, struct run_state *r, size_t i, const struct transition *t)
 {
     struct step_state *ss = &r->steps[i];
 
@@ -706,7 +709,7 @@ static void on_external_decision(struct sched *s, struct run_state *r, struct co
     }
     i = plan_step_index(r->plan, ci->t.step_id);
     if (i >= 0 && !r->finishing)
-        on_decided(s, r, (size_t)i, &ci->t);
+        sched_on_decided(s, r, (size_t)i, &ci->t);
 }
 
 /* A refused step transition whose step has moved on without it (a person
@@ -749,7 +752,7 @@ static void on_step_committed(struct sched *s, struct run_state *r, struct commi
             sched_timer_push(s, r, i, TM_WAKE, t->wake_at_ms);
         break;
     case TR_STEP_DECIDE:
-        on_decided(s, r, i, t);
+        sched_on_decided(s, r, i, t);
         break;
     case TR_STEP_RETRY:
         r->steps[i].st = SS_RETRYING;
@@ -808,7 +811,8 @@ static void on_committed(struct sched *s, struct commit_item *ci)
     if (ci->t.kind == TR_RUN_FINISH) {
         if (ci->applied != APPLIED_NONE)
             sched_on_run_finished(s, r, &ci->t);
-        if (ci->applied != APPLIED_NONE || ci->code == DURABLE_ECONFLICT)
+        if (ci->applied != APPLIED_NONE || ci->code == DURABLE_ECONFLICT ||
+            ci->code == DURABLE_EFENCED)
             sched_run_drop(s, r->id);
         return;
     }
@@ -896,6 +900,16 @@ static void post_resume(struct durable *d, const char *run_id, bool is_retry)
     post(d->sched, m);
 }
 
+void engine_sched_cluster(struct durable *d, enum sched_cluster_msg what, const char *run_id)
+{
+    struct sched_msg *m = xcalloc(1, sizeof(*m));
+
+    m->kind = MSG_CLUSTER;
+    m->cluster = what;
+    snprintf(m->run_id, sizeof(m->run_id), "%s", run_id ? run_id : "");
+    post(d->sched, m);
+}
+
 void engine_sched_resume(struct durable *d, const char *run_id)
 {
     post_resume(d, run_id, false);
@@ -914,6 +928,8 @@ static void handle_msg(struct sched *s, struct sched_msg *m)
         sched_resume_run(s, m->run_id, m->is_retry);
     if (m->kind == MSG_IO)
         on_io_done(s, m);
+    if (m->kind == MSG_CLUSTER)
+        sched_on_cluster(s, m->cluster, m->run_id);
     for (ci = m->items; ci; ci = next) {
         next = ci->next;
         on_committed(s, ci);
@@ -1025,7 +1041,7 @@ durable_code engine_sched_start(struct durable *d, durable_error *err)
     d->sched = s;
     rc = steps_io_start(io_done, s, &s->io, err);
     /* Recovery runs before the thread starts, so nothing races with it. */
-    if (rc == DURABLE_OK && d->recovery == DURABLE_RECOVER_ALL) {
+    if (rc == DURABLE_OK && d->recovery == DURABLE_RECOVER_ALL && !d->cluster) {
         struct recovery rv = { .s = s };
         rc = store_runs_unfinished(d->store, adopt_record, &rv, err);
     }

@@ -157,7 +157,8 @@ struct plan_cache_entry {
     struct plan *plan;
 };
 
-struct sched; /* engine.c: scheduler state, scheduler thread only */
+struct sched;          /* engine.c: scheduler state, scheduler thread only */
+struct engine_cluster; /* cluster.c: this node in a cluster */
 
 /*
  * A Prometheus histogram with fixed upper bounds (metrics.c). Observed on the
@@ -197,6 +198,9 @@ struct durable {
 
     struct sched *sched;
     pthread_t scheduler;
+
+    /* NULL unless the store is shared by several nodes (cluster.c) */
+    struct engine_cluster *cluster;
 
     /* subscribers: any thread registers; the writer calls them */
     pthread_mutex_t subs_mu;
@@ -268,6 +272,12 @@ void engine_sched_resume(struct durable *d, const char *run_id);
  * stale in-memory state of the run if one is left. */
 void engine_sched_retry(struct durable *d, const char *run_id);
 
+/* What cluster.c tells the scheduler: a run it claimed (adopt it as
+ * recovery does), a run of this node a caller changed (reload it), or that
+ * the node lost its lease (forget every run; run_id unused). */
+enum sched_cluster_msg { SCHED_CLAIMED, SCHED_WAKE, SCHED_FENCE };
+void engine_sched_cluster(struct durable *d, enum sched_cluster_msg what, const char *run_id);
+
 /* A TR_RUN_CREATE item for a child run (a `workflow` step) of workflow (id
  * or name, latest version) with input_json (an object, or NULL for the
  * definition's defaults) and idempotency key `key` (the parent step's, so
@@ -287,6 +297,25 @@ void engine_lock_close(struct durable *d);
 bool engine_run_lock(struct durable *d, const char *run_id);
 void engine_run_unlock(struct durable *d, const char *run_id);
 bool engine_run_locked_elsewhere(struct durable *d, const char *run_id);
+
+/* ---- cluster.c: many nodes on one database ----
+ * engine_cluster_open joins the cluster when the store is shared by several
+ * nodes (ops->cluster); otherwise d->cluster stays NULL and nothing here
+ * does anything. Only a server (DURABLE_RECOVER_ALL) claims other nodes'
+ * runs.
+ * engine_cluster_start starts the node's thread (after the scheduler):
+ * heartbeat, claims, wake-ups. engine_cluster_stop joins it (before the
+ * scheduler stops); engine_cluster_close leaves the cluster, releasing the
+ * node's runs (after the writer has committed its last batch), and frees.
+ * engine_cluster_want (scheduler thread) asks the thread to claim a run
+ * (a resume, a retry, a decision on a run not in memory): the scheduler
+ * adopts it only if this node owns it (SCHED_WAKE). */
+durable_code engine_cluster_open(struct durable *d, const durable_options *opts,
+                                 durable_error *err);
+void engine_cluster_start(struct durable *d);
+void engine_cluster_stop(struct durable *d);
+void engine_cluster_close(struct durable *d);
+void engine_cluster_want(struct durable *d, const char *run_id);
 
 /* ---- api.c ---- */
 /* The built-in definition options, with d's step types. Returns opts. */
