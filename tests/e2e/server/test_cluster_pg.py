@@ -20,13 +20,20 @@ the runs over and finishes them; when the first is continued, its late
 completions are refused by the fence (its log says so) and nothing it
 would have written is in the history: every action once, no step twice.
 
+test_callers_through_another_node: runs executed by one node are approved,
+cancelled and retried through the other, which reaches the owner by
+LISTEN/NOTIFY: the approved run completes, the cancelled one stops, the
+retried one runs again on its owner until it completes.
+
 Usage: test_cluster_pg.py --durable PATH --examples DIR --pg
 """
 import collections
+import http.server
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -58,6 +65,38 @@ SLOW_FLOW = {
         task("notify", 0.2, ["ship"], action="send_notification"),
     ],
 }
+
+
+APPROVAL_FLOW = {
+    "name": "cluster-approval",
+    "steps": [
+        task("before", 0.1),
+        {"id": "ok", "type": "approval", "depends_on": ["before"], "config": {}},
+        task("after", 0.1, ["ok"]),
+    ],
+}
+LONG_FLOW = {"name": "cluster-long", "steps": [task("long", 30.0)]}
+
+
+def flaky_flow(url):
+    """One http_request to url, no retry: the run fails when it fails."""
+    return {"name": "cluster-flaky",
+            "steps": [{"id": "call", "type": "http_request", "config": {"url": url},
+                       "retry": {"max_attempts": 1}}]}
+
+
+class FailOnce(http.server.BaseHTTPRequestHandler):
+    """500 to the first request, 200 to the others."""
+    calls = 0
+
+    def do_GET(self):
+        FailOnce.calls += 1
+        self.send_response(500 if FailOnce.calls == 1 else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
 
 
 def psql_rows(url, sql):
@@ -205,6 +244,35 @@ class ClusterTest(su.ServerTest):
         su.log("p1 continued: %d late transitions refused by the fence" % refused)
         self.check_runs(b, runs, SLOW_FLOW)
         self.assertEqual(a.get("/health").status, 200)
+
+    def test_callers_through_another_node(self):
+        a, b = self.node("o1"), self.node("o2")
+        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FailOnce)
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        self.addCleanup(web.server_close)
+        self.addCleanup(web.shutdown)
+        url = "http://127.0.0.1:%d/call" % web.server_address[1]
+        for flow in (APPROVAL_FLOW, LONG_FLOW, flaky_flow(url)):
+            self.register(a, flow)
+        appr = self.start_run(a, "cluster-approval")["id"]
+        long = self.start_run(a, "cluster-long")["id"]
+        self.wait_run(b, appr, statuses=("waiting",))
+        r = b.post("/runs/%s/steps/ok/approve" % appr, {"by": "someone on o2"})
+        self.assertStatus(r, 200)
+        self.assertEqual(self.wait_run(b, appr)["status"], "completed")
+        r = b.post("/runs/%s/cancel" % long, {})
+        self.assertStatus(r, 200, 202)
+        self.assertEqual(self.wait_run(a, long)["status"], "cancelled")
+        # Fails once (HTTP 500), is retried through o2, and o1 runs it again.
+        flaky = self.start_run(a, "cluster-flaky")["id"]
+        self.assertEqual(self.wait_run(b, flaky)["status"], "failed")
+        self.assertStatus(b.post("/runs/%s/retry" % flaky, {}), 200, 202)
+        self.assertEqual(self.wait_run(b, flaky)["status"], "completed")
+        self.assertEqual(FailOnce.calls, 2)
+        owners = psql_rows(a.db, "SELECT DISTINCT owner_node FROM runs WHERE id IN ('%s')"
+                           % "','".join((appr, long, flaky)))
+        self.assertEqual(owners, [["o1"]], "runs moved to o2")
+        su.log("ok: an approval, a cancel and a retry through o2 reached o1")
 
 
 if __name__ == "__main__":
