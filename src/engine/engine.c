@@ -780,6 +780,18 @@ static void on_chain_broken(struct sched *s, struct commit_item *ci)
     }
 }
 
+/* A transition of r was refused: r is forgotten. On a cluster the run may
+ * still be this node's (a write left from before the node joined again
+ * came first): reloaded if so. */
+static void drop_refused(struct sched *s, struct run_state *r, durable_code code)
+{
+    log_debug("run %s: transition refused (%s), dropping it from memory", r->id,
+              durable_strerror(code));
+    if (s->d->cluster && code == DURABLE_ECONFLICT)
+        engine_cluster_want(s->d, r->id);
+    sched_run_drop(s, r->id);
+}
+
 static void on_committed(struct sched *s, struct commit_item *ci)
 {
     struct run_state *r;
@@ -821,9 +833,7 @@ static void on_committed(struct sched *s, struct commit_item *ci)
     if (ci->applied == APPLIED_NONE) {
         /* Refused: the run finished elsewhere (cancel) or the store failed.
          * Forget it; the store is the truth and a restart resumes it. */
-        log_debug("run %s: transition refused (%s), dropping it from memory", r->id,
-                  durable_strerror(ci->code));
-        sched_run_drop(s, r->id);
+        drop_refused(s, r, ci->code);
         return;
     }
     if (ci->t.kind == TR_RUN_RECOVERED)

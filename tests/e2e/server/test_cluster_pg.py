@@ -185,11 +185,12 @@ class ClusterTest(su.ServerTest):
         runs = self.start_runs([a, b], "cluster-order", N_RUNS, "cl")
         su.log("started %d runs through n1 and n2 in %.2fs" % (N_RUNS, time.monotonic() - t0))
 
+        killed_at = db_now_ms(url)
+        self.assertEqual(a.kill(), -9, "n1 was not running" + a.describe())
+        # Read at once: the runs stay n1's until its lease runs out.
         owned = {r for r, in psql_rows(
             url, "SELECT id FROM runs WHERE owner_node = 'n1' AND status IN"
             " ('pending', 'running', 'waiting')")}
-        killed_at = db_now_ms(url)
-        self.assertEqual(a.kill(), -9, "n1 was not running" + a.describe())
         su.log("killed n1 with %d unfinished runs it owned" % len(owned))
         self.assertTrue(owned, "n1 owned no unfinished run when killed")
 
