@@ -361,11 +361,12 @@ typedef struct durable_event {
 typedef void (*durable_event_fn)(const durable_event *ev, void *ud);
 
 /* Registers fn to see every event after its transaction has committed, in
- * commit order. fn runs on the engine's writer thread: it must return quickly
- * and must not call into durable. Returns a subscription id (> 0).
- * After durable_unsubscribe returns, fn is not running and will not be called
- * again, so ud may be freed. Events that committed before durable_run_wait
- * returned may still be on their way to fn when it returns. */
+ * commit order. fn runs on the engine's writer thread (on a database shared
+ * by several nodes, on the engine's cluster thread, and it sees every
+ * node's events): it must return quickly and must not call into durable. Returns a subscription id
+ * (> 0). After durable_unsubscribe returns, fn is not running and will not be called again, so ud
+ * may be freed. Events that committed before durable_run_wait returned may still be on their way to
+ * fn when it returns. */
 DURABLE_API int durable_subscribe(durable *d, durable_event_fn fn, void *ud);
 DURABLE_API void durable_unsubscribe(durable *d, int subscription_id);
 

@@ -20,6 +20,12 @@
  *     the run, or can claim it, has its scheduler reload it (SCHED_WAKE);
  *     a resume the scheduler asks for (engine_cluster_want) is claimed the
  *     same way, so a node never executes a run it does not own;
+ *   - every node's events: a commit with events NOTIFYs durable_events,
+ *     and the thread hands the events since the last it handed over
+ *     (events_since) to the subscribers, in global id order, so a live
+ *     stream (SSE) on any node shows every run and a stream resumed on
+ *     another node with Last-Event-ID loses nothing; the writer then only
+ *     wakes durable_run_wait callers;
  *   - fencing itself: when no renewal has succeeded for most of the lease
  *     (the process was paused, the database unreachable) or a renewal finds
  *     the lease lost, the scheduler forgets every run (SCHED_FENCE) and the
@@ -67,6 +73,8 @@ struct engine_cluster {
                            the runs callers change; else only the runs it wants */
     bool claim;         /* look for unowned runs */
     bool claim_retry;   /* a claim failed: again after the next renewal */
+    bool events;        /* events were committed: publish them */
+    int64_t last_gid;   /* the last event handed to the subscribers */
 };
 
 /* Logs a failed system call with errno's text. */
@@ -110,6 +118,7 @@ durable_code engine_cluster_open(struct durable *d, const durable_options *opts,
     if (rc == DURABLE_OK)
         log_info("node %s joined the cluster (epoch %lld, lease %lld ms)", c->lease.node_id,
                  (long long)c->lease.epoch, (long long)c->lease_ms);
+    c->last_gid = c->lease.last_gid;
     c->claims = d->recovery == DURABLE_RECOVER_ALL;
     c->claim = c->claims;
     return rc;
@@ -191,6 +200,10 @@ static void on_wake(enum store_wake w, const char *run_id, void *ud)
 {
     struct engine_cluster *c = ud;
 
+    if (w == STORE_WAKE_EVENTS) {
+        c->events = true;
+        return;
+    }
     if (!c->claims)
         return;
     if (w == STORE_WAKE_RUN && run_id && !c->fenced)
@@ -246,6 +259,31 @@ static void heartbeat(struct engine_cluster *c)
     }
 }
 
+/* Hands every node's events committed since the last ones to the
+ * subscribers (SSE, `durable run`), in global id order: ids are given out
+ * in commit order with no gap, so a read never skips one committed later. */
+static void publish_events(struct engine_cluster *c)
+{
+    struct store_events ev = { 0 };
+    durable_error err = { 0 };
+
+    c->events = false;
+    do {
+        store_events_clear(&ev);
+        if (store_events_since_records(c->d->store, c->last_gid, STORE_EVENTS_MAX, &ev, &err) !=
+            DURABLE_OK) {
+            log_warn("cluster: could not read events: %s", err.msg);
+            c->events = true; /* again at the next wake-up */
+            break;
+        }
+        if (ev.n > 0) {
+            c->last_gid = ev.items[ev.n - 1].global_id;
+            engine_events_publish(c->d, &ev, true);
+        }
+    } while (ev.n == STORE_EVENTS_MAX);
+    store_events_release(&ev);
+}
+
 /* Takes the scheduler's requests; false when the thread must stop. */
 static bool take_wanted(struct engine_cluster *c)
 {
@@ -297,6 +335,8 @@ static void *cluster_main(void *arg)
          * not see it. */
         if (c->ops->wake_drain(c->d->store, on_wake, c, &err) != DURABLE_OK)
             log_warn("cluster: %s", err.msg);
+        if (c->events)
+            publish_events(c);
     }
     return NULL;
 }

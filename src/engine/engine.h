@@ -4,7 +4,8 @@
  * Threads and what they own:
  *   writer    (writer.c)  owns the store's write connection. It drains the
  *             commit queue into one transaction per batch, commits, then
- *             publishes the batch's events to subscribers, answers waiting
+ *             publishes the batch's events to subscribers (on a cluster the
+ *             cluster thread publishes every node's, cluster.c), answers waiting
  *             callers and hands the committed items to the scheduler.
  *   scheduler (engine.c)  owns every struct run_state and the timer heap. It
  *             decides what is ready, calls step types, and turns their
@@ -253,6 +254,12 @@ durable_code engine_commit_async(struct durable *d, struct commit_item *ci,
                                  struct commit_reply *reply);
 /* Closes the queue, lets the writer drain it, joins it. */
 void engine_writer_stop(struct durable *d);
+/* Hands committed events to the subscribers (when to_subscribers), then
+ * wakes the durable_run_wait callers of the runs they finish: the writer's
+ * after each commit; on a cluster, the cluster thread's for every node's
+ * events (then the writer's only wakes waiters). Takes subs_mu, then
+ * finish_mu, one after the other. */
+void engine_events_publish(struct durable *d, const struct store_events *ev, bool to_subscribers);
 
 /* ---- engine.c (scheduler) ---- */
 /* Starts the I/O thread, adopts every unfinished run when d->recovery is

@@ -391,6 +391,9 @@ durable_code store_orders_list(struct store *s, struct store_page page, char **o
 #define STORE_EVENTS_MAX 1000
 durable_code store_events_since(struct store *s, int64_t after_gid, int limit, char **out,
                                 durable_error *err);
+/* The same events as records, appended to out (limit clamped alike). */
+durable_code store_events_since_records(struct store *s, int64_t after_gid, int limit,
+                                        struct store_events *out, durable_error *err);
 
 /* ---- inspection (any thread; inspect.c) ---- */
 
@@ -504,10 +507,12 @@ struct store_lease {
     char node_id[ID_MAX];
     int64_t epoch;
     int64_t expires_at_ms;
+    int64_t last_gid; /* join: the last global event id committed so far */
 };
 enum store_wake {
     STORE_WAKE_RUN = 1, /* a run of this node has new work (a decision, a cancel) */
     STORE_WAKE_CLAIM,   /* runs may be waiting for an owner */
+    STORE_WAKE_EVENTS,  /* events were committed (by any node): read events_since */
 };
 struct store_cluster_ops {
     void (*set_node)(struct store *s, const char *node_id, int64_t lease_ms);

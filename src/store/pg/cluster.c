@@ -13,7 +13,8 @@
  * batch will lock its runs FOR SHARE where the pair is its own).
  *
  * Everything runs on the cluster connection (cl), opened by join, which
- * also LISTENs on durable_work and durable_run: wake_fd is its socket and
+ * also LISTENs on durable_work, durable_run and durable_events (each
+ * commit with events, write.c): wake_fd is its socket and
  * wake_drain reads the notifications. Notifications are hints, lost while
  * disconnected: when the connection is found broken, wake_drain reconnects,
  * listens again and reports a claim wake-up, so the node catches up.
@@ -85,6 +86,7 @@ static const char sql_release_all[] =
         " SELECT count(*) FROM r";
 static const char sql_leave[] =
         "UPDATE nodes SET state = 'left', lease_until = 0 WHERE id = $1 AND epoch = $2::bigint";
+static const char sql_last_gid[] = "SELECT gid FROM event_counter";
 static const char sql_notify_work[] = "SELECT pg_notify('" PG_CHANNEL_WORK "', '')";
 
 /* The node's id, epoch and lease as text parameters $1, $2, $3. */
@@ -123,6 +125,8 @@ static durable_code listen_all(PGconn *c, durable_error *err)
 
     if (rc == DURABLE_OK)
         rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_RUN, 0, NULL, err);
+    if (rc == DURABLE_OK)
+        rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_EVENTS, 0, NULL, err);
     return rc;
 }
 
@@ -155,6 +159,8 @@ static durable_code join_tx(struct pg_store *s, struct store_lease *out, durable
     PQclear(r);
     node_params_init(&p, s);
     rc = run_count(s, "release the runs of an earlier start", sql_release_old, &p, &released, err);
+    if (rc == DURABLE_OK)
+        rc = run_count(s, "read the last event id", sql_last_gid, NULL, &out->last_gid, err);
     if (rc == DURABLE_OK && released > 0)
         rc = pg_run(s->cl, "announce released runs", sql_notify_work, 0, NULL, err);
     snprintf(out->node_id, sizeof(out->node_id), "%s", s->node_id);
@@ -337,13 +343,17 @@ static durable_code pg_wake_drain(struct store *base,
     if (!PQconsumeInput(s->cl) || PQstatus(s->cl) != CONNECTION_OK) {
         durable_code rc = relisten(s, err);
         /* Whatever was announced meanwhile is lost: look for work. */
-        if (rc == DURABLE_OK)
+        if (rc == DURABLE_OK) {
             fn(STORE_WAKE_CLAIM, NULL, ud);
+            fn(STORE_WAKE_EVENTS, NULL, ud);
+        }
         return rc;
     }
     while ((n = PQnotifies(s->cl)) != NULL) {
         if (strcmp(n->relname, PG_CHANNEL_RUN) == 0)
             fn(STORE_WAKE_RUN, n->extra, ud);
+        else if (strcmp(n->relname, PG_CHANNEL_EVENTS) == 0)
+            fn(STORE_WAKE_EVENTS, NULL, ud);
         else
             fn(STORE_WAKE_CLAIM, NULL, ud);
         PQfreemem(n);

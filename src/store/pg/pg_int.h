@@ -43,9 +43,10 @@
 #define PG_LEASE_MS_DEFAULT 10000
 
 /* The channels of wake-ups (NOTIFY payloads: "" on durable_work, a run id on
- * durable_run). */
-#define PG_CHANNEL_WORK "durable_work"
-#define PG_CHANNEL_RUN  "durable_run"
+ * durable_run, the last gid of a commit on durable_events). */
+#define PG_CHANNEL_WORK   "durable_work"
+#define PG_CHANNEL_RUN    "durable_run"
+#define PG_CHANNEL_EVENTS "durable_events"
 
 /* The writer's prepared statements (write.c). */
 enum pg_wstmt_id {

@@ -173,7 +173,10 @@ static const struct pg_wstmt {
                             "append an event" },
     /* Locks the counter until the commit, and reads the last gid. */
     [PG_W_COUNTER_LOCK] = { "UPDATE event_counter SET gid = gid RETURNING gid", "number an event" },
-    [PG_W_COUNTER_SET] = { "UPDATE event_counter SET gid = $1::bigint", "number the events" },
+    /* Every node's live streams learn of the events at COMMIT. */
+    [PG_W_COUNTER_SET] = { "WITH u AS (UPDATE event_counter SET gid = $1::bigint RETURNING gid)"
+                           " SELECT pg_notify('" PG_CHANNEL_EVENTS "', gid::text) FROM u",
+                           "number the events" },
     [PG_W_SAVEPOINT] = { "SAVEPOINT store_action", "open a savepoint" },
     [PG_W_SP_RELEASE] = { "RELEASE store_action", "release a savepoint" },
     [PG_W_SP_ROLLBACK] = { "ROLLBACK TO store_action", "undo a refused action" },

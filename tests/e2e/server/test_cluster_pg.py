@@ -25,6 +25,10 @@ cancelled and retried through the other, which reaches the owner by
 LISTEN/NOTIFY: the approved run completes, the cancelled one stops, the
 retried one runs again on its owner until it completes.
 
+test_sse_on_any_node: the global event stream of a node shows the events
+of runs another node executes, in global id order without a gap, and a
+stream resumed on the other node with Last-Event-ID loses nothing.
+
 Usage: test_cluster_pg.py --durable PATH --examples DIR --pg
 """
 import collections
@@ -274,6 +278,45 @@ class ClusterTest(su.ServerTest):
                            % "','".join((appr, long, flaky)))
         self.assertEqual(owners, [["o1"]], "runs moved to o2")
         su.log("ok: an approval, a cancel and a retry through o2 reached o1")
+
+
+    def read_stream(self, stream, n):
+        """The next n events of stream."""
+        got = []
+        while len(got) < n:
+            ev = stream.next(20 * su.slow_factor())
+            self.assertIsNotNone(ev, "the stream ended:\n" + stream.transcript())
+            if ev.get("id") is not None:
+                got.append(ev)
+        return got
+
+    def test_sse_on_any_node(self):
+        a, b = self.node("s1"), self.node("s2")
+        self.register(a, FLOW)
+        stream = su.SSE(b, "/events/stream")
+        self.addCleanup(stream.close)
+        self.assertEqual(stream.status, 200)
+        runs = self.start_runs([a], "cluster-order", 3, "sse")
+        for r in runs:
+            self.wait_run(a, r)
+        # s2's stream shows the runs s1 executes, every event, in order.
+        n = sum(len(self.events(a, r)) for r in runs)
+        got = self.read_stream(stream, n)
+        ids = [int(e["id"]) for e in got]
+        self.assertEqual(ids, list(range(ids[0], ids[0] + n)), stream.transcript())
+        self.assertEqual({e["data"]["run_id"] for e in got}, set(runs))
+        stream.close()
+        # Resumed on s1 with Last-Event-ID: what came after, nothing lost.
+        more = self.start_runs([b], "cluster-order", 1, "sse2")
+        self.wait_run(b, list(more)[0])
+        again = su.SSE(a, "/events/stream", last_event_id=str(ids[n // 2]))
+        self.addCleanup(again.close)
+        rest = self.read_stream(again, n - n // 2 - 1 + len(self.events(b, list(more)[0])))
+        self.assertEqual([int(e["id"]) for e in rest],
+                         list(range(ids[n // 2] + 1, ids[n // 2] + 1 + len(rest))))
+        self.assertEqual([e["id"] for e in rest[:n - n // 2 - 1]],
+                         [e["id"] for e in got[n // 2 + 1:]])
+        su.log("ok: %d events of s1's runs on s2's stream, resumed on s1" % n)
 
 
 if __name__ == "__main__":

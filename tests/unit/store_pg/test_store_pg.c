@@ -388,6 +388,7 @@ static void test_claim(void **state)
 struct wakes {
     int claims;
     int runs;
+    int events;
     char run_id[ID_MAX];
 };
 
@@ -397,6 +398,8 @@ static void on_wake(enum store_wake w, const char *run_id, void *ud)
 
     if (w == STORE_WAKE_CLAIM) {
         k->claims++;
+    } else if (w == STORE_WAKE_EVENTS) {
+        k->events++;
     } else {
         k->runs++;
         snprintf(k->run_id, sizeof(k->run_id), "%s", run_id);
@@ -554,9 +557,14 @@ static void test_fence(void **state)
     assert_int_equal(cancel_as(b, "r2", true, &err), DURABLE_OK);
     /* A caller's write through any node applies, and tells the owner. */
     assert_int_equal(cancel_as(a, "r3", false, &err), DURABLE_OK);
-    for (int i = 0; i < 50 && k.runs == 0; i++)
+    for (int i = 0, events = 0; i < 50 && k.runs == 0; i++) {
+        events += k.events;
+        k.claims = k.events = 0; /* wait_wake waits for a claim or a run */
         wait_wake(b, &k);
+        k.events += events;
+    }
     assert_string_equal(k.run_id, "r3");
+    assert_true(k.events > 0); /* the cancel's events, announced at COMMIT */
     /* claim_run: the owner's own, not another's, not a finished one. */
     assert_int_equal(b->ops->cluster->claim_run(b, "r4", &owned, &err), DURABLE_OK);
     assert_true(owned);
