@@ -41,6 +41,7 @@ typedef enum durable_code {
     DURABLE_ETIMEOUT = 10,    /* a wait ran out of time */
     DURABLE_EACTION = 11,     /* a business action refused (wrong order status) */
     DURABLE_ESTEP = 12,       /* a step attempt failed */
+    DURABLE_EFENCED = 13,     /* another node executes the run now (PostgreSQL cluster) */
 } durable_code;
 
 #define DURABLE_ERROR_MSG_SIZE 256
@@ -99,6 +100,11 @@ typedef struct durable_options {
      * connection. NULL: any host; "": none. The defence against a definition
      * written to reach internal services from the engine's network. */
     const char *http_allow;
+    /* On a database shared by several nodes (PostgreSQL): this node's name (NULL: "HOSTNAME:PID"; a
+     * restart under the same name takes its runs back at once) and its lease in ms (0: 10,000),
+     * after which the other nodes take its runs over. */
+    const char *node_id;
+    int64_t lease_ms;
 } durable_options;
 
 /* Opens (creating and migrating as needed) the store and starts the engine's
@@ -361,11 +367,12 @@ typedef struct durable_event {
 typedef void (*durable_event_fn)(const durable_event *ev, void *ud);
 
 /* Registers fn to see every event after its transaction has committed, in
- * commit order. fn runs on the engine's writer thread: it must return quickly
- * and must not call into durable. Returns a subscription id (> 0).
- * After durable_unsubscribe returns, fn is not running and will not be called
- * again, so ud may be freed. Events that committed before durable_run_wait
- * returned may still be on their way to fn when it returns. */
+ * commit order. fn runs on the engine's writer thread (on a database shared
+ * by several nodes, on the engine's cluster thread, and it sees every
+ * node's events): it must return quickly and must not call into durable. Returns a subscription id
+ * (> 0). After durable_unsubscribe returns, fn is not running and will not be called again, so ud
+ * may be freed. Events that committed before durable_run_wait returned may still be on their way to
+ * fn when it returns. */
 DURABLE_API int durable_subscribe(durable *d, durable_event_fn fn, void *ud);
 DURABLE_API void durable_unsubscribe(durable *d, int subscription_id);
 

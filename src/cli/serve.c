@@ -34,7 +34,8 @@
 static const char serve_usage[] =
         "usage: durable serve [--listen ADDR] [--db PATH] [--workflows DIR] [--workers N]\n"
         "                     [--durability full|process] [--token T] [--session-ttl S]\n"
-        "                     [--http-allow HOST[,HOST...]] [--verbose]\n"
+        "                     [--http-allow HOST[,HOST...]] [--node NAME]\n"
+        "                     [--lease DURATION] [--verbose]\n"
         "\n"
         "Serves the HTTP API, the web UI and live events, and executes runs. At start-up\n"
         "it resumes every unfinished run in the database and registers the workflows of\n"
@@ -66,6 +67,11 @@ static const char serve_usage[] =
         "                     other fails the step with http_forbidden, unconnected. Set\n"
         "                     it so that a definition cannot reach internal services\n"
         "                     (default: any host)\n"
+        "  --node NAME        on PostgreSQL, this node's name among the servers sharing\n"
+        "                     the database (default HOSTNAME:PID); a node started again\n"
+        "                     under its name takes its unfinished runs back at once\n"
+        "  --lease DURATION   on PostgreSQL, how long the other nodes wait for a silent\n"
+        "                     node before taking its runs over: 10s (default), 2500ms\n"
         "  --verbose          one line per request on stderr\n"
         "\n"
         "Routes: GET /openapi.json describes them all; the UI is at /.\n"
@@ -81,6 +87,8 @@ struct serve_args {
     int workers;
     int session_ttl_s;
     durable_durability durability;
+    const char *node;
+    int64_t lease_ms;
     bool verbose;
     char db_label[512]; /* db as shown: no password */
 };
@@ -122,6 +130,50 @@ static int parse_listen(const char *spec, char *host, size_t host_len, int *port
     return parse_int(port_s, 0, 65535, port);
 }
 
+/* "10s", "2500ms" or "10" (seconds) into ms, from 100 ms to a day. */
+static int parse_duration_ms(const char *s, int64_t *out)
+{
+    char *end = NULL;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s)
+        return -1;
+    if (strcmp(end, "ms") == 0)
+        v /= 1000.0;
+    else if (*end != '\0' && strcmp(end, "s") != 0)
+        return -1;
+    if (!(v >= 0.1 && v <= 86400.0))
+        return -1;
+    *out = (int64_t)(v * 1000.0);
+    return 0;
+}
+
+/* The options of a node in a cluster; -1 when opt is none of them. */
+static int parse_cluster_option(struct serve_args *a, const char *opt, const char *val)
+{
+    if (strcmp(opt, "--node") == 0) {
+        if (val[0] == '\0' || strlen(val) >= ID_MAX) {
+            fprintf(stderr, "durable serve: --node is a name of 1 to %d bytes\n", ID_MAX - 1);
+            return -1;
+        }
+        a->node = val;
+        return 0;
+    }
+    if (strcmp(opt, "--lease") == 0) {
+        if (parse_duration_ms(val, &a->lease_ms) != 0) {
+            fprintf(stderr,
+                    "durable serve: --lease is a duration such as 10s or 2500ms, not \"%s\"\n",
+                    val);
+            return -1;
+        }
+        return 0;
+    }
+    fprintf(stderr, "durable serve: unknown option \"%s\"\n\n%s", opt, serve_usage);
+    return -1;
+}
+
 static int parse_option(struct serve_args *a, const char *opt, const char *val)
 {
     if (strcmp(opt, "--listen") == 0)
@@ -154,8 +206,7 @@ static int parse_option(struct serve_args *a, const char *opt, const char *val)
         a->durability =
                 strcmp(val, "full") == 0 ? DURABLE_DURABILITY_FULL : DURABLE_DURABILITY_PROCESS;
     } else {
-        fprintf(stderr, "durable serve: unknown option \"%s\"\n\n%s", opt, serve_usage);
-        return -1;
+        return parse_cluster_option(a, opt, val);
     }
     return 0;
 }
@@ -395,6 +446,8 @@ int cli_serve(int argc, char **argv)
     opts.durability = a.durability;
     opts.http_allow = a.http_allow;
     opts.recovery = DURABLE_RECOVER_ALL;
+    opts.node_id = a.node;
+    opts.lease_ms = a.lease_ms;
     d = durable_open(&opts, &err);
     if (!d) {
         fprintf(stderr, "durable serve: %s\n", err.msg);

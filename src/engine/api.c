@@ -143,15 +143,19 @@ durable *durable_open(const durable_options *opts, durable_error *err)
         goto fail;
     if (store_open(path, opts->durability, &d->store, err) != DURABLE_OK)
         goto fail;
+    if (engine_cluster_open(d, opts, err) != DURABLE_OK)
+        goto fail;
     engine_writer_start(d);
     if (engine_sched_start(d, opts->http_allow, err) != DURABLE_OK)
         goto fail_writer;
+    engine_cluster_start(d);
     return d;
 
 fail_writer:
     engine_writer_stop(d);
     engine_sched_free(d);
 fail:
+    engine_cluster_close(d);
     store_close(d->store);
     d->store = NULL;
     durable_close(d);
@@ -165,8 +169,10 @@ void durable_close(durable *d)
     if (!d)
         return;
     if (d->store) {
+        engine_cluster_stop(d);
         engine_sched_stop(d);
         engine_writer_stop(d);
+        engine_cluster_close(d); /* after the last commit: releases the runs */
         engine_sched_free(d);
         store_close(d->store);
     }

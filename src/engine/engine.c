@@ -142,8 +142,11 @@ void sched_submit(struct sched *s, struct commit_item *ci)
 {
     struct commit_item *c;
 
-    for (c = ci; c; c = c->next)
+    for (c = ci; c; c = c->next) {
         c->notify_sched = true;
+        c->t.by_owner = true; /* fenced on a shared database (store.h) */
+        c->fallback.by_owner = true;
+    }
     if (s->capture) {
         DUR_ASSERT(!*s->capture);
         *s->capture = ci;
@@ -678,7 +681,7 @@ static void observe_attempt(struct sched *s, struct step_state *ss)
 }
 
 /* A decision committed (a person's, or the scheduler's own on timeout). */
-static void on_decided(struct sched *s, struct run_state *r, size_t i, const struct transition *t)
+void sched_on_decided(struct sched *s, struct run_state *r, size_t i, const struct transition *t)
 {
     struct step_state *ss = &r->steps[i];
 
@@ -706,7 +709,7 @@ static void on_external_decision(struct sched *s, struct run_state *r, struct co
     }
     i = plan_step_index(r->plan, ci->t.step_id);
     if (i >= 0 && !r->finishing)
-        on_decided(s, r, (size_t)i, &ci->t);
+        sched_on_decided(s, r, (size_t)i, &ci->t);
 }
 
 /* A refused step transition whose step has moved on without it (a person
@@ -749,7 +752,7 @@ static void on_step_committed(struct sched *s, struct run_state *r, struct commi
             sched_timer_push(s, r, i, TM_WAKE, t->wake_at_ms);
         break;
     case TR_STEP_DECIDE:
-        on_decided(s, r, i, t);
+        sched_on_decided(s, r, i, t);
         break;
     case TR_STEP_RETRY:
         r->steps[i].st = SS_RETRYING;
@@ -775,6 +778,18 @@ static void on_chain_broken(struct sched *s, struct commit_item *ci)
         r->finish_chained = false;
         sched_check_finished(s, r);
     }
+}
+
+/* A transition of r was refused: r is forgotten. On a cluster the run may
+ * still be this node's (a write left from before the node joined again
+ * came first): reloaded if so. */
+static void drop_refused(struct sched *s, struct run_state *r, durable_code code)
+{
+    log_debug("run %s: transition refused (%s), dropping it from memory", r->id,
+              durable_strerror(code));
+    if (s->d->cluster && code == DURABLE_ECONFLICT)
+        engine_cluster_want(s->d, r->id);
+    sched_run_drop(s, r->id);
 }
 
 static void on_committed(struct sched *s, struct commit_item *ci)
@@ -808,7 +823,8 @@ static void on_committed(struct sched *s, struct commit_item *ci)
     if (ci->t.kind == TR_RUN_FINISH) {
         if (ci->applied != APPLIED_NONE)
             sched_on_run_finished(s, r, &ci->t);
-        if (ci->applied != APPLIED_NONE || ci->code == DURABLE_ECONFLICT)
+        if (ci->applied != APPLIED_NONE || ci->code == DURABLE_ECONFLICT ||
+            ci->code == DURABLE_EFENCED)
             sched_run_drop(s, r->id);
         return;
     }
@@ -817,9 +833,7 @@ static void on_committed(struct sched *s, struct commit_item *ci)
     if (ci->applied == APPLIED_NONE) {
         /* Refused: the run finished elsewhere (cancel) or the store failed.
          * Forget it; the store is the truth and a restart resumes it. */
-        log_debug("run %s: transition refused (%s), dropping it from memory", r->id,
-                  durable_strerror(ci->code));
-        sched_run_drop(s, r->id);
+        drop_refused(s, r, ci->code);
         return;
     }
     if (ci->t.kind == TR_RUN_RECOVERED)
@@ -896,6 +910,16 @@ static void post_resume(struct durable *d, const char *run_id, bool is_retry)
     post(d->sched, m);
 }
 
+void engine_sched_cluster(struct durable *d, enum sched_cluster_msg what, const char *run_id)
+{
+    struct sched_msg *m = xcalloc(1, sizeof(*m));
+
+    m->kind = MSG_CLUSTER;
+    m->cluster = what;
+    snprintf(m->run_id, sizeof(m->run_id), "%s", run_id ? run_id : "");
+    post(d->sched, m);
+}
+
 void engine_sched_resume(struct durable *d, const char *run_id)
 {
     post_resume(d, run_id, false);
@@ -914,6 +938,8 @@ static void handle_msg(struct sched *s, struct sched_msg *m)
         sched_resume_run(s, m->run_id, m->is_retry);
     if (m->kind == MSG_IO)
         on_io_done(s, m);
+    if (m->kind == MSG_CLUSTER)
+        sched_on_cluster(s, m->cluster, m->run_id);
     for (ci = m->items; ci; ci = next) {
         next = ci->next;
         on_committed(s, ci);
@@ -1025,7 +1051,7 @@ durable_code engine_sched_start(struct durable *d, const char *http_allow, durab
     d->sched = s;
     rc = steps_io_start(io_done, s, http_allow, &s->io, err);
     /* Recovery runs before the thread starts, so nothing races with it. */
-    if (rc == DURABLE_OK && d->recovery == DURABLE_RECOVER_ALL) {
+    if (rc == DURABLE_OK && d->recovery == DURABLE_RECOVER_ALL && !d->cluster) {
         struct recovery rv = { .s = s };
         rc = store_runs_unfinished(d->store, adopt_record, &rv, err);
     }

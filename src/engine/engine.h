@@ -4,7 +4,8 @@
  * Threads and what they own:
  *   writer    (writer.c)  owns the store's write connection. It drains the
  *             commit queue into one transaction per batch, commits, then
- *             publishes the batch's events to subscribers, answers waiting
+ *             publishes the batch's events to subscribers (on a cluster the
+ *             cluster thread publishes every node's, cluster.c), answers waiting
  *             callers and hands the committed items to the scheduler.
  *   scheduler (engine.c)  owns every struct run_state and the timer heap. It
  *             decides what is ready, calls step types, and turns their
@@ -157,7 +158,8 @@ struct plan_cache_entry {
     struct plan *plan;
 };
 
-struct sched; /* engine.c: scheduler state, scheduler thread only */
+struct sched;          /* engine.c: scheduler state, scheduler thread only */
+struct engine_cluster; /* cluster.c: this node in a cluster */
 
 /*
  * A Prometheus histogram with fixed upper bounds (metrics.c). Observed on the
@@ -197,6 +199,9 @@ struct durable {
 
     struct sched *sched;
     pthread_t scheduler;
+
+    /* NULL unless the store is shared by several nodes (cluster.c) */
+    struct engine_cluster *cluster;
 
     /* subscribers: any thread registers; the writer calls them */
     pthread_mutex_t subs_mu;
@@ -249,6 +254,12 @@ durable_code engine_commit_async(struct durable *d, struct commit_item *ci,
                                  struct commit_reply *reply);
 /* Closes the queue, lets the writer drain it, joins it. */
 void engine_writer_stop(struct durable *d);
+/* Hands committed events to the subscribers (when to_subscribers), then
+ * wakes the durable_run_wait callers of the runs they finish: the writer's
+ * after each commit; on a cluster, the cluster thread's for every node's
+ * events (then the writer's only wakes waiters). Takes subs_mu, then
+ * finish_mu, one after the other. */
+void engine_events_publish(struct durable *d, const struct store_events *ev, bool to_subscribers);
 
 /* ---- engine.c (scheduler) ---- */
 /* Starts the I/O thread, adopts every unfinished run when d->recovery is
@@ -267,6 +278,12 @@ void engine_sched_resume(struct durable *d, const char *run_id);
  * like engine_sched_resume, without a `recovered` event, and replacing a
  * stale in-memory state of the run if one is left. */
 void engine_sched_retry(struct durable *d, const char *run_id);
+
+/* What cluster.c tells the scheduler: a run it claimed (adopt it as
+ * recovery does), a run of this node a caller changed (reload it), or that
+ * the node lost its lease (forget every run; run_id unused). */
+enum sched_cluster_msg { SCHED_CLAIMED, SCHED_WAKE, SCHED_FENCE };
+void engine_sched_cluster(struct durable *d, enum sched_cluster_msg what, const char *run_id);
 
 /* A TR_RUN_CREATE item for a child run (a `workflow` step) of workflow (id
  * or name, latest version) with input_json (an object, or NULL for the
@@ -287,6 +304,25 @@ void engine_lock_close(struct durable *d);
 bool engine_run_lock(struct durable *d, const char *run_id);
 void engine_run_unlock(struct durable *d, const char *run_id);
 bool engine_run_locked_elsewhere(struct durable *d, const char *run_id);
+
+/* ---- cluster.c: many nodes on one database ----
+ * engine_cluster_open joins the cluster when the store is shared by several
+ * nodes (ops->cluster); otherwise d->cluster stays NULL and nothing here
+ * does anything. Only a server (DURABLE_RECOVER_ALL) claims other nodes'
+ * runs.
+ * engine_cluster_start starts the node's thread (after the scheduler):
+ * heartbeat, claims, wake-ups. engine_cluster_stop joins it (before the
+ * scheduler stops); engine_cluster_close leaves the cluster, releasing the
+ * node's runs (after the writer has committed its last batch), and frees.
+ * engine_cluster_want (scheduler thread) asks the thread to claim a run
+ * (a resume, a retry, a decision on a run not in memory): the scheduler
+ * adopts it only if this node owns it (SCHED_WAKE). */
+durable_code engine_cluster_open(struct durable *d, const durable_options *opts,
+                                 durable_error *err);
+void engine_cluster_start(struct durable *d);
+void engine_cluster_stop(struct durable *d);
+void engine_cluster_close(struct durable *d);
+void engine_cluster_want(struct durable *d, const char *run_id);
 
 /* ---- api.c ---- */
 /* The built-in definition options, with d's step types. Returns opts. */

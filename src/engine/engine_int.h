@@ -95,16 +95,17 @@ struct timer {
     char run_id[ID_MAX];
 };
 
-enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO };
+enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO, MSG_CLUSTER };
 
 struct sched_msg {
     QUEUE_LINK(struct sched_msg); /* in the inbox */
     enum msg_kind kind;
-    struct commit_item *items; /* MSG_COMMITTED, owned */
-    char run_id[ID_MAX];       /* MSG_RESUME */
-    bool is_retry;             /* MSG_RESUME: after TR_RUN_RETRY */
-    struct step_io_tag tag;    /* MSG_IO: the attempt whose request ended */
-    struct step_outcome out;   /* MSG_IO: its outcome (output owned) */
+    struct commit_item *items;      /* MSG_COMMITTED, owned */
+    char run_id[ID_MAX];            /* MSG_RESUME */
+    bool is_retry;                  /* MSG_RESUME: after TR_RUN_RETRY */
+    struct step_io_tag tag;         /* MSG_IO: the attempt whose request ended */
+    struct step_outcome out;        /* MSG_IO: its outcome (output owned) */
+    enum sched_cluster_msg cluster; /* MSG_CLUSTER: what cluster.c says of run_id */
 };
 
 struct sched {
@@ -145,6 +146,8 @@ void sched_submit_finish(struct sched *s, struct run_state *r, enum run_status s
 void sched_check_finished(struct sched *s, struct run_state *r);
 void sched_on_ready(struct sched *s, struct run_state *r, size_t i);
 void sched_on_started(struct sched *s, struct run_state *r, size_t i);
+/* A decision on waiting step i committed (t: its output_json). */
+void sched_on_decided(struct sched *s, struct run_state *r, size_t i, const struct transition *t);
 
 /* the timer heap (timers.c) */
 void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_idx,
@@ -156,6 +159,9 @@ void sched_adopt_new(struct sched *s, struct commit_item *ci);
 void sched_on_recovered(struct sched *s, struct run_state *r);
 durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool is_retry);
 void sched_resume_run(struct sched *s, const char *run_id, bool is_retry);
+/* cluster.c's messages: a run claimed, a run of this node changed by a
+ * caller (on any node), or the lease lost (forget every run). */
+void sched_on_cluster(struct sched *s, enum sched_cluster_msg what, const char *run_id);
 
 /* child runs (children.c) */
 void sched_on_child_created(struct sched *s, struct commit_item *ci);

@@ -209,6 +209,11 @@ void sched_resume_run(struct sched *s, const char *run_id, bool is_retry)
     struct run_record rec;
     durable_error err = { 0 };
 
+    if (s->d->cluster) {
+        /* Only the run's owner executes it: claimed first (SCHED_WAKE). */
+        engine_cluster_want(s->d, run_id);
+        return;
+    }
     if (r) {
         /* Active already (a resume by key came first), unless it is the
          * failed incarnation, which its RUN_FINISH, committed before the
@@ -231,5 +236,82 @@ void sched_resume_run(struct sched *s, const char *run_id, bool is_retry)
         sched_adopt_run(s, &rec, is_retry);
     else
         engine_run_unlock(s->d, run_id);
+    run_record_release(&rec);
+}
+
+/* ---- a cluster of nodes (cluster.c) ---- */
+
+/* A run of this node that a caller changed, maybe on another node (a
+ * decision, a cancel, a retry), or that it claimed for a caller: the store
+ * says what changed. */
+static void refresh_run(struct sched *s, const struct run_record *rec)
+{
+    struct run_state *r = sched_run_find(s, rec->id);
+
+    if (r && r->finishing && !run_status_is_final(rec->status)) {
+        sched_run_drop(s, rec->id); /* the failed incarnation of a retried run */
+        r = NULL;
+    }
+    if (!r) {
+        if (!run_status_is_final(rec->status))
+            sched_adopt_run(s, rec, true);
+        return;
+    }
+    if (run_status_is_final(rec->status)) {
+        struct transition t = { .kind = TR_RUN_FINISH, .run_id = rec->id };
+        t.run_status = rec->status;
+        t.output_json = rec->output_json;
+        t.error_message = rec->error_message;
+        if (!r->finishing)
+            sched_on_run_finished(s, r, &t); /* cancelled: its children too */
+        sched_run_drop(s, rec->id);
+        return;
+    }
+    for (size_t k = 0; k < rec->n_steps; k++) {
+        const struct step_record *sr = &rec->steps[k];
+        long i = plan_step_index(r->plan, sr->step_id);
+        if (i >= 0 && sr->status == STEP_S_COMPLETED && r->steps[i].st == SS_WAITING) {
+            struct transition t = { .kind = TR_STEP_DECIDE, .run_id = rec->id };
+            t.output_json = sr->output_json;
+            sched_on_decided(s, r, (size_t)i, &t);
+        }
+    }
+}
+
+/* The node lost its lease: its runs may be another node's now. */
+static void forget_all(struct sched *s)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->n_buckets; i++) {
+        while (s->buckets[i]) {
+            sched_run_drop(s, s->buckets[i]->id);
+            n++;
+        }
+    }
+    if (n > 0)
+        log_warn("this node lost its lease: it stops executing its %zu runs", n);
+}
+
+void sched_on_cluster(struct sched *s, enum sched_cluster_msg what, const char *run_id)
+{
+    struct run_record rec;
+    durable_error err = { 0 };
+
+    if (what == SCHED_FENCE) {
+        forget_all(s);
+        return;
+    }
+    if (what == SCHED_CLAIMED && sched_run_find(s, run_id))
+        return;
+    memset(&rec, 0, sizeof(rec));
+    if (store_run_load(s->d->store, run_id, &rec, &err) != DURABLE_OK) {
+        log_error("cannot resume run %s: %s", run_id, err.msg);
+        return;
+    }
+    if (what == SCHED_CLAIMED && !run_status_is_final(rec.status))
+        sched_adopt_run(s, &rec, false); /* as recovery: its `recovered` event */
+    else if (what == SCHED_WAKE)
+        refresh_run(s, &rec);
     run_record_release(&rec);
 }

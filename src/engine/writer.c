@@ -236,12 +236,12 @@ static bool is_finish_event(const struct store_event *e)
            strcmp(e->type, "run_retried") != 0;
 }
 
-/* Calls every subscriber for every event, then wakes the durable_run_wait
- * callers whose run finished.
+/* Calls every subscriber for every event (unless !to_subscribers), then
+ * wakes the durable_run_wait callers whose run finished.
  * subs_mu is held across the callbacks - the one lock that is - so that
  * durable_unsubscribe returning means the callback will not run again; the
  * callbacks' contract (durable.h) forbids calling back into durable. */
-static void publish_events(struct durable *d, const struct store_events *ev)
+void engine_events_publish(struct durable *d, const struct store_events *ev, bool to_subscribers)
 {
     bool any_finish = false;
     size_t i, j;
@@ -256,7 +256,7 @@ static void publish_events(struct durable *d, const struct store_events *ev)
                               .step_id = e->step_id,
                               .at_ms = e->at_ms,
                               .data_json = e->data_json };
-        for (j = 0; j < d->n_subs; j++)
+        for (j = 0; to_subscribers && j < d->n_subs; j++)
             d->subs[j].fn(&pub, d->subs[j].ud);
         if (is_finish_event(e))
             any_finish = true;
@@ -376,7 +376,9 @@ static void *writer_main(void *arg)
         if (atomic_load(&d->store_failed))
             engine_health_set_writer_error(d, NULL);
         observe_batch(d, batch);
-        publish_events(d, &ev);
+        /* On a cluster, subscribers see every node's events in global id
+         * order, from the cluster thread (cluster.c). */
+        engine_events_publish(d, &ev, !d->cluster);
         dispatch(d, batch);
     }
     store_events_release(&ev);

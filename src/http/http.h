@@ -45,8 +45,9 @@
  * message in error.details), 503 the database or engine is unavailable.
  *
  * Live events (sse.c): one durable_subscribe for the whole server. Its
- * callback runs on the engine's writer thread after each commit, formats
- * the event once and appends it to each matching client's buffer, resuming
+ * callback runs on the engine's writer thread after each commit (the
+ * cluster thread on a shared database), formats the event once and
+ * appends it to each matching client's buffer, resuming
  * the client's connection if it was suspended. An idle client holds no
  * thread: its content reader suspends the connection when its buffer is
  * empty. A timer thread (`durable-sse`) sends a comment every 15 s so dead

@@ -16,7 +16,8 @@
  * ends early so the client reconnects for the rest.
  *
  * Who runs what: the hub callback (on_event) runs on the engine's writer
- * thread after each commit and only formats and appends (never calls
+ * thread after each commit (on PostgreSQL, the engine's cluster thread,
+ * for every node's commits) and only formats and appends (never calls
  * durable). The content reader runs on the connection's polling thread: it
  * copies out what is buffered, or suspends the connection when nothing is,
  * so an idle client holds no thread; appending resumes it. Suspending and
@@ -182,7 +183,8 @@ static void client_push(struct sse_client *c, int64_t id, bool is_final, const c
 
 /* ---- the hub ---- */
 
-/* The engine's subscriber: writer thread, after each commit. */
+/* The engine's subscriber: writer thread, after each commit (cluster
+ * thread on a shared database). */
 static void on_event(const durable_event *ev, void *ud)
 {
     struct sse_hub *h = ud;

@@ -35,6 +35,7 @@ struct apply {
     struct store_events *ev; /* may be NULL */
     size_t n_appended;
     int64_t first_gid; /* the gid of the first event appended */
+    bool fence;        /* t->by_owner: refused on a run this node no longer owns */
 };
 
 static durable_code require(const char *value, const char *field, durable_error *err)
@@ -92,7 +93,9 @@ static durable_code emit(struct apply *a, const struct transition *t, const char
 }
 
 /* Reads the run of t (and, with step_id, that step): DURABLE_ENOTFOUND
- * when there is no such run. */
+ * when there is no such run, DURABLE_EFENCED when the executor's
+ * transition comes from a node that no longer owns it (the fence: the
+ * backend keeps the run's row locked until COMMIT, so a takeover waits). */
 static durable_code run_get(struct apply *a, const char *run_id, const char *step_id,
                             struct store_run_state *out, durable_error *err)
 {
@@ -100,7 +103,19 @@ static durable_code run_get(struct apply *a, const char *run_id, const char *ste
 
     if (rc == DURABLE_OK && !out->has_run)
         rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
+    if (rc == DURABLE_OK && a->fence && out->not_owner) {
+        rc = err_set(err, DURABLE_EFENCED,
+                     "run \"%s\" was taken over by another node: this node's write is dropped",
+                     run_id);
+    }
     return rc;
+}
+
+/* A caller's decision, cancel or retry: the run's owner is told. */
+static bool tells_owner(const struct transition *t)
+{
+    return !t->by_owner &&
+           (t->kind == TR_STEP_DECIDE || t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY);
 }
 
 /* The run must exist and be unfinished, or, for a retry (need_failed),
@@ -696,7 +711,7 @@ static durable_code apply_kind(struct apply *a, const struct transition *t,
 durable_code store_apply(struct store *s, const struct transition *t, struct store_events *events,
                          struct transition_result *result, durable_error *err)
 {
-    struct apply a = { s, s->ops->rows, events, 0, 0 };
+    struct apply a = { s, s->ops->rows, events, 0, 0, t->by_owner };
     struct transition_result res = { .created = false };
     size_t n0 = events ? events->n : 0;
     durable_code rc;
@@ -707,6 +722,8 @@ durable_code store_apply(struct store *s, const struct transition *t, struct sto
     if (rc != DURABLE_OK)
         return rc;
     rc = apply_kind(&a, t, &res, err);
+    if (rc == DURABLE_OK && a.rows->run_notify && tells_owner(t))
+        rc = a.rows->run_notify(s, t->run_id, err);
     if (rc != DURABLE_OK) {
         if (events)
             store_events_truncate(events, n0);

@@ -150,6 +150,9 @@ struct store_run_state {
     char step_status[STORE_NAME_MAX]; /* the step's status as stored */
     char step_type[STORE_NAME_MAX];   /* the step's type ("task", "approval", ...) */
     int attempt;                      /* the step's current attempt */
+    bool not_owner;                   /* another node (or incarnation) owns the run now:
+                                         only a backend shared by several nodes sets it,
+                                         and it keeps the run's row locked until COMMIT */
 };
 
 /* The numbers event_append gave an event. */
@@ -266,6 +269,9 @@ struct store_rows_ops {
      * and any last seq remembered is forgotten. */
     void (*events_undo)(struct store *s, int64_t first_gid);
     durable_code (*savepoint)(struct store *s, enum store_savepoint op, durable_error *err);
+    /* Tells the owner of the run, at COMMIT, that a caller changed it (a
+     * decision, a cancel, a retry): NULL for a backend of one node. */
+    durable_code (*run_notify)(struct store *s, const char *run_id, durable_error *err);
 };
 
 #endif

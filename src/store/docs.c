@@ -393,6 +393,13 @@ durable_code store_events_since(struct store *s, int64_t after_gid, int limit, c
     return rc;
 }
 
+durable_code store_events_since_records(struct store *s, int64_t after_gid, int limit,
+                                        struct store_events *out, durable_error *err)
+{
+    limit = store_clamp_limit(limit, STORE_EVENTS_MAX, STORE_EVENTS_MAX);
+    return s->ops->events_since(s, after_gid < 0 ? 0 : after_gid, limit, out, err);
+}
+
 static void order_members(void *ud, const struct order_row *o)
 {
     struct doc *d = ud;

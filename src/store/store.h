@@ -196,6 +196,12 @@ struct transition {
     /* TR_STEP_WAIT: JSON object merged into the step_waiting event's data, or NULL
        (wake_at_ms is the wake-up time, 0 for none) */
     const char *wait_json;
+    /* Made by the run's executor (the scheduler), not by a caller: on a
+       backend shared by several nodes it applies only while this node owns
+       the run (DURABLE_EFENCED otherwise), and the other kinds (a caller's
+       decision, cancel or retry) tell the run's owner (store_rows_ops
+       run_notify). */
+    bool by_owner;
 };
 
 /* What a committed transition wrote, handed to subscribers after commit. */
@@ -385,6 +391,9 @@ durable_code store_orders_list(struct store *s, struct store_page page, char **o
 #define STORE_EVENTS_MAX 1000
 durable_code store_events_since(struct store *s, int64_t after_gid, int limit, char **out,
                                 durable_error *err);
+/* The same events as records, appended to out (limit clamped alike). */
+durable_code store_events_since_records(struct store *s, int64_t after_gid, int limit,
+                                        struct store_events *out, durable_error *err);
 
 /* ---- inspection (any thread; inspect.c) ---- */
 
@@ -488,24 +497,32 @@ struct store_row_fns {
 /* Operations only a backend shared by several nodes has (PostgreSQL); NULL
  * on SQLite, where one process executes the runs of a file (engine/lock.c).
  * A node joins with a lease, renews it and reaps expired nodes (heartbeat),
- * claims unowned unfinished runs (instead of store_runs_unfinished), releases
- * a run it stops executing, waits on wake_fd for other nodes' hints and
- * drains them, and leaves (releasing its runs and its lease). */
+ * claims unowned unfinished runs (instead of store_runs_unfinished) or one
+ * run (claim_run: *out_owned when it is unowned and unfinished, or this
+ * incarnation's already), releases a run it stops executing, waits on
+ * wake_fd for other nodes' hints and drains them, and leaves (releasing its
+ * runs and its lease). set_node names the node before join and before the
+ * writer starts (NULL id or 0 lease: the default). */
 struct store_lease {
     char node_id[ID_MAX];
     int64_t epoch;
     int64_t expires_at_ms;
+    int64_t last_gid; /* join: the last global event id committed so far */
 };
 enum store_wake {
     STORE_WAKE_RUN = 1, /* a run of this node has new work (a decision, a cancel) */
     STORE_WAKE_CLAIM,   /* runs may be waiting for an owner */
+    STORE_WAKE_EVENTS,  /* events were committed (by any node): read events_since */
 };
 struct store_cluster_ops {
+    void (*set_node)(struct store *s, const char *node_id, int64_t lease_ms);
     durable_code (*join)(struct store *s, struct store_lease *out, durable_error *err);
     durable_code (*heartbeat)(struct store *s, struct store_lease *l, durable_error *err);
     durable_code (*claim)(struct store *s, int room,
                           durable_code (*fn)(const struct run_record *r, void *ud), void *ud,
                           durable_error *err);
+    durable_code (*claim_run)(struct store *s, const char *run_id, bool *out_owned,
+                              durable_error *err);
     durable_code (*release)(struct store *s, const char *run_id, durable_error *err);
     int (*wake_fd)(struct store *s);
     durable_code (*wake_drain)(struct store *s,

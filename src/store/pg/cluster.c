@@ -13,7 +13,8 @@
  * batch will lock its runs FOR SHARE where the pair is its own).
  *
  * Everything runs on the cluster connection (cl), opened by join, which
- * also LISTENs on durable_work and durable_run: wake_fd is its socket and
+ * also LISTENs on durable_work, durable_run and durable_events (each
+ * commit with events, write.c): wake_fd is its socket and
  * wake_drain reads the notifications. Notifications are hints, lost while
  * disconnected: when the connection is found broken, wake_drain reconnects,
  * listens again and reports a claim wake-up, so the node catches up.
@@ -68,6 +69,13 @@ static const char sql_claim[] =
         " WHERE id IN (SELECT id FROM runs WHERE owner_node IS NULL AND " UNFINISHED
         " ORDER BY created_at, id LIMIT $3::integer FOR UPDATE SKIP LOCKED)"
         " AND " LEASE_HELD " RETURNING id, created_at";
+/* $1 node, $2 epoch, $3 run id: takes the run when unowned and unfinished;
+ * answers a row too when this incarnation owns it already. */
+static const char sql_claim_run[] =
+        "UPDATE runs SET owner_node = $1, owner_epoch = $2::bigint WHERE id = $3"
+        " AND ((owner_node IS NULL AND " UNFINISHED ")"
+        " OR (owner_node = $1 AND owner_epoch = $2::bigint))"
+        " AND " LEASE_HELD " RETURNING id";
 /* $1 node, $2 epoch, $3 run id. */
 static const char sql_release[] =
         "UPDATE runs SET owner_node = NULL WHERE id = $3 AND owner_node = $1"
@@ -78,6 +86,7 @@ static const char sql_release_all[] =
         " SELECT count(*) FROM r";
 static const char sql_leave[] =
         "UPDATE nodes SET state = 'left', lease_until = 0 WHERE id = $1 AND epoch = $2::bigint";
+static const char sql_last_gid[] = "SELECT gid FROM event_counter";
 static const char sql_notify_work[] = "SELECT pg_notify('" PG_CHANNEL_WORK "', '')";
 
 /* The node's id, epoch and lease as text parameters $1, $2, $3. */
@@ -116,6 +125,8 @@ static durable_code listen_all(PGconn *c, durable_error *err)
 
     if (rc == DURABLE_OK)
         rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_RUN, 0, NULL, err);
+    if (rc == DURABLE_OK)
+        rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_EVENTS, 0, NULL, err);
     return rc;
 }
 
@@ -148,6 +159,8 @@ static durable_code join_tx(struct pg_store *s, struct store_lease *out, durable
     PQclear(r);
     node_params_init(&p, s);
     rc = run_count(s, "release the runs of an earlier start", sql_release_old, &p, &released, err);
+    if (rc == DURABLE_OK)
+        rc = run_count(s, "read the last event id", sql_last_gid, NULL, &out->last_gid, err);
     if (rc == DURABLE_OK && released > 0)
         rc = pg_run(s->cl, "announce released runs", sql_notify_work, 0, NULL, err);
     snprintf(out->node_id, sizeof(out->node_id), "%s", s->node_id);
@@ -262,6 +275,26 @@ static durable_code pg_claim(struct store *base, int room,
     return rc;
 }
 
+static durable_code pg_claim_run(struct store *base, const char *run_id, bool *out_owned,
+                                 durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct node_params p;
+    PGresult *r;
+
+    *out_owned = false;
+    if (!s->cl || s->epoch == 0)
+        return err_set(err, DURABLE_ECONFLICT, "node \"%s\" has not joined", s->node_id);
+    node_params_init(&p, s);
+    p.v[2] = run_id;
+    r = pg_exec(s->cl, "claim a run", sql_claim_run, 3, p.v, err);
+    if (!r)
+        return DURABLE_EIO;
+    *out_owned = PQntuples(r) > 0;
+    PQclear(r);
+    return DURABLE_OK;
+}
+
 static durable_code pg_release(struct store *base, const char *run_id, durable_error *err)
 {
     struct pg_store *s = pg_of(base);
@@ -310,13 +343,17 @@ static durable_code pg_wake_drain(struct store *base,
     if (!PQconsumeInput(s->cl) || PQstatus(s->cl) != CONNECTION_OK) {
         durable_code rc = relisten(s, err);
         /* Whatever was announced meanwhile is lost: look for work. */
-        if (rc == DURABLE_OK)
+        if (rc == DURABLE_OK) {
             fn(STORE_WAKE_CLAIM, NULL, ud);
+            fn(STORE_WAKE_EVENTS, NULL, ud);
+        }
         return rc;
     }
     while ((n = PQnotifies(s->cl)) != NULL) {
         if (strcmp(n->relname, PG_CHANNEL_RUN) == 0)
             fn(STORE_WAKE_RUN, n->extra, ud);
+        else if (strcmp(n->relname, PG_CHANNEL_EVENTS) == 0)
+            fn(STORE_WAKE_EVENTS, NULL, ud);
         else
             fn(STORE_WAKE_CLAIM, NULL, ud);
         PQfreemem(n);
@@ -357,9 +394,11 @@ static void pg_leave(struct store *base)
 }
 
 const struct store_cluster_ops pg_cluster_ops = {
+    .set_node = pg_store_set_node,
     .join = pg_join,
     .heartbeat = pg_heartbeat,
     .claim = pg_claim,
+    .claim_run = pg_claim_run,
     .release = pg_release,
     .wake_fd = pg_wake_fd,
     .wake_drain = pg_wake_drain,

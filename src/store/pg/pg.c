@@ -118,13 +118,22 @@ const char *pg_cell_text(const PGresult *r, int row, int col)
 }
 
 /* Session settings of the write connection. */
+/* The write connection's settings, again after a reconnect: durability,
+ * and half a lease as the longest it may sit idle inside a transaction, so
+ * that a node paused mid-transaction (SIGSTOP) holds the row locks of its
+ * fence no longer than that: the server ends its session, and the others'
+ * takeover goes on. */
 static durable_code writer_settings(struct pg_store *s, durable_error *err)
 {
     const char *sync = s->durability == DURABLE_DURABILITY_PROCESS ? "off" : "on";
-    const char *params[1] = { sync };
+    char idle[24];
+    const char *params[2] = { sync, idle };
 
-    return pg_run(s->w, "set the durability", "SELECT set_config('synchronous_commit', $1, false)",
-                  1, params, err);
+    snprintf(idle, sizeof(idle), "%lld", (long long)(s->lease_ms / 2));
+    return pg_run(s->w, "set the durability",
+                  "SELECT set_config('synchronous_commit', $1, false),"
+                  " set_config('idle_in_transaction_session_timeout', $2, false)",
+                  2, params, err);
 }
 
 /* A broken connection (the server restarted, the network failed) is reset
@@ -207,8 +216,12 @@ void pg_store_set_node(struct store *base, const char *node_id, int64_t lease_ms
 
     if (node_id)
         snprintf(s->node_id, sizeof(s->node_id), "%s", node_id);
-    if (lease_ms > 0)
+    if (lease_ms > 0 && lease_ms != s->lease_ms) {
+        durable_error err = { 0 };
         s->lease_ms = lease_ms;
+        if (s->w && writer_settings(s, &err) != DURABLE_OK)
+            log_warn("%s", err.msg); /* again at the writer's next reconnect */
+    }
 }
 
 /* ---- the read pool ---- */

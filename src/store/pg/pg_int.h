@@ -40,12 +40,13 @@
 
 /* The default lease of a node, in ms: renewed by the heartbeat (every third
  * of it), expired after it (postgres.md 3.2). */
-#define PG_LEASE_MS_DEFAULT 15000
+#define PG_LEASE_MS_DEFAULT 10000
 
 /* The channels of wake-ups (NOTIFY payloads: "" on durable_work, a run id on
- * durable_run). */
-#define PG_CHANNEL_WORK "durable_work"
-#define PG_CHANNEL_RUN  "durable_run"
+ * durable_run, the last gid of a commit on durable_events). */
+#define PG_CHANNEL_WORK   "durable_work"
+#define PG_CHANNEL_RUN    "durable_run"
+#define PG_CHANNEL_EVENTS "durable_events"
 
 /* The writer's prepared statements (write.c). */
 enum pg_wstmt_id {
@@ -81,6 +82,7 @@ enum pg_wstmt_id {
     PG_W_SAVEPOINT,
     PG_W_SP_RELEASE,
     PG_W_SP_ROLLBACK,
+    PG_W_NOTIFY_RUN,
     PG_W_COUNT
 };
 
@@ -185,7 +187,9 @@ int pg_schema_version(void);
 durable_code pg_reader_take(struct pg_store *s, PGconn **out, durable_error *err);
 void pg_reader_put(struct pg_store *s, PGconn *c);
 
-/* Names the node for the cluster operations (before join): its id in
+/* Names the node for the cluster operations (before join, and before the
+ * writer thread uses the store: the lease also bounds how long the write
+ * connection may idle inside a transaction): its id in
  * nodes (at most ID_MAX - 1 bytes; default "HOSTNAME:PID") and its lease
  * (default PG_LEASE_MS_DEFAULT). For the engine's options and for tests. */
 void pg_store_set_node(struct store *base, const char *node_id, int64_t lease_ms);

@@ -38,9 +38,13 @@
  * taken (a run another node committed meanwhile) is DURABLE_EIO, and the
  * writer's retry of the batch then finds that run (run_by_key).
  *
- * Fencing (postgres.md 3.4) is not here yet: when several nodes execute
- * runs, pg_write_commit is where the batch proves it still owns its runs
- * before COMMIT.
+ * Fencing (postgres.md 3.4): the guard read of every transition locks the
+ * run's row FOR SHARE and reads its owner; store_apply refuses an
+ * executor's transition (DURABLE_EFENCED) when the owner is no longer this
+ * node at its epoch, and the lock holds until COMMIT, so a takeover (which
+ * updates the row) waits for the commit and then sees what it wrote. A
+ * caller's decision, cancel or retry NOTIFYs durable_run with the run id
+ * (run_notify), delivered to the owner at COMMIT.
  *
  * Writer thread only.
  */
@@ -71,10 +75,13 @@ static const struct pg_wstmt {
     const char *sql;
     const char *what;
 } wstmts[PG_W_COUNT] = {
-    [PG_W_RUN_GUARD] = { "SELECT r.status, r.order_id, " LAST_SEQ_R ", s.status, s.attempt, s.type"
+    /* FOR SHARE: the fence (the owner read here holds until COMMIT). */
+    [PG_W_RUN_GUARD] = { "SELECT r.status, r.order_id, " LAST_SEQ_R ", s.status, s.attempt, s.type,"
+                         " r.owner_node, r.owner_epoch"
                          " FROM runs r LEFT JOIN steps s ON s.run_id = r.id AND s.step_id = $2"
-                         " WHERE r.id = $1",
+                         " WHERE r.id = $1 FOR SHARE OF r",
                          "read a step" },
+    [PG_W_NOTIFY_RUN] = { "SELECT pg_notify('" PG_CHANNEL_RUN "', $1)", "tell a run's owner" },
     /* A key names one run per workflow, whatever its version. */
     [PG_W_RUN_BY_KEY] = { "SELECT r.id FROM runs r JOIN workflows w ON w.id = r.workflow_id"
                           " WHERE r.idempotency_key = $2"
@@ -166,7 +173,10 @@ static const struct pg_wstmt {
                             "append an event" },
     /* Locks the counter until the commit, and reads the last gid. */
     [PG_W_COUNTER_LOCK] = { "UPDATE event_counter SET gid = gid RETURNING gid", "number an event" },
-    [PG_W_COUNTER_SET] = { "UPDATE event_counter SET gid = $1::bigint", "number the events" },
+    /* Every node's live streams learn of the events at COMMIT. */
+    [PG_W_COUNTER_SET] = { "WITH u AS (UPDATE event_counter SET gid = $1::bigint RETURNING gid)"
+                           " SELECT pg_notify('" PG_CHANNEL_EVENTS "', gid::text) FROM u",
+                           "number the events" },
     [PG_W_SAVEPOINT] = { "SAVEPOINT store_action", "open a savepoint" },
     [PG_W_SP_RELEASE] = { "RELEASE store_action", "release a savepoint" },
     [PG_W_SP_ROLLBACK] = { "ROLLBACK TO store_action", "undo a refused action" },
@@ -267,6 +277,18 @@ static void cell_copy(const PGresult *r, int col, char *out, size_t out_len)
 
 /* ---- reads ---- */
 
+/* Whether the guard's row (owner_node, owner_epoch in columns 6, 7) is
+ * this node's at its epoch; always so before the node joins (one node). */
+static bool owned_here(struct pg_store *s, const PGresult *r)
+{
+    int64_t epoch = atomic_load(&s->owner_epoch);
+    const char *owner = pg_cell_text(r, 0, 6);
+
+    if (epoch <= 0)
+        return true;
+    return owner && strcmp(owner, s->node_id) == 0 && pg_cell_int64(r, 0, 7) == epoch;
+}
+
 static durable_code pg_row_run_get(struct store *base, const char *run_id, const char *step_id,
                                    struct store_run_state *out, durable_error *err)
 {
@@ -285,10 +307,22 @@ static durable_code pg_row_run_get(struct store *base, const char *run_id, const
         cell_copy(r, 3, out->step_status, sizeof(out->step_status));
         out->attempt = (int)pg_cell_int64(r, 0, 4);
         cell_copy(r, 5, out->step_type, sizeof(out->step_type));
+        out->not_owner = !owned_here(s, r);
         /* The events that follow are numbered from here. */
         snprintf(s->seq_run, sizeof(s->seq_run), "%s", run_id);
         s->seq_last = pg_cell_int64(r, 0, 2);
     }
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code pg_row_run_notify(struct store *base, const char *run_id, durable_error *err)
+{
+    const char *p[1] = { run_id };
+    PGresult *r = wexec(pg_of(base), PG_W_NOTIFY_RUN, 1, p, err);
+
+    if (!r)
+        return DURABLE_EIO;
     PQclear(r);
     return DURABLE_OK;
 }
@@ -658,4 +692,5 @@ const struct store_rows_ops pg_rows_ops = {
     .event_append = pg_row_event_append,
     .events_undo = pg_row_events_undo,
     .savepoint = pg_row_savepoint,
+    .run_notify = pg_row_run_notify,
 };

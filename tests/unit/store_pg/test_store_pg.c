@@ -3,8 +3,9 @@
  * locations, the schema and its migration (also by several nodes at once),
  * durability, the writer's transactions, ping, and the cluster operations
  * (join, heartbeat and reaping, claims with SKIP LOCKED, release, wake-ups,
- * leave); the reads, on fixture rows inserted with SQL, as records and as
- * the documents docs.c builds from them, and the snapshot.
+ * leave) and the fence of a writer whose node lost its runs; the reads, on
+ * fixture rows inserted with SQL, as records and as the documents docs.c
+ * builds from them, and the snapshot.
  *
  * The server is the one DURABLE_TEST_PG names (ctest starts one with
  * tests/pg_server.py); each test empties its public schema first. Without
@@ -387,6 +388,7 @@ static void test_claim(void **state)
 struct wakes {
     int claims;
     int runs;
+    int events;
     char run_id[ID_MAX];
 };
 
@@ -396,6 +398,8 @@ static void on_wake(enum store_wake w, const char *run_id, void *ud)
 
     if (w == STORE_WAKE_CLAIM) {
         k->claims++;
+    } else if (w == STORE_WAKE_EVENTS) {
+        k->events++;
     } else {
         k->runs++;
         snprintf(k->run_id, sizeof(k->run_id), "%s", run_id);
@@ -494,6 +498,80 @@ static void test_reap_and_leave(void **state)
     assert_int_equal(sql_int(c, "SELECT count(*) FROM runs WHERE owner_node IS NULL"), 6);
     assert_int_equal(sql_int(c, "SELECT count(*) FROM nodes WHERE id = 'b' AND state = 'left'"), 1);
     assert_int_equal(b->ops->cluster->wake_fd(b), -1);
+    PQfinish(c);
+    store_close(a);
+    store_close(b);
+}
+
+/* Cancels run_id in a transaction of s's writer: as its executor
+ * (by_owner, fenced) or as a caller. */
+static durable_code cancel_as(struct store *s, const char *run_id, bool by_owner,
+                              durable_error *err)
+{
+    struct transition t = { .kind = TR_RUN_FINISH, .run_id = run_id, .at_ms = 5 };
+    durable_code rc;
+
+    t.run_status = RUN_CANCELLED;
+    t.by_owner = by_owner;
+    rc = store_tx_begin(s, err);
+    if (rc == DURABLE_OK)
+        rc = store_apply(s, &t, NULL, NULL, err);
+    if (rc == DURABLE_OK)
+        rc = store_tx_commit(s, err);
+    else
+        store_tx_rollback(s);
+    return rc;
+}
+
+/* The fence: a node declared dead cannot write as the executor of a run
+ * taken over, while a caller's write through any node applies and tells
+ * the owner. */
+static void test_fence(void **state)
+{
+    struct store_lease la, lb;
+    struct store *a = node("a", 10000, &la);
+    struct store *b = node("b", 10000, &lb);
+    PGconn *c = direct();
+    char ids[10][ID_MAX];
+    int n = 0;
+    bool owned = true;
+    struct wakes k = { 0 };
+    durable_error err = { 0 };
+
+    (void)state;
+    insert_runs(c);
+    assert_int_equal(pg_claim_ids(a, 2, ids, &n, &err), DURABLE_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(cancel_as(a, "r1", true, &err), DURABLE_OK); /* its own run */
+    /* a is declared dead; b takes its runs over. */
+    sql(c, "UPDATE nodes SET lease_until = durable_now_ms() - 1 WHERE id = 'a'");
+    assert_int_equal(b->ops->cluster->heartbeat(b, &lb, &err), DURABLE_OK);
+    assert_int_equal(pg_claim_ids(b, 10, ids, &n, &err), DURABLE_OK);
+    assert_int_equal(n, 5);
+    /* a's late write as executor is refused and writes nothing. */
+    assert_int_equal(cancel_as(a, "r2", true, &err), DURABLE_EFENCED);
+    assert_non_null(strstr(err.msg, "taken over"));
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM runs WHERE id = 'r2' AND status = 'pending'"),
+                     1);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM events WHERE run_id = 'r2'"), 0);
+    assert_int_equal(cancel_as(b, "r2", true, &err), DURABLE_OK);
+    /* A caller's write through any node applies, and tells the owner. */
+    assert_int_equal(cancel_as(a, "r3", false, &err), DURABLE_OK);
+    for (int i = 0, events = 0; i < 50 && k.runs == 0; i++) {
+        events += k.events;
+        k.claims = k.events = 0; /* wait_wake waits for a claim or a run */
+        wait_wake(b, &k);
+        k.events += events;
+    }
+    assert_string_equal(k.run_id, "r3");
+    assert_true(k.events > 0); /* the cancel's events, announced at COMMIT */
+    /* claim_run: the owner's own, not another's, not a finished one. */
+    assert_int_equal(b->ops->cluster->claim_run(b, "r4", &owned, &err), DURABLE_OK);
+    assert_true(owned);
+    assert_int_equal(b->ops->cluster->claim_run(b, "r1", &owned, &err), DURABLE_OK);
+    assert_false(owned);
+    assert_int_equal(a->ops->cluster->claim_run(a, "r5", &owned, &err), DURABLE_OK);
+    assert_false(owned);
     PQfinish(c);
     store_close(a);
     store_close(b);
@@ -957,6 +1035,7 @@ int main(void)
         cmocka_unit_test_setup(test_claim, setup),
         cmocka_unit_test_setup(test_release_and_wakeups, setup),
         cmocka_unit_test_setup(test_reap_and_leave, setup),
+        cmocka_unit_test_setup(test_fence, setup),
         cmocka_unit_test_setup(test_read_records, setup),
         cmocka_unit_test_setup(test_runs_unfinished, setup),
         cmocka_unit_test_setup(test_run_documents, setup),

@@ -1,0 +1,386 @@
+/*
+ * cluster.c - this node's part in a cluster of `durable serve` processes on
+ * one shared database (store.h's struct store_cluster_ops; PostgreSQL).
+ *
+ * A run is executed by the node that owns it in the store. The node joins
+ * at open (its name and lease: durable_options); runs it creates are its
+ * own. A server (DURABLE_RECOVER_ALL) also takes over other nodes' runs;
+ * an engine that executes only its own runs (`durable run`, the
+ * operations on a database) claims only what its scheduler asks for. One
+ * thread of its own,
+ * `durable-cluster`, does all the cluster work:
+ *   - the heartbeat, the only periodic work: renews the lease every third
+ *     of it (and reaps nodes whose lease ran out, releasing their runs);
+ *   - claims: at start, and whenever a wake-up says runs are unowned
+ *     (STORE_WAKE_CLAIM), it claims them and hands each to the scheduler,
+ *     which adopts it as recovery does (SCHED_CLAIMED);
+ *   - wake-ups: it polls the store's wake fd (LISTEN/NOTIFY), never the
+ *     tables: a caller's decision, cancel or retry of a run, on any node,
+ *     is announced to every node (STORE_WAKE_RUN), and the node that owns
+ *     the run, or can claim it, has its scheduler reload it (SCHED_WAKE);
+ *     a resume the scheduler asks for (engine_cluster_want) is claimed the
+ *     same way, so a node never executes a run it does not own;
+ *   - every node's events: a commit with events NOTIFYs durable_events,
+ *     and the thread hands the events since the last it handed over
+ *     (events_since) to the subscribers, in global id order, so a live
+ *     stream (SSE) on any node shows every run and a stream resumed on
+ *     another node with Last-Event-ID loses nothing; the writer then only
+ *     wakes durable_run_wait callers;
+ *   - fencing itself: when no renewal has succeeded for most of the lease
+ *     (the process was paused, the database unreachable) or a renewal finds
+ *     the lease lost, the scheduler forgets every run (SCHED_FENCE) and the
+ *     node joins again under a new epoch, which releases its old runs, then
+ *     claims. Safety does not rest on this: every write of the executor
+ *     checks ownership in its own transaction (store_apply's fence).
+ *
+ * Threads: the cluster operations run on the cluster thread only (and on
+ * the opening and closing thread before it starts and after it is joined).
+ * mu (a leaf) guards want and stop; efd wakes the thread's poll.
+ */
+#include "util/common.h"
+
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define CLUSTER_LEASE_MS_DEFAULT 10000
+/* Runs claimed per statement; claims repeat while they fill it. */
+#define CLAIM_ROOM               64
+
+struct engine_cluster {
+    struct durable *d;
+    const struct store_cluster_ops *ops;
+    pthread_t thread;
+    bool started;
+    int efd; /* eventfd: want has ids, or stop */
+    pthread_mutex_t mu;
+    char (*want)[ID_MAX]; /* guarded by mu: runs to claim for the scheduler */
+    size_t n_want;        /* guarded by mu */
+    size_t cap_want;      /* guarded by mu */
+    bool stop;            /* guarded by mu */
+    /* the cluster thread's */
+    struct store_lease lease;
+    int64_t lease_ms;
+    int64_t renewed_ms; /* clock_mono_us / 1000 when the last good renewal was sent */
+    bool fenced;        /* the scheduler forgot the runs; join again */
+    bool claims;        /* a server (DURABLE_RECOVER_ALL): takes unowned runs and
+                           the runs callers change; else only the runs it wants */
+    bool claim;         /* look for unowned runs */
+    bool claim_retry;   /* a claim failed: again after the next renewal */
+    bool events;        /* events were committed: publish them */
+    int64_t last_gid;   /* the last event handed to the subscribers */
+};
+
+/* Logs a failed system call with errno's text. */
+static void warn_errno(const char *what)
+{
+    char why[128];
+    int e = errno;
+
+    log_warn("cluster: %s failed: %s", what, err_errno(e, why, sizeof(why)));
+}
+
+static int64_t mono_ms(void)
+{
+    return clock_mono_us() / 1000;
+}
+
+durable_code engine_cluster_open(struct durable *d, const durable_options *opts, durable_error *err)
+{
+    const struct store_cluster_ops *ops = d->store->ops->cluster;
+    struct engine_cluster *c;
+    durable_code rc;
+
+    if (!ops)
+        return DURABLE_OK;
+    c = xcalloc(1, sizeof(*c));
+    c->d = d;
+    c->ops = ops;
+    c->lease_ms = opts->lease_ms > 0 ? opts->lease_ms : CLUSTER_LEASE_MS_DEFAULT;
+    c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&c->mu, NULL);
+    d->cluster = c;
+    if (c->efd < 0) {
+        char why[128];
+        int e = errno;
+        return err_set(err, DURABLE_EIO, "could not make an eventfd: %s",
+                       err_errno(e, why, sizeof(why)));
+    }
+    ops->set_node(d->store, opts->node_id, c->lease_ms);
+    c->renewed_ms = mono_ms();
+    rc = ops->join(d->store, &c->lease, err);
+    if (rc == DURABLE_OK)
+        log_info("node %s joined the cluster (epoch %lld, lease %lld ms)", c->lease.node_id,
+                 (long long)c->lease.epoch, (long long)c->lease_ms);
+    c->last_gid = c->lease.last_gid;
+    c->claims = d->recovery == DURABLE_RECOVER_ALL;
+    c->claim = c->claims;
+    return rc;
+}
+
+static void poke(struct engine_cluster *c)
+{
+    uint64_t one = 1;
+
+    if (write(c->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        warn_errno("waking the cluster thread");
+}
+
+void engine_cluster_want(struct durable *d, const char *run_id)
+{
+    struct engine_cluster *c = d->cluster;
+
+    pthread_mutex_lock(&c->mu);
+    if (c->n_want == c->cap_want) {
+        c->cap_want = c->cap_want ? 2 * c->cap_want : 16;
+        c->want = xrealloc(c->want, c->cap_want * sizeof(*c->want));
+    }
+    snprintf(c->want[c->n_want++], ID_MAX, "%s", run_id);
+    pthread_mutex_unlock(&c->mu);
+    poke(c);
+}
+
+struct claim_batch {
+    struct durable *d;
+    int n;
+};
+
+/* claim's callback: the scheduler adopts the run. */
+static durable_code hand_claimed(const struct run_record *r, void *ud)
+{
+    struct claim_batch *b = ud;
+
+    engine_sched_cluster(b->d, SCHED_CLAIMED, r->id);
+    b->n++;
+    return DURABLE_OK;
+}
+
+/* Takes every unowned unfinished run it can, CLAIM_ROOM at a time; after a
+ * failure, tries again after the next renewal. */
+static void claim_all(struct engine_cluster *c)
+{
+    struct claim_batch b = { c->d, 0 };
+    durable_error err = { 0 };
+    int total = 0;
+
+    c->claim = false;
+    do {
+        b.n = 0;
+        if (c->ops->claim(c->d->store, CLAIM_ROOM, hand_claimed, &b, &err) != DURABLE_OK) {
+            log_warn("cluster: could not claim runs: %s", err.msg);
+            c->claim_retry = true;
+            break;
+        }
+        total += b.n;
+    } while (b.n == CLAIM_ROOM);
+    if (total > 0)
+        log_info("node %s claimed %d runs", c->lease.node_id, total);
+}
+
+/* A run changed by a caller, or wanted by the scheduler: reloaded by the
+ * scheduler when this node owns it or could claim it. */
+static void claim_one(struct engine_cluster *c, const char *run_id)
+{
+    durable_error err = { 0 };
+    bool owned = false;
+
+    if (c->ops->claim_run(c->d->store, run_id, &owned, &err) != DURABLE_OK)
+        log_warn("cluster: could not claim run %s: %s", run_id, err.msg);
+    else if (owned)
+        engine_sched_cluster(c->d, SCHED_WAKE, run_id);
+}
+
+static void on_wake(enum store_wake w, const char *run_id, void *ud)
+{
+    struct engine_cluster *c = ud;
+
+    if (w == STORE_WAKE_EVENTS) {
+        c->events = true;
+        return;
+    }
+    if (!c->claims)
+        return;
+    if (w == STORE_WAKE_RUN && run_id && !c->fenced)
+        claim_one(c, run_id);
+    else
+        c->claim = true;
+}
+
+static void fence(struct engine_cluster *c, const char *why)
+{
+    if (c->fenced)
+        return;
+    log_warn("node %s fences itself (%s): it forgets its runs and joins again", c->lease.node_id,
+             why);
+    c->fenced = true;
+    engine_sched_cluster(c->d, SCHED_FENCE, NULL);
+}
+
+/* Renews the lease; fences the node once it can no longer be sure of it. */
+static void heartbeat(struct engine_cluster *c)
+{
+    durable_error err = { 0 };
+    int64_t sent = mono_ms();
+    durable_code rc;
+
+    if (!c->fenced && sent - c->renewed_ms > c->lease_ms - c->lease_ms / 6)
+        fence(c, "its lease was not renewed in time");
+    if (c->fenced) {
+        rc = c->ops->join(c->d->store, &c->lease, &err);
+        if (rc == DURABLE_OK) {
+            log_info("node %s joined again (epoch %lld)", c->lease.node_id,
+                     (long long)c->lease.epoch);
+            c->fenced = false;
+            c->renewed_ms = sent;
+            c->claim = c->claims;
+        }
+    } else {
+        rc = c->ops->heartbeat(c->d->store, &c->lease, &err);
+        if (rc == DURABLE_OK) {
+            c->renewed_ms = sent;
+            c->claim = c->claims && (c->claim || c->claim_retry);
+            c->claim_retry = false;
+        } else if (rc == DURABLE_ECONFLICT)
+            fence(c, err.msg);
+    }
+    if (rc != DURABLE_OK) {
+        log_warn("cluster: %s", err.msg);
+        err_clear(&err);
+        /* A broken connection is reset here (and the hints lost meanwhile
+         * make it look for work). */
+        if (c->ops->wake_drain(c->d->store, on_wake, c, &err) != DURABLE_OK)
+            log_warn("cluster: %s", err.msg);
+    }
+}
+
+/* Hands every node's events committed since the last ones to the
+ * subscribers (SSE, `durable run`), in global id order: ids are given out
+ * in commit order with no gap, so a read never skips one committed later. */
+static void publish_events(struct engine_cluster *c)
+{
+    struct store_events ev = { 0 };
+    durable_error err = { 0 };
+
+    c->events = false;
+    do {
+        store_events_clear(&ev);
+        if (store_events_since_records(c->d->store, c->last_gid, STORE_EVENTS_MAX, &ev, &err) !=
+            DURABLE_OK) {
+            log_warn("cluster: could not read events: %s", err.msg);
+            c->events = true; /* again at the next wake-up */
+            break;
+        }
+        if (ev.n > 0) {
+            c->last_gid = ev.items[ev.n - 1].global_id;
+            engine_events_publish(c->d, &ev, true);
+        }
+    } while (ev.n == STORE_EVENTS_MAX);
+    store_events_release(&ev);
+}
+
+/* Takes the scheduler's requests; false when the thread must stop. */
+static bool take_wanted(struct engine_cluster *c)
+{
+    char(*want)[ID_MAX];
+    size_t n;
+    uint64_t v;
+    bool stop;
+
+    if (read(c->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        warn_errno("reading the eventfd");
+    pthread_mutex_lock(&c->mu);
+    want = c->want;
+    n = c->n_want;
+    stop = c->stop;
+    c->want = NULL;
+    c->n_want = c->cap_want = 0;
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = 0; i < n && !stop && !c->fenced; i++)
+        claim_one(c, want[i]);
+    free(want);
+    return !stop;
+}
+
+static void *cluster_main(void *arg)
+{
+    struct engine_cluster *c = arg;
+    int64_t next_beat = mono_ms() + c->lease_ms / 3;
+
+    pthread_setname_np(pthread_self(), "durable-cluster");
+    for (;;) {
+        struct pollfd p[2] = { { .fd = c->efd, .events = POLLIN },
+                               { .fd = c->ops->wake_fd(c->d->store), .events = POLLIN } };
+        int64_t wait = next_beat - mono_ms();
+        durable_error err = { 0 };
+
+        if (poll(p, 2, c->claim && !c->fenced ? 0 : (int)(wait > 0 ? wait : 0)) < 0 &&
+            errno != EINTR)
+            warn_errno("poll");
+        if (p[0].revents && !take_wanted(c))
+            break;
+        if (mono_ms() >= next_beat) {
+            heartbeat(c);
+            next_beat = mono_ms() + (c->fenced ? 1000 : c->lease_ms / 3);
+        }
+        if (c->claim && !c->fenced)
+            claim_all(c);
+        /* Always: a notification (our own heartbeat's, say) may have been
+         * read off the socket with a statement's result, and poll would
+         * not see it. */
+        if (c->ops->wake_drain(c->d->store, on_wake, c, &err) != DURABLE_OK)
+            log_warn("cluster: %s", err.msg);
+        if (c->events)
+            publish_events(c);
+    }
+    return NULL;
+}
+
+void engine_cluster_start(struct durable *d)
+{
+    struct engine_cluster *c = d->cluster;
+
+    if (!c)
+        return;
+    if (pthread_create(&c->thread, NULL, cluster_main, c) != 0) {
+        log_error("could not start the cluster thread: runs of other nodes are not taken over");
+        return;
+    }
+    c->started = true;
+}
+
+void engine_cluster_stop(struct durable *d)
+{
+    struct engine_cluster *c = d->cluster;
+
+    if (!c || !c->started)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_mutex_unlock(&c->mu);
+    poke(c);
+    pthread_join(c->thread, NULL);
+    c->started = false;
+}
+
+void engine_cluster_close(struct durable *d)
+{
+    struct engine_cluster *c = d->cluster;
+
+    if (!c)
+        return;
+    engine_cluster_stop(d);
+    if (d->store)
+        c->ops->leave(d->store); /* releases its runs: the others claim them at once */
+    if (c->efd >= 0)
+        close(c->efd);
+    pthread_mutex_destroy(&c->mu);
+    free(c->want);
+    free(c);
+    d->cluster = NULL;
+}

@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""Many `durable serve` nodes on one PostgreSQL database (issue 11).
+
+test_sigkill_one_of_three: three nodes (lease 2 s) share the database of
+DURABLE_TEST_PG (tests/pg_server.py starts one). 200 runs of an order flow
+with the four actions, each with its own order, are started through the
+first two nodes in turn; mid-way the first node is SIGKILLed, and later
+the second is SIGSTOPped past its lease and continued. Then, read over HTTP
+from the survivor:
+  - every run completed and its order is shipped;
+  - each run's events have seq 1..n without a gap, each action applied
+    exactly once, each step completed exactly once;
+  - the runs the killed node owned were taken over: the takeover time
+    (the kill to the last of their `recovered` events, measured on the
+    database's clock) is printed, and is under 2 x lease.
+
+test_paused_node_is_fenced: two nodes; runs started on the first, whose
+steps are in flight when it is SIGSTOPped past its lease. The second takes
+the runs over and finishes them; when the first is continued, its late
+completions are refused by the fence (its log says so) and nothing it
+would have written is in the history: every action once, no step twice.
+
+test_callers_through_another_node: runs executed by one node are approved,
+cancelled and retried through the other, which reaches the owner by
+LISTEN/NOTIFY: the approved run completes, the cancelled one stops, the
+retried one runs again on its owner until it completes.
+
+test_sse_on_any_node: the global event stream of a node shows the events
+of runs another node executes, in global id order without a gap, and a
+stream resumed on the other node with Last-Event-ID loses nothing.
+
+Usage: test_cluster_pg.py --durable PATH --examples DIR --pg
+"""
+import collections
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+import server_util as su
+from server_util import task
+
+LEASE_S = 2.0
+N_RUNS = 200
+ACTIONS = ["validate_order", "charge_payment", "ship_order", "send_notification"]
+FLOW = {
+    "name": "cluster-order",
+    "description": "the order flow in about 2 s, on a cluster of nodes",
+    "steps": [
+        task("validate", 0.3, action="validate_order"),
+        task("reserve", 0.5, ["validate"]),
+        task("charge", 0.6, ["validate"], action="charge_payment"),
+        task("ship", 0.4, ["charge", "reserve"], action="ship_order"),
+        task("notify", 0.2, ["ship"], action="send_notification"),
+    ],
+}
+# Long steps, so that they are in flight while their node is paused.
+SLOW_FLOW = {
+    "name": "cluster-slow-order",
+    "description": "steps long enough to be in flight across a pause",
+    "steps": [
+        task("validate", 2.5, action="validate_order"),
+        task("charge", 0.2, ["validate"], action="charge_payment"),
+        task("ship", 0.2, ["charge"], action="ship_order"),
+        task("notify", 0.2, ["ship"], action="send_notification"),
+    ],
+}
+
+
+APPROVAL_FLOW = {
+    "name": "cluster-approval",
+    "steps": [
+        task("before", 0.1),
+        {"id": "ok", "type": "approval", "depends_on": ["before"], "config": {}},
+        task("after", 0.1, ["ok"]),
+    ],
+}
+LONG_FLOW = {"name": "cluster-long", "steps": [task("long", 30.0)]}
+
+
+def flaky_flow(url):
+    """One http_request to url, no retry: the run fails when it fails."""
+    return {"name": "cluster-flaky",
+            "steps": [{"id": "call", "type": "http_request", "config": {"url": url},
+                       "retry": {"max_attempts": 1}}]}
+
+
+class FailOnce(http.server.BaseHTTPRequestHandler):
+    """500 to the first request, 200 to the others."""
+    calls = 0
+
+    def do_GET(self):
+        FailOnce.calls += 1
+        self.send_response(500 if FailOnce.calls == 1 else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def psql_rows(url, sql):
+    """The rows of sql on the PostgreSQL database url, as lists of text."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    import pg_server
+    r = subprocess.run([os.path.join(pg_server.bindir(), "psql"), "-X", "-q", "-A", "-t",
+                        "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("psql: %s" % r.stderr)
+    return [line.split("\t") for line in r.stdout.splitlines() if line]
+
+
+def db_now_ms(url):
+    return int(psql_rows(url, "SELECT durable_now_ms()")[0][0])
+
+
+class ClusterTest(su.ServerTest):
+
+    def node(self, name):
+        return self.start_server(name=name, args=["--node", name, "--lease", "%gs" % LEASE_S])
+
+    def wait_all_finished(self, srv, runs, what):
+        deadline = time.monotonic() + 60 * su.slow_factor()
+        pending = set(runs)
+        while pending and time.monotonic() < deadline:
+            lst = srv.get("/runs?status=completed&limit=500")
+            self.assertOk(lst)
+            pending -= {r["id"] for r in lst.json()}
+            time.sleep(0.2)
+        self.assertFalse(pending, "%s: %d runs unfinished after 60 s: %s"
+                         % (what, len(pending), sorted(pending)[:5]))
+
+    def check_runs(self, srv, runs, flow):
+        problems = []
+        for run_id, order_id in sorted(runs.items()):
+            p = self.check_run(srv, run_id, order_id, flow)
+            if p:
+                problems.append("run %s:\n  %s" % (run_id, "\n  ".join(p)))
+        self.assertFalse(problems, "%d of %d runs broke the contract:\n%s"
+                         % (len(problems), len(runs), "\n\n".join(problems[:10])))
+
+    def check_run(self, srv, run_id, order_id, flow):
+        problems = []
+        bad = problems.append
+        run = self.run_json(srv, run_id)
+        if run["status"] != "completed":
+            bad("status %r (error %s)" % (run["status"], run["error_message"]))
+        o = srv.get("/orders/%s" % order_id)
+        if o.status != 200 or o.json().get("status") != "shipped":
+            bad("order %s: %s %s" % (order_id, o.status, o.text[:200]))
+        events = self.events(srv, run_id)
+        seqs = [e["seq"] for e in events]
+        if seqs != list(range(1, len(events) + 1)):
+            bad("seq not 1..n without gaps: %s" % seqs)
+        applied = collections.Counter(e["data"].get("action") for e in events
+                                      if e["type"] == "action_applied")
+        for a in ACTIONS:
+            if applied[a] != 1:
+                bad("action %s applied %d times" % (a, applied[a]))
+        completed = collections.Counter(e["step_id"] for e in events
+                                        if e["type"] == "step_completed")
+        for s in flow["steps"]:
+            if completed[s["id"]] != 1:
+                bad("step %s completed %d times" % (s["id"], completed[s["id"]]))
+        if problems:
+            problems.append("events:\n" + su.format_events(events))
+        return problems
+
+    def start_runs(self, nodes, workflow, n, tag):
+        runs = {}
+        for i in range(n):
+            srv = nodes[i % len(nodes)]
+            order = self.create_order(srv, 10 + i)
+            run = self.start_run(srv, workflow, {"order_id": order["id"],
+                                                 "idempotency_key": "%s-%d" % (tag, i)})
+            runs[run["id"]] = order["id"]
+        return runs
+
+    def test_sigkill_one_of_three(self):
+        a, b, c = self.node("n1"), self.node("n2"), self.node("n3")
+        url = a.db
+        self.register(a, FLOW, expect=(201,))
+        t0 = time.monotonic()
+        runs = self.start_runs([a, b], "cluster-order", N_RUNS, "cl")
+        su.log("started %d runs through n1 and n2 in %.2fs" % (N_RUNS, time.monotonic() - t0))
+
+        killed_at = db_now_ms(url)
+        self.assertEqual(a.kill(), -9, "n1 was not running" + a.describe())
+        # Read at once: the runs stay n1's until its lease runs out.
+        owned = {r for r, in psql_rows(
+            url, "SELECT id FROM runs WHERE owner_node = 'n1' AND status IN"
+            " ('pending', 'running', 'waiting')")}
+        su.log("killed n1 with %d unfinished runs it owned" % len(owned))
+        self.assertTrue(owned, "n1 owned no unfinished run when killed")
+
+        # A start through a survivor while n1 is dead.
+        more = self.start_runs([c], "cluster-order", 5, "late")
+        runs.update(more)
+        time.sleep(0.5)
+        b.proc.send_signal(signal.SIGSTOP)
+        time.sleep(LEASE_S * 1.5)
+        b.proc.send_signal(signal.SIGCONT)
+        su.log("paused n2 for %.1fs" % (LEASE_S * 1.5))
+
+        self.wait_all_finished(c, runs, "after the kill")
+        rows = psql_rows(url, "SELECT run_id, max(at) FROM events WHERE type = 'recovered'"
+                         " AND at > %d GROUP BY run_id" % killed_at)
+        recovered = {r: int(at) for r, at in rows}
+        missing = owned - set(recovered)
+        self.assertFalse(missing, "runs of n1 finished without a takeover: %s"
+                         % sorted(missing)[:5])
+        takeover = (max(recovered[r] for r in owned) - killed_at) / 1000.0
+        first = (min(recovered[r] for r in owned) - killed_at) / 1000.0
+        su.log("takeover of n1's %d runs: first after %.2fs, all after %.2fs (lease %gs)"
+               % (len(owned), first, takeover, LEASE_S))
+        self.assertLess(takeover, 2 * LEASE_S * su.slow_factor() + 1.0,
+                        "the takeover took over 2 x lease")
+        self.check_runs(c, runs, FLOW)
+        # Any node answers for any run.
+        some = sorted(runs)[0]
+        self.assertEqual(self.run_json(b, some)["status"], "completed")
+        su.log("ok: %d runs on 3 nodes, each action applied once" % len(runs))
+
+    def test_paused_node_is_fenced(self):
+        a, b = self.node("p1"), self.node("p2")
+        url = a.db
+        self.register(a, SLOW_FLOW, expect=(201,))
+        runs = self.start_runs([a], "cluster-slow-order", 20, "fence")
+        time.sleep(0.5)  # the first steps are in flight on p1
+        a.proc.send_signal(signal.SIGSTOP)
+        paused_at = time.monotonic()
+        self.wait_all_finished(b, runs, "p1 paused")
+        su.log("p2 finished p1's runs %.2fs after the pause" % (time.monotonic() - paused_at))
+        owners = psql_rows(url, "SELECT DISTINCT owner_node FROM runs WHERE id IN (%s)"
+                           % ",".join("'%s'" % r for r in runs))
+        self.assertEqual(owners, [["p2"]])
+        a.proc.send_signal(signal.SIGCONT)
+        # p1's timers are long due: its late completions meet the fence.
+        self.wait_for(lambda: "taken over by another node" in su.read_text(a.err_path)
+                      or "fences itself" in su.read_text(a.err_path),
+                      10 * su.slow_factor(), "p1 noticing it lost its runs")
+        time.sleep(1.0)
+        refused = su.read_text(a.err_path).count("taken over by another node")
+        su.log("p1 continued: %d late transitions refused by the fence" % refused)
+        self.check_runs(b, runs, SLOW_FLOW)
+        self.assertEqual(a.get("/health").status, 200)
+
+    def test_callers_through_another_node(self):
+        a, b = self.node("o1"), self.node("o2")
+        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FailOnce)
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        self.addCleanup(web.server_close)
+        self.addCleanup(web.shutdown)
+        url = "http://127.0.0.1:%d/call" % web.server_address[1]
+        for flow in (APPROVAL_FLOW, LONG_FLOW, flaky_flow(url)):
+            self.register(a, flow)
+        appr = self.start_run(a, "cluster-approval")["id"]
+        long = self.start_run(a, "cluster-long")["id"]
+        self.wait_run(b, appr, statuses=("waiting",))
+        r = b.post("/runs/%s/steps/ok/approve" % appr, {"by": "someone on o2"})
+        self.assertStatus(r, 200)
+        self.assertEqual(self.wait_run(b, appr)["status"], "completed")
+        r = b.post("/runs/%s/cancel" % long, {})
+        self.assertStatus(r, 200, 202)
+        self.assertEqual(self.wait_run(a, long)["status"], "cancelled")
+        # Fails once (HTTP 500), is retried through o2, and o1 runs it again.
+        flaky = self.start_run(a, "cluster-flaky")["id"]
+        self.assertEqual(self.wait_run(b, flaky)["status"], "failed")
+        self.assertStatus(b.post("/runs/%s/retry" % flaky, {}), 200, 202)
+        self.assertEqual(self.wait_run(b, flaky)["status"], "completed")
+        self.assertEqual(FailOnce.calls, 2)
+        owners = psql_rows(a.db, "SELECT DISTINCT owner_node FROM runs WHERE id IN ('%s')"
+                           % "','".join((appr, long, flaky)))
+        self.assertEqual(owners, [["o1"]], "runs moved to o2")
+        su.log("ok: an approval, a cancel and a retry through o2 reached o1")
+
+
+    def read_stream(self, stream, n):
+        """The next n events of stream."""
+        got = []
+        while len(got) < n:
+            ev = stream.next(20 * su.slow_factor())
+            self.assertIsNotNone(ev, "the stream ended:\n" + stream.transcript())
+            if ev.get("id") is not None:
+                got.append(ev)
+        return got
+
+    def test_sse_on_any_node(self):
+        a, b = self.node("s1"), self.node("s2")
+        self.register(a, FLOW)
+        stream = su.SSE(b, "/events/stream")
+        self.addCleanup(stream.close)
+        self.assertEqual(stream.status, 200)
+        runs = self.start_runs([a], "cluster-order", 3, "sse")
+        for r in runs:
+            self.wait_run(a, r)
+        # s2's stream shows the runs s1 executes, every event, in order.
+        n = sum(len(self.events(a, r)) for r in runs)
+        got = self.read_stream(stream, n)
+        ids = [int(e["id"]) for e in got]
+        self.assertEqual(ids, list(range(ids[0], ids[0] + n)), stream.transcript())
+        self.assertEqual({e["data"]["run_id"] for e in got}, set(runs))
+        stream.close()
+        # Resumed on s1 with Last-Event-ID: what came after, nothing lost.
+        more = self.start_runs([b], "cluster-order", 1, "sse2")
+        self.wait_run(b, list(more)[0])
+        again = su.SSE(a, "/events/stream", last_event_id=str(ids[n // 2]))
+        self.addCleanup(again.close)
+        rest = self.read_stream(again, n - n // 2 - 1 + len(self.events(b, list(more)[0])))
+        self.assertEqual([int(e["id"]) for e in rest],
+                         list(range(ids[n // 2] + 1, ids[n // 2] + 1 + len(rest))))
+        self.assertEqual([e["id"] for e in rest[:n - n // 2 - 1]],
+                         [e["id"] for e in got[n // 2 + 1:]])
+        su.log("ok: %d events of s1's runs on s2's stream, resumed on s1" % n)
+
+
+if __name__ == "__main__":
+    rest = su.parse_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
