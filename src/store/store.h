@@ -196,6 +196,12 @@ struct transition {
     /* TR_STEP_WAIT: JSON object merged into the step_waiting event's data, or NULL
        (wake_at_ms is the wake-up time, 0 for none) */
     const char *wait_json;
+    /* STEP_* of a step reached by code (code-first runs): when not NULL,
+       the step's row is inserted first if the run has none of that id yet
+       (insert_step's type, max_attempts and depends_on; insert_idx its
+       position), then the transition applies as to any step */
+    const struct transition_step_init *insert_step;
+    int insert_idx;
 };
 
 /* What a committed transition wrote, handed to subscribers after commit. */
