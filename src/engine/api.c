@@ -144,12 +144,16 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     if (store_open(path, opts->durability, &d->store, err) != DURABLE_OK)
         goto fail;
     engine_writer_start(d);
+    if (engine_code_start(d, err) != DURABLE_OK)
+        goto fail_writer;
     if (engine_sched_start(d, err) != DURABLE_OK)
         goto fail_writer;
     return d;
 
 fail_writer:
+    engine_code_stop(d);
     engine_writer_stop(d);
+    engine_code_free(d);
     engine_sched_free(d);
 fail:
     store_close(d->store);
@@ -166,8 +170,10 @@ void durable_close(durable *d)
         return;
     if (d->store) {
         engine_sched_stop(d);
+        engine_code_stop(d);
         engine_writer_stop(d);
         engine_sched_free(d);
+        engine_code_free(d);
         store_close(d->store);
     }
     for (i = 0; i < d->n_plans; i++)

@@ -157,7 +157,8 @@ struct plan_cache_entry {
     struct plan *plan;
 };
 
-struct sched; /* engine.c: scheduler state, scheduler thread only */
+struct sched;     /* engine.c: scheduler state, scheduler thread only */
+struct code_exec; /* code.c: code-first workflows, their registry and threads */
 
 /*
  * A Prometheus histogram with fixed upper bounds (metrics.c). Observed on the
@@ -197,6 +198,8 @@ struct durable {
 
     struct sched *sched;
     pthread_t scheduler;
+
+    struct code_exec *code; /* code.c; immutable pointer, its own lock inside */
 
     /* subscribers: any thread registers; the writer calls them */
     pthread_mutex_t subs_mu;
@@ -276,6 +279,19 @@ void engine_sched_retry(struct durable *d, const char *run_id);
  * scheduler thread. OUT *out (owned) on success. */
 durable_code engine_child_item(struct durable *d, const char *workflow, const char *input_json,
                                const char *key, struct commit_item **out, durable_error *err);
+
+/* ---- code.c: code-first workflows ---- */
+/* Starts the workflow threads; before the scheduler (which adopts runs). */
+durable_code engine_code_start(struct durable *d, durable_error *err);
+/* Lets the invocations under way finish (their steps commit), drops the
+ * queued ones and joins the threads; before the writer stops. */
+void engine_code_stop(struct durable *d);
+void engine_code_free(struct durable *d); /* after engine_code_stop */
+/* The scheduler would adopt run_id, a run of code-first plan: queues its
+ * invocation if this process registered the plan's name and version and
+ * the run is not queued or being invoked already; otherwise it waits.
+ * Any thread. */
+void engine_code_adopt(struct durable *d, const char *run_id, const struct plan *plan);
 
 /* ---- lock.c: which process executes which runs ---- */
 /* Takes the presence lock (exclusive for DURABLE_RECOVER_ALL, shared

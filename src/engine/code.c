@@ -1,0 +1,655 @@
+/*
+ * code.c - code-first workflows: C functions registered by name and
+ * version (durable_workflow_fn_register), executed on a pool of workflow
+ * threads, whose steps (durable_step) are step rows added to the run as the
+ * code reaches them.
+ *
+ * A code-first run is an ordinary run of a workflow version whose
+ * definition has `code_version` and no steps. The scheduler never executes
+ * it: whenever it would adopt one (created, recovered, resumed by key,
+ * retried) it hands the run to engine_code_adopt, which queues an
+ * invocation if this process registered that name and version (else the
+ * run waits, unfinished, for a process that does). An invocation reads the
+ * run's document once (its steps in call order), then calls the function
+ * from the top: a step recorded as completed returns its output, one not
+ * recorded yet commits its START (inserting its row, without waiting),
+ * runs, and returns once its COMPLETE has committed; the run's RUN_FINISH
+ * follows the function's return. Step ids are given on the workflow thread
+ * in call order (`name`, `name#2`, ...), so they do not depend on timing.
+ *
+ * Threads: struct code_exec's mu (a leaf) guards the registry, the job
+ * list and the set of runs queued or being invoked (one invocation per run
+ * at a time); a durable_ctx belongs to the workflow thread invoking it.
+ * Workflow threads submit to the commit queue like any caller; they never
+ * touch scheduler state. engine_code_stop runs before the writer stops, so
+ * every step a function finishes is committed.
+ */
+#include "util/common.h"
+
+#include "engine/engine.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CODE_MAX_FNS      256
+#define CODE_THREADS      4
+#define CODE_NAME_MAX     64
+#define CODE_OUTPUT_MAX   (1024 * 1024)
+#define CODE_STEP_ID_SIZE (CODE_NAME_MAX + 16)
+
+struct code_fn {
+    char name[CODE_NAME_MAX + 1];
+    int version;
+    durable_workflow_fn fn;
+    void *ud;
+    char workflow_id[ID_MAX];
+};
+
+struct code_job {
+    struct code_job *next;
+    char run_id[ID_MAX];
+    const struct code_fn *fn; /* registry entries are never freed before stop */
+};
+
+/* A run queued or being invoked; again: adopted once more meanwhile. */
+struct code_active {
+    char run_id[ID_MAX];
+    bool again;
+};
+
+struct code_exec {
+    struct durable *d;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct code_fn *fns[CODE_MAX_FNS]; /* guarded by mu; entries immutable once added */
+    size_t n_fns;                      /* guarded by mu */
+    struct code_job *head, *tail;      /* guarded by mu: queued invocations */
+    struct code_active *active;        /* guarded by mu: runs queued or being invoked */
+    size_t n_active, cap_active;       /* guarded by mu */
+    bool is_stopping;                  /* guarded by mu */
+    pthread_t threads[CODE_THREADS];
+    size_t n_threads;
+};
+
+/* One recorded step of the run, in call (idx) order. */
+struct code_rec {
+    const char *step_id; /* borrowed from the run document */
+    const char *status;
+    const char *error;
+    json_t *output; /* borrowed */
+    int attempt;
+};
+
+/* The number of times a name was called in this execution. */
+struct code_name_count {
+    char *name;
+    int n;
+};
+
+struct durable_ctx {
+    struct durable *d;
+    const struct code_fn *fn;
+    const char *run_id;
+    struct code_rec *recs;
+    size_t n_recs;
+    size_t pos; /* the next call's position */
+    struct code_name_count *names;
+    size_t n_names;
+    char last_id[CODE_STEP_ID_SIZE]; /* the previous step's id, "" at first */
+    durable_code stop;               /* not OK: every later call returns it */
+    durable_error stop_err;
+};
+
+static bool name_is_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+
+    if (n == 0 || n > CODE_NAME_MAX)
+        return false;
+    return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
+}
+
+/* ---- the set of active runs and the job list (mu held) ---- */
+
+/* The run's entry in the active set, or NULL. */
+static struct code_active *active_find(struct code_exec *c, const char *run_id)
+{
+    for (size_t i = 0; i < c->n_active; i++) {
+        if (strcmp(c->active[i].run_id, run_id) == 0)
+            return &c->active[i];
+    }
+    return NULL;
+}
+
+static void active_add(struct code_exec *c, const char *run_id)
+{
+    if (c->n_active == c->cap_active) {
+        c->cap_active = c->cap_active ? c->cap_active * 2 : 16;
+        c->active = xrealloc(c->active, c->cap_active * sizeof(*c->active));
+    }
+    snprintf(c->active[c->n_active].run_id, ID_MAX, "%s", run_id);
+    c->active[c->n_active++].again = false;
+}
+
+/* Appends job to the queue and wakes a thread. */
+static void job_push(struct code_exec *c, struct code_job *job)
+{
+    job->next = NULL;
+    if (c->tail)
+        c->tail->next = job;
+    else
+        c->head = job;
+    c->tail = job;
+    pthread_cond_signal(&c->cond);
+}
+
+/* An invocation of job ended: the run leaves the active set, unless it was
+ * adopted again meanwhile (a retry committed while it was finishing): then
+ * the job is queued again. Returns whether it was. */
+static bool active_end(struct code_exec *c, struct code_job *job)
+{
+    struct code_active *a = active_find(c, job->run_id);
+
+    if (a && a->again && !c->is_stopping) {
+        a->again = false;
+        job_push(c, job);
+        return true;
+    }
+    if (a)
+        *a = c->active[--c->n_active];
+    return false;
+}
+
+static const struct code_fn *fn_find(const struct code_exec *c, const char *name, int version)
+{
+    for (size_t i = 0; i < c->n_fns; i++) {
+        if (c->fns[i]->version == version && strcmp(c->fns[i]->name, name) == 0)
+            return c->fns[i];
+    }
+    return NULL;
+}
+
+void engine_code_adopt(struct durable *d, const char *run_id, const struct plan *plan)
+{
+    struct code_exec *c = d->code;
+    const struct code_fn *fn;
+    struct code_active *a;
+    struct code_job *job;
+
+    pthread_mutex_lock(&c->mu);
+    fn = fn_find(c, plan->name, plan->code_version);
+    a = fn ? active_find(c, run_id) : NULL;
+    if (a)
+        a->again = true;
+    if (!fn || c->is_stopping || a) {
+        pthread_mutex_unlock(&c->mu);
+        if (!fn) {
+            log_info("run %s waits for a process registering %s@%d", run_id, plan->name,
+                     plan->code_version);
+        }
+        return;
+    }
+    job = xcalloc(1, sizeof(*job));
+    snprintf(job->run_id, sizeof(job->run_id), "%s", run_id);
+    job->fn = fn;
+    active_add(c, run_id);
+    job_push(c, job);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- one execution ---- */
+
+/* Stops the execution with code rc (the first stop wins); returns the
+ * stop's code, with its message in err. */
+static durable_code ctx_stop(durable_ctx *ctx, durable_code rc, const durable_error *why,
+                             durable_error *err)
+{
+    if (ctx->stop == DURABLE_OK) {
+        ctx->stop = rc;
+        err_set(&ctx->stop_err, rc, "%s", why && why->msg[0] ? why->msg : durable_strerror(rc));
+    }
+    return err_set(err, ctx->stop, "%s", ctx->stop_err.msg);
+}
+
+/* The id of the next call of name: name, then name#2, name#3, ... */
+static void next_step_id(durable_ctx *ctx, const char *name, char out[CODE_STEP_ID_SIZE])
+{
+    struct code_name_count *nc = NULL;
+
+    for (size_t i = 0; i < ctx->n_names && !nc; i++) {
+        if (strcmp(ctx->names[i].name, name) == 0)
+            nc = &ctx->names[i];
+    }
+    if (!nc) {
+        ctx->names = xrealloc(ctx->names, (ctx->n_names + 1) * sizeof(*ctx->names));
+        nc = &ctx->names[ctx->n_names++];
+        nc->name = xstrdup(name);
+        nc->n = 0;
+    }
+    nc->n++;
+    if (nc->n == 1)
+        snprintf(out, CODE_STEP_ID_SIZE, "%s", name);
+    else
+        snprintf(out, CODE_STEP_ID_SIZE, "%s#%d", name, nc->n);
+}
+
+/* Submits the step's START, inserting its row, without waiting: the
+ * COMPLETE that follows on the same queue commits after it. */
+static durable_code submit_start(durable_ctx *ctx, const char *step_id, int attempt)
+{
+    struct commit_item *ci = commit_item_new(TR_STEP_START, ctx->run_id);
+    struct transition_step_init *si = xcalloc(1, sizeof(*si));
+    char deps[CODE_STEP_ID_SIZE + 8];
+
+    if (ctx->last_id[0])
+        snprintf(deps, sizeof(deps), "[\"%s\"]", ctx->last_id);
+    else
+        snprintf(deps, sizeof(deps), "[]");
+    ci->t.step_id = commit_item_str(ci, step_id);
+    ci->t.attempt = attempt;
+    si->step_id = ci->t.step_id;
+    si->type = "code";
+    si->max_attempts = 1;
+    si->depends_on_json = commit_item_str(ci, deps);
+    ci->step_inits = si;
+    ci->t.insert_step = si;
+    ci->t.insert_idx = (int)ctx->pos;
+    return engine_commit_submit(ctx->d, ci);
+}
+
+/* The step function's output as JSON text (owned), or a failure in err. */
+static durable_code check_output(char *out, char **out_text, durable_error *err)
+{
+    json_t *v;
+
+    *out_text = NULL;
+    if (!out) {
+        *out_text = xstrdup("null");
+        return DURABLE_OK;
+    }
+    if (strlen(out) > CODE_OUTPUT_MAX) {
+        free(out);
+        return err_set(err, DURABLE_ETOOBIG, "step output is over %d bytes", CODE_OUTPUT_MAX);
+    }
+    v = json_loads(out, JSON_DECODE_ANY, NULL);
+    if (!v) {
+        free(out);
+        return err_set(err, DURABLE_ESTEP, "step output is not JSON");
+    }
+    json_decref(v);
+    *out_text = out;
+    return DURABLE_OK;
+}
+
+/* Runs the step function and commits its outcome. OUT *out_text (owned)
+ * on success. */
+static durable_code run_step(durable_ctx *ctx, const char *step_id, const struct code_rec *rec,
+                             durable_step_fn fn, void *arg, char **out_text, durable_error *err)
+{
+    char key[ID_MAX + CODE_STEP_ID_SIZE + 1];
+    durable_step_info info = { ctx->run_id, step_id, key, 1 };
+    durable_error step_err = { 0 };
+    struct commit_item *ci;
+    char *out = NULL;
+    durable_code rc = DURABLE_OK;
+    bool is_running = rec && strcmp(rec->status, "running") == 0;
+
+    snprintf(key, sizeof(key), "%s/%s", ctx->run_id, step_id);
+    /* A step left running by a crash runs again under its attempt and key. */
+    if (is_running)
+        info.attempt = rec->attempt > 0 ? rec->attempt : 1;
+    else
+        rc = submit_start(ctx, step_id, info.attempt);
+    if (rc != DURABLE_OK)
+        return err_set(err, rc, "could not record step \"%s\"", step_id);
+    rc = fn(&info, arg, &out, &step_err);
+    if (rc == DURABLE_OK)
+        rc = check_output(out, out_text, &step_err);
+    else
+        free(out);
+    ci = commit_item_new(rc == DURABLE_OK ? TR_STEP_COMPLETE : TR_STEP_FAIL, ctx->run_id);
+    ci->t.step_id = commit_item_str(ci, step_id);
+    ci->t.attempt = info.attempt;
+    if (rc == DURABLE_OK) {
+        ci->t.output_json = commit_item_str(ci, *out_text);
+    } else {
+        ci->t.error_code = "step_failed";
+        ci->t.error_message =
+                commit_item_str(ci, step_err.msg[0] ? step_err.msg : durable_strerror(rc));
+    }
+    rc = rc == DURABLE_OK ? DURABLE_OK : err_set(err, DURABLE_ESTEP, "%s", ci->t.error_message);
+    {
+        durable_code crc = engine_commit_wait(ctx->d, ci, NULL, err);
+        if (crc != DURABLE_OK)
+            rc = crc;
+    }
+    if (rc != DURABLE_OK) {
+        free(*out_text);
+        *out_text = NULL;
+    }
+    return rc;
+}
+
+durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn, void *arg,
+                          char **out_json, durable_error *err)
+{
+    char step_id[CODE_STEP_ID_SIZE];
+    const struct code_rec *rec = NULL;
+    durable_error why = { 0 };
+    char *text = NULL;
+    durable_code rc;
+
+    if (!ctx || !fn || !name_is_valid(name))
+        return err_set(err, DURABLE_EINVAL,
+                       "a step needs a context, a function and a name of "
+                       "1 to 64 of [A-Za-z0-9_.-]");
+    if (ctx->stop != DURABLE_OK)
+        return ctx_stop(ctx, ctx->stop, NULL, err);
+    next_step_id(ctx, name, step_id);
+    if (ctx->pos < ctx->n_recs)
+        rec = &ctx->recs[ctx->pos];
+    if (rec && strcmp(rec->step_id, step_id) != 0) {
+        err_set(&why, DURABLE_ENONDETERMINISM,
+                "nondeterminism: step %zu of run %s is \"%s\" in the code but \"%s\" in the "
+                "history",
+                ctx->pos + 1, ctx->run_id, step_id, rec->step_id);
+        return ctx_stop(ctx, DURABLE_ENONDETERMINISM, &why, err);
+    }
+    if (rec && strcmp(rec->status, "completed") == 0) {
+        text = rec->output ? json_dumps(rec->output, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        rc = DURABLE_OK;
+    } else if (rec && strcmp(rec->status, "failed") == 0) {
+        err_set(&why, DURABLE_ESTEP, "step \"%s\" failed: %s", step_id,
+                rec->error ? rec->error : "no reason recorded");
+        return ctx_stop(ctx, DURABLE_ESTEP, &why, err);
+    } else {
+        rc = run_step(ctx, step_id, rec, fn, arg, &text, &why);
+        if (rc != DURABLE_OK)
+            return ctx_stop(ctx, rc, &why, err);
+    }
+    ctx->pos++;
+    snprintf(ctx->last_id, sizeof(ctx->last_id), "%s", step_id);
+    if (out_json)
+        *out_json = text ? text : xstrdup("null");
+    else
+        free(text);
+    return rc;
+}
+
+const char *durable_ctx_run_id(const durable_ctx *ctx)
+{
+    return ctx ? ctx->run_id : NULL;
+}
+
+void *durable_ctx_userdata(const durable_ctx *ctx)
+{
+    return ctx ? ctx->fn->ud : NULL;
+}
+
+/* ---- an invocation ---- */
+
+/* The run's recorded steps, from its document (steps in idx order). */
+static void load_recs(durable_ctx *ctx, json_t *doc)
+{
+    json_t *steps = json_object_get(doc, "steps");
+    size_t n = json_array_size(steps);
+
+    ctx->recs = xcalloc(n ? n : 1, sizeof(*ctx->recs));
+    for (size_t i = 0; i < n; i++) {
+        json_t *st = json_array_get(steps, i);
+        struct code_rec *r = &ctx->recs[ctx->n_recs++];
+        r->step_id = json_string_value(json_object_get(st, "step_id"));
+        r->status = json_string_value(json_object_get(st, "status"));
+        r->error = json_string_value(json_object_get(st, "error_message"));
+        r->output = json_object_get(st, "output");
+        r->attempt = (int)json_integer_value(json_object_get(st, "attempt"));
+        if (!r->step_id || !r->status)
+            ctx->n_recs--;
+    }
+}
+
+/* Commits the run's end after the function returned rc. */
+static void finish_run(durable_ctx *ctx, durable_code rc, char *output, const durable_error *err)
+{
+    struct commit_item *ci;
+    char *text = NULL;
+    durable_error cerr = { 0 };
+
+    if (ctx->stop != DURABLE_OK)
+        rc = ctx->stop;
+    if (rc == DURABLE_ECLOSED || rc == DURABLE_ECONFLICT) {
+        free(output);
+        return; /* closing (the run resumes at the next open), or cancelled */
+    }
+    ci = commit_item_new(TR_RUN_FINISH, ctx->run_id);
+    if (rc == DURABLE_OK)
+        rc = check_output(output, &text, &cerr);
+    else
+        free(output);
+    if (rc == DURABLE_OK) {
+        ci->t.run_status = RUN_COMPLETED;
+        ci->t.output_json = commit_item_str(ci, text);
+    } else {
+        const durable_error *why = ctx->stop != DURABLE_OK   ? &ctx->stop_err
+                                   : cerr.code != DURABLE_OK ? &cerr
+                                                             : err;
+        ci->t.run_status = RUN_FAILED;
+        ci->t.error_code = rc == DURABLE_ENONDETERMINISM ? "nondeterminism" : "workflow_failed";
+        ci->t.error_message =
+                commit_item_str(ci, why && why->msg[0] ? why->msg : durable_strerror(rc));
+    }
+    free(text);
+    if (engine_commit_wait(ctx->d, ci, NULL, &cerr) != DURABLE_OK && cerr.code != DURABLE_ECONFLICT)
+        log_warn("could not finish run %s: %s", ctx->run_id, cerr.msg);
+}
+
+static bool run_is_final(json_t *doc)
+{
+    enum run_status st = RUN_PENDING;
+    const char *name = json_string_value(json_object_get(doc, "status"));
+
+    return name && run_status_parse(name, &st) && run_status_is_final(st);
+}
+
+static void invoke(struct code_exec *c, const struct code_job *job)
+{
+    durable_ctx ctx = { .d = c->d, .fn = job->fn, .run_id = job->run_id };
+    durable_error err = { 0 };
+    char *doc_text = NULL, *input = NULL, *output = NULL;
+    json_t *doc = NULL;
+    durable_code rc;
+
+    rc = store_run_json(c->d->store, job->run_id, &doc_text, &err);
+    if (rc == DURABLE_OK) {
+        doc = json_loads(doc_text, 0, NULL);
+        if (!doc)
+            rc = err_set(&err, DURABLE_EIO, "the run's document is not JSON");
+    }
+    if (rc != DURABLE_OK) {
+        log_error("cannot execute run %s: %s", job->run_id, err.msg);
+        goto done;
+    }
+    if (run_is_final(doc))
+        goto done;
+    load_recs(&ctx, doc);
+    input = json_dumps(json_object_get(doc, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
+    rc = job->fn->fn(&ctx, input ? input : "{}", &output, &err);
+    finish_run(&ctx, rc, rc == DURABLE_OK ? output : NULL, &err);
+    if (rc != DURABLE_OK)
+        free(output);
+done:
+    for (size_t i = 0; i < ctx.n_names; i++)
+        free(ctx.names[i].name);
+    free(ctx.names);
+    free(ctx.recs);
+    free(input);
+    json_decref(doc);
+    free(doc_text);
+}
+
+static void *code_main(void *arg)
+{
+    struct code_exec *c = arg;
+    struct code_job *job;
+    bool requeued;
+
+    pthread_setname_np(pthread_self(), "durable-code");
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        while (!c->head && !c->is_stopping)
+            pthread_cond_wait(&c->cond, &c->mu);
+        job = c->head;
+        if (job) {
+            c->head = job->next;
+            if (!c->head)
+                c->tail = NULL;
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (!job)
+            return NULL;
+        invoke(c, job);
+        pthread_mutex_lock(&c->mu);
+        requeued = active_end(c, job);
+        pthread_mutex_unlock(&c->mu);
+        if (!requeued) {
+            engine_run_unlock(c->d, job->run_id);
+            free(job);
+        }
+    }
+}
+
+/* ---- lifecycle ---- */
+
+durable_code engine_code_start(struct durable *d, durable_error *err)
+{
+    struct code_exec *c = xcalloc(1, sizeof(*c));
+
+    c->d = d;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    d->code = c;
+    for (size_t i = 0; i < CODE_THREADS; i++) {
+        if (pthread_create(&c->threads[i], NULL, code_main, c) != 0)
+            return err_set(err, DURABLE_ENOMEM, "could not start a workflow thread");
+        c->n_threads++;
+    }
+    return DURABLE_OK;
+}
+
+void engine_code_stop(struct durable *d)
+{
+    struct code_exec *c = d->code;
+
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->is_stopping = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = 0; i < c->n_threads; i++)
+        pthread_join(c->threads[i], NULL);
+    c->n_threads = 0;
+}
+
+void engine_code_free(struct durable *d)
+{
+    struct code_exec *c = d->code;
+
+    if (!c)
+        return;
+    while (c->head) {
+        struct code_job *job = c->head;
+        c->head = job->next;
+        free(job);
+    }
+    for (size_t i = 0; i < c->n_fns; i++)
+        free(c->fns[i]);
+    free(c->active);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+    d->code = NULL;
+}
+
+/* ---- the public calls ---- */
+
+struct resume {
+    struct durable *d;
+    const char *workflow_id;
+};
+
+/* Resumes an unfinished run of the workflow version just registered. */
+static durable_code resume_one(const struct run_record *r, void *ud)
+{
+    const struct resume *rs = ud;
+
+    if (strcmp(r->workflow_id, rs->workflow_id) == 0)
+        engine_sched_resume(rs->d, r->id);
+    return DURABLE_OK;
+}
+
+/* Adds fn to the registry. DURABLE_ECONFLICT when its name and version
+ * are there already. */
+static durable_code fn_add(struct code_exec *c, struct code_fn *fn, durable_error *err)
+{
+    durable_code rc = DURABLE_OK;
+
+    pthread_mutex_lock(&c->mu);
+    if (fn_find(c, fn->name, fn->version))
+        rc = err_set(err, DURABLE_ECONFLICT, "workflow \"%s\" version %d is registered already",
+                     fn->name, fn->version);
+    else if (c->n_fns == CODE_MAX_FNS)
+        rc = err_set(err, DURABLE_ETOOBIG, "too many workflow functions (the limit is %d)",
+                     CODE_MAX_FNS);
+    else
+        c->fns[c->n_fns++] = fn;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+durable_code durable_workflow_fn_register(durable *d, const char *name, int version,
+                                          durable_workflow_fn fn, void *ud, durable_error *err)
+{
+    struct code_fn *f = NULL;
+    char def[CODE_NAME_MAX + 64];
+    char *wf_id = NULL;
+    durable_code rc;
+
+    if (!d || !fn || !name_is_valid(name) || version < 1)
+        return err_set(err, DURABLE_EINVAL,
+                       "a workflow function needs a function, a name of 1 "
+                       "to 64 of [A-Za-z0-9_.-] and a version from 1");
+    /* The name needs no escaping: its characters are checked above. */
+    snprintf(def, sizeof(def), "{\"name\":\"%s\",\"code_version\":%d}", name, version);
+    rc = durable_workflow_register(d, def, strlen(def), &wf_id, NULL, NULL, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    f = xcalloc(1, sizeof(*f));
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    snprintf(f->workflow_id, sizeof(f->workflow_id), "%s", wf_id);
+    f->version = version;
+    f->fn = fn;
+    f->ud = ud;
+    free(wf_id);
+    rc = fn_add(d->code, f, err);
+    if (rc != DURABLE_OK) {
+        free(f);
+        return rc;
+    }
+    {
+        struct resume rs = { d, f->workflow_id };
+        rc = store_runs_unfinished(d->store, resume_one, &rs, err);
+    }
+    return rc;
+}
+
+durable_code durable_start(durable *d, const char *name, const char *key, const char *input_json,
+                           char **out_run_id, durable_error *err)
+{
+    durable_run_request req = { .workflow = name,
+                                .input_json = input_json,
+                                .idempotency_key = key };
+
+    return durable_run_start(d, &req, out_run_id, NULL, err);
+}
