@@ -323,6 +323,24 @@ DURABLE_API durable_code durable_start(durable *d, const char *name, const char 
 DURABLE_API durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn,
                                       void *arg, char **out_json, durable_error *err);
 
+/* Parallel steps. durable_step_async takes the step's id and position
+ * now, on the workflow thread, in call order (so ids do not depend on
+ * which step finishes first), and runs fn on a thread of its own unless the
+ * step is recorded; durable_wait_all waits for every future given, and
+ * returns DURABLE_ESTEP (or another stop code, see durable_step) if one of
+ * them failed; then durable_future_get gives each output. A future belongs
+ * to ctx and is freed when the function returns (steps not waited for are
+ * waited for then). The steps started after a wait depend on the steps
+ * waited for; async steps depend on the last step waited for before them.
+ * OUT: *out (borrowed from ctx). */
+typedef struct durable_future durable_future;
+DURABLE_API durable_code durable_step_async(durable_ctx *ctx, const char *name, durable_step_fn fn,
+                                            void *arg, durable_future **out, durable_error *err);
+DURABLE_API durable_code durable_wait_all(durable_ctx *ctx, durable_future *const *futures,
+                                          size_t n, durable_error *err);
+/* A waited-for future's output. OUT: *out_json (caller frees). */
+DURABLE_API durable_code durable_future_get(durable_future *f, char **out_json, durable_error *err);
+
 /* The run being executed (valid until the function returns), and the ud
  * given to durable_workflow_fn_register. */
 DURABLE_API const char *durable_ctx_run_id(const durable_ctx *ctx);

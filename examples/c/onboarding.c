@@ -8,11 +8,10 @@
  *   onboarding [--db PATH] [--employee ID] [--crash-after STEP]
  *              [--effects FILE] [--speed X]
  *
- * Steps: create_record (2 s), provision_laptop (3 s), setup_access (2.5 s),
- * send_welcome (1.5 s). The laptop and access steps run one after the other
- * (parallel steps come later). --crash-after STEP exits abruptly once STEP
- * is recorded; --effects appends a line per step actually run (its
- * idempotency key), as a real side effect would; --speed divides the
+ * Steps: create_record (2 s), then provision_laptop (3 s) and setup_access
+ * (2.5 s) in parallel, then send_welcome (1.5 s). --crash-after STEP exits
+ * abruptly once STEP is recorded (for a parallel step: once both are); --effects appends a line per
+ * step actually run (its idempotency key), as a real side effect would; --speed divides the
  * durations (for tests).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -28,15 +27,23 @@ struct demo {
     const char *crash_after; /* or NULL */
     const char *effects;     /* or NULL */
     double speed;
-    int ran; /* set by a step function: it ran in this execution */
+    int ran[4]; /* set by a step function: it ran in this execution */
 };
 
 struct step_def {
+    int no;
     const char *name;
     double seconds;
 };
 
-static struct demo demo = { NULL, NULL, 1.0, 0 };
+static struct demo demo = { NULL, NULL, 1.0, { 0 } };
+
+static const struct step_def steps[] = {
+    { 0, "create_record", 2.0 },
+    { 1, "provision_laptop", 3.0 },
+    { 2, "setup_access", 2.5 },
+    { 3, "send_welcome", 1.5 },
+};
 
 static void sleep_s(double s)
 {
@@ -56,7 +63,7 @@ static durable_code work(const durable_step_info *info, void *arg, char **out_js
     char buf[256];
 
     (void)err;
-    demo.ran = 1;
+    demo.ran[sd->no] = 1; /* each step writes its own flag: no race */
     if (demo.effects) {
         FILE *f = fopen(demo.effects, "a");
         if (f) {
@@ -70,39 +77,56 @@ static durable_code work(const durable_step_info *info, void *arg, char **out_js
     return DURABLE_OK;
 }
 
-/* One step: runs it (or gets it from the record) and says which. */
-static durable_code step(durable_ctx *ctx, const struct step_def *sd, durable_error *err)
+/* Says whether the step ran, and crashes after it if asked to. */
+static void report(const struct step_def *sd)
 {
-    char *out = NULL;
-    durable_code rc;
-
-    demo.ran = 0;
-    rc = durable_step(ctx, sd->name, work, (void *)sd, &out, err);
-    if (rc != DURABLE_OK)
-        return rc;
-    printf("%s: %s\n", sd->name, demo.ran ? "ran" : "recorded, not run again");
+    printf("%s: %s\n", sd->name, demo.ran[sd->no] ? "ran" : "recorded, not run again");
     fflush(stdout);
-    durable_free(out);
-    if (demo.crash_after && strcmp(demo.crash_after, sd->name) == 0) {
-        printf("crashing after %s\n", sd->name);
+}
+
+static void maybe_crash(const char *name)
+{
+    if (demo.crash_after && strcmp(demo.crash_after, name) == 0) {
+        printf("crashing after %s\n", name);
         fflush(stdout);
         raise(SIGKILL);
     }
+}
+
+/* One step in line: runs it (or gets it from the record). */
+static durable_code step(durable_ctx *ctx, const struct step_def *sd, durable_error *err)
+{
+    char *out = NULL;
+
+    DURABLE_TRY(durable_step(ctx, sd->name, work, (void *)sd, &out, err));
+    durable_free(out);
+    report(sd);
+    maybe_crash(sd->name);
+    return DURABLE_OK;
+}
+
+/* The laptop and the access at once; their ids are given here, in call
+ * order, whichever finishes first. */
+static durable_code laptop_and_access(durable_ctx *ctx, durable_error *err)
+{
+    durable_future *f[2];
+
+    DURABLE_TRY(durable_step_async(ctx, steps[1].name, work, (void *)&steps[1], &f[0], err));
+    DURABLE_TRY(durable_step_async(ctx, steps[2].name, work, (void *)&steps[2], &f[1], err));
+    DURABLE_TRY(durable_wait_all(ctx, f, 2, err));
+    report(&steps[1]);
+    report(&steps[2]);
+    maybe_crash(steps[1].name);
+    maybe_crash(steps[2].name);
     return DURABLE_OK;
 }
 
 static durable_code onboarding(durable_ctx *ctx, const char *input, char **out, durable_error *err)
 {
-    static const struct step_def steps[] = {
-        { "create_record", 2.0 },
-        { "provision_laptop", 3.0 },
-        { "setup_access", 2.5 },
-        { "send_welcome", 1.5 },
-    };
-
     (void)input;
-    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
-        DURABLE_TRY(step(ctx, &steps[i], err));
+    DURABLE_TRY(step(ctx, &steps[0], err));
+    DURABLE_TRY(laptop_and_access(ctx, err));
+    DURABLE_TRY(step(ctx, &steps[3], err));
     *out = strdup("{\"onboarded\":true}");
     return DURABLE_OK;
 }

@@ -35,7 +35,7 @@
 #define CODE_MAX_FNS      256
 #define CODE_THREADS      4
 #define CODE_NAME_MAX     64
-#define CODE_OUTPUT_MAX   (1024 * 1024)
+#define CODE_OUTPUT_MAX   ((size_t)1024 * 1024)
 #define CODE_STEP_ID_SIZE (CODE_NAME_MAX + 16)
 
 struct code_fn {
@@ -87,6 +87,24 @@ struct code_name_count {
     int n;
 };
 
+/* One step call of an execution. An async step's thread writes rc, out
+ * and err before it ends; the workflow thread reads them after joining it
+ * (durable_wait_all, or the end of the execution). */
+struct durable_future {
+    struct durable_future *next; /* the ctx's list */
+    struct durable *d;
+    char run_id[ID_MAX];
+    char step_id[CODE_STEP_ID_SIZE];
+    int attempt;
+    durable_step_fn fn;
+    void *arg;
+    bool has_thread; /* a thread runs it, not joined yet */
+    pthread_t thread;
+    durable_code rc;
+    char *out; /* owned: the output text when rc is OK */
+    durable_error err;
+};
+
 struct durable_ctx {
     struct durable *d;
     const struct code_fn *fn;
@@ -96,8 +114,9 @@ struct durable_ctx {
     size_t pos; /* the next call's position */
     struct code_name_count *names;
     size_t n_names;
-    char last_id[CODE_STEP_ID_SIZE]; /* the previous step's id, "" at first */
-    durable_code stop;               /* not OK: every later call returns it */
+    struct dbuf deps;        /* JSON array: the steps a new one depends on */
+    durable_future *futures; /* every step of this execution, owned */
+    durable_code stop;       /* not OK: every later call returns it */
     durable_error stop_err;
 };
 
@@ -234,24 +253,20 @@ static void next_step_id(durable_ctx *ctx, const char *name, char out[CODE_STEP_
         snprintf(out, CODE_STEP_ID_SIZE, "%s#%d", name, nc->n);
 }
 
-/* Submits the step's START, inserting its row, without waiting: the
- * COMPLETE that follows on the same queue commits after it. */
+/* Submits the step's START, inserting its row (depends_on: the steps the
+ * code last waited for), without waiting: the COMPLETE that follows on the
+ * same queue commits after it. */
 static durable_code submit_start(durable_ctx *ctx, const char *step_id, int attempt)
 {
     struct commit_item *ci = commit_item_new(TR_STEP_START, ctx->run_id);
     struct transition_step_init *si = xcalloc(1, sizeof(*si));
-    char deps[CODE_STEP_ID_SIZE + 8];
 
-    if (ctx->last_id[0])
-        snprintf(deps, sizeof(deps), "[\"%s\"]", ctx->last_id);
-    else
-        snprintf(deps, sizeof(deps), "[]");
     ci->t.step_id = commit_item_str(ci, step_id);
     ci->t.attempt = attempt;
     si->step_id = ci->t.step_id;
     si->type = "code";
     si->max_attempts = 1;
-    si->depends_on_json = commit_item_str(ci, deps);
+    si->depends_on_json = commit_item_str(ci, ctx->deps.len ? ctx->deps.buf : "[]");
     ci->step_inits = si;
     ci->t.insert_step = si;
     ci->t.insert_idx = (int)ctx->pos;
@@ -270,7 +285,7 @@ static durable_code check_output(char *out, char **out_text, durable_error *err)
     }
     if (strlen(out) > CODE_OUTPUT_MAX) {
         free(out);
-        return err_set(err, DURABLE_ETOOBIG, "step output is over %d bytes", CODE_OUTPUT_MAX);
+        return err_set(err, DURABLE_ETOOBIG, "step output is over %zu bytes", CODE_OUTPUT_MAX);
     }
     v = json_loads(out, JSON_DECODE_ANY, NULL);
     if (!v) {
@@ -282,63 +297,57 @@ static durable_code check_output(char *out, char **out_text, durable_error *err)
     return DURABLE_OK;
 }
 
-/* Runs the step function and commits its outcome. OUT *out_text (owned)
- * on success. */
-static durable_code run_step(durable_ctx *ctx, const char *step_id, const struct code_rec *rec,
-                             durable_step_fn fn, void *arg, char **out_text, durable_error *err)
+/* Runs f's step function and commits its outcome (on the workflow thread,
+ * or on f's own thread for an async step): f->rc, f->out, f->err. */
+static void future_execute(durable_future *f)
 {
     char key[ID_MAX + CODE_STEP_ID_SIZE + 1];
-    durable_step_info info = { ctx->run_id, step_id, key, 1 };
-    durable_error step_err = { 0 };
+    durable_step_info info = { f->run_id, f->step_id, key, f->attempt };
     struct commit_item *ci;
     char *out = NULL;
-    durable_code rc = DURABLE_OK;
-    bool is_running = rec && strcmp(rec->status, "running") == 0;
+    durable_code rc, crc;
 
-    snprintf(key, sizeof(key), "%s/%s", ctx->run_id, step_id);
-    /* A step left running by a crash runs again under its attempt and key. */
-    if (is_running)
-        info.attempt = rec->attempt > 0 ? rec->attempt : 1;
-    else
-        rc = submit_start(ctx, step_id, info.attempt);
-    if (rc != DURABLE_OK)
-        return err_set(err, rc, "could not record step \"%s\"", step_id);
-    rc = fn(&info, arg, &out, &step_err);
+    snprintf(key, sizeof(key), "%s/%s", f->run_id, f->step_id);
+    rc = f->fn(&info, f->arg, &out, &f->err);
     if (rc == DURABLE_OK)
-        rc = check_output(out, out_text, &step_err);
+        rc = check_output(out, &f->out, &f->err);
     else
         free(out);
-    ci = commit_item_new(rc == DURABLE_OK ? TR_STEP_COMPLETE : TR_STEP_FAIL, ctx->run_id);
-    ci->t.step_id = commit_item_str(ci, step_id);
-    ci->t.attempt = info.attempt;
+    ci = commit_item_new(rc == DURABLE_OK ? TR_STEP_COMPLETE : TR_STEP_FAIL, f->run_id);
+    ci->t.step_id = commit_item_str(ci, f->step_id);
+    ci->t.attempt = f->attempt;
     if (rc == DURABLE_OK) {
-        ci->t.output_json = commit_item_str(ci, *out_text);
+        ci->t.output_json = commit_item_str(ci, f->out);
     } else {
         ci->t.error_code = "step_failed";
         ci->t.error_message =
-                commit_item_str(ci, step_err.msg[0] ? step_err.msg : durable_strerror(rc));
+                commit_item_str(ci, f->err.msg[0] ? f->err.msg : durable_strerror(rc));
+        err_clear(&f->err);
+        rc = err_set(&f->err, DURABLE_ESTEP, "step \"%s\" failed: %s", f->step_id,
+                     ci->t.error_message);
     }
-    rc = rc == DURABLE_OK ? DURABLE_OK : err_set(err, DURABLE_ESTEP, "%s", ci->t.error_message);
-    {
-        durable_code crc = engine_commit_wait(ctx->d, ci, NULL, err);
-        if (crc != DURABLE_OK)
-            rc = crc;
+    crc = engine_commit_wait(f->d, ci, NULL, &f->err);
+    f->rc = crc != DURABLE_OK ? crc : rc;
+    if (f->rc != DURABLE_OK) {
+        free(f->out);
+        f->out = NULL;
     }
-    if (rc != DURABLE_OK) {
-        free(*out_text);
-        *out_text = NULL;
-    }
-    return rc;
 }
 
-durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn, void *arg,
-                          char **out_json, durable_error *err)
+static void *future_main(void *arg)
 {
-    char step_id[CODE_STEP_ID_SIZE];
+    future_execute(arg);
+    return NULL;
+}
+
+/* The checks every step call begins with, and its id (OUT step_id) and
+ * record (OUT *out_rec, NULL when not recorded yet). */
+static durable_code call_begin(durable_ctx *ctx, const char *name, durable_step_fn fn,
+                               char step_id[CODE_STEP_ID_SIZE], const struct code_rec **out_rec,
+                               durable_error *err)
+{
     const struct code_rec *rec = NULL;
     durable_error why = { 0 };
-    char *text = NULL;
-    durable_code rc;
 
     if (!ctx || !fn || !name_is_valid(name))
         return err_set(err, DURABLE_EINVAL,
@@ -356,25 +365,140 @@ durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn
                 ctx->pos + 1, ctx->run_id, step_id, rec->step_id);
         return ctx_stop(ctx, DURABLE_ENONDETERMINISM, &why, err);
     }
+    *out_rec = rec;
+    return DURABLE_OK;
+}
+
+/* The call at this position as a future (owned by ctx): resolved from the
+ * record, or with its START submitted and f->fn to run (*out_run true). */
+static durable_future *call_future(durable_ctx *ctx, const char *step_id,
+                                   const struct code_rec *rec, durable_step_fn fn, void *arg,
+                                   bool *out_run)
+{
+    durable_future *f = xcalloc(1, sizeof(*f));
+    durable_code rc = DURABLE_OK;
+
+    f->d = ctx->d;
+    snprintf(f->run_id, sizeof(f->run_id), "%s", ctx->run_id);
+    snprintf(f->step_id, sizeof(f->step_id), "%s", step_id);
+    f->fn = fn;
+    f->arg = arg;
+    f->attempt = 1;
+    f->next = ctx->futures;
+    ctx->futures = f;
+    *out_run = false;
     if (rec && strcmp(rec->status, "completed") == 0) {
-        text = rec->output ? json_dumps(rec->output, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        rc = DURABLE_OK;
+        f->out = rec->output ? json_dumps(rec->output, JSON_COMPACT | JSON_ENCODE_ANY)
+                             : xstrdup("null");
     } else if (rec && strcmp(rec->status, "failed") == 0) {
-        err_set(&why, DURABLE_ESTEP, "step \"%s\" failed: %s", step_id,
-                rec->error ? rec->error : "no reason recorded");
-        return ctx_stop(ctx, DURABLE_ESTEP, &why, err);
+        f->rc = err_set(&f->err, DURABLE_ESTEP, "step \"%s\" failed: %s", step_id,
+                        rec->error ? rec->error : "no reason recorded");
+    } else if (rec && strcmp(rec->status, "running") == 0) {
+        /* Left running by a crash: runs again under its attempt and key. */
+        f->attempt = rec->attempt > 0 ? rec->attempt : 1;
+        *out_run = true;
     } else {
-        rc = run_step(ctx, step_id, rec, fn, arg, &text, &why);
+        rc = submit_start(ctx, step_id, f->attempt);
         if (rc != DURABLE_OK)
-            return ctx_stop(ctx, rc, &why, err);
+            f->rc = err_set(&f->err, rc, "could not record step \"%s\"", step_id);
+        *out_run = rc == DURABLE_OK;
     }
     ctx->pos++;
-    snprintf(ctx->last_id, sizeof(ctx->last_id), "%s", step_id);
-    if (out_json)
-        *out_json = text ? text : xstrdup("null");
-    else
-        free(text);
-    return rc;
+    return f;
+}
+
+/* The steps the next ones depend on become exactly fs[0..n). */
+static void deps_set(durable_ctx *ctx, durable_future *const *fs, size_t n)
+{
+    dbuf_reset(&ctx->deps);
+    dbuf_adds(&ctx->deps, "[");
+    for (size_t i = 0; i < n; i++)
+        dbuf_addf(&ctx->deps, "%s\"%s\"", i ? "," : "", fs[i]->step_id);
+    dbuf_adds(&ctx->deps, "]");
+}
+
+durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn, void *arg,
+                          char **out_json, durable_error *err)
+{
+    char step_id[CODE_STEP_ID_SIZE];
+    const struct code_rec *rec = NULL;
+    durable_future *f = NULL;
+    bool to_run = false;
+    durable_code rc = call_begin(ctx, name, fn, step_id, &rec, err);
+
+    if (rc != DURABLE_OK)
+        return rc;
+    f = call_future(ctx, step_id, rec, fn, arg, &to_run);
+    if (to_run)
+        future_execute(f);
+    if (f->rc != DURABLE_OK)
+        return ctx_stop(ctx, f->rc, &f->err, err);
+    deps_set(ctx, &f, 1);
+    if (out_json) {
+        *out_json = f->out;
+        f->out = NULL;
+    }
+    return DURABLE_OK;
+}
+
+durable_code durable_step_async(durable_ctx *ctx, const char *name, durable_step_fn fn, void *arg,
+                                durable_future **out, durable_error *err)
+{
+    char step_id[CODE_STEP_ID_SIZE];
+    const struct code_rec *rec = NULL;
+    durable_future *f = NULL;
+    bool to_run = false;
+    durable_code rc;
+
+    if (!out)
+        return err_set(err, DURABLE_EINVAL, "an async step needs a future");
+    rc = call_begin(ctx, name, fn, step_id, &rec, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    f = call_future(ctx, step_id, rec, fn, arg, &to_run);
+    if (to_run) {
+        f->has_thread = pthread_create(&f->thread, NULL, future_main, f) == 0;
+        if (!f->has_thread)
+            future_execute(f); /* no thread to be had: run it here */
+    }
+    *out = f;
+    return DURABLE_OK;
+}
+
+durable_code durable_wait_all(durable_ctx *ctx, durable_future *const *futures, size_t n,
+                              durable_error *err)
+{
+    const durable_future *failed = NULL;
+
+    if (!ctx || (n > 0 && !futures))
+        return err_set(err, DURABLE_EINVAL, "wait_all needs a context and futures");
+    for (size_t i = 0; i < n; i++) {
+        durable_future *f = futures[i];
+        if (f->has_thread) {
+            pthread_join(f->thread, NULL);
+            f->has_thread = false;
+        }
+        if (f->rc != DURABLE_OK && !failed)
+            failed = f;
+    }
+    if (ctx->stop != DURABLE_OK)
+        return ctx_stop(ctx, ctx->stop, NULL, err);
+    if (failed)
+        return ctx_stop(ctx, failed->rc, &failed->err, err);
+    deps_set(ctx, futures, n);
+    return DURABLE_OK;
+}
+
+durable_code durable_future_get(durable_future *f, char **out_json, durable_error *err)
+{
+    if (!f || !out_json)
+        return err_set(err, DURABLE_EINVAL, "future_get needs a future and an output");
+    if (f->has_thread)
+        return err_set(err, DURABLE_EINVAL, "step \"%s\" was not waited for", f->step_id);
+    if (f->rc != DURABLE_OK)
+        return err_set(err, f->rc, "%s", f->err.msg);
+    *out_json = xstrdup(f->out ? f->out : "null");
+    return DURABLE_OK;
 }
 
 const char *durable_ctx_run_id(const durable_ctx *ctx)
@@ -444,6 +568,20 @@ static void finish_run(durable_ctx *ctx, durable_code rc, char *output, const du
         log_warn("could not finish run %s: %s", ctx->run_id, cerr.msg);
 }
 
+static void ctx_release(durable_ctx *ctx);
+
+/* Waits for the async steps the function did not wait for, so that the
+ * run finishes after them. */
+static void ctx_join(durable_ctx *ctx)
+{
+    for (durable_future *f = ctx->futures; f; f = f->next) {
+        if (f->has_thread) {
+            pthread_join(f->thread, NULL);
+            f->has_thread = false;
+        }
+    }
+}
+
 static bool run_is_final(json_t *doc)
 {
     enum run_status st = RUN_PENDING;
@@ -460,6 +598,7 @@ static void invoke(struct code_exec *c, const struct code_job *job)
     json_t *doc = NULL;
     durable_code rc;
 
+    dbuf_init(&ctx.deps, 0);
     rc = store_run_json(c->d->store, job->run_id, &doc_text, &err);
     if (rc == DURABLE_OK) {
         doc = json_loads(doc_text, 0, NULL);
@@ -475,17 +614,32 @@ static void invoke(struct code_exec *c, const struct code_job *job)
     load_recs(&ctx, doc);
     input = json_dumps(json_object_get(doc, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
     rc = job->fn->fn(&ctx, input ? input : "{}", &output, &err);
+    ctx_join(&ctx);
     finish_run(&ctx, rc, rc == DURABLE_OK ? output : NULL, &err);
     if (rc != DURABLE_OK)
         free(output);
 done:
-    for (size_t i = 0; i < ctx.n_names; i++)
-        free(ctx.names[i].name);
-    free(ctx.names);
-    free(ctx.recs);
+    ctx_release(&ctx);
     free(input);
     json_decref(doc);
     free(doc_text);
+}
+
+/* Frees the execution's state (its steps' threads joined). */
+static void ctx_release(durable_ctx *ctx)
+{
+    ctx_join(ctx);
+    while (ctx->futures) {
+        durable_future *f = ctx->futures;
+        ctx->futures = f->next;
+        free(f->out);
+        free(f);
+    }
+    dbuf_release(&ctx->deps);
+    for (size_t i = 0; i < ctx->n_names; i++)
+        free(ctx->names[i].name);
+    free(ctx->names);
+    free(ctx->recs);
 }
 
 static void *code_main(void *arg)

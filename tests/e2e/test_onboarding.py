@@ -7,15 +7,18 @@
   the crash print "recorded, not run again", the run completes;
 - an outside SIGKILL while each step is running (its side effect, a line
   with its idempotency key, is in the effects file), then run again: each
-  step's effect is observed once, except the step running at the kill,
-  whose effect is seen twice under the same idempotency key;
+  step's effect is observed once, except the steps running at the kill
+  (the laptop and the access run in parallel), seen twice under the same
+  idempotency key;
 - `durable show` on the database lists the run's steps in call order.
 
 Usage: test_onboarding.py --onboarding PATH --durable PATH [unittest args]
 """
 import argparse
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,6 +26,13 @@ import time
 import unittest
 
 STEPS = ["create_record", "provision_laptop", "setup_access", "send_welcome"]
+# The steps recorded once each step is, and the steps running together:
+# the laptop and the access run in parallel.
+DONE_WITH = {"create_record": STEPS[:1], "provision_laptop": STEPS[:3],
+             "setup_access": STEPS[:3], "send_welcome": STEPS}
+RUNNING_WITH = {"create_record": ["create_record"],
+                "provision_laptop": ["provision_laptop", "setup_access"],
+                "send_welcome": ["send_welcome"]}
 SPEED = "20"  # the demo's 8.5 s of steps in about 0.4 s
 ARGS = None
 
@@ -59,21 +69,21 @@ class OnboardingTest(unittest.TestCase):
         self.assertIn("completed", out.stdout)
 
     def test_crash_after_each_step(self):
-        for i, step in enumerate(STEPS):
+        for step in STEPS:
             with self.subTest(step=step):
                 self.setUp()
                 out = self.run_demo("--crash-after", step)
                 self.assertEqual(out.returncode, -signal.SIGKILL, out.stderr)
                 self.assertIn("crashing after %s" % step, out.stdout)
                 out = self.run_demo()
-                self.assert_completes_once(out, STEPS[:i + 1])
+                self.assert_completes_once(out, DONE_WITH[step])
                 keys = effects(self.eff)
-                self.assertEqual([k.split("/", 1)[1] for k in keys], STEPS)
+                self.assertEqual(sorted(k.split("/", 1)[1] for k in keys), sorted(STEPS))
                 self.assertEqual(len(set(k.split("/", 1)[0] for k in keys)), 1)
                 self.tearDown()
 
     def test_sigkill_while_each_step_runs(self):
-        for i, step in enumerate(STEPS):
+        for step, running in RUNNING_WITH.items():
             with self.subTest(step=step):
                 self.setUp()
                 # slow enough to be killed inside the step
@@ -87,11 +97,11 @@ class OnboardingTest(unittest.TestCase):
                 p.send_signal(signal.SIGKILL)
                 p.communicate(timeout=30)
                 out = self.run_demo()
-                self.assert_completes_once(out, STEPS[:i])
+                self.assert_completes_once(out, STEPS[:STEPS.index(step)])
                 keys = effects(self.eff)
                 for s in STEPS:
                     n = sum(1 for k in keys if k.endswith("/" + s))
-                    self.assertEqual(n, 2 if s == step else 1, (s, keys))
+                    self.assertEqual(n, 2 if s in running else 1, (s, keys))
                 self.tearDown()
 
     def test_show_lists_steps(self):
@@ -104,6 +114,23 @@ class OnboardingTest(unittest.TestCase):
         pos = [show.stdout.find(s) for s in STEPS]
         self.assertTrue(all(p >= 0 for p in pos), show.stdout)
         self.assertEqual(pos, sorted(pos), show.stdout)
+
+    def test_parallel(self):
+        """The laptop and the access overlap in time, both after the record
+        and before the email, which depends on both."""
+        out = self.run_demo("--speed", "4")
+        self.assert_completes_once(out, [])
+        con = sqlite3.connect(self.db)
+        rows = {r[0]: r[1:] for r in con.execute(
+            "SELECT step_id, idx, depends_on, started_at, completed_at FROM steps")}
+        con.close()
+        self.assertEqual([rows[s][0] for s in STEPS], [0, 1, 2, 3])
+        laptop, access = rows["provision_laptop"], rows["setup_access"]
+        self.assertLess(laptop[2], access[3])
+        self.assertLess(access[2], laptop[3])
+        self.assertEqual(json.loads(rows["send_welcome"][1]),
+                         ["provision_laptop", "setup_access"])
+        self.assertEqual(json.loads(laptop[1]), ["create_record"])
 
 
 if __name__ == "__main__":

@@ -5,16 +5,19 @@
  * registration); a loop's steps get the ids name, name#2, ...; a function
  * whose calls no longer match the history stops with nondeterminism and
  * runs nothing, and a retry with the original code completes the run; a run
- * whose function is not registered waits.
+ * whose function is not registered waits; parallel steps get their ids in
+ * call order whatever order they finish in.
  */
 #include "util/common.h"
 
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -97,9 +100,53 @@ static durable_code loop(durable_ctx *ctx, const char *input, char **out, durabl
     return DURABLE_OK;
 }
 
+static atomic_int calls_par;
+
+/* Sleeps *arg ms, so that later calls finish first. */
+static durable_code slow_step(const durable_step_info *info, void *arg, char **out,
+                              durable_error *err)
+{
+    struct timespec ts = { 0, *(int *)arg * 1000000L };
+    char buf[96];
+
+    (void)err;
+    nanosleep(&ts, NULL);
+    atomic_fetch_add(&calls_par, 1);
+    snprintf(buf, sizeof(buf), "{\"id\":\"%s\"}", info->step_id);
+    *out = strdup(buf);
+    return DURABLE_OK;
+}
+
+/* Three async steps finishing in reverse order, then one in line. */
+static durable_code parallel(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    static int ms[3] = { 80, 40, 5 };
+    durable_future *f[3];
+    char *o[3] = { NULL, NULL, NULL }, buf[256];
+    int last = 3;
+
+    (void)input;
+    for (int i = 0; i < 3; i++)
+        DURABLE_TRY(durable_step_async(ctx, "p", slow_step, &ms[i], &f[i], err));
+    DURABLE_TRY(durable_wait_all(ctx, f, 3, err));
+    for (int i = 0; i < 3; i++)
+        DURABLE_TRY(durable_future_get(f[i], &o[i], err));
+    snprintf(buf, sizeof(buf), "[%s,%s,%s]", o[0], o[1], o[2]);
+    for (int i = 0; i < 3; i++)
+        durable_free(o[i]);
+    if (fail_after_a) {
+        fail_after_a = 0;
+        return err_set(err, DURABLE_EINVAL, "failing once after the parallel steps");
+    }
+    DURABLE_TRY(durable_step(ctx, "after", step_item, &last, NULL, err));
+    *out = strdup(buf);
+    return DURABLE_OK;
+}
+
 static void reset(void)
 {
     calls_a = calls_b = calls_item = 0;
+    atomic_store(&calls_par, 0);
     fail_after_a = stop_after_a = swapped = 0;
 }
 
@@ -250,6 +297,42 @@ static void test_nondeterminism(void **state)
     durable_free(run);
 }
 
+/* Ids and positions follow the calls, not the finishing order; after a
+ * failure and a retry the recorded outputs come back, nothing runs again. */
+static void test_parallel(void **state)
+{
+    static const char *const ids[] = { "p", "p#2", "p#3", "after" };
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    json_t *doc, *steps, *deps;
+    char *run, *out;
+
+    reset();
+    fail_after_a = 1;
+    assert_int_equal(durable_workflow_fn_register(f->d, "par", 1, parallel, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "par", NULL);
+    assert_string_equal(wait_run(f->d, run), "failed");
+    assert_int_equal(atomic_load(&calls_par), 3);
+    assert_int_equal(durable_run_retry(f->d, run, &err), DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(atomic_load(&calls_par), 3);
+    doc = get_run(f->d, run);
+    steps = json_object_get(doc, "steps");
+    assert_int_equal(json_array_size(steps), 4);
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(json_string_value(json_object_get(json_array_get(steps, i), "step_id")),
+                            ids[i]);
+    }
+    deps = json_object_get(step_of(doc, "after"), "depends_on");
+    assert_int_equal(json_array_size(deps), 3);
+    out = json_dumps(json_object_get(doc, "output"), JSON_COMPACT);
+    assert_string_equal(out, "[{\"id\":\"p\"},{\"id\":\"p#2\"},{\"id\":\"p#3\"}]");
+    free(out);
+    json_decref(doc);
+    durable_free(run);
+}
+
 static void test_refusals(void **state)
 {
     struct fixture *f = *state;
@@ -271,6 +354,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resumed_on_registration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nondeterminism, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
