@@ -41,7 +41,8 @@ typedef enum durable_code {
     DURABLE_ETIMEOUT = 10,    /* a wait ran out of time */
     DURABLE_EACTION = 11,     /* a business action refused (wrong order status) */
     DURABLE_ESTEP = 12,       /* a step attempt failed */
-    /* 13 and 14 are reserved (a fenced node; a code-first run suspending) */
+    /* 13 is reserved (a fenced node) */
+    DURABLE_ESUSPENDED = 14,      /* a workflow function must return now: its run waits */
     DURABLE_ENONDETERMINISM = 15, /* a workflow function's calls do not match its run's history */
 } durable_code;
 
@@ -317,7 +318,9 @@ DURABLE_API durable_code durable_start(durable *d, const char *name, const char 
  * NULL to ignore the output). Returns DURABLE_OK; DURABLE_ESTEP when the
  * step failed (now or in the record); DURABLE_ENONDETERMINISM (see above);
  * DURABLE_ECONFLICT when the run was cancelled meanwhile; DURABLE_ECLOSED
- * when the engine is closing (the run resumes at the next open). After a
+ * when the engine is closing (the run resumes at the next open);
+ * DURABLE_ESUSPENDED when an earlier call suspended the run
+ * (durable_sleep). After a
  * code other than DURABLE_OK, every later durable call of this execution
  * returns it again and runs nothing. */
 DURABLE_API durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn,
@@ -340,6 +343,17 @@ DURABLE_API durable_code durable_wait_all(durable_ctx *ctx, durable_future *cons
                                           size_t n, durable_error *err);
 /* A waited-for future's output. OUT: *out_json (caller frees). */
 DURABLE_API durable_code durable_future_get(durable_future *f, char **out_json, durable_error *err);
+
+/* A durable sleep of ms milliseconds, as step `name` (type "sleep"): the
+ * first time, its wake-up time is recorded and DURABLE_ESUSPENDED is
+ * returned, which the function must return at once (DURABLE_TRY): the
+ * run waits (status "waiting") holding no thread, only a timer entry. At
+ * the wake-up time the function is executed again from the top; recorded
+ * steps return at once, and this call, the sleep now over, returns
+ * DURABLE_OK (its output {"woke_at"}). After a restart the wake-up time is
+ * the recorded one. */
+DURABLE_API durable_code durable_sleep(durable_ctx *ctx, const char *name, int64_t ms,
+                                       durable_error *err);
 
 /* The run being executed (valid until the function returns), and the ud
  * given to durable_workflow_fn_register. */

@@ -28,7 +28,9 @@
 
 #include "engine/engine.h"
 
+#include <inttypes.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +54,14 @@ struct code_job {
     const struct code_fn *fn; /* registry entries are never freed before stop */
 };
 
+/* A sleeping run's wake-up (memory only: after a restart the run's
+ * re-execution reaches its sleep again and arms it again). */
+struct code_timer {
+    int64_t due_ms; /* Unix ms */
+    char run_id[ID_MAX];
+    const struct code_fn *fn;
+};
+
 /* A run queued or being invoked; again: adopted once more meanwhile. */
 struct code_active {
     char run_id[ID_MAX];
@@ -67,6 +77,8 @@ struct code_exec {
     struct code_job *head, *tail;      /* guarded by mu: queued invocations */
     struct code_active *active;        /* guarded by mu: runs queued or being invoked */
     size_t n_active, cap_active;       /* guarded by mu */
+    struct code_timer *timers;         /* guarded by mu: sleeping runs' wake-ups */
+    size_t n_timers, cap_timers;       /* guarded by mu */
     bool is_stopping;                  /* guarded by mu */
     pthread_t threads[CODE_THREADS];
     size_t n_threads;
@@ -79,6 +91,7 @@ struct code_rec {
     const char *error;
     json_t *output; /* borrowed */
     int attempt;
+    int64_t wake_at_ms; /* a waiting sleep's wake-up, or 0 */
 };
 
 /* The number of times a name was called in this execution. */
@@ -189,24 +202,15 @@ static const struct code_fn *fn_find(const struct code_exec *c, const char *name
     return NULL;
 }
 
-void engine_code_adopt(struct durable *d, const char *run_id, const struct plan *plan)
+/* Queues an invocation of run_id unless one is queued or under way (then
+ * that one is asked to run again). mu held. */
+static void job_queue(struct code_exec *c, const char *run_id, const struct code_fn *fn)
 {
-    struct code_exec *c = d->code;
-    const struct code_fn *fn;
-    struct code_active *a;
+    struct code_active *a = active_find(c, run_id);
     struct code_job *job;
 
-    pthread_mutex_lock(&c->mu);
-    fn = fn_find(c, plan->name, plan->code_version);
-    a = fn ? active_find(c, run_id) : NULL;
-    if (a)
+    if (a) {
         a->again = true;
-    if (!fn || c->is_stopping || a) {
-        pthread_mutex_unlock(&c->mu);
-        if (!fn) {
-            log_info("run %s waits for a process registering %s@%d", run_id, plan->name,
-                     plan->code_version);
-        }
         return;
     }
     job = xcalloc(1, sizeof(*job));
@@ -214,7 +218,62 @@ void engine_code_adopt(struct durable *d, const char *run_id, const struct plan 
     job->fn = fn;
     active_add(c, run_id);
     job_push(c, job);
+}
+
+/* Arms run_id's wake-up at due_ms (any thread; takes mu). */
+static void timer_add(struct code_exec *c, const char *run_id, const struct code_fn *fn,
+                      int64_t due_ms)
+{
+    struct code_timer *t;
+
+    pthread_mutex_lock(&c->mu);
+    if (c->n_timers == c->cap_timers) {
+        c->cap_timers = c->cap_timers ? c->cap_timers * 2 : 16;
+        c->timers = xrealloc(c->timers, c->cap_timers * sizeof(*c->timers));
+    }
+    t = &c->timers[c->n_timers++];
+    t->due_ms = due_ms;
+    snprintf(t->run_id, sizeof(t->run_id), "%s", run_id);
+    t->fn = fn;
+    pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
+}
+
+/* Queues the runs whose wake-up is due; returns the earliest one left
+ * (0: none). mu held. A linear scan: a heap when many runs sleep. */
+static int64_t timers_fire(struct code_exec *c)
+{
+    int64_t now = clock_wall_ms(), next = 0;
+    size_t i = 0;
+
+    while (i < c->n_timers) {
+        struct code_timer *t = &c->timers[i];
+        if (t->due_ms <= now) {
+            job_queue(c, t->run_id, t->fn);
+            *t = c->timers[--c->n_timers];
+            continue;
+        }
+        if (next == 0 || t->due_ms < next)
+            next = t->due_ms;
+        i++;
+    }
+    return next;
+}
+
+void engine_code_adopt(struct durable *d, const char *run_id, const struct plan *plan)
+{
+    struct code_exec *c = d->code;
+    const struct code_fn *fn;
+
+    pthread_mutex_lock(&c->mu);
+    fn = fn_find(c, plan->name, plan->code_version);
+    if (fn && !c->is_stopping)
+        job_queue(c, run_id, fn);
+    pthread_mutex_unlock(&c->mu);
+    if (!fn) {
+        log_info("run %s waits for a process registering %s@%d", run_id, plan->name,
+                 plan->code_version);
+    }
 }
 
 /* ---- one execution ---- */
@@ -256,7 +315,8 @@ static void next_step_id(durable_ctx *ctx, const char *name, char out[CODE_STEP_
 /* Submits the step's START, inserting its row (depends_on: the steps the
  * code last waited for), without waiting: the COMPLETE that follows on the
  * same queue commits after it. */
-static durable_code submit_start(durable_ctx *ctx, const char *step_id, int attempt)
+static durable_code submit_start(durable_ctx *ctx, const char *step_id, const char *type,
+                                 int attempt)
 {
     struct commit_item *ci = commit_item_new(TR_STEP_START, ctx->run_id);
     struct transition_step_init *si = xcalloc(1, sizeof(*si));
@@ -264,7 +324,7 @@ static durable_code submit_start(durable_ctx *ctx, const char *step_id, int atte
     ci->t.step_id = commit_item_str(ci, step_id);
     ci->t.attempt = attempt;
     si->step_id = ci->t.step_id;
-    si->type = "code";
+    si->type = type;
     si->max_attempts = 1;
     si->depends_on_json = commit_item_str(ci, ctx->deps.len ? ctx->deps.buf : "[]");
     ci->step_inits = si;
@@ -342,17 +402,15 @@ static void *future_main(void *arg)
 
 /* The checks every step call begins with, and its id (OUT step_id) and
  * record (OUT *out_rec, NULL when not recorded yet). */
-static durable_code call_begin(durable_ctx *ctx, const char *name, durable_step_fn fn,
-                               char step_id[CODE_STEP_ID_SIZE], const struct code_rec **out_rec,
-                               durable_error *err)
+static durable_code call_begin(durable_ctx *ctx, const char *name, char step_id[CODE_STEP_ID_SIZE],
+                               const struct code_rec **out_rec, durable_error *err)
 {
     const struct code_rec *rec = NULL;
     durable_error why = { 0 };
 
-    if (!ctx || !fn || !name_is_valid(name))
+    if (!ctx || !name_is_valid(name))
         return err_set(err, DURABLE_EINVAL,
-                       "a step needs a context, a function and a name of "
-                       "1 to 64 of [A-Za-z0-9_.-]");
+                       "a step needs a context and a name of 1 to 64 of [A-Za-z0-9_.-]");
     if (ctx->stop != DURABLE_OK)
         return ctx_stop(ctx, ctx->stop, NULL, err);
     next_step_id(ctx, name, step_id);
@@ -398,7 +456,7 @@ static durable_future *call_future(durable_ctx *ctx, const char *step_id,
         f->attempt = rec->attempt > 0 ? rec->attempt : 1;
         *out_run = true;
     } else {
-        rc = submit_start(ctx, step_id, f->attempt);
+        rc = submit_start(ctx, step_id, "code", f->attempt);
         if (rc != DURABLE_OK)
             f->rc = err_set(&f->err, rc, "could not record step \"%s\"", step_id);
         *out_run = rc == DURABLE_OK;
@@ -424,7 +482,8 @@ durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn
     const struct code_rec *rec = NULL;
     durable_future *f = NULL;
     bool to_run = false;
-    durable_code rc = call_begin(ctx, name, fn, step_id, &rec, err);
+    durable_code rc = fn ? call_begin(ctx, name, step_id, &rec, err)
+                         : err_set(err, DURABLE_EINVAL, "a step needs a function");
 
     if (rc != DURABLE_OK)
         return rc;
@@ -450,9 +509,9 @@ durable_code durable_step_async(durable_ctx *ctx, const char *name, durable_step
     bool to_run = false;
     durable_code rc;
 
-    if (!out)
-        return err_set(err, DURABLE_EINVAL, "an async step needs a future");
-    rc = call_begin(ctx, name, fn, step_id, &rec, err);
+    if (!out || !fn)
+        return err_set(err, DURABLE_EINVAL, "an async step needs a function and a future");
+    rc = call_begin(ctx, name, step_id, &rec, err);
     if (rc != DURABLE_OK)
         return rc;
     f = call_future(ctx, step_id, rec, fn, arg, &to_run);
@@ -501,6 +560,64 @@ durable_code durable_future_get(durable_future *f, char **out_json, durable_erro
     return DURABLE_OK;
 }
 
+/* Commits a sleep step's transition (WAIT until wake_ms, or COMPLETE)
+ * and waits for it. */
+static durable_code sleep_commit(durable_ctx *ctx, const char *step_id, int attempt,
+                                 int64_t wake_ms, bool is_done, durable_error *err)
+{
+    struct commit_item *ci =
+            commit_item_new(is_done ? TR_STEP_COMPLETE : TR_STEP_WAIT, ctx->run_id);
+    char out[64];
+
+    ci->t.step_id = commit_item_str(ci, step_id);
+    ci->t.attempt = attempt;
+    ci->t.wake_at_ms = wake_ms;
+    if (is_done) {
+        snprintf(out, sizeof(out), "{\"woke_at\":%" PRId64 "}", wake_ms);
+        ci->t.output_json = commit_item_str(ci, out);
+    }
+    return engine_commit_wait(ctx->d, ci, NULL, err);
+}
+
+durable_code durable_sleep(durable_ctx *ctx, const char *name, int64_t ms, durable_error *err)
+{
+    char step_id[CODE_STEP_ID_SIZE];
+    const struct code_rec *rec = NULL;
+    durable_error why = { 0 };
+    int64_t wake_ms = clock_wall_ms() + (ms > 0 ? ms : 0);
+    int attempt = 1;
+    durable_code rc = call_begin(ctx, name, step_id, &rec, err);
+    bool is_waiting = rec && strcmp(rec->status, "waiting") == 0 && rec->wake_at_ms > 0;
+
+    if (rc != DURABLE_OK)
+        return rc;
+    if (rec && strcmp(rec->status, "completed") == 0) {
+        rc = DURABLE_OK;
+    } else if (is_waiting && rec->wake_at_ms <= clock_wall_ms()) {
+        rc = sleep_commit(ctx, step_id, rec->attempt, rec->wake_at_ms, true, &why);
+    } else if (is_waiting) {
+        timer_add(ctx->d->code, ctx->run_id, ctx->fn, rec->wake_at_ms);
+        rc = err_set(&why, DURABLE_ESUSPENDED, "step \"%s\" sleeps", step_id);
+    } else {
+        if (rec && strcmp(rec->status, "running") == 0)
+            attempt = rec->attempt > 0 ? rec->attempt : 1;
+        else
+            rc = submit_start(ctx, step_id, "sleep", attempt);
+        if (rc == DURABLE_OK)
+            rc = sleep_commit(ctx, step_id, attempt, wake_ms, false, &why);
+        if (rc == DURABLE_OK) {
+            timer_add(ctx->d->code, ctx->run_id, ctx->fn, wake_ms);
+            rc = err_set(&why, DURABLE_ESUSPENDED, "step \"%s\" sleeps", step_id);
+        }
+    }
+    if (rc != DURABLE_OK)
+        return ctx_stop(ctx, rc, &why, err);
+    ctx->pos++;
+    dbuf_reset(&ctx->deps);
+    dbuf_addf(&ctx->deps, "[\"%s\"]", step_id);
+    return DURABLE_OK;
+}
+
 const char *durable_ctx_run_id(const durable_ctx *ctx)
 {
     return ctx ? ctx->run_id : NULL;
@@ -512,6 +629,45 @@ void *durable_ctx_userdata(const durable_ctx *ctx)
 }
 
 /* ---- an invocation ---- */
+
+/* The number in the n digits at s, or -1. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* Unix ms of the document's "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC), 0 if none. */
+static int64_t parse_time(const char *s)
+{
+    int y, mo, d, h, mi, sec, ms;
+    int64_t era, yoe, doy, days;
+
+    if (!s || strlen(s) != 24)
+        return 0;
+    y = digits(s, 4);
+    mo = digits(s + 5, 2);
+    d = digits(s + 8, 2);
+    h = digits(s + 11, 2);
+    mi = digits(s + 14, 2);
+    sec = digits(s + 17, 2);
+    ms = digits(s + 20, 3);
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || mi < 0 || sec < 0 || ms < 0)
+        return 0;
+    /* days from 1970-01-01 to the date (the civil calendar's algorithm) */
+    y -= mo <= 2;
+    era = y / 400;
+    yoe = y - era * 400;
+    doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    return ((days * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000 + ms;
+}
 
 /* The run's recorded steps, from its document (steps in idx order). */
 static void load_recs(durable_ctx *ctx, json_t *doc)
@@ -528,6 +684,7 @@ static void load_recs(durable_ctx *ctx, json_t *doc)
         r->error = json_string_value(json_object_get(st, "error_message"));
         r->output = json_object_get(st, "output");
         r->attempt = (int)json_integer_value(json_object_get(st, "attempt"));
+        r->wake_at_ms = parse_time(json_string_value(json_object_get(st, "wake_at")));
         if (!r->step_id || !r->status)
             ctx->n_recs--;
     }
@@ -542,9 +699,9 @@ static void finish_run(durable_ctx *ctx, durable_code rc, char *output, const du
 
     if (ctx->stop != DURABLE_OK)
         rc = ctx->stop;
-    if (rc == DURABLE_ECLOSED || rc == DURABLE_ECONFLICT) {
+    if (rc == DURABLE_ECLOSED || rc == DURABLE_ECONFLICT || rc == DURABLE_ESUSPENDED) {
         free(output);
-        return; /* closing (the run resumes at the next open), or cancelled */
+        return; /* closing (the run resumes at the next open), cancelled, or asleep */
     }
     ci = commit_item_new(TR_RUN_FINISH, ctx->run_id);
     if (rc == DURABLE_OK)
@@ -642,6 +799,27 @@ static void ctx_release(durable_ctx *ctx)
     free(ctx->recs);
 }
 
+/* Waits until a job is queued (a due wake-up queues one) or the
+ * executor stops. mu held. */
+static void wait_for_job(struct code_exec *c)
+{
+    for (;;) {
+        int64_t next = timers_fire(c);
+        struct timespec ts;
+
+        if (c->head || c->is_stopping)
+            return;
+        if (next == 0) {
+            pthread_cond_wait(&c->cond, &c->mu);
+            continue;
+        }
+        /* The default condition clock is CLOCK_REALTIME: wake-ups are wall times. */
+        ts.tv_sec = (time_t)(next / 1000);
+        ts.tv_nsec = (long)(next % 1000) * 1000000L;
+        pthread_cond_timedwait(&c->cond, &c->mu, &ts);
+    }
+}
+
 static void *code_main(void *arg)
 {
     struct code_exec *c = arg;
@@ -651,8 +829,7 @@ static void *code_main(void *arg)
     pthread_setname_np(pthread_self(), "durable-code");
     for (;;) {
         pthread_mutex_lock(&c->mu);
-        while (!c->head && !c->is_stopping)
-            pthread_cond_wait(&c->cond, &c->mu);
+        wait_for_job(c);
         job = c->head;
         if (job) {
             c->head = job->next;
@@ -719,6 +896,7 @@ void engine_code_free(struct durable *d)
     }
     for (size_t i = 0; i < c->n_fns; i++)
         free(c->fns[i]);
+    free(c->timers);
     free(c->active);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->mu);

@@ -40,6 +40,7 @@ static const char *const code_texts[] = {
     [DURABLE_ETIMEOUT] = "timed out",
     [DURABLE_EACTION] = "action refused",
     [DURABLE_ESTEP] = "step failed",
+    [DURABLE_ESUSPENDED] = "the workflow waits",
     [DURABLE_ENONDETERMINISM] = "workflow code does not match its run's history",
 };
 

@@ -6,7 +6,8 @@
  * whose calls no longer match the history stops with nondeterminism and
  * runs nothing, and a retry with the original code completes the run; a run
  * whose function is not registered waits; parallel steps get their ids in
- * call order whatever order they finish in.
+ * call order whatever order they finish in; a durable sleep unwinds and the
+ * function runs again when it is over, also after a restart.
  */
 #include "util/common.h"
 
@@ -143,10 +144,24 @@ static durable_code parallel(durable_ctx *ctx, const char *input, char **out, du
     return DURABLE_OK;
 }
 
+static atomic_int invocations;
+
+/* a, a 300 ms sleep, b: executed twice (before and after the sleep). */
+static durable_code sleepy(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    (void)input;
+    atomic_fetch_add(&invocations, 1);
+    DURABLE_TRY(durable_step(ctx, "a", step_a, NULL, NULL, err));
+    DURABLE_TRY(durable_sleep(ctx, "nap", 300, err));
+    DURABLE_TRY(durable_step(ctx, "b", step_b, b_arg, out, err));
+    return DURABLE_OK;
+}
+
 static void reset(void)
 {
     calls_a = calls_b = calls_item = 0;
     atomic_store(&calls_par, 0);
+    atomic_store(&invocations, 0);
     fail_after_a = stop_after_a = swapped = 0;
 }
 
@@ -333,6 +348,52 @@ static void test_parallel(void **state)
     durable_free(run);
 }
 
+/* The sleep unwinds (the run waits, no invocation under way), the function
+ * runs again at the wake-up time, a not run again; and a sleep survives a
+ * restart with its recorded wake-up time. */
+static void test_sleep(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *status = NULL;
+    json_t *doc;
+    char *run;
+
+    reset();
+    assert_int_equal(durable_workflow_fn_register(f->d, "sleepy", 1, sleepy, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "sleepy", "s1");
+    assert_int_equal(durable_run_wait(f->d, run, 100, &status, &err), DURABLE_ETIMEOUT);
+    doc = get_run(f->d, run);
+    assert_string_equal(json_string_value(json_object_get(doc, "status")), "waiting");
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "nap"), "status")),
+                        "waiting");
+    json_decref(doc);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(atomic_load(&invocations), 2);
+    assert_int_equal(calls_a, 1);
+    assert_int_equal(calls_b, 1);
+    doc = get_run(f->d, run);
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "nap"), "type")), "sleep");
+    assert_non_null(json_object_get(json_object_get(step_of(doc, "nap"), "output"), "woke_at"));
+    json_decref(doc);
+    durable_free(run);
+
+    /* a restart during the sleep */
+    reset();
+    run = code_start(f->d, "sleepy", "s2");
+    err = (durable_error){ 0 };
+    assert_int_equal(durable_run_wait(f->d, run, 100, &status, &err), DURABLE_ETIMEOUT);
+    durable_close(f->d);
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
+    assert_int_equal(durable_workflow_fn_register(f->d, "sleepy", 1, sleepy, NULL, &err),
+                     DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(calls_a, 1);
+    assert_int_equal(calls_b, 1);
+    durable_free(run);
+}
+
 static void test_refusals(void **state)
 {
     struct fixture *f = *state;
@@ -355,6 +416,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nondeterminism, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sleep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
