@@ -16,10 +16,16 @@
  * runs, and returns once its COMPLETE has committed; the run's RUN_FINISH
  * follows the function's return. Step ids are given on the workflow thread
  * in call order (`name`, `name#2`, ...), so they do not depend on timing.
+ * An async step (durable_step_async) is the same call whose function and
+ * commit run on a thread of its own (a durable_future). A sleep records
+ * its wake-up and unwinds (DURABLE_ESUSPENDED): the invocation ends, and a
+ * timer queues the run again at the wake-up time.
  *
  * Threads: struct code_exec's mu (a leaf) guards the registry, the job
- * list and the set of runs queued or being invoked (one invocation per run
- * at a time); a durable_ctx belongs to the workflow thread invoking it.
+ * list, the timers and the set of runs queued or being invoked (one
+ * invocation per run at a time); a durable_ctx belongs to the workflow
+ * thread invoking it; a future's result fields to its thread until it is
+ * joined.
  * Workflow threads submit to the commit queue like any caller; they never
  * touch scheduler state. engine_code_stop runs before the writer stops, so
  * every step a function finishes is committed.
