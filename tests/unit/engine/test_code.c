@@ -157,6 +157,19 @@ static durable_code sleepy(durable_ctx *ctx, const char *input, char **out, dura
     return DURABLE_OK;
 }
 
+/* 1,000 steps "n"; with stop_after_a it "crashes" after the 500th. */
+static durable_code long_loop(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    (void)input;
+    for (int i = 0; i < 1000; i++) {
+        DURABLE_TRY(durable_step(ctx, "n", step_item, &i, NULL, err));
+        if (stop_after_a && i == 499)
+            return DURABLE_ECLOSED;
+    }
+    *out = NULL;
+    return DURABLE_OK;
+}
+
 static void reset(void)
 {
     calls_a = calls_b = calls_item = 0;
@@ -394,6 +407,48 @@ static void test_sleep(void **state)
     durable_free(run);
 }
 
+/* A loop of 1,000 steps stopped in the middle, resumed after a restart:
+ * every step ran once, the last is n#1000. */
+static void test_long_loop_resumed(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *status = NULL;
+    json_t *doc, *steps;
+    size_t n = 0;
+    char *run;
+
+    reset();
+    stop_after_a = 1;
+    assert_int_equal(durable_workflow_fn_register(f->d, "long", 1, long_loop, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "long", NULL);
+    for (int tries = 0; tries < 600; tries++) {
+        doc = get_run(f->d, run);
+        n = json_array_size(json_object_get(doc, "steps"));
+        json_decref(doc);
+        if (n == 500)
+            break;
+        assert_int_equal(durable_run_wait(f->d, run, 50, &status, &err), DURABLE_ETIMEOUT);
+        err = (durable_error){ 0 };
+    }
+    assert_int_equal(n, 500);
+    durable_close(f->d);
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
+    stop_after_a = 0;
+    assert_int_equal(durable_workflow_fn_register(f->d, "long", 1, long_loop, NULL, &err),
+                     DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(calls_item, 1000);
+    doc = get_run(f->d, run);
+    steps = json_object_get(doc, "steps");
+    assert_int_equal(json_array_size(steps), 1000);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(steps, 999), "step_id")),
+                        "n#1000");
+    json_decref(doc);
+    durable_free(run);
+}
+
 static void test_refusals(void **state)
 {
     struct fixture *f = *state;
@@ -417,6 +472,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nondeterminism, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sleep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_loop_resumed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
