@@ -12,6 +12,9 @@
  *             transition only after the writer reports it committed.
  *   callers   (api.c)     any thread: validate, submit to the commit queue and
  *             wait for the reply, or post a message to the scheduler.
+ *   workflow  (code.c)    run code-first workflow functions (the scheduler
+ *             hands such runs over instead of executing them); callers
+ *             of the commit queue like any other.
  *
  * Step state machine (scheduler's view; the store holds the durable one):
  *   PENDING --deps done, `if` true--> STARTING --START committed--> RUNNING
