@@ -252,7 +252,8 @@ DURABLE_API void durable_step_fail(durable_step_call *call, const char *code, co
  * (a loop), counted on the workflow's own thread in call order. At call
  * position p, a recorded step whose id differs stops the run: durable_step
  * returns DURABLE_ENONDETERMINISM without running anything, and the run
- * fails with an error starting "nondeterminism: " that names both ids;
+ * fails with an error starting "nondeterminism: " that names both ids (so
+ * does a function that returns while the history has further steps);
  * durable_run_retry executes it again (with the fixed code). */
 typedef struct durable_ctx durable_ctx;
 

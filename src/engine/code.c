@@ -703,6 +703,14 @@ static void finish_run(durable_ctx *ctx, durable_code rc, char *output, const du
     char *text = NULL;
     durable_error cerr = { 0 };
 
+    if (rc == DURABLE_OK && ctx->stop == DURABLE_OK && ctx->pos < ctx->n_recs) {
+        /* The code ended before the history did: it took another path. */
+        err_set(&cerr, DURABLE_ENONDETERMINISM,
+                "nondeterminism: run %s ended after %zu steps in the code but the history has "
+                "\"%s\" next",
+                ctx->run_id, ctx->pos, ctx->recs[ctx->pos].step_id);
+        ctx_stop(ctx, DURABLE_ENONDETERMINISM, &cerr, NULL);
+    }
     if (ctx->stop != DURABLE_OK)
         rc = ctx->stop;
     if (rc == DURABLE_ECLOSED || rc == DURABLE_ECONFLICT || rc == DURABLE_ESUSPENDED) {

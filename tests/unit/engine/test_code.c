@@ -32,7 +32,9 @@
 static int calls_a, calls_b, calls_item;
 static int fail_after_a; /* the workflow fails once after step a */
 static int stop_after_a; /* the workflow returns DURABLE_ECLOSED after a (a "crash") */
-static int swapped;      /* the workflow calls b before a */
+static int swapped;
+static int fail_b;                                 /* step b fails */
+static int skip_b; /* the workflow ends after a */ /* the workflow calls b before a */
 static char b_arg[] = "x";
 
 static durable_code step_a(const durable_step_info *info, void *arg, char **out, durable_error *err)
@@ -49,8 +51,9 @@ static durable_code step_b(const durable_step_info *info, void *arg, char **out,
 {
     char buf[160];
 
-    (void)err;
     calls_b++;
+    if (fail_b)
+        return err_set(err, DURABLE_ESTEP, "b refuses");
     snprintf(buf, sizeof(buf), "{\"b\":\"%s\",\"key\":\"%s\"}", (const char *)arg,
              info->idempotency_key);
     *out = strdup(buf);
@@ -73,6 +76,10 @@ static durable_code two_steps(durable_ctx *ctx, const char *input, char **out, d
     }
     if (stop_after_a)
         return DURABLE_ECLOSED;
+    if (skip_b) {
+        *out = strdup("{}");
+        return DURABLE_OK;
+    }
     if (!swapped)
         DURABLE_TRY(durable_step(ctx, "b", step_b, b_arg, out, err));
     else
@@ -175,7 +182,7 @@ static void reset(void)
     calls_a = calls_b = calls_item = 0;
     atomic_store(&calls_par, 0);
     atomic_store(&invocations, 0);
-    fail_after_a = stop_after_a = swapped = 0;
+    fail_after_a = stop_after_a = swapped = fail_b = skip_b = 0;
 }
 
 static char *code_start(durable *d, const char *name, const char *key)
@@ -449,6 +456,35 @@ static void test_long_loop_resumed(void **state)
     durable_free(run);
 }
 
+/* The code ends while the history goes on: b failed (recorded), then the
+ * code no longer calls b. */
+static void test_nondeterminism_early_end(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *msg;
+    char *run;
+    json_t *doc;
+
+    reset();
+    fail_b = 1;
+    assert_int_equal(durable_workflow_fn_register(f->d, "two", 1, two_steps, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "two", "k4");
+    assert_string_equal(wait_run(f->d, run), "failed");
+    skip_b = 1;
+    assert_int_equal(durable_run_retry(f->d, run, &err), DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "failed");
+    doc = get_run(f->d, run);
+    msg = json_string_value(json_object_get(doc, "error_message"));
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "ended after 1 steps in the code but the history has \"b\""));
+    json_decref(doc);
+    assert_int_equal(calls_a, 1);
+    assert_int_equal(calls_b, 1);
+    durable_free(run);
+}
+
 static void test_refusals(void **state)
 {
     struct fixture *f = *state;
@@ -473,6 +509,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sleep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_loop_resumed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nondeterminism_early_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
