@@ -29,19 +29,21 @@ extern "C" {
 /* Status codes. Append only: values never change. */
 typedef enum durable_code {
     DURABLE_OK = 0,
-    DURABLE_EINVAL = 1,       /* invalid argument or definition (HTTP 400/422) */
-    DURABLE_ENOMEM = 2,       /* out of memory */
-    DURABLE_ETOOBIG = 3,      /* input over a hard limit (HTTP 413) */
-    DURABLE_ENOTFOUND = 4,    /* no such workflow, run, step or order (HTTP 404) */
-    DURABLE_ECONFLICT = 5,    /* the current state forbids it (HTTP 409) */
-    DURABLE_EIO = 6,          /* the database or the file system failed (HTTP 503) */
-    DURABLE_ESYNTAX = 7,      /* malformed JSON or YAML (HTTP 400) */
-    DURABLE_EUNSUPPORTED = 8, /* a feature that does not exist yet */
-    DURABLE_ECLOSED = 9,      /* the engine is shutting down (HTTP 503) */
-    DURABLE_ETIMEOUT = 10,    /* a wait ran out of time */
-    DURABLE_EACTION = 11,     /* a business action refused (wrong order status) */
-    DURABLE_ESTEP = 12,       /* a step attempt failed */
-    DURABLE_EFENCED = 13,     /* another node executes the run now (PostgreSQL cluster) */
+    DURABLE_EINVAL = 1,           /* invalid argument or definition (HTTP 400/422) */
+    DURABLE_ENOMEM = 2,           /* out of memory */
+    DURABLE_ETOOBIG = 3,          /* input over a hard limit (HTTP 413) */
+    DURABLE_ENOTFOUND = 4,        /* no such workflow, run, step or order (HTTP 404) */
+    DURABLE_ECONFLICT = 5,        /* the current state forbids it (HTTP 409) */
+    DURABLE_EIO = 6,              /* the database or the file system failed (HTTP 503) */
+    DURABLE_ESYNTAX = 7,          /* malformed JSON or YAML (HTTP 400) */
+    DURABLE_EUNSUPPORTED = 8,     /* a feature that does not exist yet */
+    DURABLE_ECLOSED = 9,          /* the engine is shutting down (HTTP 503) */
+    DURABLE_ETIMEOUT = 10,        /* a wait ran out of time */
+    DURABLE_EACTION = 11,         /* a business action refused (wrong order status) */
+    DURABLE_ESTEP = 12,           /* a step attempt failed */
+    DURABLE_EFENCED = 13,         /* another node executes the run now (PostgreSQL cluster) */
+    DURABLE_ESUSPENDED = 14,      /* a workflow function must return now: its run waits */
+    DURABLE_ENONDETERMINISM = 15, /* a workflow function's calls do not match its run's history */
 } durable_code;
 
 #define DURABLE_ERROR_MSG_SIZE 256
@@ -236,6 +238,139 @@ DURABLE_API void durable_step_done(durable_step_call *call, const char *output_j
  * "card_declined", cut at 31 bytes) and a message (cut at 255); the step's
  * retry policy decides what follows. */
 DURABLE_API void durable_step_fail(durable_step_call *call, const char *code, const char *message);
+
+/* ---- code-first workflows (durable steps in C) ------------------------- */
+
+/* A workflow can be ordinary C code: a function registered by name and
+ * version, started like any run (durable_start), whose steps are calls to
+ * durable_step(). Each step's result is committed before durable_step
+ * returns it; when the function runs again (after a crash, a restart or a
+ * retry) a step already recorded returns its recorded result without
+ * running. A code-first run is a run like any other: same tables, HTTP API,
+ * events and UI, its steps (type "code") appearing as they are reached.
+ *
+ * The function runs on one of the engine's workflow threads (never the
+ * scheduler's), from the top, every time the run is executed: at the
+ * start, and again after a restart or a retry. So it must be
+ * deterministic: given the same step results it makes the same
+ * durable_step calls in the same order with the same names, and it acts on
+ * the world only inside step functions. A step function must not call
+ * durable_* functions with the context. The context is used only on the
+ * thread that runs the function, until the function returns.
+ *
+ * Step ids: the first call of a name is that name ("create_record"); later
+ * calls of the same name in the same execution get "name#2", "name#3", ...
+ * (a loop), counted on the workflow's own thread in call order. At call
+ * position p, a recorded step whose id differs stops the run: durable_step
+ * returns DURABLE_ENONDETERMINISM without running anything, and the run
+ * fails with an error starting "nondeterminism: " that names both ids (so
+ * does a function that returns while the history has further steps);
+ * durable_run_retry executes it again (with the fixed code). */
+typedef struct durable_ctx durable_ctx;
+
+/* The workflow: input_json is the run's input object as JSON text, valid
+ * during the call. Returns DURABLE_OK with *out_output_json (JSON text
+ * allocated with malloc or returned by durable_step, freed by the engine;
+ * NULL means null) to complete the run, or an error code (in err) to fail
+ * it. Every code a durable call returns other than DURABLE_OK must be
+ * returned at once (DURABLE_TRY). */
+typedef durable_code (*durable_workflow_fn)(durable_ctx *ctx, const char *input_json,
+                                            char **out_output_json, durable_error *err);
+
+/* What a step function is running. Strings are valid during the call. */
+typedef struct durable_step_info {
+    const char *run_id;
+    const char *step_id;         /* "name" or "name#N" */
+    const char *idempotency_key; /* "RUN_ID/STEP_ID": the same for every attempt, also
+                                    after a crash, so that an effect outside can be made once */
+    int attempt;                 /* from 1 */
+} durable_step_info;
+
+/* A step's side effect. Returns DURABLE_OK with *out_json (JSON text
+ * allocated with malloc, freed by the engine; NULL means null, at most
+ * 1 MiB), or an error code with err filled: the step fails (recorded, the
+ * run fails; durable_run_retry runs the step again). */
+typedef durable_code (*durable_step_fn)(const durable_step_info *info, void *arg, char **out_json,
+                                        durable_error *err);
+
+/* Returns the code of a durable call at once when it is not DURABLE_OK. */
+#define DURABLE_TRY(call)                   \
+    do {                                    \
+        durable_code durable_try_ = (call); \
+        if (durable_try_ != DURABLE_OK)     \
+            return durable_try_;            \
+    } while (0)
+
+/* Registers fn as version `version` (>= 1) of workflow `name` (1 to 64 of
+ * [A-Za-z0-9_.-]) and stores its definition ({"name", "code_version"}) as
+ * a workflow version like a JSON definition. Runs are pinned to the version
+ * they started under: a run of version 2 is executed only by a process that
+ * registered version 2 of the name; until then it waits (it is not
+ * failed). Call it every time the program starts, after durable_open:
+ * registration resumes this version's unfinished runs (re-executing fn from
+ * the top; recorded steps return at once). ud is kept as given and
+ * returned by durable_ctx_userdata. DURABLE_ECONFLICT when this name and
+ * version are registered already. Any thread. */
+DURABLE_API durable_code durable_workflow_fn_register(durable *d, const char *name, int version,
+                                                      durable_workflow_fn fn, void *ud,
+                                                      durable_error *err);
+
+/* Starts a run of the latest version of workflow `name` with idempotency
+ * key `key` (may be NULL) and input_json (a JSON object, or NULL for {}):
+ * durable_run_start, so a key that started a run already returns that run
+ * (resuming it if it is unfinished). OUT: *out_run_id (caller frees). */
+DURABLE_API durable_code durable_start(durable *d, const char *name, const char *key,
+                                       const char *input_json, char **out_run_id,
+                                       durable_error *err);
+
+/* Inside a workflow function: the step `name` (1 to 64 of [A-Za-z0-9_.-]).
+ * Recorded as completed: returns its output at once, fn is not called.
+ * Otherwise fn(info, arg, ...) runs on this thread and its result is
+ * committed before this returns. OUT: *out_json (caller frees; may be
+ * NULL to ignore the output). Returns DURABLE_OK; DURABLE_ESTEP when the
+ * step failed (now or in the record); DURABLE_ENONDETERMINISM (see above);
+ * DURABLE_ECONFLICT when the run was cancelled meanwhile; DURABLE_ECLOSED
+ * when the engine is closing (the run resumes at the next open);
+ * DURABLE_ESUSPENDED when an earlier call suspended the run
+ * (durable_sleep). After a
+ * code other than DURABLE_OK, every later durable call of this execution
+ * returns it again and runs nothing. */
+DURABLE_API durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn,
+                                      void *arg, char **out_json, durable_error *err);
+
+/* Parallel steps. durable_step_async takes the step's id and position
+ * now, on the workflow thread, in call order (so ids do not depend on
+ * which step finishes first), and runs fn on a thread of its own unless the
+ * step is recorded; durable_wait_all waits for every future given, and
+ * returns DURABLE_ESTEP (or another stop code, see durable_step) if one of
+ * them failed; then durable_future_get gives each output. A future belongs
+ * to ctx and is freed when the function returns (steps not waited for are
+ * waited for then). The steps started after a wait depend on the steps
+ * waited for; async steps depend on the last step waited for before them.
+ * OUT: *out (borrowed from ctx). */
+typedef struct durable_future durable_future;
+DURABLE_API durable_code durable_step_async(durable_ctx *ctx, const char *name, durable_step_fn fn,
+                                            void *arg, durable_future **out, durable_error *err);
+DURABLE_API durable_code durable_wait_all(durable_ctx *ctx, durable_future *const *futures,
+                                          size_t n, durable_error *err);
+/* A waited-for future's output. OUT: *out_json (caller frees). */
+DURABLE_API durable_code durable_future_get(durable_future *f, char **out_json, durable_error *err);
+
+/* A durable sleep of ms milliseconds, as step `name` (type "sleep"): the
+ * first time, its wake-up time is recorded and DURABLE_ESUSPENDED is
+ * returned, which the function must return at once (DURABLE_TRY): the
+ * run waits (status "waiting") holding no thread, only a timer entry. At
+ * the wake-up time the function is executed again from the top; recorded
+ * steps return at once, and this call, the sleep now over, returns
+ * DURABLE_OK (its output {"woke_at"}). After a restart the wake-up time is
+ * the recorded one. */
+DURABLE_API durable_code durable_sleep(durable_ctx *ctx, const char *name, int64_t ms,
+                                       durable_error *err);
+
+/* The run being executed (valid until the function returns), and the ud
+ * given to durable_workflow_fn_register. */
+DURABLE_API const char *durable_ctx_run_id(const durable_ctx *ctx);
+DURABLE_API void *durable_ctx_userdata(const durable_ctx *ctx);
 
 /* ---- runs ------------------------------------------------------------- */
 

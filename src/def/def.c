@@ -1,7 +1,10 @@
 /*
  * def.c - the entry points: def_parse() (JSON text to a validated plan),
  * def_parse_yaml() and def_parse_any(), and the top level of a definition
- * (name, version, description, input, timeout_seconds, steps).
+ * (name, version, description, input, timeout_seconds, steps, code_version).
+ * A definition with `code_version` describes a code-first workflow (a C
+ * function registered under that name and version): it has no steps, its
+ * runs' steps are added as the code reaches them (engine/code.c).
  *
  * The parse runs in four passes over one jansson document: load (syntax
  * errors with line and column; for YAML, def_yaml.c, then the older shape
@@ -82,6 +85,12 @@ static void top_timeout(struct parser *p, void *ctx, json_t *v)
         p->plan->timeout_ms = def_seconds_to_ms(s);
 }
 
+static void top_code_version(struct parser *p, void *ctx, json_t *v)
+{
+    (void)ctx;
+    def_get_int(p, v, 1, 1000000000, &p->plan->code_version);
+}
+
 static void top_steps(struct parser *p, void *ctx, json_t *v)
 {
     size_t i, mark;
@@ -114,6 +123,7 @@ static const struct def_field top_fields[] = {
     { "input", top_input },
     { "timeout_seconds", top_timeout },
     { "steps", top_steps },
+    { "code_version", top_code_version },
 };
 /* clang-format on */
 
@@ -195,8 +205,10 @@ static void parse_root(struct parser *p, json_t *root)
     collect_ids(p, steps, n);
     if (!json_object_get(root, "name"))
         def_error_at(p, "name", "required");
-    if (!steps)
+    if (!steps && !json_object_get(root, "code_version"))
         def_error_at(p, "steps", "a workflow needs at least one step");
+    if (steps && json_object_get(root, "code_version"))
+        def_error_at(p, "steps", "a code-first workflow (code_version) has no steps");
     def_walk(p, root, top_fields, DUR_ARRAY_LEN(top_fields), NULL);
     def_graph_build(p);
 }

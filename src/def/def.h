@@ -103,6 +103,7 @@ struct plan {
     char *description;       /* or NULL */
     json_t *input;           /* default input object, never NULL (empty when absent) */
     int64_t timeout_ms;      /* whole run; 0 means none */
+    int code_version;        /* > 0: a code-first workflow, no steps (engine/code.c) */
     struct plan_step *steps; /* file order */
     size_t n_steps;
     size_t *topo;       /* n_steps indices: stable topological order */

@@ -146,13 +146,17 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     if (engine_cluster_open(d, opts, err) != DURABLE_OK)
         goto fail;
     engine_writer_start(d);
+    if (engine_code_start(d, err) != DURABLE_OK)
+        goto fail_writer;
     if (engine_sched_start(d, opts->http_allow, err) != DURABLE_OK)
         goto fail_writer;
     engine_cluster_start(d);
     return d;
 
 fail_writer:
+    engine_code_stop(d);
     engine_writer_stop(d);
+    engine_code_free(d);
     engine_sched_free(d);
 fail:
     engine_cluster_close(d);
@@ -171,9 +175,11 @@ void durable_close(durable *d)
     if (d->store) {
         engine_cluster_stop(d);
         engine_sched_stop(d);
+        engine_code_stop(d);
         engine_writer_stop(d);
         engine_cluster_close(d); /* after the last commit: releases the runs */
         engine_sched_free(d);
+        engine_code_free(d);
         store_close(d->store);
     }
     for (i = 0; i < d->n_plans; i++)

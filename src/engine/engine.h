@@ -13,6 +13,9 @@
  *             transition only after the writer reports it committed.
  *   callers   (api.c)     any thread: validate, submit to the commit queue and
  *             wait for the reply, or post a message to the scheduler.
+ *   workflow  (code.c)    run code-first workflow functions (the scheduler
+ *             hands such runs over instead of executing them); callers
+ *             of the commit queue like any other.
  *
  * Step state machine (scheduler's view; the store holds the durable one):
  *   PENDING --deps done, `if` true--> STARTING --START committed--> RUNNING
@@ -160,6 +163,7 @@ struct plan_cache_entry {
 
 struct sched;          /* engine.c: scheduler state, scheduler thread only */
 struct engine_cluster; /* cluster.c: this node in a cluster */
+struct code_exec;      /* code.c: code-first workflows, their registry and threads */
 
 /*
  * A Prometheus histogram with fixed upper bounds (metrics.c). Observed on the
@@ -202,6 +206,7 @@ struct durable {
 
     /* NULL unless the store is shared by several nodes (cluster.c) */
     struct engine_cluster *cluster;
+    struct code_exec *code; /* code.c; immutable pointer, its own lock inside */
 
     /* subscribers: any thread registers; the writer calls them */
     pthread_mutex_t subs_mu;
@@ -293,6 +298,19 @@ void engine_sched_cluster(struct durable *d, enum sched_cluster_msg what, const 
  * scheduler thread. OUT *out (owned) on success. */
 durable_code engine_child_item(struct durable *d, const char *workflow, const char *input_json,
                                const char *key, struct commit_item **out, durable_error *err);
+
+/* ---- code.c: code-first workflows ---- */
+/* Starts the workflow threads; before the scheduler (which adopts runs). */
+durable_code engine_code_start(struct durable *d, durable_error *err);
+/* Lets the invocations under way finish (their steps commit), drops the
+ * queued ones and joins the threads; before the writer stops. */
+void engine_code_stop(struct durable *d);
+void engine_code_free(struct durable *d); /* after engine_code_stop */
+/* The scheduler would adopt run_id, a run of code-first plan: queues its
+ * invocation if this process registered the plan's name and version and
+ * the run is not queued or being invoked already; otherwise it waits.
+ * Any thread. */
+void engine_code_adopt(struct durable *d, const char *run_id, const struct plan *plan);
 
 /* ---- lock.c: which process executes which runs ---- */
 /* Takes the presence lock (exclusive for DURABLE_RECOVER_ALL, shared

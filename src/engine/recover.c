@@ -33,6 +33,10 @@ void sched_adopt_new(struct sched *s, struct commit_item *ci)
 
     if (sched_run_find(s, ci->result.id))
         return;
+    if (ci->plan->code_version > 0) {
+        engine_code_adopt(s->d, ci->result.id, ci->plan);
+        return;
+    }
     r = sched_run_new(s, ci->result.id, ci->plan, ci->t.order_id, ci->t.order_amount,
                       ci->t.input_json);
     sched_run_insert(s, r);
@@ -178,6 +182,11 @@ durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool
         return DURABLE_OK;
     if (engine_plan_get(s->d, rec->workflow_id, rec->definition, &plan, &err) != DURABLE_OK) {
         log_error("cannot resume run %s: %s", rec->id, err.msg);
+        return DURABLE_OK;
+    }
+    if (plan->code_version > 0) {
+        engine_code_adopt(s->d, rec->id, plan);
+        plan_unref(plan);
         return DURABLE_OK;
     }
     r = sched_run_new(s, rec->id, plan, rec->order_id, rec->order_amount, rec->input_json);

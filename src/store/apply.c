@@ -330,6 +330,24 @@ static durable_code step_wait(struct apply *a, const struct transition *t, durab
     return rc;
 }
 
+/* A step reached by code (t->insert_step): its row is inserted unless the
+ * run has it already (an earlier execution recorded it, or a retry reset
+ * it to pending); an unknown or finished run is left to the guard. */
+static durable_code insert_step(struct apply *a, const struct transition *t, durable_error *err)
+{
+    struct store_run_state st;
+    durable_code rc;
+
+    if (!a->rows->step_insert)
+        return err_set(err, DURABLE_EUNSUPPORTED, "this store cannot add steps to a run");
+    rc = run_get(a, t->run_id, t->step_id, &st, err);
+    if (rc != DURABLE_OK || !st.has_run || st.has_step)
+        return rc;
+    if (store_guard_run(t->run_id, st.run_status, false, NULL) != DURABLE_OK)
+        return DURABLE_OK; /* the guard refuses it below, with the same reason */
+    return a->rows->step_insert(a->s, t->run_id, t->insert_idx, t->insert_step, err);
+}
+
 /* Guards, applies a STEP_* transition, then recomputes the run's status. */
 static durable_code apply_step(struct apply *a, const struct transition *t, durable_error *err)
 {
@@ -337,6 +355,8 @@ static durable_code apply_step(struct apply *a, const struct transition *t, dura
     struct store_run_state st;
     durable_code rc = require(t->step_id, "step_id", err);
 
+    if (rc == DURABLE_OK && t->insert_step)
+        rc = insert_step(a, t, err);
     if (rc == DURABLE_OK)
         rc = guard_step(a, t, g, &st, err);
     if (rc == DURABLE_OK) {

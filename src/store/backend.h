@@ -239,6 +239,10 @@ struct store_rows_ops {
      * depends_on (NULL: "[]"), idempotency key "<run_id>/<step_id>". */
     durable_code (*run_insert)(struct store *s, const struct transition *t, const char *run_id,
                                const char *input_json, durable_error *err);
+    /* One more step row of run_id at position idx, as run_insert writes
+     * each (a code-first run's steps are inserted when reached). */
+    durable_code (*step_insert)(struct store *s, const char *run_id, int idx,
+                                const struct transition_step_init *si, durable_error *err);
     /* A failed run runs again: fn(ud, step_id) for each failed or cancelled
      * step in definition order, then those steps become pending with
      * attempt 0 (times, wake_at, error and output cleared), and the run

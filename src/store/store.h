@@ -202,6 +202,12 @@ struct transition {
        decision, cancel or retry) tell the run's owner (store_rows_ops
        run_notify). */
     bool by_owner;
+    /* STEP_* of a step reached by code (code-first runs): when not NULL,
+       the step's row is inserted first if the run has none of that id yet
+       (insert_step's type, max_attempts and depends_on; insert_idx its
+       position), then the transition applies as to any step */
+    const struct transition_step_init *insert_step;
+    int insert_idx;
 };
 
 /* What a committed transition wrote, handed to subscribers after commit. */

@@ -41,6 +41,8 @@ static const char *const code_texts[] = {
     [DURABLE_EACTION] = "action refused",
     [DURABLE_ESTEP] = "step failed",
     [DURABLE_EFENCED] = "run owned by another node",
+    [DURABLE_ESUSPENDED] = "the workflow waits",
+    [DURABLE_ENONDETERMINISM] = "workflow code does not match its run's history",
 };
 
 const char *durable_strerror(durable_code code)

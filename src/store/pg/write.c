@@ -515,6 +515,20 @@ static durable_code pg_row_run_insert(struct store *base, const struct transitio
     return rc;
 }
 
+static durable_code pg_row_step_insert(struct store *base, const char *run_id, int idx,
+                                       const struct transition_step_init *si, durable_error *err)
+{
+    struct num n_idx, max;
+    const char *sp[6] = { run_id,
+                          num_of(&n_idx, idx),
+                          si->step_id,
+                          si->type,
+                          num_of(&max, si->max_attempts),
+                          si->depends_on_json ? si->depends_on_json : "[]" };
+
+    return wrun(pg_of(base), PG_W_STEP_INSERT, 6, sp, NULL, err);
+}
+
 static durable_code pg_row_run_retry(struct store *base, const char *run_id, int64_t deadline_ms,
                                      void (*fn)(void *ud, const char *step_id), void *ud,
                                      durable_error *err)
@@ -685,6 +699,7 @@ const struct store_rows_ops pg_rows_ops = {
     .step_write = pg_row_step_write,
     .run_write = pg_row_run_write,
     .run_insert = pg_row_run_insert,
+    .step_insert = pg_row_step_insert,
     .run_retry = pg_row_run_retry,
     .order_insert = pg_row_order_insert,
     .order_set_status = pg_row_order_set_status,

@@ -218,6 +218,14 @@ static durable_code sqlite_run_insert(struct store *base, const struct transitio
     return rc;
 }
 
+static durable_code sqlite_step_insert(struct store *base, const char *run_id, int idx,
+                                       const struct transition_step_init *si, durable_error *err)
+{
+    return stmt_exec(&sqlite_of(base)->w, ST_STEP_INSERT, err, "sIssis", run_id, (int64_t)idx,
+                     si->step_id, si->type, si->max_attempts,
+                     si->depends_on_json ? si->depends_on_json : "[]");
+}
+
 static durable_code sqlite_run_retry(struct store *base, const char *run_id, int64_t deadline_ms,
                                      void (*fn)(void *ud, const char *step_id), void *ud,
                                      durable_error *err)
@@ -332,6 +340,7 @@ const struct store_rows_ops sqlite_rows_ops = {
     .step_write = sqlite_step_write,
     .run_write = sqlite_run_write,
     .run_insert = sqlite_run_insert,
+    .step_insert = sqlite_step_insert,
     .run_retry = sqlite_run_retry,
     .order_insert = sqlite_order_insert,
     .order_set_status = sqlite_order_set_status,

@@ -121,6 +121,8 @@ static void dump_plan(struct dbuf *out, const struct plan *p)
         dbuf_addf(out, " version=%s", p->version);
     if (p->timeout_ms)
         dbuf_addf(out, " timeout_ms=%lld", (long long)p->timeout_ms);
+    if (p->code_version)
+        dbuf_addf(out, " code_version=%d", p->code_version);
     if (json_object_size(p->input))
         dbuf_addf(out, " input=%s", input);
     if (p->description)

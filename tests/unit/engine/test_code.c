@@ -1,0 +1,516 @@
+/*
+ * test_code.c - code-first workflows through the public API: a step's
+ * result is recorded and returned without running again when the function
+ * is executed again (after a failure and a retry, and after a restart, on
+ * registration); a loop's steps get the ids name, name#2, ...; a function
+ * whose calls no longer match the history stops with nondeterminism and
+ * runs nothing, and a retry with the original code completes the run; a run
+ * whose function is not registered waits; parallel steps get their ids in
+ * call order whatever order they finish in; a durable sleep unwinds and the
+ * function runs again when it is over, also after a restart.
+ */
+#include "util/common.h"
+
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "durable.h"
+#include "engine_test.h"
+#include "util/util.h"
+
+/* How often each step function ran, and how the workflows behave. Set by
+ * the test before a run, read by the workflow threads meanwhile: the test
+ * waits for the run (a commit) in between, which orders the accesses. */
+static int calls_a, calls_b, calls_item;
+static int fail_after_a; /* the workflow fails once after step a */
+static int stop_after_a; /* the workflow returns DURABLE_ECLOSED after a (a "crash") */
+static int swapped;
+static int fail_b;                                 /* step b fails */
+static int skip_b; /* the workflow ends after a */ /* the workflow calls b before a */
+static char b_arg[] = "x";
+
+static durable_code step_a(const durable_step_info *info, void *arg, char **out, durable_error *err)
+{
+    (void)arg;
+    (void)err;
+    calls_a++;
+    assert_string_equal(info->step_id, "a");
+    *out = strdup("{\"a\":1}");
+    return DURABLE_OK;
+}
+
+static durable_code step_b(const durable_step_info *info, void *arg, char **out, durable_error *err)
+{
+    char buf[160];
+
+    calls_b++;
+    if (fail_b)
+        return err_set(err, DURABLE_ESTEP, "b refuses");
+    snprintf(buf, sizeof(buf), "{\"b\":\"%s\",\"key\":\"%s\"}", (const char *)arg,
+             info->idempotency_key);
+    *out = strdup(buf);
+    return DURABLE_OK;
+}
+
+static durable_code two_steps(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    char *a = NULL;
+
+    (void)input;
+    if (swapped)
+        DURABLE_TRY(durable_step(ctx, "b", step_b, b_arg, NULL, err));
+    DURABLE_TRY(durable_step(ctx, "a", step_a, NULL, &a, err));
+    assert_string_equal(a, "{\"a\":1}");
+    durable_free(a);
+    if (fail_after_a) {
+        fail_after_a = 0;
+        return err_set(err, DURABLE_EINVAL, "failing once after a");
+    }
+    if (stop_after_a)
+        return DURABLE_ECLOSED;
+    if (skip_b) {
+        *out = strdup("{}");
+        return DURABLE_OK;
+    }
+    if (!swapped)
+        DURABLE_TRY(durable_step(ctx, "b", step_b, b_arg, out, err));
+    else
+        *out = strdup("{\"swapped\":true}");
+    return DURABLE_OK;
+}
+
+static durable_code step_item(const durable_step_info *info, void *arg, char **out,
+                              durable_error *err)
+{
+    char buf[64];
+
+    (void)err;
+    calls_item++;
+    snprintf(buf, sizeof(buf), "{\"i\":%d,\"id\":\"%s\"}", *(int *)arg, info->step_id);
+    *out = strdup(buf);
+    return DURABLE_OK;
+}
+
+static durable_code loop(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    (void)input;
+    for (int i = 0; i < 5; i++)
+        DURABLE_TRY(durable_step(ctx, "item", step_item, &i, NULL, err));
+    *out = NULL;
+    return DURABLE_OK;
+}
+
+static atomic_int calls_par;
+
+/* Sleeps *arg ms, so that later calls finish first. */
+static durable_code slow_step(const durable_step_info *info, void *arg, char **out,
+                              durable_error *err)
+{
+    struct timespec ts = { 0, *(int *)arg * 1000000L };
+    char buf[96];
+
+    (void)err;
+    nanosleep(&ts, NULL);
+    atomic_fetch_add(&calls_par, 1);
+    snprintf(buf, sizeof(buf), "{\"id\":\"%s\"}", info->step_id);
+    *out = strdup(buf);
+    return DURABLE_OK;
+}
+
+/* Three async steps finishing in reverse order, then one in line. */
+static durable_code parallel(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    static int ms[3] = { 80, 40, 5 };
+    durable_future *f[3];
+    char *o[3] = { NULL, NULL, NULL }, buf[256];
+    int last = 3;
+
+    (void)input;
+    for (int i = 0; i < 3; i++)
+        DURABLE_TRY(durable_step_async(ctx, "p", slow_step, &ms[i], &f[i], err));
+    DURABLE_TRY(durable_wait_all(ctx, f, 3, err));
+    for (int i = 0; i < 3; i++)
+        DURABLE_TRY(durable_future_get(f[i], &o[i], err));
+    snprintf(buf, sizeof(buf), "[%s,%s,%s]", o[0], o[1], o[2]);
+    for (int i = 0; i < 3; i++)
+        durable_free(o[i]);
+    if (fail_after_a) {
+        fail_after_a = 0;
+        return err_set(err, DURABLE_EINVAL, "failing once after the parallel steps");
+    }
+    DURABLE_TRY(durable_step(ctx, "after", step_item, &last, NULL, err));
+    *out = strdup(buf);
+    return DURABLE_OK;
+}
+
+static atomic_int invocations;
+
+/* a, a 300 ms sleep, b: executed twice (before and after the sleep). */
+static durable_code sleepy(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    (void)input;
+    atomic_fetch_add(&invocations, 1);
+    DURABLE_TRY(durable_step(ctx, "a", step_a, NULL, NULL, err));
+    DURABLE_TRY(durable_sleep(ctx, "nap", 300, err));
+    DURABLE_TRY(durable_step(ctx, "b", step_b, b_arg, out, err));
+    return DURABLE_OK;
+}
+
+/* 1,000 steps "n"; with stop_after_a it "crashes" after the 500th. */
+static durable_code long_loop(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    (void)input;
+    for (int i = 0; i < 1000; i++) {
+        DURABLE_TRY(durable_step(ctx, "n", step_item, &i, NULL, err));
+        if (stop_after_a && i == 499)
+            return DURABLE_ECLOSED;
+    }
+    *out = NULL;
+    return DURABLE_OK;
+}
+
+static void reset(void)
+{
+    calls_a = calls_b = calls_item = 0;
+    atomic_store(&calls_par, 0);
+    atomic_store(&invocations, 0);
+    fail_after_a = stop_after_a = swapped = fail_b = skip_b = 0;
+}
+
+static char *code_start(durable *d, const char *name, const char *key)
+{
+    durable_error err = { 0 };
+    char *run = NULL;
+
+    if (durable_start(d, name, key, "{\"who\":\"ann\"}", &run, &err) != DURABLE_OK)
+        fail_msg("start: %s", err.msg);
+    return run;
+}
+
+static void test_memoized_after_retry(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    char *run;
+    json_t *doc;
+
+    reset();
+    fail_after_a = 1;
+    assert_int_equal(durable_workflow_fn_register(f->d, "two", 1, two_steps, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "two", "k1");
+    assert_string_equal(wait_run(f->d, run), "failed");
+    assert_int_equal(calls_a, 1);
+    assert_int_equal(calls_b, 0);
+    assert_int_equal(durable_run_retry(f->d, run, &err), DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(calls_a, 1); /* recorded: not run again */
+    assert_int_equal(calls_b, 1);
+    doc = get_run(f->d, run);
+    assert_int_equal(json_array_size(json_object_get(doc, "steps")), 2);
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "a"), "type")), "code");
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "b"), "status")),
+                        "completed");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(doc, "output"), "b")),
+                        "x");
+    json_decref(doc);
+    /* the same key returns the same run, completed: nothing runs */
+    {
+        char *again = code_start(f->d, "two", "k1");
+        assert_string_equal(again, run);
+        durable_free(again);
+    }
+    assert_int_equal(calls_b, 1);
+    assert_int_equal(durable_workflow_fn_register(f->d, "two", 1, two_steps, NULL, &err),
+                     DURABLE_ECONFLICT);
+    durable_free(run);
+}
+
+/* The function "crashes" after a (returns DURABLE_ECLOSED: the run stays
+ * unfinished); the engine is reopened without the function (the run
+ * waits), then the function is registered and the run resumes, a not run
+ * again. */
+static void test_resumed_on_registration(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *status = NULL;
+    char *run;
+    json_t *doc;
+
+    reset();
+    stop_after_a = 1;
+    assert_int_equal(durable_workflow_fn_register(f->d, "two", 1, two_steps, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "two", "k2");
+    assert_int_equal(durable_run_wait(f->d, run, 300, &status, &err), DURABLE_ETIMEOUT);
+    durable_close(f->d);
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
+    err = (durable_error){ 0 };
+    assert_int_equal(durable_run_wait(f->d, run, 300, &status, &err), DURABLE_ETIMEOUT);
+    doc = get_run(f->d, run);
+    assert_string_not_equal(json_string_value(json_object_get(doc, "status")), "failed");
+    json_decref(doc);
+    stop_after_a = 0;
+    assert_int_equal(durable_workflow_fn_register(f->d, "two", 1, two_steps, NULL, &err),
+                     DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(calls_a, 1);
+    assert_int_equal(calls_b, 1);
+    doc = get_run(f->d, run);
+    assert_non_null(strstr(
+            json_string_value(json_object_get(json_object_get(doc, "output"), "key")), "/b"));
+    json_decref(doc);
+    durable_free(run);
+}
+
+static void test_loop_ids(void **state)
+{
+    static const char *const ids[] = { "item", "item#2", "item#3", "item#4", "item#5" };
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    json_t *doc, *steps;
+    char *run;
+
+    reset();
+    assert_int_equal(durable_workflow_fn_register(f->d, "loop", 1, loop, NULL, &err), DURABLE_OK);
+    run = code_start(f->d, "loop", NULL);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(calls_item, 5);
+    doc = get_run(f->d, run);
+    steps = json_object_get(doc, "steps");
+    assert_int_equal(json_array_size(steps), 5);
+    for (size_t i = 0; i < 5; i++) {
+        json_t *st = json_array_get(steps, i);
+        assert_string_equal(json_string_value(json_object_get(st, "step_id")), ids[i]);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(st, "output"), "id")),
+                            ids[i]);
+    }
+    json_decref(doc);
+    durable_free(run);
+}
+
+static void test_nondeterminism(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *msg;
+    char *run;
+    json_t *doc;
+
+    reset();
+    fail_after_a = 1;
+    assert_int_equal(durable_workflow_fn_register(f->d, "two", 1, two_steps, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "two", "k3");
+    assert_string_equal(wait_run(f->d, run), "failed");
+    /* the code changes: b first */
+    swapped = 1;
+    assert_int_equal(durable_run_retry(f->d, run, &err), DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "failed");
+    assert_int_equal(calls_b, 0); /* no step ran */
+    doc = get_run(f->d, run);
+    msg = json_string_value(json_object_get(doc, "error_message"));
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "nondeterminism: step 1 of run"));
+    assert_non_null(strstr(msg, "is \"b\" in the code but \"a\" in the history"));
+    json_decref(doc);
+    /* the code is fixed: a retry completes it */
+    swapped = 0;
+    assert_int_equal(durable_run_retry(f->d, run, &err), DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(calls_a, 1);
+    assert_int_equal(calls_b, 1);
+    durable_free(run);
+}
+
+/* Ids and positions follow the calls, not the finishing order; after a
+ * failure and a retry the recorded outputs come back, nothing runs again. */
+static void test_parallel(void **state)
+{
+    static const char *const ids[] = { "p", "p#2", "p#3", "after" };
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    json_t *doc, *steps, *deps;
+    char *run, *out;
+
+    reset();
+    fail_after_a = 1;
+    assert_int_equal(durable_workflow_fn_register(f->d, "par", 1, parallel, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "par", NULL);
+    assert_string_equal(wait_run(f->d, run), "failed");
+    assert_int_equal(atomic_load(&calls_par), 3);
+    assert_int_equal(durable_run_retry(f->d, run, &err), DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(atomic_load(&calls_par), 3);
+    doc = get_run(f->d, run);
+    steps = json_object_get(doc, "steps");
+    assert_int_equal(json_array_size(steps), 4);
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(json_string_value(json_object_get(json_array_get(steps, i), "step_id")),
+                            ids[i]);
+    }
+    deps = json_object_get(step_of(doc, "after"), "depends_on");
+    assert_int_equal(json_array_size(deps), 3);
+    out = json_dumps(json_object_get(doc, "output"), JSON_COMPACT);
+    assert_string_equal(out, "[{\"id\":\"p\"},{\"id\":\"p#2\"},{\"id\":\"p#3\"}]");
+    free(out);
+    json_decref(doc);
+    durable_free(run);
+}
+
+/* The sleep unwinds (the run waits, no invocation under way), the function
+ * runs again at the wake-up time, a not run again; and a sleep survives a
+ * restart with its recorded wake-up time. */
+static void test_sleep(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *status = NULL;
+    json_t *doc;
+    char *run;
+
+    reset();
+    assert_int_equal(durable_workflow_fn_register(f->d, "sleepy", 1, sleepy, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "sleepy", "s1");
+    assert_int_equal(durable_run_wait(f->d, run, 100, &status, &err), DURABLE_ETIMEOUT);
+    doc = get_run(f->d, run);
+    assert_string_equal(json_string_value(json_object_get(doc, "status")), "waiting");
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "nap"), "status")),
+                        "waiting");
+    json_decref(doc);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(atomic_load(&invocations), 2);
+    assert_int_equal(calls_a, 1);
+    assert_int_equal(calls_b, 1);
+    doc = get_run(f->d, run);
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "nap"), "type")), "sleep");
+    assert_non_null(json_object_get(json_object_get(step_of(doc, "nap"), "output"), "woke_at"));
+    json_decref(doc);
+    durable_free(run);
+
+    /* a restart during the sleep */
+    reset();
+    run = code_start(f->d, "sleepy", "s2");
+    err = (durable_error){ 0 };
+    assert_int_equal(durable_run_wait(f->d, run, 100, &status, &err), DURABLE_ETIMEOUT);
+    durable_close(f->d);
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
+    assert_int_equal(durable_workflow_fn_register(f->d, "sleepy", 1, sleepy, NULL, &err),
+                     DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(calls_a, 1);
+    assert_int_equal(calls_b, 1);
+    durable_free(run);
+}
+
+/* A loop of 1,000 steps stopped in the middle, resumed after a restart:
+ * every step ran once, the last is n#1000. */
+static void test_long_loop_resumed(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *status = NULL;
+    json_t *doc, *steps;
+    size_t n = 0;
+    char *run;
+
+    reset();
+    stop_after_a = 1;
+    assert_int_equal(durable_workflow_fn_register(f->d, "long", 1, long_loop, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "long", NULL);
+    for (int tries = 0; tries < 600; tries++) {
+        doc = get_run(f->d, run);
+        n = json_array_size(json_object_get(doc, "steps"));
+        json_decref(doc);
+        if (n == 500)
+            break;
+        assert_int_equal(durable_run_wait(f->d, run, 50, &status, &err), DURABLE_ETIMEOUT);
+        err = (durable_error){ 0 };
+    }
+    assert_int_equal(n, 500);
+    durable_close(f->d);
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
+    stop_after_a = 0;
+    assert_int_equal(durable_workflow_fn_register(f->d, "long", 1, long_loop, NULL, &err),
+                     DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(calls_item, 1000);
+    doc = get_run(f->d, run);
+    steps = json_object_get(doc, "steps");
+    assert_int_equal(json_array_size(steps), 1000);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(steps, 999), "step_id")),
+                        "n#1000");
+    json_decref(doc);
+    durable_free(run);
+}
+
+/* The code ends while the history goes on: b failed (recorded), then the
+ * code no longer calls b. */
+static void test_nondeterminism_early_end(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *msg;
+    char *run;
+    json_t *doc;
+
+    reset();
+    fail_b = 1;
+    assert_int_equal(durable_workflow_fn_register(f->d, "two", 1, two_steps, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "two", "k4");
+    assert_string_equal(wait_run(f->d, run), "failed");
+    skip_b = 1;
+    assert_int_equal(durable_run_retry(f->d, run, &err), DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "failed");
+    doc = get_run(f->d, run);
+    msg = json_string_value(json_object_get(doc, "error_message"));
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "ended after 1 steps in the code but the history has \"b\""));
+    json_decref(doc);
+    assert_int_equal(calls_a, 1);
+    assert_int_equal(calls_b, 1);
+    durable_free(run);
+}
+
+static void test_refusals(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+
+    assert_int_equal(durable_workflow_fn_register(f->d, "bad name", 1, loop, NULL, &err),
+                     DURABLE_EINVAL);
+    err = (durable_error){ 0 };
+    assert_int_equal(durable_workflow_fn_register(f->d, "loop", 0, loop, NULL, &err),
+                     DURABLE_EINVAL);
+    err = (durable_error){ 0 };
+    assert_int_equal(durable_step(NULL, "x", step_a, NULL, NULL, &err), DURABLE_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_memoized_after_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resumed_on_registration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nondeterminism, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sleep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_loop_resumed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nondeterminism_early_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
