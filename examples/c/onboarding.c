@@ -131,6 +131,22 @@ static durable_code onboarding(durable_ctx *ctx, const char *input, char **out, 
     return DURABLE_OK;
 }
 
+static const char usage[] =
+        "usage: onboarding [--db PATH] [--employee ID] [--crash-after STEP]\n"
+        "                  [--effects FILE] [--speed X]\n"
+        "STEP: create_record, provision_laptop, setup_access or send_welcome.\n"
+        "Run it again after a crash or kill -9: recorded steps are not run again.\n";
+
+/* Whether name is one of the demo's steps. */
+static int step_named(const char *name)
+{
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        if (strcmp(steps[i].name, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     durable_options opts = { .db_path = "onboarding.db" };
@@ -140,17 +156,31 @@ int main(int argc, char **argv)
     durable *d;
     int rc = 1;
 
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--db") == 0)
-            opts.db_path = argv[i + 1];
-        else if (strcmp(argv[i], "--employee") == 0)
-            employee = argv[i + 1];
-        else if (strcmp(argv[i], "--crash-after") == 0)
-            demo.crash_after = argv[i + 1];
-        else if (strcmp(argv[i], "--effects") == 0)
-            demo.effects = argv[i + 1];
-        else if (strcmp(argv[i], "--speed") == 0)
-            demo.speed = strtod(argv[i + 1], NULL) > 0 ? strtod(argv[i + 1], NULL) : 1.0;
+    for (int i = 1; i < argc; i += 2) {
+        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+
+        if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (!val) {
+            fprintf(stderr, "onboarding: %s needs a value\n%s", opt, usage);
+            return 2;
+        }
+        if (strcmp(opt, "--db") == 0)
+            opts.db_path = val;
+        else if (strcmp(opt, "--employee") == 0)
+            employee = val;
+        else if (strcmp(opt, "--crash-after") == 0 && step_named(val))
+            demo.crash_after = val;
+        else if (strcmp(opt, "--effects") == 0)
+            demo.effects = val;
+        else if (strcmp(opt, "--speed") == 0 && strtod(val, NULL) > 0)
+            demo.speed = strtod(val, NULL);
+        else {
+            fprintf(stderr, "onboarding: bad option or value: %s %s\n%s", opt, val, usage);
+            return 2;
+        }
     }
     d = durable_open(&opts, &err);
     if (!d) {
