@@ -1,7 +1,8 @@
 /*
  * code.c - code-first workflows: C functions registered by name and
  * version (durable_workflow_fn_register), executed on a pool of workflow
- * threads, whose steps (durable_step) are step rows added to the run as the
+ * threads (started at the first registration: a process without any has
+ * none), whose steps (durable_step) are step rows added to the run as the
  * code reaches them.
  *
  * A code-first run is an ordinary run of a workflow version whose
@@ -874,9 +875,18 @@ durable_code engine_code_start(struct durable *d, durable_error *err)
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
     d->code = c;
-    for (size_t i = 0; i < CODE_THREADS; i++) {
-        if (pthread_create(&c->threads[i], NULL, code_main, c) != 0)
-            return err_set(err, DURABLE_ENOMEM, "could not start a workflow thread");
+    (void)err;
+    return DURABLE_OK;
+}
+
+/* Starts the workflow threads, at the first registration: a process with
+ * no code-first workflow has none. Called with c->mu held. */
+static durable_code start_threads(struct code_exec *c, durable_error *err)
+{
+    while (c->n_threads < CODE_THREADS && !c->is_stopping) {
+        if (pthread_create(&c->threads[c->n_threads], NULL, code_main, c) != 0)
+            return c->n_threads ? DURABLE_OK
+                                : err_set(err, DURABLE_ENOMEM, "could not start a workflow thread");
         c->n_threads++;
     }
     return DURABLE_OK;
@@ -949,6 +959,8 @@ static durable_code fn_add(struct code_exec *c, struct code_fn *fn, durable_erro
         rc = err_set(err, DURABLE_ETOOBIG, "too many workflow functions (the limit is %d)",
                      CODE_MAX_FNS);
     else
+        rc = start_threads(c, err);
+    if (rc == DURABLE_OK)
         c->fns[c->n_fns++] = fn;
     pthread_mutex_unlock(&c->mu);
     return rc;
