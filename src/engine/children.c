@@ -98,6 +98,13 @@ void sched_on_child_created(struct sched *s, struct commit_item *ci)
 
     if (ci->applied == APPLIED_NONE || !ci->result.created)
         engine_run_unlock(s->d, ci->t.run_id); /* the id claimed for a run not created */
+    if (ci->code == DURABLE_EIO) {
+        /* The store failed, not the child: the parent starts the step again
+         * once loaded again (its key finds a child created meanwhile). */
+        if (p)
+            sched_run_reload_later(s, p);
+        return;
+    }
     if (ci->applied == APPLIED_NONE) {
         snprintf(msg, sizeof(msg), "could not start the child run: %s", durable_strerror(ci->code));
         if (p)

@@ -117,6 +117,39 @@ void sched_run_drop(struct sched *s, const char *id)
     }
 }
 
+/* How long a run forgotten when the store failed waits before it is loaded
+ * again: every try costs a commit, so not more often than this. */
+#define SCHED_RELOAD_MS 1000
+
+/* A transition of r was lost with a batch the store could not commit (the
+ * disk full, a write error: writer.c, fail_batch, rolled back). r is
+ * forgotten, and loaded again from the store after SCHED_RELOAD_MS as a
+ * restart would (TM_RELOAD, then a barrier through the writer, so that
+ * nothing r queued before is still on its way when the store is read). Its
+ * parent too: the parent's step, started again, links the child again. */
+void sched_run_reload_later(struct sched *s, struct run_state *r)
+{
+    char parent_id[ID_MAX];
+    bool has_parent = r->has_parent;
+    struct run_state *p;
+
+    snprintf(parent_id, sizeof(parent_id), "%s", r->parent_id);
+    sched_timer_push(s, r, 0, TM_RELOAD, clock_wall_ms() + SCHED_RELOAD_MS);
+    sched_run_drop(s, r->id);
+    p = has_parent ? sched_run_find(s, parent_id) : NULL;
+    if (p)
+        sched_run_reload_later(s, p);
+}
+
+/* TM_RELOAD: the barrier; the run is loaded when it comes back. */
+static void submit_reload(struct sched *s, const char *run_id)
+{
+    struct commit_item *ci = commit_item_new(TR_RUN_RECOVERED, run_id);
+
+    ci->barrier = true;
+    sched_submit(s, ci);
+}
+
 struct run_state *sched_run_new(struct sched *s, const char *id, struct plan *plan,
                                 const char *order_id, double order_amount, const char *input_json)
 {
@@ -633,6 +666,11 @@ static void on_timer(struct sched *s, const struct timer *t)
     struct run_state *r = sched_run_find(s, t->run_id);
     struct step_state *ss;
 
+    if (t->kind == TM_RELOAD) {
+        if (!r)
+            submit_reload(s, t->run_id);
+        return;
+    }
     if (!r || r->finishing || t->run_gen != r->gen)
         return;
     if (t->kind == TM_DEADLINE) {
@@ -796,8 +834,20 @@ static void on_committed(struct sched *s, struct commit_item *ci)
 {
     struct run_state *r;
 
+    if (ci->barrier) {
+        sched_resume_run(s, ci->t.run_id, false); /* unless adopted meanwhile */
+        return;
+    }
     if (ci->chain_broken) {
         on_chain_broken(s, ci);
+        return;
+    }
+    if (ci->code == DURABLE_EIO && ci->t.kind != TR_RUN_CREATE) {
+        /* Lost with a batch the store could not commit (a person's
+         * transition too: they were answered 503, the run is untouched). */
+        r = sched_run_find(s, ci->t.run_id);
+        if (r && ci->run_gen == r->gen)
+            sched_run_reload_later(s, r);
         return;
     }
     if (ci->t.kind == TR_RUN_CREATE) {

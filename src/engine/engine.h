@@ -105,6 +105,9 @@ struct commit_item {
                                    (APPLIED_PRIMARY); else chain_broken */
     bool chain_broken;          /* written by the writer: after_prev, and the
                                    item before did not apply as itself */
+    bool barrier;               /* no transition: passed back to the scheduler
+                                   (notify_sched) once every item queued before
+                                   it has been answered (engine.c, reloads) */
     bool began;                 /* STEP_START: the scheduler began the attempt
                                    before the START committed (a pure start,
                                    engine.c submit_start); its outcome is the

@@ -84,6 +84,7 @@ enum timer_kind {
     TM_TIMEOUT,  /* the attempt's timeout_seconds */
     TM_DEADLINE, /* the run's timeout_seconds */
     TM_WAKE,     /* a waiting step's wake-up time (delay, approval timeout) */
+    TM_RELOAD,   /* a run forgotten when the store failed: load it again */
 };
 
 struct timer {
@@ -134,6 +135,7 @@ struct run_state *sched_run_new(struct sched *s, const char *id, struct plan *pl
                                 const char *order_id, double order_amount, const char *input_json);
 void sched_run_insert(struct sched *s, struct run_state *r);
 void sched_run_drop(struct sched *s, const char *id);
+void sched_run_reload_later(struct sched *s, struct run_state *r);
 
 /* the step-lifecycle core (engine.c) */
 void sched_submit(struct sched *s, struct commit_item *ci);

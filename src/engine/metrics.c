@@ -199,6 +199,6 @@ durable_code durable_health(durable *d, durable_error *err)
     pthread_mutex_lock(&d->health_mu);
     snprintf(why, sizeof(why), "%s", d->writer_error);
     pthread_mutex_unlock(&d->health_mu);
-    return err_set(err, DURABLE_EIO, "the database writer is failing: %s",
-                   why[0] ? why : "a batch could not be committed");
+    return err_set(err, DURABLE_EIO, "%s",
+                   why[0] ? why : "the database cannot be written: a batch could not be committed");
 }

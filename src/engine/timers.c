@@ -21,7 +21,7 @@ void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_id
     struct timer t = { .due_ms = due_ms, .kind = kind, .step_idx = step_idx };
     size_t i;
 
-    t.gen = kind == TM_DEADLINE ? 0 : r->steps[step_idx].gen;
+    t.gen = kind == TM_DEADLINE || kind == TM_RELOAD ? 0 : r->steps[step_idx].gen;
     t.run_gen = r->gen;
     snprintf(t.run_id, sizeof(t.run_id), "%s", r->id);
     if (s->n_heap == s->cap_heap) {

@@ -157,10 +157,11 @@ static struct commit_item *take_batch(struct durable *d, struct commit_item **ba
     return head;
 }
 
-/* Applies one item. Returns DURABLE_EIO (or another store failure) only when
- * the whole transaction must be rolled back; per-item refusals are recorded
- * in the item. */
-static durable_code apply_item(struct durable *d, struct commit_item *ci, struct store_events *ev)
+/* Applies one item. Returns DURABLE_EIO (or another store failure, why in
+ * *fatal) only when the whole transaction must be rolled back; per-item
+ * refusals are recorded in the item. */
+static durable_code apply_item(struct durable *d, struct commit_item *ci, struct store_events *ev,
+                               durable_error *fatal)
 {
     durable_error err = { 0 };
     struct transition_result res;
@@ -179,8 +180,10 @@ static durable_code apply_item(struct durable *d, struct commit_item *ci, struct
             goto done;
         }
     }
-    if (rc == DURABLE_EIO)
+    if (rc == DURABLE_EIO) {
+        *fatal = err;
         return rc;
+    }
     ci->code = rc;
     ci->applied = rc == DURABLE_OK ? APPLIED_PRIMARY : APPLIED_NONE;
     if (rc != DURABLE_OK && rc != DURABLE_ECONFLICT && !ci->reply)
@@ -208,14 +211,13 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
     for (ci = batch; ci; prev = ci, ci = ci->next) {
         ci->chain_broken =
                 ci->after_prev && prev && (prev->applied != APPLIED_PRIMARY || prev->chain_broken);
-        if (ci->chain_broken) {
-            ci->code = DURABLE_ECONFLICT;
+        if (ci->chain_broken || ci->barrier) {
+            ci->code = ci->barrier ? DURABLE_OK : DURABLE_ECONFLICT;
             ci->applied = APPLIED_NONE;
             continue;
         }
-        rc = apply_item(d, ci, ev);
+        rc = apply_item(d, ci, ev, err);
         if (rc != DURABLE_OK) {
-            err_set(err, rc, "could not apply a transition");
             store_tx_rollback(d->store);
             return rc;
         }
@@ -315,20 +317,25 @@ static void dispatch(struct durable *d, struct commit_item *batch)
         engine_sched_committed(d, to_sched);
 }
 
-/* After repeated failures: answer every caller with the error and drop the
- * batch. The runs concerned stay as the store has them and resume at the
- * next start. */
+/* After repeated failures (the disk full, a write error): answer every
+ * caller with the error and drop the batch, which was rolled back. The
+ * scheduler forgets the runs concerned and loads them again from the store
+ * a moment later (engine.c, on_store_failed), which is also how the writer
+ * learns that the fault is gone: their next transition commits. */
 static void fail_batch(struct durable *d, struct commit_item *batch, const durable_error *err)
 {
+    durable_error why = { 0 };
     struct commit_item *ci;
 
-    engine_health_set_writer_error(d, err->msg);
+    err_set(&why, DURABLE_EIO, "the database cannot be written: %s", err->msg);
+    engine_health_set_writer_error(d, why.msg);
     log_error("giving up on a batch of transitions: %s", err->msg);
     for (ci = batch; ci; ci = ci->next) {
         ci->code = DURABLE_EIO;
         ci->applied = APPLIED_NONE;
+        ci->chain_broken = false;
         if (ci->reply)
-            ci->reply->err = *err;
+            ci->reply->err = why;
     }
     dispatch(d, batch);
 }
@@ -358,17 +365,18 @@ static void *writer_main(void *arg)
     pthread_setname_np(pthread_self(), "durable-writer");
     while ((batch = take_batch(d, &backlog)) != NULL) {
         durable_error err = { 0 };
-        int tries = 0;
+        /* While the store is failing, one try: callers learn at once. */
+        int tries = 0, max_tries = atomic_load(&d->store_failed) ? 1 : WRITER_MAX_RETRIES;
         durable_code rc;
 
         do {
             err_clear(&err);
             rc = commit_batch(d, batch, &ev, &err);
-            if (rc != DURABLE_OK && ++tries < WRITER_MAX_RETRIES) {
+            if (rc != DURABLE_OK && ++tries < max_tries) {
                 log_warn("commit failed, retrying: %s", err.msg);
                 usleep(20000u << tries);
             }
-        } while (rc != DURABLE_OK && tries < WRITER_MAX_RETRIES);
+        } while (rc != DURABLE_OK && tries < max_tries);
         if (rc != DURABLE_OK) {
             fail_batch(d, batch, &err);
             continue;
