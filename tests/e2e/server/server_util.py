@@ -334,6 +334,7 @@ class Server:
         timeout = timeout or 30.0 * slow_factor()
         env = dict(os.environ)
         env.pop("DURABLE_FAILPOINT", None)
+        env.pop("DURABLE_FAILPOINT_COMMIT", None)
         env.pop("DURABLE_TOKEN", None)
         if self.env:
             env.update(self.env)
