@@ -19,6 +19,7 @@ fault is gone. While it lasts, runs are in flight. Checked over HTTP:
     was committed: its ids follow each other without a gap or a repeat
     (a batch that failed gives its ids out again) and every event it showed
     is in the run's final history.
+Then the same with commits failing at random (SQLITE_IOERR, p=0.6).
 DiskFullTest: the same with a real full disk, when this process may mount
 a small tmpfs (root); else it says so and exits 77 (CTest: skipped). The
 database is on the tmpfs, a filler file takes the free space, runs are
@@ -229,6 +230,30 @@ class WriteErrorTest(FaultTest):
         self.check_outcome(srv, accepted, stream)
         self.assertTrue(srv.running())
         self.assertIn("giving up on a batch", srv.log_text())
+        self.assertEqual(srv.stop(), 0)
+        self.integrity_ok(srv.db)
+
+    def test_intermittent_io_errors(self):
+        """Commits fail at random (SQLITE_IOERR, 60 %) while 30 runs go:
+        the writer's retries absorb most, the rest are refused or reloaded;
+        every run accepted completes with each step and action once."""
+        srv = self.start_server(env={"DURABLE_FAILPOINT_COMMIT": "ioerr,after=3,p=0.6,count=150"})
+        self.register(srv, FLOW, expect=(201,))
+        stream = StreamRecorder(srv)
+        self.addCleanup(stream.close)
+        accepted, refused = {}, 0
+        for i in range(30):
+            st, body, order = self.start_order_run(srv, i)
+            if st == 202:
+                accepted[body["id"]] = order
+            else:
+                refused += 1
+                self.assert_unwritable_body(body, "disk I/O error")
+        su.log("%d runs accepted, %d starts refused" % (len(accepted), refused))
+        self.assertTrue(accepted)
+        self.check_outcome(srv, accepted, stream, need_recovered=False)
+        self.assertIn("commit failed, retrying: could not commit: disk I/O error",
+                      srv.log_text())
         self.assertEqual(srv.stop(), 0)
         self.integrity_ok(srv.db)
 
