@@ -830,24 +830,35 @@ static void drop_refused(struct sched *s, struct run_state *r, durable_code code
     sched_run_drop(s, r->id);
 }
 
-static void on_committed(struct sched *s, struct commit_item *ci)
+/* When ci was lost with a batch the store could not commit, its run is
+ * loaded again later (not for a person's transition: they were answered
+ * 503 and the run is untouched; a run's creation: children.c). When ci is
+ * the barrier of such a reload, the run is loaded now, unless adopted
+ * meanwhile. True in both cases: ci is dealt with. */
+static bool on_store_failed(struct sched *s, struct commit_item *ci)
 {
     struct run_state *r;
 
     if (ci->barrier) {
-        sched_resume_run(s, ci->t.run_id, false); /* unless adopted meanwhile */
-        return;
+        sched_resume_run(s, ci->t.run_id, false);
+        return true;
     }
+    if (ci->code != DURABLE_EIO || ci->t.kind == TR_RUN_CREATE)
+        return false;
+    r = sched_run_find(s, ci->t.run_id);
+    if (r && ci->run_gen == r->gen)
+        sched_run_reload_later(s, r);
+    return true;
+}
+
+static void on_committed(struct sched *s, struct commit_item *ci)
+{
+    struct run_state *r;
+
+    if (on_store_failed(s, ci))
+        return;
     if (ci->chain_broken) {
         on_chain_broken(s, ci);
-        return;
-    }
-    if (ci->code == DURABLE_EIO && ci->t.kind != TR_RUN_CREATE) {
-        /* Lost with a batch the store could not commit (a person's
-         * transition too: they were answered 503, the run is untouched). */
-        r = sched_run_find(s, ci->t.run_id);
-        if (r && ci->run_gen == r->gen)
-            sched_run_reload_later(s, r);
         return;
     }
     if (ci->t.kind == TR_RUN_CREATE) {
