@@ -367,6 +367,16 @@ DURABLE_API durable_code durable_future_get(durable_future *f, char **out_json, 
 DURABLE_API durable_code durable_sleep(durable_ctx *ctx, const char *name, int64_t ms,
                                        durable_error *err);
 
+/* Recorded values: the first execution takes the value (the wall clock in
+ * Unix milliseconds; 64 random bits from the system's generator) and
+ * records it as a step at this position ("now", "now#2", ...; "random",
+ * ...; types "now" and "random", output {"value"}; one commit); every
+ * later execution returns the recorded value, so code that branches on it
+ * takes the same path again. Checked for determinism like durable_step.
+ * OUT: *out_ms, *out_value. */
+DURABLE_API durable_code durable_now(durable_ctx *ctx, int64_t *out_ms, durable_error *err);
+DURABLE_API durable_code durable_random(durable_ctx *ctx, uint64_t *out_value, durable_error *err);
+
 /* The run being executed (valid until the function returns), and the ud
  * given to durable_workflow_fn_register. */
 DURABLE_API const char *durable_ctx_run_id(const durable_ctx *ctx);

@@ -35,11 +35,13 @@
 
 #include "engine/engine.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define CODE_MAX_FNS      256
 #define CODE_THREADS      4
@@ -1010,4 +1012,90 @@ durable_code durable_start(durable *d, const char *name, const char *key, const 
                                 .idempotency_key = key };
 
     return durable_run_start(d, &req, out_run_id, NULL, err);
+}
+
+/* ---- recorded values (durable_now, durable_random) ---- */
+
+/* Records the value of a call that answers at once as step `name` of
+ * `type`: its row inserted, started and completed in one transaction
+ * (TR_STEP_COMPLETE with_start), output {"value": value_json}. Recorded
+ * already: *out_value is the recorded value (borrowed from the record). */
+static durable_code record_value(durable_ctx *ctx, const char *name, const char *type,
+                                 const char *value_json, json_t **out_value, durable_error *err)
+{
+    char step_id[CODE_STEP_ID_SIZE];
+    const struct code_rec *rec = NULL;
+    struct commit_item *ci;
+    struct transition_step_init *si;
+    durable_error why = { 0 };
+    char out[64];
+    durable_code rc = call_begin(ctx, name, step_id, &rec, err);
+
+    *out_value = NULL;
+    if (rc != DURABLE_OK)
+        return rc;
+    if (rec && strcmp(rec->status, "completed") == 0) {
+        *out_value = json_object_get(rec->output, "value");
+    } else {
+        ci = commit_item_new(TR_STEP_COMPLETE, ctx->run_id);
+        si = xcalloc(1, sizeof(*si));
+        ci->t.step_id = commit_item_str(ci, step_id);
+        ci->t.attempt = 1;
+        ci->t.with_start = true;
+        snprintf(out, sizeof(out), "{\"value\":%s}", value_json);
+        ci->t.output_json = commit_item_str(ci, out);
+        si->step_id = ci->t.step_id;
+        si->type = type;
+        si->max_attempts = 1;
+        si->depends_on_json = commit_item_str(ci, ctx->deps.len ? ctx->deps.buf : "[]");
+        ci->step_inits = si;
+        ci->t.insert_step = si;
+        ci->t.insert_idx = (int)ctx->pos;
+        rc = engine_commit_wait(ctx->d, ci, NULL, &why);
+        if (rc != DURABLE_OK)
+            return ctx_stop(ctx, rc, &why, err);
+    }
+    ctx->pos++;
+    dbuf_reset(&ctx->deps);
+    dbuf_addf(&ctx->deps, "[\"%s\"]", step_id);
+    return DURABLE_OK;
+}
+
+durable_code durable_now(durable_ctx *ctx, int64_t *out_ms, durable_error *err)
+{
+    char text[32];
+    json_t *v = NULL;
+    int64_t now = clock_wall_ms();
+    durable_code rc;
+
+    if (!out_ms)
+        return err_set(err, DURABLE_EINVAL, "durable_now needs an output");
+    snprintf(text, sizeof(text), "%" PRId64, now);
+    rc = record_value(ctx, "now", "now", text, &v, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    *out_ms = v ? (int64_t)json_integer_value(v) : now;
+    return DURABLE_OK;
+}
+
+durable_code durable_random(durable_ctx *ctx, uint64_t *out_value, durable_error *err)
+{
+    char text[32];
+    json_t *v = NULL;
+    uint64_t r = 0;
+    durable_code rc;
+
+    if (!out_value)
+        return err_set(err, DURABLE_EINVAL, "durable_random needs an output");
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        return err_set(err, DURABLE_EIO, "no random bytes: %s", strerror(errno));
+    /* a string: JSON readers keep 53 bits of a number */
+    snprintf(text, sizeof(text), "\"%" PRIu64 "\"", r);
+    rc = record_value(ctx, "random", "random", text, &v, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    if (v)
+        r = strtoull(json_string_value(v) ? json_string_value(v) : "0", NULL, 10);
+    *out_value = r;
+    return DURABLE_OK;
 }

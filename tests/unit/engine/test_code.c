@@ -177,12 +177,41 @@ static durable_code long_loop(durable_ctx *ctx, const char *input, char **out, d
     return DURABLE_OK;
 }
 
+/* Each execution's recorded now and random; stop_after_a "crashes" after
+ * them the first time. */
+static int64_t seen_now[4];
+static uint64_t seen_rand[4];
+static int n_seen;
+
+static durable_code clocky(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    int64_t now = 0;
+    uint64_t r = 0, r2 = 0;
+    char buf[96];
+
+    (void)input;
+    DURABLE_TRY(durable_now(ctx, &now, err));
+    DURABLE_TRY(durable_random(ctx, &r, err));
+    DURABLE_TRY(durable_random(ctx, &r2, err));
+    if (n_seen < 4) {
+        seen_now[n_seen] = now;
+        seen_rand[n_seen++] = r;
+    }
+    if (stop_after_a)
+        return DURABLE_ECLOSED;
+    DURABLE_TRY(durable_step(ctx, "a", step_a, NULL, NULL, err));
+    snprintf(buf, sizeof(buf), "{\"differ\":%s}", r != r2 ? "true" : "false");
+    *out = strdup(buf);
+    return DURABLE_OK;
+}
+
 static void reset(void)
 {
     calls_a = calls_b = calls_item = 0;
     atomic_store(&calls_par, 0);
     atomic_store(&invocations, 0);
     fail_after_a = stop_after_a = swapped = fail_b = skip_b = 0;
+    n_seen = 0;
 }
 
 static char *code_start(durable *d, const char *name, const char *key)
@@ -485,6 +514,48 @@ static void test_nondeterminism_early_end(void **state)
     durable_free(run);
 }
 
+/* now and random are recorded: after a "crash" and a restart the second
+ * execution sees the values of the first. */
+static void test_now_random_recorded(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *status = NULL;
+    struct timespec ts = { 0, 20 * 1000000L };
+    json_t *doc;
+    char *run;
+
+    reset();
+    stop_after_a = 1;
+    assert_int_equal(durable_workflow_fn_register(f->d, "clocky", 1, clocky, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "clocky", NULL);
+    assert_int_equal(durable_run_wait(f->d, run, 300, &status, &err), DURABLE_ETIMEOUT);
+    assert_int_equal(n_seen, 1);
+    durable_close(f->d);
+    nanosleep(&ts, NULL); /* the clock moves on */
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
+    stop_after_a = 0;
+    assert_int_equal(durable_workflow_fn_register(f->d, "clocky", 1, clocky, NULL, &err),
+                     DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(n_seen, 2);
+    assert_true(seen_now[0] > 0);
+    assert_true(seen_now[1] == seen_now[0]);
+    assert_true(seen_rand[1] == seen_rand[0]);
+    doc = get_run(f->d, run);
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "now"), "type")), "now");
+    assert_int_equal(json_integer_value(json_object_get(
+                             json_object_get(step_of(doc, "now"), "output"), "value")),
+                     seen_now[0]);
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "random#2"), "type")),
+                        "random");
+    assert_true(json_is_true(json_object_get(json_object_get(doc, "output"), "differ")));
+    assert_int_equal(json_array_size(json_object_get(doc, "steps")), 4);
+    json_decref(doc);
+    durable_free(run);
+}
+
 static void test_refusals(void **state)
 {
     struct fixture *f = *state;
@@ -511,6 +582,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_long_loop_resumed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nondeterminism_early_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_now_random_recorded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
