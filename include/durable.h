@@ -338,6 +338,31 @@ DURABLE_API durable_code durable_start(durable *d, const char *name, const char 
 DURABLE_API durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn,
                                       void *arg, char **out_json, durable_error *err);
 
+/* A step's retry policy (SPEC §4 for JSON steps, in milliseconds): a
+ * failing fn is tried again up to max_attempts times in all; after failed
+ * attempt n the step waits min(initial_backoff_ms * backoff_factor^(n-1),
+ * max_backoff_ms). Each failed attempt is recorded (step status
+ * "retrying", its error, a retry_scheduled event; the step's attempt counts
+ * up), and the wait is a durable sleep: the call returns
+ * DURABLE_ESUSPENDED, the run waits holding no thread, and the function is
+ * executed again at the wake-up time (after a restart too), when the next
+ * attempt runs with the same idempotency key. The last failure returns
+ * DURABLE_ESTEP with fn's error. A zero field takes its default:
+ * max_attempts 1 (no retry), initial_backoff_ms 1000, backoff_factor 2,
+ * max_backoff_ms 60000. DURABLE_EINVAL for a negative field, a factor
+ * below 1 or more than 1000 attempts. */
+typedef struct durable_step_opts {
+    int max_attempts;
+    int64_t initial_backoff_ms;
+    double backoff_factor;
+    int64_t max_backoff_ms;
+} durable_step_opts;
+
+/* durable_step with a retry policy (opts NULL: durable_step). */
+DURABLE_API durable_code durable_step_ex(durable_ctx *ctx, const char *name, durable_step_fn fn,
+                                         void *arg, const durable_step_opts *opts, char **out_json,
+                                         durable_error *err);
+
 /* Parallel steps. durable_step_async takes the step's id and position
  * now, on the workflow thread, in call order (so ids do not depend on
  * which step finishes first), and runs fn on a thread of its own unless the
@@ -351,6 +376,13 @@ DURABLE_API durable_code durable_step(durable_ctx *ctx, const char *name, durabl
 typedef struct durable_future durable_future;
 DURABLE_API durable_code durable_step_async(durable_ctx *ctx, const char *name, durable_step_fn fn,
                                             void *arg, durable_future **out, durable_error *err);
+/* durable_step_async with a retry policy (opts NULL: durable_step_async):
+ * a step waiting for its next attempt makes durable_wait_all return
+ * DURABLE_ESUSPENDED. */
+DURABLE_API durable_code durable_step_async_ex(durable_ctx *ctx, const char *name,
+                                               durable_step_fn fn, void *arg,
+                                               const durable_step_opts *opts, durable_future **out,
+                                               durable_error *err);
 DURABLE_API durable_code durable_wait_all(durable_ctx *ctx, durable_future *const *futures,
                                           size_t n, durable_error *err);
 /* A waited-for future's output. OUT: *out_json (caller frees). */

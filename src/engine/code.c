@@ -120,7 +120,10 @@ struct durable_future {
     int attempt;
     durable_step_fn fn;
     void *arg;
-    bool has_thread; /* a thread runs it, not joined yet */
+    durable_step_opts opts;   /* its retry policy, defaults filled in */
+    struct code_exec *c;      /* to arm the wake-up of a retry */
+    const struct code_fn *wf; /* the workflow to invoke then */
+    bool has_thread;          /* a thread runs it, not joined yet */
     pthread_t thread;
     durable_code rc;
     char *out; /* owned: the output text when rc is OK */
@@ -325,7 +328,7 @@ static void next_step_id(durable_ctx *ctx, const char *name, char out[CODE_STEP_
  * code last waited for), without waiting: the COMPLETE that follows on the
  * same queue commits after it. */
 static durable_code submit_start(durable_ctx *ctx, const char *step_id, const char *type,
-                                 int attempt)
+                                 int attempt, int max_attempts)
 {
     struct commit_item *ci = commit_item_new(TR_STEP_START, ctx->run_id);
     struct transition_step_init *si = xcalloc(1, sizeof(*si));
@@ -334,7 +337,7 @@ static durable_code submit_start(durable_ctx *ctx, const char *step_id, const ch
     ci->t.attempt = attempt;
     si->step_id = ci->t.step_id;
     si->type = type;
-    si->max_attempts = 1;
+    si->max_attempts = max_attempts;
     si->depends_on_json = commit_item_str(ci, ctx->deps.len ? ctx->deps.buf : "[]");
     ci->step_inits = si;
     ci->t.insert_step = si;
@@ -366,6 +369,16 @@ static durable_code check_output(char *out, char **out_text, durable_error *err)
     return DURABLE_OK;
 }
 
+/* The wait after failed attempt `attempt` (from 1). */
+static int64_t backoff_ms(const durable_step_opts *o, int attempt)
+{
+    double ms = (double)o->initial_backoff_ms;
+
+    for (int i = 1; i < attempt && ms < (double)o->max_backoff_ms; i++)
+        ms *= o->backoff_factor;
+    return ms < (double)o->max_backoff_ms ? (int64_t)ms : o->max_backoff_ms;
+}
+
 /* Runs f's step function and commits its outcome (on the workflow thread,
  * or on f's own thread for an async step): f->rc, f->out, f->err. */
 static void future_execute(durable_future *f)
@@ -375,6 +388,8 @@ static void future_execute(durable_future *f)
     struct commit_item *ci;
     char *out = NULL;
     durable_code rc, crc;
+    bool is_retry;
+    int64_t wake_ms;
 
     snprintf(key, sizeof(key), "%s/%s", f->run_id, f->step_id);
     rc = f->fn(&info, f->arg, &out, &f->err);
@@ -382,7 +397,11 @@ static void future_execute(durable_future *f)
         rc = check_output(out, &f->out, &f->err);
     else
         free(out);
-    ci = commit_item_new(rc == DURABLE_OK ? TR_STEP_COMPLETE : TR_STEP_FAIL, f->run_id);
+    is_retry = rc != DURABLE_OK && f->attempt < f->opts.max_attempts;
+    ci = commit_item_new(rc == DURABLE_OK ? TR_STEP_COMPLETE
+                         : is_retry       ? TR_STEP_RETRY
+                                          : TR_STEP_FAIL,
+                         f->run_id);
     ci->t.step_id = commit_item_str(ci, f->step_id);
     ci->t.attempt = f->attempt;
     if (rc == DURABLE_OK) {
@@ -392,10 +411,19 @@ static void future_execute(durable_future *f)
         ci->t.error_message =
                 commit_item_str(ci, f->err.msg[0] ? f->err.msg : durable_strerror(rc));
         err_clear(&f->err);
-        rc = err_set(&f->err, DURABLE_ESTEP, "step \"%s\" failed: %s", f->step_id,
-                     ci->t.error_message);
+        if (is_retry) {
+            ci->t.wake_at_ms = ci->t.at_ms + backoff_ms(&f->opts, f->attempt);
+            rc = err_set(&f->err, DURABLE_ESUSPENDED, "step \"%s\" waits to retry: %s", f->step_id,
+                         ci->t.error_message);
+        } else {
+            rc = err_set(&f->err, DURABLE_ESTEP, "step \"%s\" failed: %s", f->step_id,
+                         ci->t.error_message);
+        }
     }
+    wake_ms = ci->t.wake_at_ms;
     crc = engine_commit_wait(f->d, ci, NULL, &f->err);
+    if (crc == DURABLE_OK && is_retry)
+        timer_add(f->c, f->run_id, f->wf, wake_ms);
     f->rc = crc != DURABLE_OK ? crc : rc;
     if (f->rc != DURABLE_OK) {
         free(f->out);
@@ -440,7 +468,7 @@ static durable_code call_begin(durable_ctx *ctx, const char *name, char step_id[
  * record, or with its START submitted and f->fn to run (*out_run true). */
 static durable_future *call_future(durable_ctx *ctx, const char *step_id,
                                    const struct code_rec *rec, durable_step_fn fn, void *arg,
-                                   bool *out_run)
+                                   const durable_step_opts *opts, bool *out_run)
 {
     durable_future *f = xcalloc(1, sizeof(*f));
     durable_code rc = DURABLE_OK;
@@ -450,6 +478,9 @@ static durable_future *call_future(durable_ctx *ctx, const char *step_id,
     snprintf(f->step_id, sizeof(f->step_id), "%s", step_id);
     f->fn = fn;
     f->arg = arg;
+    f->opts = *opts;
+    f->c = ctx->d->code;
+    f->wf = ctx->fn;
     f->attempt = 1;
     f->next = ctx->futures;
     ctx->futures = f;
@@ -464,8 +495,14 @@ static durable_future *call_future(durable_ctx *ctx, const char *step_id,
         /* Left running by a crash: runs again under its attempt and key. */
         f->attempt = rec->attempt > 0 ? rec->attempt : 1;
         *out_run = true;
+    } else if (rec && strcmp(rec->status, "retrying") == 0 && rec->wake_at_ms > clock_wall_ms()) {
+        /* Its backoff is not over: the run waits for it, holding no thread. */
+        timer_add(f->c, ctx->run_id, ctx->fn, rec->wake_at_ms);
+        f->rc = err_set(&f->err, DURABLE_ESUSPENDED, "step \"%s\" waits to retry", step_id);
     } else {
-        rc = submit_start(ctx, step_id, "code", f->attempt);
+        if (rec && strcmp(rec->status, "retrying") == 0)
+            f->attempt = rec->attempt + 1;
+        rc = submit_start(ctx, step_id, "code", f->attempt, opts->max_attempts);
         if (rc != DURABLE_OK)
             f->rc = err_set(&f->err, rc, "could not record step \"%s\"", step_id);
         *out_run = rc == DURABLE_OK;
@@ -484,19 +521,51 @@ static void deps_set(durable_ctx *ctx, durable_future *const *fs, size_t n)
     dbuf_adds(&ctx->deps, "]");
 }
 
+/* The retry policy of opts (NULL: one attempt), defaults filled in. */
+static durable_code opts_fill(const durable_step_opts *opts, durable_step_opts *o,
+                              durable_error *err)
+{
+    *o = opts ? *opts : (durable_step_opts){ .max_attempts = 1 };
+    if (o->max_attempts < 0 || o->initial_backoff_ms < 0 || o->max_backoff_ms < 0 ||
+        (o->backoff_factor != 0 && o->backoff_factor < 1) || o->max_attempts > 1000)
+        return err_set(err, DURABLE_EINVAL,
+                       "a step's retry policy needs max_attempts 0 to 1000, backoffs of 0 ms or "
+                       "more and a backoff_factor of 0 (the default) or at least 1");
+    if (o->max_attempts == 0)
+        o->max_attempts = 1;
+    if (o->initial_backoff_ms == 0)
+        o->initial_backoff_ms = 1000;
+    if (o->backoff_factor == 0)
+        o->backoff_factor = 2;
+    if (o->max_backoff_ms == 0)
+        o->max_backoff_ms = 60000;
+    if (o->max_backoff_ms < o->initial_backoff_ms)
+        o->max_backoff_ms = o->initial_backoff_ms;
+    return DURABLE_OK;
+}
+
 durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn, void *arg,
                           char **out_json, durable_error *err)
+{
+    return durable_step_ex(ctx, name, fn, arg, NULL, out_json, err);
+}
+
+durable_code durable_step_ex(durable_ctx *ctx, const char *name, durable_step_fn fn, void *arg,
+                             const durable_step_opts *opts, char **out_json, durable_error *err)
 {
     char step_id[CODE_STEP_ID_SIZE];
     const struct code_rec *rec = NULL;
     durable_future *f = NULL;
+    durable_step_opts o;
     bool to_run = false;
-    durable_code rc = fn ? call_begin(ctx, name, step_id, &rec, err)
-                         : err_set(err, DURABLE_EINVAL, "a step needs a function");
+    durable_code rc =
+            fn ? opts_fill(opts, &o, err) : err_set(err, DURABLE_EINVAL, "a step needs a function");
 
+    if (rc == DURABLE_OK)
+        rc = call_begin(ctx, name, step_id, &rec, err);
     if (rc != DURABLE_OK)
         return rc;
-    f = call_future(ctx, step_id, rec, fn, arg, &to_run);
+    f = call_future(ctx, step_id, rec, fn, arg, &o, &to_run);
     if (to_run)
         future_execute(f);
     if (f->rc != DURABLE_OK)
@@ -512,18 +581,28 @@ durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn
 durable_code durable_step_async(durable_ctx *ctx, const char *name, durable_step_fn fn, void *arg,
                                 durable_future **out, durable_error *err)
 {
+    return durable_step_async_ex(ctx, name, fn, arg, NULL, out, err);
+}
+
+durable_code durable_step_async_ex(durable_ctx *ctx, const char *name, durable_step_fn fn,
+                                   void *arg, const durable_step_opts *opts, durable_future **out,
+                                   durable_error *err)
+{
     char step_id[CODE_STEP_ID_SIZE];
     const struct code_rec *rec = NULL;
     durable_future *f = NULL;
+    durable_step_opts o;
     bool to_run = false;
     durable_code rc;
 
     if (!out || !fn)
         return err_set(err, DURABLE_EINVAL, "an async step needs a function and a future");
-    rc = call_begin(ctx, name, step_id, &rec, err);
+    rc = opts_fill(opts, &o, err);
+    if (rc == DURABLE_OK)
+        rc = call_begin(ctx, name, step_id, &rec, err);
     if (rc != DURABLE_OK)
         return rc;
-    f = call_future(ctx, step_id, rec, fn, arg, &to_run);
+    f = call_future(ctx, step_id, rec, fn, arg, &o, &to_run);
     if (to_run) {
         f->has_thread = pthread_create(&f->thread, NULL, future_main, f) == 0;
         if (!f->has_thread)
@@ -611,7 +690,7 @@ durable_code durable_sleep(durable_ctx *ctx, const char *name, int64_t ms, durab
         if (rec && strcmp(rec->status, "running") == 0)
             attempt = rec->attempt > 0 ? rec->attempt : 1;
         else
-            rc = submit_start(ctx, step_id, "sleep", attempt);
+            rc = submit_start(ctx, step_id, "sleep", attempt, 1);
         if (rc == DURABLE_OK)
             rc = sleep_commit(ctx, step_id, attempt, wake_ms, false, &why);
         if (rc == DURABLE_OK) {

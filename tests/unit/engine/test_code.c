@@ -205,6 +205,55 @@ static durable_code clocky(durable_ctx *ctx, const char *input, char **out, dura
     return DURABLE_OK;
 }
 
+/* Fails until its call number reaches flaky_ok (0: always), and records
+ * the attempt and key each call saw. */
+static atomic_int calls_flaky;
+static int flaky_ok;
+static int flaky_attempts[8];
+static char flaky_key[160];
+
+static durable_code flaky_step(const durable_step_info *info, void *arg, char **out,
+                               durable_error *err)
+{
+    int n = atomic_fetch_add(&calls_flaky, 1) + 1;
+
+    (void)arg;
+    if (n <= 8)
+        flaky_attempts[n - 1] = info->attempt;
+    if (n > 1 && strcmp(flaky_key, info->idempotency_key) != 0)
+        return err_set(err, DURABLE_ESTEP, "the key changed");
+    snprintf(flaky_key, sizeof(flaky_key), "%s", info->idempotency_key);
+    if (flaky_ok == 0 || n < flaky_ok)
+        return err_set(err, DURABLE_ESTEP, "flaky call %d fails", n);
+    *out = strdup("{\"ok\":true}");
+    return DURABLE_OK;
+}
+
+static durable_step_opts flaky_opts;
+
+static durable_code retrying(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    (void)input;
+    atomic_fetch_add(&invocations, 1);
+    DURABLE_TRY(durable_step_ex(ctx, "flaky", flaky_step, NULL, &flaky_opts, out, err));
+    return DURABLE_OK;
+}
+
+/* The same step as an async one beside a step without a policy. */
+static durable_code retrying_async(durable_ctx *ctx, const char *input, char **out,
+                                   durable_error *err)
+{
+    durable_future *f[2];
+    int one = 1;
+
+    (void)input;
+    DURABLE_TRY(durable_step_async_ex(ctx, "flaky", flaky_step, NULL, &flaky_opts, &f[0], err));
+    DURABLE_TRY(durable_step_async(ctx, "item", step_item, &one, &f[1], err));
+    DURABLE_TRY(durable_wait_all(ctx, f, 2, err));
+    DURABLE_TRY(durable_future_get(f[0], out, err));
+    return DURABLE_OK;
+}
+
 static void reset(void)
 {
     calls_a = calls_b = calls_item = 0;
@@ -212,6 +261,11 @@ static void reset(void)
     atomic_store(&invocations, 0);
     fail_after_a = stop_after_a = swapped = fail_b = skip_b = 0;
     n_seen = 0;
+    atomic_store(&calls_flaky, 0);
+    flaky_ok = 0;
+    memset(flaky_attempts, 0, sizeof(flaky_attempts));
+    flaky_key[0] = '\0';
+    flaky_opts = (durable_step_opts){ .max_attempts = 3, .initial_backoff_ms = 20 };
 }
 
 static char *code_start(durable *d, const char *name, const char *key)
@@ -556,6 +610,129 @@ static void test_now_random_recorded(void **state)
     durable_free(run);
 }
 
+/* Fails twice, then succeeds: three attempts under one key, each failure
+ * recorded with a retry_scheduled event, the function executed again after
+ * each backoff. */
+static void test_retry_policy(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    json_t *doc, *events, *st;
+    char *run;
+
+    reset();
+    flaky_ok = 3;
+    assert_int_equal(durable_workflow_fn_register(f->d, "retrying", 1, retrying, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "retrying", NULL);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(atomic_load(&calls_flaky), 3);
+    assert_int_equal(flaky_attempts[0], 1);
+    assert_int_equal(flaky_attempts[1], 2);
+    assert_int_equal(flaky_attempts[2], 3);
+    assert_int_equal(atomic_load(&invocations), 3);
+    doc = get_run(f->d, run);
+    st = step_of(doc, "flaky");
+    assert_int_equal(json_integer_value(json_object_get(st, "attempt")), 3);
+    assert_string_equal(json_string_value(json_object_get(st, "status")), "completed");
+    assert_int_equal(json_integer_value(json_object_get(st, "max_attempts")), 3);
+    json_decref(doc);
+    events = get_events(f->d, run);
+    assert_int_equal(count_events(events, "retry_scheduled", "flaky"), 2);
+    assert_int_equal(count_events(events, "step_started", "flaky"), 3);
+    json_decref(events);
+    durable_free(run);
+}
+
+/* Every attempt fails: the run fails with the step's last error; an async
+ * step with the same policy does too. */
+static void test_retry_exhausted(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *msg;
+    json_t *doc;
+    char *run;
+
+    reset();
+    flaky_opts.max_attempts = 2;
+    assert_int_equal(durable_workflow_fn_register(f->d, "retrying", 1, retrying, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "retrying", NULL);
+    assert_string_equal(wait_run(f->d, run), "failed");
+    assert_int_equal(atomic_load(&calls_flaky), 2);
+    doc = get_run(f->d, run);
+    msg = json_string_value(json_object_get(doc, "error_message"));
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "step \"flaky\" failed: flaky call 2 fails"));
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "flaky"), "status")),
+                        "failed");
+    assert_int_equal(json_integer_value(json_object_get(step_of(doc, "flaky"), "attempt")), 2);
+    json_decref(doc);
+    durable_free(run);
+
+    reset();
+    flaky_ok = 2;
+    assert_int_equal(
+            durable_workflow_fn_register(f->d, "retrying_async", 1, retrying_async, NULL, &err),
+            DURABLE_OK);
+    run = code_start(f->d, "retrying_async", NULL);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(atomic_load(&calls_flaky), 2);
+    assert_int_equal(calls_item, 1); /* recorded: not run again after the backoff */
+    doc = get_run(f->d, run);
+    assert_int_equal(json_integer_value(json_object_get(step_of(doc, "flaky"), "attempt")), 2);
+    assert_true(json_is_true(json_object_get(json_object_get(doc, "output"), "ok")));
+    json_decref(doc);
+    durable_free(run);
+
+    reset();
+    flaky_opts.backoff_factor = 0.5; /* refused */
+    run = code_start(f->d, "retrying", NULL);
+    assert_string_equal(wait_run(f->d, run), "failed");
+    assert_int_equal(atomic_load(&calls_flaky), 0);
+    doc = get_run(f->d, run);
+    assert_non_null(
+            strstr(json_string_value(json_object_get(doc, "error_message")), "backoff_factor"));
+    json_decref(doc);
+    durable_free(run);
+}
+
+/* A restart during the backoff: the wait goes on from its recorded
+ * wake-up time and the next attempt runs under the same key. */
+static void test_retry_resumed(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *status = NULL;
+    json_t *doc;
+    char *run;
+
+    reset();
+    flaky_ok = 2;
+    flaky_opts.initial_backoff_ms = 400;
+    assert_int_equal(durable_workflow_fn_register(f->d, "retrying", 1, retrying, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "retrying", NULL);
+    for (int tries = 0; tries < 600 && atomic_load(&calls_flaky) < 1; tries++) {
+        assert_int_equal(durable_run_wait(f->d, run, 10, &status, &err), DURABLE_ETIMEOUT);
+        err = (durable_error){ 0 };
+    }
+    durable_close(f->d);
+    assert_int_equal(atomic_load(&calls_flaky), 1);
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
+    doc = get_run(f->d, run);
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "flaky"), "status")),
+                        "retrying");
+    json_decref(doc);
+    assert_int_equal(durable_workflow_fn_register(f->d, "retrying", 1, retrying, NULL, &err),
+                     DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(atomic_load(&calls_flaky), 2);
+    assert_int_equal(flaky_attempts[1], 2);
+    durable_free(run);
+}
+
 static void test_refusals(void **state)
 {
     struct fixture *f = *state;
@@ -583,6 +760,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nondeterminism_early_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_now_random_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_exhausted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_resumed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
