@@ -399,6 +399,22 @@ DURABLE_API durable_code durable_future_get(durable_future *f, char **out_json, 
 DURABLE_API durable_code durable_sleep(durable_ctx *ctx, const char *name, int64_t ms,
                                        durable_error *err);
 
+/* A child workflow, as step `workflow` (its name, which must also be a
+ * valid step name; type "child"): starts a run of the latest version of
+ * workflow `workflow` (code-first or a JSON definition) with input_json (a
+ * JSON object, or NULL) and idempotency key `key` (NULL: "RUN_ID/STEP_ID"
+ * of this call), and waits for it holding no thread: the first time it
+ * returns DURABLE_ESUSPENDED (return it at once, DURABLE_TRY); the step
+ * waits (its step_waiting event has {"child_run_id"}) and the function is
+ * executed again when the child finishes. Then it returns DURABLE_OK with
+ * the child's output (OUT *out_json, caller frees; may be NULL), or
+ * DURABLE_ESTEP when the child failed or was cancelled (the step fails
+ * with "child run ID failed: ..."). Every execution finds the same child
+ * by its key, also after a crash between the child's start and its end.
+ * A retry of the parent after its child failed retries that child. */
+DURABLE_API durable_code durable_child(durable_ctx *ctx, const char *workflow, const char *key,
+                                       const char *input_json, char **out_json, durable_error *err);
+
 /* Recorded values: the first execution takes the value (the wall clock in
  * Unix milliseconds; 64 random bits from the system's generator) and
  * records it as a step at this position ("now", "now#2", ...; "random",

@@ -33,6 +33,7 @@
  */
 #include "util/common.h"
 
+#include "engine/code_int.h"
 #include "engine/engine.h"
 
 #include <errno.h>
@@ -43,11 +44,9 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define CODE_MAX_FNS      256
-#define CODE_THREADS      4
-#define CODE_NAME_MAX     64
-#define CODE_OUTPUT_MAX   ((size_t)1024 * 1024)
-#define CODE_STEP_ID_SIZE (CODE_NAME_MAX + 16)
+#define CODE_MAX_FNS    256
+#define CODE_THREADS    4
+#define CODE_OUTPUT_MAX ((size_t)1024 * 1024)
 
 struct code_fn {
     char name[CODE_NAME_MAX + 1];
@@ -91,6 +90,7 @@ struct code_exec {
     bool is_stopping;                  /* guarded by mu */
     pthread_t threads[CODE_THREADS];
     size_t n_threads;
+    struct code_children *children; /* code_child.c */
 };
 
 /* One recorded step of the run, in call (idx) order. */
@@ -955,6 +955,7 @@ durable_code engine_code_start(struct durable *d, durable_error *err)
     c->d = d;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
+    c->children = code_children_new(d);
     d->code = c;
     (void)err;
     return DURABLE_OK;
@@ -979,6 +980,7 @@ void engine_code_stop(struct durable *d)
 
     if (!c)
         return;
+    code_children_stop(d);
     pthread_mutex_lock(&c->mu);
     c->is_stopping = true;
     pthread_cond_broadcast(&c->cond);
@@ -1003,6 +1005,7 @@ void engine_code_free(struct durable *d)
         free(c->fns[i]);
     free(c->timers);
     free(c->active);
+    code_children_free(c->children);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -1071,6 +1074,7 @@ durable_code durable_workflow_fn_register(durable *d, const char *name, int vers
     f->fn = fn;
     f->ud = ud;
     free(wf_id);
+    code_children_subscribe(d);
     rc = fn_add(d->code, f, err);
     if (rc != DURABLE_OK) {
         free(f);
@@ -1177,4 +1181,61 @@ durable_code durable_random(durable_ctx *ctx, uint64_t *out_value, durable_error
         r = strtoull(json_string_value(v) ? json_string_value(v) : "0", NULL, 10);
     *out_value = r;
     return DURABLE_OK;
+}
+
+/* ---- for code_child.c (code_int.h) ---- */
+
+durable_code code_call_begin(durable_ctx *ctx, const char *name, char step_id[CODE_STEP_ID_SIZE],
+                             struct code_rec_view *rec, durable_error *err)
+{
+    const struct code_rec *r = NULL;
+    durable_code rc = call_begin(ctx, name, step_id, &r, err);
+
+    *rec = (struct code_rec_view){ .recorded = false };
+    if (rc == DURABLE_OK && r)
+        *rec = (struct code_rec_view){ true, r->status, r->error, r->output, r->attempt };
+    return rc;
+}
+
+durable_code code_call_start(durable_ctx *ctx, const char *step_id, const char *type)
+{
+    return submit_start(ctx, step_id, type, 1, 1);
+}
+
+void code_call_done(durable_ctx *ctx, const char *step_id)
+{
+    ctx->pos++;
+    dbuf_reset(&ctx->deps);
+    dbuf_addf(&ctx->deps, "[\"%s\"]", step_id);
+}
+
+durable_code code_call_stop(durable_ctx *ctx, durable_code rc, const durable_error *why,
+                            durable_error *err)
+{
+    return ctx_stop(ctx, rc, why, err);
+}
+
+struct durable *code_ctx_durable(const durable_ctx *ctx)
+{
+    return ctx->d;
+}
+
+const struct code_fn *code_ctx_fn(const durable_ctx *ctx)
+{
+    return ctx->fn;
+}
+
+void code_wake(struct durable *d, const char *run_id, const struct code_fn *fn)
+{
+    struct code_exec *c = d->code;
+
+    pthread_mutex_lock(&c->mu);
+    if (!c->is_stopping)
+        job_queue(c, run_id, fn);
+    pthread_mutex_unlock(&c->mu);
+}
+
+struct code_children **code_children_of(struct durable *d)
+{
+    return &d->code->children;
 }

@@ -254,6 +254,48 @@ static durable_code retrying_async(durable_ctx *ctx, const char *input, char **o
     return DURABLE_OK;
 }
 
+/* The child: one step, then (with kid_stop) a "crash" before it ends,
+ * or (with kid_fail) a failure. */
+static atomic_int calls_kid, kid_stop, kid_fail;
+
+static durable_code kid_step(const durable_step_info *info, void *arg, char **out,
+                             durable_error *err)
+{
+    (void)info;
+    (void)arg;
+    (void)err;
+    atomic_fetch_add(&calls_kid, 1);
+    *out = strdup("{\"kid\":7}");
+    return DURABLE_OK;
+}
+
+static durable_code kid(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    (void)input;
+    DURABLE_TRY(durable_step(ctx, "k", kid_step, NULL, out, err));
+    if (atomic_load(&kid_stop))
+        return DURABLE_ECLOSED;
+    if (atomic_load(&kid_fail))
+        return err_set(err, DURABLE_EINVAL, "the kid refuses");
+    return DURABLE_OK;
+}
+
+/* Calls a code-first child, then a JSON one. */
+static durable_code parent(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    char *k = NULL, *j = NULL, buf[256];
+
+    (void)input;
+    atomic_fetch_add(&invocations, 1);
+    DURABLE_TRY(durable_child(ctx, "kid", NULL, "{\"x\":1}", &k, err));
+    DURABLE_TRY(durable_child(ctx, "jkid", "jk-1", "{\"n\":21}", &j, err));
+    snprintf(buf, sizeof(buf), "{\"kid\":%s,\"jkid\":%s}", k, j);
+    durable_free(k);
+    durable_free(j);
+    *out = strdup(buf);
+    return DURABLE_OK;
+}
+
 static void reset(void)
 {
     calls_a = calls_b = calls_item = 0;
@@ -265,6 +307,9 @@ static void reset(void)
     flaky_ok = 0;
     memset(flaky_attempts, 0, sizeof(flaky_attempts));
     flaky_key[0] = '\0';
+    atomic_store(&calls_kid, 0);
+    atomic_store(&kid_stop, 0);
+    atomic_store(&kid_fail, 0);
     flaky_opts = (durable_step_opts){ .max_attempts = 3, .initial_backoff_ms = 20 };
 }
 
@@ -733,6 +778,103 @@ static void test_retry_resumed(void **state)
     durable_free(run);
 }
 
+/* The number of runs of workflow `name`. */
+static int64_t runs_of(durable *d, const char *name)
+{
+    durable_run_filter rf = { .workflow_id = name };
+    durable_error err = { 0 };
+    int64_t total = -1;
+    char *list = NULL;
+
+    assert_int_equal(durable_runs_list(d, &rf, &list, &total, &err), DURABLE_OK);
+    durable_free(list);
+    return total;
+}
+
+/* A parent waits for a code-first child that "crashes" (the process closes
+ * between the child's start and its end), then for a JSON child: after the
+ * restart the parent finds the same child, which resumes and wakes it. */
+static void test_child(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *status = NULL;
+    json_t *doc;
+    char *run, *out;
+
+    reset();
+    atomic_store(&kid_stop, 1);
+    free(reg(f->d, "{\"name\":\"jkid\",\"steps\":[{\"id\":\"x\",\"type\":\"transform\","
+                   "\"config\":{\"expression\":\".input.n * 2\"}}]}"));
+    assert_int_equal(durable_workflow_fn_register(f->d, "kid", 1, kid, NULL, &err), DURABLE_OK);
+    assert_int_equal(durable_workflow_fn_register(f->d, "parent", 1, parent, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "parent", "p1");
+    for (int tries = 0; tries < 600 && atomic_load(&calls_kid) < 1; tries++) {
+        assert_int_equal(durable_run_wait(f->d, run, 10, &status, &err), DURABLE_ETIMEOUT);
+        err = (durable_error){ 0 };
+    }
+    assert_int_equal(durable_run_wait(f->d, run, 100, &status, &err), DURABLE_ETIMEOUT);
+    doc = get_run(f->d, run);
+    assert_string_equal(json_string_value(json_object_get(doc, "status")), "waiting");
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "kid"), "status")),
+                        "waiting");
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "kid"), "type")), "child");
+    json_decref(doc);
+    durable_close(f->d);
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
+    atomic_store(&kid_stop, 0);
+    assert_int_equal(durable_workflow_fn_register(f->d, "parent", 1, parent, NULL, &err),
+                     DURABLE_OK);
+    assert_int_equal(durable_workflow_fn_register(f->d, "kid", 1, kid, NULL, &err), DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(atomic_load(&calls_kid), 1); /* recorded in the child, not run again */
+    assert_int_equal(runs_of(f->d, "kid"), 1);
+    assert_int_equal(runs_of(f->d, "jkid"), 1);
+    doc = get_run(f->d, run);
+    out = json_dumps(json_object_get(json_object_get(doc, "output"), "kid"), JSON_COMPACT);
+    assert_string_equal(out, "{\"kid\":7}");
+    free(out);
+    out = json_dumps(json_object_get(json_object_get(doc, "output"), "jkid"), JSON_COMPACT);
+    assert_non_null(strstr(out, "42"));
+    free(out);
+    json_decref(doc);
+    durable_free(run);
+}
+
+/* A failed child fails the parent's step; a retry of the parent retries
+ * the child (the same run), which then completes. */
+static void test_child_failed(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *msg;
+    json_t *doc;
+    char *run;
+
+    reset();
+    atomic_store(&kid_fail, 1);
+    free(reg(f->d, "{\"name\":\"jkid\",\"steps\":[{\"id\":\"x\",\"type\":\"transform\","
+                   "\"config\":{\"expression\":\".input.n * 2\"}}]}"));
+    assert_int_equal(durable_workflow_fn_register(f->d, "kid", 1, kid, NULL, &err), DURABLE_OK);
+    assert_int_equal(durable_workflow_fn_register(f->d, "parent", 1, parent, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "parent", "p2");
+    assert_string_equal(wait_run(f->d, run), "failed");
+    doc = get_run(f->d, run);
+    msg = json_string_value(json_object_get(doc, "error_message"));
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "step \"kid\" failed: child run "));
+    assert_non_null(strstr(msg, "failed: the kid refuses"));
+    json_decref(doc);
+    atomic_store(&kid_fail, 0);
+    assert_int_equal(durable_run_retry(f->d, run, &err), DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(runs_of(f->d, "kid"), 1);
+    assert_int_equal(atomic_load(&calls_kid), 1);
+    durable_free(run);
+}
+
 static void test_refusals(void **state)
 {
     struct fixture *f = *state;
@@ -763,6 +905,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_exhausted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_resumed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_failed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
