@@ -290,6 +290,14 @@ void engine_code_adopt(struct durable *d, const char *run_id, const struct plan 
 
 /* ---- one execution ---- */
 
+struct commit_item *code_item_new(enum transition_kind kind, const char *run_id)
+{
+    struct commit_item *ci = commit_item_new(kind, run_id);
+
+    ci->t.by_owner = true; /* the executor's: fenced on a shared database (store.h) */
+    return ci;
+}
+
 /* Stops the execution with code rc (the first stop wins); returns the
  * stop's code, with its message in err. */
 static durable_code ctx_stop(durable_ctx *ctx, durable_code rc, const durable_error *why,
@@ -330,7 +338,7 @@ static void next_step_id(durable_ctx *ctx, const char *name, char out[CODE_STEP_
 static durable_code submit_start(durable_ctx *ctx, const char *step_id, const char *type,
                                  int attempt, int max_attempts)
 {
-    struct commit_item *ci = commit_item_new(TR_STEP_START, ctx->run_id);
+    struct commit_item *ci = code_item_new(TR_STEP_START, ctx->run_id);
     struct transition_step_init *si = xcalloc(1, sizeof(*si));
 
     ci->t.step_id = commit_item_str(ci, step_id);
@@ -398,10 +406,10 @@ static void future_execute(durable_future *f)
     else
         free(out);
     is_retry = rc != DURABLE_OK && f->attempt < f->opts.max_attempts;
-    ci = commit_item_new(rc == DURABLE_OK ? TR_STEP_COMPLETE
-                         : is_retry       ? TR_STEP_RETRY
-                                          : TR_STEP_FAIL,
-                         f->run_id);
+    ci = code_item_new(rc == DURABLE_OK ? TR_STEP_COMPLETE
+                       : is_retry       ? TR_STEP_RETRY
+                                        : TR_STEP_FAIL,
+                       f->run_id);
     ci->t.step_id = commit_item_str(ci, f->step_id);
     ci->t.attempt = f->attempt;
     if (rc == DURABLE_OK) {
@@ -653,8 +661,7 @@ durable_code durable_future_get(durable_future *f, char **out_json, durable_erro
 static durable_code sleep_commit(durable_ctx *ctx, const char *step_id, int attempt,
                                  int64_t wake_ms, bool is_done, durable_error *err)
 {
-    struct commit_item *ci =
-            commit_item_new(is_done ? TR_STEP_COMPLETE : TR_STEP_WAIT, ctx->run_id);
+    struct commit_item *ci = code_item_new(is_done ? TR_STEP_COMPLETE : TR_STEP_WAIT, ctx->run_id);
     char out[64];
 
     ci->t.step_id = commit_item_str(ci, step_id);
@@ -795,11 +802,13 @@ static void finish_run(durable_ctx *ctx, durable_code rc, char *output, const du
     }
     if (ctx->stop != DURABLE_OK)
         rc = ctx->stop;
-    if (rc == DURABLE_ECLOSED || rc == DURABLE_ECONFLICT || rc == DURABLE_ESUSPENDED) {
+    if (rc == DURABLE_ECLOSED || rc == DURABLE_ECONFLICT || rc == DURABLE_ESUSPENDED ||
+        rc == DURABLE_EFENCED) {
         free(output);
-        return; /* closing (the run resumes at the next open), cancelled, or asleep */
+        return; /* closing (the run resumes at the next open), cancelled, asleep, or taken
+                   over by another node */
     }
-    ci = commit_item_new(TR_RUN_FINISH, ctx->run_id);
+    ci = code_item_new(TR_RUN_FINISH, ctx->run_id);
     if (rc == DURABLE_OK)
         rc = check_output(output, &text, &cerr);
     else
@@ -1120,7 +1129,7 @@ static durable_code record_value(durable_ctx *ctx, const char *name, const char 
     if (rec && strcmp(rec->status, "completed") == 0) {
         *out_value = json_object_get(rec->output, "value");
     } else {
-        ci = commit_item_new(TR_STEP_COMPLETE, ctx->run_id);
+        ci = code_item_new(TR_STEP_COMPLETE, ctx->run_id);
         si = xcalloc(1, sizeof(*si));
         ci->t.step_id = commit_item_str(ci, step_id);
         ci->t.attempt = 1;

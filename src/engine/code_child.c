@@ -165,7 +165,7 @@ static durable_code step_commit(durable_ctx *ctx, enum transition_kind kind, con
                                 int attempt, const char *output_json, const char *error_code,
                                 const char *error, const char *wait_json, durable_error *err)
 {
-    struct commit_item *ci = commit_item_new(kind, durable_ctx_run_id(ctx));
+    struct commit_item *ci = code_item_new(kind, durable_ctx_run_id(ctx));
 
     ci->t.step_id = commit_item_str(ci, step_id);
     ci->t.attempt = attempt;

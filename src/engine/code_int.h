@@ -38,6 +38,10 @@ void code_call_done(durable_ctx *ctx, const char *step_id);
 durable_code code_call_stop(durable_ctx *ctx, durable_code rc, const durable_error *why,
                             durable_error *err);
 struct durable *code_ctx_durable(const durable_ctx *ctx);
+/* A transition of the run's executor: by_owner, so that on a database
+ * shared by several nodes it applies only while this node owns the run,
+ * and does not NOTIFY the owner (store.h). */
+struct commit_item *code_item_new(enum transition_kind kind, const char *run_id);
 const struct code_fn *code_ctx_fn(const durable_ctx *ctx);
 
 /* Queues an invocation of run_id (of fn), or asks the one under way to run
