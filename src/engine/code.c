@@ -72,6 +72,7 @@ struct code_timer {
 
 /* A run queued or being invoked; again: adopted once more meanwhile. */
 struct code_active {
+    struct code_active *next; /* its hash bucket's list */
     char run_id[ID_MAX];
     bool again;
 };
@@ -83,9 +84,11 @@ struct code_exec {
     struct code_fn *fns[CODE_MAX_FNS]; /* guarded by mu; entries immutable once added */
     size_t n_fns;                      /* guarded by mu */
     struct code_job *head, *tail;      /* guarded by mu: queued invocations */
-    struct code_active *active;        /* guarded by mu: runs queued or being invoked */
-    size_t n_active, cap_active;       /* guarded by mu */
-    struct code_timer *timers;         /* guarded by mu: sleeping runs' wake-ups */
+    struct code_active **active;       /* guarded by mu: runs queued or being invoked,
+                                          a hash table of n_buckets lists */
+    size_t n_active, n_buckets;        /* guarded by mu */
+    struct code_timer *timers;         /* guarded by mu: sleeping runs' wake-ups, a
+                                          binary min-heap on due_ms */
     size_t n_timers, cap_timers;       /* guarded by mu */
     bool is_stopping;                  /* guarded by mu */
     pthread_t threads[CODE_THREADS];
@@ -156,24 +159,65 @@ static bool name_is_valid(const char *name)
 
 /* ---- the set of active runs and the job list (mu held) ---- */
 
+/* FNV-1a of the run id. */
+static size_t run_hash(const char *run_id)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (const unsigned char *p = (const unsigned char *)run_id; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return (size_t)h;
+}
+
 /* The run's entry in the active set, or NULL. */
 static struct code_active *active_find(struct code_exec *c, const char *run_id)
 {
-    for (size_t i = 0; i < c->n_active; i++) {
-        if (strcmp(c->active[i].run_id, run_id) == 0)
-            return &c->active[i];
-    }
-    return NULL;
+    struct code_active *a = c->n_buckets ? c->active[run_hash(run_id) % c->n_buckets] : NULL;
+
+    while (a && strcmp(a->run_id, run_id) != 0)
+        a = a->next;
+    return a;
 }
 
 static void active_add(struct code_exec *c, const char *run_id)
 {
-    if (c->n_active == c->cap_active) {
-        c->cap_active = c->cap_active ? c->cap_active * 2 : 16;
-        c->active = xrealloc(c->active, c->cap_active * sizeof(*c->active));
+    struct code_active *a = xcalloc(1, sizeof(*a));
+    size_t b;
+
+    if (c->n_active >= c->n_buckets) { /* at most one entry per bucket on average */
+        size_t n = c->n_buckets ? c->n_buckets * 2 : 64;
+        struct code_active **t = xcalloc(n, sizeof(*t));
+        for (size_t i = 0; i < c->n_buckets; i++) {
+            while (c->active[i]) {
+                struct code_active *e = c->active[i];
+                c->active[i] = e->next;
+                e->next = t[run_hash(e->run_id) % n];
+                t[run_hash(e->run_id) % n] = e;
+            }
+        }
+        free(c->active);
+        c->active = t;
+        c->n_buckets = n;
     }
-    snprintf(c->active[c->n_active].run_id, ID_MAX, "%s", run_id);
-    c->active[c->n_active++].again = false;
+    snprintf(a->run_id, ID_MAX, "%s", run_id);
+    b = run_hash(run_id) % c->n_buckets;
+    a->next = c->active[b];
+    c->active[b] = a;
+    c->n_active++;
+}
+
+static void active_remove(struct code_exec *c, const char *run_id)
+{
+    struct code_active **p = c->n_buckets ? &c->active[run_hash(run_id) % c->n_buckets] : NULL;
+
+    while (p && *p && strcmp((*p)->run_id, run_id) != 0)
+        p = &(*p)->next;
+    if (p && *p) {
+        struct code_active *a = *p;
+        *p = a->next;
+        free(a);
+        c->n_active--;
+    }
 }
 
 /* Appends job to the queue and wakes a thread. */
@@ -201,7 +245,7 @@ static bool active_end(struct code_exec *c, struct code_job *job)
         return true;
     }
     if (a)
-        *a = c->active[--c->n_active];
+        active_remove(c, job->run_id);
     return false;
 }
 
@@ -232,44 +276,60 @@ static void job_queue(struct code_exec *c, const char *run_id, const struct code
     job_push(c, job);
 }
 
-/* Arms run_id's wake-up at due_ms (any thread; takes mu). */
+/* Arms run_id's wake-up at due_ms (any thread; takes mu): pushed on the
+ * heap; a thread is woken only when it is the earliest. */
 static void timer_add(struct code_exec *c, const char *run_id, const struct code_fn *fn,
                       int64_t due_ms)
 {
-    struct code_timer *t;
+    struct code_timer t = { .due_ms = due_ms, .fn = fn };
+    size_t i;
 
+    snprintf(t.run_id, sizeof(t.run_id), "%s", run_id);
     pthread_mutex_lock(&c->mu);
     if (c->n_timers == c->cap_timers) {
         c->cap_timers = c->cap_timers ? c->cap_timers * 2 : 16;
         c->timers = xrealloc(c->timers, c->cap_timers * sizeof(*c->timers));
     }
-    t = &c->timers[c->n_timers++];
-    t->due_ms = due_ms;
-    snprintf(t->run_id, sizeof(t->run_id), "%s", run_id);
-    t->fn = fn;
-    pthread_cond_broadcast(&c->cond);
+    for (i = c->n_timers++; i > 0 && c->timers[(i - 1) / 2].due_ms > due_ms; i = (i - 1) / 2)
+        c->timers[i] = c->timers[(i - 1) / 2];
+    c->timers[i] = t;
+    if (i == 0)
+        pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->mu);
 }
 
+/* Removes the earliest wake-up from the heap. mu held. */
+static void timer_pop(struct code_exec *c)
+{
+    struct code_timer last = c->timers[--c->n_timers];
+    size_t i = 0, n = c->n_timers;
+
+    for (;;) {
+        size_t k = 2 * i + 1;
+        if (k >= n)
+            break;
+        if (k + 1 < n && c->timers[k + 1].due_ms < c->timers[k].due_ms)
+            k++;
+        if (c->timers[k].due_ms >= last.due_ms)
+            break;
+        c->timers[i] = c->timers[k];
+        i = k;
+    }
+    if (n > 0)
+        c->timers[i] = last;
+}
+
 /* Queues the runs whose wake-up is due; returns the earliest one left
- * (0: none). mu held. A linear scan: a heap when many runs sleep. */
+ * (0: none). mu held. */
 static int64_t timers_fire(struct code_exec *c)
 {
-    int64_t now = clock_wall_ms(), next = 0;
-    size_t i = 0;
+    int64_t now = clock_wall_ms();
 
-    while (i < c->n_timers) {
-        struct code_timer *t = &c->timers[i];
-        if (t->due_ms <= now) {
-            job_queue(c, t->run_id, t->fn);
-            *t = c->timers[--c->n_timers];
-            continue;
-        }
-        if (next == 0 || t->due_ms < next)
-            next = t->due_ms;
-        i++;
+    while (c->n_timers > 0 && c->timers[0].due_ms <= now) {
+        job_queue(c, c->timers[0].run_id, c->timers[0].fn);
+        timer_pop(c);
     }
-    return next;
+    return c->n_timers > 0 ? c->timers[0].due_ms : 0;
 }
 
 void engine_code_adopt(struct durable *d, const char *run_id, const struct plan *plan)
@@ -1013,6 +1073,13 @@ void engine_code_free(struct durable *d)
     for (size_t i = 0; i < c->n_fns; i++)
         free(c->fns[i]);
     free(c->timers);
+    for (size_t i = 0; i < c->n_buckets; i++) {
+        while (c->active[i]) {
+            struct code_active *a = c->active[i];
+            c->active[i] = a->next;
+            free(a);
+        }
+    }
     free(c->active);
     code_children_free(c->children);
     pthread_cond_destroy(&c->cond);
