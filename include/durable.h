@@ -350,12 +350,20 @@ DURABLE_API durable_code durable_step(durable_ctx *ctx, const char *name, durabl
  * DURABLE_ESTEP with fn's error. A zero field takes its default:
  * max_attempts 1 (no retry), initial_backoff_ms 1000, backoff_factor 2,
  * max_backoff_ms 60000. DURABLE_EINVAL for a negative field, a factor
- * below 1 or more than 1000 attempts. */
+ * below 1 or more than 1000 attempts.
+ * answers_at_once: fn returns quickly (a computation, no waiting on the
+ * outside): the step's start is not committed before fn runs but with its
+ * completion, in one commit instead of two (like the JSON step types that
+ * answer at once); the step is never seen "running". A failed attempt
+ * commits its start and then its failure. After a crash during fn, the
+ * step is not recorded (at this attempt) and runs again under the same id,
+ * key and attempt. */
 typedef struct durable_step_opts {
     int max_attempts;
     int64_t initial_backoff_ms;
     double backoff_factor;
     int64_t max_backoff_ms;
+    bool answers_at_once;
 } durable_step_opts;
 
 /* durable_step with a retry policy (opts NULL: durable_step). */

@@ -21,6 +21,9 @@
  * commit run on a thread of its own (a durable_future). A sleep records
  * its wake-up and unwinds (DURABLE_ESUSPENDED): the invocation ends, and a
  * timer queues the run again at the wake-up time.
+ * A step with a retry policy (durable_step_ex) waits for its backoff the
+ * same way; durable_now and durable_random record a value as a step;
+ * child workflows are in code_child.c.
  *
  * Threads: struct code_exec's mu (a leaf) guards the registry, the job
  * list, the timers and the set of runs queued or being invoked (one
@@ -123,10 +126,11 @@ struct durable_future {
     int attempt;
     durable_step_fn fn;
     void *arg;
-    durable_step_opts opts;   /* its retry policy, defaults filled in */
-    struct code_exec *c;      /* to arm the wake-up of a retry */
-    const struct code_fn *wf; /* the workflow to invoke then */
-    bool has_thread;          /* a thread runs it, not joined yet */
+    durable_step_opts opts;    /* its retry policy, defaults filled in */
+    struct code_exec *c;       /* to arm the wake-up of a retry */
+    struct commit_item *start; /* answers_at_once: the START not submitted yet, or NULL */
+    const struct code_fn *wf;  /* the workflow to invoke then */
+    bool has_thread;           /* a thread runs it, not joined yet */
     pthread_t thread;
     durable_code rc;
     char *out; /* owned: the output text when rc is OK */
@@ -395,8 +399,8 @@ static void next_step_id(durable_ctx *ctx, const char *name, char out[CODE_STEP_
 /* Submits the step's START, inserting its row (depends_on: the steps the
  * code last waited for), without waiting: the COMPLETE that follows on the
  * same queue commits after it. */
-static durable_code submit_start(durable_ctx *ctx, const char *step_id, const char *type,
-                                 int attempt, int max_attempts)
+static struct commit_item *start_item(durable_ctx *ctx, const char *step_id, const char *type,
+                                      int attempt, int max_attempts)
 {
     struct commit_item *ci = code_item_new(TR_STEP_START, ctx->run_id);
     struct transition_step_init *si = xcalloc(1, sizeof(*si));
@@ -410,7 +414,13 @@ static durable_code submit_start(durable_ctx *ctx, const char *step_id, const ch
     ci->step_inits = si;
     ci->t.insert_step = si;
     ci->t.insert_idx = (int)ctx->pos;
-    return engine_commit_submit(ctx->d, ci);
+    return ci;
+}
+
+static durable_code submit_start(durable_ctx *ctx, const char *step_id, const char *type,
+                                 int attempt, int max_attempts)
+{
+    return engine_commit_submit(ctx->d, start_item(ctx, step_id, type, attempt, max_attempts));
 }
 
 /* The step function's output as JSON text (owned), or a failure in err. */
@@ -465,6 +475,25 @@ static void future_execute(durable_future *f)
         rc = check_output(out, &f->out, &f->err);
     else
         free(out);
+    if (f->start && rc == DURABLE_OK) {
+        /* Answered: the START becomes the completion, both in one change. */
+        ci = f->start;
+        f->start = NULL;
+        ci->t.kind = TR_STEP_COMPLETE;
+        ci->t.with_start = true;
+        ci->t.at_ms = clock_wall_ms();
+        ci->t.output_json = commit_item_str(ci, f->out);
+        f->rc = engine_commit_wait(f->d, ci, NULL, &f->err);
+        if (f->rc != DURABLE_OK) {
+            free(f->out);
+            f->out = NULL;
+        }
+        return;
+    }
+    if (f->start) { /* failed: the START goes first, then the failure */
+        engine_commit_submit(f->d, f->start);
+        f->start = NULL;
+    }
     is_retry = rc != DURABLE_OK && f->attempt < f->opts.max_attempts;
     ci = code_item_new(rc == DURABLE_OK ? TR_STEP_COMPLETE
                        : is_retry       ? TR_STEP_RETRY
@@ -570,7 +599,10 @@ static durable_future *call_future(durable_ctx *ctx, const char *step_id,
     } else {
         if (rec && strcmp(rec->status, "retrying") == 0)
             f->attempt = rec->attempt + 1;
-        rc = submit_start(ctx, step_id, "code", f->attempt, opts->max_attempts);
+        if (opts->answers_at_once)
+            f->start = start_item(ctx, step_id, "code", f->attempt, opts->max_attempts);
+        else
+            rc = submit_start(ctx, step_id, "code", f->attempt, opts->max_attempts);
         if (rc != DURABLE_OK)
             f->rc = err_set(&f->err, rc, "could not record step \"%s\"", step_id);
         *out_run = rc == DURABLE_OK;
@@ -954,6 +986,8 @@ static void ctx_release(durable_ctx *ctx)
     while (ctx->futures) {
         durable_future *f = ctx->futures;
         ctx->futures = f->next;
+        if (f->start)
+            commit_item_free(f->start);
         free(f->out);
         free(f);
     }

@@ -875,6 +875,36 @@ static void test_child_failed(void **state)
     durable_free(run);
 }
 
+/* answers_at_once: a step's start commits with its completion (one
+ * transition, both events); a failed attempt commits its start, then its
+ * retry, and the next attempt completes. */
+static void test_answers_at_once(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    json_t *doc, *events;
+    char *run;
+
+    reset();
+    flaky_ok = 2;
+    flaky_opts.answers_at_once = true;
+    assert_int_equal(durable_workflow_fn_register(f->d, "retrying", 1, retrying, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "retrying", NULL);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(atomic_load(&calls_flaky), 2);
+    doc = get_run(f->d, run);
+    assert_int_equal(json_integer_value(json_object_get(step_of(doc, "flaky"), "attempt")), 2);
+    assert_non_null(json_object_get(step_of(doc, "flaky"), "started_at"));
+    json_decref(doc);
+    events = get_events(f->d, run);
+    assert_int_equal(count_events(events, "step_started", "flaky"), 2);
+    assert_int_equal(count_events(events, "retry_scheduled", "flaky"), 1);
+    assert_int_equal(count_events(events, "step_completed", "flaky"), 1);
+    json_decref(events);
+    durable_free(run);
+}
+
 static void test_refusals(void **state)
 {
     struct fixture *f = *state;
@@ -905,6 +935,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_exhausted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_resumed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answers_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_failed, setup, teardown),
     };
