@@ -202,7 +202,9 @@ static durable_code child_end(durable_ctx *ctx, const char *step_id, int attempt
     return code_call_stop(ctx, rc == DURABLE_OK ? DURABLE_ESTEP : rc, &why, err);
 }
 
-/* Fails the step: the child could not be started. */
+/* The child could not be started: a request the engine refuses (an
+ * unknown workflow, bad input) fails the step; anything else (closing,
+ * the store failing) stops the execution with it, recording nothing. */
 static durable_code start_failed(durable_ctx *ctx, const char *step_id, int attempt,
                                  const durable_error *cause, durable_error *err)
 {
@@ -210,6 +212,10 @@ static durable_code start_failed(durable_ctx *ctx, const char *step_id, int atte
     char msg[400];
     durable_code rc;
 
+    if (cause->code != DURABLE_ENOTFOUND && cause->code != DURABLE_EINVAL &&
+        cause->code != DURABLE_ETOOBIG)
+        return code_call_stop(ctx, cause->code != DURABLE_OK ? cause->code : DURABLE_EIO, cause,
+                              err);
     snprintf(msg, sizeof(msg), "could not start the child run: %s", cause->msg);
     rc = step_commit(ctx, TR_STEP_FAIL, step_id, attempt, NULL, "child_error", msg, NULL, &why);
     if (rc == DURABLE_OK)

@@ -280,6 +280,14 @@ static durable_code kid(durable_ctx *ctx, const char *input, char **out, durable
     return DURABLE_OK;
 }
 
+/* Calls a child of a workflow nobody defined. */
+static durable_code orphan(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    (void)input;
+    DURABLE_TRY(durable_child(ctx, "nosuch", NULL, NULL, out, err));
+    return DURABLE_OK;
+}
+
 /* Calls a code-first child, then a JSON one. */
 static durable_code parent(durable_ctx *ctx, const char *input, char **out, durable_error *err)
 {
@@ -872,6 +880,20 @@ static void test_child_failed(void **state)
     assert_string_equal(wait_run(f->d, run), "completed");
     assert_int_equal(runs_of(f->d, "kid"), 1);
     assert_int_equal(atomic_load(&calls_kid), 1);
+    durable_free(run);
+
+    /* a child of an unknown workflow: the step fails, saying so */
+    assert_int_equal(durable_workflow_fn_register(f->d, "orphan", 1, orphan, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "orphan", NULL);
+    assert_string_equal(wait_run(f->d, run), "failed");
+    doc = get_run(f->d, run);
+    assert_string_equal(json_string_value(json_object_get(step_of(doc, "nosuch"), "status")),
+                        "failed");
+    msg = json_string_value(json_object_get(doc, "error_message"));
+    assert_non_null(strstr(msg, "could not start the child run"));
+    assert_non_null(strstr(msg, "nosuch"));
+    json_decref(doc);
     durable_free(run);
 }
 
