@@ -373,8 +373,9 @@ DURABLE_API durable_code durable_step_ex(durable_ctx *ctx, const char *name, dur
 
 /* Parallel steps. durable_step_async takes the step's id and position
  * now, on the workflow thread, in call order (so ids do not depend on
- * which step finishes first), and runs fn on a thread of its own unless the
- * step is recorded; durable_wait_all waits for every future given, and
+ * which step finishes first), and runs fn on the engine's step pool (at
+ * most 32 threads; more steps wait their turn) unless the step is
+ * recorded; durable_wait_all waits for every future given, and
  * returns DURABLE_ESTEP (or another stop code, see durable_step) if one of
  * them failed; then durable_future_get gives each output. A future belongs
  * to ctx and is freed when the function returns (steps not waited for are

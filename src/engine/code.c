@@ -47,9 +47,10 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define CODE_MAX_FNS    256
-#define CODE_THREADS    4
-#define CODE_OUTPUT_MAX ((size_t)1024 * 1024)
+#define CODE_MAX_FNS      256
+#define CODE_THREADS      4
+#define CODE_STEP_THREADS 32 /* the most async steps running at once */
+#define CODE_OUTPUT_MAX   ((size_t)1024 * 1024)
 
 struct code_fn {
     char name[CODE_NAME_MAX + 1];
@@ -80,8 +81,21 @@ struct code_active {
     bool again;
 };
 
+/* The threads that run async steps: started as steps are queued and none
+ * is idle, at most CODE_STEP_THREADS, ended at stop. */
+struct step_pool {
+    pthread_mutex_t mu;                 /* a leaf */
+    pthread_cond_t work;                /* a step queued, or stopping */
+    pthread_cond_t done;                /* a step finished */
+    struct durable_future *head, *tail; /* guarded by mu: queued steps */
+    pthread_t threads[CODE_STEP_THREADS];
+    size_t n_threads, n_idle; /* guarded by mu */
+    bool is_stopping;         /* guarded by mu */
+};
+
 struct code_exec {
     struct durable *d;
+    struct step_pool pool;
     pthread_mutex_t mu;
     pthread_cond_t cond;
     struct code_fn *fns[CODE_MAX_FNS]; /* guarded by mu; entries immutable once added */
@@ -126,12 +140,12 @@ struct durable_future {
     int attempt;
     durable_step_fn fn;
     void *arg;
-    durable_step_opts opts;    /* its retry policy, defaults filled in */
-    struct code_exec *c;       /* to arm the wake-up of a retry */
-    struct commit_item *start; /* answers_at_once: the START not submitted yet, or NULL */
-    const struct code_fn *wf;  /* the workflow to invoke then */
-    bool has_thread;           /* a thread runs it, not joined yet */
-    pthread_t thread;
+    durable_step_opts opts;       /* its retry policy, defaults filled in */
+    struct code_exec *c;          /* to arm the wake-up of a retry */
+    struct commit_item *start;    /* answers_at_once: the START not submitted yet, or NULL */
+    const struct code_fn *wf;     /* the workflow to invoke then */
+    struct durable_future *qnext; /* the step pool's queue */
+    bool is_pending;              /* guarded by the pool's mu: queued or running there */
     durable_code rc;
     char *out; /* owned: the output text when rc is OK */
     durable_error err;
@@ -528,10 +542,79 @@ static void future_execute(durable_future *f)
     }
 }
 
-static void *future_main(void *arg)
+static void *pool_main(void *arg)
 {
-    future_execute(arg);
+    struct step_pool *p = arg;
+    durable_future *f;
+
+    pthread_setname_np(pthread_self(), "durable-step");
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->head && !p->is_stopping) {
+            p->n_idle++;
+            pthread_cond_wait(&p->work, &p->mu);
+            p->n_idle--;
+        }
+        f = p->head;
+        if (!f)
+            break; /* stopping, nothing queued */
+        p->head = f->qnext;
+        if (!p->head)
+            p->tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+        future_execute(f);
+        pthread_mutex_lock(&p->mu);
+        f->is_pending = false;
+        pthread_cond_broadcast(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
     return NULL;
+}
+
+/* Queues f on the step pool, starting a thread if none is idle (without
+ * any, f runs here). */
+static void pool_submit(struct step_pool *p, durable_future *f)
+{
+    bool is_inline = false;
+
+    pthread_mutex_lock(&p->mu);
+    if (p->n_idle == 0 && p->n_threads < CODE_STEP_THREADS &&
+        pthread_create(&p->threads[p->n_threads], NULL, pool_main, p) == 0)
+        p->n_threads++;
+    if (p->n_threads == 0) {
+        is_inline = true;
+    } else {
+        f->is_pending = true;
+        f->qnext = NULL;
+        if (p->tail)
+            p->tail->qnext = f;
+        else
+            p->head = f;
+        p->tail = f;
+        pthread_cond_signal(&p->work);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (is_inline)
+        future_execute(f); /* no thread to be had: run it here */
+}
+
+/* Waits until f is done (its result fields are then the caller's). */
+static void pool_wait(struct step_pool *p, durable_future *f)
+{
+    pthread_mutex_lock(&p->mu);
+    while (f->is_pending)
+        pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static bool pool_is_pending(struct step_pool *p, durable_future *f)
+{
+    bool is_pending;
+
+    pthread_mutex_lock(&p->mu);
+    is_pending = f->is_pending;
+    pthread_mutex_unlock(&p->mu);
+    return is_pending;
 }
 
 /* The checks every step call begins with, and its id (OUT step_id) and
@@ -703,11 +786,8 @@ durable_code durable_step_async_ex(durable_ctx *ctx, const char *name, durable_s
     if (rc != DURABLE_OK)
         return rc;
     f = call_future(ctx, step_id, rec, fn, arg, &o, &to_run);
-    if (to_run) {
-        f->has_thread = pthread_create(&f->thread, NULL, future_main, f) == 0;
-        if (!f->has_thread)
-            future_execute(f); /* no thread to be had: run it here */
-    }
+    if (to_run)
+        pool_submit(&ctx->d->code->pool, f);
     *out = f;
     return DURABLE_OK;
 }
@@ -721,10 +801,7 @@ durable_code durable_wait_all(durable_ctx *ctx, durable_future *const *futures, 
         return err_set(err, DURABLE_EINVAL, "wait_all needs a context and futures");
     for (size_t i = 0; i < n; i++) {
         durable_future *f = futures[i];
-        if (f->has_thread) {
-            pthread_join(f->thread, NULL);
-            f->has_thread = false;
-        }
+        pool_wait(&ctx->d->code->pool, f);
         if (f->rc != DURABLE_OK && !failed)
             failed = f;
     }
@@ -740,7 +817,7 @@ durable_code durable_future_get(durable_future *f, char **out_json, durable_erro
 {
     if (!f || !out_json)
         return err_set(err, DURABLE_EINVAL, "future_get needs a future and an output");
-    if (f->has_thread)
+    if (pool_is_pending(&f->c->pool, f))
         return err_set(err, DURABLE_EINVAL, "step \"%s\" was not waited for", f->step_id);
     if (f->rc != DURABLE_OK)
         return err_set(err, f->rc, "%s", f->err.msg);
@@ -928,12 +1005,8 @@ static void ctx_release(durable_ctx *ctx);
  * run finishes after them. */
 static void ctx_join(durable_ctx *ctx)
 {
-    for (durable_future *f = ctx->futures; f; f = f->next) {
-        if (f->has_thread) {
-            pthread_join(f->thread, NULL);
-            f->has_thread = false;
-        }
-    }
+    for (durable_future *f = ctx->futures; f; f = f->next)
+        pool_wait(&ctx->d->code->pool, f);
 }
 
 static bool run_is_final(json_t *doc)
@@ -1058,6 +1131,9 @@ durable_code engine_code_start(struct durable *d, durable_error *err)
     c->d = d;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
+    pthread_mutex_init(&c->pool.mu, NULL);
+    pthread_cond_init(&c->pool.work, NULL);
+    pthread_cond_init(&c->pool.done, NULL);
     c->children = code_children_new(d);
     d->code = c;
     (void)err;
@@ -1091,6 +1167,14 @@ void engine_code_stop(struct durable *d)
     for (size_t i = 0; i < c->n_threads; i++)
         pthread_join(c->threads[i], NULL);
     c->n_threads = 0;
+    /* every invocation has waited for its steps: the pool is idle */
+    pthread_mutex_lock(&c->pool.mu);
+    c->pool.is_stopping = true;
+    pthread_cond_broadcast(&c->pool.work);
+    pthread_mutex_unlock(&c->pool.mu);
+    for (size_t i = 0; i < c->pool.n_threads; i++)
+        pthread_join(c->pool.threads[i], NULL);
+    c->pool.n_threads = 0;
 }
 
 void engine_code_free(struct durable *d)
@@ -1116,6 +1200,9 @@ void engine_code_free(struct durable *d)
     }
     free(c->active);
     code_children_free(c->children);
+    pthread_cond_destroy(&c->pool.done);
+    pthread_cond_destroy(&c->pool.work);
+    pthread_mutex_destroy(&c->pool.mu);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->mu);
     free(c);
