@@ -1363,12 +1363,13 @@ durable_code durable_random(durable_ctx *ctx, uint64_t *out_value, durable_error
     char text[32];
     json_t *v = NULL;
     uint64_t r = 0;
+    char why[128];
     durable_code rc;
 
     if (!out_value)
         return err_set(err, DURABLE_EINVAL, "durable_random needs an output");
     if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        return err_set(err, DURABLE_EIO, "no random bytes: %s", strerror(errno));
+        return err_set(err, DURABLE_EIO, "no random bytes: %s", err_errno(errno, why, sizeof(why)));
     /* a string: JSON readers keep 53 bits of a number */
     snprintf(text, sizeof(text), "\"%" PRIu64 "\"", r);
     rc = record_value(ctx, "random", "random", text, &v, err);
