@@ -7,7 +7,14 @@
  * runs nothing, and a retry with the original code completes the run; a run
  * whose function is not registered waits; parallel steps get their ids in
  * call order whatever order they finish in; a durable sleep unwinds and the
- * function runs again when it is over, also after a restart.
+ * function runs again when it is over, also after a restart; durable_now
+ * and durable_random return their recorded values after a restart; a step
+ * with a retry policy is tried again after its backoff (also across a
+ * restart) and fails with its last error when its attempts run out; a step
+ * that answers at once commits its start with its completion; a child
+ * workflow is waited for without a thread and found again by its key after
+ * a restart, its failure fails the parent's step, and a retry of the parent
+ * retries the child.
  */
 #include "util/common.h"
 
