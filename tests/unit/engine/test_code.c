@@ -636,6 +636,7 @@ static void test_now_random_recorded(void **state)
     durable_error err = { 0 };
     const char *status = NULL;
     struct timespec ts = { 0, 20 * 1000000L };
+    size_t n = 0;
     json_t *doc;
     char *run;
 
@@ -644,9 +645,18 @@ static void test_now_random_recorded(void **state)
     assert_int_equal(durable_workflow_fn_register(f->d, "clocky", 1, clocky, NULL, &err),
                      DURABLE_OK);
     run = code_start(f->d, "clocky", NULL);
-    assert_int_equal(durable_run_wait(f->d, run, 300, &status, &err), DURABLE_ETIMEOUT);
+    for (int tries = 0; tries < 600; tries++) { /* until the three values are recorded */
+        doc = get_run(f->d, run);
+        n = json_array_size(json_object_get(doc, "steps"));
+        json_decref(doc);
+        if (n == 3)
+            break;
+        assert_int_equal(durable_run_wait(f->d, run, 20, &status, &err), DURABLE_ETIMEOUT);
+        err = (durable_error){ 0 };
+    }
+    durable_close(f->d); /* joins the workflow threads: n_seen is read after */
+    assert_int_equal(n, 3);
     assert_int_equal(n_seen, 1);
-    durable_close(f->d);
     nanosleep(&ts, NULL); /* the clock moves on */
     f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
     stop_after_a = 0;
@@ -770,7 +780,7 @@ static void test_retry_resumed(void **state)
 
     reset();
     flaky_ok = 2;
-    flaky_opts.initial_backoff_ms = 400;
+    flaky_opts.initial_backoff_ms = 2000; /* longer than the restart below */
     assert_int_equal(durable_workflow_fn_register(f->d, "retrying", 1, retrying, NULL, &err),
                      DURABLE_OK);
     run = code_start(f->d, "retrying", NULL);
@@ -814,6 +824,7 @@ static void test_child(void **state)
     struct fixture *f = *state;
     durable_error err = { 0 };
     const char *status = NULL;
+    bool is_waiting = false;
     json_t *doc;
     char *run, *out;
 
@@ -825,11 +836,15 @@ static void test_child(void **state)
     assert_int_equal(durable_workflow_fn_register(f->d, "parent", 1, parent, NULL, &err),
                      DURABLE_OK);
     run = code_start(f->d, "parent", "p1");
-    for (int tries = 0; tries < 600 && atomic_load(&calls_kid) < 1; tries++) {
+    for (int tries = 0; tries < 600; tries++) { /* until the parent waits, the kid ran */
+        doc = get_run(f->d, run);
+        is_waiting = strcmp(json_string_value(json_object_get(doc, "status")), "waiting") == 0;
+        json_decref(doc);
+        if (is_waiting && atomic_load(&calls_kid) >= 1)
+            break;
         assert_int_equal(durable_run_wait(f->d, run, 10, &status, &err), DURABLE_ETIMEOUT);
         err = (durable_error){ 0 };
     }
-    assert_int_equal(durable_run_wait(f->d, run, 100, &status, &err), DURABLE_ETIMEOUT);
     doc = get_run(f->d, run);
     assert_string_equal(json_string_value(json_object_get(doc, "status")), "waiting");
     assert_string_equal(json_string_value(json_object_get(step_of(doc, "kid"), "status")),
