@@ -331,8 +331,8 @@ DURABLE_API durable_code durable_start(durable *d, const char *name, const char 
  * step failed (now or in the record); DURABLE_ENONDETERMINISM (see above);
  * DURABLE_ECONFLICT when the run was cancelled meanwhile; DURABLE_ECLOSED
  * when the engine is closing (the run resumes at the next open);
- * DURABLE_ESUSPENDED when an earlier call suspended the run
- * (durable_sleep). After a
+ * DURABLE_ESUSPENDED when this or an earlier call suspended the run
+ * (durable_sleep, durable_child, a retry's backoff). After a
  * code other than DURABLE_OK, every later durable call of this execution
  * returns it again and runs nothing. */
 DURABLE_API durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn,

@@ -204,7 +204,7 @@ static void active_add(struct code_exec *c, const char *run_id)
 
     if (c->n_active >= c->n_buckets) { /* at most one entry per bucket on average */
         size_t n = c->n_buckets ? c->n_buckets * 2 : 64;
-        struct code_active **t = xcalloc(n, sizeof(*t));
+        struct code_active **t = xcalloc(n, sizeof(struct code_active *));
         for (size_t i = 0; i < c->n_buckets; i++) {
             while (c->active[i]) {
                 struct code_active *e = c->active[i];
@@ -646,18 +646,26 @@ static durable_code call_begin(durable_ctx *ctx, const char *name, char step_id[
 
 /* The call at this position as a future (owned by ctx): resolved from the
  * record, or with its START submitted and f->fn to run (*out_run true). */
+/* What a step call runs: its function, argument and retry policy. */
+struct step_call {
+    durable_step_fn fn;
+    void *arg;
+    const durable_step_opts *opts;
+};
+
 static durable_future *call_future(durable_ctx *ctx, const char *step_id,
-                                   const struct code_rec *rec, durable_step_fn fn, void *arg,
-                                   const durable_step_opts *opts, bool *out_run)
+                                   const struct code_rec *rec, const struct step_call *call,
+                                   bool *out_run)
 {
+    const durable_step_opts *opts = call->opts;
     durable_future *f = xcalloc(1, sizeof(*f));
     durable_code rc = DURABLE_OK;
 
     f->d = ctx->d;
     snprintf(f->run_id, sizeof(f->run_id), "%s", ctx->run_id);
     snprintf(f->step_id, sizeof(f->step_id), "%s", step_id);
-    f->fn = fn;
-    f->arg = arg;
+    f->fn = call->fn;
+    f->arg = call->arg;
     f->opts = *opts;
     f->c = ctx->d->code;
     f->wf = ctx->fn;
@@ -733,13 +741,14 @@ durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn
     return durable_step_ex(ctx, name, fn, arg, NULL, out_json, err);
 }
 
+/* NOLINTNEXTLINE(readability-function-size): the public signature (durable.h) */
 durable_code durable_step_ex(durable_ctx *ctx, const char *name, durable_step_fn fn, void *arg,
                              const durable_step_opts *opts, char **out_json, durable_error *err)
 {
     char step_id[CODE_STEP_ID_SIZE];
     const struct code_rec *rec = NULL;
     durable_future *f = NULL;
-    durable_step_opts o;
+    durable_step_opts o = { .max_attempts = 1 };
     bool to_run = false;
     durable_code rc =
             fn ? opts_fill(opts, &o, err) : err_set(err, DURABLE_EINVAL, "a step needs a function");
@@ -748,7 +757,10 @@ durable_code durable_step_ex(durable_ctx *ctx, const char *name, durable_step_fn
         rc = call_begin(ctx, name, step_id, &rec, err);
     if (rc != DURABLE_OK)
         return rc;
-    f = call_future(ctx, step_id, rec, fn, arg, &o, &to_run);
+    {
+        struct step_call sc = { fn, arg, &o };
+        f = call_future(ctx, step_id, rec, &sc, &to_run);
+    }
     if (to_run)
         future_execute(f);
     if (f->rc != DURABLE_OK)
@@ -767,6 +779,7 @@ durable_code durable_step_async(durable_ctx *ctx, const char *name, durable_step
     return durable_step_async_ex(ctx, name, fn, arg, NULL, out, err);
 }
 
+/* NOLINTNEXTLINE(readability-function-size): the public signature (durable.h) */
 durable_code durable_step_async_ex(durable_ctx *ctx, const char *name, durable_step_fn fn,
                                    void *arg, const durable_step_opts *opts, durable_future **out,
                                    durable_error *err)
@@ -774,7 +787,7 @@ durable_code durable_step_async_ex(durable_ctx *ctx, const char *name, durable_s
     char step_id[CODE_STEP_ID_SIZE];
     const struct code_rec *rec = NULL;
     durable_future *f = NULL;
-    durable_step_opts o;
+    durable_step_opts o = { .max_attempts = 1 };
     bool to_run = false;
     durable_code rc;
 
@@ -785,7 +798,10 @@ durable_code durable_step_async_ex(durable_ctx *ctx, const char *name, durable_s
         rc = call_begin(ctx, name, step_id, &rec, err);
     if (rc != DURABLE_OK)
         return rc;
-    f = call_future(ctx, step_id, rec, fn, arg, &o, &to_run);
+    {
+        struct step_call sc = { fn, arg, &o };
+        f = call_future(ctx, step_id, rec, &sc, &to_run);
+    }
     if (to_run)
         pool_submit(&ctx->d->code->pool, f);
     *out = f;

@@ -160,25 +160,39 @@ static void wait_remove(struct code_children *ch, const char *child_id, const ch
     pthread_mutex_unlock(&ch->mu);
 }
 
-/* Commits the step's transition (kind, with output or error) and waits. */
-static durable_code step_commit(durable_ctx *ctx, enum transition_kind kind, const char *step_id,
-                                int attempt, const char *output_json, const char *error_code,
-                                const char *error, const char *wait_json, durable_error *err)
-{
-    struct commit_item *ci = code_item_new(kind, durable_ctx_run_id(ctx));
+/* The child step's call: its id and attempt. */
+struct child_call {
+    char step_id[CODE_STEP_ID_SIZE];
+    int attempt;
+};
 
-    ci->t.step_id = commit_item_str(ci, step_id);
-    ci->t.attempt = attempt;
-    ci->t.output_json = commit_item_str(ci, output_json);
-    ci->t.error_code = error_code;
-    ci->t.error_message = commit_item_str(ci, error);
-    ci->t.wait_json = commit_item_str(ci, wait_json);
+/* A transition of the step: kind, and its output, error or wait data. */
+struct step_change {
+    enum transition_kind kind;
+    const char *output_json;
+    const char *error_code;
+    const char *error;
+    const char *wait_json;
+};
+
+/* Commits the step's transition and waits. */
+static durable_code step_commit(durable_ctx *ctx, const struct child_call *call,
+                                const struct step_change *sc, durable_error *err)
+{
+    struct commit_item *ci = code_item_new(sc->kind, durable_ctx_run_id(ctx));
+
+    ci->t.step_id = commit_item_str(ci, call->step_id);
+    ci->t.attempt = call->attempt;
+    ci->t.output_json = commit_item_str(ci, sc->output_json);
+    ci->t.error_code = sc->error_code;
+    ci->t.error_message = commit_item_str(ci, sc->error);
+    ci->t.wait_json = commit_item_str(ci, sc->wait_json);
     return engine_commit_wait(code_ctx_durable(ctx), ci, NULL, err);
 }
 
 /* Ends the waiting step with the finished child's outcome: DURABLE_OK
  * with *out_json, or DURABLE_ESTEP. */
-static durable_code child_end(durable_ctx *ctx, const char *step_id, int attempt,
+static durable_code child_end(durable_ctx *ctx, const struct child_call *call,
                               const struct run_record *child, char **out_json, durable_error *err)
 {
     durable_error why = { 0 };
@@ -187,27 +201,34 @@ static durable_code child_end(durable_ctx *ctx, const char *step_id, int attempt
 
     if (child->status == RUN_COMPLETED) {
         const char *out = child->output_json ? child->output_json : "null";
-        rc = step_commit(ctx, TR_STEP_COMPLETE, step_id, attempt, out, NULL, NULL, NULL, &why);
+        struct step_change sc = { .kind = TR_STEP_COMPLETE, .output_json = out };
+        rc = step_commit(ctx, call, &sc, &why);
         if (rc == DURABLE_OK && out_json)
             *out_json = xstrdup(out);
         return rc == DURABLE_OK ? DURABLE_OK : code_call_stop(ctx, rc, &why, err);
     }
     snprintf(msg, sizeof(msg), "child run %s %s%s%s", child->id, run_status_name(child->status),
              child->error_message ? ": " : "", child->error_message ? child->error_message : "");
-    rc = step_commit(ctx, TR_STEP_FAIL, step_id, attempt, NULL,
-                     child->status == RUN_CANCELLED ? "child_cancelled" : "child_failed", msg, NULL,
-                     &why);
+    {
+        struct step_change sc = {
+            .kind = TR_STEP_FAIL,
+            .error_code = child->status == RUN_CANCELLED ? "child_cancelled" : "child_failed",
+            .error = msg,
+        };
+        rc = step_commit(ctx, call, &sc, &why);
+    }
     if (rc == DURABLE_OK)
-        err_set(&why, DURABLE_ESTEP, "step \"%s\" failed: %s", step_id, msg);
+        err_set(&why, DURABLE_ESTEP, "step \"%s\" failed: %s", call->step_id, msg);
     return code_call_stop(ctx, rc == DURABLE_OK ? DURABLE_ESTEP : rc, &why, err);
 }
 
 /* The child could not be started: a request the engine refuses (an
  * unknown workflow, bad input) fails the step; anything else (closing,
  * the store failing) stops the execution with it, recording nothing. */
-static durable_code start_failed(durable_ctx *ctx, const char *step_id, int attempt,
+static durable_code start_failed(durable_ctx *ctx, const struct child_call *call,
                                  const durable_error *cause, durable_error *err)
 {
+    struct step_change sc = { .kind = TR_STEP_FAIL, .error_code = "child_error" };
     durable_error why = { 0 };
     char msg[400];
     durable_code rc;
@@ -217,76 +238,56 @@ static durable_code start_failed(durable_ctx *ctx, const char *step_id, int atte
         return code_call_stop(ctx, cause->code != DURABLE_OK ? cause->code : DURABLE_EIO, cause,
                               err);
     snprintf(msg, sizeof(msg), "could not start the child run: %s", cause->msg);
-    rc = step_commit(ctx, TR_STEP_FAIL, step_id, attempt, NULL, "child_error", msg, NULL, &why);
+    sc.error = msg;
+    rc = step_commit(ctx, call, &sc, &why);
     if (rc == DURABLE_OK)
-        err_set(&why, DURABLE_ESTEP, "step \"%s\" failed: %s", step_id, msg);
+        err_set(&why, DURABLE_ESTEP, "step \"%s\" failed: %s", call->step_id, msg);
     return code_call_stop(ctx, rc == DURABLE_OK ? DURABLE_ESTEP : rc, &why, err);
 }
 
-durable_code durable_child(durable_ctx *ctx, const char *workflow, const char *key,
-                           const char *input_json, char **out_json, durable_error *err)
+/* A step recorded as finished: its output (*is_done true), or its
+ * failure. */
+static durable_code child_recorded(durable_ctx *ctx, const char *step_id,
+                                   const struct code_rec_view *rec, char **out_json, bool *is_done,
+                                   durable_error *err)
 {
-    char step_id[CODE_STEP_ID_SIZE], own_key[ID_MAX + CODE_STEP_ID_SIZE + 1], wait[ID_MAX + 32];
-    struct code_rec_view rec;
-    struct durable *d;
-    struct code_children *ch;
-    durable_run_request req = { .workflow = workflow, .input_json = input_json };
-    struct run_record child = { .n_steps = 0 };
     durable_error why = { 0 };
-    char *child_id = NULL;
-    bool existed = false, is_fresh, is_waiting;
-    int attempt;
-    durable_code rc;
 
-    if (out_json)
-        *out_json = NULL;
-    rc = code_call_begin(ctx, workflow, step_id, &rec, err);
-    if (rc != DURABLE_OK)
-        return rc;
-    d = code_ctx_durable(ctx);
-    ch = *code_children_of(d);
-    if (rec.recorded && strcmp(rec.status, "completed") == 0) {
+    *is_done = false;
+    if (!rec->recorded)
+        return DURABLE_OK;
+    if (strcmp(rec->status, "completed") == 0) {
         if (out_json)
-            *out_json = rec.output ? json_dumps(rec.output, JSON_COMPACT | JSON_ENCODE_ANY)
-                                   : xstrdup("null");
+            *out_json = rec->output ? json_dumps(rec->output, JSON_COMPACT | JSON_ENCODE_ANY)
+                                    : xstrdup("null");
         code_call_done(ctx, step_id);
+        *is_done = true;
         return DURABLE_OK;
     }
-    if (rec.recorded && strcmp(rec.status, "failed") == 0) {
+    if (strcmp(rec->status, "failed") == 0) {
         err_set(&why, DURABLE_ESTEP, "step \"%s\" failed: %s", step_id,
-                rec.error ? rec.error : "no reason recorded");
+                rec->error ? rec->error : "no reason recorded");
         return code_call_stop(ctx, DURABLE_ESTEP, &why, err);
     }
-    is_waiting = rec.recorded && strcmp(rec.status, "waiting") == 0;
-    is_fresh = !rec.recorded || strcmp(rec.status, "pending") == 0;
-    attempt = rec.recorded && rec.attempt > 0 && !is_fresh ? rec.attempt : 1;
-    if (is_fresh) {
-        rc = code_call_start(ctx, step_id, "child");
-        if (rc != DURABLE_OK) {
-            err_set(&why, rc, "could not record step \"%s\"", step_id);
-            return code_call_stop(ctx, rc, &why, err);
-        }
-    }
-    if (!key || !key[0]) {
-        snprintf(own_key, sizeof(own_key), "%s/%s", durable_ctx_run_id(ctx), step_id);
-        key = own_key;
-    }
-    req.idempotency_key = key;
-    /* The same key every time: the child this step started before, if any. */
-    rc = durable_run_start(d, &req, &child_id, &existed, &why);
-    if (rc != DURABLE_OK)
-        return start_failed(ctx, step_id, attempt, &why, err);
-    if (!is_waiting) {
-        snprintf(wait, sizeof(wait), "{\"child_run_id\":\"%s\"}", child_id);
-        rc = step_commit(ctx, TR_STEP_WAIT, step_id, attempt, NULL, NULL, NULL, wait, &why);
-        if (rc != DURABLE_OK) {
-            free(child_id);
-            return code_call_stop(ctx, rc, &why, err);
-        }
-    }
+    return DURABLE_OK;
+}
+
+/* The child started (child_id): registers the parent's wait, then ends the
+ * step if the child has finished (retrying it first if it failed before
+ * this attempt of the step began: is_retry), else suspends. */
+static durable_code child_watch(durable_ctx *ctx, const struct child_call *call,
+                                const char *child_id, bool is_retry, char **out_json,
+                                durable_error *err)
+{
+    struct durable *d = code_ctx_durable(ctx);
+    struct code_children *ch = *code_children_of(d);
+    struct run_record child = { .n_steps = 0 };
+    durable_error why = { 0 };
+    durable_code rc;
+
     wait_add(ch, child_id, durable_ctx_run_id(ctx), code_ctx_fn(ctx));
     rc = store_run_load(d->store, child_id, &child, &why);
-    if (rc == DURABLE_OK && existed && is_fresh && child.status == RUN_FAILED) {
+    if (rc == DURABLE_OK && is_retry && child.status == RUN_FAILED) {
         /* The parent's step was retried: so is its failed child. */
         run_record_release(&child);
         child = (struct run_record){ .n_steps = 0 };
@@ -296,17 +297,65 @@ durable_code durable_child(durable_ctx *ctx, const char *workflow, const char *k
     }
     if (rc == DURABLE_OK && run_status_is_final(child.status)) {
         wait_remove(ch, child_id, durable_ctx_run_id(ctx));
-        rc = child_end(ctx, step_id, attempt, &child, out_json, err);
+        rc = child_end(ctx, call, &child, out_json, err);
     } else if (rc == DURABLE_OK) {
-        err_set(&why, DURABLE_ESUSPENDED, "step \"%s\" waits for child run %s", step_id, child_id);
+        err_set(&why, DURABLE_ESUSPENDED, "step \"%s\" waits for child run %s", call->step_id,
+                child_id);
         rc = code_call_stop(ctx, DURABLE_ESUSPENDED, &why, err);
     } else {
         wait_remove(ch, child_id, durable_ctx_run_id(ctx));
         rc = code_call_stop(ctx, rc, &why, err);
     }
-    if (rc == DURABLE_OK)
-        code_call_done(ctx, step_id);
     run_record_release(&child);
+    return rc;
+}
+
+durable_code durable_child(durable_ctx *ctx, const char *workflow, const char *key,
+                           const char *input_json, char **out_json, durable_error *err)
+{
+    char own_key[ID_MAX + CODE_STEP_ID_SIZE + 1], wait[ID_MAX + 32];
+    struct child_call call = { .attempt = 1 };
+    struct code_rec_view rec;
+    durable_run_request req = { .workflow = workflow, .input_json = input_json };
+    durable_error why = { 0 };
+    char *child_id = NULL;
+    bool existed = false, is_fresh, is_done = false;
+    durable_code rc;
+
+    if (out_json)
+        *out_json = NULL;
+    rc = code_call_begin(ctx, workflow, call.step_id, &rec, err);
+    if (rc == DURABLE_OK)
+        rc = child_recorded(ctx, call.step_id, &rec, out_json, &is_done, err);
+    if (rc != DURABLE_OK || is_done)
+        return rc;
+    is_fresh = !rec.recorded || strcmp(rec.status, "pending") == 0;
+    if (!is_fresh && rec.attempt > 0)
+        call.attempt = rec.attempt;
+    if (is_fresh && (rc = code_call_start(ctx, call.step_id, "child")) != DURABLE_OK) {
+        err_set(&why, rc, "could not record step \"%s\"", call.step_id);
+        return code_call_stop(ctx, rc, &why, err);
+    }
+    if (!key || !key[0]) {
+        snprintf(own_key, sizeof(own_key), "%s/%s", durable_ctx_run_id(ctx), call.step_id);
+        key = own_key;
+    }
+    req.idempotency_key = key;
+    /* The same key every time: the child this step started before, if any. */
+    rc = durable_run_start(code_ctx_durable(ctx), &req, &child_id, &existed, &why);
+    if (rc != DURABLE_OK)
+        return start_failed(ctx, &call, &why, err);
+    if (!rec.recorded || strcmp(rec.status, "waiting") != 0) {
+        struct step_change sc = { .kind = TR_STEP_WAIT, .wait_json = wait };
+        snprintf(wait, sizeof(wait), "{\"child_run_id\":\"%s\"}", child_id);
+        rc = step_commit(ctx, &call, &sc, &why);
+        if (rc != DURABLE_OK)
+            rc = code_call_stop(ctx, rc, &why, err);
+    }
+    if (rc == DURABLE_OK)
+        rc = child_watch(ctx, &call, child_id, existed && is_fresh, out_json, err);
+    if (rc == DURABLE_OK)
+        code_call_done(ctx, call.step_id);
     free(child_id);
     return rc;
 }

@@ -361,7 +361,7 @@ static durable_code insert_step(struct apply *a, const struct transition *t,
 static durable_code apply_step(struct apply *a, const struct transition *t, durable_error *err)
 {
     const struct step_guard *g = store_step_guard(t->with_start ? TR_STEP_START : t->kind);
-    struct store_run_state st;
+    struct store_run_state st = { .has_run = false };
     durable_code rc = require(t->step_id, "step_id", err);
 
     if (rc == DURABLE_OK && t->insert_step)

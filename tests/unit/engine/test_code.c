@@ -961,6 +961,14 @@ static void test_refusals(void **state)
                      DURABLE_EINVAL);
     err = (durable_error){ 0 };
     assert_int_equal(durable_step(NULL, "x", step_a, NULL, NULL, &err), DURABLE_EINVAL);
+    err = (durable_error){ 0 };
+    assert_int_equal(durable_step_ex(NULL, "x", step_a, NULL, NULL, NULL, &err), DURABLE_EINVAL);
+    err = (durable_error){ 0 };
+    assert_int_equal(durable_now(NULL, NULL, &err), DURABLE_EINVAL);
+    err = (durable_error){ 0 };
+    assert_int_equal(durable_random(NULL, NULL, &err), DURABLE_EINVAL);
+    err = (durable_error){ 0 };
+    assert_int_equal(durable_child(NULL, "kid", NULL, NULL, NULL, &err), DURABLE_EINVAL);
 }
 
 int main(void)
