@@ -5,6 +5,10 @@
  *
  *   w1  --db P                 100-step chain: per-step latency from the
  *                              commit of one step_completed to the next
+ *   w1code --db P              the same with a code-first workflow of 100
+ *                              sequential durable_step calls
+ *   w1once --db P              w1code with steps that answer at once
+ *                              (durable_step_opts.answers_at_once)
  *   w2  --db P                 1,000 runs x 10 chained steps, 50 in flight
  *   w3  --db P                 1 -> 100 -> 1 fan-out: start to run_completed
  *   w4  --db P                 10,000 runs with a 30 s task in flight
@@ -239,14 +243,47 @@ static double metric(durable *d, const char *name)
 
 /* ---- W1: sequential chain ---- */
 
-static int run_w1(const struct opts *o)
+/* W1 code-first: a workflow function of o->steps sequential steps, each
+ * answering at once with a small output. */
+static long code_steps;
+static durable_step_opts code_opts;
+
+static durable_code code_step(const durable_step_info *info, void *arg, char **out,
+                              durable_error *err)
+{
+    (void)info;
+    (void)arg;
+    (void)err;
+    *out = strdup("{\"ok\":true}");
+    return *out ? DURABLE_OK : DURABLE_ENOMEM;
+}
+
+static durable_code code_chain(durable_ctx *ctx, const char *input, char **out, durable_error *err)
+{
+    (void)input;
+    for (long i = 0; i < code_steps; i++)
+        DURABLE_TRY(durable_step_ex(ctx, "s", code_step, NULL, &code_opts, NULL, err));
+    *out = NULL;
+    return DURABLE_OK;
+}
+
+static int run_w1(const struct opts *o, bool is_code)
 {
     durable *d = open_db(o->db, DURABLE_DURABILITY_FULL, DURABLE_RECOVER_ALL);
-    char *wf = register_chain(d, "bench-chain", o->steps, 0);
+    char *wf = NULL;
     size_t n_iv = 0, cap_iv = (size_t)(o->reps * o->steps);
     double *iv = calloc(cap_iv, sizeof(*iv)), total_ms = 0;
     long r;
 
+    if (is_code) {
+        durable_error err = { 0 };
+        code_steps = o->steps;
+        if (durable_workflow_fn_register(d, "bench-code", 1, code_chain, NULL, &err) != DURABLE_OK)
+            bench_die("register: %s", err.msg);
+        wf = strdup("bench-code");
+    } else {
+        wf = register_chain(d, "bench-chain", o->steps, 0);
+    }
     watch.completed_ns = calloc((size_t)o->steps, sizeof(int64_t));
     for (r = 0; r < o->reps; r++) {
         char *run_id;
@@ -281,7 +318,10 @@ static int run_w1(const struct opts *o)
     bench_json_num("p99_ms", bench_percentile(iv, n_iv, 99));
     bench_json_num("median_ms", bench_percentile(iv, n_iv, 50));
     bench_json_end();
-    durable_free(wf);
+    if (is_code)
+        free(wf);
+    else
+        durable_free(wf);
     durable_close(d);
     free(watch.completed_ns);
     watch.completed_ns = NULL;
@@ -653,12 +693,19 @@ int main(int argc, char **argv)
             bench_die("unknown option \"%s\"", argv[i]);
     }
     if (!o.db)
-        bench_die("usage: bench_engine w1|w2|w3|w4|w5create|w5recover|lib --db PATH [options]");
+        bench_die(
+                "usage: bench_engine w1|w1code|w1once|w2|w3|w4|w5create|w5recover|lib --db PATH [options]");
 #define DFLT(f, v) (o.f = o.f < 0 ? (v) : o.f)
     if (strcmp(mode, "w1") == 0) {
         DFLT(steps, 100);
         DFLT(reps, 5);
-        return run_w1(&o);
+        return run_w1(&o, false);
+    }
+    if (strcmp(mode, "w1code") == 0 || strcmp(mode, "w1once") == 0) {
+        DFLT(steps, 100);
+        DFLT(reps, 5);
+        code_opts.answers_at_once = strcmp(mode, "w1once") == 0;
+        return run_w1(&o, true);
     }
     if (strcmp(mode, "w2") == 0) {
         DFLT(runs, 1000);

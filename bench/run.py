@@ -241,6 +241,10 @@ class Bench:
         self.step("commit_w1", lambda: self.sqlite("commit", 30, "--db", self.db("commit_w1"),
                                                    "--seconds", 1))
         self.step("w1", lambda: self.engine("w1", "w1", 120))
+        self.step("commit_w1code", lambda: self.sqlite("commit", 30, "--db",
+                                                       self.db("commit_w1code"), "--seconds", 1))
+        self.step("w1code", lambda: self.engine("w1code", "w1code", 120))
+        self.step("w1once", lambda: self.engine("w1once", "w1once", 120))
         self.step("w2", lambda: self.engine("w2", "w2", 240))
         if "w2" in self.raw:
             self.step("batch_rows", lambda: self.sqlite(
@@ -376,6 +380,13 @@ def rows_of(raw, errors):
         "<= 1.5 x commit_latency", v is not None and cl1 is not None and v <= 1.5 * cl1, "w1")
     add("W1 sequential", "p99 per step", get("w1", "p99_ms"), "ms", "commit_latency", cl1,
         "", None, "w1")
+    clc = get("commit_w1code", "median_ms") or cl
+    for key, name in (("w1code", "W1 code-first"), ("w1once", "W1 code-first, at once")):
+        v = get(key, "median_ms")
+        add(name, "median per step", v, "ms", "commit_latency", clc,
+            "<= 1.5 x commit_latency", v is not None and clc is not None and v <= 1.5 * clc, key)
+        add(name, "commits per step", get(key, "commits_per_step"), "", None, None, "", None,
+            key)
 
     v = get("w2", "steps_per_s")
     add("W2 throughput", "1,000 runs x 10 steps", v, "steps/s", "batch_rows", br,

@@ -331,17 +331,51 @@ DURABLE_API durable_code durable_start(durable *d, const char *name, const char 
  * step failed (now or in the record); DURABLE_ENONDETERMINISM (see above);
  * DURABLE_ECONFLICT when the run was cancelled meanwhile; DURABLE_ECLOSED
  * when the engine is closing (the run resumes at the next open);
- * DURABLE_ESUSPENDED when an earlier call suspended the run
- * (durable_sleep). After a
+ * DURABLE_ESUSPENDED when this or an earlier call suspended the run
+ * (durable_sleep, durable_child, a retry's backoff). After a
  * code other than DURABLE_OK, every later durable call of this execution
  * returns it again and runs nothing. */
 DURABLE_API durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn,
                                       void *arg, char **out_json, durable_error *err);
 
+/* A step's retry policy (SPEC §4 for JSON steps, in milliseconds): a
+ * failing fn is tried again up to max_attempts times in all; after failed
+ * attempt n the step waits min(initial_backoff_ms * backoff_factor^(n-1),
+ * max_backoff_ms). Each failed attempt is recorded (step status
+ * "retrying", its error, a retry_scheduled event; the step's attempt counts
+ * up), and the wait is a durable sleep: the call returns
+ * DURABLE_ESUSPENDED, the run waits holding no thread, and the function is
+ * executed again at the wake-up time (after a restart too), when the next
+ * attempt runs with the same idempotency key. The last failure returns
+ * DURABLE_ESTEP with fn's error. A zero field takes its default:
+ * max_attempts 1 (no retry), initial_backoff_ms 1000, backoff_factor 2,
+ * max_backoff_ms 60000. DURABLE_EINVAL for a negative field, a factor
+ * below 1 or more than 1000 attempts.
+ * answers_at_once: fn returns quickly (a computation, no waiting on the
+ * outside): the step's start is not committed before fn runs but with its
+ * completion, in one commit instead of two (like the JSON step types that
+ * answer at once); the step is never seen "running". A failed attempt
+ * commits its start and then its failure. After a crash during fn, the
+ * step is not recorded (at this attempt) and runs again under the same id,
+ * key and attempt. */
+typedef struct durable_step_opts {
+    int max_attempts;
+    int64_t initial_backoff_ms;
+    double backoff_factor;
+    int64_t max_backoff_ms;
+    bool answers_at_once;
+} durable_step_opts;
+
+/* durable_step with a retry policy (opts NULL: durable_step). */
+DURABLE_API durable_code durable_step_ex(durable_ctx *ctx, const char *name, durable_step_fn fn,
+                                         void *arg, const durable_step_opts *opts, char **out_json,
+                                         durable_error *err);
+
 /* Parallel steps. durable_step_async takes the step's id and position
  * now, on the workflow thread, in call order (so ids do not depend on
- * which step finishes first), and runs fn on a thread of its own unless the
- * step is recorded; durable_wait_all waits for every future given, and
+ * which step finishes first), and runs fn on the engine's step pool (at
+ * most 32 threads; more steps wait their turn) unless the step is
+ * recorded; durable_wait_all waits for every future given, and
  * returns DURABLE_ESTEP (or another stop code, see durable_step) if one of
  * them failed; then durable_future_get gives each output. A future belongs
  * to ctx and is freed when the function returns (steps not waited for are
@@ -351,6 +385,13 @@ DURABLE_API durable_code durable_step(durable_ctx *ctx, const char *name, durabl
 typedef struct durable_future durable_future;
 DURABLE_API durable_code durable_step_async(durable_ctx *ctx, const char *name, durable_step_fn fn,
                                             void *arg, durable_future **out, durable_error *err);
+/* durable_step_async with a retry policy (opts NULL: durable_step_async):
+ * a step waiting for its next attempt makes durable_wait_all return
+ * DURABLE_ESUSPENDED. */
+DURABLE_API durable_code durable_step_async_ex(durable_ctx *ctx, const char *name,
+                                               durable_step_fn fn, void *arg,
+                                               const durable_step_opts *opts, durable_future **out,
+                                               durable_error *err);
 DURABLE_API durable_code durable_wait_all(durable_ctx *ctx, durable_future *const *futures,
                                           size_t n, durable_error *err);
 /* A waited-for future's output. OUT: *out_json (caller frees). */
@@ -366,6 +407,32 @@ DURABLE_API durable_code durable_future_get(durable_future *f, char **out_json, 
  * the recorded one. */
 DURABLE_API durable_code durable_sleep(durable_ctx *ctx, const char *name, int64_t ms,
                                        durable_error *err);
+
+/* A child workflow, as step `workflow` (its name, which must also be a
+ * valid step name; type "child"): starts a run of the latest version of
+ * workflow `workflow` (code-first or a JSON definition) with input_json (a
+ * JSON object, or NULL) and idempotency key `key` (NULL: "RUN_ID/STEP_ID"
+ * of this call), and waits for it holding no thread: the first time it
+ * returns DURABLE_ESUSPENDED (return it at once, DURABLE_TRY); the step
+ * waits (its step_waiting event has {"child_run_id"}) and the function is
+ * executed again when the child finishes. Then it returns DURABLE_OK with
+ * the child's output (OUT *out_json, caller frees; may be NULL), or
+ * DURABLE_ESTEP when the child failed or was cancelled (the step fails
+ * with "child run ID failed: ..."). Every execution finds the same child
+ * by its key, also after a crash between the child's start and its end.
+ * A retry of the parent after its child failed retries that child. */
+DURABLE_API durable_code durable_child(durable_ctx *ctx, const char *workflow, const char *key,
+                                       const char *input_json, char **out_json, durable_error *err);
+
+/* Recorded values: the first execution takes the value (the wall clock in
+ * Unix milliseconds; 64 random bits from the system's generator) and
+ * records it as a step at this position ("now", "now#2", ...; "random",
+ * ...; types "now" and "random", output {"value"}; one commit); every
+ * later execution returns the recorded value, so code that branches on it
+ * takes the same path again. Checked for determinism like durable_step.
+ * OUT: *out_ms, *out_value. */
+DURABLE_API durable_code durable_now(durable_ctx *ctx, int64_t *out_ms, durable_error *err);
+DURABLE_API durable_code durable_random(durable_ctx *ctx, uint64_t *out_value, durable_error *err);
 
 /* The run being executed (valid until the function returns), and the ud
  * given to durable_workflow_fn_register. */

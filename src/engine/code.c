@@ -21,6 +21,9 @@
  * commit run on a thread of its own (a durable_future). A sleep records
  * its wake-up and unwinds (DURABLE_ESUSPENDED): the invocation ends, and a
  * timer queues the run again at the wake-up time.
+ * A step with a retry policy (durable_step_ex) waits for its backoff the
+ * same way; durable_now and durable_random record a value as a step;
+ * child workflows are in code_child.c.
  *
  * Threads: struct code_exec's mu (a leaf) guards the registry, the job
  * list, the timers and the set of runs queued or being invoked (one
@@ -33,19 +36,21 @@
  */
 #include "util/common.h"
 
+#include "engine/code_int.h"
 #include "engine/engine.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define CODE_MAX_FNS      256
 #define CODE_THREADS      4
-#define CODE_NAME_MAX     64
+#define CODE_STEP_THREADS 32 /* the most async steps running at once */
 #define CODE_OUTPUT_MAX   ((size_t)1024 * 1024)
-#define CODE_STEP_ID_SIZE (CODE_NAME_MAX + 16)
 
 struct code_fn {
     char name[CODE_NAME_MAX + 1];
@@ -71,24 +76,41 @@ struct code_timer {
 
 /* A run queued or being invoked; again: adopted once more meanwhile. */
 struct code_active {
+    struct code_active *next; /* its hash bucket's list */
     char run_id[ID_MAX];
     bool again;
 };
 
+/* The threads that run async steps: started as steps are queued and none
+ * is idle, at most CODE_STEP_THREADS, ended at stop. */
+struct step_pool {
+    pthread_mutex_t mu;                 /* a leaf */
+    pthread_cond_t work;                /* a step queued, or stopping */
+    pthread_cond_t done;                /* a step finished */
+    struct durable_future *head, *tail; /* guarded by mu: queued steps */
+    pthread_t threads[CODE_STEP_THREADS];
+    size_t n_threads, n_idle; /* guarded by mu */
+    bool is_stopping;         /* guarded by mu */
+};
+
 struct code_exec {
     struct durable *d;
+    struct step_pool pool;
     pthread_mutex_t mu;
     pthread_cond_t cond;
     struct code_fn *fns[CODE_MAX_FNS]; /* guarded by mu; entries immutable once added */
     size_t n_fns;                      /* guarded by mu */
     struct code_job *head, *tail;      /* guarded by mu: queued invocations */
-    struct code_active *active;        /* guarded by mu: runs queued or being invoked */
-    size_t n_active, cap_active;       /* guarded by mu */
-    struct code_timer *timers;         /* guarded by mu: sleeping runs' wake-ups */
+    struct code_active **active;       /* guarded by mu: runs queued or being invoked,
+                                          a hash table of n_buckets lists */
+    size_t n_active, n_buckets;        /* guarded by mu */
+    struct code_timer *timers;         /* guarded by mu: sleeping runs' wake-ups, a
+                                          binary min-heap on due_ms */
     size_t n_timers, cap_timers;       /* guarded by mu */
     bool is_stopping;                  /* guarded by mu */
     pthread_t threads[CODE_THREADS];
     size_t n_threads;
+    struct code_children *children; /* code_child.c */
 };
 
 /* One recorded step of the run, in call (idx) order. */
@@ -118,8 +140,12 @@ struct durable_future {
     int attempt;
     durable_step_fn fn;
     void *arg;
-    bool has_thread; /* a thread runs it, not joined yet */
-    pthread_t thread;
+    durable_step_opts opts;       /* its retry policy, defaults filled in */
+    struct code_exec *c;          /* to arm the wake-up of a retry */
+    struct commit_item *start;    /* answers_at_once: the START not submitted yet, or NULL */
+    const struct code_fn *wf;     /* the workflow to invoke then */
+    struct durable_future *qnext; /* the step pool's queue */
+    bool is_pending;              /* guarded by the pool's mu: queued or running there */
     durable_code rc;
     char *out; /* owned: the output text when rc is OK */
     durable_error err;
@@ -151,24 +177,65 @@ static bool name_is_valid(const char *name)
 
 /* ---- the set of active runs and the job list (mu held) ---- */
 
+/* FNV-1a of the run id. */
+static size_t run_hash(const char *run_id)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (const unsigned char *p = (const unsigned char *)run_id; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return (size_t)h;
+}
+
 /* The run's entry in the active set, or NULL. */
 static struct code_active *active_find(struct code_exec *c, const char *run_id)
 {
-    for (size_t i = 0; i < c->n_active; i++) {
-        if (strcmp(c->active[i].run_id, run_id) == 0)
-            return &c->active[i];
-    }
-    return NULL;
+    struct code_active *a = c->n_buckets ? c->active[run_hash(run_id) % c->n_buckets] : NULL;
+
+    while (a && strcmp(a->run_id, run_id) != 0)
+        a = a->next;
+    return a;
 }
 
 static void active_add(struct code_exec *c, const char *run_id)
 {
-    if (c->n_active == c->cap_active) {
-        c->cap_active = c->cap_active ? c->cap_active * 2 : 16;
-        c->active = xrealloc(c->active, c->cap_active * sizeof(*c->active));
+    struct code_active *a = xcalloc(1, sizeof(*a));
+    size_t b;
+
+    if (c->n_active >= c->n_buckets) { /* at most one entry per bucket on average */
+        size_t n = c->n_buckets ? c->n_buckets * 2 : 64;
+        struct code_active **t = xcalloc(n, sizeof(struct code_active *));
+        for (size_t i = 0; i < c->n_buckets; i++) {
+            while (c->active[i]) {
+                struct code_active *e = c->active[i];
+                c->active[i] = e->next;
+                e->next = t[run_hash(e->run_id) % n];
+                t[run_hash(e->run_id) % n] = e;
+            }
+        }
+        free(c->active);
+        c->active = t;
+        c->n_buckets = n;
     }
-    snprintf(c->active[c->n_active].run_id, ID_MAX, "%s", run_id);
-    c->active[c->n_active++].again = false;
+    snprintf(a->run_id, ID_MAX, "%s", run_id);
+    b = run_hash(run_id) % c->n_buckets;
+    a->next = c->active[b];
+    c->active[b] = a;
+    c->n_active++;
+}
+
+static void active_remove(struct code_exec *c, const char *run_id)
+{
+    struct code_active **p = c->n_buckets ? &c->active[run_hash(run_id) % c->n_buckets] : NULL;
+
+    while (p && *p && strcmp((*p)->run_id, run_id) != 0)
+        p = &(*p)->next;
+    if (p && *p) {
+        struct code_active *a = *p;
+        *p = a->next;
+        free(a);
+        c->n_active--;
+    }
 }
 
 /* Appends job to the queue and wakes a thread. */
@@ -196,7 +263,7 @@ static bool active_end(struct code_exec *c, struct code_job *job)
         return true;
     }
     if (a)
-        *a = c->active[--c->n_active];
+        active_remove(c, job->run_id);
     return false;
 }
 
@@ -227,44 +294,60 @@ static void job_queue(struct code_exec *c, const char *run_id, const struct code
     job_push(c, job);
 }
 
-/* Arms run_id's wake-up at due_ms (any thread; takes mu). */
+/* Arms run_id's wake-up at due_ms (any thread; takes mu): pushed on the
+ * heap; a thread is woken only when it is the earliest. */
 static void timer_add(struct code_exec *c, const char *run_id, const struct code_fn *fn,
                       int64_t due_ms)
 {
-    struct code_timer *t;
+    struct code_timer t = { .due_ms = due_ms, .fn = fn };
+    size_t i;
 
+    snprintf(t.run_id, sizeof(t.run_id), "%s", run_id);
     pthread_mutex_lock(&c->mu);
     if (c->n_timers == c->cap_timers) {
         c->cap_timers = c->cap_timers ? c->cap_timers * 2 : 16;
         c->timers = xrealloc(c->timers, c->cap_timers * sizeof(*c->timers));
     }
-    t = &c->timers[c->n_timers++];
-    t->due_ms = due_ms;
-    snprintf(t->run_id, sizeof(t->run_id), "%s", run_id);
-    t->fn = fn;
-    pthread_cond_broadcast(&c->cond);
+    for (i = c->n_timers++; i > 0 && c->timers[(i - 1) / 2].due_ms > due_ms; i = (i - 1) / 2)
+        c->timers[i] = c->timers[(i - 1) / 2];
+    c->timers[i] = t;
+    if (i == 0)
+        pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->mu);
 }
 
+/* Removes the earliest wake-up from the heap. mu held. */
+static void timer_pop(struct code_exec *c)
+{
+    struct code_timer last = c->timers[--c->n_timers];
+    size_t i = 0, n = c->n_timers;
+
+    for (;;) {
+        size_t k = 2 * i + 1;
+        if (k >= n)
+            break;
+        if (k + 1 < n && c->timers[k + 1].due_ms < c->timers[k].due_ms)
+            k++;
+        if (c->timers[k].due_ms >= last.due_ms)
+            break;
+        c->timers[i] = c->timers[k];
+        i = k;
+    }
+    if (n > 0)
+        c->timers[i] = last;
+}
+
 /* Queues the runs whose wake-up is due; returns the earliest one left
- * (0: none). mu held. A linear scan: a heap when many runs sleep. */
+ * (0: none). mu held. */
 static int64_t timers_fire(struct code_exec *c)
 {
-    int64_t now = clock_wall_ms(), next = 0;
-    size_t i = 0;
+    int64_t now = clock_wall_ms();
 
-    while (i < c->n_timers) {
-        struct code_timer *t = &c->timers[i];
-        if (t->due_ms <= now) {
-            job_queue(c, t->run_id, t->fn);
-            *t = c->timers[--c->n_timers];
-            continue;
-        }
-        if (next == 0 || t->due_ms < next)
-            next = t->due_ms;
-        i++;
+    while (c->n_timers > 0 && c->timers[0].due_ms <= now) {
+        job_queue(c, c->timers[0].run_id, c->timers[0].fn);
+        timer_pop(c);
     }
-    return next;
+    return c->n_timers > 0 ? c->timers[0].due_ms : 0;
 }
 
 void engine_code_adopt(struct durable *d, const char *run_id, const struct plan *plan)
@@ -284,6 +367,14 @@ void engine_code_adopt(struct durable *d, const char *run_id, const struct plan 
 }
 
 /* ---- one execution ---- */
+
+struct commit_item *code_item_new(enum transition_kind kind, const char *run_id)
+{
+    struct commit_item *ci = commit_item_new(kind, run_id);
+
+    ci->t.by_owner = true; /* the executor's: fenced on a shared database (store.h) */
+    return ci;
+}
 
 /* Stops the execution with code rc (the first stop wins); returns the
  * stop's code, with its message in err. */
@@ -322,22 +413,28 @@ static void next_step_id(durable_ctx *ctx, const char *name, char out[CODE_STEP_
 /* Submits the step's START, inserting its row (depends_on: the steps the
  * code last waited for), without waiting: the COMPLETE that follows on the
  * same queue commits after it. */
-static durable_code submit_start(durable_ctx *ctx, const char *step_id, const char *type,
-                                 int attempt)
+static struct commit_item *start_item(durable_ctx *ctx, const char *step_id, const char *type,
+                                      int attempt, int max_attempts)
 {
-    struct commit_item *ci = commit_item_new(TR_STEP_START, ctx->run_id);
+    struct commit_item *ci = code_item_new(TR_STEP_START, ctx->run_id);
     struct transition_step_init *si = xcalloc(1, sizeof(*si));
 
     ci->t.step_id = commit_item_str(ci, step_id);
     ci->t.attempt = attempt;
     si->step_id = ci->t.step_id;
     si->type = type;
-    si->max_attempts = 1;
+    si->max_attempts = max_attempts;
     si->depends_on_json = commit_item_str(ci, ctx->deps.len ? ctx->deps.buf : "[]");
     ci->step_inits = si;
     ci->t.insert_step = si;
     ci->t.insert_idx = (int)ctx->pos;
-    return engine_commit_submit(ctx->d, ci);
+    return ci;
+}
+
+static durable_code submit_start(durable_ctx *ctx, const char *step_id, const char *type,
+                                 int attempt, int max_attempts)
+{
+    return engine_commit_submit(ctx->d, start_item(ctx, step_id, type, attempt, max_attempts));
 }
 
 /* The step function's output as JSON text (owned), or a failure in err. */
@@ -364,6 +461,16 @@ static durable_code check_output(char *out, char **out_text, durable_error *err)
     return DURABLE_OK;
 }
 
+/* The wait after failed attempt `attempt` (from 1). */
+static int64_t backoff_ms(const durable_step_opts *o, int attempt)
+{
+    double ms = (double)o->initial_backoff_ms;
+
+    for (int i = 1; i < attempt && ms < (double)o->max_backoff_ms; i++)
+        ms *= o->backoff_factor;
+    return ms < (double)o->max_backoff_ms ? (int64_t)ms : o->max_backoff_ms;
+}
+
 /* Runs f's step function and commits its outcome (on the workflow thread,
  * or on f's own thread for an async step): f->rc, f->out, f->err. */
 static void future_execute(durable_future *f)
@@ -373,6 +480,8 @@ static void future_execute(durable_future *f)
     struct commit_item *ci;
     char *out = NULL;
     durable_code rc, crc;
+    bool is_retry;
+    int64_t wake_ms;
 
     snprintf(key, sizeof(key), "%s/%s", f->run_id, f->step_id);
     rc = f->fn(&info, f->arg, &out, &f->err);
@@ -380,7 +489,30 @@ static void future_execute(durable_future *f)
         rc = check_output(out, &f->out, &f->err);
     else
         free(out);
-    ci = commit_item_new(rc == DURABLE_OK ? TR_STEP_COMPLETE : TR_STEP_FAIL, f->run_id);
+    if (f->start && rc == DURABLE_OK) {
+        /* Answered: the START becomes the completion, both in one change. */
+        ci = f->start;
+        f->start = NULL;
+        ci->t.kind = TR_STEP_COMPLETE;
+        ci->t.with_start = true;
+        ci->t.at_ms = clock_wall_ms();
+        ci->t.output_json = commit_item_str(ci, f->out);
+        f->rc = engine_commit_wait(f->d, ci, NULL, &f->err);
+        if (f->rc != DURABLE_OK) {
+            free(f->out);
+            f->out = NULL;
+        }
+        return;
+    }
+    if (f->start) { /* failed: the START goes first, then the failure */
+        engine_commit_submit(f->d, f->start);
+        f->start = NULL;
+    }
+    is_retry = rc != DURABLE_OK && f->attempt < f->opts.max_attempts;
+    ci = code_item_new(rc == DURABLE_OK ? TR_STEP_COMPLETE
+                       : is_retry       ? TR_STEP_RETRY
+                                        : TR_STEP_FAIL,
+                       f->run_id);
     ci->t.step_id = commit_item_str(ci, f->step_id);
     ci->t.attempt = f->attempt;
     if (rc == DURABLE_OK) {
@@ -390,10 +522,19 @@ static void future_execute(durable_future *f)
         ci->t.error_message =
                 commit_item_str(ci, f->err.msg[0] ? f->err.msg : durable_strerror(rc));
         err_clear(&f->err);
-        rc = err_set(&f->err, DURABLE_ESTEP, "step \"%s\" failed: %s", f->step_id,
-                     ci->t.error_message);
+        if (is_retry) {
+            ci->t.wake_at_ms = ci->t.at_ms + backoff_ms(&f->opts, f->attempt);
+            rc = err_set(&f->err, DURABLE_ESUSPENDED, "step \"%s\" waits to retry: %s", f->step_id,
+                         ci->t.error_message);
+        } else {
+            rc = err_set(&f->err, DURABLE_ESTEP, "step \"%s\" failed: %s", f->step_id,
+                         ci->t.error_message);
+        }
     }
+    wake_ms = ci->t.wake_at_ms;
     crc = engine_commit_wait(f->d, ci, NULL, &f->err);
+    if (crc == DURABLE_OK && is_retry)
+        timer_add(f->c, f->run_id, f->wf, wake_ms);
     f->rc = crc != DURABLE_OK ? crc : rc;
     if (f->rc != DURABLE_OK) {
         free(f->out);
@@ -401,10 +542,79 @@ static void future_execute(durable_future *f)
     }
 }
 
-static void *future_main(void *arg)
+static void *pool_main(void *arg)
 {
-    future_execute(arg);
+    struct step_pool *p = arg;
+    durable_future *f;
+
+    pthread_setname_np(pthread_self(), "durable-step");
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->head && !p->is_stopping) {
+            p->n_idle++;
+            pthread_cond_wait(&p->work, &p->mu);
+            p->n_idle--;
+        }
+        f = p->head;
+        if (!f)
+            break; /* stopping, nothing queued */
+        p->head = f->qnext;
+        if (!p->head)
+            p->tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+        future_execute(f);
+        pthread_mutex_lock(&p->mu);
+        f->is_pending = false;
+        pthread_cond_broadcast(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
     return NULL;
+}
+
+/* Queues f on the step pool, starting a thread if none is idle (without
+ * any, f runs here). */
+static void pool_submit(struct step_pool *p, durable_future *f)
+{
+    bool is_inline = false;
+
+    pthread_mutex_lock(&p->mu);
+    if (p->n_idle == 0 && p->n_threads < CODE_STEP_THREADS &&
+        pthread_create(&p->threads[p->n_threads], NULL, pool_main, p) == 0)
+        p->n_threads++;
+    if (p->n_threads == 0) {
+        is_inline = true;
+    } else {
+        f->is_pending = true;
+        f->qnext = NULL;
+        if (p->tail)
+            p->tail->qnext = f;
+        else
+            p->head = f;
+        p->tail = f;
+        pthread_cond_signal(&p->work);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (is_inline)
+        future_execute(f); /* no thread to be had: run it here */
+}
+
+/* Waits until f is done (its result fields are then the caller's). */
+static void pool_wait(struct step_pool *p, durable_future *f)
+{
+    pthread_mutex_lock(&p->mu);
+    while (f->is_pending)
+        pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static bool pool_is_pending(struct step_pool *p, durable_future *f)
+{
+    bool is_pending;
+
+    pthread_mutex_lock(&p->mu);
+    is_pending = f->is_pending;
+    pthread_mutex_unlock(&p->mu);
+    return is_pending;
 }
 
 /* The checks every step call begins with, and its id (OUT step_id) and
@@ -436,18 +646,29 @@ static durable_code call_begin(durable_ctx *ctx, const char *name, char step_id[
 
 /* The call at this position as a future (owned by ctx): resolved from the
  * record, or with its START submitted and f->fn to run (*out_run true). */
+/* What a step call runs: its function, argument and retry policy. */
+struct step_call {
+    durable_step_fn fn;
+    void *arg;
+    const durable_step_opts *opts;
+};
+
 static durable_future *call_future(durable_ctx *ctx, const char *step_id,
-                                   const struct code_rec *rec, durable_step_fn fn, void *arg,
+                                   const struct code_rec *rec, const struct step_call *call,
                                    bool *out_run)
 {
+    const durable_step_opts *opts = call->opts;
     durable_future *f = xcalloc(1, sizeof(*f));
     durable_code rc = DURABLE_OK;
 
     f->d = ctx->d;
     snprintf(f->run_id, sizeof(f->run_id), "%s", ctx->run_id);
     snprintf(f->step_id, sizeof(f->step_id), "%s", step_id);
-    f->fn = fn;
-    f->arg = arg;
+    f->fn = call->fn;
+    f->arg = call->arg;
+    f->opts = *opts;
+    f->c = ctx->d->code;
+    f->wf = ctx->fn;
     f->attempt = 1;
     f->next = ctx->futures;
     ctx->futures = f;
@@ -462,8 +683,17 @@ static durable_future *call_future(durable_ctx *ctx, const char *step_id,
         /* Left running by a crash: runs again under its attempt and key. */
         f->attempt = rec->attempt > 0 ? rec->attempt : 1;
         *out_run = true;
+    } else if (rec && strcmp(rec->status, "retrying") == 0 && rec->wake_at_ms > clock_wall_ms()) {
+        /* Its backoff is not over: the run waits for it, holding no thread. */
+        timer_add(f->c, ctx->run_id, ctx->fn, rec->wake_at_ms);
+        f->rc = err_set(&f->err, DURABLE_ESUSPENDED, "step \"%s\" waits to retry", step_id);
     } else {
-        rc = submit_start(ctx, step_id, "code", f->attempt);
+        if (rec && strcmp(rec->status, "retrying") == 0)
+            f->attempt = rec->attempt + 1;
+        if (opts->answers_at_once)
+            f->start = start_item(ctx, step_id, "code", f->attempt, opts->max_attempts);
+        else
+            rc = submit_start(ctx, step_id, "code", f->attempt, opts->max_attempts);
         if (rc != DURABLE_OK)
             f->rc = err_set(&f->err, rc, "could not record step \"%s\"", step_id);
         *out_run = rc == DURABLE_OK;
@@ -482,19 +712,55 @@ static void deps_set(durable_ctx *ctx, durable_future *const *fs, size_t n)
     dbuf_adds(&ctx->deps, "]");
 }
 
+/* The retry policy of opts (NULL: one attempt), defaults filled in. */
+static durable_code opts_fill(const durable_step_opts *opts, durable_step_opts *o,
+                              durable_error *err)
+{
+    *o = opts ? *opts : (durable_step_opts){ .max_attempts = 1 };
+    if (o->max_attempts < 0 || o->initial_backoff_ms < 0 || o->max_backoff_ms < 0 ||
+        (o->backoff_factor != 0 && o->backoff_factor < 1) || o->max_attempts > 1000)
+        return err_set(err, DURABLE_EINVAL,
+                       "a step's retry policy needs max_attempts 0 to 1000, backoffs of 0 ms or "
+                       "more and a backoff_factor of 0 (the default) or at least 1");
+    if (o->max_attempts == 0)
+        o->max_attempts = 1;
+    if (o->initial_backoff_ms == 0)
+        o->initial_backoff_ms = 1000;
+    if (o->backoff_factor == 0)
+        o->backoff_factor = 2;
+    if (o->max_backoff_ms == 0)
+        o->max_backoff_ms = 60000;
+    if (o->max_backoff_ms < o->initial_backoff_ms)
+        o->max_backoff_ms = o->initial_backoff_ms;
+    return DURABLE_OK;
+}
+
 durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn, void *arg,
                           char **out_json, durable_error *err)
+{
+    return durable_step_ex(ctx, name, fn, arg, NULL, out_json, err);
+}
+
+/* NOLINTNEXTLINE(readability-function-size): the public signature (durable.h) */
+durable_code durable_step_ex(durable_ctx *ctx, const char *name, durable_step_fn fn, void *arg,
+                             const durable_step_opts *opts, char **out_json, durable_error *err)
 {
     char step_id[CODE_STEP_ID_SIZE];
     const struct code_rec *rec = NULL;
     durable_future *f = NULL;
+    durable_step_opts o = { .max_attempts = 1 };
     bool to_run = false;
-    durable_code rc = fn ? call_begin(ctx, name, step_id, &rec, err)
-                         : err_set(err, DURABLE_EINVAL, "a step needs a function");
+    durable_code rc =
+            fn ? opts_fill(opts, &o, err) : err_set(err, DURABLE_EINVAL, "a step needs a function");
 
+    if (rc == DURABLE_OK)
+        rc = call_begin(ctx, name, step_id, &rec, err);
     if (rc != DURABLE_OK)
         return rc;
-    f = call_future(ctx, step_id, rec, fn, arg, &to_run);
+    {
+        struct step_call sc = { fn, arg, &o };
+        f = call_future(ctx, step_id, rec, &sc, &to_run);
+    }
     if (to_run)
         future_execute(f);
     if (f->rc != DURABLE_OK)
@@ -510,23 +776,34 @@ durable_code durable_step(durable_ctx *ctx, const char *name, durable_step_fn fn
 durable_code durable_step_async(durable_ctx *ctx, const char *name, durable_step_fn fn, void *arg,
                                 durable_future **out, durable_error *err)
 {
+    return durable_step_async_ex(ctx, name, fn, arg, NULL, out, err);
+}
+
+/* NOLINTNEXTLINE(readability-function-size): the public signature (durable.h) */
+durable_code durable_step_async_ex(durable_ctx *ctx, const char *name, durable_step_fn fn,
+                                   void *arg, const durable_step_opts *opts, durable_future **out,
+                                   durable_error *err)
+{
     char step_id[CODE_STEP_ID_SIZE];
     const struct code_rec *rec = NULL;
     durable_future *f = NULL;
+    durable_step_opts o = { .max_attempts = 1 };
     bool to_run = false;
     durable_code rc;
 
     if (!out || !fn)
         return err_set(err, DURABLE_EINVAL, "an async step needs a function and a future");
-    rc = call_begin(ctx, name, step_id, &rec, err);
+    rc = opts_fill(opts, &o, err);
+    if (rc == DURABLE_OK)
+        rc = call_begin(ctx, name, step_id, &rec, err);
     if (rc != DURABLE_OK)
         return rc;
-    f = call_future(ctx, step_id, rec, fn, arg, &to_run);
-    if (to_run) {
-        f->has_thread = pthread_create(&f->thread, NULL, future_main, f) == 0;
-        if (!f->has_thread)
-            future_execute(f); /* no thread to be had: run it here */
+    {
+        struct step_call sc = { fn, arg, &o };
+        f = call_future(ctx, step_id, rec, &sc, &to_run);
     }
+    if (to_run)
+        pool_submit(&ctx->d->code->pool, f);
     *out = f;
     return DURABLE_OK;
 }
@@ -540,10 +817,7 @@ durable_code durable_wait_all(durable_ctx *ctx, durable_future *const *futures, 
         return err_set(err, DURABLE_EINVAL, "wait_all needs a context and futures");
     for (size_t i = 0; i < n; i++) {
         durable_future *f = futures[i];
-        if (f->has_thread) {
-            pthread_join(f->thread, NULL);
-            f->has_thread = false;
-        }
+        pool_wait(&ctx->d->code->pool, f);
         if (f->rc != DURABLE_OK && !failed)
             failed = f;
     }
@@ -559,7 +833,7 @@ durable_code durable_future_get(durable_future *f, char **out_json, durable_erro
 {
     if (!f || !out_json)
         return err_set(err, DURABLE_EINVAL, "future_get needs a future and an output");
-    if (f->has_thread)
+    if (pool_is_pending(&f->c->pool, f))
         return err_set(err, DURABLE_EINVAL, "step \"%s\" was not waited for", f->step_id);
     if (f->rc != DURABLE_OK)
         return err_set(err, f->rc, "%s", f->err.msg);
@@ -572,8 +846,7 @@ durable_code durable_future_get(durable_future *f, char **out_json, durable_erro
 static durable_code sleep_commit(durable_ctx *ctx, const char *step_id, int attempt,
                                  int64_t wake_ms, bool is_done, durable_error *err)
 {
-    struct commit_item *ci =
-            commit_item_new(is_done ? TR_STEP_COMPLETE : TR_STEP_WAIT, ctx->run_id);
+    struct commit_item *ci = code_item_new(is_done ? TR_STEP_COMPLETE : TR_STEP_WAIT, ctx->run_id);
     char out[64];
 
     ci->t.step_id = commit_item_str(ci, step_id);
@@ -609,7 +882,7 @@ durable_code durable_sleep(durable_ctx *ctx, const char *name, int64_t ms, durab
         if (rec && strcmp(rec->status, "running") == 0)
             attempt = rec->attempt > 0 ? rec->attempt : 1;
         else
-            rc = submit_start(ctx, step_id, "sleep", attempt);
+            rc = submit_start(ctx, step_id, "sleep", attempt, 1);
         if (rc == DURABLE_OK)
             rc = sleep_commit(ctx, step_id, attempt, wake_ms, false, &why);
         if (rc == DURABLE_OK) {
@@ -714,11 +987,13 @@ static void finish_run(durable_ctx *ctx, durable_code rc, char *output, const du
     }
     if (ctx->stop != DURABLE_OK)
         rc = ctx->stop;
-    if (rc == DURABLE_ECLOSED || rc == DURABLE_ECONFLICT || rc == DURABLE_ESUSPENDED) {
+    if (rc == DURABLE_ECLOSED || rc == DURABLE_ECONFLICT || rc == DURABLE_ESUSPENDED ||
+        rc == DURABLE_EFENCED) {
         free(output);
-        return; /* closing (the run resumes at the next open), cancelled, or asleep */
+        return; /* closing (the run resumes at the next open), cancelled, asleep, or taken
+                   over by another node */
     }
-    ci = commit_item_new(TR_RUN_FINISH, ctx->run_id);
+    ci = code_item_new(TR_RUN_FINISH, ctx->run_id);
     if (rc == DURABLE_OK)
         rc = check_output(output, &text, &cerr);
     else
@@ -746,12 +1021,8 @@ static void ctx_release(durable_ctx *ctx);
  * run finishes after them. */
 static void ctx_join(durable_ctx *ctx)
 {
-    for (durable_future *f = ctx->futures; f; f = f->next) {
-        if (f->has_thread) {
-            pthread_join(f->thread, NULL);
-            f->has_thread = false;
-        }
-    }
+    for (durable_future *f = ctx->futures; f; f = f->next)
+        pool_wait(&ctx->d->code->pool, f);
 }
 
 static bool run_is_final(json_t *doc)
@@ -804,6 +1075,8 @@ static void ctx_release(durable_ctx *ctx)
     while (ctx->futures) {
         durable_future *f = ctx->futures;
         ctx->futures = f->next;
+        if (f->start)
+            commit_item_free(f->start);
         free(f->out);
         free(f);
     }
@@ -874,6 +1147,10 @@ durable_code engine_code_start(struct durable *d, durable_error *err)
     c->d = d;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
+    pthread_mutex_init(&c->pool.mu, NULL);
+    pthread_cond_init(&c->pool.work, NULL);
+    pthread_cond_init(&c->pool.done, NULL);
+    c->children = code_children_new(d);
     d->code = c;
     (void)err;
     return DURABLE_OK;
@@ -898,6 +1175,7 @@ void engine_code_stop(struct durable *d)
 
     if (!c)
         return;
+    code_children_stop(d);
     pthread_mutex_lock(&c->mu);
     c->is_stopping = true;
     pthread_cond_broadcast(&c->cond);
@@ -905,6 +1183,14 @@ void engine_code_stop(struct durable *d)
     for (size_t i = 0; i < c->n_threads; i++)
         pthread_join(c->threads[i], NULL);
     c->n_threads = 0;
+    /* every invocation has waited for its steps: the pool is idle */
+    pthread_mutex_lock(&c->pool.mu);
+    c->pool.is_stopping = true;
+    pthread_cond_broadcast(&c->pool.work);
+    pthread_mutex_unlock(&c->pool.mu);
+    for (size_t i = 0; i < c->pool.n_threads; i++)
+        pthread_join(c->pool.threads[i], NULL);
+    c->pool.n_threads = 0;
 }
 
 void engine_code_free(struct durable *d)
@@ -921,7 +1207,18 @@ void engine_code_free(struct durable *d)
     for (size_t i = 0; i < c->n_fns; i++)
         free(c->fns[i]);
     free(c->timers);
+    for (size_t i = 0; i < c->n_buckets; i++) {
+        while (c->active[i]) {
+            struct code_active *a = c->active[i];
+            c->active[i] = a->next;
+            free(a);
+        }
+    }
     free(c->active);
+    code_children_free(c->children);
+    pthread_cond_destroy(&c->pool.done);
+    pthread_cond_destroy(&c->pool.work);
+    pthread_mutex_destroy(&c->pool.mu);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -990,6 +1287,7 @@ durable_code durable_workflow_fn_register(durable *d, const char *name, int vers
     f->fn = fn;
     f->ud = ud;
     free(wf_id);
+    code_children_subscribe(d);
     rc = fn_add(d->code, f, err);
     if (rc != DURABLE_OK) {
         free(f);
@@ -1010,4 +1308,148 @@ durable_code durable_start(durable *d, const char *name, const char *key, const 
                                 .idempotency_key = key };
 
     return durable_run_start(d, &req, out_run_id, NULL, err);
+}
+
+/* ---- recorded values (durable_now, durable_random) ---- */
+
+/* Records the value of a call that answers at once as step `name` of
+ * `type`: its row inserted, started and completed in one transaction
+ * (TR_STEP_COMPLETE with_start), output {"value": value_json}. Recorded
+ * already: *out_value is the recorded value (borrowed from the record). */
+static durable_code record_value(durable_ctx *ctx, const char *name, const char *type,
+                                 const char *value_json, json_t **out_value, durable_error *err)
+{
+    char step_id[CODE_STEP_ID_SIZE];
+    const struct code_rec *rec = NULL;
+    struct commit_item *ci;
+    struct transition_step_init *si;
+    durable_error why = { 0 };
+    char out[64];
+    durable_code rc = call_begin(ctx, name, step_id, &rec, err);
+
+    *out_value = NULL;
+    if (rc != DURABLE_OK)
+        return rc;
+    if (rec && strcmp(rec->status, "completed") == 0) {
+        *out_value = json_object_get(rec->output, "value");
+    } else {
+        ci = code_item_new(TR_STEP_COMPLETE, ctx->run_id);
+        si = xcalloc(1, sizeof(*si));
+        ci->t.step_id = commit_item_str(ci, step_id);
+        ci->t.attempt = 1;
+        ci->t.with_start = true;
+        snprintf(out, sizeof(out), "{\"value\":%s}", value_json);
+        ci->t.output_json = commit_item_str(ci, out);
+        si->step_id = ci->t.step_id;
+        si->type = type;
+        si->max_attempts = 1;
+        si->depends_on_json = commit_item_str(ci, ctx->deps.len ? ctx->deps.buf : "[]");
+        ci->step_inits = si;
+        ci->t.insert_step = si;
+        ci->t.insert_idx = (int)ctx->pos;
+        rc = engine_commit_wait(ctx->d, ci, NULL, &why);
+        if (rc != DURABLE_OK)
+            return ctx_stop(ctx, rc, &why, err);
+    }
+    ctx->pos++;
+    dbuf_reset(&ctx->deps);
+    dbuf_addf(&ctx->deps, "[\"%s\"]", step_id);
+    return DURABLE_OK;
+}
+
+durable_code durable_now(durable_ctx *ctx, int64_t *out_ms, durable_error *err)
+{
+    char text[32];
+    json_t *v = NULL;
+    int64_t now = clock_wall_ms();
+    durable_code rc;
+
+    if (!out_ms)
+        return err_set(err, DURABLE_EINVAL, "durable_now needs an output");
+    snprintf(text, sizeof(text), "%" PRId64, now);
+    rc = record_value(ctx, "now", "now", text, &v, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    *out_ms = v ? (int64_t)json_integer_value(v) : now;
+    return DURABLE_OK;
+}
+
+durable_code durable_random(durable_ctx *ctx, uint64_t *out_value, durable_error *err)
+{
+    char text[32];
+    json_t *v = NULL;
+    uint64_t r = 0;
+    char why[128];
+    durable_code rc;
+
+    if (!out_value)
+        return err_set(err, DURABLE_EINVAL, "durable_random needs an output");
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        return err_set(err, DURABLE_EIO, "no random bytes: %s", err_errno(errno, why, sizeof(why)));
+    /* a string: JSON readers keep 53 bits of a number */
+    snprintf(text, sizeof(text), "\"%" PRIu64 "\"", r);
+    rc = record_value(ctx, "random", "random", text, &v, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    if (v)
+        r = strtoull(json_string_value(v) ? json_string_value(v) : "0", NULL, 10);
+    *out_value = r;
+    return DURABLE_OK;
+}
+
+/* ---- for code_child.c (code_int.h) ---- */
+
+durable_code code_call_begin(durable_ctx *ctx, const char *name, char step_id[CODE_STEP_ID_SIZE],
+                             struct code_rec_view *rec, durable_error *err)
+{
+    const struct code_rec *r = NULL;
+    durable_code rc = call_begin(ctx, name, step_id, &r, err);
+
+    *rec = (struct code_rec_view){ .recorded = false };
+    if (rc == DURABLE_OK && r)
+        *rec = (struct code_rec_view){ true, r->status, r->error, r->output, r->attempt };
+    return rc;
+}
+
+durable_code code_call_start(durable_ctx *ctx, const char *step_id, const char *type)
+{
+    return submit_start(ctx, step_id, type, 1, 1);
+}
+
+void code_call_done(durable_ctx *ctx, const char *step_id)
+{
+    ctx->pos++;
+    dbuf_reset(&ctx->deps);
+    dbuf_addf(&ctx->deps, "[\"%s\"]", step_id);
+}
+
+durable_code code_call_stop(durable_ctx *ctx, durable_code rc, const durable_error *why,
+                            durable_error *err)
+{
+    return ctx_stop(ctx, rc, why, err);
+}
+
+struct durable *code_ctx_durable(const durable_ctx *ctx)
+{
+    return ctx->d;
+}
+
+const struct code_fn *code_ctx_fn(const durable_ctx *ctx)
+{
+    return ctx->fn;
+}
+
+void code_wake(struct durable *d, const char *run_id, const struct code_fn *fn)
+{
+    struct code_exec *c = d->code;
+
+    pthread_mutex_lock(&c->mu);
+    if (!c->is_stopping)
+        job_queue(c, run_id, fn);
+    pthread_mutex_unlock(&c->mu);
+}
+
+struct code_children **code_children_of(struct durable *d)
+{
+    return &d->code->children;
 }

@@ -135,10 +135,10 @@ static durable_code guard_run(struct apply *a, const char *run_id, bool need_fai
  * exist with a status g allows (and, if g says so, be at t's attempt).
  * OUT *st: what was read (the run's order for an action). */
 static durable_code guard_step(struct apply *a, const struct transition *t,
-                               const struct step_guard *g, struct store_run_state *st,
+                               const struct step_guard *g, struct store_run_state *st, bool is_read,
                                durable_error *err)
 {
-    durable_code rc = run_get(a, t->run_id, t->step_id, st, err);
+    durable_code rc = is_read ? DURABLE_OK : run_get(a, t->run_id, t->step_id, st, err);
 
     if (rc == DURABLE_OK) {
         struct guard_row row = { st->run_status, st->has_step ? st->step_status : NULL,
@@ -332,33 +332,42 @@ static durable_code step_wait(struct apply *a, const struct transition *t, durab
 
 /* A step reached by code (t->insert_step): its row is inserted unless the
  * run has it already (an earlier execution recorded it, or a retry reset
- * it to pending); an unknown or finished run is left to the guard. */
-static durable_code insert_step(struct apply *a, const struct transition *t, durable_error *err)
+ * it to pending); an unknown or finished run is left to the guard. OUT
+ * *st: the run and the step as they are now (the guard's read: one read
+ * for both). */
+static durable_code insert_step(struct apply *a, const struct transition *t,
+                                struct store_run_state *st, durable_error *err)
 {
-    struct store_run_state st;
     durable_code rc;
 
     if (!a->rows->step_insert)
         return err_set(err, DURABLE_EUNSUPPORTED, "this store cannot add steps to a run");
-    rc = run_get(a, t->run_id, t->step_id, &st, err);
-    if (rc != DURABLE_OK || !st.has_run || st.has_step)
+    rc = run_get(a, t->run_id, t->step_id, st, err);
+    if (rc != DURABLE_OK || !st->has_run || st->has_step)
         return rc;
-    if (store_guard_run(t->run_id, st.run_status, false, NULL) != DURABLE_OK)
+    if (store_guard_run(t->run_id, st->run_status, false, NULL) != DURABLE_OK)
         return DURABLE_OK; /* the guard refuses it below, with the same reason */
-    return a->rows->step_insert(a->s, t->run_id, t->insert_idx, t->insert_step, err);
+    rc = a->rows->step_insert(a->s, t->run_id, t->insert_idx, t->insert_step, err);
+    if (rc == DURABLE_OK) { /* the row as the insert wrote it */
+        st->has_step = true;
+        snprintf(st->step_status, sizeof(st->step_status), "%s", "pending");
+        snprintf(st->step_type, sizeof(st->step_type), "%s", t->insert_step->type);
+        st->attempt = 0;
+    }
+    return rc;
 }
 
 /* Guards, applies a STEP_* transition, then recomputes the run's status. */
 static durable_code apply_step(struct apply *a, const struct transition *t, durable_error *err)
 {
     const struct step_guard *g = store_step_guard(t->with_start ? TR_STEP_START : t->kind);
-    struct store_run_state st;
+    struct store_run_state st = { .has_run = false };
     durable_code rc = require(t->step_id, "step_id", err);
 
     if (rc == DURABLE_OK && t->insert_step)
-        rc = insert_step(a, t, err);
+        rc = insert_step(a, t, &st, err);
     if (rc == DURABLE_OK)
-        rc = guard_step(a, t, g, &st, err);
+        rc = guard_step(a, t, g, &st, t->insert_step != NULL, err);
     if (rc == DURABLE_OK) {
         switch (t->kind) {
         case TR_STEP_START:
@@ -497,13 +506,13 @@ static durable_code restart_steps(struct apply *a, const struct transition *t, j
         if (!st.step_id)
             rc = err_set(err, DURABLE_EINVAL, "recovered steps must be step ids");
         else if (n > 1)
-            rc = guard_step(a, &st, g, &row, err);
+            rc = guard_step(a, &st, g, &row, false, err);
     }
     for (k = 0; rc == DURABLE_OK && k < n; k++) {
         st.step_id = json_string_value(json_array_get(steps, k));
         rc = a->rows->step_write(a->s, STEP_W_RESTART, &st, &changed, err);
         if (rc == DURABLE_OK && !changed) {
-            rc = guard_step(a, &st, g, &row, err); /* says why */
+            rc = guard_step(a, &st, g, &row, false, err); /* says why */
             if (rc == DURABLE_OK)
                 rc = err_set(err, DURABLE_ECONFLICT, "cannot restart step \"%s\"", st.step_id);
         }

@@ -523,6 +523,32 @@ static durable_code cancel_as(struct store *s, const char *run_id, bool by_owner
     return rc;
 }
 
+/* Starts step step_id of a code-first run as its executor (by_owner),
+ * inserting the step's row (insert_step), in a transaction of s's writer. */
+static durable_code code_step_start(struct store *s, const char *run_id, const char *step_id,
+                                    durable_error *err)
+{
+    struct transition_step_init si = {
+        .step_id = step_id, .type = "code", .max_attempts = 1, .depends_on_json = "[]"
+    };
+    struct transition t = { .kind = TR_STEP_START,
+                            .run_id = run_id,
+                            .step_id = step_id,
+                            .attempt = 1,
+                            .at_ms = 6,
+                            .by_owner = true,
+                            .insert_step = &si };
+    durable_code rc = store_tx_begin(s, err);
+
+    if (rc == DURABLE_OK)
+        rc = store_apply(s, &t, NULL, NULL, err);
+    if (rc == DURABLE_OK)
+        rc = store_tx_commit(s, err);
+    else
+        store_tx_rollback(s);
+    return rc;
+}
+
 /* The fence: a node declared dead cannot write as the executor of a run
  * taken over, while a caller's write through any node applies and tells
  * the owner. */
@@ -555,6 +581,13 @@ static void test_fence(void **state)
                      1);
     assert_int_equal(sql_int(c, "SELECT count(*) FROM events WHERE run_id = 'r2'"), 0);
     assert_int_equal(cancel_as(b, "r2", true, &err), DURABLE_OK);
+    /* so is a code-first step's start, which inserts no row */
+    assert_int_equal(code_step_start(a, "r4", "c1", &err), DURABLE_EFENCED);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM steps WHERE run_id = 'r4'"), 0);
+    assert_int_equal(code_step_start(b, "r4", "c1", &err), DURABLE_OK);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM steps WHERE run_id = 'r4' AND step_id = "
+                                "'c1' AND status = 'running' AND attempt = 1"),
+                     1);
     /* A caller's write through any node applies, and tells the owner. */
     assert_int_equal(cancel_as(a, "r3", false, &err), DURABLE_OK);
     for (int i = 0, events = 0; i < 50 && k.runs == 0; i++) {
