@@ -82,6 +82,9 @@ durable_code durable_step_type_register(durable *d, const durable_step_type *typ
 
     if (!d || !type || !type->start)
         return err_set(err, DURABLE_EINVAL, "a step type needs a start function");
+    if (type->blocking && (type->answers_at_once || type->timer))
+        return err_set(err, DURABLE_EINVAL,
+                       "a blocking step type has no timer and does not answer at once");
     if (!type_name_is_valid(type->name))
         return err_set(err, DURABLE_EINVAL,
                        "invalid step type name \"%.64s\": use 1 to 64 lowercase letters, digits or "
@@ -148,7 +151,7 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     engine_writer_start(d);
     if (engine_code_start(d, err) != DURABLE_OK)
         goto fail_writer;
-    if (engine_sched_start(d, opts->http_allow, err) != DURABLE_OK)
+    if (engine_sched_start(d, opts->http_allow, opts->step_threads, err) != DURABLE_OK)
         goto fail_writer;
     engine_cluster_start(d);
     return d;

@@ -271,7 +271,8 @@ void engine_events_publish(struct durable *d, const struct store_events *ev, boo
  * DURABLE_RECOVER_ALL (on the calling thread, which is the scheduler until
  * the thread starts: it also handles what commits meanwhile), then starts
  * the scheduler thread. */
-durable_code engine_sched_start(struct durable *d, const char *http_allow, durable_error *err);
+durable_code engine_sched_start(struct durable *d, const char *http_allow, int step_threads,
+                                durable_error *err);
 void engine_sched_stop(struct durable *d);
 /* Frees the scheduler; after engine_writer_stop (the writer may still post). */
 void engine_sched_free(struct durable *d);

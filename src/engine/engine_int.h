@@ -37,15 +37,18 @@ enum step_st {
 struct step_state {
     enum step_st st;
     int attempt;
-    uint32_t gen;       /* bumped when an attempt ends: disarms its timers */
-    size_t n_deps_left; /* dependencies not yet completed or skipped */
-    json_t *output;     /* COMPLETED: owned */
-    int64_t started_us; /* clock_mono_us when the attempt's START committed, or 0 */
-    json_t *config;     /* the attempt's rendered config, owned; NULL: not rendered yet */
-    bool if_checked;    /* the `if` was evaluated (sched_on_ready) in this incarnation */
-    char *if_error;     /* owned: the `if` failed to evaluate; the attempt fails with it */
-    bool is_restarting; /* STARTING: was running at a restart, goes to its type once the
-                           run's TR_RUN_RECOVERED commits (sched_on_recovered) */
+    uint32_t gen;              /* bumped when an attempt ends: disarms its timers */
+    size_t n_deps_left;        /* dependencies not yet completed or skipped */
+    json_t *output;            /* COMPLETED: owned */
+    int64_t started_us;        /* clock_mono_us when the attempt's START committed, or 0 */
+    json_t *config;            /* the attempt's rendered config, owned; NULL: not rendered yet */
+    bool if_checked;           /* the `if` was evaluated (sched_on_ready) in this incarnation */
+    char *if_error;            /* owned: the `if` failed to evaluate; the attempt fails with it */
+    bool is_restarting;        /* STARTING: was running at a restart, goes to its type once the
+                                  run's TR_RUN_RECOVERED commits (sched_on_recovered) */
+    durable_step_call *pooled; /* RUNNING: a blocking type's call in the step pool, until its
+                                  answer is handled or the attempt ends without it
+                                  (steps_pool_release); NULL otherwise */
 };
 
 struct run_state {
@@ -126,6 +129,7 @@ struct sched {
                                      puts the one item a pure start produced,
                                      or NULL */
     struct step_io *io;           /* the I/O thread (steps/http.c): http_request transfers */
+    struct step_pool *pool;       /* the step worker pool (steps/pool.c): blocking types */
 };
 
 /* run table (engine.c) */

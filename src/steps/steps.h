@@ -72,7 +72,8 @@ struct step_outcome {
 /* What a step sees of its run: one call of a type's start or timer, on
  * the scheduler thread. Borrowed for the call. */
 struct durable_step_call {
-    const struct plan_step *step;
+    const struct plan_step *step; /* NULL in a pooled call */
+    const char *step_id;
     const char *run_id;
     int attempt;
     const char *idempotency_key;
@@ -82,6 +83,8 @@ struct durable_step_call {
                                  the step has an expression (step->expr) */
     struct step_outcome *out; /* the answer: set by the type (steps_call inits it) */
     char *config_text;        /* durable_step_call_config's, made on demand; owned */
+    bool is_pooled;           /* a blocking type's call (pool.c): answered through
+                                 steps_pool_answer, from any thread */
 };
 
 /* The built-in types, in registration order, NULL-terminated. Each is
@@ -162,6 +165,41 @@ void steps_io_submit(struct step_io *io, struct step_io_request *req,
  * io. Accepts NULL. */
 void steps_io_stop(struct step_io *io);
 void steps_io_request_free(struct step_io_request *req); /* accepts NULL */
+
+/* ---- the step worker pool (pool.c) ----
+ *
+ * A blocking type's start() (durable_step_type.blocking) is called on one
+ * of the pool's threads (`durable-step`), made on demand up to its size;
+ * while all are busy a call waits in the pool's FIFO. The call is on the
+ * heap and stays valid after start() returns, until the type answers it
+ * (from any thread): the answer goes to the done callback with the call's
+ * tag, like an HTTP request's outcome. The engine holds each call until it
+ * has the answer or gives up on it (steps_pool_release: the type's cancel()
+ * is called if start() was and no answer came; later answers are dropped). */
+struct step_pool;
+
+#define STEPS_POOL_THREADS 8 /* durable_options.step_threads's default */
+
+/* A pool of at most max_threads threads (0: STEPS_POOL_THREADS); none is
+ * started yet. done is called on the answering thread, under the call's
+ * lock: it must not block (post to a queue). */
+struct step_pool *steps_pool_new(step_io_done_fn done, void *ud, size_t max_threads);
+/* Queues type's start() for a copy of proto's ids (step_id, attempt,
+ * idempotency_key; run_id comes from tag) with config_text (copied). The
+ * returned call is the engine's until steps_pool_release. Scheduler thread. */
+durable_step_call *steps_pool_submit(struct step_pool *p, const durable_step_type *type,
+                                     const durable_step_call *proto, const char *config_text,
+                                     const struct step_io_tag *tag);
+/* The engine is done with c (accepts NULL): if unanswered, it is cancelled
+ * (its type's cancel() called, when start() was, on this thread) and its
+ * answer will be dropped. */
+void steps_pool_release(durable_step_call *c);
+/* durable_step_done/fail of a pooled call: o (its output taken) goes to
+ * the done callback if c is still pending. Any thread. */
+void steps_pool_answer(durable_step_call *c, struct step_outcome *o);
+/* Lets the threads finish what they are running (calls still queued are
+ * released ones: skipped), joins them and frees p. Accepts NULL. */
+void steps_pool_free(struct step_pool *p);
 
 /* The error code of a failed expression (runtime jq error, limits). */
 #define STEPS_EXPRESSION_ERROR "expression_error"
