@@ -228,15 +228,16 @@ typedef struct durable_step_type {
 } durable_step_type;
 
 /* Registers a step type: the description is copied (its name too), ud is
- * kept as given. DURABLE_EINVAL for a name that is not valid or a NULL
- * start; DURABLE_ECONFLICT when the name is registered already (the
- * built-in types included). Any thread. Register a type before the runs
- * that use it: a stored workflow's steps are resolved when its plan is
- * first loaded (at durable_open for the runs it resumes, at
- * durable_workflow_register or the first start otherwise) and stay so
- * while the engine is open, so a run whose plan names a type not yet
- * registered when it is loaded is not resumed (its workflow is invalid
- * then; it stays unfinished, resumed at a later open). */
+ * kept as given. DURABLE_EINVAL for a name that is not valid, a NULL start,
+ * or a blocking type with a timer or answers_at_once; DURABLE_ECONFLICT
+ * when the name is registered already (the built-in types included). Any
+ * thread. A stored workflow's steps are resolved when its plan is first
+ * loaded (at durable_open for the runs it resumes, at
+ * durable_workflow_register or the first start otherwise) and stay so while
+ * the engine is open. A run that durable_open could not resume because its
+ * definition names a type not registered yet is resumed when a type is
+ * registered: so a program opens the engine, registers its types, and its
+ * unfinished runs go on (as with durable_workflow_fn_register). */
 DURABLE_API durable_code durable_step_type_register(durable *d, const durable_step_type *type,
                                                     durable_error *err);
 

@@ -102,6 +102,10 @@ durable_code durable_step_type_register(durable *d, const durable_step_type *typ
         d->types[d->n_types++] = copy;
     }
     pthread_mutex_unlock(&d->types_mu);
+    /* After durable_open: the runs resumed at open that name this type
+     * are resumed now. */
+    if (rc == DURABLE_OK && d->sched)
+        engine_sched_types_changed(d);
     return rc;
 }
 

@@ -952,6 +952,14 @@ void engine_sched_cluster(struct durable *d, enum sched_cluster_msg what, const 
     post(d->sched, m);
 }
 
+void engine_sched_types_changed(struct durable *d)
+{
+    struct sched_msg *m = xcalloc(1, sizeof(*m));
+
+    m->kind = MSG_TYPES;
+    post(d->sched, m);
+}
+
 void engine_sched_resume(struct durable *d, const char *run_id)
 {
     post_resume(d, run_id, false);
@@ -972,6 +980,8 @@ static void handle_msg(struct sched *s, struct sched_msg *m)
         on_io_done(s, m);
     if (m->kind == MSG_CLUSTER)
         sched_on_cluster(s, m->cluster, m->run_id);
+    if (m->kind == MSG_TYPES)
+        sched_resume_unresolved(s);
     for (ci = m->items; ci; ci = next) {
         next = ci->next;
         on_committed(s, ci);
@@ -1123,6 +1133,7 @@ void engine_sched_stop(struct durable *d)
     }
     free(s->buckets);
     free(s->heap);
+    free(s->unresolved);
     /* Every pooled call is released (cancelled) with its run above: the
      * pool's threads end once their start() calls return. */
     steps_pool_free(s->pool);

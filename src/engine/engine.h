@@ -278,6 +278,9 @@ void engine_sched_stop(struct durable *d);
 void engine_sched_free(struct durable *d);
 /* Called by the writer with the committed items (a list; ownership passes). */
 void engine_sched_committed(struct durable *d, struct commit_item *items);
+/* A step type was registered: the scheduler resumes the runs it could not
+ * load for want of one. */
+void engine_sched_types_changed(struct durable *d);
 /* Asks the scheduler to resume a run from the store (if not already active). */
 void engine_sched_resume(struct durable *d, const char *run_id);
 /* Asks the scheduler to adopt a run that TR_RUN_RETRY has just committed:
