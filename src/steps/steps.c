@@ -5,7 +5,8 @@
  * durable_step_call (durable.h), and small helpers.
  *
  * Everything here runs on the thread of the call (the scheduler's, or the
- * parsing thread for steps_builtin_find); nothing is shared.
+ * parsing thread for steps_builtin_find); nothing is shared, except a
+ * pooled call's answer, which pool.c takes from any thread.
  */
 #include "util/common.h"
 

@@ -17,8 +17,10 @@
  * store, with its wake-up time, before anything else happens: delays and
  * approvals; timer() is called at the wake-up time, also after a restart),
  * or "decided" (an approval's timeout, committed as a decision). Types know
- * nothing of the store: the engine commits what they answer. All calls
- * happen on the scheduler thread and must not block.
+ * nothing of the store: the engine commits what they answer. Every call of
+ * a built-in type happens on the scheduler thread and must not block; a
+ * program's blocking type (durable_step_type.blocking) is called on the
+ * step pool's threads instead, and answered from any thread (pool.c).
  *
  * A call is a durable_step_call: the public accessors (durable.h) give a
  * user type its ids and config as text, and durable_step_done/fail fill its
@@ -27,6 +29,7 @@
  * with every outcome kind.
  *
  * Files: steps.c (the built-in table, calls, the public call accessors),
+ * pool.c (the step worker pool and pooled calls),
  * task.c, http.c (http_request, and the I/O thread), delay.c, approval.c,
  * workflow.c, log.c, expr_steps.c (condition and transform: one behaviour,
  * one schema), data_transform.c and conditional.c (the older orchestrator's
@@ -70,7 +73,9 @@ struct step_outcome {
 };
 
 /* What a step sees of its run: one call of a type's start or timer, on
- * the scheduler thread. Borrowed for the call. */
+ * the scheduler thread, borrowed for the call; or a pooled call (is_pooled:
+ * a heap object of pool.c, with step NULL, config NULL and config_text
+ * set), valid until answered. */
 struct durable_step_call {
     const struct plan_step *step; /* NULL in a pooled call */
     const char *step_id;
