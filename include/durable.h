@@ -108,7 +108,7 @@ typedef struct durable_options {
     const char *node_id;
     int64_t lease_ms;
     /* The most threads that run blocking step types' start() at once
-     * (durable_step_type.blocking); 0: 8. Made as needed. */
+     * (durable_step_type.blocking); 0: 8; at most 1024. Made as needed. */
     int step_threads;
 } durable_options;
 

@@ -125,11 +125,17 @@ static durable_code register_builtin_types(struct durable *d, durable_error *err
 durable *durable_open(const durable_options *opts, durable_error *err)
 {
     static const durable_options defaults = { 0 };
-    struct durable *d = xcalloc(1, sizeof(*d));
+    struct durable *d;
     const char *path, *file = NULL;
 
     if (!opts)
         opts = &defaults;
+    if (opts->step_threads < 0 || opts->step_threads > ENGINE_MAX_STEP_THREADS) {
+        err_set(err, DURABLE_EINVAL, "step_threads must be 0 (the default, %d) to %d, got %d",
+                STEPS_POOL_THREADS, ENGINE_MAX_STEP_THREADS, opts->step_threads);
+        return NULL;
+    }
+    d = xcalloc(1, sizeof(*d));
     path = opts->db_path ? opts->db_path : "durable.db";
     d->recovery = opts->recovery;
     queue_init(&d->commit_queue);

@@ -190,7 +190,8 @@ void engine_metrics_release(struct durable *d);
 /* The writer gave up on a batch (why), or committed one again (why NULL). */
 void engine_health_set_writer_error(struct durable *d, const char *why);
 
-#define ENGINE_MAX_STEP_TYPES 256 /* registered step types, built-in ones included */
+#define ENGINE_MAX_STEP_TYPES   256  /* registered step types, built-in ones included */
+#define ENGINE_MAX_STEP_THREADS 1024 /* durable_options.step_threads */
 
 struct durable {
     struct store *store;

@@ -439,6 +439,19 @@ static void test_blocking_refusals(void **state)
     assert_int_equal(durable_step_type_register(f->d, &t, &err), DURABLE_OK);
 }
 
+static void test_step_threads_option(void **state)
+{
+    struct fixture *f = *state;
+    durable_options o = { .db_path = f->db, .step_threads = -1 };
+    durable_error err = { 0 };
+
+    assert_null(durable_open(&o, &err));
+    assert_int_equal(err.code, DURABLE_EINVAL);
+    assert_string_equal(err.msg, "step_threads must be 0 (the default, 8) to 1024, got -1");
+    o.step_threads = 1025;
+    assert_null(durable_open(&o, &err));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +464,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_attempt_runs_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misspelt_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blocking_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_step_threads_option, setup, teardown),
     };
     return cmocka_run_group_tests_name("step_blocking", tests, NULL, NULL);
 }
