@@ -6,7 +6,7 @@ TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build run test test-fast test-asan test-tsan test-fuzz fuzz clean
+.PHONY: all deps build run test test-fast test-asan test-tsan test-fuzz fuzz clean install
 
 all: build
 
@@ -18,6 +18,14 @@ $(BUILD)/build.ninja:
 
 build: $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The header, libdurable.so and .a, durable.pc (pkg-config) and the durable
+# binary under PREFIX (include/, lib/, lib/pkgconfig/, bin/); DESTDIR stages
+# them under another root (packaging).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 # The server on 127.0.0.1:8000 with the examples registered; Ctrl-C stops it
 # (unfinished runs resume at the next `make run`). ADDR=... to listen elsewhere.

@@ -107,6 +107,9 @@ typedef struct durable_options {
      * after which the other nodes take its runs over. */
     const char *node_id;
     int64_t lease_ms;
+    /* The most threads that run blocking step types' start() at once
+     * (durable_step_type.blocking); 0: 8; at most 1024. Made as needed. */
+    int step_threads;
 } durable_options;
 
 /* Opens (creating and migrating as needed) the store and starts the engine's
@@ -159,12 +162,30 @@ DURABLE_API durable_code durable_workflow_warnings(durable *d, const char *text,
  * blank: `task`); a name that no registered type has makes the definition
  * invalid, with a suggestion.
  *
- * The calls below are made on the engine's scheduler thread and must not
- * block. An attempt is a durable_step_call, valid only during the call it
- * is given to; start() (or timer()) answers it with durable_step_done() or
- * durable_step_fail() before returning. (Answering later, from another
- * thread, is not supported yet.) A call left unanswered fails the attempt
- * with code "no_answer". */
+ * An attempt is a durable_step_call, answered once with durable_step_done()
+ * or durable_step_fail(). Two kinds of type:
+ *
+ * - Not blocking (the default): start() is called on the engine's
+ *   scheduler thread, must not block, and answers before returning; the
+ *   call is valid only during start(). Left unanswered, the attempt fails
+ *   with code "no_answer".
+ *
+ * - Blocking (.blocking = true): start() is called on one of the engine's
+ *   step threads (at most durable_options.step_threads, default 8, made as
+ *   needed) and may block (a database query, a slow API). It may also
+ *   return without answering and answer later from any thread: the call
+ *   stays valid until it is answered, and must be answered exactly once,
+ *   even after cancel() (that answer is then ignored; it is what frees the
+ *   call). While every step thread is busy, further attempts of blocking
+ *   types wait in a queue (in memory, FIFO) for one; built-in steps never
+ *   use these threads, and an attempt answered later from another thread
+ *   holds none while it waits. An attempt's timeout_seconds counts from its
+ *   start, so the time spent waiting for a thread counts too.
+ *
+ * Either way, the idempotency key is the same for every attempt of the
+ * step and after a restart: a call unanswered when the process stops (a
+ * crash, a kill) is started again, with that key, when the engine opens
+ * again and resumes the run. */
 typedef struct durable_step_call durable_step_call;
 /* One step's config being validated (durable_validate, registration, or a
  * stored definition loaded again); valid only during check(). */
@@ -185,26 +206,38 @@ typedef struct durable_step_type {
     /* The timer a built-in type asked for has fired; NULL when the type
      * never asks for one (user types cannot yet). */
     void (*timer)(durable_step_call *call, void *ud);
-    /* Reserved for the attempt's cancellation (not called yet); may be NULL. */
+    /* A blocking type's call (started, unanswered) is given up: its run
+     * was cancelled or failed, its attempt timed out, or the engine is
+     * closing (durable_close waits for running start() calls to return, so
+     * a start() that blocks should return when cancelled). Called once, on
+     * the scheduler's thread or the one closing the engine, possibly while
+     * start() still runs on another: it must not block (signal the work to
+     * stop). Answers from then on are ignored, but the call must still be
+     * answered once. May be NULL. Never called for a type that is not
+     * blocking. */
     void (*cancel)(durable_step_call *call, void *ud);
     /* start() answers from its call alone and has no effect outside its
      * answer, so the engine may call it before the attempt's start has
      * committed and commit both at once (one commit per step instead of
      * two). False for a type that acts on the world (an HTTP request). */
     bool answers_at_once;
+    /* start() runs on a step thread, may block, and may answer later from
+     * any thread (above). Not with answers_at_once nor timer. */
+    bool blocking;
     void *ud; /* passed to every call */
 } durable_step_type;
 
 /* Registers a step type: the description is copied (its name too), ud is
- * kept as given. DURABLE_EINVAL for a name that is not valid or a NULL
- * start; DURABLE_ECONFLICT when the name is registered already (the
- * built-in types included). Any thread. Register a type before the runs
- * that use it: a stored workflow's steps are resolved when its plan is
- * first loaded (at durable_open for the runs it resumes, at
- * durable_workflow_register or the first start otherwise) and stay so
- * while the engine is open, so a run whose plan names a type not yet
- * registered when it is loaded is not resumed (its workflow is invalid
- * then; it stays unfinished, resumed at a later open). */
+ * kept as given. DURABLE_EINVAL for a name that is not valid, a NULL start,
+ * or a blocking type with a timer or answers_at_once; DURABLE_ECONFLICT
+ * when the name is registered already (the built-in types included). Any
+ * thread. A stored workflow's steps are resolved when its plan is first
+ * loaded (at durable_open for the runs it resumes, at
+ * durable_workflow_register or the first start otherwise) and stay so while
+ * the engine is open. A run that durable_open could not resume because its
+ * definition names a type not registered yet is resumed when a type is
+ * registered: so a program opens the engine, registers its types, and its
+ * unfinished runs go on (as with durable_workflow_fn_register). */
 DURABLE_API durable_code durable_step_type_register(durable *d, const durable_step_type *type,
                                                     durable_error *err);
 
@@ -219,7 +252,8 @@ DURABLE_API void durable_step_check_error(durable_step_check *chk, const char *p
 DURABLE_API void durable_step_check_warning(durable_step_check *chk, const char *path,
                                             const char *message);
 
-/* What the call is about. Strings are valid until the call returns. */
+/* What the call is about. Strings are valid as long as the call is: until
+ * start() returns, or for a blocking type until the call is answered. */
 DURABLE_API const char *durable_step_call_run_id(const durable_step_call *call);
 DURABLE_API const char *durable_step_call_step_id(const durable_step_call *call);
 DURABLE_API int durable_step_call_attempt(const durable_step_call *call); /* from 1 */
@@ -231,8 +265,10 @@ DURABLE_API const char *durable_step_call_config(durable_step_call *call);
 
 /* Answers the call: the attempt completed with output (JSON text of any
  * value; NULL is null). Output that is not JSON fails the attempt
- * (code "invalid_output"). A call is answered once: later answers are
- * ignored. */
+ * (code "invalid_output"). A call is answered once: a second answer made
+ * while the call is still valid (inside start()) is ignored; a blocking
+ * type's call is freed by its answer, so it must not be used after it.
+ * Any thread. */
 DURABLE_API void durable_step_done(durable_step_call *call, const char *output_json);
 /* Answers the call: the attempt failed with an error code (such as
  * "card_declined", cut at 31 bytes) and a message (cut at 255); the step's

@@ -82,6 +82,9 @@ durable_code durable_step_type_register(durable *d, const durable_step_type *typ
 
     if (!d || !type || !type->start)
         return err_set(err, DURABLE_EINVAL, "a step type needs a start function");
+    if (type->blocking && (type->answers_at_once || type->timer))
+        return err_set(err, DURABLE_EINVAL,
+                       "a blocking step type has no timer and does not answer at once");
     if (!type_name_is_valid(type->name))
         return err_set(err, DURABLE_EINVAL,
                        "invalid step type name \"%.64s\": use 1 to 64 lowercase letters, digits or "
@@ -99,6 +102,10 @@ durable_code durable_step_type_register(durable *d, const durable_step_type *typ
         d->types[d->n_types++] = copy;
     }
     pthread_mutex_unlock(&d->types_mu);
+    /* After durable_open: the runs resumed at open that name this type
+     * are resumed now. */
+    if (rc == DURABLE_OK && d->sched)
+        engine_sched_types_changed(d);
     return rc;
 }
 
@@ -118,11 +125,17 @@ static durable_code register_builtin_types(struct durable *d, durable_error *err
 durable *durable_open(const durable_options *opts, durable_error *err)
 {
     static const durable_options defaults = { 0 };
-    struct durable *d = xcalloc(1, sizeof(*d));
+    struct durable *d;
     const char *path, *file = NULL;
 
     if (!opts)
         opts = &defaults;
+    if (opts->step_threads < 0 || opts->step_threads > ENGINE_MAX_STEP_THREADS) {
+        err_set(err, DURABLE_EINVAL, "step_threads must be 0 (the default, %d) to %d, got %d",
+                STEPS_POOL_THREADS, ENGINE_MAX_STEP_THREADS, opts->step_threads);
+        return NULL;
+    }
+    d = xcalloc(1, sizeof(*d));
     path = opts->db_path ? opts->db_path : "durable.db";
     d->recovery = opts->recovery;
     queue_init(&d->commit_queue);
@@ -148,7 +161,7 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     engine_writer_start(d);
     if (engine_code_start(d, err) != DURABLE_OK)
         goto fail_writer;
-    if (engine_sched_start(d, opts->http_allow, err) != DURABLE_OK)
+    if (engine_sched_start(d, opts->http_allow, opts->step_threads, err) != DURABLE_OK)
         goto fail_writer;
     engine_cluster_start(d);
     return d;

@@ -547,7 +547,7 @@ static void *pool_main(void *arg)
     struct step_pool *p = arg;
     durable_future *f;
 
-    pthread_setname_np(pthread_self(), "durable-step");
+    pthread_setname_np(pthread_self(), "durable-async");
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->is_stopping) {

@@ -88,6 +88,7 @@ static void run_free(struct run_state *r)
     if (!r)
         return;
     for (i = 0; r->steps && i < r->plan->n_steps; i++) {
+        steps_pool_release(r->steps[i].pooled); /* cancelled if unanswered */
         json_decref(r->steps[i].output);
         json_decref(r->steps[i].config);
         free(r->steps[i].if_error);
@@ -227,12 +228,21 @@ static void make_failure(struct commit_item *ci, struct transition *t, const str
     }
 }
 
+/* The attempt of ss ends: the engine lets go of its pooled call, which is
+ * cancelled if it is still unanswered (a timeout). */
+static void release_pooled(struct step_state *ss)
+{
+    steps_pool_release(ss->pooled);
+    ss->pooled = NULL;
+}
+
 void sched_submit_failure(struct sched *s, struct run_state *r, size_t i, const char *code,
                           const char *msg)
 {
     struct commit_item *ci = step_item(r, i, TR_STEP_FAIL);
 
     make_failure(ci, &ci->t, &r->plan->steps[i], r->steps[i].attempt, code, msg);
+    release_pooled(&r->steps[i]);
     r->steps[i].st = SS_FINISHING;
     r->steps[i].gen++;
     sched_submit(s, ci);
@@ -575,6 +585,7 @@ static void step_call_init(durable_step_call *c, const struct run_state *r, size
     memset(c, 0, sizeof(*c));
     snprintf(key, key_len, "%s/%s", r->id, r->plan->steps[i].id);
     c->step = &r->plan->steps[i];
+    c->step_id = c->step->id;
     c->run_id = r->id;
     c->attempt = r->steps[i].attempt;
     c->idempotency_key = key;
@@ -607,6 +618,21 @@ static bool render_config(struct run_state *r, size_t i, char *msg, size_t msg_l
     return ok;
 }
 
+/* A blocking type's attempt goes to the step pool; its answer comes back
+ * as an MSG_IO (on_io_done), from whichever thread gives it. */
+static void start_pooled(struct sched *s, struct run_state *r, size_t i,
+                         const durable_step_call *proto)
+{
+    struct step_io_tag tag = { .step_idx = i, .run_gen = r->gen, .gen = r->steps[i].gen };
+    char *config = json_dumps(proto->config, JSON_COMPACT | JSON_ENCODE_ANY);
+
+    snprintf(tag.run_id, sizeof(tag.run_id), "%s", r->id);
+    release_pooled(&r->steps[i]);
+    r->steps[i].pooled = steps_pool_submit(s->pool, r->plan->steps[i].step_type, proto,
+                                           config ? config : "{}", &tag);
+    free(config);
+}
+
 /* Calls the type's start (or timer, when is_timer) for step i with its
  * rendered config and, when it has an expression, the run context. */
 static void call_type(struct sched *s, struct run_state *r, size_t i, bool is_timer)
@@ -622,6 +648,10 @@ static void call_type(struct sched *s, struct run_state *r, size_t i, bool is_ti
         return;
     }
     step_call_init(&call, r, i, key, sizeof(key));
+    if (ps->step_type->blocking && !is_timer) {
+        start_pooled(s, r, i, &call);
+        return;
+    }
     call.out = &out;
     if (ps->expr)
         call.ctx = run_context(r);
@@ -917,8 +947,8 @@ static void msg_free(struct sched_msg *m)
     free(m);
 }
 
-/* An http_request ended (I/O thread): its outcome, if its attempt is still
- * the one running. */
+/* An http_request ended (I/O thread), or a blocking type answered (any
+ * thread): its outcome, if its attempt is still the one running. */
 static void on_io_done(struct sched *s, struct sched_msg *m)
 {
     struct run_state *r = sched_run_find(s, m->tag.run_id);
@@ -928,13 +958,15 @@ static void on_io_done(struct sched *s, struct sched_msg *m)
         return;
     ss = &r->steps[m->tag.step_idx];
     if (ss->gen != m->tag.gen || ss->st != SS_RUNNING)
-        return; /* timed out, or its run was cancelled: a late result */
+        return;         /* timed out, or its run was cancelled: a late result */
+    release_pooled(ss); /* answered: nothing to cancel */
     handle_outcome(s, r, m->tag.step_idx, &m->out);
 }
 
 static void post(struct sched *s, struct sched_msg *m);
 
-/* steps_io's done callback, on the I/O thread: to the inbox. */
+/* steps_io's and the step pool's done callback, on the I/O thread or the
+ * answering one: to the inbox. */
 static void io_done(void *ud, const struct step_io_tag *tag, struct step_outcome *out)
 {
     struct sched_msg *m = xcalloc(1, sizeof(*m));
@@ -981,6 +1013,14 @@ void engine_sched_cluster(struct durable *d, enum sched_cluster_msg what, const 
     post(d->sched, m);
 }
 
+void engine_sched_types_changed(struct durable *d)
+{
+    struct sched_msg *m = xcalloc(1, sizeof(*m));
+
+    m->kind = MSG_TYPES;
+    post(d->sched, m);
+}
+
 void engine_sched_resume(struct durable *d, const char *run_id)
 {
     post_resume(d, run_id, false);
@@ -1001,6 +1041,8 @@ static void handle_msg(struct sched *s, struct sched_msg *m)
         on_io_done(s, m);
     if (m->kind == MSG_CLUSTER)
         sched_on_cluster(s, m->cluster, m->run_id);
+    if (m->kind == MSG_TYPES)
+        sched_resume_unresolved(s);
     for (ci = m->items; ci; ci = next) {
         next = ci->next;
         on_committed(s, ci);
@@ -1100,7 +1142,8 @@ static durable_code adopt_record(const struct run_record *rec, void *ud)
     return DURABLE_OK;
 }
 
-durable_code engine_sched_start(struct durable *d, const char *http_allow, durable_error *err)
+durable_code engine_sched_start(struct durable *d, const char *http_allow, int step_threads,
+                                durable_error *err)
 {
     struct sched *s = xcalloc(1, sizeof(*s));
     durable_code rc = DURABLE_OK;
@@ -1110,6 +1153,7 @@ durable_code engine_sched_start(struct durable *d, const char *http_allow, durab
     s->n_buckets = 1024;
     s->buckets = xcalloc(s->n_buckets, sizeof(struct run_state *));
     d->sched = s;
+    s->pool = steps_pool_new(io_done, s, step_threads > 0 ? (size_t)step_threads : 0);
     rc = steps_io_start(io_done, s, http_allow, &s->io, err);
     /* Recovery runs before the thread starts, so nothing races with it. */
     if (rc == DURABLE_OK && d->recovery == DURABLE_RECOVER_ALL && !d->cluster) {
@@ -1121,6 +1165,8 @@ durable_code engine_sched_start(struct durable *d, const char *http_allow, durab
     if (rc != DURABLE_OK) {
         steps_io_stop(s->io);
         s->io = NULL;
+        steps_pool_free(s->pool);
+        s->pool = NULL;
     }
     return rc;
 }
@@ -1148,6 +1194,11 @@ void engine_sched_stop(struct durable *d)
     }
     free(s->buckets);
     free(s->heap);
+    free(s->unresolved);
+    /* Every pooled call is released (cancelled) with its run above: the
+     * pool's threads end once their start() calls return. */
+    steps_pool_free(s->pool);
+    s->pool = NULL;
 }
 
 void engine_sched_free(struct durable *d)

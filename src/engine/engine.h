@@ -193,7 +193,8 @@ void engine_metrics_release(struct durable *d);
 /* The writer gave up on a batch (why), or committed one again (why NULL). */
 void engine_health_set_writer_error(struct durable *d, const char *why);
 
-#define ENGINE_MAX_STEP_TYPES 256 /* registered step types, built-in ones included */
+#define ENGINE_MAX_STEP_TYPES   256  /* registered step types, built-in ones included */
+#define ENGINE_MAX_STEP_THREADS 1024 /* durable_options.step_threads */
 
 struct durable {
     struct store *store;
@@ -274,12 +275,16 @@ void engine_events_publish(struct durable *d, const struct store_events *ev, boo
  * DURABLE_RECOVER_ALL (on the calling thread, which is the scheduler until
  * the thread starts: it also handles what commits meanwhile), then starts
  * the scheduler thread. */
-durable_code engine_sched_start(struct durable *d, const char *http_allow, durable_error *err);
+durable_code engine_sched_start(struct durable *d, const char *http_allow, int step_threads,
+                                durable_error *err);
 void engine_sched_stop(struct durable *d);
 /* Frees the scheduler; after engine_writer_stop (the writer may still post). */
 void engine_sched_free(struct durable *d);
 /* Called by the writer with the committed items (a list; ownership passes). */
 void engine_sched_committed(struct durable *d, struct commit_item *items);
+/* A step type was registered: the scheduler resumes the runs it could not
+ * load for want of one. */
+void engine_sched_types_changed(struct durable *d);
 /* Asks the scheduler to resume a run from the store (if not already active). */
 void engine_sched_resume(struct durable *d, const char *run_id);
 /* Asks the scheduler to adopt a run that TR_RUN_RETRY has just committed:

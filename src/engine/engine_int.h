@@ -37,15 +37,18 @@ enum step_st {
 struct step_state {
     enum step_st st;
     int attempt;
-    uint32_t gen;       /* bumped when an attempt ends: disarms its timers */
-    size_t n_deps_left; /* dependencies not yet completed or skipped */
-    json_t *output;     /* COMPLETED: owned */
-    int64_t started_us; /* clock_mono_us when the attempt's START committed, or 0 */
-    json_t *config;     /* the attempt's rendered config, owned; NULL: not rendered yet */
-    bool if_checked;    /* the `if` was evaluated (sched_on_ready) in this incarnation */
-    char *if_error;     /* owned: the `if` failed to evaluate; the attempt fails with it */
-    bool is_restarting; /* STARTING: was running at a restart, goes to its type once the
-                           run's TR_RUN_RECOVERED commits (sched_on_recovered) */
+    uint32_t gen;              /* bumped when an attempt ends: disarms its timers */
+    size_t n_deps_left;        /* dependencies not yet completed or skipped */
+    json_t *output;            /* COMPLETED: owned */
+    int64_t started_us;        /* clock_mono_us when the attempt's START committed, or 0 */
+    json_t *config;            /* the attempt's rendered config, owned; NULL: not rendered yet */
+    bool if_checked;           /* the `if` was evaluated (sched_on_ready) in this incarnation */
+    char *if_error;            /* owned: the `if` failed to evaluate; the attempt fails with it */
+    bool is_restarting;        /* STARTING: was running at a restart, goes to its type once the
+                                  run's TR_RUN_RECOVERED commits (sched_on_recovered) */
+    durable_step_call *pooled; /* RUNNING: a blocking type's call in the step pool, until its
+                                  answer is handled or the attempt ends without it
+                                  (steps_pool_release); NULL otherwise */
 };
 
 struct run_state {
@@ -96,7 +99,7 @@ struct timer {
     char run_id[ID_MAX];
 };
 
-enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO, MSG_CLUSTER };
+enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO, MSG_CLUSTER, MSG_TYPES };
 
 struct sched_msg {
     QUEUE_LINK(struct sched_msg); /* in the inbox */
@@ -127,6 +130,12 @@ struct sched {
                                      puts the one item a pure start produced,
                                      or NULL */
     struct step_io *io;           /* the I/O thread (steps/http.c): http_request transfers */
+    struct step_pool *pool;       /* the step worker pool (steps/pool.c): blocking types */
+    /* Runs not adopted because their definition did not load (a step type
+     * not registered yet): tried again when a type is registered
+     * (MSG_TYPES). Each id once. */
+    char (*unresolved)[ID_MAX];
+    size_t n_unresolved;
 };
 
 /* run table (engine.c) */
@@ -161,6 +170,9 @@ void sched_adopt_new(struct sched *s, struct commit_item *ci);
 void sched_on_recovered(struct sched *s, struct run_state *r);
 durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool is_retry);
 void sched_resume_run(struct sched *s, const char *run_id, bool is_retry);
+/* A step type was registered: the runs kept in s->unresolved are resumed
+ * (those whose definition still does not load are kept again). */
+void sched_resume_unresolved(struct sched *s);
 /* cluster.c's messages: a run claimed, a run of this node changed by a
  * caller (on any node), or the lease lost (forget every run). */
 void sched_on_cluster(struct sched *s, enum sched_cluster_msg what, const char *run_id);

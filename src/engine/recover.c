@@ -13,6 +13,32 @@
 
 #include <string.h>
 
+/* Remembers a run whose definition did not load, to try again at the next
+ * step type registration (sched_resume_unresolved). */
+static void keep_unresolved(struct sched *s, const char *run_id)
+{
+    size_t i;
+
+    for (i = 0; i < s->n_unresolved; i++) {
+        if (strcmp(s->unresolved[i], run_id) == 0)
+            return;
+    }
+    s->unresolved = xrealloc(s->unresolved, (s->n_unresolved + 1) * sizeof(*s->unresolved));
+    snprintf(s->unresolved[s->n_unresolved++], ID_MAX, "%s", run_id);
+}
+
+void sched_resume_unresolved(struct sched *s)
+{
+    char(*ids)[ID_MAX] = s->unresolved;
+    size_t i, n = s->n_unresolved;
+
+    s->unresolved = NULL;
+    s->n_unresolved = 0;
+    for (i = 0; i < n; i++)
+        sched_resume_run(s, ids[i], false);
+    free(ids);
+}
+
 /* Arms the run's time limit, if it has one: due at deadline_ms when the
  * store has it (set at creation, and again by a retry), else counted from
  * created_at_ms (runs created before the store kept it). */
@@ -181,7 +207,10 @@ durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool
     if (sched_run_find(s, rec->id))
         return DURABLE_OK;
     if (engine_plan_get(s->d, rec->workflow_id, rec->definition, &plan, &err) != DURABLE_OK) {
-        log_error("cannot resume run %s: %s", rec->id, err.msg);
+        log_warn("run %s waits for its definition to load (resumed when a step type is "
+                 "registered): %s",
+                 rec->id, err.msg);
+        keep_unresolved(s, rec->id);
         return DURABLE_OK;
     }
     if (plan->code_version > 0) {

@@ -5,7 +5,8 @@
  * durable_step_call (durable.h), and small helpers.
  *
  * Everything here runs on the thread of the call (the scheduler's, or the
- * parsing thread for steps_builtin_find); nothing is shared.
+ * parsing thread for steps_builtin_find); nothing is shared, except a
+ * pooled call's answer, which pool.c takes from any thread.
  */
 #include "util/common.h"
 
@@ -113,7 +114,7 @@ DURABLE_API const char *durable_step_call_run_id(const durable_step_call *call)
 
 DURABLE_API const char *durable_step_call_step_id(const durable_step_call *call)
 {
-    return call->step->id;
+    return call->step_id;
 }
 
 DURABLE_API int durable_step_call_attempt(const durable_step_call *call)
@@ -133,25 +134,36 @@ DURABLE_API const char *durable_step_call_config(durable_step_call *call)
     return call->config_text ? call->config_text : "{}";
 }
 
+/* Gives the answer o to call: to the pool for a pooled call, else into
+ * call->out unless it is answered already. */
+static void answer(durable_step_call *call, struct step_outcome *o)
+{
+    if (call->is_pooled) {
+        steps_pool_answer(call, o);
+    } else if (call->out->kind == STEP_OUT_NONE) {
+        *call->out = *o;
+    } else {
+        json_decref(o->output);
+    }
+}
+
 DURABLE_API void durable_step_done(durable_step_call *call, const char *output_json)
 {
+    struct step_outcome o = { 0 };
     json_error_t jerr;
-    json_t *v;
 
-    if (call->out->kind != STEP_OUT_NONE)
-        return;
-    v = json_loads(output_json ? output_json : "null", JSON_DECODE_ANY, &jerr);
-    if (!v) {
-        steps_fail(call->out, "invalid_output", "the step's output is not JSON: %s", jerr.text);
-        return;
-    }
-    call->out->kind = STEP_OUT_DONE;
-    call->out->output = v;
+    o.output = json_loads(output_json ? output_json : "null", JSON_DECODE_ANY, &jerr);
+    if (o.output)
+        o.kind = STEP_OUT_DONE;
+    else
+        steps_fail(&o, "invalid_output", "the step's output is not JSON: %s", jerr.text);
+    answer(call, &o);
 }
 
 DURABLE_API void durable_step_fail(durable_step_call *call, const char *code, const char *message)
 {
-    if (call->out->kind != STEP_OUT_NONE)
-        return;
-    steps_fail(call->out, code && code[0] ? code : "step_failed", "%s", message ? message : "");
+    struct step_outcome o = { 0 };
+
+    steps_fail(&o, code && code[0] ? code : "step_failed", "%s", message ? message : "");
+    answer(call, &o);
 }

@@ -17,8 +17,10 @@
  * store, with its wake-up time, before anything else happens: delays and
  * approvals; timer() is called at the wake-up time, also after a restart),
  * or "decided" (an approval's timeout, committed as a decision). Types know
- * nothing of the store: the engine commits what they answer. All calls
- * happen on the scheduler thread and must not block.
+ * nothing of the store: the engine commits what they answer. Every call of
+ * a built-in type happens on the scheduler thread and must not block; a
+ * program's blocking type (durable_step_type.blocking) is called on the
+ * step pool's threads instead, and answered from any thread (pool.c).
  *
  * A call is a durable_step_call: the public accessors (durable.h) give a
  * user type its ids and config as text, and durable_step_done/fail fill its
@@ -27,6 +29,7 @@
  * with every outcome kind.
  *
  * Files: steps.c (the built-in table, calls, the public call accessors),
+ * pool.c (the step worker pool and pooled calls),
  * task.c, http.c (http_request, and the I/O thread), delay.c, approval.c,
  * workflow.c, log.c, expr_steps.c (condition and transform: one behaviour,
  * one schema), data_transform.c and conditional.c (the older orchestrator's
@@ -70,9 +73,12 @@ struct step_outcome {
 };
 
 /* What a step sees of its run: one call of a type's start or timer, on
- * the scheduler thread. Borrowed for the call. */
+ * the scheduler thread, borrowed for the call; or a pooled call (is_pooled:
+ * a heap object of pool.c, with step NULL, config NULL and config_text
+ * set), valid until answered. */
 struct durable_step_call {
-    const struct plan_step *step;
+    const struct plan_step *step; /* NULL in a pooled call */
+    const char *step_id;
     const char *run_id;
     int attempt;
     const char *idempotency_key;
@@ -82,6 +88,8 @@ struct durable_step_call {
                                  the step has an expression (step->expr) */
     struct step_outcome *out; /* the answer: set by the type (steps_call inits it) */
     char *config_text;        /* durable_step_call_config's, made on demand; owned */
+    bool is_pooled;           /* a blocking type's call (pool.c): answered through
+                                 steps_pool_answer, from any thread */
 };
 
 /* The built-in types, in registration order, NULL-terminated. Each is
@@ -162,6 +170,41 @@ void steps_io_submit(struct step_io *io, struct step_io_request *req,
  * io. Accepts NULL. */
 void steps_io_stop(struct step_io *io);
 void steps_io_request_free(struct step_io_request *req); /* accepts NULL */
+
+/* ---- the step worker pool (pool.c) ----
+ *
+ * A blocking type's start() (durable_step_type.blocking) is called on one
+ * of the pool's threads (`durable-step`), made on demand up to its size;
+ * while all are busy a call waits in the pool's FIFO. The call is on the
+ * heap and stays valid after start() returns, until the type answers it
+ * (from any thread): the answer goes to the done callback with the call's
+ * tag, like an HTTP request's outcome. The engine holds each call until it
+ * has the answer or gives up on it (steps_pool_release: the type's cancel()
+ * is called if start() was and no answer came; later answers are dropped). */
+struct step_pool;
+
+#define STEPS_POOL_THREADS 8 /* durable_options.step_threads's default */
+
+/* A pool of at most max_threads threads (0: STEPS_POOL_THREADS); none is
+ * started yet. done is called on the answering thread, under the call's
+ * lock: it must not block (post to a queue). */
+struct step_pool *steps_pool_new(step_io_done_fn done, void *ud, size_t max_threads);
+/* Queues type's start() for a copy of proto's ids (step_id, attempt,
+ * idempotency_key; run_id comes from tag) with config_text (copied). The
+ * returned call is the engine's until steps_pool_release. Scheduler thread. */
+durable_step_call *steps_pool_submit(struct step_pool *p, const durable_step_type *type,
+                                     const durable_step_call *proto, const char *config_text,
+                                     const struct step_io_tag *tag);
+/* The engine is done with c (accepts NULL): if unanswered, it is cancelled
+ * (its type's cancel() called, when start() was, on this thread) and its
+ * answer will be dropped. */
+void steps_pool_release(durable_step_call *c);
+/* durable_step_done/fail of a pooled call: o (its output taken) goes to
+ * the done callback if c is still pending. Any thread. */
+void steps_pool_answer(durable_step_call *c, struct step_outcome *o);
+/* Lets the threads finish what they are running (calls still queued are
+ * released ones: skipped), joins them and frees p. Accepts NULL. */
+void steps_pool_free(struct step_pool *p);
 
 /* The error code of a failed expression (runtime jq error, limits). */
 #define STEPS_EXPRESSION_ERROR "expression_error"
