@@ -91,6 +91,7 @@ extern const durable_step_type steps_task_type;      /* task.c */
 extern const durable_step_type steps_http_type;      /* http.c */
 extern const durable_step_type steps_delay_type;     /* delay.c */
 extern const durable_step_type steps_approval_type;  /* approval.c */
+extern const durable_step_type steps_wait_signal_type; /* wait_signal.c */
 extern const durable_step_type steps_condition_type; /* expr_steps.c */
 extern const durable_step_type steps_transform_type; /* expr_steps.c */
 extern const durable_step_type steps_log_type;       /* log.c */
