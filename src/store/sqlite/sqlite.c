@@ -252,8 +252,10 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                          "read a signal" },
     [ST_SIGNAL_TAKE] = { "UPDATE signals SET taken_by = ?2, taken_at = ?3 WHERE id = ?1",
                          "take a signal" },
-    [ST_SIGNAL_WAITER] = { "SELECT step_id, attempt FROM steps WHERE run_id = ?1"
-                           " AND status = 'waiting' AND signal = ?2 ORDER BY idx LIMIT 1",
+    /* min(idx): the first waiting step's columns (a bare column of an
+     * aggregate comes from the row of its min), without a sorter. */
+    [ST_SIGNAL_WAITER] = { "SELECT step_id, attempt, min(idx) FROM steps WHERE run_id = ?1"
+                           " AND status = 'waiting' AND signal = ?2 HAVING count(*) > 0",
                            "find a step waiting for a signal" },
     /* Both UPDATEs of a run's steps go through the primary key: through
      * steps_status, whose column they change, SQLite would first collect
@@ -362,6 +364,10 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_SNAP_STEPS_COUNT] = { "SELECT count(*) FROM steps", "count table steps" },
     [ST_SNAP_EVENTS] = { "SELECT * FROM events ORDER BY gid DESC LIMIT ?1", "read table events" },
     [ST_SNAP_EVENTS_COUNT] = { "SELECT count(*) FROM events", "count table events" },
+    /* rowid order: the order signals were sent in, without a sorter. */
+    [ST_SNAP_SIGNALS] = { "SELECT * FROM signals ORDER BY rowid DESC LIMIT ?1",
+                          "read table signals" },
+    [ST_SNAP_SIGNALS_COUNT] = { "SELECT count(*) FROM signals", "count table signals" },
     [ST_SNAP_ORDERS] = { "SELECT * FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?1",
                          "read table orders" },
     [ST_SNAP_SCHEMA_VERSION] = { "SELECT * FROM schema_version ORDER BY version DESC LIMIT ?1",
