@@ -6,7 +6,8 @@ the `wait_signal` step type, on the real server.
     started again; the signal sent then completes the step with its
     payload, and the step after it reads the payload;
   - a signal sent before its step is reached is kept (202, taken_by null)
-    and taken when the step starts; an empty body is the payload null;
+    and taken when the step starts; an empty body is the payload null; the
+    same through `durable signal --server URL RUN NAME [JSON]`;
   - a wait_signal step with a timeout and no signal fails with code
     timeout, and a signal to the finished run is 409;
   - hostile input: a bad name (404 or 400), a body that is not JSON (400),
@@ -18,6 +19,7 @@ With --pg the server runs on the PostgreSQL database of DURABLE_TEST_PG.
 Usage: test_signals.py --durable PATH --examples DIR [--pg]
 """
 import json
+import subprocess
 
 import server_util as su
 
@@ -92,6 +94,23 @@ class SignalTest(su.ServerTest):
         self.assertEqual(done["status"], "completed", done)
         self.assertIsNone(self.step(done, "go")["output"])
         self.assertEqual(self.step(done, "go")["status"], "completed")
+        # The command line: kept, then taken with its payload.
+        url = "http://%s:%d" % (srv.host, srv.port)
+        run = self.start_run(srv, "signal-late")
+        p = subprocess.run([su.DURABLE, "signal", "--server", url, run["id"], "go", '{"n": 7}'],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("kept until a step waits for it", p.stdout)
+        done = self.wait_run(srv, run["id"])
+        self.assertEqual(self.step(done, "go")["output"], {"n": 7})
+        p = subprocess.run([su.DURABLE, "signal", "--server", url, run["id"], "go"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("409", p.stderr)
+        p = subprocess.run([su.DURABLE, "signal", "--server", url, run["id"]],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("NAME is required", p.stderr)
 
     def test_timeout(self):
         srv = self.start_server()
