@@ -381,9 +381,8 @@ DURABLE_API durable_code durable_sleep(durable_ctx *ctx, const char *name, int64
  * payload at once, or DURABLE_ETIMEOUT again when the wait timed out
  * (the step failed with code "timeout"); DURABLE_ETIMEOUT does not stop
  * the run, the function decides. Other codes as durable_step. */
-DURABLE_API durable_code durable_wait_signal(durable_ctx *ctx, const char *name,
-                                             int64_t timeout_ms, char **out_payload_json,
-                                             durable_error *err);
+DURABLE_API durable_code durable_wait_signal(durable_ctx *ctx, const char *name, int64_t timeout_ms,
+                                             char **out_payload_json, durable_error *err);
 
 /* The run being executed (valid until the function returns), and the ud
  * given to durable_workflow_fn_register. */

@@ -1,9 +1,9 @@
 /*
  * ops.c - the operations commands: `durable runs [--status S] [--workflow
  * W]`, `durable show RUN`, `durable cancel RUN`, `durable retry RUN`,
- * `durable logs RUN [--level L]` and `durable signal RUN NAME [JSON]`, each against a running server (--server
- * URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN)
- * or a database file (--db PATH, the public API).
+ * `durable logs RUN [--level L]` and `durable signal RUN NAME [JSON]`, each against a running
+ * server (--server URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN) or a
+ * database file (--db PATH, the public API).
  *
  * A database file is opened with DURABLE_RECOVER_NONE: this process resumes
  * no run of its own accord, so reading, cancelling or listing executes
@@ -494,6 +494,30 @@ static const char **option_slot(const struct ops_command *c, struct ops_args *a,
     return &a->level;
 }
 
+/* Whether o is a positional argument: not an option, or a signal's JSON
+ * (which may start with '-'). */
+static bool is_positional(const struct ops_args *a, const char *o)
+{
+    return o[0] != '-' || o[1] == '\0' || (a->name && !a->payload);
+}
+
+/* Takes positional argument o: RUN, then signal's NAME and JSON. False
+ * when the command takes no more. */
+static bool take_positional(const struct ops_command *c, struct ops_args *a, const char *o)
+{
+    if (c->needs_run && !a->run)
+        a->run = o;
+    else if (c->n_more > 0 && !a->name)
+        a->name = o;
+    else if (c->n_more > 1 && !a->payload)
+        a->payload = o;
+    else
+        return false;
+    return true;
+}
+
+static int check_args(const struct ops_command *c, struct ops_args *a);
+
 /* Returns 0, 1 after printing --help, or 2 after a usage error. */
 static int parse_args(const struct ops_command *c, int argc, char **argv, struct ops_args *a)
 {
@@ -505,14 +529,8 @@ static int parse_args(const struct ops_command *c, int argc, char **argv, struct
             printf("%s\n%s", c->usage, target_help);
             return 1;
         }
-        if (o[0] != '-' || o[1] == '\0' || (a->name && !a->payload)) {
-            if (c->needs_run && !a->run)
-                a->run = o;
-            else if (c->n_more > 0 && !a->name)
-                a->name = o;
-            else if (c->n_more > 1 && !a->payload)
-                a->payload = o;
-            else
+        if (is_positional(a, o)) {
+            if (!take_positional(c, a, o))
                 return usage_error(c, "unexpected argument \"%s\"", o);
             continue;
         }
@@ -523,10 +541,15 @@ static int parse_args(const struct ops_command *c, int argc, char **argv, struct
             return usage_error(c, "%s needs a value", o);
         *slot = argv[++i];
     }
-    if (c->needs_run && !a->run)
-        return usage_error(c, "%s", "RUN is required");
-    if (c->n_more > 0 && !a->name)
-        return usage_error(c, "%s", "NAME is required");
+    return check_args(c, a);
+}
+
+/* The checks of parse_args once every argument is taken: 0, or 2 after a
+ * usage error. */
+static int check_args(const struct ops_command *c, struct ops_args *a)
+{
+    if ((c->needs_run && !a->run) || (c->n_more > 0 && !a->name))
+        return usage_error(c, "%s", !a->run ? "RUN is required" : "NAME is required");
     if (!a->server)
         a->db = cli_db(a->db);
     if (!a->server == !a->db)

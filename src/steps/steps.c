@@ -16,6 +16,7 @@
 #include <string.h>
 
 /* Adding a type: its file, and its line here. */
+/* clang-format off */
 const durable_step_type *const steps_builtin[] = {
     &steps_task_type,
     &steps_http_type,
@@ -30,6 +31,7 @@ const durable_step_type *const steps_builtin[] = {
     &steps_conditional_type,
     NULL,
 };
+/* clang-format on */
 
 const durable_step_type *steps_builtin_find(void *ud, const char *name)
 {

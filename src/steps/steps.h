@@ -91,7 +91,6 @@ extern const durable_step_type steps_task_type;      /* task.c */
 extern const durable_step_type steps_http_type;      /* http.c */
 extern const durable_step_type steps_delay_type;     /* delay.c */
 extern const durable_step_type steps_approval_type;  /* approval.c */
-extern const durable_step_type steps_wait_signal_type; /* wait_signal.c */
 extern const durable_step_type steps_condition_type; /* expr_steps.c */
 extern const durable_step_type steps_transform_type; /* expr_steps.c */
 extern const durable_step_type steps_log_type;       /* log.c */
@@ -99,6 +98,8 @@ extern const durable_step_type steps_workflow_type;  /* workflow.c */
 /* The older orchestrator's shapes, compiled into an expression at parse time. */
 extern const durable_step_type steps_data_transform_type; /* data_transform.c */
 extern const durable_step_type steps_conditional_type;    /* conditional.c */
+/* Durable waits for a signal sent to the run. */
+extern const durable_step_type steps_wait_signal_type; /* wait_signal.c */
 
 /* The start of the types whose output is their expression's value on the
  * run context (plan_step.expr): condition, transform, and the two above

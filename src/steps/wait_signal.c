@@ -71,8 +71,7 @@ static void wait_signal_start(durable_step_call *c, void *ud)
     (void)ud;
     if (!name || !signal_name_ok(name)) {
         steps_fail(c->out, STEPS_INVALID_CONFIG,
-                   "config.signal: expected a name of 1 to %d of [A-Za-z0-9_.-]",
-                   SIGNAL_NAME_MAX);
+                   "config.signal: expected a name of 1 to %d of [A-Za-z0-9_.-]", SIGNAL_NAME_MAX);
         return;
     }
     if (json_object_get(c->config, "timeout") &&

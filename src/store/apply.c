@@ -116,9 +116,8 @@ static durable_code run_get(struct apply *a, const char *run_id, const char *ste
 /* A caller's decision, cancel or retry: the run's owner is told. */
 static bool tells_owner(const struct transition *t)
 {
-    return !t->by_owner &&
-           (t->kind == TR_STEP_DECIDE || t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY ||
-            t->kind == TR_SIGNAL_SEND);
+    return !t->by_owner && (t->kind == TR_STEP_DECIDE || t->kind == TR_RUN_FINISH ||
+                            t->kind == TR_RUN_RETRY || t->kind == TR_SIGNAL_SEND);
 }
 
 /* The run must exist and be unfinished, or, for a retry (need_failed),
@@ -329,10 +328,10 @@ static durable_code signal_take_earlier(struct apply *a, const struct transition
     char id[ID_MAX];
     durable_code rc;
 
-    *out_taken = false;
     dbuf_init(&payload, 0);
-    rc = a->rows->signal_next(a->s, t->run_id, t->signal_name, id, &payload, out_taken, err);
-    if (rc == DURABLE_OK && *out_taken)
+    rc = a->rows->signal_next(a->s, t->run_id, t->signal_name, id, &payload, err);
+    *out_taken = rc == DURABLE_OK && id[0];
+    if (*out_taken)
         rc = a->rows->signal_take(a->s, id, t->step_id, t->at_ms, err);
     if (rc == DURABLE_OK && *out_taken) {
         done.kind = TR_STEP_COMPLETE;
@@ -501,7 +500,6 @@ static durable_code apply_signal_send(struct apply *a, const struct transition *
     struct event_key k = { t->run_id, NULL, t->at_ms };
     struct transition done = *t;
     char step[STORE_STEP_ID_MAX];
-    bool found = false;
     durable_code rc = require(t->signal_id, "signal_id", err);
 
     if (rc == DURABLE_OK)
@@ -510,8 +508,7 @@ static durable_code apply_signal_send(struct apply *a, const struct transition *
         rc = guard_run(a, t->run_id, false, err);
     if (rc == DURABLE_OK) {
         rc = append(a, &k, "signal_received",
-                    store_event_data_signal_received(t->signal_id, t->signal_name,
-                                                     t->output_json),
+                    store_event_data_signal_received(t->signal_id, t->signal_name, t->output_json),
                     err);
     }
     if (rc == DURABLE_OK) {
@@ -519,9 +516,8 @@ static durable_code apply_signal_send(struct apply *a, const struct transition *
         rc = a->rows->signal_insert(a->s, t, a->last_seq, err);
     }
     if (rc == DURABLE_OK)
-        rc = a->rows->signal_waiter(a->s, t->run_id, t->signal_name, step, &done.attempt, &found,
-                                    err);
-    if (rc != DURABLE_OK || !found)
+        rc = a->rows->signal_waiter(a->s, t->run_id, t->signal_name, step, &done.attempt, err);
+    if (rc != DURABLE_OK || !step[0])
         return rc;
     rc = a->rows->signal_take(a->s, t->signal_id, step, t->at_ms, err);
     if (rc == DURABLE_OK) {

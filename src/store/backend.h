@@ -285,19 +285,18 @@ struct store_rows_ops {
     durable_code (*signal_insert)(struct store *s, const struct transition *t, int64_t seq,
                                   durable_error *err);
     /* The oldest signal of run_id named name not taken yet: its id in
-     * out_id, its payload appended to payload, *out_found. */
+     * out_id ("" when there is none), its payload appended to payload. */
     durable_code (*signal_next)(struct store *s, const char *run_id, const char *name,
-                                char out_id[ID_MAX], struct dbuf *payload, bool *out_found,
-                                durable_error *err);
+                                char out_id[ID_MAX], struct dbuf *payload, durable_error *err);
     /* Signal signal_id is taken by step_id at at_ms. */
     durable_code (*signal_take)(struct store *s, const char *signal_id, const char *step_id,
                                 int64_t at_ms, durable_error *err);
     /* The first step of run_id (in step order) waiting for signal name:
-     * its id in out_step (truncated to STORE_STEP_ID_MAX), its attempt,
-     * *out_found. STEP_W_WAIT stores t->signal_name as what it waits for. */
+     * its id in out_step ("" when none waits), its attempt. STEP_W_WAIT
+     * stores t->signal_name as what the step waits for. */
     durable_code (*signal_waiter)(struct store *s, const char *run_id, const char *name,
                                   char out_step[STORE_STEP_ID_MAX], int *out_attempt,
-                                  bool *out_found, durable_error *err);
+                                  durable_error *err);
     /* Tells the owner of the run, at COMMIT, that a caller changed it (a
      * decision, a cancel, a retry): NULL for a backend of one node. */
     durable_code (*run_notify)(struct store *s, const char *run_id, durable_error *err);

@@ -710,28 +710,24 @@ static durable_code pg_row_signal_insert(struct store *base, const struct transi
                                          int64_t seq, durable_error *err)
 {
     struct num a, b;
-    const char *p[6] = { t->signal_id,
-                         t->run_id,
-                         t->signal_name,
-                         t->output_json ? t->output_json : "null",
-                         num_of(&a, seq),
-                         num_of(&b, t->at_ms) };
+    const char *p[6] = { t->signal_id,    t->run_id,
+                         t->signal_name,  t->output_json ? t->output_json : "null",
+                         num_of(&a, seq), num_of(&b, t->at_ms) };
 
     return wrun(pg_of(base), PG_W_SIGNAL_INSERT, 6, p, NULL, err);
 }
 
 static durable_code pg_row_signal_next(struct store *base, const char *run_id, const char *name,
-                                       char out_id[ID_MAX], struct dbuf *payload, bool *out_found,
+                                       char out_id[ID_MAX], struct dbuf *payload,
                                        durable_error *err)
 {
     const char *p[2] = { run_id, name };
     PGresult *r = wexec(pg_of(base), PG_W_SIGNAL_NEXT, 2, p, err);
 
-    *out_found = false;
+    out_id[0] = '\0';
     if (!r)
         return DURABLE_EIO;
-    *out_found = PQntuples(r) > 0;
-    if (*out_found) {
+    if (PQntuples(r) > 0) {
         cell_copy(r, 0, out_id, ID_MAX);
         dbuf_add(payload, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
     }
@@ -750,16 +746,15 @@ static durable_code pg_row_signal_take(struct store *base, const char *signal_id
 
 static durable_code pg_row_signal_waiter(struct store *base, const char *run_id, const char *name,
                                          char out_step[STORE_STEP_ID_MAX], int *out_attempt,
-                                         bool *out_found, durable_error *err)
+                                         durable_error *err)
 {
     const char *p[2] = { run_id, name };
     PGresult *r = wexec(pg_of(base), PG_W_SIGNAL_WAITER, 2, p, err);
 
-    *out_found = false;
+    out_step[0] = '\0';
     if (!r)
         return DURABLE_EIO;
-    *out_found = PQntuples(r) > 0;
-    if (*out_found) {
+    if (PQntuples(r) > 0) {
         cell_copy(r, 0, out_step, STORE_STEP_ID_MAX);
         *out_attempt = (int)pg_cell_int64(r, 0, 1);
     }

@@ -274,22 +274,22 @@ static durable_code sqlite_workflow_insert(struct store *base, const struct tran
 static durable_code sqlite_signal_insert(struct store *base, const struct transition *t,
                                          int64_t seq, durable_error *err)
 {
-    return stmt_exec(&sqlite_of(base)->w, ST_SIGNAL_INSERT, err, "ssssII", t->signal_id,
-                     t->run_id, t->signal_name, t->output_json ? t->output_json : "null", seq,
-                     t->at_ms);
+    return stmt_exec(&sqlite_of(base)->w, ST_SIGNAL_INSERT, err, "ssssII", t->signal_id, t->run_id,
+                     t->signal_name, t->output_json ? t->output_json : "null", seq, t->at_ms);
 }
 
 static durable_code sqlite_signal_next(struct store *base, const char *run_id, const char *name,
-                                       char out_id[ID_MAX], struct dbuf *payload, bool *out_found,
+                                       char out_id[ID_MAX], struct dbuf *payload,
                                        durable_error *err)
 {
     sqlite3_stmt *st = NULL;
+    bool has_row = false;
     durable_code rc = stmt_get(&sqlite_of(base)->w, ST_SIGNAL_NEXT, &st, err, "ss", run_id, name);
 
-    *out_found = false;
+    out_id[0] = '\0';
     if (rc == DURABLE_OK)
-        rc = stmt_step(st, out_found, err);
-    if (rc == DURABLE_OK && *out_found) {
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && has_row) {
         col_copy_id(st, 0, out_id);
         dbuf_add(payload, col_text(st, 1), (size_t)sqlite3_column_bytes(st, 1));
     }
@@ -305,16 +305,16 @@ static durable_code sqlite_signal_take(struct store *base, const char *signal_id
 
 static durable_code sqlite_signal_waiter(struct store *base, const char *run_id, const char *name,
                                          char out_step[STORE_STEP_ID_MAX], int *out_attempt,
-                                         bool *out_found, durable_error *err)
+                                         durable_error *err)
 {
     sqlite3_stmt *st = NULL;
-    durable_code rc =
-            stmt_get(&sqlite_of(base)->w, ST_SIGNAL_WAITER, &st, err, "ss", run_id, name);
+    bool has_row = false;
+    durable_code rc = stmt_get(&sqlite_of(base)->w, ST_SIGNAL_WAITER, &st, err, "ss", run_id, name);
 
-    *out_found = false;
+    out_step[0] = '\0';
     if (rc == DURABLE_OK)
-        rc = stmt_step(st, out_found, err);
-    if (rc == DURABLE_OK && *out_found) {
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && has_row) {
         col_copy(st, 0, out_step, STORE_STEP_ID_MAX);
         *out_attempt = sqlite3_column_int(st, 1);
     }

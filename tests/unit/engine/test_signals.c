@@ -84,8 +84,7 @@ static durable_code two_waits(durable_ctx *ctx, const char *input, char **out, d
 
 /* A 150 ms wait for "late", a 50 ms sleep, then step "after":
  * {"timed_out": bool}. */
-static durable_code short_wait(durable_ctx *ctx, const char *input, char **out,
-                               durable_error *err)
+static durable_code short_wait(durable_ctx *ctx, const char *input, char **out, durable_error *err)
 {
     char *p = NULL;
     durable_code rc = durable_wait_signal(ctx, "late", 150, &p, err);

@@ -1308,8 +1308,7 @@ static void test_signals_kept_and_taken(void **state)
     data = json_object_get(json_array_get(evs, 1), "data");
     assert_string_equal(json_string_value(json_object_get(data, "signal_id")), "sig_1");
     assert_string_equal(json_string_value(json_object_get(data, "name")), "go");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(data, "payload"), "n")),
-                     1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(data, "payload"), "n")), 1);
     /* The last signal's event, then the completion it caused. */
     assert_string_equal(event_type(evs, json_array_size(evs) - 2), "signal_received");
     assert_string_equal(event_type(evs, json_array_size(evs) - 1), "step_completed");
@@ -1328,8 +1327,7 @@ static void test_signals_refused(void **state)
     struct transition t;
     size_t n;
 
-    assert_int_equal(send_signal(f, "run_nope", "sig_1", "go", "1", &res, &err),
-                     DURABLE_ENOTFOUND);
+    assert_int_equal(send_signal(f, "run_nope", "sig_1", "go", "1", &res, &err), DURABLE_ENOTFOUND);
     create_run(f, "run_1", NULL, NULL, NULL);
     t = step_tr(TR_RUN_FINISH, "run_1", NULL, 0, T0 + 50);
     t.run_status = RUN_CANCELLED;
