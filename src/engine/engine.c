@@ -728,7 +728,10 @@ static void on_signal(struct sched *s, struct run_state *r, struct commit_item *
     if (ci->applied == APPLIED_NONE || !ci->result.signal_step[0])
         return;
     if (!r) {
-        sched_resume_run(s, ci->t.run_id, true);
+        /* A process that resumes no run of its own accord (durable signal
+         * --db) leaves it to the next one that does. */
+        if (s->d->recovery != DURABLE_RECOVER_NONE)
+            sched_resume_run(s, ci->t.run_id, true);
         return;
     }
     i = plan_step_index(r->plan, ci->result.signal_step);
