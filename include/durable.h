@@ -470,6 +470,23 @@ DURABLE_API durable_code durable_child(durable_ctx *ctx, const char *workflow, c
 DURABLE_API durable_code durable_now(durable_ctx *ctx, int64_t *out_ms, durable_error *err);
 DURABLE_API durable_code durable_random(durable_ctx *ctx, uint64_t *out_value, durable_error *err);
 
+/* Waits for the signal `name` (1 to 64 of [A-Za-z0-9_.-]), as step `name`
+ * (type "wait_signal"): a signal of that name sent to the run earlier and
+ * not taken yet is taken at once (the oldest first), else the run waits
+ * (status "waiting") holding no thread, and this returns
+ * DURABLE_ESUSPENDED, which the function must return at once
+ * (DURABLE_TRY); it is executed again from the top when the signal
+ * arrives (durable_signal, POST /runs/{id}/signals/{name}) or the timeout
+ * passes. Each signal is taken by exactly one wait, in the same
+ * transaction as the step's completion. timeout_ms < 0 waits without
+ * limit. OUT: *out_payload_json, the signal's payload (caller frees; may
+ * be NULL to ignore it). Recorded: a later execution returns the recorded
+ * payload at once, or DURABLE_ETIMEOUT again when the wait timed out
+ * (the step failed with code "timeout"); DURABLE_ETIMEOUT does not stop
+ * the run, the function decides. Other codes as durable_step. */
+DURABLE_API durable_code durable_wait_signal(durable_ctx *ctx, const char *name, int64_t timeout_ms,
+                                             char **out_payload_json, durable_error *err);
+
 /* The run being executed (valid until the function returns), and the ud
  * given to durable_workflow_fn_register. */
 DURABLE_API const char *durable_ctx_run_id(const durable_ctx *ctx);
@@ -664,6 +681,25 @@ DURABLE_API durable_code durable_run_retry(durable *d, const char *run_id, durab
  * (not started yet, decided already, timed out) or the run has finished. */
 DURABLE_API durable_code durable_step_decide(durable *d, const char *run_id, const char *step_id,
                                              bool approve, const char *by, const char *comment,
+                                             durable_error *err);
+
+/* Sends signal `name` (1 to 64 of [A-Za-z0-9_.-]) to an unfinished run
+ * with payload_json (any JSON text, at most 1 MiB; NULL means null). In
+ * one transaction the signal is stored and a `signal_received` event
+ * appended; a step waiting for that name (a `wait_signal` step, or
+ * durable_wait_signal) takes it at once, else it is kept for the first
+ * wait of that name (first sent, first taken). Any thread; works whether
+ * or not this engine (or this node) executes the run. DURABLE_ENOTFOUND
+ * for an unknown run, DURABLE_ECONFLICT for a finished one,
+ * DURABLE_EINVAL for a bad name or a payload that is not JSON,
+ * DURABLE_ETOOBIG for a payload over 1 MiB. */
+DURABLE_API durable_code durable_signal(durable *d, const char *run_id, const char *name,
+                                        const char *payload_json, durable_error *err);
+/* durable_signal, and the signal stored: OUT *out_json (caller frees; may
+ * be NULL) {"id", "run_id", "name", "seq" (its signal_received event's),
+ * "taken_by" (the step that took it at once, or null)}. */
+DURABLE_API durable_code durable_signal_send(durable *d, const char *run_id, const char *name,
+                                             const char *payload_json, char **out_json,
                                              durable_error *err);
 
 /* Events of every run with global_id > after_id, oldest first, at most

@@ -174,6 +174,18 @@ function attemptsOf(id) {
   return out;
 }
 
+// The signal a waiting step waits for: its last step_waiting event says
+// (a definition's name may be a template; a code-first wait has no
+// definition), else the definition, else the step's name.
+function signalOf(st, cfg) {
+  for (let i = events.length - 1; i >= 0; i--) {
+    const e = events[i];
+    if (e.step_id === st.step_id && e.type === "step_waiting" && e.data && e.data.signal) return e.data.signal;
+  }
+  if (cfg && cfg.config && typeof cfg.config.signal === "string") return cfg.config.signal;
+  return st.step_id.replace(/#\d+$/, "");
+}
+
 function renderStep() {
   const box = $("step");
   if (!run || !selected) return;
@@ -216,6 +228,27 @@ function renderStep() {
       h("div.row", {},
         h("button.ok", { type: "button", id: "approve", onclick: decide("approve"), text: "✓ Approve" }),
         h("button.danger", { type: "button", id: "reject", onclick: decide("reject"), text: "✕ Reject" }))));
+  }
+  if (st.status === "waiting" && (st.type === "wait_signal" || (cfg && cfg.type === "wait_signal"))) {
+    const name = signalOf(st, cfg);
+    const payload = h("textarea", { id: "signal-payload", rows: 3, placeholder: "null" });
+    const send = async (ev) => {
+      const button = ev.currentTarget; /* null once the handler has awaited */
+      button.disabled = true;
+      try {
+        /* The body is the payload as typed: blank sends null. */
+        await api(`/runs/${encodeURIComponent(runId)}/signals/${encodeURIComponent(name)}`, {
+          method: "POST", body: payload.value.trim(),
+        });
+        say(`signal ${name} sent.`, true);
+        refetch();
+      } catch (e) { say(e.message, false); button.disabled = false; }
+    };
+    kids.push(h("div.approval", { role: "group", "aria-label": "Signal" },
+      h("strong", { id: "signal-waiting", text: `waiting for signal ${name}` }),
+      h("label", { for: "signal-payload", text: "Payload (JSON; blank sends null)" }), payload,
+      h("div.row", {},
+        h("button.ok", { type: "button", id: "send-signal", onclick: send, text: "Send signal" }))));
   }
   if (st.error_message) kids.push(h("h3", { text: "Error" }), h("div.err-text", { text: st.error_message }));
   kids.push(h("h3", { text: "Config" }), h("pre.json", { text: cfg ? pretty(configView(cfg)) : "…" }));

@@ -1,16 +1,17 @@
 /*
  * ops.c - the operations commands: `durable runs [--status S] [--workflow
- * W]`, `durable show RUN`, `durable cancel RUN`, `durable retry RUN` and
- * `durable logs RUN [--level L]`, each against a running server (--server
- * URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN)
- * or a database file (--db PATH, the public API).
+ * W]`, `durable show RUN`, `durable cancel RUN`, `durable retry RUN`,
+ * `durable logs RUN [--level L]` and `durable signal RUN NAME [JSON]`, each against a running
+ * server (--server URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN) or a
+ * database file (--db PATH, the public API).
  *
  * A database file is opened with DURABLE_RECOVER_NONE: this process resumes
  * no run of its own accord, so reading, cancelling or listing executes
  * nothing. A file a server has open is refused by the engine's lock (the
  * server executes its runs): such a database is operated with --server.
  * A run a `durable run` process is executing (it shares the file) is only
- * read: cancelling or retrying it here would race with that process.
+ * read: cancelling, retrying or signalling it here would race with that
+ * process.
  * `retry --db` is the exception that executes: the run goes on in this
  * process, which follows it to its end (Ctrl-C leaves it to the next
  * process that opens the file). One thread, besides the engine's.
@@ -41,6 +42,8 @@ struct ops_args {
     const char *workflow;
     const char *level;
     const char *run;
+    const char *name;    /* signal: the signal's name */
+    const char *payload; /* signal: its payload (JSON text), or NULL */
 };
 
 /* Where the command acts: srv.url set, or d open. */
@@ -54,6 +57,7 @@ struct ops_command {
     const char *usage;
     const char *options; /* the command's own options, " --status --workflow " */
     bool needs_run;
+    int n_more; /* positional arguments after RUN (required ones: 1) */
     int (*fn)(struct ops_target *t, const struct ops_args *a);
 };
 
@@ -375,6 +379,42 @@ static int cmd_logs(struct ops_target *t, const struct ops_args *a)
     return 0;
 }
 
+/* ---- signal ---- */
+
+static int cmd_signal(struct ops_target *t, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+    char *out = NULL;
+    json_t *doc = NULL;
+
+    if (executed_elsewhere(t, a))
+        return 1;
+    if (t->d) {
+        if (durable_signal_send(t->d, a->run, a->name, a->payload, &out, &err) != DURABLE_OK)
+            return db_failed(a, &err);
+        doc = parse_owned(out);
+    } else {
+        char *run = cli_url_escape(a->run), *name = cli_url_escape(a->name);
+        char *path = xasprintf("/runs/%s/signals/%s", run, name);
+        char *body = NULL;
+        if (cli_http_call(&t->srv, "POST", path, a->payload ? a->payload : "", &body) == 0)
+            doc = json_loads(body, 0, NULL);
+        free(body);
+        free(path);
+        free(name);
+        free(run);
+        if (!doc)
+            return 1;
+    }
+    if (json_is_string(json_object_get(doc, "taken_by")))
+        printf("signal %s sent to run %s: taken by step %s\n", a->name, a->run,
+               json_string_value(json_object_get(doc, "taken_by")));
+    else
+        printf("signal %s sent to run %s: kept until a step waits for it\n", a->name, a->run);
+    json_decref(doc);
+    return 0;
+}
+
 /* ---- the commands ---- */
 
 static const struct ops_command commands[] = {
@@ -387,26 +427,26 @@ static const struct ops_command commands[] = {
       "  --status S     only runs in status S: pending, running, waiting, completed,\n"
       "                 failed or cancelled\n"
       "  --workflow W   only runs of workflow W (an id, or a name for every version)\n",
-      " --status --workflow ", false, cmd_runs },
+      " --status --workflow ", false, 0, cmd_runs },
     { "show",
       "usage: durable show (--server URL | --db PATH) RUN\n"
       "\n"
       "Prints the run's steps table (as `durable run` draws it), its error, and how\n"
       "to decide the approvals it waits for.\n",
-      " ", true, cmd_show },
+      " ", true, 0, cmd_show },
     { "cancel",
       "usage: durable cancel (--server URL | --db PATH) RUN\n"
       "\n"
       "Cancels an unfinished run: running steps are abandoned, pending ones\n"
       "cancelled. A finished run cannot be cancelled.\n",
-      " ", true, cmd_cancel },
+      " ", true, 0, cmd_cancel },
     { "retry",
       "usage: durable retry (--server URL | --db PATH) RUN\n"
       "\n"
       "Resumes a failed run from its failed steps; completed steps are kept. With\n"
       "--server the server runs it on; with --db this command runs it and follows\n"
       "it to its end (exit 0 when it completes, 1 when it fails again).\n",
-      " ", true, cmd_retry },
+      " ", true, 0, cmd_retry },
     { "logs",
       "usage: durable logs (--server URL | --db PATH) RUN [--level L]\n"
       "\n"
@@ -415,7 +455,14 @@ static const struct ops_command commands[] = {
       "attempts as warning, failures as error, the run's start and end as info).\n"
       "\n"
       "  --level L      the least level shown: debug (default), info, warning, error\n",
-      " --level ", true, cmd_logs },
+      " --level ", true, 0, cmd_logs },
+    { "signal",
+      "usage: durable signal (--server URL | --db PATH) RUN NAME [JSON]\n"
+      "\n"
+      "Sends the signal NAME (1 to 64 of [A-Za-z0-9_.-]) to an unfinished run, with\n"
+      "JSON as its payload (default null). A step waiting for NAME (wait_signal)\n"
+      "takes it at once; otherwise it is kept for the first step that waits for it.\n",
+      " ", true, 2, cmd_signal },
 };
 
 static int usage_error(const struct ops_command *c, const char *fmt, const char *what)
@@ -447,6 +494,30 @@ static const char **option_slot(const struct ops_command *c, struct ops_args *a,
     return &a->level;
 }
 
+/* Whether o is a positional argument: not an option, or a signal's JSON
+ * (which may start with '-'). */
+static bool is_positional(const struct ops_args *a, const char *o)
+{
+    return o[0] != '-' || o[1] == '\0' || (a->name && !a->payload);
+}
+
+/* Takes positional argument o: RUN, then signal's NAME and JSON. False
+ * when the command takes no more. */
+static bool take_positional(const struct ops_command *c, struct ops_args *a, const char *o)
+{
+    if (c->needs_run && !a->run)
+        a->run = o;
+    else if (c->n_more > 0 && !a->name)
+        a->name = o;
+    else if (c->n_more > 1 && !a->payload)
+        a->payload = o;
+    else
+        return false;
+    return true;
+}
+
+static int check_args(const struct ops_command *c, struct ops_args *a);
+
 /* Returns 0, 1 after printing --help, or 2 after a usage error. */
 static int parse_args(const struct ops_command *c, int argc, char **argv, struct ops_args *a)
 {
@@ -458,10 +529,9 @@ static int parse_args(const struct ops_command *c, int argc, char **argv, struct
             printf("%s\n%s", c->usage, target_help);
             return 1;
         }
-        if (o[0] != '-' || o[1] == '\0') {
-            if (!c->needs_run || a->run)
+        if (is_positional(a, o)) {
+            if (!take_positional(c, a, o))
                 return usage_error(c, "unexpected argument \"%s\"", o);
-            a->run = o;
             continue;
         }
         slot = option_slot(c, a, o);
@@ -471,8 +541,15 @@ static int parse_args(const struct ops_command *c, int argc, char **argv, struct
             return usage_error(c, "%s needs a value", o);
         *slot = argv[++i];
     }
-    if (c->needs_run && !a->run)
-        return usage_error(c, "%s", "RUN is required");
+    return check_args(c, a);
+}
+
+/* The checks of parse_args once every argument is taken: 0, or 2 after a
+ * usage error. */
+static int check_args(const struct ops_command *c, struct ops_args *a)
+{
+    if ((c->needs_run && !a->run) || (c->n_more > 0 && !a->name))
+        return usage_error(c, "%s", !a->run ? "RUN is required" : "NAME is required");
     if (!a->server)
         a->db = cli_db(a->db);
     if (!a->server == !a->db)

@@ -1081,19 +1081,38 @@ static int step_event_line(const char *type, json_t *data, char **msg)
     return -1;
 }
 
+static int waiting_line(json_t *data, char **msg)
+{
+    const char *wf = json_string_value(json_object_get(data, "waiting_for"));
+    const char *until = json_string_value(json_object_get(data, "wake_at"));
+    const char *signal = json_string_value(json_object_get(data, "signal"));
+
+    if (signal)
+        *msg = xasprintf("waiting for signal %s", signal);
+    else
+        *msg = wf ? xasprintf("waiting for %s", wf)
+                  : xasprintf("waiting until %s", until ? until : "woken");
+    return DURABLE_LOG_INFO;
+}
+
+static int signal_line(json_t *data, char **msg)
+{
+    const char *name = json_string_value(json_object_get(data, "name"));
+
+    *msg = xasprintf("signal %s received", name ? name : "?");
+    return DURABLE_LOG_INFO;
+}
+
 /* The line of any other event: its level and message (owned). */
 static int other_event_line(const char *type, json_t *data, char **msg)
 {
     const char *error = json_string_value(json_object_get(data, "error"));
     json_t *by = json_object_get(data, "by");
 
-    if (strcmp(type, "step_waiting") == 0) {
-        const char *wf = json_string_value(json_object_get(data, "waiting_for"));
-        const char *until = json_string_value(json_object_get(data, "wake_at"));
-        *msg = wf ? xasprintf("waiting for %s", wf)
-                  : xasprintf("waiting until %s", until ? until : "woken");
-        return DURABLE_LOG_INFO;
-    }
+    if (strcmp(type, "step_waiting") == 0)
+        return waiting_line(data, msg);
+    if (strcmp(type, "signal_received") == 0)
+        return signal_line(data, msg);
     if (strcmp(type, "approval_decided") == 0) {
         *msg = xasprintf("%s by %s",
                          json_is_true(json_object_get(data, "approved")) ? "approved" : "rejected",

@@ -1453,3 +1453,139 @@ struct code_children **code_children_of(struct durable *d)
 {
     return &d->code->children;
 }
+
+/* ---- signals (durable_wait_signal; the sending side is signals.c) ---- */
+
+/* The run is executed again once this invocation ends (a signal completed
+ * its wait as the wait was recorded); returns DURABLE_ESUSPENDED. */
+static durable_code requeue(durable_ctx *ctx, const char *step_id, durable_error *why)
+{
+    struct code_exec *c = ctx->d->code;
+
+    pthread_mutex_lock(&c->mu);
+    job_queue(c, ctx->run_id, ctx->fn);
+    pthread_mutex_unlock(&c->mu);
+    return err_set(why, DURABLE_ESUSPENDED, "step \"%s\" took a signal", step_id);
+}
+
+/* One durable_wait_signal call: its step, the signal, its attempt and
+ * its wake-up time (0: no timeout). */
+struct signal_wait {
+    char step_id[CODE_STEP_ID_SIZE];
+    const char *name;
+    int attempt;
+    int64_t wake_ms;
+};
+
+/* Commits the wait's WAIT for its signal (until w->wake_ms), or
+ * (is_timeout) its failure with code "timeout". *out_taken: a signal sent
+ * earlier completed the step at once. */
+static durable_code wait_signal_commit(durable_ctx *ctx, const struct signal_wait *w,
+                                       bool is_timeout, bool *out_taken, durable_error *err)
+{
+    struct commit_item *ci = code_item_new(is_timeout ? TR_STEP_FAIL : TR_STEP_WAIT, ctx->run_id);
+    struct transition_result res;
+    char text[CODE_NAME_MAX + 64];
+    durable_code rc;
+
+    memset(&res, 0, sizeof(res));
+    ci->t.step_id = commit_item_str(ci, w->step_id);
+    ci->t.attempt = w->attempt;
+    if (is_timeout) {
+        snprintf(text, sizeof(text), "no signal \"%s\" within the timeout", w->name);
+        ci->t.error_code = "timeout";
+        ci->t.error_message = commit_item_str(ci, text);
+    } else {
+        /* The name needs no escaping: call_begin checked its characters. */
+        snprintf(text, sizeof(text), "{\"waiting_for\":\"signal\",\"signal\":\"%s\"}", w->name);
+        ci->t.wake_at_ms = w->wake_ms;
+        ci->t.wait_json = commit_item_str(ci, text);
+        ci->t.signal_name = commit_item_str(ci, w->name);
+    }
+    rc = engine_commit_wait(ctx->d, ci, &res, err);
+    *out_taken = rc == DURABLE_OK && res.signal_taken;
+    return rc;
+}
+
+static durable_code suspend_for(durable_ctx *ctx, const struct signal_wait *w, int64_t wake_ms,
+                                durable_error *why)
+{
+    if (wake_ms > 0)
+        timer_add(ctx->d->code, ctx->run_id, ctx->fn, wake_ms);
+    return err_set(why, DURABLE_ESUSPENDED, "step \"%s\" waits for signal \"%s\"", w->step_id,
+                   w->name);
+}
+
+/* A wait recorded as waiting: times out when its time has passed, else
+ * suspends (its wake-up armed again). */
+static durable_code wait_signal_again(durable_ctx *ctx, struct signal_wait *w,
+                                      const struct code_rec *rec, durable_error *why)
+{
+    bool taken = false;
+    durable_code rc;
+
+    if (rec->wake_at_ms == 0 || rec->wake_at_ms > clock_wall_ms())
+        return suspend_for(ctx, w, rec->wake_at_ms, why);
+    w->attempt = rec->attempt;
+    rc = wait_signal_commit(ctx, w, true, &taken, why);
+    if (rc == DURABLE_ECONFLICT) /* a signal came first: its commit wakes the run */
+        return requeue(ctx, w->step_id, why);
+    return rc == DURABLE_OK ? DURABLE_ETIMEOUT : rc;
+}
+
+/* A wait not recorded yet, or left running by a crash: its START (unless
+ * recorded) and WAIT, then it suspends, unless the WAIT took a signal. */
+static durable_code wait_signal_first(durable_ctx *ctx, struct signal_wait *w,
+                                      const struct code_rec *rec, durable_error *why)
+{
+    bool taken = false;
+    durable_code rc = DURABLE_OK;
+
+    if (rec && strcmp(rec->status, "running") == 0)
+        w->attempt = rec->attempt > 0 ? rec->attempt : 1;
+    else
+        rc = submit_start(ctx, w->step_id, "wait_signal", w->attempt, 1);
+    if (rc == DURABLE_OK)
+        rc = wait_signal_commit(ctx, w, false, &taken, why);
+    if (rc == DURABLE_OK)
+        rc = taken ? requeue(ctx, w->step_id, why) : suspend_for(ctx, w, w->wake_ms, why);
+    return rc;
+}
+
+durable_code durable_wait_signal(durable_ctx *ctx, const char *name, int64_t timeout_ms,
+                                 char **out_payload_json, durable_error *err)
+{
+    struct signal_wait w = { .name = name, .attempt = 1 };
+    const struct code_rec *rec = NULL;
+    durable_error why = { 0 };
+    durable_code rc;
+
+    if (out_payload_json)
+        *out_payload_json = NULL;
+    w.wake_ms = timeout_ms < 0 ? 0 : clock_wall_ms() + timeout_ms;
+    rc = call_begin(ctx, name, w.step_id, &rec, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    if (rec && strcmp(rec->status, "completed") == 0)
+        rc = DURABLE_OK;
+    else if (rec && strcmp(rec->status, "failed") == 0)
+        rc = DURABLE_ETIMEOUT; /* the only way a wait fails */
+    else if (rec && strcmp(rec->status, "waiting") == 0)
+        rc = wait_signal_again(ctx, &w, rec, &why);
+    else
+        rc = wait_signal_first(ctx, &w, rec, &why);
+    if (rc != DURABLE_OK && rc != DURABLE_ETIMEOUT)
+        return ctx_stop(ctx, rc, &why, err);
+    ctx->pos++;
+    dbuf_reset(&ctx->deps);
+    dbuf_addf(&ctx->deps, "[\"%s\"]", w.step_id);
+    if (rc == DURABLE_ETIMEOUT)
+        return err_set(err, DURABLE_ETIMEOUT, "no signal \"%s\" within the timeout (step \"%s\")",
+                       name, w.step_id);
+    if (out_payload_json) {
+        *out_payload_json = rec && rec->output
+                                    ? json_dumps(rec->output, JSON_COMPACT | JSON_ENCODE_ANY)
+                                    : xstrdup("null");
+    }
+    return DURABLE_OK;
+}

@@ -521,10 +521,15 @@ static void submit_wait(struct sched *s, struct run_state *r, size_t i, struct s
 {
     struct commit_item *ci = step_item(r, i, TR_STEP_WAIT);
     char *text = o->data ? json_dumps(o->data, JSON_COMPACT) : NULL;
+    const char *signal = json_string_value(json_object_get(o->data, "signal"));
+    const char *waiting_for = json_string_value(json_object_get(o->data, "waiting_for"));
 
     ci->t.wake_at_ms = o->wake_at_ms;
     ci->t.wait_json = commit_item_str(ci, text);
     free(text);
+    /* A wait_signal step: a signal kept for it completes it at once. */
+    if (signal && waiting_for && strcmp(waiting_for, "signal") == 0)
+        ci->t.signal_name = commit_item_str(ci, signal);
     r->steps[i].st = SS_FINISHING;
     r->steps[i].gen++; /* the attempt's timeout does not count the wait */
     sched_submit(s, ci);
@@ -780,6 +785,29 @@ static void on_external_decision(struct sched *s, struct run_state *r, struct co
         sched_on_decided(s, r, (size_t)i, &ci->t);
 }
 
+/* A signal committed (durable_signal, any thread): the step that took it,
+ * if one waited, completed with its payload. A run not in memory (a
+ * code-first run among them) is adopted from the store. */
+static void on_signal(struct sched *s, struct run_state *r, struct commit_item *ci)
+{
+    struct transition t = { .kind = TR_STEP_DECIDE, .run_id = ci->t.run_id };
+    long i;
+
+    if (ci->applied == APPLIED_NONE || !ci->result.signal_step[0])
+        return;
+    if (!r) {
+        /* A process that resumes no run of its own accord (durable signal
+         * --db) leaves it to the next one that does. */
+        if (s->d->recovery != DURABLE_RECOVER_NONE)
+            sched_resume_run(s, ci->t.run_id, true);
+        return;
+    }
+    i = plan_step_index(r->plan, ci->result.signal_step);
+    t.output_json = ci->t.output_json;
+    if (i >= 0 && !r->finishing)
+        sched_on_decided(s, r, (size_t)i, &t);
+}
+
 /* A refused step transition whose step has moved on without it (a person
  * decided before an approval's timeout did) changes nothing. */
 static bool refused_but_moved_on(const struct run_state *r, const struct commit_item *ci)
@@ -815,6 +843,14 @@ static void on_step_committed(struct sched *s, struct run_state *r, struct commi
         on_settled(s, r, i);
         break;
     case TR_STEP_WAIT:
+        if (ci->result.signal_taken) { /* a signal sent earlier: completed at once */
+            json_decref(r->steps[i].output);
+            r->steps[i].st = SS_COMPLETED;
+            r->steps[i].output = ci->output;
+            ci->output = NULL;
+            on_settled(s, r, i);
+            break;
+        }
         r->steps[i].st = SS_WAITING;
         if (!r->finishing && t->wake_at_ms > 0)
             sched_timer_push(s, r, i, TM_WAKE, t->wake_at_ms);
@@ -907,6 +943,10 @@ static void on_committed(struct sched *s, struct commit_item *ci)
     }
     if (ci->t.kind == TR_STEP_DECIDE && ci->run_gen == 0) {
         on_external_decision(s, r, ci);
+        return;
+    }
+    if (ci->t.kind == TR_SIGNAL_SEND) {
+        on_signal(s, r, ci);
         return;
     }
     if (!r || ci->run_gen != r->gen)

@@ -190,6 +190,13 @@ static durable_code apply_item(struct durable *d, struct commit_item *ci, struct
         log_warn("transition %d of run %s not applied: %s", (int)ci->t.kind,
                  ci->t.run_id ? ci->t.run_id : "-", err.msg);
 done:
+    if (res.signal_payload) {
+        /* A signal completed a step at its WAIT: its output, for the scheduler. */
+        json_decref(ci->output);
+        ci->output = json_loads(res.signal_payload, JSON_DECODE_ANY, NULL);
+        free(res.signal_payload);
+        res.signal_payload = NULL;
+    }
     ci->result = res;
     if (ci->reply) {
         ci->reply->err = err;

@@ -40,6 +40,7 @@ const struct route http_routes[] = {
     { "POST", "/runs/{id}/retry", route_run_retry, 0 },
     { "POST", "/runs/{id}/steps/{step}/approve", route_step_approve, 0 },
     { "POST", "/runs/{id}/steps/{step}/reject", route_step_reject, 0 },
+    { "POST", "/runs/{id}/signals/{step}", route_run_signal, 0 },
     { "GET", "/events/stream", route_events_stream, 0 },
     { "POST", "/orders", route_order_create, 0 },
     { "GET", "/orders", route_orders_list, 0 },

@@ -414,3 +414,23 @@ enum MHD_Result route_step_reject(struct request *rq)
 {
     return decide_step(rq, false);
 }
+
+/* ---- signals ---- */
+
+/* POST /runs/{id}/signals/{name} with the payload as the body (any JSON;
+ * empty: null): 202 with the stored signal {id, run_id, name, seq,
+ * taken_by}; 404 for an unknown run, 409 for a finished one, 400 for a bad
+ * name or a body that is not JSON. */
+enum MHD_Result route_run_signal(struct request *rq)
+{
+    durable_error err = { 0 };
+    char *out = NULL;
+    const char *body = rq->body.len ? rq->body.buf : NULL;
+
+    if (body && strlen(body) != rq->body.len)
+        return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_request",
+                                "the signal's payload contains a NUL byte");
+    if (durable_signal_send(rq->srv->d, rq->id, rq->step, body, &out, &err) != DURABLE_OK)
+        return http_reply_durable(rq, &err);
+    return http_reply_json(rq, MHD_HTTP_ACCEPTED, out);
+}

@@ -17,11 +17,13 @@
 #include <string.h>
 
 /* Adding a type: its file, and its line here. */
+/* clang-format off */
 const durable_step_type *const steps_builtin[] = {
     &steps_task_type,
     &steps_http_type,
     &steps_delay_type,
     &steps_approval_type,
+    &steps_wait_signal_type,
     &steps_condition_type,
     &steps_transform_type,
     &steps_log_type,
@@ -30,6 +32,7 @@ const durable_step_type *const steps_builtin[] = {
     &steps_conditional_type,
     NULL,
 };
+/* clang-format on */
 
 const durable_step_type *steps_builtin_find(void *ud, const char *name)
 {

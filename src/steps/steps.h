@@ -106,6 +106,8 @@ extern const durable_step_type steps_workflow_type;  /* workflow.c */
 /* The older orchestrator's shapes, compiled into an expression at parse time. */
 extern const durable_step_type steps_data_transform_type; /* data_transform.c */
 extern const durable_step_type steps_conditional_type;    /* conditional.c */
+/* Durable waits for a signal sent to the run. */
+extern const durable_step_type steps_wait_signal_type; /* wait_signal.c */
 
 /* The start of the types whose output is their expression's value on the
  * run context (plan_step.expr): condition, transform, and the two above

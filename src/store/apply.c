@@ -35,6 +35,7 @@ struct apply {
     struct store_events *ev; /* may be NULL */
     size_t n_appended;
     int64_t first_gid; /* the gid of the first event appended */
+    int64_t last_seq;  /* the seq of the last event appended */
     bool fence;        /* t->by_owner: refused on a run this node no longer owns */
 };
 
@@ -72,6 +73,7 @@ static durable_code append(struct apply *a, const struct event_key *k, const cha
     if (rc == DURABLE_OK) {
         if (a->n_appended++ == 0)
             a->first_gid = ids.gid;
+        a->last_seq = ids.seq;
         if (a->ev) {
             store_events_push(a->ev, k, ids.seq, ids.gid, type, data);
             data = NULL;
@@ -114,8 +116,8 @@ static durable_code run_get(struct apply *a, const char *run_id, const char *ste
 /* A caller's decision, cancel or retry: the run's owner is told. */
 static bool tells_owner(const struct transition *t)
 {
-    return !t->by_owner &&
-           (t->kind == TR_STEP_DECIDE || t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY);
+    return !t->by_owner && (t->kind == TR_STEP_DECIDE || t->kind == TR_RUN_FINISH ||
+                            t->kind == TR_RUN_RETRY || t->kind == TR_SIGNAL_SEND);
 }
 
 /* The run must exist and be unfinished, or, for a retry (need_failed),
@@ -314,11 +316,47 @@ static durable_code step_skip(struct apply *a, const struct transition *t, durab
     return rc;
 }
 
-static durable_code step_wait(struct apply *a, const struct transition *t, durable_error *err)
+/* A step that waits for signal t->signal_name takes the oldest one sent
+ * before and not taken yet, if any: it completes at once with its payload
+ * (*out_taken, res->signal_payload). */
+static durable_code signal_take_earlier(struct apply *a, const struct transition *t,
+                                        struct transition_result *res, bool *out_taken,
+                                        durable_error *err)
+{
+    struct transition done = *t;
+    struct dbuf payload;
+    char id[ID_MAX];
+    durable_code rc;
+
+    dbuf_init(&payload, 0);
+    rc = a->rows->signal_next(a->s, t->run_id, t->signal_name, id, &payload, err);
+    *out_taken = rc == DURABLE_OK && id[0];
+    if (*out_taken)
+        rc = a->rows->signal_take(a->s, id, t->step_id, t->at_ms, err);
+    if (rc == DURABLE_OK && *out_taken) {
+        done.kind = TR_STEP_COMPLETE;
+        done.action = NULL;
+        done.output_json = payload.len ? payload.buf : "null";
+        rc = step_complete(a, &done, "", err);
+    }
+    if (rc == DURABLE_OK && *out_taken) {
+        res->signal_taken = true;
+        res->signal_payload = dbuf_detach(&payload, NULL);
+    }
+    dbuf_release(&payload);
+    return rc;
+}
+
+static durable_code step_wait(struct apply *a, const struct transition *t,
+                              struct transition_result *res, durable_error *err)
 {
     char *data = NULL;
-    durable_code rc =
-            store_event_data_step_waiting(t->wait_json, t->attempt, t->wake_at_ms, &data, err);
+    bool taken = false;
+    durable_code rc = t->signal_name ? signal_take_earlier(a, t, res, &taken, err) : DURABLE_OK;
+
+    if (rc != DURABLE_OK || taken)
+        return rc;
+    rc = store_event_data_step_waiting(t->wait_json, t->attempt, t->wake_at_ms, &data, err);
 
     if (rc == DURABLE_OK)
         rc = step_write(a, STEP_W_WAIT, t, err);
@@ -358,7 +396,8 @@ static durable_code insert_step(struct apply *a, const struct transition *t,
 }
 
 /* Guards, applies a STEP_* transition, then recomputes the run's status. */
-static durable_code apply_step(struct apply *a, const struct transition *t, durable_error *err)
+static durable_code apply_step(struct apply *a, const struct transition *t,
+                               struct transition_result *res, durable_error *err)
 {
     const struct step_guard *g = store_step_guard(t->with_start ? TR_STEP_START : t->kind);
     struct store_run_state st = { .has_run = false };
@@ -386,7 +425,7 @@ static durable_code apply_step(struct apply *a, const struct transition *t, dura
             rc = step_fail(a, t, err);
             break;
         case TR_STEP_WAIT:
-            rc = step_wait(a, t, err);
+            rc = step_wait(a, t, res, err);
             break;
         default:
             rc = step_skip(a, t, err);
@@ -457,6 +496,50 @@ static durable_code apply_step_decide(struct apply *a, const struct transition *
     if (rc == DURABLE_OK)
         rc = run_write(a, RUN_W_RECOMPUTE, t, err);
     json_decref(output);
+    return rc;
+}
+
+/* ---- signals ---- */
+
+/* A signal to an unfinished run: stored with its signal_received event,
+ * and taken at once by the first step waiting for its name, if any. */
+static durable_code apply_signal_send(struct apply *a, const struct transition *t,
+                                      struct transition_result *res, durable_error *err)
+{
+    struct event_key k = { t->run_id, NULL, t->at_ms };
+    struct transition done = *t;
+    char step[STORE_STEP_ID_MAX];
+    durable_code rc = require(t->signal_id, "signal_id", err);
+
+    if (rc == DURABLE_OK)
+        rc = require(t->signal_name, "signal_name", err);
+    if (rc == DURABLE_OK)
+        rc = guard_run(a, t->run_id, false, err);
+    if (rc == DURABLE_OK) {
+        rc = append(a, &k, "signal_received",
+                    store_event_data_signal_received(t->signal_id, t->signal_name, t->output_json),
+                    err);
+    }
+    if (rc == DURABLE_OK) {
+        res->seq = a->last_seq;
+        rc = a->rows->signal_insert(a->s, t, a->last_seq, err);
+    }
+    if (rc == DURABLE_OK)
+        rc = a->rows->signal_waiter(a->s, t->run_id, t->signal_name, step, &done.attempt, err);
+    if (rc != DURABLE_OK || !step[0])
+        return rc;
+    rc = a->rows->signal_take(a->s, t->signal_id, step, t->at_ms, err);
+    if (rc == DURABLE_OK) {
+        done.kind = TR_STEP_COMPLETE;
+        done.step_id = step;
+        done.action = NULL;
+        done.output_json = t->output_json ? t->output_json : "null";
+        rc = step_complete(a, &done, "", err);
+    }
+    if (rc == DURABLE_OK)
+        rc = run_write(a, RUN_W_RECOMPUTE, t, err);
+    if (rc == DURABLE_OK)
+        snprintf(res->signal_step, sizeof(res->signal_step), "%s", step);
     return rc;
 }
 
@@ -723,7 +806,9 @@ static durable_code apply_kind(struct apply *a, const struct transition *t,
     case TR_STEP_FAIL:
     case TR_STEP_SKIP:
     case TR_STEP_WAIT:
-        return apply_step(a, t, err);
+        return apply_step(a, t, res, err);
+    case TR_SIGNAL_SEND:
+        return apply_signal_send(a, t, res, err);
     case TR_STEP_DECIDE:
         return apply_step_decide(a, t, err);
     case TR_RUN_FINISH:
@@ -740,7 +825,7 @@ static durable_code apply_kind(struct apply *a, const struct transition *t,
 durable_code store_apply(struct store *s, const struct transition *t, struct store_events *events,
                          struct transition_result *result, durable_error *err)
 {
-    struct apply a = { s, s->ops->rows, events, 0, 0, t->by_owner };
+    struct apply a = { .s = s, .rows = s->ops->rows, .ev = events, .fence = t->by_owner };
     struct transition_result res = { .created = false };
     size_t n0 = events ? events->n : 0;
     durable_code rc;
@@ -754,6 +839,7 @@ durable_code store_apply(struct store *s, const struct transition *t, struct sto
     if (rc == DURABLE_OK && a.rows->run_notify && tells_owner(t))
         rc = a.rows->run_notify(s, t->run_id, err);
     if (rc != DURABLE_OK) {
+        free(res.signal_payload);
         if (events)
             store_events_truncate(events, n0);
         if (a.n_appended > 0)

@@ -64,6 +64,9 @@ durable_code store_event_data_step_waiting(const char *wait_json, int attempt, i
 char *store_event_data_run_finished(enum run_status st, const char *output_json, const char *error);
 /* recovered: {steps} with the transition's array of step ids. */
 char *store_event_data_recovered(const char *steps_json);
+/* signal_received: {signal_id, name, payload}. */
+char *store_event_data_signal_received(const char *signal_id, const char *name,
+                                       const char *payload_json);
 char *store_event_data_run_retried(const char *const *step_ids, size_t n);
 
 /* ---- the cache of finished runs' documents (docs.c) ----
@@ -173,7 +176,8 @@ enum store_step_write {
     STEP_W_RETRY,     /* status retrying, wake_at = wake_at_ms, error_message, error_code */
     STEP_W_FAIL,      /* status failed, completed_at = at_ms, error_message, error_code */
     STEP_W_SKIP,      /* status skipped, completed_at = at_ms */
-    STEP_W_WAIT,      /* status waiting, wake_at = wake_at_ms (0: none) */
+    STEP_W_WAIT,      /* status waiting, wake_at = wake_at_ms (0: none), the signal it
+                         waits for = signal_name (NULL: none) */
     STEP_W_RESTART,   /* only if the step is running: started_at = at_ms, attempt = max(attempt,
                          1); *out_changed says whether it was */
 };
@@ -273,6 +277,26 @@ struct store_rows_ops {
      * and any last seq remembered is forgotten. */
     void (*events_undo)(struct store *s, int64_t first_gid);
     durable_code (*savepoint)(struct store *s, enum store_savepoint op, durable_error *err);
+    /* ---- signals (TR_SIGNAL_SEND, and TR_STEP_WAIT with a signal name) ---- */
+
+    /* A new signal of run t->run_id: id t->signal_id, name t->signal_name,
+     * payload t->output_json (NULL: null), created_at = at_ms, not taken;
+     * seq orders the run's signals (its signal_received event's seq). */
+    durable_code (*signal_insert)(struct store *s, const struct transition *t, int64_t seq,
+                                  durable_error *err);
+    /* The oldest signal of run_id named name not taken yet: its id in
+     * out_id ("" when there is none), its payload appended to payload. */
+    durable_code (*signal_next)(struct store *s, const char *run_id, const char *name,
+                                char out_id[ID_MAX], struct dbuf *payload, durable_error *err);
+    /* Signal signal_id is taken by step_id at at_ms. */
+    durable_code (*signal_take)(struct store *s, const char *signal_id, const char *step_id,
+                                int64_t at_ms, durable_error *err);
+    /* The first step of run_id (in step order) waiting for signal name:
+     * its id in out_step ("" when none waits), its attempt. STEP_W_WAIT
+     * stores t->signal_name as what the step waits for. */
+    durable_code (*signal_waiter)(struct store *s, const char *run_id, const char *name,
+                                  char out_step[STORE_STEP_ID_MAX], int *out_attempt,
+                                  durable_error *err);
     /* Tells the owner of the run, at COMMIT, that a caller changed it (a
      * decision, a cancel, a retry): NULL for a backend of one node. */
     durable_code (*run_notify)(struct store *s, const char *run_id, durable_error *err);

@@ -177,3 +177,19 @@ char *store_event_data_run_retried(const char *const *step_ids, size_t n)
     dbuf_adds(&b, "]}");
     return done(&b);
 }
+
+char *store_event_data_signal_received(const char *signal_id, const char *name,
+                                       const char *payload_json)
+{
+    struct dbuf b;
+
+    dbuf_init(&b, 0);
+    dbuf_adds(&b, "{\"signal_id\":");
+    dbuf_add_json_string(&b, signal_id);
+    dbuf_adds(&b, ",\"name\":");
+    dbuf_add_json_string(&b, name);
+    dbuf_adds(&b, ",\"payload\":");
+    dbuf_adds(&b, payload_json ? payload_json : "null");
+    dbuf_adds(&b, "}");
+    return done(&b);
+}

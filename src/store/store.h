@@ -105,6 +105,11 @@ enum transition_kind {
     TR_STEP_DECIDE,      /* waiting approval step -> completed with output_json ({approved,
                             by, comment, at}); approval_decided + step_completed. attempt 0
                             means the current one (a person's decision, from any thread) */
+    TR_SIGNAL_SEND,      /* a named signal to an unfinished run (signal_id, signal_name,
+                            output_json: its payload): signal_received; kept until a
+                            wait takes it. The first step waiting for that name (in
+                            step order), if any, takes it at once: completed with the
+                            payload (step_completed), result.signal_step names it */
 };
 
 /* Statuses, in state order. Their names (run_status_name) are what the
@@ -196,6 +201,12 @@ struct transition {
     /* TR_STEP_WAIT: JSON object merged into the step_waiting event's data, or NULL
        (wake_at_ms is the wake-up time, 0 for none) */
     const char *wait_json;
+    /* TR_STEP_WAIT: the name of the signal the step waits for, or NULL. When
+       the run has a signal of that name not yet taken, the oldest one is
+       taken at once: the step completes with its payload in the same
+       transaction (result.signal_taken). TR_SIGNAL_SEND: the signal's name */
+    const char *signal_name;
+    const char *signal_id; /* TR_SIGNAL_SEND: the new signal's id (unique) */
     /* Made by the run's executor (the scheduler), not by a caller: on a
        backend shared by several nodes it applies only while this node owns
        the run (DURABLE_EFENCED otherwise), and the other kinds (a caller's
@@ -209,6 +220,10 @@ struct transition {
     const struct transition_step_init *insert_step;
     int insert_idx;
 };
+
+/* The longest step id a result names, with its NUL (definitions and code
+ * keep theirs shorter). */
+#define STORE_STEP_ID_MAX 128
 
 /* What a committed transition wrote, handed to subscribers after commit. */
 struct store_event {
@@ -237,6 +252,14 @@ struct transition_result {
     int version;     /* WORKFLOW_PUT */
     bool created;    /* WORKFLOW_PUT: a new version; RUN_CREATE: false when the
                         idempotency key already had a run */
+    int64_t seq;     /* SIGNAL_SEND: the seq of its signal_received event */
+    /* SIGNAL_SEND: the step that took the signal at once ("" for none) */
+    char signal_step[STORE_STEP_ID_MAX];
+    /* STEP_WAIT with signal_name: a signal sent earlier completed the step
+       at once; signal_payload is its payload (owned: the receiver of the
+       result frees it) */
+    bool signal_taken;
+    char *signal_payload;
 };
 
 durable_code store_tx_begin(struct store *s, durable_error *err);

@@ -368,6 +368,34 @@ async function main() {
       `decision stored: ${JSON.stringify(out)}`);
   });
 
+  await check("signal: send a waiting step its signal from the run page, payload left blank", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "needs-signal", steps: [
+        { id: "prepare", type: "task", config: { duration_seconds: 0.2 } },
+        { id: "paid", type: "wait_signal", config: { signal: "payment.received" }, depends_on: ["prepare"] },
+        { id: "ship", type: "task", config: { duration_seconds: 0.2 }, depends_on: ["paid"] }],
+    });
+    assert(reg.status === 201 || reg.status === 200, `register: ${reg.status}`);
+    const run = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    await page.goto(`${BASE}/ui/run.html?id=${run.id}`);
+    await page.evaluate(() => { window.__noReload = true; });
+    await page.waitForSelector('.node.waiting[data-step="paid"]');
+    await page.locator('.node[data-step="paid"]').click();
+    const said = await page.textContent("#signal-waiting");
+    assert(said === "waiting for signal payment.received", `the step says what it waits for: ${said}`);
+    /* What a hurried user does: the payload left blank. */
+    assert(await page.inputValue("#signal-payload") === "", "the payload starts blank");
+    await page.screenshot({ path: path.join(SHOTS, "run-waiting-signal.png"), fullPage: true });
+    await page.click("#send-signal");
+    await page.waitForSelector("#run-status .badge.completed");
+    assert(await page.evaluate(() => window.__noReload === true), "the page was reloaded");
+    await page.waitForSelector("#history .type.signal_received");
+    const done = (await http("GET", `/runs/${run.id}`)).json;
+    const paid = done.steps.find((st) => st.step_id === "paid");
+    assert(paid.status === "completed" && paid.output === null,
+      `the blank payload is null: ${JSON.stringify(paid)}`);
+  });
+
   await check("dashboard: start with a typed input, a blank one, and refuse an invalid one", async () => {
     const reg = await http("POST", "/workflows", {
       name: "echo-input", input: { greeting: "hello", n: 1 },

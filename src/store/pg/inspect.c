@@ -50,6 +50,8 @@ static const struct snapshot_table {
       "SELECT count(*) FROM steps" },
     { "events", "SELECT * FROM events ORDER BY gid DESC LIMIT $1::integer",
       "SELECT count(*) FROM events" },
+    { "signals", "SELECT * FROM signals ORDER BY created_at DESC, id DESC LIMIT $1::integer",
+      "SELECT count(*) FROM signals" },
     { "orders", "SELECT * FROM orders ORDER BY created_at DESC, ord DESC LIMIT $1::integer",
       "SELECT count(*) FROM orders" },
     { "schema_version", "SELECT * FROM schema_version ORDER BY version DESC LIMIT $1::integer",

@@ -83,6 +83,10 @@ enum pg_wstmt_id {
     PG_W_SP_RELEASE,
     PG_W_SP_ROLLBACK,
     PG_W_NOTIFY_RUN,
+    PG_W_SIGNAL_INSERT,
+    PG_W_SIGNAL_NEXT,
+    PG_W_SIGNAL_TAKE,
+    PG_W_SIGNAL_WAITER,
     PG_W_COUNT
 };
 

@@ -90,6 +90,15 @@ static const char *const migrations[] = {
     "CREATE INDEX runs_created ON runs (created_at, ord);"
     "DROP INDEX runs_status;"
     "CREATE INDEX runs_status ON runs (status, created_at, ord);",
+    /* 3: signals sent to runs, kept until a waiting step takes one (seq:
+     * the signal_received event's, their order in the run), and the name
+     * of the signal a waiting step waits for. */
+    "CREATE TABLE signals ("
+    "  id text PRIMARY KEY, run_id text NOT NULL REFERENCES runs (id), name text NOT NULL,"
+    "  payload text NOT NULL, seq bigint NOT NULL, created_at bigint NOT NULL,"
+    "  taken_by text, taken_at bigint);"
+    "CREATE INDEX signals_waiting ON signals (run_id, name, seq) WHERE taken_by IS NULL;"
+    "ALTER TABLE steps ADD signal text;",
 };
 
 int pg_schema_version(void)

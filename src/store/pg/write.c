@@ -111,8 +111,20 @@ static const struct pg_wstmt {
                          "fail a step" },
     [PG_W_STEP_SKIP] = { "UPDATE steps SET status = 'skipped', completed_at = $3::bigint" WHERE_STEP,
                          "skip a step" },
-    [PG_W_STEP_WAIT] = { "UPDATE steps SET status = 'waiting', wake_at = $3::bigint" WHERE_STEP,
+    [PG_W_STEP_WAIT] = { "UPDATE steps SET status = 'waiting', wake_at = $3::bigint,"
+                         " signal = $4" WHERE_STEP,
                          "make a step wait" },
+    [PG_W_SIGNAL_INSERT] = { "INSERT INTO signals (id, run_id, name, payload, seq, created_at)"
+                             " VALUES ($1, $2, $3, $4, $5::bigint, $6::bigint)",
+                             "store a signal" },
+    [PG_W_SIGNAL_NEXT] = { "SELECT id, payload FROM signals WHERE run_id = $1 AND name = $2"
+                           " AND taken_by IS NULL ORDER BY seq LIMIT 1",
+                           "read a signal" },
+    [PG_W_SIGNAL_TAKE] = { "UPDATE signals SET taken_by = $2, taken_at = $3::bigint WHERE id = $1",
+                           "take a signal" },
+    [PG_W_SIGNAL_WAITER] = { "SELECT step_id, attempt FROM steps WHERE run_id = $1"
+                             " AND status = 'waiting' AND signal = $2 ORDER BY idx LIMIT 1",
+                             "find a step waiting for a signal" },
     /* Recovery runs a running step again under its attempt and key. */
     [PG_W_STEP_RESTART] = { "UPDATE steps SET started_at = $3::bigint,"
                             " attempt = greatest(attempt, 1)" WHERE_STEP " AND status = 'running'",
@@ -437,6 +449,8 @@ static durable_code pg_row_step_write(struct store *base, enum store_step_write 
         break;
     case STEP_W_WAIT:
         p[2] = time_of(&a, t->wake_at_ms);
+        p[3] = t->signal_name;
+        n = 4;
         break;
     default:
         return err_set(err, DURABLE_EINVAL, "unknown step write %d", (int)w);
@@ -690,6 +704,64 @@ durable_code pg_write_commit(struct pg_store *s, durable_error *err)
     return wrun(s, PG_W_COUNTER_SET, 1, p, NULL, err);
 }
 
+/* ---- signals ---- */
+
+static durable_code pg_row_signal_insert(struct store *base, const struct transition *t,
+                                         int64_t seq, durable_error *err)
+{
+    struct num a, b;
+    const char *p[6] = { t->signal_id,    t->run_id,
+                         t->signal_name,  t->output_json ? t->output_json : "null",
+                         num_of(&a, seq), num_of(&b, t->at_ms) };
+
+    return wrun(pg_of(base), PG_W_SIGNAL_INSERT, 6, p, NULL, err);
+}
+
+static durable_code pg_row_signal_next(struct store *base, const char *run_id, const char *name,
+                                       char out_id[ID_MAX], struct dbuf *payload,
+                                       durable_error *err)
+{
+    const char *p[2] = { run_id, name };
+    PGresult *r = wexec(pg_of(base), PG_W_SIGNAL_NEXT, 2, p, err);
+
+    out_id[0] = '\0';
+    if (!r)
+        return DURABLE_EIO;
+    if (PQntuples(r) > 0) {
+        cell_copy(r, 0, out_id, ID_MAX);
+        dbuf_add(payload, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+    }
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code pg_row_signal_take(struct store *base, const char *signal_id,
+                                       const char *step_id, int64_t at_ms, durable_error *err)
+{
+    struct num a;
+    const char *p[3] = { signal_id, step_id, num_of(&a, at_ms) };
+
+    return wrun(pg_of(base), PG_W_SIGNAL_TAKE, 3, p, NULL, err);
+}
+
+static durable_code pg_row_signal_waiter(struct store *base, const char *run_id, const char *name,
+                                         char out_step[STORE_STEP_ID_MAX], int *out_attempt,
+                                         durable_error *err)
+{
+    const char *p[2] = { run_id, name };
+    PGresult *r = wexec(pg_of(base), PG_W_SIGNAL_WAITER, 2, p, err);
+
+    out_step[0] = '\0';
+    if (!r)
+        return DURABLE_EIO;
+    if (PQntuples(r) > 0) {
+        cell_copy(r, 0, out_step, STORE_STEP_ID_MAX);
+        *out_attempt = (int)pg_cell_int64(r, 0, 1);
+    }
+    PQclear(r);
+    return DURABLE_OK;
+}
+
 const struct store_rows_ops pg_rows_ops = {
     .run_get = pg_row_run_get,
     .run_by_key = pg_row_run_by_key,
@@ -708,4 +780,8 @@ const struct store_rows_ops pg_rows_ops = {
     .events_undo = pg_row_events_undo,
     .savepoint = pg_row_savepoint,
     .run_notify = pg_row_run_notify,
+    .signal_insert = pg_row_signal_insert,
+    .signal_next = pg_row_signal_next,
+    .signal_take = pg_row_signal_take,
+    .signal_waiter = pg_row_signal_waiter,
 };

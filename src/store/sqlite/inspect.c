@@ -31,6 +31,7 @@ static const struct snapshot_table {
     { "runs", ST_SNAP_RUNS, ST_RUNS_COUNT },
     { "steps", ST_SNAP_STEPS, ST_SNAP_STEPS_COUNT },
     { "events", ST_SNAP_EVENTS, ST_SNAP_EVENTS_COUNT },
+    { "signals", ST_SNAP_SIGNALS, ST_SNAP_SIGNALS_COUNT },
     { "orders", ST_SNAP_ORDERS, ST_ORDERS_COUNT },
     { "schema_version", ST_SNAP_SCHEMA_VERSION, ST_SNAP_SCHEMA_VERSION_COUNT },
 };

@@ -98,6 +98,15 @@ static const char *const migrations[] = {
      * (the end of the run's primary key range), so that a step transition
      * need not rewrite the run's row and its indexes. */
     "ALTER TABLE runs DROP COLUMN last_seq;",
+    /* 6: signals sent to runs, kept until a waiting step takes one (seq:
+     * the signal_received event's, their order in the run), and the name
+     * of the signal a waiting step waits for. */
+    "CREATE TABLE signals ("
+    "  id TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs (id), name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL, seq INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    "  taken_by TEXT, taken_at INTEGER);"
+    "CREATE INDEX signals_waiting ON signals (run_id, name, seq) WHERE taken_by IS NULL;"
+    "ALTER TABLE steps ADD COLUMN signal TEXT;",
 };
 
 int sqlite_schema_version(void)
@@ -233,8 +242,21 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                        "fail a step" },
     [ST_STEP_SKIP] = { "UPDATE steps SET status = 'skipped', completed_at = ?3" WHERE_STEP,
                        "skip a step" },
-    [ST_STEP_WAIT] = { "UPDATE steps SET status = 'waiting', wake_at = ?3" WHERE_STEP,
+    [ST_STEP_WAIT] = { "UPDATE steps SET status = 'waiting', wake_at = ?3, signal = ?4" WHERE_STEP,
                        "make a step wait" },
+    [ST_SIGNAL_INSERT] = { "INSERT INTO signals (id, run_id, name, payload, seq, created_at)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                           "store a signal" },
+    [ST_SIGNAL_NEXT] = { "SELECT id, payload FROM signals WHERE run_id = ?1 AND name = ?2"
+                         " AND taken_by IS NULL ORDER BY seq LIMIT 1",
+                         "read a signal" },
+    [ST_SIGNAL_TAKE] = { "UPDATE signals SET taken_by = ?2, taken_at = ?3 WHERE id = ?1",
+                         "take a signal" },
+    /* min(idx): the first waiting step's columns (a bare column of an
+     * aggregate comes from the row of its min), without a sorter. */
+    [ST_SIGNAL_WAITER] = { "SELECT step_id, attempt, min(idx) FROM steps WHERE run_id = ?1"
+                           " AND status = 'waiting' AND signal = ?2 HAVING count(*) > 0",
+                           "find a step waiting for a signal" },
     /* Both UPDATEs of a run's steps go through the primary key: through
      * steps_status, whose column they change, SQLite would first collect
      * the rows in a temporary table. */
@@ -342,6 +364,10 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_SNAP_STEPS_COUNT] = { "SELECT count(*) FROM steps", "count table steps" },
     [ST_SNAP_EVENTS] = { "SELECT * FROM events ORDER BY gid DESC LIMIT ?1", "read table events" },
     [ST_SNAP_EVENTS_COUNT] = { "SELECT count(*) FROM events", "count table events" },
+    /* rowid order: the order signals were sent in, without a sorter. */
+    [ST_SNAP_SIGNALS] = { "SELECT * FROM signals ORDER BY rowid DESC LIMIT ?1",
+                          "read table signals" },
+    [ST_SNAP_SIGNALS_COUNT] = { "SELECT count(*) FROM signals", "count table signals" },
     [ST_SNAP_ORDERS] = { "SELECT * FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?1",
                          "read table orders" },
     [ST_SNAP_SCHEMA_VERSION] = { "SELECT * FROM schema_version ORDER BY version DESC LIMIT ?1",

@@ -166,7 +166,8 @@ static durable_code sqlite_step_write(struct store *base, enum store_step_write 
         rc = stmt_exec(c, ST_STEP_SKIP, err, "ssI", t->run_id, t->step_id, t->at_ms);
         break;
     case STEP_W_WAIT:
-        rc = stmt_exec(c, ST_STEP_WAIT, err, "ssT", t->run_id, t->step_id, t->wake_at_ms);
+        rc = stmt_exec(c, ST_STEP_WAIT, err, "ssTs", t->run_id, t->step_id, t->wake_at_ms,
+                       t->signal_name);
         break;
     case STEP_W_RESTART:
         rc = stmt_exec(c, ST_STEP_RESTART, err, "ssI", t->run_id, t->step_id, t->at_ms);
@@ -268,6 +269,59 @@ static durable_code sqlite_workflow_insert(struct store *base, const struct tran
                      wf->version, t->wf_definition, t->at_ms);
 }
 
+/* ---- signals ---- */
+
+static durable_code sqlite_signal_insert(struct store *base, const struct transition *t,
+                                         int64_t seq, durable_error *err)
+{
+    return stmt_exec(&sqlite_of(base)->w, ST_SIGNAL_INSERT, err, "ssssII", t->signal_id, t->run_id,
+                     t->signal_name, t->output_json ? t->output_json : "null", seq, t->at_ms);
+}
+
+static durable_code sqlite_signal_next(struct store *base, const char *run_id, const char *name,
+                                       char out_id[ID_MAX], struct dbuf *payload,
+                                       durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    durable_code rc = stmt_get(&sqlite_of(base)->w, ST_SIGNAL_NEXT, &st, err, "ss", run_id, name);
+
+    out_id[0] = '\0';
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && has_row) {
+        col_copy_id(st, 0, out_id);
+        dbuf_add(payload, col_text(st, 1), (size_t)sqlite3_column_bytes(st, 1));
+    }
+    stmt_release(st);
+    return rc;
+}
+
+static durable_code sqlite_signal_take(struct store *base, const char *signal_id,
+                                       const char *step_id, int64_t at_ms, durable_error *err)
+{
+    return stmt_exec(&sqlite_of(base)->w, ST_SIGNAL_TAKE, err, "ssI", signal_id, step_id, at_ms);
+}
+
+static durable_code sqlite_signal_waiter(struct store *base, const char *run_id, const char *name,
+                                         char out_step[STORE_STEP_ID_MAX], int *out_attempt,
+                                         durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    durable_code rc = stmt_get(&sqlite_of(base)->w, ST_SIGNAL_WAITER, &st, err, "ss", run_id, name);
+
+    out_step[0] = '\0';
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && has_row) {
+        col_copy(st, 0, out_step, STORE_STEP_ID_MAX);
+        *out_attempt = sqlite3_column_int(st, 1);
+    }
+    stmt_release(st);
+    return rc;
+}
+
 /* ---- events ---- */
 
 static durable_code sqlite_event_append(struct store *base, const struct event_key *k,
@@ -348,4 +402,8 @@ const struct store_rows_ops sqlite_rows_ops = {
     .event_append = sqlite_event_append,
     .events_undo = sqlite_events_undo,
     .savepoint = sqlite_savepoint,
+    .signal_insert = sqlite_signal_insert,
+    .signal_next = sqlite_signal_next,
+    .signal_take = sqlite_signal_take,
+    .signal_waiter = sqlite_signal_waiter,
 };

@@ -34,6 +34,7 @@ SPEC_ROUTES = [
     ("GET", "/runs/{}/events"), ("GET", "/runs/{}/stream"), ("GET", "/events/stream"),
     ("POST", "/runs/{}/cancel"), ("POST", "/runs/{}/retry"),
     ("POST", "/runs/{}/steps/{}/approve"), ("POST", "/runs/{}/steps/{}/reject"),
+    ("POST", "/runs/{}/signals/{}"),
     ("POST", "/orders"), ("GET", "/orders"), ("GET", "/orders/{}"),
     ("GET", "/db/snapshot"), ("GET", "/health"), ("GET", "/metrics"), ("GET", "/openapi.json"),
 ]

@@ -1206,6 +1206,139 @@ static void test_start_and_complete_at_once(void **state)
     json_decref(evs);
 }
 
+/* ---- signals ---- */
+
+/* A signal to run_1: its result in *res (seq, the step that took it). */
+static durable_code send_signal(struct fixture *f, const char *run_id, const char *id,
+                                const char *name, const char *payload,
+                                struct transition_result *res, durable_error *err)
+{
+    struct transition t = step_tr(TR_SIGNAL_SEND, run_id, NULL, 0, T0 + 100);
+
+    t.signal_id = id;
+    t.signal_name = name;
+    t.output_json = payload;
+    memset(res, 0, sizeof(*res));
+    return apply1(f, &t, res, err);
+}
+
+/* Step step_id of run_1 starts, then waits for signal name. */
+static void wait_for(struct fixture *f, const char *step_id, const char *name,
+                     struct transition_result *res)
+{
+    struct transition t = step_tr(TR_STEP_WAIT, "run_1", step_id, 1, T0 + 200);
+
+    step_ok(f, TR_STEP_START, "run_1", step_id, 1);
+    t.signal_name = name;
+    memset(res, 0, sizeof(*res));
+    apply_ok(f, &t, res);
+}
+
+/* The output of step_id as compact JSON text (owned). */
+static char *step_output(struct fixture *f, const char *step_id)
+{
+    json_t *run = doc_of(store_run_json, f, "run_1");
+    json_t *steps = json_object_get(run, "steps");
+    char *text = NULL;
+
+    for (size_t i = 0; i < json_array_size(steps); i++) {
+        json_t *st = json_array_get(steps, i);
+        if (strcmp(json_string_value(json_object_get(st, "step_id")), step_id) == 0)
+            text = json_dumps(json_object_get(st, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
+    }
+    json_decref(run);
+    assert_non_null(text);
+    return text;
+}
+
+static void assert_output(struct fixture *f, const char *step_id, const char *want)
+{
+    char *text = step_output(f, step_id);
+
+    assert_string_equal(text, want);
+    free(text);
+}
+
+/* Signals sent before a wait are kept and taken first sent, first taken,
+ * each by one wait; a signal sent while a step waits completes it at
+ * once; another name wakes nothing. */
+static void test_signals_kept_and_taken(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition_result res;
+    json_t *evs, *data;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    assert_int_equal(send_signal(f, "run_1", "sig_1", "go", "{\"n\":1}", &res, &err), DURABLE_OK);
+    assert_int_equal(res.seq, 2); /* after run_created */
+    assert_string_equal(res.signal_step, "");
+    assert_int_equal(send_signal(f, "run_1", "sig_2", "go", "{\"n\":2}", &res, &err), DURABLE_OK);
+    assert_int_equal(res.seq, 3);
+
+    wait_for(f, "a", "go", &res);
+    assert_true(res.signal_taken);
+    assert_string_equal(res.signal_payload, "{\"n\":1}");
+    free(res.signal_payload);
+    assert_step_status(f, "run_1", "a", STEP_S_COMPLETED);
+    assert_output(f, "a", "{\"n\":1}");
+    wait_for(f, "b", "go", &res);
+    assert_true(res.signal_taken);
+    free(res.signal_payload);
+    assert_output(f, "b", "{\"n\":2}");
+
+    /* None left: c waits, and the run with it. */
+    wait_for(f, "c", "go", &res);
+    assert_false(res.signal_taken);
+    assert_null(res.signal_payload);
+    assert_step_status(f, "run_1", "c", STEP_S_WAITING);
+    assert_run_status(f, "run_1", RUN_WAITING);
+    assert_int_equal(send_signal(f, "run_1", "sig_3", "other", NULL, &res, &err), DURABLE_OK);
+    assert_string_equal(res.signal_step, "");
+    assert_step_status(f, "run_1", "c", STEP_S_WAITING);
+    assert_int_equal(send_signal(f, "run_1", "sig_4", "go", "[3]", &res, &err), DURABLE_OK);
+    assert_string_equal(res.signal_step, "c");
+    assert_step_status(f, "run_1", "c", STEP_S_COMPLETED);
+    assert_output(f, "c", "[3]");
+    assert_run_status(f, "run_1", RUN_RUNNING);
+
+    evs = events_of(f, "run_1", 0);
+    assert_seqs_dense(evs);
+    assert_string_equal(event_type(evs, 1), "signal_received");
+    data = json_object_get(json_array_get(evs, 1), "data");
+    assert_string_equal(json_string_value(json_object_get(data, "signal_id")), "sig_1");
+    assert_string_equal(json_string_value(json_object_get(data, "name")), "go");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(data, "payload"), "n")), 1);
+    /* The last signal's event, then the completion it caused. */
+    assert_string_equal(event_type(evs, json_array_size(evs) - 2), "signal_received");
+    assert_string_equal(event_type(evs, json_array_size(evs) - 1), "step_completed");
+    assert_true(json_is_null(json_object_get(
+            json_object_get(json_array_get(evs, json_array_size(evs) - 3), "data"), "payload")));
+    json_decref(evs);
+}
+
+/* A signal needs a run that exists and has not finished; a refused one
+ * leaves nothing behind. */
+static void test_signals_refused(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition_result res;
+    struct transition t;
+    size_t n;
+
+    assert_int_equal(send_signal(f, "run_nope", "sig_1", "go", "1", &res, &err), DURABLE_ENOTFOUND);
+    create_run(f, "run_1", NULL, NULL, NULL);
+    t = step_tr(TR_RUN_FINISH, "run_1", NULL, 0, T0 + 50);
+    t.run_status = RUN_CANCELLED;
+    apply_ok(f, &t, NULL);
+    n = event_count(f, "run_1");
+    err_clear(&err);
+    assert_int_equal(send_signal(f, "run_1", "sig_2", "go", "1", &res, &err), DURABLE_ECONFLICT);
+    assert_non_null(strstr(err.msg, "run_1"));
+    assert_int_equal(event_count(f, "run_1"), n);
+}
+
 int main(void)
 {
 #define T(fn)  cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1241,6 +1374,8 @@ int main(void)
         T(test_workflows_and_orders_lists),
         T(test_counts_and_ping),
         T(test_start_and_complete_at_once),
+        T(test_signals_kept_and_taken),
+        T(test_signals_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
