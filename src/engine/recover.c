@@ -155,6 +155,7 @@ void sched_on_recovered(struct sched *s, struct run_state *r)
 {
     size_t k;
 
+    FAILPOINT("recover.restart"); /* recorded as recovered, steps not started again */
     for (k = 0; k < r->plan->n_steps; k++) {
         size_t i = r->plan->topo[k];
         struct step_state *ss = &r->steps[i];
