@@ -1033,7 +1033,6 @@ static durable_code adopt_record(const struct run_record *rec, void *ud)
 {
     struct recovery *rv = ud;
 
-    FAILPOINT("recover.adopt"); /* a crash in the middle of recovery */
     sched_adopt_run(rv->s, rec, false);
     if (++rv->n_runs % RECOVERY_DRAIN_RUNS == 0)
         drain_inbox(rv->s);

@@ -179,6 +179,8 @@ durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool
     bool any_failed = false;
     size_t k;
 
+    if (!is_retry)
+        FAILPOINT("recover.adopt"); /* in the middle of a recovery or a claim */
     if (sched_run_find(s, rec->id))
         return DURABLE_OK;
     if (engine_plan_get(s->d, rec->workflow_id, rec->definition, &plan, &err) != DURABLE_OK) {

@@ -4,13 +4,15 @@ concurrent runs of every step type go through it, then check that nothing was
 lost or done twice (issue 15 item 2, docs/RELIABILITY.md).
 
 One server on a fixed loopback port and one database (a file, or with --pg
-the PostgreSQL database DURABLE_TEST_PG names) is killed with SIGKILL --kills
-times and started again each time. The moment of each kill is drawn from the
-seed: a random delay after the server answered /health, or, one time in
-four, a failpoint armed for that start (DURABLE_FAILPOINT=NAME:N; the
-writer's before and after its commit, recovery while adopting runs and after
-recording one recovered) with the timed kill as a fallback when the
-failpoint is not reached in time.
+the PostgreSQL database DURABLE_TEST_PG names, the server then named
+`--node torture` at every start so that it takes its runs back at once) is
+killed with SIGKILL --kills times and started again each time. The moment
+of each kill is drawn from the seed: a random delay after the server
+answered /health (0.02 to 4 s, most under 0.6 s; on PostgreSQL 1 s more,
+--min-delay), or, one start in four, a failpoint armed for that start
+(DURABLE_FAILPOINT=NAME:N: the writer before and after its commit, recovery
+before adopting a run and after recording one recovered), the timed kill
+being the fallback when the failpoint is not reached in time.
 
 Meanwhile a client thread keeps up to --inflight runs going: it creates an
 order, starts a run on it with an idempotency key (retried with the same key
@@ -50,6 +52,7 @@ Usage: torture.py --durable PATH [--seed S] [--kills N] [--inflight N] [--pg]
                   [--keep DIR]
 """
 import argparse
+import atexit
 import collections
 import hashlib
 import http.client
@@ -58,6 +61,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -584,10 +588,16 @@ def main():
                     help="runs kept unfinished at a time (default 24)")
     ap.add_argument("--failpoint-share", type=float, default=0.25,
                     help="share of starts with a failpoint armed (default 0.25)")
+    ap.add_argument("--min-delay", type=float, default=None,
+                    help="seconds added to every timed kill's delay (default 0; with --pg 1:"
+                    " a node claims its runs after /health answers, about a second later on"
+                    " a loaded machine, and kills sooner would make no progress)")
     ap.add_argument("--pg", action="store_true",
                     help="the (fresh) database of DURABLE_TEST_PG (run under tests/pg_server.py)")
     ap.add_argument("--keep", help="keep the database and logs in this directory")
     args = ap.parse_args()
+    if args.min_delay is None:
+        args.min_delay = 1.0 if args.pg else 0.0
     su.DURABLE = os.path.abspath(args.durable)
     su.ARGS = argparse.Namespace(pg=args.pg)
     seed = args.seed or random.SystemRandom().randrange(1, 2 ** 31)
@@ -600,7 +610,12 @@ def main():
     threading.Thread(target=target.serve_forever, daemon=True).start()
     hit = "http://127.0.0.1:%d" % target.server_address[1]
     port = free_port()
-    srv = su.Server(tmp, listen="127.0.0.1:%d" % port, name="torture")
+    # On PostgreSQL the server keeps its node name across restarts, so that
+    # it takes its runs back at once rather than after its lease.
+    srv = su.Server(tmp, listen="127.0.0.1:%d" % port, name="torture",
+                    args=["--node", "torture"] if args.pg else ())
+    atexit.register(srv.kill)   # interrupted: leave no server behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not su.is_pg(srv.db) and os.path.exists(srv.db):
         sys.exit("torture: %s exists; give --keep an empty directory" % srv.db)
     t0 = time.monotonic()
@@ -621,8 +636,8 @@ def main():
     n = 0
     while n < args.kills:
         r = rng.random()
-        delay = (rng.uniform(0.02, 0.6) if r < 0.6 else
-                 rng.uniform(0.6, 2.0) if r < 0.9 else rng.uniform(2.0, 4.0))
+        delay = args.min_delay + (rng.uniform(0.02, 0.6) if r < 0.6 else
+                                  rng.uniform(0.6, 2.0) if r < 0.9 else rng.uniform(2.0, 4.0))
         fp = None
         if rng.random() < args.failpoint_share:
             name = rng.choice(FAILPOINTS)
