@@ -6,7 +6,7 @@ TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build run test test-fast test-asan test-tsan test-fuzz fuzz clean install
+.PHONY: all deps build run test test-fast test-asan test-tsan test-fuzz fuzz torture clean install
 
 all: build
 
@@ -80,6 +80,19 @@ fuzz test-fuzz: $(FUZZ_BUILD)/build.ninja
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	cd $(FUZZ_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -L fuzz; \
 	  s=$$?; cat fuzz/*/summary; exit $$s
+
+# ---- torture (tests/torture/torture.py, docs/RELIABILITY.md) ----
+# KILLS SIGKILLs of `durable serve` at random moments and at the failpoints
+# of the writer and of recovery, every step type in flight, then the checks;
+# prints kills, runs, steps, lost, duplicated, elapsed and the seed.
+# SEED=N repeats a schedule (default: a random one, printed); PG=1 runs it on
+# a PostgreSQL started for it by tests/pg_server.py.
+KILLS ?= 1000
+SEED  ?= 0
+PG    ?=
+torture: build
+	$(if $(PG),python3 tests/pg_server.py --) python3 tests/torture/torture.py \
+	  --durable $(BUILD)/durable --kills $(KILLS) --seed $(SEED) $(if $(PG),--pg)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

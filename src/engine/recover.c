@@ -181,6 +181,7 @@ void sched_on_recovered(struct sched *s, struct run_state *r)
 {
     size_t k;
 
+    FAILPOINT("recover.restart"); /* recorded as recovered, steps not started again */
     for (k = 0; k < r->plan->n_steps; k++) {
         size_t i = r->plan->topo[k];
         struct step_state *ss = &r->steps[i];
@@ -204,6 +205,8 @@ durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool
     bool any_failed = false;
     size_t k;
 
+    if (!is_retry)
+        FAILPOINT("recover.adopt"); /* in the middle of a recovery or a claim */
     if (sched_run_find(s, rec->id))
         return DURABLE_OK;
     if (engine_plan_get(s->d, rec->workflow_id, rec->definition, &plan, &err) != DURABLE_OK) {
