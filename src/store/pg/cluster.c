@@ -317,7 +317,9 @@ static int pg_wake_fd(struct store *base)
 {
     struct pg_store *s = pg_of(base);
 
-    return s->cl ? PQsocket(s->cl) : -1;
+    /* None while disconnected: a failed reconnection may leave a socket
+     * that polls readable forever. */
+    return s->cl && PQstatus(s->cl) == CONNECTION_OK ? PQsocket(s->cl) : -1;
 }
 
 /* The connection broke: connects again and listens again. */
