@@ -277,8 +277,12 @@ static void heartbeat(struct engine_cluster *c)
             fence(c, err.msg);
     }
     if (rc == DURABLE_OK) {
-        if (c->db_down)
+        if (c->db_down) {
             log_info("node %s reaches the database again", c->lease.node_id);
+            /* It takes writes again: /health stops reporting the writer's
+             * failure of the outage, before the writer has work. */
+            engine_health_set_writer_error(c->d, NULL);
+        }
         c->db_down = false;
         if (!c->fenced)
             claim_retries(c);

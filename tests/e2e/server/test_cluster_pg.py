@@ -357,8 +357,9 @@ class ClusterTest(su.ServerTest):
         self.assertLess(takeover, 2 * LEASE_S * su.slow_factor() + 1.0,
                         "the takeover took over 2 x lease")
         proxy.restore()
-        # x1 reconnects, learns it lost its runs and joins again.
-        self.wait_for(lambda: "joined again" in su.read_text(a.err_path),
+        # x1 reconnects, learns it lost its runs and joins again (a new epoch).
+        self.wait_for(lambda: psql_rows(url, "SELECT 1 FROM nodes WHERE id = 'x1'"
+                                        " AND state = 'alive' AND epoch > 1"),
                       10 * LEASE_S, "x1 joining again after the partition")
         self.wait_for(lambda: a.get("/health").status == 200, 10, "x1's /health after the cut")
         refused = su.read_text(a.err_path).count("taken over by another node")
