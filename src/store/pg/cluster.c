@@ -119,10 +119,24 @@ static durable_code run_count(struct pg_store *s, const char *what, const char *
     return DURABLE_OK;
 }
 
-static durable_code listen_all(PGconn *c, durable_error *err)
+/* The cluster connection's session, again after a reconnect: half a lease
+ * as the longest it may sit idle inside a transaction, so that a node cut
+ * off mid-heartbeat (a silent partition, SIGSTOP) holds the locks of its
+ * row in nodes, or of runs it claims, no longer than that: the others'
+ * reap and claims wait for them. Then the LISTENs of the wake-ups. */
+static durable_code cl_session(struct pg_store *s, durable_error *err)
 {
-    durable_code rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_WORK, 0, NULL, err);
+    PGconn *c = s->cl;
+    char idle[24];
+    const char *params[1] = { idle };
+    durable_code rc;
 
+    snprintf(idle, sizeof(idle), "%lld", (long long)(s->lease_ms / 2));
+    rc = pg_run(c, "set the cluster session",
+                "SELECT set_config('idle_in_transaction_session_timeout', $1, false)", 1, params,
+                err);
+    if (rc == DURABLE_OK)
+        rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_WORK, 0, NULL, err);
     if (rc == DURABLE_OK)
         rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_RUN, 0, NULL, err);
     if (rc == DURABLE_OK)
@@ -176,7 +190,7 @@ static durable_code pg_join(struct store *base, struct store_lease *out, durable
     if (!s->cl)
         rc = pg_connect(s->conninfo, &s->cl, err);
     if (rc == DURABLE_OK)
-        rc = listen_all(s->cl, err);
+        rc = cl_session(s, err);
     if (rc == DURABLE_OK)
         rc = pg_run(s->cl, "join the cluster", "BEGIN", 0, NULL, err);
     if (rc == DURABLE_OK)
@@ -330,7 +344,7 @@ static durable_code relisten(struct pg_store *s, durable_error *err)
         return err_set(err, DURABLE_EIO, "could not reconnect to the database: %s",
                        PQerrorMessage(s->cl));
     }
-    return listen_all(s->cl, err);
+    return cl_session(s, err);
 }
 
 static durable_code pg_wake_drain(struct store *base,

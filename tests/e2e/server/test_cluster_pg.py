@@ -115,10 +115,14 @@ def db_now_ms(url):
 class TcpProxy:
     """A TCP proxy on loopback to target_port that the test can cut: cut()
     drops every connection through it and refuses new ones (the port is
-    closed), restore() accepts again on the same port."""
+    closed), restore() accepts again on the same port. hold() is a silent
+    partition: connections stay open but no byte goes through (each
+    direction keeps what it read) until flow()."""
 
     def __init__(self, target_port):
         self.target = target_port
+        self.flowing = threading.Event()
+        self.flowing.set()
         self.lock = threading.Lock()
         self.socks = []      # every socket opened, closed by close()
         self.live = []       # the connections to drop at the next cut
@@ -159,13 +163,13 @@ class TcpProxy:
             for a, b in ((c, u), (u, c)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(a, b):
+    def _pipe(self, a, b):
         try:
             while True:
                 data = a.recv(65536)
                 if not data:
                     break
+                self.flowing.wait()
                 b.sendall(data)
         except OSError:
             pass
@@ -186,7 +190,14 @@ class TcpProxy:
                 pass
         ls.close()
 
+    def hold(self):
+        self.flowing.clear()
+
+    def flow(self):
+        self.flowing.set()
+
     def close(self):
+        self.flow()
         if self.lsock:
             self.cut()
         with self.lock:
@@ -328,6 +339,20 @@ class ClusterTest(su.ServerTest):
         self.assertEqual(a.get("/health").status, 200)
 
     def test_partition_is_fenced(self):
+        self.partition(silent=False)
+
+    def test_silent_partition_is_fenced(self):
+        self.partition(silent=True)
+
+    def partition(self, silent):
+        """x1 reaches PostgreSQL through a proxy, x2 directly. With steps
+        in flight on x1, the proxy is cut (silent: holds every byte, the
+        connections open) until x2 has taken x1's runs over and finished
+        them. Cut, x1 answers 503 and says why; held, x1's threads wait on
+        the database and cannot fence themselves, so its completions reach
+        PostgreSQL late, when the proxy lets them through, and meet the
+        fence. Either way x1 joins again under a new epoch, nothing it
+        wrote late is in a history, and it takes new runs."""
         url = su.pg_test_db(self.tmp)
         pg_port = int(url.rsplit(":", 1)[1].split("/")[0])
         proxy = TcpProxy(pg_port)
@@ -340,23 +365,29 @@ class ClusterTest(su.ServerTest):
         some = sorted(runs)[0]
         self.assertEqual(self.run_json(a, some)["steps"][0]["status"], "running")
         cut_at = db_now_ms(url)
-        proxy.cut()
-        # x1 cannot reach its database: it answers, with 503, and says why.
-        err = self.assertError(a.get("/health"), 503)
-        self.assertIn("database", err["message"])
-        err = self.assertError(a.get("/runs/%s" % some), 503)
-        self.assertIn("database", err["message"])
+        if silent:
+            proxy.hold()
+        else:
+            proxy.cut()
+            # x1 cannot reach its database: it answers, with 503, and says why.
+            err = self.assertError(a.get("/health"), 503)
+            self.assertIn("database", err["message"])
+            err = self.assertError(a.get("/runs/%s" % some), 503)
+            self.assertIn("database", err["message"])
         self.wait_all_finished(b, runs, "x1 cut off")
         rows = psql_rows(url, "SELECT run_id, max(at) FROM events WHERE type = 'recovered'"
                          " AND at > %d GROUP BY run_id" % cut_at)
         recovered = {r: int(at) for r, at in rows}
         self.assertEqual(set(recovered), set(runs), "runs x2 finished without a takeover")
         takeover = (max(recovered.values()) - cut_at) / 1000.0
-        su.log("partition: x2 took x1's %d runs over %.2fs after the cut (lease %gs)"
-               % (len(runs), takeover, LEASE_S))
+        su.log("%s partition: x2 took x1's %d runs over %.2fs after the cut (lease %gs)"
+               % ("silent" if silent else "a", len(runs), takeover, LEASE_S))
         self.assertLess(takeover, 2 * LEASE_S * su.slow_factor() + 1.0,
                         "the takeover took over 2 x lease")
-        proxy.restore()
+        if silent:
+            proxy.flow()
+        else:
+            proxy.restore()
         # x1 reconnects, learns it lost its runs and joins again (a new epoch).
         self.wait_for(lambda: psql_rows(url, "SELECT 1 FROM nodes WHERE id = 'x1'"
                                         " AND state = 'alive' AND epoch > 1"),
@@ -364,6 +395,9 @@ class ClusterTest(su.ServerTest):
         self.wait_for(lambda: a.get("/health").status == 200, 10, "x1's /health after the cut")
         refused = su.read_text(a.err_path).count("taken over by another node")
         su.log("x1 reconnected: %d late transitions refused by the fence" % refused)
+        if silent:
+            self.assertGreater(refused, 0, "x1's late completions did not meet the fence"
+                               + a.describe())
         # Nothing x1 would have written is in any history.
         self.check_runs(b, runs, SLOW_FLOW)
         owners = psql_rows(url, "SELECT DISTINCT owner_node FROM runs WHERE id IN (%s)"
