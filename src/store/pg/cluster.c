@@ -4,7 +4,7 @@
  *
  * A node is a row of nodes: join inserts it, or bumps its epoch when the id
  * is known (a restart is a new incarnation, and the runs of the old one are
- * released at once). heartbeat renews the lease and reaps: nodes whose
+ * released at once), and reaps as heartbeat does. heartbeat renews the lease and reaps: nodes whose
  * lease ran out become 'dead' and their runs are released (owner NULL) with
  * a NOTIFY durable_work, so the survivors claim them. A run's owner is
  * (owner_node, owner_epoch): the node and its epoch when it claimed the run.
@@ -173,6 +173,13 @@ static durable_code join_tx(struct pg_store *s, struct store_lease *out, durable
     PQclear(r);
     node_params_init(&p, s);
     rc = run_count(s, "release the runs of an earlier start", sql_release_old, &p, &released, err);
+    /* Nodes whose lease ran out (this node's earlier start under another
+     * name, say) are reaped now rather than at the first heartbeat. */
+    if (rc == DURABLE_OK) {
+        int64_t reaped = 0;
+        rc = run_count(s, "reap dead nodes", sql_reap, NULL, &reaped, err);
+        released += reaped;
+    }
     if (rc == DURABLE_OK)
         rc = run_count(s, "read the last event id", sql_last_gid, NULL, &out->last_gid, err);
     if (rc == DURABLE_OK && released > 0)
