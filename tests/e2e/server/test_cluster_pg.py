@@ -29,7 +29,28 @@ test_sse_on_any_node: the global event stream of a node shows the events
 of runs another node executes, in global id order without a gap, and a
 stream resumed on the other node with Last-Event-ID loses nothing.
 
-Usage: test_cluster_pg.py --durable PATH --examples DIR --pg
+test_partition_is_fenced: x1 reaches PostgreSQL through a TCP proxy of the
+test, x2 directly. With steps in flight on x1 the proxy is cut (every
+connection dropped, new ones refused): x1 answers 503 saying why, x2 takes
+the runs over within 2 x lease (printed) and finishes them; restored, x1
+joins again under a new epoch, nothing it wrote late is in a history, and
+it takes new runs. test_silent_partition_is_fenced: the same with the
+proxy holding every byte (connections open): x1 cannot fence itself, so
+its completions reach PostgreSQL after the takeover and the fence refuses
+them (its log says so); x2 is not held up by x1's open transactions.
+
+test_kill_cycles: three nodes, each SIGKILLed (and restarted under its
+name) and SIGSTOPped past its lease (and continued), while 300 runs are
+started through the nodes up; a start a kill cut short is sent again with
+its key: every run completes, each action once, no gap.
+
+test_pg_restart_under_a_node: PostgreSQL (a server of the test's own)
+stopped and started again on the same data and port under a node with
+runs in flight, for less than the lease and for more: meanwhile the node
+answers 503 with the reason (/health too) and does not flood its log;
+then it reconnects by itself and every run completes, each action once.
+
+Usage: test_cluster_pg.py --durable PATH --examples DIR --pg [-k NAME...]
 """
 import collections
 import http.client
