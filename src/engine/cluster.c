@@ -368,8 +368,14 @@ static void *cluster_main(void *arg)
         if (p[0].revents && !take_wanted(c))
             break;
         if (mono_ms() >= next_beat) {
+            int64_t every = c->lease_ms / 3;
+
             heartbeat(c);
-            next_beat = mono_ms() + (c->fenced ? 1000 : c->lease_ms / 3);
+            /* Fenced or cut off: tried again within a second, so that a
+             * short outage of the database does not outlast the lease. */
+            if ((c->fenced || c->db_down) && every > 1000)
+                every = 1000;
+            next_beat = mono_ms() + every;
         }
         if (c->claim && !c->fenced)
             claim_all(c);

@@ -505,22 +505,29 @@ class ClusterTest(su.ServerTest):
 
     def test_pg_restart_under_a_node(self):
         """PostgreSQL stopped and started again (the same data and port)
-        under a node (lease 4 s) with runs in flight, twice: for less than
-        the lease (the node keeps its lease and its runs) and for more (it
-        fences itself, joins again and takes its runs back). While it is
-        down the node answers 503 with the reason, /health too; then it
+        under a node with runs in flight, twice: for less than the node's
+        lease (20 s: it keeps its lease and its runs, whose first steps
+        end while the database is down, and takes up again the runs whose
+        writes failed), then, the node restarted with a lease of 2 s, for
+        more (it fences itself, joins again and takes its runs back). While it is down the node answers 503 with the
+        reason, /health too, and does not flood its log; then it
         reconnects by itself and every run completes, each action once."""
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
         import pg_server
         pg = pg_server.PgServer().start()
         self.addCleanup(pg.stop)
-        lease = 2 * LEASE_S
-        a = self.node("r1", db=pg.url, lease=lease)
+        a = self.node("r1", db=pg.url, lease=20.0)
         self.register(a, FLOW, expect=(201,))
-        runs = self.start_runs([a], "cluster-order", 60, "rs")
+        self.register(a, SLOW_FLOW, expect=(201,))
         late = [self.create_order(a, 99)["id"] for _ in range(2)]
-        some = sorted(runs)[0]
-        for k, outage in enumerate((lease / 4, lease * 1.5)):
+        phases = ((20.0, 3.0, SLOW_FLOW), (LEASE_S, 1.5 * LEASE_S, FLOW))
+        for k, (lease, outage, flow) in enumerate(phases):
+            if k > 0:
+                self.assertEqual(a.stop(), 0, a.describe())
+                a.args = ["--node", "r1", "--lease", "%gs" % lease]
+                a.start()
+            runs = self.start_runs([a], flow["name"], 30, "rs%d" % k)
+            some = sorted(runs)[0]
             time.sleep(0.5)  # steps in flight
             pg.stop_server()
             err = self.assertError(a.get("/health"), 503)
@@ -528,24 +535,26 @@ class ClusterTest(su.ServerTest):
             err = self.assertError(a.get("/runs/%s" % some), 503)
             self.assertIn("database", err["message"])
             body = {"order_id": late[k], "idempotency_key": "down-%d" % k}
-            self.assertError(a.post("/workflows/cluster-order/runs", body), 503)
+            self.assertError(a.post("/workflows/%s/runs" % flow["name"], body), 503)
             time.sleep(outage)
             pg.start_server()
             back = time.monotonic()
             self.wait_for(lambda: a.get("/health").status == 200, 30, "/health after the restart")
-            su.log("PostgreSQL down %.1fs: /health 200 again %.2fs after it came back"
-                   % (outage, time.monotonic() - back))
+            su.log("PostgreSQL down %.1fs under a node with a lease of %gs: /health 200 again"
+                   " %.2fs after it came back" % (outage, lease, time.monotonic() - back))
             self.assertIsNone(a.proc.poll(), "the node exited" + a.describe())
             # The start refused while the database was down, sent again.
-            run = self.start_run(a, "cluster-order", body)
+            run = self.start_run(a, flow["name"], body)
             runs[run["id"]] = late[k]
-        self.wait_all_finished(a, runs, "after the restarts of PostgreSQL")
-        su.log("every run completed %.2fs after the last restart" % (time.monotonic() - back))
-        self.check_runs(a, runs, FLOW)
+            self.wait_all_finished(a, runs, "after a restart of PostgreSQL")
+            su.log("every run completed %.2fs after PostgreSQL came back"
+                   % (time.monotonic() - back))
+            self.check_runs(a, runs, flow)
         # It said it lost the database, not a line per attempt to reconnect.
         lines = len(su.read_text(a.err_path).splitlines())
         su.log("the node logged %d lines" % lines)
         self.assertLess(lines, 1000, "the node flooded its log" + a.describe())
+        self.assertEqual(a.stop(), 0, a.describe())
 
     def test_callers_through_another_node(self):
         a, b = self.node("o1"), self.node("o2")
