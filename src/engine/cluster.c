@@ -348,6 +348,36 @@ static bool take_wanted(struct engine_cluster *c)
     return !stop;
 }
 
+/* The time until the next heartbeat: a third of the lease; within a
+ * second when fenced or cut off, so that a short outage of the database
+ * does not outlast the lease. */
+static int64_t beat_interval(const struct engine_cluster *c)
+{
+    int64_t every = c->lease_ms / 3;
+
+    return (c->fenced || c->db_down) && every > 1000 ? 1000 : every;
+}
+
+/* Everything after a wake-up or a timeout: the heartbeat when due, claims,
+ * notifications read (always: one, our own heartbeat's say, may have been
+ * read off the socket with a statement's result, and poll would not see
+ * it; never while disconnected), and events published. */
+static void cluster_step(struct engine_cluster *c, int wake_fd, int64_t *next_beat)
+{
+    durable_error err = { 0 };
+
+    if (mono_ms() >= *next_beat) {
+        heartbeat(c);
+        *next_beat = mono_ms() + beat_interval(c);
+    }
+    if (c->claim && !c->fenced)
+        claim_all(c);
+    if (wake_fd >= 0 && c->ops->wake_drain(c->d->store, on_wake, c, &err) != DURABLE_OK)
+        log_warn("cluster: %s", err.msg);
+    if (c->events)
+        publish_events(c);
+}
+
 static void *cluster_main(void *arg)
 {
     struct engine_cluster *c = arg;
@@ -360,32 +390,13 @@ static void *cluster_main(void *arg)
         struct pollfd p[2] = { { .fd = c->efd, .events = POLLIN },
                                { .fd = wake_fd, .events = POLLIN } };
         int64_t wait = next_beat - mono_ms();
-        durable_error err = { 0 };
 
         if (poll(p, 2, c->claim && !c->fenced ? 0 : (int)(wait > 0 ? wait : 0)) < 0 &&
             errno != EINTR)
             warn_errno("poll");
         if (p[0].revents && !take_wanted(c))
             break;
-        if (mono_ms() >= next_beat) {
-            int64_t every = c->lease_ms / 3;
-
-            heartbeat(c);
-            /* Fenced or cut off: tried again within a second, so that a
-             * short outage of the database does not outlast the lease. */
-            if ((c->fenced || c->db_down) && every > 1000)
-                every = 1000;
-            next_beat = mono_ms() + every;
-        }
-        if (c->claim && !c->fenced)
-            claim_all(c);
-        /* Always: a notification (our own heartbeat's, say) may have been
-         * read off the socket with a statement's result, and poll would
-         * not see it. */
-        if (wake_fd >= 0 && c->ops->wake_drain(c->d->store, on_wake, c, &err) != DURABLE_OK)
-            log_warn("cluster: %s", err.msg);
-        if (c->events)
-            publish_events(c);
+        cluster_step(c, wake_fd, &next_beat);
     }
     return NULL;
 }
