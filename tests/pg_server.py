@@ -180,6 +180,21 @@ class PgServer:
         atexit.register(self.stop)
         return self
 
+    def stop_server(self, mode="fast"):
+        """Stops the server and keeps its data and port: start_server brings
+        the same database back (a restart under running clients)."""
+        r = self._run([self._bin("pg_ctl"), "stop", "-D", self.data, "-m", mode, "-w", "-t",
+                       str(START_TIMEOUT)], timeout=START_TIMEOUT + 10)
+        if r.returncode != 0:
+            raise RuntimeError("pg_ctl stop failed (%d): %s%s" % (r.returncode, r.stdout, r.stderr))
+
+    def start_server(self):
+        """Starts the server stop_server stopped, on the same port."""
+        r = self._pg_ctl_start()
+        if r.returncode != 0:
+            raise RuntimeError("pg_ctl start failed (%d): %s%s\n%s" % (
+                r.returncode, r.stdout, r.stderr, self.log_text()))
+
     def log_text(self):
         try:
             with open(os.path.join(self.tmp, "server.log"), errors="replace") as f:

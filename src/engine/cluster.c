@@ -67,14 +67,18 @@ struct engine_cluster {
     /* the cluster thread's */
     struct store_lease lease;
     int64_t lease_ms;
-    int64_t renewed_ms; /* clock_mono_us / 1000 when the last good renewal was sent */
-    bool fenced;        /* the scheduler forgot the runs; join again */
-    bool claims;        /* a server (DURABLE_RECOVER_ALL): takes unowned runs and
-                           the runs callers change; else only the runs it wants */
-    bool claim;         /* look for unowned runs */
-    bool claim_retry;   /* a claim failed: again after the next renewal */
-    bool events;        /* events were committed: publish them */
-    int64_t last_gid;   /* the last event handed to the subscribers */
+    int64_t renewed_ms;    /* clock_mono_us / 1000 when the last good renewal was sent */
+    bool fenced;           /* the scheduler forgot the runs; join again */
+    bool claims;           /* a server (DURABLE_RECOVER_ALL): takes unowned runs and
+                              the runs callers change; else only the runs it wants */
+    bool claim;            /* look for unowned runs */
+    bool claim_retry;      /* a claim failed: again after the next renewal */
+    bool events;           /* events were committed: publish them */
+    bool db_down;          /* the last renewal failed: said once, until one succeeds */
+    int64_t last_gid;      /* the last event handed to the subscribers */
+    char (*retry)[ID_MAX]; /* runs whose claim failed: again after a renewal */
+    size_t n_retry;
+    size_t cap_retry;
 };
 
 /* Logs a failed system call with errno's text. */
@@ -183,17 +187,39 @@ static void claim_all(struct engine_cluster *c)
         log_info("node %s claimed %d runs", c->lease.node_id, total);
 }
 
-/* A run changed by a caller, or wanted by the scheduler: reloaded by the
- * scheduler when this node owns it or could claim it. */
+/* A run changed by a caller, or wanted by the scheduler (a run it dropped
+ * when the database failed a write, say): reloaded by the scheduler when
+ * this node owns it or could claim it. A claim the database failed is
+ * tried again after the next renewal. */
 static void claim_one(struct engine_cluster *c, const char *run_id)
 {
     durable_error err = { 0 };
     bool owned = false;
 
-    if (c->ops->claim_run(c->d->store, run_id, &owned, &err) != DURABLE_OK)
-        log_warn("cluster: could not claim run %s: %s", run_id, err.msg);
-    else if (owned)
+    if (c->ops->claim_run(c->d->store, run_id, &owned, &err) != DURABLE_OK) {
+        if (!c->db_down)
+            log_warn("cluster: could not claim run %s: %s", run_id, err.msg);
+        if (c->n_retry == c->cap_retry) {
+            c->cap_retry = c->cap_retry ? 2 * c->cap_retry : 16;
+            c->retry = xrealloc(c->retry, c->cap_retry * sizeof(*c->retry));
+        }
+        snprintf(c->retry[c->n_retry++], ID_MAX, "%s", run_id);
+    } else if (owned) {
         engine_sched_cluster(c->d, SCHED_WAKE, run_id);
+    }
+}
+
+/* The claims that failed, again (after a renewal: the database answers). */
+static void claim_retries(struct engine_cluster *c)
+{
+    char(*ids)[ID_MAX] = c->retry;
+    size_t n = c->n_retry;
+
+    c->retry = NULL;
+    c->n_retry = c->cap_retry = 0;
+    for (size_t i = 0; i < n && !c->fenced; i++)
+        claim_one(c, ids[i]);
+    free(ids);
 }
 
 static void on_wake(enum store_wake w, const char *run_id, void *ud)
@@ -219,6 +245,7 @@ static void fence(struct engine_cluster *c, const char *why)
     log_warn("node %s fences itself (%s): it forgets its runs and joins again", c->lease.node_id,
              why);
     c->fenced = true;
+    c->n_retry = 0; /* joining again releases them: they are claimed as any */
     engine_sched_cluster(c->d, SCHED_FENCE, NULL);
 }
 
@@ -249,14 +276,27 @@ static void heartbeat(struct engine_cluster *c)
         } else if (rc == DURABLE_ECONFLICT)
             fence(c, err.msg);
     }
-    if (rc != DURABLE_OK) {
-        log_warn("cluster: %s", err.msg);
-        err_clear(&err);
-        /* A broken connection is reset here (and the hints lost meanwhile
-         * make it look for work). */
-        if (c->ops->wake_drain(c->d->store, on_wake, c, &err) != DURABLE_OK)
-            log_warn("cluster: %s", err.msg);
+    if (rc == DURABLE_OK) {
+        if (c->db_down) {
+            log_info("node %s reaches the database again", c->lease.node_id);
+            /* It takes writes again: /health stops reporting the writer's
+             * failure of the outage, before the writer has work. */
+            engine_health_set_writer_error(c->d, NULL);
+        }
+        c->db_down = false;
+        if (!c->fenced)
+            claim_retries(c);
+        return;
     }
+    /* Said once per outage: the node tries again at every heartbeat. */
+    if (!c->db_down || rc == DURABLE_ECONFLICT)
+        log_warn("cluster: %s", err.msg);
+    c->db_down = rc != DURABLE_ECONFLICT;
+    err_clear(&err);
+    /* A broken connection is reset here (and the hints lost meanwhile
+     * make it look for work). */
+    if (c->ops->wake_drain(c->d->store, on_wake, c, &err) != DURABLE_OK && !c->db_down)
+        log_warn("cluster: %s", err.msg);
 }
 
 /* Hands every node's events committed since the last ones to the
@@ -272,7 +312,8 @@ static void publish_events(struct engine_cluster *c)
         store_events_clear(&ev);
         if (store_events_since_records(c->d->store, c->last_gid, STORE_EVENTS_MAX, &ev, &err) !=
             DURABLE_OK) {
-            log_warn("cluster: could not read events: %s", err.msg);
+            if (!c->db_down)
+                log_warn("cluster: could not read events: %s", err.msg);
             c->events = true; /* again at the next wake-up */
             break;
         }
@@ -307,6 +348,36 @@ static bool take_wanted(struct engine_cluster *c)
     return !stop;
 }
 
+/* The time until the next heartbeat: a third of the lease; within a
+ * second when fenced or cut off, so that a short outage of the database
+ * does not outlast the lease. */
+static int64_t beat_interval(const struct engine_cluster *c)
+{
+    int64_t every = c->lease_ms / 3;
+
+    return (c->fenced || c->db_down) && every > 1000 ? 1000 : every;
+}
+
+/* Everything after a wake-up or a timeout: the heartbeat when due, claims,
+ * notifications read (always: one, our own heartbeat's say, may have been
+ * read off the socket with a statement's result, and poll would not see
+ * it; never while disconnected), and events published. */
+static void cluster_step(struct engine_cluster *c, int wake_fd, int64_t *next_beat)
+{
+    durable_error err = { 0 };
+
+    if (mono_ms() >= *next_beat) {
+        heartbeat(c);
+        *next_beat = mono_ms() + beat_interval(c);
+    }
+    if (c->claim && !c->fenced)
+        claim_all(c);
+    if (wake_fd >= 0 && c->ops->wake_drain(c->d->store, on_wake, c, &err) != DURABLE_OK)
+        log_warn("cluster: %s", err.msg);
+    if (c->events)
+        publish_events(c);
+}
+
 static void *cluster_main(void *arg)
 {
     struct engine_cluster *c = arg;
@@ -314,29 +385,18 @@ static void *cluster_main(void *arg)
 
     pthread_setname_np(pthread_self(), "durable-cluster");
     for (;;) {
+        /* -1 while the connection is down: it is reset by the heartbeat. */
+        int wake_fd = c->ops->wake_fd(c->d->store);
         struct pollfd p[2] = { { .fd = c->efd, .events = POLLIN },
-                               { .fd = c->ops->wake_fd(c->d->store), .events = POLLIN } };
+                               { .fd = wake_fd, .events = POLLIN } };
         int64_t wait = next_beat - mono_ms();
-        durable_error err = { 0 };
 
         if (poll(p, 2, c->claim && !c->fenced ? 0 : (int)(wait > 0 ? wait : 0)) < 0 &&
             errno != EINTR)
             warn_errno("poll");
         if (p[0].revents && !take_wanted(c))
             break;
-        if (mono_ms() >= next_beat) {
-            heartbeat(c);
-            next_beat = mono_ms() + (c->fenced ? 1000 : c->lease_ms / 3);
-        }
-        if (c->claim && !c->fenced)
-            claim_all(c);
-        /* Always: a notification (our own heartbeat's, say) may have been
-         * read off the socket with a statement's result, and poll would
-         * not see it. */
-        if (c->ops->wake_drain(c->d->store, on_wake, c, &err) != DURABLE_OK)
-            log_warn("cluster: %s", err.msg);
-        if (c->events)
-            publish_events(c);
+        cluster_step(c, wake_fd, &next_beat);
     }
     return NULL;
 }
@@ -381,6 +441,7 @@ void engine_cluster_close(struct durable *d)
         close(c->efd);
     pthread_mutex_destroy(&c->mu);
     free(c->want);
+    free(c->retry);
     free(c);
     d->cluster = NULL;
 }

@@ -4,7 +4,7 @@
  *
  * A node is a row of nodes: join inserts it, or bumps its epoch when the id
  * is known (a restart is a new incarnation, and the runs of the old one are
- * released at once). heartbeat renews the lease and reaps: nodes whose
+ * released at once), and reaps as heartbeat does. heartbeat renews the lease and reaps: nodes whose
  * lease ran out become 'dead' and their runs are released (owner NULL) with
  * a NOTIFY durable_work, so the survivors claim them. A run's owner is
  * (owner_node, owner_epoch): the node and its epoch when it claimed the run.
@@ -119,10 +119,24 @@ static durable_code run_count(struct pg_store *s, const char *what, const char *
     return DURABLE_OK;
 }
 
-static durable_code listen_all(PGconn *c, durable_error *err)
+/* The cluster connection's session, again after a reconnect: half a lease
+ * as the longest it may sit idle inside a transaction, so that a node cut
+ * off mid-heartbeat (a silent partition, SIGSTOP) holds the locks of its
+ * row in nodes, or of runs it claims, no longer than that: the others'
+ * reap and claims wait for them. Then the LISTENs of the wake-ups. */
+static durable_code cl_session(struct pg_store *s, durable_error *err)
 {
-    durable_code rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_WORK, 0, NULL, err);
+    PGconn *c = s->cl;
+    char idle[24];
+    const char *params[1] = { idle };
+    durable_code rc;
 
+    snprintf(idle, sizeof(idle), "%lld", (long long)(s->lease_ms / 2));
+    rc = pg_run(c, "set the cluster session",
+                "SELECT set_config('idle_in_transaction_session_timeout', $1, false)", 1, params,
+                err);
+    if (rc == DURABLE_OK)
+        rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_WORK, 0, NULL, err);
     if (rc == DURABLE_OK)
         rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_RUN, 0, NULL, err);
     if (rc == DURABLE_OK)
@@ -159,6 +173,13 @@ static durable_code join_tx(struct pg_store *s, struct store_lease *out, durable
     PQclear(r);
     node_params_init(&p, s);
     rc = run_count(s, "release the runs of an earlier start", sql_release_old, &p, &released, err);
+    /* Nodes whose lease ran out (this node's earlier start under another
+     * name, say) are reaped now rather than at the first heartbeat. */
+    if (rc == DURABLE_OK) {
+        int64_t reaped = 0;
+        rc = run_count(s, "reap dead nodes", sql_reap, NULL, &reaped, err);
+        released += reaped;
+    }
     if (rc == DURABLE_OK)
         rc = run_count(s, "read the last event id", sql_last_gid, NULL, &out->last_gid, err);
     if (rc == DURABLE_OK && released > 0)
@@ -176,7 +197,7 @@ static durable_code pg_join(struct store *base, struct store_lease *out, durable
     if (!s->cl)
         rc = pg_connect(s->conninfo, &s->cl, err);
     if (rc == DURABLE_OK)
-        rc = listen_all(s->cl, err);
+        rc = cl_session(s, err);
     if (rc == DURABLE_OK)
         rc = pg_run(s->cl, "join the cluster", "BEGIN", 0, NULL, err);
     if (rc == DURABLE_OK)
@@ -317,7 +338,9 @@ static int pg_wake_fd(struct store *base)
 {
     struct pg_store *s = pg_of(base);
 
-    return s->cl ? PQsocket(s->cl) : -1;
+    /* None while disconnected: a failed reconnection may leave a socket
+     * that polls readable forever. */
+    return s->cl && PQstatus(s->cl) == CONNECTION_OK ? PQsocket(s->cl) : -1;
 }
 
 /* The connection broke: connects again and listens again. */
@@ -328,7 +351,7 @@ static durable_code relisten(struct pg_store *s, durable_error *err)
         return err_set(err, DURABLE_EIO, "could not reconnect to the database: %s",
                        PQerrorMessage(s->cl));
     }
-    return listen_all(s->cl, err);
+    return cl_session(s, err);
 }
 
 static durable_code pg_wake_drain(struct store *base,

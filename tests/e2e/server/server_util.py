@@ -272,14 +272,53 @@ def response_complete(data):
 
 # ---------------------------------------------------------------- the server
 
-def default_db(tmp):
-    """A server's database: with --pg the PostgreSQL URL of DURABLE_TEST_PG
-    (one database for the test), else a file in tmp."""
-    if ARGS is not None and ARGS.pg:
+def psql_rows(url, sql):
+    """The rows of sql on the PostgreSQL database url, as lists of text."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    import pg_server
+    r = subprocess.run([os.path.join(pg_server.bindir(), "psql"), "-X", "-q", "-A", "-t",
+                        "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise AssertionError("psql: %s" % r.stderr)
+    return [line.split("\t") for line in r.stdout.splitlines() if line]
+
+
+def pg_url_with_db(url, name):
+    """url (postgres://USER@HOST:PORT/DB) naming database name instead."""
+    return url.split("?", 1)[0].rsplit("/", 1)[0] + "/" + name
+
+
+_PG_DBS = {}
+
+
+def pg_test_db(tmp):
+    """A fresh PostgreSQL database for the test of tmp (its directory's
+    name), on the server of DURABLE_TEST_PG: each test starts empty, as on
+    SQLite, and every server of one test shares it."""
+    if tmp not in _PG_DBS:
         url = os.environ.get("DURABLE_TEST_PG")
         if not url:
             raise ServerError("--pg needs DURABLE_TEST_PG (run under tests/pg_server.py)")
-        return url
+        name = os.path.basename(tmp)
+        psql_rows(url, 'CREATE DATABASE "%s"' % name)
+        _PG_DBS[tmp] = pg_url_with_db(url, name)
+    return _PG_DBS[tmp]
+
+
+def pg_drop_test_db(tmp):
+    """Drops the database pg_test_db made for tmp, if any."""
+    url = _PG_DBS.pop(tmp, None)
+    if url:
+        psql_rows(os.environ["DURABLE_TEST_PG"],
+                  'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % os.path.basename(tmp))
+
+
+def default_db(tmp):
+    """A server's database: with --pg a PostgreSQL database of its own for
+    the test (pg_test_db), else a file in tmp."""
+    if ARGS is not None and ARGS.pg:
+        return pg_test_db(tmp)
     return os.path.join(tmp, "durable.db")
 
 
@@ -602,6 +641,7 @@ class ServerTest(unittest.TestCase):
             log("kept %s" % self.tmp)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            pg_drop_test_db(self.tmp)
         if problems:
             raise AssertionError("\n".join(problems))
 

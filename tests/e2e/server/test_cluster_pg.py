@@ -29,13 +29,35 @@ test_sse_on_any_node: the global event stream of a node shows the events
 of runs another node executes, in global id order without a gap, and a
 stream resumed on the other node with Last-Event-ID loses nothing.
 
-Usage: test_cluster_pg.py --durable PATH --examples DIR --pg
+test_partition_is_fenced: x1 reaches PostgreSQL through a TCP proxy of the
+test, x2 directly. With steps in flight on x1 the proxy is cut (every
+connection dropped, new ones refused): x1 answers 503 saying why, x2 takes
+the runs over within 2 x lease (printed) and finishes them; restored, x1
+joins again under a new epoch, nothing it wrote late is in a history, and
+it takes new runs. test_silent_partition_is_fenced: the same with the
+proxy holding every byte (connections open): x1 cannot fence itself, so
+its completions reach PostgreSQL after the takeover and the fence refuses
+them (its log says so); x2 is not held up by x1's open transactions.
+
+test_kill_cycles: three nodes, each SIGKILLed (and restarted under its
+name) and SIGSTOPped past its lease (and continued), while 300 runs are
+started through the nodes up; a start a kill cut short is sent again with
+its key: every run completes, each action once, no gap.
+
+test_pg_restart_under_a_node: PostgreSQL (a server of the test's own)
+stopped and started again on the same data and port under a node with
+runs in flight, for less than the lease and for more: meanwhile the node
+answers 503 with the reason (/health too) and does not flood its log;
+then it reconnects by itself and every run completes, each action once.
+
+Usage: test_cluster_pg.py --durable PATH --examples DIR --pg [-k NAME...]
 """
 import collections
+import http.client
 import http.server
 import os
 import signal
-import subprocess
+import socket
 import sys
 import threading
 import time
@@ -46,6 +68,7 @@ from server_util import task
 
 LEASE_S = 2.0
 N_RUNS = 200
+N_CYCLE_RUNS = 300
 ACTIONS = ["validate_order", "charge_payment", "ship_order", "send_notification"]
 FLOW = {
     "name": "cluster-order",
@@ -103,26 +126,112 @@ class FailOnce(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def psql_rows(url, sql):
-    """The rows of sql on the PostgreSQL database url, as lists of text."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-    import pg_server
-    r = subprocess.run([os.path.join(pg_server.bindir(), "psql"), "-X", "-q", "-A", "-t",
-                        "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
-                       capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise AssertionError("psql: %s" % r.stderr)
-    return [line.split("\t") for line in r.stdout.splitlines() if line]
+psql_rows = su.psql_rows
 
 
 def db_now_ms(url):
     return int(psql_rows(url, "SELECT durable_now_ms()")[0][0])
 
 
+class TcpProxy:
+    """A TCP proxy on loopback to target_port that the test can cut: cut()
+    drops every connection through it and refuses new ones (the port is
+    closed), restore() accepts again on the same port. hold() is a silent
+    partition: connections stay open but no byte goes through (each
+    direction keeps what it read) until flow()."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.lock = threading.Lock()
+        self.socks = []      # every socket opened, closed by close()
+        self.live = []       # the connections to drop at the next cut
+        self.lsock = None
+        self.port = 0
+        self.restore()
+
+    def restore(self):
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.port))
+        ls.listen(64)
+        self.port = ls.getsockname()[1]
+        with self.lock:
+            self.lsock = ls
+            self.socks.append(ls)
+        threading.Thread(target=self._accept, args=(ls,), daemon=True).start()
+
+    def _accept(self, ls):
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return  # cut
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+                u.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.socks += [c, u]
+                if self.lsock is not ls:  # cut meanwhile
+                    for x in (c, u):
+                        x.shutdown(socket.SHUT_RDWR)
+                    return
+                self.live += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                self.flowing.wait()
+                b.sendall(data)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            ls, self.lsock = self.lsock, None
+            live, self.live = self.live, []
+        for x in [ls] + live:
+            try:
+                x.shutdown(socket.SHUT_RDWR)  # wakes accept() and both pipes
+            except OSError:
+                pass
+        ls.close()
+
+    def hold(self):
+        self.flowing.clear()
+
+    def flow(self):
+        self.flowing.set()
+
+    def close(self):
+        self.flow()
+        if self.lsock:
+            self.cut()
+        with self.lock:
+            for x in self.socks:
+                x.close()
+            self.socks = []
+
+
 class ClusterTest(su.ServerTest):
 
-    def node(self, name):
-        return self.start_server(name=name, args=["--node", name, "--lease", "%gs" % LEASE_S])
+    def node(self, name, db=None, lease=LEASE_S):
+        return self.start_server(name=name, db=db,
+                                 args=["--node", name, "--lease", "%gs" % lease])
 
     def wait_all_finished(self, srv, runs, what):
         deadline = time.monotonic() + 60 * su.slow_factor()
@@ -249,6 +358,203 @@ class ClusterTest(su.ServerTest):
         su.log("p1 continued: %d late transitions refused by the fence" % refused)
         self.check_runs(b, runs, SLOW_FLOW)
         self.assertEqual(a.get("/health").status, 200)
+
+    def test_partition_is_fenced(self):
+        self.partition(silent=False)
+
+    def test_silent_partition_is_fenced(self):
+        self.partition(silent=True)
+
+    def partition(self, silent):
+        """x1 reaches PostgreSQL through a proxy, x2 directly. With steps
+        in flight on x1, the proxy is cut (silent: holds every byte, the
+        connections open) until x2 has taken x1's runs over and finished
+        them. Cut, x1 answers 503 and says why; held, x1's threads wait on
+        the database and cannot fence themselves, so its completions reach
+        PostgreSQL late, when the proxy lets them through, and meet the
+        fence. Either way x1 joins again under a new epoch, nothing it
+        wrote late is in a history, and it takes new runs."""
+        url = su.pg_test_db(self.tmp)
+        pg_port = int(url.rsplit(":", 1)[1].split("/")[0])
+        proxy = TcpProxy(pg_port)
+        self.addCleanup(proxy.close)
+        a = self.node("x1", db=url.replace(":%d/" % pg_port, ":%d/" % proxy.port))
+        b = self.node("x2", db=url)
+        self.register(a, SLOW_FLOW, expect=(201,))
+        runs = self.start_runs([a], "cluster-slow-order", 20, "cut")
+        time.sleep(0.5)  # the first steps (2.5 s) are in flight on x1
+        some = sorted(runs)[0]
+        self.assertEqual(self.run_json(a, some)["steps"][0]["status"], "running")
+        cut_at = db_now_ms(url)
+        if silent:
+            proxy.hold()
+        else:
+            proxy.cut()
+            # x1 cannot reach its database: it answers, with 503, and says why.
+            err = self.assertError(a.get("/health"), 503)
+            self.assertIn("database", err["message"])
+            err = self.assertError(a.get("/runs/%s" % some), 503)
+            self.assertIn("database", err["message"])
+        self.wait_all_finished(b, runs, "x1 cut off")
+        rows = psql_rows(url, "SELECT run_id, max(at) FROM events WHERE type = 'recovered'"
+                         " AND at > %d GROUP BY run_id" % cut_at)
+        recovered = {r: int(at) for r, at in rows}
+        self.assertEqual(set(recovered), set(runs), "runs x2 finished without a takeover")
+        takeover = (max(recovered.values()) - cut_at) / 1000.0
+        su.log("%s partition: x2 took x1's %d runs over %.2fs after the cut (lease %gs)"
+               % ("silent" if silent else "a", len(runs), takeover, LEASE_S))
+        self.assertLess(takeover, 2 * LEASE_S * su.slow_factor() + 1.0,
+                        "the takeover took over 2 x lease")
+        if silent:
+            proxy.flow()
+        else:
+            proxy.restore()
+        # x1 reconnects, learns it lost its runs and joins again (a new epoch).
+        self.wait_for(lambda: psql_rows(url, "SELECT 1 FROM nodes WHERE id = 'x1'"
+                                        " AND state = 'alive' AND epoch > 1"),
+                      10 * LEASE_S, "x1 joining again after the partition")
+        self.wait_for(lambda: a.get("/health").status == 200, 10, "x1's /health after the cut")
+        refused = su.read_text(a.err_path).count("taken over by another node")
+        su.log("x1 reconnected: %d late transitions refused by the fence" % refused)
+        if silent:
+            self.assertGreater(refused, 0, "x1's late completions did not meet the fence"
+                               + a.describe())
+        # Nothing x1 would have written is in any history.
+        self.check_runs(b, runs, SLOW_FLOW)
+        owners = psql_rows(url, "SELECT DISTINCT owner_node FROM runs WHERE id IN (%s)"
+                           % ",".join("'%s'" % r for r in runs))
+        self.assertEqual(owners, [["x2"]])
+        # x1 goes on working: new runs through it are its own, and complete.
+        self.register(b, FLOW)
+        more = self.start_runs([a], "cluster-order", 5, "after-cut")
+        self.wait_all_finished(a, more, "runs started on x1 after the partition")
+        self.check_runs(a, more, FLOW)
+        owners = psql_rows(url, "SELECT DISTINCT owner_node FROM runs WHERE id IN (%s)"
+                           % ",".join("'%s'" % r for r in more))
+        self.assertEqual(owners, [["x1"]])
+
+    def test_kill_cycles(self):
+        """SIGKILL (and a restart under the same name) and SIGSTOP past the
+        lease (and SIGCONT), each node twice, while runs are started
+        through whichever nodes are up; a start cut short by a kill is sent
+        again with its key to another node."""
+        nodes = [self.node("k1"), self.node("k2"), self.node("k3")]
+        self.register(nodes[0], FLOW, expect=(201,))
+        lock = threading.Lock()
+        up = list(nodes)
+        runs, failures = {}, []
+
+        def start_one(i):
+            order, last = None, None
+            for attempt in range(200):
+                with lock:
+                    srv = up[(i + attempt) % len(up)]
+                try:
+                    if order is None:
+                        r = srv.post("/orders", {"amount": 10 + i})
+                        if r.status != 201:
+                            raise OSError("POST /orders: %s %s" % (r.status, r.text[:200]))
+                        order = r.json()["id"]
+                    r = srv.post("/workflows/cluster-order/runs",
+                                 {"order_id": order, "idempotency_key": "kc-%d" % i})
+                    if r.status in (200, 202):
+                        return r.json()["id"], order
+                    raise OSError("POST runs: %s %s" % (r.status, r.text[:200]))
+                except (OSError, http.client.HTTPException) as e:
+                    last = e
+                    time.sleep(0.1)
+            failures.append("run %d never started: %s" % (i, last))
+            return None, None
+
+        def starter():
+            for i in range(N_CYCLE_RUNS):
+                run_id, order = start_one(i)
+                if run_id:
+                    runs[run_id] = order
+
+        t = threading.Thread(target=starter)
+        t0 = time.monotonic()
+        t.start()
+        cycles = 0
+        for what, i in [("kill", 0), ("stop", 1), ("kill", 2), ("stop", 0), ("kill", 1),
+                        ("stop", 2)]:
+            time.sleep(1.0)
+            n = nodes[i]
+            with lock:
+                up.remove(n)
+            if what == "kill":
+                self.assertEqual(n.kill(), -9, n.name + " was not running" + n.describe())
+                time.sleep(0.3)
+                n.start()
+            else:
+                n.proc.send_signal(signal.SIGSTOP)
+                time.sleep(LEASE_S * 1.5)
+                n.proc.send_signal(signal.SIGCONT)
+            with lock:
+                up.append(n)
+            cycles += 1
+        t.join()
+        self.assertFalse(failures, "\n".join(failures[:5]))
+        su.log("%d kill/stop cycles while %d runs were started (%.1fs)"
+               % (cycles, len(runs), time.monotonic() - t0))
+        self.assertEqual(len(runs), N_CYCLE_RUNS, "a key gave two runs")
+        self.wait_all_finished(nodes[0], runs, "after the kill cycles")
+        self.check_runs(nodes[1], runs, FLOW)
+        su.log("ok: %d runs through %d kills and stops, each action once (%.1fs)"
+               % (len(runs), cycles, time.monotonic() - t0))
+
+    def test_pg_restart_under_a_node(self):
+        """PostgreSQL stopped and started again (the same data and port)
+        under a node with runs in flight, twice: for less than the node's
+        lease (20 s: it keeps its lease and its runs, whose first steps
+        end while the database is down, and takes up again the runs whose
+        writes failed), then, the node restarted with a lease of 2 s, for
+        more (it fences itself, joins again and takes its runs back). While it is down the node answers 503 with the
+        reason, /health too, and does not flood its log; then it
+        reconnects by itself and every run completes, each action once."""
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+        import pg_server
+        pg = pg_server.PgServer().start()
+        self.addCleanup(pg.stop)
+        a = self.node("r1", db=pg.url, lease=20.0)
+        self.register(a, FLOW, expect=(201,))
+        self.register(a, SLOW_FLOW, expect=(201,))
+        late = [self.create_order(a, 99)["id"] for _ in range(2)]
+        phases = ((20.0, 3.0, SLOW_FLOW), (LEASE_S, 1.5 * LEASE_S, FLOW))
+        for k, (lease, outage, flow) in enumerate(phases):
+            if k > 0:
+                self.assertEqual(a.stop(), 0, a.describe())
+                a.args = ["--node", "r1", "--lease", "%gs" % lease]
+                a.start()
+            runs = self.start_runs([a], flow["name"], 30, "rs%d" % k)
+            some = sorted(runs)[0]
+            time.sleep(0.5)  # steps in flight
+            pg.stop_server()
+            err = self.assertError(a.get("/health"), 503)
+            self.assertIn("database", err["message"])
+            err = self.assertError(a.get("/runs/%s" % some), 503)
+            self.assertIn("database", err["message"])
+            body = {"order_id": late[k], "idempotency_key": "down-%d" % k}
+            self.assertError(a.post("/workflows/%s/runs" % flow["name"], body), 503)
+            time.sleep(outage)
+            pg.start_server()
+            back = time.monotonic()
+            self.wait_for(lambda: a.get("/health").status == 200, 30, "/health after the restart")
+            su.log("PostgreSQL down %.1fs under a node with a lease of %gs: /health 200 again"
+                   " %.2fs after it came back" % (outage, lease, time.monotonic() - back))
+            self.assertIsNone(a.proc.poll(), "the node exited" + a.describe())
+            # The start refused while the database was down, sent again.
+            run = self.start_run(a, flow["name"], body)
+            runs[run["id"]] = late[k]
+            self.wait_all_finished(a, runs, "after a restart of PostgreSQL")
+            su.log("every run completed %.2fs after PostgreSQL came back"
+                   % (time.monotonic() - back))
+            self.check_runs(a, runs, flow)
+        # It said it lost the database, not a line per attempt to reconnect.
+        lines = len(su.read_text(a.err_path).splitlines())
+        su.log("the node logged %d lines" % lines)
+        self.assertLess(lines, 1000, "the node flooded its log" + a.describe())
+        self.assertEqual(a.stop(), 0, a.describe())
 
     def test_callers_through_another_node(self):
         a, b = self.node("o1"), self.node("o2")

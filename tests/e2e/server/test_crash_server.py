@@ -57,16 +57,7 @@ FLOW = {
 SEED = None
 
 
-def psql_rows(url, sql):
-    """The rows of sql on the PostgreSQL database url, as lists of text."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-    import pg_server
-    r = subprocess.run([os.path.join(pg_server.bindir(), "psql"), "-X", "-q", "-A", "-t",
-                        "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
-                       capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise AssertionError("psql: %s" % r.stderr)
-    return [line.split("\t") for line in r.stdout.splitlines() if line]
+psql_rows = su.psql_rows
 
 
 def snapshot_pg(url):
