@@ -323,6 +323,18 @@ static void test_transactions(void **state)
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
     store_tx_rollback(s);
     assert_int_equal(store_ping(s, &err), DURABLE_OK);
+    /* Cut inside a transaction, its writes sent and unanswered: the commit
+     * fails, nothing is written, and the next transaction reconnects. */
+    assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
+    insert_workflow(s, "cut");
+    terminate(c, p->w);
+    assert_int_equal(store_tx_commit(s, &err), DURABLE_EIO);
+    store_tx_rollback(s);
+    assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
+    store_tx_rollback(s);
+    assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(s, &err), DURABLE_OK);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM workflows WHERE name = 'cut'"), 0);
     PQfinish(c);
     store_close(s);
 }
