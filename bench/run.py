@@ -677,6 +677,8 @@ def main():
     if "commit_latency" in b.raw:
         info["sqlite"] = b.raw["commit_latency"].get("sqlite_version")
     rows = rows_of(b.raw, b.errors)
+    if args.only == "pg":
+        rows = [r for r in rows if r["workload"].lower().startswith("pg")]
     elapsed = time.monotonic() - t0
 
     print()
