@@ -606,7 +606,7 @@ def table_text(rows):
             met = "yes" if r["met"] else "NO"
         lines.append((r["workload"], r["figure"], fmt_num(r["value"]), r["unit"], ratio,
                       r["target"], met))
-    widths = [max(len(head[i]), *(len(l[i]) for l in lines)) for i in range(len(head))]
+    widths = [max([len(head[i])] + [len(l[i]) for l in lines]) for i in range(len(head))]
 
     def fmt(cells):
         return "| " + " | ".join(c.rjust(w) if i == 2 else c.ljust(w)
