@@ -205,6 +205,7 @@ static durable_code prefetch(struct durable *d, const struct commit_item *batch,
 
     for (ci = batch; ci; ci = ci->next)
         n++;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     t = xmalloc(n * sizeof(*t));
     n = 0;
     for (ci = batch; ci; ci = ci->next)

@@ -968,15 +968,23 @@ durable_code pg_write_commit(struct pg_store *s, durable_error *err)
     return rc;
 }
 
-/* The batch's guards, read ahead in one round trip with the event
- * counter's lock: the first transition of each run whose first read is
- * its guard (a run or a step of it). */
-durable_code pg_prefetch(struct store *base, const struct transition *const *t, size_t n,
-                         durable_error *err)
+/* The run and step of t's first read when it is its guard (a step
+ * transition, a run's finish or retry): whether it can be read ahead. */
+static bool guard_key(const struct transition *t, const char **out_step)
 {
-    struct pg_store *s = pg_of(base);
-    size_t cap = 64, n_sent = 0, n_guards = 0;
-    durable_code rc = DURABLE_OK;
+    bool is_step = (t->kind >= TR_STEP_START && t->kind <= TR_STEP_SKIP) ||
+                   t->kind == TR_STEP_WAIT || t->kind == TR_STEP_DECIDE;
+    bool is_run = t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY;
+
+    *out_step = is_step ? t->step_id : NULL;
+    return (is_step || is_run) && t->run_id && strlen(t->run_id) < ID_MAX &&
+           (!is_step || t->step_id);
+}
+
+/* An empty table of at least 2n slots. */
+static void ahead_reset(struct pg_store *s, size_t n)
+{
+    size_t cap = 64;
 
     while (cap < 2 * n)
         cap *= 2;
@@ -988,49 +996,24 @@ durable_code pg_prefetch(struct store *base, const struct transition *const *t, 
         s->ahead_order = xcalloc(cap, sizeof(*s->ahead_order));
         s->ahead_cap = cap;
     }
-    for (size_t i = 0; rc == DURABLE_OK && i < n; i++) {
-        const struct transition *x = t[i];
-        bool is_step = (x->kind >= TR_STEP_START && x->kind <= TR_STEP_SKIP) ||
-                       x->kind == TR_STEP_WAIT || x->kind == TR_STEP_DECIDE;
-        bool is_run = x->kind == TR_RUN_FINISH || x->kind == TR_RUN_RETRY;
-        const char *p[2] = { x->run_id, is_step ? x->step_id : NULL };
-        size_t k;
+}
 
-        if ((!is_step && !is_run) || !x->run_id || strlen(x->run_id) >= ID_MAX ||
-            (is_step && !x->step_id))
-            continue;
-        k = ahead_slot(s, x->run_id);
-        if (s->ahead[k].run_id)
-            continue; /* a later transition of the run: it reads after the writes */
-        s->ahead[k] = (struct pg_ahead){ x->run_id, p[1], NULL };
-        s->ahead_n++;
-        s->ahead_order[n_guards++] = k;
-        rc = send(s, PG_W_RUN_GUARD, 2, p, err);
-    }
-    if (rc == DURABLE_OK && n_guards > 0 && !s->gid_locked)
-        rc = send(s, PG_W_COUNTER_LOCK, 0, NULL, err);
-    n_sent = n_guards + (rc == DURABLE_OK && n_guards > 0 && !s->gid_locked);
-    if (rc != DURABLE_OK || n_sent == 0)
-        return rc; /* nothing to read yet */
-    rc = flush(s, err);
-    if (rc == DURABLE_OK)
-        rc = read_upto(s, n_sent, err);
-    if (rc != DURABLE_OK)
-        return rc;
-    /* The results, in the order sent. */
+/* Reads the n_guards rows sent, in order, then the counter's if sent. */
+static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_error *err)
+{
+    enum pg_wstmt_id id;
+    PGresult *r;
+
     for (size_t g = 0; g < n_guards; g++) {
         struct pg_ahead *a = &s->ahead[s->ahead_order[g]];
-        enum pg_wstmt_id id;
-        PGresult *r = read_next(s, &id);
-
+        r = read_next(s, &id);
         if (result_ok(s, r, id))
             a->r = r;
         else
             PQclear(r);
     }
     if (s->w_n > 0) { /* the counter */
-        enum pg_wstmt_id id;
-        PGresult *r = read_next(s, &id);
+        r = read_next(s, &id);
         if (result_ok(s, r, id) && PQntuples(r) == 1) {
             s->gid_base = pg_cell_int64(r, 0, 0);
             s->last_gid = s->gid_base;
@@ -1039,6 +1022,42 @@ durable_code pg_prefetch(struct store *base, const struct transition *const *t, 
         PQclear(r);
     }
     return s->w_rc == DURABLE_OK ? DURABLE_OK : failed(s, err);
+}
+
+/* The batch's guards, read ahead in one round trip with the event
+ * counter's lock: the first transition of each run whose first read is
+ * its guard (a run or a step of it). */
+durable_code pg_prefetch(struct store *base, const struct transition *const *t, size_t n,
+                         durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    size_t n_sent, n_guards = 0;
+    durable_code rc = DURABLE_OK;
+
+    ahead_reset(s, n);
+    for (size_t i = 0; rc == DURABLE_OK && i < n; i++) {
+        const char *p[2] = { t[i]->run_id, NULL };
+        size_t k;
+
+        if (!guard_key(t[i], &p[1]))
+            continue;
+        k = ahead_slot(s, p[0]);
+        if (s->ahead[k].run_id)
+            continue; /* a later transition of the run: it reads after the writes */
+        s->ahead[k] = (struct pg_ahead){ p[0], p[1], NULL };
+        s->ahead_n++;
+        s->ahead_order[n_guards++] = k;
+        rc = send(s, PG_W_RUN_GUARD, 2, p, err);
+    }
+    if (rc == DURABLE_OK && n_guards > 0 && !s->gid_locked)
+        rc = send(s, PG_W_COUNTER_LOCK, 0, NULL, err);
+    n_sent = n_guards + (n_guards > 0 && !s->gid_locked);
+    if (rc != DURABLE_OK || n_sent == 0)
+        return rc; /* nothing to read yet */
+    rc = flush(s, err);
+    if (rc == DURABLE_OK)
+        rc = read_upto(s, n_sent, err);
+    return rc == DURABLE_OK ? ahead_read(s, n_guards, err) : rc;
 }
 
 void pg_write_forget(struct pg_store *s)
