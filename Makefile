@@ -121,4 +121,6 @@ bench:
 	$(CC) $(BENCH_CFLAGS) -pthread -Iinclude -o $(BENCH_BUILD)/bench/bench_engine \
 	  bench/bench_engine.c bench/bench_util.c $(BENCH_BUILD)/libdurable.so \
 	  -Wl,-rpath,$(abspath $(BENCH_BUILD)) $$(pkg-config --libs sqlite3) -lpthread -lm
+	$(CC) $(BENCH_CFLAGS) $$(pkg-config --cflags libpq) -Iinclude -o $(BENCH_BUILD)/bench/bench_pg \
+	  bench/bench_pg.c bench/bench_util.c $$(pkg-config --libs libpq)
 	python3 bench/run.py --build $(BENCH_BUILD) --json $(BUILD)/bench.json $(BENCH_ARGS)

@@ -297,6 +297,17 @@ static int run_w1(const struct opts *o, bool is_code)
         t0 = bench_now_ns();
         run_id = start_run(d, wf);
         wait_run(d, run_id);
+        /* On PostgreSQL subscribers are called from the cluster thread,
+         * which reads the events after their commit: wait for it (10 s). */
+        for (int w = 0; w < 10000; w++) {
+            size_t seen;
+            pthread_mutex_lock(&watch.mu);
+            seen = watch.n_completed_ns;
+            pthread_mutex_unlock(&watch.mu);
+            if (seen >= (size_t)o->steps)
+                break;
+            usleep(1000);
+        }
         pthread_mutex_lock(&watch.mu);
         if (watch.n_completed_ns != (size_t)o->steps)
             bench_die("saw %zu step completions of %ld", watch.n_completed_ns, o->steps);

@@ -13,6 +13,7 @@ driven with wrk (W6) or left alone (W7). Every step has a time limit; a step
 that fails or runs out of time is reported as failed and the others go on.
 
 Usage: bench/run.py [--build build-bench] [--json build/bench.json] [--quick] [--keep]
+                    [--only sqlite|pg]
 """
 
 import argparse
@@ -28,9 +29,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import pg_server  # noqa: E402  (tests/pg_server.py: a temporary PostgreSQL, fsync on)
 
 
 class BenchError(Exception):
@@ -67,10 +71,10 @@ def run_prog(args, timeout):
 class Server:
     """`durable serve` on 127.0.0.1 and a free port, stopped by SIGTERM."""
 
-    def __init__(self, exe, db, workflows, log_path, timeout=30):
+    def __init__(self, exe, db, workflows, log_path, timeout=30, extra=()):
         self.log = open(log_path, "w")
         self.p = subprocess.Popen([exe, "serve", "--listen", "127.0.0.1:0", "--db", db,
-                                   "--workflows", workflows],
+                                   "--workflows", workflows] + list(extra),
                                   stdout=subprocess.PIPE, stderr=self.log, text=True)
         sel = selectors.DefaultSelector()
         sel.register(self.p.stdout, selectors.EVENT_READ)
@@ -157,12 +161,13 @@ def wait_until(fn, timeout, what):
         time.sleep(0.1)
 
 
-def write_workflow(directory, name, duration_s):
+def write_workflow(directory, name, duration_s, n_steps=1):
+    """A chain of n_steps tasks of duration_s each."""
     os.makedirs(directory, exist_ok=True)
+    steps = [{"id": f"s{i}", "type": "task", "config": {"duration_seconds": duration_s},
+              "depends_on": [f"s{i - 1}"] if i else []} for i in range(n_steps)]
     with open(os.path.join(directory, name + ".json"), "w") as f:
-        json.dump({"name": name, "steps": [{"id": "s0", "type": "task",
-                                             "config": {"duration_seconds": duration_s},
-                                             "depends_on": []}]}, f)
+        json.dump({"name": name, "steps": steps}, f)
 
 
 def parse_wrk(text):
@@ -206,6 +211,7 @@ class Bench:
         self.quick = args.quick
         self.raw = {}
         self.errors = {}
+        self.pg_skipped = None
         os.makedirs(args.build, exist_ok=True)
         self.tmp = tempfile.mkdtemp(prefix="bench-tmp-", dir=args.build)
 
@@ -232,6 +238,9 @@ class Bench:
 
     def run_all(self):
         q = self.quick
+        if self.args.only == "pg":
+            self.pg_all()
+            return
         self.step("fsync", lambda: self.sqlite("fsync", 30, "--dir", self.tmp, "--seconds", 2))
         self.step("commit_latency", lambda: self.sqlite("commit", 30, "--db", self.db("commit"),
                                                         "--seconds", 3))
@@ -265,6 +274,106 @@ class Bench:
                                              "--seconds", 1 if q else 3))
         self.step("w6", self.w6)
         self.step("w7", self.w7)
+        if self.args.only != "sqlite":
+            self.pg_all()
+
+    # ---- PostgreSQL -------------------------------------------------------
+
+    def pg_all(self):
+        """W1, W2, W3 on a temporary PostgreSQL (tests/pg_server.py: fsync
+        and synchronous_commit on) with its single-row commit measured just
+        before each latency workload, then W2's shape over HTTP on 1, 2 and
+        3 `durable serve` nodes sharing one database."""
+        bindir = pg_server.bindir()
+        if not os.path.exists(os.path.join(bindir, "initdb")):
+            self.pg_skipped = (f"PostgreSQL is not installed (no initdb in {bindir}): "
+                               "the PostgreSQL workloads were skipped")
+            log(self.pg_skipped)
+            return
+        log("pg: starting a temporary PostgreSQL ...")
+        try:
+            srv = pg_server.PgServer().start()
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            self.errors["pg"] = f"could not start PostgreSQL: {e}"
+            log(self.errors["pg"])
+            return
+        try:
+            def pg_commit(seconds):
+                return run_prog([os.path.join(self.bin, "bench_pg"), "commit", "--db",
+                                 srv.create_database(f"commit{len(self.raw)}"), "--seconds",
+                                 str(seconds)], 60)
+
+            def engine(mode, timeout):
+                return run_prog([os.path.join(self.bin, "bench_engine"), mode, "--db",
+                                 srv.create_database(mode)], timeout)
+            self.step("pg_commit", lambda: pg_commit(3))
+            self.step("pg_commit_w1", lambda: pg_commit(1))
+            self.step("pg_w1", lambda: engine("w1", 240))
+            self.step("pg_w2", lambda: engine("w2", 600))
+            self.step("pg_commit_w3", lambda: pg_commit(1))
+            self.step("pg_w3", lambda: engine("w3", 120))
+            for n in (1, 2, 3):
+                self.step(f"pg_nodes{n}", lambda n=n: self.pg_nodes(srv, n))
+        finally:
+            srv.stop()
+
+    def pg_nodes(self, pg, n_nodes):
+        """1,000 runs of a 10-step chain started over HTTP, round robin over
+        n_nodes nodes on one database, from 8 client threads as fast as
+        they go; steps/s = 10,000 / (first start -> the last run
+        completed, as /metrics counts them in the database)."""
+        runs = 100 if self.quick else 1000
+        wf = os.path.join(self.tmp, "wfpg")
+        write_workflow(wf, "bench-chain10", 0, 10)
+        url = pg.create_database(f"nodes{n_nodes}")
+        nodes = []
+        try:
+            for i in range(n_nodes):
+                nodes.append(Server(self.durable, url, wf,
+                                    os.path.join(self.tmp, f"nodes{n_nodes}-{i}.log"),
+                                    extra=["--node", f"bench{i}"]))
+            failures = []
+            next_run = iter(range(runs))
+            lock = threading.Lock()
+
+            def starter():
+                conns = {}
+                while True:
+                    with lock:
+                        i = next(next_run, None)
+                    if i is None:
+                        break
+                    srv = nodes[i % n_nodes]
+                    conn = conns.setdefault(i % n_nodes, http.client.HTTPConnection(
+                        srv.host, srv.port, timeout=60))
+                    status, body = srv.request("POST", "/workflows/bench-chain10/runs",
+                                               '{"input": {}}', conn=conn)
+                    if status not in (200, 201, 202):
+                        failures.append(f"{status}: {body[:200]}")
+                for c in conns.values():
+                    c.close()
+            t0 = time.monotonic()
+            threads = [threading.Thread(target=starter) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            started_s = time.monotonic() - t0
+            if failures:
+                raise BenchError(f"{len(failures)} starts failed: {failures[0]}")
+            deadline = time.monotonic() + 600
+            while nodes[0].metric("durable_runs", '{status="completed"}') < runs:
+                if time.monotonic() > deadline:
+                    raise BenchError("the runs did not complete in 600 s")
+                time.sleep(0.05)
+            seconds = time.monotonic() - t0
+            failed = nodes[0].metric("durable_runs", '{status="failed"}')
+        finally:
+            for srv in nodes:
+                srv.stop()
+        return {"nodes": n_nodes, "runs": runs, "steps": runs * 10, "seconds": seconds,
+                "start_seconds": started_s, "failed_runs": failed,
+                "steps_per_s": runs * 10 / seconds}
 
     def w6(self):
         secs = 2 if self.quick else 10
@@ -440,6 +549,33 @@ def rows_of(raw, errors):
     add("W6 HTTP", "  read p99", get("w6", "reads", "p99_ms"), "ms", None, None, "", None,
         "w6")
 
+    # PostgreSQL's rows, unless that part was skipped (not installed).
+    if any(k.startswith("pg") for k in list(raw) + list(errors)):
+        pgc = get("pg_commit", "median_ms")
+        add("pg_commit", "median commit (PostgreSQL, one row)", pgc, "ms", None, None, "baseline",
+            key="pg_commit")
+        pgc1 = get("pg_commit_w1", "median_ms") or pgc
+        v = get("pg_w1", "median_ms")
+        add("PG W1 sequential", "median per step", v, "ms", "pg_commit", pgc1,
+            "<= 2 x pg_commit", v is not None and pgc1 is not None and v <= 2 * pgc1, "pg_w1")
+        add("PG W1 sequential", "p99 per step", get("pg_w1", "p99_ms"), "ms", "pg_commit", pgc1,
+            "", None, "pg_w1")
+        v = get("pg_w2", "steps_per_s")
+        add("PG W2 throughput", "1,000 runs x 10 steps", v, "steps/s", "W2 on SQLite",
+            get("w2", "steps_per_s"), ">= 10,000", v is not None and v >= 10000, "pg_w2")
+        add("PG W2 throughput", "commits", get("pg_w2", "commits"), "commits", None, None, "",
+            None, "pg_w2")
+        add("PG W2 throughput", "CPU time per run", get("pg_w2", "cpu_ms_per_run"), "ms",
+            "W2 on SQLite", get("w2", "cpu_ms_per_run"), "", None, "pg_w2")
+        pgc3 = get("pg_commit_w3", "median_ms") or pgc
+        add("PG W3 fan-out", "1 -> 100 -> 1 wall time", get("pg_w3", "median_ms"), "ms",
+            "pg_commit", pgc3, "", None, "pg_w3")
+        one = get("pg_nodes1", "steps_per_s")
+        for n in (1, 2, 3):
+            add("PG W2 on nodes", f"{n} node{'s' if n > 1 else ''}, over HTTP",
+                get(f"pg_nodes{n}", "steps_per_s"), "steps/s", "1 node" if n > 1 else None,
+                one if n > 1 else None, "", None, f"pg_nodes{n}")
+
     v = get("w7", "cpu_s")
     add("W7 idle", f"server CPU in {s7}, {n7} timers", v, "s", None, None, "< 0.1 s",
         v is not None and v < 0.1, "w7")
@@ -481,7 +617,7 @@ def table_text(rows):
             met = "yes" if r["met"] else "NO"
         lines.append((r["workload"], r["figure"], fmt_num(r["value"]), r["unit"], ratio,
                       r["target"], met))
-    widths = [max(len(head[i]), *(len(l[i]) for l in lines)) for i in range(len(head))]
+    widths = [max([len(head[i])] + [len(l[i]) for l in lines]) for i in range(len(head))]
 
     def fmt(cells):
         return "| " + " | ".join(c.rjust(w) if i == 2 else c.ljust(w)
@@ -531,6 +667,8 @@ def main():
     ap.add_argument("--json", default=os.path.join(ROOT, "build", "bench.json"))
     ap.add_argument("--quick", action="store_true", help="small sizes, to try the harness")
     ap.add_argument("--keep", action="store_true", help="keep the temporary databases")
+    ap.add_argument("--only", choices=("sqlite", "pg"),
+                    help="only the SQLite workloads, or only the PostgreSQL ones")
     args = ap.parse_args()
 
     t0 = time.monotonic()
@@ -550,6 +688,8 @@ def main():
     if "commit_latency" in b.raw:
         info["sqlite"] = b.raw["commit_latency"].get("sqlite_version")
     rows = rows_of(b.raw, b.errors)
+    if args.only == "pg":
+        rows = [r for r in rows if r["workload"].lower().startswith("pg")]
     elapsed = time.monotonic() - t0
 
     print()
@@ -560,6 +700,11 @@ def main():
           f"({info.get('disk', {}).get('fstype', '?')}), 4 KiB fdatasync median "
           f"{fmt_num(info.get('fsync_median_ms'))} ms, load average "
           f"{info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f}")
+    if "pg_commit" in b.raw:
+        print(f"PostgreSQL {int(b.raw['pg_commit']['server_version'])}, synchronous_commit "
+              f"{b.raw['pg_commit']['synchronous_commit']}, fsync on, 127.0.0.1")
+    if b.pg_skipped:
+        print(b.pg_skipped)
     for k, e in b.errors.items():
         print(f"failed: {k}: {e}")
     unmet = [f"{r['workload']}: {r['figure']}" for r in rows if r["met"] is False]

@@ -205,6 +205,26 @@ done:
     return DURABLE_OK;
 }
 
+/* Tells the store the batch's transitions (store_tx_prefetch). */
+static durable_code prefetch(struct durable *d, const struct commit_item *batch, durable_error *err)
+{
+    const struct transition **t;
+    const struct commit_item *ci;
+    size_t n = 0;
+    durable_code rc;
+
+    for (ci = batch; ci; ci = ci->next)
+        n++;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    t = xmalloc(n * sizeof(*t));
+    n = 0;
+    for (ci = batch; ci; ci = ci->next)
+        t[n++] = &ci->t;
+    rc = store_tx_prefetch(d->store, t, n, err);
+    free(t);
+    return rc;
+}
+
 static durable_code commit_batch(struct durable *d, struct commit_item *batch,
                                  struct store_events *ev, durable_error *err)
 {
@@ -213,8 +233,12 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
 
     store_events_clear(ev);
     rc = store_tx_begin(d->store, err);
-    if (rc != DURABLE_OK)
+    if (rc == DURABLE_OK)
+        rc = prefetch(d, batch, err);
+    if (rc != DURABLE_OK) {
+        store_tx_rollback(d->store);
         return rc;
+    }
     for (ci = batch; ci; prev = ci, ci = ci->next) {
         ci->chain_broken =
                 ci->after_prev && prev && (prev->applied != APPLIED_PRIMARY || prev->chain_broken);

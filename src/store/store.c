@@ -114,6 +114,12 @@ durable_code store_tx_begin(struct store *s, durable_error *err)
     return s->ops->tx_begin(s, err);
 }
 
+durable_code store_tx_prefetch(struct store *s, const struct transition *const *t, size_t n,
+                               durable_error *err)
+{
+    return s->ops->prefetch && n > 0 ? s->ops->prefetch(s, t, n, err) : DURABLE_OK;
+}
+
 durable_code store_tx_commit(struct store *s, durable_error *err)
 {
     durable_code rc = s->ops->tx_commit(s, err);

@@ -265,6 +265,13 @@ struct transition_result {
 durable_code store_tx_begin(struct store *s, durable_error *err);
 durable_code store_tx_commit(struct store *s, durable_error *err);
 void store_tx_rollback(struct store *s);
+/* After store_tx_begin, the transitions the writer is about to apply in
+ * this transaction, in order (borrowed until the transaction ends): a
+ * backend may read ahead what their guards read. Only a speed-up: the
+ * store_apply calls that follow give the same answers without it.
+ * DURABLE_EIO: roll back. */
+durable_code store_tx_prefetch(struct store *s, const struct transition *const *t, size_t n,
+                               durable_error *err);
 
 /*
  * Applies one transition inside the open transaction, appending the events it
@@ -574,12 +581,11 @@ struct store_ops {
     /* The row reads and writes store_apply decides over (backend.h): the
      * logic of every transition is the store's (apply.c), not a backend's. */
     const struct store_rows_ops *rows;
-    /* NULL: the writer applies a batch's transitions one by one with
-     * store_apply (a backend with round trips to a server pipelines them
-     * here). */
-    durable_code (*apply_batch)(struct store *s, const struct transition *const *t, size_t n,
-                                struct store_events *events, struct transition_result *results,
-                                durable_code *codes, durable_error *err);
+    /* May be NULL. Told the transitions of the batch about to be applied
+     * (store_tx_prefetch), a backend with round trips to a server reads
+     * ahead what their guards will read, in one round trip. */
+    durable_code (*prefetch)(struct store *s, const struct transition *const *t, size_t n,
+                             durable_error *err);
 
     durable_code (*workflow_get)(struct store *s, const char *id_or_name,
                                  struct workflow_record *out, durable_error *err);

@@ -203,7 +203,11 @@ void pg_close(struct store *base)
         pg_cluster_ops.leave(base);
     for (size_t i = 0; i < PG_READERS; i++)
         PQfinish(s->readers[i]); /* accepts NULL */
+    pg_write_begin(s, false);    /* clears what was read ahead */
     PQfinish(s->w);
+    free(s->w_fifo);
+    free(s->ahead);
+    free(s->ahead_order);
     pthread_cond_destroy(&s->read_cond);
     pthread_mutex_destroy(&s->read_mu);
     free(s->conninfo);
@@ -291,41 +295,25 @@ durable_code pg_tx_begin(struct store *base, durable_error *err)
     struct pg_store *s = pg_of(base);
     durable_code rc = DURABLE_OK;
 
-    /* Twice at most: a connection the server dropped (a restart) shows only
-     * when used, and nothing of this transaction was sent yet. */
-    for (int tries = 0; tries < 2; tries++) {
-        bool reconnect = PQstatus(s->w) != CONNECTION_OK;
-        rc = DURABLE_OK;
-        pg_write_begin(s, reconnect);
-        if (reconnect) {
-            rc = conn_check(s->w, err);
-            if (rc == DURABLE_OK)
-                rc = writer_settings(s, err);
-        }
+    /* A connection the server dropped (a restart) shows when used: then
+     * the transaction fails, is rolled back, and the writer's next try
+     * finds the connection broken and resets it here. */
+    bool reconnect = PQstatus(s->w) != CONNECTION_OK;
+
+    pg_write_begin(s, reconnect);
+    if (reconnect) {
+        rc = conn_check(s->w, err);
         if (rc == DURABLE_OK)
-            rc = pg_run(s->w, "begin a transaction", "BEGIN", 0, NULL, err);
-        if (rc == DURABLE_OK || PQstatus(s->w) == CONNECTION_OK)
-            break;
+            rc = writer_settings(s, err);
     }
+    if (rc == DURABLE_OK)
+        rc = pg_write_tx_begin(s, err);
     return rc;
 }
 
 durable_code pg_tx_commit(struct store *base, durable_error *err)
 {
-    struct pg_store *s = pg_of(base);
-    PGresult *r;
-    durable_code rc = pg_write_commit(s, err);
-
-    if (rc != DURABLE_OK)
-        return rc;
-    r = pg_exec(s->w, "commit", "COMMIT", 0, NULL, err);
-    if (!r)
-        return DURABLE_EIO;
-    /* COMMIT of a transaction an error aborted succeeds as "ROLLBACK". */
-    if (strcmp(PQcmdStatus(r), "COMMIT") != 0)
-        rc = err_set(err, DURABLE_EIO, "could not commit: the transaction was rolled back");
-    PQclear(r);
-    return rc;
+    return pg_write_commit(pg_of(base), err);
 }
 
 void pg_tx_rollback(struct store *base)
@@ -333,7 +321,8 @@ void pg_tx_rollback(struct store *base)
     struct pg_store *s = pg_of(base);
     durable_error err = { 0 };
 
-    pg_write_begin(s, false);
+    pg_write_end(s);
+    pg_write_forget(s);
     if (PQstatus(s->w) != CONNECTION_OK || PQtransactionStatus(s->w) == PQTRANS_IDLE)
         return;
     if (pg_run(s->w, "roll back", "ROLLBACK", 0, NULL, &err) != DURABLE_OK)
@@ -508,6 +497,7 @@ const struct store_ops pg_store_ops = {
     .tx_commit = pg_tx_commit,
     .tx_rollback = pg_tx_rollback,
     .rows = &pg_rows_ops,
+    .prefetch = pg_prefetch,
     .workflow_get = pg_workflow_get,
     .run_load = pg_run_load,
     .runs_unfinished = pg_runs_unfinished,

@@ -87,7 +87,25 @@ enum pg_wstmt_id {
     PG_W_SIGNAL_NEXT,
     PG_W_SIGNAL_TAKE,
     PG_W_SIGNAL_WAITER,
+    PG_W_BEGIN,
+    PG_W_COMMIT,
     PG_W_COUNT
+};
+
+/* The unique index that makes an idempotency key name one run per
+ * workflow name, on every node (schema.c). */
+#define PG_RUNS_KEY "runs_key"
+
+/* Workflow ids the writer found (write.c): they are never deleted. */
+#define PG_WF_KNOWN 16
+
+/* A run's guard row read ahead for the open transaction (write.c): the
+ * run and step asked (borrowed from the batch's transitions) and the
+ * result, NULL once taken or once the run was written. */
+struct pg_ahead {
+    const char *run_id; /* NULL: a free slot */
+    const char *step_id;
+    PGresult *r;
 };
 
 struct pg_store {
@@ -104,6 +122,21 @@ struct pg_store {
     int64_t last_gid; /* the last gid given out (gid_base: none) */
     char seq_run[ID_MAX];
     int64_t seq_last;
+    /* The pipeline of the open transaction (write.c): the statements sent
+     * whose results are unread (a ring of their ids), and the first
+     * failure among them. */
+    unsigned char *w_fifo;
+    size_t w_cap, w_head, w_n;
+    durable_code w_rc;
+    durable_error w_err;
+    /* The guards read ahead (pg_prefetch): an open-addressed table by run
+     * id, ahead_cap slots (a power of two), ahead_n used, and the slots in
+     * the order their reads were sent. */
+    struct pg_ahead *ahead;
+    size_t *ahead_order;
+    size_t ahead_cap, ahead_n;
+    char wf_known[PG_WF_KNOWN][ID_MAX];
+    size_t wf_known_next;
     /* The epoch new runs are owned with (0: not joined, unowned): set by
      * join and leave, read by the writer. */
     _Atomic int64_t owner_epoch;
@@ -213,6 +246,20 @@ durable_code pg_claim_ids(struct store *base, int room, char (*ids)[ID_MAX], int
 extern const struct store_rows_ops pg_rows_ops;
 void pg_write_begin(struct pg_store *s, bool reconnected);
 durable_code pg_write_commit(struct pg_store *s, durable_error *err);
+/* The write connection's transaction, in libpq's pipeline mode: a write
+ * is sent and its answer read with the next read's (one round trip per
+ * read, not per statement). pg_write_tx_begin prepares the statements a
+ * new connection lacks, enters the pipeline and sends BEGIN;
+ * pg_write_commit ends it with COMMIT and a sync; pg_write_end ends it
+ * after a failure (the caller then rolls back), pg_write_forget also
+ * drops what the writer learned of workflows. */
+durable_code pg_write_tx_begin(struct pg_store *s, durable_error *err);
+void pg_write_end(struct pg_store *s);
+void pg_write_forget(struct pg_store *s);
+/* store_ops.prefetch: the batch's guard rows and the event counter's
+ * lock, in one round trip. */
+durable_code pg_prefetch(struct store *base, const struct transition *const *t, size_t n,
+                         durable_error *err);
 
 /* The cluster operations (cluster.c). */
 extern const struct store_cluster_ops pg_cluster_ops;

@@ -56,11 +56,11 @@ static const char sql_unfinished[] =
 static const char sql_unfinished_defs[] =
         "SELECT id, definition FROM workflows WHERE id IN"
         " (SELECT workflow_id FROM runs WHERE id IN (" UNFINISHED_PAGE_IDS "))";
-/* A key names one run per workflow, whatever its version (as SQLite). */
+/* A key names one run per workflow name, whatever its version (the runs_key
+ * constraint, schema.c). */
 static const char sql_run_by_key[] =
-        "SELECT r.id FROM runs r JOIN workflows w ON w.id = r.workflow_id"
-        " WHERE r.idempotency_key = $2"
-        " AND w.name = (SELECT name FROM workflows WHERE id = $1) LIMIT 1";
+        "SELECT id FROM runs WHERE idempotency_key = $2"
+        " AND workflow_name = (SELECT name FROM workflows WHERE id = $1)";
 static const char sql_run_status[] = "SELECT status FROM runs WHERE id = $1";
 
 /* An owned copy of a cell that should not be NULL ("" if it is). */

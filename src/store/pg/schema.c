@@ -99,6 +99,25 @@ static const char *const migrations[] = {
     "  taken_by text, taken_at bigint);"
     "CREATE INDEX signals_waiting ON signals (run_id, name, seq) WHERE taken_by IS NULL;"
     "ALTER TABLE steps ADD signal text;",
+    /* 4: an idempotency key names one run per workflow name (every
+     * version), on every node, by constraint: two nodes starting the same
+     * key at once get one run (the loser's insert fails, its writer tries
+     * again and finds the winner's run). runs.workflow_name is the name of
+     * runs.workflow_id (names never change), set by the insert. A key two
+     * runs share already (only two nodes racing before this version could
+     * do it) stays with the oldest: the later runs keep their key but no
+     * workflow_name, so the index leaves them out and lookups by key find
+     * the oldest. */
+    "ALTER TABLE runs ADD workflow_name text;"
+    "UPDATE runs SET workflow_name = w.name FROM workflows w WHERE w.id = runs.workflow_id;"
+    "UPDATE runs SET workflow_name = NULL WHERE id IN (SELECT id FROM (SELECT id,"
+    "  row_number() OVER (PARTITION BY workflow_name, idempotency_key"
+    "  ORDER BY created_at, ord) AS n FROM runs WHERE idempotency_key IS NOT NULL) d"
+    "  WHERE n > 1);"
+    "DROP INDEX runs_key;"
+    "ALTER TABLE runs DROP CONSTRAINT runs_workflow_id_idempotency_key_key;"
+    "CREATE UNIQUE INDEX " PG_RUNS_KEY " ON runs (workflow_name, idempotency_key)"
+    "  WHERE idempotency_key IS NOT NULL;",
 };
 
 int pg_schema_version(void)

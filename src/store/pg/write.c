@@ -83,9 +83,8 @@ static const struct pg_wstmt {
                          "read a step" },
     [PG_W_NOTIFY_RUN] = { "SELECT pg_notify('" PG_CHANNEL_RUN "', $1)", "tell a run's owner" },
     /* A key names one run per workflow, whatever its version. */
-    [PG_W_RUN_BY_KEY] = { "SELECT r.id FROM runs r JOIN workflows w ON w.id = r.workflow_id"
-                          " WHERE r.idempotency_key = $2"
-                          " AND w.name = (SELECT name FROM workflows WHERE id = $1)",
+    [PG_W_RUN_BY_KEY] = { "SELECT id FROM runs WHERE idempotency_key = $2"
+                          " AND workflow_name = (SELECT name FROM workflows WHERE id = $1)",
                           "look up an idempotency key" },
     [PG_W_WF_EXISTS] = { "SELECT 1 FROM workflows WHERE id = $1", "look up a workflow" },
     [PG_W_WF_LATEST] = { "SELECT id, version, definition FROM workflows WHERE name = $1"
@@ -147,10 +146,10 @@ static const struct pg_wstmt {
                             " AND status <> 'cancelled'",
                             "cancel a run's steps" },
     [PG_W_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
-                          " idempotency_key, created_at, deadline_at, owner_node, owner_epoch)"
+                          " idempotency_key, created_at, deadline_at, owner_node, owner_epoch,"
+                          " workflow_name)"
                           " VALUES ($1, $2, 'pending', $3, $4, $5, $6::bigint, $7::bigint, $8,"
-                          " $9::bigint)"
-                          " ON CONFLICT (workflow_id, idempotency_key) DO NOTHING",
+                          " $9::bigint, (SELECT name FROM workflows WHERE id = $2))",
                           "create a run" },
     [PG_W_STEP_INSERT] = { "INSERT INTO steps (run_id, idx, step_id, type, status, attempt,"
                            " max_attempts, depends_on, idempotency_key)"
@@ -190,6 +189,8 @@ static const struct pg_wstmt {
                            " SELECT pg_notify('" PG_CHANNEL_EVENTS "', gid::text) FROM u",
                            "number the events" },
     [PG_W_SAVEPOINT] = { "SAVEPOINT store_action", "open a savepoint" },
+    [PG_W_BEGIN] = { "BEGIN", "begin a transaction" },
+    [PG_W_COMMIT] = { "COMMIT", "commit" },
     [PG_W_SP_RELEASE] = { "RELEASE store_action", "release a savepoint" },
     [PG_W_SP_ROLLBACK] = { "ROLLBACK TO store_action", "undo a refused action" },
 };
@@ -217,6 +218,216 @@ static void seq_forget(struct pg_store *s)
     s->seq_last = 0;
 }
 
+/* ---- the pipeline ---- */
+
+/* Read ahead when the unread results grow past this many, so that neither
+ * side's socket buffer fills with the other one blocked. */
+#define UNREAD_MAX 1024
+
+static void fifo_push(struct pg_store *s, enum pg_wstmt_id id)
+{
+    if (s->w_n == s->w_cap) {
+        size_t cap = s->w_cap ? s->w_cap * 2 : 256;
+        unsigned char *ids = xmalloc(cap);
+        for (size_t i = 0; i < s->w_n; i++)
+            ids[i] = s->w_fifo[(s->w_head + i) % s->w_cap];
+        free(s->w_fifo);
+        s->w_fifo = ids;
+        s->w_cap = cap;
+        s->w_head = 0;
+    }
+    s->w_fifo[(s->w_head + s->w_n) % s->w_cap] = (unsigned char)id;
+    s->w_n++;
+}
+
+/* Reads the result of the oldest statement sent (NULL when the connection
+ * failed; owned) and says which statement it was. */
+static PGresult *read_next(struct pg_store *s, enum pg_wstmt_id *out_id)
+{
+    PGresult *r = PQgetResult(s->w), *extra;
+
+    *out_id = (enum pg_wstmt_id)s->w_fifo[s->w_head];
+    s->w_head = (s->w_head + 1) % s->w_cap;
+    s->w_n--;
+    if (r) {
+        while ((extra = PQgetResult(s->w)) != NULL)
+            PQclear(extra);
+    }
+    return r;
+}
+
+/* Whether r, statement id's result, succeeded; the first failure of the
+ * transaction is kept (what follows it in the pipeline is aborted). */
+static bool result_ok(struct pg_store *s, const PGresult *r, enum pg_wstmt_id id)
+{
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    const char *constraint;
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return true;
+    if (s->w_rc != DURABLE_OK)
+        return false;
+    constraint = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    if (constraint && strcmp(constraint, PG_RUNS_KEY) == 0) {
+        /* Another node's run took the key since run_by_key looked: the
+         * writer applies the batch again, and then finds that run. */
+        err_set(&s->w_err, DURABLE_EIO, "idempotency key was just taken by another run");
+    } else {
+        err_set(&s->w_err, DURABLE_EIO, "could not %s: %s", wstmts[id].what,
+                r && st != PGRES_PIPELINE_ABORTED ? PQresultErrorMessage(r) : PQerrorMessage(s->w));
+    }
+    s->w_rc = DURABLE_EIO;
+    return false;
+}
+
+/* The transaction's first failure, into err. */
+static durable_code failed(struct pg_store *s, durable_error *err)
+{
+    return err_set(err, s->w_rc, "%s", s->w_err.msg);
+}
+
+/* Asks the server for the results sent so far, and sends what libpq
+ * buffered. */
+static durable_code flush(struct pg_store *s, durable_error *err)
+{
+    if (PQsendFlushRequest(s->w) != 1 || PQflush(s->w) != 0) {
+        if (s->w_rc == DURABLE_OK) {
+            err_set(&s->w_err, DURABLE_EIO, "could not send to the database: %s",
+                    PQerrorMessage(s->w));
+            s->w_rc = DURABLE_EIO;
+        }
+        return failed(s, err);
+    }
+    return DURABLE_OK;
+}
+
+/* Reads the results of the statements sent but the last keep. */
+static durable_code read_upto(struct pg_store *s, size_t keep, durable_error *err)
+{
+    enum pg_wstmt_id id;
+
+    while (s->w_n > keep) {
+        PGresult *r = read_next(s, &id);
+        result_ok(s, r, id);
+        PQclear(r);
+    }
+    return s->w_rc == DURABLE_OK ? DURABLE_OK : failed(s, err);
+}
+
+/* Sends prepared statement id with n text parameters; its result is read
+ * later, before the next read's. */
+static durable_code send(struct pg_store *s, enum pg_wstmt_id id, int n, const char *const *params,
+                         durable_error *err)
+{
+    char name[16];
+
+    if (s->w_rc != DURABLE_OK)
+        return failed(s, err); /* the server aborted the rest */
+    if (s->w_n >= UNREAD_MAX) {
+        durable_code rc = flush(s, err);
+        if (rc == DURABLE_OK)
+            rc = read_upto(s, 0, err);
+        if (rc != DURABLE_OK)
+            return rc;
+    }
+    snprintf(name, sizeof(name), "dw%d", (int)id);
+    if (PQsendQueryPrepared(s->w, name, n, params, NULL, NULL, 0) != 1) {
+        err_set(&s->w_err, DURABLE_EIO, "could not %s: %s", wstmts[id].what, PQerrorMessage(s->w));
+        s->w_rc = DURABLE_EIO;
+        return failed(s, err);
+    }
+    fifo_push(s, id);
+    return DURABLE_OK;
+}
+
+/* Runs prepared statement id with n text parameters and returns its
+ * result (owned), read after those of every statement sent before it: one
+ * round trip. NULL with DURABLE_EIO in err when it or an earlier one
+ * failed. */
+static PGresult *wexec(struct pg_store *s, enum pg_wstmt_id id, int n, const char *const *params,
+                       durable_error *err)
+{
+    enum pg_wstmt_id got;
+    PGresult *r;
+
+    if (send(s, id, n, params, err) != DURABLE_OK || flush(s, err) != DURABLE_OK)
+        return NULL;
+    read_upto(s, 1, err);
+    r = read_next(s, &got);
+    if (result_ok(s, r, got) && s->w_rc == DURABLE_OK)
+        return r;
+    PQclear(r);
+    failed(s, err);
+    return NULL;
+}
+
+/* A statement whose rows are not needed: sent, its result read later;
+ * with out_changed (whether it changed a row), run at once (wexec). */
+static durable_code wrun(struct pg_store *s, enum pg_wstmt_id id, int n, const char *const *params,
+                         bool *out_changed, durable_error *err)
+{
+    PGresult *r;
+    const char *rows;
+
+    if (!out_changed)
+        return send(s, id, n, params, err);
+    r = wexec(s, id, n, params, err);
+    if (!r)
+        return DURABLE_EIO;
+    rows = PQcmdTuples(r);
+    *out_changed = rows[0] != '\0' && strcmp(rows, "0") != 0;
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+/* ---- the guards read ahead ----
+ * pg_prefetch reads the guard row of the first transition of each run of
+ * the batch in one round trip; run_get takes it (once) when it asks for
+ * the same run and step, else reads. Any write to a run drops its row:
+ * what follows reads again, and sees the writes. */
+
+static size_t ahead_slot(const struct pg_store *s, const char *run_id)
+{
+    uint32_t h = 2166136261u;
+
+    for (const unsigned char *p = (const unsigned char *)run_id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    for (size_t i = h & (s->ahead_cap - 1);; i = (i + 1) & (s->ahead_cap - 1)) {
+        if (!s->ahead[i].run_id || strcmp(s->ahead[i].run_id, run_id) == 0)
+            return i;
+    }
+}
+
+static struct pg_ahead *ahead_find(struct pg_store *s, const char *run_id)
+{
+    size_t i;
+
+    if (s->ahead_n == 0)
+        return NULL;
+    i = ahead_slot(s, run_id);
+    return s->ahead[i].run_id ? &s->ahead[i] : NULL;
+}
+
+/* A write to run_id: its row read ahead is stale. */
+static void ahead_drop(struct pg_store *s, const char *run_id)
+{
+    struct pg_ahead *a = ahead_find(s, run_id);
+
+    if (a) {
+        PQclear(a->r);
+        a->r = NULL;
+    }
+}
+
+static void ahead_clear(struct pg_store *s)
+{
+    for (size_t i = 0; s->ahead_n > 0 && i < s->ahead_cap; i++) {
+        PQclear(s->ahead[i].r);
+        s->ahead[i] = (struct pg_ahead){ NULL, NULL, NULL };
+    }
+    s->ahead_n = 0;
+}
+
 void pg_write_begin(struct pg_store *s, bool reconnected)
 {
     if (reconnected)
@@ -225,54 +436,67 @@ void pg_write_begin(struct pg_store *s, bool reconnected)
     s->gid_base = 0;
     s->last_gid = 0;
     seq_forget(s);
+    ahead_clear(s);
+    s->w_rc = DURABLE_OK;
+    s->w_n = 0;
+    s->w_head = 0;
 }
 
-/* Runs prepared statement id with n text parameters; the result (owned)
- * when it succeeded, else NULL with DURABLE_EIO in err. */
-static PGresult *wexec(struct pg_store *s, enum pg_wstmt_id id, int n, const char *const *params,
-                       durable_error *err)
+durable_code pg_write_tx_begin(struct pg_store *s, durable_error *err)
 {
     char name[16];
-    PGresult *r;
-    ExecStatusType st;
 
-    snprintf(name, sizeof(name), "dw%d", (int)id);
-    if (!s->w_prepared[id]) {
+    /* Once per connection, before its pipeline: every statement. */
+    for (int id = 0; id < PG_W_COUNT; id++) {
+        PGresult *r;
+        if (s->w_prepared[id])
+            continue;
+        snprintf(name, sizeof(name), "dw%d", id);
         r = PQprepare(s->w, name, wstmts[id].sql, 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             err_set(err, DURABLE_EIO, "could not %s: %s", wstmts[id].what,
                     r ? PQresultErrorMessage(r) : PQerrorMessage(s->w));
             PQclear(r);
-            return NULL;
+            return DURABLE_EIO;
         }
         PQclear(r);
         s->w_prepared[id] = true;
     }
-    r = PQexecPrepared(s->w, name, n, params, NULL, NULL, 0);
-    st = PQresultStatus(r);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-        return r;
-    err_set(err, DURABLE_EIO, "could not %s: %s", wstmts[id].what,
-            r ? PQresultErrorMessage(r) : PQerrorMessage(s->w));
-    PQclear(r);
-    return NULL;
+    if (PQpipelineStatus(s->w) == PQ_PIPELINE_OFF && PQenterPipelineMode(s->w) != 1)
+        return err_set(err, DURABLE_EIO, "could not begin a transaction: %s", PQerrorMessage(s->w));
+    return send(s, PG_W_BEGIN, 0, NULL, err);
 }
 
-/* wexec for a statement whose rows are not needed; *out_changed (may be
- * NULL) says whether it changed a row. */
-static durable_code wrun(struct pg_store *s, enum pg_wstmt_id id, int n, const char *const *params,
-                         bool *out_changed, durable_error *err)
+/* Ends the pipeline: a sync, every result read (the sync's last), back to
+ * one statement at a time. Returns whether all of it went as sent. */
+static bool pipeline_end(struct pg_store *s)
 {
-    PGresult *r = wexec(s, id, n, params, err);
+    bool synced = PQpipelineSync(s->w) == 1;
+    enum pg_wstmt_id id;
+    PGresult *r;
 
-    if (!r)
-        return DURABLE_EIO;
-    if (out_changed) {
-        const char *rows = PQcmdTuples(r);
-        *out_changed = rows[0] != '\0' && strcmp(rows, "0") != 0;
+    while (synced && s->w_n > 0) {
+        r = read_next(s, &id);
+        result_ok(s, r, id);
+        PQclear(r);
     }
-    PQclear(r);
-    return DURABLE_OK;
+    s->w_n = 0;
+    while (synced && (r = PQgetResult(s->w)) != NULL) {
+        bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync)
+            break;
+    }
+    if (PQstatus(s->w) != CONNECTION_OK || PQexitPipelineMode(s->w) != 1)
+        synced = false;
+    return synced;
+}
+
+void pg_write_end(struct pg_store *s)
+{
+    if (PQpipelineStatus(s->w) != PQ_PIPELINE_OFF)
+        pipeline_end(s);
+    pg_write_begin(s, false);
 }
 
 /* Copies a cell's text into out (out_len bytes), truncated, "" for NULL. */
@@ -301,16 +525,26 @@ static bool owned_here(struct pg_store *s, const PGresult *r)
     return owner && strcmp(owner, s->node_id) == 0 && pg_cell_int64(r, 0, 7) == epoch;
 }
 
+static bool same_step(const char *a, const char *b)
+{
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
 static durable_code pg_row_run_get(struct store *base, const char *run_id, const char *step_id,
                                    struct store_run_state *out, durable_error *err)
 {
     struct pg_store *s = pg_of(base);
     const char *p[2] = { run_id, step_id };
-    PGresult *r = wexec(s, PG_W_RUN_GUARD, 2, p, err);
+    struct pg_ahead *a = ahead_find(s, run_id);
+    PGresult *r;
 
     memset(out, 0, sizeof(*out));
-    if (!r)
+    if (a && a->r && same_step(a->step_id, step_id)) {
+        r = a->r; /* read ahead, once */
+        a->r = NULL;
+    } else if ((r = wexec(s, PG_W_RUN_GUARD, 2, p, err)) == NULL) {
         return DURABLE_EIO;
+    }
     out->has_run = PQntuples(r) > 0;
     if (out->has_run) {
         cell_copy(r, 0, out->run_status, sizeof(out->run_status));
@@ -358,13 +592,27 @@ static durable_code pg_row_run_by_key(struct store *base, const char *workflow_i
 static durable_code pg_row_workflow_exists(struct store *base, const char *workflow_id,
                                            bool *out_found, durable_error *err)
 {
+    struct pg_store *s = pg_of(base);
     const char *p[1] = { workflow_id };
-    PGresult *r = wexec(pg_of(base), PG_W_WF_EXISTS, 1, p, err);
+    PGresult *r;
 
+    /* Workflows are never deleted: one found stays found (pg_write_forget
+     * drops what a rolled back transaction may have inserted). */
+    for (size_t i = 0; i < PG_WF_KNOWN; i++) {
+        if (strcmp(s->wf_known[i], workflow_id) == 0) {
+            *out_found = true;
+            return DURABLE_OK;
+        }
+    }
+    r = wexec(s, PG_W_WF_EXISTS, 1, p, err);
     *out_found = false;
     if (!r)
         return DURABLE_EIO;
     *out_found = PQntuples(r) > 0;
+    if (*out_found && strlen(workflow_id) < ID_MAX) {
+        snprintf(s->wf_known[s->wf_known_next], ID_MAX, "%s", workflow_id);
+        s->wf_known_next = (s->wf_known_next + 1) % PG_WF_KNOWN;
+    }
     PQclear(r);
     return DURABLE_OK;
 }
@@ -455,7 +703,8 @@ static durable_code pg_row_step_write(struct store *base, enum store_step_write 
     default:
         return err_set(err, DURABLE_EINVAL, "unknown step write %d", (int)w);
     }
-    rc = wrun(pg_of(base), ids[w], n, p, &changed, err);
+    ahead_drop(pg_of(base), t->run_id);
+    rc = wrun(pg_of(base), ids[w], n, p, out_changed ? &changed : NULL, err);
     if (out_changed)
         *out_changed = rc == DURABLE_OK && changed;
     return rc;
@@ -469,6 +718,7 @@ static durable_code pg_row_run_write(struct store *base, enum store_run_write w,
     const char *p[5] = { t->run_id, NULL, NULL, NULL, NULL };
     durable_code rc;
 
+    ahead_drop(s, t->run_id);
     switch (w) {
     case RUN_W_START:
         p[1] = num_of(&at, t->at_ms);
@@ -507,15 +757,14 @@ static durable_code pg_row_run_insert(struct store *base, const struct transitio
                          time_of(&deadline, t->deadline_ms),
                          epoch > 0 ? s->node_id : NULL,
                          num_of(&owner, epoch > 0 ? epoch : 0) };
-    bool inserted = false;
-    durable_code rc = wrun(s, PG_W_RUN_INSERT, 9, p, &inserted, err);
+    /* A key another node's run took since run_by_key looked fails the
+     * insert (the runs_key constraint): the writer applies the batch
+     * again, and then finds that run. */
+    durable_code rc = wrun(s, PG_W_RUN_INSERT, 9, p, NULL, err);
 
-    if (rc == DURABLE_OK && !inserted) {
-        /* Another node's run took the key since run_by_key looked: the
-         * writer applies the batch again, and then finds that run. */
-        return err_set(err, DURABLE_EIO, "idempotency key \"%s\" was just taken by another run",
-                       t->idempotency_key ? t->idempotency_key : "");
-    }
+    /* A new run: its events are numbered from 1. */
+    snprintf(s->seq_run, sizeof(s->seq_run), "%s", run_id);
+    s->seq_last = 0;
     for (size_t i = 0; rc == DURABLE_OK && i < t->n_steps; i++) {
         const struct transition_step_init *si = &t->steps[i];
         const char *sp[6] = { run_id,
@@ -540,6 +789,7 @@ static durable_code pg_row_step_insert(struct store *base, const char *run_id, i
                           num_of(&max, si->max_attempts),
                           si->depends_on_json ? si->depends_on_json : "[]" };
 
+    ahead_drop(pg_of(base), run_id);
     return wrun(pg_of(base), PG_W_STEP_INSERT, 6, sp, NULL, err);
 }
 
@@ -550,9 +800,11 @@ static durable_code pg_row_run_retry(struct store *base, const char *run_id, int
     struct pg_store *s = pg_of(base);
     struct num deadline;
     const char *p[2] = { run_id, time_of(&deadline, deadline_ms) };
-    PGresult *r = wexec(s, PG_W_STEPS_TO_RETRY, 1, p, err);
+    PGresult *r;
     durable_code rc;
 
+    ahead_drop(s, run_id);
+    r = wexec(s, PG_W_STEPS_TO_RETRY, 1, p, err);
     if (!r)
         return DURABLE_EIO;
     for (int i = 0; i < PQntuples(r); i++)
@@ -641,6 +893,7 @@ static durable_code pg_row_event_append(struct store *base, const struct event_k
     int64_t seq = 0;
     durable_code rc = DURABLE_OK;
 
+    ahead_drop(s, k->run_id);
     if (strcmp(k->run_id, s->seq_run) == 0)
         seq = s->seq_last + 1;
     else if ((rc = last_seq(s, k->run_id, &seq, err)) == DURABLE_OK)
@@ -696,12 +949,134 @@ durable_code pg_write_commit(struct pg_store *s, durable_error *err)
 {
     struct num gid;
     const char *p[1];
+    durable_code rc = DURABLE_OK;
+    bool ended;
 
-    /* The fence of postgres.md 3.4 will go here, once nodes share runs. */
-    if (!s->gid_locked || s->last_gid == s->gid_base)
-        return DURABLE_OK;
-    p[0] = num_of(&gid, s->last_gid);
-    return wrun(s, PG_W_COUNTER_SET, 1, p, NULL, err);
+    if (s->gid_locked && s->last_gid != s->gid_base) {
+        p[0] = num_of(&gid, s->last_gid);
+        rc = send(s, PG_W_COUNTER_SET, 1, p, err);
+    }
+    if (rc == DURABLE_OK)
+        rc = send(s, PG_W_COMMIT, 0, NULL, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    /* Everything not read yet, then COMMIT's answer: that of a transaction
+     * an error aborted is "ROLLBACK". */
+    rc = flush(s, err);
+    if (rc == DURABLE_OK)
+        rc = read_upto(s, 1, err);
+    if (rc == DURABLE_OK) {
+        enum pg_wstmt_id id;
+        PGresult *r = read_next(s, &id);
+        if (!result_ok(s, r, id))
+            rc = failed(s, err);
+        else if (strcmp(PQcmdStatus(r), "COMMIT") != 0)
+            rc = err_set(err, DURABLE_EIO, "could not commit: the transaction was rolled back");
+        PQclear(r);
+    }
+    ended = pipeline_end(s);
+    if (rc == DURABLE_OK && !ended)
+        rc = err_set(err, DURABLE_EIO, "could not commit: %s", PQerrorMessage(s->w));
+    if (rc == DURABLE_OK)
+        pg_write_begin(s, false);
+    return rc;
+}
+
+/* The run and step of t's first read when it is its guard (a step
+ * transition, a run's finish or retry): whether it can be read ahead. */
+static bool guard_key(const struct transition *t, const char **out_step)
+{
+    bool is_step = (t->kind >= TR_STEP_START && t->kind <= TR_STEP_SKIP) ||
+                   t->kind == TR_STEP_WAIT || t->kind == TR_STEP_DECIDE;
+    bool is_run = t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY;
+
+    *out_step = is_step ? t->step_id : NULL;
+    return (is_step || is_run) && t->run_id && strlen(t->run_id) < ID_MAX &&
+           (!is_step || t->step_id);
+}
+
+/* An empty table of at least 2n slots. */
+static void ahead_reset(struct pg_store *s, size_t n)
+{
+    size_t cap = 64;
+
+    while (cap < 2 * n)
+        cap *= 2;
+    ahead_clear(s);
+    if (cap > s->ahead_cap) {
+        free(s->ahead);
+        free(s->ahead_order);
+        s->ahead = xcalloc(cap, sizeof(*s->ahead));
+        s->ahead_order = xcalloc(cap, sizeof(*s->ahead_order));
+        s->ahead_cap = cap;
+    }
+}
+
+/* Reads the n_guards rows sent, in order, then the counter's if sent. */
+static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_error *err)
+{
+    enum pg_wstmt_id id;
+    PGresult *r;
+
+    for (size_t g = 0; g < n_guards; g++) {
+        struct pg_ahead *a = &s->ahead[s->ahead_order[g]];
+        r = read_next(s, &id);
+        if (result_ok(s, r, id))
+            a->r = r;
+        else
+            PQclear(r);
+    }
+    if (s->w_n > 0) { /* the counter */
+        r = read_next(s, &id);
+        if (result_ok(s, r, id) && PQntuples(r) == 1) {
+            s->gid_base = pg_cell_int64(r, 0, 0);
+            s->last_gid = s->gid_base;
+            s->gid_locked = true;
+        }
+        PQclear(r);
+    }
+    return s->w_rc == DURABLE_OK ? DURABLE_OK : failed(s, err);
+}
+
+/* The batch's guards, read ahead in one round trip with the event
+ * counter's lock: the first transition of each run whose first read is
+ * its guard (a run or a step of it). */
+durable_code pg_prefetch(struct store *base, const struct transition *const *t, size_t n,
+                         durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    size_t n_sent, n_guards = 0;
+    durable_code rc = DURABLE_OK;
+
+    ahead_reset(s, n);
+    for (size_t i = 0; rc == DURABLE_OK && i < n; i++) {
+        const char *p[2] = { t[i]->run_id, NULL };
+        size_t k;
+
+        if (!guard_key(t[i], &p[1]))
+            continue;
+        k = ahead_slot(s, p[0]);
+        if (s->ahead[k].run_id)
+            continue; /* a later transition of the run: it reads after the writes */
+        s->ahead[k] = (struct pg_ahead){ p[0], p[1], NULL };
+        s->ahead_n++;
+        s->ahead_order[n_guards++] = k;
+        rc = send(s, PG_W_RUN_GUARD, 2, p, err);
+    }
+    if (rc == DURABLE_OK && n_guards > 0 && !s->gid_locked)
+        rc = send(s, PG_W_COUNTER_LOCK, 0, NULL, err);
+    n_sent = n_guards + (n_guards > 0 && !s->gid_locked);
+    if (rc != DURABLE_OK || n_sent == 0)
+        return rc; /* nothing to read yet */
+    rc = flush(s, err);
+    if (rc == DURABLE_OK)
+        rc = read_upto(s, n_sent, err);
+    return rc == DURABLE_OK ? ahead_read(s, n_guards, err) : rc;
+}
+
+void pg_write_forget(struct pg_store *s)
+{
+    memset(s->wf_known, 0, sizeof(s->wf_known));
 }
 
 /* ---- signals ---- */

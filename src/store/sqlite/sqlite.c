@@ -107,6 +107,21 @@ static const char *const migrations[] = {
     "  taken_by TEXT, taken_at INTEGER);"
     "CREATE INDEX signals_waiting ON signals (run_id, name, seq) WHERE taken_by IS NULL;"
     "ALTER TABLE steps ADD COLUMN signal TEXT;",
+    /* 7: an idempotency key names one run per workflow name (every
+     * version) by constraint, as on PostgreSQL (pg/schema.c, migration 4),
+     * not only by the writer's lookup. runs.workflow_name is the name of
+     * runs.workflow_id (names never change), set by the insert. A key two
+     * runs share already stays with the oldest: the later ones keep their
+     * key but no workflow_name, so the index leaves them out. */
+    "ALTER TABLE runs ADD COLUMN workflow_name TEXT;"
+    "UPDATE runs SET workflow_name = (SELECT name FROM workflows w WHERE w.id = runs.workflow_id);"
+    "UPDATE runs SET workflow_name = NULL WHERE idempotency_key IS NOT NULL AND EXISTS"
+    "  (SELECT 1 FROM runs o WHERE o.workflow_name = runs.workflow_name"
+    "  AND o.idempotency_key = runs.idempotency_key AND (o.created_at < runs.created_at"
+    "  OR (o.created_at = runs.created_at AND o.rowid < runs.rowid)));"
+    "DROP INDEX runs_key;"
+    "CREATE UNIQUE INDEX runs_key ON runs (workflow_name, idempotency_key)"
+    "  WHERE idempotency_key IS NOT NULL;",
 };
 
 int sqlite_schema_version(void)
@@ -186,13 +201,13 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                               "update an order" },
     /* A key names one run per workflow, whatever its version: resuming
      * after the file was edited must find the run, not start another. */
-    [ST_RUN_BY_KEY] = { "SELECT r.id FROM runs r JOIN workflows w ON w.id = r.workflow_id"
-                        " WHERE r.idempotency_key = ?2"
-                        " AND w.name = (SELECT name FROM workflows WHERE id = ?1)",
+    [ST_RUN_BY_KEY] = { "SELECT id FROM runs WHERE idempotency_key = ?2"
+                        " AND workflow_name = (SELECT name FROM workflows WHERE id = ?1)",
                         "look up an idempotency key" },
     [ST_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
-                        " idempotency_key, created_at, deadline_at)"
-                        " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7)",
+                        " idempotency_key, created_at, deadline_at, workflow_name)"
+                        " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7,"
+                        " (SELECT name FROM workflows WHERE id = ?2))",
                         "create a run" },
     /* A step started: its run is running (the guard saw it unfinished).
      * Both status updates leave the row alone when nothing changes, so
@@ -941,7 +956,6 @@ const struct store_ops sqlite_store_ops = {
     .tx_commit = sqlite_tx_commit,
     .tx_rollback = sqlite_tx_rollback,
     .rows = &sqlite_rows_ops,
-    .apply_batch = NULL,
     .workflow_get = sqlite_workflow_get,
     .run_load = sqlite_run_load,
     .runs_unfinished = sqlite_runs_unfinished,

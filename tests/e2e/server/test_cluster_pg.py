@@ -25,6 +25,11 @@ cancelled and retried through the other, which reaches the owner by
 LISTEN/NOTIFY: the approved run completes, the cancelled one stops, the
 retried one runs again on its owner until it completes.
 
+test_same_key_through_two_nodes: the same idempotency keys started through
+two nodes at the same moment, each node naming another version of the
+workflow: one run per key (the runs_key constraint), one node answers 202
+with it, the other 200 with the same run.
+
 test_sse_on_any_node: the global event stream of a node shows the events
 of runs another node executes, in global id order without a gap, and a
 stream resumed on the other node with Last-Event-ID loses nothing.
@@ -623,6 +628,42 @@ class ClusterTest(su.ServerTest):
         self.assertEqual([e["id"] for e in rest[:n - n // 2 - 1]],
                          [e["id"] for e in got[n // 2 + 1:]])
         su.log("ok: %d events of s1's runs on s2's stream, resumed on s1" % n)
+
+    def test_same_key_through_two_nodes(self):
+        a, b = self.node("k1"), self.node("k2")
+        # Two versions, each node starting its own: a key names one run per
+        # workflow name, whatever the version.
+        v1 = self.register(a, {"name": "cluster-key", "steps": [task("s", 0.05)]})["id"]
+        v2 = self.register(b, {"name": "cluster-key", "description": "v2",
+                               "steps": [task("s", 0.05)]})["id"]
+        self.assertNotEqual(v1, v2)
+        keys = ["same-%d" % i for i in range(30)]
+        answers = collections.defaultdict(list)
+        barrier = threading.Barrier(2)
+
+        def starter(srv, wf):
+            for key in keys:
+                barrier.wait()
+                r = srv.post("/workflows/%s/runs" % wf, {"idempotency_key": key})
+                answers[key].append((r.status, r.json() if r.status < 300 else r.text))
+
+        threads = [threading.Thread(target=starter, args=x) for x in ((a, v1), (b, v2))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for key in keys:
+            got = answers[key]
+            self.assertEqual(sorted(st for st, _ in got), [200, 202],
+                             "%s: one start creates, the other finds it: %s" % (key, got))
+            self.assertEqual(got[0][1]["id"], got[1][1]["id"], "%s: two runs: %s" % (key, got))
+        # The database is the other tests' too: this workflow's runs only.
+        rows = psql_rows(a.db, "SELECT r.idempotency_key FROM runs r JOIN workflows w"
+                         " ON w.id = r.workflow_id WHERE w.name = 'cluster-key'")
+        self.assertEqual(sorted(k for k, in rows), sorted(keys), "not one run per key")
+        for key in keys:
+            self.assertEqual(self.wait_run(b, answers[key][0][1]["id"])["status"], "completed")
+        su.log("ok: %d keys started through two nodes at once, one run each" % len(keys))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ durable_code apply1(struct fixture *f, const struct transition *t, struct transi
     durable_code rc = store_tx_begin(f->s, err);
 
     assert_int_equal(rc, DURABLE_OK);
+    assert_int_equal(store_tx_prefetch(f->s, &t, 1, err), DURABLE_OK); /* as the writer */
     rc = store_apply(f->s, t, &f->ev, res, err);
     if (rc == DURABLE_OK)
         assert_int_equal(store_tx_commit(f->s, err), DURABLE_OK);

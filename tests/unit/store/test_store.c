@@ -741,6 +741,48 @@ static void test_recovered_event(void **state)
     step_ok(f, TR_STEP_COMPLETE, "run_1", "a", 2);
 }
 
+/* One batch as the writer applies it, told to the store first
+ * (store_tx_prefetch): a transition written without a guard read (the
+ * recovery of one step) before the first guarded one of the same run, and
+ * a second guarded one. Whatever the store read ahead for the run is stale
+ * after the first writes: the events still number 3, 4, 5, 6 and the
+ * guards see the step running, then completed. */
+static void test_batch_read_ahead(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition rec = step_tr(TR_RUN_RECOVERED, "run_1", NULL, 0, T0 + 90);
+    struct transition done = step_tr(TR_STEP_COMPLETE, "run_1", "a", 2, T0 + 95);
+    struct transition again = step_tr(TR_STEP_COMPLETE, "run_1", "a", 2, T0 + 96);
+    struct transition start_b = step_tr(TR_STEP_START, "run_1", "b", 1, T0 + 97);
+    const struct transition *batch[] = { &rec, &done, &again, &start_b };
+    json_t *evs;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 2);
+    rec.recovered_json = "[\"a\"]";
+    done.output_json = "{}";
+    again.output_json = "{}";
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_prefetch(f->s, batch, 4, &err), DURABLE_OK);
+    assert_int_equal(store_apply(f->s, &rec, &f->ev, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_apply(f->s, &done, &f->ev, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_apply(f->s, &again, &f->ev, NULL, &err), DURABLE_ECONFLICT);
+    assert_int_equal(store_apply(f->s, &start_b, &f->ev, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    evs = events_of(f, "run_1", 0);
+    assert_int_equal(json_array_size(evs), 5);
+    assert_string_equal(event_type(evs, 2), "recovered");
+    assert_string_equal(event_type(evs, 3), "step_completed");
+    assert_string_equal(event_type(evs, 4), "step_started");
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, i), "seq")),
+                         (json_int_t)i + 1);
+    json_decref(evs);
+    assert_step_status(f, "run_1", "a", STEP_S_COMPLETED);
+    assert_step_status(f, "run_1", "b", STEP_S_RUNNING);
+}
+
 /* A recovered step that is not running, or a finished run, refuses the
  * whole transition before anything is written. */
 static void test_recovered_refusals(void **state)
@@ -1365,6 +1407,7 @@ int main(void)
         T(test_json_shapes),
         T(test_not_found_reads),
         T(test_recovered_event),
+        T(test_batch_read_ahead),
         T(test_recovered_refusals),
         T(test_reads_beside_the_writer),
         T(test_global_ids),

@@ -216,6 +216,54 @@ static void test_migrate_v1_numbers_old_events(void **state)
     assert_int_equal(f->ev.items[1].seq, 5);
 }
 
+/* A database of schema 5 (before the constraint on idempotency keys)
+ * whose key "k1" names two runs of workflow "shop", one per version (two
+ * writers racing could leave that before): it opens, keeps its runs, the
+ * key stays with the oldest, and no third run can take it. */
+static void test_migrate_keys_unique_by_name(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    char run_id[ID_MAX];
+    bool found = false;
+    sqlite3 *db = raw_open(f);
+
+    assert_int_equal(sqlite3_exec(db, v1_schema, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+            sqlite3_exec(db,
+                         "INSERT INTO workflows VALUES ('wf_2', 'shop', 2, '{}', 2);"
+                         "INSERT INTO runs (id, workflow_id, status, input, idempotency_key,"
+                         "  created_at) VALUES ('run_k2', 'wf_2', 'completed', '{}', 'k1', 8),"
+                         "  ('run_k1', 'wf_1', 'completed', '{}', 'k1', 5),"
+                         "  ('run_k3', 'wf_1', 'completed', '{}', 'k3', 6);",
+                         NULL, NULL, NULL),
+            SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &f->s, &err), DURABLE_OK);
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT version FROM schema_version"), sqlite_schema_version());
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM runs"), 5);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM runs WHERE workflow_name = 'shop'"), 4);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM runs WHERE id = 'run_k2'"
+                                 " AND workflow_name IS NULL AND idempotency_key = 'k1'"),
+                     1);
+    /* The constraint: another run of any version of shop cannot take k1. */
+    assert_int_not_equal(sqlite3_exec(db,
+                                      "INSERT INTO runs (id, workflow_id, status, input,"
+                                      " idempotency_key, created_at, workflow_name)"
+                                      " VALUES ('run_x', 'wf_2', 'pending', '{}', 'k1', 9,"
+                                      " 'shop')",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_run_find_by_key(f->s, "wf_2", "k1", run_id, &found, &err), DURABLE_OK);
+    assert_true(found);
+    assert_string_equal(run_id, "run_k1");
+    assert_int_equal(store_run_find_by_key(f->s, "wf_2", "k3", run_id, &found, &err), DURABLE_OK);
+    assert_true(found);
+    assert_string_equal(run_id, "run_k3");
+}
+
 static json_t *table_of(json_t *snap, const char *name)
 {
     size_t i;
@@ -361,6 +409,7 @@ int main(void)
         TE(test_open_not_a_database),
         TE(test_durability_pragma),
         TE(test_migrate_v1_numbers_old_events),
+        TE(test_migrate_keys_unique_by_name),
         T(test_snapshot),
         T(test_no_temp_tables),
     };

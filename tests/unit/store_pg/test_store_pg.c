@@ -168,6 +168,59 @@ static void test_schema_created(void **state)
     PQfinish(c);
 }
 
+/* What schema 2 had instead of migration 3's constraint (frozen here: the
+ * migration is tested against what an older build left). */
+static const char v2_keys[] =
+        "DROP INDEX runs_key;"
+        "ALTER TABLE runs DROP COLUMN workflow_name;"
+        "ALTER TABLE runs ADD CONSTRAINT runs_workflow_id_idempotency_key_key"
+        "  UNIQUE (workflow_id, idempotency_key);"
+        "CREATE INDEX runs_key ON runs (idempotency_key) WHERE idempotency_key IS NOT NULL;"
+        "UPDATE schema_version SET version = 2;";
+
+/* A database of schema 2 whose key k1 names two runs of workflow shop, one
+ * per version (two nodes racing could leave that then): it opens, keeps
+ * its runs, the key stays with the oldest, and no third run can take it. */
+static void test_migrate_keys_unique_by_name(void **state)
+{
+    struct store *s = open_ok(DURABLE_DURABILITY_FULL);
+    PGconn *c = direct();
+    durable_error err = { 0 };
+    char run_id[ID_MAX];
+    bool found = false;
+    PGresult *r;
+
+    (void)state;
+    store_close(s);
+    sql(c, v2_keys);
+    sql(c, "INSERT INTO workflows VALUES ('wf1', 'shop', 1, '{}', 1), ('wf2', 'shop', 2, '{}', 2)");
+    sql(c, "INSERT INTO runs (id, workflow_id, status, input, idempotency_key, created_at)"
+           " VALUES ('run_k2', 'wf2', 'completed', '{}', 'k1', 8),"
+           " ('run_k1', 'wf1', 'completed', '{}', 'k1', 5),"
+           " ('run_k3', 'wf1', 'completed', '{}', 'k3', 6)");
+    s = open_ok(DURABLE_DURABILITY_FULL);
+    assert_int_equal(sql_int(c, "SELECT version FROM schema_version"), pg_schema_version());
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM runs"), 3);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM runs WHERE workflow_name = 'shop'"), 2);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM runs WHERE id = 'run_k2'"
+                                " AND workflow_name IS NULL AND idempotency_key = 'k1'"),
+                     1);
+    r = PQexec(c, "INSERT INTO runs (id, workflow_id, status, input, idempotency_key,"
+                  " created_at, workflow_name) VALUES ('run_x', 'wf2', 'pending', '{}', 'k1', 9,"
+                  " 'shop')");
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME), PG_RUNS_KEY);
+    PQclear(r);
+    assert_int_equal(store_run_find_by_key(s, "wf2", "k1", run_id, &found, &err), DURABLE_OK);
+    assert_true(found);
+    assert_string_equal(run_id, "run_k1");
+    assert_int_equal(store_run_find_by_key(s, "wf2", "k3", run_id, &found, &err), DURABLE_OK);
+    assert_true(found);
+    assert_string_equal(run_id, "run_k3");
+    PQfinish(c);
+    store_close(s);
+}
+
 #define N_OPENERS 4
 
 static void *open_thread(void *arg)
@@ -223,9 +276,19 @@ static void test_synchronous(void **state)
     store_close(s);
 }
 
-static void insert_workflow(PGconn *w)
+/* Inserts workflow wf1 named name through the writer's row operations,
+ * inside the open transaction (the write connection is in pipeline mode:
+ * the insert is sent, and its answer read at the next read or COMMIT). */
+static void insert_workflow(struct store *s, const char *name)
 {
-    sql(w, "INSERT INTO workflows VALUES ('wf1', 'shop', 1, '{}', 1)");
+    struct transition_result wf = { .id = "wf1", .version = 1 };
+    struct transition t = {
+        .kind = TR_WORKFLOW_PUT, .wf_name = name, .wf_definition = "{}", .at_ms = 1
+    };
+    durable_error err = { 0 };
+
+    if (s->ops->rows->workflow_insert(s, &wf, &t, &err) != DURABLE_OK)
+        fail_msg("workflow_insert: %s", err.msg);
 }
 
 static void test_transactions(void **state)
@@ -237,18 +300,19 @@ static void test_transactions(void **state)
 
     (void)state;
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
-    insert_workflow(p->w);
+    insert_workflow(s, "shop");
     store_tx_rollback(s);
     assert_int_equal(sql_int(c, "SELECT count(*) FROM workflows"), 0);
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
-    insert_workflow(p->w);
+    insert_workflow(s, "shop");
     assert_int_equal(sql_int(c, "SELECT count(*) FROM workflows"), 0); /* not yet */
     assert_int_equal(store_tx_commit(s, &err), DURABLE_OK);
     assert_int_equal(sql_int(c, "SELECT count(*) FROM workflows"), 1);
     /* A transaction an error aborted does not commit. */
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
-    PQclear(PQexec(p->w, "INSERT INTO workflows VALUES ('wf1', 'dup', 1, '{}', 1)"));
+    insert_workflow(s, "dup"); /* the same id: refused by the server, seen at COMMIT */
     assert_int_equal(store_tx_commit(s, &err), DURABLE_EIO);
+    assert_non_null(strstr(err.msg, "could not register a workflow"));
     store_tx_rollback(s);
     assert_int_equal(PQtransactionStatus(p->w), PQTRANS_IDLE);
     /* The writer reconnects after its connection was cut. */
@@ -259,6 +323,18 @@ static void test_transactions(void **state)
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
     store_tx_rollback(s);
     assert_int_equal(store_ping(s, &err), DURABLE_OK);
+    /* Cut inside a transaction, its writes sent and unanswered: the commit
+     * fails, nothing is written, and the next transaction reconnects. */
+    assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
+    insert_workflow(s, "cut");
+    terminate(c, p->w);
+    assert_int_equal(store_tx_commit(s, &err), DURABLE_EIO);
+    store_tx_rollback(s);
+    assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
+    store_tx_rollback(s);
+    assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(s, &err), DURABLE_OK);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM workflows WHERE name = 'cut'"), 0);
     PQfinish(c);
     store_close(s);
 }
@@ -294,7 +370,7 @@ static struct store *node(const char *id, int64_t lease_ms, struct store_lease *
 /* Six unowned pending runs r1..r6, oldest first. */
 static void insert_runs(PGconn *c)
 {
-    insert_workflow(c);
+    sql(c, "INSERT INTO workflows VALUES ('wf1', 'shop', 1, '{}', 1)");
     sql(c, "INSERT INTO runs (id, workflow_id, status, input, created_at)"
            " SELECT 'r' || i, 'wf1', 'pending', '{}', i FROM generate_series(1, 6) i");
 }
@@ -631,6 +707,8 @@ static void insert_fixture(PGconn *c)
            "  1000, 1100, 1900, NULL),"
            " ('r2', 'wf2', 'failed', '{}', NULL, NULL, NULL, 'boom', 2000, 2000, NULL, NULL),"
            " ('r3', 'wf2', 'running', '{}', NULL, NULL, NULL, NULL, 2000, 2001, NULL, 9000)");
+    /* As the writer's insert sets it. */
+    sql(c, "UPDATE runs SET workflow_name = w.name FROM workflows w WHERE w.id = workflow_id");
     sql(c, "INSERT INTO steps (run_id, idx, step_id, type, status, attempt, max_attempts,"
            " depends_on, idempotency_key, started_at, completed_at, wake_at, error_message,"
            " output) VALUES"
@@ -1062,6 +1140,7 @@ int main(void)
         cmocka_unit_test_setup(test_schema_created, setup),
         cmocka_unit_test_setup(test_concurrent_open, setup),
         cmocka_unit_test_setup(test_synchronous, setup),
+        cmocka_unit_test_setup(test_migrate_keys_unique_by_name, setup),
         cmocka_unit_test_setup(test_transactions, setup),
         cmocka_unit_test_setup(test_ping, setup),
         cmocka_unit_test_setup(test_join_heartbeat, setup),
