@@ -170,15 +170,15 @@ static void test_schema_created(void **state)
 
 /* What schema 2 had instead of migration 3's constraint (frozen here: the
  * migration is tested against what an older build left). */
-static const char v2_keys[] =
+static const char v3_keys[] =
         "DROP INDEX runs_key;"
         "ALTER TABLE runs DROP COLUMN workflow_name;"
         "ALTER TABLE runs ADD CONSTRAINT runs_workflow_id_idempotency_key_key"
         "  UNIQUE (workflow_id, idempotency_key);"
         "CREATE INDEX runs_key ON runs (idempotency_key) WHERE idempotency_key IS NOT NULL;"
-        "UPDATE schema_version SET version = 2;";
+        "UPDATE schema_version SET version = 3;";
 
-/* A database of schema 2 whose key k1 names two runs of workflow shop, one
+/* A database of schema 3 whose key k1 names two runs of workflow shop, one
  * per version (two nodes racing could leave that then): it opens, keeps
  * its runs, the key stays with the oldest, and no third run can take it. */
 static void test_migrate_keys_unique_by_name(void **state)
@@ -192,7 +192,7 @@ static void test_migrate_keys_unique_by_name(void **state)
 
     (void)state;
     store_close(s);
-    sql(c, v2_keys);
+    sql(c, v3_keys);
     sql(c, "INSERT INTO workflows VALUES ('wf1', 'shop', 1, '{}', 1), ('wf2', 'shop', 2, '{}', 2)");
     sql(c, "INSERT INTO runs (id, workflow_id, status, input, idempotency_key, created_at)"
            " VALUES ('run_k2', 'wf2', 'completed', '{}', 'k1', 8),"
