@@ -892,9 +892,13 @@ static void drop_refused(struct sched *s, struct run_state *r, durable_code code
     log_debug("run %s: transition refused (%s), dropping it from memory", r->id,
               durable_strerror(code));
     /* On a cluster the run is still this node's in the store (a write the
-     * database failed) or maybe another's (a refusal): claimed again, it is
-     * reloaded from the store, and not left unexecuted until a restart. */
-    if (s->d->cluster && (code == DURABLE_ECONFLICT || code == DURABLE_EIO))
+     * database failed), or maybe another's (a refusal), or nobody's (the
+     * fence refused a write of a run this node released when it joined
+     * again): claimed again, it is reloaded from the store, and not left
+     * unexecuted until a restart. A claim takes only a run that is free or
+     * this node's, so asking costs a run another node owns nothing. */
+    if (s->d->cluster &&
+        (code == DURABLE_ECONFLICT || code == DURABLE_EIO || code == DURABLE_EFENCED))
         engine_cluster_want(s->d, r->id);
     sched_run_drop(s, r->id);
 }

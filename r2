@@ -1,0 +1,1 @@
+run_01m95f7qvkynss7mcy9ve98ed8
