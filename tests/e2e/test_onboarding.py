@@ -90,7 +90,10 @@ class OnboardingTest(unittest.TestCase):
                 p = subprocess.Popen(self.cmd()[:-2] + ["--speed", "2"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 deadline = time.monotonic() + 30
-                while not any(k.endswith("/" + step) for k in effects(self.eff)):
+                # every step of `running` has begun (the parallel two are
+                # started one after the other, not at the same instant)
+                while not all(any(k.endswith("/" + s) for k in effects(self.eff))
+                              for s in running):
                     self.assertLess(time.monotonic(), deadline, "step never started")
                     self.assertIsNone(p.poll(), "the demo ended before the step")
                     time.sleep(0.02)
