@@ -254,7 +254,7 @@ typedef struct durable_action_tx durable_action_tx;
 
 /* What the action is about; strings valid until fn returns. */
 typedef struct durable_action_call {
-    const char *action;          /* the registered name */
+    const char *action; /* the registered name */
     const char *run_id;
     const char *step_id;
     const char *idempotency_key; /* "RUN_ID/STEP_ID" */
@@ -266,17 +266,15 @@ typedef struct durable_action_call {
  * holds up every commit while it runs, so it must be quick (no network, no
  * waiting) and must not call the engine. Calls of the same step may happen
  * again only if the transaction did not commit. */
-typedef void (*durable_action_fn)(durable_action_tx *tx, const durable_action_call *call,
-                                  void *ud);
+typedef void (*durable_action_fn)(durable_action_tx *tx, const durable_action_call *call, void *ud);
 
 /* Registers an action: name as a built-in's (1 to 128 letters, digits,
  * '_', '.' or '-'), fn called with ud. DURABLE_EINVAL for a bad name or a NULL
  * fn; DURABLE_ECONFLICT when a built-in or registered action has the name.
  * Any thread; a run resumed by durable_open whose definition names an
  * action not registered yet waits for it, as for step types. */
-DURABLE_API durable_code durable_action_register(durable *d, const char *name,
-                                                 durable_action_fn fn, void *ud,
-                                                 durable_error *err);
+DURABLE_API durable_code durable_action_register(durable *d, const char *name, durable_action_fn fn,
+                                                 void *ud, durable_error *err);
 /* In fn: the value of key (1 to 256 bytes) as JSON text in *out_value_json
  * (free with durable_free), NULL when the key has none. */
 DURABLE_API durable_code durable_action_get(durable_action_tx *tx, const char *key,

@@ -196,8 +196,7 @@ durable_code durable_action_register(durable *d, const char *name, durable_actio
     return rc;
 }
 
-durable_code durable_kv_get(durable *d, const char *key, char **out_value_json,
-                            durable_error *err)
+durable_code durable_kv_get(durable *d, const char *key, char **out_value_json, durable_error *err)
 {
     if (!d || !out_value_json)
         return err_set(err, DURABLE_EINVAL, "durable_kv_get needs an engine and an output");

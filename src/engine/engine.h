@@ -193,8 +193,8 @@ void engine_metrics_release(struct durable *d);
 /* The writer gave up on a batch (why), or committed one again (why NULL). */
 void engine_health_set_writer_error(struct durable *d, const char *why);
 
-#define ENGINE_MAX_STEP_TYPES   256  /* registered step types, built-in ones included */
-#define ENGINE_MAX_ACTIONS      256  /* registered business actions */
+#define ENGINE_MAX_STEP_TYPES 256 /* registered step types, built-in ones included */
+#define ENGINE_MAX_ACTIONS    256 /* registered business actions */
 
 /* A business action the program registered (durable_action_register). */
 struct engine_action {

@@ -323,8 +323,8 @@ static durable_code action_call(struct apply *a, const struct transition *t, dur
 {
     char key[2 * ID_MAX];
     durable_action_tx tx = { a, t, DURABLE_OK, { 0 } };
-    durable_action_call call = { t->action, t->run_id, t->step_id, key, t->output_json,
-                                 t->input_json ? t->input_json : "{}" };
+    durable_action_call call = { t->action, t->run_id,      t->step_id,
+                                 key,       t->output_json, t->input_json ? t->input_json : "{}" };
     struct event_key k = { t->run_id, t->step_id, t->at_ms };
 
     snprintf(key, sizeof(key), "%s/%s", t->run_id, t->step_id);

@@ -200,8 +200,7 @@ durable_code store_kv_key_check(const char *key, durable_error *err)
     size_t n = key ? strlen(key) : 0;
 
     if (n == 0 || n > STORE_KV_KEY_MAX)
-        return err_set(err, DURABLE_EINVAL, "a key is 1 to %d bytes, got %zu", STORE_KV_KEY_MAX,
-                       n);
+        return err_set(err, DURABLE_EINVAL, "a key is 1 to %d bytes, got %zu", STORE_KV_KEY_MAX, n);
     return DURABLE_OK;
 }
 

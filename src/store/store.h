@@ -184,15 +184,15 @@ struct transition {
     size_t n_steps;
     /* TR_STEP_COMPLETE: the output as valid JSON text, stored as given (the
        engine encodes it; TR_STEP_DECIDE's is checked) */
-    const char *output_json; /* also TR_RUN_FINISH (run output) */
-    const char *action;      /* applied with the completion, or NULL */
+    const char *output_json;     /* also TR_RUN_FINISH (run output) */
+    const char *action;          /* applied with the completion, or NULL */
     durable_action_fn action_fn; /* with action: the registered action it names, called
                                     with action_ud and input_json (the run's input);
                                     NULL for a built-in */
     void *action_ud;
-    bool with_start;         /* TR_STEP_COMPLETE without action: the attempt's
-                                START too (guarded as one), as one change of
-                                the step's row; step_started and step_completed */
+    bool with_start; /* TR_STEP_COMPLETE without action: the attempt's
+                        START too (guarded as one), as one change of
+                        the step's row; step_started and step_completed */
     /* TR_STEP_RETRY / TR_STEP_FAIL / TR_RUN_FINISH */
     const char *error_message;
     const char *error_code; /* "timeout", "random_failure", "action_failed", ... */
