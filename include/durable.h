@@ -241,6 +241,54 @@ typedef struct durable_step_type {
 DURABLE_API durable_code durable_step_type_register(durable *d, const durable_step_type *type,
                                                     durable_error *err);
 
+/* ---- business actions ---------------------------------------------------
+ * A business action changes the program's own state in the transaction
+ * that completes the step naming it (a task's "action" field), so that a
+ * step's effect on that state happens exactly once, whatever crashes. It
+ * reads and writes an engine-owned key/value table through the transaction
+ * only (durable_action_get, durable_action_put) and may refuse
+ * (durable_action_refuse): the step then fails with code "action_failed"
+ * and the message, and none of the action's writes is kept. The history
+ * gets an `action_applied` event {action} with the step's completion. */
+typedef struct durable_action_tx durable_action_tx;
+
+/* What the action is about; strings valid until fn returns. */
+typedef struct durable_action_call {
+    const char *action; /* the registered name */
+    const char *run_id;
+    const char *step_id;
+    const char *idempotency_key; /* "RUN_ID/STEP_ID" */
+    const char *output_json;     /* the step's output */
+    const char *input_json;      /* the run's input */
+} durable_action_call;
+
+/* Called on the engine's writer thread inside the open transaction: it
+ * holds up every commit while it runs, so it must be quick (no network, no
+ * waiting) and must not call the engine. Calls of the same step may happen
+ * again only if the transaction did not commit. */
+typedef void (*durable_action_fn)(durable_action_tx *tx, const durable_action_call *call, void *ud);
+
+/* Registers an action: name as a built-in's (1 to 128 letters, digits,
+ * '_', '.' or '-'), fn called with ud. DURABLE_EINVAL for a bad name or a NULL
+ * fn; DURABLE_ECONFLICT when a built-in or registered action has the name.
+ * Any thread; a run resumed by durable_open whose definition names an
+ * action not registered yet waits for it, as for step types. */
+DURABLE_API durable_code durable_action_register(durable *d, const char *name, durable_action_fn fn,
+                                                 void *ud, durable_error *err);
+/* In fn: the value of key (1 to 256 bytes) as JSON text in *out_value_json
+ * (free with durable_free), NULL when the key has none. */
+DURABLE_API durable_code durable_action_get(durable_action_tx *tx, const char *key,
+                                            char **out_value_json);
+/* In fn: key's value becomes value_json (any JSON value). DURABLE_EINVAL
+ * for a bad key or text that is not JSON: the step fails as if refused. */
+DURABLE_API durable_code durable_action_put(durable_action_tx *tx, const char *key,
+                                            const char *value_json);
+/* In fn: refuses the action with message (the step's error). */
+DURABLE_API void durable_action_refuse(durable_action_tx *tx, const char *message);
+/* Any thread: the committed value of key, as durable_action_get. */
+DURABLE_API durable_code durable_kv_get(durable *d, const char *key, char **out_value_json,
+                                        durable_error *err);
+
 /* The step's config as compact JSON text; valid until check() returns. */
 DURABLE_API const char *durable_step_check_config(durable_step_check *chk);
 /* Reports a problem at `path`, relative to the step's config ("url",

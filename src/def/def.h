@@ -149,9 +149,10 @@ typedef const durable_step_type *(*def_find_type_fn)(void *ud, const char *name)
  * the candidates of "did you mean" for a type no lookup finds. */
 typedef const char *(*def_type_name_fn)(void *ud, size_t i);
 
-/* The i-th known business action's name, NULL past the last (the engine
- * passes the store's store_builtin_action_name). */
-typedef const char *(*def_action_name_fn)(size_t i);
+/* The i-th known business action's name, NULL past the last (the built-in
+ * ones: the store's store_builtin_action_name; the engine adds the
+ * registered ones). */
+typedef const char *(*def_action_name_fn)(void *ud, size_t i);
 
 struct def_options {
     /* Step types by name; NULL leaves every step's type NULL, unchecked. */
@@ -160,7 +161,8 @@ struct def_options {
     /* Their names (same ud). With it, a name find_type does not know is
      * an error; without it, a task. */
     def_type_name_fn type_name;
-    /* The known action names; NULL accepts any name. */
+    /* The known action names (called with find_type_ud); NULL accepts any
+     * name. */
     def_action_name_fn action_name;
     /* Used by def_parse_any() only; def_parse and def_parse_yaml ignore it. */
     enum def_format format;

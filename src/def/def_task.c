@@ -37,6 +37,7 @@ bool def_id_is_valid(const char *id)
 void def_action_check(struct parser *p, const char *action)
 {
     def_action_name_fn name = p->opts ? p->opts->action_name : NULL;
+    void *ud = p->opts ? p->opts->find_type_ud : NULL;
     struct def_quoted q1, q2;
     const char **known;
     const char *best;
@@ -44,13 +45,13 @@ void def_action_check(struct parser *p, const char *action)
 
     if (!name)
         return;
-    for (n = 0; name(n); n++) {
-        if (strcmp(name(n), action) == 0)
+    for (n = 0; name(ud, n); n++) {
+        if (strcmp(name(ud, n), action) == 0)
             return;
     }
     known = xcalloc(n + 1, sizeof(*known));
     for (i = 0; i < n; i++)
-        known[i] = name(i);
+        known[i] = name(ud, i);
     best = def_suggest(p, action, known, n, NULL);
     free(known);
     if (best)

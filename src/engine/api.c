@@ -109,6 +109,100 @@ durable_code durable_step_type_register(durable *d, const durable_step_type *typ
     return rc;
 }
 
+/* ---- business actions ---- */
+
+static const struct engine_action *action_find_locked(struct durable *d, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < d->n_actions; i++) {
+        if (strcmp(d->actions[i].name, name) == 0)
+            return &d->actions[i];
+    }
+    return NULL;
+}
+
+bool engine_action_find(struct durable *d, const char *name, durable_action_fn *fn, void **ud)
+{
+    const struct engine_action *a;
+
+    pthread_mutex_lock(&d->types_mu);
+    a = action_find_locked(d, name);
+    if (a) {
+        *fn = a->fn;
+        *ud = a->ud;
+    }
+    pthread_mutex_unlock(&d->types_mu);
+    return a != NULL;
+}
+
+/* def_action_name_fn: the built-in actions, then d's registered ones. */
+static const char *engine_action_name(void *ud, size_t i)
+{
+    struct durable *d = ud;
+    const char *name = store_builtin_action_name(NULL, i);
+    size_t n_builtin = 0;
+
+    if (name)
+        return name;
+    while (store_builtin_action_name(NULL, n_builtin))
+        n_builtin++;
+    pthread_mutex_lock(&d->types_mu);
+    name = i - n_builtin < d->n_actions ? d->actions[i - n_builtin].name : NULL;
+    pthread_mutex_unlock(&d->types_mu);
+    return name;
+}
+
+static bool action_name_is_valid(const char *name)
+{
+    size_t i;
+
+    for (i = 0; name && name[i]; i++) {
+        char c = name[i];
+        if (i >= DEF_MAX_ID_LEN || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                     (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return i > 0;
+}
+
+durable_code durable_action_register(durable *d, const char *name, durable_action_fn fn, void *ud,
+                                     durable_error *err)
+{
+    durable_code rc = DURABLE_OK;
+
+    if (!d || !fn)
+        return err_set(err, DURABLE_EINVAL, "an action needs a function");
+    if (!action_name_is_valid(name))
+        return err_set(err, DURABLE_EINVAL,
+                       "invalid action name \"%.128s\": use 1 to %d letters, digits, '_', '.' "
+                       "or '-'",
+                       name ? name : "", DEF_MAX_ID_LEN);
+    pthread_mutex_lock(&d->types_mu);
+    if (store_action_find(name) || action_find_locked(d, name)) {
+        rc = err_set(err, DURABLE_ECONFLICT, "action \"%s\" exists already", name);
+    } else if (d->n_actions == ENGINE_MAX_ACTIONS) {
+        rc = err_set(err, DURABLE_ETOOBIG, "more than %d actions", ENGINE_MAX_ACTIONS);
+    } else {
+        d->actions[d->n_actions].name = xstrdup(name);
+        d->actions[d->n_actions].fn = fn;
+        d->actions[d->n_actions].ud = ud;
+        d->n_actions++;
+    }
+    pthread_mutex_unlock(&d->types_mu);
+    /* The runs durable_open could not resume for want of it go on now. */
+    if (rc == DURABLE_OK && d->sched)
+        engine_sched_types_changed(d);
+    return rc;
+}
+
+durable_code durable_kv_get(durable *d, const char *key, char **out_value_json, durable_error *err)
+{
+    if (!d || !out_value_json)
+        return err_set(err, DURABLE_EINVAL, "durable_kv_get needs an engine and an output");
+    return store_kv_get(d->store, key, out_value_json, err);
+}
+
 /* The built-in types go through the same call as a user's. */
 static durable_code register_builtin_types(struct durable *d, durable_error *err)
 {
@@ -204,6 +298,8 @@ void durable_close(durable *d)
         free((char *)d->types[i]->name);
         free(d->types[i]);
     }
+    for (i = 0; i < d->n_actions; i++)
+        free(d->actions[i].name);
     pthread_mutex_destroy(&d->types_mu);
     pthread_mutex_destroy(&d->plans_mu);
     pthread_mutex_destroy(&d->finish_mu);
@@ -219,6 +315,7 @@ static const struct def_options builtin_def_options = { .action_name = store_bui
 const struct def_options *engine_def_options(struct durable *d, struct def_options *opts)
 {
     *opts = builtin_def_options;
+    opts->action_name = engine_action_name;
     opts->find_type = engine_step_type_find;
     opts->type_name = engine_step_type_name;
     opts->find_type_ud = d;

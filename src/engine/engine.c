@@ -293,11 +293,21 @@ void sched_submit_complete(struct sched *s, struct run_state *r, size_t i, json_
     ci->t.output_json = commit_item_str(ci, text ? text : "null");
     free(text);
     ci->output = output;
-    if (ps->action && r->order_id) {
+    if (ps->action && engine_action_find(s->d, ps->action, &ci->t.action_fn, &ci->t.action_ud)) {
+        const char *input = r->input_json;
+        char *text_in = input ? NULL : json_dumps(r->input, JSON_COMPACT);
+        ci->t.input_json = commit_item_str(ci, input ? input : text_in ? text_in : "{}");
+        free(text_in);
         ci->t.action = ps->action;
+    } else if (ps->action && r->order_id) {
+        ci->t.action = ps->action;
+    }
+    if (ci->t.action) {
         ci->has_fallback = true;
         ci->fallback = ci->t;
         ci->fallback.action = NULL;
+        ci->fallback.action_fn = NULL;
+        ci->fallback.input_json = NULL;
         ci->fallback.output_json = NULL;
         /* The message is the action's refusal, filled in by the writer. */
         make_failure(ci, &ci->fallback, ps, r->steps[i].attempt, "action_failed", "");

@@ -193,7 +193,15 @@ void engine_metrics_release(struct durable *d);
 /* The writer gave up on a batch (why), or committed one again (why NULL). */
 void engine_health_set_writer_error(struct durable *d, const char *why);
 
-#define ENGINE_MAX_STEP_TYPES   256  /* registered step types, built-in ones included */
+#define ENGINE_MAX_STEP_TYPES 256 /* registered step types, built-in ones included */
+#define ENGINE_MAX_ACTIONS    256 /* registered business actions */
+
+/* A business action the program registered (durable_action_register). */
+struct engine_action {
+    char *name; /* owned */
+    durable_action_fn fn;
+    void *ud;
+};
 #define ENGINE_MAX_STEP_THREADS 1024 /* durable_options.step_threads */
 
 struct durable {
@@ -233,6 +241,10 @@ struct durable {
     pthread_mutex_t types_mu;
     durable_step_type *types[ENGINE_MAX_STEP_TYPES]; /* guarded by types_mu; owned copies */
     size_t n_types;                                  /* guarded by types_mu */
+    /* business actions by name, as the step types: guarded by types_mu,
+     * never removed nor changed before durable_close */
+    struct engine_action actions[ENGINE_MAX_ACTIONS];
+    size_t n_actions;
 
     atomic_bool store_failed; /* the writer gave up on a batch */
     pthread_mutex_t health_mu;
@@ -285,6 +297,8 @@ void engine_sched_committed(struct durable *d, struct commit_item *items);
 /* A step type was registered: the scheduler resumes the runs it could not
  * load for want of one. */
 void engine_sched_types_changed(struct durable *d);
+/* The registered action called name: true and its fn and ud. Any thread. */
+bool engine_action_find(struct durable *d, const char *name, durable_action_fn *fn, void **ud);
 /* Asks the scheduler to resume a run from the store (if not already active). */
 void engine_sched_resume(struct durable *d, const char *run_id);
 /* Asks the scheduler to adopt a run that TR_RUN_RETRY has just committed:

@@ -210,8 +210,8 @@ durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool
     if (sched_run_find(s, rec->id))
         return DURABLE_OK;
     if (engine_plan_get(s->d, rec->workflow_id, rec->definition, &plan, &err) != DURABLE_OK) {
-        log_warn("run %s waits for its definition to load (resumed when a step type is "
-                 "registered): %s",
+        log_warn("run %s waits for its definition to load (resumed when a step type or an "
+                 "action is registered): %s",
                  rec->id, err.msg);
         keep_unresolved(s, rec->id);
         return DURABLE_OK;

@@ -27,8 +27,9 @@ const struct store_action store_builtin_actions[] = {
     { NULL, NULL, NULL },
 };
 
-const char *store_builtin_action_name(size_t i)
+const char *store_builtin_action_name(void *ud, size_t i)
 {
+    (void)ud;
     return i < DUR_ARRAY_LEN(store_builtin_actions) ? store_builtin_actions[i].name : NULL;
 }
 

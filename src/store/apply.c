@@ -255,6 +255,90 @@ static durable_code action_apply(struct apply *a, const struct transition *t, co
     return rc;
 }
 
+/* ---- registered actions (durable_action_register) ---- */
+
+struct durable_action_tx {
+    struct apply *a;
+    const struct transition *t;
+    durable_code rc; /* the first failure of a get, put or refusal */
+    durable_error err;
+};
+
+/* Remembers the first failure; returns rc. */
+static durable_code tx_fail(durable_action_tx *tx, durable_code rc, const durable_error *err)
+{
+    if (rc != DURABLE_OK && tx->rc == DURABLE_OK) {
+        tx->rc = rc;
+        tx->err = *err;
+    }
+    return rc;
+}
+
+durable_code durable_action_get(durable_action_tx *tx, const char *key, char **out_value_json)
+{
+    durable_error err = { 0 };
+    durable_code rc;
+
+    if (!tx || !out_value_json)
+        return DURABLE_EINVAL;
+    *out_value_json = NULL;
+    rc = store_kv_key_check(key, &err);
+    if (rc == DURABLE_OK)
+        rc = tx->a->rows->kv_get(tx->a->s, key, out_value_json, &err);
+    return tx_fail(tx, rc, &err);
+}
+
+durable_code durable_action_put(durable_action_tx *tx, const char *key, const char *value_json)
+{
+    durable_error err = { 0 };
+    durable_code rc;
+    json_t *v;
+
+    if (!tx)
+        return DURABLE_EINVAL;
+    rc = store_kv_key_check(key, &err);
+    if (rc == DURABLE_OK) {
+        v = value_json ? json_loads(value_json, JSON_DECODE_ANY, NULL) : NULL;
+        if (!v)
+            rc = err_set(&err, DURABLE_EINVAL, "the value of key \"%.64s\" is not JSON", key);
+        json_decref(v);
+    }
+    if (rc == DURABLE_OK)
+        rc = tx->a->rows->kv_put(tx->a->s, key, value_json, tx->t->at_ms, &err);
+    return tx_fail(tx, rc, &err);
+}
+
+void durable_action_refuse(durable_action_tx *tx, const char *message)
+{
+    durable_error err = { 0 };
+
+    if (tx)
+        tx_fail(tx, err_set(&err, DURABLE_EACTION, "%s", message ? message : ""), &err);
+}
+
+/* Calls the registered action t->action_fn inside the caller's savepoint:
+ * DURABLE_EACTION with its message if it refused or misused a key, and the
+ * store's error (DURABLE_EIO) if a read or write failed. */
+static durable_code action_call(struct apply *a, const struct transition *t, durable_error *err)
+{
+    char key[2 * ID_MAX];
+    durable_action_tx tx = { a, t, DURABLE_OK, { 0 } };
+    durable_action_call call = { t->action, t->run_id,      t->step_id,
+                                 key,       t->output_json, t->input_json ? t->input_json : "{}" };
+    struct event_key k = { t->run_id, t->step_id, t->at_ms };
+
+    snprintf(key, sizeof(key), "%s/%s", t->run_id, t->step_id);
+    t->action_fn(&tx, &call, t->action_ud);
+    if (tx.rc == DURABLE_EIO || tx.rc == DURABLE_EFENCED) {
+        *err = tx.err;
+        return tx.rc;
+    }
+    if (tx.rc != DURABLE_OK)
+        return err_set(err, DURABLE_EACTION, "%s", tx.err.msg);
+    return append(a, &k, "action_applied",
+                  store_event_data_action_applied(t->action, NULL, NULL, NULL), err);
+}
+
 static durable_code step_complete(struct apply *a, const struct transition *t, const char *order_id,
                                   durable_error *err)
 {
@@ -270,7 +354,7 @@ static durable_code step_complete(struct apply *a, const struct transition *t, c
     if (rc == DURABLE_OK)
         rc = step_completed(a, t, err);
     if (rc == DURABLE_OK && t->action)
-        rc = action_apply(a, t, order_id, err);
+        rc = t->action_fn ? action_call(a, t, err) : action_apply(a, t, order_id, err);
     if (in_savepoint)
         rc = savepoint_end(a, rc, err);
     return rc;

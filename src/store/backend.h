@@ -51,6 +51,8 @@ char *store_event_data_run_created(const char *workflow_id, const char *input_js
                                    const char *order_id);
 char *store_event_data_step_started(int attempt, const char *run_id, const char *step_id);
 char *store_event_data_step_completed(int attempt, const char *output_json);
+/* action_applied: {action, order_id, from, to}, or {action} when order_id
+ * is NULL (a registered action). */
 char *store_event_data_action_applied(const char *action, const char *order_id, const char *from,
                                       const char *to);
 char *store_event_data_step_failed(int attempt, const char *error, const char *code, bool is_final);
@@ -226,6 +228,9 @@ struct store_rows_ops {
     /* The order's status in out (truncated to STORE_NAME_MAX), *out_found. */
     durable_code (*order_get)(struct store *s, const char *order_id, char out[STORE_NAME_MAX],
                               bool *out_found, durable_error *err);
+    /* The value of key in the actions' key/value table, as owned JSON
+     * text in *out (NULL when none). */
+    durable_code (*kv_get)(struct store *s, const char *key, char **out, durable_error *err);
 
     /* ---- writes ---- */
 
@@ -260,6 +265,10 @@ struct store_rows_ops {
     /* The order's status becomes status, updated_at = at_ms. */
     durable_code (*order_set_status)(struct store *s, const char *order_id, const char *status,
                                      int64_t at_ms, durable_error *err);
+    /* key's value in the key/value table becomes value (JSON text),
+     * updated_at = at_ms. */
+    durable_code (*kv_put)(struct store *s, const char *key, const char *value, int64_t at_ms,
+                           durable_error *err);
     /* A new workflow version: id wf->id, version wf->version, name
      * t->wf_name, definition t->wf_definition, created_at = t->at_ms. */
     durable_code (*workflow_insert)(struct store *s, const struct transition_result *wf,

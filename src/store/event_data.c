@@ -81,12 +81,14 @@ char *store_event_data_action_applied(const char *action, const char *order_id, 
     dbuf_init(&b, 0);
     dbuf_adds(&b, "{\"action\":");
     dbuf_add_json_string(&b, action);
-    dbuf_adds(&b, ",\"order_id\":");
-    dbuf_add_json_string(&b, order_id);
-    dbuf_adds(&b, ",\"from\":");
-    dbuf_add_json_string(&b, from);
-    dbuf_adds(&b, ",\"to\":");
-    dbuf_add_json_string(&b, to);
+    if (order_id) { /* a built-in's, on an order; a registered action's: {action} */
+        dbuf_adds(&b, ",\"order_id\":");
+        dbuf_add_json_string(&b, order_id);
+        dbuf_adds(&b, ",\"from\":");
+        dbuf_add_json_string(&b, from);
+        dbuf_adds(&b, ",\"to\":");
+        dbuf_add_json_string(&b, to);
+    }
     dbuf_adds(&b, "}");
     return done(&b);
 }

@@ -195,6 +195,23 @@ durable_code store_ping(struct store *s, durable_error *err)
     return s->ops->ping(s, err);
 }
 
+durable_code store_kv_key_check(const char *key, durable_error *err)
+{
+    size_t n = key ? strlen(key) : 0;
+
+    if (n == 0 || n > STORE_KV_KEY_MAX)
+        return err_set(err, DURABLE_EINVAL, "a key is 1 to %d bytes, got %zu", STORE_KV_KEY_MAX, n);
+    return DURABLE_OK;
+}
+
+durable_code store_kv_get(struct store *s, const char *key, char **out, durable_error *err)
+{
+    durable_code rc = store_kv_key_check(key, err);
+
+    *out = NULL;
+    return rc == DURABLE_OK ? s->ops->kv_read(s, key, out, err) : rc;
+}
+
 /* ---- shared helpers ---- */
 
 void workflow_record_release(struct workflow_record *w)

@@ -184,11 +184,15 @@ struct transition {
     size_t n_steps;
     /* TR_STEP_COMPLETE: the output as valid JSON text, stored as given (the
        engine encodes it; TR_STEP_DECIDE's is checked) */
-    const char *output_json; /* also TR_RUN_FINISH (run output) */
-    const char *action;      /* applied with the completion, or NULL */
-    bool with_start;         /* TR_STEP_COMPLETE without action: the attempt's
-                                START too (guarded as one), as one change of
-                                the step's row; step_started and step_completed */
+    const char *output_json;     /* also TR_RUN_FINISH (run output) */
+    const char *action;          /* applied with the completion, or NULL */
+    durable_action_fn action_fn; /* with action: the registered action it names, called
+                                    with action_ud and input_json (the run's input);
+                                    NULL for a built-in */
+    void *action_ud;
+    bool with_start; /* TR_STEP_COMPLETE without action: the attempt's
+                        START too (guarded as one), as one change of
+                        the step's row; step_started and step_completed */
     /* TR_STEP_RETRY / TR_STEP_FAIL / TR_RUN_FINISH */
     const char *error_message;
     const char *error_code; /* "timeout", "random_failure", "action_failed", ... */
@@ -303,7 +307,7 @@ extern const struct store_action store_builtin_actions[];
 
 /* The i-th built-in action's name, NULL past the last: the shape of
  * def_options.action_name. */
-const char *store_builtin_action_name(size_t i);
+const char *store_builtin_action_name(void *ud, size_t i);
 
 /* The built-in action called name, or NULL. */
 const struct store_action *store_action_find(const char *name);
@@ -455,6 +459,14 @@ durable_code store_count_steps(struct store *s, int64_t out[STORE_N_STEP_STATUSE
 /* A cheap real read through the read connection: DURABLE_EIO and why when
  * the database does not answer. */
 durable_code store_ping(struct store *s, durable_error *err);
+
+/* The committed value of key in the actions' key/value table (owned JSON
+ * text, NULL when none). DURABLE_EINVAL for a key that is not 1 to
+ * STORE_KV_KEY_MAX bytes. Any thread. */
+#define STORE_KV_KEY_MAX 256
+durable_code store_kv_get(struct store *s, const char *key, char **out, durable_error *err);
+/* DURABLE_EINVAL unless key is 1 to STORE_KV_KEY_MAX bytes. */
+durable_code store_kv_key_check(const char *key, durable_error *err);
 
 /* ---- records of the documents ----
  * What a backend reads for the JSON documents above, handed to a callback
@@ -633,6 +645,9 @@ struct store_ops {
     durable_code (*count_steps)(struct store *s, int64_t out[STORE_N_STEP_STATUSES],
                                 durable_error *err);
     durable_code (*ping)(struct store *s, durable_error *err);
+    /* The committed value of key in the actions' key/value table, as owned
+     * JSON text in *out (NULL when none). */
+    durable_code (*kv_read)(struct store *s, const char *key, char **out, durable_error *err);
 
     const struct store_cluster_ops *cluster; /* NULL: one node (SQLite) */
 };

@@ -54,6 +54,8 @@ static const struct snapshot_table {
       "SELECT count(*) FROM signals" },
     { "orders", "SELECT * FROM orders ORDER BY created_at DESC, ord DESC LIMIT $1::integer",
       "SELECT count(*) FROM orders" },
+    { "kv", "SELECT * FROM kv ORDER BY updated_at DESC, key LIMIT $1::integer",
+      "SELECT count(*) FROM kv" },
     { "schema_version", "SELECT * FROM schema_version ORDER BY version DESC LIMIT $1::integer",
       "SELECT count(*) FROM schema_version" },
     { "nodes", "SELECT * FROM nodes ORDER BY joined_at DESC, id LIMIT $1::integer",

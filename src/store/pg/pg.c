@@ -514,5 +514,6 @@ const struct store_ops pg_store_ops = {
     .count_runs = pg_count_runs,
     .count_steps = pg_count_steps,
     .ping = pg_ping,
+    .kv_read = pg_kv_read,
     .cluster = &pg_cluster_ops,
 };

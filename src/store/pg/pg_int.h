@@ -74,6 +74,8 @@ enum pg_wstmt_id {
     PG_W_RUN_RETRY,
     PG_W_ORDER_INSERT,
     PG_W_ORDER_SET_STATUS,
+    PG_W_KV_GET,
+    PG_W_KV_PUT,
     PG_W_WF_INSERT,
     PG_W_RUN_LAST_SEQ,
     PG_W_EVENT_INSERT,
@@ -294,6 +296,7 @@ durable_code pg_events_read(struct store *base, const char *run_id, int64_t afte
                             struct store_events *out, durable_error *err);
 durable_code pg_events_since(struct store *base, int64_t after_gid, int limit,
                              struct store_events *out, durable_error *err);
+durable_code pg_kv_read(struct store *base, const char *key, char **out, durable_error *err);
 durable_code pg_order_read(struct store *base, const char *order_id, const struct store_row_fns *fn,
                            durable_error *err);
 durable_code pg_runs_page(struct store *base, const struct store_run_query *q,

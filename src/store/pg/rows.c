@@ -220,6 +220,20 @@ durable_code pg_order_read(struct store *base, const char *order_id, const struc
     return rc;
 }
 
+durable_code pg_kv_read(struct store *base, const char *key, char **out, durable_error *err)
+{
+    const char *params[1] = { key };
+    const struct pg_query q = { "read a key", "SELECT value FROM kv WHERE key = $1", 1, params };
+    PGresult *r = NULL;
+    durable_code rc = pg_reads(pg_of(base), &q, 1, &r, err);
+
+    *out = NULL;
+    if (rc == DURABLE_OK && PQntuples(r) > 0)
+        *out = xstrdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
+}
+
 /* ---- pages ---- */
 
 typedef void (*page_row_fn)(const PGresult *r, int i, const struct store_row_fns *fn);

@@ -118,6 +118,9 @@ static const char *const migrations[] = {
     "ALTER TABLE runs DROP CONSTRAINT runs_workflow_id_idempotency_key_key;"
     "CREATE UNIQUE INDEX " PG_RUNS_KEY " ON runs (workflow_name, idempotency_key)"
     "  WHERE idempotency_key IS NOT NULL;",
+    /* 5: the key/value table of the actions a program registers
+     * (durable_action_register): values are JSON text. */
+    "CREATE TABLE kv (key text PRIMARY KEY, value text NOT NULL, updated_at bigint NOT NULL);",
 };
 
 int pg_schema_version(void)

@@ -174,6 +174,10 @@ static const struct pg_wstmt {
     [PG_W_ORDER_SET_STATUS] = { "UPDATE orders SET status = $2, updated_at = $3::bigint"
                                 " WHERE id = $1",
                                 "update an order" },
+    [PG_W_KV_GET] = { "SELECT value FROM kv WHERE key = $1", "read a key" },
+    [PG_W_KV_PUT] = { "INSERT INTO kv (key, value, updated_at) VALUES ($1, $2, $3::bigint)"
+                      " ON CONFLICT (key) DO UPDATE SET value = $2, updated_at = $3::bigint",
+                      "write a key" },
     [PG_W_WF_INSERT] = { "INSERT INTO workflows (id, name, version, definition, created_at)"
                          " VALUES ($1, $2, $3::integer, $4, $5::bigint)",
                          "register a workflow" },
@@ -653,6 +657,21 @@ static durable_code pg_row_order_get(struct store *base, const char *order_id,
     return DURABLE_OK;
 }
 
+static durable_code pg_row_kv_get(struct store *base, const char *key, char **out,
+                                  durable_error *err)
+{
+    const char *p[1] = { key };
+    PGresult *r = wexec(pg_of(base), PG_W_KV_GET, 1, p, err);
+
+    *out = NULL;
+    if (!r)
+        return DURABLE_EIO;
+    if (PQntuples(r) > 0)
+        *out = xstrdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return DURABLE_OK;
+}
+
 /* ---- writes ---- */
 
 static durable_code pg_row_step_write(struct store *base, enum store_step_write w,
@@ -834,6 +853,15 @@ static durable_code pg_row_order_set_status(struct store *base, const char *orde
     const char *p[3] = { order_id, status, num_of(&at, at_ms) };
 
     return wrun(pg_of(base), PG_W_ORDER_SET_STATUS, 3, p, NULL, err);
+}
+
+static durable_code pg_row_kv_put(struct store *base, const char *key, const char *value,
+                                  int64_t at_ms, durable_error *err)
+{
+    struct num at;
+    const char *p[3] = { key, value, num_of(&at, at_ms) };
+
+    return wrun(pg_of(base), PG_W_KV_PUT, 3, p, NULL, err);
 }
 
 static durable_code pg_row_workflow_insert(struct store *base, const struct transition_result *wf,
@@ -1143,6 +1171,8 @@ const struct store_rows_ops pg_rows_ops = {
     .workflow_exists = pg_row_workflow_exists,
     .workflow_latest = pg_row_workflow_latest,
     .order_get = pg_row_order_get,
+    .kv_get = pg_row_kv_get,
+    .kv_put = pg_row_kv_put,
     .step_write = pg_row_step_write,
     .run_write = pg_row_run_write,
     .run_insert = pg_row_run_insert,

@@ -33,6 +33,7 @@ static const struct snapshot_table {
     { "events", ST_SNAP_EVENTS, ST_SNAP_EVENTS_COUNT },
     { "signals", ST_SNAP_SIGNALS, ST_SNAP_SIGNALS_COUNT },
     { "orders", ST_SNAP_ORDERS, ST_ORDERS_COUNT },
+    { "kv", ST_SNAP_KV, ST_SNAP_KV_COUNT },
     { "schema_version", ST_SNAP_SCHEMA_VERSION, ST_SNAP_SCHEMA_VERSION_COUNT },
 };
 

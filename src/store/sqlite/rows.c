@@ -226,6 +226,24 @@ durable_code sqlite_order_read(struct store *base, const char *order_id,
     return rc;
 }
 
+durable_code sqlite_kv_read(struct store *base, const char *key, char **out, durable_error *err)
+{
+    struct sqlite_store *s = sqlite_of(base);
+    struct conn *c = store_reader_take(s);
+    sqlite3_stmt *st = NULL;
+    bool found = false;
+    durable_code rc = stmt_get(c, ST_KV_READ, &st, err, "s", key);
+
+    *out = NULL;
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &found, err);
+    if (rc == DURABLE_OK && found)
+        *out = col_strdup(st, 0);
+    stmt_release(st);
+    store_reader_put(s, c);
+    return rc;
+}
+
 /* ---- pages ---- */
 
 /* Hands the current row to fn. */

@@ -122,6 +122,9 @@ static const char *const migrations[] = {
     "DROP INDEX runs_key;"
     "CREATE UNIQUE INDEX runs_key ON runs (workflow_name, idempotency_key)"
     "  WHERE idempotency_key IS NOT NULL;",
+    /* 8: the key/value table of the actions a program registers
+     * (durable_action_register): values are JSON text. */
+    "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL);",
 };
 
 int sqlite_schema_version(void)
@@ -199,6 +202,10 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_ORDER_STATUS] = { "SELECT status FROM orders WHERE id = ?1", "read an order" },
     [ST_ORDER_SET_STATUS] = { "UPDATE orders SET status = ?2, updated_at = ?3 WHERE id = ?1",
                               "update an order" },
+    [ST_KV_GET] = { "SELECT value FROM kv WHERE key = ?1", "read a key" },
+    [ST_KV_PUT] = { "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)"
+                    " ON CONFLICT (key) DO UPDATE SET value = ?2, updated_at = ?3",
+                    "write a key" },
     /* A key names one run per workflow, whatever its version: resuming
      * after the file was edited must find the run, not start another. */
     [ST_RUN_BY_KEY] = { "SELECT id FROM runs WHERE idempotency_key = ?2"
@@ -341,6 +348,7 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_ORDER_JSON] = { "SELECT id, amount, status, created_at, updated_at FROM orders"
                         " WHERE id = ?1",
                         "read an order" },
+    [ST_KV_READ] = { "SELECT value FROM kv WHERE key = ?1", "read a key" },
     [ST_WF_LIST] = { "SELECT id, name, version, created_at,"
                      " CASE WHEN json_valid(definition)"
                      " THEN json_extract(definition, '$.description') END"
@@ -383,6 +391,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_SNAP_SIGNALS] = { "SELECT * FROM signals ORDER BY rowid DESC LIMIT ?1",
                           "read table signals" },
     [ST_SNAP_SIGNALS_COUNT] = { "SELECT count(*) FROM signals", "count table signals" },
+    [ST_SNAP_KV] = { "SELECT * FROM kv ORDER BY updated_at DESC, key LIMIT ?1", "read table kv" },
+    [ST_SNAP_KV_COUNT] = { "SELECT count(*) FROM kv", "count table kv" },
     [ST_SNAP_ORDERS] = { "SELECT * FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?1",
                          "read table orders" },
     [ST_SNAP_SCHEMA_VERSION] = { "SELECT * FROM schema_version ORDER BY version DESC LIMIT ?1",
@@ -972,5 +982,6 @@ const struct store_ops sqlite_store_ops = {
     .count_runs = sqlite_count_runs,
     .count_steps = sqlite_count_steps,
     .ping = sqlite_ping,
+    .kv_read = sqlite_kv_read,
     .cluster = NULL,
 };

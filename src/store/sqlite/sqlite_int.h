@@ -47,6 +47,8 @@ enum stmt_id {
     ST_ORDER_INSERT,
     ST_ORDER_STATUS,
     ST_ORDER_SET_STATUS,
+    ST_KV_GET,
+    ST_KV_PUT,
     ST_RUN_BY_KEY,
     ST_RUN_INSERT,
     ST_RUN_RUNNING,
@@ -85,6 +87,7 @@ enum stmt_id {
     ST_STEPS_JSON,
     ST_EVENTS_JSON,
     ST_ORDER_JSON,
+    ST_KV_READ,
     ST_WF_LIST,
     ST_WF_COUNT,
     ST_RUNS_LIST, /* four filter variants each: see sqlite_runs_page in rows.c */
@@ -110,6 +113,8 @@ enum stmt_id {
     ST_SNAP_EVENTS_COUNT,
     ST_SNAP_SIGNALS,
     ST_SNAP_SIGNALS_COUNT,
+    ST_SNAP_KV,
+    ST_SNAP_KV_COUNT,
     ST_SNAP_ORDERS,
     ST_SNAP_SCHEMA_VERSION,
     ST_SNAP_SCHEMA_VERSION_COUNT,
@@ -253,6 +258,7 @@ durable_code sqlite_events_read(struct store *base, const char *run_id, int64_t 
                                 struct store_events *out, durable_error *err);
 durable_code sqlite_events_since(struct store *base, int64_t after_gid, int limit,
                                  struct store_events *out, durable_error *err);
+durable_code sqlite_kv_read(struct store *base, const char *key, char **out, durable_error *err);
 durable_code sqlite_order_read(struct store *base, const char *order_id,
                                const struct store_row_fns *fn, durable_error *err);
 durable_code sqlite_runs_page(struct store *base, const struct store_run_query *rq,

@@ -250,6 +250,28 @@ static durable_code sqlite_run_retry(struct store *base, const char *run_id, int
     return rc;
 }
 
+static durable_code sqlite_kv_get(struct store *base, const char *key, char **out,
+                                  durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool found = false;
+    durable_code rc = stmt_get(&sqlite_of(base)->w, ST_KV_GET, &st, err, "s", key);
+
+    *out = NULL;
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &found, err);
+    if (rc == DURABLE_OK && found)
+        *out = col_strdup(st, 0);
+    stmt_release(st);
+    return rc;
+}
+
+static durable_code sqlite_kv_put(struct store *base, const char *key, const char *value,
+                                  int64_t at_ms, durable_error *err)
+{
+    return stmt_exec(&sqlite_of(base)->w, ST_KV_PUT, err, "ssI", key, value, at_ms);
+}
+
 static durable_code sqlite_order_insert(struct store *base, const char *order_id, double amount,
                                         int64_t at_ms, durable_error *err)
 {
@@ -391,6 +413,8 @@ const struct store_rows_ops sqlite_rows_ops = {
     .workflow_exists = sqlite_workflow_exists,
     .workflow_latest = sqlite_workflow_latest,
     .order_get = sqlite_order_get,
+    .kv_get = sqlite_kv_get,
+    .kv_put = sqlite_kv_put,
     .step_write = sqlite_step_write,
     .run_write = sqlite_run_write,
     .run_insert = sqlite_run_insert,

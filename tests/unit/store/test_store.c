@@ -397,6 +397,86 @@ static void test_action_refused_leaves_no_trace(void **state)
     json_decref(after);
 }
 
+/* A registered action (durable_action_register): counts its calls in the
+ * key/value table, or (ud non-NULL) writes and then refuses with ud. */
+static void count_action(durable_action_tx *tx, const durable_action_call *call, void *ud)
+{
+    char *v = NULL, buf[64];
+    long n = 0;
+
+    assert_string_equal(call->action, "count");
+    assert_string_equal(call->idempotency_key, "run_1/a");
+    assert_string_equal(call->output_json, "{\"x\":1}");
+    assert_int_equal(durable_action_get(tx, "counter", &v), DURABLE_OK);
+    if (v)
+        n = strtol(v, NULL, 10);
+    free(v);
+    snprintf(buf, sizeof(buf), "%ld", n + 1);
+    assert_int_equal(durable_action_put(tx, "counter", buf), DURABLE_OK);
+    if (ud)
+        durable_action_refuse(tx, ud);
+}
+
+static char *kv_value(struct fixture *f, const char *key)
+{
+    durable_error err = { DURABLE_OK, "" };
+    char *v = NULL;
+
+    assert_int_equal(store_kv_get(f->s, key, &v, &err), DURABLE_OK);
+    return v;
+}
+
+static void test_registered_action_commits_with_step(void **state)
+{
+    struct fixture *f = *state;
+    struct transition t = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 100);
+    json_t *evs, *d;
+    char *v;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    assert_null(kv_value(f, "counter"));
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    t.action = "count";
+    t.action_fn = count_action;
+    t.output_json = "{\"x\":1}";
+    apply_ok(f, &t, NULL);
+    v = kv_value(f, "counter");
+    assert_string_equal(v, "1");
+    free(v);
+    assert_step_status(f, "run_1", "a", STEP_S_COMPLETED);
+    evs = events_of(f, "run_1", 0);
+    assert_string_equal(event_type(evs, 3), "action_applied");
+    d = json_object_get(json_array_get(evs, 3), "data");
+    assert_string_equal(json_string_value(json_object_get(d, "action")), "count");
+    assert_null(json_object_get(d, "order_id"));
+    json_decref(evs);
+}
+
+static void test_registered_action_refused_writes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 100);
+    static char refusal[] = "out of stock";
+    size_t n_ev;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    n_ev = f->ev.n;
+    t.action = "count";
+    t.action_fn = count_action;
+    t.action_ud = refusal;
+    t.output_json = "{\"x\":1}";
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_EACTION);
+    assert_string_equal(err.msg, "out of stock");
+    assert_int_equal(f->ev.n, n_ev);
+    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_null(kv_value(f, "counter"));
+    assert_step_status(f, "run_1", "a", STEP_S_RUNNING);
+    assert_int_equal(store_kv_get(f->s, "", &(char *){ NULL }, &err), DURABLE_EINVAL);
+}
+
 static void test_action_refused_step_still_running(void **state)
 {
     struct fixture *f = *state;
@@ -1398,6 +1478,8 @@ int main(void)
         T(test_actions_move_order),
         T(test_action_refused_leaves_no_trace),
         T(test_action_refused_step_still_running),
+        T(test_registered_action_commits_with_step),
+        T(test_registered_action_refused_writes_nothing),
         T(test_action_without_order_is_skipped),
         T(test_order_create),
         T(test_unfinished_listing),

@@ -244,6 +244,7 @@ static void test_migrate_keys_unique_by_name(void **state)
     assert_int_equal(store_open(f->path, DURABLE_DURABILITY_FULL, &f->s, &err), DURABLE_OK);
     db = raw_open(f);
     assert_int_equal(raw_int(db, "SELECT version FROM schema_version"), sqlite_schema_version());
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM kv"), 0); /* migration 8 */
     assert_int_equal(raw_int(db, "SELECT count(*) FROM runs"), 5);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM runs WHERE workflow_name = 'shop'"), 4);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM runs WHERE id = 'run_k2'"

@@ -176,6 +176,7 @@ static const char v3_keys[] =
         "ALTER TABLE runs ADD CONSTRAINT runs_workflow_id_idempotency_key_key"
         "  UNIQUE (workflow_id, idempotency_key);"
         "CREATE INDEX runs_key ON runs (idempotency_key) WHERE idempotency_key IS NOT NULL;"
+        "DROP TABLE kv;"
         "UPDATE schema_version SET version = 3;";
 
 /* A database of schema 3 whose key k1 names two runs of workflow shop, one
@@ -200,6 +201,7 @@ static void test_migrate_keys_unique_by_name(void **state)
            " ('run_k3', 'wf1', 'completed', '{}', 'k3', 6)");
     s = open_ok(DURABLE_DURABILITY_FULL);
     assert_int_equal(sql_int(c, "SELECT version FROM schema_version"), pg_schema_version());
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM kv"), 0); /* migration 5 */
     assert_int_equal(sql_int(c, "SELECT count(*) FROM runs"), 3);
     assert_int_equal(sql_int(c, "SELECT count(*) FROM runs WHERE workflow_name = 'shop'"), 2);
     assert_int_equal(sql_int(c, "SELECT count(*) FROM runs WHERE id = 'run_k2'"
