@@ -299,11 +299,16 @@ static durable_code orphan(durable_ctx *ctx, const char *input, char **out, dura
 static durable_code parent(durable_ctx *ctx, const char *input, char **out, durable_error *err)
 {
     char *k = NULL, *j = NULL, buf[256];
+    durable_code rc;
 
     (void)input;
     atomic_fetch_add(&invocations, 1);
     DURABLE_TRY(durable_child(ctx, "kid", NULL, "{\"x\":1}", &k, err));
-    DURABLE_TRY(durable_child(ctx, "jkid", "jk-1", "{\"n\":21}", &j, err));
+    rc = durable_child(ctx, "jkid", "jk-1", "{\"n\":21}", &j, err);
+    if (rc != DURABLE_OK) { /* suspended until jkid ends: k is read again then */
+        durable_free(k);
+        return rc;
+    }
     snprintf(buf, sizeof(buf), "{\"kid\":%s,\"jkid\":%s}", k, j);
     durable_free(k);
     durable_free(j);
