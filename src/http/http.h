@@ -63,8 +63,8 @@
  * sessions' mu (auth.c) and the server's async_mu are leaves (the start callback resumes its
  * connection before it takes async_mu). No lock is held across a call into durable.
  *
- * Stopping (http_server_stop): MHD_quiesce_daemon (no new connections),
- * sse_hub_shutdown (no more events; every stream is told to end and its
+ * Stopping (http_server_stop): sse_hub_shutdown (no more events, no new
+ * streams; every stream is told to end and its
  * connection resumed: MHD aborts when stopped with a suspended connection),
  * waiting for every start still suspended to be resumed by the engine (and
  * from then on starts wait for their commit on the polling thread),

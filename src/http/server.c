@@ -465,17 +465,17 @@ const char *http_server_url(const struct http_server *s)
     return s->url;
 }
 
+/* The daemon keeps accepting until MHD_stop_daemon: a connection arriving
+ * meanwhile is answered (a stream refused, a start not suspended). Not
+ * MHD_quiesce_daemon: with a thread pool under epoll it races each worker's
+ * own removal of the listen socket from its epoll set, and libmicrohttpd
+ * aborts the process when both remove it. */
 void http_server_stop(struct http_server *s)
 {
-    MHD_socket fd;
-
     if (!s)
         return;
-    fd = MHD_quiesce_daemon(s->daemon);
     sse_hub_shutdown(s->hub);
     async_drain(s);
     MHD_stop_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
     server_free(s);
 }

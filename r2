@@ -1,1 +1,0 @@
-run_01m95f7qvkynss7mcy9ve98ed8
