@@ -1041,6 +1041,17 @@ static void post(struct sched *s, struct sched_msg *m)
         msg_free(m);
 }
 
+void engine_sched_child_ended(struct durable *d, const struct step_io_tag *parent,
+                              const char *child_id)
+{
+    struct sched_msg *m = xcalloc(1, sizeof(*m));
+
+    m->kind = MSG_CHILD_ENDED;
+    m->tag = *parent;
+    snprintf(m->run_id, sizeof(m->run_id), "%s", child_id);
+    post(d->sched, m);
+}
+
 void engine_sched_committed(struct durable *d, struct commit_item *items)
 {
     struct sched_msg *m = xcalloc(1, sizeof(*m));
@@ -1100,6 +1111,8 @@ static void handle_msg(struct sched *s, struct sched_msg *m)
         sched_on_cluster(s, m->cluster, m->run_id);
     if (m->kind == MSG_TYPES)
         sched_resume_unresolved(s);
+    if (m->kind == MSG_CHILD_ENDED)
+        sched_on_code_child_ended(s, m);
     for (ci = m->items; ci; ci = next) {
         next = ci->next;
         on_committed(s, ci);

@@ -167,6 +167,7 @@ struct plan_cache_entry {
 struct sched;          /* engine.c: scheduler state, scheduler thread only */
 struct engine_cluster; /* cluster.c: this node in a cluster */
 struct code_exec;      /* code.c: code-first workflows, their registry and threads */
+struct step_io_tag;    /* steps.h: one attempt of a step of a run */
 
 /*
  * A Prometheus histogram with fixed upper bounds (metrics.c). Observed on the
@@ -333,6 +334,19 @@ void engine_code_free(struct durable *d); /* after engine_code_stop */
  * the run is not queued or being invoked already; otherwise it waits.
  * Any thread. */
 void engine_code_adopt(struct durable *d, const char *run_id, const struct plan *plan);
+/* A JSON run's `workflow` step (the attempt `parent`) waits for child_id, a
+ * code-first run: when the child's end commits, the scheduler is told
+ * (engine_sched_child_ended), once. engine_code_child_unwait takes the wait
+ * back: true if it was still there, so the caller delivers the end itself
+ * and nobody else will. Scheduler thread; code_child.c. */
+void engine_code_child_wait(struct durable *d, const char *child_id,
+                            const struct step_io_tag *parent);
+bool engine_code_child_unwait(struct durable *d, const char *child_id,
+                              const struct step_io_tag *parent);
+/* Posts the end of child_id to the scheduler, for the step attempt parent
+ * that waits for it. Any thread. */
+void engine_sched_child_ended(struct durable *d, const struct step_io_tag *parent,
+                              const char *child_id);
 
 /* ---- lock.c: which process executes which runs ---- */
 /* Takes the presence lock (exclusive for DURABLE_RECOVER_ALL, shared

@@ -99,15 +99,16 @@ struct timer {
     char run_id[ID_MAX];
 };
 
-enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO, MSG_CLUSTER, MSG_TYPES };
+enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO, MSG_CLUSTER, MSG_TYPES, MSG_CHILD_ENDED };
 
 struct sched_msg {
     QUEUE_LINK(struct sched_msg); /* in the inbox */
     enum msg_kind kind;
     struct commit_item *items;      /* MSG_COMMITTED, owned */
-    char run_id[ID_MAX];            /* MSG_RESUME */
+    char run_id[ID_MAX];            /* MSG_RESUME; MSG_CHILD_ENDED: the child */
     bool is_retry;                  /* MSG_RESUME: after TR_RUN_RETRY */
-    struct step_io_tag tag;         /* MSG_IO: the attempt whose request ended */
+    struct step_io_tag tag;         /* MSG_IO: the attempt whose request ended;
+                                       MSG_CHILD_ENDED: the step attempt waiting */
     struct step_outcome out;        /* MSG_IO: its outcome (output owned) */
     enum sched_cluster_msg cluster; /* MSG_CLUSTER: what cluster.c says of run_id */
 };
@@ -179,6 +180,8 @@ void sched_on_cluster(struct sched *s, enum sched_cluster_msg what, const char *
 
 /* child runs (children.c) */
 void sched_on_child_created(struct sched *s, struct commit_item *ci);
+/* A code-first child the attempt m->tag waits for has ended (MSG_CHILD_ENDED). */
+void sched_on_code_child_ended(struct sched *s, const struct sched_msg *m);
 void sched_on_run_finished(struct sched *s, struct run_state *r, const struct transition *t);
 
 #endif
