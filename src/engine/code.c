@@ -1194,6 +1194,24 @@ static durable_code resume_one(const struct run_record *r, void *ud)
     return DURABLE_OK;
 }
 
+/* Tells the cluster which code-first workflows this process executes, so
+ * that it claims their runs (and no others of code). */
+static void cluster_code_workflows(struct durable *d)
+{
+    struct code_exec *c = d->code;
+    const char *ids[CODE_MAX_FNS];
+    size_t n;
+
+    /* Under mu, so that two registrations give their lists in order (the
+     * store's lock is a leaf). */
+    pthread_mutex_lock(&c->mu);
+    n = c->n_fns;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = c->fns[i]->workflow_id;
+    engine_cluster_code_workflows(d, ids, n);
+    pthread_mutex_unlock(&c->mu);
+}
+
 /* Adds fn to the registry. DURABLE_ECONFLICT when its name and version
  * are there already. */
 static durable_code fn_add(struct code_exec *c, struct code_fn *fn, durable_error *err)
@@ -1245,6 +1263,8 @@ durable_code durable_workflow_fn_register(durable *d, const char *name, int vers
         free(f);
         return rc;
     }
+    if (d->cluster)
+        cluster_code_workflows(d);
     {
         struct resume rs = { d, f->workflow_id };
         rc = store_runs_unfinished(d->store, resume_one, &rs, err);

@@ -377,6 +377,10 @@ void engine_cluster_start(struct durable *d);
 void engine_cluster_stop(struct durable *d);
 void engine_cluster_close(struct durable *d);
 void engine_cluster_want(struct durable *d, const char *run_id);
+/* The code-first workflows this process registered (their ids): claims
+ * take their runs from now on (a registration then resumes them). Any
+ * thread; a cluster only. */
+void engine_cluster_code_workflows(struct durable *d, const char *const *ids, size_t n);
 
 /* ---- api.c ---- */
 /* The built-in definition options, with d's step types. Returns opts. */

@@ -550,7 +550,10 @@ struct store_row_fns {
  * incarnation's already), releases a run it stops executing, waits on
  * wake_fd for other nodes' hints and drains them, and leaves (releasing its
  * runs and its lease). set_node names the node before join and before the
- * writer starts (NULL id or 0 lease: the default). */
+ * writer starts (NULL id or 0 lease: the default). set_code_workflows
+ * (any thread) gives the ids of the code-first workflows this process
+ * executes: claims then take runs of JSON workflows and of those only, so
+ * that a node never holds a run it cannot execute. */
 struct store_lease {
     char node_id[ID_MAX];
     int64_t epoch;
@@ -564,6 +567,7 @@ enum store_wake {
 };
 struct store_cluster_ops {
     void (*set_node)(struct store *s, const char *node_id, int64_t lease_ms);
+    void (*set_code_workflows)(struct store *s, const char *const *ids, size_t n);
     durable_code (*join)(struct store *s, struct store_lease *out, durable_error *err);
     durable_code (*heartbeat)(struct store *s, struct store_lease *l, durable_error *err);
     durable_code (*claim)(struct store *s, int room,

@@ -155,6 +155,11 @@ struct pg_store {
     char node_id[ID_MAX]; /* this node's name in nodes */
     int64_t lease_ms;     /* how long a renewal holds */
     int64_t epoch;        /* this incarnation's, 0 before join */
+    /* The code-first workflows this process executes, as a text[] literal
+     * ("{}": none): claims take no run of another code-first workflow. Set
+     * from any thread (set_code_workflows), read by the cluster thread. */
+    pthread_mutex_t code_mu;
+    char *code_ids; /* guarded by code_mu */
 };
 
 static inline struct pg_store *pg_of(struct store *s)
@@ -232,6 +237,7 @@ void pg_reader_put(struct pg_store *s, PGconn *c);
  * nodes (at most ID_MAX - 1 bytes; default "HOSTNAME:PID") and its lease
  * (default PG_LEASE_MS_DEFAULT). For the engine's options and for tests. */
 void pg_store_set_node(struct store *base, const char *node_id, int64_t lease_ms);
+void pg_store_set_code_workflows(struct store *base, const char *const *ids, size_t n);
 
 /* Takes up to room unowned unfinished runs for this node (FOR UPDATE SKIP
  * LOCKED: concurrent claims get disjoint runs and do not wait for each
