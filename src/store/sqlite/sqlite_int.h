@@ -279,4 +279,11 @@ durable_code sqlite_count_steps(struct store *base, int64_t out[STORE_N_STEP_STA
                                 durable_error *err);
 durable_code sqlite_ping(struct store *base, durable_error *err);
 
+/* ---- deletion (purge.c): store_rows_ops.runs_delete, workflow_delete ---- */
+durable_code sqlite_runs_delete(struct store *base, const struct store_purge *q,
+                                void (*fn)(void *ud, const char *run_id), void *ud, int64_t *out_n,
+                                durable_error *err);
+durable_code sqlite_workflow_delete(struct store *base, const char *name, int version,
+                                    bool *out_found, bool *out_used, durable_error *err);
+
 #endif
