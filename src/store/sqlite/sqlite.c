@@ -402,6 +402,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_SNAP_SIGNALS_COUNT] = { "SELECT count(*) FROM signals", "count table signals" },
     [ST_SNAP_KV] = { "SELECT * FROM kv ORDER BY updated_at DESC, key LIMIT ?1", "read table kv" },
     [ST_SNAP_KV_COUNT] = { "SELECT count(*) FROM kv", "count table kv" },
+    [ST_SNAP_GID_FLOOR] = { "SELECT * FROM gid_floor LIMIT ?1", "read table gid_floor" },
+    [ST_SNAP_GID_FLOOR_COUNT] = { "SELECT count(*) FROM gid_floor", "count table gid_floor" },
     [ST_SNAP_ORDERS] = { "SELECT * FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?1",
                          "read table orders" },
     [ST_SNAP_SCHEMA_VERSION] = { "SELECT * FROM schema_version ORDER BY version DESC LIMIT ?1",
