@@ -94,6 +94,9 @@ class RetentionTest(su.ServerTest):
         self.assertIn("only a finished run", err["message"])
         self.assertIn("waiting", err["message"])
         self.assertEqual(self.run_json(srv, waiting["id"])["status"], "waiting")
+        paths = srv.get("/openapi.json").json()["paths"]
+        for route in ("/runs", "/runs/{id}", "/workflows/{name}/versions/{version}"):
+            self.assertIn("delete", paths[route], "openapi.json: DELETE %s" % route)
         # the CLI, through the server
         p = self.cli("delete", "--server", self.url(srv), "--token", "t0k", keep["id"])
         self.assertEqual(p.returncode, 0, p.stderr)
