@@ -943,10 +943,6 @@ static void on_committed(struct sched *s, struct commit_item *ci)
 {
     struct run_state *r;
 
-    if (ci->t.kind == TR_RUNS_DELETE) {
-        sched_retain_committed(s, ci);
-        return;
-    }
     if (on_store_failed(s, ci))
         return;
     if (ci->chain_broken) {
@@ -1111,7 +1107,10 @@ static void handle_msg(struct sched *s, struct sched_msg *m)
         sched_resume_unresolved(s);
     for (ci = m->items; ci; ci = next) {
         next = ci->next;
-        on_committed(s, ci);
+        if (ci->t.kind == TR_RUNS_DELETE)
+            sched_retain_committed(s, ci); /* retention's batch: no run */
+        else
+            on_committed(s, ci);
         commit_item_free(ci);
     }
     m->items = NULL;
