@@ -110,7 +110,19 @@ typedef struct durable_options {
     /* The most threads that run blocking step types' start() at once
      * (durable_step_type.blocking); 0: 8; at most 1024. Made as needed. */
     int step_threads;
+    /* Retention: finished runs (completed, failed, cancelled) whose finish is
+     * older than this many ms are deleted with their steps, events and
+     * signals, in batches, by a pass of the engine every
+     * DURABLE_RETAIN_PASS_MAX_MS at most; 0: kept for ever. Only an engine
+     * that resumes runs (DURABLE_RECOVER_ALL) deletes. */
+    int64_t retain_finished_ms;
 } durable_options;
+
+/* How many finished runs one transaction of retention or purge deletes at
+ * most: other commits go between two batches. */
+#define DURABLE_PURGE_BATCH        500
+/* The longest time between two retention passes. */
+#define DURABLE_RETAIN_PASS_MAX_MS 60000
 
 /* Opens (creating and migrating as needed) the store and starts the engine's
  * threads. Runs left unfinished by a crash are resumed per opts->recovery.
@@ -718,6 +730,34 @@ DURABLE_API durable_code durable_workflow_get(durable *d, const char *id_or_name
  * the steps reset, their attempts count from 1 again); the run then goes on
  * in the background, like a new one (durable_run_wait). */
 DURABLE_API durable_code durable_run_retry(durable *d, const char *run_id, durable_error *err);
+
+/* Deletes a finished run (completed, failed or cancelled) with its steps,
+ * events and signals, in one transaction; its child runs are kept (they
+ * are runs of their own). DURABLE_ENOTFOUND when there is no such run,
+ * DURABLE_ECONFLICT when it is not finished ("run X is running: only a
+ * finished run ... can be deleted"). */
+DURABLE_API durable_code durable_run_delete(durable *d, const char *run_id, durable_error *err);
+
+/* Which finished runs durable_runs_purge deletes: every condition given. */
+typedef struct durable_purge {
+    int64_t finished_before_ms; /* finished before this Unix ms time; 0: any time */
+    const char *workflow;       /* runs of every version of this workflow; NULL: any */
+    const char *status;         /* "completed", "failed" or "cancelled"; NULL: any of them */
+    bool dry_run;               /* count them, delete nothing */
+} durable_purge;
+
+/* Deletes the finished runs p selects (as durable_run_delete), oldest
+ * finished first, DURABLE_PURGE_BATCH per transaction, and gives their
+ * number (dry run: the number it would delete) in *out_deleted.
+ * DURABLE_EINVAL for a status that is not a finished one. */
+DURABLE_API durable_code durable_runs_purge(durable *d, const durable_purge *p,
+                                            int64_t *out_deleted, durable_error *err);
+
+/* Deletes version `version` of workflow `name`. DURABLE_ENOTFOUND when it
+ * does not exist, DURABLE_ECONFLICT when runs of it are stored (delete them
+ * first). */
+DURABLE_API durable_code durable_workflow_delete(durable *d, const char *name, int version,
+                                                 durable_error *err);
 
 /* Decides an approval step that is waiting for a person: approve (true) or
  * reject (false), by whom and why (`by` and `comment` may be NULL; they are

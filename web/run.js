@@ -25,11 +25,11 @@ let selected = null;
 let stream = null;        // the run's event stream: closed while the run is finished
 
 let sayTimer = null;
-function say(msg, ok) {
+function say(msg, ok, keep = false) {
   $("notice").className = `notice ${ok ? "ok" : "err"}`;
   $("notice").textContent = msg;
   clearTimeout(sayTimer);
-  if (ok) sayTimer = setTimeout(() => { $("notice").textContent = ""; }, 5000);
+  if (ok && !keep) sayTimer = setTimeout(() => { $("notice").textContent = ""; }, 5000);
 }
 
 /* ---------- data ---------- */
@@ -75,6 +75,7 @@ function addEvents(list) {
 }
 
 const refetch = throttle(() => {
+  if (gone) return;
   fetchRun().catch(() => {});
   fetchEvents().catch(() => {});
 }, 200);
@@ -95,6 +96,7 @@ function render() {
   $("run-id").textContent = run.id;
   $("cancel").disabled = !ACTIVE.includes(run.status);
   $("retry").disabled = run.status !== "failed";
+  $("delete").disabled = ACTIVE.includes(run.status);
 
   const steps = run.steps || [];
   const done = steps.filter((s) => s.status === "completed" || s.status === "skipped").length;
@@ -316,6 +318,30 @@ async function act(button, path, done) {
 $("cancel").addEventListener("click", (e) => act(e.currentTarget, "cancel", "Run cancelled."));
 $("retry").addEventListener("click", (e) => act(e.currentTarget, "retry", "Retrying the failed steps."));
 
+// The run is gone (deleted here or elsewhere, or a wrong id): say so, stop
+// listening, and leave nothing to act on.
+let gone = false;
+function showGone(msg, ok = false) {
+  gone = true;
+  if (stream) stream.close();
+  for (const id of ["retry", "cancel", "delete"]) $(id).disabled = true;
+  $("title").textContent = ok ? "Run deleted" : "Run not found";
+  say(msg, ok, true);
+}
+
+$("delete").addEventListener("click", async (e) => {
+  const button = e.currentTarget;
+  if (!confirm("Delete this run with its steps and history? This cannot be undone.")) return;
+  button.disabled = true;
+  try {
+    await api(`/runs/${encodeURIComponent(runId)}`, { method: "DELETE" });
+    showGone("Run deleted with its steps and history. It no longer appears in the runs list.", true);
+  } catch (err) {
+    say(err.message, false);
+    button.disabled = false;
+  }
+});
+
 /* ---------- logs ---------- */
 
 const LEVELS = ["debug", "info", "warning", "error"];
@@ -381,12 +407,15 @@ if (!runId) {
     refetch();
     if (type === "action_applied" && run && run.order_id) fetchOrder().then(render).catch(() => {});
   }, refetch);
-  fetchRun().catch((e) => say(e instanceof TypeError ? "The server is unreachable." : e.message, false));
+  fetchRun().catch((e) => {
+    if (e.status === 404) showGone(`Run ${runId} not found: it was deleted, or never existed.`);
+    else say(e instanceof TypeError ? "The server is unreachable." : e.message, false);
+  });
   fetchEvents().catch(() => {});
   mountLogs();
   fetchLogs().catch(() => {});
   setInterval(() => {
-    if (!run || !ACTIVE.includes(run.status)) return;
+    if (gone || !run || !ACTIVE.includes(run.status)) return;
     const d = $("run-duration");
     if (d) d.textContent = fmtDuration(span(run.started_at || run.created_at, null));
     if (graph) graph.update(run.steps || [], stepDuration);

@@ -58,7 +58,10 @@ static const char usage[] =
         "  logs RUN        print a run's execution log (--level L)\n"
         "  signal RUN NAME [JSON]\n"
         "                  send a signal to a run\n"
-        "                  (these six act through --server URL or on --db PATH)\n"
+        "  delete RUN      delete a finished run\n"
+        "  purge           delete finished runs (--older-than D, --workflow W,\n"
+        "                  --status S, --dry-run)\n"
+        "                  (these eight act through --server URL or on --db PATH)\n"
         "  version         print the version\n"
         "\n"
         "`durable COMMAND --help` describes each command.\n";
@@ -92,7 +95,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "reject") == 0)
         return cli_approve(argc - 1, argv + 1);
     if (strcmp(cmd, "runs") == 0 || strcmp(cmd, "show") == 0 || strcmp(cmd, "cancel") == 0 ||
-        strcmp(cmd, "retry") == 0 || strcmp(cmd, "logs") == 0 || strcmp(cmd, "signal") == 0)
+        strcmp(cmd, "retry") == 0 || strcmp(cmd, "logs") == 0 || strcmp(cmd, "signal") == 0 ||
+        strcmp(cmd, "delete") == 0 || strcmp(cmd, "purge") == 0)
         return cli_ops(argc - 1, argv + 1);
     fprintf(stderr, "durable: unknown command \"%s\"\n\n%s", cmd, usage);
     return 2;

@@ -1,9 +1,10 @@
 /*
  * ops.c - the operations commands: `durable runs [--status S] [--workflow
  * W]`, `durable show RUN`, `durable cancel RUN`, `durable retry RUN`,
- * `durable logs RUN [--level L]` and `durable signal RUN NAME [JSON]`, each against a running
- * server (--server URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN) or a
- * database file (--db PATH, the public API).
+ * `durable logs RUN [--level L]`, `durable signal RUN NAME [JSON]`, `durable delete RUN` and
+ * `durable purge [--older-than D] [--workflow NAME] [--status S] [--dry-run]`, each against a
+ * running server (--server URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN)
+ * or a database file (--db PATH, the public API).
  *
  * A database file is opened with DURABLE_RECOVER_NONE: this process resumes
  * no run of its own accord, so reading, cancelling or listing executes
@@ -42,8 +43,10 @@ struct ops_args {
     const char *workflow;
     const char *level;
     const char *run;
-    const char *name;    /* signal: the signal's name */
-    const char *payload; /* signal: its payload (JSON text), or NULL */
+    const char *name;       /* signal: the signal's name */
+    const char *payload;    /* signal: its payload (JSON text), or NULL */
+    const char *older_than; /* purge: a duration */
+    bool dry_run;           /* purge */
 };
 
 /* Where the command acts: srv.url set, or d open. */
@@ -415,6 +418,87 @@ static int cmd_signal(struct ops_target *t, const struct ops_args *a)
     return 0;
 }
 
+/* ---- delete, purge ---- */
+
+static int cmd_delete(struct ops_target *t, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+
+    if (t->d && durable_run_delete(t->d, a->run, &err) != DURABLE_OK)
+        return db_failed(a, &err);
+    if (!t->d) {
+        char *run = cli_url_escape(a->run);
+        char *path = xasprintf("/runs/%s", run);
+        int rc = cli_http_call(&t->srv, "DELETE", path, NULL, NULL);
+
+        free(path);
+        free(run);
+        if (rc != 0)
+            return 1;
+    }
+    printf("run %s deleted\n", a->run);
+    return 0;
+}
+
+/* Appends "&name=value" (escaped) to b when value is set. */
+static void query_add(struct dbuf *b, const char *name, const char *value)
+{
+    char *v;
+
+    if (!value)
+        return;
+    v = cli_url_escape(value);
+    dbuf_addf(b, "%s%s=%s", b->len ? "&" : "", name, v);
+    free(v);
+}
+
+static int purge_server(struct ops_target *t, const struct ops_args *a, int64_t *out_n)
+{
+    struct dbuf q;
+    char *path;
+    json_t *doc;
+
+    dbuf_init(&q, 4096);
+    query_add(&q, "older_than", a->older_than);
+    query_add(&q, "workflow", a->workflow);
+    query_add(&q, "status", a->status);
+    if (a->dry_run)
+        query_add(&q, "dry_run", "true");
+    path = xasprintf("/runs%s%s", q.len ? "?" : "", q.len ? q.buf : "");
+    dbuf_release(&q);
+    doc = server_get(t, "DELETE", path);
+    free(path);
+    if (!doc)
+        return 1;
+    *out_n = json_integer_value(json_object_get(doc, "deleted"));
+    json_decref(doc);
+    return 0;
+}
+
+static int cmd_purge(struct ops_target *t, const struct ops_args *a)
+{
+    durable_purge p = { .workflow = a->workflow, .status = a->status, .dry_run = a->dry_run };
+    durable_error err = { 0 };
+    int64_t ms = 0, n = 0;
+
+    if (t->d) {
+        if (a->older_than) {
+            if (duration_parse(a->older_than, &ms, &err) != DURABLE_OK)
+                return db_failed(a, &err);
+            p.finished_before_ms = clock_wall_ms() - ms;
+        }
+        if (durable_runs_purge(t->d, &p, &n, &err) != DURABLE_OK)
+            return db_failed(a, &err);
+    } else if (purge_server(t, a, &n) != 0) {
+        return 1;
+    }
+    if (a->dry_run)
+        printf("%lld finished runs would be deleted (dry run)\n", (long long)n);
+    else
+        printf("deleted %lld finished runs\n", (long long)n);
+    return 0;
+}
+
 /* ---- the commands ---- */
 
 static const struct ops_command commands[] = {
@@ -463,6 +547,25 @@ static const struct ops_command commands[] = {
       "JSON as its payload (default null). A step waiting for NAME (wait_signal)\n"
       "takes it at once; otherwise it is kept for the first step that waits for it.\n",
       " ", true, 2, cmd_signal },
+    { "delete",
+      "usage: durable delete (--server URL | --db PATH) RUN\n"
+      "\n"
+      "Deletes a finished run (completed, failed or cancelled) with its steps,\n"
+      "events and signals. An unfinished run is refused: cancel it first.\n",
+      " ", true, 0, cmd_delete },
+    { "purge",
+      "usage: durable purge (--server URL | --db PATH) [--older-than D]\n"
+      "                     [--workflow NAME] [--status S] [--dry-run]\n"
+      "\n"
+      "Deletes the finished runs selected (all of them without an option), oldest\n"
+      "first, in batches of 500 per transaction, and prints how many it deleted.\n"
+      "\n"
+      "  --older-than D  finished more than D ago: a whole number and a unit,\n"
+      "                  ms, s, m, h or d (30d, 12h, 90s)\n"
+      "  --workflow NAME runs of every version of workflow NAME\n"
+      "  --status S      completed, failed or cancelled\n"
+      "  --dry-run       count them, delete nothing\n",
+      " --older-than --workflow --status --dry-run ", false, 0, cmd_purge },
 };
 
 static int usage_error(const struct ops_command *c, const char *fmt, const char *what)
@@ -491,6 +594,8 @@ static const char **option_slot(const struct ops_command *c, struct ops_args *a,
         return &a->status;
     if (strcmp(o, "--workflow") == 0)
         return &a->workflow;
+    if (strcmp(o, "--older-than") == 0)
+        return &a->older_than;
     return &a->level;
 }
 
@@ -534,6 +639,10 @@ static int parse_args(const struct ops_command *c, int argc, char **argv, struct
                 return usage_error(c, "unexpected argument \"%s\"", o);
             continue;
         }
+        if (strcmp(o, "--dry-run") == 0 && strstr(c->options, " --dry-run ")) {
+            a->dry_run = true;
+            continue;
+        }
         slot = option_slot(c, a, o);
         if (!slot)
             return usage_error(c, "unknown option \"%s\"", o);
@@ -561,6 +670,18 @@ static int check_args(const struct ops_command *c, struct ops_args *a)
                            "--status is pending, running, waiting, completed, failed or "
                            "cancelled, not \"%s\"",
                            a->status);
+    if (strcmp(c->name, "purge") == 0) {
+        durable_error err = { 0 };
+        int64_t ms;
+
+        if (a->status && !one_of(a->status, run_statuses + 3, 3))
+            return usage_error(c, "--status is completed, failed or cancelled, not \"%s\"",
+                               a->status);
+        if (a->older_than && duration_parse(a->older_than, &ms, &err) != DURABLE_OK)
+            return usage_error(c, "--older-than: %s", err.msg);
+        if (a->workflow && !a->workflow[0])
+            return usage_error(c, "%s", "--workflow needs a workflow name");
+    }
     if (a->level && !one_of(a->level, log_levels, DUR_ARRAY_LEN(log_levels)))
         return usage_error(c, "--level is debug, info, warning or error, not \"%s\"", a->level);
     return 0;

@@ -232,6 +232,7 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     d = xcalloc(1, sizeof(*d));
     path = opts->db_path ? opts->db_path : "durable.db";
     d->recovery = opts->recovery;
+    d->retain_finished_ms = opts->retain_finished_ms > 0 ? opts->retain_finished_ms : 0;
     queue_init(&d->commit_queue);
     pthread_mutex_init(&d->subs_mu, NULL);
     pthread_mutex_init(&d->finish_mu, NULL);

@@ -708,9 +708,14 @@ void sched_on_started(struct sched *s, struct run_state *r, size_t i)
 
 static void on_timer(struct sched *s, const struct timer *t)
 {
-    struct run_state *r = sched_run_find(s, t->run_id);
+    struct run_state *r;
     struct step_state *ss;
 
+    if (t->kind == TM_RETAIN) {
+        sched_retain_due(s);
+        return;
+    }
+    r = sched_run_find(s, t->run_id);
     if (t->kind == TM_RELOAD) {
         if (!r)
             submit_reload(s, t->run_id);
@@ -1115,7 +1120,10 @@ static void handle_msg(struct sched *s, struct sched_msg *m)
         sched_on_code_child_ended(s, m);
     for (ci = m->items; ci; ci = next) {
         next = ci->next;
-        on_committed(s, ci);
+        if (ci->t.kind == TR_RUNS_DELETE)
+            sched_retain_committed(s, ci); /* retention's batch: no run */
+        else
+            on_committed(s, ci);
         commit_item_free(ci);
     }
     m->items = NULL;
@@ -1230,6 +1238,8 @@ durable_code engine_sched_start(struct durable *d, const char *http_allow, int s
         struct recovery rv = { .s = s };
         rc = store_runs_unfinished(d->store, adopt_record, &rv, err);
     }
+    if (rc == DURABLE_OK)
+        sched_retain_init(s);
     if (rc == DURABLE_OK && pthread_create(&d->scheduler, NULL, sched_main, s) != 0)
         rc = err_set(err, DURABLE_ENOMEM, "could not start the scheduler thread");
     if (rc != DURABLE_OK) {

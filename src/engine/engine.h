@@ -208,7 +208,8 @@ struct engine_action {
 struct durable {
     struct store *store;
     durable_recovery recovery;
-    int lock_fd; /* lock.c: the "<db>-lock" file; immutable */
+    int lock_fd;                /* lock.c: the "<db>-lock" file; immutable */
+    int64_t retain_finished_ms; /* retain.c: delete finished runs older; 0: keep; immutable */
 
     /* of struct commit_item: producers any thread, consumer the writer */
     struct queue commit_queue;

@@ -88,6 +88,7 @@ enum timer_kind {
     TM_DEADLINE, /* the run's timeout_seconds */
     TM_WAKE,     /* a waiting step's wake-up time (delay, approval timeout) */
     TM_RELOAD,   /* a run forgotten when the store failed: load it again */
+    TM_RETAIN,   /* retention's next pass (retain.c); no run */
 };
 
 struct timer {
@@ -137,6 +138,7 @@ struct sched {
      * (MSG_TYPES). Each id once. */
     char (*unresolved)[ID_MAX];
     size_t n_unresolved;
+    bool retain_busy; /* retain.c: a batch of deletions is being committed */
 };
 
 /* run table (engine.c) */
@@ -165,6 +167,14 @@ void sched_on_decided(struct sched *s, struct run_state *r, size_t i, const stru
 void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_idx,
                       enum timer_kind kind, int64_t due_ms);
 struct timer sched_timer_pop(struct sched *s);
+/* A timer of no run (TM_RETAIN). */
+void sched_timer_push_plain(struct sched *s, enum timer_kind kind, int64_t due_ms);
+
+/* retention (retain.c): the first pass is armed before the scheduler
+ * starts; a TM_RETAIN timer starts a batch, whose commit arms the next. */
+void sched_retain_init(struct sched *s);
+void sched_retain_due(struct sched *s);
+void sched_retain_committed(struct sched *s, struct commit_item *ci);
 
 /* adopting and recovering runs (recover.c) */
 void sched_adopt_new(struct sched *s, struct commit_item *ci);

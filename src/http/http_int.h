@@ -277,6 +277,10 @@ enum MHD_Result route_run_get(struct request *rq);
 enum MHD_Result route_run_events(struct request *rq);
 enum MHD_Result route_run_logs(struct request *rq);
 enum MHD_Result route_run_cancel(struct request *rq);
+/* deletion (routes_delete.c) */
+enum MHD_Result route_run_delete(struct request *rq);
+enum MHD_Result route_runs_purge(struct request *rq);
+enum MHD_Result route_workflow_version_delete(struct request *rq);
 enum MHD_Result route_run_retry(struct request *rq);
 enum MHD_Result route_step_approve(struct request *rq);
 enum MHD_Result route_step_reject(struct request *rq);

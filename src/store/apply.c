@@ -861,11 +861,79 @@ static durable_code apply_order_create(struct apply *a, const struct transition 
     return rc;
 }
 
+/* ---- deletion ---- */
+
+static void forget_deleted(void *ud, const char *run_id)
+{
+    struct store *s = ud;
+
+    if (s->cache)
+        run_cache_forget_at_commit(s->cache, run_id); /* gone at commit */
+}
+
+static durable_code apply_runs_delete(struct apply *a, const struct transition *t,
+                                      struct transition_result *res, durable_error *err)
+{
+    const struct store_purge *q = t->purge;
+    struct store_run_state row;
+    enum run_status st;
+    durable_code rc;
+
+    if (!q)
+        return require(NULL, "purge", err);
+    if (!q->dry_run && (q->limit < 1 || q->limit > STORE_PURGE_MAX))
+        return err_set(err, DURABLE_EINVAL, "a deletion's limit is 1 to %d, got %d",
+                       STORE_PURGE_MAX, q->limit);
+    if (q->status && (!run_status_parse(q->status, &st) || !run_status_is_final(st)))
+        return err_set(err, DURABLE_EINVAL,
+                       "only finished runs are deleted: status is completed, failed or "
+                       "cancelled, got \"%.40s\"",
+                       q->status);
+    if (q->run_id) {
+        if (strlen(q->run_id) >= ID_MAX)
+            return err_set(err, DURABLE_ENOTFOUND, "run \"%.40s...\" not found", q->run_id);
+        rc = run_get(a, q->run_id, NULL, &row, err);
+        if (rc != DURABLE_OK)
+            return rc;
+        if (!run_status_parse(row.run_status, &st))
+            return err_set(err, DURABLE_EIO, "run \"%s\" has an unknown status \"%s\"", q->run_id,
+                           row.run_status);
+        if (!run_status_is_final(st))
+            return err_set(err, DURABLE_ECONFLICT,
+                           "run %s is %s: only a finished run (completed, failed or cancelled) "
+                           "can be deleted; cancel it first",
+                           q->run_id, row.run_status);
+    }
+    return a->rows->runs_delete(a->s, q, forget_deleted, a->s, &res->deleted, err);
+}
+
+static durable_code apply_workflow_delete(struct apply *a, const struct transition *t,
+                                          durable_error *err)
+{
+    bool found = false, used = false;
+    durable_code rc = require(t->wf_name, "wf_name", err);
+
+    if (rc != DURABLE_OK)
+        return rc;
+    rc = a->rows->workflow_delete(a->s, t->wf_name, t->wf_version, &found, &used, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    if (!found)
+        return err_set(err, DURABLE_ENOTFOUND, "workflow \"%.80s\" has no version %d", t->wf_name,
+                       t->wf_version);
+    if (used)
+        return err_set(err, DURABLE_ECONFLICT,
+                       "workflow \"%.80s\" version %d has runs: delete them first", t->wf_name,
+                       t->wf_version);
+    return DURABLE_OK;
+}
+
 /* ---- entry point ---- */
 
 static durable_code check_run_id(const struct transition *t, durable_error *err)
 {
-    if (t->kind == TR_WORKFLOW_PUT || t->kind == TR_ORDER_CREATE)
+    if (t->kind == TR_WORKFLOW_PUT || t->kind == TR_ORDER_CREATE || t->kind == TR_RUNS_DELETE ||
+        t->kind == TR_WORKFLOW_DELETE)
         return DURABLE_OK;
     if (!t->run_id)
         return t->kind == TR_RUN_CREATE ? DURABLE_OK : require(NULL, "run_id", err);
@@ -901,6 +969,10 @@ static durable_code apply_kind(struct apply *a, const struct transition *t,
         return apply_run_recovered(a, t, err);
     case TR_RUN_RETRY:
         return apply_run_retry(a, t, err);
+    case TR_RUNS_DELETE:
+        return apply_runs_delete(a, t, res, err);
+    case TR_WORKFLOW_DELETE:
+        return apply_workflow_delete(a, t, err);
     default:
         return err_set(err, DURABLE_EINVAL, "unknown transition kind %d", (int)t->kind);
     }

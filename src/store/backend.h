@@ -309,6 +309,23 @@ struct store_rows_ops {
     /* Tells the owner of the run, at COMMIT, that a caller changed it (a
      * decision, a cancel, a retry): NULL for a backend of one node. */
     durable_code (*run_notify)(struct store *s, const char *run_id, durable_error *err);
+
+    /* ---- deletion (TR_RUNS_DELETE, TR_WORKFLOW_DELETE) ---- */
+
+    /* Deletes the finished runs q selects (at most q->limit, oldest
+     * completed_at first) with their steps, events and signals, calling
+     * fn(ud, run_id) for each before it goes; *out_n counts them. With
+     * q->dry_run: counts every run q selects, deletes nothing, calls no fn.
+     * Global event ids are never given out again after their events are
+     * deleted. */
+    durable_code (*runs_delete)(struct store *s, const struct store_purge *q,
+                                void (*fn)(void *ud, const char *run_id), void *ud, int64_t *out_n,
+                                durable_error *err);
+    /* Deletes version `version` of workflow `name` unless a run uses it:
+     * *out_found whether it exists, *out_used whether a run uses it (then
+     * nothing is deleted). */
+    durable_code (*workflow_delete)(struct store *s, const char *name, int version, bool *out_found,
+                                    bool *out_used, durable_error *err);
 };
 
 #endif

@@ -110,7 +110,28 @@ enum transition_kind {
                             wait takes it. The first step waiting for that name (in
                             step order), if any, takes it at once: completed with the
                             payload (step_completed), result.signal_step names it */
+    TR_RUNS_DELETE,      /* deletes finished runs with their steps, events and signals
+                            (purge: which ones, at most purge->limit of them, oldest
+                            finished first); result.deleted counts them. With
+                            purge->run_id, that one run: DURABLE_ENOTFOUND when there
+                            is none, DURABLE_ECONFLICT when it is not finished. No
+                            event is written (the run's history goes with it) */
+    TR_WORKFLOW_DELETE,  /* deletes version wf_version of workflow wf_name:
+                            DURABLE_ENOTFOUND when there is none, DURABLE_ECONFLICT
+                            when it has runs */
 };
+
+/* Which finished runs TR_RUNS_DELETE deletes (every condition given must
+ * hold). Finished: completed, failed or cancelled. */
+struct store_purge {
+    const char *run_id;         /* one run, or NULL */
+    int64_t finished_before_ms; /* completed_at earlier than this (INT64_MAX: any) */
+    const char *workflow;       /* a workflow name (every version), or NULL */
+    const char *status;         /* "completed", "failed" or "cancelled", or NULL */
+    int limit;                  /* at most this many (1..STORE_PURGE_MAX) */
+    bool dry_run;               /* count them (no limit), delete nothing */
+};
+#define STORE_PURGE_MAX 5000
 
 /* Statuses, in state order. Their names (run_status_name) are what the
  * database stores and the API shows; the numbers are this build's only. */
@@ -223,6 +244,10 @@ struct transition {
        position), then the transition applies as to any step */
     const struct transition_step_init *insert_step;
     int insert_idx;
+    /* TR_RUNS_DELETE */
+    const struct store_purge *purge;
+    /* TR_WORKFLOW_DELETE (with wf_name) */
+    int wf_version;
 };
 
 /* The longest step id a result names, with its NUL (definitions and code
@@ -264,6 +289,7 @@ struct transition_result {
        result frees it) */
     bool signal_taken;
     char *signal_payload;
+    int64_t deleted; /* RUNS_DELETE: how many runs it deleted (dry run: would) */
 };
 
 durable_code store_tx_begin(struct store *s, durable_error *err);

@@ -95,4 +95,11 @@ void failpoint_hit(const char *name);
 #    define FAILPOINT(name) ((void)0)
 #endif
 
+/* ---- durations (duration.c) ---- */
+
+/* "90s", "15m", "12h", "30d" (also "ms"): a whole number above 0 and a
+ * unit, at most 100 years, into *out_ms; DURABLE_EINVAL saying so
+ * otherwise. */
+durable_code duration_parse(const char *text, int64_t *out_ms, durable_error *err);
+
 #endif

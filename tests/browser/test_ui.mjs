@@ -81,6 +81,7 @@ async function workflowCount() {
 const consoleProblems = [];
 const expected422 = { on: false, seen: 0 };
 const expected4xx = { on: false, seen: 0 }; // 400 and 401 the test provokes
+const expected404 = { on: false, seen: 0 }; // a deleted run's page
 let serverDown = false; // while the test stops the server, failed loads are expected
 
 async function stopServer() {
@@ -128,6 +129,7 @@ async function main() {
       // as a failed resource load: expected only while the test submits one.
       if (expected422.on && /status of 422/.test(m.text())) { expected422.seen++; return; }
       if (expected4xx.on && /status of 40[01]/.test(m.text())) { expected4xx.seen++; return; }
+      if (expected404.on && /status of 404/.test(m.text())) { expected404.seen++; return; }
       if (serverDown && /ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE|ERR_INCOMPLETE_CHUNKED_ENCODING|status of 503/.test(m.text())) return;
       consoleProblems.push(`${m.type()}: ${m.text()} (${m.location().url})`);
     });
@@ -271,6 +273,42 @@ async function main() {
     await page.waitForFunction(() => document.querySelectorAll("#step .history li").length >= 2);
     await page.screenshot({ path: path.join(SHOTS, "run-failed-retried.png"), fullPage: true });
     assert(await started() > first, "no new attempt after Retry");
+  });
+
+  await check("run page: delete a finished run; its page then says it is gone", async () => {
+    // the failed run of the check before
+    await page.waitForSelector("#run-status .badge.failed");
+    const id = new URL(page.url()).searchParams.get("id");
+    await page.waitForSelector("#delete:not([disabled])");
+    page.once("dialog", (d) => d.accept());
+    await page.click("#delete");
+    await page.waitForSelector("#notice.ok");
+    assert((await page.textContent("#notice")).includes("Run deleted"), "no word of the deletion");
+    assert(await page.textContent("#title") === "Run deleted", "the title does not say deleted");
+    await page.waitForSelector("#delete[disabled]");
+    assert(await page.isDisabled("#retry"), "Retry still enabled on a deleted run");
+    assert((await http("GET", `/runs/${id}`)).status === 404, "the run is still there");
+    // the dashboard no longer lists it
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#runs tr");
+    assert(await page.locator(`#runs tr[data-run="${id}"]`).count() === 0, "the deleted run is listed");
+    // its page, opened again, says it is not found (and no script error)
+    expected404.on = true;
+    await page.goto(`${BASE}/ui/run.html?id=${id}`);
+    await page.waitForSelector("#notice.err");
+    assert((await page.textContent("#notice")).includes("not found"), "the page does not say not found");
+    assert(await page.textContent("#title") === "Run not found", "the title does not say not found");
+    await page.waitForTimeout(500);
+    expected404.on = false;
+    assert(expected404.seen > 0, "the deleted run's page did not ask for it");
+    // a running run cannot be deleted: the button stays disabled
+    const slow = await http("POST", "/workflows/slow-order/runs", {});
+    await page.goto(`${BASE}/ui/run.html?id=${slow.json.id}`);
+    await page.waitForSelector(".node.running");
+    assert(await page.isDisabled("#delete"), "Delete enabled on a running run");
+    await http("POST", `/runs/${slow.json.id}/cancel`, {});
+    await page.waitForSelector("#run-status .badge.cancelled");
+    await page.waitForSelector("#delete:not([disabled])");
   });
 
   await check("run page: the timeline shows each attempt and the back-off between them", async () => {

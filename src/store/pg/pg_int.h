@@ -91,6 +91,10 @@ enum pg_wstmt_id {
     PG_W_SIGNAL_WAITER,
     PG_W_BEGIN,
     PG_W_COMMIT,
+    PG_W_RUNS_DELETE,
+    PG_W_RUNS_DELETE_COUNT,
+    PG_W_WF_FIND,
+    PG_W_WF_DELETE,
     PG_W_COUNT
 };
 

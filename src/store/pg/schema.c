@@ -121,6 +121,10 @@ static const char *const migrations[] = {
     /* 5: the key/value table of the actions a program registers
      * (durable_action_register): values are JSON text. */
     "CREATE TABLE kv (key text PRIMARY KEY, value text NOT NULL, updated_at bigint NOT NULL);",
+    /* 6: finished runs by the time they finished, for retention's
+     * oldest-first batches of deletions (write.c, runs_delete). */
+    "CREATE INDEX runs_finished ON runs (completed_at)"
+    "  WHERE status IN ('completed', 'failed', 'cancelled');",
 };
 
 int pg_schema_version(void)

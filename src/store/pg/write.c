@@ -70,7 +70,15 @@
     " THEN 'waiting' WHEN runs.status = 'waiting' THEN 'running' ELSE runs.status END)"
 #define LAST_SEQ_R "(SELECT coalesce(max(seq), 0) FROM events WHERE run_id = r.id)"
 
+/* The finished runs a purge selects ($1 finished before, $2 workflow name,
+ * $3 status, $4 run id; NULL: any). */
+#define PG_PURGE_WHERE                                                                     \
+    "status IN ('completed', 'failed', 'cancelled') AND completed_at < $1::bigint"         \
+    " AND ($2::text IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE name = $2))" \
+    " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id = $4)"
+
 /* Each statement's SQL and what it does, for messages ("could not X"). */
+
 static const struct pg_wstmt {
     const char *sql;
     const char *what;
@@ -197,6 +205,24 @@ static const struct pg_wstmt {
     [PG_W_COMMIT] = { "COMMIT", "commit" },
     [PG_W_SP_RELEASE] = { "RELEASE store_action", "release a savepoint" },
     [PG_W_SP_ROLLBACK] = { "ROLLBACK TO store_action", "undo a refused action" },
+    /* Deletion: the finished runs a purge selects, oldest finished first,
+     * locked (a retry on another node waits, and the status is checked
+     * again), with their rows, in one statement (the foreign keys are
+     * checked at its end). */
+    [PG_W_RUNS_DELETE] = { "WITH d AS (SELECT id FROM runs WHERE " PG_PURGE_WHERE
+                           " ORDER BY completed_at LIMIT $5::integer FOR UPDATE OF runs),"
+                           " e AS (DELETE FROM events WHERE run_id IN (SELECT id FROM d)),"
+                           " st AS (DELETE FROM steps WHERE run_id IN (SELECT id FROM d)),"
+                           " sg AS (DELETE FROM signals WHERE run_id IN (SELECT id FROM d))"
+                           " DELETE FROM runs WHERE id IN (SELECT id FROM d) RETURNING id",
+                           "delete runs" },
+    [PG_W_RUNS_DELETE_COUNT] = { "SELECT count(*) FROM runs WHERE " PG_PURGE_WHERE,
+                                 "count the runs to delete" },
+    [PG_W_WF_FIND] = { "SELECT w.id, EXISTS (SELECT 1 FROM runs r WHERE r.workflow_id = w.id)"
+                       " FROM workflows w WHERE w.name = $1 AND w.version = $2::integer"
+                       " FOR UPDATE",
+                       "find a workflow version" },
+    [PG_W_WF_DELETE] = { "DELETE FROM workflows WHERE id = $1", "delete a workflow version" },
 };
 
 /* Integers as parameter text. */
@@ -670,6 +696,66 @@ static durable_code pg_row_kv_get(struct store *base, const char *key, char **ou
         *out = xstrdup(PQgetvalue(r, 0, 0));
     PQclear(r);
     return DURABLE_OK;
+}
+
+/* ---- deletion ---- */
+
+static durable_code pg_row_runs_delete(struct store *base, const struct store_purge *q,
+                                       void (*fn)(void *ud, const char *run_id), void *ud,
+                                       int64_t *out_n, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct num before, limit;
+    const char *p[5] = { num_of(&before, q->finished_before_ms), q->workflow, q->status, q->run_id,
+                         num_of(&limit, q->limit) };
+    PGresult *r;
+
+    *out_n = 0;
+    r = wexec(s, q->dry_run ? PG_W_RUNS_DELETE_COUNT : PG_W_RUNS_DELETE, q->dry_run ? 4 : 5, p,
+              err);
+    if (!r)
+        return DURABLE_EIO;
+    if (q->dry_run) {
+        *out_n = PQntuples(r) > 0 ? pg_cell_int64(r, 0, 0) : 0;
+    } else {
+        for (int i = 0; i < PQntuples(r); i++) {
+            ahead_drop(s, PQgetvalue(r, i, 0));
+            if (fn)
+                fn(ud, PQgetvalue(r, i, 0));
+        }
+        *out_n = PQntuples(r);
+        seq_forget(s); /* a run numbered in this transaction may be gone */
+    }
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code pg_row_workflow_delete(struct store *base, const char *name, int version,
+                                           bool *out_found, bool *out_used, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct num v;
+    char id[ID_MAX];
+    const char *p[2] = { name, num_of(&v, version) };
+    PGresult *r = wexec(s, PG_W_WF_FIND, 2, p, err);
+
+    *out_found = *out_used = false;
+    if (!r)
+        return DURABLE_EIO;
+    *out_found = PQntuples(r) > 0;
+    if (*out_found) {
+        cell_copy(r, 0, id, sizeof(id));
+        *out_used = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+    }
+    PQclear(r);
+    if (!*out_found || *out_used)
+        return DURABLE_OK;
+    for (size_t i = 0; i < PG_WF_KNOWN; i++) { /* no longer exists */
+        if (strcmp(s->wf_known[i], id) == 0)
+            s->wf_known[i][0] = '\0';
+    }
+    p[0] = id;
+    return wrun(s, PG_W_WF_DELETE, 1, p, NULL, err);
 }
 
 /* ---- writes ---- */
@@ -1185,6 +1271,8 @@ const struct store_rows_ops pg_rows_ops = {
     .events_undo = pg_row_events_undo,
     .savepoint = pg_row_savepoint,
     .run_notify = pg_row_run_notify,
+    .runs_delete = pg_row_runs_delete,
+    .workflow_delete = pg_row_workflow_delete,
     .signal_insert = pg_row_signal_insert,
     .signal_next = pg_row_signal_next,
     .signal_take = pg_row_signal_take,

@@ -125,6 +125,13 @@ static const char *const migrations[] = {
     /* 8: the key/value table of the actions a program registers
      * (durable_action_register): values are JSON text. */
     "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL);",
+    /* 9: deletion (purge.c). Finished runs by the time they finished, for
+     * retention's oldest-first batches; and the last global event id given
+     * out before events were deleted (one row), so that ids are never
+     * given out twice. */
+    "CREATE INDEX runs_finished ON runs (completed_at)"
+    "  WHERE status = 'completed' OR status = 'failed' OR status = 'cancelled';"
+    "CREATE TABLE gid_floor (one INTEGER PRIMARY KEY CHECK (one = 1), gid INTEGER NOT NULL);",
 };
 
 int sqlite_schema_version(void)
@@ -291,7 +298,9 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_EVENT_INSERT] = { "INSERT INTO events (run_id, seq, type, step_id, at, data, gid)"
                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                           "append an event" },
-    [ST_EVENT_MAX_GID] = { "SELECT coalesce(max(gid), 0) FROM events", "number an event" },
+    [ST_EVENT_MAX_GID] = { "SELECT max(coalesce((SELECT max(gid) FROM events), 0),"
+                           " coalesce((SELECT gid FROM gid_floor), 0))",
+                           "number an event" },
     [ST_STEPS_TO_RETRY] = { "SELECT step_id FROM steps WHERE run_id = ?1"
                             " AND status IN ('failed', 'cancelled') ORDER BY idx",
                             "read the steps to retry" },
@@ -393,6 +402,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_SNAP_SIGNALS_COUNT] = { "SELECT count(*) FROM signals", "count table signals" },
     [ST_SNAP_KV] = { "SELECT * FROM kv ORDER BY updated_at DESC, key LIMIT ?1", "read table kv" },
     [ST_SNAP_KV_COUNT] = { "SELECT count(*) FROM kv", "count table kv" },
+    [ST_SNAP_GID_FLOOR] = { "SELECT * FROM gid_floor LIMIT ?1", "read table gid_floor" },
+    [ST_SNAP_GID_FLOOR_COUNT] = { "SELECT count(*) FROM gid_floor", "count table gid_floor" },
     [ST_SNAP_ORDERS] = { "SELECT * FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?1",
                          "read table orders" },
     [ST_SNAP_SCHEMA_VERSION] = { "SELECT * FROM schema_version ORDER BY version DESC LIMIT ?1",

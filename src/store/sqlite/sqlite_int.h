@@ -115,6 +115,8 @@ enum stmt_id {
     ST_SNAP_SIGNALS_COUNT,
     ST_SNAP_KV,
     ST_SNAP_KV_COUNT,
+    ST_SNAP_GID_FLOOR,
+    ST_SNAP_GID_FLOOR_COUNT,
     ST_SNAP_ORDERS,
     ST_SNAP_SCHEMA_VERSION,
     ST_SNAP_SCHEMA_VERSION_COUNT,
@@ -278,5 +280,12 @@ durable_code sqlite_count_runs(struct store *base, int64_t out[STORE_N_RUN_STATU
 durable_code sqlite_count_steps(struct store *base, int64_t out[STORE_N_STEP_STATUSES],
                                 durable_error *err);
 durable_code sqlite_ping(struct store *base, durable_error *err);
+
+/* ---- deletion (purge.c): store_rows_ops.runs_delete, workflow_delete ---- */
+durable_code sqlite_runs_delete(struct store *base, const struct store_purge *q,
+                                void (*fn)(void *ud, const char *run_id), void *ud, int64_t *out_n,
+                                durable_error *err);
+durable_code sqlite_workflow_delete(struct store *base, const char *name, int version,
+                                    bool *out_found, bool *out_used, durable_error *err);
 
 #endif

@@ -430,4 +430,6 @@ const struct store_rows_ops sqlite_rows_ops = {
     .signal_next = sqlite_signal_next,
     .signal_take = sqlite_signal_take,
     .signal_waiter = sqlite_signal_waiter,
+    .runs_delete = sqlite_runs_delete,
+    .workflow_delete = sqlite_workflow_delete,
 };

@@ -28,6 +28,7 @@
 #include "store/store.h"
 
 #include "store_test.h"
+#include "test_store_delete.h"
 
 /* ---- schema ---- */
 
@@ -1501,6 +1502,10 @@ int main(void)
         T(test_start_and_complete_at_once),
         T(test_signals_kept_and_taken),
         T(test_signals_refused),
+        T(test_delete_run),
+        T(test_purge_selects),
+        T(test_deleted_event_ids_not_reused),
+        T(test_workflow_version_delete),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
