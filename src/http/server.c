@@ -33,10 +33,13 @@
  * connection's memory pool holds its request line, headers and read
  * buffer: a request whose headers do not fit is answered 431 (414 for the
  * URL), and an idle keep-alive connection costs about this much RSS (MHD
- * zeroes the pool between requests). Half the connections at most may be
- * event streams, so streams can never take every connection. */
+ * zeroes the pool between requests). 36 KiB, not 32: above 32 KiB MHD maps
+ * the pool with mmap, which gives it back to the system when the
+ * connection closes; a malloc'ed pool stays in the allocator's arenas
+ * after a burst of connections. Half the connections at most may be event
+ * streams, so streams can never take every connection. */
 #define CONNECTION_TIMEOUT_S 30
-#define CONNECTION_MEMORY    ((size_t)32 * 1024)
+#define CONNECTION_MEMORY    ((size_t)36 * 1024)
 #define MAX_CONNECTIONS      16384u
 #define RESERVED_FDS         64u /* the database, logs, epoll and pipes */
 

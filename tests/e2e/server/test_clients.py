@@ -21,9 +21,11 @@ the runs started during the attack (a sample of clients is checked event by
 event, in order, against GET /runs/{id}/events; every client's count of
 run_completed frames must match); oversized requests get 400/413/414/431
 or are closed, never a 5xx; the server's RSS (from /proc) stays under
-baseline + connections x 64 KiB (the per-connection memory limit) + 64 MiB;
-its open descriptors return to the baseline once the clients leave; SIGTERM
-ends it with status 0.
+baseline + connections x 36 KiB (the per-connection memory limit) + 64 MiB;
+its open descriptors return to the baseline once the clients leave, and its
+RSS to within 64 MiB of where it started; SIGTERM ends it with status 0.
+A second test gives a server 300 file descriptors and checks the cap on
+event streams (half the connections): the next stream is answered 503.
 
 The soft RLIMIT_NOFILE is raised to the hard limit (the server inherits
 it); when the hard limit cannot hold the idle connections, their number is
@@ -44,7 +46,7 @@ import time
 import server_util as su
 from server_util import task
 
-CONNECTION_MEMORY_KIB = 64      # src/http/server.c
+CONNECTION_MEMORY_KIB = 36      # src/http/server.c
 RSS_SLACK_KIB = 64 * 1024
 FD_SLACK = 8                    # descriptors the server opens lazily (database readers)
 QUICK = {"name": "quick", "description": "two steps of no duration",
@@ -584,6 +586,10 @@ class ClientsTest(su.ServerTest):
         self.phase_slowloris()
         self.phase_oversize()
         self.assertEqual(self.srv.get("/health").status, 200)
+        first_rss, last_rss = self.figures[0][3], self.figures[-1][5]
+        self.assertLess(last_rss, first_rss + RSS_SLACK_KIB,
+                        "RSS once every client left: %d KiB, from %d KiB before the attacks"
+                        % (last_rss, first_rss))
         su.log("\n  figures (normal client latency p50/p99 in ms; RSS KiB; fds):")
         su.log("  %-9s %6s | %-13s | %-13s | %-13s | %-22s | %s"
                % ("attack", "conns", "GET /health", "GET /runs/id", "POST start",
