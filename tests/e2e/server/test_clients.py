@@ -587,9 +587,10 @@ class ClientsTest(su.ServerTest):
         self.phase_oversize()
         self.assertEqual(self.srv.get("/health").status, 200)
         first_rss, last_rss = self.figures[0][3], self.figures[-1][5]
-        self.assertLess(last_rss, first_rss + RSS_SLACK_KIB,
-                        "RSS once every client left: %d KiB, from %d KiB before the attacks"
-                        % (last_rss, first_rss))
+        if not su.sanitizer():  # ASan's quarantine keeps freed memory on purpose
+            self.assertLess(last_rss, first_rss + RSS_SLACK_KIB,
+                            "RSS once every client left: %d KiB, from %d KiB before the attacks"
+                            % (last_rss, first_rss))
         su.log("\n  figures (normal client latency p50/p99 in ms; RSS KiB; fds):")
         su.log("  %-9s %6s | %-13s | %-13s | %-13s | %-22s | %s"
                % ("attack", "conns", "GET /health", "GET /runs/id", "POST start",
