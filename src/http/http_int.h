@@ -313,5 +313,8 @@ void sse_hub_shutdown(struct sse_hub *h);
 void sse_hub_free(struct sse_hub *h);
 /* Open streams (for /metrics). */
 size_t sse_hub_clients(struct sse_hub *h);
+/* At most max streams at once (0: no limit); one more is answered 503 with
+ * Retry-After. Called before the daemon starts. */
+void sse_hub_set_max(struct sse_hub *h, size_t max);
 
 #endif
