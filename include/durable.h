@@ -719,6 +719,24 @@ DURABLE_API durable_code durable_workflow_get(durable *d, const char *id_or_name
  * in the background, like a new one (durable_run_wait). */
 DURABLE_API durable_code durable_run_retry(durable *d, const char *run_id, durable_error *err);
 
+/* Pauses an unfinished run: steps running finish (their outcome is
+ * recorded), nothing new starts (no ready step, no retry's next attempt, no
+ * delay or approval timeout acted on) until durable_run_resume; a decision
+ * or a signal is recorded, what follows it waits. The run's status is
+ * "paused" (a "run_paused" event); a paused run that a restart resumes
+ * stays paused (the steps that were running at the crash run again, as
+ * for any run). Returns once the pause has committed. DURABLE_ECONFLICT
+ * when the run has finished or is paused already, DURABLE_ENOTFOUND when
+ * there is no such run, DURABLE_EUNSUPPORTED for a code-first run. A
+ * step whose start the engine had submitted just before may still start. */
+DURABLE_API durable_code durable_run_pause(durable *d, const char *run_id, durable_error *err);
+
+/* Resumes a paused run: what became ready while it was paused starts. Its
+ * status is again what its steps make it (a "run_resumed" event).
+ * DURABLE_ECONFLICT when the run is not paused, DURABLE_ENOTFOUND when there
+ * is no such run. */
+DURABLE_API durable_code durable_run_resume(durable *d, const char *run_id, durable_error *err);
+
 /* Decides an approval step that is waiting for a person: approve (true) or
  * reject (false), by whom and why (`by` and `comment` may be NULL; they are
  * cut at 200 and 4096 bytes, and must be UTF-8). In one transaction an `approval_decided` event and

@@ -1,6 +1,7 @@
 /*
  * ops.c - the operations commands: `durable runs [--status S] [--workflow
  * W]`, `durable show RUN`, `durable cancel RUN`, `durable retry RUN`,
+ * `durable pause RUN`, `durable resume RUN`,
  * `durable logs RUN [--level L]` and `durable signal RUN NAME [JSON]`, each against a running
  * server (--server URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN) or a
  * database file (--db PATH, the public API).
@@ -70,8 +71,8 @@ static const char target_help[] =
         "Exit status: 0 done, 1 it failed (no such run, refused, server down),\n"
         "2 usage error.\n";
 
-static const char *const run_statuses[] = { "pending",   "running", "waiting",
-                                            "completed", "failed",  "cancelled" };
+static const char *const run_statuses[] = { "pending", "running",   "waiting", "completed",
+                                            "failed",  "cancelled", "paused" };
 static const char *const log_levels[] = { "debug", "info", "warning", "error" };
 
 static volatile sig_atomic_t interrupted;
@@ -278,6 +279,44 @@ static int cmd_cancel(struct ops_target *t, const struct ops_args *a)
     return 0;
 }
 
+/* Pauses (or resumes) the run. With --db the resume is recorded, and the
+ * run goes on in the next process that executes runs on the file. */
+static int pause_or_resume(struct ops_target *t, const struct ops_args *a, bool pause)
+{
+    durable_error err = { 0 };
+    durable_code rc;
+
+    if (executed_elsewhere(t, a))
+        return 1;
+    if (t->d) {
+        rc = pause ? durable_run_pause(t->d, a->run, &err) : durable_run_resume(t->d, a->run, &err);
+        if (rc != DURABLE_OK)
+            return db_failed(a, &err);
+    } else if (server_post(t, a, pause ? "pause" : "resume") != 0) {
+        return 1;
+    }
+    if (pause)
+        printf("run %s paused: running steps finish, nothing new starts until it is resumed\n",
+               a->run);
+    else if (t->d)
+        printf("run %s resumed: it goes on in the next process that runs it (durable serve "
+               "--db %s)\n",
+               a->run, a->db);
+    else
+        printf("run %s resumed\n", a->run);
+    return 0;
+}
+
+static int cmd_pause(struct ops_target *t, const struct ops_args *a)
+{
+    return pause_or_resume(t, a, true);
+}
+
+static int cmd_resume(struct ops_target *t, const struct ops_args *a)
+{
+    return pause_or_resume(t, a, false);
+}
+
 /* Follows a run retried in this process until it finishes. */
 static int follow_retried(struct ops_target *t, const struct ops_args *a)
 {
@@ -425,7 +464,7 @@ static const struct ops_command commands[] = {
       "creation time.\n"
       "\n"
       "  --status S     only runs in status S: pending, running, waiting, completed,\n"
-      "                 failed or cancelled\n"
+      "                 failed, cancelled or paused\n"
       "  --workflow W   only runs of workflow W (an id, or a name for every version)\n",
       " --status --workflow ", false, 0, cmd_runs },
     { "show",
@@ -447,6 +486,20 @@ static const struct ops_command commands[] = {
       "--server the server runs it on; with --db this command runs it and follows\n"
       "it to its end (exit 0 when it completes, 1 when it fails again).\n",
       " ", true, 0, cmd_retry },
+    { "pause",
+      "usage: durable pause (--server URL | --db PATH) RUN\n"
+      "\n"
+      "Pauses an unfinished run: steps running finish, nothing new starts (no ready\n"
+      "step, retry or delay) until `durable resume`. A finished or paused run\n"
+      "cannot be paused.\n",
+      " ", true, 0, cmd_pause },
+    { "resume",
+      "usage: durable resume (--server URL | --db PATH) RUN\n"
+      "\n"
+      "Resumes a paused run: what became ready while it was paused starts. With\n"
+      "--db the resume is recorded and the run goes on in the next process that\n"
+      "executes the file's runs (durable serve --db PATH).\n",
+      " ", true, 0, cmd_resume },
     { "logs",
       "usage: durable logs (--server URL | --db PATH) RUN [--level L]\n"
       "\n"
@@ -558,8 +611,8 @@ static int check_args(const struct ops_command *c, struct ops_args *a)
                                  : "--server URL or --db PATH is required");
     if (a->status && !one_of(a->status, run_statuses, DUR_ARRAY_LEN(run_statuses)))
         return usage_error(c,
-                           "--status is pending, running, waiting, completed, failed or "
-                           "cancelled, not \"%s\"",
+                           "--status is pending, running, waiting, completed, failed, "
+                           "cancelled or paused, not \"%s\"",
                            a->status);
     if (a->level && !one_of(a->level, log_levels, DUR_ARRAY_LEN(log_levels)))
         return usage_error(c, "--level is debug, info, warning or error, not \"%s\"", a->level);

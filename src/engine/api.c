@@ -844,6 +844,54 @@ done:
     return rc;
 }
 
+/* A caller's pause (or resume) of run_id. The store checks the status again
+ * when it applies it: another caller may have come first. */
+static durable_code run_pause(durable *d, const char *run_id, bool pause, durable_error *err)
+{
+    struct run_record rec;
+    struct plan *plan = NULL;
+    struct commit_item *ci;
+    durable_code rc;
+
+    memset(&rec, 0, sizeof(rec));
+    if (!run_id)
+        return err_set(err, DURABLE_EINVAL, "%s needs a run id", pause ? "pause" : "resume");
+    rc = store_run_load(d->store, run_id, &rec, err);
+    if (rc == DURABLE_OK && pause &&
+        (run_status_is_final(rec.status) || rec.status == RUN_PAUSED)) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only an unfinished run can be paused",
+                     run_id, run_status_name(rec.status));
+    }
+    if (rc == DURABLE_OK && !pause && rec.status != RUN_PAUSED) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a paused run can be resumed",
+                     run_id, run_status_name(rec.status));
+    }
+    if (rc == DURABLE_OK && pause)
+        rc = engine_plan_get(d, rec.workflow_id, rec.definition, &plan, err);
+    if (rc == DURABLE_OK && plan && plan->code_version > 0) {
+        rc = err_set(err, DURABLE_EUNSUPPORTED,
+                     "run %s is a code-first run, which cannot be paused", run_id);
+    }
+    if (rc == DURABLE_OK) {
+        ci = commit_item_new(pause ? TR_RUN_PAUSE : TR_RUN_RESUME, run_id);
+        ci->notify_sched = true;
+        rc = engine_commit_wait(d, ci, NULL, err);
+    }
+    plan_unref(plan);
+    run_record_release(&rec);
+    return rc;
+}
+
+durable_code durable_run_pause(durable *d, const char *run_id, durable_error *err)
+{
+    return run_pause(d, run_id, true, err);
+}
+
+durable_code durable_run_resume(durable *d, const char *run_id, durable_error *err)
+{
+    return run_pause(d, run_id, false, err);
+}
+
 /* s cut at max_len bytes on a character boundary, as a JSON string (new
  * reference); JSON null for NULL; NULL when s is not UTF-8. */
 static json_t *cut_string(const char *s, size_t max_len)

@@ -224,6 +224,7 @@ durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool
     r = sched_run_new(s, rec->id, plan, rec->order_id, rec->order_amount, rec->input_json);
     plan_unref(plan);
     sched_run_insert(s, r);
+    r->paused = rec->status == RUN_PAUSED; /* steps that were running restart, nothing new */
     restore_steps(s, r, rec, &any_failed);
     recount(r);
     if (!is_retry)
@@ -308,6 +309,10 @@ static void refresh_run(struct sched *s, const struct run_record *rec)
         sched_run_drop(s, rec->id);
         return;
     }
+    if (rec->status == RUN_PAUSED)
+        r->paused = true;
+    else if (r->paused)
+        sched_on_resumed(s, r);
     for (size_t k = 0; k < rec->n_steps; k++) {
         const struct step_record *sr = &rec->steps[k];
         long i = plan_step_index(r->plan, sr->step_id);

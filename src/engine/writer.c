@@ -265,8 +265,8 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
 
 static bool is_finish_event(const struct store_event *e)
 {
-    return strncmp(e->type, "run_", 4) == 0 && strcmp(e->type, "run_created") != 0 &&
-           strcmp(e->type, "run_retried") != 0;
+    return strcmp(e->type, "run_completed") == 0 || strcmp(e->type, "run_failed") == 0 ||
+           strcmp(e->type, "run_cancelled") == 0;
 }
 
 /* Calls every subscriber for every event (unless !to_subscribers), then

@@ -113,11 +113,13 @@ static durable_code run_get(struct apply *a, const char *run_id, const char *ste
     return rc;
 }
 
-/* A caller's decision, cancel or retry: the run's owner is told. */
+/* A caller's decision, cancel, retry, pause or resume: the run's owner is
+ * told. */
 static bool tells_owner(const struct transition *t)
 {
-    return !t->by_owner && (t->kind == TR_STEP_DECIDE || t->kind == TR_RUN_FINISH ||
-                            t->kind == TR_RUN_RETRY || t->kind == TR_SIGNAL_SEND);
+    return !t->by_owner &&
+           (t->kind == TR_STEP_DECIDE || t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY ||
+            t->kind == TR_SIGNAL_SEND || t->kind == TR_RUN_PAUSE || t->kind == TR_RUN_RESUME);
 }
 
 /* The run must exist and be unfinished, or, for a retry (need_failed),
@@ -754,6 +756,35 @@ static durable_code apply_run_retry(struct apply *a, const struct transition *t,
     return rc;
 }
 
+/* A caller pauses an unfinished run, or resumes a paused one: the run's
+ * status alone changes (its steps keep theirs), with run_paused or
+ * run_resumed (data {}). */
+static durable_code apply_run_pause(struct apply *a, const struct transition *t, bool pause,
+                                    durable_error *err)
+{
+    struct store_run_state row;
+    enum run_status st = RUN_PENDING;
+    durable_code rc = run_get(a, t->run_id, NULL, &row, err);
+
+    if (rc == DURABLE_OK && !run_status_parse(row.run_status, &st)) {
+        rc = err_set(err, DURABLE_EIO, "run \"%s\" has an unknown status \"%s\"", t->run_id,
+                     row.run_status);
+    }
+    if (rc == DURABLE_OK && pause && (run_status_is_final(st) || st == RUN_PAUSED)) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only an unfinished run can be paused",
+                     t->run_id, row.run_status);
+    }
+    if (rc == DURABLE_OK && !pause && st != RUN_PAUSED) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a paused run can be resumed",
+                     t->run_id, row.run_status);
+    }
+    if (rc == DURABLE_OK)
+        rc = run_write(a, pause ? RUN_W_PAUSE : RUN_W_RESUME, t, err);
+    if (rc == DURABLE_OK)
+        rc = emit(a, t, pause ? "run_paused" : "run_resumed", xstrdup("{}"), err);
+    return rc;
+}
+
 /* The workflow and the order a new run names must exist. */
 static durable_code run_create_check(struct apply *a, const struct transition *t,
                                      durable_error *err)
@@ -901,6 +932,9 @@ static durable_code apply_kind(struct apply *a, const struct transition *t,
         return apply_run_recovered(a, t, err);
     case TR_RUN_RETRY:
         return apply_run_retry(a, t, err);
+    case TR_RUN_PAUSE:
+    case TR_RUN_RESUME:
+        return apply_run_pause(a, t, t->kind == TR_RUN_PAUSE, err);
     default:
         return err_set(err, DURABLE_EINVAL, "unknown transition kind %d", (int)t->kind);
     }

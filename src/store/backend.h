@@ -193,6 +193,10 @@ enum store_run_write {
     RUN_W_FINISH,    /* status run_status, output = output_json, error_message, completed_at
                         = at_ms; its steps not final become cancelled (completed_at = at_ms,
                         wake_at cleared) */
+    RUN_W_PAUSE,     /* status paused (the guard saw it unfinished and not paused) */
+    RUN_W_RESUME,    /* a paused run's status from its steps': running while one runs,
+                        waiting while one waits or retries, pending if it never started,
+                        else running */
 };
 
 /* The savepoint around a transition that can be refused after its first

@@ -32,6 +32,9 @@
  *   --FAIL--> failed; pending --SKIP--> skipped
  *   pending|running|waiting --RUN_FINISH--> completed | failed | cancelled
  *   failed --RUN_RETRY--> running
+ *   pending|running|waiting --RUN_PAUSE--> paused --RUN_RESUME--> pending|running|waiting
+ *   (while paused, step transitions leave the run's status paused; a
+ *   RUN_FINISH applies to a paused run as to any unfinished one)
  */
 #ifndef DURABLE_STORE_STORE_H
 #define DURABLE_STORE_STORE_H
@@ -110,6 +113,11 @@ enum transition_kind {
                             wait takes it. The first step waiting for that name (in
                             step order), if any, takes it at once: completed with the
                             payload (step_completed), result.signal_step names it */
+    TR_RUN_PAUSE,        /* unfinished, unpaused run -> paused; run_paused. Its steps keep
+                            their statuses: the engine starts nothing new until a resume */
+    TR_RUN_RESUME,       /* paused run -> its status from its steps' (running while one
+                            runs, waiting while one waits or retries, pending if it never
+                            started, else running); run_resumed */
 };
 
 /* Statuses, in state order. Their names (run_status_name) are what the
@@ -121,8 +129,9 @@ enum run_status {
     RUN_COMPLETED,
     RUN_FAILED,
     RUN_CANCELLED,
+    RUN_PAUSED, /* unfinished: steps running finish, nothing new starts until a resume */
 };
-#define STORE_N_RUN_STATUSES 6
+#define STORE_N_RUN_STATUSES 7
 enum step_status {
     STEP_S_PENDING = 0,
     STEP_S_RUNNING,

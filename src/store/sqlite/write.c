@@ -197,6 +197,10 @@ static durable_code sqlite_run_write(struct store *base, enum store_run_write w,
         if (rc == DURABLE_OK)
             rc = stmt_exec(c, ST_STEPS_CANCEL, err, "sI", t->run_id, t->at_ms);
         return rc;
+    case RUN_W_PAUSE:
+        return stmt_exec(c, ST_RUN_PAUSE, err, "s", t->run_id);
+    case RUN_W_RESUME:
+        return stmt_exec(c, ST_RUN_RESUME, err, "s", t->run_id);
     default:
         return err_set(err, DURABLE_EINVAL, "unknown run write %d", (int)w);
     }
