@@ -1150,6 +1150,84 @@ static const char *id_at(json_t *list, size_t i)
     return json_string_value(json_object_get(json_array_get(list, i), "id"));
 }
 
+/* Pause and resume: only the run's status changes; step transitions leave
+ * a paused run paused; a paused run is unfinished (recovery lists it, a
+ * cancel applies); the refusals name the status. */
+static void test_run_pause_transitions(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_RUN_PAUSE, "run_1", NULL, 0, T0 + 20);
+    struct transition c = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 30);
+    struct run_counter counter = { 0, 0, true };
+    json_t *evs, *last, *list;
+    int64_t total = 0;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_1", RUN_PAUSED);
+    evs = events_of(f, "run_1", 0);
+    assert_seqs_dense(evs);
+    last = json_array_get(evs, json_array_size(evs) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "type")), "run_paused");
+    assert_true(json_is_null(json_object_get(last, "step_id")));
+    assert_int_equal(json_object_size(json_object_get(last, "data")), 0);
+    json_decref(evs);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run run_1 is paused, only an unfinished run can be paused");
+    err_clear(&err);
+
+    /* The step that was running finishes; the run stays paused. */
+    c.output_json = "{}";
+    apply_ok(f, &c, NULL);
+    assert_run_status(f, "run_1", RUN_PAUSED);
+    step_ok(f, TR_STEP_START, "run_1", "b", 1);
+    assert_run_status(f, "run_1", RUN_PAUSED);
+    assert_int_equal(store_runs_unfinished(f->s, count_run, &counter, &err), DURABLE_OK);
+    assert_int_equal(counter.n, 1);
+    list = runs_list(f, "paused", NULL, 10, 0, &total);
+    assert_int_equal(total, 1);
+    assert_string_equal(id_at(list, 0), "run_1");
+    json_decref(list);
+
+    t = step_tr(TR_RUN_RESUME, "run_1", NULL, 0, T0 + 40);
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_1", RUN_RUNNING); /* b runs */
+    evs = events_of(f, "run_1", 0);
+    last = json_array_get(evs, json_array_size(evs) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "type")), "run_resumed");
+    json_decref(evs);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run run_1 is running, only a paused run can be resumed");
+    err_clear(&err);
+
+    /* A run that never started is pending again once resumed. */
+    create_run(f, "run_2", NULL, NULL, NULL);
+    t = step_tr(TR_RUN_PAUSE, "run_2", NULL, 0, T0 + 50);
+    apply_ok(f, &t, NULL);
+    t = step_tr(TR_RUN_RESUME, "run_2", NULL, 0, T0 + 51);
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_2", RUN_PENDING);
+
+    /* A paused run can be cancelled; a finished one neither paused nor resumed. */
+    t = step_tr(TR_RUN_PAUSE, "run_2", NULL, 0, T0 + 52);
+    apply_ok(f, &t, NULL);
+    t = step_tr(TR_RUN_FINISH, "run_2", NULL, 0, T0 + 53);
+    t.run_status = RUN_CANCELLED;
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_2", RUN_CANCELLED);
+    t = step_tr(TR_RUN_RESUME, "run_2", NULL, 0, T0 + 54);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    err_clear(&err);
+    t = step_tr(TR_RUN_PAUSE, "run_2", NULL, 0, T0 + 55);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run run_2 is cancelled, only an unfinished run can be paused");
+    err_clear(&err);
+    t = step_tr(TR_RUN_PAUSE, "run_nope", NULL, 0, T0 + 56);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
+}
+
 static void test_runs_list(void **state)
 {
     struct fixture *f = *state;
@@ -1501,6 +1579,7 @@ int main(void)
         T(test_start_and_complete_at_once),
         T(test_signals_kept_and_taken),
         T(test_signals_refused),
+        T(test_run_pause_transitions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
