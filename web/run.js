@@ -13,7 +13,8 @@ chrome("runs");
 
 const $ = (id) => document.getElementById(id);
 const runId = new URLSearchParams(location.search).get("id") || location.hash.slice(1);
-const ACTIVE = ["pending", "running", "waiting"];
+const ACTIVE = ["pending", "running", "waiting", "paused"];  // unfinished
+const PAUSABLE = ["pending", "running", "waiting"];
 
 let run = null;
 let events = [];          // history, by seq
@@ -95,6 +96,8 @@ function render() {
   $("run-id").textContent = run.id;
   $("cancel").disabled = !ACTIVE.includes(run.status);
   $("retry").disabled = run.status !== "failed";
+  $("pause").disabled = !PAUSABLE.includes(run.status);
+  $("resume").disabled = run.status !== "paused";
 
   const steps = run.steps || [];
   const done = steps.filter((s) => s.status === "completed" || s.status === "skipped").length;
@@ -315,6 +318,8 @@ async function act(button, path, done) {
 }
 $("cancel").addEventListener("click", (e) => act(e.currentTarget, "cancel", "Run cancelled."));
 $("retry").addEventListener("click", (e) => act(e.currentTarget, "retry", "Retrying the failed steps."));
+$("pause").addEventListener("click", (e) => act(e.currentTarget, "pause", "Run paused: running steps finish, nothing new starts."));
+$("resume").addEventListener("click", (e) => act(e.currentTarget, "resume", "Run resumed."));
 
 /* ---------- logs ---------- */
 
