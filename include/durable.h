@@ -737,6 +737,23 @@ DURABLE_API durable_code durable_run_pause(durable *d, const char *run_id, durab
  * is no such run. */
 DURABLE_API durable_code durable_run_resume(durable *d, const char *run_id, durable_error *err);
 
+/* Restarts a finished run (completed, failed or cancelled) from step
+ * from_step: a NEW run of the same workflow version, input and order,
+ * whose document names the original (restarted_from: {run_id, step_id}).
+ * from_step and every step depending on it, transitively, run again (their
+ * idempotency keys are the new run's, and a business action of theirs
+ * applies again); every other step that completed (or was skipped) in the
+ * original is kept: recorded at once, completed with the original's output
+ * (or skipped), its event's data naming the original ("copied_from"); the
+ * others run. OUT *out_run_id: the new run's id (free with durable_free).
+ * Returns once the new run has committed; it goes on in the background.
+ * DURABLE_EINVAL for a blank or unknown from_step (the message suggests
+ * the closest step id), DURABLE_ECONFLICT when the run has not finished,
+ * DURABLE_ENOTFOUND when there is no such run, DURABLE_EUNSUPPORTED for a
+ * code-first run. */
+DURABLE_API durable_code durable_run_restart(durable *d, const char *run_id, const char *from_step,
+                                             char **out_run_id, durable_error *err);
+
 /* Decides an approval step that is waiting for a person: approve (true) or
  * reject (false), by whom and why (`by` and `comment` may be NULL; they are
  * cut at 200 and 4096 bytes, and must be UTF-8). In one transaction an `approval_decided` event and

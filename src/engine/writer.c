@@ -66,6 +66,9 @@ void commit_item_free(struct commit_item *ci)
     for (i = 0; i < ci->n_own; i++)
         free(ci->own[i]);
     free(ci->step_inits);
+    for (size_t k = 0; ci->copies && k < ci->t.n_copies; k++)
+        free((char *)ci->copies[k].output_json);
+    free(ci->copies);
     json_decref(ci->output);
     plan_unref(ci->plan);
     free(ci);

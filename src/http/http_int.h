@@ -280,6 +280,7 @@ enum MHD_Result route_run_cancel(struct request *rq);
 enum MHD_Result route_run_retry(struct request *rq);
 enum MHD_Result route_run_pause(struct request *rq);
 enum MHD_Result route_run_resume(struct request *rq);
+enum MHD_Result route_run_restart(struct request *rq);
 enum MHD_Result route_step_approve(struct request *rq);
 enum MHD_Result route_step_reject(struct request *rq);
 enum MHD_Result route_run_signal(struct request *rq);

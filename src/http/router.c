@@ -40,6 +40,7 @@ const struct route http_routes[] = {
     { "POST", "/runs/{id}/retry", route_run_retry, 0 },
     { "POST", "/runs/{id}/pause", route_run_pause, 0 },
     { "POST", "/runs/{id}/resume", route_run_resume, 0 },
+    { "POST", "/runs/{id}/restart", route_run_restart, 0 },
     { "POST", "/runs/{id}/steps/{step}/approve", route_step_approve, 0 },
     { "POST", "/runs/{id}/steps/{step}/reject", route_step_reject, 0 },
     { "POST", "/runs/{id}/signals/{step}", route_run_signal, 0 },

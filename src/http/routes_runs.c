@@ -397,6 +397,34 @@ enum MHD_Result route_run_resume(struct request *rq)
     return reply_run(rq, rq->id, MHD_HTTP_OK);
 }
 
+/* POST /runs/{id}/restart {"from_step": STEP}: 202 with the NEW run (its
+ * restarted_from names the original); 400 for a missing, blank or unknown
+ * from_step (the message suggests the closest step id) or another field,
+ * 404 for an unknown run, 409 for a run that has not finished, 422 for a
+ * code-first run. */
+enum MHD_Result route_run_restart(struct request *rq)
+{
+    static const char *const fields[] = { "from_step" };
+    durable_error err = { 0 };
+    const char *from = NULL;
+    char *new_id = NULL;
+    enum MHD_Result ret;
+    json_t *body = http_body_object(rq, true, &ret);
+
+    if (!body)
+        return ret;
+    if (only_fields(body, fields, 1, "from_step", &err) != DURABLE_OK ||
+        blank_field(body, "from_step", 128, &from, &err) != DURABLE_OK)
+        ret = http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", err.msg);
+    else if (durable_run_restart(rq->srv->d, rq->id, from, &new_id, &err) != DURABLE_OK)
+        ret = http_reply_durable(rq, &err);
+    else
+        ret = reply_run(rq, new_id, MHD_HTTP_ACCEPTED);
+    durable_free(new_id);
+    json_decref(body);
+    return ret;
+}
+
 /* ---- approvals ---- */
 
 /* POST /runs/{id}/steps/{step}/approve|reject {"by", "comment"} (either

@@ -810,6 +810,31 @@ static durable_code run_create_check(struct apply *a, const struct transition *t
     return rc;
 }
 
+/* A restarted run's step kept from the original: completed with the
+ * original's output (or skipped), at creation, without an attempt of its
+ * own; its event names the original run. */
+static durable_code copy_step(struct apply *a, const struct transition *t, const char *run_id,
+                              const struct transition_step_copy *si, durable_error *err)
+{
+    bool done = si->status == STEP_S_COMPLETED;
+    struct transition c = { .kind = done ? TR_STEP_COMPLETE : TR_STEP_SKIP,
+                            .at_ms = t->at_ms,
+                            .run_id = run_id,
+                            .step_id = si->step_id,
+                            .attempt = si->attempt,
+                            .output_json = si->output_json ? si->output_json : "null" };
+    struct event_key k = { run_id, si->step_id, t->at_ms };
+    durable_code rc = step_write(a, done ? STEP_W_RUN : STEP_W_SKIP, &c, err);
+
+    if (rc == DURABLE_OK) {
+        rc = append(a, &k, done ? "step_completed" : "step_skipped",
+                    store_event_data_step_copied(si->attempt, done ? c.output_json : NULL,
+                                                 t->restarted_from),
+                    err);
+    }
+    return rc;
+}
+
 static durable_code apply_run_create(struct apply *a, const struct transition *t,
                                      struct transition_result *res, durable_error *err)
 {
@@ -843,6 +868,8 @@ static durable_code apply_run_create(struct apply *a, const struct transition *t
         rc = append(a, &(struct event_key){ res->id, NULL, t->at_ms }, "run_created",
                     store_event_data_run_created(t->workflow_id, input_text, t->order_id), err);
     }
+    for (size_t i = 0; rc == DURABLE_OK && t->restarted_from && i < t->n_copies; i++)
+        rc = copy_step(a, t, res->id, &t->copies[i], err);
     res->created = rc == DURABLE_OK;
     return rc;
 }

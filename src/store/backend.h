@@ -69,6 +69,9 @@ char *store_event_data_recovered(const char *steps_json);
 /* signal_received: {signal_id, name, payload}. */
 char *store_event_data_signal_received(const char *signal_id, const char *name,
                                        const char *payload_json);
+/* step_completed or step_skipped of a restarted run's step kept from the
+ * original run: {attempt, output, copied_from} ({copied_from} when skipped). */
+char *store_event_data_step_copied(int attempt, const char *output_json, const char *from_run);
 char *store_event_data_run_retried(const char *const *step_ids, size_t n);
 
 /* ---- the cache of finished runs' documents (docs.c) ----

@@ -162,6 +162,17 @@ struct transition_step_init {
     const char *depends_on_json; /* JSON array of step ids, as in the definition */
 };
 
+/* A restarted run's step kept from the original run (TR_RUN_CREATE with
+ * restarted_from): written completed (output_json, attempt) or skipped at
+ * creation, its step_completed or step_skipped event's data naming the
+ * original ("copied_from"). */
+struct transition_step_copy {
+    const char *step_id;
+    enum step_status status; /* STEP_S_COMPLETED or STEP_S_SKIPPED */
+    int attempt;
+    const char *output_json;
+};
+
 /*
  * One transition. Which fields are read depends on kind; strings are borrowed
  * from the creator and must stay valid until the writer has applied it.
@@ -187,8 +198,13 @@ struct transition {
     const char *input_json;      /* JSON object text, valid (the engine parsed and encoded
                                     it): stored and put in run_created as it is */
     const char *idempotency_key; /* may be NULL */
-    int64_t deadline_ms;         /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
-                                    (a retried run's time limit starts again) */
+    const char *restarted_from;  /* a restart's original run, or NULL; restarted_step the
+                                    step it restarts from (both stored with the run) */
+    const char *restarted_step;
+    const struct transition_step_copy *copies; /* with restarted_from: the steps kept */
+    size_t n_copies;
+    int64_t deadline_ms; /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
+                            (a retried run's time limit starts again) */
     const struct transition_step_init *steps;
     size_t n_steps;
     /* TR_STEP_COMPLETE: the output as valid JSON text, stored as given (the
@@ -498,6 +514,8 @@ struct run_row {
     int64_t created_at_ms;
     int64_t started_at_ms;
     int64_t completed_at_ms;
+    const char *restarted_from; /* NULL unless the run is a restart */
+    const char *restarted_step;
 };
 
 struct step_row {

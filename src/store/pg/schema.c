@@ -126,12 +126,15 @@ static const char *const migrations[] = {
      * (durable_action_register): values are JSON text. */
     "CREATE TABLE kv (key text PRIMARY KEY, value text NOT NULL, updated_at bigint NOT NULL);",
     /* 6: a paused run is unfinished: recovery lists it and a node claims
-     * it (and keeps it paused). */
+     * it (and keeps it paused). A run made by a restart names the run and
+     * the step it restarts from. */
     "DROP INDEX runs_unfinished;"
     "CREATE INDEX runs_unfinished ON runs (created_at, id) WHERE " UNFINISHED ";"
     "DROP INDEX runs_claimable;"
     "CREATE INDEX runs_claimable ON runs (created_at, id)"
-    "  WHERE owner_node IS NULL AND " UNFINISHED ";",
+    "  WHERE owner_node IS NULL AND " UNFINISHED ";"
+    "ALTER TABLE runs ADD restarted_from text;"
+    "ALTER TABLE runs ADD restarted_step text;",
 };
 
 int pg_schema_version(void)

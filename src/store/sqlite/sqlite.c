@@ -132,10 +132,13 @@ static const char *const migrations[] = {
      * (durable_action_register): values are JSON text. */
     "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL);",
     /* 9: a paused run is unfinished: recovery lists it (and keeps it
-     * paused). */
+     * paused). A run made by a restart names the run and the step it
+     * restarts from. */
     "DROP INDEX runs_unfinished;"
     "CREATE INDEX runs_unfinished ON runs (created_at, id)"
-    "  WHERE " UNFINISHED ";",
+    "  WHERE " UNFINISHED ";"
+    "ALTER TABLE runs ADD COLUMN restarted_from TEXT;"
+    "ALTER TABLE runs ADD COLUMN restarted_step TEXT;",
 };
 
 int sqlite_schema_version(void)
@@ -173,8 +176,8 @@ int sqlite_schema_version(void)
 #define RUN_COLS                                                        \
     "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input," \
     " r.output, r.order_id, r.idempotency_key, r.error_message,"        \
-    " r.created_at, r.started_at, r.completed_at"                       \
-    " FROM runs r JOIN workflows w ON w.id = r.workflow_id"
+    " r.created_at, r.started_at, r.completed_at, r.restarted_from,"    \
+    " r.restarted_step FROM runs r JOIN workflows w ON w.id = r.workflow_id"
 /* The lists' parameters: ?1 and ?2 filters, ?3 limit, ?4 offset (rows.c
  * binds all four to every list). Newest first is created_at, then rowid:
  * ids made in the same millisecond are not ordered, rowids are, and
@@ -231,9 +234,10 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         " AND workflow_name = (SELECT name FROM workflows WHERE id = ?1)",
                         "look up an idempotency key" },
     [ST_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
-                        " idempotency_key, created_at, deadline_at, workflow_name)"
+                        " idempotency_key, created_at, deadline_at, workflow_name,"
+                        " restarted_from, restarted_step)"
                         " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7,"
-                        " (SELECT name FROM workflows WHERE id = ?2))",
+                        " (SELECT name FROM workflows WHERE id = ?2), ?8, ?9)",
                         "create a run" },
     /* A step started: its run is running (the guard saw it unfinished).
      * Both status updates leave the row alone when nothing changes, so
