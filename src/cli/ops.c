@@ -1,7 +1,7 @@
 /*
  * ops.c - the operations commands: `durable runs [--status S] [--workflow
  * W]`, `durable show RUN`, `durable cancel RUN`, `durable retry RUN`,
- * `durable pause RUN`, `durable resume RUN`,
+ * `durable pause RUN`, `durable resume RUN`, `durable restart RUN --from STEP`,
  * `durable logs RUN [--level L]` and `durable signal RUN NAME [JSON]`, each against a running
  * server (--server URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN) or a
  * database file (--db PATH, the public API).
@@ -45,6 +45,7 @@ struct ops_args {
     const char *run;
     const char *name;    /* signal: the signal's name */
     const char *payload; /* signal: its payload (JSON text), or NULL */
+    const char *from;    /* restart: the step to restart from */
 };
 
 /* Where the command acts: srv.url set, or d open. */
@@ -366,6 +367,52 @@ static int cmd_retry(struct ops_target *t, const struct ops_args *a)
     return 0;
 }
 
+/* durable restart RUN --from STEP: a new run linked to RUN. With --db this
+ * process runs it and follows it to its end, as retry does. */
+static int cmd_restart(struct ops_target *t, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+    struct ops_args follow = *a;
+    char *new_id = NULL;
+    int rc;
+
+    if (!a->from || !a->from[0]) {
+        fprintf(stderr, "durable restart: --from STEP is required (the step to restart from)\n");
+        return 2;
+    }
+    if (t->d) {
+        if (durable_run_restart(t->d, a->run, a->from, &new_id, &err) != DURABLE_OK)
+            return db_failed(a, &err);
+        printf("run %s restarted from step %s as run %s: running here until it finishes\n", a->run,
+               a->from, new_id);
+        fflush(stdout);
+        follow.run = new_id;
+        rc = follow_retried(t, &follow);
+        durable_free(new_id);
+        return rc;
+    } else {
+        char *run = cli_url_escape(a->run), *path = xasprintf("/runs/%s/restart", run);
+        json_t *req = json_pack("{s:s}", "from_step", a->from);
+        char *body = json_dumps(req, JSON_COMPACT), *out = NULL;
+        json_t *doc = NULL;
+
+        if (cli_http_call(&t->srv, "POST", path, body, &out) == 0)
+            doc = json_loads(out, 0, NULL);
+        free(out);
+        free(body);
+        json_decref(req);
+        free(path);
+        free(run);
+        if (!doc)
+            return 1;
+        printf("run %s restarted from step %s as run %s (durable show --server %s %s)\n", a->run,
+               a->from, json_string_value(json_object_get(doc, "id")), t->srv.url,
+               json_string_value(json_object_get(doc, "id")));
+        json_decref(doc);
+    }
+    return 0;
+}
+
 /* ---- logs ---- */
 
 /* One page of the run's log from after. */
@@ -500,6 +547,17 @@ static const struct ops_command commands[] = {
       "--db the resume is recorded and the run goes on in the next process that\n"
       "executes the file's runs (durable serve --db PATH).\n",
       " ", true, 0, cmd_resume },
+    { "restart",
+      "usage: durable restart (--server URL | --db PATH) RUN --from STEP\n"
+      "\n"
+      "Restarts a finished run (completed, failed or cancelled) from STEP as a new\n"
+      "run linked to it: STEP and the steps depending on it run again (their\n"
+      "business actions apply again); the others keep the original's outputs.\n"
+      "With --db this command runs the new run and follows it to its end (exit 0\n"
+      "when it completes).\n"
+      "\n"
+      "  --from STEP    the step to restart from\n",
+      " --from ", true, 0, cmd_restart },
     { "logs",
       "usage: durable logs (--server URL | --db PATH) RUN [--level L]\n"
       "\n"
@@ -544,6 +602,8 @@ static const char **option_slot(const struct ops_command *c, struct ops_args *a,
         return &a->status;
     if (strcmp(o, "--workflow") == 0)
         return &a->workflow;
+    if (strcmp(o, "--from") == 0)
+        return &a->from;
     return &a->level;
 }
 

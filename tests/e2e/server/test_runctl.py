@@ -17,6 +17,22 @@
   - refusals: pause of a paused or finished run and resume of a run that is
     not paused (409), an unknown run (404), GET on the routes (405).
 
+Restarting a finished run from a step, POST /runs/{id}/restart:
+
+  - a completed run restarted from a middle step: a new run linked to the
+    original (restarted_from), the steps before and beside it kept with the
+    original's outputs (copied_from, no step_started), the step and its
+    dependents run again under the new run's idempotency keys; the server
+    is killed (SIGKILL) while the restarted step runs and started again:
+    the new run completes and the kept steps never ran; the original is
+    unchanged; the same through `durable restart --server URL RUN --from`;
+  - a failed run restarted from its failed step fails again, its other
+    steps kept;
+  - hostile input: an unknown step (400, suggesting the closest id), a blank
+    or missing from_step, a from_step that is not a string or too long, an
+    unknown field, a body that is not JSON (400); an unfinished run (409),
+    an unknown run (404).
+
 With --pg the server runs on the PostgreSQL database of DURABLE_TEST_PG.
 
 Usage: test_runctl.py --durable PATH --examples DIR [--pg]
@@ -181,6 +197,127 @@ class PauseTest(su.ServerTest):
         self.assertOk(srv.post("/runs/%s/cancel" % run_id))
         self.assertEqual(self.run_json(srv, run_id)["status"], "cancelled")
         self.resume(srv, run_id, 409)
+
+RESTART = {
+    "name": "restart-chain",
+    "steps": [task("a", 0.05), task("side", 0.05), task("b", 2.0, ["a"]),
+              task("c", 0.05, ["b", "side"])],
+}
+FAILING = {
+    "name": "restart-fails",
+    "steps": [task("prep", 0.05), task("flaky", 0.05, ["prep"], fail_probability=1.0,
+                                       max_retries=0), task("after", 0.05, ["flaky"])],
+}
+
+
+class RestartTest(su.ServerTest):
+
+    def restart(self, srv, run_id, body, code=202):
+        r = srv.post("/runs/%s/restart" % run_id, body)
+        if code == 202:
+            self.assertOk(r, 202)
+            return r.json()
+        return self.assertError(r, code)
+
+    def by_step(self, evs, step_id, typ):
+        return [e for e in evs if e["step_id"] == step_id and e["type"] == typ]
+
+    def test_restart_survives_sigkill(self):
+        srv = self.start_server()
+        self.register(srv, RESTART)
+        orig = self.start_run(srv, "restart-chain")["id"]
+        self.assertEqual(self.wait_run(srv, orig)["status"], "completed")
+        orig_events = self.events(srv, orig)
+        new = self.restart(srv, orig, {"from_step": "b"})
+        self.assertNotEqual(new["id"], orig)
+        self.assertEqual(new["restarted_from"], {"run_id": orig, "step_id": "b"})
+        self.assertEqual(new["input"], self.run_json(srv, orig)["input"])
+        kept = {s["step_id"]: s for s in new["steps"]}
+        self.assertEqual(kept["a"]["status"], "completed")
+        self.assertEqual(kept["side"]["status"], "completed")
+        self.assertIn(kept["c"]["status"], ("pending",))
+        self.wait_for(lambda: self.step_status(srv, new["id"], "b") == "running", 10,
+                      "the restarted step to run")
+        srv.kill()
+        srv.start()
+        done = self.wait_run(srv, new["id"])
+        self.assertEqual(done["status"], "completed", done)
+        self.assertEqual(done["restarted_from"], {"run_id": orig, "step_id": "b"})
+        evs = self.events(srv, new["id"])
+        for step in ("a", "side"):
+            self.assertEqual(self.by_step(evs, step, "step_started"), [], su.format_events(evs))
+            copied = self.by_step(evs, step, "step_completed")
+            self.assertEqual(len(copied), 1, su.format_events(evs))
+            self.assertEqual(copied[0]["data"]["copied_from"], orig)
+            original = self.by_step(orig_events, step, "step_completed")[0]
+            self.assertEqual(copied[0]["data"]["output"], original["data"]["output"])
+        for step in ("b", "c"):
+            started = self.by_step(evs, step, "step_started")
+            self.assertGreaterEqual(len(started), 1, su.format_events(evs))
+            self.assertEqual(started[0]["data"]["idempotency_key"], "%s/%s" % (new["id"], step))
+            self.assertNotIn("copied_from", self.by_step(evs, step, "step_completed")[0]["data"])
+        # The original is unchanged, and has no restarted_from of its own.
+        self.assertEqual(self.events(srv, orig), orig_events)
+        self.assertNotIn("restarted_from", self.run_json(srv, orig))
+        # Through the CLI, from the last step: only it runs again.
+        out = subprocess.run([su.DURABLE, "restart", "--server", url(srv), orig, "--from", "c"],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out)
+        new2 = out.stdout.split(" as run ")[1].split()[0]
+        done2 = self.wait_run(srv, new2)
+        self.assertEqual(done2["status"], "completed", done2)
+        evs2 = self.events(srv, new2)
+        self.assertEqual([e["step_id"] for e in evs2 if e["type"] == "step_started"], ["c"],
+                         su.format_events(evs2))
+        out = subprocess.run([su.DURABLE, "restart", "--server", url(srv), orig],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 2, out)
+        self.assertIn("--from", out.stderr)
+
+    def step_status(self, srv, run_id, step_id):
+        run = self.run_json(srv, run_id)
+        return [s for s in run["steps"] if s["step_id"] == step_id][0]["status"]
+
+    def test_restart_failed_run(self):
+        srv = self.start_server()
+        self.register(srv, FAILING)
+        orig = self.start_run(srv, "restart-fails")["id"]
+        self.assertEqual(self.wait_run(srv, orig)["status"], "failed")
+        new = self.restart(srv, orig, {"from_step": "flaky"})
+        done = self.wait_run(srv, new["id"])
+        self.assertEqual(done["status"], "failed", done)
+        evs = self.events(srv, new["id"])
+        self.assertEqual(self.by_step(evs, "prep", "step_started"), [], su.format_events(evs))
+        self.assertEqual(len(self.by_step(evs, "flaky", "step_started")), 1,
+                         su.format_events(evs))
+
+    def test_restart_hostile_input(self):
+        srv = self.start_server()
+        self.register(srv, RESTART)
+        run = self.start_run(srv, "restart-chain")["id"]
+        err = self.restart(srv, run, {"from_step": "b"}, 409)
+        self.assertIn("finished", err["message"])
+        self.wait_run(srv, run)
+        err = self.restart(srv, run, {"from_step": "sdie"}, 400)
+        self.assertIn('did you mean "side"', err["message"])
+        err = self.restart(srv, run, {"from_step": "zzzzzz"}, 400)
+        self.assertIn("zzzzzz", err["message"])
+        self.assertNotIn("did you mean", err["message"])
+        err = self.restart(srv, run, {"from_step": ""}, 400)
+        self.assertIn("from_step", err["message"])
+        self.assertIn("from_step", self.restart(srv, run, {}, 400)["message"])
+        self.assertIn("from_step", self.restart(srv, run, {"from_step": 5}, 400)["message"])
+        self.restart(srv, run, {"from_step": "b" * 300}, 400)
+        err = self.restart(srv, run, {"from_step": "b", "form_step": "b"}, 400)
+        self.assertIn("form_step", err["message"])
+        r = srv.request("POST", "/runs/%s/restart" % run, body=b"{from_step",
+                        headers={"Content-Type": "application/json"})
+        self.assertError(r, 400)
+        self.restart(srv, "run_nope", {"from_step": "b"}, 404)
+        # Nothing was created by any of them.
+        listed = srv.get("/runs?workflow_id=restart-chain")
+        self.assertOk(listed)
+        self.assertEqual(len(listed.json()), 1, listed)
 
 
 if __name__ == "__main__":
