@@ -273,7 +273,7 @@ async function main() {
     assert(await started() > first, "no new attempt after Retry");
   });
 
-  await check("run page: pause a run, see it paused, resume it", async () => {
+  await check("run page: pause a run, see it paused, resume it, restart it from a step", async () => {
     const reg = await http("POST", "/workflows", {
       name: "pausable", steps: [
         { id: "first", type: "task", config: { duration_seconds: 2 } },
@@ -296,6 +296,20 @@ async function main() {
     await page.waitForSelector("#run-status .badge.completed");
     await page.waitForSelector("#history .type.run_resumed");
     assert(await page.locator("#resume").isDisabled(), "Resume stays enabled on a finished run");
+
+    // Restart the finished run from its second step: a new, linked run.
+    await page.waitForSelector("#restart:not([disabled])");
+    await page.locator('.node[data-step="second"]').click();
+    assert(await page.locator("#restart-step").inputValue() === "second", "clicking a node does not choose it to restart from");
+    await page.click("#restart");
+    await page.waitForURL((u) => u.searchParams.get("id") && u.searchParams.get("id") !== run.id);
+    await page.waitForSelector("#restarted-from");
+    assert(await page.locator("#restarted-from").getAttribute("title") === run.id, "the new run does not name the original");
+    await page.waitForSelector("#run-status .badge.completed");
+    await page.waitForFunction(() => document.getElementById("history").textContent.includes("copied_from"));
+    const starts = await page.locator("#history .type.step_started").count();
+    assert(starts === 1, `the restarted run started ${starts} steps, not only "second"`);
+    await page.screenshot({ path: path.join(SHOTS, "run-restarted.png"), fullPage: false });
   });
 
   await check("run page: the timeline shows each attempt and the back-off between them", async () => {

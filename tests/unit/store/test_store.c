@@ -1133,6 +1133,67 @@ static void test_run_retry_transition(void **state)
     assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
 }
 
+/* A restart's run: created with the original named, its kept steps
+ * completed (or skipped) at once with copied_from in their events, the
+ * others pending. */
+static void test_run_create_restart(void **state)
+{
+    struct fixture *f = *state;
+    static const struct transition_step_init steps[] = {
+        { "a", "task", 3, "[]" },
+        { "b", "task", 1, "[\"a\"]" },
+        { "c", "log", 1, NULL },
+    };
+    static const struct transition_step_copy copies[] = {
+        { "a", STEP_S_COMPLETED, 2, "{\"x\":7}" },
+        { "c", STEP_S_SKIPPED, 0, NULL },
+    };
+    struct transition t = { .kind = TR_RUN_CREATE,
+                            .at_ms = T0 + 90,
+                            .run_id = "run_2",
+                            .workflow_id = f->wf_id,
+                            .input_json = "{\"n\":1}",
+                            .restarted_from = "run_1",
+                            .restarted_step = "b",
+                            .copies = copies,
+                            .n_copies = DUR_ARRAY_LEN(copies),
+                            .steps = steps,
+                            .n_steps = DUR_ARRAY_LEN(steps) };
+    json_t *run, *evs, *from, *data;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    apply_ok(f, &t, NULL);
+    run = doc_of(store_run_json, f, "run_2");
+    from = json_object_get(run, "restarted_from");
+    assert_string_equal(json_string_value(json_object_get(from, "run_id")), "run_1");
+    assert_string_equal(json_string_value(json_object_get(from, "step_id")), "b");
+    assert_string_equal(step_field(run, "a", "status"), "completed");
+    assert_string_equal(step_field(run, "b", "status"), "pending");
+    assert_string_equal(step_field(run, "c", "status"), "skipped");
+    assert_string_equal(json_string_value(json_object_get(run, "status")), "pending");
+    json_decref(run);
+    run = doc_of(store_run_json, f, "run_1");
+    assert_null(json_object_get(run, "restarted_from"));
+    json_decref(run);
+    evs = events_of(f, "run_2", 0);
+    assert_seqs_dense(evs);
+    assert_int_equal(json_array_size(evs), 3);
+    data = json_object_get(json_array_get(evs, 1), "data");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 1), "type")),
+                        "step_completed");
+    assert_string_equal(json_string_value(json_object_get(data, "copied_from")), "run_1");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(data, "output"), "x")), 7);
+    assert_int_equal(json_integer_value(json_object_get(data, "attempt")), 2);
+    data = json_object_get(json_array_get(evs, 2), "data");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 2), "type")),
+                        "step_skipped");
+    assert_string_equal(json_string_value(json_object_get(data, "copied_from")), "run_1");
+    json_decref(evs);
+    /* The step restarted from runs under the new run's key. */
+    step_ok(f, TR_STEP_START, "run_2", "b", 1);
+    assert_run_status(f, "run_2", RUN_RUNNING);
+}
+
 /* ---- lists ---- */
 
 static json_t *runs_list(struct fixture *f, const char *status, const char *wf, int limit,
@@ -1580,6 +1641,7 @@ int main(void)
         T(test_signals_kept_and_taken),
         T(test_signals_refused),
         T(test_run_pause_transitions),
+        T(test_run_create_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
