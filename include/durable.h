@@ -758,6 +758,40 @@ DURABLE_API durable_code durable_runs_purge(durable *d, const durable_purge *p,
  * first). */
 DURABLE_API durable_code durable_workflow_delete(durable *d, const char *name, int version,
                                                  durable_error *err);
+/* Pauses an unfinished run: steps running finish (their outcome is
+ * recorded), nothing new starts (no ready step, no retry's next attempt, no
+ * delay or approval timeout acted on) until durable_run_resume; a decision
+ * or a signal is recorded, what follows it waits. The run's status is
+ * "paused" (a "run_paused" event); a paused run that a restart resumes
+ * stays paused (the steps that were running at the crash run again, as
+ * for any run). Returns once the pause has committed. DURABLE_ECONFLICT
+ * when the run has finished or is paused already, DURABLE_ENOTFOUND when
+ * there is no such run, DURABLE_EUNSUPPORTED for a code-first run. A
+ * step whose start the engine had submitted just before may still start. */
+DURABLE_API durable_code durable_run_pause(durable *d, const char *run_id, durable_error *err);
+
+/* Resumes a paused run: what became ready while it was paused starts. Its
+ * status is again what its steps make it (a "run_resumed" event).
+ * DURABLE_ECONFLICT when the run is not paused, DURABLE_ENOTFOUND when there
+ * is no such run. */
+DURABLE_API durable_code durable_run_resume(durable *d, const char *run_id, durable_error *err);
+
+/* Restarts a finished run (completed, failed or cancelled) from step
+ * from_step: a NEW run of the same workflow version, input and order,
+ * whose document names the original (restarted_from: {run_id, step_id}).
+ * from_step and every step depending on it, transitively, run again (their
+ * idempotency keys are the new run's, and a business action of theirs
+ * applies again); every other step that completed (or was skipped) in the
+ * original is kept: recorded at once, completed with the original's output
+ * (or skipped), its event's data naming the original ("copied_from"); the
+ * others run. OUT *out_run_id: the new run's id (free with durable_free).
+ * Returns once the new run has committed; it goes on in the background.
+ * DURABLE_EINVAL for a blank or unknown from_step (the message suggests
+ * the closest step id), DURABLE_ECONFLICT when the run has not finished,
+ * DURABLE_ENOTFOUND when there is no such run, DURABLE_EUNSUPPORTED for a
+ * code-first run. */
+DURABLE_API durable_code durable_run_restart(durable *d, const char *run_id, const char *from_step,
+                                             char **out_run_id, durable_error *err);
 
 /* Decides an approval step that is waiting for a person: approve (true) or
  * reject (false), by whom and why (`by` and `comment` may be NULL; they are

@@ -17,7 +17,7 @@ const errors = $("errors");
 const notice = $("notice");
 const inputText = $("input");
 const inputError = $("input-error");
-const STATUSES = ["all", "running", "waiting", "completed", "failed", "cancelled"];
+const STATUSES = ["all", "running", "waiting", "paused", "completed", "failed", "cancelled"];
 
 let workflows = [];        // latest version of each name
 let loadedText = "";       // the editor's text as loaded from the selected workflow

@@ -55,6 +55,10 @@ static const char usage[] =
         "  show RUN        print a run's steps table\n"
         "  cancel RUN      cancel an unfinished run\n"
         "  retry RUN       resume a failed run from its failed steps\n"
+        "  pause RUN       pause a run: running steps finish, nothing new starts\n"
+        "  resume RUN      resume a paused run\n"
+        "  restart RUN --from STEP\n"
+        "                  a new run of a finished run, again from STEP\n"
         "  logs RUN        print a run's execution log (--level L)\n"
         "  signal RUN NAME [JSON]\n"
         "                  send a signal to a run\n"
@@ -96,7 +100,8 @@ int main(int argc, char **argv)
         return cli_approve(argc - 1, argv + 1);
     if (strcmp(cmd, "runs") == 0 || strcmp(cmd, "show") == 0 || strcmp(cmd, "cancel") == 0 ||
         strcmp(cmd, "retry") == 0 || strcmp(cmd, "logs") == 0 || strcmp(cmd, "signal") == 0 ||
-        strcmp(cmd, "delete") == 0 || strcmp(cmd, "purge") == 0)
+        strcmp(cmd, "delete") == 0 || strcmp(cmd, "purge") == 0 ||
+        strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 || strcmp(cmd, "restart") == 0)
         return cli_ops(argc - 1, argv + 1);
     fprintf(stderr, "durable: unknown command \"%s\"\n\n%s", cmd, usage);
     return 2;

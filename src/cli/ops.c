@@ -1,6 +1,7 @@
 /*
  * ops.c - the operations commands: `durable runs [--status S] [--workflow
  * W]`, `durable show RUN`, `durable cancel RUN`, `durable retry RUN`,
+ * `durable pause RUN`, `durable resume RUN`, `durable restart RUN --from STEP`,
  * `durable logs RUN [--level L]`, `durable signal RUN NAME [JSON]`, `durable delete RUN` and
  * `durable purge [--older-than D] [--workflow NAME] [--status S] [--dry-run]`, each against a
  * running server (--server URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN)
@@ -47,6 +48,7 @@ struct ops_args {
     const char *payload;    /* signal: its payload (JSON text), or NULL */
     const char *older_than; /* purge: a duration */
     bool dry_run;           /* purge */
+    const char *from;       /* restart: the step to restart from */
 };
 
 /* Where the command acts: srv.url set, or d open. */
@@ -73,8 +75,8 @@ static const char target_help[] =
         "Exit status: 0 done, 1 it failed (no such run, refused, server down),\n"
         "2 usage error.\n";
 
-static const char *const run_statuses[] = { "pending",   "running", "waiting",
-                                            "completed", "failed",  "cancelled" };
+static const char *const run_statuses[] = { "pending", "running",   "waiting", "completed",
+                                            "failed",  "cancelled", "paused" };
 static const char *const log_levels[] = { "debug", "info", "warning", "error" };
 
 static volatile sig_atomic_t interrupted;
@@ -281,6 +283,44 @@ static int cmd_cancel(struct ops_target *t, const struct ops_args *a)
     return 0;
 }
 
+/* Pauses (or resumes) the run. With --db the resume is recorded, and the
+ * run goes on in the next process that executes runs on the file. */
+static int pause_or_resume(struct ops_target *t, const struct ops_args *a, bool pause)
+{
+    durable_error err = { 0 };
+    durable_code rc;
+
+    if (executed_elsewhere(t, a))
+        return 1;
+    if (t->d) {
+        rc = pause ? durable_run_pause(t->d, a->run, &err) : durable_run_resume(t->d, a->run, &err);
+        if (rc != DURABLE_OK)
+            return db_failed(a, &err);
+    } else if (server_post(t, a, pause ? "pause" : "resume") != 0) {
+        return 1;
+    }
+    if (pause)
+        printf("run %s paused: running steps finish, nothing new starts until it is resumed\n",
+               a->run);
+    else if (t->d)
+        printf("run %s resumed: it goes on in the next process that runs it (durable serve "
+               "--db %s)\n",
+               a->run, a->db);
+    else
+        printf("run %s resumed\n", a->run);
+    return 0;
+}
+
+static int cmd_pause(struct ops_target *t, const struct ops_args *a)
+{
+    return pause_or_resume(t, a, true);
+}
+
+static int cmd_resume(struct ops_target *t, const struct ops_args *a)
+{
+    return pause_or_resume(t, a, false);
+}
+
 /* Follows a run retried in this process until it finishes. */
 static int follow_retried(struct ops_target *t, const struct ops_args *a)
 {
@@ -327,6 +367,52 @@ static int cmd_retry(struct ops_target *t, const struct ops_args *a)
         return 1;
     printf("run %s retried: running again (durable show --server %s %s)\n", a->run, t->srv.url,
            a->run);
+    return 0;
+}
+
+/* durable restart RUN --from STEP: a new run linked to RUN. With --db this
+ * process runs it and follows it to its end, as retry does. */
+static int cmd_restart(struct ops_target *t, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+    struct ops_args follow = *a;
+    char *new_id = NULL;
+    int rc;
+
+    if (!a->from || !a->from[0]) {
+        fprintf(stderr, "durable restart: --from STEP is required (the step to restart from)\n");
+        return 2;
+    }
+    if (t->d) {
+        if (durable_run_restart(t->d, a->run, a->from, &new_id, &err) != DURABLE_OK)
+            return db_failed(a, &err);
+        printf("run %s restarted from step %s as run %s: running here until it finishes\n", a->run,
+               a->from, new_id);
+        fflush(stdout);
+        follow.run = new_id;
+        rc = follow_retried(t, &follow);
+        durable_free(new_id);
+        return rc;
+    } else {
+        char *run = cli_url_escape(a->run), *path = xasprintf("/runs/%s/restart", run);
+        json_t *req = json_pack("{s:s}", "from_step", a->from);
+        char *body = json_dumps(req, JSON_COMPACT), *out = NULL;
+        json_t *doc = NULL;
+
+        if (cli_http_call(&t->srv, "POST", path, body, &out) == 0)
+            doc = json_loads(out, 0, NULL);
+        free(out);
+        free(body);
+        json_decref(req);
+        free(path);
+        free(run);
+        if (!doc)
+            return 1;
+        printf("run %s restarted from step %s as run %s (durable show --server %s %s)\n", a->run,
+               a->from, json_string_value(json_object_get(doc, "id")), t->srv.url,
+               json_string_value(json_object_get(doc, "id")));
+        json_decref(doc);
+    }
     return 0;
 }
 
@@ -509,7 +595,7 @@ static const struct ops_command commands[] = {
       "creation time.\n"
       "\n"
       "  --status S     only runs in status S: pending, running, waiting, completed,\n"
-      "                 failed or cancelled\n"
+      "                 failed, cancelled or paused\n"
       "  --workflow W   only runs of workflow W (an id, or a name for every version)\n",
       " --status --workflow ", false, 0, cmd_runs },
     { "show",
@@ -531,6 +617,31 @@ static const struct ops_command commands[] = {
       "--server the server runs it on; with --db this command runs it and follows\n"
       "it to its end (exit 0 when it completes, 1 when it fails again).\n",
       " ", true, 0, cmd_retry },
+    { "pause",
+      "usage: durable pause (--server URL | --db PATH) RUN\n"
+      "\n"
+      "Pauses an unfinished run: steps running finish, nothing new starts (no ready\n"
+      "step, retry or delay) until `durable resume`. A finished or paused run\n"
+      "cannot be paused.\n",
+      " ", true, 0, cmd_pause },
+    { "resume",
+      "usage: durable resume (--server URL | --db PATH) RUN\n"
+      "\n"
+      "Resumes a paused run: what became ready while it was paused starts. With\n"
+      "--db the resume is recorded and the run goes on in the next process that\n"
+      "executes the file's runs (durable serve --db PATH).\n",
+      " ", true, 0, cmd_resume },
+    { "restart",
+      "usage: durable restart (--server URL | --db PATH) RUN --from STEP\n"
+      "\n"
+      "Restarts a finished run (completed, failed or cancelled) from STEP as a new\n"
+      "run linked to it: STEP and the steps depending on it run again (their\n"
+      "business actions apply again); the others keep the original's outputs.\n"
+      "With --db this command runs the new run and follows it to its end (exit 0\n"
+      "when it completes).\n"
+      "\n"
+      "  --from STEP    the step to restart from\n",
+      " --from ", true, 0, cmd_restart },
     { "logs",
       "usage: durable logs (--server URL | --db PATH) RUN [--level L]\n"
       "\n"
@@ -594,8 +705,11 @@ static const char **option_slot(const struct ops_command *c, struct ops_args *a,
         return &a->status;
     if (strcmp(o, "--workflow") == 0)
         return &a->workflow;
-    if (strcmp(o, "--older-than") == 0)
-        return &a->older_than;
+    const char *name;       /* signal: the signal's name */
+    const char *payload;    /* signal: its payload (JSON text), or NULL */
+    const char *older_than; /* purge: a duration */
+    bool dry_run;           /* purge */
+    const char *from;       /* restart: the step to restart from */
     return &a->level;
 }
 
@@ -667,8 +781,8 @@ static int check_args(const struct ops_command *c, struct ops_args *a)
                                  : "--server URL or --db PATH is required");
     if (a->status && !one_of(a->status, run_statuses, DUR_ARRAY_LEN(run_statuses)))
         return usage_error(c,
-                           "--status is pending, running, waiting, completed, failed or "
-                           "cancelled, not \"%s\"",
+                           "--status is pending, running, waiting, completed, failed, "
+                           "cancelled or paused, not \"%s\"",
                            a->status);
     if (strcmp(c->name, "purge") == 0) {
         durable_error err = { 0 };

@@ -464,8 +464,8 @@ void sched_on_ready(struct sched *s, struct run_state *r, size_t i)
     bool skip = false;
     size_t k;
 
-    if (r->finishing || r->steps[i].st != SS_PENDING)
-        return;
+    if (r->finishing || r->paused || r->steps[i].st != SS_PENDING)
+        return; /* a paused run's ready steps start at its resume */
     for (k = 0; k < ps->n_deps && !ps->if_compiled; k++) {
         if (r->steps[ps->deps[k]].st == SS_SKIPPED)
             skip = true;
@@ -733,6 +733,11 @@ static void on_timer(struct sched *s, const struct timer *t)
     ss = &r->steps[t->step_idx];
     if (t->gen != ss->gen)
         return;
+    if (r->paused && ((t->kind == TM_RETRY && ss->st == SS_RETRYING) ||
+                      (t->kind == TM_WAKE && ss->st == SS_WAITING))) {
+        ss->held = true; /* acted on at the resume */
+        return;
+    }
     if (t->kind == TM_RETRY && ss->st == SS_RETRYING) {
         sched_submit_start(s, r, t->step_idx, ss->attempt + 1);
     } else if (t->kind == TM_TIMEOUT && ss->st == SS_RUNNING) {
@@ -781,6 +786,43 @@ void sched_on_decided(struct sched *s, struct run_state *r, size_t i, const stru
     json_decref(ss->output);
     ss->output = t->output_json ? json_loads(t->output_json, 0, NULL) : NULL;
     on_settled(s, r, i);
+}
+
+void sched_on_resumed(struct sched *s, struct run_state *r)
+{
+    r->paused = false;
+    for (size_t k = 0; k < r->plan->n_steps && !r->finishing; k++) {
+        size_t i = r->plan->topo[k];
+        struct step_state *ss = &r->steps[i];
+        bool held = ss->held;
+
+        ss->held = false;
+        if (held && ss->st == SS_RETRYING)
+            sched_submit_start(s, r, i, ss->attempt + 1);
+        else if (held && ss->st == SS_WAITING)
+            call_type(s, r, i, true);
+        else if (ss->st == SS_PENDING && ss->n_deps_left == 0)
+            sched_on_ready(s, r, i);
+    }
+    sched_check_finished(s, r);
+}
+
+/* A caller's pause or resume committed. A run resumed that is not in
+ * memory is adopted from the store (unless this process resumes no run of
+ * its own accord: the next one that does starts it). */
+static void on_pause_committed(struct sched *s, struct run_state *r, struct commit_item *ci)
+{
+    if (ci->applied == APPLIED_NONE)
+        return;
+    if (!r) {
+        if (ci->t.kind == TR_RUN_RESUME && s->d->recovery != DURABLE_RECOVER_NONE)
+            sched_resume_run(s, ci->t.run_id, true);
+        return;
+    }
+    if (ci->t.kind == TR_RUN_PAUSE)
+        r->paused = true;
+    else if (r->paused)
+        sched_on_resumed(s, r);
 }
 
 /* A decision made through durable_step_decide (any thread) committed. A
@@ -969,6 +1011,10 @@ static void on_committed(struct sched *s, struct commit_item *ci)
     }
     if (ci->t.kind == TR_SIGNAL_SEND) {
         on_signal(s, r, ci);
+        return;
+    }
+    if (ci->t.kind == TR_RUN_PAUSE || ci->t.kind == TR_RUN_RESUME) {
+        on_pause_committed(s, r, ci);
         return;
     }
     if (!r || ci->run_gen != r->gen)

@@ -136,6 +136,8 @@ struct commit_item {
     int n_own;
     struct transition_step_init *step_inits; /* RUN_CREATE: owned; its strings are
                                                 the plan's (ci->plan holds a reference) */
+    struct transition_step_copy *copies;     /* a restart's RUN_CREATE (t.copies): owned, each
+                                                output_json owned, step ids the plan's */
 };
 
 struct commit_item *commit_item_new(enum transition_kind kind, const char *run_id);

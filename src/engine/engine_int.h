@@ -42,6 +42,8 @@ struct step_state {
     json_t *output;            /* COMPLETED: owned */
     int64_t started_us;        /* clock_mono_us when the attempt's START committed, or 0 */
     json_t *config;            /* the attempt's rendered config, owned; NULL: not rendered yet */
+    bool held;                 /* RETRYING or WAITING: its timer fired while the run was paused;
+                                  acted on at the resume (sched_on_resumed) */
     bool if_checked;           /* the `if` was evaluated (sched_on_ready) in this incarnation */
     char *if_error;            /* owned: the `if` failed to evaluate; the attempt fails with it */
     bool is_restarting;        /* STARTING: was running at a restart, goes to its type once the
@@ -65,6 +67,8 @@ struct run_state {
     struct step_state *steps;
     size_t n_settled;    /* completed or skipped */
     bool finishing;      /* RUN_FINISH submitted, or a step failed for good */
+    bool paused;         /* RUN_PAUSE committed (or adopted paused): no step starts, no
+                            retry or wake-up timer is acted on, until RUN_RESUME */
     bool finish_chained; /* a RUN_FINISH is chained to the last step's completion
                             (sched_submit_complete), until the chain commits or breaks */
     /* child runs (`workflow` steps): the step waiting for this run, and the
@@ -162,6 +166,9 @@ void sched_on_ready(struct sched *s, struct run_state *r, size_t i);
 void sched_on_started(struct sched *s, struct run_state *r, size_t i);
 /* A decision on waiting step i committed (t: its output_json). */
 void sched_on_decided(struct sched *s, struct run_state *r, size_t i, const struct transition *t);
+/* r is resumed (RUN_RESUME committed, or the store says so): what became
+ * ready while it was paused starts, held timers are acted on. */
+void sched_on_resumed(struct sched *s, struct run_state *r);
 
 /* the timer heap (timers.c) */
 void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_idx,

@@ -66,6 +66,9 @@ void commit_item_free(struct commit_item *ci)
     for (i = 0; i < ci->n_own; i++)
         free(ci->own[i]);
     free(ci->step_inits);
+    for (size_t k = 0; ci->copies && k < ci->t.n_copies; k++)
+        free((char *)ci->copies[k].output_json);
+    free(ci->copies);
     json_decref(ci->output);
     plan_unref(ci->plan);
     free(ci);
@@ -265,8 +268,8 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
 
 static bool is_finish_event(const struct store_event *e)
 {
-    return strncmp(e->type, "run_", 4) == 0 && strcmp(e->type, "run_created") != 0 &&
-           strcmp(e->type, "run_retried") != 0;
+    return strcmp(e->type, "run_completed") == 0 || strcmp(e->type, "run_failed") == 0 ||
+           strcmp(e->type, "run_cancelled") == 0;
 }
 
 /* Calls every subscriber for every event (unless !to_subscribers), then

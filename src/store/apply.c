@@ -113,11 +113,13 @@ static durable_code run_get(struct apply *a, const char *run_id, const char *ste
     return rc;
 }
 
-/* A caller's decision, cancel or retry: the run's owner is told. */
+/* A caller's decision, cancel, retry, pause or resume: the run's owner is
+ * told. */
 static bool tells_owner(const struct transition *t)
 {
-    return !t->by_owner && (t->kind == TR_STEP_DECIDE || t->kind == TR_RUN_FINISH ||
-                            t->kind == TR_RUN_RETRY || t->kind == TR_SIGNAL_SEND);
+    return !t->by_owner &&
+           (t->kind == TR_STEP_DECIDE || t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY ||
+            t->kind == TR_SIGNAL_SEND || t->kind == TR_RUN_PAUSE || t->kind == TR_RUN_RESUME);
 }
 
 /* The run must exist and be unfinished, or, for a retry (need_failed),
@@ -754,6 +756,35 @@ static durable_code apply_run_retry(struct apply *a, const struct transition *t,
     return rc;
 }
 
+/* A caller pauses an unfinished run, or resumes a paused one: the run's
+ * status alone changes (its steps keep theirs), with run_paused or
+ * run_resumed (data {}). */
+static durable_code apply_run_pause(struct apply *a, const struct transition *t, bool pause,
+                                    durable_error *err)
+{
+    struct store_run_state row;
+    enum run_status st = RUN_PENDING;
+    durable_code rc = run_get(a, t->run_id, NULL, &row, err);
+
+    if (rc == DURABLE_OK && !run_status_parse(row.run_status, &st)) {
+        rc = err_set(err, DURABLE_EIO, "run \"%s\" has an unknown status \"%s\"", t->run_id,
+                     row.run_status);
+    }
+    if (rc == DURABLE_OK && pause && (run_status_is_final(st) || st == RUN_PAUSED)) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only an unfinished run can be paused",
+                     t->run_id, row.run_status);
+    }
+    if (rc == DURABLE_OK && !pause && st != RUN_PAUSED) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a paused run can be resumed",
+                     t->run_id, row.run_status);
+    }
+    if (rc == DURABLE_OK)
+        rc = run_write(a, pause ? RUN_W_PAUSE : RUN_W_RESUME, t, err);
+    if (rc == DURABLE_OK)
+        rc = emit(a, t, pause ? "run_paused" : "run_resumed", xstrdup("{}"), err);
+    return rc;
+}
+
 /* The workflow and the order a new run names must exist. */
 static durable_code run_create_check(struct apply *a, const struct transition *t,
                                      durable_error *err)
@@ -775,6 +806,31 @@ static durable_code run_create_check(struct apply *a, const struct transition *t
         rc = require(t->steps[i].step_id, "step id", err);
         if (rc == DURABLE_OK)
             rc = require(t->steps[i].type, "step type", err);
+    }
+    return rc;
+}
+
+/* A restarted run's step kept from the original: completed with the
+ * original's output (or skipped), at creation, without an attempt of its
+ * own; its event names the original run. */
+static durable_code copy_step(struct apply *a, const struct transition *t, const char *run_id,
+                              const struct transition_step_copy *si, durable_error *err)
+{
+    bool done = si->status == STEP_S_COMPLETED;
+    struct transition c = { .kind = done ? TR_STEP_COMPLETE : TR_STEP_SKIP,
+                            .at_ms = t->at_ms,
+                            .run_id = run_id,
+                            .step_id = si->step_id,
+                            .attempt = si->attempt,
+                            .output_json = si->output_json ? si->output_json : "null" };
+    struct event_key k = { run_id, si->step_id, t->at_ms };
+    durable_code rc = step_write(a, done ? STEP_W_RUN : STEP_W_SKIP, &c, err);
+
+    if (rc == DURABLE_OK) {
+        rc = append(a, &k, done ? "step_completed" : "step_skipped",
+                    store_event_data_step_copied(si->attempt, done ? c.output_json : NULL,
+                                                 t->restarted_from),
+                    err);
     }
     return rc;
 }
@@ -812,6 +868,8 @@ static durable_code apply_run_create(struct apply *a, const struct transition *t
         rc = append(a, &(struct event_key){ res->id, NULL, t->at_ms }, "run_created",
                     store_event_data_run_created(t->workflow_id, input_text, t->order_id), err);
     }
+    for (size_t i = 0; rc == DURABLE_OK && t->restarted_from && i < t->n_copies; i++)
+        rc = copy_step(a, t, res->id, &t->copies[i], err);
     res->created = rc == DURABLE_OK;
     return rc;
 }
@@ -973,6 +1031,9 @@ static durable_code apply_kind(struct apply *a, const struct transition *t,
         return apply_runs_delete(a, t, res, err);
     case TR_WORKFLOW_DELETE:
         return apply_workflow_delete(a, t, err);
+    case TR_RUN_PAUSE:
+    case TR_RUN_RESUME:
+        return apply_run_pause(a, t, t->kind == TR_RUN_PAUSE, err);
     default:
         return err_set(err, DURABLE_EINVAL, "unknown transition kind %d", (int)t->kind);
     }

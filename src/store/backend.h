@@ -69,6 +69,9 @@ char *store_event_data_recovered(const char *steps_json);
 /* signal_received: {signal_id, name, payload}. */
 char *store_event_data_signal_received(const char *signal_id, const char *name,
                                        const char *payload_json);
+/* step_completed or step_skipped of a restarted run's step kept from the
+ * original run: {attempt, output, copied_from} ({copied_from} when skipped). */
+char *store_event_data_step_copied(int attempt, const char *output_json, const char *from_run);
 char *store_event_data_run_retried(const char *const *step_ids, size_t n);
 
 /* ---- the cache of finished runs' documents (docs.c) ----
@@ -193,6 +196,10 @@ enum store_run_write {
     RUN_W_FINISH,    /* status run_status, output = output_json, error_message, completed_at
                         = at_ms; its steps not final become cancelled (completed_at = at_ms,
                         wake_at cleared) */
+    RUN_W_PAUSE,     /* status paused (the guard saw it unfinished and not paused) */
+    RUN_W_RESUME,    /* a paused run's status from its steps': running while one runs,
+                        waiting while one waits or retries, pending if it never started,
+                        else running */
 };
 
 /* The savepoint around a transition that can be refused after its first

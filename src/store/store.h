@@ -32,6 +32,9 @@
  *   --FAIL--> failed; pending --SKIP--> skipped
  *   pending|running|waiting --RUN_FINISH--> completed | failed | cancelled
  *   failed --RUN_RETRY--> running
+ *   pending|running|waiting --RUN_PAUSE--> paused --RUN_RESUME--> pending|running|waiting
+ *   (while paused, step transitions leave the run's status paused; a
+ *   RUN_FINISH applies to a paused run as to any unfinished one)
  */
 #ifndef DURABLE_STORE_STORE_H
 #define DURABLE_STORE_STORE_H
@@ -119,6 +122,11 @@ enum transition_kind {
     TR_WORKFLOW_DELETE,  /* deletes version wf_version of workflow wf_name:
                             DURABLE_ENOTFOUND when there is none, DURABLE_ECONFLICT
                             when it has runs */
+    TR_RUN_PAUSE,        /* unfinished, unpaused run -> paused; run_paused. Its steps keep
+                            their statuses: the engine starts nothing new until a resume */
+    TR_RUN_RESUME,       /* paused run -> its status from its steps' (running while one
+                            runs, waiting while one waits or retries, pending if it never
+                            started, else running); run_resumed */
 };
 
 /* Which finished runs TR_RUNS_DELETE deletes (every condition given must
@@ -142,8 +150,9 @@ enum run_status {
     RUN_COMPLETED,
     RUN_FAILED,
     RUN_CANCELLED,
+    RUN_PAUSED, /* unfinished: steps running finish, nothing new starts until a resume */
 };
-#define STORE_N_RUN_STATUSES 6
+#define STORE_N_RUN_STATUSES 7
 enum step_status {
     STEP_S_PENDING = 0,
     STEP_S_RUNNING,
@@ -174,6 +183,17 @@ struct transition_step_init {
     const char *depends_on_json; /* JSON array of step ids, as in the definition */
 };
 
+/* A restarted run's step kept from the original run (TR_RUN_CREATE with
+ * restarted_from): written completed (output_json, attempt) or skipped at
+ * creation, its step_completed or step_skipped event's data naming the
+ * original ("copied_from"). */
+struct transition_step_copy {
+    const char *step_id;
+    enum step_status status; /* STEP_S_COMPLETED or STEP_S_SKIPPED */
+    int attempt;
+    const char *output_json;
+};
+
 /*
  * One transition. Which fields are read depends on kind; strings are borrowed
  * from the creator and must stay valid until the writer has applied it.
@@ -199,8 +219,13 @@ struct transition {
     const char *input_json;      /* JSON object text, valid (the engine parsed and encoded
                                     it): stored and put in run_created as it is */
     const char *idempotency_key; /* may be NULL */
-    int64_t deadline_ms;         /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
-                                    (a retried run's time limit starts again) */
+    const char *restarted_from;  /* a restart's original run, or NULL; restarted_step the
+                                    step it restarts from (both stored with the run) */
+    const char *restarted_step;
+    const struct transition_step_copy *copies; /* with restarted_from: the steps kept */
+    size_t n_copies;
+    int64_t deadline_ms; /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
+                            (a retried run's time limit starts again) */
     const struct transition_step_init *steps;
     size_t n_steps;
     /* TR_STEP_COMPLETE: the output as valid JSON text, stored as given (the
@@ -515,6 +540,8 @@ struct run_row {
     int64_t created_at_ms;
     int64_t started_at_ms;
     int64_t completed_at_ms;
+    const char *restarted_from; /* NULL unless the run is a restart */
+    const char *restarted_step;
 };
 
 struct step_row {

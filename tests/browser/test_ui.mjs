@@ -311,6 +311,45 @@ async function main() {
     await page.waitForSelector("#delete:not([disabled])");
   });
 
+  await check("run page: pause a run, see it paused, resume it, restart it from a step", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "pausable", steps: [
+        { id: "first", type: "task", config: { duration_seconds: 2 } },
+        { id: "second", type: "task", config: { duration_seconds: 0.2 }, depends_on: ["first"] }],
+    });
+    assert(reg.status === 201, `register: ${reg.status}`);
+    const run = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    await page.goto(`${BASE}/ui/run.html?id=${run.id}`);
+    await page.waitForSelector('.node.running[data-step="first"]');
+    await page.waitForSelector("#pause:not([disabled])");
+    await page.click("#pause");
+    await page.waitForSelector("#run-status .badge.paused");
+    await page.waitForSelector("#resume:not([disabled])");
+    assert(await page.locator("#pause").isDisabled(), "Pause stays enabled on a paused run");
+    await page.waitForSelector('.node.completed[data-step="first"]');
+    await page.waitForSelector("#history .type.run_paused");
+    assert(await page.locator('.node.pending[data-step="second"]').count() === 1, "second started while paused");
+    await page.screenshot({ path: path.join(SHOTS, "run-paused.png"), fullPage: false });
+    await page.click("#resume");
+    await page.waitForSelector("#run-status .badge.completed");
+    await page.waitForSelector("#history .type.run_resumed");
+    assert(await page.locator("#resume").isDisabled(), "Resume stays enabled on a finished run");
+
+    // Restart the finished run from its second step: a new, linked run.
+    await page.waitForSelector("#restart:not([disabled])");
+    await page.locator('.node[data-step="second"]').click();
+    assert(await page.locator("#restart-step").inputValue() === "second", "clicking a node does not choose it to restart from");
+    await page.click("#restart");
+    await page.waitForURL((u) => u.searchParams.get("id") && u.searchParams.get("id") !== run.id);
+    await page.waitForSelector("#restarted-from");
+    assert(await page.locator("#restarted-from").getAttribute("title") === run.id, "the new run does not name the original");
+    await page.waitForSelector("#run-status .badge.completed");
+    await page.waitForFunction(() => document.getElementById("history").textContent.includes("copied_from"));
+    const starts = await page.locator("#history .type.step_started").count();
+    assert(starts === 1, `the restarted run started ${starts} steps, not only "second"`);
+    await page.screenshot({ path: path.join(SHOTS, "run-restarted.png"), fullPage: false });
+  });
+
   await check("run page: the timeline shows each attempt and the back-off between them", async () => {
     const reg = await http("POST", "/workflows", {
       name: "backs-off", steps: [{

@@ -30,7 +30,9 @@
 
 #include "store/pg/pg_int.h"
 
-#define UNFINISHED "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+/* A run is unfinished while pending, running, waiting or paused. */
+#define UNFINISHED \
+    "(status = 'pending' OR status = 'running' OR status = 'waiting' OR status = 'paused')"
 
 /* The node's lease holds: its row is alive at its epoch. */
 #define LEASE_HELD                                                     \

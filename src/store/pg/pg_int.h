@@ -65,6 +65,8 @@ enum pg_wstmt_id {
     PG_W_STEP_RESTART,
     PG_W_RUN_RUNNING,
     PG_W_RUN_RECOMPUTE,
+    PG_W_RUN_PAUSE,
+    PG_W_RUN_RESUME,
     PG_W_RUN_FINISH,
     PG_W_STEPS_CANCEL,
     PG_W_RUN_INSERT,

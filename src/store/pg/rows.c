@@ -23,8 +23,8 @@
 #define RUN_COLS                                                        \
     "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input," \
     " r.output, r.order_id, r.idempotency_key, r.error_message,"        \
-    " r.created_at, r.started_at, r.completed_at"                       \
-    " FROM runs r JOIN workflows w ON w.id = r.workflow_id"
+    " r.created_at, r.started_at, r.completed_at, r.restarted_from,"    \
+    " r.restarted_step FROM runs r JOIN workflows w ON w.id = r.workflow_id"
 /* The runs list's filters: $1 a status or NULL, $2 a workflow id or name
  * (every version) or NULL. An unnamed statement is planned with its
  * parameters' values, so a filter that is NULL costs nothing. */
@@ -104,6 +104,8 @@ static void run_row_of(const PGresult *r, int i, const struct store_row_fns *fn)
         .created_at_ms = pg_cell_int64(r, i, 10),
         .started_at_ms = pg_cell_int64(r, i, 11),
         .completed_at_ms = pg_cell_int64(r, i, 12),
+        .restarted_from = pg_cell_text(r, i, 13),
+        .restarted_step = pg_cell_text(r, i, 14),
     };
     fn->run(fn->ud, &run);
 }

@@ -57,8 +57,9 @@
 
 #include "store/pg/pg_int.h"
 
-/* A run is unfinished while pending, running or waiting. */
-#define UNFINISHED "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+/* A run is active while pending, running or waiting (unfinished and not
+ * paused: a paused run keeps its status while its steps change). */
+#define ACTIVE     "(status = 'pending' OR status = 'running' OR status = 'waiting')"
 #define WHERE_STEP " WHERE run_id = $1 AND step_id = $2"
 /* A run's status from its steps': running while one runs, waiting while
  * one waits or retries, running again after a wait, else as it is. */
@@ -137,13 +138,21 @@ static const struct pg_wstmt {
                             " attempt = greatest(attempt, 1)" WHERE_STEP " AND status = 'running'",
                             "restart a step" },
     /* Both status updates leave the row alone when nothing changes. */
-    [PG_W_RUN_RUNNING] = { "UPDATE runs SET status = 'running',"
-                           " started_at = coalesce(started_at, $2::bigint)"
-                           " WHERE id = $1 AND (status <> 'running' OR started_at IS NULL)",
+    [PG_W_RUN_RUNNING] = { "UPDATE runs SET status = CASE WHEN status = 'paused' THEN status"
+                           " ELSE 'running' END, started_at = coalesce(started_at, $2::bigint)"
+                           " WHERE id = $1 AND ((status <> 'running' AND status <> 'paused')"
+                           " OR started_at IS NULL)",
                            "start a run" },
+    [PG_W_RUN_PAUSE] = { "UPDATE runs SET status = 'paused' WHERE id = $1", "pause a run" },
+    [PG_W_RUN_RESUME] = { "UPDATE runs SET status = (CASE WHEN EXISTS (SELECT 1 FROM steps s"
+                          " WHERE s.run_id = $1 AND s.status = 'running') THEN 'running'"
+                          " WHEN EXISTS (SELECT 1 FROM steps s WHERE s.run_id = $1"
+                          " AND (s.status = 'retrying' OR s.status = 'waiting')) THEN 'waiting'"
+                          " WHEN started_at IS NULL THEN 'pending' ELSE 'running' END)"
+                          " WHERE id = $1 AND status = 'paused'",
+                          "resume a run" },
     [PG_W_RUN_RECOMPUTE] = { "UPDATE runs SET status = " RUN_STATUS_FROM_STEPS
-                             " WHERE id = $1 AND " UNFINISHED
-                             " AND status <> " RUN_STATUS_FROM_STEPS,
+                             " WHERE id = $1 AND " ACTIVE " AND status <> " RUN_STATUS_FROM_STEPS,
                              "update a run's status" },
     [PG_W_RUN_FINISH] = { "UPDATE runs SET status = $2, output = $3, error_message = $4,"
                           " completed_at = $5::bigint WHERE id = $1",
@@ -155,9 +164,9 @@ static const struct pg_wstmt {
                             "cancel a run's steps" },
     [PG_W_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
                           " idempotency_key, created_at, deadline_at, owner_node, owner_epoch,"
-                          " workflow_name)"
+                          " workflow_name, restarted_from, restarted_step)"
                           " VALUES ($1, $2, 'pending', $3, $4, $5, $6::bigint, $7::bigint, $8,"
-                          " $9::bigint, (SELECT name FROM workflows WHERE id = $2))",
+                          " $9::bigint, (SELECT name FROM workflows WHERE id = $2), $10, $11)",
                           "create a run" },
     [PG_W_STEP_INSERT] = { "INSERT INTO steps (run_id, idx, step_id, type, status, attempt,"
                            " max_attempts, depends_on, idempotency_key)"
@@ -841,6 +850,10 @@ static durable_code pg_row_run_write(struct store *base, enum store_run_write w,
             rc = wrun(s, PG_W_STEPS_CANCEL, 2, p, NULL, err);
         }
         return rc;
+    case RUN_W_PAUSE:
+        return wrun(s, PG_W_RUN_PAUSE, 1, p, NULL, err);
+    case RUN_W_RESUME:
+        return wrun(s, PG_W_RUN_RESUME, 1, p, NULL, err);
     default:
         return err_set(err, DURABLE_EINVAL, "unknown run write %d", (int)w);
     }
@@ -853,19 +866,21 @@ static durable_code pg_row_run_insert(struct store *base, const struct transitio
     struct pg_store *s = pg_of(base);
     int64_t epoch = atomic_load(&s->owner_epoch);
     struct num at, deadline, owner, idx, max;
-    const char *p[9] = { run_id,
-                         t->workflow_id,
-                         input_json,
-                         t->order_id,
-                         t->idempotency_key,
-                         num_of(&at, t->at_ms),
-                         time_of(&deadline, t->deadline_ms),
-                         epoch > 0 ? s->node_id : NULL,
-                         num_of(&owner, epoch > 0 ? epoch : 0) };
+    const char *p[11] = { run_id,
+                          t->workflow_id,
+                          input_json,
+                          t->order_id,
+                          t->idempotency_key,
+                          num_of(&at, t->at_ms),
+                          time_of(&deadline, t->deadline_ms),
+                          epoch > 0 ? s->node_id : NULL,
+                          num_of(&owner, epoch > 0 ? epoch : 0),
+                          t->restarted_from,
+                          t->restarted_step };
     /* A key another node's run took since run_by_key looked fails the
      * insert (the runs_key constraint): the writer applies the batch
      * again, and then finds that run. */
-    durable_code rc = wrun(s, PG_W_RUN_INSERT, 9, p, NULL, err);
+    durable_code rc = wrun(s, PG_W_RUN_INSERT, 11, p, NULL, err);
 
     /* A new run: its events are numbered from 1. */
     snprintf(s->seq_run, sizeof(s->seq_run), "%s", run_id);

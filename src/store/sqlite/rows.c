@@ -78,6 +78,8 @@ static void run_row_of(sqlite3_stmt *st, const struct store_row_fns *fn)
         .created_at_ms = col_time(st, 10),
         .started_at_ms = col_time(st, 11),
         .completed_at_ms = col_time(st, 12),
+        .restarted_from = col_text(st, 13),
+        .restarted_step = col_text(st, 14),
     };
     fn->run(fn->ud, &r);
 }

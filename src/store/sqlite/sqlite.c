@@ -27,10 +27,16 @@
 
 /* ---- schema ---- */
 
-/* A run is unfinished while pending, running or waiting. Written as ORs, not
- * IN: see migration 4. */
-#define UNFINISHED   "(status = 'pending' OR status = 'running' OR status = 'waiting')"
-#define UNFINISHED_R "(r.status = 'pending' OR r.status = 'running' OR r.status = 'waiting')"
+/* A run is unfinished while pending, running, waiting or paused (active:
+ * any of them but paused). Written as ORs, not IN: see migration 4, whose
+ * index had no paused status (UNFINISHED_4; migration 9 adds it). */
+#define ACTIVE       "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+#define UNFINISHED_4 ACTIVE
+#define UNFINISHED \
+    "(status = 'pending' OR status = 'running' OR status = 'waiting' OR status = 'paused')"
+#define UNFINISHED_R                                                                       \
+    "(r.status = 'pending' OR r.status = 'running' OR r.status = 'waiting' OR r.status = " \
+    "'paused')"
 
 static const char *const migrations[] = {
     /* 1: the initial schema. */
@@ -93,7 +99,7 @@ static const char *const migrations[] = {
      * writer paid for one per step transition (see test_no_temp_tables). */
     "DROP INDEX runs_unfinished;"
     "CREATE INDEX runs_unfinished ON runs (created_at, id)"
-    "  WHERE " UNFINISHED ";",
+    "  WHERE " UNFINISHED_4 ";",
     /* 5: an event's seq is the run's last one plus one, read from events
      * (the end of the run's primary key range), so that a step transition
      * need not rewrite the run's row and its indexes. */
@@ -132,6 +138,14 @@ static const char *const migrations[] = {
     "CREATE INDEX runs_finished ON runs (completed_at)"
     "  WHERE status = 'completed' OR status = 'failed' OR status = 'cancelled';"
     "CREATE TABLE gid_floor (one INTEGER PRIMARY KEY CHECK (one = 1), gid INTEGER NOT NULL);",
+    /* 10: a paused run is unfinished: recovery lists it (and keeps it
+     * paused). A run made by a restart names the run and the step it
+     * restarts from. */
+    "DROP INDEX runs_unfinished;"
+    "CREATE INDEX runs_unfinished ON runs (created_at, id)"
+    "  WHERE " UNFINISHED ";"
+    "ALTER TABLE runs ADD COLUMN restarted_from TEXT;"
+    "ALTER TABLE runs ADD COLUMN restarted_step TEXT;",
 };
 
 int sqlite_schema_version(void)
@@ -154,6 +168,14 @@ int sqlite_schema_version(void)
     " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'retrying')"     \
     " OR EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'waiting')"        \
     " THEN 'waiting' WHEN status = 'waiting' THEN 'running' ELSE status END)"
+/* A paused run's status once resumed: from its steps', pending if it never
+ * started, else running. */
+#define RUN_STATUS_RESUMED                                                             \
+    "(CASE WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'running')" \
+    " THEN 'running'"                                                                  \
+    " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'retrying')"     \
+    " OR EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'waiting')"        \
+    " THEN 'waiting' WHEN started_at IS NULL THEN 'pending' ELSE 'running' END)"
 /* The name SQLite gives the primary key of the (WITHOUT ROWID) steps table. */
 #define STEPS_PK "sqlite_autoindex_steps_1"
 #define WF_COLS  "SELECT id, name, version, definition, created_at FROM workflows"
@@ -161,8 +183,8 @@ int sqlite_schema_version(void)
 #define RUN_COLS                                                        \
     "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input," \
     " r.output, r.order_id, r.idempotency_key, r.error_message,"        \
-    " r.created_at, r.started_at, r.completed_at"                       \
-    " FROM runs r JOIN workflows w ON w.id = r.workflow_id"
+    " r.created_at, r.started_at, r.completed_at, r.restarted_from,"    \
+    " r.restarted_step FROM runs r JOIN workflows w ON w.id = r.workflow_id"
 /* The lists' parameters: ?1 and ?2 filters, ?3 limit, ?4 offset (rows.c
  * binds all four to every list). Newest first is created_at, then rowid:
  * ids made in the same millisecond are not ordered, rowids are, and
@@ -219,19 +241,26 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         " AND workflow_name = (SELECT name FROM workflows WHERE id = ?1)",
                         "look up an idempotency key" },
     [ST_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
-                        " idempotency_key, created_at, deadline_at, workflow_name)"
+                        " idempotency_key, created_at, deadline_at, workflow_name,"
+                        " restarted_from, restarted_step)"
                         " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7,"
-                        " (SELECT name FROM workflows WHERE id = ?2))",
+                        " (SELECT name FROM workflows WHERE id = ?2), ?8, ?9)",
                         "create a run" },
     /* A step started: its run is running (the guard saw it unfinished).
      * Both status updates leave the row alone when nothing changes, so
      * that most step transitions write no run row and no run index. */
-    [ST_RUN_RUNNING] = { "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?2)"
-                         " WHERE id = ?1 AND (status <> 'running' OR started_at IS NULL)",
+    [ST_RUN_RUNNING] = { "UPDATE runs SET status = CASE WHEN status = 'paused' THEN status"
+                         " ELSE 'running' END, started_at = coalesce(started_at, ?2)"
+                         " WHERE id = ?1 AND ((status <> 'running' AND status <> 'paused')"
+                         " OR started_at IS NULL)",
                          "start a run" },
     [ST_RUN_RECOMPUTE] = { "UPDATE runs SET status = " RUN_STATUS_FROM_STEPS
-                           " WHERE id = ?1 AND " UNFINISHED " AND status <> " RUN_STATUS_FROM_STEPS,
+                           " WHERE id = ?1 AND " ACTIVE " AND status <> " RUN_STATUS_FROM_STEPS,
                            "update a run's status" },
+    [ST_RUN_PAUSE] = { "UPDATE runs SET status = 'paused' WHERE id = ?1", "pause a run" },
+    [ST_RUN_RESUME] = { "UPDATE runs SET status = " RUN_STATUS_RESUMED
+                        " WHERE id = ?1 AND status = 'paused'",
+                        "resume a run" },
     [ST_RUN_FINISH] = { "UPDATE runs SET status = ?2, output = ?3, error_message = ?4,"
                         " completed_at = ?5 WHERE id = ?1",
                         "finish a run" },

@@ -33,6 +33,7 @@ SPEC_ROUTES = [
     ("POST", "/workflows/{}/runs"), ("GET", "/runs"), ("GET", "/runs/{}"),
     ("GET", "/runs/{}/events"), ("GET", "/runs/{}/stream"), ("GET", "/events/stream"),
     ("POST", "/runs/{}/cancel"), ("POST", "/runs/{}/retry"),
+    ("POST", "/runs/{}/pause"), ("POST", "/runs/{}/resume"), ("POST", "/runs/{}/restart"),
     ("POST", "/runs/{}/steps/{}/approve"), ("POST", "/runs/{}/steps/{}/reject"),
     ("POST", "/runs/{}/signals/{}"),
     ("POST", "/orders"), ("GET", "/orders"), ("GET", "/orders/{}"),

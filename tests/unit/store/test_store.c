@@ -1134,6 +1134,67 @@ static void test_run_retry_transition(void **state)
     assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
 }
 
+/* A restart's run: created with the original named, its kept steps
+ * completed (or skipped) at once with copied_from in their events, the
+ * others pending. */
+static void test_run_create_restart(void **state)
+{
+    struct fixture *f = *state;
+    static const struct transition_step_init steps[] = {
+        { "a", "task", 3, "[]" },
+        { "b", "task", 1, "[\"a\"]" },
+        { "c", "log", 1, NULL },
+    };
+    static const struct transition_step_copy copies[] = {
+        { "a", STEP_S_COMPLETED, 2, "{\"x\":7}" },
+        { "c", STEP_S_SKIPPED, 0, NULL },
+    };
+    struct transition t = { .kind = TR_RUN_CREATE,
+                            .at_ms = T0 + 90,
+                            .run_id = "run_2",
+                            .workflow_id = f->wf_id,
+                            .input_json = "{\"n\":1}",
+                            .restarted_from = "run_1",
+                            .restarted_step = "b",
+                            .copies = copies,
+                            .n_copies = DUR_ARRAY_LEN(copies),
+                            .steps = steps,
+                            .n_steps = DUR_ARRAY_LEN(steps) };
+    json_t *run, *evs, *from, *data;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    apply_ok(f, &t, NULL);
+    run = doc_of(store_run_json, f, "run_2");
+    from = json_object_get(run, "restarted_from");
+    assert_string_equal(json_string_value(json_object_get(from, "run_id")), "run_1");
+    assert_string_equal(json_string_value(json_object_get(from, "step_id")), "b");
+    assert_string_equal(step_field(run, "a", "status"), "completed");
+    assert_string_equal(step_field(run, "b", "status"), "pending");
+    assert_string_equal(step_field(run, "c", "status"), "skipped");
+    assert_string_equal(json_string_value(json_object_get(run, "status")), "pending");
+    json_decref(run);
+    run = doc_of(store_run_json, f, "run_1");
+    assert_null(json_object_get(run, "restarted_from"));
+    json_decref(run);
+    evs = events_of(f, "run_2", 0);
+    assert_seqs_dense(evs);
+    assert_int_equal(json_array_size(evs), 3);
+    data = json_object_get(json_array_get(evs, 1), "data");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 1), "type")),
+                        "step_completed");
+    assert_string_equal(json_string_value(json_object_get(data, "copied_from")), "run_1");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(data, "output"), "x")), 7);
+    assert_int_equal(json_integer_value(json_object_get(data, "attempt")), 2);
+    data = json_object_get(json_array_get(evs, 2), "data");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 2), "type")),
+                        "step_skipped");
+    assert_string_equal(json_string_value(json_object_get(data, "copied_from")), "run_1");
+    json_decref(evs);
+    /* The step restarted from runs under the new run's key. */
+    step_ok(f, TR_STEP_START, "run_2", "b", 1);
+    assert_run_status(f, "run_2", RUN_RUNNING);
+}
+
 /* ---- lists ---- */
 
 static json_t *runs_list(struct fixture *f, const char *status, const char *wf, int limit,
@@ -1149,6 +1210,84 @@ static json_t *runs_list(struct fixture *f, const char *status, const char *wf, 
 static const char *id_at(json_t *list, size_t i)
 {
     return json_string_value(json_object_get(json_array_get(list, i), "id"));
+}
+
+/* Pause and resume: only the run's status changes; step transitions leave
+ * a paused run paused; a paused run is unfinished (recovery lists it, a
+ * cancel applies); the refusals name the status. */
+static void test_run_pause_transitions(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_RUN_PAUSE, "run_1", NULL, 0, T0 + 20);
+    struct transition c = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 30);
+    struct run_counter counter = { 0, 0, true };
+    json_t *evs, *last, *list;
+    int64_t total = 0;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_1", RUN_PAUSED);
+    evs = events_of(f, "run_1", 0);
+    assert_seqs_dense(evs);
+    last = json_array_get(evs, json_array_size(evs) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "type")), "run_paused");
+    assert_true(json_is_null(json_object_get(last, "step_id")));
+    assert_int_equal(json_object_size(json_object_get(last, "data")), 0);
+    json_decref(evs);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run run_1 is paused, only an unfinished run can be paused");
+    err_clear(&err);
+
+    /* The step that was running finishes; the run stays paused. */
+    c.output_json = "{}";
+    apply_ok(f, &c, NULL);
+    assert_run_status(f, "run_1", RUN_PAUSED);
+    step_ok(f, TR_STEP_START, "run_1", "b", 1);
+    assert_run_status(f, "run_1", RUN_PAUSED);
+    assert_int_equal(store_runs_unfinished(f->s, count_run, &counter, &err), DURABLE_OK);
+    assert_int_equal(counter.n, 1);
+    list = runs_list(f, "paused", NULL, 10, 0, &total);
+    assert_int_equal(total, 1);
+    assert_string_equal(id_at(list, 0), "run_1");
+    json_decref(list);
+
+    t = step_tr(TR_RUN_RESUME, "run_1", NULL, 0, T0 + 40);
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_1", RUN_RUNNING); /* b runs */
+    evs = events_of(f, "run_1", 0);
+    last = json_array_get(evs, json_array_size(evs) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "type")), "run_resumed");
+    json_decref(evs);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run run_1 is running, only a paused run can be resumed");
+    err_clear(&err);
+
+    /* A run that never started is pending again once resumed. */
+    create_run(f, "run_2", NULL, NULL, NULL);
+    t = step_tr(TR_RUN_PAUSE, "run_2", NULL, 0, T0 + 50);
+    apply_ok(f, &t, NULL);
+    t = step_tr(TR_RUN_RESUME, "run_2", NULL, 0, T0 + 51);
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_2", RUN_PENDING);
+
+    /* A paused run can be cancelled; a finished one neither paused nor resumed. */
+    t = step_tr(TR_RUN_PAUSE, "run_2", NULL, 0, T0 + 52);
+    apply_ok(f, &t, NULL);
+    t = step_tr(TR_RUN_FINISH, "run_2", NULL, 0, T0 + 53);
+    t.run_status = RUN_CANCELLED;
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_2", RUN_CANCELLED);
+    t = step_tr(TR_RUN_RESUME, "run_2", NULL, 0, T0 + 54);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    err_clear(&err);
+    t = step_tr(TR_RUN_PAUSE, "run_2", NULL, 0, T0 + 55);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run run_2 is cancelled, only an unfinished run can be paused");
+    err_clear(&err);
+    t = step_tr(TR_RUN_PAUSE, "run_nope", NULL, 0, T0 + 56);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
 }
 
 static void test_runs_list(void **state)
@@ -1506,6 +1645,8 @@ int main(void)
         T(test_purge_selects),
         T(test_deleted_event_ids_not_reused),
         T(test_workflow_version_delete),
+        T(test_run_pause_transitions),
+        T(test_run_create_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
