@@ -705,11 +705,10 @@ static const char **option_slot(const struct ops_command *c, struct ops_args *a,
         return &a->status;
     if (strcmp(o, "--workflow") == 0)
         return &a->workflow;
-    const char *name;       /* signal: the signal's name */
-    const char *payload;    /* signal: its payload (JSON text), or NULL */
-    const char *older_than; /* purge: a duration */
-    bool dry_run;           /* purge */
-    const char *from;       /* restart: the step to restart from */
+    if (strcmp(o, "--older-than") == 0)
+        return &a->older_than;
+    if (strcmp(o, "--from") == 0)
+        return &a->from;
     return &a->level;
 }
 
