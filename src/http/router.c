@@ -32,6 +32,7 @@ const struct route http_routes[] = {
     { "GET", "/workflows/{id}", route_workflow_get, 0 },
     { "POST", "/workflows/{id}/runs", route_run_start, 0 },
     { "GET", "/runs", route_runs_list, 0 },
+    { "POST", "/runs/bulk", route_runs_bulk, 0 },
     { "GET", "/runs/{id}", route_run_get, 0 },
     { "GET", "/runs/{id}/events", route_run_events, 0 },
     { "GET", "/runs/{id}/logs", route_run_logs, 0 },
