@@ -713,21 +713,29 @@ typedef struct durable_run_filter {
 
 DURABLE_API durable_code durable_runs_list(durable *d, const durable_run_filter *filter,
                                            char **out_json, int64_t *out_total, durable_error *err);
-/* Bulk operations: action ("cancel" or "retry") applied to every run
- * the filter matches (its limit and offset ignored), in ONE commit: after
+/* Bulk operations: req->action ("cancel" or "retry") applied to every run
+ * req->filter matches (its limit and offset ignored), in ONE commit: after
  * a crash either every change of it is in the database or none. At most
  * DURABLE_BULK_MAX runs: more match -> DURABLE_ETOOBIG with the count in
- * the message and in *out_matched, nothing done. *out_matched: the runs the filter matched;
- * *out_touched: those the action changed (cancel: unfinished ones; retry:
- * failed ones); with dry_run nothing is written and *out_touched is how
- * many would be. A filter with no condition at all (no status, workflow,
- * time bound nor input filter) is DURABLE_EINVAL unless all is true.
- * Unknown action: DURABLE_EINVAL. */
+ * the message and in out->matched, nothing done. out->matched: the runs the
+ * filter matched; out->touched: those the action changed (cancel:
+ * unfinished ones; retry: failed ones); with dry_run nothing is written and
+ * out->touched is how many would be. A filter with no condition at all (no
+ * status, workflow, time bound nor input filter) is DURABLE_EINVAL unless
+ * all is true. An unknown action: DURABLE_EINVAL. */
 #define DURABLE_BULK_MAX 10000
-DURABLE_API durable_code durable_runs_bulk(durable *d, const char *action,
-                                           const durable_run_filter *filter, bool all, bool dry_run,
-                                           int64_t *out_matched, int64_t *out_touched,
-                                           durable_error *err);
+typedef struct durable_bulk_request {
+    const char *action;
+    durable_run_filter filter;
+    bool all;     /* an empty filter means every run */
+    bool dry_run; /* count, change nothing */
+} durable_bulk_request;
+typedef struct durable_bulk_result {
+    int64_t matched;
+    int64_t touched;
+} durable_bulk_result;
+DURABLE_API durable_code durable_runs_bulk(durable *d, const durable_bulk_request *req,
+                                           durable_bulk_result *out, durable_error *err);
 DURABLE_API durable_code durable_workflows_list(durable *d, int limit, int offset, char **out_json,
                                                 int64_t *out_total, durable_error *err);
 DURABLE_API durable_code durable_orders_list(durable *d, int limit, int offset, char **out_json,

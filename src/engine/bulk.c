@@ -96,33 +96,7 @@ static const struct bulk_action *action_find(const char *name)
     return NULL;
 }
 
-/* ---- the matched runs ---- */
-
-struct bulk_runs {
-    struct bulk_run *items;
-    size_t n;
-    size_t cap;
-};
-
-static void collect(void *ud, const struct run_row *row)
-{
-    struct bulk_runs *rs = ud;
-    struct bulk_run *r;
-    enum run_status st;
-
-    if (!row->id || !row->workflow_id || !row->status || !run_status_parse(row->status, &st))
-        return;
-    if (rs->n == rs->cap) {
-        rs->cap = rs->cap ? rs->cap * 2 : 64;
-        rs->items = xrealloc(rs->items, rs->cap * sizeof(*rs->items));
-    }
-    r = &rs->items[rs->n++];
-    snprintf(r->id, sizeof(r->id), "%s", row->id);
-    snprintf(r->workflow_id, sizeof(r->workflow_id), "%s", row->workflow_id);
-    r->status = st;
-}
-
-/* ---- waiting for the commit ---- */
+/* ---- the operation ---- */
 
 /* Every item's reply; the writer calls on_done for each after the commit. */
 struct bulk_wait {
@@ -137,6 +111,35 @@ struct bulk_reply {
     char run_id[ID_MAX];
 };
 
+struct bulk_op {
+    struct durable *d;
+    const struct bulk_action *a;
+    struct bulk_run *runs; /* the matched runs */
+    size_t n_runs;
+    size_t cap;
+    size_t n_apply;             /* those the action applies to */
+    struct bulk_reply *replies; /* n_apply */
+    durable_bulk_result res;
+};
+
+static void collect(void *ud, const struct run_row *row)
+{
+    struct bulk_op *op = ud;
+    struct bulk_run *r;
+    enum run_status st;
+
+    if (!row->id || !row->workflow_id || !row->status || !run_status_parse(row->status, &st))
+        return;
+    if (op->n_runs == op->cap) {
+        op->cap = op->cap ? op->cap * 2 : 64;
+        op->runs = xrealloc(op->runs, op->cap * sizeof(*op->runs));
+    }
+    r = &op->runs[op->n_runs++];
+    snprintf(r->id, sizeof(r->id), "%s", row->id);
+    snprintf(r->workflow_id, sizeof(r->workflow_id), "%s", row->workflow_id);
+    r->status = st;
+}
+
 static void bulk_done(struct commit_reply *r)
 {
     struct bulk_reply *br = (struct bulk_reply *)r;
@@ -148,44 +151,84 @@ static void bulk_done(struct commit_reply *r)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Submits the list (ownership taken), waits for its one commit and counts
- * the items that applied. */
-static durable_code commit_all(struct durable *d, const struct bulk_action *a,
-                               struct commit_item *head, struct bulk_reply *replies, size_t n,
-                               int64_t *out_touched, durable_error *err)
+/* One item per run the action applies to, linked with_prev (NULL and err
+ * set when one cannot be made; nothing is left allocated then). */
+static struct commit_item *make_items(struct bulk_op *op, durable_error *err)
 {
-    struct bulk_wait w;
-    durable_code rc = DURABLE_OK;
-    int64_t touched = 0;
+    struct commit_item *head = NULL, **tail = &head, *next;
+    size_t n = 0;
 
+    op->replies = xcalloc(op->n_apply, sizeof(*op->replies));
+    for (size_t i = 0; i < op->n_runs; i++) {
+        struct commit_item *ci;
+        if (!op->a->applies(op->runs[i].status))
+            continue;
+        ci = op->a->item(op->d, &op->runs[i], err);
+        if (!ci)
+            goto fail;
+        op->replies[n].reply.on_done = bulk_done;
+        memcpy(op->replies[n].run_id, op->runs[i].id, ID_MAX);
+        ci->reply = &op->replies[n].reply;
+        ci->with_prev = n > 0;
+        *tail = ci;
+        tail = &ci->next;
+        n++;
+    }
+    return head;
+fail:
+    for (struct commit_item *ci = head; ci; ci = next) {
+        next = ci->next;
+        commit_item_free(ci);
+    }
+    return NULL;
+}
+
+/* The first failure among the replies other than a refusal (ECONFLICT: the
+ * run changed meanwhile), into err; DURABLE_OK when none. */
+static durable_code reply_failure(const struct bulk_op *op, durable_error *err)
+{
+    for (size_t i = 0; i < op->n_apply; i++) {
+        const struct commit_reply *r = &op->replies[i].reply;
+        if (r->code == DURABLE_OK || r->code == DURABLE_ECONFLICT)
+            continue;
+        if (r->err.code)
+            return err_set(err, r->err.code, "%s", r->err.msg);
+        return err_set(err, r->code, "the bulk %s did not commit", op->a->name);
+    }
+    return DURABLE_OK;
+}
+
+/* Submits the items as one list, waits for its one commit and counts the
+ * runs it changed. */
+static durable_code commit_all(struct bulk_op *op, durable_error *err)
+{
+    struct commit_item *head = make_items(op, err);
+    struct bulk_wait w;
+    durable_code rc;
+
+    if (!head)
+        return err->code ? err->code : DURABLE_EIO;
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cond, NULL);
-    w.n_left = n;
-    for (size_t i = 0; i < n; i++)
-        replies[i].w = &w;
-    if (engine_commit_submit(d, head) != DURABLE_OK) {
+    w.n_left = op->n_apply;
+    for (size_t i = 0; i < op->n_apply; i++)
+        op->replies[i].w = &w;
+    if (engine_commit_submit(op->d, head) != DURABLE_OK) {
         rc = err_set(err, DURABLE_ECLOSED, "the engine is shutting down");
-        goto done;
+    } else {
+        pthread_mutex_lock(&w.mu);
+        while (w.n_left > 0)
+            pthread_cond_wait(&w.cond, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        rc = reply_failure(op, err);
     }
-    pthread_mutex_lock(&w.mu);
-    while (w.n_left > 0)
-        pthread_cond_wait(&w.cond, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    for (size_t i = 0; i < n; i++) {
-        if (replies[i].reply.code == DURABLE_OK) {
-            touched++;
-            if (a->after)
-                a->after(d, replies[i].run_id);
-        } else if (replies[i].reply.code != DURABLE_ECONFLICT && rc == DURABLE_OK) {
-            /* The batch failed as a whole (EIO): nothing committed. */
-            rc = replies[i].reply.err.code
-                         ? err_set(err, replies[i].reply.err.code, "%s", replies[i].reply.err.msg)
-                         : err_set(err, replies[i].reply.code, "the bulk %s did not commit",
-                                   a->name);
-        }
+    for (size_t i = 0; rc == DURABLE_OK && i < op->n_apply; i++) {
+        if (op->replies[i].reply.code != DURABLE_OK)
+            continue;
+        op->res.touched++;
+        if (op->a->after)
+            op->a->after(op->d, op->replies[i].run_id);
     }
-    *out_touched = touched;
-done:
     pthread_cond_destroy(&w.cond);
     pthread_mutex_destroy(&w.mu);
     return rc;
@@ -197,90 +240,61 @@ static bool filter_empty(const durable_run_filter *f)
            !f->finished_after_ms && !f->finished_before_ms && !f->input_field;
 }
 
-durable_code durable_runs_bulk(durable *d, const char *action, const durable_run_filter *filter,
-                               bool all, bool dry_run, int64_t *out_matched, int64_t *out_touched,
-                               durable_error *err)
+/* Reads the runs the request's filter matches into op. */
+static durable_code match(struct bulk_op *op, const durable_run_filter *f, durable_error *err)
 {
-    static const durable_run_filter none = { 0 };
-    const struct bulk_action *a = action_find(action);
+    struct store_row_fns fn = { .run = collect, .ud = op };
     struct store_run_query q;
-    struct bulk_runs rs = { 0 };
-    struct bulk_reply *replies = NULL;
-    struct commit_item *head = NULL, **tail = &head;
-    int64_t total = 0, touched = 0;
-    size_t n = 0;
     durable_code rc;
 
-    if (!d || !out_matched || !out_touched)
-        return err_set(err, DURABLE_EINVAL, "a bulk operation needs an engine and its answers");
-    if (!a)
-        return err_set(err, DURABLE_EINVAL,
-                       "unknown bulk action \"%.60s\" (expected cancel or retry)",
-                       action ? action : "");
-    if (!filter)
-        filter = &none;
-    if (filter_empty(filter) && !all)
-        return err_set(err, DURABLE_EINVAL,
-                       "an empty filter matches every run: give a condition, or all");
     memset(&q, 0, sizeof(q));
-    q.status = filter->status;
-    q.workflow = filter->workflow_id;
-    q.created_after_ms = filter->created_after_ms;
-    q.created_before_ms = filter->created_before_ms;
-    q.finished_after_ms = filter->finished_after_ms;
-    q.finished_before_ms = filter->finished_before_ms;
-    q.input_field = filter->input_field;
-    q.input_value = filter->input_value;
-    rc = store_runs_match(d->store, &q, DURABLE_BULK_MAX, collect, &rs, &total, err);
-    if (rc == DURABLE_OK && total > DURABLE_BULK_MAX) {
-        *out_matched = total;
+    q.status = f->status;
+    q.workflow = f->workflow_id;
+    q.created_after_ms = f->created_after_ms;
+    q.created_before_ms = f->created_before_ms;
+    q.finished_after_ms = f->finished_after_ms;
+    q.finished_before_ms = f->finished_before_ms;
+    q.input_field = f->input_field;
+    q.input_value = f->input_value;
+    rc = store_runs_match(op->d->store, &q, DURABLE_BULK_MAX, &fn, &op->res.matched, err);
+    if (rc == DURABLE_OK && op->res.matched > DURABLE_BULK_MAX)
         rc = err_set(err, DURABLE_ETOOBIG,
                      "%lld runs match, over the limit of %d for one bulk operation: narrow the "
                      "filter",
-                     (long long)total, DURABLE_BULK_MAX);
-    }
-    if (rc != DURABLE_OK)
-        goto done;
-    for (size_t i = 0; i < rs.n; i++)
-        n += a->applies(rs.items[i].status) ? 1 : 0;
-    if (dry_run || n == 0) {
-        touched = dry_run ? (int64_t)n : 0;
-        goto done;
-    }
-    replies = xcalloc(n, sizeof(*replies));
-    n = 0;
-    for (size_t i = 0; i < rs.n; i++) {
-        struct commit_item *ci;
-        if (!a->applies(rs.items[i].status))
-            continue;
-        ci = a->item(d, &rs.items[i], err);
-        if (!ci) {
-            rc = err->code ? err->code : DURABLE_EIO;
-            break;
-        }
-        replies[n].reply.on_done = bulk_done;
-        memcpy(replies[n].run_id, rs.items[i].id, ID_MAX);
-        ci->reply = &replies[n].reply;
-        ci->with_prev = n > 0;
-        *tail = ci;
-        tail = &ci->next;
-        n++;
-    }
-    if (rc != DURABLE_OK) {
-        struct commit_item *next;
-        for (struct commit_item *ci = head; ci; ci = next) {
-            next = ci->next;
-            commit_item_free(ci);
-        }
-        goto done;
-    }
-    rc = commit_all(d, a, head, replies, n, &touched, err);
-done:
-    if (rc == DURABLE_OK) {
-        *out_matched = total;
-        *out_touched = touched;
-    }
-    free(replies);
-    free(rs.items);
+                     (long long)op->res.matched, DURABLE_BULK_MAX);
+    for (size_t i = 0; i < op->n_runs; i++)
+        op->n_apply += op->a->applies(op->runs[i].status) ? 1 : 0;
+    return rc;
+}
+
+durable_code durable_runs_bulk(durable *d, const durable_bulk_request *req,
+                               durable_bulk_result *out, durable_error *err)
+{
+    struct bulk_op op;
+    durable_code rc;
+
+    if (!d || !req || !out)
+        return err_set(err, DURABLE_EINVAL,
+                       "a bulk operation needs an engine, a request and "
+                       "its answer");
+    memset(&op, 0, sizeof(op));
+    op.d = d;
+    op.a = action_find(req->action);
+    if (!op.a)
+        return err_set(err, DURABLE_EINVAL,
+                       "unknown bulk action \"%.60s\" (expected cancel or retry)",
+                       req->action ? req->action : "");
+    if (filter_empty(&req->filter) && !req->all)
+        return err_set(err, DURABLE_EINVAL,
+                       "an empty filter matches every run: give a condition, or all");
+    rc = match(&op, &req->filter, err);
+    if (rc == DURABLE_OK && req->dry_run)
+        op.res.touched = (int64_t)op.n_apply;
+    else if (rc == DURABLE_OK && op.n_apply > 0)
+        rc = commit_all(&op, err);
+    if (rc == DURABLE_OK || rc == DURABLE_ETOOBIG)
+        *out = op.res;
+    free(op.replies);
+    free(op.runs);
     return rc;
 }

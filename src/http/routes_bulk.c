@@ -126,6 +126,38 @@ static durable_code filter_string(json_t *obj, const char *name, const char **ou
     return DURABLE_OK;
 }
 
+/* The filter's input member ({"field": value}) into f. */
+static durable_code body_input(json_t *input, durable_run_filter *f, struct http_filter_text *text,
+                               durable_error *err)
+{
+    const char *key;
+    json_t *v;
+    durable_code rc;
+
+    if (!input || json_is_null(input))
+        return DURABLE_OK;
+    if (!json_is_object(input))
+        return err_set(err, DURABLE_EINVAL, "filter.input: expected an object {\"field\": value}");
+    if (json_object_size(input) > 1)
+        return err_set(err, DURABLE_EINVAL, "filter.input: one input field at a time");
+    json_object_foreach(input, key, v)
+    {
+        rc = field_fits(key, err);
+        if (rc != DURABLE_OK)
+            return rc;
+        if (json_is_object(v) || json_is_array(v))
+            return err_set(err, DURABLE_EINVAL,
+                           "filter.input.%.60s: the value must be a string, number, true, false "
+                           "or null",
+                           key);
+        snprintf(text->field, sizeof(text->field), "%s", key);
+        text->value = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        f->input_field = text->field;
+        f->input_value = text->value;
+    }
+    return DURABLE_OK;
+}
+
 /* The body's filter object into f (strings borrowed from it, the input
  * value's text into text). */
 static durable_code body_filter(json_t *obj, durable_run_filter *f, struct http_filter_text *text,
@@ -135,7 +167,7 @@ static durable_code body_filter(json_t *obj, durable_run_filter *f, struct http_
                                          "created_after",   "created_before", "finished_after",
                                          "finished_before", "input" };
     const char *key, *s;
-    json_t *v, *input;
+    json_t *v;
     durable_code rc = DURABLE_OK;
 
     memset(text, 0, sizeof(*text));
@@ -167,29 +199,9 @@ static durable_code body_filter(json_t *obj, durable_run_filter *f, struct http_
         if (rc == DURABLE_OK)
             rc = time_value(time_names[i], s, time_slot(f, i), err);
     }
-    input = json_object_get(obj, "input");
-    if (rc != DURABLE_OK || !input || json_is_null(input))
+    if (rc != DURABLE_OK)
         return rc;
-    if (!json_is_object(input))
-        return err_set(err, DURABLE_EINVAL, "filter.input: expected an object {\"field\": value}");
-    if (json_object_size(input) > 1)
-        return err_set(err, DURABLE_EINVAL, "filter.input: one input field at a time");
-    json_object_foreach(input, key, v)
-    {
-        rc = field_fits(key, err);
-        if (rc != DURABLE_OK)
-            return rc;
-        if (json_is_object(v) || json_is_array(v))
-            return err_set(err, DURABLE_EINVAL,
-                           "filter.input.%.60s: the value must be a string, number, true, false "
-                           "or null",
-                           key);
-        snprintf(text->field, sizeof(text->field), "%s", key);
-        text->value = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-        f->input_field = text->field;
-        f->input_value = text->value;
-    }
-    return DURABLE_OK;
+    return body_input(json_object_get(obj, "input"), f, text, err);
 }
 
 /* An optional boolean member. */
@@ -206,54 +218,63 @@ static durable_code bool_field(json_t *obj, const char *name, bool *out, durable
     return DURABLE_OK;
 }
 
-enum MHD_Result route_runs_bulk(struct request *rq)
+/* The request in body (strings borrowed from it, the input value's text
+ * into text). */
+static durable_code body_request(json_t *body, durable_bulk_request *req,
+                                 struct http_filter_text *text, durable_error *err)
 {
     static const char *const known[] = { "action", "filter", "dry_run", "all" };
-    durable_run_filter f = { 0 };
-    struct http_filter_text text = { 0 };
-    durable_error err = { 0 };
-    enum MHD_Result ret;
-    const char *key, *action;
-    json_t *body, *v;
-    bool all = false, dry_run = false;
-    int64_t matched = 0, touched = 0;
-    durable_code rc = DURABLE_OK;
+    const char *key;
+    json_t *v;
+    durable_code rc;
 
-    body = http_body_object(rq, false, &ret);
-    if (!body)
-        return ret;
     json_object_foreach(body, key, v)
     {
         size_t i;
         for (i = 0; i < DUR_ARRAY_LEN(known) && strcmp(key, known[i]) != 0; i++)
             ;
-        if (i == DUR_ARRAY_LEN(known) && rc == DURABLE_OK)
-            rc = err_set(&err, DURABLE_EINVAL,
-                         "unknown field \"%.60s\" (expected action, filter, dry_run, all)", key);
+        if (i == DUR_ARRAY_LEN(known))
+            return err_set(err, DURABLE_EINVAL,
+                           "unknown field \"%.60s\" (expected action, filter, dry_run, all)", key);
     }
-    action = json_string_value(json_object_get(body, "action"));
-    if (rc == DURABLE_OK && !action)
-        rc = err_set(&err, DURABLE_EINVAL, "action: expected \"cancel\" or \"retry\"");
+    req->action = json_string_value(json_object_get(body, "action"));
+    if (!req->action)
+        return err_set(err, DURABLE_EINVAL, "action: expected \"cancel\" or \"retry\"");
+    rc = bool_field(body, "dry_run", &req->dry_run, err);
     if (rc == DURABLE_OK)
-        rc = bool_field(body, "dry_run", &dry_run, &err);
+        rc = bool_field(body, "all", &req->all, err);
     if (rc == DURABLE_OK)
-        rc = bool_field(body, "all", &all, &err);
+        rc = body_filter(json_object_get(body, "filter"), &req->filter, text, err);
+    return rc;
+}
+
+enum MHD_Result route_runs_bulk(struct request *rq)
+{
+    durable_bulk_request req = { 0 };
+    durable_bulk_result res = { 0 };
+    struct http_filter_text text = { 0 };
+    durable_error err = { 0 };
+    enum MHD_Result ret;
+    json_t *body, *out;
+    durable_code rc;
+
+    body = http_body_object(rq, false, &ret);
+    if (!body)
+        return ret;
+    rc = body_request(body, &req, &text, &err);
     if (rc == DURABLE_OK)
-        rc = body_filter(json_object_get(body, "filter"), &f, &text, &err);
-    if (rc == DURABLE_OK)
-        rc = durable_runs_bulk(rq->srv->d, action, &f, all, dry_run, &matched, &touched, &err);
+        rc = durable_runs_bulk(rq->srv->d, &req, &res, &err);
     if (rc == DURABLE_ETOOBIG) {
-        json_t *details =
-                json_pack("{sIsi}", "matched", (json_int_t)matched, "limit", DURABLE_BULK_MAX);
+        out = json_pack("{sIsi}", "matched", (json_int_t)res.matched, "limit", DURABLE_BULK_MAX);
         ret = http_reply_error_details(rq, MHD_HTTP_CONTENT_TOO_LARGE, "too_many_runs", err.msg,
-                                       details);
+                                       out);
     } else if (rc == DURABLE_EINVAL) {
         ret = http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "%s", err.msg);
     } else if (rc != DURABLE_OK) {
         ret = http_reply_durable(rq, &err);
     } else {
-        json_t *out = json_pack("{sssIsIsb}", "action", action, "matched", (json_int_t)matched,
-                                "touched", (json_int_t)touched, "dry_run", dry_run);
+        out = json_pack("{sssIsIsb}", "action", req.action, "matched", (json_int_t)res.matched,
+                        "touched", (json_int_t)res.touched, "dry_run", req.dry_run);
         ret = http_reply_json(rq, MHD_HTTP_OK, json_dumps(out, JSON_COMPACT));
         json_decref(out);
     }

@@ -84,31 +84,18 @@ static durable_code query_check(const struct store_run_query *q, durable_error *
     return rc;
 }
 
-struct match_ctx {
-    void (*fn)(void *ud, const struct run_row *r);
-    void *ud;
-};
-
-static void match_row(void *ud, const struct run_row *r)
-{
-    struct match_ctx *m = ud;
-    m->fn(m->ud, r);
-}
-
 durable_code store_runs_match(struct store *s, const struct store_run_query *q, int max,
-                              void (*fn)(void *ud, const struct run_row *r), void *ud,
-                              int64_t *out_total, durable_error *err)
+                              const struct store_row_fns *fn, int64_t *out_total,
+                              durable_error *err)
 {
     struct store_run_query cq = *q;
-    struct match_ctx m = { fn, ud };
-    struct store_row_fns rf = { .run = match_row, .ud = &m };
     durable_code rc = query_check(q, err);
 
     if (rc != DURABLE_OK)
         return rc;
     cq.page.limit = max > 0 ? max : 1;
     cq.page.offset = 0;
-    return s->ops->runs_page(s, &cq, &rf, out_total, err);
+    return s->ops->runs_page(s, &cq, fn, out_total, err);
 }
 
 durable_code store_run_query_check(const struct store_run_query *q, durable_error *err)

@@ -44,6 +44,7 @@
 struct store;
 struct store_ops;
 struct run_row;
+struct store_row_fns;
 struct store_rows_ops;
 
 struct run_cache;
@@ -445,11 +446,11 @@ durable_code store_input_value_check(const char *value, durable_error *err);
 durable_code store_run_query_check(const struct store_run_query *q, durable_error *err);
 
 /* The runs q matches (q->page ignored), newest first, at most max of them:
- * fn(ud, row) for each (the row's strings borrowed for the call; steps not
- * read) and *out_total the number matching, in one snapshot. */
+ * fn->run for each (without steps) and *out_total the number matching, in
+ * one snapshot. */
 durable_code store_runs_match(struct store *s, const struct store_run_query *q, int max,
-                              void (*fn)(void *ud, const struct run_row *r), void *ud,
-                              int64_t *out_total, durable_error *err);
+                              const struct store_row_fns *fn, int64_t *out_total,
+                              durable_error *err);
 
 /* Runs without their steps (SPEC §6 run fields otherwise). */
 durable_code store_runs_list(struct store *s, const struct store_run_query *q, char **out,

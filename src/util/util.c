@@ -381,6 +381,43 @@ static int rfc_digits(const char *s, int n)
     return v;
 }
 
+/* The fraction of a second at *p (after the '.', if any) as ms; p moves
+ * past it. false for a '.' without digits. */
+static bool rfc_fraction(const char **p, int *ms)
+{
+    int n = 0;
+
+    *ms = 0;
+    if (**p != '.')
+        return true;
+    for ((*p)++; **p >= '0' && **p <= '9'; (*p)++, n++) {
+        if (n < 3)
+            *ms = *ms * 10 + (**p - '0');
+    }
+    for (int k = n; k < 3; k++)
+        *ms *= 10;
+    return n > 0;
+}
+
+/* The offset at p ("Z" or "+HH:MM", the end of the text) in minutes. */
+static bool rfc_offset(const char *p, int *minutes)
+{
+    int oh, om;
+
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+        *minutes = 0;
+        return true;
+    }
+    if ((*p != '+' && *p != '-') || strlen(p) != 6 || p[3] != ':')
+        return false;
+    oh = rfc_digits(p + 1, 2);
+    om = rfc_digits(p + 4, 2);
+    if (oh < 0 || oh > 23 || om < 0 || om > 59)
+        return false;
+    *minutes = (oh * 60 + om) * (*p == '-' ? -1 : 1);
+    return true;
+}
+
 bool clock_parse_rfc3339(const char *s, int64_t *out_ms)
 {
     static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
@@ -401,27 +438,8 @@ bool clock_parse_rfc3339(const char *s, int64_t *out_ms)
         mi > 59 || sec < 0 || sec > 60)
         return false;
     p = s + 19;
-    if (*p == '.') {
-        int n = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, n++) {
-            if (n < 3)
-                ms = ms * 10 + (*p - '0');
-        }
-        if (n == 0)
-            return false;
-        for (; n < 3; n++)
-            ms *= 10;
-    }
-    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
-        off = 0;
-    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
-        int oh = rfc_digits(p + 1, 2), om = rfc_digits(p + 4, 2);
-        if (oh < 0 || oh > 23 || om < 0 || om > 59)
-            return false;
-        off = (oh * 60 + om) * (*p == '-' ? -1 : 1);
-    } else {
+    if (!rfc_fraction(&p, &ms) || !rfc_offset(p, &off))
         return false;
-    }
     /* days from 1970-01-01 to the date (the civil calendar's algorithm) */
     y -= mo <= 2;
     era = y / 400;

@@ -316,8 +316,9 @@ durable_code pg_runs_page(struct store *base, const struct store_run_query *rq,
         n += (size_t)snprintf(path, sizeof(path), "{\"");
         for (const char *p = rq->input_field; *p && n + 5 < sizeof(path); p++) {
             if (*p == '.') {
-                memcpy(path + n, "\",\"", 3);
-                n += 3;
+                path[n++] = '"';
+                path[n++] = ',';
+                path[n++] = '"';
             } else {
                 path[n++] = *p;
             }
