@@ -22,6 +22,7 @@ Usage: test_bulk.py --durable PATH --examples DIR [--pg]
 """
 import http.client
 import json
+import subprocess
 import urllib.parse
 
 import server_util as su
@@ -180,6 +181,45 @@ class BulkTest(su.ServerTest):
         self.assertError(srv.request("POST", "/runs/bulk", body="{nope",
                                      headers={"Content-Type": "application/json"}), 400)
         self.assertEqual(self.count(srv, "bulk-waiter", "waiting"), 1)
+
+    def cli(self, *args):
+        p = subprocess.run([su.DURABLE] + list(args), capture_output=True, text=True, timeout=60)
+        return p.returncode, p.stdout + p.stderr
+
+    def test_cli(self):
+        srv = self.start_server()
+        url = "http://%s:%d" % (srv.host, srv.port)
+        self.register(srv, WAITER)
+        ids = self.start(srv, "bulk-waiter", [{"i": i, "who": "ann" if i < 2 else "bob"}
+                                              for i in range(5)])
+        self.wait_for(lambda: self.count(srv, "bulk-waiter", "waiting") == 5, 60,
+                      "5 waiting runs")
+        rc, out = self.cli("runs", "--server", url, "--input", "who=ann",
+                           "--created-after", "2000-01-01T00:00:00Z")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(sorted(x for x in ids if x in out), sorted(ids[:2]), out)
+        rc, out = self.cli("bulk", "--server", url, "cancel", "--workflow", "bulk-waiter",
+                           "--input", "i=4", "--dry-run")
+        self.assertEqual((rc, out.strip()), (0, "cancel: 1 runs matched, 1 would change "
+                                                "(dry run: nothing changed)"))
+        rc, out = self.cli("bulk", "--server", url, "cancel", "--input", "who=ann")
+        self.assertEqual((rc, out.strip()), (0, "cancel: 2 runs matched, 2 changed"))
+        self.assertEqual(self.count(srv, "bulk-waiter", "cancelled"), 2)
+        rc, out = self.cli("bulk", "--server", url, "cancel")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("empty filter", out)
+        rc, out = self.cli("bulk", "--server", url, "cancel", "--created-before", "today")
+        self.assertEqual(rc, 2, out)
+        rc, out = self.cli("bulk", "--server", url, "cancle", "--status", "waiting")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("cancle", out)
+        self.assertEqual(self.count(srv, "bulk-waiter", "waiting"), 3)
+        if su.is_pg(srv.db):
+            return
+        srv.stop()
+        rc, out = self.cli("runs", "--db", srv.db, "--input", "who=ann", "--status", "cancelled")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(sorted(x for x in ids if x in out), sorted(ids[:2]), out)
 
     def kill_test(self, env, expect_cancelled):
         srv = self.start_server(env=env)
