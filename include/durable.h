@@ -708,10 +708,46 @@ typedef struct durable_run_filter {
     const char *workflow_id; /* NULL: any; an id, or a name meaning every version */
     int limit;
     int offset;
+    /* Time ranges, Unix ms, 0 for no bound: created_after <= created_at <
+     * created_before, and the same of a finished run's finish time (an
+     * unfinished run matches no finished_* bound). */
+    int64_t created_after_ms;
+    int64_t created_before_ms;
+    int64_t finished_after_ms;
+    int64_t finished_before_ms;
+    /* NULL, or a field of the run's input ("customer_id", "a.b": names of
+     * [A-Za-z0-9_-], at most 8 deep) whose value must equal input_value, the
+     * JSON text of a string, number, true, false or null (numbers compare
+     * by value: 7 matches 7.0 but not "7"). DURABLE_EINVAL otherwise. */
+    const char *input_field;
+    const char *input_value;
 } durable_run_filter;
 
 DURABLE_API durable_code durable_runs_list(durable *d, const durable_run_filter *filter,
                                            char **out_json, int64_t *out_total, durable_error *err);
+/* Bulk operations: req->action ("cancel" or "retry") applied to every run
+ * req->filter matches (its limit and offset ignored), in ONE commit: after
+ * a crash either every change of it is in the database or none. At most
+ * DURABLE_BULK_MAX runs: more match -> DURABLE_ETOOBIG with the count in
+ * the message and in out->matched, nothing done. out->matched: the runs the
+ * filter matched; out->touched: those the action changed (cancel:
+ * unfinished ones; retry: failed ones); with dry_run nothing is written and
+ * out->touched is how many would be. A filter with no condition at all (no
+ * status, workflow, time bound nor input filter) is DURABLE_EINVAL unless
+ * all is true. An unknown action: DURABLE_EINVAL. */
+#define DURABLE_BULK_MAX 10000
+typedef struct durable_bulk_request {
+    const char *action;
+    durable_run_filter filter;
+    bool all;     /* an empty filter means every run */
+    bool dry_run; /* count, change nothing */
+} durable_bulk_request;
+typedef struct durable_bulk_result {
+    int64_t matched;
+    int64_t touched;
+} durable_bulk_result;
+DURABLE_API durable_code durable_runs_bulk(durable *d, const durable_bulk_request *req,
+                                           durable_bulk_result *out, durable_error *err);
 DURABLE_API durable_code durable_workflows_list(durable *d, int limit, int offset, char **out_json,
                                                 int64_t *out_total, durable_error *err);
 DURABLE_API durable_code durable_orders_list(durable *d, int limit, int offset, char **out_json,

@@ -51,7 +51,7 @@ static const char usage[] =
         "  validate FILE…  check workflow files and print every error with its location\n"
         "  approve|reject --server URL RUN STEP\n"
         "                  decide an approval step through a running server\n"
-        "  runs            list runs (--status S, --workflow W)\n"
+        "  runs            list runs (--status S, --workflow W, time ranges, --input F=V)\n"
         "  show RUN        print a run's steps table\n"
         "  cancel RUN      cancel an unfinished run\n"
         "  retry RUN       resume a failed run from its failed steps\n"
@@ -65,7 +65,9 @@ static const char usage[] =
         "  delete RUN      delete a finished run\n"
         "  purge           delete finished runs (--older-than D, --workflow W,\n"
         "                  --status S, --dry-run)\n"
-        "                  (these eight act through --server URL or on --db PATH)\n"
+        "                  (these eleven act through --server URL or on --db PATH)\n"
+        "  bulk --server URL ACTION [filters]\n"
+        "                  cancel or retry every run the filters match, in one commit\n"
         "  version         print the version\n"
         "\n"
         "`durable COMMAND --help` describes each command.\n";
@@ -101,7 +103,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "runs") == 0 || strcmp(cmd, "show") == 0 || strcmp(cmd, "cancel") == 0 ||
         strcmp(cmd, "retry") == 0 || strcmp(cmd, "logs") == 0 || strcmp(cmd, "signal") == 0 ||
         strcmp(cmd, "delete") == 0 || strcmp(cmd, "purge") == 0 ||
-        strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 || strcmp(cmd, "restart") == 0)
+        strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 || strcmp(cmd, "restart") == 0 ||
+        strcmp(cmd, "bulk") == 0)
         return cli_ops(argc - 1, argv + 1);
     fprintf(stderr, "durable: unknown command \"%s\"\n\n%s", cmd, usage);
     return 2;

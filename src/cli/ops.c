@@ -44,12 +44,24 @@ struct ops_args {
     const char *workflow;
     const char *level;
     const char *run;
-    const char *name;       /* signal: the signal's name */
+    const char *name;       /* signal: the signal's name; bulk: the action */
     const char *payload;    /* signal: its payload (JSON text), or NULL */
     const char *older_than; /* purge: a duration */
-    bool dry_run;           /* purge */
     const char *from;       /* restart: the step to restart from */
+    /* runs and bulk: the filters beyond status and workflow (RFC 3339
+       times, FIELD=VALUE of the input), and the flags of bulk and purge */
+    const char
+            *times[4]; /* --created-after, --created-before, --finished-after, --finished-before */
+    const char *input;
+    bool dry_run;
+    bool all;
 };
+
+/* The time options, in the order of ops_args.times and of the API's names. */
+static const char *const time_options[] = { "--created-after", "--created-before",
+                                            "--finished-after", "--finished-before" };
+static const char *const time_params[] = { "created_after", "created_before", "finished_after",
+                                           "finished_before" };
 
 /* Where the command acts: srv.url set, or d open. */
 struct ops_target {
@@ -151,26 +163,100 @@ static json_t *run_doc(struct ops_target *t, const struct ops_args *a)
 
 /* ---- runs ---- */
 
+/* The input filter FIELD=VALUE as the field (owned) and the value's JSON
+ * text (owned): VALUE as JSON when it is a JSON scalar, else as a string.
+ * false after printing why. */
+static bool input_filter(const struct ops_args *a, char **field, char **value)
+{
+    const char *eq = a->input ? strchr(a->input, '=') : NULL;
+    json_t *j;
+
+    *field = *value = NULL;
+    if (!a->input)
+        return true;
+    if (!eq || eq == a->input) {
+        fprintf(stderr, "durable %s: --input is FIELD=VALUE, not \"%s\"\n", a->cmd, a->input);
+        return false;
+    }
+    *field = xasprintf("%.*s", (int)(eq - a->input), a->input);
+    j = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+    if (!j || json_is_object(j) || json_is_array(j)) {
+        json_decref(j);
+        j = json_string(eq + 1);
+    }
+    *value = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!*value) {
+        fprintf(stderr, "durable %s: --input's value is not UTF-8 text\n", a->cmd);
+        free(*field);
+        *field = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* The list's query string after "?limit=N" (owned). */
+static char *runs_query(const struct ops_args *a, const char *field, const char *value)
+{
+    struct dbuf b;
+    char *out;
+
+    dbuf_init(&b, 1 << 20);
+    if (a->status)
+        dbuf_addf(&b, "&status=%s", a->status);
+    if (a->workflow) {
+        char *wf = cli_url_escape(a->workflow);
+        dbuf_addf(&b, "&workflow_id=%s", wf);
+        free(wf);
+    }
+    for (size_t i = 0; i < DUR_ARRAY_LEN(time_params); i++) {
+        char *v = a->times[i] ? cli_url_escape(a->times[i]) : NULL;
+        if (v)
+            dbuf_addf(&b, "&%s=%s", time_params[i], v);
+        free(v);
+    }
+    if (field) {
+        char *f = cli_url_escape(field), *v = cli_url_escape(value);
+        dbuf_addf(&b, "&input.%s=%s", f, v);
+        free(f);
+        free(v);
+    }
+    out = xstrdup(b.buf);
+    dbuf_release(&b);
+    return out;
+}
+
 static json_t *runs_doc(struct ops_target *t, const struct ops_args *a)
 {
     durable_run_filter f = { .status = a->status, .workflow_id = a->workflow, .limit = OPS_PAGE };
     durable_error err = { 0 };
-    char *text = NULL, *path, *wf = NULL;
-    json_t *doc;
+    char *text = NULL, *path, *query, *field, *value;
+    int64_t *slots[] = { &f.created_after_ms, &f.created_before_ms, &f.finished_after_ms,
+                         &f.finished_before_ms };
+    json_t *doc = NULL;
 
+    if (!input_filter(a, &field, &value))
+        return NULL;
     if (t->d) {
-        if (durable_runs_list(t->d, &f, &text, NULL, &err) != DURABLE_OK) {
-            db_failed(a, &err);
-            return NULL;
+        for (size_t i = 0; i < DUR_ARRAY_LEN(slots); i++) {
+            if (a->times[i])
+                clock_parse_rfc3339(a->times[i], slots[i]); /* checked by check_args */
         }
-        return parse_owned(text);
+        f.input_field = field;
+        f.input_value = value;
+        if (durable_runs_list(t->d, &f, &text, NULL, &err) != DURABLE_OK)
+            db_failed(a, &err);
+        else
+            doc = parse_owned(text);
+    } else {
+        query = runs_query(a, field, value);
+        path = xasprintf("/runs?limit=%d%s", OPS_PAGE, query);
+        doc = server_get(t, "GET", path);
+        free(path);
+        free(query);
     }
-    wf = a->workflow ? cli_url_escape(a->workflow) : NULL;
-    path = xasprintf("/runs?limit=%d%s%s%s%s", OPS_PAGE, a->status ? "&status=" : "",
-                     a->status ? a->status : "", wf ? "&workflow_id=" : "", wf ? wf : "");
-    doc = server_get(t, "GET", path);
-    free(path);
-    free(wf);
+    free(field);
+    free(value);
     return doc;
 }
 
@@ -561,6 +647,58 @@ static int purge_server(struct ops_target *t, const struct ops_args *a, int64_t 
     return 0;
 }
 
+/* ---- bulk ---- */
+
+/* POST /runs/bulk's body for the arguments (owned), NULL after printing why. */
+static char *bulk_body(const struct ops_args *a)
+{
+    json_t *body, *flt;
+    char *field, *value, *out;
+
+    if (!input_filter(a, &field, &value))
+        return NULL;
+    flt = json_object();
+    if (a->status)
+        json_object_set_new(flt, "status", json_string(a->status));
+    if (a->workflow)
+        json_object_set_new(flt, "workflow", json_string(a->workflow));
+    for (size_t i = 0; i < DUR_ARRAY_LEN(time_params); i++) {
+        if (a->times[i])
+            json_object_set_new(flt, time_params[i], json_string(a->times[i]));
+    }
+    if (field)
+        json_object_set_new(flt, "input",
+                            json_pack("{so}", field, json_loads(value, JSON_DECODE_ANY, NULL)));
+    body = json_pack("{sssosbsb}", "action", a->name, "filter", flt, "dry_run", a->dry_run, "all",
+                     a->all);
+    out = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    free(field);
+    free(value);
+    return out;
+}
+
+static int cmd_bulk(struct ops_target *t, const struct ops_args *a)
+{
+    char *body = bulk_body(a), *answer = NULL;
+    json_t *doc = NULL;
+
+    if (!body)
+        return 1;
+    if (cli_http_call(&t->srv, "POST", "/runs/bulk", body, &answer) == 0)
+        doc = json_loads(answer, 0, NULL);
+    free(answer);
+    free(body);
+    if (!doc)
+        return 1;
+    printf("%s: %lld runs matched, %lld %s\n", a->name,
+           (long long)json_integer_value(json_object_get(doc, "matched")),
+           (long long)json_integer_value(json_object_get(doc, "touched")),
+           a->dry_run ? "would change (dry run: nothing changed)" : "changed");
+    json_decref(doc);
+    return 0;
+}
+
 static int cmd_purge(struct ops_target *t, const struct ops_args *a)
 {
     durable_purge p = { .workflow = a->workflow, .status = a->status, .dry_run = a->dry_run };
@@ -587,17 +725,41 @@ static int cmd_purge(struct ops_target *t, const struct ops_args *a)
 
 /* ---- the commands ---- */
 
+#define FILTER_HELP                                                                       \
+    "  --status S     only runs in status S: pending, running, waiting, completed,\n"     \
+    "                 failed, cancelled or paused\n"                                      \
+    "  --workflow W   only runs of workflow W (an id, or a name for every version)\n"     \
+    "  --created-after T, --created-before T\n"                                           \
+    "                 created at or after T, before T (RFC 3339: 2026-01-31T12:00:00Z)\n" \
+    "  --finished-after T, --finished-before T\n"                                         \
+    "                 finished at or after T, before T\n"                                 \
+    "  --input FIELD=VALUE\n"                                                             \
+    "                 the input's FIELD (a.b for a nested one) equals VALUE (JSON:\n"     \
+    "                 7 is the number, '\"7\"' the string; other text is a string)\n"
+#define FILTER_OPTIONS                                                                          \
+    " --status --workflow --created-after --created-before --finished-after --finished-before " \
+    "--input "
+
 static const struct ops_command commands[] = {
     { "runs",
       "usage: durable runs (--server URL | --db PATH) [--status S] [--workflow W]\n"
+      "                    [--created-after T] [--created-before T]\n"
+      "                    [--finished-after T] [--finished-before T] [--input FIELD=VALUE]\n"
       "\n"
       "Lists the runs, newest first (at most 500): id, status, workflow and version,\n"
       "creation time.\n"
+      "\n" FILTER_HELP,
+      FILTER_OPTIONS, false, 0, cmd_runs },
+    { "bulk",
+      "usage: durable bulk --server URL ACTION [filters] [--dry-run] [--all]\n"
       "\n"
-      "  --status S     only runs in status S: pending, running, waiting, completed,\n"
-      "                 failed, cancelled or paused\n"
-      "  --workflow W   only runs of workflow W (an id, or a name for every version)\n",
-      " --status --workflow ", false, 0, cmd_runs },
+      "Applies ACTION (cancel or retry) to every run the filters match, in one\n"
+      "commit, and prints how many runs matched and how many it changed (a\n"
+      "finished run is not cancelled, only a failed one is retried). At most\n"
+      "10000 runs. Without any filter it refuses, unless --all.\n"
+      "\n" FILTER_HELP "  --dry-run      count only, change nothing\n"
+      "  --all          allow an empty filter: every run\n",
+      FILTER_OPTIONS " --dry-run --all ", false, 1, cmd_bulk },
     { "show",
       "usage: durable show (--server URL | --db PATH) RUN\n"
       "\n"
@@ -709,14 +871,20 @@ static const char **option_slot(const struct ops_command *c, struct ops_args *a,
         return &a->older_than;
     if (strcmp(o, "--from") == 0)
         return &a->from;
+    if (strcmp(o, "--input") == 0)
+        return &a->input;
+    for (size_t i = 0; i < DUR_ARRAY_LEN(time_options); i++) {
+        if (strcmp(o, time_options[i]) == 0)
+            return &a->times[i];
+    }
     return &a->level;
 }
 
 /* Whether o is a positional argument: not an option, or a signal's JSON
  * (which may start with '-'). */
-static bool is_positional(const struct ops_args *a, const char *o)
+static bool is_positional(const struct ops_command *c, const struct ops_args *a, const char *o)
 {
-    return o[0] != '-' || o[1] == '\0' || (a->name && !a->payload);
+    return o[0] != '-' || o[1] == '\0' || (c->n_more > 1 && a->name && !a->payload);
 }
 
 /* Takes positional argument o: RUN, then signal's NAME and JSON. False
@@ -736,6 +904,21 @@ static bool take_positional(const struct ops_command *c, struct ops_args *a, con
 
 static int check_args(const struct ops_command *c, struct ops_args *a);
 
+/* Takes o when it is a flag of c (an option without a value). */
+static bool take_flag(const struct ops_command *c, struct ops_args *a, const char *o)
+{
+    bool *slot = strcmp(o, "--dry-run") == 0 ? &a->dry_run
+                 : strcmp(o, "--all") == 0   ? &a->all
+                                             : NULL;
+    char key[40];
+
+    snprintf(key, sizeof(key), " %.30s ", o);
+    if (!slot || !strstr(c->options, key))
+        return false;
+    *slot = true;
+    return true;
+}
+
 /* Returns 0, 1 after printing --help, or 2 after a usage error. */
 static int parse_args(const struct ops_command *c, int argc, char **argv, struct ops_args *a)
 {
@@ -747,15 +930,13 @@ static int parse_args(const struct ops_command *c, int argc, char **argv, struct
             printf("%s\n%s", c->usage, target_help);
             return 1;
         }
-        if (is_positional(a, o)) {
+        if (is_positional(c, a, o)) {
             if (!take_positional(c, a, o))
                 return usage_error(c, "unexpected argument \"%s\"", o);
             continue;
         }
-        if (strcmp(o, "--dry-run") == 0 && strstr(c->options, " --dry-run ")) {
-            a->dry_run = true;
+        if (take_flag(c, a, o))
             continue;
-        }
         slot = option_slot(c, a, o);
         if (!slot)
             return usage_error(c, "unknown option \"%s\"", o);
@@ -770,8 +951,19 @@ static int parse_args(const struct ops_command *c, int argc, char **argv, struct
  * usage error. */
 static int check_args(const struct ops_command *c, struct ops_args *a)
 {
+    int64_t ms;
+
+    if (c->fn == cmd_bulk && !a->name)
+        return usage_error(c, "%s", "ACTION is required: cancel or retry");
     if ((c->needs_run && !a->run) || (c->n_more > 0 && !a->name))
         return usage_error(c, "%s", !a->run ? "RUN is required" : "NAME is required");
+    for (size_t i = 0; i < DUR_ARRAY_LEN(time_options); i++) {
+        if (a->times[i] && !clock_parse_rfc3339(a->times[i], &ms))
+            return usage_error(c, "%s is an RFC 3339 time such as 2026-01-31T12:00:00Z",
+                               time_options[i]);
+    }
+    if (c->fn == cmd_bulk && !a->server)
+        return usage_error(c, "%s", "bulk works through a server: --server URL is required");
     if (!a->server)
         a->db = cli_db(a->db);
     if (!a->server == !a->db)

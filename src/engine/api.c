@@ -1222,8 +1222,15 @@ durable_code durable_runs_list(durable *d, const durable_run_filter *filter, cha
         return err_set(err, DURABLE_EINVAL, "a list needs an output");
     if (!filter)
         filter = &all;
+    memset(&q, 0, sizeof(q));
     q.status = filter->status;
     q.workflow = filter->workflow_id;
+    q.created_after_ms = filter->created_after_ms;
+    q.created_before_ms = filter->created_before_ms;
+    q.finished_after_ms = filter->finished_after_ms;
+    q.finished_before_ms = filter->finished_before_ms;
+    q.input_field = filter->input_field;
+    q.input_value = filter->input_value;
     q.page.limit = filter->limit;
     q.page.offset = filter->offset;
     return store_runs_list(d->store, &q, out_json, out_total, err);

@@ -103,6 +103,10 @@ struct commit_item {
                                    before it, applied in the same transaction,
                                    and only if that one applied as itself
                                    (APPLIED_PRIMARY); else chain_broken */
+    bool with_prev;             /* submitted in one list with the item before
+                                   it and applied in the same transaction,
+                                   whatever became of that one (a bulk
+                                   operation, bulk.c) */
     bool chain_broken;          /* written by the writer: after_prev, and the
                                    item before did not apply as itself */
     bool barrier;               /* no transition: passed back to the scheduler

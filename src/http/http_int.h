@@ -271,6 +271,18 @@ enum MHD_Result route_db_snapshot(struct request *rq);
 enum MHD_Result route_health(struct request *rq);
 enum MHD_Result route_metrics(struct request *rq);
 
+/* routes_bulk.c: the list filters' text that durable_run_filter points to. */
+struct http_filter_text {
+    char field[600];
+    char *value; /* owned: free() */
+};
+/* Reads GET /runs's created_after, created_before, finished_after,
+ * finished_before (RFC 3339) and input.FIELD=VALUE into f; blank ones are
+ * none. DURABLE_EINVAL with the reason. Free text->value after use. */
+durable_code http_run_filter_query(struct request *rq, durable_run_filter *f,
+                                   struct http_filter_text *text, durable_error *err);
+enum MHD_Result route_runs_bulk(struct request *rq);
+
 enum MHD_Result route_run_start(struct request *rq);
 enum MHD_Result route_runs_list(struct request *rq);
 enum MHD_Result route_run_get(struct request *rq);

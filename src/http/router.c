@@ -34,6 +34,7 @@ const struct route http_routes[] = {
     { "POST", "/workflows/{id}/runs", route_run_start, 0 },
     { "GET", "/runs", route_runs_list, 0 },
     { "DELETE", "/runs", route_runs_purge, 0 },
+    { "POST", "/runs/bulk", route_runs_bulk, 0 },
     { "GET", "/runs/{id}", route_run_get, 0 },
     { "DELETE", "/runs/{id}", route_run_delete, 0 },
     { "GET", "/runs/{id}/events", route_run_events, 0 },

@@ -290,6 +290,7 @@ static bool status_known(const char *s)
 enum MHD_Result route_runs_list(struct request *rq)
 {
     durable_run_filter f = { 0 };
+    struct http_filter_text text = { 0 };
     durable_error err = { 0 };
     char *json = NULL;
     int64_t total = 0;
@@ -308,7 +309,16 @@ enum MHD_Result route_runs_list(struct request *rq)
     if (f.workflow_id && !router_id_valid(f.workflow_id))
         return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
                                 "workflow_id: ids match [A-Za-z0-9_.-]{1,128}");
+    if (http_run_filter_query(rq, &f, &text, &err) != DURABLE_OK) {
+        free(text.value);
+        return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "%s", err.msg);
+    }
     rc = durable_runs_list(rq->srv->d, &f, &json, &total, &err);
+    free(text.value);
+    if (rc == DURABLE_EINVAL) {
+        durable_free(json);
+        return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "%s", err.msg);
+    }
     return http_reply_list(rq, rc, json, total, &err);
 }
 

@@ -503,12 +503,11 @@ durable_code store_runs_list(struct store *s, const struct store_run_query *q, c
     struct store_run_query cq = *q;
     struct doc d;
     struct store_row_fns fn = { .run = run_of_list, .ud = &d };
-    enum run_status st;
     int64_t total = 0;
-    durable_code rc;
+    durable_code rc = store_run_query_check(q, err);
 
-    if (q->status && !run_status_parse(q->status, &st))
-        return err_set(err, DURABLE_EINVAL, "unknown run status \"%s\"", q->status);
+    if (rc != DURABLE_OK)
+        return rc;
     cq.page = page_clamp(q->page);
     doc_init(&d);
     dbuf_adds(&d.b, "[");

@@ -46,6 +46,8 @@
 
 struct store;
 struct store_ops;
+struct run_row;
+struct store_row_fns;
 struct store_rows_ops;
 
 struct run_cache;
@@ -463,7 +465,43 @@ struct store_run_query {
     const char *status;
     const char *workflow;
     struct store_page page;
+    /* Time ranges (Unix ms, 0: no bound): created_at >= created_after and
+     * < created_before; completed_at (a finished run's) likewise, which an
+     * unfinished run never matches. */
+    int64_t created_after_ms;
+    int64_t created_before_ms;
+    int64_t finished_after_ms;
+    int64_t finished_before_ms;
+    /* An input filter: input_field NULL (none) or a path checked by
+     * store_input_field_check ("customer_id", "a.b"); input_value the JSON
+     * text of a scalar (7, "7", true, null) the run input's value at that
+     * path equals as JSON (numbers by value: 7 matches 7.0, not "7"). */
+    const char *input_field;
+    const char *input_value;
 };
+
+/* Whether q has any filter beyond status and workflow (a backend's
+ * fast path lists without them). */
+bool store_run_query_extended(const struct store_run_query *q);
+
+/* An input filter's field: 1 to STORE_INPUT_DEPTH names of 1 to 64 bytes of
+ * [A-Za-z0-9_-] joined by '.'. DURABLE_EINVAL naming the fault otherwise. */
+#define STORE_INPUT_DEPTH 8
+durable_code store_input_field_check(const char *field, durable_error *err);
+/* An input filter's value: JSON text of a scalar (string, number, true,
+ * false, null). DURABLE_EINVAL otherwise. */
+durable_code store_input_value_check(const char *value, durable_error *err);
+
+/* Checks q's filters: a status that is none, a bad input filter:
+ * DURABLE_EINVAL. store_runs_list and store_runs_match call it. */
+durable_code store_run_query_check(const struct store_run_query *q, durable_error *err);
+
+/* The runs q matches (q->page ignored), newest first, at most max of them:
+ * fn->run for each (without steps) and *out_total the number matching, in
+ * one snapshot. */
+durable_code store_runs_match(struct store *s, const struct store_run_query *q, int max,
+                              const struct store_row_fns *fn, int64_t *out_total,
+                              durable_error *err);
 
 /* Runs without their steps (SPEC §6 run fields otherwise). */
 durable_code store_runs_list(struct store *s, const struct store_run_query *q, char **out,

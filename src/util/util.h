@@ -68,6 +68,10 @@ int64_t clock_mono_ms(void); /* monotonic, milliseconds */
 int64_t clock_mono_us(void); /* monotonic, microseconds */
 /* Formats Unix ms as RFC 3339 UTC with milliseconds into out (>= 25 bytes). */
 void clock_format_rfc3339(int64_t unix_ms, char out[32]);
+/* Reads RFC 3339 text "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)"
+ * (T and Z in either case; fraction digits past milliseconds ignored) as
+ * Unix ms. false when s is anything else (a date alone, a bad field). */
+bool clock_parse_rfc3339(const char *s, int64_t *out_ms);
 
 /* ---- logging (through durable_set_log_handler) ---- */
 void log_msg(durable_log_level level, const char *fmt, ...) DUR_PRINTF(2, 3);

@@ -409,6 +409,36 @@ async function main() {
     await page.screenshot({ path: path.join(SHOTS, "dashboard.png"), fullPage: true });
   });
 
+  await check("dashboard: filter by input, cancel matching after a confirmation", async () => {
+    const wf = { name: "bulk-nap", steps: [{ id: "nap", type: "delay", config: { seconds: 600 } }] };
+    assert((await http("POST", "/workflows", wf)).status < 300, "could not register bulk-nap");
+    const mine = [];
+    for (let i = 0; i < 3; i++) mine.push((await http("POST", "/workflows/bulk-nap/runs", { input: { tag: "b1", i } })).json.id);
+    const other = (await http("POST", "/workflows/bulk-nap/runs", { input: { tag: "b2" } })).json.id;
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#runs tr");
+    // every field blank and no status: refused in the page, nothing sent
+    await page.click("#bulk-cancel");
+    await page.waitForFunction(() => /Pick a status or fill a filter/.test(document.getElementById("bulk-notice").textContent));
+    assert(await page.locator("#bulk-confirm").isHidden(), "a confirmation for an empty filter");
+    // only the input field: workflow and dates left blank
+    await page.fill("#f-field", "tag");
+    await page.fill("#f-value", "b1");
+    await page.click("#f-apply");
+    await page.waitForFunction(() => document.querySelectorAll("#runs tr").length === 3);
+    for (const id of mine) await page.waitForSelector(`#runs tr[data-run="${id}"]`);
+    await page.click("#bulk-cancel");
+    await page.waitForSelector("#bulk-confirm:not([hidden])");
+    const question = await page.locator("#bulk-question").textContent();
+    assert(question === "Cancel 3 of the 3 matching runs?", `the confirmation says: ${question}`);
+    await page.screenshot({ path: path.join(SHOTS, "dashboard-bulk.png"), fullPage: true });
+    await page.click("#bulk-yes");
+    await page.waitForFunction(() => document.getElementById("bulk-notice").textContent === "Cancelled 3 of 3 matching runs.");
+    for (const id of mine) await page.waitForSelector(`#runs tr[data-run="${id}"][data-status="cancelled"]`);
+    assert((await http("GET", `/runs/${other}`)).json.status !== "cancelled", "the run of another tag was cancelled");
+    await http("POST", `/runs/${other}/cancel`);
+  });
+
   await check("keyboard: steps are reachable and open with Enter", async () => {
     const id = (await http("GET", "/runs?limit=1&status=completed")).json[0].id;
     await page.goto(`${BASE}/ui/run.html?id=${id}`);

@@ -196,6 +196,22 @@ int sqlite_schema_version(void)
 #define RUNS_BY_WF     " r.workflow_id IN (SELECT id FROM workflows WHERE id = ?2 OR name = ?2)"
 #define RUNS_PAGE      " ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?3 OFFSET ?4"
 #define RUNS_COUNT     "SELECT count(*) FROM runs r"
+/* Every filter at once (rows.c, when a time range or an input filter is
+ * given): ?1 status and ?2 workflow or NULL; ?5 <= created_at < ?6 (always
+ * bound, so runs_created serves the range); ?7 <= completed_at < ?8, each
+ * NULL for none; ?9 the input's JSON path ('$."a"."b"') or NULL, ?10 the
+ * kind of value it must have ('number', 'text', 'true', 'false', 'null')
+ * and ?11 the number or text it must equal. */
+#define RUNS_FILTERED                                                                       \
+    " WHERE (?1 IS NULL OR r.status = ?1)"                                                  \
+    " AND (?2 IS NULL OR r.workflow_id IN (SELECT id FROM workflows WHERE id = ?2"          \
+    " OR name = ?2)) AND r.created_at >= ?5 AND r.created_at < ?6"                          \
+    " AND (?7 IS NULL OR r.completed_at >= ?7) AND (?8 IS NULL OR r.completed_at < ?8)"     \
+    " AND (?9 IS NULL OR CASE ?10"                                                          \
+    " WHEN 'number' THEN json_type(r.input, ?9) IN ('integer', 'real')"                     \
+    " AND json_extract(r.input, ?9) = CAST(?11 AS REAL)"                                    \
+    " WHEN 'text' THEN json_type(r.input, ?9) = 'text' AND json_extract(r.input, ?9) = ?11" \
+    " ELSE json_type(r.input, ?9) IS ?10 END)"
 /* Steps of the newest runs first, each run's in definition order. CROSS
  * JOIN keeps runs outside, read newest first from runs_created, so that
  * only the steps of the runs shown are read (the planner would otherwise
@@ -399,6 +415,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_RUNS_LIST_WF] = { RUN_COLS " WHERE" RUNS_BY_WF RUNS_PAGE, "list runs" },
     [ST_RUNS_LIST_STATUS_WF] = { RUN_COLS " WHERE" RUNS_BY_STATUS " AND" RUNS_BY_WF RUNS_PAGE,
                                  "list runs" },
+    [ST_RUNS_LIST_FILTERED] = { RUN_COLS RUNS_FILTERED RUNS_PAGE, "list runs" },
+    [ST_RUNS_COUNT_FILTERED] = { RUNS_COUNT RUNS_FILTERED, "count runs" },
     [ST_RUNS_COUNT] = { RUNS_COUNT, "count runs" },
     [ST_RUNS_COUNT_STATUS] = { RUNS_COUNT " WHERE" RUNS_BY_STATUS, "count runs" },
     [ST_RUNS_COUNT_WF] = { RUNS_COUNT " WHERE" RUNS_BY_WF, "count runs" },

@@ -96,6 +96,8 @@ enum stmt_id {
     ST_RUNS_LIST_STATUS,
     ST_RUNS_LIST_WF,
     ST_RUNS_LIST_STATUS_WF,
+    ST_RUNS_LIST_FILTERED, /* every filter (time ranges, input) */
+    ST_RUNS_COUNT_FILTERED,
     ST_RUNS_COUNT,
     ST_RUNS_COUNT_STATUS,
     ST_RUNS_COUNT_WF,

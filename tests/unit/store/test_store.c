@@ -1201,7 +1201,7 @@ static json_t *runs_list(struct fixture *f, const char *status, const char *wf, 
                          int offset, int64_t *total)
 {
     durable_error err = { DURABLE_OK, "" };
-    struct store_run_query q = { status, wf, { limit, offset } };
+    struct store_run_query q = { .status = status, .workflow = wf, .page = { limit, offset } };
     char *text = NULL;
 
     return parse_out(store_runs_list(f->s, &q, &text, total, &err), &text, &err);
@@ -1295,7 +1295,7 @@ static void test_runs_list(void **state)
     struct fixture *f = *state;
     durable_error err = { DURABLE_OK, "" };
     struct transition_result v2;
-    struct store_run_query q = { NULL, NULL, { 0, 0 } };
+    struct store_run_query q = { .page = { 0, 0 } };
     char *text = NULL;
     int64_t total = -1;
     json_t *l;
@@ -1343,6 +1343,124 @@ static void test_runs_list(void **state)
     q.status = "done";
     assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
     assert_string_equal(err.msg, "unknown run status \"done\"");
+    assert_null(text);
+}
+
+/* A run created at at_ms with input (its steps as create_run's). */
+static void create_run_at(struct fixture *f, const char *run_id, int64_t at_ms, const char *input)
+{
+    static const struct transition_step_init steps[] = {
+        { "a", "task", 3, "[]" },
+        { "b", "task", 1, "[\"a\"]" },
+    };
+    struct transition t = { .kind = TR_RUN_CREATE,
+                            .at_ms = at_ms,
+                            .run_id = run_id,
+                            .workflow_id = f->wf_id,
+                            .input_json = input,
+                            .steps = steps,
+                            .n_steps = DUR_ARRAY_LEN(steps) };
+    apply_ok(f, &t, NULL);
+}
+
+/* The ids a filtered list shows, newest first, joined by ',' (owned). */
+static char *filtered(struct fixture *f, struct store_run_query q, int64_t *total)
+{
+    durable_error err = { DURABLE_OK, "" };
+    char *text = NULL, buf[256] = "";
+    json_t *l;
+
+    l = parse_out(store_runs_list(f->s, &q, &text, total, &err), &text, &err);
+    for (size_t i = 0; i < json_array_size(l); i++) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "," : "", id_at(l, i));
+    }
+    json_decref(l);
+    return xstrdup(buf);
+}
+
+#define ASSERT_FILTERED(f, q, want, want_total) \
+    do {                                        \
+        int64_t total_ = -1;                    \
+        char *got_ = filtered(f, q, &total_);   \
+        assert_string_equal(got_, want);        \
+        assert_int_equal(total_, want_total);   \
+        free(got_);                             \
+    } while (0)
+
+static void test_runs_list_filters(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct store_run_query q = { .page = { 0, 0 } };
+    char *text = NULL;
+    int64_t total = 0;
+
+    create_run_at(f, "run_1", T0 + 1000,
+                  "{\"customer_id\":7,\"tier\":\"gold\",\"a\":{\"b\":true}}");
+    create_run_at(f, "run_2", T0 + 2000, "{\"customer_id\":\"7\",\"tier\":\"gold\"}");
+    create_run_at(f, "run_3", T0 + 3000, "{\"customer_id\":7.0,\"tier\":null,\"a\":{\"b\":false}}");
+    create_run_at(f, "run_4", T0 + 4000, "{\"other\":1}");
+    step_ok(f, TR_STEP_START, "run_2", "b", 1);
+    fail_run(f, "run_2"); /* completed_at T0 + 50 */
+
+    /* time ranges: after inclusive, before exclusive */
+    q.created_after_ms = T0 + 2000;
+    ASSERT_FILTERED(f, q, "run_4,run_3,run_2", 3);
+    q.created_before_ms = T0 + 4000;
+    ASSERT_FILTERED(f, q, "run_3,run_2", 2);
+    q.page.limit = 1;
+    q.page.offset = 1;
+    ASSERT_FILTERED(f, q, "run_2", 2);
+    q = (struct store_run_query){ .created_before_ms = T0 + 1000 };
+    ASSERT_FILTERED(f, q, "", 0);
+    q = (struct store_run_query){ .finished_after_ms = T0 + 50, .finished_before_ms = T0 + 51 };
+    ASSERT_FILTERED(f, q, "run_2", 1);
+    q = (struct store_run_query){ .finished_after_ms = T0 + 51 };
+    ASSERT_FILTERED(f, q, "", 0);
+
+    /* input: numbers by value, strings apart, nested paths, literals */
+    q = (struct store_run_query){ .input_field = "customer_id", .input_value = "7" };
+    ASSERT_FILTERED(f, q, "run_3,run_1", 2);
+    q.input_value = "7.0";
+    ASSERT_FILTERED(f, q, "run_3,run_1", 2);
+    q.input_value = "\"7\"";
+    ASSERT_FILTERED(f, q, "run_2", 1);
+    q.input_value = "8";
+    ASSERT_FILTERED(f, q, "", 0);
+    q = (struct store_run_query){ .input_field = "tier", .input_value = "\"gold\"" };
+    ASSERT_FILTERED(f, q, "run_2,run_1", 2);
+    q.input_value = "null"; /* a null value, not a missing field */
+    ASSERT_FILTERED(f, q, "run_3", 1);
+    q = (struct store_run_query){ .input_field = "a.b", .input_value = "true" };
+    ASSERT_FILTERED(f, q, "run_1", 1);
+    q.input_value = "false";
+    ASSERT_FILTERED(f, q, "run_3", 1);
+    q = (struct store_run_query){ .input_field = "nope", .input_value = "null" };
+    ASSERT_FILTERED(f, q, "", 0);
+
+    /* combined with status and time */
+    q = (struct store_run_query){ .status = "failed",
+                                  .input_field = "tier",
+                                  .input_value = "\"gold\"",
+                                  .created_after_ms = T0 + 1500 };
+    ASSERT_FILTERED(f, q, "run_2", 1);
+    q.status = "pending";
+    ASSERT_FILTERED(f, q, "", 0);
+
+    /* hostile filters */
+    q = (struct store_run_query){ .input_field = "a..b", .input_value = "1" };
+    assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
+    assert_non_null(strstr(err.msg, "empty name"));
+    q.input_field = "x'); DROP TABLE runs; --";
+    assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
+    q.input_field = "a.b.c.d.e.f.g.h.i";
+    assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
+    q.input_field = "tier";
+    q.input_value = "{\"x\":1}";
+    assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
+    q.input_value = "gold"; /* not JSON */
+    assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
     assert_null(text);
 }
 
@@ -1636,6 +1754,7 @@ int main(void)
         T(test_events_since),
         T(test_run_retry_transition),
         T(test_runs_list),
+        T(test_runs_list_filters),
         T(test_workflows_and_orders_lists),
         T(test_counts_and_ping),
         T(test_start_and_complete_at_once),
