@@ -977,7 +977,6 @@ static int check_args(const struct ops_command *c, struct ops_args *a)
                            a->status);
     if (strcmp(c->name, "purge") == 0) {
         durable_error err = { 0 };
-        int64_t ms;
 
         if (a->status && !one_of(a->status, run_statuses + 3, 3))
             return usage_error(c, "--status is completed, failed or cancelled, not \"%s\"",
