@@ -35,7 +35,8 @@ SPEC_ROUTES = [
     ("POST", "/runs/{}/cancel"), ("POST", "/runs/{}/retry"),
     ("POST", "/runs/{}/pause"), ("POST", "/runs/{}/resume"), ("POST", "/runs/{}/restart"),
     ("POST", "/runs/{}/steps/{}/approve"), ("POST", "/runs/{}/steps/{}/reject"),
-    ("POST", "/runs/{}/signals/{}"),
+    ("POST", "/runs/{}/signals/{}"), ("POST", "/runs/bulk"), ("DELETE", "/runs/{}"),
+    ("DELETE", "/runs"), ("DELETE", "/workflows/{}/versions/{}"),
     ("POST", "/orders"), ("GET", "/orders"), ("GET", "/orders/{}"),
     ("GET", "/db/snapshot"), ("GET", "/health"), ("GET", "/metrics"), ("GET", "/openapi.json"),
 ]
