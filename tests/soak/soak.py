@@ -425,8 +425,11 @@ def line(s):
                s["5xx"], s["db"] / 1048576.0))
 
 
-def verdict(samples, duration):
-    """(flat, text): the last quarter's maxima against the second's."""
+def verdict(samples, duration, rss_counts=True):
+    """(flat, text): the last quarter's maxima against the second's. RSS
+    is left out of flat (reported only) when not rss_counts: under ASan it
+    measures the sanitizer's quarantine and shadow memory as much as the
+    program's heap, and LeakSanitizer is the leak check there."""
     q2 = [s for s in samples if duration * 0.25 <= s["t"] < duration * 0.5]
     q4 = [s for s in samples if duration * 0.75 <= s["t"] <= duration]
     if not q2 or not q4:
@@ -436,9 +439,10 @@ def verdict(samples, duration):
         a, b = max(s[key] for s in q2), max(s[key] for s in q4)
         limit = a * RSS_FACTOR + RSS_SLACK_KIB
         ok = b <= limit
-        flat &= ok
+        flat &= ok or not rss_counts
         out.append("%s max %d KiB in Q2, %d KiB in Q4 (limit %d): %s"
-                   % (name, a, b, limit, "ok" if ok else "GROWS"))
+                   % (name, a, b, limit, "ok" if ok else
+                      "GROWS" if rss_counts else "grows (reported only)"))
     a, b = max(s["fds"] for s in q2), max(s["fds"] for s in q4)
     ok = b <= a + FD_SLACK
     flat &= ok
@@ -464,6 +468,8 @@ def main():
                     help="seconds between printed lines")
     ap.add_argument("--seed", type=int, default=0, help="0: a random one (printed)")
     ap.add_argument("--keep", help="keep the database and logs in this directory")
+    ap.add_argument("--rss-report-only", action="store_true",
+                    help="report RSS growth without failing on it (the ASan build)")
     args = ap.parse_args()
     if args.rate <= 0 or args.inflight < 1 or args.sample <= 0 or args.duration <= 0:
         ap.error("--rate, --inflight, --sample and --duration must be positive")
@@ -567,7 +573,7 @@ def main():
             problems.append("%d request errors, first: %s"
                             % (len(soak.errors), "\n  ".join(soak.errors[:20])))
         if not died:
-            flat, text = verdict(samples, args.duration)
+            flat, text = verdict(samples, args.duration, not args.rss_report_only)
             log("soak: %s — %s" % ("flat" if flat else "NOT FLAT", text))
             if not flat:
                 problems.append("RSS or fds not flat: " + text)
