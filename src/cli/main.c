@@ -102,9 +102,8 @@ int main(int argc, char **argv)
         return cli_approve(argc - 1, argv + 1);
     if (strcmp(cmd, "runs") == 0 || strcmp(cmd, "show") == 0 || strcmp(cmd, "cancel") == 0 ||
         strcmp(cmd, "retry") == 0 || strcmp(cmd, "logs") == 0 || strcmp(cmd, "signal") == 0 ||
-        strcmp(cmd, "delete") == 0 || strcmp(cmd, "purge") == 0 ||
-        strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 || strcmp(cmd, "restart") == 0 ||
-        strcmp(cmd, "bulk") == 0)
+        strcmp(cmd, "delete") == 0 || strcmp(cmd, "purge") == 0 || strcmp(cmd, "pause") == 0 ||
+        strcmp(cmd, "resume") == 0 || strcmp(cmd, "restart") == 0 || strcmp(cmd, "bulk") == 0)
         return cli_ops(argc - 1, argv + 1);
     fprintf(stderr, "durable: unknown command \"%s\"\n\n%s", cmd, usage);
     return 2;

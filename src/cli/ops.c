@@ -947,6 +947,21 @@ static int parse_args(const struct ops_command *c, int argc, char **argv, struct
     return check_args(c, a);
 }
 
+/* purge's own checks: 0, or 2 after a usage error. */
+static int check_purge(const struct ops_command *c, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+    int64_t ms;
+
+    if (a->status && !one_of(a->status, run_statuses + 3, 3))
+        return usage_error(c, "--status is completed, failed or cancelled, not \"%s\"", a->status);
+    if (a->older_than && duration_parse(a->older_than, &ms, &err) != DURABLE_OK)
+        return usage_error(c, "--older-than: %s", err.msg);
+    if (a->workflow && !a->workflow[0])
+        return usage_error(c, "%s", "--workflow needs a workflow name");
+    return 0;
+}
+
 /* The checks of parse_args once every argument is taken: 0, or 2 after a
  * usage error. */
 static int check_args(const struct ops_command *c, struct ops_args *a)
@@ -975,17 +990,8 @@ static int check_args(const struct ops_command *c, struct ops_args *a)
                            "--status is pending, running, waiting, completed, failed, "
                            "cancelled or paused, not \"%s\"",
                            a->status);
-    if (strcmp(c->name, "purge") == 0) {
-        durable_error err = { 0 };
-
-        if (a->status && !one_of(a->status, run_statuses + 3, 3))
-            return usage_error(c, "--status is completed, failed or cancelled, not \"%s\"",
-                               a->status);
-        if (a->older_than && duration_parse(a->older_than, &ms, &err) != DURABLE_OK)
-            return usage_error(c, "--older-than: %s", err.msg);
-        if (a->workflow && !a->workflow[0])
-            return usage_error(c, "%s", "--workflow needs a workflow name");
-    }
+    if (strcmp(c->name, "purge") == 0 && check_purge(c, a) != 0)
+        return 2;
     if (a->level && !one_of(a->level, log_levels, DUR_ARRAY_LEN(log_levels)))
         return usage_error(c, "--level is debug, info, warning or error, not \"%s\"", a->level);
     return 0;

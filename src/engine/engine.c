@@ -981,6 +981,27 @@ static bool on_store_failed(struct sched *s, struct commit_item *ci)
     return true;
 }
 
+/* A caller's transition of run r (r NULL when not in memory): a cancel,
+ * decision, signal, pause or resume through the API. False when ci is not
+ * one. */
+static bool on_caller_committed(struct sched *s, struct run_state *r, struct commit_item *ci)
+{
+    if (r && ci->t.kind == TR_RUN_FINISH && ci->run_gen == 0 && ci->applied != APPLIED_NONE) {
+        /* cancelled through the API: forget it now, and its children */
+        sched_on_run_finished(s, r, &ci->t);
+        sched_run_drop(s, r->id);
+    } else if (ci->t.kind == TR_STEP_DECIDE && ci->run_gen == 0) {
+        on_external_decision(s, r, ci);
+    } else if (ci->t.kind == TR_SIGNAL_SEND) {
+        on_signal(s, r, ci);
+    } else if (ci->t.kind == TR_RUN_PAUSE || ci->t.kind == TR_RUN_RESUME) {
+        on_pause_committed(s, r, ci);
+    } else {
+        return false;
+    }
+    return true;
+}
+
 static void on_committed(struct sched *s, struct commit_item *ci)
 {
     struct run_state *r;
@@ -999,24 +1020,8 @@ static void on_committed(struct sched *s, struct commit_item *ci)
         return;
     }
     r = sched_run_find(s, ci->t.run_id);
-    if (r && ci->t.kind == TR_RUN_FINISH && ci->run_gen == 0 && ci->applied != APPLIED_NONE) {
-        /* cancelled through the API: forget it now, and its children */
-        sched_on_run_finished(s, r, &ci->t);
-        sched_run_drop(s, r->id);
+    if (on_caller_committed(s, r, ci))
         return;
-    }
-    if (ci->t.kind == TR_STEP_DECIDE && ci->run_gen == 0) {
-        on_external_decision(s, r, ci);
-        return;
-    }
-    if (ci->t.kind == TR_SIGNAL_SEND) {
-        on_signal(s, r, ci);
-        return;
-    }
-    if (ci->t.kind == TR_RUN_PAUSE || ci->t.kind == TR_RUN_RESUME) {
-        on_pause_committed(s, r, ci);
-        return;
-    }
     if (!r || ci->run_gen != r->gen)
         return; /* not in memory, or from an earlier incarnation */
     if (ci->t.kind == TR_RUN_FINISH) {

@@ -568,11 +568,11 @@ static durable_code client_start(struct request *rq, struct sse_client *c, int64
     if (added != HUB_ADDED) {
         client_free(c);
         if (added == HUB_FULL)
-            return err_set(err, DURABLE_ECLOSED,
-                           "too many event streams open (at most %zu): retry later",
-                           rq->srv->hub->max_clients);
-        err_set(err, DURABLE_ECLOSED, "the server is stopping");
-        return DURABLE_ECLOSED;
+            err_set(err, DURABLE_ECLOSED, "too many event streams open (at most %zu): retry later",
+                    rq->srv->hub->max_clients);
+        else
+            err_set(err, DURABLE_ECLOSED, "the server is stopping");
+        return DURABLE_ECLOSED; /* not err_set's value: c is freed, say so plainly */
     }
     rc = replay(c, rq->srv->d, after, has_after, err);
     if (rc != DURABLE_OK) {
