@@ -636,6 +636,8 @@ static int purge_server(struct ops_target *t, const struct ops_args *a, int64_t 
     query_add(&q, "status", a->status);
     if (a->dry_run)
         query_add(&q, "dry_run", "true");
+    if (!a->older_than && !a->workflow && !a->status) /* the command's word: every one */
+        query_add(&q, "all", "true");
     path = xasprintf("/runs%s%s", q.len ? "?" : "", q.len ? q.buf : "");
     dbuf_release(&q);
     doc = server_get(t, "DELETE", path);

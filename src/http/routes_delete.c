@@ -31,7 +31,7 @@ struct unknown_arg {
 static enum MHD_Result find_unknown(void *cls, enum MHD_ValueKind kind, const char *key,
                                     const char *value)
 {
-    static const char *const known[] = { "older_than", "workflow", "status", "dry_run" };
+    static const char *const known[] = { "older_than", "workflow", "status", "dry_run", "all" };
     struct unknown_arg *u = cls;
 
     (void)kind;
@@ -56,6 +56,7 @@ enum MHD_Result route_runs_purge(struct request *rq)
     durable_error err = { 0 };
     struct unknown_arg u = { .found = false };
     const char *older = router_query(rq, "older_than"), *dry = router_query(rq, "dry_run");
+    const char *all = router_query(rq, "all");
     int64_t ms = 0, n = 0;
     json_t *o;
     char *json;
@@ -65,7 +66,8 @@ enum MHD_Result route_runs_purge(struct request *rq)
     if (u.found) {
         char msg[160];
         snprintf(msg, sizeof(msg),
-                 "unknown parameter \"%.60s\": purge takes older_than, workflow, status, dry_run",
+                 "unknown parameter \"%.60s\": purge takes older_than, workflow, status, "
+                 "dry_run, all",
                  u.name);
         return bad_param(rq, msg);
     }
@@ -85,6 +87,13 @@ enum MHD_Result route_runs_purge(struct request *rq)
     if (dry && strcmp(dry, "true") != 0 && strcmp(dry, "false") != 0)
         return bad_param(rq, "dry_run: true or false");
     p.dry_run = dry && strcmp(dry, "true") == 0;
+    if (all && strcmp(all, "true") != 0 && strcmp(all, "false") != 0)
+        return bad_param(rq, "all: true or false");
+    /* A bare DELETE /runs (a typo, a stray client) must not empty the
+     * database: every finished run is deleted only when asked by name. */
+    if (!older && !p.workflow && !p.status && !(all && strcmp(all, "true") == 0))
+        return bad_param(rq, "purge needs a filter (older_than, workflow, status) or all=true "
+                             "to delete every finished run");
     if (durable_runs_purge(rq->srv->d, &p, &n, &err) != DURABLE_OK)
         return http_reply_durable(rq, &err);
     o = json_pack("{s:I, s:b}", "deleted", (json_int_t)n, "dry_run", p.dry_run);

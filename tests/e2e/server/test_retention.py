@@ -121,7 +121,8 @@ class RetentionTest(su.ServerTest):
                         ("older_than=99999999999d", "out of range"),
                         ("status=running", "completed, failed, cancelled"),
                         ("status=", "completed"), ("workflow=", "workflow"),
-                        ("dry_run=yes", "dry_run")):
+                        ("dry_run=yes", "dry_run"), ("", "all=true"), ("dry_run=true", "all=true"),
+                        ("all=yes", "all: true or false")):
             err = self.assertError(srv.request("DELETE", "/runs?" + q), 400)
             self.assertIn(word, err["message"], q)
         # nothing is old enough
