@@ -869,43 +869,12 @@ void *durable_ctx_userdata(const durable_ctx *ctx)
 
 /* ---- an invocation ---- */
 
-/* The number in the n digits at s, or -1. */
-static int digits(const char *s, int n)
-{
-    int v = 0;
-
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v;
-}
-
-/* Unix ms of the document's "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC), 0 if none. */
+/* Unix ms of the document's RFC 3339 time, 0 if none. */
 static int64_t parse_time(const char *s)
 {
-    int y, mo, d, h, mi, sec, ms;
-    int64_t era, yoe, doy, days;
+    int64_t ms = 0;
 
-    if (!s || strlen(s) != 24)
-        return 0;
-    y = digits(s, 4);
-    mo = digits(s + 5, 2);
-    d = digits(s + 8, 2);
-    h = digits(s + 11, 2);
-    mi = digits(s + 14, 2);
-    sec = digits(s + 17, 2);
-    ms = digits(s + 20, 3);
-    if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || mi < 0 || sec < 0 || ms < 0)
-        return 0;
-    /* days from 1970-01-01 to the date (the civil calendar's algorithm) */
-    y -= mo <= 2;
-    era = y / 400;
-    yoe = y - era * 400;
-    doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
-    return ((days * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000 + ms;
+    return s && clock_parse_rfc3339(s, &ms) ? ms : 0;
 }
 
 /* The run's recorded steps, from its document (steps in idx order). */
