@@ -1212,6 +1212,19 @@ durable_code durable_run_events(durable *d, const char *run_id, int64_t after_se
 
 /* ---- lists and inspection (store reads) ---- */
 
+void engine_run_query(struct store_run_query *q, const durable_run_filter *f)
+{
+    memset(q, 0, sizeof(*q));
+    q->status = f->status;
+    q->workflow = f->workflow_id;
+    q->created_after_ms = f->created_after_ms;
+    q->created_before_ms = f->created_before_ms;
+    q->finished_after_ms = f->finished_after_ms;
+    q->finished_before_ms = f->finished_before_ms;
+    q->input_field = f->input_field;
+    q->input_value = f->input_value;
+}
+
 durable_code durable_runs_list(durable *d, const durable_run_filter *filter, char **out_json,
                                int64_t *out_total, durable_error *err)
 {
@@ -1222,15 +1235,7 @@ durable_code durable_runs_list(durable *d, const durable_run_filter *filter, cha
         return err_set(err, DURABLE_EINVAL, "a list needs an output");
     if (!filter)
         filter = &all;
-    memset(&q, 0, sizeof(q));
-    q.status = filter->status;
-    q.workflow = filter->workflow_id;
-    q.created_after_ms = filter->created_after_ms;
-    q.created_before_ms = filter->created_before_ms;
-    q.finished_after_ms = filter->finished_after_ms;
-    q.finished_before_ms = filter->finished_before_ms;
-    q.input_field = filter->input_field;
-    q.input_value = filter->input_value;
+    engine_run_query(&q, filter);
     q.page.limit = filter->limit;
     q.page.offset = filter->offset;
     return store_runs_list(d->store, &q, out_json, out_total, err);

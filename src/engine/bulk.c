@@ -247,15 +247,7 @@ static durable_code match(struct bulk_op *op, const durable_run_filter *f, durab
     struct store_run_query q;
     durable_code rc;
 
-    memset(&q, 0, sizeof(q));
-    q.status = f->status;
-    q.workflow = f->workflow_id;
-    q.created_after_ms = f->created_after_ms;
-    q.created_before_ms = f->created_before_ms;
-    q.finished_after_ms = f->finished_after_ms;
-    q.finished_before_ms = f->finished_before_ms;
-    q.input_field = f->input_field;
-    q.input_value = f->input_value;
+    engine_run_query(&q, f);
     rc = store_runs_match(op->d->store, &q, DURABLE_BULK_MAX, &fn, &op->res.matched, err);
     if (rc == DURABLE_OK && op->res.matched > DURABLE_BULK_MAX)
         rc = err_set(err, DURABLE_ETOOBIG,

@@ -384,6 +384,10 @@ void engine_cluster_start(struct durable *d);
 void engine_cluster_stop(struct durable *d);
 void engine_cluster_close(struct durable *d);
 void engine_cluster_want(struct durable *d, const char *run_id);
+/* api.c: the store's run query of a list filter (paging left at 0);
+ * durable_runs_list and bulk.c. */
+struct store_run_query;
+void engine_run_query(struct store_run_query *q, const durable_run_filter *f);
 /* The code-first workflows this process registered (their ids): claims
  * take their runs from now on (a registration then resumes them). Any
  * thread; a cluster only. */
