@@ -391,5 +391,14 @@ void def_check_not_template(durable_step_check *chk, const char *key);
 void def_check_set_data(durable_step_check *chk, void *data, void (*free_fn)(void *data));
 /* What def_check_set_data kept, or NULL. */
 void *def_check_data(const durable_step_check *chk);
+/* Parses v (the path points at it) as a step inside the config: its
+ * type (resolved like a step's, a located error with a suggestion for an
+ * unknown name), config (checked by that type, its {{ }} templates
+ * compiled), retry, timeout_seconds, max_retries and name; no id,
+ * depends_on, if or action (warned as unknown fields). Always returns a
+ * step (def_sub_step_free), its step_type NULL when unknown. A map's
+ * template (steps/map.c). */
+struct plan_step *def_check_sub_step(durable_step_check *chk, json_t *v);
+void def_sub_step_free(struct plan_step *st); /* accepts NULL */
 
 #endif

@@ -136,6 +136,8 @@ struct durable_step_check {
  * the config's {{ }} templates into c->st->templates (left NULL when there
  * are none). */
 void def_check_step_config(struct parser *p, struct step_ctx *c, json_t *config);
+/* Frees what a plan step holds, not the step itself (def_plan.c). */
+void def_step_release(struct plan_step *st);
 /* Compiles `src` (the path points at it) into *out, or reports jq's error. */
 void def_expr_compile(struct parser *p, const char *src, struct expr **out);
 

@@ -48,7 +48,7 @@ struct plan *def_plan_alloc(size_t n_steps)
     return p;
 }
 
-static void step_release(struct plan_step *st)
+void def_step_release(struct plan_step *st)
 {
     size_t i;
 
@@ -85,7 +85,7 @@ void plan_unref(struct plan *p)
     if (!p || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (i = 0; i < p->n_steps; i++)
-        step_release(&p->steps[i]);
+        def_step_release(&p->steps[i]);
     free(p->steps);
     free(p->topo);
     free(p->name);

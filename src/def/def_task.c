@@ -439,3 +439,56 @@ void def_step_parse(struct parser *p, size_t i, json_t *v)
     }
     step_finish(p, &c);
 }
+
+/* ---- a step inside a step's config (a map's template) ---- */
+
+/* clang-format off */
+static const struct def_field sub_step_fields[] = {
+    { "type", step_type },
+    { "config", step_config },
+    { "retry", step_retry },
+    { "timeout_seconds", step_timeout },
+    { "max_retries", step_max_retries },
+    { "name", step_name },
+};
+/* clang-format on */
+
+void def_sub_step_free(struct plan_step *st)
+{
+    if (!st)
+        return;
+    def_step_release(st);
+    free(st);
+}
+
+struct plan_step *def_check_sub_step(durable_step_check *chk, json_t *v)
+{
+    struct parser *p = chk->p;
+    struct plan_step *st = xcalloc(1, sizeof(*st));
+    struct step_ctx c = { .index = SIZE_MAX, .st = st, .max_retries = -1, .step_max_retries = -1 };
+    const char *type;
+    size_t mark;
+
+    st->config = json_object();
+    st->retry.max_attempts = 1;
+    st->retry.initial_interval_s = 1.0;
+    st->retry.backoff_coefficient = 2.0;
+    st->retry.max_interval_s = 60.0;
+    if (!json_is_object(v)) {
+        def_error(p, "expected an object, got %s", def_type_name(v));
+        return st;
+    }
+    type = json_string_value(json_object_get(v, "type"));
+    c.type = find_type(p, type && type[0] ? type : NULL);
+    st->step_type = c.type;
+    def_walk(p, v, sub_step_fields, DUR_ARRAY_LEN(sub_step_fields), &c);
+    if (!json_object_get(v, "config")) {
+        mark = def_path_key(p, "config");
+        def_check_step_config(p, &c, st->config);
+        def_path_pop(p, mark);
+    }
+    step_retries(p, &c);
+    if (!st->type)
+        st->type = xstrdup("task");
+    return st;
+}

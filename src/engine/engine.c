@@ -92,6 +92,7 @@ static void run_free(struct run_state *r)
         json_decref(r->steps[i].output);
         json_decref(r->steps[i].config);
         free(r->steps[i].if_error);
+        sched_map_free(r->steps[i].map);
     }
     free(r->steps);
     free(r->children);
@@ -405,6 +406,13 @@ static const char *st_name(enum step_st st)
  * (order: {id, amount} of the run's demo order, or null), a new
  * reference. Built per evaluation: O(steps), cheap next to a jq call. The
  * run's input and order are made into JSON at the first call and kept. */
+static json_t *run_context(struct run_state *r);
+
+json_t *sched_run_context(struct run_state *r)
+{
+    return run_context(r);
+}
+
 static json_t *run_context(struct run_state *r)
 {
     json_t *steps = json_object();
@@ -662,6 +670,11 @@ static void call_type(struct sched *s, struct run_state *r, size_t i, bool is_ti
         sched_submit_failure(s, r, i, STEPS_EXPRESSION_ERROR, msg);
         return;
     }
+    if (strcmp(ps->step_type->name, steps_map_type.name) == 0) {
+        if (!is_timer)
+            sched_map_start(s, r, i);
+        return;
+    }
     step_call_init(&call, r, i, key, sizeof(key));
     if (ps->step_type->blocking && !is_timer) {
         start_pooled(s, r, i, &call);
@@ -733,6 +746,11 @@ static void on_timer(struct sched *s, const struct timer *t)
     ss = &r->steps[t->step_idx];
     if (t->gen != ss->gen)
         return;
+    if (t->kind == TM_MAP_ITEM) {
+        if (ss->st == SS_RUNNING)
+            sched_map_timer(s, r, t);
+        return;
+    }
     if (r->paused && ((t->kind == TM_RETRY && ss->st == SS_RETRYING) ||
                       (t->kind == TM_WAKE && ss->st == SS_WAITING))) {
         ss->held = true; /* acted on at the resume */
@@ -1071,7 +1089,11 @@ static void on_io_done(struct sched *s, struct sched_msg *m)
         return;
     ss = &r->steps[m->tag.step_idx];
     if (ss->gen != m->tag.gen || ss->st != SS_RUNNING)
-        return;         /* timed out, or its run was cancelled: a late result */
+        return; /* timed out, or its run was cancelled: a late result */
+    if (m->tag.item > 0) {
+        sched_map_io_done(s, r, m);
+        return;
+    }
     release_pooled(ss); /* answered: nothing to cancel */
     handle_outcome(s, r, m->tag.step_idx, &m->out);
 }

@@ -51,6 +51,7 @@ struct step_state {
     durable_step_call *pooled; /* RUNNING: a blocking type's call in the step pool, until its
                                   answer is handled or the attempt ends without it
                                   (steps_pool_release); NULL otherwise */
+    struct map_exec *map;      /* a map step's items in memory (map.c), or NULL */
 };
 
 struct run_state {
@@ -93,6 +94,7 @@ enum timer_kind {
     TM_WAKE,     /* a waiting step's wake-up time (delay, approval timeout) */
     TM_RELOAD,   /* a run forgotten when the store failed: load it again */
     TM_RETAIN,   /* retention's next pass (retain.c); no run */
+    TM_MAP_ITEM, /* a map step's item (map.c): its type's timer, its retry, or its timeout */
 };
 
 struct timer {
@@ -102,6 +104,9 @@ struct timer {
     enum timer_kind kind;
     size_t step_idx;
     char run_id[ID_MAX];
+    size_t item;       /* TM_MAP_ITEM: the item's index */
+    uint32_t item_gen; /* TM_MAP_ITEM: the item's attempt generation */
+    bool item_timeout; /* TM_MAP_ITEM: the item's timeout_seconds */
 };
 
 enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO, MSG_CLUSTER, MSG_TYPES, MSG_CHILD_ENDED };
@@ -174,6 +179,9 @@ void sched_on_resumed(struct sched *s, struct run_state *r);
 void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_idx,
                       enum timer_kind kind, int64_t due_ms);
 struct timer sched_timer_pop(struct sched *s);
+/* A TM_MAP_ITEM timer of item `item` of map step step_idx (map.c). */
+void sched_timer_push_item(struct sched *s, const struct run_state *r, size_t step_idx, size_t item,
+                           uint32_t item_gen, bool is_timeout, int64_t due_ms);
 /* A timer of no run (TM_RETAIN). */
 void sched_timer_push_plain(struct sched *s, enum timer_kind kind, int64_t due_ms);
 
@@ -194,6 +202,20 @@ void sched_resume_unresolved(struct sched *s);
 /* cluster.c's messages: a run claimed, a run of this node changed by a
  * caller (on any node), or the lease lost (forget every run). */
 void sched_on_cluster(struct sched *s, enum sched_cluster_msg what, const char *run_id);
+
+/* The run context {input, steps, run} of SPEC §3, a new reference (engine.c). */
+json_t *sched_run_context(struct run_state *r);
+
+/* map steps (map.c): step i of r is a map whose START committed (or was
+ * restarted): its items are computed, those the store says settled in this
+ * attempt are kept, the others run, at most max_concurrency at once. */
+void sched_map_start(struct sched *s, struct run_state *r, size_t i);
+/* A TM_MAP_ITEM timer of r's running map step fired. */
+void sched_map_timer(struct sched *s, struct run_state *r, const struct timer *t);
+/* An item's http_request ended (m->tag.item > 0). */
+void sched_map_io_done(struct sched *s, struct run_state *r, struct sched_msg *m);
+/* Frees a map's memory (accepts NULL). */
+void sched_map_free(struct map_exec *m);
 
 /* child runs (children.c) */
 void sched_on_child_created(struct sched *s, struct commit_item *ci);

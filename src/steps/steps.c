@@ -24,6 +24,7 @@ const durable_step_type *const steps_builtin[] = {
     &steps_delay_type,
     &steps_approval_type,
     &steps_wait_signal_type,
+    &steps_map_type,
     &steps_condition_type,
     &steps_transform_type,
     &steps_log_type,

@@ -108,6 +108,19 @@ extern const durable_step_type steps_data_transform_type; /* data_transform.c */
 extern const durable_step_type steps_conditional_type;    /* conditional.c */
 /* Durable waits for a signal sent to the run. */
 extern const durable_step_type steps_wait_signal_type; /* wait_signal.c */
+/* A step template run once per element of a list (map.c; run by engine/map.c). */
+extern const durable_step_type steps_map_type;
+
+#define STEPS_MAP_CONCURRENCY     8       /* max_concurrency when absent or blank */
+#define STEPS_MAP_MAX_CONCURRENCY 1000    /* its bound */
+#define STEPS_MAP_MAX_ITEMS       1000000 /* a list longer fails the step */
+
+/* What a map step's check keeps (plan_step.type_data). */
+struct steps_map {
+    struct plan_step *tmpl; /* the step run per item (def_check_sub_step) */
+    int max_concurrency;    /* items in flight at most */
+    bool collect;           /* on_item_failure "collect" (else fail fast) */
+};
 
 /* The start of the types whose output is their expression's value on the
  * run context (plan_step.expr): condition, transform, and the two above
@@ -150,6 +163,8 @@ struct step_io_tag {
     size_t step_idx;
     uint64_t run_gen;
     uint32_t gen;
+    size_t item;       /* a map step's item (engine/map.c): its index + 1, 0 for none */
+    uint32_t item_gen; /* that item's attempt generation */
 };
 
 /* Called on the I/O thread; takes out->output (set it to NULL or take it).

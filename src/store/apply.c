@@ -88,7 +88,7 @@ static durable_code emit(struct apply *a, const struct transition *t, const char
                          durable_error *err)
 {
     bool is_step = (t->kind >= TR_STEP_START && t->kind <= TR_STEP_SKIP) ||
-                   t->kind == TR_STEP_WAIT || t->kind == TR_STEP_DECIDE;
+                   t->kind == TR_STEP_WAIT || t->kind == TR_STEP_DECIDE || t->kind == TR_MAP_ITEM;
     struct event_key k = { t->run_id, is_step ? t->step_id : NULL, t->at_ms };
 
     return append(a, &k, type, data, err);
@@ -521,6 +521,27 @@ static durable_code apply_step(struct apply *a, const struct transition *t,
     /* A START has made the run running already (step_start). */
     if (rc == DURABLE_OK && t->kind != TR_STEP_START)
         rc = run_write(a, RUN_W_RECOMPUTE, t, err);
+    return rc;
+}
+
+/* An item of a running map step (steps/map.c): its progress on the step's
+ * row and one event, the step still running. One row change and one event
+ * per item, whatever the number of items. */
+static durable_code apply_map_item(struct apply *a, const struct transition *t, durable_error *err)
+{
+    struct store_run_state st = { .has_run = false };
+    durable_code rc = require(t->step_id, "step_id", err);
+
+    if (rc == DURABLE_OK)
+        rc = require(t->map_event, "map_event", err);
+    if (rc == DURABLE_OK)
+        rc = require(t->map_event_json, "map_event_json", err);
+    if (rc == DURABLE_OK)
+        rc = guard_step(a, t, store_step_guard(TR_MAP_ITEM), &st, false, err);
+    if (rc == DURABLE_OK && t->output_json)
+        rc = step_write(a, STEP_W_PROGRESS, t, err);
+    if (rc == DURABLE_OK)
+        rc = emit(a, t, t->map_event, xstrdup(t->map_event_json), err);
     return rc;
 }
 
@@ -1034,6 +1055,8 @@ static durable_code apply_kind(struct apply *a, const struct transition *t,
     case TR_RUN_PAUSE:
     case TR_RUN_RESUME:
         return apply_run_pause(a, t, t->kind == TR_RUN_PAUSE, err);
+    case TR_MAP_ITEM:
+        return apply_map_item(a, t, err);
     default:
         return err_set(err, DURABLE_EINVAL, "unknown transition kind %d", (int)t->kind);
     }

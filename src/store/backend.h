@@ -185,6 +185,7 @@ enum store_step_write {
                          waits for = signal_name (NULL: none) */
     STEP_W_RESTART,   /* only if the step is running: started_at = at_ms, attempt = max(attempt,
                          1); *out_changed says whether it was */
+    STEP_W_PROGRESS,  /* output = output_json only (a running map step's progress) */
 };
 
 /* A change of a run row (store_rows_ops.run_write). */

@@ -154,6 +154,28 @@ static void run_with_steps(void *ud, const struct run_row *r)
     d->has_record = true;
 }
 
+/* A map step's progress (steps/map.c): while it has not completed, its
+ * output column holds {total, done, failed, running}; once completed, the
+ * counts are those of its output (an array, or {results, errors}). */
+static void add_map_progress(struct dbuf *b, const struct step_row *r, bool completed)
+{
+    json_t *out, *results, *errors;
+    size_t total, failed;
+
+    if (!completed) {
+        add_raw(b, ",\"progress\":", r->output_json);
+        return;
+    }
+    out = r->output_json ? json_loads(r->output_json, JSON_DECODE_ANY, NULL) : NULL;
+    results = json_is_array(out) ? out : json_object_get(out, "results");
+    errors = json_object_get(out, "errors");
+    total = json_array_size(results);
+    failed = json_array_size(errors);
+    dbuf_addf(b, ",\"progress\":{\"total\":%zu,\"done\":%zu,\"failed\":%zu,\"running\":0}", total,
+              total - failed, failed);
+    json_decref(out);
+}
+
 static void step_of_run(void *ud, const struct step_row *r)
 {
     struct doc *d = ud;
@@ -170,7 +192,13 @@ static void step_of_run(void *ud, const struct step_row *r)
     add_time(b, ",\"completed_at\":", r->completed_at_ms);
     add_time(b, ",\"wake_at\":", r->wake_at_ms);
     add_str(b, ",\"error_message\":", r->error_message);
-    add_raw(b, ",\"output\":", r->output_json);
+    if (r->type && strcmp(r->type, "map") == 0) {
+        bool completed = r->status && strcmp(r->status, "completed") == 0;
+        add_map_progress(b, r, completed);
+        add_raw(b, ",\"output\":", completed ? r->output_json : NULL);
+    } else {
+        add_raw(b, ",\"output\":", r->output_json);
+    }
     dbuf_adds(b, "}");
 }
 
@@ -383,6 +411,12 @@ durable_code store_events_json(struct store *s, const char *run_id, int64_t afte
         rc = events_doc(&ev, false, out, err);
     store_events_release(&ev);
     return rc;
+}
+
+durable_code store_events_records(struct store *s, const char *run_id, int64_t after_seq,
+                                  struct store_events *out, durable_error *err)
+{
+    return s->ops->events_read(s, run_id, after_seq, out, err);
 }
 
 durable_code store_events_since(struct store *s, int64_t after_gid, int limit, char **out,

@@ -96,6 +96,7 @@ static const struct step_guard step_guards[] = {
     { "skip", S(STEP_S_PENDING), TR_STEP_SKIP, false },
     { "wait", S(STEP_S_RUNNING), TR_STEP_WAIT, true },
     { "restart", S(STEP_S_RUNNING), TR_RUN_RECOVERED, false },
+    { "record an item of", S(STEP_S_RUNNING), TR_MAP_ITEM, true },
 };
 
 const struct step_guard *store_step_guard(enum transition_kind kind)

@@ -129,6 +129,9 @@ enum transition_kind {
     TR_RUN_RESUME,       /* paused run -> its status from its steps' (running while one
                             runs, waiting while one waits or retries, pending if it never
                             started, else running); run_resumed */
+    TR_MAP_ITEM,         /* an item of a running map step settled (or failed an attempt):
+                            the step's progress (output_json) written, the event map_event
+                            appended with map_event_json; the step stays running */
 };
 
 /* Which finished runs TR_RUNS_DELETE deletes (every condition given must
@@ -271,6 +274,10 @@ struct transition {
        position), then the transition applies as to any step */
     const struct transition_step_init *insert_step;
     int insert_idx;
+    /* TR_MAP_ITEM: the event's type ("map_item_completed", "map_item_failed")
+       and data (a JSON object text); output_json is the step's progress */
+    const char *map_event;
+    const char *map_event_json;
     /* TR_RUNS_DELETE */
     const struct store_purge *purge;
     /* TR_WORKFLOW_DELETE (with wf_name) */
@@ -440,6 +447,9 @@ durable_code store_events_json(struct store *s, const char *run_id, int64_t afte
                                durable_error *err);
 durable_code store_order_json(struct store *s, const char *order_id, char **out,
                               durable_error *err);
+/* The run's events after seq after_seq as records (store_events_release). */
+durable_code store_events_records(struct store *s, const char *run_id, int64_t after_seq,
+                                  struct store_events *out, durable_error *err);
 
 /* A workflow: {id, name, version, definition (the object), created_at}; by id
  * or by name meaning its latest version. DURABLE_ENOTFOUND if none. */

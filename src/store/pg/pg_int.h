@@ -63,6 +63,7 @@ enum pg_wstmt_id {
     PG_W_STEP_SKIP,
     PG_W_STEP_WAIT,
     PG_W_STEP_RESTART,
+    PG_W_STEP_PROGRESS,
     PG_W_RUN_RUNNING,
     PG_W_RUN_RECOMPUTE,
     PG_W_RUN_PAUSE,

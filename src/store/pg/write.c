@@ -137,6 +137,8 @@ static const struct pg_wstmt {
     [PG_W_STEP_RESTART] = { "UPDATE steps SET started_at = $3::bigint,"
                             " attempt = greatest(attempt, 1)" WHERE_STEP " AND status = 'running'",
                             "restart a step" },
+    [PG_W_STEP_PROGRESS] = { "UPDATE steps SET output = $3" WHERE_STEP " AND status = 'running'",
+                             "record a map step's progress" },
     /* Both status updates leave the row alone when nothing changes. */
     [PG_W_RUN_RUNNING] = { "UPDATE runs SET status = CASE WHEN status = 'paused' THEN status"
                            " ELSE 'running' END, started_at = coalesce(started_at, $2::bigint)"
@@ -778,6 +780,7 @@ static durable_code pg_row_step_write(struct store *base, enum store_step_write 
         [STEP_W_COMPLETE] = PG_W_STEP_COMPLETE, [STEP_W_RETRY] = PG_W_STEP_RETRY,
         [STEP_W_FAIL] = PG_W_STEP_FAIL,         [STEP_W_SKIP] = PG_W_STEP_SKIP,
         [STEP_W_WAIT] = PG_W_STEP_WAIT,         [STEP_W_RESTART] = PG_W_STEP_RESTART,
+        [STEP_W_PROGRESS] = PG_W_STEP_PROGRESS,
     };
     struct num a, b;
     const char *p[5] = { t->run_id, t->step_id, NULL, NULL, NULL };
@@ -808,6 +811,9 @@ static durable_code pg_row_step_write(struct store *base, enum store_step_write 
     case STEP_W_SKIP:
     case STEP_W_RESTART:
         p[2] = num_of(&a, t->at_ms);
+        break;
+    case STEP_W_PROGRESS:
+        p[2] = t->output_json;
         break;
     case STEP_W_WAIT:
         p[2] = time_of(&a, t->wake_at_ms);

@@ -318,6 +318,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                        "skip a step" },
     [ST_STEP_WAIT] = { "UPDATE steps SET status = 'waiting', wake_at = ?3, signal = ?4" WHERE_STEP,
                        "make a step wait" },
+    [ST_STEP_PROGRESS] = { "UPDATE steps SET output = ?3" WHERE_STEP " AND status = 'running'",
+                           "record a map step's progress" },
     [ST_SIGNAL_INSERT] = { "INSERT INTO signals (id, run_id, name, payload, seq, created_at)"
                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                            "store a signal" },

@@ -67,6 +67,7 @@ enum stmt_id {
     ST_STEP_FAIL,
     ST_STEP_SKIP,
     ST_STEP_WAIT,
+    ST_STEP_PROGRESS,
     ST_SIGNAL_INSERT,
     ST_SIGNAL_NEXT,
     ST_SIGNAL_TAKE,

@@ -172,6 +172,9 @@ static durable_code sqlite_step_write(struct store *base, enum store_step_write 
     case STEP_W_RESTART:
         rc = stmt_exec(c, ST_STEP_RESTART, err, "ssI", t->run_id, t->step_id, t->at_ms);
         break;
+    case STEP_W_PROGRESS:
+        rc = stmt_exec(c, ST_STEP_PROGRESS, err, "sss", t->run_id, t->step_id, t->output_json);
+        break;
     default:
         return err_set(err, DURABLE_EINVAL, "unknown step write %d", (int)w);
     }
