@@ -147,8 +147,8 @@ static void map_step(durable_step_check *chk, json_t *v)
     if (st->step_type && template_refused(st->step_type)) {
         mark = def_check_key(chk, "type");
         def_check_error(chk,
-                        "a map's step cannot be a %s step (approval, delay, wait_signal, "
-                        "workflow, map and blocking types are not supported per item)",
+                        "type \"%s\" cannot run per item in a map (approval, delay, "
+                        "wait_signal, workflow, map and blocking types cannot)",
                         st->step_type->name);
         def_check_pop(chk, mark);
     }
