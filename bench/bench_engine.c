@@ -16,6 +16,9 @@
  *   w5recover --db P           durable_open (RECOVER_ALL) over them
  *   lib --db P                 run starts and durable_run_get per second from
  *                              library threads: the baseline of W6
+ *   w8map --db P               one run mapping a task of 0 s over 10,000 items
+ *                              (--steps, max_concurrency --inflight), against
+ *                              one run of 10,000 independent plain steps
  *
  * Times of events are taken in a durable_subscribe callback with
  * CLOCK_MONOTONIC: the callback runs on the writer thread right after the
@@ -439,6 +442,74 @@ static int run_w3(const struct opts *o)
     return 0;
 }
 
+/* ---- a map over many items against as many plain steps (W8) ---- */
+
+static char *register_text(durable *d, const char *def, size_t len)
+{
+    durable_error err = { 0 };
+    char *id = NULL;
+
+    if (durable_workflow_register(d, def, len, &id, NULL, NULL, &err) != DURABLE_OK)
+        bench_die("cannot register a workflow: %s", err.msg);
+    return id;
+}
+
+/* Wall ms from a start of wf to its run's end, and the commits it took. */
+static double time_run(durable *d, const char *wf, double *out_commits)
+{
+    double commits0 = metric(d, "durable_commits_total");
+    int64_t t0 = bench_now_ns();
+    char *run_id = start_run(d, wf);
+    double ms;
+
+    wait_run(d, run_id);
+    ms = (double)(bench_now_ns() - t0) / 1e6;
+    *out_commits = metric(d, "durable_commits_total") - commits0;
+    durable_free(run_id);
+    return ms;
+}
+
+static int run_w8map(const struct opts *o)
+{
+    durable *d = open_db(o->db, DURABLE_DURABILITY_FULL, DURABLE_RECOVER_ALL);
+    size_t cap = 1024 + (size_t)o->steps * 120, len = 0;
+    char *def = malloc(cap), *map_wf, *plain_wf;
+    double map_ms, plain_ms, map_commits, plain_commits;
+    long i;
+
+    addf(def, cap, &len,
+         "{\"name\": \"bench-map\", \"steps\": ["
+         "{\"id\": \"rows\", \"type\": \"transform\", "
+         "\"config\": {\"expression\": \"[range(0; %ld)]\"}},"
+         "{\"id\": \"each\", \"type\": \"map\", \"depends_on\": [\"rows\"], "
+         "\"config\": {\"items\": \".steps.rows.output\", \"max_concurrency\": %ld, "
+         "\"step\": {\"type\": \"task\", \"config\": {\"duration_seconds\": 0}}}}]}",
+         o->steps, o->inflight);
+    map_wf = register_text(d, def, len);
+    len = 0;
+    addf(def, cap, &len, "{\"name\": \"bench-plain\", \"steps\": [");
+    for (i = 0; i < o->steps; i++)
+        addf(def, cap, &len, "%s" STEP_FMT "\"depends_on\": []}", i ? ", " : "", i, 0.0);
+    addf(def, cap, &len, "]}");
+    plain_wf = register_text(d, def, len);
+    free(def);
+    map_ms = time_run(d, map_wf, &map_commits);
+    plain_ms = time_run(d, plain_wf, &plain_commits);
+    bench_json_begin();
+    bench_json_num("items", (double)o->steps);
+    bench_json_num("max_concurrency", (double)o->inflight);
+    bench_json_num("map_ms", map_ms);
+    bench_json_num("map_commits", map_commits);
+    bench_json_num("plain_ms", plain_ms);
+    bench_json_num("plain_commits", plain_commits);
+    bench_json_num("map_over_plain", map_ms / plain_ms);
+    bench_json_end();
+    durable_free(map_wf);
+    durable_free(plain_wf);
+    durable_close(d);
+    return 0;
+}
+
 /* ---- starting many runs (W4, W5) ---- */
 
 struct starter {
@@ -705,7 +776,7 @@ int main(int argc, char **argv)
     }
     if (!o.db)
         bench_die(
-                "usage: bench_engine w1|w1code|w1once|w2|w3|w4|w5create|w5recover|lib --db PATH [options]");
+                "usage: bench_engine w1|w1code|w1once|w2|w3|w4|w5create|w5recover|lib|w8map --db PATH [options]");
 #define DFLT(f, v) (o.f = o.f < 0 ? (v) : o.f)
     if (strcmp(mode, "w1") == 0) {
         DFLT(steps, 100);
@@ -746,6 +817,11 @@ int main(int argc, char **argv)
     if (strcmp(mode, "lib") == 0) {
         DFLT(inflight, 16);
         return run_lib(&o);
+    }
+    if (strcmp(mode, "w8map") == 0) {
+        DFLT(steps, 10000);
+        DFLT(inflight, 8);
+        return run_w8map(&o);
     }
 #undef DFLT
     bench_die("unknown workload \"%s\"", mode);

@@ -272,6 +272,8 @@ class Bench:
             self.step("w5", lambda: self.engine("w5recover", "w5", 300, "--runs", n5))
         self.step("lib", lambda: self.engine("lib", "lib", 60, "--inflight", 32,
                                              "--seconds", 1 if q else 3))
+        self.step("w8map", lambda: self.engine("w8map", "w8map", 240,
+                                               "--steps", 1000 if q else 10000))
         self.step("w6", self.w6)
         self.step("w7", self.w7)
         if self.args.only != "sqlite":
@@ -514,6 +516,13 @@ def rows_of(raw, errors):
     add("W3 fan-out", "1 -> 100 -> 1 wall time", v, "ms", "commit_latency", cl3,
         f"<= 5 x commit_latency + 1 ms" + (f" = {lim:.2f} ms" if lim else ""),
         v is not None and lim is not None and v <= lim, "w3")
+
+    n8 = f"{int(get('w8map', 'items') or 10000):,}"
+    v = get("w8map", "map_ms")
+    add("W8 map", f"map over {n8} items (task 0 s, 8 in flight)", v, "ms",
+        f"{n8} plain steps", get("w8map", "plain_ms"), "", None, "w8map")
+    add("W8 map", "  commits of the map run", get("w8map", "map_commits"), "", None, None, "",
+        None, "w8map")
 
     n4 = f"{int(get('w4', 'runs') or 10000):,}"
     n5 = f"{int(get('w5', 'runs') or get('w5create', 'runs') or 100000):,}"
