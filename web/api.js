@@ -15,6 +15,7 @@ export const EVENT_TYPES = [
   "step_started", "step_completed", "step_failed", "step_skipped", "step_cancelled",
   "step_waiting", "retry_scheduled", "approval_decided", "approval_timeout", "signal_received",
   "action_applied", "action_failed", "recovered", "timer_fired", "message",
+  "map_item_completed", "map_item_failed",
 ];
 
 const offline = new Set();

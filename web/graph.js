@@ -154,9 +154,10 @@ export function createGraph(container, steps, onSelect) {
         icon.setAttribute("d", d);
         icon.setAttribute("class", filled ? "icon filled" : "icon");
       }
-      const att = st.max_attempts > 1 || st.attempt > 1 ? `attempt ${st.attempt || 0}/${st.max_attempts || 1}` : st.type || "task";
+      const att = st.progress ? mapProgress(st.progress)
+        : st.max_attempts > 1 || st.attempt > 1 ? `attempt ${st.attempt || 0}/${st.max_attempts || 1}` : st.type || "task";
       const dur = durationOf(st);
-      const meta = compact ? (dur || st.status) : [att, dur || st.status].join(" · ");
+      const meta = st.progress ? att : compact ? (dur || st.status) : [att, dur || st.status].join(" · ");
       g.querySelector(".meta").textContent = meta;
       g.setAttribute("aria-label", `${st.step_id}: ${st.status}, ${att}${dur ? `, ${dur}` : ""}`);
     }
@@ -173,6 +174,12 @@ export function createGraph(container, steps, onSelect) {
   }
 
   return { update, select, shape };
+}
+
+/* A map step's items: "7,312 of 10,000 done, 3 failed". */
+export function mapProgress(p) {
+  const n = (v) => Number(v || 0).toLocaleString("en-US");
+  return `${n(p.done)} of ${n(p.total)} done${p.failed ? `, ${n(p.failed)} failed` : ""}`;
 }
 
 export function shapeOf(steps) {

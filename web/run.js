@@ -6,7 +6,7 @@
 // again from its next_after on each event.
 
 import { api, live } from "./api.js";
-import { createGraph, shapeOf } from "./graph.js";
+import { createGraph, mapProgress, shapeOf } from "./graph.js";
 import { h, badge, chrome, fmtDuration, fmtTime, span, ms, pretty, shortId, throttle } from "./ui.js";
 
 chrome("runs");
@@ -230,7 +230,8 @@ function renderStep() {
       h("dt", { text: "Finished" }), h("dd", { text: fmtTime(st.completed_at) }),
       h("dt", { text: "Duration" }), h("dd", { text: stepDuration(st) || "—" }),
       st.wake_at ? [h("dt", { text: "Wakes" }), h("dd", { text: fmtTime(st.wake_at) })] : null,
-      h("dt", { text: "Needs" }), h("dd", { text: (st.depends_on || []).join(", ") || "—" })),
+      h("dt", { text: "Needs" }), h("dd", { text: (st.depends_on || []).join(", ") || "—" }),
+      st.progress ? [h("dt", { text: "Items" }), h("dd", { id: "step-items", text: `${mapProgress(st.progress)}${st.progress.running ? `, ${st.progress.running} running` : ""}` })] : null),
   ];
   if (st.status === "waiting" && (st.type === "approval" || (cfg && cfg.type === "approval"))) {
     const by = h("input", { type: "text", id: "approve-by", value: localStorage.getItem("durable.by") || "", placeholder: "who decides" });
@@ -318,15 +319,17 @@ function renderTimeline() {
 }
 
 function renderHistory() {
-  $("hist-count").textContent = `${events.length} events`;
+  // A map step has an event per item: the list shows the newest 1,000.
+  $("hist-count").textContent = `${events.length} events${events.length > HISTORY_SHOWN ? ` (the last ${HISTORY_SHOWN.toLocaleString("en-US")} shown)` : ""}`;
   const t0 = events.length ? ms(events[0].at) : 0;
-  $("history").replaceChildren(...events.slice().reverse().map((e) => h("li", {},
+  $("history").replaceChildren(...events.slice(-HISTORY_SHOWN).reverse().map((e) => h("li", {},
     h("span.seq", { text: `#${e.seq}` }),
     h("span.at", { title: e.at, text: `+${fmtDuration(ms(e.at) - t0)}` }),
     h(`span.type.${e.type}`, { text: e.type }),
     h("span.data", { title: e.data ? JSON.stringify(e.data) : "", text: [e.step_id, e.data && Object.keys(e.data).length ? JSON.stringify(e.data) : ""].filter(Boolean).join("  ") }))));
 }
 
+const HISTORY_SHOWN = 1000;
 const historySoon = throttle(renderHistory, 250);
 
 /* ---------- actions ---------- */

@@ -583,6 +583,37 @@ async function main() {
     assert(done === 200, `${done} of 200 nodes completed`);
   });
 
+  await check("run page: a map step shows its items' progress on its node", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "map-progress", steps: [
+        { id: "each", type: "map", config: {
+          items: "[range(0; 10000)]", on_item_failure: "collect", max_concurrency: 8,
+          step: { type: "transform", config: { expression: 'if .item % 1000 == 7 then error("bad item") else .item end' } } } },
+        { id: "slow", type: "map", depends_on: ["each"], config: {
+          items: ".steps.each.output.results", max_concurrency: 4,
+          step: { type: "task", config: { duration_seconds: 0.01 } } } }],
+    });
+    assert(reg.status === 201, `register: ${reg.status} ${JSON.stringify(reg.json)}`);
+    const run = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    await page.goto(`${BASE}/ui/run.html?id=${run.id}`);
+    const meta = (id) => page.locator(`.node[data-step=${id}] .meta`);
+    await page.waitForSelector(".node[data-step=each].completed");
+    await page.waitForFunction(() => document.querySelector(".node[data-step=each] .meta").textContent === "9,990 of 10,000 done, 10 failed");
+    // The second map is still running: its node counts up.
+    await page.waitForFunction(() => {
+      const t = document.querySelector(".node[data-step=slow] .meta").textContent;
+      const m = /^([\d,]+) of 10,000 done$/.exec(t);
+      return m && Number(m[1].replace(/,/g, "")) > 0 && document.querySelector(".node[data-step=slow]").classList.contains("running");
+    });
+    const first = await meta("slow").textContent();
+    await page.waitForFunction((t) => document.querySelector(".node[data-step=slow] .meta").textContent !== t, first);
+    await page.locator(".node[data-step=slow]").click();
+    await page.waitForFunction(() => /^[\d,]+ of 10,000 done, [1-4] running$/.test((document.getElementById("step-items") || {}).textContent || ""));
+    await page.screenshot({ path: path.join(SHOTS, "run-map-progress.png"), fullPage: false });
+    await page.click("#cancel");
+    await page.waitForSelector("#run-status .badge.cancelled");
+  });
+
   await check("run page at 1,400 x 900: every step of a wide graph can be reached", async () => {
     // 40 parallel steps with long ids between a fan-out and a chain of 12:
     // taller and wider than the card, so the graph must fit or scroll.
