@@ -821,6 +821,8 @@ void sched_on_resumed(struct sched *s, struct run_state *r)
             call_type(s, r, i, true);
         else if (ss->st == SS_PENDING && ss->n_deps_left == 0)
             sched_on_ready(s, r, i);
+        else if (ss->st == SS_RUNNING && ss->map)
+            sched_map_resumed(s, r, i);
     }
     sched_check_finished(s, r);
 }

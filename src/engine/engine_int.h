@@ -210,6 +210,8 @@ json_t *sched_run_context(struct run_state *r);
  * restarted): its items are computed, those the store says settled in this
  * attempt are kept, the others run, at most max_concurrency at once. */
 void sched_map_start(struct sched *s, struct run_state *r, size_t i);
+/* r was resumed: its running map step i starts items again. */
+void sched_map_resumed(struct sched *s, struct run_state *r, size_t i);
 /* A TM_MAP_ITEM timer of r's running map step fired. */
 void sched_map_timer(struct sched *s, struct run_state *r, const struct timer *t);
 /* An item's http_request ended (m->tag.item > 0). */

@@ -290,6 +290,9 @@ static void pump(struct sched *s, struct run_state *r, size_t i)
 
     if (!m || m->over)
         return;
+    if (r->paused && !(m->failed > 0 && !map_def(r, i)->collect) &&
+        !(m->done + m->failed == m->n && m->running == 0))
+        return; /* no new item while paused: sched_map_resumed pumps again */
     if (m->depth > 0) {
         m->again = true;
         return;
@@ -437,6 +440,11 @@ void sched_map_start(struct sched *s, struct run_state *r, size_t i)
     }
     sort_errors(m);
     ss->map = m;
+    pump(s, r, i);
+}
+
+void sched_map_resumed(struct sched *s, struct run_state *r, size_t i)
+{
     pump(s, r, i);
 }
 

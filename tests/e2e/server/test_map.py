@@ -199,6 +199,31 @@ class MapTest(su.ServerTest):
         self.assertEqual(sorted((d["index"], d["attempt"], d["final"]) for d in failed),
                          [(3, 1, False), (3, 2, True), (7, 1, False), (7, 2, True)])
 
+    def test_pause_stops_new_items(self):
+        srv = self.start_server()
+        self.register(srv, {"name": "mappause", "steps": [
+            {"id": "each", "type": "map", "config": {
+                "items": "[range(0; 60)]", "max_concurrency": 2,
+                "step": {"type": "task", "config": {"duration_seconds": 0.05}}}}]})
+        run_id = self.start_run(srv, "mappause")["id"]
+
+        def progress():
+            return step_of(self.run_json(srv, run_id), "each").get("progress") or {}
+        self.wait_for(lambda: progress().get("done", 0) >= 4, 30, "4 items done")
+        self.assertStatus(srv.post("/runs/%s/pause" % run_id), 200, 202)
+        # The items in flight finish, then nothing moves.
+        seen = []
+
+        def still():
+            seen.append(progress()["done"])
+            return len(seen) >= 4 and seen[-1] == seen[-2] == seen[-3] == seen[-4]
+        self.wait_for(still, 30, "the map to stand still while paused", interval=0.3)
+        self.assertLess(seen[-1], 60)
+        self.assertStatus(srv.post("/runs/%s/resume" % run_id), 200, 202)
+        run = self.wait_run(srv, run_id, timeout=60)
+        self.assertEqual(run["status"], "completed")
+        self.assertEqual(len(step_of(run, "each")["output"]), 60)
+
     def test_items_hostile(self):
         srv = self.start_server()
         base = {"max_concurrency": "", "on_item_failure": None,
