@@ -167,10 +167,10 @@ DURABLE_API durable_code durable_workflow_warnings(durable *d, const char *text,
 /* ---- step types -------------------------------------------------------- */
 
 /* A step type is registered, not built in: every type the engine knows
- * (task, http_request, delay, approval, condition, transform, log,
- * workflow, data_transform, conditional) is a durable_step_type given to
- * durable_step_type_register() at durable_open, and a program adds its own
- * the same way. A definition's step names its type by `type` (absent or
+ * (task, http_request, delay, approval, wait_signal, map, condition,
+ * transform, log, workflow, data_transform, conditional) is a
+ * durable_step_type given to durable_step_type_register() at durable_open,
+ * and a program adds its own the same way. A definition's step names its type by `type` (absent or
  * blank: `task`); a name that no registered type has makes the definition
  * invalid, with a suggestion.
  *

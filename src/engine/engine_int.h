@@ -1,7 +1,7 @@
 /*
  * engine_int.h - the scheduler's private types and its step-lifecycle core,
  * shared by the files of the scheduler (engine.c, timers.c, recover.c,
- * children.c) and by nothing else.
+ * children.c, map.c) and by nothing else.
  *
  * The step-lifecycle core (engine.c): a step becomes ready (sched_on_ready),
  * its START is submitted (sched_submit_start), it runs once that commits

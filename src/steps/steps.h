@@ -31,7 +31,8 @@
  * Files: steps.c (the built-in table, calls, the public call accessors),
  * pool.c (the step worker pool and pooled calls),
  * task.c, http.c (http_request, and the I/O thread), delay.c, approval.c,
- * workflow.c, log.c, expr_steps.c (condition and transform: one behaviour,
+ * workflow.c, log.c, map.c (its config; engine/map.c runs the items),
+ * expr_steps.c (condition and transform: one behaviour,
  * one schema), data_transform.c and conditional.c (the older orchestrator's
  * shapes, compiled into the same kind of expression).
  */
