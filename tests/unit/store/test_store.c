@@ -1719,6 +1719,83 @@ static void test_signals_refused(void **state)
     assert_int_equal(event_count(f, "run_1"), n);
 }
 
+/* A map step's items (TR_MAP_ITEM): one event each, the progress over the
+ * step's output shown as `progress` (output null) while it runs, the step
+ * and the run still running; refused when the step is not running or at
+ * another attempt, and by a finished run, writing nothing; once completed
+ * the progress is counted from the output. */
+static void test_map_items(void **state)
+{
+    static const struct transition_step_init steps[] = { { "each", "map", 1, "[]" } };
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition c = { .kind = TR_RUN_CREATE,
+                            .at_ms = T0 + 1,
+                            .run_id = "run_m",
+                            .workflow_id = f->wf_id,
+                            .input_json = "{}",
+                            .steps = steps,
+                            .n_steps = 1 };
+    struct transition t = step_tr(TR_MAP_ITEM, "run_m", "each", 1, T0 + 10);
+    json_t *run, *st, *evs, *e;
+    size_t n;
+
+    apply_ok(f, &c, NULL);
+    t.map_event = "map_item_completed";
+    t.map_event_json = "{\"index\":0,\"attempt\":1,\"output\":7,\"map_attempt\":1}";
+    t.output_json = "{\"total\":2,\"done\":1,\"failed\":0,\"running\":1}";
+    n = event_count(f, "run_m");
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT); /* pending */
+    assert_int_equal(event_count(f, "run_m"), n);
+    step_ok(f, TR_STEP_START, "run_m", "each", 1);
+    t.attempt = 2;
+    err_clear(&err);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT); /* another attempt */
+    t.attempt = 1;
+    apply_ok(f, &t, NULL);
+    t.map_event = "map_item_failed";
+    t.map_event_json = "{\"index\":1,\"attempt\":1,\"code\":\"x\",\"message\":\"m\","
+                       "\"final\":true,\"map_attempt\":1}";
+    t.output_json = "{\"total\":2,\"done\":1,\"failed\":1,\"running\":0}";
+    apply_ok(f, &t, NULL);
+    assert_step_status(f, "run_m", "each", STEP_S_RUNNING);
+    assert_run_status(f, "run_m", RUN_RUNNING);
+
+    run = doc_of(store_run_json, f, "run_m");
+    st = json_array_get(json_object_get(run, "steps"), 0);
+    assert_true(json_is_null(json_object_get(st, "output")));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "progress"), "failed")),
+                     1);
+    json_decref(run);
+    evs = events_of(f, "run_m", 0);
+    assert_int_equal(json_array_size(evs), n + 3);
+    e = json_array_get(evs, n + 1);
+    assert_string_equal(json_string_value(json_object_get(e, "type")), "map_item_completed");
+    assert_string_equal(json_string_value(json_object_get(e, "step_id")), "each");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(e, "data"), "output")), 7);
+    assert_seqs_dense(evs);
+    json_decref(evs);
+
+    t = step_tr(TR_STEP_COMPLETE, "run_m", "each", 1, T0 + 20);
+    t.output_json = "{\"results\":[7,null],\"errors\":[{\"index\":1}]}";
+    apply_ok(f, &t, NULL);
+    run = doc_of(store_run_json, f, "run_m");
+    st = json_array_get(json_object_get(run, "steps"), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "progress"), "done")),
+                     1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "progress"), "total")),
+                     2);
+    assert_true(json_is_object(json_object_get(st, "output")));
+    json_decref(run);
+    t = step_tr(TR_MAP_ITEM, "run_m", "each", 1, T0 + 30); /* a late item */
+    t.map_event = "map_item_completed";
+    t.map_event_json = "{}";
+    n = event_count(f, "run_m");
+    err_clear(&err);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_int_equal(event_count(f, "run_m"), n);
+}
+
 int main(void)
 {
 #define T(fn)  cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1760,6 +1837,7 @@ int main(void)
         T(test_start_and_complete_at_once),
         T(test_signals_kept_and_taken),
         T(test_signals_refused),
+        T(test_map_items),
         T(test_delete_run),
         T(test_purge_selects),
         T(test_deleted_event_ids_not_reused),
