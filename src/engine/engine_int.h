@@ -179,9 +179,9 @@ void sched_on_resumed(struct sched *s, struct run_state *r);
 void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_idx,
                       enum timer_kind kind, int64_t due_ms);
 struct timer sched_timer_pop(struct sched *s);
-/* A TM_MAP_ITEM timer of item `item` of map step step_idx (map.c). */
-void sched_timer_push_item(struct sched *s, const struct run_state *r, size_t step_idx, size_t item,
-                           uint32_t item_gen, bool is_timeout, int64_t due_ms);
+/* A TM_MAP_ITEM timer of r (map.c): t's due_ms, step_idx, item,
+ * item_gen and item_timeout as given, the rest set here. */
+void sched_timer_push_item(struct sched *s, const struct run_state *r, struct timer t);
 /* A timer of no run (TM_RETAIN). */
 void sched_timer_push_plain(struct sched *s, enum timer_kind kind, int64_t due_ms);
 

@@ -40,7 +40,7 @@ struct map_exec {
     unsigned char *st; /* enum item_st per item */
     int *attempt_of;   /* each item's current (or last) attempt */
     uint32_t *gen;     /* each item's attempt generation: disarms timers, late I/O */
-    json_t **config;   /* a running item's rendered config (for its timer calls) */
+    json_t *config;    /* n slots: a running item's rendered config (its timer calls), or null */
     json_t *outputs;   /* n slots, null until done */
     json_t *errors;    /* [{index, attempt, code, message}] of items failed for good */
     size_t next;       /* no pending item before it */
@@ -54,9 +54,7 @@ void sched_map_free(struct map_exec *m)
 {
     if (!m)
         return;
-    for (size_t k = 0; m->config && k < m->n; k++)
-        json_decref(m->config[k]);
-    free(m->config);
+    json_decref(m->config);
     free(m->st);
     free(m->attempt_of);
     free(m->gen);
@@ -80,6 +78,16 @@ static json_t *item_context(struct run_state *r, struct map_exec *m, size_t k)
 {
     return json_pack("{s:O, s:I, s:O, s:{s:s}}", "item", json_array_get(m->items, k), "index",
                      (json_int_t)k, "input", r->input ? r->input : json_null(), "run", "id", r->id);
+}
+
+/* A TM_MAP_ITEM timer of item k's current attempt. */
+static void push_item_timer(struct sched *s, struct run_state *r, size_t i, size_t k,
+                            bool is_timeout, int64_t due_ms)
+{
+    struct timer t = { .due_ms = due_ms, .step_idx = i, .item = k, .item_timeout = is_timeout };
+
+    t.item_gen = r->steps[i].map->gen[k];
+    sched_timer_push_item(s, r, t);
 }
 
 static char *progress_text(const struct map_exec *m)
@@ -114,8 +122,7 @@ static void submit_item(struct sched *s, struct run_state *r, size_t i, struct m
 static void item_end(struct map_exec *m, size_t k)
 {
     m->gen[k]++;
-    json_decref(m->config[k]);
-    m->config[k] = NULL;
+    json_array_set(m->config, k, json_null());
     if (m->st[k] == MI_RUNNING)
         m->running--;
 }
@@ -143,9 +150,10 @@ static bool non_retryable(const struct retry_policy *rp, const char *code)
     return false;
 }
 
-static void item_failed(struct sched *s, struct run_state *r, size_t i, struct map_exec *m,
-                        size_t k, const char *code, const char *msg)
+static void item_failed(struct sched *s, struct run_state *r, size_t i, size_t k, const char *code,
+                        const char *msg)
 {
+    struct map_exec *m = r->steps[i].map;
     const struct plan_step *tmpl = map_def(r, i)->tmpl;
     int a = m->attempt_of[k];
     bool final = a >= tmpl->retry.max_attempts || non_retryable(&tmpl->retry, code);
@@ -162,7 +170,7 @@ static void item_failed(struct sched *s, struct run_state *r, size_t i, struct m
         int64_t wake = clock_wall_ms() + def_retry_delay_ms(&tmpl->retry, a + 1);
         m->st[k] = MI_RETRYING;
         json_object_set_new(data, "retry_in_ms", json_integer(wake - clock_wall_ms()));
-        sched_timer_push_item(s, r, i, k, m->gen[k], false, wake);
+        push_item_timer(s, r, i, k, false, wake);
     }
     submit_item(s, r, i, m, "map_item_failed", data);
     pump(s, r, i); /* may free m (finish) */
@@ -177,7 +185,7 @@ static void handle_item_outcome(struct sched *s, struct run_state *r, size_t i, 
         o->output = NULL;
         break;
     case STEP_OUT_TIMER:
-        sched_timer_push_item(s, r, i, k, m->gen[k], false, clock_wall_ms() + o->timer_ms);
+        push_item_timer(s, r, i, k, false, clock_wall_ms() + o->timer_ms);
         break;
     case STEP_OUT_IO: {
         struct step_io_tag tag = { .step_idx = i,
@@ -192,10 +200,10 @@ static void handle_item_outcome(struct sched *s, struct run_state *r, size_t i, 
     }
     case STEP_OUT_FAIL:
     case STEP_OUT_NONE:
-        item_failed(s, r, i, m, k, o->error_code, o->error_msg);
+        item_failed(s, r, i, k, o->error_code, o->error_msg);
         break;
     default: /* refused by the check: waits, decisions, child runs */
-        item_failed(s, r, i, m, k, "unsupported", "this outcome is not supported in a map");
+        item_failed(s, r, i, k, "unsupported", "this outcome is not supported in a map");
         break;
     }
     json_decref(o->data);
@@ -220,7 +228,8 @@ static void call_item(struct sched *s, struct run_state *r, size_t i, struct map
     call.run_id = r->id;
     call.attempt = m->attempt_of[k];
     call.idempotency_key = key;
-    call.config = m->config[k] ? m->config[k] : tmpl->config;
+    call.config = json_is_null(json_array_get(m->config, k)) ? tmpl->config
+                                                             : json_array_get(m->config, k);
     call.out = &out;
     if (tmpl->expr)
         call.ctx = item_context(r, m, k);
@@ -242,13 +251,13 @@ static void start_item(struct sched *s, struct run_state *r, size_t i, struct ma
         durable_code rc = expr_config_render(tmpl->templates, ctx, &cfg, &err);
         json_decref(ctx);
         if (rc != DURABLE_OK) {
-            item_failed(s, r, i, m, k, STEPS_EXPRESSION_ERROR, err.msg);
+            item_failed(s, r, i, k, STEPS_EXPRESSION_ERROR, err.msg);
             return;
         }
-        m->config[k] = cfg;
+        json_array_set_new(m->config, k, cfg);
     }
     if (tmpl->timeout_ms > 0)
-        sched_timer_push_item(s, r, i, k, m->gen[k], true, clock_wall_ms() + tmpl->timeout_ms);
+        push_item_timer(s, r, i, k, true, clock_wall_ms() + tmpl->timeout_ms);
     call_item(s, r, i, m, k, false);
 }
 
@@ -356,28 +365,35 @@ static durable_code load_items(struct sched *s, struct run_state *r, size_t i, s
 }
 
 /* Orders errors by index (loaded ones come in event order). */
+struct error_at {
+    json_int_t index;
+    size_t pos;
+};
+
 static int by_index(const void *a, const void *b)
 {
-    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "index"));
-    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "index"));
+    const struct error_at *x = a, *y = b;
 
-    return x < y ? -1 : x > y;
+    return x->index < y->index ? -1 : x->index > y->index;
 }
 
 static void sort_errors(struct map_exec *m)
 {
     size_t n = json_array_size(m->errors);
-    json_t **v, *sorted;
+    struct error_at *v;
+    json_t *sorted;
 
     if (n < 2)
         return;
     v = xcalloc(n, sizeof(*v));
-    for (size_t k = 0; k < n; k++)
-        v[k] = json_array_get(m->errors, k);
+    for (size_t k = 0; k < n; k++) {
+        v[k].index = json_integer_value(json_object_get(json_array_get(m->errors, k), "index"));
+        v[k].pos = k;
+    }
     qsort(v, n, sizeof(*v), by_index);
     sorted = json_array();
     for (size_t k = 0; k < n; k++)
-        json_array_append(sorted, v[k]);
+        json_array_append(sorted, json_array_get(m->errors, v[k].pos));
     free(v);
     json_decref(m->errors);
     m->errors = sorted;
@@ -427,10 +443,12 @@ void sched_map_start(struct sched *s, struct run_state *r, size_t i)
     m->st = xcalloc(m->n + 1, 1);
     m->attempt_of = xcalloc(m->n + 1, sizeof(*m->attempt_of));
     m->gen = xcalloc(m->n + 1, sizeof(*m->gen));
-    m->config = xcalloc(m->n + 1, sizeof(*m->config));
+    m->config = json_array();
     m->outputs = json_array();
-    for (size_t k = 0; k < m->n; k++)
+    for (size_t k = 0; k < m->n; k++) {
         json_array_append_new(m->outputs, json_null());
+        json_array_append_new(m->config, json_null());
+    }
     m->errors = json_array();
     if (load_items(s, r, i, m, &err) != DURABLE_OK) {
         sched_map_free(m);
@@ -464,7 +482,7 @@ void sched_map_timer(struct sched *s, struct run_state *r, const struct timer *t
     } else if (m->st[k] == MI_RUNNING && t->item_timeout) {
         snprintf(msg, sizeof(msg), "item attempt %d timed out after %.3gs", m->attempt_of[k],
                  (double)map_def(r, t->step_idx)->tmpl->timeout_ms / 1000.0);
-        item_failed(s, r, t->step_idx, m, k, "timeout", msg);
+        item_failed(s, r, t->step_idx, k, "timeout", msg);
     } else if (m->st[k] == MI_RUNNING) {
         call_item(s, r, t->step_idx, m, k, true);
     }

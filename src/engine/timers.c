@@ -42,16 +42,11 @@ void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_id
     push(s, t);
 }
 
-void sched_timer_push_item(struct sched *s, const struct run_state *r, size_t step_idx, size_t item,
-                           uint32_t item_gen, bool is_timeout, int64_t due_ms)
+void sched_timer_push_item(struct sched *s, const struct run_state *r, struct timer t)
 {
-    struct timer t = { .due_ms = due_ms, .kind = TM_MAP_ITEM, .step_idx = step_idx };
-
-    t.gen = r->steps[step_idx].gen;
+    t.kind = TM_MAP_ITEM;
+    t.gen = r->steps[t.step_idx].gen;
     t.run_gen = r->gen;
-    t.item = item;
-    t.item_gen = item_gen;
-    t.item_timeout = is_timeout;
     snprintf(t.run_id, sizeof(t.run_id), "%s", r->id);
     push(s, t);
 }
