@@ -329,8 +329,16 @@ static durable_code load_items(struct sched *s, struct run_state *r, size_t i, s
     struct store_events ev = { NULL, 0, 0 };
     durable_code rc = store_events_records(s->d->store, r->id, 0, &ev, err);
     const char *step_id = r->plan->steps[i].id;
+    size_t from = 0;
 
+    /* Only this attempt's items: those after the step's last START (a
+     * retried run starts it again under attempt 1; a restart writes none). */
     for (size_t e = 0; rc == DURABLE_OK && e < ev.n; e++) {
+        if (ev.items[e].step_id && strcmp(ev.items[e].step_id, step_id) == 0 &&
+            strcmp(ev.items[e].type, "step_started") == 0)
+            from = e + 1;
+    }
+    for (size_t e = from; rc == DURABLE_OK && e < ev.n; e++) {
         const struct store_event *x = &ev.items[e];
         bool completed = strcmp(x->type, "map_item_completed") == 0;
         json_t *data;

@@ -199,6 +199,22 @@ class MapTest(su.ServerTest):
         self.assertEqual(sorted((d["index"], d["attempt"], d["final"]) for d in failed),
                          [(3, 1, False), (3, 2, True), (7, 1, False), (7, 2, True)])
 
+    def test_run_retry_runs_the_map_again(self):
+        failing = {3}
+        target = self.target(delay=0.0, failing=failing)
+        srv = self.start_server()
+        self.register(srv, map_flow("mapretry", target, 6, path="/fail/"))
+        run_id = self.start_run(srv, "mapretry")["id"]
+        run = self.wait_run(srv, run_id)
+        self.assertEqual(run["status"], "failed")
+        self.assertEqual(step_of(run, "each")["error_message"][:14], "item 3 failed:")
+        failing.clear()
+        self.assertStatus(srv.post("/runs/%s/retry" % run_id), 200, 202)
+        run = self.wait_run(srv, run_id, statuses=("completed",))
+        out = step_of(run, "each")["output"]
+        self.assertEqual([o["body"]["index"] for o in out], list(range(6)))
+        self.assertEqual(target.counts()["%s/each[3]" % run_id], 2)
+
     def test_pause_stops_new_items(self):
         srv = self.start_server()
         self.register(srv, {"name": "mappause", "steps": [
