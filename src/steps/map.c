@@ -144,6 +144,14 @@ static void map_step(durable_step_check *chk, json_t *v)
 
     def_sub_step_free(m->tmpl);
     m->tmpl = st;
+    if (json_is_object(v) && json_object_get(json_object_get(v, "config"), "action")) {
+        size_t mark2 = def_check_key(chk, "config");
+        size_t mark3 = def_check_key(chk, "action");
+        def_check_error(chk, "business actions are not applied per item: put the action on the "
+                             "map step");
+        def_check_pop(chk, mark3);
+        def_check_pop(chk, mark2);
+    }
     if (st->step_type && template_refused(st->step_type)) {
         mark = def_check_key(chk, "type");
         def_check_error(chk,
