@@ -32,22 +32,26 @@ static struct run_state *waiting_parent(struct sched *s, const char *pid, uint64
 /* Ends the parent's step with its child's outcome: the child's output, or
  * a failure (retryable like any other: the next attempt starts a new
  * child). */
-/* How a child run ended; strings borrowed. */
-struct child_end {
-    const char *id;
-    enum run_status status;
-    const char *output_json; /* or NULL */
-    const char *error;       /* or NULL */
+/* The step (and item, when item > 0: a map's) a child's end goes to. */
+struct child_to {
+    size_t step;
+    size_t item;
+    uint32_t item_gen;
 };
 
-static void deliver_child(struct sched *s, struct run_state *p, size_t step,
+static void deliver_child(struct sched *s, struct run_state *p, const struct child_to *to,
                           const struct child_end *e)
 {
+    size_t step = to->step;
     const char *child_id = e->id, *output_json = e->output_json, *error = e->error;
     enum run_status status = e->status;
     json_t *out;
     char msg[384];
 
+    if (to->item > 0) {
+        sched_map_child_ended(s, p, step, to->item, to->item_gen, e);
+        return;
+    }
     if (status == RUN_COMPLETED) {
         out = output_json ? json_loads(output_json, JSON_DECODE_ANY, NULL) : NULL;
         sched_submit_complete(s, p, step, out ? out : json_object());
@@ -59,20 +63,22 @@ static void deliver_child(struct sched *s, struct run_state *p, size_t step,
                          msg);
 }
 
-static void link_child(struct run_state *p, size_t step, struct run_state *c)
+static void link_child(struct run_state *p, const struct child_to *to, struct run_state *c)
 {
     c->has_parent = true;
     snprintf(c->parent_id, sizeof(c->parent_id), "%s", p->id);
     c->parent_gen = p->gen;
-    c->parent_step = step;
-    c->parent_step_gen = p->steps[step].gen;
+    c->parent_step = to->step;
+    c->parent_step_gen = p->steps[to->step].gen;
+    c->parent_item = to->item;
+    c->parent_item_gen = to->item_gen;
     p->children = xrealloc(p->children, (p->n_children + 1) * sizeof(*p->children));
     snprintf(p->children[p->n_children++], ID_MAX, "%s", c->id);
 }
 
 /* A child that finished before its parent's step linked it (a restart):
  * its outcome from the store. */
-static void deliver_from_store(struct sched *s, struct run_state *p, size_t step,
+static void deliver_from_store(struct sched *s, struct run_state *p, const struct child_to *to,
                                const char *child_id)
 {
     durable_error err = { 0 };
@@ -81,10 +87,15 @@ static void deliver_from_store(struct sched *s, struct run_state *p, size_t step
     if (store_run_load(s->d->store, child_id, &rec, &err) == DURABLE_OK &&
         run_status_is_final(rec.status)) {
         struct child_end e = { child_id, rec.status, rec.output_json, rec.error_message };
-        deliver_child(s, p, step, &e);
+        deliver_child(s, p, to, &e);
     } else {
-        sched_submit_failure(s, p, step, "child_error",
-                             err.msg[0] ? err.msg : "the child run is executed by another process");
+        struct child_end e = { child_id, RUN_FAILED, NULL,
+                               err.msg[0] ? err.msg
+                                          : "the child run is executed by another process" };
+        if (to->item > 0)
+            sched_map_child_ended(s, p, to->step, to->item, to->item_gen, &e);
+        else
+            sched_submit_failure(s, p, to->step, "child_error", e.error);
     }
     run_record_release(&rec);
 }
@@ -92,9 +103,15 @@ static void deliver_from_store(struct sched *s, struct run_state *p, size_t step
 /* The parent's step waits for child_id, a code-first run: registered
  * before the child's status is read, so an end committed in between is
  * posted; whoever takes the wait back (here, or the subscription) delivers. */
-static void wait_code_child(struct sched *s, struct run_state *p, size_t step, const char *child_id)
+static void wait_code_child(struct sched *s, struct run_state *p, const struct child_to *to,
+                            const char *child_id)
 {
-    struct step_io_tag tag = { .step_idx = step, .run_gen = p->gen, .gen = p->steps[step].gen };
+    size_t step = to->step;
+    struct step_io_tag tag = { .step_idx = step,
+                               .run_gen = p->gen,
+                               .gen = p->steps[step].gen,
+                               .item = to->item,
+                               .item_gen = to->item_gen };
     durable_error err = { 0 };
     struct run_record rec = { .n_steps = 0 };
     durable_code rc;
@@ -103,11 +120,15 @@ static void wait_code_child(struct sched *s, struct run_state *p, size_t step, c
     engine_code_child_wait(s->d, child_id, &tag);
     rc = store_run_load(s->d->store, child_id, &rec, &err);
     if (rc != DURABLE_OK && engine_code_child_unwait(s->d, child_id, &tag)) {
-        sched_submit_failure(s, p, step, "child_error", err.msg);
+        struct child_end e = { child_id, RUN_FAILED, NULL, err.msg };
+        if (to->item > 0)
+            sched_map_child_ended(s, p, step, to->item, to->item_gen, &e);
+        else
+            sched_submit_failure(s, p, step, "child_error", err.msg);
     } else if (rc == DURABLE_OK && run_status_is_final(rec.status) &&
                engine_code_child_unwait(s->d, child_id, &tag)) {
         struct child_end e = { child_id, rec.status, rec.output_json, rec.error_message };
-        deliver_child(s, p, step, &e);
+        deliver_child(s, p, to, &e);
     }
     run_record_release(&rec);
 }
@@ -116,9 +137,10 @@ void sched_on_code_child_ended(struct sched *s, const struct sched_msg *m)
 {
     struct run_state *p =
             waiting_parent(s, m->tag.run_id, m->tag.run_gen, m->tag.step_idx, m->tag.gen);
+    struct child_to to = { m->tag.step_idx, m->tag.item, m->tag.item_gen };
 
     if (p)
-        deliver_from_store(s, p, m->tag.step_idx, m->run_id);
+        deliver_from_store(s, p, &to, m->run_id);
 }
 
 /* A child's RUN_CREATE committed: created now, or found by its key (the
@@ -127,6 +149,7 @@ void sched_on_child_created(struct sched *s, struct commit_item *ci)
 {
     struct run_state *p =
             waiting_parent(s, ci->parent_id, ci->parent_gen, ci->parent_step, ci->parent_step_gen);
+    struct child_to to = { ci->parent_step, ci->parent_item, ci->parent_item_gen };
     struct run_state *c;
     char msg[128];
 
@@ -141,8 +164,12 @@ void sched_on_child_created(struct sched *s, struct commit_item *ci)
     }
     if (ci->applied == APPLIED_NONE) {
         snprintf(msg, sizeof(msg), "could not start the child run: %s", durable_strerror(ci->code));
-        if (p)
+        if (p && to.item > 0) {
+            struct child_end e = { ci->t.run_id, RUN_FAILED, NULL, msg };
+            sched_map_child_ended(s, p, to.step, to.item, to.item_gen, &e);
+        } else if (p) {
             sched_submit_failure(s, p, ci->parent_step, "child_error", msg);
+        }
         return;
     }
     if (ci->result.created)
@@ -155,11 +182,11 @@ void sched_on_child_created(struct sched *s, struct commit_item *ci)
         c = sched_run_find(s, ci->result.id);
     }
     if (c)
-        link_child(p, ci->parent_step, c);
+        link_child(p, &to, c);
     else if (ci->plan && ci->plan->code_version > 0)
-        wait_code_child(s, p, ci->parent_step, ci->result.id);
+        wait_code_child(s, p, &to, ci->result.id);
     else
-        deliver_from_store(s, p, ci->parent_step, ci->result.id);
+        deliver_from_store(s, p, &to, ci->result.id);
 }
 
 /* Run r's RUN_FINISH committed (before it is dropped): its parent's step
@@ -172,8 +199,9 @@ void sched_on_run_finished(struct sched *s, struct run_state *r, const struct tr
     if (r->has_parent) {
         p = waiting_parent(s, r->parent_id, r->parent_gen, r->parent_step, r->parent_step_gen);
         struct child_end e = { r->id, t->run_status, t->output_json, t->error_message };
+        struct child_to to = { r->parent_step, r->parent_item, r->parent_item_gen };
         if (p)
-            deliver_child(s, p, r->parent_step, &e);
+            deliver_child(s, p, &to, &e);
     }
     for (k = 0; k < r->n_children; k++) {
         c = sched_run_find(s, r->children[k]);

@@ -123,6 +123,8 @@ struct commit_item {
     uint64_t parent_gen;        /*   its incarnation, */
     size_t parent_step;         /*   the step, */
     uint32_t parent_step_gen;   /*   and its attempt's generation */
+    size_t parent_item;         /*   a map step's item: its index + 1, 0 for none */
+    uint32_t parent_item_gen;   /*   and the item's attempt generation */
     size_t step_idx;            /* STEP_*: index into the plan */
     uint64_t run_gen;           /* scheduler items: the incarnation of the run
                                    that made it (engine.c), so that a result

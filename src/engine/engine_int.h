@@ -81,6 +81,8 @@ struct run_state {
     uint64_t parent_gen;
     size_t parent_step;
     uint32_t parent_step_gen;
+    size_t parent_item; /* a map step's item waiting for this run: index + 1, 0 for none */
+    uint32_t parent_item_gen;
     char (*children)[ID_MAX];
     size_t n_children;
     struct run_state *hnext;
@@ -218,6 +220,18 @@ void sched_map_timer(struct sched *s, struct run_state *r, const struct timer *t
 void sched_map_io_done(struct sched *s, struct run_state *r, struct sched_msg *m);
 /* Frees a map's memory (accepts NULL). */
 void sched_map_free(struct map_exec *m);
+
+/* How a child run ended; strings borrowed. */
+struct child_end {
+    const char *id;
+    enum run_status status;
+    const char *output_json; /* or NULL */
+    const char *error;       /* or NULL */
+};
+/* A child run that item (index + 1) of r's map step i waits for ended
+ * (children.c): the item settles, if it still waits (item_gen). */
+void sched_map_child_ended(struct sched *s, struct run_state *r, size_t i, size_t item,
+                           uint32_t item_gen, const struct child_end *e);
 
 /* child runs (children.c) */
 void sched_on_child_created(struct sched *s, struct commit_item *ci);

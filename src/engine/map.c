@@ -176,6 +176,56 @@ static void item_failed(struct sched *s, struct run_state *r, size_t i, size_t k
     pump(s, r, i); /* may free m (finish) */
 }
 
+/* A `workflow` template: item k's child run (data {workflow, input}),
+ * keyed RUN/STEP[k]#ATTEMPT so that a restart finds the same child; it
+ * ends the item through sched_map_child_ended (children.c). */
+static void start_child(struct sched *s, struct run_state *r, size_t i, size_t k, json_t *data)
+{
+    struct map_exec *m = r->steps[i].map;
+    json_t *input = json_object_get(data, "input");
+    char key[ID_MAX + DEF_MAX_ID_LEN + 48];
+    char *input_text = input ? json_dumps(input, JSON_COMPACT) : NULL;
+    struct commit_item *ci = NULL;
+    durable_error err = { 0 };
+
+    snprintf(key, sizeof(key), "%s/%s[%zu]#%d", r->id, r->plan->steps[i].id, k, m->attempt_of[k]);
+    if (engine_child_item(s->d, json_string_value(json_object_get(data, "workflow")), input_text,
+                          key, &ci, &err) != DURABLE_OK) {
+        free(input_text);
+        item_failed(s, r, i, k, "child_error", err.msg);
+        return;
+    }
+    free(input_text);
+    ci->is_child = true;
+    snprintf(ci->parent_id, sizeof(ci->parent_id), "%s", r->id);
+    ci->parent_gen = r->gen;
+    ci->parent_step = i;
+    ci->parent_step_gen = r->steps[i].gen;
+    ci->parent_item = k + 1;
+    ci->parent_item_gen = m->gen[k];
+    sched_submit(s, ci);
+}
+
+void sched_map_child_ended(struct sched *s, struct run_state *r, size_t i, size_t item,
+                           uint32_t item_gen, const struct child_end *e)
+{
+    struct map_exec *m = r->steps[i].map;
+    size_t k = item - 1;
+    char msg[384];
+    json_t *out;
+
+    if (!m || m->over || k >= m->n || m->gen[k] != item_gen || m->st[k] != MI_RUNNING)
+        return; /* the item moved on (its timeout, the map's end) */
+    if (e->status == RUN_COMPLETED) {
+        out = e->output_json ? json_loads(e->output_json, JSON_DECODE_ANY, NULL) : NULL;
+        item_done(s, r, i, m, k, out ? out : json_object());
+        return;
+    }
+    snprintf(msg, sizeof(msg), "child run %s %s%s%s", e->id, run_status_name(e->status),
+             e->error ? ": " : "", e->error ? e->error : "");
+    item_failed(s, r, i, k, e->status == RUN_CANCELLED ? "child_cancelled" : "child_failed", msg);
+}
+
 static void handle_item_outcome(struct sched *s, struct run_state *r, size_t i, struct map_exec *m,
                                 size_t k, struct step_outcome *o)
 {
@@ -198,6 +248,9 @@ static void handle_item_outcome(struct sched *s, struct run_state *r, size_t i, 
         o->io_request = NULL;
         break;
     }
+    case STEP_OUT_CHILD:
+        start_child(s, r, i, k, o->data);
+        break;
     case STEP_OUT_FAIL:
     case STEP_OUT_NONE:
         item_failed(s, r, i, k, o->error_code, o->error_msg);

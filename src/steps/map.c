@@ -125,7 +125,7 @@ static void map_policy(durable_step_check *chk, json_t *v)
  * a thread (an item is no step of its own in the store). */
 static bool template_refused(const durable_step_type *t)
 {
-    static const char *const refused[] = { "approval", "delay", "wait_signal", "workflow", "map" };
+    static const char *const refused[] = { "approval", "delay", "wait_signal", "map" };
 
     if (t->blocking)
         return true;
@@ -156,7 +156,7 @@ static void map_step(durable_step_check *chk, json_t *v)
         mark = def_check_key(chk, "type");
         def_check_error(chk,
                         "type \"%s\" cannot run per item in a map (approval, delay, "
-                        "wait_signal, workflow, map and blocking types cannot)",
+                        "wait_signal, map and blocking types cannot)",
                         st->step_type->name);
         def_check_pop(chk, mark);
     }

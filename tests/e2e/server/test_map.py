@@ -215,6 +215,44 @@ class MapTest(su.ServerTest):
         self.assertEqual([o["body"]["index"] for o in out], list(range(6)))
         self.assertEqual(target.counts()["%s/each[3]" % run_id], 2)
 
+    def test_child_workflow_per_item(self):
+        """A `workflow` template: a child run per item, keyed by item and
+        attempt, its output the item's; a failed child fails its item; a
+        SIGKILL in the middle starts no second child for any item."""
+        srv = self.start_server()
+        child = self.register(srv, {"name": "half", "steps": [
+            {"id": "t", "type": "task", "config": {"duration_seconds": 0.2}},
+            {"id": "h", "type": "transform", "depends_on": ["t"], "config": {
+                "expression": 'if .input.n % 5 == 4 then error("no") else .input.n / 2 end'}}]})
+        self.register(srv, {"name": "fan", "steps": [
+            {"id": "each", "type": "map", "config": {
+                "items": "[range(0; 30)]", "max_concurrency": 3, "on_item_failure": "collect",
+                "step": {"type": "workflow",
+                         "config": {"workflow": "half", "input": {"n": "{{ .item }}"}}}}}]})
+        run_id = self.start_run(srv, "fan")["id"]
+
+        def progressed():
+            p = step_of(self.run_json(srv, run_id), "each").get("progress") or {}
+            return p if p.get("done", 0) + p.get("failed", 0) >= 6 else None
+        self.wait_for(progressed, 60, "6 items settled")
+        srv.kill()
+        srv.start()
+        run = self.wait_run(srv, run_id, timeout=120)
+        self.assertEqual(run["status"], "completed", json.dumps(run, indent=1))
+        evs = self.events(srv, run_id)
+        rec = [e["seq"] for e in evs if e["type"] == "recovered"]
+        self.assertTrue(rec, "killed in the middle:\n" + su.format_events(evs))
+        self.assertTrue(any(e["seq"] > rec[0] for e in evs if e["type"].startswith("map_item_")))
+        out = step_of(run, "each")["output"]
+        self.assertEqual(out["results"],
+                         [None if n % 5 == 4 else {"h": n / 2} for n in range(30)])
+        self.assertEqual([(e["index"], e["code"]) for e in out["errors"]],
+                         [(n, "child_failed") for n in range(30) if n % 5 == 4])
+        children = srv.get("/runs?workflow_id=%s&limit=500" % child["id"]).json()
+        self.assertEqual(len(children), 30, "one child per item, none started twice")
+        self.assertEqual(sorted(c["idempotency_key"] for c in children),
+                         sorted("%s/each[%d]#1" % (run_id, n) for n in range(30)))
+
     def test_pause_stops_new_items(self):
         srv = self.start_server()
         self.register(srv, {"name": "mappause", "steps": [
