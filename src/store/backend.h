@@ -309,6 +309,24 @@ struct store_rows_ops {
     /* Tells the owner of the run, at COMMIT, that a caller changed it (a
      * decision, a cancel, a retry): NULL for a backend of one node. */
     durable_code (*run_notify)(struct store *s, const char *run_id, durable_error *err);
+
+    /* ---- schedules (TR_SCHEDULE_*, TR_RUN_CREATE with schedule_id);
+     * NULL on a backend without schedules yet ---- */
+
+    /* Whether schedule id exists, and its paused flag and last tick (0:
+     * none). */
+    durable_code (*schedule_get)(struct store *s, const char *id, bool *out_found, bool *out_paused,
+                                 int64_t *out_last_tick, durable_error *err);
+    /* Inserts r (created_at = updated_at = at_ms), or replaces the
+     * definition of the schedule r->id (workflow, cron, every, tz, input,
+     * overlap, catch-up; updated_at), keeping its anchor, paused flag, last
+     * tick and counts. */
+    durable_code (*schedule_put)(struct store *s, const struct schedule_record *r, int64_t at_ms,
+                                 durable_error *err);
+    /* t->schedule_id changes: TR_SCHEDULE_SET as t->schedule_op says;
+     * TR_SCHEDULE_TICK last_tick = t->tick_ms, skipped + 1; TR_RUN_CREATE
+     * last_tick = t->tick_ms, fired + 1. updated_at = t->at_ms. */
+    durable_code (*schedule_write)(struct store *s, const struct transition *t, durable_error *err);
 };
 
 #endif

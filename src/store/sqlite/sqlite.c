@@ -32,6 +32,11 @@
 #define UNFINISHED   "(status = 'pending' OR status = 'running' OR status = 'waiting')"
 #define UNFINISHED_R "(r.status = 'pending' OR r.status = 'running' OR r.status = 'waiting')"
 
+/* A schedule's columns as schedule_of (rows.c) reads them. */
+#define SCHED_COLS                                                                                \
+    "id, workflow_name, cron, coalesce(every_ms, 0), tz, input, overlap, catch_up, catch_up_max," \
+    " paused, anchor_at, coalesce(last_tick, 0), fired, skipped, created_at, updated_at"
+
 static const char *const migrations[] = {
     /* 1: the initial schema. */
     "CREATE TABLE workflows ("
@@ -125,6 +130,16 @@ static const char *const migrations[] = {
     /* 8: the key/value table of the actions a program registers
      * (durable_action_register): values are JSON text. */
     "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL);",
+    /* 9: schedules (a cron expression or an interval, every_ms): last_tick
+     * is the last tick fired, written in the transaction of the run it
+     * started (or of its skip), so that a tick fires once. */
+    "CREATE TABLE schedules ("
+    "  id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, cron TEXT, every_ms INTEGER,"
+    "  tz TEXT NOT NULL, input TEXT NOT NULL, overlap TEXT NOT NULL, catch_up TEXT NOT NULL,"
+    "  catch_up_max INTEGER NOT NULL, paused INTEGER NOT NULL DEFAULT 0,"
+    "  anchor_at INTEGER NOT NULL, last_tick INTEGER, fired INTEGER NOT NULL DEFAULT 0,"
+    "  skipped INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL, CHECK ((cron IS NULL) <> (every_ms IS NULL)));",
 };
 
 int sqlite_schema_version(void)
@@ -291,6 +306,23 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_EVENT_INSERT] = { "INSERT INTO events (run_id, seq, type, step_id, at, data, gid)"
                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                           "append an event" },
+    [ST_SCHED_GET] = { "SELECT paused, coalesce(last_tick, 0) FROM schedules WHERE id = ?1",
+                       "read a schedule's last tick" },
+    [ST_SCHED_PUT] = { "INSERT INTO schedules (id, workflow_name, cron, every_ms, tz, input,"
+                       " overlap, catch_up, catch_up_max, anchor_at, created_at, updated_at)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)"
+                       " ON CONFLICT (id) DO UPDATE SET workflow_name = excluded.workflow_name,"
+                       " cron = excluded.cron, every_ms = excluded.every_ms, tz = excluded.tz,"
+                       " input = excluded.input, overlap = excluded.overlap,"
+                       " catch_up = excluded.catch_up, catch_up_max = excluded.catch_up_max,"
+                       " updated_at = excluded.updated_at",
+                       "write a schedule" },
+    [ST_SCHED_PAUSE] = { "UPDATE schedules SET paused = ?2, updated_at = ?3 WHERE id = ?1",
+                         "pause or resume a schedule" },
+    [ST_SCHED_DELETE] = { "DELETE FROM schedules WHERE id = ?1", "delete a schedule" },
+    [ST_SCHED_FIRE] = { "UPDATE schedules SET last_tick = ?2, fired = fired + ?3,"
+                        " skipped = skipped + ?4, updated_at = ?5 WHERE id = ?1",
+                        "fire a schedule's tick" },
     [ST_EVENT_MAX_GID] = { "SELECT coalesce(max(gid), 0) FROM events", "number an event" },
     [ST_STEPS_TO_RETRY] = { "SELECT step_id FROM steps WHERE run_id = ?1"
                             " AND status IN ('failed', 'cancelled') ORDER BY idx",
@@ -348,6 +380,9 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_ORDER_JSON] = { "SELECT id, amount, status, created_at, updated_at FROM orders"
                         " WHERE id = ?1",
                         "read an order" },
+    [ST_SCHED_READ] = { "SELECT " SCHED_COLS " FROM schedules WHERE id = ?1", "read a schedule" },
+    [ST_SCHED_LIST] = { "SELECT " SCHED_COLS " FROM schedules ORDER BY created_at, id",
+                        "read the schedules" },
     [ST_KV_READ] = { "SELECT value FROM kv WHERE key = ?1", "read a key" },
     [ST_WF_LIST] = { "SELECT id, name, version, created_at,"
                      " CASE WHEN json_valid(definition)"
@@ -393,6 +428,9 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_SNAP_SIGNALS_COUNT] = { "SELECT count(*) FROM signals", "count table signals" },
     [ST_SNAP_KV] = { "SELECT * FROM kv ORDER BY updated_at DESC, key LIMIT ?1", "read table kv" },
     [ST_SNAP_KV_COUNT] = { "SELECT count(*) FROM kv", "count table kv" },
+    [ST_SNAP_SCHEDULES] = { "SELECT * FROM schedules ORDER BY created_at DESC, id LIMIT ?1",
+                            "read table schedules" },
+    [ST_SNAP_SCHEDULES_COUNT] = { "SELECT count(*) FROM schedules", "count table schedules" },
     [ST_SNAP_ORDERS] = { "SELECT * FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?1",
                          "read table orders" },
     [ST_SNAP_SCHEMA_VERSION] = { "SELECT * FROM schema_version ORDER BY version DESC LIMIT ?1",
@@ -983,5 +1021,6 @@ const struct store_ops sqlite_store_ops = {
     .count_steps = sqlite_count_steps,
     .ping = sqlite_ping,
     .kv_read = sqlite_kv_read,
+    .schedules_read = sqlite_schedules_read,
     .cluster = NULL,
 };
