@@ -679,6 +679,31 @@ typedef void (*durable_event_fn)(const durable_event *ev, void *ud);
 DURABLE_API int durable_subscribe(durable *d, durable_event_fn fn, void *ud);
 DURABLE_API void durable_unsubscribe(durable *d, int subscription_id);
 
+/* ---- schedules ----------------------------------------------------------- */
+
+/* A schedule starts runs of a workflow on a cron expression or an interval
+ * (README, "Schedules"). spec_json: {"id"?, "workflow", "cron" | "every",
+ * "timezone"?, "input"?, "overlap"?, "catch_up"?, "catch_up_max"?,
+ * "paused"?}; blank optional members take their defaults; an id given
+ * again replaces that schedule's definition (its last tick kept).
+ * DURABLE_ESYNTAX for malformed JSON, DURABLE_EINVAL naming the member
+ * otherwise. OUT: *out_json, the schedule as durable_schedule_get shows it
+ * (may be NULL; caller frees). */
+DURABLE_API durable_code durable_schedule_create(durable *d, const char *spec_json, char **out_json,
+                                                 durable_error *err);
+/* A schedule as JSON, with "next": its next 5 fire times.
+ * DURABLE_ENOTFOUND when there is none. */
+DURABLE_API durable_code durable_schedule_get(durable *d, const char *id, char **out_json,
+                                              durable_error *err);
+/* Every schedule, oldest first, as a JSON array. */
+DURABLE_API durable_code durable_schedules_list(durable *d, char **out_json, durable_error *err);
+/* Pauses (no tick fires; ticks due while paused are handled by the
+ * catch-up rule at resume) or resumes a schedule. DURABLE_ENOTFOUND. */
+DURABLE_API durable_code durable_schedule_pause(durable *d, const char *id, bool paused,
+                                                durable_error *err);
+/* Deletes a schedule; its runs stay. DURABLE_ENOTFOUND. */
+DURABLE_API durable_code durable_schedule_delete(durable *d, const char *id, durable_error *err);
+
 /* ---- listing and inspecting (for the HTTP API) ------------------------------ */
 
 /* Lists are JSON arrays in the shapes of SPEC §6, newest first. limit is

@@ -258,6 +258,7 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     if (engine_sched_start(d, opts->http_allow, opts->step_threads, err) != DURABLE_OK)
         goto fail_writer;
     engine_cluster_start(d);
+    engine_schedules_start(d);
     return d;
 
 fail_writer:
@@ -280,6 +281,7 @@ void durable_close(durable *d)
     if (!d)
         return;
     if (d->store) {
+        engine_schedules_stop(d);
         engine_cluster_stop(d);
         engine_sched_stop(d);
         engine_code_stop(d);
@@ -655,6 +657,32 @@ durable_code durable_run_start(durable *d, const durable_run_request *req, char 
     if (out_existed)
         *out_existed = !res.created;
     return DURABLE_OK;
+}
+
+durable_code engine_schedule_run_start(struct durable *d, const char *workflow,
+                                       const char *input_json, const char *schedule_id,
+                                       int64_t tick_ms, char out_run_id[ID_MAX], durable_error *err)
+{
+    char key[ID_MAX + 48];
+    durable_run_request req = { .workflow = workflow, .input_json = input_json };
+    struct transition_result res;
+    struct commit_item *ci = NULL;
+    char run_id[ID_MAX];
+    durable_code rc;
+
+    snprintf(key, sizeof(key), "schedule:%s:%lld", schedule_id, (long long)tick_ms);
+    req.idempotency_key = key;
+    memset(&res, 0, sizeof(res));
+    rc = start_item(d, &req, run_id, &ci, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    ci->t.schedule_id = commit_item_str(ci, schedule_id);
+    ci->t.tick_ms = tick_ms;
+    rc = engine_commit_wait(d, ci, &res, err);
+    start_settled(d, run_id, rc, &res);
+    if (rc == DURABLE_OK)
+        snprintf(out_run_id, ID_MAX, "%s", res.id);
+    return rc;
 }
 
 /* An asynchronous start: the reply the writer completes, and whom to tell. */

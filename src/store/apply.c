@@ -861,7 +861,7 @@ static durable_code apply_schedule_set(struct apply *a, const struct transition 
     if (rc == DURABLE_OK && !found)
         rc = err_set(err, DURABLE_ENOTFOUND, "schedule \"%s\" not found", t->schedule_id);
     if (rc == DURABLE_OK)
-        rc = a->rows->schedule_write(a->s, t, err);
+        rc = a->rows->schedule_write(a->s, t, NULL, err);
     return rc;
 }
 
@@ -871,7 +871,7 @@ static durable_code apply_schedule_tick(struct apply *a, const struct transition
     durable_code rc = schedule_tick_guard(a, t, err);
 
     if (rc == DURABLE_OK)
-        rc = a->rows->schedule_write(a->s, t, err);
+        rc = a->rows->schedule_write(a->s, t, NULL, err);
     return rc;
 }
 
@@ -893,7 +893,7 @@ static durable_code apply_run_create(struct apply *a, const struct transition *t
         rc = a->rows->run_by_key(a->s, t->workflow_id, t->idempotency_key, res->id, &found, err);
     }
     if (rc == DURABLE_OK && found && t->schedule_id) /* the key's run stands for the tick */
-        rc = a->rows->schedule_write(a->s, t, err);
+        rc = a->rows->schedule_write(a->s, t, res->id, err);
     if (rc != DURABLE_OK || found)
         return rc; /* res->created stays false */
     /* The engine parsed and encoded the input (store.h): only its shape is
@@ -912,7 +912,7 @@ static durable_code apply_run_create(struct apply *a, const struct transition *t
         if (rc == DURABLE_OK)
             rc = a->rows->run_insert(a->s, t, res->id, input_text, err);
         if (rc == DURABLE_OK && t->schedule_id)
-            rc = a->rows->schedule_write(a->s, t, err);
+            rc = a->rows->schedule_write(a->s, t, res->id, err);
     }
     if (rc == DURABLE_OK) {
         rc = append(a, &(struct event_key){ res->id, NULL, t->at_ms }, "run_created",

@@ -325,8 +325,10 @@ struct store_rows_ops {
                                  durable_error *err);
     /* t->schedule_id changes: TR_SCHEDULE_SET as t->schedule_op says;
      * TR_SCHEDULE_TICK last_tick = t->tick_ms, skipped + 1; TR_RUN_CREATE
-     * last_tick = t->tick_ms, fired + 1. updated_at = t->at_ms. */
-    durable_code (*schedule_write)(struct store *s, const struct transition *t, durable_error *err);
+     * last_tick = t->tick_ms, fired + 1, last_run_id = run_id (the run the
+     * tick started). updated_at = t->at_ms. */
+    durable_code (*schedule_write)(struct store *s, const struct transition *t, const char *run_id,
+                                   durable_error *err);
 };
 
 #endif

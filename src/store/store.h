@@ -143,10 +143,11 @@ struct schedule_record {
     char *catch_up;   /* none | last | all */
     int catch_up_max; /* with all: at most this many missed ticks */
     bool paused;
-    int64_t anchor_ms;    /* an interval's ticks are anchor + k * every */
-    int64_t last_tick_ms; /* the last tick fired (with a run or skipped), 0 for none */
-    int64_t fired;        /* ticks that started a run */
-    int64_t skipped;      /* ticks skipped by the overlap policy */
+    int64_t anchor_ms;        /* an interval's ticks are anchor + k * every */
+    int64_t last_tick_ms;     /* the last tick fired (with a run or skipped), 0 for none */
+    char last_run_id[ID_MAX]; /* the run the last tick with a run started, "" for none */
+    int64_t fired;            /* ticks that started a run */
+    int64_t skipped;          /* ticks skipped by the overlap policy */
     int64_t created_at_ms;
     int64_t updated_at_ms;
 };

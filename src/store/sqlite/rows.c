@@ -263,6 +263,7 @@ static void schedule_of(sqlite3_stmt *st, struct schedule_record *r)
     r->skipped = sqlite3_column_int64(st, 13);
     r->created_at_ms = sqlite3_column_int64(st, 14);
     r->updated_at_ms = sqlite3_column_int64(st, 15);
+    col_copy_id(st, 16, r->last_run_id);
 }
 
 durable_code sqlite_schedules_read(struct store *base, const char *id,

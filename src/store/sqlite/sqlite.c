@@ -35,7 +35,8 @@
 /* A schedule's columns as schedule_of (rows.c) reads them. */
 #define SCHED_COLS                                                                                \
     "id, workflow_name, cron, coalesce(every_ms, 0), tz, input, overlap, catch_up, catch_up_max," \
-    " paused, anchor_at, coalesce(last_tick, 0), fired, skipped, created_at, updated_at"
+    " paused, anchor_at, coalesce(last_tick, 0), fired, skipped, created_at, updated_at,"         \
+    " last_run_id"
 
 static const char *const migrations[] = {
     /* 1: the initial schema. */
@@ -137,7 +138,8 @@ static const char *const migrations[] = {
     "  id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, cron TEXT, every_ms INTEGER,"
     "  tz TEXT NOT NULL, input TEXT NOT NULL, overlap TEXT NOT NULL, catch_up TEXT NOT NULL,"
     "  catch_up_max INTEGER NOT NULL, paused INTEGER NOT NULL DEFAULT 0,"
-    "  anchor_at INTEGER NOT NULL, last_tick INTEGER, fired INTEGER NOT NULL DEFAULT 0,"
+    "  anchor_at INTEGER NOT NULL, last_tick INTEGER, last_run_id TEXT,"
+    "  fired INTEGER NOT NULL DEFAULT 0,"
     "  skipped INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
     "  updated_at INTEGER NOT NULL, CHECK ((cron IS NULL) <> (every_ms IS NULL)));",
 };
@@ -321,7 +323,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                          "pause or resume a schedule" },
     [ST_SCHED_DELETE] = { "DELETE FROM schedules WHERE id = ?1", "delete a schedule" },
     [ST_SCHED_FIRE] = { "UPDATE schedules SET last_tick = ?2, fired = fired + ?3,"
-                        " skipped = skipped + ?4, updated_at = ?5 WHERE id = ?1",
+                        " skipped = skipped + ?4, updated_at = ?5,"
+                        " last_run_id = coalesce(?6, last_run_id) WHERE id = ?1",
                         "fire a schedule's tick" },
     [ST_EVENT_MAX_GID] = { "SELECT coalesce(max(gid), 0) FROM events", "number an event" },
     [ST_STEPS_TO_RETRY] = { "SELECT step_id FROM steps WHERE run_id = ?1"

@@ -322,7 +322,7 @@ static durable_code sqlite_schedule_put(struct store *base, const struct schedul
 }
 
 static durable_code sqlite_schedule_write(struct store *base, const struct transition *t,
-                                          durable_error *err)
+                                          const char *run_id, durable_error *err)
 {
     struct conn *c = &sqlite_of(base)->w;
 
@@ -331,8 +331,8 @@ static durable_code sqlite_schedule_write(struct store *base, const struct trans
     if (t->kind == TR_SCHEDULE_SET)
         return stmt_exec(c, ST_SCHED_PAUSE, err, "siI", t->schedule_id,
                          t->schedule_op == SCHEDULE_PAUSE, t->at_ms);
-    return stmt_exec(c, ST_SCHED_FIRE, err, "sIiiI", t->schedule_id, t->tick_ms,
-                     t->kind == TR_RUN_CREATE, t->kind == TR_SCHEDULE_TICK, t->at_ms);
+    return stmt_exec(c, ST_SCHED_FIRE, err, "sIiiIs", t->schedule_id, t->tick_ms,
+                     t->kind == TR_RUN_CREATE, t->kind == TR_SCHEDULE_TICK, t->at_ms, run_id);
 }
 
 static durable_code sqlite_signal_insert(struct store *base, const struct transition *t,
