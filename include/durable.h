@@ -110,7 +110,19 @@ typedef struct durable_options {
     /* The most threads that run blocking step types' start() at once
      * (durable_step_type.blocking); 0: 8; at most 1024. Made as needed. */
     int step_threads;
+    /* Retention: finished runs (completed, failed, cancelled) whose finish is
+     * older than this many ms are deleted with their steps, events and
+     * signals, in batches, by a pass of the engine every
+     * DURABLE_RETAIN_PASS_MAX_MS at most; 0: kept for ever. Only an engine
+     * that resumes runs (DURABLE_RECOVER_ALL) deletes. */
+    int64_t retain_finished_ms;
 } durable_options;
+
+/* How many finished runs one transaction of retention or purge deletes at
+ * most: other commits go between two batches. */
+#define DURABLE_PURGE_BATCH        500
+/* The longest time between two retention passes. */
+#define DURABLE_RETAIN_PASS_MAX_MS 60000
 
 /* Opens (creating and migrating as needed) the store and starts the engine's
  * threads. Runs left unfinished by a crash are resumed per opts->recovery.
@@ -721,10 +733,46 @@ typedef struct durable_run_filter {
     const char *workflow_id; /* NULL: any; an id, or a name meaning every version */
     int limit;
     int offset;
+    /* Time ranges, Unix ms, 0 for no bound: created_after <= created_at <
+     * created_before, and the same of a finished run's finish time (an
+     * unfinished run matches no finished_* bound). */
+    int64_t created_after_ms;
+    int64_t created_before_ms;
+    int64_t finished_after_ms;
+    int64_t finished_before_ms;
+    /* NULL, or a field of the run's input ("customer_id", "a.b": names of
+     * [A-Za-z0-9_-], at most 8 deep) whose value must equal input_value, the
+     * JSON text of a string, number, true, false or null (numbers compare
+     * by value: 7 matches 7.0 but not "7"). DURABLE_EINVAL otherwise. */
+    const char *input_field;
+    const char *input_value;
 } durable_run_filter;
 
 DURABLE_API durable_code durable_runs_list(durable *d, const durable_run_filter *filter,
                                            char **out_json, int64_t *out_total, durable_error *err);
+/* Bulk operations: req->action ("cancel" or "retry") applied to every run
+ * req->filter matches (its limit and offset ignored), in ONE commit: after
+ * a crash either every change of it is in the database or none. At most
+ * DURABLE_BULK_MAX runs: more match -> DURABLE_ETOOBIG with the count in
+ * the message and in out->matched, nothing done. out->matched: the runs the
+ * filter matched; out->touched: those the action changed (cancel:
+ * unfinished ones; retry: failed ones); with dry_run nothing is written and
+ * out->touched is how many would be. A filter with no condition at all (no
+ * status, workflow, time bound nor input filter) is DURABLE_EINVAL unless
+ * all is true. An unknown action: DURABLE_EINVAL. */
+#define DURABLE_BULK_MAX 10000
+typedef struct durable_bulk_request {
+    const char *action;
+    durable_run_filter filter;
+    bool all;     /* an empty filter means every run */
+    bool dry_run; /* count, change nothing */
+} durable_bulk_request;
+typedef struct durable_bulk_result {
+    int64_t matched;
+    int64_t touched;
+} durable_bulk_result;
+DURABLE_API durable_code durable_runs_bulk(durable *d, const durable_bulk_request *req,
+                                           durable_bulk_result *out, durable_error *err);
 DURABLE_API durable_code durable_workflows_list(durable *d, int limit, int offset, char **out_json,
                                                 int64_t *out_total, durable_error *err);
 DURABLE_API durable_code durable_orders_list(durable *d, int limit, int offset, char **out_json,
@@ -743,6 +791,68 @@ DURABLE_API durable_code durable_workflow_get(durable *d, const char *id_or_name
  * the steps reset, their attempts count from 1 again); the run then goes on
  * in the background, like a new one (durable_run_wait). */
 DURABLE_API durable_code durable_run_retry(durable *d, const char *run_id, durable_error *err);
+
+/* Deletes a finished run (completed, failed or cancelled) with its steps,
+ * events and signals, in one transaction; its child runs are kept (they
+ * are runs of their own). DURABLE_ENOTFOUND when there is no such run,
+ * DURABLE_ECONFLICT when it is not finished ("run X is running: only a
+ * finished run ... can be deleted"). */
+DURABLE_API durable_code durable_run_delete(durable *d, const char *run_id, durable_error *err);
+
+/* Which finished runs durable_runs_purge deletes: every condition given. */
+typedef struct durable_purge {
+    int64_t finished_before_ms; /* finished before this Unix ms time; 0: any time */
+    const char *workflow;       /* runs of every version of this workflow; NULL: any */
+    const char *status;         /* "completed", "failed" or "cancelled"; NULL: any of them */
+    bool dry_run;               /* count them, delete nothing */
+} durable_purge;
+
+/* Deletes the finished runs p selects (as durable_run_delete), oldest
+ * finished first, DURABLE_PURGE_BATCH per transaction, and gives their
+ * number (dry run: the number it would delete) in *out_deleted.
+ * DURABLE_EINVAL for a status that is not a finished one. */
+DURABLE_API durable_code durable_runs_purge(durable *d, const durable_purge *p,
+                                            int64_t *out_deleted, durable_error *err);
+
+/* Deletes version `version` of workflow `name`. DURABLE_ENOTFOUND when it
+ * does not exist, DURABLE_ECONFLICT when runs of it are stored (delete them
+ * first). */
+DURABLE_API durable_code durable_workflow_delete(durable *d, const char *name, int version,
+                                                 durable_error *err);
+/* Pauses an unfinished run: steps running finish (their outcome is
+ * recorded), nothing new starts (no ready step, no retry's next attempt, no
+ * delay or approval timeout acted on) until durable_run_resume; a decision
+ * or a signal is recorded, what follows it waits. The run's status is
+ * "paused" (a "run_paused" event); a paused run that a restart resumes
+ * stays paused (the steps that were running at the crash run again, as
+ * for any run). Returns once the pause has committed. DURABLE_ECONFLICT
+ * when the run has finished or is paused already, DURABLE_ENOTFOUND when
+ * there is no such run, DURABLE_EUNSUPPORTED for a code-first run. A
+ * step whose start the engine had submitted just before may still start. */
+DURABLE_API durable_code durable_run_pause(durable *d, const char *run_id, durable_error *err);
+
+/* Resumes a paused run: what became ready while it was paused starts. Its
+ * status is again what its steps make it (a "run_resumed" event).
+ * DURABLE_ECONFLICT when the run is not paused, DURABLE_ENOTFOUND when there
+ * is no such run. */
+DURABLE_API durable_code durable_run_resume(durable *d, const char *run_id, durable_error *err);
+
+/* Restarts a finished run (completed, failed or cancelled) from step
+ * from_step: a NEW run of the same workflow version, input and order,
+ * whose document names the original (restarted_from: {run_id, step_id}).
+ * from_step and every step depending on it, transitively, run again (their
+ * idempotency keys are the new run's, and a business action of theirs
+ * applies again); every other step that completed (or was skipped) in the
+ * original is kept: recorded at once, completed with the original's output
+ * (or skipped), its event's data naming the original ("copied_from"); the
+ * others run. OUT *out_run_id: the new run's id (free with durable_free).
+ * Returns once the new run has committed; it goes on in the background.
+ * DURABLE_EINVAL for a blank or unknown from_step (the message suggests
+ * the closest step id), DURABLE_ECONFLICT when the run has not finished,
+ * DURABLE_ENOTFOUND when there is no such run, DURABLE_EUNSUPPORTED for a
+ * code-first run. */
+DURABLE_API durable_code durable_run_restart(durable *d, const char *run_id, const char *from_step,
+                                             char **out_run_id, durable_error *err);
 
 /* Decides an approval step that is waiting for a person: approve (true) or
  * reject (false), by whom and why (`by` and `comment` may be NULL; they are

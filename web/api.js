@@ -11,6 +11,7 @@
 
 export const EVENT_TYPES = [
   "run_created", "run_started", "run_completed", "run_failed", "run_cancelled", "run_retried",
+  "run_paused", "run_resumed",
   "step_started", "step_completed", "step_failed", "step_skipped", "step_cancelled",
   "step_waiting", "retry_scheduled", "approval_decided", "approval_timeout", "signal_received",
   "action_applied", "action_failed", "recovered", "timer_fired", "message",

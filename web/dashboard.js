@@ -2,7 +2,10 @@
 // start runs (with a demo order or without, with an input or the
 // definition's defaults), and the runs table kept live from /events/stream.
 // The input typed for a workflow is remembered per workflow name in
-// localStorage ("durable.input.NAME") once a run started with it.
+// localStorage ("durable.input.NAME") once a run started with it. The
+// runs' filter fields (workflow, created range, an input field) narrow the
+// table, and "Cancel matching" / "Retry matching" ask POST /runs/bulk for
+// a dry run, show its count for confirmation, then apply it.
 
 import { api, live } from "./api.js";
 import { h, badge, chrome, fmtDuration, fmtAgo, fmtTime, span, shortId, throttle } from "./ui.js";
@@ -17,7 +20,7 @@ const errors = $("errors");
 const notice = $("notice");
 const inputText = $("input");
 const inputError = $("input-error");
-const STATUSES = ["all", "running", "waiting", "completed", "failed", "cancelled"];
+const STATUSES = ["all", "running", "waiting", "paused", "completed", "failed", "cancelled"];
 
 let workflows = [];        // latest version of each name
 let loadedText = "";       // the editor's text as loaded from the selected workflow
@@ -368,8 +371,105 @@ function runRow(r, flash) {
       : h("span.count", { text: "—" })));
 }
 
+/* ---------- filters and bulk actions ---------- */
+
+// The filter fields as {workflow, created_after, created_before, input}:
+// blank fields are left out. A datetime-local is the browser's local time.
+function fieldFilter() {
+  const f = {};
+  const wf = $("f-workflow").value.trim();
+  if (wf) f.workflow = wf;
+  for (const [id, key] of [["f-after", "created_after"], ["f-before", "created_before"]]) {
+    const v = $(id).value;
+    if (v) f[key] = new Date(v).toISOString();
+  }
+  const field = $("f-field").value.trim();
+  if (field) {
+    const raw = $("f-value").value;
+    let value = raw;
+    try {
+      const j = JSON.parse(raw);
+      if (j === null || typeof j !== "object") value = j;
+    } catch { value = raw; }
+    f.input = { [field]: value };
+  }
+  return f;
+}
+
+// The query string of the status button and the filter fields.
+function listQuery() {
+  const f = fieldFilter();
+  const q = new URLSearchParams();
+  if (filter !== "all") q.set("status", filter);
+  if (f.workflow) q.set("workflow_id", f.workflow);
+  if (f.created_after) q.set("created_after", f.created_after);
+  if (f.created_before) q.set("created_before", f.created_before);
+  if (f.input) {
+    const [[k, v]] = Object.entries(f.input);
+    q.set(`input.${k}`, JSON.stringify(v));
+  }
+  const s = q.toString();
+  return s ? `&${s}` : "";
+}
+
+function bulkSay(msg, ok) {
+  $("bulk-notice").textContent = msg;
+  $("bulk-notice").className = `notice ${ok ? "ok" : "err"}`;
+}
+
+// The whole filter of a bulk action: the status button and the fields.
+function bulkFilter() {
+  const f = fieldFilter();
+  if (filter !== "all") f.status = filter;
+  return f;
+}
+
+let pending = null; // the bulk action waiting for confirmation: {action, filter}
+
+async function askBulk(action) {
+  const f = bulkFilter();
+  $("bulk-confirm").hidden = true;
+  bulkSay("", true);
+  if (!Object.keys(f).length) {
+    bulkSay(`Pick a status or fill a filter first: ${action} matching would touch every run.`, false);
+    return;
+  }
+  const r = await api("/runs/bulk", { method: "POST", body: { action, filter: f, dry_run: true } });
+  pending = { action, filter: f };
+  const verb = action === "cancel" ? "Cancel" : "Retry";
+  $("bulk-question").textContent = `${verb} ${r.touched} of the ${r.matched} matching run${r.matched === 1 ? "" : "s"}?`;
+  $("bulk-confirm").dataset.touched = String(r.touched);
+  $("bulk-confirm").hidden = false;
+  $("bulk-yes").disabled = r.touched === 0;
+}
+
+async function doBulk() {
+  const p = pending;
+  pending = null;
+  $("bulk-confirm").hidden = true;
+  if (!p) return;
+  const r = await api("/runs/bulk", { method: "POST", body: { action: p.action, filter: p.filter } });
+  bulkSay(`${p.action === "cancel" ? "Cancelled" : "Retried"} ${r.touched} of ${r.matched} matching run${r.matched === 1 ? "" : "s"}.`, true);
+  refreshRuns().catch(() => {});
+}
+
+function bulkFail(e) {
+  bulkSay(e instanceof TypeError ? "The server is unreachable." : e.message, false);
+}
+
+$("run-filters").addEventListener("submit", (e) => {
+  e.preventDefault();
+  runs = new Map();
+  refreshRuns().catch(bulkFail);
+});
+for (const [id, action] of [["bulk-cancel", "cancel"], ["bulk-retry", "retry"]]) {
+  $(id).addEventListener("click", () => askBulk(action).catch(bulkFail));
+}
+$("bulk-yes").addEventListener("click", () => doBulk().catch(bulkFail));
+$("bulk-no").addEventListener("click", () => { pending = null; $("bulk-confirm").hidden = true; });
+
 async function refreshRuns() {
-  const q = filter === "all" ? "" : `&status=${filter}`;
+  const q = listQuery();
   const list = await api(`/runs?limit=50${q}`);
   const old = runs;
   runs = new Map(list.map((r) => [r.id, r]));

@@ -13,7 +13,8 @@ chrome("runs");
 
 const $ = (id) => document.getElementById(id);
 const runId = new URLSearchParams(location.search).get("id") || location.hash.slice(1);
-const ACTIVE = ["pending", "running", "waiting"];
+const ACTIVE = ["pending", "running", "waiting", "paused"];  // unfinished
+const PAUSABLE = ["pending", "running", "waiting"];
 
 let run = null;
 let events = [];          // history, by seq
@@ -25,11 +26,11 @@ let selected = null;
 let stream = null;        // the run's event stream: closed while the run is finished
 
 let sayTimer = null;
-function say(msg, ok) {
+function say(msg, ok, keep = false) {
   $("notice").className = `notice ${ok ? "ok" : "err"}`;
   $("notice").textContent = msg;
   clearTimeout(sayTimer);
-  if (ok) sayTimer = setTimeout(() => { $("notice").textContent = ""; }, 5000);
+  if (ok && !keep) sayTimer = setTimeout(() => { $("notice").textContent = ""; }, 5000);
 }
 
 /* ---------- data ---------- */
@@ -75,6 +76,7 @@ function addEvents(list) {
 }
 
 const refetch = throttle(() => {
+  if (gone) return;
   fetchRun().catch(() => {});
   fetchEvents().catch(() => {});
 }, 200);
@@ -95,6 +97,10 @@ function render() {
   $("run-id").textContent = run.id;
   $("cancel").disabled = !ACTIVE.includes(run.status);
   $("retry").disabled = run.status !== "failed";
+  $("delete").disabled = ACTIVE.includes(run.status);
+  $("pause").disabled = !PAUSABLE.includes(run.status);
+  $("resume").disabled = run.status !== "paused";
+  renderRestart();
 
   const steps = run.steps || [];
   const done = steps.filter((s) => s.status === "completed" || s.status === "skipped").length;
@@ -108,6 +114,11 @@ function render() {
       : h("span.count", { text: "none" })],
   ];
   if (order) facts.push(["Amount", String(order.amount)]);
+  if (run.restarted_from) {
+    facts.push(["Restarted from", h("span", {},
+      h("a.mono", { id: "restarted-from", href: `/ui/run.html?id=${encodeURIComponent(run.restarted_from.run_id)}`, title: run.restarted_from.run_id, text: shortId(run.restarted_from.run_id) }),
+      ` at ${run.restarted_from.step_id}`)]);
+  }
   if (run.error_message) facts.push(["Error", h("span", { title: run.error_message, class: "count", text: run.error_message })]);
   $("facts").replaceChildren(...facts.map(([k, v]) => h("div.fact", {}, h("div.k", { text: k }), h("div.v", {}, v))));
   const orderFact = $("order-id");
@@ -122,8 +133,25 @@ function render() {
   renderStep();
 }
 
+// The Restart-from control: a finished run's steps, the selected one (or
+// the first) chosen.
+function renderRestart() {
+  const sel = $("restart-step");
+  const finished = !ACTIVE.includes(run.status);
+  const ids = (run.steps || []).map((s) => s.step_id);
+  if (sel.dataset.ids !== ids.join("\n")) {
+    const keep = sel.value;
+    sel.replaceChildren(...ids.map((id) => h("option", { value: id, text: id })));
+    sel.dataset.ids = ids.join("\n");
+    if (ids.includes(keep)) sel.value = keep;
+  }
+  sel.disabled = !finished || !ids.length;
+  $("restart").disabled = !finished || !ids.length;
+}
+
 function selectStep(id) {
   selected = id;
+  if ([...$("restart-step").options].some((o) => o.value === id)) $("restart-step").value = id;
   graph.select(id);
   renderStep();
 }
@@ -315,6 +343,43 @@ async function act(button, path, done) {
 }
 $("cancel").addEventListener("click", (e) => act(e.currentTarget, "cancel", "Run cancelled."));
 $("retry").addEventListener("click", (e) => act(e.currentTarget, "retry", "Retrying the failed steps."));
+$("restart").addEventListener("click", async (e) => {
+  const from = $("restart-step").value;
+  e.currentTarget.disabled = true;
+  try {
+    const created = await api(`/runs/${encodeURIComponent(runId)}/restart`, { method: "POST", body: { from_step: from } });
+    location.href = `/ui/run.html?id=${encodeURIComponent(created.id)}`;
+  } catch (err) {
+    say(err.message, false);
+    refetch();
+  }
+});
+$("pause").addEventListener("click", (e) => act(e.currentTarget, "pause", "Run paused: running steps finish, nothing new starts."));
+$("resume").addEventListener("click", (e) => act(e.currentTarget, "resume", "Run resumed."));
+
+// The run is gone (deleted here or elsewhere, or a wrong id): say so, stop
+// listening, and leave nothing to act on.
+let gone = false;
+function showGone(msg, ok = false) {
+  gone = true;
+  if (stream) stream.close();
+  for (const id of ["retry", "cancel", "delete"]) $(id).disabled = true;
+  $("title").textContent = ok ? "Run deleted" : "Run not found";
+  say(msg, ok, true);
+}
+
+$("delete").addEventListener("click", async (e) => {
+  const button = e.currentTarget;
+  if (!confirm("Delete this run with its steps and history? This cannot be undone.")) return;
+  button.disabled = true;
+  try {
+    await api(`/runs/${encodeURIComponent(runId)}`, { method: "DELETE" });
+    showGone("Run deleted with its steps and history. It no longer appears in the runs list.", true);
+  } catch (err) {
+    say(err.message, false);
+    button.disabled = false;
+  }
+});
 
 /* ---------- logs ---------- */
 
@@ -381,12 +446,15 @@ if (!runId) {
     refetch();
     if (type === "action_applied" && run && run.order_id) fetchOrder().then(render).catch(() => {});
   }, refetch);
-  fetchRun().catch((e) => say(e instanceof TypeError ? "The server is unreachable." : e.message, false));
+  fetchRun().catch((e) => {
+    if (e.status === 404) showGone(`Run ${runId} not found: it was deleted, or never existed.`);
+    else say(e instanceof TypeError ? "The server is unreachable." : e.message, false);
+  });
   fetchEvents().catch(() => {});
   mountLogs();
   fetchLogs().catch(() => {});
   setInterval(() => {
-    if (!run || !ACTIVE.includes(run.status)) return;
+    if (gone || !run || !ACTIVE.includes(run.status)) return;
     const d = $("run-duration");
     if (d) d.textContent = fmtDuration(span(run.started_at || run.created_at, null));
     if (graph) graph.update(run.steps || [], stepDuration);

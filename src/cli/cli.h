@@ -22,7 +22,8 @@ int cli_run(int argc, char **argv);
 int cli_validate(int argc, char **argv);
 /* `durable approve|reject` (approve.c): argv[0] says which. */
 int cli_approve(int argc, char **argv);
-/* `durable runs|show|cancel|retry|logs` (ops.c): argv[0] says which. */
+/* `durable runs|show|cancel|retry|pause|resume|restart|logs|signal` (ops.c):
+ * argv[0] says which. */
 int cli_ops(int argc, char **argv);
 /* `durable serve` (serve.c): returns 0 after SIGTERM/SIGINT. */
 int cli_serve(int argc, char **argv);

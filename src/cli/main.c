@@ -51,14 +51,23 @@ static const char usage[] =
         "  validate FILE…  check workflow files and print every error with its location\n"
         "  approve|reject --server URL RUN STEP\n"
         "                  decide an approval step through a running server\n"
-        "  runs            list runs (--status S, --workflow W)\n"
+        "  runs            list runs (--status S, --workflow W, time ranges, --input F=V)\n"
         "  show RUN        print a run's steps table\n"
         "  cancel RUN      cancel an unfinished run\n"
         "  retry RUN       resume a failed run from its failed steps\n"
+        "  pause RUN       pause a run: running steps finish, nothing new starts\n"
+        "  resume RUN      resume a paused run\n"
+        "  restart RUN --from STEP\n"
+        "                  a new run of a finished run, again from STEP\n"
         "  logs RUN        print a run's execution log (--level L)\n"
         "  signal RUN NAME [JSON]\n"
         "                  send a signal to a run\n"
-        "                  (these six act through --server URL or on --db PATH)\n"
+        "  delete RUN      delete a finished run\n"
+        "  purge           delete finished runs (--older-than D, --workflow W,\n"
+        "                  --status S, --dry-run)\n"
+        "                  (these eleven act through --server URL or on --db PATH)\n"
+        "  bulk --server URL ACTION [filters]\n"
+        "                  cancel or retry every run the filters match, in one commit\n"
         "  version         print the version\n"
         "\n"
         "`durable COMMAND --help` describes each command.\n";
@@ -92,7 +101,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "reject") == 0)
         return cli_approve(argc - 1, argv + 1);
     if (strcmp(cmd, "runs") == 0 || strcmp(cmd, "show") == 0 || strcmp(cmd, "cancel") == 0 ||
-        strcmp(cmd, "retry") == 0 || strcmp(cmd, "logs") == 0 || strcmp(cmd, "signal") == 0)
+        strcmp(cmd, "retry") == 0 || strcmp(cmd, "logs") == 0 || strcmp(cmd, "signal") == 0 ||
+        strcmp(cmd, "delete") == 0 || strcmp(cmd, "purge") == 0 || strcmp(cmd, "pause") == 0 ||
+        strcmp(cmd, "resume") == 0 || strcmp(cmd, "restart") == 0 || strcmp(cmd, "bulk") == 0)
         return cli_ops(argc - 1, argv + 1);
     fprintf(stderr, "durable: unknown command \"%s\"\n\n%s", cmd, usage);
     return 2;

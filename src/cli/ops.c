@@ -1,9 +1,11 @@
 /*
  * ops.c - the operations commands: `durable runs [--status S] [--workflow
  * W]`, `durable show RUN`, `durable cancel RUN`, `durable retry RUN`,
- * `durable logs RUN [--level L]` and `durable signal RUN NAME [JSON]`, each against a running
- * server (--server URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN) or a
- * database file (--db PATH, the public API).
+ * `durable pause RUN`, `durable resume RUN`, `durable restart RUN --from STEP`,
+ * `durable logs RUN [--level L]`, `durable signal RUN NAME [JSON]`, `durable delete RUN` and
+ * `durable purge [--older-than D] [--workflow NAME] [--status S] [--dry-run]`, each against a
+ * running server (--server URL, the HTTP API through client.c, token from --token or DURABLE_TOKEN)
+ * or a database file (--db PATH, the public API).
  *
  * A database file is opened with DURABLE_RECOVER_NONE: this process resumes
  * no run of its own accord, so reading, cancelling or listing executes
@@ -42,9 +44,24 @@ struct ops_args {
     const char *workflow;
     const char *level;
     const char *run;
-    const char *name;    /* signal: the signal's name */
-    const char *payload; /* signal: its payload (JSON text), or NULL */
+    const char *name;       /* signal: the signal's name; bulk: the action */
+    const char *payload;    /* signal: its payload (JSON text), or NULL */
+    const char *older_than; /* purge: a duration */
+    const char *from;       /* restart: the step to restart from */
+    /* runs and bulk: the filters beyond status and workflow (RFC 3339
+       times, FIELD=VALUE of the input), and the flags of bulk and purge */
+    const char
+            *times[4]; /* --created-after, --created-before, --finished-after, --finished-before */
+    const char *input;
+    bool dry_run;
+    bool all;
 };
+
+/* The time options, in the order of ops_args.times and of the API's names. */
+static const char *const time_options[] = { "--created-after", "--created-before",
+                                            "--finished-after", "--finished-before" };
+static const char *const time_params[] = { "created_after", "created_before", "finished_after",
+                                           "finished_before" };
 
 /* Where the command acts: srv.url set, or d open. */
 struct ops_target {
@@ -70,8 +87,8 @@ static const char target_help[] =
         "Exit status: 0 done, 1 it failed (no such run, refused, server down),\n"
         "2 usage error.\n";
 
-static const char *const run_statuses[] = { "pending",   "running", "waiting",
-                                            "completed", "failed",  "cancelled" };
+static const char *const run_statuses[] = { "pending", "running",   "waiting", "completed",
+                                            "failed",  "cancelled", "paused" };
 static const char *const log_levels[] = { "debug", "info", "warning", "error" };
 
 static volatile sig_atomic_t interrupted;
@@ -146,26 +163,100 @@ static json_t *run_doc(struct ops_target *t, const struct ops_args *a)
 
 /* ---- runs ---- */
 
+/* The input filter FIELD=VALUE as the field (owned) and the value's JSON
+ * text (owned): VALUE as JSON when it is a JSON scalar, else as a string.
+ * false after printing why. */
+static bool input_filter(const struct ops_args *a, char **field, char **value)
+{
+    const char *eq = a->input ? strchr(a->input, '=') : NULL;
+    json_t *j;
+
+    *field = *value = NULL;
+    if (!a->input)
+        return true;
+    if (!eq || eq == a->input) {
+        fprintf(stderr, "durable %s: --input is FIELD=VALUE, not \"%s\"\n", a->cmd, a->input);
+        return false;
+    }
+    *field = xasprintf("%.*s", (int)(eq - a->input), a->input);
+    j = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+    if (!j || json_is_object(j) || json_is_array(j)) {
+        json_decref(j);
+        j = json_string(eq + 1);
+    }
+    *value = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!*value) {
+        fprintf(stderr, "durable %s: --input's value is not UTF-8 text\n", a->cmd);
+        free(*field);
+        *field = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* The list's query string after "?limit=N" (owned). */
+static char *runs_query(const struct ops_args *a, const char *field, const char *value)
+{
+    struct dbuf b;
+    char *out;
+
+    dbuf_init(&b, 1 << 20);
+    if (a->status)
+        dbuf_addf(&b, "&status=%s", a->status);
+    if (a->workflow) {
+        char *wf = cli_url_escape(a->workflow);
+        dbuf_addf(&b, "&workflow_id=%s", wf);
+        free(wf);
+    }
+    for (size_t i = 0; i < DUR_ARRAY_LEN(time_params); i++) {
+        char *v = a->times[i] ? cli_url_escape(a->times[i]) : NULL;
+        if (v)
+            dbuf_addf(&b, "&%s=%s", time_params[i], v);
+        free(v);
+    }
+    if (field) {
+        char *f = cli_url_escape(field), *v = cli_url_escape(value);
+        dbuf_addf(&b, "&input.%s=%s", f, v);
+        free(f);
+        free(v);
+    }
+    out = xstrdup(b.buf);
+    dbuf_release(&b);
+    return out;
+}
+
 static json_t *runs_doc(struct ops_target *t, const struct ops_args *a)
 {
     durable_run_filter f = { .status = a->status, .workflow_id = a->workflow, .limit = OPS_PAGE };
     durable_error err = { 0 };
-    char *text = NULL, *path, *wf = NULL;
-    json_t *doc;
+    char *text = NULL, *path, *query, *field, *value;
+    int64_t *slots[] = { &f.created_after_ms, &f.created_before_ms, &f.finished_after_ms,
+                         &f.finished_before_ms };
+    json_t *doc = NULL;
 
+    if (!input_filter(a, &field, &value))
+        return NULL;
     if (t->d) {
-        if (durable_runs_list(t->d, &f, &text, NULL, &err) != DURABLE_OK) {
-            db_failed(a, &err);
-            return NULL;
+        for (size_t i = 0; i < DUR_ARRAY_LEN(slots); i++) {
+            if (a->times[i])
+                clock_parse_rfc3339(a->times[i], slots[i]); /* checked by check_args */
         }
-        return parse_owned(text);
+        f.input_field = field;
+        f.input_value = value;
+        if (durable_runs_list(t->d, &f, &text, NULL, &err) != DURABLE_OK)
+            db_failed(a, &err);
+        else
+            doc = parse_owned(text);
+    } else {
+        query = runs_query(a, field, value);
+        path = xasprintf("/runs?limit=%d%s", OPS_PAGE, query);
+        doc = server_get(t, "GET", path);
+        free(path);
+        free(query);
     }
-    wf = a->workflow ? cli_url_escape(a->workflow) : NULL;
-    path = xasprintf("/runs?limit=%d%s%s%s%s", OPS_PAGE, a->status ? "&status=" : "",
-                     a->status ? a->status : "", wf ? "&workflow_id=" : "", wf ? wf : "");
-    doc = server_get(t, "GET", path);
-    free(path);
-    free(wf);
+    free(field);
+    free(value);
     return doc;
 }
 
@@ -278,6 +369,44 @@ static int cmd_cancel(struct ops_target *t, const struct ops_args *a)
     return 0;
 }
 
+/* Pauses (or resumes) the run. With --db the resume is recorded, and the
+ * run goes on in the next process that executes runs on the file. */
+static int pause_or_resume(struct ops_target *t, const struct ops_args *a, bool pause)
+{
+    durable_error err = { 0 };
+    durable_code rc;
+
+    if (executed_elsewhere(t, a))
+        return 1;
+    if (t->d) {
+        rc = pause ? durable_run_pause(t->d, a->run, &err) : durable_run_resume(t->d, a->run, &err);
+        if (rc != DURABLE_OK)
+            return db_failed(a, &err);
+    } else if (server_post(t, a, pause ? "pause" : "resume") != 0) {
+        return 1;
+    }
+    if (pause)
+        printf("run %s paused: running steps finish, nothing new starts until it is resumed\n",
+               a->run);
+    else if (t->d)
+        printf("run %s resumed: it goes on in the next process that runs it (durable serve "
+               "--db %s)\n",
+               a->run, a->db);
+    else
+        printf("run %s resumed\n", a->run);
+    return 0;
+}
+
+static int cmd_pause(struct ops_target *t, const struct ops_args *a)
+{
+    return pause_or_resume(t, a, true);
+}
+
+static int cmd_resume(struct ops_target *t, const struct ops_args *a)
+{
+    return pause_or_resume(t, a, false);
+}
+
 /* Follows a run retried in this process until it finishes. */
 static int follow_retried(struct ops_target *t, const struct ops_args *a)
 {
@@ -324,6 +453,52 @@ static int cmd_retry(struct ops_target *t, const struct ops_args *a)
         return 1;
     printf("run %s retried: running again (durable show --server %s %s)\n", a->run, t->srv.url,
            a->run);
+    return 0;
+}
+
+/* durable restart RUN --from STEP: a new run linked to RUN. With --db this
+ * process runs it and follows it to its end, as retry does. */
+static int cmd_restart(struct ops_target *t, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+    struct ops_args follow = *a;
+    char *new_id = NULL;
+    int rc;
+
+    if (!a->from || !a->from[0]) {
+        fprintf(stderr, "durable restart: --from STEP is required (the step to restart from)\n");
+        return 2;
+    }
+    if (t->d) {
+        if (durable_run_restart(t->d, a->run, a->from, &new_id, &err) != DURABLE_OK)
+            return db_failed(a, &err);
+        printf("run %s restarted from step %s as run %s: running here until it finishes\n", a->run,
+               a->from, new_id);
+        fflush(stdout);
+        follow.run = new_id;
+        rc = follow_retried(t, &follow);
+        durable_free(new_id);
+        return rc;
+    } else {
+        char *run = cli_url_escape(a->run), *path = xasprintf("/runs/%s/restart", run);
+        json_t *req = json_pack("{s:s}", "from_step", a->from);
+        char *body = json_dumps(req, JSON_COMPACT), *out = NULL;
+        json_t *doc = NULL;
+
+        if (cli_http_call(&t->srv, "POST", path, body, &out) == 0)
+            doc = json_loads(out, 0, NULL);
+        free(out);
+        free(body);
+        json_decref(req);
+        free(path);
+        free(run);
+        if (!doc)
+            return 1;
+        printf("run %s restarted from step %s as run %s (durable show --server %s %s)\n", a->run,
+               a->from, json_string_value(json_object_get(doc, "id")), t->srv.url,
+               json_string_value(json_object_get(doc, "id")));
+        json_decref(doc);
+    }
     return 0;
 }
 
@@ -415,19 +590,178 @@ static int cmd_signal(struct ops_target *t, const struct ops_args *a)
     return 0;
 }
 
+/* ---- delete, purge ---- */
+
+static int cmd_delete(struct ops_target *t, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+
+    if (t->d && durable_run_delete(t->d, a->run, &err) != DURABLE_OK)
+        return db_failed(a, &err);
+    if (!t->d) {
+        char *run = cli_url_escape(a->run);
+        char *path = xasprintf("/runs/%s", run);
+        int rc = cli_http_call(&t->srv, "DELETE", path, NULL, NULL);
+
+        free(path);
+        free(run);
+        if (rc != 0)
+            return 1;
+    }
+    printf("run %s deleted\n", a->run);
+    return 0;
+}
+
+/* Appends "&name=value" (escaped) to b when value is set. */
+static void query_add(struct dbuf *b, const char *name, const char *value)
+{
+    char *v;
+
+    if (!value)
+        return;
+    v = cli_url_escape(value);
+    dbuf_addf(b, "%s%s=%s", b->len ? "&" : "", name, v);
+    free(v);
+}
+
+static int purge_server(struct ops_target *t, const struct ops_args *a, int64_t *out_n)
+{
+    struct dbuf q;
+    char *path;
+    json_t *doc;
+
+    dbuf_init(&q, 4096);
+    query_add(&q, "older_than", a->older_than);
+    query_add(&q, "workflow", a->workflow);
+    query_add(&q, "status", a->status);
+    if (a->dry_run)
+        query_add(&q, "dry_run", "true");
+    if (!a->older_than && !a->workflow && !a->status) /* the command's word: every one */
+        query_add(&q, "all", "true");
+    path = xasprintf("/runs%s%s", q.len ? "?" : "", q.len ? q.buf : "");
+    dbuf_release(&q);
+    doc = server_get(t, "DELETE", path);
+    free(path);
+    if (!doc)
+        return 1;
+    *out_n = json_integer_value(json_object_get(doc, "deleted"));
+    json_decref(doc);
+    return 0;
+}
+
+/* ---- bulk ---- */
+
+/* POST /runs/bulk's body for the arguments (owned), NULL after printing why. */
+static char *bulk_body(const struct ops_args *a)
+{
+    json_t *body, *flt;
+    char *field, *value, *out;
+
+    if (!input_filter(a, &field, &value))
+        return NULL;
+    flt = json_object();
+    if (a->status)
+        json_object_set_new(flt, "status", json_string(a->status));
+    if (a->workflow)
+        json_object_set_new(flt, "workflow", json_string(a->workflow));
+    for (size_t i = 0; i < DUR_ARRAY_LEN(time_params); i++) {
+        if (a->times[i])
+            json_object_set_new(flt, time_params[i], json_string(a->times[i]));
+    }
+    if (field)
+        json_object_set_new(flt, "input",
+                            json_pack("{so}", field, json_loads(value, JSON_DECODE_ANY, NULL)));
+    body = json_pack("{sssosbsb}", "action", a->name, "filter", flt, "dry_run", a->dry_run, "all",
+                     a->all);
+    out = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    free(field);
+    free(value);
+    return out;
+}
+
+static int cmd_bulk(struct ops_target *t, const struct ops_args *a)
+{
+    char *body = bulk_body(a), *answer = NULL;
+    json_t *doc = NULL;
+
+    if (!body)
+        return 1;
+    if (cli_http_call(&t->srv, "POST", "/runs/bulk", body, &answer) == 0)
+        doc = json_loads(answer, 0, NULL);
+    free(answer);
+    free(body);
+    if (!doc)
+        return 1;
+    printf("%s: %lld runs matched, %lld %s\n", a->name,
+           (long long)json_integer_value(json_object_get(doc, "matched")),
+           (long long)json_integer_value(json_object_get(doc, "touched")),
+           a->dry_run ? "would change (dry run: nothing changed)" : "changed");
+    json_decref(doc);
+    return 0;
+}
+
+static int cmd_purge(struct ops_target *t, const struct ops_args *a)
+{
+    durable_purge p = { .workflow = a->workflow, .status = a->status, .dry_run = a->dry_run };
+    durable_error err = { 0 };
+    int64_t ms = 0, n = 0;
+
+    if (t->d) {
+        if (a->older_than) {
+            if (duration_parse(a->older_than, &ms, &err) != DURABLE_OK)
+                return db_failed(a, &err);
+            p.finished_before_ms = clock_wall_ms() - ms;
+        }
+        if (durable_runs_purge(t->d, &p, &n, &err) != DURABLE_OK)
+            return db_failed(a, &err);
+    } else if (purge_server(t, a, &n) != 0) {
+        return 1;
+    }
+    if (a->dry_run)
+        printf("%lld finished runs would be deleted (dry run)\n", (long long)n);
+    else
+        printf("deleted %lld finished runs\n", (long long)n);
+    return 0;
+}
+
 /* ---- the commands ---- */
+
+#define FILTER_HELP                                                                       \
+    "  --status S     only runs in status S: pending, running, waiting, completed,\n"     \
+    "                 failed, cancelled or paused\n"                                      \
+    "  --workflow W   only runs of workflow W (an id, or a name for every version)\n"     \
+    "  --created-after T, --created-before T\n"                                           \
+    "                 created at or after T, before T (RFC 3339: 2026-01-31T12:00:00Z)\n" \
+    "  --finished-after T, --finished-before T\n"                                         \
+    "                 finished at or after T, before T\n"                                 \
+    "  --input FIELD=VALUE\n"                                                             \
+    "                 the input's FIELD (a.b for a nested one) equals VALUE (JSON:\n"     \
+    "                 7 is the number, '\"7\"' the string; other text is a string)\n"
+#define FILTER_OPTIONS                                                                          \
+    " --status --workflow --created-after --created-before --finished-after --finished-before " \
+    "--input "
 
 static const struct ops_command commands[] = {
     { "runs",
       "usage: durable runs (--server URL | --db PATH) [--status S] [--workflow W]\n"
+      "                    [--created-after T] [--created-before T]\n"
+      "                    [--finished-after T] [--finished-before T] [--input FIELD=VALUE]\n"
       "\n"
       "Lists the runs, newest first (at most 500): id, status, workflow and version,\n"
       "creation time.\n"
+      "\n" FILTER_HELP,
+      FILTER_OPTIONS, false, 0, cmd_runs },
+    { "bulk",
+      "usage: durable bulk --server URL ACTION [filters] [--dry-run] [--all]\n"
       "\n"
-      "  --status S     only runs in status S: pending, running, waiting, completed,\n"
-      "                 failed or cancelled\n"
-      "  --workflow W   only runs of workflow W (an id, or a name for every version)\n",
-      " --status --workflow ", false, 0, cmd_runs },
+      "Applies ACTION (cancel or retry) to every run the filters match, in one\n"
+      "commit, and prints how many runs matched and how many it changed (a\n"
+      "finished run is not cancelled, only a failed one is retried). At most\n"
+      "10000 runs. Without any filter it refuses, unless --all.\n"
+      "\n" FILTER_HELP "  --dry-run      count only, change nothing\n"
+      "  --all          allow an empty filter: every run\n",
+      FILTER_OPTIONS " --dry-run --all ", false, 1, cmd_bulk },
     { "show",
       "usage: durable show (--server URL | --db PATH) RUN\n"
       "\n"
@@ -447,6 +781,31 @@ static const struct ops_command commands[] = {
       "--server the server runs it on; with --db this command runs it and follows\n"
       "it to its end (exit 0 when it completes, 1 when it fails again).\n",
       " ", true, 0, cmd_retry },
+    { "pause",
+      "usage: durable pause (--server URL | --db PATH) RUN\n"
+      "\n"
+      "Pauses an unfinished run: steps running finish, nothing new starts (no ready\n"
+      "step, retry or delay) until `durable resume`. A finished or paused run\n"
+      "cannot be paused.\n",
+      " ", true, 0, cmd_pause },
+    { "resume",
+      "usage: durable resume (--server URL | --db PATH) RUN\n"
+      "\n"
+      "Resumes a paused run: what became ready while it was paused starts. With\n"
+      "--db the resume is recorded and the run goes on in the next process that\n"
+      "executes the file's runs (durable serve --db PATH).\n",
+      " ", true, 0, cmd_resume },
+    { "restart",
+      "usage: durable restart (--server URL | --db PATH) RUN --from STEP\n"
+      "\n"
+      "Restarts a finished run (completed, failed or cancelled) from STEP as a new\n"
+      "run linked to it: STEP and the steps depending on it run again (their\n"
+      "business actions apply again); the others keep the original's outputs.\n"
+      "With --db this command runs the new run and follows it to its end (exit 0\n"
+      "when it completes).\n"
+      "\n"
+      "  --from STEP    the step to restart from\n",
+      " --from ", true, 0, cmd_restart },
     { "logs",
       "usage: durable logs (--server URL | --db PATH) RUN [--level L]\n"
       "\n"
@@ -463,6 +822,25 @@ static const struct ops_command commands[] = {
       "JSON as its payload (default null). A step waiting for NAME (wait_signal)\n"
       "takes it at once; otherwise it is kept for the first step that waits for it.\n",
       " ", true, 2, cmd_signal },
+    { "delete",
+      "usage: durable delete (--server URL | --db PATH) RUN\n"
+      "\n"
+      "Deletes a finished run (completed, failed or cancelled) with its steps,\n"
+      "events and signals. An unfinished run is refused: cancel it first.\n",
+      " ", true, 0, cmd_delete },
+    { "purge",
+      "usage: durable purge (--server URL | --db PATH) [--older-than D]\n"
+      "                     [--workflow NAME] [--status S] [--dry-run]\n"
+      "\n"
+      "Deletes the finished runs selected (all of them without an option), oldest\n"
+      "first, in batches of 500 per transaction, and prints how many it deleted.\n"
+      "\n"
+      "  --older-than D  finished more than D ago: a whole number and a unit,\n"
+      "                  ms, s, m, h or d (30d, 12h, 90s)\n"
+      "  --workflow NAME runs of every version of workflow NAME\n"
+      "  --status S      completed, failed or cancelled\n"
+      "  --dry-run       count them, delete nothing\n",
+      " --older-than --workflow --status --dry-run ", false, 0, cmd_purge },
 };
 
 static int usage_error(const struct ops_command *c, const char *fmt, const char *what)
@@ -491,14 +869,24 @@ static const char **option_slot(const struct ops_command *c, struct ops_args *a,
         return &a->status;
     if (strcmp(o, "--workflow") == 0)
         return &a->workflow;
+    if (strcmp(o, "--older-than") == 0)
+        return &a->older_than;
+    if (strcmp(o, "--from") == 0)
+        return &a->from;
+    if (strcmp(o, "--input") == 0)
+        return &a->input;
+    for (size_t i = 0; i < DUR_ARRAY_LEN(time_options); i++) {
+        if (strcmp(o, time_options[i]) == 0)
+            return &a->times[i];
+    }
     return &a->level;
 }
 
 /* Whether o is a positional argument: not an option, or a signal's JSON
  * (which may start with '-'). */
-static bool is_positional(const struct ops_args *a, const char *o)
+static bool is_positional(const struct ops_command *c, const struct ops_args *a, const char *o)
 {
-    return o[0] != '-' || o[1] == '\0' || (a->name && !a->payload);
+    return o[0] != '-' || o[1] == '\0' || (c->n_more > 1 && a->name && !a->payload);
 }
 
 /* Takes positional argument o: RUN, then signal's NAME and JSON. False
@@ -518,6 +906,21 @@ static bool take_positional(const struct ops_command *c, struct ops_args *a, con
 
 static int check_args(const struct ops_command *c, struct ops_args *a);
 
+/* Takes o when it is a flag of c (an option without a value). */
+static bool take_flag(const struct ops_command *c, struct ops_args *a, const char *o)
+{
+    bool *slot = strcmp(o, "--dry-run") == 0 ? &a->dry_run
+                 : strcmp(o, "--all") == 0   ? &a->all
+                                             : NULL;
+    char key[40];
+
+    snprintf(key, sizeof(key), " %.30s ", o);
+    if (!slot || !strstr(c->options, key))
+        return false;
+    *slot = true;
+    return true;
+}
+
 /* Returns 0, 1 after printing --help, or 2 after a usage error. */
 static int parse_args(const struct ops_command *c, int argc, char **argv, struct ops_args *a)
 {
@@ -529,11 +932,13 @@ static int parse_args(const struct ops_command *c, int argc, char **argv, struct
             printf("%s\n%s", c->usage, target_help);
             return 1;
         }
-        if (is_positional(a, o)) {
+        if (is_positional(c, a, o)) {
             if (!take_positional(c, a, o))
                 return usage_error(c, "unexpected argument \"%s\"", o);
             continue;
         }
+        if (take_flag(c, a, o))
+            continue;
         slot = option_slot(c, a, o);
         if (!slot)
             return usage_error(c, "unknown option \"%s\"", o);
@@ -544,12 +949,38 @@ static int parse_args(const struct ops_command *c, int argc, char **argv, struct
     return check_args(c, a);
 }
 
+/* purge's own checks: 0, or 2 after a usage error. */
+static int check_purge(const struct ops_command *c, const struct ops_args *a)
+{
+    durable_error err = { 0 };
+    int64_t ms;
+
+    if (a->status && !one_of(a->status, run_statuses + 3, 3))
+        return usage_error(c, "--status is completed, failed or cancelled, not \"%s\"", a->status);
+    if (a->older_than && duration_parse(a->older_than, &ms, &err) != DURABLE_OK)
+        return usage_error(c, "--older-than: %s", err.msg);
+    if (a->workflow && !a->workflow[0])
+        return usage_error(c, "%s", "--workflow needs a workflow name");
+    return 0;
+}
+
 /* The checks of parse_args once every argument is taken: 0, or 2 after a
  * usage error. */
 static int check_args(const struct ops_command *c, struct ops_args *a)
 {
+    int64_t ms;
+
+    if (c->fn == cmd_bulk && !a->name)
+        return usage_error(c, "%s", "ACTION is required: cancel or retry");
     if ((c->needs_run && !a->run) || (c->n_more > 0 && !a->name))
         return usage_error(c, "%s", !a->run ? "RUN is required" : "NAME is required");
+    for (size_t i = 0; i < DUR_ARRAY_LEN(time_options); i++) {
+        if (a->times[i] && !clock_parse_rfc3339(a->times[i], &ms))
+            return usage_error(c, "%s is an RFC 3339 time such as 2026-01-31T12:00:00Z",
+                               time_options[i]);
+    }
+    if (c->fn == cmd_bulk && !a->server)
+        return usage_error(c, "%s", "bulk works through a server: --server URL is required");
     if (!a->server)
         a->db = cli_db(a->db);
     if (!a->server == !a->db)
@@ -558,9 +989,11 @@ static int check_args(const struct ops_command *c, struct ops_args *a)
                                  : "--server URL or --db PATH is required");
     if (a->status && !one_of(a->status, run_statuses, DUR_ARRAY_LEN(run_statuses)))
         return usage_error(c,
-                           "--status is pending, running, waiting, completed, failed or "
-                           "cancelled, not \"%s\"",
+                           "--status is pending, running, waiting, completed, failed, "
+                           "cancelled or paused, not \"%s\"",
                            a->status);
+    if (strcmp(c->name, "purge") == 0 && check_purge(c, a) != 0)
+        return 2;
     if (a->level && !one_of(a->level, log_levels, DUR_ARRAY_LEN(log_levels)))
         return usage_error(c, "--level is debug, info, warning or error, not \"%s\"", a->level);
     return 0;

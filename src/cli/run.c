@@ -144,10 +144,13 @@ static bool view_apply(struct view *v, const struct ev_node *e)
         sv->ended_ms = e->at_ms;
     } else if (strcmp(e->type, "step_skipped") == 0 && sv) {
         snprintf(sv->status, sizeof(sv->status), "skipped");
-    } else if (strncmp(e->type, "run_", 4) == 0 && strcmp(e->type, "run_created") != 0) {
+    } else if (strcmp(e->type, "run_paused") == 0) {
+        snprintf(v->status, sizeof(v->status), "paused");
+    } else if (strcmp(e->type, "run_completed") == 0 || strcmp(e->type, "run_failed") == 0 ||
+               strcmp(e->type, "run_cancelled") == 0) {
         snprintf(v->status, sizeof(v->status), "%s", e->type + 4);
         end = true;
-    } else if (strcmp(v->status, "pending") == 0) {
+    } else if (strcmp(v->status, "pending") == 0 || strcmp(e->type, "run_resumed") == 0) {
         snprintf(v->status, sizeof(v->status), "running");
     }
     json_decref(data);

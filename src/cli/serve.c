@@ -35,7 +35,7 @@ static const char serve_usage[] =
         "usage: durable serve [--listen ADDR] [--db PATH] [--workflows DIR] [--workers N]\n"
         "                     [--durability full|process] [--token T] [--session-ttl S]\n"
         "                     [--http-allow HOST[,HOST...]] [--node NAME]\n"
-        "                     [--lease DURATION] [--verbose]\n"
+        "                     [--lease DURATION] [--retain-finished DURATION] [--verbose]\n"
         "\n"
         "Serves the HTTP API, the web UI and live events, and executes runs. At start-up\n"
         "it resumes every unfinished run in the database and registers the workflows of\n"
@@ -72,6 +72,10 @@ static const char serve_usage[] =
         "                     under its name takes its unfinished runs back at once\n"
         "  --lease DURATION   on PostgreSQL, how long the other nodes wait for a silent\n"
         "                     node before taking its runs over: 10s (default), 2500ms\n"
+        "  --retain-finished D delete finished runs (completed, failed, cancelled) with\n"
+        "                     their history once they finished more than D ago: a whole\n"
+        "                     number and a unit, ms, s, m, h or d (30d, 12h, 90s); or set\n"
+        "                     DURABLE_RETAIN_FINISHED. Default: keep them for ever\n"
         "  --verbose          one line per request on stderr\n"
         "\n"
         "Routes: GET /openapi.json describes them all; the UI is at /.\n"
@@ -89,6 +93,8 @@ struct serve_args {
     durable_durability durability;
     const char *node;
     int64_t lease_ms;
+    const char *retain; /* --retain-finished, or $DURABLE_RETAIN_FINISHED */
+    int64_t retain_ms;
     bool verbose;
     char db_label[512]; /* db as shown: no password */
 };
@@ -197,6 +203,8 @@ static int parse_option(struct serve_args *a, const char *opt, const char *val)
                     val);
             return -1;
         }
+    } else if (strcmp(opt, "--retain-finished") == 0) {
+        a->retain = val;
     } else if (strcmp(opt, "--durability") == 0) {
         if (strcmp(val, "full") != 0 && strcmp(val, "process") != 0) {
             fprintf(stderr, "durable serve: --durability is \"full\" or \"process\", not \"%s\"\n",
@@ -219,6 +227,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
     memset(a, 0, sizeof(*a));
     a->listen = "127.0.0.1:8000";
     a->token = getenv("DURABLE_TOKEN"); /* NOLINT(concurrency-mt-unsafe): no thread yet */
+    a->retain = getenv("DURABLE_RETAIN_FINISHED"); /* NOLINT(concurrency-mt-unsafe) */
     for (i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -420,6 +429,11 @@ int cli_serve(int argc, char **argv)
     ret = parse_args(argc, argv, &a);
     if (ret)
         return ret > 0 ? 0 : 2;
+    if (a.retain && a.retain[0] && duration_parse(a.retain, &a.retain_ms, &err) != DURABLE_OK) {
+        fprintf(stderr, "durable serve: --retain-finished (or DURABLE_RETAIN_FINISHED): %s\n",
+                err.msg);
+        return 2;
+    }
     a.db = cli_db(a.db);
     cli_db_label(a.db ? a.db : "durable.db", a.db_label, sizeof(a.db_label));
     if (parse_listen(a.listen, host, sizeof(host), &port) != 0) {
@@ -448,6 +462,7 @@ int cli_serve(int argc, char **argv)
     opts.recovery = DURABLE_RECOVER_ALL;
     opts.node_id = a.node;
     opts.lease_ms = a.lease_ms;
+    opts.retain_finished_ms = a.retain_ms;
     d = durable_open(&opts, &err);
     if (!d) {
         fprintf(stderr, "durable serve: %s\n", err.msg);

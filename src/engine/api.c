@@ -232,6 +232,7 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     d = xcalloc(1, sizeof(*d));
     path = opts->db_path ? opts->db_path : "durable.db";
     d->recovery = opts->recovery;
+    d->retain_finished_ms = opts->retain_finished_ms > 0 ? opts->retain_finished_ms : 0;
     queue_init(&d->commit_queue);
     pthread_mutex_init(&d->subs_mu, NULL);
     pthread_mutex_init(&d->finish_mu, NULL);
@@ -622,6 +623,178 @@ done:
     return rc;
 }
 
+/* ---- restart from a step ---- */
+
+/* The edit distance of a and b (short ids), or a large number past 64
+ * bytes. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[65], i, j;
+
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    for (j = 0; j <= lb; j++)
+        row[j] = j;
+    for (i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* DURABLE_EINVAL naming the unknown step, with the closest step id when
+ * it is close (at most a third of its length apart). */
+static durable_code unknown_step(const struct plan *plan, const char *step, durable_error *err)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+
+    for (size_t i = 0; i < plan->n_steps; i++) {
+        size_t dist = edit_distance(step, plan->steps[i].id);
+        if (dist < best_d) {
+            best_d = dist;
+            best = plan->steps[i].id;
+        }
+    }
+    if (best && best_d <= (strlen(step) + 2) / 3) {
+        return err_set(err, DURABLE_EINVAL,
+                       "from_step: the workflow has no step \"%.64s\" (did you mean \"%s\"?)", step,
+                       best);
+    }
+    return err_set(err, DURABLE_EINVAL, "from_step: the workflow has no step \"%.64s\"", step);
+}
+
+/* Marks step i and its dependents, transitively, in again[]. */
+static void mark_again(const struct plan *plan, size_t i, bool *again)
+{
+    if (again[i])
+        return;
+    again[i] = true;
+    for (size_t k = 0; k < plan->steps[i].n_dependents; k++)
+        mark_again(plan, plan->steps[i].dependents[k], again);
+}
+
+/* The steps of rec kept by a restart (not in again[]): those completed or
+ * skipped, in definition order, into ci->copies. */
+static void restart_copies(struct commit_item *ci, const struct plan *plan,
+                           const struct run_record *rec, const bool *again)
+{
+    size_t n = 0;
+
+    ci->copies = xcalloc(plan->n_steps, sizeof(*ci->copies));
+    for (size_t i = 0; i < plan->n_steps; i++) {
+        const struct step_record *sr = NULL;
+        for (size_t k = 0; k < rec->n_steps && !sr; k++) {
+            if (strcmp(rec->steps[k].step_id, plan->steps[i].id) == 0)
+                sr = &rec->steps[k];
+        }
+        if (again[i] || !sr || (sr->status != STEP_S_COMPLETED && sr->status != STEP_S_SKIPPED))
+            continue;
+        ci->copies[n].step_id = plan->steps[i].id;
+        ci->copies[n].status = sr->status;
+        ci->copies[n].attempt = sr->attempt;
+        ci->copies[n].output_json = sr->status == STEP_S_COMPLETED
+                                            ? xstrdup(sr->output_json ? sr->output_json : "null")
+                                            : NULL;
+        n++;
+    }
+    ci->t.copies = ci->copies;
+    ci->t.n_copies = n;
+}
+
+/* The TR_RUN_CREATE item of a restart of rec from step `from` (checked),
+ * its run id claimed and copied to run_id. */
+static durable_code restart_item(durable *d, const struct run_record *rec, const char *from,
+                                 char run_id[ID_MAX], struct commit_item **out_ci,
+                                 durable_error *err)
+{
+    struct plan *plan = NULL;
+    struct commit_item *ci;
+    bool *again;
+    long idx;
+    durable_code rc = engine_plan_get(d, rec->workflow_id, rec->definition, &plan, err);
+
+    if (rc != DURABLE_OK)
+        return rc;
+    if (plan->code_version > 0) {
+        plan_unref(plan);
+        return err_set(err, DURABLE_EUNSUPPORTED,
+                       "run %s is a code-first run, which cannot be restarted from a step",
+                       rec->id);
+    }
+    idx = plan_step_index(plan, from);
+    if (idx < 0) {
+        rc = unknown_step(plan, from, err);
+        plan_unref(plan);
+        return rc;
+    }
+    id_new("run_", run_id, ID_MAX);
+    engine_run_lock(d, run_id);
+    ci = commit_item_new(TR_RUN_CREATE, run_id);
+    ci->t.workflow_id = commit_item_str(ci, rec->workflow_id);
+    ci->t.input_json = commit_item_str(ci, rec->input_json ? rec->input_json : "{}");
+    ci->t.order_id = commit_item_str(ci, rec->order_id);
+    ci->t.order_amount = rec->order_amount;
+    ci->t.restarted_from = commit_item_str(ci, rec->id);
+    ci->t.restarted_step = plan->steps[idx].id;
+    if (plan->timeout_ms > 0)
+        ci->t.deadline_ms = ci->t.at_ms + plan->timeout_ms;
+    fill_step_inits(ci, plan);
+    again = xcalloc(plan->n_steps, sizeof(*again));
+    mark_again(plan, (size_t)idx, again);
+    restart_copies(ci, plan, rec, again);
+    free(again);
+    ci->plan = plan; /* the reference taken above */
+    ci->notify_sched = true;
+    *out_ci = ci;
+    return DURABLE_OK;
+}
+
+durable_code durable_run_restart(durable *d, const char *run_id, const char *from_step,
+                                 char **out_run_id, durable_error *err)
+{
+    struct transition_result res;
+    struct run_record rec;
+    struct commit_item *ci = NULL;
+    char new_id[ID_MAX];
+    durable_code rc;
+
+    memset(&res, 0, sizeof(res));
+    memset(&rec, 0, sizeof(rec));
+    if (!run_id || !out_run_id)
+        return err_set(err, DURABLE_EINVAL, "restart needs a run id");
+    if (!from_step || !from_step[strspn(from_step, " \t\r\n")])
+        return err_set(err, DURABLE_EINVAL, "from_step: the step to restart from is required");
+    rc = store_run_load(d->store, run_id, &rec, err);
+    if (rc == DURABLE_OK && !run_status_is_final(rec.status)) {
+        rc = err_set(err, DURABLE_ECONFLICT,
+                     "run %s is %s, only a finished run (completed, failed or cancelled) can be "
+                     "restarted",
+                     run_id, run_status_name(rec.status));
+    }
+    if (rc == DURABLE_OK)
+        rc = restart_item(d, &rec, from_step, new_id, &ci, err);
+    run_record_release(&rec);
+    if (rc != DURABLE_OK)
+        return rc;
+    rc = engine_commit_wait(d, ci, &res, err);
+    if (rc != DURABLE_OK) {
+        engine_run_unlock(d, new_id);
+        return rc;
+    }
+    *out_run_id = xstrdup(res.id);
+    return DURABLE_OK;
+}
+
 /* After a start's item committed or failed (rc): the claim on the run id
  * is released unless the run was created, and a run that the idempotency
  * key returned is made sure to be executed (the scheduler claims it unless
@@ -872,6 +1045,54 @@ done:
     return rc;
 }
 
+/* A caller's pause (or resume) of run_id. The store checks the status again
+ * when it applies it: another caller may have come first. */
+static durable_code run_pause(durable *d, const char *run_id, bool pause, durable_error *err)
+{
+    struct run_record rec;
+    struct plan *plan = NULL;
+    struct commit_item *ci;
+    durable_code rc;
+
+    memset(&rec, 0, sizeof(rec));
+    if (!run_id)
+        return err_set(err, DURABLE_EINVAL, "%s needs a run id", pause ? "pause" : "resume");
+    rc = store_run_load(d->store, run_id, &rec, err);
+    if (rc == DURABLE_OK && pause &&
+        (run_status_is_final(rec.status) || rec.status == RUN_PAUSED)) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only an unfinished run can be paused",
+                     run_id, run_status_name(rec.status));
+    }
+    if (rc == DURABLE_OK && !pause && rec.status != RUN_PAUSED) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a paused run can be resumed",
+                     run_id, run_status_name(rec.status));
+    }
+    if (rc == DURABLE_OK && pause)
+        rc = engine_plan_get(d, rec.workflow_id, rec.definition, &plan, err);
+    if (rc == DURABLE_OK && plan && plan->code_version > 0) {
+        rc = err_set(err, DURABLE_EUNSUPPORTED,
+                     "run %s is a code-first run, which cannot be paused", run_id);
+    }
+    if (rc == DURABLE_OK) {
+        ci = commit_item_new(pause ? TR_RUN_PAUSE : TR_RUN_RESUME, run_id);
+        ci->notify_sched = true;
+        rc = engine_commit_wait(d, ci, NULL, err);
+    }
+    plan_unref(plan);
+    run_record_release(&rec);
+    return rc;
+}
+
+durable_code durable_run_pause(durable *d, const char *run_id, durable_error *err)
+{
+    return run_pause(d, run_id, true, err);
+}
+
+durable_code durable_run_resume(durable *d, const char *run_id, durable_error *err)
+{
+    return run_pause(d, run_id, false, err);
+}
+
 /* s cut at max_len bytes on a character boundary, as a JSON string (new
  * reference); JSON null for NULL; NULL when s is not UTF-8. */
 static json_t *cut_string(const char *s, size_t max_len)
@@ -1019,6 +1240,19 @@ durable_code durable_run_events(durable *d, const char *run_id, int64_t after_se
 
 /* ---- lists and inspection (store reads) ---- */
 
+void engine_run_query(struct store_run_query *q, const durable_run_filter *f)
+{
+    memset(q, 0, sizeof(*q));
+    q->status = f->status;
+    q->workflow = f->workflow_id;
+    q->created_after_ms = f->created_after_ms;
+    q->created_before_ms = f->created_before_ms;
+    q->finished_after_ms = f->finished_after_ms;
+    q->finished_before_ms = f->finished_before_ms;
+    q->input_field = f->input_field;
+    q->input_value = f->input_value;
+}
+
 durable_code durable_runs_list(durable *d, const durable_run_filter *filter, char **out_json,
                                int64_t *out_total, durable_error *err)
 {
@@ -1029,8 +1263,7 @@ durable_code durable_runs_list(durable *d, const durable_run_filter *filter, cha
         return err_set(err, DURABLE_EINVAL, "a list needs an output");
     if (!filter)
         filter = &all;
-    q.status = filter->status;
-    q.workflow = filter->workflow_id;
+    engine_run_query(&q, filter);
     q.page.limit = filter->limit;
     q.page.offset = filter->offset;
     return store_runs_list(d->store, &q, out_json, out_total, err);

@@ -3,7 +3,9 @@
  * step that waits for it, and ending that step with the child's outcome.
  * The link is in memory only: after a restart the parent's step starts
  * again, finds its child by idempotency key and links it again. A parent
- * that finishes cancels its unfinished children.
+ * that finishes cancels its unfinished children. A code-first child is not
+ * the scheduler's: its parent's step waits for the commit of its end
+ * (engine_code_child_wait, code_child.c), told by a MSG_CHILD_ENDED.
  *
  * Scheduler thread only.
  */
@@ -87,6 +89,38 @@ static void deliver_from_store(struct sched *s, struct run_state *p, size_t step
     run_record_release(&rec);
 }
 
+/* The parent's step waits for child_id, a code-first run: registered
+ * before the child's status is read, so an end committed in between is
+ * posted; whoever takes the wait back (here, or the subscription) delivers. */
+static void wait_code_child(struct sched *s, struct run_state *p, size_t step, const char *child_id)
+{
+    struct step_io_tag tag = { .step_idx = step, .run_gen = p->gen, .gen = p->steps[step].gen };
+    durable_error err = { 0 };
+    struct run_record rec = { .n_steps = 0 };
+    durable_code rc;
+
+    snprintf(tag.run_id, sizeof(tag.run_id), "%s", p->id);
+    engine_code_child_wait(s->d, child_id, &tag);
+    rc = store_run_load(s->d->store, child_id, &rec, &err);
+    if (rc != DURABLE_OK && engine_code_child_unwait(s->d, child_id, &tag)) {
+        sched_submit_failure(s, p, step, "child_error", err.msg);
+    } else if (rc == DURABLE_OK && run_status_is_final(rec.status) &&
+               engine_code_child_unwait(s->d, child_id, &tag)) {
+        struct child_end e = { child_id, rec.status, rec.output_json, rec.error_message };
+        deliver_child(s, p, step, &e);
+    }
+    run_record_release(&rec);
+}
+
+void sched_on_code_child_ended(struct sched *s, const struct sched_msg *m)
+{
+    struct run_state *p =
+            waiting_parent(s, m->tag.run_id, m->tag.run_gen, m->tag.step_idx, m->tag.gen);
+
+    if (p)
+        deliver_from_store(s, p, m->tag.step_idx, m->run_id);
+}
+
 /* A child's RUN_CREATE committed: created now, or found by its key (the
  * parent's step started again after a restart). */
 void sched_on_child_created(struct sched *s, struct commit_item *ci)
@@ -122,6 +156,8 @@ void sched_on_child_created(struct sched *s, struct commit_item *ci)
     }
     if (c)
         link_child(p, ci->parent_step, c);
+    else if (ci->plan && ci->plan->code_version > 0)
+        wait_code_child(s, p, ci->parent_step, ci->result.id);
     else
         deliver_from_store(s, p, ci->parent_step, ci->result.id);
 }

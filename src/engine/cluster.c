@@ -12,7 +12,9 @@
  *   - the heartbeat, the only periodic work: renews the lease every third
  *     of it (and reaps nodes whose lease ran out, releasing their runs);
  *   - claims: at start, and whenever a wake-up says runs are unowned
- *     (STORE_WAKE_CLAIM), it claims them and hands each to the scheduler,
+ *     (STORE_WAKE_CLAIM), it claims them and hands each to the scheduler
+ *     (only runs this process can execute: of JSON workflows, and of the
+ *     code-first ones it registered, engine_cluster_code_workflows),
  *     which adopts it as recovery does (SCHED_CLAIMED);
  *   - wake-ups: it polls the store's wake fd (LISTEN/NOTIFY), never the
  *     tables: a caller's decision, cancel or retry of a run, on any node,
@@ -134,6 +136,11 @@ static void poke(struct engine_cluster *c)
 
     if (write(c->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
         warn_errno("waking the cluster thread");
+}
+
+void engine_cluster_code_workflows(struct durable *d, const char *const *ids, size_t n)
+{
+    d->cluster->ops->set_code_workflows(d->store, ids, n);
 }
 
 void engine_cluster_want(struct durable *d, const char *run_id)

@@ -38,10 +38,12 @@
 
 #include "engine/code_int.h"
 #include "engine/engine.h"
+#include "util/pool.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,21 +83,11 @@ struct code_active {
     bool again;
 };
 
-/* The threads that run async steps: started as steps are queued and none
- * is idle, at most CODE_STEP_THREADS, ended at stop. */
-struct step_pool {
-    pthread_mutex_t mu;                 /* a leaf */
-    pthread_cond_t work;                /* a step queued, or stopping */
-    pthread_cond_t done;                /* a step finished */
-    struct durable_future *head, *tail; /* guarded by mu: queued steps */
-    pthread_t threads[CODE_STEP_THREADS];
-    size_t n_threads, n_idle; /* guarded by mu */
-    bool is_stopping;         /* guarded by mu */
-};
-
 struct code_exec {
     struct durable *d;
-    struct step_pool pool;
+    struct pool pool;         /* `durable-async`: async steps, at most CODE_STEP_THREADS */
+    pthread_mutex_t done_mu;  /* a leaf: guards futures' is_pending */
+    pthread_cond_t done_cond; /* a future is done */
     pthread_mutex_t mu;
     pthread_cond_t cond;
     struct code_fn *fns[CODE_MAX_FNS]; /* guarded by mu; entries immutable once added */
@@ -140,12 +132,12 @@ struct durable_future {
     int attempt;
     durable_step_fn fn;
     void *arg;
-    durable_step_opts opts;       /* its retry policy, defaults filled in */
-    struct code_exec *c;          /* to arm the wake-up of a retry */
-    struct commit_item *start;    /* answers_at_once: the START not submitted yet, or NULL */
-    const struct code_fn *wf;     /* the workflow to invoke then */
-    struct durable_future *qnext; /* the step pool's queue */
-    bool is_pending;              /* guarded by the pool's mu: queued or running there */
+    durable_step_opts opts;    /* its retry policy, defaults filled in */
+    struct code_exec *c;       /* to arm the wake-up of a retry */
+    struct commit_item *start; /* answers_at_once: the START not submitted yet, or NULL */
+    const struct code_fn *wf;  /* the workflow to invoke then */
+    struct pool_job job;       /* on the async pool: future_job */
+    bool is_pending;           /* guarded by c->done_mu: queued or running there */
     durable_code rc;
     char *out; /* owned: the output text when rc is OK */
     durable_error err;
@@ -542,78 +534,45 @@ static void future_execute(durable_future *f)
     }
 }
 
-static void *pool_main(void *arg)
+static void future_job(struct pool_job *job)
 {
-    struct step_pool *p = arg;
-    durable_future *f;
+    durable_future *f = (durable_future *)(void *)((char *)job - offsetof(durable_future, job));
+    struct code_exec *c = f->c;
 
-    pthread_setname_np(pthread_self(), "durable-async");
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (!p->head && !p->is_stopping) {
-            p->n_idle++;
-            pthread_cond_wait(&p->work, &p->mu);
-            p->n_idle--;
-        }
-        f = p->head;
-        if (!f)
-            break; /* stopping, nothing queued */
-        p->head = f->qnext;
-        if (!p->head)
-            p->tail = NULL;
-        pthread_mutex_unlock(&p->mu);
-        future_execute(f);
-        pthread_mutex_lock(&p->mu);
-        f->is_pending = false;
-        pthread_cond_broadcast(&p->done);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
+    future_execute(f);
+    pthread_mutex_lock(&c->done_mu);
+    f->is_pending = false;
+    pthread_cond_broadcast(&c->done_cond);
+    pthread_mutex_unlock(&c->done_mu);
 }
 
-/* Queues f on the step pool, starting a thread if none is idle (without
- * any, f runs here). */
-static void pool_submit(struct step_pool *p, durable_future *f)
+/* Runs f on the async pool, or here when no thread can be had. */
+static void future_submit(struct code_exec *c, durable_future *f)
 {
-    bool is_inline = false;
-
-    pthread_mutex_lock(&p->mu);
-    if (p->n_idle == 0 && p->n_threads < CODE_STEP_THREADS &&
-        pthread_create(&p->threads[p->n_threads], NULL, pool_main, p) == 0)
-        p->n_threads++;
-    if (p->n_threads == 0) {
-        is_inline = true;
-    } else {
-        f->is_pending = true;
-        f->qnext = NULL;
-        if (p->tail)
-            p->tail->qnext = f;
-        else
-            p->head = f;
-        p->tail = f;
-        pthread_cond_signal(&p->work);
-    }
-    pthread_mutex_unlock(&p->mu);
-    if (is_inline)
-        future_execute(f); /* no thread to be had: run it here */
+    pthread_mutex_lock(&c->done_mu);
+    f->is_pending = true;
+    pthread_mutex_unlock(&c->done_mu);
+    f->job.run = future_job;
+    if (!pool_submit(&c->pool, &f->job))
+        future_job(&f->job);
 }
 
 /* Waits until f is done (its result fields are then the caller's). */
-static void pool_wait(struct step_pool *p, durable_future *f)
+static void future_wait(struct code_exec *c, durable_future *f)
 {
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&c->done_mu);
     while (f->is_pending)
-        pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+        pthread_cond_wait(&c->done_cond, &c->done_mu);
+    pthread_mutex_unlock(&c->done_mu);
 }
 
-static bool pool_is_pending(struct step_pool *p, durable_future *f)
+static bool future_is_pending(struct code_exec *c, durable_future *f)
 {
     bool is_pending;
 
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&c->done_mu);
     is_pending = f->is_pending;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&c->done_mu);
     return is_pending;
 }
 
@@ -803,7 +762,7 @@ durable_code durable_step_async_ex(durable_ctx *ctx, const char *name, durable_s
         f = call_future(ctx, step_id, rec, &sc, &to_run);
     }
     if (to_run)
-        pool_submit(&ctx->d->code->pool, f);
+        future_submit(ctx->d->code, f);
     *out = f;
     return DURABLE_OK;
 }
@@ -817,7 +776,7 @@ durable_code durable_wait_all(durable_ctx *ctx, durable_future *const *futures, 
         return err_set(err, DURABLE_EINVAL, "wait_all needs a context and futures");
     for (size_t i = 0; i < n; i++) {
         durable_future *f = futures[i];
-        pool_wait(&ctx->d->code->pool, f);
+        future_wait(ctx->d->code, f);
         if (f->rc != DURABLE_OK && !failed)
             failed = f;
     }
@@ -833,7 +792,7 @@ durable_code durable_future_get(durable_future *f, char **out_json, durable_erro
 {
     if (!f || !out_json)
         return err_set(err, DURABLE_EINVAL, "future_get needs a future and an output");
-    if (pool_is_pending(&f->c->pool, f))
+    if (future_is_pending(f->c, f))
         return err_set(err, DURABLE_EINVAL, "step \"%s\" was not waited for", f->step_id);
     if (f->rc != DURABLE_OK)
         return err_set(err, f->rc, "%s", f->err.msg);
@@ -910,43 +869,12 @@ void *durable_ctx_userdata(const durable_ctx *ctx)
 
 /* ---- an invocation ---- */
 
-/* The number in the n digits at s, or -1. */
-static int digits(const char *s, int n)
-{
-    int v = 0;
-
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v;
-}
-
-/* Unix ms of the document's "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC), 0 if none. */
+/* Unix ms of the document's RFC 3339 time, 0 if none. */
 static int64_t parse_time(const char *s)
 {
-    int y, mo, d, h, mi, sec, ms;
-    int64_t era, yoe, doy, days;
+    int64_t ms = 0;
 
-    if (!s || strlen(s) != 24)
-        return 0;
-    y = digits(s, 4);
-    mo = digits(s + 5, 2);
-    d = digits(s + 8, 2);
-    h = digits(s + 11, 2);
-    mi = digits(s + 14, 2);
-    sec = digits(s + 17, 2);
-    ms = digits(s + 20, 3);
-    if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || mi < 0 || sec < 0 || ms < 0)
-        return 0;
-    /* days from 1970-01-01 to the date (the civil calendar's algorithm) */
-    y -= mo <= 2;
-    era = y / 400;
-    yoe = y - era * 400;
-    doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
-    return ((days * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000 + ms;
+    return s && clock_parse_rfc3339(s, &ms) ? ms : 0;
 }
 
 /* The run's recorded steps, from its document (steps in idx order). */
@@ -1022,7 +950,7 @@ static void ctx_release(durable_ctx *ctx);
 static void ctx_join(durable_ctx *ctx)
 {
     for (durable_future *f = ctx->futures; f; f = f->next)
-        pool_wait(&ctx->d->code->pool, f);
+        future_wait(ctx->d->code, f);
 }
 
 static bool run_is_final(json_t *doc)
@@ -1147,9 +1075,9 @@ durable_code engine_code_start(struct durable *d, durable_error *err)
     c->d = d;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
-    pthread_mutex_init(&c->pool.mu, NULL);
-    pthread_cond_init(&c->pool.work, NULL);
-    pthread_cond_init(&c->pool.done, NULL);
+    pool_init(&c->pool, "durable-async", CODE_STEP_THREADS);
+    pthread_mutex_init(&c->done_mu, NULL);
+    pthread_cond_init(&c->done_cond, NULL);
     c->children = code_children_new(d);
     d->code = c;
     (void)err;
@@ -1184,13 +1112,7 @@ void engine_code_stop(struct durable *d)
         pthread_join(c->threads[i], NULL);
     c->n_threads = 0;
     /* every invocation has waited for its steps: the pool is idle */
-    pthread_mutex_lock(&c->pool.mu);
-    c->pool.is_stopping = true;
-    pthread_cond_broadcast(&c->pool.work);
-    pthread_mutex_unlock(&c->pool.mu);
-    for (size_t i = 0; i < c->pool.n_threads; i++)
-        pthread_join(c->pool.threads[i], NULL);
-    c->pool.n_threads = 0;
+    pool_stop(&c->pool);
 }
 
 void engine_code_free(struct durable *d)
@@ -1216,9 +1138,8 @@ void engine_code_free(struct durable *d)
     }
     free(c->active);
     code_children_free(c->children);
-    pthread_cond_destroy(&c->pool.done);
-    pthread_cond_destroy(&c->pool.work);
-    pthread_mutex_destroy(&c->pool.mu);
+    pthread_cond_destroy(&c->done_cond);
+    pthread_mutex_destroy(&c->done_mu);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -1240,6 +1161,24 @@ static durable_code resume_one(const struct run_record *r, void *ud)
     if (strcmp(r->workflow_id, rs->workflow_id) == 0)
         engine_sched_resume(rs->d, r->id);
     return DURABLE_OK;
+}
+
+/* Tells the cluster which code-first workflows this process executes, so
+ * that it claims their runs (and no others of code). */
+static void cluster_code_workflows(struct durable *d)
+{
+    struct code_exec *c = d->code;
+    const char *ids[CODE_MAX_FNS];
+    size_t n;
+
+    /* Under mu, so that two registrations give their lists in order (the
+     * store's lock is a leaf). */
+    pthread_mutex_lock(&c->mu);
+    n = c->n_fns;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = c->fns[i]->workflow_id;
+    engine_cluster_code_workflows(d, ids, n);
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* Adds fn to the registry. DURABLE_ECONFLICT when its name and version
@@ -1293,6 +1232,8 @@ durable_code durable_workflow_fn_register(durable *d, const char *name, int vers
         free(f);
         return rc;
     }
+    if (d->cluster)
+        cluster_code_workflows(d);
     {
         struct resume rs = { d, f->workflow_id };
         rc = store_runs_unfinished(d->store, resume_one, &rs, err);

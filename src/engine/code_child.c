@@ -22,16 +22,20 @@
 #include "util/common.h"
 
 #include "engine/code_int.h"
+#include "steps/steps.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A parent waiting for its child. */
+/* A parent waiting for its child: a code-first parent (fn), or a JSON
+ * run's step attempt (is_sched, tag) told through the scheduler. */
 struct child_wait {
     char child_id[ID_MAX];
     char parent_id[ID_MAX];
     const struct code_fn *fn; /* the parent's */
+    bool is_sched;
+    struct step_io_tag tag;
 };
 
 struct code_children {
@@ -89,8 +93,12 @@ static void on_event(const durable_event *ev, void *ud)
         }
         more = i < ch->n_waits;
         pthread_mutex_unlock(&ch->mu);
-        for (size_t k = 0; k < n; k++)
-            code_wake(ch->d, woken[k].parent_id, woken[k].fn);
+        for (size_t k = 0; k < n; k++) {
+            if (woken[k].is_sched)
+                engine_sched_child_ended(ch->d, &woken[k].tag, woken[k].child_id);
+            else
+                code_wake(ch->d, woken[k].parent_id, woken[k].fn);
+        }
     }
 }
 
@@ -125,14 +133,20 @@ void code_children_stop(struct durable *d)
         durable_unsubscribe(d, sub);
 }
 
-/* Registers the parent's wait for child_id (once). */
-static void wait_add(struct code_children *ch, const char *child_id, const char *parent_id,
-                     const struct code_fn *fn)
+static bool same_wait(const struct child_wait *a, const struct child_wait *b)
+{
+    return strcmp(a->child_id, b->child_id) == 0 && strcmp(a->parent_id, b->parent_id) == 0 &&
+           a->is_sched == b->is_sched &&
+           (!a->is_sched || (a->tag.step_idx == b->tag.step_idx &&
+                             a->tag.run_gen == b->tag.run_gen && a->tag.gen == b->tag.gen));
+}
+
+/* Registers w (once). */
+static void wait_add(struct code_children *ch, const struct child_wait *w)
 {
     pthread_mutex_lock(&ch->mu);
     for (size_t i = 0; i < ch->n_waits; i++) {
-        if (strcmp(ch->waits[i].child_id, child_id) == 0 &&
-            strcmp(ch->waits[i].parent_id, parent_id) == 0) {
+        if (same_wait(&ch->waits[i], w)) {
             pthread_mutex_unlock(&ch->mu);
             return;
         }
@@ -141,23 +155,50 @@ static void wait_add(struct code_children *ch, const char *child_id, const char 
         ch->cap_waits = ch->cap_waits ? ch->cap_waits * 2 : 16;
         ch->waits = xrealloc(ch->waits, ch->cap_waits * sizeof(*ch->waits));
     }
-    snprintf(ch->waits[ch->n_waits].child_id, ID_MAX, "%s", child_id);
-    snprintf(ch->waits[ch->n_waits].parent_id, ID_MAX, "%s", parent_id);
-    ch->waits[ch->n_waits++].fn = fn;
+    ch->waits[ch->n_waits++] = *w;
     pthread_mutex_unlock(&ch->mu);
 }
 
-static void wait_remove(struct code_children *ch, const char *child_id, const char *parent_id)
+/* Takes w back: false if it was not there (the child's end took it). */
+static bool wait_remove(struct code_children *ch, const struct child_wait *w)
 {
+    bool found = false;
+
     pthread_mutex_lock(&ch->mu);
-    for (size_t i = 0; i < ch->n_waits; i++) {
-        if (strcmp(ch->waits[i].child_id, child_id) == 0 &&
-            strcmp(ch->waits[i].parent_id, parent_id) == 0) {
+    for (size_t i = 0; i < ch->n_waits && !found; i++) {
+        if (same_wait(&ch->waits[i], w)) {
             ch->waits[i] = ch->waits[--ch->n_waits];
-            break;
+            found = true;
         }
     }
     pthread_mutex_unlock(&ch->mu);
+    return found;
+}
+
+static struct child_wait sched_wait(const char *child_id, const struct step_io_tag *parent)
+{
+    struct child_wait w = { .is_sched = true, .tag = *parent };
+
+    snprintf(w.child_id, sizeof(w.child_id), "%s", child_id);
+    snprintf(w.parent_id, sizeof(w.parent_id), "%s", parent->run_id);
+    return w;
+}
+
+void engine_code_child_wait(struct durable *d, const char *child_id,
+                            const struct step_io_tag *parent)
+{
+    struct child_wait w = sched_wait(child_id, parent);
+
+    code_children_subscribe(d);
+    wait_add(*code_children_of(d), &w);
+}
+
+bool engine_code_child_unwait(struct durable *d, const char *child_id,
+                              const struct step_io_tag *parent)
+{
+    struct child_wait w = sched_wait(child_id, parent);
+
+    return wait_remove(*code_children_of(d), &w);
 }
 
 /* The child step's call: its id and attempt. */
@@ -283,9 +324,12 @@ static durable_code child_watch(durable_ctx *ctx, const struct child_call *call,
     struct code_children *ch = *code_children_of(d);
     struct run_record child = { .n_steps = 0 };
     durable_error why = { 0 };
+    struct child_wait w = { .fn = code_ctx_fn(ctx) };
     durable_code rc;
 
-    wait_add(ch, child_id, durable_ctx_run_id(ctx), code_ctx_fn(ctx));
+    snprintf(w.child_id, sizeof(w.child_id), "%s", child_id);
+    snprintf(w.parent_id, sizeof(w.parent_id), "%s", durable_ctx_run_id(ctx));
+    wait_add(ch, &w);
     rc = store_run_load(d->store, child_id, &child, &why);
     if (rc == DURABLE_OK && is_retry && child.status == RUN_FAILED) {
         /* The parent's step was retried: so is its failed child. */
@@ -296,14 +340,14 @@ static durable_code child_watch(durable_ctx *ctx, const struct child_call *call,
             rc = store_run_load(d->store, child_id, &child, &why);
     }
     if (rc == DURABLE_OK && run_status_is_final(child.status)) {
-        wait_remove(ch, child_id, durable_ctx_run_id(ctx));
+        wait_remove(ch, &w);
         rc = child_end(ctx, call, &child, out_json, err);
     } else if (rc == DURABLE_OK) {
         err_set(&why, DURABLE_ESUSPENDED, "step \"%s\" waits for child run %s", call->step_id,
                 child_id);
         rc = code_call_stop(ctx, DURABLE_ESUSPENDED, &why, err);
     } else {
-        wait_remove(ch, child_id, durable_ctx_run_id(ctx));
+        wait_remove(ch, &w);
         rc = code_call_stop(ctx, rc, &why, err);
     }
     run_record_release(&child);

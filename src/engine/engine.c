@@ -464,8 +464,8 @@ void sched_on_ready(struct sched *s, struct run_state *r, size_t i)
     bool skip = false;
     size_t k;
 
-    if (r->finishing || r->steps[i].st != SS_PENDING)
-        return;
+    if (r->finishing || r->paused || r->steps[i].st != SS_PENDING)
+        return; /* a paused run's ready steps start at its resume */
     for (k = 0; k < ps->n_deps && !ps->if_compiled; k++) {
         if (r->steps[ps->deps[k]].st == SS_SKIPPED)
             skip = true;
@@ -708,9 +708,14 @@ void sched_on_started(struct sched *s, struct run_state *r, size_t i)
 
 static void on_timer(struct sched *s, const struct timer *t)
 {
-    struct run_state *r = sched_run_find(s, t->run_id);
+    struct run_state *r;
     struct step_state *ss;
 
+    if (t->kind == TM_RETAIN) {
+        sched_retain_due(s);
+        return;
+    }
+    r = sched_run_find(s, t->run_id);
     if (t->kind == TM_RELOAD) {
         if (!r)
             submit_reload(s, t->run_id);
@@ -728,6 +733,11 @@ static void on_timer(struct sched *s, const struct timer *t)
     ss = &r->steps[t->step_idx];
     if (t->gen != ss->gen)
         return;
+    if (r->paused && ((t->kind == TM_RETRY && ss->st == SS_RETRYING) ||
+                      (t->kind == TM_WAKE && ss->st == SS_WAITING))) {
+        ss->held = true; /* acted on at the resume */
+        return;
+    }
     if (t->kind == TM_RETRY && ss->st == SS_RETRYING) {
         sched_submit_start(s, r, t->step_idx, ss->attempt + 1);
     } else if (t->kind == TM_TIMEOUT && ss->st == SS_RUNNING) {
@@ -776,6 +786,43 @@ void sched_on_decided(struct sched *s, struct run_state *r, size_t i, const stru
     json_decref(ss->output);
     ss->output = t->output_json ? json_loads(t->output_json, 0, NULL) : NULL;
     on_settled(s, r, i);
+}
+
+void sched_on_resumed(struct sched *s, struct run_state *r)
+{
+    r->paused = false;
+    for (size_t k = 0; k < r->plan->n_steps && !r->finishing; k++) {
+        size_t i = r->plan->topo[k];
+        struct step_state *ss = &r->steps[i];
+        bool held = ss->held;
+
+        ss->held = false;
+        if (held && ss->st == SS_RETRYING)
+            sched_submit_start(s, r, i, ss->attempt + 1);
+        else if (held && ss->st == SS_WAITING)
+            call_type(s, r, i, true);
+        else if (ss->st == SS_PENDING && ss->n_deps_left == 0)
+            sched_on_ready(s, r, i);
+    }
+    sched_check_finished(s, r);
+}
+
+/* A caller's pause or resume committed. A run resumed that is not in
+ * memory is adopted from the store (unless this process resumes no run of
+ * its own accord: the next one that does starts it). */
+static void on_pause_committed(struct sched *s, struct run_state *r, struct commit_item *ci)
+{
+    if (ci->applied == APPLIED_NONE)
+        return;
+    if (!r) {
+        if (ci->t.kind == TR_RUN_RESUME && s->d->recovery != DURABLE_RECOVER_NONE)
+            sched_resume_run(s, ci->t.run_id, true);
+        return;
+    }
+    if (ci->t.kind == TR_RUN_PAUSE)
+        r->paused = true;
+    else if (r->paused)
+        sched_on_resumed(s, r);
 }
 
 /* A decision made through durable_step_decide (any thread) committed. A
@@ -934,6 +981,27 @@ static bool on_store_failed(struct sched *s, struct commit_item *ci)
     return true;
 }
 
+/* A caller's transition of run r (r NULL when not in memory): a cancel,
+ * decision, signal, pause or resume through the API. False when ci is not
+ * one. */
+static bool on_caller_committed(struct sched *s, struct run_state *r, struct commit_item *ci)
+{
+    if (r && ci->t.kind == TR_RUN_FINISH && ci->run_gen == 0 && ci->applied != APPLIED_NONE) {
+        /* cancelled through the API: forget it now, and its children */
+        sched_on_run_finished(s, r, &ci->t);
+        sched_run_drop(s, r->id);
+    } else if (ci->t.kind == TR_STEP_DECIDE && ci->run_gen == 0) {
+        on_external_decision(s, r, ci);
+    } else if (ci->t.kind == TR_SIGNAL_SEND) {
+        on_signal(s, r, ci);
+    } else if (ci->t.kind == TR_RUN_PAUSE || ci->t.kind == TR_RUN_RESUME) {
+        on_pause_committed(s, r, ci);
+    } else {
+        return false;
+    }
+    return true;
+}
+
 static void on_committed(struct sched *s, struct commit_item *ci)
 {
     struct run_state *r;
@@ -952,20 +1020,8 @@ static void on_committed(struct sched *s, struct commit_item *ci)
         return;
     }
     r = sched_run_find(s, ci->t.run_id);
-    if (r && ci->t.kind == TR_RUN_FINISH && ci->run_gen == 0 && ci->applied != APPLIED_NONE) {
-        /* cancelled through the API: forget it now, and its children */
-        sched_on_run_finished(s, r, &ci->t);
-        sched_run_drop(s, r->id);
+    if (on_caller_committed(s, r, ci))
         return;
-    }
-    if (ci->t.kind == TR_STEP_DECIDE && ci->run_gen == 0) {
-        on_external_decision(s, r, ci);
-        return;
-    }
-    if (ci->t.kind == TR_SIGNAL_SEND) {
-        on_signal(s, r, ci);
-        return;
-    }
     if (!r || ci->run_gen != r->gen)
         return; /* not in memory, or from an earlier incarnation */
     if (ci->t.kind == TR_RUN_FINISH) {
@@ -1041,6 +1097,17 @@ static void post(struct sched *s, struct sched_msg *m)
         msg_free(m);
 }
 
+void engine_sched_child_ended(struct durable *d, const struct step_io_tag *parent,
+                              const char *child_id)
+{
+    struct sched_msg *m = xcalloc(1, sizeof(*m));
+
+    m->kind = MSG_CHILD_ENDED;
+    m->tag = *parent;
+    snprintf(m->run_id, sizeof(m->run_id), "%s", child_id);
+    post(d->sched, m);
+}
+
 void engine_sched_committed(struct durable *d, struct commit_item *items)
 {
     struct sched_msg *m = xcalloc(1, sizeof(*m));
@@ -1100,9 +1167,14 @@ static void handle_msg(struct sched *s, struct sched_msg *m)
         sched_on_cluster(s, m->cluster, m->run_id);
     if (m->kind == MSG_TYPES)
         sched_resume_unresolved(s);
+    if (m->kind == MSG_CHILD_ENDED)
+        sched_on_code_child_ended(s, m);
     for (ci = m->items; ci; ci = next) {
         next = ci->next;
-        on_committed(s, ci);
+        if (ci->t.kind == TR_RUNS_DELETE)
+            sched_retain_committed(s, ci); /* retention's batch: no run */
+        else
+            on_committed(s, ci);
         commit_item_free(ci);
     }
     m->items = NULL;
@@ -1217,6 +1289,8 @@ durable_code engine_sched_start(struct durable *d, const char *http_allow, int s
         struct recovery rv = { .s = s };
         rc = store_runs_unfinished(d->store, adopt_record, &rv, err);
     }
+    if (rc == DURABLE_OK)
+        sched_retain_init(s);
     if (rc == DURABLE_OK && pthread_create(&d->scheduler, NULL, sched_main, s) != 0)
         rc = err_set(err, DURABLE_ENOMEM, "could not start the scheduler thread");
     if (rc != DURABLE_OK) {

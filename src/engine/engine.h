@@ -103,6 +103,10 @@ struct commit_item {
                                    before it, applied in the same transaction,
                                    and only if that one applied as itself
                                    (APPLIED_PRIMARY); else chain_broken */
+    bool with_prev;             /* submitted in one list with the item before
+                                   it and applied in the same transaction,
+                                   whatever became of that one (a bulk
+                                   operation, bulk.c) */
     bool chain_broken;          /* written by the writer: after_prev, and the
                                    item before did not apply as itself */
     bool barrier;               /* no transition: passed back to the scheduler
@@ -136,6 +140,8 @@ struct commit_item {
     int n_own;
     struct transition_step_init *step_inits; /* RUN_CREATE: owned; its strings are
                                                 the plan's (ci->plan holds a reference) */
+    struct transition_step_copy *copies;     /* a restart's RUN_CREATE (t.copies): owned, each
+                                                output_json owned, step ids the plan's */
 };
 
 struct commit_item *commit_item_new(enum transition_kind kind, const char *run_id);
@@ -167,6 +173,7 @@ struct plan_cache_entry {
 struct sched;          /* engine.c: scheduler state, scheduler thread only */
 struct engine_cluster; /* cluster.c: this node in a cluster */
 struct code_exec;      /* code.c: code-first workflows, their registry and threads */
+struct step_io_tag;    /* steps.h: one attempt of a step of a run */
 
 /*
  * A Prometheus histogram with fixed upper bounds (metrics.c). Observed on the
@@ -207,7 +214,8 @@ struct engine_action {
 struct durable {
     struct store *store;
     durable_recovery recovery;
-    int lock_fd; /* lock.c: the "<db>-lock" file; immutable */
+    int lock_fd;                /* lock.c: the "<db>-lock" file; immutable */
+    int64_t retain_finished_ms; /* retain.c: delete finished runs older; 0: keep; immutable */
 
     /* of struct commit_item: producers any thread, consumer the writer */
     struct queue commit_queue;
@@ -348,6 +356,19 @@ void engine_code_free(struct durable *d); /* after engine_code_stop */
  * the run is not queued or being invoked already; otherwise it waits.
  * Any thread. */
 void engine_code_adopt(struct durable *d, const char *run_id, const struct plan *plan);
+/* A JSON run's `workflow` step (the attempt `parent`) waits for child_id, a
+ * code-first run: when the child's end commits, the scheduler is told
+ * (engine_sched_child_ended), once. engine_code_child_unwait takes the wait
+ * back: true if it was still there, so the caller delivers the end itself
+ * and nobody else will. Scheduler thread; code_child.c. */
+void engine_code_child_wait(struct durable *d, const char *child_id,
+                            const struct step_io_tag *parent);
+bool engine_code_child_unwait(struct durable *d, const char *child_id,
+                              const struct step_io_tag *parent);
+/* Posts the end of child_id to the scheduler, for the step attempt parent
+ * that waits for it. Any thread. */
+void engine_sched_child_ended(struct durable *d, const struct step_io_tag *parent,
+                              const char *child_id);
 
 /* ---- lock.c: which process executes which runs ---- */
 /* Takes the presence lock (exclusive for DURABLE_RECOVER_ALL, shared
@@ -378,6 +399,14 @@ void engine_cluster_start(struct durable *d);
 void engine_cluster_stop(struct durable *d);
 void engine_cluster_close(struct durable *d);
 void engine_cluster_want(struct durable *d, const char *run_id);
+/* api.c: the store's run query of a list filter (paging left at 0);
+ * durable_runs_list and bulk.c. */
+struct store_run_query;
+void engine_run_query(struct store_run_query *q, const durable_run_filter *f);
+/* The code-first workflows this process registered (their ids): claims
+ * take their runs from now on (a registration then resumes them). Any
+ * thread; a cluster only. */
+void engine_cluster_code_workflows(struct durable *d, const char *const *ids, size_t n);
 
 /* ---- api.c ---- */
 /* The built-in definition options, with d's step types. Returns opts. */

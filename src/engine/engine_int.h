@@ -42,6 +42,8 @@ struct step_state {
     json_t *output;            /* COMPLETED: owned */
     int64_t started_us;        /* clock_mono_us when the attempt's START committed, or 0 */
     json_t *config;            /* the attempt's rendered config, owned; NULL: not rendered yet */
+    bool held;                 /* RETRYING or WAITING: its timer fired while the run was paused;
+                                  acted on at the resume (sched_on_resumed) */
     bool if_checked;           /* the `if` was evaluated (sched_on_ready) in this incarnation */
     char *if_error;            /* owned: the `if` failed to evaluate; the attempt fails with it */
     bool is_restarting;        /* STARTING: was running at a restart, goes to its type once the
@@ -65,6 +67,8 @@ struct run_state {
     struct step_state *steps;
     size_t n_settled;    /* completed or skipped */
     bool finishing;      /* RUN_FINISH submitted, or a step failed for good */
+    bool paused;         /* RUN_PAUSE committed (or adopted paused): no step starts, no
+                            retry or wake-up timer is acted on, until RUN_RESUME */
     bool finish_chained; /* a RUN_FINISH is chained to the last step's completion
                             (sched_submit_complete), until the chain commits or breaks */
     /* child runs (`workflow` steps): the step waiting for this run, and the
@@ -88,6 +92,7 @@ enum timer_kind {
     TM_DEADLINE, /* the run's timeout_seconds */
     TM_WAKE,     /* a waiting step's wake-up time (delay, approval timeout) */
     TM_RELOAD,   /* a run forgotten when the store failed: load it again */
+    TM_RETAIN,   /* retention's next pass (retain.c); no run */
 };
 
 struct timer {
@@ -99,15 +104,16 @@ struct timer {
     char run_id[ID_MAX];
 };
 
-enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO, MSG_CLUSTER, MSG_TYPES };
+enum msg_kind { MSG_COMMITTED, MSG_RESUME, MSG_IO, MSG_CLUSTER, MSG_TYPES, MSG_CHILD_ENDED };
 
 struct sched_msg {
     QUEUE_LINK(struct sched_msg); /* in the inbox */
     enum msg_kind kind;
     struct commit_item *items;      /* MSG_COMMITTED, owned */
-    char run_id[ID_MAX];            /* MSG_RESUME */
+    char run_id[ID_MAX];            /* MSG_RESUME; MSG_CHILD_ENDED: the child */
     bool is_retry;                  /* MSG_RESUME: after TR_RUN_RETRY */
-    struct step_io_tag tag;         /* MSG_IO: the attempt whose request ended */
+    struct step_io_tag tag;         /* MSG_IO: the attempt whose request ended;
+                                       MSG_CHILD_ENDED: the step attempt waiting */
     struct step_outcome out;        /* MSG_IO: its outcome (output owned) */
     enum sched_cluster_msg cluster; /* MSG_CLUSTER: what cluster.c says of run_id */
 };
@@ -136,6 +142,7 @@ struct sched {
      * (MSG_TYPES). Each id once. */
     char (*unresolved)[ID_MAX];
     size_t n_unresolved;
+    bool retain_busy; /* retain.c: a batch of deletions is being committed */
 };
 
 /* run table (engine.c) */
@@ -159,11 +166,22 @@ void sched_on_ready(struct sched *s, struct run_state *r, size_t i);
 void sched_on_started(struct sched *s, struct run_state *r, size_t i);
 /* A decision on waiting step i committed (t: its output_json). */
 void sched_on_decided(struct sched *s, struct run_state *r, size_t i, const struct transition *t);
+/* r is resumed (RUN_RESUME committed, or the store says so): what became
+ * ready while it was paused starts, held timers are acted on. */
+void sched_on_resumed(struct sched *s, struct run_state *r);
 
 /* the timer heap (timers.c) */
 void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_idx,
                       enum timer_kind kind, int64_t due_ms);
 struct timer sched_timer_pop(struct sched *s);
+/* A timer of no run (TM_RETAIN). */
+void sched_timer_push_plain(struct sched *s, enum timer_kind kind, int64_t due_ms);
+
+/* retention (retain.c): the first pass is armed before the scheduler
+ * starts; a TM_RETAIN timer starts a batch, whose commit arms the next. */
+void sched_retain_init(struct sched *s);
+void sched_retain_due(struct sched *s);
+void sched_retain_committed(struct sched *s, struct commit_item *ci);
 
 /* adopting and recovering runs (recover.c) */
 void sched_adopt_new(struct sched *s, struct commit_item *ci);
@@ -179,6 +197,8 @@ void sched_on_cluster(struct sched *s, enum sched_cluster_msg what, const char *
 
 /* child runs (children.c) */
 void sched_on_child_created(struct sched *s, struct commit_item *ci);
+/* A code-first child the attempt m->tag waits for has ended (MSG_CHILD_ENDED). */
+void sched_on_code_child_ended(struct sched *s, const struct sched_msg *m);
 void sched_on_run_finished(struct sched *s, struct run_state *r, const struct transition *t);
 
 #endif

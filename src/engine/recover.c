@@ -51,6 +51,29 @@ static void arm_deadline(struct sched *s, struct run_state *r, int64_t created_a
     }
 }
 
+static void recount(struct run_state *r);
+
+/* A restart's new run: the steps kept from the original are settled. */
+static void restore_copies(struct run_state *r, const struct transition *t)
+{
+    for (size_t k = 0; k < t->n_copies; k++) {
+        const struct transition_step_copy *c = &t->copies[k];
+        long i = plan_step_index(r->plan, c->step_id);
+
+        if (i < 0)
+            continue;
+        r->steps[i].attempt = c->attempt;
+        if (c->status == STEP_S_COMPLETED) {
+            r->steps[i].st = SS_COMPLETED;
+            r->steps[i].output =
+                    c->output_json ? json_loads(c->output_json, JSON_DECODE_ANY, NULL) : NULL;
+        } else {
+            r->steps[i].st = SS_SKIPPED;
+        }
+    }
+    recount(r);
+}
+
 /* A run just created (its RUN_CREATE committed). */
 void sched_adopt_new(struct sched *s, struct commit_item *ci)
 {
@@ -66,6 +89,8 @@ void sched_adopt_new(struct sched *s, struct commit_item *ci)
     r = sched_run_new(s, ci->result.id, ci->plan, ci->t.order_id, ci->t.order_amount,
                       ci->t.input_json);
     sched_run_insert(s, r);
+    if (ci->t.n_copies > 0)
+        restore_copies(r, &ci->t);
     arm_deadline(s, r, ci->t.at_ms, ci->t.deadline_ms);
     for (k = 0; k < r->plan->n_steps; k++) {
         size_t i = r->plan->topo[k];
@@ -224,6 +249,7 @@ durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool
     r = sched_run_new(s, rec->id, plan, rec->order_id, rec->order_amount, rec->input_json);
     plan_unref(plan);
     sched_run_insert(s, r);
+    r->paused = rec->status == RUN_PAUSED; /* steps that were running restart, nothing new */
     restore_steps(s, r, rec, &any_failed);
     recount(r);
     if (!is_retry)
@@ -308,6 +334,10 @@ static void refresh_run(struct sched *s, const struct run_record *rec)
         sched_run_drop(s, rec->id);
         return;
     }
+    if (rec->status == RUN_PAUSED)
+        r->paused = true;
+    else if (r->paused)
+        sched_on_resumed(s, r);
     for (size_t k = 0; k < rec->n_steps; k++) {
         const struct step_record *sr = &rec->steps[k];
         long i = plan_step_index(r->plan, sr->step_id);

@@ -15,15 +15,10 @@ static bool timer_before(const struct timer *a, const struct timer *b)
     return a->due_ms < b->due_ms;
 }
 
-void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_idx,
-                      enum timer_kind kind, int64_t due_ms)
+static void push(struct sched *s, struct timer t)
 {
-    struct timer t = { .due_ms = due_ms, .kind = kind, .step_idx = step_idx };
     size_t i;
 
-    t.gen = kind == TM_DEADLINE || kind == TM_RELOAD ? 0 : r->steps[step_idx].gen;
-    t.run_gen = r->gen;
-    snprintf(t.run_id, sizeof(t.run_id), "%s", r->id);
     if (s->n_heap == s->cap_heap) {
         s->cap_heap = s->cap_heap ? s->cap_heap * 2 : 256;
         s->heap = xrealloc(s->heap, s->cap_heap * sizeof(*s->heap));
@@ -34,6 +29,24 @@ void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_id
         i = (i - 1) / 2;
     }
     s->heap[i] = t;
+}
+
+void sched_timer_push(struct sched *s, const struct run_state *r, size_t step_idx,
+                      enum timer_kind kind, int64_t due_ms)
+{
+    struct timer t = { .due_ms = due_ms, .kind = kind, .step_idx = step_idx };
+
+    t.gen = kind == TM_DEADLINE || kind == TM_RELOAD ? 0 : r->steps[step_idx].gen;
+    t.run_gen = r->gen;
+    snprintf(t.run_id, sizeof(t.run_id), "%s", r->id);
+    push(s, t);
+}
+
+void sched_timer_push_plain(struct sched *s, enum timer_kind kind, int64_t due_ms)
+{
+    struct timer t = { .due_ms = due_ms, .kind = kind };
+
+    push(s, t);
 }
 
 struct timer sched_timer_pop(struct sched *s)

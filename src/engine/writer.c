@@ -16,7 +16,9 @@
  * Items may come as a chain (after_prev: a step's START and the outcome its
  * type gave at once, then maybe the run's finish): a chain is never split
  * across batches, and an item of it is applied only if the one before it
- * applied as itself (else it is chain_broken).
+ * applied as itself (else it is chain_broken). A bulk operation's items
+ * (with_prev) are likewise never split, each applied whatever became of
+ * the one before: one transaction, all of it or none after a crash.
  *
  * A caller either waits for its item (engine_commit_wait: a condition
  * variable) or is called back on this thread after the commit
@@ -66,6 +68,9 @@ void commit_item_free(struct commit_item *ci)
     for (i = 0; i < ci->n_own; i++)
         free(ci->own[i]);
     free(ci->step_inits);
+    for (size_t k = 0; ci->copies && k < ci->t.n_copies; k++)
+        free((char *)ci->copies[k].output_json);
+    free(ci->copies);
     json_decref(ci->output);
     plan_unref(ci->plan);
     free(ci);
@@ -143,7 +148,8 @@ static struct commit_item *take_batch(struct durable *d, struct commit_item **ba
         return NULL;
     last = head;
     for (;;) {
-        while (last->next && (n < WRITER_MAX_BATCH || last->next->after_prev)) {
+        while (last->next &&
+               (n < WRITER_MAX_BATCH || last->next->after_prev || last->next->with_prev)) {
             last = last->next;
             n++;
         }
@@ -247,6 +253,8 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
             ci->applied = APPLIED_NONE;
             continue;
         }
+        if (ci->with_prev)
+            FAILPOINT("writer.bulk_item"); /* inside a bulk operation's transaction */
         rc = apply_item(d, ci, ev, err);
         if (rc != DURABLE_OK) {
             store_tx_rollback(d->store);
@@ -265,8 +273,8 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
 
 static bool is_finish_event(const struct store_event *e)
 {
-    return strncmp(e->type, "run_", 4) == 0 && strcmp(e->type, "run_created") != 0 &&
-           strcmp(e->type, "run_retried") != 0;
+    return strcmp(e->type, "run_completed") == 0 || strcmp(e->type, "run_failed") == 0 ||
+           strcmp(e->type, "run_cancelled") == 0;
 }
 
 /* Calls every subscriber for every event (unless !to_subscribers), then

@@ -271,13 +271,32 @@ enum MHD_Result route_db_snapshot(struct request *rq);
 enum MHD_Result route_health(struct request *rq);
 enum MHD_Result route_metrics(struct request *rq);
 
+/* routes_bulk.c: the list filters' text that durable_run_filter points to. */
+struct http_filter_text {
+    char field[600];
+    char *value; /* owned: free() */
+};
+/* Reads GET /runs's created_after, created_before, finished_after,
+ * finished_before (RFC 3339) and input.FIELD=VALUE into f; blank ones are
+ * none. DURABLE_EINVAL with the reason. Free text->value after use. */
+durable_code http_run_filter_query(struct request *rq, durable_run_filter *f,
+                                   struct http_filter_text *text, durable_error *err);
+enum MHD_Result route_runs_bulk(struct request *rq);
+
 enum MHD_Result route_run_start(struct request *rq);
 enum MHD_Result route_runs_list(struct request *rq);
 enum MHD_Result route_run_get(struct request *rq);
 enum MHD_Result route_run_events(struct request *rq);
 enum MHD_Result route_run_logs(struct request *rq);
 enum MHD_Result route_run_cancel(struct request *rq);
+/* deletion (routes_delete.c) */
+enum MHD_Result route_run_delete(struct request *rq);
+enum MHD_Result route_runs_purge(struct request *rq);
+enum MHD_Result route_workflow_version_delete(struct request *rq);
 enum MHD_Result route_run_retry(struct request *rq);
+enum MHD_Result route_run_pause(struct request *rq);
+enum MHD_Result route_run_resume(struct request *rq);
+enum MHD_Result route_run_restart(struct request *rq);
 enum MHD_Result route_step_approve(struct request *rq);
 enum MHD_Result route_step_reject(struct request *rq);
 enum MHD_Result route_run_signal(struct request *rq);
@@ -316,5 +335,8 @@ void sse_hub_shutdown(struct sse_hub *h);
 void sse_hub_free(struct sse_hub *h);
 /* Open streams (for /metrics). */
 size_t sse_hub_clients(struct sse_hub *h);
+/* At most max streams at once (0: no limit); one more is answered 503 with
+ * Retry-After. Called before the daemon starts. */
+void sse_hub_set_max(struct sse_hub *h, size_t max);
 
 #endif

@@ -1,13 +1,16 @@
 /*
  * routes_runs.c - the handlers of runs: start (idempotent), list, detail,
- * history, execution logs, cancel, retry, and the approval decisions.
+ * history, execution logs, cancel, retry, pause, resume, and the approval
+ * decisions.
  *
  * Statuses: start answers 202 with a new run and 200 with the run an
  * idempotency key already started (a key is per workflow name, across
  * versions), the latter with `reused`: that run's version, the requested
  * one, and whether the inputs differ; cancel answers 200 (the cancellation has
  * committed when it returns) and retry 202 (the run is running again), both
- * with the run, and 409 when the run's state forbids it. Approvals arrive
+ * with the run, and 409 when the run's state forbids it; pause and resume
+ * answer 200 with the run (paused, or running again) once committed, 409
+ * likewise, 422 for a code-first run's pause. Approvals arrive
  * with the approval step type: until then a decision is 404 for a step the
  * run does not have and 409 for any other, since no step can be waiting for
  * one.
@@ -24,7 +27,7 @@
 #define KEY_MAX 255 /* idempotency keys: 1..255 printable bytes */
 
 static const char *const run_statuses[] = {
-    "pending", "running", "waiting", "completed", "failed", "cancelled",
+    "pending", "running", "waiting", "completed", "failed", "cancelled", "paused",
 };
 
 /* Answers the run (durable_run_get) with status, or the error. */
@@ -287,6 +290,7 @@ static bool status_known(const char *s)
 enum MHD_Result route_runs_list(struct request *rq)
 {
     durable_run_filter f = { 0 };
+    struct http_filter_text text = { 0 };
     durable_error err = { 0 };
     char *json = NULL;
     int64_t total = 0;
@@ -301,11 +305,20 @@ enum MHD_Result route_runs_list(struct request *rq)
         return http_reply_error(
                 rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
                 "status must be one of pending, running, waiting, completed, failed, "
-                "cancelled");
+                "cancelled, paused");
     if (f.workflow_id && !router_id_valid(f.workflow_id))
         return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
                                 "workflow_id: ids match [A-Za-z0-9_.-]{1,128}");
+    if (http_run_filter_query(rq, &f, &text, &err) != DURABLE_OK) {
+        free(text.value);
+        return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "%s", err.msg);
+    }
     rc = durable_runs_list(rq->srv->d, &f, &json, &total, &err);
+    free(text.value);
+    if (rc == DURABLE_EINVAL) {
+        durable_free(json);
+        return http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "%s", err.msg);
+    }
     return http_reply_list(rq, rc, json, total, &err);
 }
 
@@ -374,6 +387,52 @@ enum MHD_Result route_run_retry(struct request *rq)
     if (durable_run_retry(rq->srv->d, rq->id, &err) != DURABLE_OK)
         return http_reply_durable(rq, &err);
     return reply_run(rq, rq->id, MHD_HTTP_ACCEPTED);
+}
+
+enum MHD_Result route_run_pause(struct request *rq)
+{
+    durable_error err = { 0 };
+
+    if (durable_run_pause(rq->srv->d, rq->id, &err) != DURABLE_OK)
+        return http_reply_durable(rq, &err);
+    return reply_run(rq, rq->id, MHD_HTTP_OK);
+}
+
+enum MHD_Result route_run_resume(struct request *rq)
+{
+    durable_error err = { 0 };
+
+    if (durable_run_resume(rq->srv->d, rq->id, &err) != DURABLE_OK)
+        return http_reply_durable(rq, &err);
+    return reply_run(rq, rq->id, MHD_HTTP_OK);
+}
+
+/* POST /runs/{id}/restart {"from_step": STEP}: 202 with the NEW run (its
+ * restarted_from names the original); 400 for a missing, blank or unknown
+ * from_step (the message suggests the closest step id) or another field,
+ * 404 for an unknown run, 409 for a run that has not finished, 422 for a
+ * code-first run. */
+enum MHD_Result route_run_restart(struct request *rq)
+{
+    static const char *const fields[] = { "from_step" };
+    durable_error err = { 0 };
+    const char *from = NULL;
+    char *new_id = NULL;
+    enum MHD_Result ret;
+    json_t *body = http_body_object(rq, true, &ret);
+
+    if (!body)
+        return ret;
+    if (only_fields(body, fields, 1, "from_step", &err) != DURABLE_OK ||
+        blank_field(body, "from_step", 128, &from, &err) != DURABLE_OK)
+        ret = http_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", err.msg);
+    else if (durable_run_restart(rq->srv->d, rq->id, from, &new_id, &err) != DURABLE_OK)
+        ret = http_reply_durable(rq, &err);
+    else
+        ret = reply_run(rq, new_id, MHD_HTTP_ACCEPTED);
+    durable_free(new_id);
+    json_decref(body);
+    return ret;
 }
 
 /* ---- approvals ---- */

@@ -29,9 +29,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* The limits a client meets (README, "Limits of the server"). A
+ * connection's memory pool holds its request line, headers and read
+ * buffer: a request whose headers do not fit is answered 431 (414 for the
+ * URL), and an idle keep-alive connection costs about this much RSS (MHD
+ * zeroes the pool between requests). 36 KiB, not 32: above 32 KiB MHD maps
+ * the pool with mmap, which gives it back to the system when the
+ * connection closes; a malloc'ed pool stays in the allocator's arenas
+ * after a burst of connections. Half the connections at most may be event
+ * streams, so streams can never take every connection. */
 #define CONNECTION_TIMEOUT_S 30
-#define CONNECTION_MEMORY    ((size_t)64 * 1024)
-#define MAX_CONNECTIONS      10000u
+#define CONNECTION_MEMORY    ((size_t)36 * 1024)
+#define MAX_CONNECTIONS      16384u
+#define RESERVED_FDS         64u /* the database, logs, epoll and pipes */
 
 /* ---- the decisions taken on the headers ---- */
 
@@ -381,20 +391,29 @@ static void set_url(struct http_server *s, const struct sockaddr_storage *ss, so
         snprintf(s->url, sizeof(s->url), "http://%s:%u", host, info ? info->port : 0);
 }
 
-/* Connections allowed: bounded by the file descriptors the process has. */
+/* Connections allowed: bounded by the file descriptors the process has.
+ * The soft RLIMIT_NOFILE (often 1,024) is first raised towards the hard
+ * one, as far as MAX_CONNECTIONS needs. */
 static unsigned connection_limit(void)
 {
     struct rlimit rl;
+    rlim_t want = MAX_CONNECTIONS + RESERVED_FDS;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
         return MAX_CONNECTIONS;
+    if (rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
     if (rl.rlim_cur < 128)
         return 32;
-    return rl.rlim_cur - 64 < MAX_CONNECTIONS ? (unsigned)(rl.rlim_cur - 64) : MAX_CONNECTIONS;
+    return rl.rlim_cur - RESERVED_FDS < MAX_CONNECTIONS ? (unsigned)(rl.rlim_cur - RESERVED_FDS)
+                                                        : MAX_CONNECTIONS;
 }
 
 static struct MHD_Daemon *daemon_start(struct http_server *s, const struct sockaddr_storage *ss,
-                                       unsigned workers)
+                                       unsigned workers, unsigned max_conns)
 {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
@@ -406,7 +425,7 @@ static struct MHD_Daemon *daemon_start(struct http_server *s, const struct socka
             (void *)NULL, /* first: MHD wants it so */
             MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss, MHD_OPTION_THREAD_POOL_SIZE, workers,
             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-            MHD_OPTION_CONNECTION_LIMIT, connection_limit(), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
             CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)s,
             MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, (void *)NULL, MHD_OPTION_END);
 }
@@ -430,6 +449,7 @@ durable_code http_server_start(durable *d, const struct http_options *opts,
     struct sockaddr_storage ss;
     socklen_t ss_len = 0;
     unsigned workers = opts->workers > 0 ? (unsigned)opts->workers : 4;
+    unsigned max_conns;
     durable_code rc;
 
     memset(&ss, 0, sizeof(ss));
@@ -448,7 +468,9 @@ durable_code http_server_start(durable *d, const struct http_options *opts,
     pthread_mutex_init(&s->async_mu, NULL);
     pthread_cond_init(&s->async_cond, NULL);
     s->hub = sse_hub_new(d);
-    s->daemon = daemon_start(s, &ss, workers);
+    max_conns = connection_limit();
+    sse_hub_set_max(s->hub, max_conns / 2);
+    s->daemon = daemon_start(s, &ss, workers, max_conns);
     if (!s->daemon) {
         sse_hub_shutdown(s->hub);
         server_free(s);

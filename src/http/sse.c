@@ -77,6 +77,7 @@ struct sse_hub {
     pthread_cond_t cond;        /* wakes the pinger when closing */
     struct sse_client *clients; /* guarded by mu */
     size_t n_clients;           /* guarded by mu */
+    size_t max_clients;         /* 0: no limit; set before the daemon starts */
     bool closing;               /* guarded by mu */
     pthread_t pinger;
 };
@@ -287,14 +288,24 @@ size_t sse_hub_clients(struct sse_hub *h)
     return n;
 }
 
-/* Adds c to the hub, in replay mode. False when the server is stopping. */
-static bool hub_add(struct sse_hub *h, struct sse_client *c)
+void sse_hub_set_max(struct sse_hub *h, size_t max)
 {
-    bool ok;
+    h->max_clients = max;
+}
+
+enum hub_add_result { HUB_ADDED, HUB_CLOSING, HUB_FULL };
+
+/* Adds c to the hub, in replay mode, unless the server is stopping or the
+ * hub holds max_clients streams already. */
+static enum hub_add_result hub_add(struct sse_hub *h, struct sse_client *c)
+{
+    enum hub_add_result ok;
 
     pthread_mutex_lock(&h->mu);
-    ok = !h->closing;
-    if (ok) {
+    ok = h->closing                                         ? HUB_CLOSING
+         : h->max_clients && h->n_clients >= h->max_clients ? HUB_FULL
+                                                            : HUB_ADDED;
+    if (ok == HUB_ADDED) {
         c->next = h->clients;
         if (h->clients)
             h->clients->prev = c;
@@ -552,11 +563,16 @@ static durable_code client_start(struct request *rq, struct sse_client *c, int64
                                  bool has_after, durable_error *err)
 {
     durable_code rc;
+    enum hub_add_result added = hub_add(rq->srv->hub, c);
 
-    if (!hub_add(rq->srv->hub, c)) {
+    if (added != HUB_ADDED) {
         client_free(c);
-        err_set(err, DURABLE_ECLOSED, "the server is stopping");
-        return DURABLE_ECLOSED;
+        if (added == HUB_FULL)
+            err_set(err, DURABLE_ECLOSED, "too many event streams open (at most %zu): retry later",
+                    rq->srv->hub->max_clients);
+        else
+            err_set(err, DURABLE_ECLOSED, "the server is stopping");
+        return DURABLE_ECLOSED; /* not err_set's value: c is freed, say so plainly */
     }
     rc = replay(c, rq->srv->d, after, has_after, err);
     if (rc != DURABLE_OK) {
@@ -582,8 +598,11 @@ static enum MHD_Result stream(struct request *rq, enum sse_kind kind)
         return http_reply_durable(rq, &err);
     c = client_new(rq, kind);
     c->last_id = after;
-    if (client_start(rq, c, after, has_after, &err) != DURABLE_OK)
+    if (client_start(rq, c, after, has_after, &err) != DURABLE_OK) {
+        if (err.code == DURABLE_ECLOSED)
+            http_header_add(rq, MHD_HTTP_HEADER_RETRY_AFTER, "5");
         return http_reply_durable(rq, &err);
+    }
     if (finished && client_idle(c)) {
         /* Nothing more will come: 204 tells EventSource not to reconnect. */
         hub_remove(rq->srv->hub, c);

@@ -20,16 +20,18 @@
  * reaches the engine, which is what lets durable_close free the engine while
  * a type still holds calls it was told to cancel.
  *
- * Threads are made on demand, up to the pool's size, and live until
- * steps_pool_free; a call waits in the pool's FIFO while every thread is
- * busy. Lock order: a call's mu, then the done callback's own (the
+ * The threads are util's pool (made on demand, up to the pool's size,
+ * living until steps_pool_free; a call waits in its FIFO while every thread
+ * is busy). Lock order: a call's mu, then the done callback's own (the
  * scheduler's inbox); the pool's mu is never held with a call's.
  */
 #include "util/common.h"
 
 #include "steps/steps.h"
+#include "util/pool.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,7 +39,7 @@ enum pool_call_state { PC_PENDING = 0, PC_ANSWERED, PC_CANCELLED };
 
 struct pool_call {
     durable_step_call call; /* first: what the type is given */
-    struct pool_call *next; /* in the pool's queue */
+    struct pool_job job;    /* in the pool's queue: run_call */
     const durable_step_type *type;
     step_io_done_fn done;
     void *done_ud;
@@ -55,15 +57,7 @@ struct pool_call {
 struct step_pool {
     step_io_done_fn done;
     void *done_ud;
-    size_t max_threads;
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    struct pool_call *head, *tail; /* guarded by mu */
-    size_t n_queued;               /* guarded by mu */
-    size_t n_idle;                 /* guarded by mu: threads waiting for a call */
-    bool is_stopping;              /* guarded by mu */
-    pthread_t *threads;            /* guarded by mu */
-    size_t n_threads;              /* guarded by mu */
+    struct pool threads;
 };
 
 static struct pool_call *pool_call_of(durable_step_call *c)
@@ -95,17 +89,16 @@ struct step_pool *steps_pool_new(step_io_done_fn done, void *ud, size_t max_thre
 
     p->done = done;
     p->done_ud = ud;
-    p->max_threads = max_threads > 0 ? max_threads : STEPS_POOL_THREADS;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cond, NULL);
-    p->threads = xcalloc(p->max_threads, sizeof(pthread_t));
+    pool_init(&p->threads, "durable-step", max_threads > 0 ? max_threads : STEPS_POOL_THREADS);
     return p;
 }
 
 /* Calls start() unless the call was released first (its answer reference
  * is then the worker's to drop: nobody was given the call). */
-static void run_call(struct pool_call *pc)
+static void run_call(struct pool_job *job)
 {
+    struct pool_call *pc =
+            (struct pool_call *)(void *)((char *)job - offsetof(struct pool_call, job));
     bool is_live, is_unanswered;
 
     pthread_mutex_lock(&pc->mu);
@@ -120,40 +113,11 @@ static void run_call(struct pool_call *pc)
     pool_call_unref(pc, is_unanswered ? 2 : 1);
 }
 
-static void *worker_main(void *arg)
-{
-    struct step_pool *p = arg;
-    struct pool_call *pc;
-
-    pthread_setname_np(pthread_self(), "durable-step");
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (!p->head && !p->is_stopping) {
-            p->n_idle++;
-            pthread_cond_wait(&p->cond, &p->mu);
-            p->n_idle--;
-        }
-        pc = p->head;
-        if (!pc)
-            break; /* stopping, and nothing left */
-        p->head = pc->next;
-        if (!p->head)
-            p->tail = NULL;
-        p->n_queued--;
-        pthread_mutex_unlock(&p->mu);
-        run_call(pc);
-        pthread_mutex_lock(&p->mu);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
 durable_step_call *steps_pool_submit(struct step_pool *p, const durable_step_type *type,
                                      const durable_step_call *proto, const char *config_text,
                                      const struct step_io_tag *tag)
 {
     struct pool_call *pc = xcalloc(1, sizeof(*pc));
-    bool has_thread;
 
     pc->type = type;
     pc->done = p->done;
@@ -170,23 +134,11 @@ durable_step_call *steps_pool_submit(struct step_pool *p, const durable_step_typ
     pc->call.is_pooled = true;
     pthread_mutex_init(&pc->mu, NULL);
     pc->refs = 3; /* the engine's, the worker's, the answer's */
-
-    pthread_mutex_lock(&p->mu);
-    if (p->tail)
-        p->tail->next = pc;
-    else
-        p->head = pc;
-    p->tail = pc;
-    p->n_queued++;
-    if (p->n_queued > p->n_idle && p->n_threads < p->max_threads &&
-        pthread_create(&p->threads[p->n_threads], NULL, worker_main, p) == 0)
-        p->n_threads++;
-    has_thread = p->n_threads > 0;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->mu);
-    if (!has_thread) {
-        /* No thread could be made: the call is answered as failed at once
-         * (the worker's references dropped with it when p is freed). */
+    pc->job.run = run_call;
+    if (!pool_submit(&p->threads, &pc->job)) {
+        /* No thread could be made: no worker holds the call (nobody else
+         * has it yet), and it is answered as failed at once. */
+        pc->refs--;
         durable_step_fail(&pc->call, "no_worker", "could not start a step worker thread");
     }
     return &pc->call;
@@ -233,25 +185,10 @@ void steps_pool_answer(durable_step_call *c, struct step_outcome *o)
 
 void steps_pool_free(struct step_pool *p)
 {
-    size_t i;
-
     if (!p)
         return;
-    pthread_mutex_lock(&p->mu);
-    p->is_stopping = true;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->mu);
     /* The threads take what is queued (released calls: not started) and
      * end; a start() still running is waited for. */
-    for (i = 0; i < p->n_threads; i++)
-        pthread_join(p->threads[i], NULL);
-    while (p->head) { /* no thread was ever made */
-        struct pool_call *pc = p->head;
-        p->head = pc->next;
-        run_call(pc);
-    }
-    pthread_cond_destroy(&p->cond);
-    pthread_mutex_destroy(&p->mu);
-    free(p->threads);
+    pool_stop(&p->threads);
     free(p);
 }

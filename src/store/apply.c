@@ -113,11 +113,13 @@ static durable_code run_get(struct apply *a, const char *run_id, const char *ste
     return rc;
 }
 
-/* A caller's decision, cancel or retry: the run's owner is told. */
+/* A caller's decision, cancel, retry, pause or resume: the run's owner is
+ * told. */
 static bool tells_owner(const struct transition *t)
 {
-    return !t->by_owner && (t->kind == TR_STEP_DECIDE || t->kind == TR_RUN_FINISH ||
-                            t->kind == TR_RUN_RETRY || t->kind == TR_SIGNAL_SEND);
+    return !t->by_owner &&
+           (t->kind == TR_STEP_DECIDE || t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY ||
+            t->kind == TR_SIGNAL_SEND || t->kind == TR_RUN_PAUSE || t->kind == TR_RUN_RESUME);
 }
 
 /* The run must exist and be unfinished, or, for a retry (need_failed),
@@ -754,6 +756,35 @@ static durable_code apply_run_retry(struct apply *a, const struct transition *t,
     return rc;
 }
 
+/* A caller pauses an unfinished run, or resumes a paused one: the run's
+ * status alone changes (its steps keep theirs), with run_paused or
+ * run_resumed (data {}). */
+static durable_code apply_run_pause(struct apply *a, const struct transition *t, bool pause,
+                                    durable_error *err)
+{
+    struct store_run_state row;
+    enum run_status st = RUN_PENDING;
+    durable_code rc = run_get(a, t->run_id, NULL, &row, err);
+
+    if (rc == DURABLE_OK && !run_status_parse(row.run_status, &st)) {
+        rc = err_set(err, DURABLE_EIO, "run \"%s\" has an unknown status \"%s\"", t->run_id,
+                     row.run_status);
+    }
+    if (rc == DURABLE_OK && pause && (run_status_is_final(st) || st == RUN_PAUSED)) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only an unfinished run can be paused",
+                     t->run_id, row.run_status);
+    }
+    if (rc == DURABLE_OK && !pause && st != RUN_PAUSED) {
+        rc = err_set(err, DURABLE_ECONFLICT, "run %s is %s, only a paused run can be resumed",
+                     t->run_id, row.run_status);
+    }
+    if (rc == DURABLE_OK)
+        rc = run_write(a, pause ? RUN_W_PAUSE : RUN_W_RESUME, t, err);
+    if (rc == DURABLE_OK)
+        rc = emit(a, t, pause ? "run_paused" : "run_resumed", xstrdup("{}"), err);
+    return rc;
+}
+
 /* The workflow and the order a new run names must exist. */
 static durable_code run_create_check(struct apply *a, const struct transition *t,
                                      durable_error *err)
@@ -775,6 +806,31 @@ static durable_code run_create_check(struct apply *a, const struct transition *t
         rc = require(t->steps[i].step_id, "step id", err);
         if (rc == DURABLE_OK)
             rc = require(t->steps[i].type, "step type", err);
+    }
+    return rc;
+}
+
+/* A restarted run's step kept from the original: completed with the
+ * original's output (or skipped), at creation, without an attempt of its
+ * own; its event names the original run. */
+static durable_code copy_step(struct apply *a, const struct transition *t, const char *run_id,
+                              const struct transition_step_copy *si, durable_error *err)
+{
+    bool done = si->status == STEP_S_COMPLETED;
+    struct transition c = { .kind = done ? TR_STEP_COMPLETE : TR_STEP_SKIP,
+                            .at_ms = t->at_ms,
+                            .run_id = run_id,
+                            .step_id = si->step_id,
+                            .attempt = si->attempt,
+                            .output_json = si->output_json ? si->output_json : "null" };
+    struct event_key k = { run_id, si->step_id, t->at_ms };
+    durable_code rc = step_write(a, done ? STEP_W_RUN : STEP_W_SKIP, &c, err);
+
+    if (rc == DURABLE_OK) {
+        rc = append(a, &k, done ? "step_completed" : "step_skipped",
+                    store_event_data_step_copied(si->attempt, done ? c.output_json : NULL,
+                                                 t->restarted_from),
+                    err);
     }
     return rc;
 }
@@ -918,6 +974,8 @@ static durable_code apply_run_create(struct apply *a, const struct transition *t
         rc = append(a, &(struct event_key){ res->id, NULL, t->at_ms }, "run_created",
                     store_event_data_run_created(t->workflow_id, input_text, t->order_id), err);
     }
+    for (size_t i = 0; rc == DURABLE_OK && t->restarted_from && i < t->n_copies; i++)
+        rc = copy_step(a, t, res->id, &t->copies[i], err);
     res->created = rc == DURABLE_OK;
     return rc;
 }
@@ -967,12 +1025,80 @@ static durable_code apply_order_create(struct apply *a, const struct transition 
     return rc;
 }
 
+/* ---- deletion ---- */
+
+static void forget_deleted(void *ud, const char *run_id)
+{
+    struct store *s = ud;
+
+    if (s->cache)
+        run_cache_forget_at_commit(s->cache, run_id); /* gone at commit */
+}
+
+static durable_code apply_runs_delete(struct apply *a, const struct transition *t,
+                                      struct transition_result *res, durable_error *err)
+{
+    const struct store_purge *q = t->purge;
+    struct store_run_state row;
+    enum run_status st;
+    durable_code rc;
+
+    if (!q)
+        return require(NULL, "purge", err);
+    if (!q->dry_run && (q->limit < 1 || q->limit > STORE_PURGE_MAX))
+        return err_set(err, DURABLE_EINVAL, "a deletion's limit is 1 to %d, got %d",
+                       STORE_PURGE_MAX, q->limit);
+    if (q->status && (!run_status_parse(q->status, &st) || !run_status_is_final(st)))
+        return err_set(err, DURABLE_EINVAL,
+                       "only finished runs are deleted: status is completed, failed or "
+                       "cancelled, got \"%.40s\"",
+                       q->status);
+    if (q->run_id) {
+        if (strlen(q->run_id) >= ID_MAX)
+            return err_set(err, DURABLE_ENOTFOUND, "run \"%.40s...\" not found", q->run_id);
+        rc = run_get(a, q->run_id, NULL, &row, err);
+        if (rc != DURABLE_OK)
+            return rc;
+        if (!run_status_parse(row.run_status, &st))
+            return err_set(err, DURABLE_EIO, "run \"%s\" has an unknown status \"%s\"", q->run_id,
+                           row.run_status);
+        if (!run_status_is_final(st))
+            return err_set(err, DURABLE_ECONFLICT,
+                           "run %s is %s: only a finished run (completed, failed or cancelled) "
+                           "can be deleted; cancel it first",
+                           q->run_id, row.run_status);
+    }
+    return a->rows->runs_delete(a->s, q, forget_deleted, a->s, &res->deleted, err);
+}
+
+static durable_code apply_workflow_delete(struct apply *a, const struct transition *t,
+                                          durable_error *err)
+{
+    bool found = false, used = false;
+    durable_code rc = require(t->wf_name, "wf_name", err);
+
+    if (rc != DURABLE_OK)
+        return rc;
+    rc = a->rows->workflow_delete(a->s, t->wf_name, t->wf_version, &found, &used, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    if (!found)
+        return err_set(err, DURABLE_ENOTFOUND, "workflow \"%.80s\" has no version %d", t->wf_name,
+                       t->wf_version);
+    if (used)
+        return err_set(err, DURABLE_ECONFLICT,
+                       "workflow \"%.80s\" version %d has runs: delete them first", t->wf_name,
+                       t->wf_version);
+    return DURABLE_OK;
+}
+
 /* ---- entry point ---- */
 
 static durable_code check_run_id(const struct transition *t, durable_error *err)
 {
-    if (t->kind == TR_WORKFLOW_PUT || t->kind == TR_ORDER_CREATE || t->kind == TR_SCHEDULE_PUT ||
-        t->kind == TR_SCHEDULE_SET || t->kind == TR_SCHEDULE_TICK)
+    if (t->kind == TR_WORKFLOW_PUT || t->kind == TR_ORDER_CREATE || t->kind == TR_RUNS_DELETE ||
+        t->kind == TR_WORKFLOW_DELETE || t->kind == TR_SCHEDULE_PUT || t->kind == TR_SCHEDULE_SET ||
+        t->kind == TR_SCHEDULE_TICK)
         return DURABLE_OK;
     if (!t->run_id)
         return t->kind == TR_RUN_CREATE ? DURABLE_OK : require(NULL, "run_id", err);
@@ -1008,6 +1134,13 @@ static durable_code apply_kind(struct apply *a, const struct transition *t,
         return apply_run_recovered(a, t, err);
     case TR_RUN_RETRY:
         return apply_run_retry(a, t, err);
+    case TR_RUNS_DELETE:
+        return apply_runs_delete(a, t, res, err);
+    case TR_WORKFLOW_DELETE:
+        return apply_workflow_delete(a, t, err);
+    case TR_RUN_PAUSE:
+    case TR_RUN_RESUME:
+        return apply_run_pause(a, t, t->kind == TR_RUN_PAUSE, err);
     case TR_SCHEDULE_PUT:
         return apply_schedule_put(a, t, res, err);
     case TR_SCHEDULE_SET:

@@ -69,6 +69,9 @@ char *store_event_data_recovered(const char *steps_json);
 /* signal_received: {signal_id, name, payload}. */
 char *store_event_data_signal_received(const char *signal_id, const char *name,
                                        const char *payload_json);
+/* step_completed or step_skipped of a restarted run's step kept from the
+ * original run: {attempt, output, copied_from} ({copied_from} when skipped). */
+char *store_event_data_step_copied(int attempt, const char *output_json, const char *from_run);
 char *store_event_data_run_retried(const char *const *step_ids, size_t n);
 
 /* ---- the cache of finished runs' documents (docs.c) ----
@@ -193,6 +196,10 @@ enum store_run_write {
     RUN_W_FINISH,    /* status run_status, output = output_json, error_message, completed_at
                         = at_ms; its steps not final become cancelled (completed_at = at_ms,
                         wake_at cleared) */
+    RUN_W_PAUSE,     /* status paused (the guard saw it unfinished and not paused) */
+    RUN_W_RESUME,    /* a paused run's status from its steps': running while one runs,
+                        waiting while one waits or retries, pending if it never started,
+                        else running */
 };
 
 /* The savepoint around a transition that can be refused after its first
@@ -310,6 +317,22 @@ struct store_rows_ops {
      * decision, a cancel, a retry): NULL for a backend of one node. */
     durable_code (*run_notify)(struct store *s, const char *run_id, durable_error *err);
 
+    /* ---- deletion (TR_RUNS_DELETE, TR_WORKFLOW_DELETE) ---- */
+
+    /* Deletes the finished runs q selects (at most q->limit, oldest
+     * completed_at first) with their steps, events and signals, calling
+     * fn(ud, run_id) for each before it goes; *out_n counts them. With
+     * q->dry_run: counts every run q selects, deletes nothing, calls no fn.
+     * Global event ids are never given out again after their events are
+     * deleted. */
+    durable_code (*runs_delete)(struct store *s, const struct store_purge *q,
+                                void (*fn)(void *ud, const char *run_id), void *ud, int64_t *out_n,
+                                durable_error *err);
+    /* Deletes version `version` of workflow `name` unless a run uses it:
+     * *out_found whether it exists, *out_used whether a run uses it (then
+     * nothing is deleted). */
+    durable_code (*workflow_delete)(struct store *s, const char *name, int version, bool *out_found,
+                                    bool *out_used, durable_error *err);
     /* ---- schedules (TR_SCHEDULE_*, TR_RUN_CREATE with schedule_id);
      * NULL on a backend without schedules yet ---- */
 

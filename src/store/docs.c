@@ -103,7 +103,8 @@ static durable_code finish(struct dbuf *b, char **out, durable_error *err)
 
 /* ---- runs ---- */
 
-/* A run's members up to completed_at, without the closing brace. */
+/* A run's members up to completed_at (and restarted_from, on a restart's
+ * run only), without the closing brace. */
 static void run_members(struct dbuf *b, const struct run_row *r)
 {
     add_str(b, "{\"id\":", r->id);
@@ -119,6 +120,11 @@ static void run_members(struct dbuf *b, const struct run_row *r)
     add_time(b, ",\"created_at\":", r->created_at_ms);
     add_time(b, ",\"started_at\":", r->started_at_ms);
     add_time(b, ",\"completed_at\":", r->completed_at_ms);
+    if (r->restarted_from) {
+        add_str(b, ",\"restarted_from\":{\"run_id\":", r->restarted_from);
+        add_str(b, ",\"step_id\":", r->restarted_step);
+        dbuf_adds(b, "}");
+    }
 }
 
 /* What the callbacks of a document fill. */
@@ -497,12 +503,11 @@ durable_code store_runs_list(struct store *s, const struct store_run_query *q, c
     struct store_run_query cq = *q;
     struct doc d;
     struct store_row_fns fn = { .run = run_of_list, .ud = &d };
-    enum run_status st;
     int64_t total = 0;
-    durable_code rc;
+    durable_code rc = store_run_query_check(q, err);
 
-    if (q->status && !run_status_parse(q->status, &st))
-        return err_set(err, DURABLE_EINVAL, "unknown run status \"%s\"", q->status);
+    if (rc != DURABLE_OK)
+        return rc;
     cq.page = page_clamp(q->page);
     doc_init(&d);
     dbuf_adds(&d.b, "[");

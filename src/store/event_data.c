@@ -73,6 +73,23 @@ char *store_event_data_step_completed(int attempt, const char *output_json)
     return xasprintf("{\"attempt\":%d,\"output\":%s}", attempt, output_json ? output_json : "null");
 }
 
+char *store_event_data_step_copied(int attempt, const char *output_json, const char *from_run)
+{
+    struct dbuf b;
+
+    dbuf_init(&b, 0);
+    dbuf_adds(&b, "{");
+    if (output_json) {
+        dbuf_addf(&b, "\"attempt\":%d,\"output\":", attempt);
+        dbuf_adds(&b, output_json);
+        dbuf_adds(&b, ",");
+    }
+    dbuf_adds(&b, "\"copied_from\":");
+    dbuf_add_json_string(&b, from_run);
+    dbuf_adds(&b, "}");
+    return done(&b);
+}
+
 char *store_event_data_action_applied(const char *action, const char *order_id, const char *from,
                                       const char *to)
 {

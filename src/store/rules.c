@@ -18,13 +18,10 @@
 #include "store/backend.h"
 
 const char *const store_run_statuses[] = {
-    [RUN_PENDING] = "pending",
-    [RUN_RUNNING] = "running",
-    [RUN_WAITING] = "waiting",
-    [RUN_COMPLETED] = "completed",
-    [RUN_FAILED] = "failed",
-    [RUN_CANCELLED] = "cancelled",
-    NULL,
+    [RUN_PENDING] = "pending", [RUN_RUNNING] = "running",
+    [RUN_WAITING] = "waiting", [RUN_COMPLETED] = "completed",
+    [RUN_FAILED] = "failed",   [RUN_CANCELLED] = "cancelled",
+    [RUN_PAUSED] = "paused",   NULL,
 };
 
 const char *const store_step_statuses[] = {

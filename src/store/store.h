@@ -32,6 +32,9 @@
  *   --FAIL--> failed; pending --SKIP--> skipped
  *   pending|running|waiting --RUN_FINISH--> completed | failed | cancelled
  *   failed --RUN_RETRY--> running
+ *   pending|running|waiting --RUN_PAUSE--> paused --RUN_RESUME--> pending|running|waiting
+ *   (while paused, step transitions leave the run's status paused; a
+ *   RUN_FINISH applies to a paused run as to any unfinished one)
  */
 #ifndef DURABLE_STORE_STORE_H
 #define DURABLE_STORE_STORE_H
@@ -43,6 +46,8 @@
 
 struct store;
 struct store_ops;
+struct run_row;
+struct store_row_fns;
 struct store_rows_ops;
 
 struct run_cache;
@@ -110,6 +115,20 @@ enum transition_kind {
                             wait takes it. The first step waiting for that name (in
                             step order), if any, takes it at once: completed with the
                             payload (step_completed), result.signal_step names it */
+    TR_RUNS_DELETE,      /* deletes finished runs with their steps, events and signals
+                            (purge: which ones, at most purge->limit of them, oldest
+                            finished first); result.deleted counts them. With
+                            purge->run_id, that one run: DURABLE_ENOTFOUND when there
+                            is none, DURABLE_ECONFLICT when it is not finished. No
+                            event is written (the run's history goes with it) */
+    TR_WORKFLOW_DELETE,  /* deletes version wf_version of workflow wf_name:
+                            DURABLE_ENOTFOUND when there is none, DURABLE_ECONFLICT
+                            when it has runs */
+    TR_RUN_PAUSE,        /* unfinished, unpaused run -> paused; run_paused. Its steps keep
+                            their statuses: the engine starts nothing new until a resume */
+    TR_RUN_RESUME,       /* paused run -> its status from its steps' (running while one
+                            runs, waiting while one waits or retries, pending if it never
+                            started, else running); run_resumed */
     TR_SCHEDULE_PUT,     /* a schedule (t->schedule) is created, or its definition replaced
                             (its paused flag, last tick and counts kept) */
     TR_SCHEDULE_SET,     /* schedule_id is paused, resumed or deleted (schedule_op);
@@ -121,6 +140,18 @@ enum transition_kind {
                             tick not after last_tick with DURABLE_ECONFLICT, having
                             written nothing: a tick fires once */
 };
+
+/* Which finished runs TR_RUNS_DELETE deletes (every condition given must
+ * hold). Finished: completed, failed or cancelled. */
+struct store_purge {
+    const char *run_id;         /* one run, or NULL */
+    int64_t finished_before_ms; /* completed_at earlier than this (INT64_MAX: any) */
+    const char *workflow;       /* a workflow name (every version), or NULL */
+    const char *status;         /* "completed", "failed" or "cancelled", or NULL */
+    int limit;                  /* at most this many (1..STORE_PURGE_MAX) */
+    bool dry_run;               /* count them (no limit), delete nothing */
+};
+#define STORE_PURGE_MAX 5000
 
 /* TR_SCHEDULE_SET's operation. */
 enum schedule_op {
@@ -162,8 +193,9 @@ enum run_status {
     RUN_COMPLETED,
     RUN_FAILED,
     RUN_CANCELLED,
+    RUN_PAUSED, /* unfinished: steps running finish, nothing new starts until a resume */
 };
-#define STORE_N_RUN_STATUSES 6
+#define STORE_N_RUN_STATUSES 7
 enum step_status {
     STEP_S_PENDING = 0,
     STEP_S_RUNNING,
@@ -194,6 +226,17 @@ struct transition_step_init {
     const char *depends_on_json; /* JSON array of step ids, as in the definition */
 };
 
+/* A restarted run's step kept from the original run (TR_RUN_CREATE with
+ * restarted_from): written completed (output_json, attempt) or skipped at
+ * creation, its step_completed or step_skipped event's data naming the
+ * original ("copied_from"). */
+struct transition_step_copy {
+    const char *step_id;
+    enum step_status status; /* STEP_S_COMPLETED or STEP_S_SKIPPED */
+    int attempt;
+    const char *output_json;
+};
+
 /*
  * One transition. Which fields are read depends on kind; strings are borrowed
  * from the creator and must stay valid until the writer has applied it.
@@ -219,8 +262,13 @@ struct transition {
     const char *input_json;      /* JSON object text, valid (the engine parsed and encoded
                                     it): stored and put in run_created as it is */
     const char *idempotency_key; /* may be NULL */
-    int64_t deadline_ms;         /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
-                                    (a retried run's time limit starts again) */
+    const char *restarted_from;  /* a restart's original run, or NULL; restarted_step the
+                                    step it restarts from (both stored with the run) */
+    const char *restarted_step;
+    const struct transition_step_copy *copies; /* with restarted_from: the steps kept */
+    size_t n_copies;
+    int64_t deadline_ms; /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
+                            (a retried run's time limit starts again) */
     const struct transition_step_init *steps;
     size_t n_steps;
     /* TR_STEP_COMPLETE: the output as valid JSON text, stored as given (the
@@ -271,6 +319,10 @@ struct transition {
        position), then the transition applies as to any step */
     const struct transition_step_init *insert_step;
     int insert_idx;
+    /* TR_RUNS_DELETE */
+    const struct store_purge *purge;
+    /* TR_WORKFLOW_DELETE (with wf_name) */
+    int wf_version;
 };
 
 /* The longest step id a result names, with its NUL (definitions and code
@@ -312,6 +364,7 @@ struct transition_result {
        result frees it) */
     bool signal_taken;
     char *signal_payload;
+    int64_t deleted; /* RUNS_DELETE: how many runs it deleted (dry run: would) */
 };
 
 durable_code store_tx_begin(struct store *s, durable_error *err);
@@ -460,7 +513,43 @@ struct store_run_query {
     const char *status;
     const char *workflow;
     struct store_page page;
+    /* Time ranges (Unix ms, 0: no bound): created_at >= created_after and
+     * < created_before; completed_at (a finished run's) likewise, which an
+     * unfinished run never matches. */
+    int64_t created_after_ms;
+    int64_t created_before_ms;
+    int64_t finished_after_ms;
+    int64_t finished_before_ms;
+    /* An input filter: input_field NULL (none) or a path checked by
+     * store_input_field_check ("customer_id", "a.b"); input_value the JSON
+     * text of a scalar (7, "7", true, null) the run input's value at that
+     * path equals as JSON (numbers by value: 7 matches 7.0, not "7"). */
+    const char *input_field;
+    const char *input_value;
 };
+
+/* Whether q has any filter beyond status and workflow (a backend's
+ * fast path lists without them). */
+bool store_run_query_extended(const struct store_run_query *q);
+
+/* An input filter's field: 1 to STORE_INPUT_DEPTH names of 1 to 64 bytes of
+ * [A-Za-z0-9_-] joined by '.'. DURABLE_EINVAL naming the fault otherwise. */
+#define STORE_INPUT_DEPTH 8
+durable_code store_input_field_check(const char *field, durable_error *err);
+/* An input filter's value: JSON text of a scalar (string, number, true,
+ * false, null). DURABLE_EINVAL otherwise. */
+durable_code store_input_value_check(const char *value, durable_error *err);
+
+/* Checks q's filters: a status that is none, a bad input filter:
+ * DURABLE_EINVAL. store_runs_list and store_runs_match call it. */
+durable_code store_run_query_check(const struct store_run_query *q, durable_error *err);
+
+/* The runs q matches (q->page ignored), newest first, at most max of them:
+ * fn->run for each (without steps) and *out_total the number matching, in
+ * one snapshot. */
+durable_code store_runs_match(struct store *s, const struct store_run_query *q, int max,
+                              const struct store_row_fns *fn, int64_t *out_total,
+                              durable_error *err);
 
 /* Runs without their steps (SPEC §6 run fields otherwise). */
 durable_code store_runs_list(struct store *s, const struct store_run_query *q, char **out,
@@ -545,6 +634,8 @@ struct run_row {
     int64_t created_at_ms;
     int64_t started_at_ms;
     int64_t completed_at_ms;
+    const char *restarted_from; /* NULL unless the run is a restart */
+    const char *restarted_step;
 };
 
 struct step_row {
@@ -606,7 +697,10 @@ struct store_row_fns {
  * incarnation's already), releases a run it stops executing, waits on
  * wake_fd for other nodes' hints and drains them, and leaves (releasing its
  * runs and its lease). set_node names the node before join and before the
- * writer starts (NULL id or 0 lease: the default). */
+ * writer starts (NULL id or 0 lease: the default). set_code_workflows
+ * (any thread) gives the ids of the code-first workflows this process
+ * executes: claims then take runs of JSON workflows and of those only, so
+ * that a node never holds a run it cannot execute. */
 struct store_lease {
     char node_id[ID_MAX];
     int64_t epoch;
@@ -620,6 +714,7 @@ enum store_wake {
 };
 struct store_cluster_ops {
     void (*set_node)(struct store *s, const char *node_id, int64_t lease_ms);
+    void (*set_code_workflows)(struct store *s, const char *const *ids, size_t n);
     durable_code (*join)(struct store *s, struct store_lease *out, durable_error *err);
     durable_code (*heartbeat)(struct store *s, struct store_lease *l, durable_error *err);
     durable_code (*claim)(struct store *s, int room,

@@ -368,6 +368,88 @@ void clock_format_rfc3339(int64_t unix_ms, char out[32])
              tm.tm_sec % 100, (int)(unix_ms % 1000 + 1000) % 1000);
 }
 
+/* n decimal digits at s as a number, -1 if any is not a digit. */
+static int rfc_digits(const char *s, int n)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* The fraction of a second at *p (after the '.', if any) as ms; p moves
+ * past it. false for a '.' without digits. */
+static bool rfc_fraction(const char **p, int *ms)
+{
+    int n = 0;
+
+    *ms = 0;
+    if (**p != '.')
+        return true;
+    for ((*p)++; **p >= '0' && **p <= '9'; (*p)++, n++) {
+        if (n < 3)
+            *ms = *ms * 10 + (**p - '0');
+    }
+    for (int k = n; k < 3; k++)
+        *ms *= 10;
+    return n > 0;
+}
+
+/* The offset at p ("Z" or "+HH:MM", the end of the text) in minutes. */
+static bool rfc_offset(const char *p, int *minutes)
+{
+    int oh, om;
+
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+        *minutes = 0;
+        return true;
+    }
+    if ((*p != '+' && *p != '-') || strlen(p) != 6 || p[3] != ':')
+        return false;
+    oh = rfc_digits(p + 1, 2);
+    om = rfc_digits(p + 4, 2);
+    if (oh < 0 || oh > 23 || om < 0 || om > 59)
+        return false;
+    *minutes = (oh * 60 + om) * (*p == '-' ? -1 : 1);
+    return true;
+}
+
+bool clock_parse_rfc3339(const char *s, int64_t *out_ms)
+{
+    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    int y, mo, d, h, mi, sec, ms = 0, off = 0;
+    int64_t era, yoe, doy, days;
+    const char *p;
+
+    if (!s || strnlen(s, 20) < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') ||
+        s[13] != ':' || s[16] != ':')
+        return false;
+    y = rfc_digits(s, 4);
+    mo = rfc_digits(s + 5, 2);
+    d = rfc_digits(s + 8, 2);
+    h = rfc_digits(s + 11, 2);
+    mi = rfc_digits(s + 14, 2);
+    sec = rfc_digits(s + 17, 2);
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 || mi < 0 ||
+        mi > 59 || sec < 0 || sec > 60)
+        return false;
+    p = s + 19;
+    if (!rfc_fraction(&p, &ms) || !rfc_offset(p, &off))
+        return false;
+    /* days from 1970-01-01 to the date (the civil calendar's algorithm) */
+    y -= mo <= 2;
+    era = y / 400;
+    yoe = y - era * 400;
+    doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    *out_ms = ((days * 24 + h) * 60 + mi - off) * 60000 + (int64_t)sec * 1000 + ms;
+    return true;
+}
+
 /* ---- logging ---- */
 
 static void default_log(durable_log_level level, const char *msg, void *ud)

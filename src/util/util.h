@@ -68,6 +68,10 @@ int64_t clock_mono_ms(void); /* monotonic, milliseconds */
 int64_t clock_mono_us(void); /* monotonic, microseconds */
 /* Formats Unix ms as RFC 3339 UTC with milliseconds into out (>= 25 bytes). */
 void clock_format_rfc3339(int64_t unix_ms, char out[32]);
+/* Reads RFC 3339 text "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)"
+ * (T and Z in either case; fraction digits past milliseconds ignored) as
+ * Unix ms. false when s is anything else (a date alone, a bad field). */
+bool clock_parse_rfc3339(const char *s, int64_t *out_ms);
 
 /* ---- logging (through durable_set_log_handler) ---- */
 void log_msg(durable_log_level level, const char *fmt, ...) DUR_PRINTF(2, 3);
@@ -94,5 +98,12 @@ void failpoint_hit(const char *name);
 #else
 #    define FAILPOINT(name) ((void)0)
 #endif
+
+/* ---- durations (duration.c) ---- */
+
+/* "90s", "15m", "12h", "30d" (also "ms"): a whole number above 0 and a
+ * unit, at most 100 years, into *out_ms; DURABLE_EINVAL saying so
+ * otherwise. */
+durable_code duration_parse(const char *text, int64_t *out_ms, durable_error *err);
 
 #endif

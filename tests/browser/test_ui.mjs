@@ -81,6 +81,7 @@ async function workflowCount() {
 const consoleProblems = [];
 const expected422 = { on: false, seen: 0 };
 const expected4xx = { on: false, seen: 0 }; // 400 and 401 the test provokes
+const expected404 = { on: false, seen: 0 }; // a deleted run's page
 let serverDown = false; // while the test stops the server, failed loads are expected
 
 async function stopServer() {
@@ -128,6 +129,7 @@ async function main() {
       // as a failed resource load: expected only while the test submits one.
       if (expected422.on && /status of 422/.test(m.text())) { expected422.seen++; return; }
       if (expected4xx.on && /status of 40[01]/.test(m.text())) { expected4xx.seen++; return; }
+      if (expected404.on && /status of 404/.test(m.text())) { expected404.seen++; return; }
       if (serverDown && /ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE|ERR_INCOMPLETE_CHUNKED_ENCODING|status of 503/.test(m.text())) return;
       consoleProblems.push(`${m.type()}: ${m.text()} (${m.location().url})`);
     });
@@ -273,6 +275,81 @@ async function main() {
     assert(await started() > first, "no new attempt after Retry");
   });
 
+  await check("run page: delete a finished run; its page then says it is gone", async () => {
+    // the failed run of the check before
+    await page.waitForSelector("#run-status .badge.failed");
+    const id = new URL(page.url()).searchParams.get("id");
+    await page.waitForSelector("#delete:not([disabled])");
+    page.once("dialog", (d) => d.accept());
+    await page.click("#delete");
+    await page.waitForSelector("#notice.ok");
+    assert((await page.textContent("#notice")).includes("Run deleted"), "no word of the deletion");
+    assert(await page.textContent("#title") === "Run deleted", "the title does not say deleted");
+    await page.waitForSelector("#delete[disabled]");
+    assert(await page.isDisabled("#retry"), "Retry still enabled on a deleted run");
+    assert((await http("GET", `/runs/${id}`)).status === 404, "the run is still there");
+    // the dashboard no longer lists it
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#runs tr");
+    assert(await page.locator(`#runs tr[data-run="${id}"]`).count() === 0, "the deleted run is listed");
+    // its page, opened again, says it is not found (and no script error)
+    expected404.on = true;
+    await page.goto(`${BASE}/ui/run.html?id=${id}`);
+    await page.waitForSelector("#notice.err");
+    assert((await page.textContent("#notice")).includes("not found"), "the page does not say not found");
+    assert(await page.textContent("#title") === "Run not found", "the title does not say not found");
+    await page.waitForTimeout(500);
+    expected404.on = false;
+    assert(expected404.seen > 0, "the deleted run's page did not ask for it");
+    // a running run cannot be deleted: the button stays disabled
+    const slow = await http("POST", "/workflows/slow-order/runs", {});
+    await page.goto(`${BASE}/ui/run.html?id=${slow.json.id}`);
+    await page.waitForSelector(".node.running");
+    assert(await page.isDisabled("#delete"), "Delete enabled on a running run");
+    await http("POST", `/runs/${slow.json.id}/cancel`, {});
+    await page.waitForSelector("#run-status .badge.cancelled");
+    await page.waitForSelector("#delete:not([disabled])");
+  });
+
+  await check("run page: pause a run, see it paused, resume it, restart it from a step", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "pausable", steps: [
+        { id: "first", type: "task", config: { duration_seconds: 2 } },
+        { id: "second", type: "task", config: { duration_seconds: 0.2 }, depends_on: ["first"] }],
+    });
+    assert(reg.status === 201, `register: ${reg.status}`);
+    const run = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    await page.goto(`${BASE}/ui/run.html?id=${run.id}`);
+    await page.waitForSelector('.node.running[data-step="first"]');
+    await page.waitForSelector("#pause:not([disabled])");
+    await page.click("#pause");
+    await page.waitForSelector("#run-status .badge.paused");
+    await page.waitForSelector("#resume:not([disabled])");
+    assert(await page.locator("#pause").isDisabled(), "Pause stays enabled on a paused run");
+    await page.waitForSelector('.node.completed[data-step="first"]');
+    await page.waitForSelector("#history .type.run_paused");
+    assert(await page.locator('.node.pending[data-step="second"]').count() === 1, "second started while paused");
+    await page.screenshot({ path: path.join(SHOTS, "run-paused.png"), fullPage: false });
+    await page.click("#resume");
+    await page.waitForSelector("#run-status .badge.completed");
+    await page.waitForSelector("#history .type.run_resumed");
+    assert(await page.locator("#resume").isDisabled(), "Resume stays enabled on a finished run");
+
+    // Restart the finished run from its second step: a new, linked run.
+    await page.waitForSelector("#restart:not([disabled])");
+    await page.locator('.node[data-step="second"]').click();
+    assert(await page.locator("#restart-step").inputValue() === "second", "clicking a node does not choose it to restart from");
+    await page.click("#restart");
+    await page.waitForURL((u) => u.searchParams.get("id") && u.searchParams.get("id") !== run.id);
+    await page.waitForSelector("#restarted-from");
+    assert(await page.locator("#restarted-from").getAttribute("title") === run.id, "the new run does not name the original");
+    await page.waitForSelector("#run-status .badge.completed");
+    await page.waitForFunction(() => document.getElementById("history").textContent.includes("copied_from"));
+    const starts = await page.locator("#history .type.step_started").count();
+    assert(starts === 1, `the restarted run started ${starts} steps, not only "second"`);
+    await page.screenshot({ path: path.join(SHOTS, "run-restarted.png"), fullPage: false });
+  });
+
   await check("run page: the timeline shows each attempt and the back-off between them", async () => {
     const reg = await http("POST", "/workflows", {
       name: "backs-off", steps: [{
@@ -330,6 +407,36 @@ async function main() {
     await page.waitForFunction((n) => document.querySelectorAll("#runs tr").length === n, before + 1);
     await page.locator("#workflow").focus();
     await page.screenshot({ path: path.join(SHOTS, "dashboard.png"), fullPage: true });
+  });
+
+  await check("dashboard: filter by input, cancel matching after a confirmation", async () => {
+    const wf = { name: "bulk-nap", steps: [{ id: "nap", type: "delay", config: { seconds: 600 } }] };
+    assert((await http("POST", "/workflows", wf)).status < 300, "could not register bulk-nap");
+    const mine = [];
+    for (let i = 0; i < 3; i++) mine.push((await http("POST", "/workflows/bulk-nap/runs", { input: { tag: "b1", i } })).json.id);
+    const other = (await http("POST", "/workflows/bulk-nap/runs", { input: { tag: "b2" } })).json.id;
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#runs tr");
+    // every field blank and no status: refused in the page, nothing sent
+    await page.click("#bulk-cancel");
+    await page.waitForFunction(() => /Pick a status or fill a filter/.test(document.getElementById("bulk-notice").textContent));
+    assert(await page.locator("#bulk-confirm").isHidden(), "a confirmation for an empty filter");
+    // only the input field: workflow and dates left blank
+    await page.fill("#f-field", "tag");
+    await page.fill("#f-value", "b1");
+    await page.click("#f-apply");
+    await page.waitForFunction(() => document.querySelectorAll("#runs tr").length === 3);
+    for (const id of mine) await page.waitForSelector(`#runs tr[data-run="${id}"]`);
+    await page.click("#bulk-cancel");
+    await page.waitForSelector("#bulk-confirm:not([hidden])");
+    const question = await page.locator("#bulk-question").textContent();
+    assert(question === "Cancel 3 of the 3 matching runs?", `the confirmation says: ${question}`);
+    await page.screenshot({ path: path.join(SHOTS, "dashboard-bulk.png"), fullPage: true });
+    await page.click("#bulk-yes");
+    await page.waitForFunction(() => document.getElementById("bulk-notice").textContent === "Cancelled 3 of 3 matching runs.");
+    for (const id of mine) await page.waitForSelector(`#runs tr[data-run="${id}"][data-status="cancelled"]`);
+    assert((await http("GET", `/runs/${other}`)).json.status !== "cancelled", "the run of another tag was cancelled");
+    await http("POST", `/runs/${other}/cancel`);
   });
 
   await check("keyboard: steps are reachable and open with Enter", async () => {

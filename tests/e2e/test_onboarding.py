@@ -12,7 +12,11 @@
   idempotency key;
 - `durable show` on the database lists the run's steps in call order.
 
-Usage: test_onboarding.py --onboarding PATH --durable PATH [unittest args]
+- on PostgreSQL (--pg), beside a `durable serve` node without the code: the
+  demo killed, the server reaps it but leaves its run, which the demo
+  started again completes.
+
+Usage: test_onboarding.py --onboarding PATH --durable PATH [--pg] [unittest args]
 """
 import argparse
 import json
@@ -24,6 +28,9 @@ import sys
 import tempfile
 import time
 import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "server"))
+import server_util as su  # noqa: E402  (psql_rows, pg_test_db)
 
 STEPS = ["create_record", "provision_laptop", "setup_access", "send_welcome"]
 # The steps recorded once each step is, and the steps running together:
@@ -136,9 +143,63 @@ class OnboardingTest(unittest.TestCase):
         self.assertEqual(json.loads(laptop[1]), ["create_record"])
 
 
+class ClusterTest(unittest.TestCase):
+    """On PostgreSQL (--pg, under tests/pg_server.py), beside a `durable
+    serve` node that has no code: the demo is SIGKILLed after its first
+    step; once its lease has run out, the server reaps the dead node but
+    does not take the run (it could not execute it); the demo started again
+    claims it and completes it, the first step recorded, not run again."""
+
+    LEASE_S = 10  # the demo's: the library's default lease
+
+    def setUp(self):
+        if not ARGS.pg:
+            self.skipTest("needs --pg")
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.url = su.pg_test_db(self.tmp.name)
+        self.eff = os.path.join(self.tmp.name, "effects.txt")
+
+    def run_demo(self, *extra):
+        return subprocess.run([ARGS.onboarding, "--db", self.url, "--effects", self.eff,
+                               "--speed", SPEED] + list(extra),
+                              capture_output=True, text=True, timeout=120)
+
+    def test_server_without_the_code_leaves_the_run(self):
+        log = open(os.path.join(self.tmp.name, "serve.err"), "w")
+        self.addCleanup(log.close)
+        srv = subprocess.Popen([ARGS.durable, "serve", "--db", self.url, "--listen",
+                                "127.0.0.1:0", "--node", "srv", "--lease", "2s"],
+                               stdout=subprocess.DEVNULL, stderr=log)
+        self.addCleanup(srv.wait)
+        self.addCleanup(srv.terminate)
+        out = self.run_demo("--crash-after", "create_record")
+        self.assertEqual(out.returncode, -signal.SIGKILL, out.stdout + out.stderr)
+        # The dead demo's lease runs out; the server reaps it (its heartbeat
+        # every 2/3 s) and would claim the run at once.
+        deadline = time.monotonic() + self.LEASE_S * 4
+        while time.monotonic() < deadline:
+            rows = su.psql_rows(self.url, "SELECT count(*) FROM nodes WHERE state = 'dead'")
+            if rows[0][0] != "0":
+                break
+            time.sleep(0.5)
+        self.assertNotEqual(rows[0][0], "0", "the dead demo was never reaped")
+        time.sleep(2)  # time for the server's claim, had it made one
+        owners = su.psql_rows(self.url, "SELECT coalesce(owner_node, '-') FROM runs")
+        self.assertEqual(owners, [["-"]], "the server took a run it cannot execute")
+        self.assertIsNone(srv.poll())
+        out = self.run_demo()
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("create_record: recorded, not run again", out.stdout)
+        self.assertIn("send_welcome: ran", out.stdout)
+        self.assertEqual(effects(self.eff).count(effects(self.eff)[0]), 1)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--onboarding", required=True)
     ap.add_argument("--durable", required=True)
+    ap.add_argument("--pg", action="store_true",
+                    help="also the cluster test, on DURABLE_TEST_PG (tests/pg_server.py)")
     ARGS, rest = ap.parse_known_args()
     unittest.main(argv=[sys.argv[0]] + rest)

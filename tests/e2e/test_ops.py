@@ -194,8 +194,8 @@ class CliTest(su.ServerTest):
         r = self.cli("runs", "--server", url)  # no token
         self.assertExit(r, 1, err="the server answered 401")
         r = self.cli("runs", "--server", url, *tok, "--status", "done")
-        self.assertExit(r, 2, err='--status is pending, running, waiting, completed, failed or '
-                                  'cancelled, not "done"')
+        self.assertExit(r, 2, err='--status is pending, running, waiting, completed, failed, '
+                                  'cancelled or paused, not "done"')
         r = self.cli("logs", "--server", url, *tok, failed, "--level", "loud")
         self.assertExit(r, 2, err="--level is debug, info, warning or error")
 

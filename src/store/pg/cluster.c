@@ -30,7 +30,9 @@
 
 #include "store/pg/pg_int.h"
 
-#define UNFINISHED "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+/* A run is unfinished while pending, running, waiting or paused. */
+#define UNFINISHED \
+    "(status = 'pending' OR status = 'running' OR status = 'waiting' OR status = 'paused')"
 
 /* The node's lease holds: its row is alive at its epoch. */
 #define LEASE_HELD                                                     \
@@ -63,17 +65,24 @@ static const char sql_reap[] =
         " r AS (UPDATE runs SET owner_node = NULL WHERE owner_node IN (SELECT id FROM dead)"
         " RETURNING 1)"
         " SELECT count(*) FROM r";
-/* $1 node, $2 epoch, $3 room. */
+/* A run this node can execute: of a JSON workflow, or of a code-first one
+ * (its definition has code_version) among $4, those this process
+ * registered: a node never holds a run nobody here can execute. */
+#define EXECUTABLE                                                                 \
+    "(runs.workflow_id = ANY($4::text[]) OR NOT EXISTS (SELECT 1 FROM workflows w" \
+    " WHERE w.id = runs.workflow_id AND w.definition::jsonb ? 'code_version'))"
+/* $1 node, $2 epoch, $3 room, $4 code-first workflows. */
 static const char sql_claim[] =
         "UPDATE runs SET owner_node = $1, owner_epoch = $2::bigint"
         " WHERE id IN (SELECT id FROM runs WHERE owner_node IS NULL AND " UNFINISHED
-        " ORDER BY created_at, id LIMIT $3::integer FOR UPDATE SKIP LOCKED)"
+        " AND " EXECUTABLE " ORDER BY created_at, id LIMIT $3::integer FOR UPDATE SKIP LOCKED)"
         " AND " LEASE_HELD " RETURNING id, created_at";
-/* $1 node, $2 epoch, $3 run id: takes the run when unowned and unfinished;
- * answers a row too when this incarnation owns it already. */
+/* $1 node, $2 epoch, $3 run id, $4 code-first workflows: takes the run when
+ * unowned, unfinished and executable here; answers a row too when this
+ * incarnation owns it already. */
 static const char sql_claim_run[] =
         "UPDATE runs SET owner_node = $1, owner_epoch = $2::bigint WHERE id = $3"
-        " AND ((owner_node IS NULL AND " UNFINISHED ")"
+        " AND ((owner_node IS NULL AND " UNFINISHED " AND " EXECUTABLE ")"
         " OR (owner_node = $1 AND owner_epoch = $2::bigint))"
         " AND " LEASE_HELD " RETURNING id";
 /* $1 node, $2 epoch, $3 run id. */
@@ -89,12 +98,23 @@ static const char sql_leave[] =
 static const char sql_last_gid[] = "SELECT gid FROM event_counter";
 static const char sql_notify_work[] = "SELECT pg_notify('" PG_CHANNEL_WORK "', '')";
 
-/* The node's id, epoch and lease as text parameters $1, $2, $3. */
+/* The node's id, epoch and lease as text parameters $1, $2, $3; a claim's
+ * $4 (code_ids, owned). */
 struct node_params {
     char epoch[24];
     char lease[24];
-    const char *v[3];
+    const char *v[4];
+    char *code_ids;
 };
+
+/* Sets p's $4: the code-first workflows of the process (a copy). */
+static void code_ids_param(struct node_params *p, struct pg_store *s)
+{
+    pthread_mutex_lock(&s->code_mu);
+    p->code_ids = xstrdup(s->code_ids);
+    pthread_mutex_unlock(&s->code_mu);
+    p->v[3] = p->code_ids;
+}
 
 static void node_params_init(struct node_params *p, const struct pg_store *s)
 {
@@ -103,6 +123,8 @@ static void node_params_init(struct node_params *p, const struct pg_store *s)
     p->v[0] = s->node_id;
     p->v[1] = p->epoch;
     p->v[2] = p->lease;
+    p->v[3] = NULL;
+    p->code_ids = NULL;
 }
 
 /* Runs a statement answering one count (sql_release_old, sql_reap ...) on
@@ -262,7 +284,9 @@ durable_code pg_claim_ids(struct store *base, int room, char (*ids)[ID_MAX], int
         return DURABLE_OK;
     node_params_init(&p, s);
     snprintf(p.lease, sizeof(p.lease), "%d", room);
-    r = pg_exec(s->cl, "claim runs", sql_claim, 3, p.v, err);
+    code_ids_param(&p, s);
+    r = pg_exec(s->cl, "claim runs", sql_claim, 4, p.v, err);
+    free(p.code_ids);
     if (!r)
         return DURABLE_EIO;
     for (int i = 0; i < PQntuples(r) && i < room; i++)
@@ -308,7 +332,9 @@ static durable_code pg_claim_run(struct store *base, const char *run_id, bool *o
         return err_set(err, DURABLE_ECONFLICT, "node \"%s\" has not joined", s->node_id);
     node_params_init(&p, s);
     p.v[2] = run_id;
-    r = pg_exec(s->cl, "claim a run", sql_claim_run, 3, p.v, err);
+    code_ids_param(&p, s);
+    r = pg_exec(s->cl, "claim a run", sql_claim_run, 4, p.v, err);
+    free(p.code_ids);
     if (!r)
         return DURABLE_EIO;
     *out_owned = PQntuples(r) > 0;
@@ -418,6 +444,7 @@ static void pg_leave(struct store *base)
 
 const struct store_cluster_ops pg_cluster_ops = {
     .set_node = pg_store_set_node,
+    .set_code_workflows = pg_store_set_code_workflows,
     .join = pg_join,
     .heartbeat = pg_heartbeat,
     .claim = pg_claim,

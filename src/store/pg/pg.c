@@ -59,10 +59,24 @@ static void on_notice(void *arg, const char *message)
     log_debug("postgresql: %s", message);
 }
 
+/* TCP settings given before the location, so that the location's own win
+ * (libpq takes the last value of a key): a peer gone silent (a cut cable,
+ * a dropped route) is noticed in about 20 s instead of the kernel's two
+ * hours of keepalive or fifteen minutes of retransmissions, and the node's
+ * threads get an error they recover from instead of waiting. Ignored on a
+ * Unix socket. */
 durable_code pg_connect(const char *conninfo, PGconn **out, durable_error *err)
 {
-    const char *const keys[] = { "dbname", "fallback_application_name", NULL };
-    const char *const values[] = { conninfo, "durable", NULL };
+    const char *const keys[] = { "connect_timeout",
+                                 "keepalives",
+                                 "keepalives_idle",
+                                 "keepalives_interval",
+                                 "keepalives_count",
+                                 "tcp_user_timeout",
+                                 "dbname",
+                                 "fallback_application_name",
+                                 NULL };
+    const char *const values[] = { "10", "1", "10", "3", "3", "20000", conninfo, "durable", NULL };
     PGconn *c = PQconnectdbParams(keys, values, 1); /* dbname may be a URI or conninfo */
     durable_code rc = DURABLE_OK;
 
@@ -171,6 +185,8 @@ durable_code pg_open(const char *location, durable_durability durability, struct
     s->base.ops = &pg_store_ops;
     s->durability = durability;
     pthread_mutex_init(&s->read_mu, NULL);
+    pthread_mutex_init(&s->code_mu, NULL);
+    s->code_ids = xstrdup("{}");
     pthread_cond_init(&s->read_cond, NULL);
     node_default(s);
     rc = pg_location_conninfo(location, &s->conninfo, err);
@@ -211,6 +227,8 @@ void pg_close(struct store *base)
     pthread_cond_destroy(&s->read_cond);
     pthread_mutex_destroy(&s->read_mu);
     free(s->conninfo);
+    free(s->code_ids);
+    pthread_mutex_destroy(&s->code_mu);
     free(s);
 }
 
@@ -226,6 +244,31 @@ void pg_store_set_node(struct store *base, const char *node_id, int64_t lease_ms
         if (s->w && writer_settings(s, &err) != DURABLE_OK)
             log_warn("%s", err.msg); /* again at the writer's next reconnect */
     }
+}
+
+void pg_store_set_code_workflows(struct store *base, const char *const *ids, size_t n)
+{
+    struct pg_store *s = pg_of(base);
+    struct dbuf b;
+    char *text;
+
+    dbuf_init(&b, 0);
+    dbuf_adds(&b, "{");
+    for (size_t i = 0; i < n; i++) { /* each element quoted: "a\"b" */
+        dbuf_adds(&b, i > 0 ? ",\"" : "\"");
+        for (const char *c = ids[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                dbuf_adds(&b, "\\");
+            dbuf_add(&b, c, 1);
+        }
+        dbuf_adds(&b, "\"");
+    }
+    dbuf_adds(&b, "}");
+    text = dbuf_detach(&b, NULL);
+    pthread_mutex_lock(&s->code_mu);
+    free(s->code_ids);
+    s->code_ids = text;
+    pthread_mutex_unlock(&s->code_mu);
 }
 
 /* ---- the read pool ---- */

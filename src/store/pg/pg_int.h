@@ -65,6 +65,8 @@ enum pg_wstmt_id {
     PG_W_STEP_RESTART,
     PG_W_RUN_RUNNING,
     PG_W_RUN_RECOMPUTE,
+    PG_W_RUN_PAUSE,
+    PG_W_RUN_RESUME,
     PG_W_RUN_FINISH,
     PG_W_STEPS_CANCEL,
     PG_W_RUN_INSERT,
@@ -91,6 +93,10 @@ enum pg_wstmt_id {
     PG_W_SIGNAL_WAITER,
     PG_W_BEGIN,
     PG_W_COMMIT,
+    PG_W_RUNS_DELETE,
+    PG_W_RUNS_DELETE_COUNT,
+    PG_W_WF_FIND,
+    PG_W_WF_DELETE,
     PG_W_COUNT
 };
 
@@ -155,6 +161,11 @@ struct pg_store {
     char node_id[ID_MAX]; /* this node's name in nodes */
     int64_t lease_ms;     /* how long a renewal holds */
     int64_t epoch;        /* this incarnation's, 0 before join */
+    /* The code-first workflows this process executes, as a text[] literal
+     * ("{}": none): claims take no run of another code-first workflow. Set
+     * from any thread (set_code_workflows), read by the cluster thread. */
+    pthread_mutex_t code_mu;
+    char *code_ids; /* guarded by code_mu */
 };
 
 static inline struct pg_store *pg_of(struct store *s)
@@ -232,6 +243,7 @@ void pg_reader_put(struct pg_store *s, PGconn *c);
  * nodes (at most ID_MAX - 1 bytes; default "HOSTNAME:PID") and its lease
  * (default PG_LEASE_MS_DEFAULT). For the engine's options and for tests. */
 void pg_store_set_node(struct store *base, const char *node_id, int64_t lease_ms);
+void pg_store_set_code_workflows(struct store *base, const char *const *ids, size_t n);
 
 /* Takes up to room unowned unfinished runs for this node (FOR UPDATE SKIP
  * LOCKED: concurrent claims get disjoint runs and do not wait for each

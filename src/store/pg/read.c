@@ -24,7 +24,9 @@
 /* How many runs (with their steps) pg_runs_unfinished reads per round trip. */
 #define UNFINISHED_PAGE 256
 
-#define UNFINISHED_R "(r.status = 'pending' OR r.status = 'running' OR r.status = 'waiting')"
+#define UNFINISHED_R                                                                       \
+    "(r.status = 'pending' OR r.status = 'running' OR r.status = 'waiting' OR r.status = " \
+    "'paused')"
 
 /* By id first, else the latest version of the name: one statement. */
 static const char sql_workflow_get[] =

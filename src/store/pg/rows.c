@@ -23,15 +23,23 @@
 #define RUN_COLS                                                        \
     "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input," \
     " r.output, r.order_id, r.idempotency_key, r.error_message,"        \
-    " r.created_at, r.started_at, r.completed_at"                       \
-    " FROM runs r JOIN workflows w ON w.id = r.workflow_id"
+    " r.created_at, r.started_at, r.completed_at, r.restarted_from,"    \
+    " r.restarted_step FROM runs r JOIN workflows w ON w.id = r.workflow_id"
 /* The runs list's filters: $1 a status or NULL, $2 a workflow id or name
- * (every version) or NULL. An unnamed statement is planned with its
- * parameters' values, so a filter that is NULL costs nothing. */
+ * (every version) or NULL, $3 <= created_at < $4, $5 <= completed_at < $6
+ * (each NULL for none), $7 the input field's path as a text[] and $8 the
+ * JSON it must equal (jsonb: numbers by value), or NULL. An unnamed
+ * statement is planned with its parameters' values, so a filter that is
+ * NULL costs nothing. */
 #define RUNS_WHERE                                                                       \
     " WHERE ($1::text IS NULL OR r.status = $1)"                                         \
     " AND ($2::text IS NULL OR r.workflow_id IN (SELECT id FROM workflows WHERE id = $2" \
-    " OR name = $2))"
+    " OR name = $2))"                                                                    \
+    " AND ($3::bigint IS NULL OR r.created_at >= $3::bigint)"                            \
+    " AND ($4::bigint IS NULL OR r.created_at < $4::bigint)"                             \
+    " AND ($5::bigint IS NULL OR r.completed_at >= $5::bigint)"                          \
+    " AND ($6::bigint IS NULL OR r.completed_at < $6::bigint)"                           \
+    " AND ($7::text[] IS NULL OR (r.input::jsonb #> $7::text[]) = $8::jsonb)"
 
 static const char sql_run[] = RUN_COLS " WHERE r.id = $1";
 static const char sql_steps[] = "SELECT step_id, type, status, attempt, max_attempts, depends_on,"
@@ -48,7 +56,7 @@ static const char sql_events_since[] = "SELECT seq, type, step_id, at, data, gid
 static const char sql_order[] = "SELECT id, amount, status, created_at, updated_at FROM orders"
                                 " WHERE id = $1";
 static const char sql_runs_page[] = RUN_COLS RUNS_WHERE
-        " ORDER BY r.created_at DESC, r.ord DESC LIMIT $3::integer OFFSET $4::integer";
+        " ORDER BY r.created_at DESC, r.ord DESC LIMIT $9::integer OFFSET $10::integer";
 static const char sql_runs_count[] = "SELECT count(*) FROM runs r" RUNS_WHERE;
 /* A description that is not a string is not one. */
 static const char sql_workflows_page[] =
@@ -104,6 +112,8 @@ static void run_row_of(const PGresult *r, int i, const struct store_row_fns *fn)
         .created_at_ms = pg_cell_int64(r, i, 10),
         .started_at_ms = pg_cell_int64(r, i, 11),
         .completed_at_ms = pg_cell_int64(r, i, 12),
+        .restarted_from = pg_cell_text(r, i, 13),
+        .restarted_step = pg_cell_text(r, i, 14),
     };
     fn->run(fn->ud, &run);
 }
@@ -269,16 +279,56 @@ static void page_params_init(struct page_params *p, struct store_page page)
     snprintf(p->offset, sizeof(p->offset), "%d", page.offset);
 }
 
+/* A time bound as a text parameter, NULL for none (0). */
+static const char *time_param(int64_t ms, char buf[24])
+{
+    if (!ms)
+        return NULL;
+    snprintf(buf, 24, "%lld", (long long)ms);
+    return buf;
+}
+
 durable_code pg_runs_page(struct store *base, const struct store_run_query *rq,
                           const struct store_row_fns *fn, int64_t *out_total, durable_error *err)
 {
     struct page_params pp;
-    const char *params[4] = { rq->status, rq->workflow, pp.limit, pp.offset };
+    char t[4][24];
+    char path[STORE_INPUT_DEPTH * 67 + 4];
+    size_t n = 0;
+    const char *params[10] = {
+        rq->status,
+        rq->workflow,
+        time_param(rq->created_after_ms, t[0]),
+        time_param(rq->created_before_ms, t[1]),
+        time_param(rq->finished_after_ms, t[2]),
+        time_param(rq->finished_before_ms, t[3]),
+        NULL,
+        NULL,
+        pp.limit,
+        pp.offset,
+    };
     const struct pg_query q[2] = {
-        { "count runs", sql_runs_count, 2, params },
-        { "list runs", sql_runs_page, 4, params },
+        { "count runs", sql_runs_count, 8, params },
+        { "list runs", sql_runs_page, 10, params },
     };
 
+    if (rq->input_field) {
+        /* Names are [A-Za-z0-9_-] (store_input_field_check), each quoted
+         * (an unquoted NULL would be a null element). */
+        n += (size_t)snprintf(path, sizeof(path), "{\"");
+        for (const char *p = rq->input_field; *p && n + 5 < sizeof(path); p++) {
+            if (*p == '.') {
+                path[n++] = '"';
+                path[n++] = ',';
+                path[n++] = '"';
+            } else {
+                path[n++] = *p;
+            }
+        }
+        snprintf(path + n, sizeof(path) - n, "\"}");
+        params[6] = path;
+        params[7] = rq->input_value;
+    }
     page_params_init(&pp, rq->page);
     return page_read(pg_of(base), q, run_row_of, fn, out_total, err);
 }

@@ -27,8 +27,12 @@
 /* "durable schema" in ASCII: the advisory lock key of migrations. */
 #define SCHEMA_LOCK_KEY "110386510816613"
 
-/* A run is unfinished while pending, running or waiting. */
-#define UNFINISHED "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+/* A run is unfinished while pending, running, waiting or paused; the
+ * indexes of migration 1 had no paused status (UNFINISHED_1; migration 6
+ * adds it). */
+#define UNFINISHED_1 "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+#define UNFINISHED \
+    "(status = 'pending' OR status = 'running' OR status = 'waiting' OR status = 'paused')"
 
 static const char *const migrations[] = {
     /* 1: the initial schema. */
@@ -49,12 +53,12 @@ static const char *const migrations[] = {
     "  UNIQUE (workflow_id, idempotency_key));"
     "CREATE INDEX runs_status ON runs (status, created_at);"
     "CREATE INDEX runs_created ON runs (created_at);"
-    "CREATE INDEX runs_unfinished ON runs (created_at, id) WHERE " UNFINISHED ";"
+    "CREATE INDEX runs_unfinished ON runs (created_at, id) WHERE " UNFINISHED_1 ";"
     "CREATE INDEX runs_key ON runs (idempotency_key) WHERE idempotency_key IS NOT NULL;"
     /* Claims read the unowned unfinished runs oldest first; a node's own
      * runs are found to release them. */
     "CREATE INDEX runs_claimable ON runs (created_at, id)"
-    "  WHERE owner_node IS NULL AND " UNFINISHED ";"
+    "  WHERE owner_node IS NULL AND " UNFINISHED_1 ";"
     "CREATE INDEX runs_owner ON runs (owner_node) WHERE owner_node IS NOT NULL;"
     "CREATE TABLE steps ("
     "  run_id text NOT NULL REFERENCES runs (id), idx integer NOT NULL,"
@@ -121,6 +125,20 @@ static const char *const migrations[] = {
     /* 5: the key/value table of the actions a program registers
      * (durable_action_register): values are JSON text. */
     "CREATE TABLE kv (key text PRIMARY KEY, value text NOT NULL, updated_at bigint NOT NULL);",
+    /* 6: finished runs by the time they finished, for retention's
+     * oldest-first batches of deletions (write.c, runs_delete). */
+    "CREATE INDEX runs_finished ON runs (completed_at)"
+    "  WHERE status IN ('completed', 'failed', 'cancelled');",
+    /* 7: a paused run is unfinished: recovery lists it and a node claims
+     * it (and keeps it paused). A run made by a restart names the run and
+     * the step it restarts from. */
+    "DROP INDEX runs_unfinished;"
+    "CREATE INDEX runs_unfinished ON runs (created_at, id) WHERE " UNFINISHED ";"
+    "DROP INDEX runs_claimable;"
+    "CREATE INDEX runs_claimable ON runs (created_at, id)"
+    "  WHERE owner_node IS NULL AND " UNFINISHED ";"
+    "ALTER TABLE runs ADD restarted_from text;"
+    "ALTER TABLE runs ADD restarted_step text;",
 };
 
 int pg_schema_version(void)

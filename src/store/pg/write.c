@@ -57,8 +57,9 @@
 
 #include "store/pg/pg_int.h"
 
-/* A run is unfinished while pending, running or waiting. */
-#define UNFINISHED "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+/* A run is active while pending, running or waiting (unfinished and not
+ * paused: a paused run keeps its status while its steps change). */
+#define ACTIVE     "(status = 'pending' OR status = 'running' OR status = 'waiting')"
 #define WHERE_STEP " WHERE run_id = $1 AND step_id = $2"
 /* A run's status from its steps': running while one runs, waiting while
  * one waits or retries, running again after a wait, else as it is. */
@@ -70,7 +71,15 @@
     " THEN 'waiting' WHEN runs.status = 'waiting' THEN 'running' ELSE runs.status END)"
 #define LAST_SEQ_R "(SELECT coalesce(max(seq), 0) FROM events WHERE run_id = r.id)"
 
+/* The finished runs a purge selects ($1 finished before, $2 workflow name,
+ * $3 status, $4 run id; NULL: any). */
+#define PG_PURGE_WHERE                                                                     \
+    "status IN ('completed', 'failed', 'cancelled') AND completed_at < $1::bigint"         \
+    " AND ($2::text IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE name = $2))" \
+    " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id = $4)"
+
 /* Each statement's SQL and what it does, for messages ("could not X"). */
+
 static const struct pg_wstmt {
     const char *sql;
     const char *what;
@@ -129,13 +138,21 @@ static const struct pg_wstmt {
                             " attempt = greatest(attempt, 1)" WHERE_STEP " AND status = 'running'",
                             "restart a step" },
     /* Both status updates leave the row alone when nothing changes. */
-    [PG_W_RUN_RUNNING] = { "UPDATE runs SET status = 'running',"
-                           " started_at = coalesce(started_at, $2::bigint)"
-                           " WHERE id = $1 AND (status <> 'running' OR started_at IS NULL)",
+    [PG_W_RUN_RUNNING] = { "UPDATE runs SET status = CASE WHEN status = 'paused' THEN status"
+                           " ELSE 'running' END, started_at = coalesce(started_at, $2::bigint)"
+                           " WHERE id = $1 AND ((status <> 'running' AND status <> 'paused')"
+                           " OR started_at IS NULL)",
                            "start a run" },
+    [PG_W_RUN_PAUSE] = { "UPDATE runs SET status = 'paused' WHERE id = $1", "pause a run" },
+    [PG_W_RUN_RESUME] = { "UPDATE runs SET status = (CASE WHEN EXISTS (SELECT 1 FROM steps s"
+                          " WHERE s.run_id = $1 AND s.status = 'running') THEN 'running'"
+                          " WHEN EXISTS (SELECT 1 FROM steps s WHERE s.run_id = $1"
+                          " AND (s.status = 'retrying' OR s.status = 'waiting')) THEN 'waiting'"
+                          " WHEN started_at IS NULL THEN 'pending' ELSE 'running' END)"
+                          " WHERE id = $1 AND status = 'paused'",
+                          "resume a run" },
     [PG_W_RUN_RECOMPUTE] = { "UPDATE runs SET status = " RUN_STATUS_FROM_STEPS
-                             " WHERE id = $1 AND " UNFINISHED
-                             " AND status <> " RUN_STATUS_FROM_STEPS,
+                             " WHERE id = $1 AND " ACTIVE " AND status <> " RUN_STATUS_FROM_STEPS,
                              "update a run's status" },
     [PG_W_RUN_FINISH] = { "UPDATE runs SET status = $2, output = $3, error_message = $4,"
                           " completed_at = $5::bigint WHERE id = $1",
@@ -147,9 +164,9 @@ static const struct pg_wstmt {
                             "cancel a run's steps" },
     [PG_W_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
                           " idempotency_key, created_at, deadline_at, owner_node, owner_epoch,"
-                          " workflow_name)"
+                          " workflow_name, restarted_from, restarted_step)"
                           " VALUES ($1, $2, 'pending', $3, $4, $5, $6::bigint, $7::bigint, $8,"
-                          " $9::bigint, (SELECT name FROM workflows WHERE id = $2))",
+                          " $9::bigint, (SELECT name FROM workflows WHERE id = $2), $10, $11)",
                           "create a run" },
     [PG_W_STEP_INSERT] = { "INSERT INTO steps (run_id, idx, step_id, type, status, attempt,"
                            " max_attempts, depends_on, idempotency_key)"
@@ -197,6 +214,24 @@ static const struct pg_wstmt {
     [PG_W_COMMIT] = { "COMMIT", "commit" },
     [PG_W_SP_RELEASE] = { "RELEASE store_action", "release a savepoint" },
     [PG_W_SP_ROLLBACK] = { "ROLLBACK TO store_action", "undo a refused action" },
+    /* Deletion: the finished runs a purge selects, oldest finished first,
+     * locked (a retry on another node waits, and the status is checked
+     * again), with their rows, in one statement (the foreign keys are
+     * checked at its end). */
+    [PG_W_RUNS_DELETE] = { "WITH d AS (SELECT id FROM runs WHERE " PG_PURGE_WHERE
+                           " ORDER BY completed_at LIMIT $5::integer FOR UPDATE OF runs),"
+                           " e AS (DELETE FROM events WHERE run_id IN (SELECT id FROM d)),"
+                           " st AS (DELETE FROM steps WHERE run_id IN (SELECT id FROM d)),"
+                           " sg AS (DELETE FROM signals WHERE run_id IN (SELECT id FROM d))"
+                           " DELETE FROM runs WHERE id IN (SELECT id FROM d) RETURNING id",
+                           "delete runs" },
+    [PG_W_RUNS_DELETE_COUNT] = { "SELECT count(*) FROM runs WHERE " PG_PURGE_WHERE,
+                                 "count the runs to delete" },
+    [PG_W_WF_FIND] = { "SELECT w.id, EXISTS (SELECT 1 FROM runs r WHERE r.workflow_id = w.id)"
+                       " FROM workflows w WHERE w.name = $1 AND w.version = $2::integer"
+                       " FOR UPDATE",
+                       "find a workflow version" },
+    [PG_W_WF_DELETE] = { "DELETE FROM workflows WHERE id = $1", "delete a workflow version" },
 };
 
 /* Integers as parameter text. */
@@ -672,6 +707,66 @@ static durable_code pg_row_kv_get(struct store *base, const char *key, char **ou
     return DURABLE_OK;
 }
 
+/* ---- deletion ---- */
+
+static durable_code pg_row_runs_delete(struct store *base, const struct store_purge *q,
+                                       void (*fn)(void *ud, const char *run_id), void *ud,
+                                       int64_t *out_n, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct num before, limit;
+    const char *p[5] = { num_of(&before, q->finished_before_ms), q->workflow, q->status, q->run_id,
+                         num_of(&limit, q->limit) };
+    PGresult *r;
+
+    *out_n = 0;
+    r = wexec(s, q->dry_run ? PG_W_RUNS_DELETE_COUNT : PG_W_RUNS_DELETE, q->dry_run ? 4 : 5, p,
+              err);
+    if (!r)
+        return DURABLE_EIO;
+    if (q->dry_run) {
+        *out_n = PQntuples(r) > 0 ? pg_cell_int64(r, 0, 0) : 0;
+    } else {
+        for (int i = 0; i < PQntuples(r); i++) {
+            ahead_drop(s, PQgetvalue(r, i, 0));
+            if (fn)
+                fn(ud, PQgetvalue(r, i, 0));
+        }
+        *out_n = PQntuples(r);
+        seq_forget(s); /* a run numbered in this transaction may be gone */
+    }
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code pg_row_workflow_delete(struct store *base, const char *name, int version,
+                                           bool *out_found, bool *out_used, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct num v;
+    char id[ID_MAX];
+    const char *p[2] = { name, num_of(&v, version) };
+    PGresult *r = wexec(s, PG_W_WF_FIND, 2, p, err);
+
+    *out_found = *out_used = false;
+    if (!r)
+        return DURABLE_EIO;
+    *out_found = PQntuples(r) > 0;
+    if (*out_found) {
+        cell_copy(r, 0, id, sizeof(id));
+        *out_used = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+    }
+    PQclear(r);
+    if (!*out_found || *out_used)
+        return DURABLE_OK;
+    for (size_t i = 0; i < PG_WF_KNOWN; i++) { /* no longer exists */
+        if (strcmp(s->wf_known[i], id) == 0)
+            s->wf_known[i][0] = '\0';
+    }
+    p[0] = id;
+    return wrun(s, PG_W_WF_DELETE, 1, p, NULL, err);
+}
+
 /* ---- writes ---- */
 
 static durable_code pg_row_step_write(struct store *base, enum store_step_write w,
@@ -755,6 +850,10 @@ static durable_code pg_row_run_write(struct store *base, enum store_run_write w,
             rc = wrun(s, PG_W_STEPS_CANCEL, 2, p, NULL, err);
         }
         return rc;
+    case RUN_W_PAUSE:
+        return wrun(s, PG_W_RUN_PAUSE, 1, p, NULL, err);
+    case RUN_W_RESUME:
+        return wrun(s, PG_W_RUN_RESUME, 1, p, NULL, err);
     default:
         return err_set(err, DURABLE_EINVAL, "unknown run write %d", (int)w);
     }
@@ -767,19 +866,21 @@ static durable_code pg_row_run_insert(struct store *base, const struct transitio
     struct pg_store *s = pg_of(base);
     int64_t epoch = atomic_load(&s->owner_epoch);
     struct num at, deadline, owner, idx, max;
-    const char *p[9] = { run_id,
-                         t->workflow_id,
-                         input_json,
-                         t->order_id,
-                         t->idempotency_key,
-                         num_of(&at, t->at_ms),
-                         time_of(&deadline, t->deadline_ms),
-                         epoch > 0 ? s->node_id : NULL,
-                         num_of(&owner, epoch > 0 ? epoch : 0) };
+    const char *p[11] = { run_id,
+                          t->workflow_id,
+                          input_json,
+                          t->order_id,
+                          t->idempotency_key,
+                          num_of(&at, t->at_ms),
+                          time_of(&deadline, t->deadline_ms),
+                          epoch > 0 ? s->node_id : NULL,
+                          num_of(&owner, epoch > 0 ? epoch : 0),
+                          t->restarted_from,
+                          t->restarted_step };
     /* A key another node's run took since run_by_key looked fails the
      * insert (the runs_key constraint): the writer applies the batch
      * again, and then finds that run. */
-    durable_code rc = wrun(s, PG_W_RUN_INSERT, 9, p, NULL, err);
+    durable_code rc = wrun(s, PG_W_RUN_INSERT, 11, p, NULL, err);
 
     /* A new run: its events are numbered from 1. */
     snprintf(s->seq_run, sizeof(s->seq_run), "%s", run_id);
@@ -1185,6 +1286,8 @@ const struct store_rows_ops pg_rows_ops = {
     .events_undo = pg_row_events_undo,
     .savepoint = pg_row_savepoint,
     .run_notify = pg_row_run_notify,
+    .runs_delete = pg_row_runs_delete,
+    .workflow_delete = pg_row_workflow_delete,
     .signal_insert = pg_row_signal_insert,
     .signal_next = pg_row_signal_next,
     .signal_take = pg_row_signal_take,

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "store/sqlite/sqlite_int.h"
 
 /* A time column (Unix ms), 0 when NULL. */
@@ -78,6 +80,8 @@ static void run_row_of(sqlite3_stmt *st, const struct store_row_fns *fn)
         .created_at_ms = col_time(st, 10),
         .started_at_ms = col_time(st, 11),
         .completed_at_ms = col_time(st, 12),
+        .restarted_from = col_text(st, 13),
+        .restarted_step = col_text(st, 14),
     };
     fn->run(fn->ud, &r);
 }
@@ -358,6 +362,89 @@ static durable_code page_read(struct sqlite_store *s, const struct list_query *q
     return rc;
 }
 
+/* An input filter as ST_RUNS_*_FILTERED binds it: the JSON path of the
+ * field, the kind of value and the value (owned). */
+struct input_bind {
+    char path[STORE_INPUT_DEPTH * 67 + 2];
+    const char *kind;
+    char *value;
+};
+
+static void input_bind_init(struct input_bind *b, const struct store_run_query *rq)
+{
+    json_t *j;
+    size_t n = 0;
+
+    memset(b, 0, sizeof(*b));
+    if (!rq->input_field)
+        return;
+    /* Names are [A-Za-z0-9_-] (store_input_field_check): quoted as they are. */
+    n += (size_t)snprintf(b->path, sizeof(b->path), "$");
+    for (const char *p = rq->input_field; *p && n + 4 < sizeof(b->path);) {
+        size_t len = strcspn(p, ".");
+        n += (size_t)snprintf(b->path + n, sizeof(b->path) - n, ".\"%.*s\"", (int)len, p);
+        p += len;
+        if (*p == '.')
+            p++;
+    }
+    j = json_loads(rq->input_value, JSON_DECODE_ANY, NULL);
+    if (json_is_number(j)) {
+        b->kind = "number";
+        b->value = json_dumps(j, JSON_ENCODE_ANY);
+    } else if (json_is_string(j)) {
+        b->kind = "text";
+        b->value = xstrdup(json_string_value(j));
+    } else {
+        b->kind = json_is_true(j) ? "true" : json_is_false(j) ? "false" : "null";
+    }
+    json_decref(j);
+}
+
+/* The runs page with every filter (ST_RUNS_*_FILTERED), total and page in
+ * one read transaction. */
+static durable_code runs_page_filtered(struct sqlite_store *s, const struct store_run_query *rq,
+                                       const struct store_row_fns *fn, int64_t *out_total,
+                                       durable_error *err)
+{
+    static const char fmt[] = "ssiiIITTsss";
+    struct conn *c = store_reader_take(s);
+    struct input_bind ib;
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    int64_t after = rq->created_after_ms, before = rq->created_before_ms;
+    durable_code rc;
+
+    if (!before)
+        before = INT64_MAX;
+    input_bind_init(&ib, rq);
+    rc = store_read_begin(c, err);
+    if (rc == DURABLE_OK)
+        rc = stmt_get(c, ST_RUNS_COUNT_FILTERED, &st, err, fmt, rq->status, rq->workflow,
+                      rq->page.limit, rq->page.offset, after, before, rq->finished_after_ms,
+                      rq->finished_before_ms, rq->input_field ? ib.path : NULL, ib.kind, ib.value);
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, &has_row, err);
+    if (rc == DURABLE_OK && out_total)
+        *out_total = has_row ? sqlite3_column_int64(st, 0) : 0;
+    stmt_release(st);
+    st = NULL;
+    if (rc == DURABLE_OK)
+        rc = stmt_get(c, ST_RUNS_LIST_FILTERED, &st, err, fmt, rq->status, rq->workflow,
+                      rq->page.limit, rq->page.offset, after, before, rq->finished_after_ms,
+                      rq->finished_before_ms, rq->input_field ? ib.path : NULL, ib.kind, ib.value);
+    while (rc == DURABLE_OK) {
+        rc = stmt_step(st, &has_row, err);
+        if (rc != DURABLE_OK || !has_row)
+            break;
+        run_row_of(st, fn);
+    }
+    stmt_release(st);
+    store_read_end(c);
+    store_reader_put(s, c);
+    free(ib.value);
+    return rc;
+}
+
 durable_code sqlite_runs_page(struct store *base, const struct store_run_query *rq,
                               const struct store_row_fns *fn, int64_t *out_total,
                               durable_error *err)
@@ -370,6 +457,9 @@ durable_code sqlite_runs_page(struct store *base, const struct store_run_query *
         { ST_RUNS_LIST_STATUS_WF, ST_RUNS_COUNT_STATUS_WF, "ss", NULL, NULL, run_row_of },
     };
     struct list_query q = variants[(rq->status ? 1 : 0) + (rq->workflow ? 2 : 0)];
+
+    if (store_run_query_extended(rq))
+        return runs_page_filtered(sqlite_of(base), rq, fn, out_total, err);
 
     q.arg1 = rq->status;
     q.arg2 = rq->workflow;

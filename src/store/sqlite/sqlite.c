@@ -27,10 +27,16 @@
 
 /* ---- schema ---- */
 
-/* A run is unfinished while pending, running or waiting. Written as ORs, not
- * IN: see migration 4. */
-#define UNFINISHED   "(status = 'pending' OR status = 'running' OR status = 'waiting')"
-#define UNFINISHED_R "(r.status = 'pending' OR r.status = 'running' OR r.status = 'waiting')"
+/* A run is unfinished while pending, running, waiting or paused (active:
+ * any of them but paused). Written as ORs, not IN: see migration 4, whose
+ * index had no paused status (UNFINISHED_4; migration 9 adds it). */
+#define ACTIVE       "(status = 'pending' OR status = 'running' OR status = 'waiting')"
+#define UNFINISHED_4 ACTIVE
+#define UNFINISHED \
+    "(status = 'pending' OR status = 'running' OR status = 'waiting' OR status = 'paused')"
+#define UNFINISHED_R                                                                       \
+    "(r.status = 'pending' OR r.status = 'running' OR r.status = 'waiting' OR r.status = " \
+    "'paused')"
 
 /* A schedule's columns as schedule_of (rows.c) reads them. */
 #define SCHED_COLS                                                                                \
@@ -99,7 +105,7 @@ static const char *const migrations[] = {
      * writer paid for one per step transition (see test_no_temp_tables). */
     "DROP INDEX runs_unfinished;"
     "CREATE INDEX runs_unfinished ON runs (created_at, id)"
-    "  WHERE " UNFINISHED ";",
+    "  WHERE " UNFINISHED_4 ";",
     /* 5: an event's seq is the run's last one plus one, read from events
      * (the end of the run's primary key range), so that a step transition
      * need not rewrite the run's row and its indexes. */
@@ -131,7 +137,22 @@ static const char *const migrations[] = {
     /* 8: the key/value table of the actions a program registers
      * (durable_action_register): values are JSON text. */
     "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL);",
-    /* 9: schedules (a cron expression or an interval, every_ms): last_tick
+    /* 9: deletion (purge.c). Finished runs by the time they finished, for
+     * retention's oldest-first batches; and the last global event id given
+     * out before events were deleted (one row), so that ids are never
+     * given out twice. */
+    "CREATE INDEX runs_finished ON runs (completed_at)"
+    "  WHERE status = 'completed' OR status = 'failed' OR status = 'cancelled';"
+    "CREATE TABLE gid_floor (one INTEGER PRIMARY KEY CHECK (one = 1), gid INTEGER NOT NULL);",
+    /* 10: a paused run is unfinished: recovery lists it (and keeps it
+     * paused). A run made by a restart names the run and the step it
+     * restarts from. */
+    "DROP INDEX runs_unfinished;"
+    "CREATE INDEX runs_unfinished ON runs (created_at, id)"
+    "  WHERE " UNFINISHED ";"
+    "ALTER TABLE runs ADD COLUMN restarted_from TEXT;"
+    "ALTER TABLE runs ADD COLUMN restarted_step TEXT;",
+    /* 11: schedules (a cron expression or an interval, every_ms): last_tick
      * is the last tick fired, written in the transaction of the run it
      * started (or of its skip), so that a tick fires once. */
     "CREATE TABLE schedules ("
@@ -164,6 +185,14 @@ int sqlite_schema_version(void)
     " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'retrying')"     \
     " OR EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'waiting')"        \
     " THEN 'waiting' WHEN status = 'waiting' THEN 'running' ELSE status END)"
+/* A paused run's status once resumed: from its steps', pending if it never
+ * started, else running. */
+#define RUN_STATUS_RESUMED                                                             \
+    "(CASE WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'running')" \
+    " THEN 'running'"                                                                  \
+    " WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'retrying')"     \
+    " OR EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'waiting')"        \
+    " THEN 'waiting' WHEN started_at IS NULL THEN 'pending' ELSE 'running' END)"
 /* The name SQLite gives the primary key of the (WITHOUT ROWID) steps table. */
 #define STEPS_PK "sqlite_autoindex_steps_1"
 #define WF_COLS  "SELECT id, name, version, definition, created_at FROM workflows"
@@ -171,8 +200,8 @@ int sqlite_schema_version(void)
 #define RUN_COLS                                                        \
     "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input," \
     " r.output, r.order_id, r.idempotency_key, r.error_message,"        \
-    " r.created_at, r.started_at, r.completed_at"                       \
-    " FROM runs r JOIN workflows w ON w.id = r.workflow_id"
+    " r.created_at, r.started_at, r.completed_at, r.restarted_from,"    \
+    " r.restarted_step FROM runs r JOIN workflows w ON w.id = r.workflow_id"
 /* The lists' parameters: ?1 and ?2 filters, ?3 limit, ?4 offset (rows.c
  * binds all four to every list). Newest first is created_at, then rowid:
  * ids made in the same millisecond are not ordered, rowids are, and
@@ -184,6 +213,22 @@ int sqlite_schema_version(void)
 #define RUNS_BY_WF     " r.workflow_id IN (SELECT id FROM workflows WHERE id = ?2 OR name = ?2)"
 #define RUNS_PAGE      " ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?3 OFFSET ?4"
 #define RUNS_COUNT     "SELECT count(*) FROM runs r"
+/* Every filter at once (rows.c, when a time range or an input filter is
+ * given): ?1 status and ?2 workflow or NULL; ?5 <= created_at < ?6 (always
+ * bound, so runs_created serves the range); ?7 <= completed_at < ?8, each
+ * NULL for none; ?9 the input's JSON path ('$."a"."b"') or NULL, ?10 the
+ * kind of value it must have ('number', 'text', 'true', 'false', 'null')
+ * and ?11 the number or text it must equal. */
+#define RUNS_FILTERED                                                                       \
+    " WHERE (?1 IS NULL OR r.status = ?1)"                                                  \
+    " AND (?2 IS NULL OR r.workflow_id IN (SELECT id FROM workflows WHERE id = ?2"          \
+    " OR name = ?2)) AND r.created_at >= ?5 AND r.created_at < ?6"                          \
+    " AND (?7 IS NULL OR r.completed_at >= ?7) AND (?8 IS NULL OR r.completed_at < ?8)"     \
+    " AND (?9 IS NULL OR CASE ?10"                                                          \
+    " WHEN 'number' THEN json_type(r.input, ?9) IN ('integer', 'real')"                     \
+    " AND json_extract(r.input, ?9) = CAST(?11 AS REAL)"                                    \
+    " WHEN 'text' THEN json_type(r.input, ?9) = 'text' AND json_extract(r.input, ?9) = ?11" \
+    " ELSE json_type(r.input, ?9) IS ?10 END)"
 /* Steps of the newest runs first, each run's in definition order. CROSS
  * JOIN keeps runs outside, read newest first from runs_created, so that
  * only the steps of the runs shown are read (the planner would otherwise
@@ -229,19 +274,26 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         " AND workflow_name = (SELECT name FROM workflows WHERE id = ?1)",
                         "look up an idempotency key" },
     [ST_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
-                        " idempotency_key, created_at, deadline_at, workflow_name)"
+                        " idempotency_key, created_at, deadline_at, workflow_name,"
+                        " restarted_from, restarted_step)"
                         " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7,"
-                        " (SELECT name FROM workflows WHERE id = ?2))",
+                        " (SELECT name FROM workflows WHERE id = ?2), ?8, ?9)",
                         "create a run" },
     /* A step started: its run is running (the guard saw it unfinished).
      * Both status updates leave the row alone when nothing changes, so
      * that most step transitions write no run row and no run index. */
-    [ST_RUN_RUNNING] = { "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?2)"
-                         " WHERE id = ?1 AND (status <> 'running' OR started_at IS NULL)",
+    [ST_RUN_RUNNING] = { "UPDATE runs SET status = CASE WHEN status = 'paused' THEN status"
+                         " ELSE 'running' END, started_at = coalesce(started_at, ?2)"
+                         " WHERE id = ?1 AND ((status <> 'running' AND status <> 'paused')"
+                         " OR started_at IS NULL)",
                          "start a run" },
     [ST_RUN_RECOMPUTE] = { "UPDATE runs SET status = " RUN_STATUS_FROM_STEPS
-                           " WHERE id = ?1 AND " UNFINISHED " AND status <> " RUN_STATUS_FROM_STEPS,
+                           " WHERE id = ?1 AND " ACTIVE " AND status <> " RUN_STATUS_FROM_STEPS,
                            "update a run's status" },
+    [ST_RUN_PAUSE] = { "UPDATE runs SET status = 'paused' WHERE id = ?1", "pause a run" },
+    [ST_RUN_RESUME] = { "UPDATE runs SET status = " RUN_STATUS_RESUMED
+                        " WHERE id = ?1 AND status = 'paused'",
+                        "resume a run" },
     [ST_RUN_FINISH] = { "UPDATE runs SET status = ?2, output = ?3, error_message = ?4,"
                         " completed_at = ?5 WHERE id = ?1",
                         "finish a run" },
@@ -308,6 +360,9 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_EVENT_INSERT] = { "INSERT INTO events (run_id, seq, type, step_id, at, data, gid)"
                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                           "append an event" },
+    [ST_EVENT_MAX_GID] = { "SELECT max(coalesce((SELECT max(gid) FROM events), 0),"
+                           " coalesce((SELECT gid FROM gid_floor), 0))",
+                           "number an event" },
     [ST_SCHED_GET] = { "SELECT paused, coalesce(last_tick, 0) FROM schedules WHERE id = ?1",
                        "read a schedule's last tick" },
     [ST_SCHED_PUT] = { "INSERT INTO schedules (id, workflow_name, cron, every_ms, tz, input,"
@@ -326,7 +381,6 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         " skipped = skipped + ?4, updated_at = ?5,"
                         " last_run_id = coalesce(?6, last_run_id) WHERE id = ?1",
                         "fire a schedule's tick" },
-    [ST_EVENT_MAX_GID] = { "SELECT coalesce(max(gid), 0) FROM events", "number an event" },
     [ST_STEPS_TO_RETRY] = { "SELECT step_id FROM steps WHERE run_id = ?1"
                             " AND status IN ('failed', 'cancelled') ORDER BY idx",
                             "read the steps to retry" },
@@ -399,6 +453,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_RUNS_LIST_WF] = { RUN_COLS " WHERE" RUNS_BY_WF RUNS_PAGE, "list runs" },
     [ST_RUNS_LIST_STATUS_WF] = { RUN_COLS " WHERE" RUNS_BY_STATUS " AND" RUNS_BY_WF RUNS_PAGE,
                                  "list runs" },
+    [ST_RUNS_LIST_FILTERED] = { RUN_COLS RUNS_FILTERED RUNS_PAGE, "list runs" },
+    [ST_RUNS_COUNT_FILTERED] = { RUNS_COUNT RUNS_FILTERED, "count runs" },
     [ST_RUNS_COUNT] = { RUNS_COUNT, "count runs" },
     [ST_RUNS_COUNT_STATUS] = { RUNS_COUNT " WHERE" RUNS_BY_STATUS, "count runs" },
     [ST_RUNS_COUNT_WF] = { RUNS_COUNT " WHERE" RUNS_BY_WF, "count runs" },
@@ -431,6 +487,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_SNAP_SIGNALS_COUNT] = { "SELECT count(*) FROM signals", "count table signals" },
     [ST_SNAP_KV] = { "SELECT * FROM kv ORDER BY updated_at DESC, key LIMIT ?1", "read table kv" },
     [ST_SNAP_KV_COUNT] = { "SELECT count(*) FROM kv", "count table kv" },
+    [ST_SNAP_GID_FLOOR] = { "SELECT * FROM gid_floor LIMIT ?1", "read table gid_floor" },
+    [ST_SNAP_GID_FLOOR_COUNT] = { "SELECT count(*) FROM gid_floor", "count table gid_floor" },
     [ST_SNAP_SCHEDULES] = { "SELECT * FROM schedules ORDER BY created_at DESC, id LIMIT ?1",
                             "read table schedules" },
     [ST_SNAP_SCHEDULES_COUNT] = { "SELECT count(*) FROM schedules", "count table schedules" },

@@ -54,6 +54,8 @@ enum stmt_id {
     ST_RUN_RUNNING,
     ST_RUN_RECOMPUTE,
     ST_RUN_FINISH,
+    ST_RUN_PAUSE,
+    ST_RUN_RESUME,
     ST_RUN_LAST_SEQ,
     ST_STEP_INSERT,
     ST_RUN_STEP_GUARD,
@@ -99,6 +101,8 @@ enum stmt_id {
     ST_RUNS_LIST_STATUS,
     ST_RUNS_LIST_WF,
     ST_RUNS_LIST_STATUS_WF,
+    ST_RUNS_LIST_FILTERED, /* every filter (time ranges, input) */
+    ST_RUNS_COUNT_FILTERED,
     ST_RUNS_COUNT,
     ST_RUNS_COUNT_STATUS,
     ST_RUNS_COUNT_WF,
@@ -122,6 +126,8 @@ enum stmt_id {
     ST_SNAP_SIGNALS_COUNT,
     ST_SNAP_KV,
     ST_SNAP_KV_COUNT,
+    ST_SNAP_GID_FLOOR,
+    ST_SNAP_GID_FLOOR_COUNT,
     ST_SNAP_SCHEDULES,
     ST_SNAP_SCHEDULES_COUNT,
     ST_SNAP_ORDERS,
@@ -290,5 +296,12 @@ durable_code sqlite_count_runs(struct store *base, int64_t out[STORE_N_RUN_STATU
 durable_code sqlite_count_steps(struct store *base, int64_t out[STORE_N_STEP_STATUSES],
                                 durable_error *err);
 durable_code sqlite_ping(struct store *base, durable_error *err);
+
+/* ---- deletion (purge.c): store_rows_ops.runs_delete, workflow_delete ---- */
+durable_code sqlite_runs_delete(struct store *base, const struct store_purge *q,
+                                void (*fn)(void *ud, const char *run_id), void *ud, int64_t *out_n,
+                                durable_error *err);
+durable_code sqlite_workflow_delete(struct store *base, const char *name, int version,
+                                    bool *out_found, bool *out_used, durable_error *err);
 
 #endif

@@ -197,6 +197,10 @@ static durable_code sqlite_run_write(struct store *base, enum store_run_write w,
         if (rc == DURABLE_OK)
             rc = stmt_exec(c, ST_STEPS_CANCEL, err, "sI", t->run_id, t->at_ms);
         return rc;
+    case RUN_W_PAUSE:
+        return stmt_exec(c, ST_RUN_PAUSE, err, "s", t->run_id);
+    case RUN_W_RESUME:
+        return stmt_exec(c, ST_RUN_RESUME, err, "s", t->run_id);
     default:
         return err_set(err, DURABLE_EINVAL, "unknown run write %d", (int)w);
     }
@@ -207,9 +211,9 @@ static durable_code sqlite_run_insert(struct store *base, const struct transitio
                                       durable_error *err)
 {
     struct conn *c = &sqlite_of(base)->w;
-    durable_code rc =
-            stmt_exec(c, ST_RUN_INSERT, err, "sssssIT", run_id, t->workflow_id, input_json,
-                      t->order_id, t->idempotency_key, t->at_ms, t->deadline_ms);
+    durable_code rc = stmt_exec(c, ST_RUN_INSERT, err, "sssssITss", run_id, t->workflow_id,
+                                input_json, t->order_id, t->idempotency_key, t->at_ms,
+                                t->deadline_ms, t->restarted_from, t->restarted_step);
 
     for (size_t i = 0; rc == DURABLE_OK && i < t->n_steps; i++) {
         const struct transition_step_init *si = &t->steps[i];
@@ -475,4 +479,6 @@ const struct store_rows_ops sqlite_rows_ops = {
     .signal_next = sqlite_signal_next,
     .signal_take = sqlite_signal_take,
     .signal_waiter = sqlite_signal_waiter,
+    .runs_delete = sqlite_runs_delete,
+    .workflow_delete = sqlite_workflow_delete,
 };

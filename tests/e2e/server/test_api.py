@@ -33,8 +33,10 @@ SPEC_ROUTES = [
     ("POST", "/workflows/{}/runs"), ("GET", "/runs"), ("GET", "/runs/{}"),
     ("GET", "/runs/{}/events"), ("GET", "/runs/{}/stream"), ("GET", "/events/stream"),
     ("POST", "/runs/{}/cancel"), ("POST", "/runs/{}/retry"),
+    ("POST", "/runs/{}/pause"), ("POST", "/runs/{}/resume"), ("POST", "/runs/{}/restart"),
     ("POST", "/runs/{}/steps/{}/approve"), ("POST", "/runs/{}/steps/{}/reject"),
-    ("POST", "/runs/{}/signals/{}"),
+    ("POST", "/runs/{}/signals/{}"), ("POST", "/runs/bulk"), ("DELETE", "/runs/{}"),
+    ("DELETE", "/runs"), ("DELETE", "/workflows/{}/versions/{}"),
     ("POST", "/orders"), ("GET", "/orders"), ("GET", "/orders/{}"),
     ("GET", "/db/snapshot"), ("GET", "/health"), ("GET", "/metrics"), ("GET", "/openapi.json"),
 ]

@@ -138,6 +138,37 @@ def db_now_ms(url):
     return int(psql_rows(url, "SELECT durable_now_ms()")[0][0])
 
 
+def keepalive_timers(pid, pg_port):
+    """The seconds left on the keepalive timer of each of process pid's TCP
+    connections to pg_port (None for one without a keepalive timer), from
+    /proc/net/tcp: timer 2 is keepalive, tm->when is in USER_HZ ticks."""
+    hz = os.sysconf("SC_CLK_TCK")
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    timers = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[9] not in inodes or int(cols[2].rsplit(":", 1)[1], 16) != pg_port:
+                continue
+            if cols[3] != "01":  # ESTABLISHED
+                continue
+            timer, when = cols[5].split(":")
+            timers.append(int(when, 16) / hz if int(timer, 16) == 2 else None)
+    return timers
+
+
 class TcpProxy:
     """A TCP proxy on loopback to target_port that the test can cut: cut()
     drops every connection through it and refuses new ones (the port is
@@ -628,6 +659,25 @@ class ClusterTest(su.ServerTest):
         self.assertEqual([e["id"] for e in rest[:n - n // 2 - 1]],
                          [e["id"] for e in got[n // 2 + 1:]])
         su.log("ok: %d events of s1's runs on s2's stream, resumed on s1" % n)
+
+    def test_connections_keep_alive(self):
+        """Every connection of a node to PostgreSQL probes a silent peer
+        after 10 s idle (a dead peer is noticed in seconds, not the
+        kernel's two hours), and a setting in the URL wins over durable's."""
+        url = su.pg_test_db(self.tmp)
+        pg_port = int(url.rsplit(":", 1)[1].split("/")[0])
+        a = self.node("ka1", db=url)
+        b = self.node("ka2", db=url + "?keepalives_idle=600")
+        self.assertOk(a.get("/health"))
+        self.assertOk(b.get("/health"))
+        on_a = keepalive_timers(a.pid, pg_port)
+        on_b = keepalive_timers(b.pid, pg_port)
+        self.assertGreaterEqual(len(on_a), 2, on_a)
+        self.assertTrue(all(t is not None and t <= 10 for t in on_a),
+                        "ka1's keepalive timers (s): %s" % on_a)
+        self.assertGreaterEqual(len(on_b), 2, on_b)
+        self.assertTrue(all(t is not None and 10 < t <= 600 for t in on_b),
+                        "ka2's keepalive timers (s), keepalives_idle=600: %s" % on_b)
 
     def test_same_key_through_two_nodes(self):
         a, b = self.node("k1"), self.node("k2")

@@ -443,7 +443,11 @@ class HostileTest(su.ServerTest):
         self.assertError(self.srv.post("/runs/%s/steps/nope/frobnicate" % self.run_id, {}), 404)
 
     def test_wrong_methods(self):
-        cases = [("DELETE", "/runs", {"GET"}), ("PUT", "/workflows", {"GET", "POST"}),
+        # A bare DELETE /runs is a purge without a filter: refused, nothing deleted
+        # (the reference run is checked after every test).
+        err = self.assertError(self.srv.request("DELETE", "/runs"), 400)
+        self.assertIn("all=true", err["message"])
+        cases = [("PUT", "/runs", {"GET", "DELETE"}), ("PUT", "/workflows", {"GET", "POST"}),
                  ("DELETE", "/workflows/%s" % self.wf_id, {"GET"}),
                  ("GET", "/workflows/reference/runs", {"POST"}),
                  ("GET", "/runs/%s/cancel" % self.run_id, {"POST"}),

@@ -976,6 +976,60 @@ static void test_refusals(void **state)
     assert_int_equal(durable_child(NULL, "kid", NULL, NULL, NULL, &err), DURABLE_EINVAL);
 }
 
+/* A JSON workflow's `workflow` step whose child is a code-first workflow:
+ * the step ends with the child's output once the child finishes. */
+static void test_json_parent_code_child(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    json_t *doc;
+    char *run, *out;
+
+    reset();
+    assert_int_equal(durable_workflow_fn_register(f->d, "kid", 1, kid, NULL, &err), DURABLE_OK);
+    free(reg(f->d, "{\"name\":\"jparent\",\"steps\":[{\"id\":\"c\",\"type\":\"workflow\","
+                   "\"config\":{\"workflow\":\"kid\",\"input\":{\"x\":1}}}]}"));
+    run = start(f->d, "jparent", NULL, "jp-1");
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(atomic_load(&calls_kid), 1);
+    doc = get_run(f->d, run);
+    out = json_dumps(json_object_get(step_of(doc, "c"), "output"), JSON_COMPACT);
+    assert_string_equal(out, "{\"kid\":7}");
+    free(out);
+    json_decref(doc);
+    durable_free(run);
+}
+
+/* The same across a restart while the child is unfinished: the parent's
+ * step finds the child by its key and waits for it again. */
+static void test_json_parent_code_child_restart(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    const char *status = NULL;
+    char *run;
+
+    reset();
+    atomic_store(&kid_stop, 1);
+    assert_int_equal(durable_workflow_fn_register(f->d, "kid", 1, kid, NULL, &err), DURABLE_OK);
+    free(reg(f->d, "{\"name\":\"jparent\",\"steps\":[{\"id\":\"c\",\"type\":\"workflow\","
+                   "\"config\":{\"workflow\":\"kid\",\"input\":{\"x\":1}}}]}"));
+    run = start(f->d, "jparent", NULL, "jp-2");
+    for (int tries = 0; tries < 600 && atomic_load(&calls_kid) < 1; tries++) {
+        assert_int_equal(durable_run_wait(f->d, run, 10, &status, &err), DURABLE_ETIMEOUT);
+        err = (durable_error){ 0 };
+    }
+    assert_int_equal(durable_run_wait(f->d, run, 100, &status, &err), DURABLE_ETIMEOUT);
+    durable_close(f->d);
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
+    atomic_store(&kid_stop, 0);
+    assert_int_equal(durable_workflow_fn_register(f->d, "kid", 1, kid, NULL, &err), DURABLE_OK);
+    assert_string_equal(wait_run(f->d, run), "completed");
+    assert_int_equal(atomic_load(&calls_kid), 1); /* recorded in the child, not run again */
+    assert_int_equal(runs_of(f->d, "kid"), 1);
+    durable_free(run);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -995,6 +1049,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_answers_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_parent_code_child, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_parent_code_child_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,7 @@
 #include "store/store.h"
 
 #include "store_test.h"
+#include "test_store_delete.h"
 
 /* ---- schema ---- */
 
@@ -1133,13 +1134,74 @@ static void test_run_retry_transition(void **state)
     assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
 }
 
+/* A restart's run: created with the original named, its kept steps
+ * completed (or skipped) at once with copied_from in their events, the
+ * others pending. */
+static void test_run_create_restart(void **state)
+{
+    struct fixture *f = *state;
+    static const struct transition_step_init steps[] = {
+        { "a", "task", 3, "[]" },
+        { "b", "task", 1, "[\"a\"]" },
+        { "c", "log", 1, NULL },
+    };
+    static const struct transition_step_copy copies[] = {
+        { "a", STEP_S_COMPLETED, 2, "{\"x\":7}" },
+        { "c", STEP_S_SKIPPED, 0, NULL },
+    };
+    struct transition t = { .kind = TR_RUN_CREATE,
+                            .at_ms = T0 + 90,
+                            .run_id = "run_2",
+                            .workflow_id = f->wf_id,
+                            .input_json = "{\"n\":1}",
+                            .restarted_from = "run_1",
+                            .restarted_step = "b",
+                            .copies = copies,
+                            .n_copies = DUR_ARRAY_LEN(copies),
+                            .steps = steps,
+                            .n_steps = DUR_ARRAY_LEN(steps) };
+    json_t *run, *evs, *from, *data;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    apply_ok(f, &t, NULL);
+    run = doc_of(store_run_json, f, "run_2");
+    from = json_object_get(run, "restarted_from");
+    assert_string_equal(json_string_value(json_object_get(from, "run_id")), "run_1");
+    assert_string_equal(json_string_value(json_object_get(from, "step_id")), "b");
+    assert_string_equal(step_field(run, "a", "status"), "completed");
+    assert_string_equal(step_field(run, "b", "status"), "pending");
+    assert_string_equal(step_field(run, "c", "status"), "skipped");
+    assert_string_equal(json_string_value(json_object_get(run, "status")), "pending");
+    json_decref(run);
+    run = doc_of(store_run_json, f, "run_1");
+    assert_null(json_object_get(run, "restarted_from"));
+    json_decref(run);
+    evs = events_of(f, "run_2", 0);
+    assert_seqs_dense(evs);
+    assert_int_equal(json_array_size(evs), 3);
+    data = json_object_get(json_array_get(evs, 1), "data");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 1), "type")),
+                        "step_completed");
+    assert_string_equal(json_string_value(json_object_get(data, "copied_from")), "run_1");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(data, "output"), "x")), 7);
+    assert_int_equal(json_integer_value(json_object_get(data, "attempt")), 2);
+    data = json_object_get(json_array_get(evs, 2), "data");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 2), "type")),
+                        "step_skipped");
+    assert_string_equal(json_string_value(json_object_get(data, "copied_from")), "run_1");
+    json_decref(evs);
+    /* The step restarted from runs under the new run's key. */
+    step_ok(f, TR_STEP_START, "run_2", "b", 1);
+    assert_run_status(f, "run_2", RUN_RUNNING);
+}
+
 /* ---- lists ---- */
 
 static json_t *runs_list(struct fixture *f, const char *status, const char *wf, int limit,
                          int offset, int64_t *total)
 {
     durable_error err = { DURABLE_OK, "" };
-    struct store_run_query q = { status, wf, { limit, offset } };
+    struct store_run_query q = { .status = status, .workflow = wf, .page = { limit, offset } };
     char *text = NULL;
 
     return parse_out(store_runs_list(f->s, &q, &text, total, &err), &text, &err);
@@ -1150,12 +1212,90 @@ static const char *id_at(json_t *list, size_t i)
     return json_string_value(json_object_get(json_array_get(list, i), "id"));
 }
 
+/* Pause and resume: only the run's status changes; step transitions leave
+ * a paused run paused; a paused run is unfinished (recovery lists it, a
+ * cancel applies); the refusals name the status. */
+static void test_run_pause_transitions(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition t = step_tr(TR_RUN_PAUSE, "run_1", NULL, 0, T0 + 20);
+    struct transition c = step_tr(TR_STEP_COMPLETE, "run_1", "a", 1, T0 + 30);
+    struct run_counter counter = { 0, 0, true };
+    json_t *evs, *last, *list;
+    int64_t total = 0;
+
+    create_run(f, "run_1", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_1", "a", 1);
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_1", RUN_PAUSED);
+    evs = events_of(f, "run_1", 0);
+    assert_seqs_dense(evs);
+    last = json_array_get(evs, json_array_size(evs) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "type")), "run_paused");
+    assert_true(json_is_null(json_object_get(last, "step_id")));
+    assert_int_equal(json_object_size(json_object_get(last, "data")), 0);
+    json_decref(evs);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run run_1 is paused, only an unfinished run can be paused");
+    err_clear(&err);
+
+    /* The step that was running finishes; the run stays paused. */
+    c.output_json = "{}";
+    apply_ok(f, &c, NULL);
+    assert_run_status(f, "run_1", RUN_PAUSED);
+    step_ok(f, TR_STEP_START, "run_1", "b", 1);
+    assert_run_status(f, "run_1", RUN_PAUSED);
+    assert_int_equal(store_runs_unfinished(f->s, count_run, &counter, &err), DURABLE_OK);
+    assert_int_equal(counter.n, 1);
+    list = runs_list(f, "paused", NULL, 10, 0, &total);
+    assert_int_equal(total, 1);
+    assert_string_equal(id_at(list, 0), "run_1");
+    json_decref(list);
+
+    t = step_tr(TR_RUN_RESUME, "run_1", NULL, 0, T0 + 40);
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_1", RUN_RUNNING); /* b runs */
+    evs = events_of(f, "run_1", 0);
+    last = json_array_get(evs, json_array_size(evs) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "type")), "run_resumed");
+    json_decref(evs);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run run_1 is running, only a paused run can be resumed");
+    err_clear(&err);
+
+    /* A run that never started is pending again once resumed. */
+    create_run(f, "run_2", NULL, NULL, NULL);
+    t = step_tr(TR_RUN_PAUSE, "run_2", NULL, 0, T0 + 50);
+    apply_ok(f, &t, NULL);
+    t = step_tr(TR_RUN_RESUME, "run_2", NULL, 0, T0 + 51);
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_2", RUN_PENDING);
+
+    /* A paused run can be cancelled; a finished one neither paused nor resumed. */
+    t = step_tr(TR_RUN_PAUSE, "run_2", NULL, 0, T0 + 52);
+    apply_ok(f, &t, NULL);
+    t = step_tr(TR_RUN_FINISH, "run_2", NULL, 0, T0 + 53);
+    t.run_status = RUN_CANCELLED;
+    apply_ok(f, &t, NULL);
+    assert_run_status(f, "run_2", RUN_CANCELLED);
+    t = step_tr(TR_RUN_RESUME, "run_2", NULL, 0, T0 + 54);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    err_clear(&err);
+    t = step_tr(TR_RUN_PAUSE, "run_2", NULL, 0, T0 + 55);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ECONFLICT);
+    assert_string_equal(err.msg, "run run_2 is cancelled, only an unfinished run can be paused");
+    err_clear(&err);
+    t = step_tr(TR_RUN_PAUSE, "run_nope", NULL, 0, T0 + 56);
+    assert_int_equal(apply1(f, &t, NULL, &err), DURABLE_ENOTFOUND);
+}
+
 static void test_runs_list(void **state)
 {
     struct fixture *f = *state;
     durable_error err = { DURABLE_OK, "" };
     struct transition_result v2;
-    struct store_run_query q = { NULL, NULL, { 0, 0 } };
+    struct store_run_query q = { .page = { 0, 0 } };
     char *text = NULL;
     int64_t total = -1;
     json_t *l;
@@ -1203,6 +1343,124 @@ static void test_runs_list(void **state)
     q.status = "done";
     assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
     assert_string_equal(err.msg, "unknown run status \"done\"");
+    assert_null(text);
+}
+
+/* A run created at at_ms with input (its steps as create_run's). */
+static void create_run_at(struct fixture *f, const char *run_id, int64_t at_ms, const char *input)
+{
+    static const struct transition_step_init steps[] = {
+        { "a", "task", 3, "[]" },
+        { "b", "task", 1, "[\"a\"]" },
+    };
+    struct transition t = { .kind = TR_RUN_CREATE,
+                            .at_ms = at_ms,
+                            .run_id = run_id,
+                            .workflow_id = f->wf_id,
+                            .input_json = input,
+                            .steps = steps,
+                            .n_steps = DUR_ARRAY_LEN(steps) };
+    apply_ok(f, &t, NULL);
+}
+
+/* The ids a filtered list shows, newest first, joined by ',' (owned). */
+static char *filtered(struct fixture *f, struct store_run_query q, int64_t *total)
+{
+    durable_error err = { DURABLE_OK, "" };
+    char *text = NULL, buf[256] = "";
+    json_t *l;
+
+    l = parse_out(store_runs_list(f->s, &q, &text, total, &err), &text, &err);
+    for (size_t i = 0; i < json_array_size(l); i++) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "," : "", id_at(l, i));
+    }
+    json_decref(l);
+    return xstrdup(buf);
+}
+
+#define ASSERT_FILTERED(f, q, want, want_total) \
+    do {                                        \
+        int64_t total_ = -1;                    \
+        char *got_ = filtered(f, q, &total_);   \
+        assert_string_equal(got_, want);        \
+        assert_int_equal(total_, want_total);   \
+        free(got_);                             \
+    } while (0)
+
+static void test_runs_list_filters(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct store_run_query q = { .page = { 0, 0 } };
+    char *text = NULL;
+    int64_t total = 0;
+
+    create_run_at(f, "run_1", T0 + 1000,
+                  "{\"customer_id\":7,\"tier\":\"gold\",\"a\":{\"b\":true}}");
+    create_run_at(f, "run_2", T0 + 2000, "{\"customer_id\":\"7\",\"tier\":\"gold\"}");
+    create_run_at(f, "run_3", T0 + 3000, "{\"customer_id\":7.0,\"tier\":null,\"a\":{\"b\":false}}");
+    create_run_at(f, "run_4", T0 + 4000, "{\"other\":1}");
+    step_ok(f, TR_STEP_START, "run_2", "b", 1);
+    fail_run(f, "run_2"); /* completed_at T0 + 50 */
+
+    /* time ranges: after inclusive, before exclusive */
+    q.created_after_ms = T0 + 2000;
+    ASSERT_FILTERED(f, q, "run_4,run_3,run_2", 3);
+    q.created_before_ms = T0 + 4000;
+    ASSERT_FILTERED(f, q, "run_3,run_2", 2);
+    q.page.limit = 1;
+    q.page.offset = 1;
+    ASSERT_FILTERED(f, q, "run_2", 2);
+    q = (struct store_run_query){ .created_before_ms = T0 + 1000 };
+    ASSERT_FILTERED(f, q, "", 0);
+    q = (struct store_run_query){ .finished_after_ms = T0 + 50, .finished_before_ms = T0 + 51 };
+    ASSERT_FILTERED(f, q, "run_2", 1);
+    q = (struct store_run_query){ .finished_after_ms = T0 + 51 };
+    ASSERT_FILTERED(f, q, "", 0);
+
+    /* input: numbers by value, strings apart, nested paths, literals */
+    q = (struct store_run_query){ .input_field = "customer_id", .input_value = "7" };
+    ASSERT_FILTERED(f, q, "run_3,run_1", 2);
+    q.input_value = "7.0";
+    ASSERT_FILTERED(f, q, "run_3,run_1", 2);
+    q.input_value = "\"7\"";
+    ASSERT_FILTERED(f, q, "run_2", 1);
+    q.input_value = "8";
+    ASSERT_FILTERED(f, q, "", 0);
+    q = (struct store_run_query){ .input_field = "tier", .input_value = "\"gold\"" };
+    ASSERT_FILTERED(f, q, "run_2,run_1", 2);
+    q.input_value = "null"; /* a null value, not a missing field */
+    ASSERT_FILTERED(f, q, "run_3", 1);
+    q = (struct store_run_query){ .input_field = "a.b", .input_value = "true" };
+    ASSERT_FILTERED(f, q, "run_1", 1);
+    q.input_value = "false";
+    ASSERT_FILTERED(f, q, "run_3", 1);
+    q = (struct store_run_query){ .input_field = "nope", .input_value = "null" };
+    ASSERT_FILTERED(f, q, "", 0);
+
+    /* combined with status and time */
+    q = (struct store_run_query){ .status = "failed",
+                                  .input_field = "tier",
+                                  .input_value = "\"gold\"",
+                                  .created_after_ms = T0 + 1500 };
+    ASSERT_FILTERED(f, q, "run_2", 1);
+    q.status = "pending";
+    ASSERT_FILTERED(f, q, "", 0);
+
+    /* hostile filters */
+    q = (struct store_run_query){ .input_field = "a..b", .input_value = "1" };
+    assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
+    assert_non_null(strstr(err.msg, "empty name"));
+    q.input_field = "x'); DROP TABLE runs; --";
+    assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
+    q.input_field = "a.b.c.d.e.f.g.h.i";
+    assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
+    q.input_field = "tier";
+    q.input_value = "{\"x\":1}";
+    assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
+    q.input_value = "gold"; /* not JSON */
+    assert_int_equal(store_runs_list(f->s, &q, &text, &total, &err), DURABLE_EINVAL);
     assert_null(text);
 }
 
@@ -1496,11 +1754,18 @@ int main(void)
         T(test_events_since),
         T(test_run_retry_transition),
         T(test_runs_list),
+        T(test_runs_list_filters),
         T(test_workflows_and_orders_lists),
         T(test_counts_and_ping),
         T(test_start_and_complete_at_once),
         T(test_signals_kept_and_taken),
         T(test_signals_refused),
+        T(test_delete_run),
+        T(test_purge_selects),
+        T(test_deleted_event_ids_not_reused),
+        T(test_workflow_version_delete),
+        T(test_run_pause_transitions),
+        T(test_run_create_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -355,7 +355,7 @@ static void test_other_documents(void **state)
 {
     struct fixture *f = *state;
     durable_error err = { DURABLE_OK, "" };
-    struct store_run_query q = { NULL, NULL, { 2, 1 } };
+    struct store_run_query q = { .page = { 2, 1 } };
     struct store_page page = { 0, 0 };
     char *text = NULL;
     int64_t total = -1;

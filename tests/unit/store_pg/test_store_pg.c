@@ -177,6 +177,9 @@ static const char v3_keys[] =
         "  UNIQUE (workflow_id, idempotency_key);"
         "CREATE INDEX runs_key ON runs (idempotency_key) WHERE idempotency_key IS NOT NULL;"
         "DROP TABLE kv;"
+        "ALTER TABLE runs DROP COLUMN restarted_from;"
+        "ALTER TABLE runs DROP COLUMN restarted_step;"
+        "DROP INDEX runs_finished;"
         "UPDATE schema_version SET version = 3;";
 
 /* A database of schema 3 whose key k1 names two runs of workflow shop, one

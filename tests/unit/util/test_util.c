@@ -66,12 +66,47 @@ static void test_json_string_null_and_limit(void **state)
     dbuf_release(&b);
 }
 
+/* RFC 3339 times: zones, fractions, and what is refused. */
+static void test_rfc3339_parse(void **state)
+{
+    static const char *const bad[] = { "",
+                                       "2026-01-31",
+                                       "2026-01-31 12:00:00Z",
+                                       "2026-13-01T00:00:00Z",
+                                       "2026-02-30T00:00:00Z",
+                                       "2026-01-31T24:00:00Z",
+                                       "2026-01-31T12:00:00",
+                                       "2026-01-31T12:00:00.Z",
+                                       "2026-01-31T12:00:00+1:00",
+                                       "2026-01-31T12:00:00Zjunk",
+                                       "yesterday and then some" };
+    int64_t ms = -1;
+    char text[32];
+
+    (void)state;
+    assert_true(clock_parse_rfc3339("1970-01-01T00:00:00Z", &ms));
+    assert_int_equal(ms, 0);
+    assert_true(clock_parse_rfc3339("2023-11-14T22:13:20.5Z", &ms));
+    assert_int_equal(ms, 1700000000500LL);
+    assert_true(clock_parse_rfc3339("2023-11-15t00:13:20.123456+02:00", &ms));
+    assert_int_equal(ms, 1700000000123LL);
+    assert_true(clock_parse_rfc3339("2023-11-14T21:13:20-01:00", &ms));
+    assert_int_equal(ms, 1700000000000LL);
+    clock_format_rfc3339(1700000000123LL, text);
+    assert_true(clock_parse_rfc3339(text, &ms));
+    assert_int_equal(ms, 1700000000123LL);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(clock_parse_rfc3339(bad[i], &ms));
+    assert_false(clock_parse_rfc3339(NULL, &ms));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_string_every_ascii_byte),
         cmocka_unit_test(test_json_string_mixed),
         cmocka_unit_test(test_json_string_null_and_limit),
+        cmocka_unit_test(test_rfc3339_parse),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
