@@ -77,12 +77,81 @@ static bool read_value(const struct field *f, const char **p, int *out)
     return false;
 }
 
+/* A field's text being parsed: its index, its text (a copy) and column. */
+struct field_text {
+    int idx;
+    const char *buf;
+    size_t col;
+};
+
+/* An item of a field's list: from a to b by step. */
+struct field_item {
+    int a, b, step;
+};
+
+/* One item of a field's list ("*", "a", "a-b", each with an optional
+ * "/step") at *pp into *it; *pp moves past it. */
+static durable_code parse_item(const struct field_text *ft, const char **pp, struct field_item *it,
+                               durable_error *err)
+{
+    const struct field *f = &fields[ft->idx];
+    const char *item = *pp, *p = *pp;
+    bool ranged = true;
+
+    it->a = f->lo;
+    it->b = f->hi;
+    it->step = 1;
+    if (*p == '*') {
+        p++;
+    } else {
+        if (!read_value(f, &p, &it->a))
+            return field_err(err, ft->idx, ft->col + (size_t)(p - ft->buf),
+                             "\"%.40s\" is not a number or a name here", item);
+        it->b = it->a;
+        ranged = *p == '-';
+        if (ranged) {
+            p++;
+            if (!read_value(f, &p, &it->b))
+                return field_err(err, ft->idx, ft->col + (size_t)(p - ft->buf),
+                                 "a range needs an end: \"%.40s\"", item);
+        }
+    }
+    if (*p == '/') {
+        p++;
+        if (!isdigit((unsigned char)*p) || !read_value(f, &p, &it->step) || it->step < 1)
+            return field_err(err, ft->idx, ft->col + (size_t)(p - ft->buf),
+                             "a step needs a positive number: \"%.40s\"", item);
+        if (!ranged) /* "a/n": from a to the end */
+            it->b = f->hi;
+    }
+    *pp = p;
+    return DURABLE_OK;
+}
+
+/* The bounds of an item (its text at item) of a field. */
+static durable_code check_item(const struct field_text *ft, const char *item,
+                               const struct field_item *it, durable_error *err)
+{
+    const struct field *f = &fields[ft->idx];
+    size_t col = ft->col + (size_t)(item - ft->buf);
+
+    if (it->a < f->lo || it->a > f->hi || it->b < f->lo || it->b > f->hi) {
+        char range[48];
+
+        snprintf(range, sizeof range, "out of range %d-%d", f->lo, f->hi);
+        return field_err(err, ft->idx, col, "%s", range);
+    }
+    if (it->b < it->a)
+        return field_err(err, ft->idx, col, "a range must go up: \"%.40s\"", item);
+    return DURABLE_OK;
+}
+
 /* One field's text (len bytes at text, starting at column col) into bits. */
 static durable_code parse_field(int idx, const char *text, size_t len, size_t col, uint64_t *bits,
                                 durable_error *err)
 {
-    const struct field *f = &fields[idx];
     char buf[CRON_TEXT_MAX];
+    struct field_text ft = { idx, buf, col };
     const char *p;
 
     memcpy(buf, text, len);
@@ -91,54 +160,22 @@ static durable_code parse_field(int idx, const char *text, size_t len, size_t co
     p = buf;
     for (;;) {
         const char *item = p;
-        int a, b, step = 1;
-        bool ranged = true;
+        struct field_item it;
+        durable_code rc = parse_item(&ft, &p, &it, err);
 
-        if (*p == '*') {
-            a = f->lo;
-            b = f->hi;
-            p++;
-        } else {
-            if (!read_value(f, &p, &a))
-                return field_err(err, idx, col + (size_t)(p - buf),
-                                 "\"%.40s\" is not a number or a name here", item);
-            b = a;
-            ranged = false;
-            if (*p == '-') {
-                p++;
-                ranged = true;
-                if (!read_value(f, &p, &b))
-                    return field_err(err, idx, col + (size_t)(p - buf),
-                                     "a range needs an end: \"%.40s\"", item);
-            }
-        }
-        if (*p == '/') {
-            p++;
-            if (!isdigit((unsigned char)*p) || !read_value(f, &p, &step) || step < 1)
-                return field_err(err, idx, col + (size_t)(p - buf),
-                                 "a step needs a positive number: \"%.40s\"", item);
-            if (!ranged) /* "a/n": from a to the end */
-                b = f->hi;
-        }
-        if (a < f->lo || a > f->hi || b < f->lo || b > f->hi) {
-            char range[48];
-
-            snprintf(range, sizeof range, "out of range %d-%d", f->lo, f->hi);
-            return field_err(err, idx, col + (size_t)(item - buf), "%s", range);
-        }
-        if (b < a)
-            return field_err(err, idx, col + (size_t)(item - buf), "a range must go up: \"%.40s\"",
-                             item);
-        for (int v = a; v <= b; v += step)
+        if (rc == DURABLE_OK)
+            rc = check_item(&ft, item, &it, err);
+        if (rc != DURABLE_OK)
+            return rc;
+        for (int v = it.a; v <= it.b; v += it.step)
             *bits |= 1ULL << (idx == 4 && v == 7 ? 0 : v);
-        if (*p == ',') {
-            p++;
-            continue;
-        }
-        if (*p != 0)
-            return field_err(err, idx, col + (size_t)(p - buf), "unexpected \"%.40s\"", p);
-        return DURABLE_OK;
+        if (*p != ',')
+            break;
+        p++;
     }
+    if (*p != 0)
+        return field_err(err, idx, col + (size_t)(p - buf), "unexpected \"%.40s\"", p);
+    return DURABLE_OK;
 }
 
 static const struct {
@@ -150,9 +187,54 @@ static const struct {
     { "@hourly", "0 * * * *" },
 };
 
+/* The blank-separated fields of text into bits (*n of them, at most 5). */
+static durable_code parse_fields(const char *text, uint64_t bits[5], int *n, struct cron_spec *out,
+                                 durable_error *err)
+{
+    const char *p = text;
+
+    for (;;) {
+        size_t len;
+
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            return DURABLE_OK;
+        len = strcspn(p, " \t");
+        if (*n == 5)
+            return err_set(err, DURABLE_EINVAL,
+                           "cron expression has more than 5 fields (minute hour day-of-month "
+                           "month day-of-week): column %zu",
+                           (size_t)(p - text) + 1);
+        if (parse_field(*n, p, len, (size_t)(p - text) + 1, &bits[*n], err) != DURABLE_OK)
+            return DURABLE_EINVAL;
+        if (*n == 2)
+            out->mday_star = (*p == '*');
+        if (*n == 4)
+            out->wday_star = (*p == '*');
+        (*n)++;
+        p += len;
+    }
+}
+
+/* A macro (@daily, ...) and nothing after it but blanks. */
+static durable_code parse_macro(const char *text, struct cron_spec *out, durable_error *err)
+{
+    size_t len = strcspn(text, " \t");
+
+    for (size_t i = 0; i < sizeof macros / sizeof macros[0]; i++) {
+        if (strlen(macros[i].name) == len && strncasecmp(text, macros[i].name, len) == 0 &&
+            text[len + strspn(text + len, " \t")] == 0)
+            return cron_parse(macros[i].expr, out, err);
+    }
+    return err_set(err, DURABLE_EINVAL,
+                   "cron expression \"%.*s\" is no known macro (@yearly, @monthly, @weekly, "
+                   "@daily, @hourly)",
+                   (int)len, text);
+}
+
 durable_code cron_parse(const char *text, struct cron_spec *out, durable_error *err)
 {
-    const char *p;
     uint64_t bits[5];
     int n = 0;
 
@@ -164,42 +246,10 @@ durable_code cron_parse(const char *text, struct cron_spec *out, durable_error *
                        CRON_TEXT_MAX - 1);
     while (*text == ' ' || *text == '\t')
         text++;
-    if (*text == '@') {
-        size_t len = strcspn(text, " \t");
-
-        for (size_t i = 0; i < sizeof macros / sizeof macros[0]; i++) {
-            if (strlen(macros[i].name) == len && strncasecmp(text, macros[i].name, len) == 0 &&
-                text[len + strspn(text + len, " \t")] == 0)
-                return cron_parse(macros[i].expr, out, err);
-        }
-        return err_set(err, DURABLE_EINVAL,
-                       "cron expression \"%.*s\" is no known macro (@yearly, @monthly, @weekly, "
-                       "@daily, @hourly)",
-                       (int)len, text);
-    }
-    p = text;
-    for (;;) {
-        size_t len;
-
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (!*p)
-            break;
-        len = strcspn(p, " \t");
-        if (n == 5)
-            return err_set(err, DURABLE_EINVAL,
-                           "cron expression has more than 5 fields (minute hour day-of-month "
-                           "month day-of-week): column %zu",
-                           (size_t)(p - text) + 1);
-        if (parse_field(n, p, len, (size_t)(p - text) + 1, &bits[n], err) != DURABLE_OK)
-            return DURABLE_EINVAL;
-        if (n == 2)
-            out->mday_star = (*p == '*');
-        if (n == 4)
-            out->wday_star = (*p == '*');
-        n++;
-        p += len;
-    }
+    if (*text == '@')
+        return parse_macro(text, out, err);
+    if (parse_fields(text, bits, &n, out, err) != DURABLE_OK)
+        return DURABLE_EINVAL;
     if (n < 5)
         return err_set(err, DURABLE_EINVAL,
                        "cron expression has %d field%s, needs 5 (minute hour day-of-month month "
@@ -211,6 +261,25 @@ durable_code cron_parse(const char *text, struct cron_spec *out, durable_error *
     out->months = (uint32_t)bits[3];
     out->wdays = (uint32_t)bits[4];
     return DURABLE_OK;
+}
+
+/* The unit at *p in ms (*p moves past it), 0 for none. */
+static int64_t every_unit(const char **p)
+{
+    static const struct {
+        const char *name;
+        int64_t ms;
+    } units[] = { { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 } };
+
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        size_t n = strlen(units[i].name);
+
+        if (strncmp(*p, units[i].name, n) == 0) {
+            *p += n;
+            return units[i].ms;
+        }
+    }
+    return 0;
 }
 
 durable_code cron_parse_every(const char *text, int64_t *out_ms, durable_error *err)
@@ -235,17 +304,11 @@ durable_code cron_parse_every(const char *text, int64_t *out_ms, durable_error *
             return err_set(err, DURABLE_EINVAL,
                            "every: \"%s\", column %zu: a number is expected (e.g. \"90s\")", text,
                            (size_t)(p - text) + 1);
-        if (strncmp(p, "ms", 2) == 0) {
-            unit = 1;
-            p += 2;
-        } else if (*p == 's' || *p == 'm' || *p == 'h' || *p == 'd') {
-            unit = *p == 's' ? 1000 : *p == 'm' ? 60000 : *p == 'h' ? 3600000 : 86400000;
-            p++;
-        } else {
+        unit = every_unit(&p);
+        if (unit == 0)
             return err_set(err, DURABLE_EINVAL,
                            "every: \"%s\", column %zu: a unit is expected (ms, s, m, h, d)", text,
                            (size_t)(p - text) + 1);
-        }
         total += v * unit;
         if (total > CRON_EVERY_MAX_MS)
             break;

@@ -832,12 +832,12 @@ durable_code durable_run_start(durable *d, const durable_run_request *req, char 
     return DURABLE_OK;
 }
 
-durable_code engine_schedule_run_start(struct durable *d, const char *workflow,
-                                       const char *input_json, const char *schedule_id,
-                                       int64_t tick_ms, char out_run_id[ID_MAX], durable_error *err)
+durable_code engine_schedule_run_start(struct durable *d, const durable_run_request *r,
+                                       const char *schedule_id, int64_t tick_ms,
+                                       char out_run_id[ID_MAX], durable_error *err)
 {
     char key[ID_MAX + 48];
-    durable_run_request req = { .workflow = workflow, .input_json = input_json };
+    durable_run_request req = { .workflow = r->workflow, .input_json = r->input_json };
     struct transition_result res;
     struct commit_item *ci = NULL;
     char run_id[ID_MAX];
@@ -847,8 +847,9 @@ durable_code engine_schedule_run_start(struct durable *d, const char *workflow,
     req.idempotency_key = key;
     memset(&res, 0, sizeof(res));
     rc = start_item(d, &req, run_id, &ci, err);
-    if (rc != DURABLE_OK)
-        return rc;
+    if (rc != DURABLE_OK || !ci)
+        return rc != DURABLE_OK ? rc
+                                : err_set(err, DURABLE_EIO, "schedule %s: no run", schedule_id);
     ci->t.schedule_id = commit_item_str(ci, schedule_id);
     ci->t.tick_ms = tick_ms;
     rc = engine_commit_wait(d, ci, &res, err);

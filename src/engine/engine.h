@@ -309,10 +309,9 @@ void engine_schedules_stop(struct durable *d);
  * object text) for tick tick_ms of schedule schedule_id, key
  * "schedule:<id>:<tick>", its creation and the tick in one transaction;
  * waits for the commit. DURABLE_ECONFLICT when the tick fired already. */
-durable_code engine_schedule_run_start(struct durable *d, const char *workflow,
-                                       const char *input_json, const char *schedule_id,
-                                       int64_t tick_ms, char out_run_id[ID_MAX],
-                                       durable_error *err);
+durable_code engine_schedule_run_start(struct durable *d, const durable_run_request *req,
+                                       const char *schedule_id, int64_t tick_ms,
+                                       char out_run_id[ID_MAX], durable_error *err);
 /* Frees the scheduler; after engine_writer_stop (the writer may still post). */
 void engine_sched_free(struct durable *d);
 /* Called by the writer with the committed items (a list; ownership passes). */

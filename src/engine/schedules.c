@@ -137,81 +137,104 @@ static bool id_ok(const char *id)
     return true;
 }
 
-/* Checks a schedule's JSON into r (strings borrowed from doc, input owned
- * in *out_input): every error names its member. */
-static durable_code schedule_check(durable *d, json_t *doc, struct schedule_record *r,
-                                   char **out_input, durable_error *err)
+/* A schedule's string members (NULL when absent, null or ""). */
+struct schedule_strings {
+    const char *id, *wf, *cron, *every, *tz, *overlap, *catch_up;
+};
+
+static durable_code read_strings(json_t *doc, struct schedule_strings *ss, durable_error *err)
 {
-    const char *key, *id, *wf, *cron, *every, *tz, *overlap, *catch_up;
+    const char *key;
     json_t *v;
-    struct cron_spec spec;
-    struct workflow_record w;
     durable_code rc;
 
-    memset(r, 0, sizeof(*r));
-    *out_input = NULL;
-    if (!json_is_object(doc))
-        return err_set(err, DURABLE_EINVAL, "a schedule is a JSON object");
     json_object_foreach(doc, key, v)
     {
         if (!one_of(key, fields))
             return unknown_name("field", key, fields, err);
     }
-    if ((rc = opt_string(doc, "id", &id, err)) != DURABLE_OK ||
-        (rc = opt_string(doc, "workflow", &wf, err)) != DURABLE_OK ||
-        (rc = opt_string(doc, "cron", &cron, err)) != DURABLE_OK ||
-        (rc = opt_string(doc, "every", &every, err)) != DURABLE_OK ||
-        (rc = opt_string(doc, "timezone", &tz, err)) != DURABLE_OK ||
-        (rc = opt_string(doc, "overlap", &overlap, err)) != DURABLE_OK ||
-        (rc = opt_string(doc, "catch_up", &catch_up, err)) != DURABLE_OK)
+    if ((rc = opt_string(doc, "id", &ss->id, err)) != DURABLE_OK ||
+        (rc = opt_string(doc, "workflow", &ss->wf, err)) != DURABLE_OK ||
+        (rc = opt_string(doc, "cron", &ss->cron, err)) != DURABLE_OK ||
+        (rc = opt_string(doc, "every", &ss->every, err)) != DURABLE_OK ||
+        (rc = opt_string(doc, "timezone", &ss->tz, err)) != DURABLE_OK ||
+        (rc = opt_string(doc, "overlap", &ss->overlap, err)) != DURABLE_OK ||
+        (rc = opt_string(doc, "catch_up", &ss->catch_up, err)) != DURABLE_OK)
         return rc;
-    if (id && !id_ok(id))
+    return DURABLE_OK;
+}
+
+/* id (or a new one) and workflow, which must exist. */
+static durable_code check_names(durable *d, const struct schedule_strings *ss,
+                                struct schedule_record *r, durable_error *err)
+{
+    struct workflow_record w;
+    durable_code rc;
+
+    if (ss->id && !id_ok(ss->id))
         return err_set(err, DURABLE_EINVAL,
                        "id: 1 to %d letters, digits, '_', '-' or '.', got \"%.40s\"",
-                       SCHEDULE_ID_MAX, id);
-    if (id)
-        snprintf(r->id, sizeof(r->id), "%.40s", id);
+                       SCHEDULE_ID_MAX, ss->id);
+    if (ss->id)
+        snprintf(r->id, sizeof(r->id), "%.40s", ss->id);
     else
         id_new("sch_", r->id, sizeof(r->id));
-    if (!wf)
+    if (!ss->wf)
         return err_set(err, DURABLE_EINVAL, "workflow: required (the name of a workflow)");
     memset(&w, 0, sizeof(w));
-    rc = store_workflow_get(d->store, wf, &w, err);
+    rc = store_workflow_get(d->store, ss->wf, &w, err);
     if (rc == DURABLE_ENOTFOUND) {
         err_clear(err);
-        return err_set(err, DURABLE_EINVAL, "workflow: no workflow named \"%.60s\"", wf);
+        return err_set(err, DURABLE_EINVAL, "workflow: no workflow named \"%.60s\"", ss->wf);
     }
     if (rc != DURABLE_OK)
         return rc;
     workflow_record_release(&w);
-    r->workflow_name = (char *)wf;
-    if (!cron == !every)
+    r->workflow_name = (char *)ss->wf;
+    return DURABLE_OK;
+}
+
+/* cron or every, and the time zone. */
+static durable_code check_when(const struct schedule_strings *ss, struct schedule_record *r,
+                               durable_error *err)
+{
+    struct cron_spec spec;
+    durable_code rc;
+
+    if (!ss->cron == !ss->every)
         return err_set(err, DURABLE_EINVAL,
-                       cron ? "cron, every: give one of them, not both"
-                            : "cron: required, or every (a cron expression such as \"0 3 * * *\", "
-                              "or an interval such as \"90s\")");
-    if (cron) {
-        rc = cron_parse(cron, &spec, err);
+                       ss->cron ? "cron, every: give one of them, not both"
+                                : "cron: required, or every (a cron expression such as "
+                                  "\"0 3 * * *\", or an interval such as \"90s\")");
+    if (ss->cron) {
+        rc = cron_parse(ss->cron, &spec, err);
         if (rc != DURABLE_OK) {
             err_prefix(err, "cron: ");
             return rc;
         }
-        r->cron = (char *)cron;
+        r->cron = (char *)ss->cron;
     } else {
-        rc = cron_parse_every(every, &r->every_ms, err);
+        rc = cron_parse_every(ss->every, &r->every_ms, err);
         if (rc != DURABLE_OK)
             return rc;
     }
-    r->tz = (char *)(tz ? tz : "UTC");
+    r->tz = (char *)(ss->tz ? ss->tz : "UTC");
     rc = cron_tz_check(r->tz, err);
-    if (rc != DURABLE_OK) {
+    if (rc != DURABLE_OK)
         err_prefix(err, "timezone: ");
-        return rc;
-    }
-    r->overlap = (char *)(overlap ? overlap : "skip");
+    return rc;
+}
+
+/* overlap, catch_up and catch_up_max. */
+static durable_code check_policies(json_t *doc, const struct schedule_strings *ss,
+                                   struct schedule_record *r, durable_error *err)
+{
+    json_t *v;
+
+    r->overlap = (char *)(ss->overlap ? ss->overlap : "skip");
     if (!one_of(r->overlap, overlaps))
         return unknown_name("overlap", r->overlap, overlaps, err);
-    r->catch_up = (char *)(catch_up ? catch_up : "last");
+    r->catch_up = (char *)(ss->catch_up ? ss->catch_up : "last");
     if (!one_of(r->catch_up, catch_ups))
         return unknown_name("catch_up", r->catch_up, catch_ups, err);
     r->catch_up_max = 100;
@@ -223,18 +246,53 @@ static durable_code schedule_check(durable *d, json_t *doc, struct schedule_reco
                            SCHEDULE_CATCH_UP_MAX);
         r->catch_up_max = (int)json_integer_value(v);
     }
-    v = json_object_get(doc, "paused");
+    return DURABLE_OK;
+}
+
+/* The largest input of a schedule, as compact JSON text. */
+#define SCHEDULE_INPUT_MAX ((size_t)64 * 1024)
+
+/* paused and input (owned in *out_input). */
+static durable_code check_input(json_t *doc, struct schedule_record *r, char **out_input,
+                                durable_error *err)
+{
+    json_t *v = json_object_get(doc, "paused");
+
     if (v && !json_is_null(v) && !json_is_boolean(v))
         return err_set(err, DURABLE_EINVAL, "paused: must be true or false");
-    r->paused = v && json_is_true(v);
+    r->paused = json_is_true(v);
     v = json_object_get(doc, "input");
     if (v && !json_is_null(v) && !json_is_object(v))
         return err_set(err, DURABLE_EINVAL, "input: must be a JSON object");
-    *out_input = v && json_is_object(v) ? json_dumps(v, JSON_COMPACT) : xstrdup("{}");
-    if (strlen(*out_input) > 64 * 1024)
+    *out_input = json_is_object(v) ? json_dumps(v, JSON_COMPACT) : xstrdup("{}");
+    if (strlen(*out_input) > SCHEDULE_INPUT_MAX)
         return err_set(err, DURABLE_EINVAL, "input: larger than 64 KiB");
     r->input_json = *out_input;
     return DURABLE_OK;
+}
+
+/* Checks a schedule's JSON into r (strings borrowed from doc, input owned
+ * in *out_input): every error names its member. */
+static durable_code schedule_check(durable *d, json_t *doc, struct schedule_record *r,
+                                   char **out_input, durable_error *err)
+{
+    struct schedule_strings ss = { 0 };
+    durable_code rc;
+
+    memset(r, 0, sizeof(*r));
+    *out_input = NULL;
+    if (!json_is_object(doc))
+        return err_set(err, DURABLE_EINVAL, "a schedule is a JSON object");
+    rc = read_strings(doc, &ss, err);
+    if (rc == DURABLE_OK)
+        rc = check_names(d, &ss, r, err);
+    if (rc == DURABLE_OK)
+        rc = check_when(&ss, r, err);
+    if (rc == DURABLE_OK)
+        rc = check_policies(doc, &ss, r, err);
+    if (rc == DURABLE_OK)
+        rc = check_input(doc, r, out_input, err);
+    return rc;
 }
 
 /* The tick after after_ms, -1 for none. */
@@ -465,6 +523,7 @@ static bool run_unfinished(durable *d, const char *run_id)
 static bool fire_tick(durable *d, const struct schedule_record *r, int64_t tick,
                       char io_prev[ID_MAX])
 {
+    durable_run_request req = { 0 };
     durable_error err = { 0 };
     char run_id[ID_MAX];
     durable_code rc;
@@ -482,7 +541,9 @@ static bool fire_tick(durable *d, const struct schedule_record *r, int64_t tick,
             (void)durable_run_cancel(d, io_prev, &err);
         err_clear(&err);
     }
-    rc = engine_schedule_run_start(d, r->workflow_name, r->input_json, r->id, tick, run_id, &err);
+    req.workflow = r->workflow_name;
+    req.input_json = r->input_json;
+    rc = engine_schedule_run_start(d, &req, r->id, tick, run_id, &err);
     if (rc == DURABLE_OK) {
         snprintf(io_prev, ID_MAX, "%s", run_id);
     } else if (rc != DURABLE_ECONFLICT && rc != DURABLE_ECLOSED) {
@@ -495,58 +556,87 @@ static bool fire_tick(durable *d, const struct schedule_record *r, int64_t tick,
     return true;
 }
 
+/* The ticks of r due at now (after its last tick or anchor): the newest
+ * `want` of them in ring (a ring of want slots, *out_n of them seen in all),
+ * the newest in *out_newest; returns the tick after now (-1: none). */
+struct due_ticks {
+    int64_t *ring;
+    int want, n;
+    int64_t newest;
+};
+
+static int64_t due_collect(const struct schedule_record *r, const struct cron_spec *spec,
+                           int64_t now, struct due_ticks *due)
+{
+    int64_t after = r->last_tick_ms > r->anchor_ms ? r->last_tick_ms : r->anchor_ms;
+    int64_t t = tick_after(r, spec, after);
+    int scanned = 0;
+
+    due->n = 0;
+    due->newest = -1;
+    if (!r->cron && t > 0 && t <= now) { /* an interval's due ticks, without a scan */
+        int64_t k = (now - r->anchor_ms) / r->every_ms;
+        int64_t first = t;
+
+        due->newest = r->anchor_ms + k * r->every_ms;
+        for (int64_t at = due->newest - (int64_t)(due->want - 1) * r->every_ms; at <= due->newest;
+             at += r->every_ms)
+            if (at >= first)
+                due->ring[due->n++ % due->want] = at;
+        return due->newest + r->every_ms;
+    }
+    while (t > 0 && t <= now && scanned++ < SCHEDULE_SCAN_MAX) {
+        due->ring[due->n++ % due->want] = t;
+        due->newest = t;
+        t = tick_after(r, spec, t);
+    }
+    return t;
+}
+
+/* Fires the due ticks of r by its catch-up policy. */
+static void due_fire(durable *d, const struct schedule_record *r, const struct due_ticks *due,
+                     int64_t now)
+{
+    durable_error err = { 0 };
+    int64_t grace = r->cron ? 60000 : (r->every_ms < 60000 ? r->every_ms : 60000);
+    bool on_time = now - due->newest < grace;
+    char prev[ID_MAX];
+
+    snprintf(prev, sizeof prev, "%s", r->last_run_id);
+    if (strcmp(r->catch_up, "all") == 0) {
+        int have = due->n < due->want ? due->n : due->want;
+        int start = due->n < due->want ? 0 : due->n % due->want;
+
+        for (int i = 0; i < have; i++)
+            if (!fire_tick(d, r, due->ring[(start + i) % due->want], prev))
+                break;
+    } else if (strcmp(r->catch_up, "none") == 0 && !on_time) {
+        (void)tick_skip(d, r->id, due->newest, &err);
+    } else { /* last, or none on time */
+        (void)fire_tick(d, r, due->newest, prev);
+    }
+}
+
 /* Fires what is due of r at now; returns its next tick (-1: none). */
 static int64_t schedule_process(durable *d, const struct schedule_record *r, int64_t now)
 {
     struct cron_spec spec;
     durable_error err = { 0 };
-    int64_t after = r->last_tick_ms > r->anchor_ms ? r->last_tick_ms : r->anchor_ms;
-    int64_t grace, t, newest = -1, *ring;
-    int want, n = 0, scanned = 0;
-    char prev[ID_MAX];
+    struct due_ticks due = { 0 };
+    int64_t t;
 
     if (r->cron && cron_parse(r->cron, &spec, &err) != DURABLE_OK)
         return -1;
-    grace = r->cron ? 60000 : (r->every_ms < 60000 ? r->every_ms : 60000);
-    want = strcmp(r->catch_up, "all") == 0 ? r->catch_up_max : 1;
-    ring = xcalloc((size_t)want, sizeof(*ring));
-    t = tick_after(r, &spec, after);
-    if (!r->cron && t > 0 && t <= now) { /* an interval's due ticks, without a scan */
-        int64_t k = (now - r->anchor_ms) / r->every_ms;
-        int64_t first = t;
-        newest = r->anchor_ms + k * r->every_ms;
-        for (int64_t at = newest - (int64_t)(want - 1) * r->every_ms; at <= newest;
-             at += r->every_ms)
-            if (at >= first)
-                ring[n++ % want] = at;
-        t = newest + r->every_ms;
-    } else {
-        while (t > 0 && t <= now && scanned++ < SCHEDULE_SCAN_MAX) {
-            ring[n++ % want] = t;
-            newest = t;
-            t = tick_after(r, &spec, t);
-        }
-    }
-    if (n > 0 && !r->paused) {
-        int have = n < want ? n : want;
-        int start = n < want ? 0 : n % want;
-        bool on_time = now - newest < grace;
-
-        snprintf(prev, sizeof prev, "%s", r->last_run_id);
-        if (strcmp(r->catch_up, "none") == 0 && !on_time) {
-            (void)tick_skip(d, r->id, newest, &err);
-        } else if (strcmp(r->catch_up, "none") == 0 || strcmp(r->catch_up, "last") == 0) {
-            (void)fire_tick(d, r, newest, prev);
-        } else {
-            for (int i = 0; i < have; i++)
-                if (!fire_tick(d, r, ring[(start + i) % want], prev))
-                    break;
-        }
+    due.want = strcmp(r->catch_up, "all") == 0 ? r->catch_up_max : 1;
+    due.ring = xcalloc((size_t)due.want, sizeof(*due.ring));
+    t = due_collect(r, &spec, now, &due);
+    if (due.n > 0 && !r->paused) {
+        due_fire(d, r, &due, now);
         pthread_mutex_lock(&d->schedules->mu);
         d->schedules->ticks++;
         pthread_mutex_unlock(&d->schedules->mu);
     }
-    free(ring);
+    free(due.ring);
     return t;
 }
 

@@ -846,11 +846,11 @@ static durable_code schedules_supported(struct apply *a, durable_error *err)
 
 static durable_code schedule_id_check(const char *id, durable_error *err)
 {
-    durable_code rc = require(id, "schedule_id", err);
-
-    if (rc == DURABLE_OK && (!*id || strlen(id) >= ID_MAX))
-        rc = err_set(err, DURABLE_EINVAL, "schedule id must be 1 to %d bytes", ID_MAX - 1);
-    return rc;
+    if (!id)
+        return require(NULL, "schedule_id", err);
+    if (!*id || strlen(id) >= ID_MAX)
+        return err_set(err, DURABLE_EINVAL, "schedule id must be 1 to %d bytes", ID_MAX - 1);
+    return DURABLE_OK;
 }
 
 /* The guard of a tick: the schedule exists and tick_ms is after its last
@@ -883,8 +883,8 @@ static durable_code apply_schedule_put(struct apply *a, const struct transition 
     int64_t last = 0;
     durable_code rc = schedules_supported(a, err);
 
-    if (rc == DURABLE_OK && !r)
-        rc = require(NULL, "schedule", err);
+    if (!r)
+        return rc != DURABLE_OK ? rc : require(NULL, "schedule", err);
     if (rc == DURABLE_OK)
         rc = schedule_id_check(r->id, err);
     if (rc == DURABLE_OK && (!r->workflow_name || !r->tz || !r->input_json || !r->overlap ||
@@ -933,6 +933,25 @@ static durable_code apply_schedule_tick(struct apply *a, const struct transition
 
 /* ---- runs ---- */
 
+/* The run an idempotency key made already (*out_found, its id in res).
+ * A schedule's tick that starts this run is guarded first, so a tick fired
+ * already refuses the run and writes nothing; when the key's run exists, it
+ * stands for the tick. */
+static durable_code run_create_existing(struct apply *a, const struct transition *t,
+                                        struct transition_result *res, bool *out_found,
+                                        durable_error *err)
+{
+    durable_code rc = DURABLE_OK;
+
+    if (t->schedule_id)
+        rc = schedule_tick_guard(a, t, err);
+    if (rc == DURABLE_OK && t->idempotency_key)
+        rc = a->rows->run_by_key(a->s, t->workflow_id, t->idempotency_key, res->id, out_found, err);
+    if (rc == DURABLE_OK && *out_found && t->schedule_id)
+        rc = a->rows->schedule_write(a->s, t, res->id, err);
+    return rc;
+}
+
 static durable_code apply_run_create(struct apply *a, const struct transition *t,
                                      struct transition_result *res, durable_error *err)
 {
@@ -941,15 +960,8 @@ static durable_code apply_run_create(struct apply *a, const struct transition *t
     bool found = false;
     durable_code rc = require(t->workflow_id, "workflow_id", err);
 
-    /* A schedule's tick starts this run: the tick is guarded first, so a
-     * tick fired already refuses the run and writes nothing. */
-    if (rc == DURABLE_OK && t->schedule_id)
-        rc = schedule_tick_guard(a, t, err);
-    if (rc == DURABLE_OK && t->idempotency_key) {
-        rc = a->rows->run_by_key(a->s, t->workflow_id, t->idempotency_key, res->id, &found, err);
-    }
-    if (rc == DURABLE_OK && found && t->schedule_id) /* the key's run stands for the tick */
-        rc = a->rows->schedule_write(a->s, t, res->id, err);
+    if (rc == DURABLE_OK)
+        rc = run_create_existing(a, t, res, &found, err);
     if (rc != DURABLE_OK || found)
         return rc; /* res->created stays false */
     /* The engine parsed and encoded the input (store.h): only its shape is
