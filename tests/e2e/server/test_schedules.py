@@ -12,6 +12,10 @@ pause and resume, on the real server with `every: 1s`.
     run's tick is one the schedule recorded, and catch_up all leaves no
     tick of the downtime out, while catch_up none leaves the downtime's
     ticks out;
+  - the command line: `durable schedule add|list|pause|resume|rm` through
+    --server and on --db (a schedule added on the file fires once a server
+    opens it); its errors (a bad cron field, no --cron nor --every, --input
+    not an object, an unknown schedule) exit 1 or 2 with the reason;
   - hostile input: located errors (422) for a bad cron field, a typo in a
     member's name, an unknown workflow, cron and every both, a bad time zone,
     an oversized interval; 400 for malformed JSON; blank optional members
@@ -20,6 +24,7 @@ pause and resume, on the real server with `every: 1s`.
 Usage: test_schedules.py --durable PATH --examples DIR
 """
 import random
+import subprocess
 import time
 
 import server_util as su
@@ -175,6 +180,75 @@ class ScheduleTest(su.ServerTest):
         gaps = [b - a for a, b in zip(knone, knone[1:])]
         self.assertGreaterEqual(max(gaps), 3000, "catch_up none fired the downtime's ticks")
         self.assertEqual(all_["catch_up"], "all")
+
+    def cli(self, *args, expect=0):
+        out = subprocess.run([su.DURABLE, "schedule"] + [str(a) for a in args],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, expect, "durable schedule %s: %s%s"
+                         % (" ".join(map(str, args)), out.stdout, out.stderr))
+        return out.stdout + out.stderr
+
+    def test_cli(self):
+        srv = self.start_server()
+        self.register(srv, wf("sch-cli", 0.01))
+        url = "http://%s:%d" % (srv.host, srv.port)
+        out = self.cli("add", "--server", url, "sch-cli", "--every", "1s", "--id", "c1",
+                       "--overlap", "allow", "--input", '{"n": 3}')
+        self.assertIn("schedule c1 created", out)
+        self.assertEqual(out.count("  next: "), 5, out)
+        s = self.sched(srv, "c1")
+        self.assertEqual((s["every"], s["overlap"], s["input"]), ("1s", "allow", {"n": 3}))
+        out = self.cli("list", "--server", url)
+        row = [line for line in out.splitlines() if line.startswith("c1 ")]
+        self.assertEqual(len(row), 1, out)
+        self.assertIn("sch-cli", row[0])
+        self.assertIn("every 1s", row[0])
+        self.assertIn("active", row[0])
+        deadline = time.time() + 30 * su.slow_factor()
+        while time.time() < deadline and self.sched(srv, "c1")["fired"] < 1:
+            time.sleep(0.2)
+        self.assertGreaterEqual(self.sched(srv, "c1")["fired"], 1)
+        self.assertIn("schedule c1 paused", self.cli("pause", "--server", url, "c1"))
+        self.assertTrue(self.sched(srv, "c1")["paused"])
+        self.assertIn("paused", [l for l in self.cli("list", "--server", url).splitlines()
+                                 if l.startswith("c1 ")][0])
+        self.assertIn("schedule c1 resumed", self.cli("resume", "--server", url, "c1"))
+        self.assertFalse(self.sched(srv, "c1")["paused"])
+        self.assertIn("schedule c1 deleted", self.cli("rm", "--server", url, "c1"))
+        self.assertStatus(srv.get("/schedules/c1"), 404)
+        # errors: the server's reason (exit 1), usage errors (exit 2)
+        out = self.cli("add", "--server", url, "sch-cli", "--cron", "0 24 * * *", expect=1)
+        self.assertIn("cron field 2 (hour), column 3: out of range 0-23", out)
+        out = self.cli("add", "--server", url, "nosuch", "--every", "1s", expect=1)
+        self.assertIn('no workflow named "nosuch"', out)
+        self.assertIn("--cron EXPR or --every INTERVAL is required",
+                      self.cli("add", "--server", url, "sch-cli", expect=2))
+        self.assertIn("--input is a JSON object",
+                      self.cli("add", "--server", url, "sch-cli", "--every", "1s",
+                               "--input", "[1]", expect=2))
+        self.assertIn("--catch-up-max is a whole number",
+                      self.cli("add", "--server", url, "sch-cli", "--every", "1s",
+                               "--catch-up-max", "ten", expect=2))
+        self.assertIn('unknown option "--evry"',
+                      self.cli("add", "--server", url, "sch-cli", "--evry", "1s", expect=2))
+        self.assertIn("the action is add, list", self.cli("ad", "--server", url, expect=2))
+        self.assertIn("not found", self.cli("rm", "--server", url, "nosuch", expect=1))
+        self.assertIn("ID is required", self.cli("pause", "--server", url, expect=2))
+        # on the database file: added while no server runs, fired by the next
+        srv.stop()
+        out = self.cli("add", "--db", srv.db, "sch-cli", "--every", "1s", "--id", "f1",
+                       "--catch-up", "", "--timezone", "")
+        self.assertIn("schedule f1 created", out)
+        out = self.cli("list", "--db", srv.db)
+        self.assertIn("f1 ", out)
+        self.assertIn("UTC", out)
+        srv.start()
+        deadline = time.time() + 30 * su.slow_factor()
+        while time.time() < deadline and self.sched(srv, "f1")["fired"] < 1:
+            time.sleep(0.2)
+        self.assertGreaterEqual(self.sched(srv, "f1")["fired"], 1)
+        # a file a server has open is refused: the server fires its schedules
+        self.assertIn("use --server URL", self.cli("rm", "--db", srv.db, "f1", expect=1))
 
     def test_hostile_input(self):
         srv = self.start_server()
