@@ -232,6 +232,29 @@ static const struct pg_wstmt {
                        " FOR UPDATE",
                        "find a workflow version" },
     [PG_W_WF_DELETE] = { "DELETE FROM workflows WHERE id = $1", "delete a workflow version" },
+    /* FOR UPDATE: a tick's guard waits for another node's fire of the
+     * same schedule to commit, then reads its last tick. */
+    [PG_W_SCHED_GET] = { "SELECT paused, coalesce(last_tick, 0) FROM schedules WHERE id = $1"
+                         " FOR UPDATE",
+                         "read a schedule's last tick" },
+    [PG_W_SCHED_PUT] = { "INSERT INTO schedules (id, workflow_name, cron, every_ms, tz, input,"
+                         " overlap, catch_up, catch_up_max, anchor_at, created_at, updated_at)"
+                         " VALUES ($1, $2, $3, $4::bigint, $5, $6, $7, $8, $9::integer,"
+                         " $10::bigint, $11::bigint, $11::bigint)"
+                         " ON CONFLICT (id) DO UPDATE SET workflow_name = excluded.workflow_name,"
+                         " cron = excluded.cron, every_ms = excluded.every_ms, tz = excluded.tz,"
+                         " input = excluded.input, overlap = excluded.overlap,"
+                         " catch_up = excluded.catch_up, catch_up_max = excluded.catch_up_max,"
+                         " updated_at = excluded.updated_at",
+                         "write a schedule" },
+    [PG_W_SCHED_PAUSE] = { "UPDATE schedules SET paused = $2::boolean, updated_at = $3::bigint"
+                           " WHERE id = $1",
+                           "pause or resume a schedule" },
+    [PG_W_SCHED_DELETE] = { "DELETE FROM schedules WHERE id = $1", "delete a schedule" },
+    [PG_W_SCHED_FIRE] = { "UPDATE schedules SET last_tick = $2::bigint, fired = fired + $3::bigint,"
+                          " skipped = skipped + $4::bigint, updated_at = $5::bigint,"
+                          " last_run_id = coalesce($6, last_run_id) WHERE id = $1",
+                          "fire a schedule's tick" },
 };
 
 /* Integers as parameter text. */
@@ -767,6 +790,68 @@ static durable_code pg_row_workflow_delete(struct store *base, const char *name,
     return wrun(s, PG_W_WF_DELETE, 1, p, NULL, err);
 }
 
+/* ---- schedules ---- */
+
+static durable_code pg_row_schedule_get(struct store *base, const char *id, bool *out_found,
+                                        bool *out_paused, int64_t *out_last_tick,
+                                        durable_error *err)
+{
+    const char *p[1] = { id };
+    PGresult *r = wexec(pg_of(base), PG_W_SCHED_GET, 1, p, err);
+
+    *out_found = false;
+    if (!r)
+        return DURABLE_EIO;
+    *out_found = PQntuples(r) > 0;
+    if (*out_found) {
+        *out_paused = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        *out_last_tick = pg_cell_int64(r, 0, 1);
+    }
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code pg_row_schedule_put(struct store *base, const struct schedule_record *r,
+                                        int64_t at_ms, durable_error *err)
+{
+    struct num every, max, anchor, at;
+    const char *p[11] = { r->id,
+                          r->workflow_name,
+                          r->cron,
+                          r->cron ? NULL : num_of(&every, r->every_ms),
+                          r->tz,
+                          r->input_json,
+                          r->overlap,
+                          r->catch_up,
+                          num_of(&max, r->catch_up_max),
+                          num_of(&anchor, r->anchor_ms),
+                          num_of(&at, at_ms) };
+
+    return wrun(pg_of(base), PG_W_SCHED_PUT, 11, p, NULL, err);
+}
+
+static durable_code pg_row_schedule_write(struct store *base, const struct transition *t,
+                                          const char *run_id, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct num tick, at;
+    const char *p[6] = { t->schedule_id, NULL, NULL, NULL, NULL, NULL };
+
+    if (t->kind == TR_SCHEDULE_SET && t->schedule_op == SCHEDULE_DELETE)
+        return wrun(s, PG_W_SCHED_DELETE, 1, p, NULL, err);
+    if (t->kind == TR_SCHEDULE_SET) {
+        p[1] = t->schedule_op == SCHEDULE_PAUSE ? "true" : "false";
+        p[2] = num_of(&at, t->at_ms);
+        return wrun(s, PG_W_SCHED_PAUSE, 3, p, NULL, err);
+    }
+    p[1] = num_of(&tick, t->tick_ms);
+    p[2] = t->kind == TR_RUN_CREATE ? "1" : "0";
+    p[3] = t->kind == TR_SCHEDULE_TICK ? "1" : "0";
+    p[4] = num_of(&at, t->at_ms);
+    p[5] = run_id;
+    return wrun(s, PG_W_SCHED_FIRE, 6, p, NULL, err);
+}
+
 /* ---- writes ---- */
 
 static durable_code pg_row_step_write(struct store *base, enum store_step_write w,
@@ -1288,6 +1373,9 @@ const struct store_rows_ops pg_rows_ops = {
     .run_notify = pg_row_run_notify,
     .runs_delete = pg_row_runs_delete,
     .workflow_delete = pg_row_workflow_delete,
+    .schedule_get = pg_row_schedule_get,
+    .schedule_put = pg_row_schedule_put,
+    .schedule_write = pg_row_schedule_write,
     .signal_insert = pg_row_signal_insert,
     .signal_next = pg_row_signal_next,
     .signal_take = pg_row_signal_take,
