@@ -16,12 +16,15 @@ pause and resume, on the real server with `every: 1s`.
     --server and on --db (a schedule added on the file fires once a server
     opens it); its errors (a bad cron field, no --cron nor --every, --input
     not an object, an unknown schedule) exit 1 or 2 with the reason;
+  - on PostgreSQL (--pg), two nodes fire one `every: 1s` schedule: each
+    tick started exactly one run (its key), and after a SIGKILL of one node
+    the ticks go on from the survivor without a gap (catch_up all);
   - hostile input: located errors (422) for a bad cron field, a typo in a
     member's name, an unknown workflow, cron and every both, a bad time zone,
     an oversized interval; 400 for malformed JSON; blank optional members
     take their defaults; an unknown schedule is 404.
 
-Usage: test_schedules.py --durable PATH --examples DIR
+Usage: test_schedules.py --durable PATH --examples DIR [--pg]
 """
 import random
 import subprocess
@@ -234,6 +237,8 @@ class ScheduleTest(su.ServerTest):
         self.assertIn("the action is add, list", self.cli("ad", "--server", url, expect=2))
         self.assertIn("not found", self.cli("rm", "--server", url, "nosuch", expect=1))
         self.assertIn("ID is required", self.cli("pause", "--server", url, expect=2))
+        if su.is_pg(srv.db):
+            return  # --db on PostgreSQL joins the cluster: the file's lock is SQLite's
         # on the database file: added while no server runs, fired by the next
         srv.stop()
         out = self.cli("add", "--db", srv.db, "sch-cli", "--every", "1s", "--id", "f1",
@@ -249,6 +254,35 @@ class ScheduleTest(su.ServerTest):
         self.assertGreaterEqual(self.sched(srv, "f1")["fired"], 1)
         # a file a server has open is refused: the server fires its schedules
         self.assertIn("use --server URL", self.cli("rm", "--db", srv.db, "f1", expect=1))
+
+    def test_two_nodes_pg(self):
+        db = su.default_db(self.tmp)
+        if not su.is_pg(db):
+            self.skipTest("PostgreSQL only (--pg)")
+        nodes = [self.start_server(name=n, db=db, args=["--node", n, "--lease", "2s"])
+                 for n in ("s1", "s2")]
+        self.register(nodes[0], wf("sch-2n", 0.01))
+        self.create(nodes[0], {"id": "two", "workflow": "sch-2n", "every": "1s",
+                               "overlap": "allow", "catch_up": "all"})
+        self.wait_for(lambda: self.sched(nodes[1], "two")["fired"] >= 4, 60, "ticks on two nodes")
+        nodes[0].kill()
+        before = self.sched(nodes[1], "two")["fired"]
+        self.wait_for(lambda: self.sched(nodes[1], "two")["fired"] >= before + 4, 60,
+                      "ticks on the survivor")
+        nodes[1].post("/schedules/two/pause")
+        time.sleep(0.5)
+        s = self.sched(nodes[1], "two")
+        runs = self.runs_of(nodes[1], "sch-2n", "two")
+        ticks = sorted(self.ticks_of(runs, "two"))
+        self.assertEqual(len(ticks), len(set(ticks)), "a tick started two runs")
+        self.assertEqual(len(runs), s["fired"], "every fired tick has its run, no other")
+        self.assertEqual(s["skipped"], 0)
+        self.assertEqual(ticks, list(range(ticks[0], ticks[-1] + 1, 1000)),
+                         "a tick was lost across the kill")
+        key_rows = su.psql_rows(db, "SELECT idempotency_key, count(*) FROM runs"
+                                    " WHERE idempotency_key LIKE 'schedule:two:%'"
+                                    " GROUP BY 1 HAVING count(*) > 1")
+        self.assertEqual(key_rows, [], "one run per key in the database")
 
     def test_hostile_input(self):
         srv = self.start_server()
