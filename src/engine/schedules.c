@@ -506,6 +506,23 @@ static durable_code tick_skip(durable *d, const char *id, int64_t tick, durable_
     return engine_commit_wait(d, ci, NULL, err);
 }
 
+static void found_one(const struct schedule_record *r, void *ud)
+{
+    (void)r;
+    *(bool *)ud = true;
+}
+
+/* Whether schedule id still exists (a delete may commit while a tick of it
+ * is being fired). */
+static bool schedule_exists(durable *d, const char *id)
+{
+    durable_error err = { 0 };
+    bool found = false;
+
+    return store_schedules_read(d->store, id, found_one, &found, &err) != DURABLE_ENOTFOUND &&
+           found;
+}
+
 /* Whether the run is unfinished. */
 static bool run_unfinished(durable *d, const char *run_id)
 {
@@ -531,7 +548,8 @@ static bool fire_tick(durable *d, const struct schedule_record *r, int64_t tick,
     if (run_unfinished(d, io_prev)) {
         if (strcmp(r->overlap, "skip") == 0) {
             rc = tick_skip(d, r->id, tick, &err);
-            if (rc != DURABLE_OK && rc != DURABLE_ECONFLICT)
+            /* ENOTFOUND: deleted meanwhile, nothing to record */
+            if (rc != DURABLE_OK && rc != DURABLE_ECONFLICT && rc != DURABLE_ENOTFOUND)
                 log_warn("schedule %s: tick not recorded: %s", r->id, err.msg);
             return true;
         }
@@ -546,6 +564,8 @@ static bool fire_tick(durable *d, const struct schedule_record *r, int64_t tick,
     rc = engine_schedule_run_start(d, &req, r->id, tick, run_id, &err);
     if (rc == DURABLE_OK) {
         snprintf(io_prev, ID_MAX, "%s", run_id);
+    } else if (rc == DURABLE_ENOTFOUND && !schedule_exists(d, r->id)) {
+        return true; /* deleted meanwhile: nothing to fire */
     } else if (rc != DURABLE_ECONFLICT && rc != DURABLE_ECLOSED) {
         /* A tick that cannot start its run (its workflow is gone) is
          * recorded as skipped, so that it is not tried forever. */
