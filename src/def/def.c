@@ -115,6 +115,12 @@ static void top_steps(struct parser *p, void *ctx, json_t *v)
     }
 }
 
+static void top_schedules(struct parser *p, void *ctx, json_t *v)
+{
+    (void)ctx;
+    def_schedules_parse(p, v);
+}
+
 /* clang-format off */
 static const struct def_field top_fields[] = {
     { "name", top_name },
@@ -124,6 +130,7 @@ static const struct def_field top_fields[] = {
     { "timeout_seconds", top_timeout },
     { "steps", top_steps },
     { "code_version", top_code_version },
+    { "schedules", top_schedules },
 };
 /* clang-format on */
 

@@ -394,6 +394,8 @@ durable_code durable_workflow_register(durable *d, const char *text, size_t text
     ci->t.wf_name = commit_item_str(ci, plan->name);
     ci->t.wf_definition = commit_item_str(ci, canonical);
     rc = engine_commit_wait(d, ci, &res, err);
+    if (rc == DURABLE_OK)
+        rc = engine_schedules_of_definition(d, plan, err);
     if (rc != DURABLE_OK)
         goto done;
     if (out_workflow_id)

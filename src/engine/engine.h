@@ -305,6 +305,10 @@ void engine_sched_stop(struct durable *d);
  * stopped first at close. */
 void engine_schedules_start(struct durable *d);
 void engine_schedules_stop(struct durable *d);
+/* Creates (or replaces, by id) the schedules of plan's definition
+ * (`schedules`, checked by the parser), each starting plan's workflow. */
+durable_code engine_schedules_of_definition(struct durable *d, const struct plan *plan,
+                                            durable_error *err);
 /* api.c: starts a run of workflow (name, latest version) with input (JSON
  * object text) for tick tick_ms of schedule schedule_id, key
  * "schedule:<id>:<tick>", its creation and the tick in one transaction;

@@ -468,6 +468,30 @@ durable_code durable_schedule_create(durable *d, const char *spec_json, char **o
     return rc;
 }
 
+durable_code engine_schedules_of_definition(durable *d, const struct plan *plan, durable_error *err)
+{
+    json_t *list = json_object_get(plan->definition, "schedules"), *v;
+    durable_code rc = DURABLE_OK;
+    size_t i;
+
+    json_array_foreach(list, i, v)
+    {
+        json_t *one = json_deep_copy(v);
+        char *text;
+
+        json_object_set_new(one, "workflow", json_string(plan->name));
+        text = json_dumps(one, JSON_COMPACT);
+        json_decref(one);
+        rc = durable_schedule_create(d, text, NULL, err);
+        free(text);
+        if (rc != DURABLE_OK) {
+            err_prefix(err, "schedules: ");
+            break;
+        }
+    }
+    return rc;
+}
+
 static durable_code schedule_set(durable *d, const char *id, enum schedule_op op,
                                  durable_error *err)
 {

@@ -12,6 +12,9 @@ pause and resume, on the real server with `every: 1s`.
     run's tick is one the schedule recorded, and catch_up all leaves no
     tick of the downtime out, while catch_up none leaves the downtime's
     ticks out;
+  - `schedules` in a workflow definition (JSON and YAML): created at
+    registration, replaced (same id, last tick kept) by registering again,
+    every member's error located (422);
   - the command line: `durable schedule add|list|pause|resume|rm` through
     --server and on --db (a schedule added on the file fires once a server
     opens it); its errors (a bad cron field, no --cron nor --every, --input
@@ -183,6 +186,51 @@ class ScheduleTest(su.ServerTest):
         gaps = [b - a for a, b in zip(knone, knone[1:])]
         self.assertGreaterEqual(max(gaps), 3000, "catch_up none fired the downtime's ticks")
         self.assertEqual(all_["catch_up"], "all")
+
+    def test_in_definition(self):
+        srv = self.start_server()
+        d = wf("sch-def", 0.01)
+        d["schedules"] = [{"id": "def-fast", "every": "1s", "overlap": "allow"},
+                          {"id": "def-night", "cron": "30 2 * * *", "timezone": "Europe/Paris",
+                           "input": {"n": 1}}]
+        self.assertStatus(srv.post("/workflows", d), 201)
+        night = self.sched(srv, "def-night")
+        self.assertEqual((night["workflow"], night["timezone"], night["input"]),
+                         ("sch-def", "Europe/Paris", {"n": 1}))
+        self.assertTrue(all(t.endswith("T01:30:00.000Z") for t in night["next"]), night["next"])
+        self.wait_for(lambda: self.sched(srv, "def-fast")["fired"] >= 1, 30, "a tick")
+        # registered again (a new version): the same schedules, replaced
+        d["schedules"][0]["every"] = "2s"
+        d["description"] = "v2"
+        self.assertStatus(srv.post("/workflows", d), 201)
+        fast = self.sched(srv, "def-fast")
+        self.assertEqual(fast["every"], "2s")
+        self.assertGreaterEqual(fast["fired"], 1)
+        self.assertEqual(len([s for s in srv.get("/schedules").json()
+                              if s["workflow"] == "sch-def"]), 2)
+        # YAML
+        r = srv.request("POST", "/workflows", body=(
+            "name: sch-yaml\nsteps:\n  - id: t\n    type: task\n"
+            "schedules:\n  - id: yaml-hourly\n    cron: '@hourly'\n").encode(),
+            headers={"Content-Type": "application/yaml"})
+        self.assertStatus(r, 201)
+        self.assertEqual(self.sched(srv, "yaml-hourly")["cron"], "@hourly")
+        # located errors, nothing registered
+        bad = wf("sch-bad", 0.01)
+        bad["schedules"] = [{"cron": "0 24 * * *", "workflow": "x"},
+                            {"id": "b", "every": "1x", "overlap": "skp"}]
+        r = srv.post("/workflows", bad)
+        self.assertStatus(r, 422)
+        details = r.json()["error"]["details"]
+        for want in ("schedules[0].cron: cron field 2 (hour), column 3: out of range 0-23",
+                     "schedules[0].workflow: a definition's schedules start this workflow",
+                     "schedules[0]: id is required",
+                     'schedules[1].every: every: "1x", column 2: a unit is expected',
+                     'schedules[1].overlap: "skp" is not one of skip'):
+            self.assertTrue(any(x.startswith(want) for x in details), (want, details))
+        self.assertStatus(srv.get("/workflows/sch-bad"), 404)
+        for sid in ("def-fast", "def-night", "yaml-hourly"):
+            srv.request("DELETE", "/schedules/%s" % sid)
 
     def cli(self, *args, expect=0):
         out = subprocess.run([su.DURABLE, "schedule"] + [str(a) for a in args],
