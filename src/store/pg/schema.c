@@ -139,6 +139,9 @@ static const char *const migrations[] = {
     "  WHERE owner_node IS NULL AND " UNFINISHED ";"
     "ALTER TABLE runs ADD restarted_from text;"
     "ALTER TABLE runs ADD restarted_step text;",
+    /* 8: a workflow version's own retention window in ms (its
+     * definition's retain_finished), NULL for the server's (write.c). */
+    "ALTER TABLE workflows ADD retain_ms bigint;",
 };
 
 int pg_schema_version(void)
