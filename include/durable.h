@@ -113,8 +113,10 @@ typedef struct durable_options {
     /* Retention: finished runs (completed, failed, cancelled) whose finish is
      * older than this many ms are deleted with their steps, events and
      * signals, in batches, by a pass of the engine every
-     * DURABLE_RETAIN_PASS_MAX_MS at most; 0: kept for ever. Only an engine
-     * that resumes runs (DURABLE_RECOVER_ALL) deletes. */
+     * DURABLE_RETAIN_PASS_MAX_MS at most; 0: kept for ever. A workflow
+     * version's own window (retain_finished in its definition) applies to
+     * its runs instead. Only an engine that resumes runs
+     * (DURABLE_RECOVER_ALL) deletes. */
     int64_t retain_finished_ms;
 } durable_options;
 

@@ -393,6 +393,7 @@ durable_code durable_workflow_register(durable *d, const char *text, size_t text
     ci = commit_item_new(TR_WORKFLOW_PUT, NULL);
     ci->t.wf_name = commit_item_str(ci, plan->name);
     ci->t.wf_definition = commit_item_str(ci, canonical);
+    ci->t.wf_retain_ms = plan->retain_finished_ms;
     rc = engine_commit_wait(d, ci, &res, err);
     if (rc == DURABLE_OK)
         rc = engine_schedules_of_definition(d, plan, err);

@@ -277,7 +277,8 @@ struct store_rows_ops {
     durable_code (*kv_put)(struct store *s, const char *key, const char *value, int64_t at_ms,
                            durable_error *err);
     /* A new workflow version: id wf->id, version wf->version, name
-     * t->wf_name, definition t->wf_definition, created_at = t->at_ms. */
+     * t->wf_name, definition t->wf_definition, retain_ms t->wf_retain_ms
+     * (NULL for 0), created_at = t->at_ms. */
     durable_code (*workflow_insert)(struct store *s, const struct transition_result *wf,
                                     const struct transition *t, durable_error *err);
     /* Appends an event to k->run_id's history (data is its JSON text,

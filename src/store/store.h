@@ -150,6 +150,13 @@ struct store_purge {
     const char *status;         /* "completed", "failed" or "cancelled", or NULL */
     int limit;                  /* at most this many (1..STORE_PURGE_MAX) */
     bool dry_run;               /* count them (no limit), delete nothing */
+    /* A retention pass (retain_now_ms > 0): besides the above, only runs
+     * finished before retain_now_ms minus their workflow version's own
+     * window (workflows.retain_ms, from the definition's retain_finished),
+     * or minus retain_default_ms for a version without one (0: such runs
+     * are kept). */
+    int64_t retain_now_ms;
+    int64_t retain_default_ms;
 };
 #define STORE_PURGE_MAX 5000
 
@@ -249,9 +256,11 @@ struct transition {
     const char *step_id; /* STEP_* kinds */
     int attempt;         /* STEP_START, STEP_RETRY, STEP_FAIL, STEP_COMPLETE */
 
-    /* TR_WORKFLOW_PUT: name and canonical definition text. */
+    /* TR_WORKFLOW_PUT: name and canonical definition text, and the
+     * definition's retention window (retain_finished; 0: the server's). */
     const char *wf_name;
     const char *wf_definition;
+    int64_t wf_retain_ms;
     /* TR_ORDER_CREATE */
     const char *order_id; /* also TR_RUN_CREATE (may be NULL) */
     double order_amount;

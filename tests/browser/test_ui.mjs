@@ -471,7 +471,7 @@ async function main() {
     await page.screenshot({ path: path.join(SHOTS, "dashboard.png"), fullPage: true });
   });
 
-  await check("dashboard: filter by input, cancel matching after a confirmation", async () => {
+  await check("dashboard: filter by input, pause, resume and cancel matching after a confirmation", async () => {
     const wf = { name: "bulk-nap", steps: [{ id: "nap", type: "delay", config: { seconds: 600 } }] };
     assert((await http("POST", "/workflows", wf)).status < 300, "could not register bulk-nap");
     const mine = [];
@@ -489,6 +489,15 @@ async function main() {
     await page.click("#f-apply");
     await page.waitForFunction(() => document.querySelectorAll("#runs tr").length === 3);
     for (const id of mine) await page.waitForSelector(`#runs tr[data-run="${id}"]`);
+    for (const [action, verb, done, status] of [["pause", "Pause", "Paused", "paused"], ["resume", "Resume", "Resumed", "waiting"]]) {
+      await page.click(`#bulk-${action}`);
+      await page.waitForSelector("#bulk-confirm:not([hidden])");
+      const q = await page.locator("#bulk-question").textContent();
+      assert(q === `${verb} 3 of the 3 matching runs?`, `the confirmation says: ${q}`);
+      await page.click("#bulk-yes");
+      await page.waitForFunction((t) => document.getElementById("bulk-notice").textContent === t, `${done} 3 of 3 matching runs.`);
+      for (const id of mine) await page.waitForSelector(`#runs tr[data-run="${id}"][data-status="${status}"]`);
+    }
     await page.click("#bulk-cancel");
     await page.waitForSelector("#bulk-confirm:not([hidden])");
     const question = await page.locator("#bulk-question").textContent();

@@ -139,7 +139,10 @@ static const char *const migrations[] = {
     "  WHERE owner_node IS NULL AND " UNFINISHED ";"
     "ALTER TABLE runs ADD restarted_from text;"
     "ALTER TABLE runs ADD restarted_step text;",
-    /* 8: schedules (a cron expression or an interval, every_ms): last_tick
+    /* 8: a workflow version's own retention window in ms (its
+     * definition's retain_finished), NULL for the server's (write.c). */
+    "ALTER TABLE workflows ADD retain_ms bigint;",
+    /* 9: schedules (a cron expression or an interval, every_ms): last_tick
      * is the last tick fired, written in the transaction of the run it
      * started (or of its skip); the tick's guard reads the row FOR UPDATE,
      * so two nodes firing one tick are serialized and the second finds it

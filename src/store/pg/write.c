@@ -72,11 +72,20 @@
 #define LAST_SEQ_R "(SELECT coalesce(max(seq), 0) FROM events WHERE run_id = r.id)"
 
 /* The finished runs a purge selects ($1 finished before, $2 workflow name,
- * $3 status, $4 run id; NULL: any). */
-#define PG_PURGE_WHERE                                                                     \
-    "status IN ('completed', 'failed', 'cancelled') AND completed_at < $1::bigint"         \
-    " AND ($2::text IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE name = $2))" \
-    " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id = $4)"
+ * $3 status, $4 run id; NULL: any); a retention pass ($5 now, $6 the
+ * server's window or NULL): those finished before now minus their
+ * workflow version's window, or the server's for a version without one.
+ * Its first bound, now minus the smallest window, is a range of the index
+ * runs_finished; no window at all selects nothing. */
+#define PG_RETAIN_BIG "9000000000000000"
+#define PG_PURGE_WHERE                                                                                   \
+    "status IN ('completed', 'failed', 'cancelled') AND completed_at < $1::bigint"                       \
+    " AND ($2::text IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE name = $2))"               \
+    " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id = $4)"                           \
+    " AND ($5::bigint IS NULL OR (completed_at < $5::bigint - least(coalesce($6::bigint, " PG_RETAIN_BIG \
+    "), coalesce((SELECT min(retain_ms) FROM workflows), " PG_RETAIN_BIG "))"                            \
+    " AND completed_at < $5::bigint - coalesce((SELECT w.retain_ms FROM workflows w"                     \
+    " WHERE w.id = runs.workflow_id), $6::bigint)))"
 
 /* Each statement's SQL and what it does, for messages ("could not X"). */
 
@@ -195,8 +204,8 @@ static const struct pg_wstmt {
     [PG_W_KV_PUT] = { "INSERT INTO kv (key, value, updated_at) VALUES ($1, $2, $3::bigint)"
                       " ON CONFLICT (key) DO UPDATE SET value = $2, updated_at = $3::bigint",
                       "write a key" },
-    [PG_W_WF_INSERT] = { "INSERT INTO workflows (id, name, version, definition, created_at)"
-                         " VALUES ($1, $2, $3::integer, $4, $5::bigint)",
+    [PG_W_WF_INSERT] = { "INSERT INTO workflows (id, name, version, definition, created_at,"
+                         " retain_ms) VALUES ($1, $2, $3::integer, $4, $5::bigint, $6::bigint)",
                          "register a workflow" },
     [PG_W_RUN_LAST_SEQ] = { "SELECT " LAST_SEQ_R " FROM runs r WHERE r.id = $1",
                             "number an event" },
@@ -219,7 +228,7 @@ static const struct pg_wstmt {
      * again), with their rows, in one statement (the foreign keys are
      * checked at its end). */
     [PG_W_RUNS_DELETE] = { "WITH d AS (SELECT id FROM runs WHERE " PG_PURGE_WHERE
-                           " ORDER BY completed_at LIMIT $5::integer FOR UPDATE OF runs),"
+                           " ORDER BY completed_at LIMIT $7::integer FOR UPDATE OF runs),"
                            " e AS (DELETE FROM events WHERE run_id IN (SELECT id FROM d)),"
                            " st AS (DELETE FROM steps WHERE run_id IN (SELECT id FROM d)),"
                            " sg AS (DELETE FROM signals WHERE run_id IN (SELECT id FROM d))"
@@ -737,13 +746,20 @@ static durable_code pg_row_runs_delete(struct store *base, const struct store_pu
                                        int64_t *out_n, durable_error *err)
 {
     struct pg_store *s = pg_of(base);
-    struct num before, limit;
-    const char *p[5] = { num_of(&before, q->finished_before_ms), q->workflow, q->status, q->run_id,
+    struct num before, limit, now, dflt;
+    bool retain = q->retain_now_ms > 0;
+    const char *p[7] = { num_of(&before, q->finished_before_ms),
+                         q->workflow,
+                         q->status,
+                         q->run_id,
+                         retain ? num_of(&now, q->retain_now_ms) : NULL,
+                         retain && q->retain_default_ms > 0 ? num_of(&dflt, q->retain_default_ms)
+                                                            : NULL,
                          num_of(&limit, q->limit) };
     PGresult *r;
 
     *out_n = 0;
-    r = wexec(s, q->dry_run ? PG_W_RUNS_DELETE_COUNT : PG_W_RUNS_DELETE, q->dry_run ? 4 : 5, p,
+    r = wexec(s, q->dry_run ? PG_W_RUNS_DELETE_COUNT : PG_W_RUNS_DELETE, q->dry_run ? 6 : 7, p,
               err);
     if (!r)
         return DURABLE_EIO;
@@ -1053,11 +1069,15 @@ static durable_code pg_row_kv_put(struct store *base, const char *key, const cha
 static durable_code pg_row_workflow_insert(struct store *base, const struct transition_result *wf,
                                            const struct transition *t, durable_error *err)
 {
-    struct num version, at;
-    const char *p[5] = { wf->id, t->wf_name, num_of(&version, wf->version), t->wf_definition,
-                         num_of(&at, t->at_ms) };
+    struct num version, at, retain;
+    const char *p[6] = { wf->id,
+                         t->wf_name,
+                         num_of(&version, wf->version),
+                         t->wf_definition,
+                         num_of(&at, t->at_ms),
+                         t->wf_retain_ms > 0 ? num_of(&retain, t->wf_retain_ms) : NULL };
 
-    return wrun(pg_of(base), PG_W_WF_INSERT, 5, p, NULL, err);
+    return wrun(pg_of(base), PG_W_WF_INSERT, 6, p, NULL, err);
 }
 
 /* ---- events ---- */

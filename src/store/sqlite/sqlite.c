@@ -152,7 +152,10 @@ static const char *const migrations[] = {
     "  WHERE " UNFINISHED ";"
     "ALTER TABLE runs ADD COLUMN restarted_from TEXT;"
     "ALTER TABLE runs ADD COLUMN restarted_step TEXT;",
-    /* 11: schedules (a cron expression or an interval, every_ms): last_tick
+    /* 11: a workflow version's own retention window in ms (its
+     * definition's retain_finished), NULL for the server's (purge.c). */
+    "ALTER TABLE workflows ADD COLUMN retain_ms INTEGER;",
+    /* 12: schedules (a cron expression or an interval, every_ms): last_tick
      * is the last tick fired, written in the transaction of the run it
      * started (or of its skip), so that a tick fires once. */
     "CREATE TABLE schedules ("
@@ -254,8 +257,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_WF_LATEST] = { "SELECT id, version, definition FROM workflows WHERE name = ?1"
                        " ORDER BY version DESC LIMIT 1",
                        "read a workflow" },
-    [ST_WF_INSERT] = { "INSERT INTO workflows (id, name, version, definition, created_at)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_WF_INSERT] = { "INSERT INTO workflows (id, name, version, definition, created_at, retain_ms)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                        "register a workflow" },
     [ST_WF_EXISTS] = { "SELECT 1 FROM workflows WHERE id = ?1", "look up a workflow" },
     [ST_ORDER_INSERT] = { "INSERT INTO orders (id, amount, status, created_at, updated_at)"

@@ -291,8 +291,8 @@ static durable_code sqlite_order_set_status(struct store *base, const char *orde
 static durable_code sqlite_workflow_insert(struct store *base, const struct transition_result *wf,
                                            const struct transition *t, durable_error *err)
 {
-    return stmt_exec(&sqlite_of(base)->w, ST_WF_INSERT, err, "ssisI", wf->id, t->wf_name,
-                     wf->version, t->wf_definition, t->at_ms);
+    return stmt_exec(&sqlite_of(base)->w, ST_WF_INSERT, err, "ssisIT", wf->id, t->wf_name,
+                     wf->version, t->wf_definition, t->at_ms, t->wf_retain_ms);
 }
 
 /* ---- signals ---- */

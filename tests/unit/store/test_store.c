@@ -1763,6 +1763,7 @@ int main(void)
         T(test_signals_refused),
         T(test_delete_run),
         T(test_purge_selects),
+        T(test_retention_windows),
         T(test_deleted_event_ids_not_reused),
         T(test_workflow_version_delete),
         T(test_schedule_ticks_once),
