@@ -16,6 +16,10 @@
  *   w5recover --db P           durable_open (RECOVER_ALL) over them
  *   lib --db P                 run starts and durable_run_get per second from
  *                              library threads: the baseline of W6
+ *   sched --db P               1,000 schedules `every: 1s`: CPU per tick (the
+ *                              process's, the writer's and the schedule
+ *                              thread's), ticks that start a run (overlap
+ *                              allow) and ticks skipped (overlap skip)
  *   w8map --db P               one run mapping a task of 0 s over 10,000 items
  *                              (--steps, max_concurrency --inflight), against
  *                              one run of 10,000 independent plain steps
@@ -28,6 +32,7 @@
  */
 #define _GNU_SOURCE
 
+#include <dirent.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -759,6 +764,151 @@ static int run_lib(const struct opts *o)
     return 0;
 }
 
+/* ---- sched: the cost of a schedule tick ---- */
+
+/* CPU seconds of this process's threads named `name` (/proc/self/task). */
+static double thread_cpu_s(const char *name)
+{
+    DIR *dir = opendir("/proc/self/task");
+    struct dirent *e;
+    double total = 0;
+
+    if (!dir)
+        return -1;
+    while ((e = readdir(dir)) != NULL) {
+        char path[300], comm[64] = "", stat[1024];
+        FILE *fp;
+        size_t n;
+        const char *p;
+        unsigned long ut = 0, st = 0;
+
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        if (!fgets(comm, sizeof comm, fp))
+            comm[0] = 0;
+        fclose(fp);
+        comm[strcspn(comm, "\n")] = 0;
+        if (strcmp(comm, name) != 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        n = fread(stat, 1, sizeof stat - 1, fp);
+        fclose(fp);
+        stat[n] = 0;
+        p = strrchr(stat, ')'); /* then: state ppid ... utime (14th) stime (15th) */
+        if (p &&
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+            total += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    closedir(dir);
+    return total;
+}
+
+/* Ticks fired and skipped so far, summed over the schedules whose id
+ * starts with prefix (read from durable_schedules_list's JSON). */
+static long ticks_of(durable *d, const char *prefix)
+{
+    durable_error err = { 0 };
+    char *json = NULL, needle[64];
+    const char *p;
+    long total = 0;
+
+    if (durable_schedules_list(d, &json, &err) != DURABLE_OK)
+        bench_die("schedules: %s", err.msg);
+    snprintf(needle, sizeof needle, "{\"id\":\"%s", prefix);
+    for (p = strstr(json, needle); p; p = strstr(p + 1, needle)) {
+        const char *f = strstr(p, "\"fired\":"), *k = strstr(p, "\"skipped\":");
+
+        if (f && k)
+            total += strtol(f + 8, NULL, 10) + strtol(k + 10, NULL, 10);
+    }
+    durable_free(json);
+    return total;
+}
+
+/* One phase: n schedules of overlap `overlap`; after warm-up ticks, the CPU
+ * of a window of o->seconds per tick. Prefix names its schedules. */
+static void sched_phase(durable *d, const struct opts *o, const char *overlap, const char *prefix)
+{
+    durable_error err = { 0 };
+    char body[256], key[64];
+    long i, t0, t1;
+    double cpu0, w0, c0, cpu1, w1, c1, secs;
+    int64_t start, deadline;
+
+    for (i = 0; i < o->runs; i++) {
+        snprintf(body, sizeof body,
+                 "{\"id\": \"%s%ld\", \"workflow\": \"bench-nap\", \"every\": \"1s\","
+                 " \"overlap\": \"%s\", \"catch_up\": \"none\"}",
+                 prefix, i, overlap);
+        if (durable_schedule_create(d, body, NULL, &err) != DURABLE_OK)
+            bench_die("schedule: %s", err.msg);
+    }
+    /* warm-up: every schedule fired a tick (skip: its first run started) */
+    deadline = bench_now_ns() + (int64_t)WAIT_MS * 1000000;
+    while (ticks_of(d, prefix) < 2 * o->runs) {
+        if (bench_now_ns() > deadline)
+            bench_die("%s: the schedules did not tick in time", overlap);
+        usleep(100000);
+    }
+    t0 = ticks_of(d, prefix);
+    cpu0 = bench_cpu_seconds();
+    w0 = thread_cpu_s("durable-writer");
+    c0 = thread_cpu_s("durable-cron");
+    start = bench_now_ns();
+    usleep((useconds_t)(o->seconds * 1e6));
+    cpu1 = bench_cpu_seconds();
+    w1 = thread_cpu_s("durable-writer");
+    c1 = thread_cpu_s("durable-cron");
+    secs = (double)(bench_now_ns() - start) / 1e9;
+    t1 = ticks_of(d, prefix);
+    if (t1 <= t0)
+        bench_die("%s: no tick in the window", overlap);
+    snprintf(key, sizeof key, "%s_ticks_per_s", overlap);
+    bench_json_num(key, (double)(t1 - t0) / secs);
+    snprintf(key, sizeof key, "%s_cpu_ms_per_tick", overlap);
+    bench_json_num(key, (cpu1 - cpu0) * 1e3 / (double)(t1 - t0));
+    snprintf(key, sizeof key, "%s_writer_ms_per_tick", overlap);
+    bench_json_num(key, (w1 - w0) * 1e3 / (double)(t1 - t0));
+    snprintf(key, sizeof key, "%s_cron_ms_per_tick", overlap);
+    bench_json_num(key, (c1 - c0) * 1e3 / (double)(t1 - t0));
+    for (i = 0; i < o->runs; i++) { /* stop them before the next phase */
+        snprintf(key, sizeof key, "%s%ld", prefix, i);
+        if (durable_schedule_delete(d, key, &err) != DURABLE_OK)
+            bench_die("delete: %s", err.msg);
+    }
+}
+
+/* o->runs schedules `every: 1s` of a workflow whose run waits an hour (a
+ * delay step: no thread, no commit after its start): with overlap allow a
+ * tick is the run's creation and start; with overlap skip, after each
+ * schedule's first run, a tick is the skip's commit alone. */
+static int run_sched(const struct opts *o)
+{
+    static const char def[] = "{\"name\": \"bench-nap\", \"steps\": [{\"id\": \"nap\","
+                              " \"type\": \"delay\", \"config\": {\"seconds\": 3600}}]}";
+    durable *d = open_db(o->db, DURABLE_DURABILITY_FULL, DURABLE_RECOVER_ALL);
+    durable_error err = { 0 };
+    char *id = NULL;
+
+    if (durable_workflow_register(d, def, strlen(def), &id, NULL, NULL, &err) != DURABLE_OK)
+        bench_die("cannot register bench-nap: %s", err.msg);
+    durable_free(id);
+    bench_json_begin();
+    bench_json_num("schedules", (double)o->runs);
+    sched_phase(d, o, "skip", "k");
+    sched_phase(d, o, "allow", "a");
+    bench_json_end();
+    durable_close(d);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -776,7 +926,8 @@ int main(int argc, char **argv)
     }
     if (!o.db)
         bench_die(
-                "usage: bench_engine w1|w1code|w1once|w2|w3|w4|w5create|w5recover|lib|w8map --db PATH [options]");
+                "usage: bench_engine w1|w1code|w1once|w2|w3|w4|w5create|w5recover|lib|sched|w8map --db "
+                "PATH [options]");
 #define DFLT(f, v) (o.f = o.f < 0 ? (v) : o.f)
     if (strcmp(mode, "w1") == 0) {
         DFLT(steps, 100);
@@ -817,6 +968,10 @@ int main(int argc, char **argv)
     if (strcmp(mode, "lib") == 0) {
         DFLT(inflight, 16);
         return run_lib(&o);
+    }
+    if (strcmp(mode, "sched") == 0) {
+        DFLT(runs, 1000);
+        return run_sched(&o);
     }
     if (strcmp(mode, "w8map") == 0) {
         DFLT(steps, 10000);

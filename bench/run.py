@@ -272,6 +272,8 @@ class Bench:
             self.step("w5", lambda: self.engine("w5recover", "w5", 300, "--runs", n5))
         self.step("lib", lambda: self.engine("lib", "lib", 60, "--inflight", 32,
                                              "--seconds", 1 if q else 3))
+        self.step("sched", lambda: self.engine("sched", "sched", 240, "--runs",
+                                               100 if q else 1000, "--seconds", 2 if q else 5))
         self.step("w8map", lambda: self.engine("w8map", "w8map", 240,
                                                "--steps", 1000 if q else 10000))
         self.step("w6", self.w6)
@@ -557,6 +559,16 @@ def rows_of(raw, errors):
         ">= 50,000", v is not None and v >= 50000, "w6")
     add("W6 HTTP", "  read p99", get("w6", "reads", "p99_ms"), "ms", None, None, "", None,
         "w6")
+
+    ns = get("sched", "schedules")
+    ns = int(ns) if ns else 1000
+    for overlap, what in (("allow", "tick starting a run"), ("skip", "tick skipped")):
+        add("Schedules", f"{ns} every 1 s: CPU per {what}",
+            get("sched", f"{overlap}_cpu_ms_per_tick"), "ms", None, None, "", None, "sched")
+        add("Schedules", "  of which the writer", get("sched", f"{overlap}_writer_ms_per_tick"),
+            "ms", None, None, "", None, "sched")
+        add("Schedules", "  ticks fired", get("sched", f"{overlap}_ticks_per_s"), "ticks/s",
+            None, None, "", None, "sched")
 
     # PostgreSQL's rows, unless that part was skipped (not installed).
     if any(k.startswith("pg") for k in list(raw) + list(errors)):

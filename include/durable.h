@@ -113,8 +113,10 @@ typedef struct durable_options {
     /* Retention: finished runs (completed, failed, cancelled) whose finish is
      * older than this many ms are deleted with their steps, events and
      * signals, in batches, by a pass of the engine every
-     * DURABLE_RETAIN_PASS_MAX_MS at most; 0: kept for ever. Only an engine
-     * that resumes runs (DURABLE_RECOVER_ALL) deletes. */
+     * DURABLE_RETAIN_PASS_MAX_MS at most; 0: kept for ever. A workflow
+     * version's own window (retain_finished in its definition) applies to
+     * its runs instead. Only an engine that resumes runs
+     * (DURABLE_RECOVER_ALL) deletes. */
     int64_t retain_finished_ms;
 } durable_options;
 
@@ -690,6 +692,31 @@ typedef void (*durable_event_fn)(const durable_event *ev, void *ud);
  * fn when it returns. */
 DURABLE_API int durable_subscribe(durable *d, durable_event_fn fn, void *ud);
 DURABLE_API void durable_unsubscribe(durable *d, int subscription_id);
+
+/* ---- schedules ----------------------------------------------------------- */
+
+/* A schedule starts runs of a workflow on a cron expression or an interval
+ * (README, "Schedules"). spec_json: {"id"?, "workflow", "cron" | "every",
+ * "timezone"?, "input"?, "overlap"?, "catch_up"?, "catch_up_max"?,
+ * "paused"?}; blank optional members take their defaults; an id given
+ * again replaces that schedule's definition (its last tick kept).
+ * DURABLE_ESYNTAX for malformed JSON, DURABLE_EINVAL naming the member
+ * otherwise. OUT: *out_json, the schedule as durable_schedule_get shows it
+ * (may be NULL; caller frees). */
+DURABLE_API durable_code durable_schedule_create(durable *d, const char *spec_json, char **out_json,
+                                                 durable_error *err);
+/* A schedule as JSON, with "next": its next 5 fire times.
+ * DURABLE_ENOTFOUND when there is none. */
+DURABLE_API durable_code durable_schedule_get(durable *d, const char *id, char **out_json,
+                                              durable_error *err);
+/* Every schedule, oldest first, as a JSON array. */
+DURABLE_API durable_code durable_schedules_list(durable *d, char **out_json, durable_error *err);
+/* Pauses (no tick fires; ticks due while paused are handled by the
+ * catch-up rule at resume) or resumes a schedule. DURABLE_ENOTFOUND. */
+DURABLE_API durable_code durable_schedule_pause(durable *d, const char *id, bool paused,
+                                                durable_error *err);
+/* Deletes a schedule; its runs stay. DURABLE_ENOTFOUND. */
+DURABLE_API durable_code durable_schedule_delete(durable *d, const char *id, durable_error *err);
 
 /* ---- listing and inspecting (for the HTTP API) ------------------------------ */
 

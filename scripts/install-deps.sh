@@ -12,7 +12,7 @@ set -eu
 
 PACKAGES="build-essential cmake ninja-build pkg-config
 libsqlite3-dev libjansson-dev libyaml-dev libcmocka-dev libjq-dev libmicrohttpd-dev libcurl4-openssl-dev
-libpq-dev postgresql-15
+libpq-dev postgresql-15 libicu-dev
 python3 sqlite3 curl chromium clang-format clang-tidy clang libclang-rt-14-dev $*"
 # Node.js and npm for the browser test: from apt unless already on the PATH
 # (a nodesource install ships npm inside its nodejs, which apt's npm conflicts with).

@@ -425,6 +425,10 @@ function bulkFilter() {
 }
 
 let pending = null; // the bulk action waiting for confirmation: {action, filter}
+const BULK_WORDS = { // the question's verb, the answer's past tense
+  cancel: ["Cancel", "Cancelled"], retry: ["Retry", "Retried"],
+  pause: ["Pause", "Paused"], resume: ["Resume", "Resumed"],
+};
 
 async function askBulk(action) {
   const f = bulkFilter();
@@ -436,7 +440,7 @@ async function askBulk(action) {
   }
   const r = await api("/runs/bulk", { method: "POST", body: { action, filter: f, dry_run: true } });
   pending = { action, filter: f };
-  const verb = action === "cancel" ? "Cancel" : "Retry";
+  const verb = BULK_WORDS[action][0];
   $("bulk-question").textContent = `${verb} ${r.touched} of the ${r.matched} matching run${r.matched === 1 ? "" : "s"}?`;
   $("bulk-confirm").dataset.touched = String(r.touched);
   $("bulk-confirm").hidden = false;
@@ -449,7 +453,7 @@ async function doBulk() {
   $("bulk-confirm").hidden = true;
   if (!p) return;
   const r = await api("/runs/bulk", { method: "POST", body: { action: p.action, filter: p.filter } });
-  bulkSay(`${p.action === "cancel" ? "Cancelled" : "Retried"} ${r.touched} of ${r.matched} matching run${r.matched === 1 ? "" : "s"}.`, true);
+  bulkSay(`${BULK_WORDS[p.action][1]} ${r.touched} of ${r.matched} matching run${r.matched === 1 ? "" : "s"}.`, true);
   refreshRuns().catch(() => {});
 }
 
@@ -462,8 +466,8 @@ $("run-filters").addEventListener("submit", (e) => {
   runs = new Map();
   refreshRuns().catch(bulkFail);
 });
-for (const [id, action] of [["bulk-cancel", "cancel"], ["bulk-retry", "retry"]]) {
-  $(id).addEventListener("click", () => askBulk(action).catch(bulkFail));
+for (const action of Object.keys(BULK_WORDS)) {
+  $(`bulk-${action}`).addEventListener("click", () => askBulk(action).catch(bulkFail));
 }
 $("bulk-yes").addEventListener("click", () => doBulk().catch(bulkFail));
 $("bulk-no").addEventListener("click", () => { pending = null; $("bulk-confirm").hidden = true; });

@@ -25,6 +25,8 @@ int cli_approve(int argc, char **argv);
 /* `durable runs|show|cancel|retry|pause|resume|restart|logs|signal` (ops.c):
  * argv[0] says which. */
 int cli_ops(int argc, char **argv);
+/* `durable schedule add|list|pause|resume|rm` (schedule.c). */
+int cli_schedule(int argc, char **argv);
 /* `durable serve` (serve.c): returns 0 after SIGTERM/SIGINT. */
 int cli_serve(int argc, char **argv);
 

@@ -66,6 +66,9 @@ static const char usage[] =
         "  purge           delete finished runs (--older-than D, --workflow W,\n"
         "                  --status S, --dry-run)\n"
         "                  (these eleven act through --server URL or on --db PATH)\n"
+        "  schedule add|list|pause|resume|rm\n"
+        "                  the schedules that start runs on a cron expression or an\n"
+        "                  interval (through --server URL or on --db PATH)\n"
         "  bulk --server URL ACTION [filters]\n"
         "                  cancel or retry every run the filters match, in one commit\n"
         "  version         print the version\n"
@@ -105,6 +108,8 @@ int main(int argc, char **argv)
         strcmp(cmd, "delete") == 0 || strcmp(cmd, "purge") == 0 || strcmp(cmd, "pause") == 0 ||
         strcmp(cmd, "resume") == 0 || strcmp(cmd, "restart") == 0 || strcmp(cmd, "bulk") == 0)
         return cli_ops(argc - 1, argv + 1);
+    if (strcmp(cmd, "schedule") == 0)
+        return cli_schedule(argc - 1, argv + 1);
     fprintf(stderr, "durable: unknown command \"%s\"\n\n%s", cmd, usage);
     return 2;
 }

@@ -755,9 +755,10 @@ static const struct ops_command commands[] = {
     { "bulk",
       "usage: durable bulk --server URL ACTION [filters] [--dry-run] [--all]\n"
       "\n"
-      "Applies ACTION (cancel or retry) to every run the filters match, in one\n"
-      "commit, and prints how many runs matched and how many it changed (a\n"
-      "finished run is not cancelled, only a failed one is retried). At most\n"
+      "Applies ACTION (cancel, retry, pause or resume) to every run the filters\n"
+      "match, in one commit, and prints how many runs matched and how many it\n"
+      "changed (a finished run is not cancelled, only a failed one is retried,\n"
+      "only a paused one resumed; code-first runs are not paused). At most\n"
       "10000 runs. Without any filter it refuses, unless --all.\n"
       "\n" FILTER_HELP "  --dry-run      count only, change nothing\n"
       "  --all          allow an empty filter: every run\n",
@@ -971,7 +972,7 @@ static int check_args(const struct ops_command *c, struct ops_args *a)
     int64_t ms;
 
     if (c->fn == cmd_bulk && !a->name)
-        return usage_error(c, "%s", "ACTION is required: cancel or retry");
+        return usage_error(c, "%s", "ACTION is required: cancel, retry, pause or resume");
     if ((c->needs_run && !a->run) || (c->n_more > 0 && !a->name))
         return usage_error(c, "%s", !a->run ? "RUN is required" : "NAME is required");
     for (size_t i = 0; i < DUR_ARRAY_LEN(time_options); i++) {

@@ -1,7 +1,8 @@
 /*
  * def.c - the entry points: def_parse() (JSON text to a validated plan),
  * def_parse_yaml() and def_parse_any(), and the top level of a definition
- * (name, version, description, input, timeout_seconds, steps, code_version).
+ * (name, version, description, input, timeout_seconds, retain_finished,
+ * steps, code_version, schedules: def_schedule.c).
  * A definition with `code_version` describes a code-first workflow (a C
  * function registered under that name and version): it has no steps, its
  * runs' steps are added as the code reaches them (engine/code.c).
@@ -85,6 +86,18 @@ static void top_timeout(struct parser *p, void *ctx, json_t *v)
         p->plan->timeout_ms = def_seconds_to_ms(s);
 }
 
+static void top_retain(struct parser *p, void *ctx, json_t *v)
+{
+    const char *s;
+    durable_error e;
+
+    (void)ctx;
+    memset(&e, 0, sizeof(e));
+    if (def_get_string(p, v, &s) &&
+        duration_parse(s, &p->plan->retain_finished_ms, &e) != DURABLE_OK)
+        def_error(p, "%s", e.msg);
+}
+
 static void top_code_version(struct parser *p, void *ctx, json_t *v)
 {
     (void)ctx;
@@ -115,6 +128,12 @@ static void top_steps(struct parser *p, void *ctx, json_t *v)
     }
 }
 
+static void top_schedules(struct parser *p, void *ctx, json_t *v)
+{
+    (void)ctx;
+    def_schedules_parse(p, v);
+}
+
 /* clang-format off */
 static const struct def_field top_fields[] = {
     { "name", top_name },
@@ -122,8 +141,10 @@ static const struct def_field top_fields[] = {
     { "description", top_description },
     { "input", top_input },
     { "timeout_seconds", top_timeout },
+    { "retain_finished", top_retain },
     { "steps", top_steps },
     { "code_version", top_code_version },
+    { "schedules", top_schedules },
 };
 /* clang-format on */
 

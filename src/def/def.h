@@ -99,10 +99,12 @@ struct plan_step {
 struct plan {
     atomic_int refs;
     char *name;
-    char *version;           /* the definition's own informational version, or NULL */
-    char *description;       /* or NULL */
-    json_t *input;           /* default input object, never NULL (empty when absent) */
-    int64_t timeout_ms;      /* whole run; 0 means none */
+    char *version;      /* the definition's own informational version, or NULL */
+    char *description;  /* or NULL */
+    json_t *input;      /* default input object, never NULL (empty when absent) */
+    int64_t timeout_ms; /* whole run; 0 means none */
+    /* how long its finished runs are kept (retain_finished); 0: the server's window */
+    int64_t retain_finished_ms;
     int code_version;        /* > 0: a code-first workflow, no steps (engine/code.c) */
     struct plan_step *steps; /* file order */
     size_t n_steps;

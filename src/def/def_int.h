@@ -102,6 +102,9 @@ void def_path_reset(struct parser *p, json_t *root);
 void def_walk(struct parser *p, json_t *obj, const struct def_field *fields, size_t n_fields,
               void *ctx);
 
+/* `schedules` of a definition (def_schedule.c): every member checked. */
+void def_schedules_parse(struct parser *p, json_t *v);
+
 /* Type and range checks. Each reports at the current path and returns false
  * when v is unusable; on success it stores the value. */
 bool def_get_string(struct parser *p, const json_t *v, const char **out);

@@ -259,6 +259,7 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     if (engine_sched_start(d, opts->http_allow, opts->step_threads, err) != DURABLE_OK)
         goto fail_writer;
     engine_cluster_start(d);
+    engine_schedules_start(d);
     return d;
 
 fail_writer:
@@ -281,6 +282,7 @@ void durable_close(durable *d)
     if (!d)
         return;
     if (d->store) {
+        engine_schedules_stop(d);
         engine_cluster_stop(d);
         engine_sched_stop(d);
         engine_code_stop(d);
@@ -391,7 +393,10 @@ durable_code durable_workflow_register(durable *d, const char *text, size_t text
     ci = commit_item_new(TR_WORKFLOW_PUT, NULL);
     ci->t.wf_name = commit_item_str(ci, plan->name);
     ci->t.wf_definition = commit_item_str(ci, canonical);
+    ci->t.wf_retain_ms = plan->retain_finished_ms;
     rc = engine_commit_wait(d, ci, &res, err);
+    if (rc == DURABLE_OK)
+        rc = engine_schedules_of_definition(d, plan, err);
     if (rc != DURABLE_OK)
         goto done;
     if (out_workflow_id)
@@ -828,6 +833,33 @@ durable_code durable_run_start(durable *d, const durable_run_request *req, char 
     if (out_existed)
         *out_existed = !res.created;
     return DURABLE_OK;
+}
+
+durable_code engine_schedule_run_start(struct durable *d, const durable_run_request *r,
+                                       const char *schedule_id, int64_t tick_ms,
+                                       char out_run_id[ID_MAX], durable_error *err)
+{
+    char key[ID_MAX + 48];
+    durable_run_request req = { .workflow = r->workflow, .input_json = r->input_json };
+    struct transition_result res;
+    struct commit_item *ci = NULL;
+    char run_id[ID_MAX];
+    durable_code rc;
+
+    snprintf(key, sizeof(key), "schedule:%s:%lld", schedule_id, (long long)tick_ms);
+    req.idempotency_key = key;
+    memset(&res, 0, sizeof(res));
+    rc = start_item(d, &req, run_id, &ci, err);
+    if (rc != DURABLE_OK || !ci)
+        return rc != DURABLE_OK ? rc
+                                : err_set(err, DURABLE_EIO, "schedule %s: no run", schedule_id);
+    ci->t.schedule_id = commit_item_str(ci, schedule_id);
+    ci->t.tick_ms = tick_ms;
+    rc = engine_commit_wait(d, ci, &res, err);
+    start_settled(d, run_id, rc, &res);
+    if (rc == DURABLE_OK)
+        snprintf(out_run_id, ID_MAX, "%s", res.id);
+    return rc;
 }
 
 /* An asynchronous start: the reply the writer completes, and whom to tell. */

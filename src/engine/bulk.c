@@ -15,7 +15,9 @@
  *
  * The actions are a table (bulk_actions): the statuses an action changes,
  * the commit item it makes for a run, and what follows its commit. A new
- * action (pause, resume) is one more entry.
+ * action is one more entry. Pause passes over code-first runs (a code-first
+ * run cannot be paused: durable_run_pause): whether a run's workflow is
+ * code-first is read once per workflow of the matched runs.
  */
 #include "util/common.h"
 
@@ -29,26 +31,37 @@ struct bulk_run {
     char id[ID_MAX];
     char workflow_id[ID_MAX];
     enum run_status status;
+    bool code_first;
 };
 
 struct bulk_action {
     const char *name;
-    /* Whether the action changes a run of status st. */
-    bool (*applies)(enum run_status st);
+    /* Whether the action changes the run. */
+    bool (*applies)(const struct bulk_run *r);
     /* The commit item for one run (NULL with err set: the operation fails). */
     struct commit_item *(*item)(struct durable *d, const struct bulk_run *r, durable_error *err);
     /* After the commit, for each run it changed; may be NULL. */
     void (*after)(struct durable *d, const char *run_id);
 };
 
-static bool unfinished(enum run_status st)
+static bool unfinished(const struct bulk_run *r)
 {
-    return !run_status_is_final(st);
+    return !run_status_is_final(r->status);
 }
 
-static bool failed(enum run_status st)
+static bool failed(const struct bulk_run *r)
 {
-    return st == RUN_FAILED;
+    return r->status == RUN_FAILED;
+}
+
+static bool pausable(const struct bulk_run *r)
+{
+    return !run_status_is_final(r->status) && r->status != RUN_PAUSED && !r->code_first;
+}
+
+static bool paused(const struct bulk_run *r)
+{
+    return r->status == RUN_PAUSED;
 }
 
 static struct commit_item *cancel_item(struct durable *d, const struct bulk_run *r,
@@ -82,9 +95,33 @@ static struct commit_item *retry_item(struct durable *d, const struct bulk_run *
     return ci;
 }
 
+static struct commit_item *pause_item(struct durable *d, const struct bulk_run *r,
+                                      durable_error *err)
+{
+    struct commit_item *ci = commit_item_new(TR_RUN_PAUSE, r->id);
+
+    (void)d;
+    (void)err;
+    ci->notify_sched = true;
+    return ci;
+}
+
+static struct commit_item *resume_item(struct durable *d, const struct bulk_run *r,
+                                       durable_error *err)
+{
+    struct commit_item *ci = commit_item_new(TR_RUN_RESUME, r->id);
+
+    (void)d;
+    (void)err;
+    ci->notify_sched = true;
+    return ci;
+}
+
 static const struct bulk_action bulk_actions[] = {
     { "cancel", unfinished, cancel_item, NULL },
     { "retry", failed, retry_item, engine_sched_retry },
+    { "pause", pausable, pause_item, NULL },
+    { "resume", paused, resume_item, NULL },
 };
 
 static const struct bulk_action *action_find(const char *name)
@@ -161,7 +198,7 @@ static struct commit_item *make_items(struct bulk_op *op, durable_error *err)
     op->replies = xcalloc(op->n_apply, sizeof(*op->replies));
     for (size_t i = 0; i < op->n_runs; i++) {
         struct commit_item *ci;
-        if (!op->a->applies(op->runs[i].status))
+        if (!op->a->applies(&op->runs[i]))
             continue;
         ci = op->a->item(op->d, &op->runs[i], err);
         if (!ci)
@@ -240,6 +277,36 @@ static bool filter_empty(const durable_run_filter *f)
            !f->finished_after_ms && !f->finished_before_ms && !f->input_field;
 }
 
+/* Marks the matched runs whose workflow is code-first, reading each
+ * workflow's plan once. */
+static durable_code mark_code_first(struct bulk_op *op, durable_error *err)
+{
+    for (size_t i = 0; i < op->n_runs; i++) {
+        struct workflow_record wf;
+        struct plan *plan = NULL;
+        durable_code rc;
+        size_t j;
+
+        for (j = 0; j < i && strcmp(op->runs[j].workflow_id, op->runs[i].workflow_id) != 0; j++)
+            ;
+        if (j < i) {
+            op->runs[i].code_first = op->runs[j].code_first;
+            continue;
+        }
+        memset(&wf, 0, sizeof(wf));
+        rc = store_workflow_get(op->d->store, op->runs[i].workflow_id, &wf, err);
+        if (rc == DURABLE_OK)
+            rc = engine_plan_get(op->d, wf.id, wf.definition, &plan, err);
+        if (rc == DURABLE_OK)
+            op->runs[i].code_first = plan->code_version > 0;
+        plan_unref(plan);
+        workflow_record_release(&wf);
+        if (rc != DURABLE_OK)
+            return rc;
+    }
+    return DURABLE_OK;
+}
+
 /* Reads the runs the request's filter matches into op. */
 static durable_code match(struct bulk_op *op, const durable_run_filter *f, durable_error *err)
 {
@@ -254,8 +321,10 @@ static durable_code match(struct bulk_op *op, const durable_run_filter *f, durab
                      "%lld runs match, over the limit of %d for one bulk operation: narrow the "
                      "filter",
                      (long long)op->res.matched, DURABLE_BULK_MAX);
+    if (rc == DURABLE_OK && op->a->applies == pausable)
+        rc = mark_code_first(op, err);
     for (size_t i = 0; i < op->n_runs; i++)
-        op->n_apply += op->a->applies(op->runs[i].status) ? 1 : 0;
+        op->n_apply += op->a->applies(&op->runs[i]) ? 1 : 0;
     return rc;
 }
 
@@ -274,7 +343,7 @@ durable_code durable_runs_bulk(durable *d, const durable_bulk_request *req,
     op.a = action_find(req->action);
     if (!op.a)
         return err_set(err, DURABLE_EINVAL,
-                       "unknown bulk action \"%.60s\" (expected cancel or retry)",
+                       "unknown bulk action \"%.60s\" (expected cancel, retry, pause or resume)",
                        req->action ? req->action : "");
     if (filter_empty(&req->filter) && !req->all)
         return err_set(err, DURABLE_EINVAL,

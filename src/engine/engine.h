@@ -228,7 +228,8 @@ struct durable {
 
     /* NULL unless the store is shared by several nodes (cluster.c) */
     struct engine_cluster *cluster;
-    struct code_exec *code; /* code.c; immutable pointer, its own lock inside */
+    struct code_exec *code;      /* code.c; immutable pointer, its own lock inside */
+    struct schedules *schedules; /* schedules.c: the schedule thread, NULL when none */
 
     /* subscribers: any thread registers; the writer calls them */
     pthread_mutex_t subs_mu;
@@ -300,6 +301,23 @@ void engine_events_publish(struct durable *d, const struct store_events *ev, boo
 durable_code engine_sched_start(struct durable *d, const char *http_allow, int step_threads,
                                 durable_error *err);
 void engine_sched_stop(struct durable *d);
+
+/* schedules.c: the schedule thread, started at open after recovery (not
+ * with DURABLE_RECOVER_NONE, nor on a backend without schedules) and
+ * stopped first at close. */
+void engine_schedules_start(struct durable *d);
+void engine_schedules_stop(struct durable *d);
+/* Creates (or replaces, by id) the schedules of plan's definition
+ * (`schedules`, checked by the parser), each starting plan's workflow. */
+durable_code engine_schedules_of_definition(struct durable *d, const struct plan *plan,
+                                            durable_error *err);
+/* api.c: starts a run of workflow (name, latest version) with input (JSON
+ * object text) for tick tick_ms of schedule schedule_id, key
+ * "schedule:<id>:<tick>", its creation and the tick in one transaction;
+ * waits for the commit. DURABLE_ECONFLICT when the tick fired already. */
+durable_code engine_schedule_run_start(struct durable *d, const durable_run_request *req,
+                                       const char *schedule_id, int64_t tick_ms,
+                                       char out_run_id[ID_MAX], durable_error *err);
 /* Frees the scheduler; after engine_writer_stop (the writer may still post). */
 void engine_sched_free(struct durable *d);
 /* Called by the writer with the committed items (a list; ownership passes). */

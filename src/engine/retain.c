@@ -6,11 +6,14 @@
  * most DURABLE_PURGE_BATCH runs, so other commits go between two batches
  * and a crash leaves each run with all its rows or none.
  *
- * Retention (durable_options.retain_finished_ms): a TM_RETAIN timer submits
- * one batch (runs finished before now minus the window); when it commits,
- * a full batch submits the next at once, a partial one arms the timer for
- * the next pass (a tenth of the window, within 1 s and
- * DURABLE_RETAIN_PASS_MAX_MS). No thread of its own.
+ * Retention (durable_options.retain_finished_ms, and a workflow version's
+ * own retain_finished, which the store keeps beside it): a TM_RETAIN timer
+ * submits one batch (runs finished before now minus their version's window,
+ * or minus the engine's); when it commits, a full batch submits the next at
+ * once, a partial one arms the timer for the next pass (a tenth of the
+ * engine's window, within 1 s and DURABLE_RETAIN_PASS_MAX_MS; without one,
+ * DURABLE_RETAIN_PASS_MAX_MS, since only the store knows the versions'
+ * windows). No thread of its own.
  *
  * Scheduler thread for the sched_retain_* functions; the public functions
  * from any thread.
@@ -27,6 +30,8 @@ static int64_t pass_interval(const struct sched *s)
 {
     int64_t ms = s->d->retain_finished_ms / 10;
 
+    if (s->d->retain_finished_ms == 0)
+        return DURABLE_RETAIN_PASS_MAX_MS;
     if (ms < 1000)
         ms = 1000;
     if (ms > DURABLE_RETAIN_PASS_MAX_MS)
@@ -36,7 +41,7 @@ static int64_t pass_interval(const struct sched *s)
 
 void sched_retain_init(struct sched *s)
 {
-    if (s->d->retain_finished_ms > 0 && s->d->recovery == DURABLE_RECOVER_ALL)
+    if (s->d->recovery == DURABLE_RECOVER_ALL)
         sched_timer_push_plain(s, TM_RETAIN, clock_wall_ms() + 1000);
 }
 
@@ -49,7 +54,9 @@ void sched_retain_due(struct sched *s)
         return;
     ci = commit_item_new(TR_RUNS_DELETE, NULL);
     q = xcalloc(1, sizeof(*q));
-    q->finished_before_ms = clock_wall_ms() - s->d->retain_finished_ms;
+    q->finished_before_ms = INT64_MAX;
+    q->retain_now_ms = clock_wall_ms();
+    q->retain_default_ms = s->d->retain_finished_ms;
     q->limit = DURABLE_PURGE_BATCH;
     ci->own[ci->n_own++] = q;
     ci->t.purge = q;

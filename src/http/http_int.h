@@ -301,6 +301,13 @@ enum MHD_Result route_step_approve(struct request *rq);
 enum MHD_Result route_step_reject(struct request *rq);
 enum MHD_Result route_run_signal(struct request *rq);
 
+enum MHD_Result route_schedule_create(struct request *rq);
+enum MHD_Result route_schedules_list(struct request *rq);
+enum MHD_Result route_schedule_get(struct request *rq);
+enum MHD_Result route_schedule_delete(struct request *rq);
+enum MHD_Result route_schedule_pause(struct request *rq);
+enum MHD_Result route_schedule_resume(struct request *rq);
+
 enum MHD_Result route_run_stream(struct request *rq);
 enum MHD_Result route_events_stream(struct request *rq);
 

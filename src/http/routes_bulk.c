@@ -1,6 +1,6 @@
 /*
  * routes_bulk.c - the filters of GET /runs beyond status and workflow_id
- * (time ranges, a field of the input) and POST /runs/bulk (cancel or retry
+ * (time ranges, a field of the input) and POST /runs/bulk (cancel, retry, pause or resume
  * every run a filter matches, in one commit: durable_runs_bulk).
  */
 #include "util/common.h"
@@ -239,7 +239,8 @@ static durable_code body_request(json_t *body, durable_bulk_request *req,
     }
     req->action = json_string_value(json_object_get(body, "action"));
     if (!req->action)
-        return err_set(err, DURABLE_EINVAL, "action: expected \"cancel\" or \"retry\"");
+        return err_set(err, DURABLE_EINVAL,
+                       "action: expected \"cancel\", \"retry\", \"pause\" or \"resume\"");
     rc = bool_field(body, "dry_run", &req->dry_run, err);
     if (rc == DURABLE_OK)
         rc = bool_field(body, "all", &req->all, err);

@@ -856,6 +856,123 @@ static durable_code copy_step(struct apply *a, const struct transition *t, const
     return rc;
 }
 
+/* ---- schedules ---- */
+
+static durable_code schedules_supported(struct apply *a, durable_error *err)
+{
+    if (!a->rows->schedule_get)
+        return err_set(err, DURABLE_EUNSUPPORTED, "this store has no schedules yet");
+    return DURABLE_OK;
+}
+
+static durable_code schedule_id_check(const char *id, durable_error *err)
+{
+    if (!id)
+        return require(NULL, "schedule_id", err);
+    if (!*id || strlen(id) >= ID_MAX)
+        return err_set(err, DURABLE_EINVAL, "schedule id must be 1 to %d bytes", ID_MAX - 1);
+    return DURABLE_OK;
+}
+
+/* The guard of a tick: the schedule exists and tick_ms is after its last
+ * tick (a tick fires once). */
+static durable_code schedule_tick_guard(struct apply *a, const struct transition *t,
+                                        durable_error *err)
+{
+    bool found = false, paused = false;
+    int64_t last = 0;
+    durable_code rc = schedules_supported(a, err);
+
+    if (rc == DURABLE_OK)
+        rc = schedule_id_check(t->schedule_id, err);
+    if (rc == DURABLE_OK)
+        rc = a->rows->schedule_get(a->s, t->schedule_id, &found, &paused, &last, err);
+    if (rc == DURABLE_OK && !found)
+        rc = err_set(err, DURABLE_ENOTFOUND, "schedule \"%s\" not found", t->schedule_id);
+    if (rc == DURABLE_OK && t->tick_ms <= last)
+        rc = err_set(err, DURABLE_ECONFLICT,
+                     "schedule \"%s\": tick %lld is not after its last tick %lld", t->schedule_id,
+                     (long long)t->tick_ms, (long long)last);
+    return rc;
+}
+
+static durable_code apply_schedule_put(struct apply *a, const struct transition *t,
+                                       struct transition_result *res, durable_error *err)
+{
+    const struct schedule_record *r = t->schedule;
+    bool found = false, paused = false;
+    int64_t last = 0;
+    durable_code rc = schedules_supported(a, err);
+
+    if (!r)
+        return rc != DURABLE_OK ? rc : require(NULL, "schedule", err);
+    if (rc == DURABLE_OK)
+        rc = schedule_id_check(r->id, err);
+    if (rc == DURABLE_OK && (!r->workflow_name || !r->tz || !r->input_json || !r->overlap ||
+                             !r->catch_up || (!r->cron && r->every_ms <= 0)))
+        rc = err_set(err, DURABLE_EINVAL, "schedule \"%s\" is incomplete", r->id);
+    if (rc == DURABLE_OK)
+        rc = a->rows->schedule_get(a->s, r->id, &found, &paused, &last, err);
+    if (rc == DURABLE_OK)
+        rc = a->rows->schedule_put(a->s, r, t->at_ms, err);
+    if (rc == DURABLE_OK) {
+        snprintf(res->id, sizeof(res->id), "%s", r->id);
+        res->created = !found;
+    }
+    return rc;
+}
+
+static durable_code apply_schedule_set(struct apply *a, const struct transition *t,
+                                       durable_error *err)
+{
+    bool found = false, paused = false;
+    int64_t last = 0;
+    durable_code rc = schedules_supported(a, err);
+
+    if (rc == DURABLE_OK)
+        rc = schedule_id_check(t->schedule_id, err);
+    if (rc == DURABLE_OK && (t->schedule_op < SCHEDULE_PAUSE || t->schedule_op > SCHEDULE_DELETE))
+        rc = err_set(err, DURABLE_EINVAL, "unknown schedule operation %d", (int)t->schedule_op);
+    if (rc == DURABLE_OK)
+        rc = a->rows->schedule_get(a->s, t->schedule_id, &found, &paused, &last, err);
+    if (rc == DURABLE_OK && !found)
+        rc = err_set(err, DURABLE_ENOTFOUND, "schedule \"%s\" not found", t->schedule_id);
+    if (rc == DURABLE_OK)
+        rc = a->rows->schedule_write(a->s, t, NULL, err);
+    return rc;
+}
+
+static durable_code apply_schedule_tick(struct apply *a, const struct transition *t,
+                                        durable_error *err)
+{
+    durable_code rc = schedule_tick_guard(a, t, err);
+
+    if (rc == DURABLE_OK)
+        rc = a->rows->schedule_write(a->s, t, NULL, err);
+    return rc;
+}
+
+/* ---- runs ---- */
+
+/* The run an idempotency key made already (*out_found, its id in res).
+ * A schedule's tick that starts this run is guarded first, so a tick fired
+ * already refuses the run and writes nothing; when the key's run exists, it
+ * stands for the tick. */
+static durable_code run_create_existing(struct apply *a, const struct transition *t,
+                                        struct transition_result *res, bool *out_found,
+                                        durable_error *err)
+{
+    durable_code rc = DURABLE_OK;
+
+    if (t->schedule_id)
+        rc = schedule_tick_guard(a, t, err);
+    if (rc == DURABLE_OK && t->idempotency_key)
+        rc = a->rows->run_by_key(a->s, t->workflow_id, t->idempotency_key, res->id, out_found, err);
+    if (rc == DURABLE_OK && *out_found && t->schedule_id)
+        rc = a->rows->schedule_write(a->s, t, res->id, err);
+    return rc;
+}
+
 static durable_code apply_run_create(struct apply *a, const struct transition *t,
                                      struct transition_result *res, durable_error *err)
 {
@@ -864,9 +981,8 @@ static durable_code apply_run_create(struct apply *a, const struct transition *t
     bool found = false;
     durable_code rc = require(t->workflow_id, "workflow_id", err);
 
-    if (rc == DURABLE_OK && t->idempotency_key) {
-        rc = a->rows->run_by_key(a->s, t->workflow_id, t->idempotency_key, res->id, &found, err);
-    }
+    if (rc == DURABLE_OK)
+        rc = run_create_existing(a, t, res, &found, err);
     if (rc != DURABLE_OK || found)
         return rc; /* res->created stays false */
     /* The engine parsed and encoded the input (store.h): only its shape is
@@ -884,6 +1000,8 @@ static durable_code apply_run_create(struct apply *a, const struct transition *t
             rc = a->rows->order_insert(a->s, t->order_id, t->order_amount, t->at_ms, err);
         if (rc == DURABLE_OK)
             rc = a->rows->run_insert(a->s, t, res->id, input_text, err);
+        if (rc == DURABLE_OK && t->schedule_id)
+            rc = a->rows->schedule_write(a->s, t, res->id, err);
     }
     if (rc == DURABLE_OK) {
         rc = append(a, &(struct event_key){ res->id, NULL, t->at_ms }, "run_created",
@@ -1012,7 +1130,8 @@ static durable_code apply_workflow_delete(struct apply *a, const struct transiti
 static durable_code check_run_id(const struct transition *t, durable_error *err)
 {
     if (t->kind == TR_WORKFLOW_PUT || t->kind == TR_ORDER_CREATE || t->kind == TR_RUNS_DELETE ||
-        t->kind == TR_WORKFLOW_DELETE)
+        t->kind == TR_WORKFLOW_DELETE || t->kind == TR_SCHEDULE_PUT || t->kind == TR_SCHEDULE_SET ||
+        t->kind == TR_SCHEDULE_TICK)
         return DURABLE_OK;
     if (!t->run_id)
         return t->kind == TR_RUN_CREATE ? DURABLE_OK : require(NULL, "run_id", err);
@@ -1055,6 +1174,12 @@ static durable_code apply_kind(struct apply *a, const struct transition *t,
     case TR_RUN_PAUSE:
     case TR_RUN_RESUME:
         return apply_run_pause(a, t, t->kind == TR_RUN_PAUSE, err);
+    case TR_SCHEDULE_PUT:
+        return apply_schedule_put(a, t, res, err);
+    case TR_SCHEDULE_SET:
+        return apply_schedule_set(a, t, err);
+    case TR_SCHEDULE_TICK:
+        return apply_schedule_tick(a, t, err);
     case TR_MAP_ITEM:
         return apply_map_item(a, t, err);
     default:

@@ -278,7 +278,8 @@ struct store_rows_ops {
     durable_code (*kv_put)(struct store *s, const char *key, const char *value, int64_t at_ms,
                            durable_error *err);
     /* A new workflow version: id wf->id, version wf->version, name
-     * t->wf_name, definition t->wf_definition, created_at = t->at_ms. */
+     * t->wf_name, definition t->wf_definition, retain_ms t->wf_retain_ms
+     * (NULL for 0), created_at = t->at_ms. */
     durable_code (*workflow_insert)(struct store *s, const struct transition_result *wf,
                                     const struct transition *t, durable_error *err);
     /* Appends an event to k->run_id's history (data is its JSON text,
@@ -334,6 +335,25 @@ struct store_rows_ops {
      * nothing is deleted). */
     durable_code (*workflow_delete)(struct store *s, const char *name, int version, bool *out_found,
                                     bool *out_used, durable_error *err);
+    /* ---- schedules (TR_SCHEDULE_*, TR_RUN_CREATE with schedule_id);
+     * NULL on a backend without schedules yet ---- */
+
+    /* Whether schedule id exists, and its paused flag and last tick (0:
+     * none). */
+    durable_code (*schedule_get)(struct store *s, const char *id, bool *out_found, bool *out_paused,
+                                 int64_t *out_last_tick, durable_error *err);
+    /* Inserts r (created_at = updated_at = at_ms), or replaces the
+     * definition of the schedule r->id (workflow, cron, every, tz, input,
+     * overlap, catch-up; updated_at), keeping its anchor, paused flag, last
+     * tick and counts. */
+    durable_code (*schedule_put)(struct store *s, const struct schedule_record *r, int64_t at_ms,
+                                 durable_error *err);
+    /* t->schedule_id changes: TR_SCHEDULE_SET as t->schedule_op says;
+     * TR_SCHEDULE_TICK last_tick = t->tick_ms, skipped + 1; TR_RUN_CREATE
+     * last_tick = t->tick_ms, fired + 1, last_run_id = run_id (the run the
+     * tick started). updated_at = t->at_ms. */
+    durable_code (*schedule_write)(struct store *s, const struct transition *t, const char *run_id,
+                                   durable_error *err);
 };
 
 #endif

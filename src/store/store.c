@@ -212,6 +212,26 @@ durable_code store_kv_get(struct store *s, const char *key, char **out, durable_
     return rc == DURABLE_OK ? s->ops->kv_read(s, key, out, err) : rc;
 }
 
+durable_code store_schedules_read(struct store *s, const char *id,
+                                  void (*fn)(const struct schedule_record *r, void *ud), void *ud,
+                                  durable_error *err)
+{
+    if (!s->ops->schedules_read)
+        return err_set(err, DURABLE_EUNSUPPORTED, "this store has no schedules yet");
+    return s->ops->schedules_read(s, id, fn, ud, err);
+}
+
+void schedule_record_release(struct schedule_record *r)
+{
+    free(r->workflow_name);
+    free(r->cron);
+    free(r->tz);
+    free(r->input_json);
+    free(r->overlap);
+    free(r->catch_up);
+    memset(r, 0, sizeof(*r));
+}
+
 /* ---- shared helpers ---- */
 
 void workflow_record_release(struct workflow_record *w)

@@ -129,6 +129,16 @@ enum transition_kind {
     TR_RUN_RESUME,       /* paused run -> its status from its steps' (running while one
                             runs, waiting while one waits or retries, pending if it never
                             started, else running); run_resumed */
+    TR_SCHEDULE_PUT,     /* a schedule (t->schedule) is created, or its definition replaced
+                            (its paused flag, last tick and counts kept) */
+    TR_SCHEDULE_SET,     /* schedule_id is paused, resumed or deleted (schedule_op);
+                            DURABLE_ENOTFOUND when there is none */
+    TR_SCHEDULE_TICK,    /* tick tick_ms of schedule_id is fired without a run (an overlap
+                            policy skipped it): last_tick = tick_ms, skipped + 1.
+                            TR_RUN_CREATE with schedule_id fires the tick with the run it
+                            starts, in the same transaction (fired + 1). Either refuses a
+                            tick not after last_tick with DURABLE_ECONFLICT, having
+                            written nothing: a tick fires once */
     TR_MAP_ITEM,         /* an item of a running map step settled (or failed an attempt):
                             the step's progress (output_json) written, the event map_event
                             appended with map_event_json; the step stays running */
@@ -143,8 +153,46 @@ struct store_purge {
     const char *status;         /* "completed", "failed" or "cancelled", or NULL */
     int limit;                  /* at most this many (1..STORE_PURGE_MAX) */
     bool dry_run;               /* count them (no limit), delete nothing */
+    /* A retention pass (retain_now_ms > 0): besides the above, only runs
+     * finished before retain_now_ms minus their workflow version's own
+     * window (workflows.retain_ms, from the definition's retain_finished),
+     * or minus retain_default_ms for a version without one (0: such runs
+     * are kept). */
+    int64_t retain_now_ms;
+    int64_t retain_default_ms;
 };
 #define STORE_PURGE_MAX 5000
+
+/* TR_SCHEDULE_SET's operation. */
+enum schedule_op {
+    SCHEDULE_PAUSE = 1,
+    SCHEDULE_RESUME,
+    SCHEDULE_DELETE,
+};
+
+/* A schedule as stored (TR_SCHEDULE_PUT reads id .. catch_up_max and
+ * anchor_ms; reads fill every field). Strings owned by a record a read
+ * made (schedule_record_release). */
+struct schedule_record {
+    char id[ID_MAX];
+    char *workflow_name;
+    char *cron;       /* the cron expression, or NULL with every_ms */
+    int64_t every_ms; /* the interval, 0 with cron */
+    char *tz;         /* IANA time zone name */
+    char *input_json; /* JSON object text, the input of every run */
+    char *overlap;    /* skip | queue_one | allow | cancel_previous */
+    char *catch_up;   /* none | last | all */
+    int catch_up_max; /* with all: at most this many missed ticks */
+    bool paused;
+    int64_t anchor_ms;        /* an interval's ticks are anchor + k * every */
+    int64_t last_tick_ms;     /* the last tick fired (with a run or skipped), 0 for none */
+    char last_run_id[ID_MAX]; /* the run the last tick with a run started, "" for none */
+    int64_t fired;            /* ticks that started a run */
+    int64_t skipped;          /* ticks skipped by the overlap policy */
+    int64_t created_at_ms;
+    int64_t updated_at_ms;
+};
+void schedule_record_release(struct schedule_record *r);
 
 /* Statuses, in state order. Their names (run_status_name) are what the
  * database stores and the API shows; the numbers are this build's only. */
@@ -211,9 +259,11 @@ struct transition {
     const char *step_id; /* STEP_* kinds */
     int attempt;         /* STEP_START, STEP_RETRY, STEP_FAIL, STEP_COMPLETE */
 
-    /* TR_WORKFLOW_PUT: name and canonical definition text. */
+    /* TR_WORKFLOW_PUT: name and canonical definition text, and the
+     * definition's retention window (retain_finished; 0: the server's). */
     const char *wf_name;
     const char *wf_definition;
+    int64_t wf_retain_ms;
     /* TR_ORDER_CREATE */
     const char *order_id; /* also TR_RUN_CREATE (may be NULL) */
     double order_amount;
@@ -262,6 +312,13 @@ struct transition {
        transaction (result.signal_taken). TR_SIGNAL_SEND: the signal's name */
     const char *signal_name;
     const char *signal_id; /* TR_SIGNAL_SEND: the new signal's id (unique) */
+    /* TR_SCHEDULE_PUT: the schedule */
+    const struct schedule_record *schedule;
+    /* TR_SCHEDULE_SET, TR_SCHEDULE_TICK, and TR_RUN_CREATE fired by a
+       schedule (NULL otherwise): the schedule, the tick (Unix ms) */
+    const char *schedule_id;
+    int64_t tick_ms;
+    enum schedule_op schedule_op; /* TR_SCHEDULE_SET */
     /* Made by the run's executor (the scheduler), not by a caller: on a
        backend shared by several nodes it applies only while this node owns
        the run (DURABLE_EFENCED otherwise), and the other kinds (a caller's
@@ -564,6 +621,14 @@ durable_code store_ping(struct store *s, durable_error *err);
  * STORE_KV_KEY_MAX bytes. Any thread. */
 #define STORE_KV_KEY_MAX 256
 durable_code store_kv_get(struct store *s, const char *key, char **out, durable_error *err);
+
+/* Calls fn with schedule id (DURABLE_ENOTFOUND when there is none), or
+ * with each schedule when id is NULL, oldest first. The record is the
+ * read's (borrowed for the call). DURABLE_EUNSUPPORTED on a backend
+ * without schedules. */
+durable_code store_schedules_read(struct store *s, const char *id,
+                                  void (*fn)(const struct schedule_record *r, void *ud), void *ud,
+                                  durable_error *err);
 /* DURABLE_EINVAL unless key is 1 to STORE_KV_KEY_MAX bytes. */
 durable_code store_kv_key_check(const char *key, durable_error *err);
 
@@ -753,6 +818,11 @@ struct store_ops {
     /* The committed value of key in the actions' key/value table, as owned
      * JSON text in *out (NULL when none). */
     durable_code (*kv_read)(struct store *s, const char *key, char **out, durable_error *err);
+    /* Schedules: fn for the one of id, or for each (id NULL) oldest first;
+     * NULL on a backend without schedules yet. */
+    durable_code (*schedules_read)(struct store *s, const char *id,
+                                   void (*fn)(const struct schedule_record *r, void *ud), void *ud,
+                                   durable_error *err);
 
     const struct store_cluster_ops *cluster; /* NULL: one node (SQLite) */
 };

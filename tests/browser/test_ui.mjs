@@ -393,6 +393,68 @@ async function main() {
     assert(seen.length >= 3, `too few changes seen live: ${seen.join(", ")}`);
   });
 
+  await check("schedules: create one with optional fields blank, see its next fire times, pause, resume, delete", async () => {
+    await page.goto(`${BASE}/`);
+    await page.click('.topbar nav a[data-page="schedules"]');
+    await page.waitForURL(/\/ui\/schedules\.html$/);
+    await page.waitForSelector('#s-workflow option[value="order-processing"]', { state: "attached" });
+    // a daily cron with every optional field blank: the defaults
+    await page.selectOption("#s-workflow", "order-processing");
+    await page.fill("#s-cron", "30 2 * * *");
+    await page.click("#s-create");
+    await page.waitForFunction(() => document.querySelectorAll("#s-rows tr").length === 1);
+    const made = (await http("GET", "/schedules")).json[0];
+    assert(made.timezone === "UTC" && made.overlap === "skip" && made.catch_up === "last" &&
+      made.catch_up_max === 100 && made.id.startsWith("sch_") && made.paused === false && made.every === null &&
+      JSON.stringify(made.input) === "{}", `defaults not taken: ${JSON.stringify(made)}`);
+    const cronRow = `#s-rows tr[data-id="${made.id}"]`;
+    const times = await page.locator(`${cronRow} ol.next time`).evaluateAll((ts) => ts.map((t) => t.getAttribute("datetime")));
+    assert(times.length === 5 && times.every((t) => t.endsWith("T02:30:00.000Z")), `next fire times shown: ${times}`);
+    assert(new Set(times).size === 5, `five distinct days: ${times}`);
+    // an interval with a chosen id, overlap and input: it fires, its next times move on
+    await page.fill("#s-every", "1s");
+    await page.fill("#s-id", "ui-fast");
+    await page.selectOption("#s-overlap", "allow");
+    await page.fill("#s-input", '{"from": "ui"}');
+    await page.click("#s-create");
+    await page.waitForSelector('#s-rows tr[data-id="ui-fast"]');
+    const firstNext = await page.locator('#s-rows tr[data-id="ui-fast"] ol.next time').first().getAttribute("datetime");
+    await page.waitForFunction(() => {
+      const td = document.querySelector('#s-rows tr[data-id="ui-fast"] td.num');
+      return td && parseInt(td.textContent, 10) >= 1;
+    });
+    await page.waitForFunction((t) => {
+      const el = document.querySelector('#s-rows tr[data-id="ui-fast"] ol.next time');
+      return el && el.getAttribute("datetime") !== t;
+    }, firstNext);
+    const fast = (await http("GET", "/schedules/ui-fast")).json;
+    assert(fast.every === "1s" && fast.overlap === "allow" && fast.input.from === "ui", `ui-fast: ${JSON.stringify(fast)}`);
+    await page.screenshot({ path: path.join(SHOTS, "schedules.png"), fullPage: true });
+    // pause and resume from the row
+    await page.click('button[aria-label="Pause ui-fast"]');
+    await page.waitForSelector('#s-rows tr[data-id="ui-fast"] .badge.paused');
+    assert((await http("GET", "/schedules/ui-fast")).json.paused === true, "not paused on the server");
+    await page.click('button[aria-label="Resume ui-fast"]');
+    await page.waitForSelector('#s-rows tr[data-id="ui-fast"] button[aria-label="Pause ui-fast"]');
+    assert((await http("GET", "/schedules/ui-fast")).json.paused === false, "not resumed on the server");
+    // a bad cron field: the located error, nothing created
+    expected422.on = true;
+    await page.fill("#s-cron", "0 24 * * *");
+    await page.click("#s-create");
+    await page.waitForFunction(() => /cron field 2 \(hour\), column 3: out of range 0-23/.test(document.getElementById("s-error").textContent));
+    expected422.on = false;
+    assert((await http("GET", "/schedules")).json.length === 2, "an invalid schedule was created");
+    await page.fill("#s-cron", "");
+    // delete both, confirming
+    page.once("dialog", (d) => d.accept());
+    await page.click('button[aria-label="Delete ui-fast"]');
+    await page.waitForSelector('#s-rows tr[data-id="ui-fast"]', { state: "detached" });
+    page.once("dialog", (d) => d.accept());
+    await page.click(`button[aria-label="Delete ${made.id}"]`);
+    await page.waitForSelector("#s-empty:not([hidden])");
+    assert((await http("GET", "/schedules/ui-fast")).status === 404, "ui-fast still exists");
+  });
+
   await check("dashboard: the runs table, live", async () => {
     await page.goto(`${BASE}/`);
     await page.waitForSelector("#runs tr");
@@ -409,7 +471,7 @@ async function main() {
     await page.screenshot({ path: path.join(SHOTS, "dashboard.png"), fullPage: true });
   });
 
-  await check("dashboard: filter by input, cancel matching after a confirmation", async () => {
+  await check("dashboard: filter by input, pause, resume and cancel matching after a confirmation", async () => {
     const wf = { name: "bulk-nap", steps: [{ id: "nap", type: "delay", config: { seconds: 600 } }] };
     assert((await http("POST", "/workflows", wf)).status < 300, "could not register bulk-nap");
     const mine = [];
@@ -427,6 +489,15 @@ async function main() {
     await page.click("#f-apply");
     await page.waitForFunction(() => document.querySelectorAll("#runs tr").length === 3);
     for (const id of mine) await page.waitForSelector(`#runs tr[data-run="${id}"]`);
+    for (const [action, verb, done, status] of [["pause", "Pause", "Paused", "paused"], ["resume", "Resume", "Resumed", "waiting"]]) {
+      await page.click(`#bulk-${action}`);
+      await page.waitForSelector("#bulk-confirm:not([hidden])");
+      const q = await page.locator("#bulk-question").textContent();
+      assert(q === `${verb} 3 of the 3 matching runs?`, `the confirmation says: ${q}`);
+      await page.click("#bulk-yes");
+      await page.waitForFunction((t) => document.getElementById("bulk-notice").textContent === t, `${done} 3 of 3 matching runs.`);
+      for (const id of mine) await page.waitForSelector(`#runs tr[data-run="${id}"][data-status="${status}"]`);
+    }
     await page.click("#bulk-cancel");
     await page.waitForSelector("#bulk-confirm:not([hidden])");
     const question = await page.locator("#bulk-question").textContent();

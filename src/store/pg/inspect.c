@@ -56,6 +56,8 @@ static const struct snapshot_table {
       "SELECT count(*) FROM orders" },
     { "kv", "SELECT * FROM kv ORDER BY updated_at DESC, key LIMIT $1::integer",
       "SELECT count(*) FROM kv" },
+    { "schedules", "SELECT * FROM schedules ORDER BY created_at DESC, id LIMIT $1::integer",
+      "SELECT count(*) FROM schedules" },
     { "schema_version", "SELECT * FROM schema_version ORDER BY version DESC LIMIT $1::integer",
       "SELECT count(*) FROM schema_version" },
     { "nodes", "SELECT * FROM nodes ORDER BY joined_at DESC, id LIMIT $1::integer",

@@ -558,5 +558,6 @@ const struct store_ops pg_store_ops = {
     .count_steps = pg_count_steps,
     .ping = pg_ping,
     .kv_read = pg_kv_read,
+    .schedules_read = pg_schedules_read,
     .cluster = &pg_cluster_ops,
 };

@@ -98,6 +98,11 @@ enum pg_wstmt_id {
     PG_W_RUNS_DELETE_COUNT,
     PG_W_WF_FIND,
     PG_W_WF_DELETE,
+    PG_W_SCHED_GET,
+    PG_W_SCHED_PUT,
+    PG_W_SCHED_PAUSE,
+    PG_W_SCHED_DELETE,
+    PG_W_SCHED_FIRE,
     PG_W_COUNT
 };
 
@@ -310,6 +315,9 @@ durable_code pg_events_read(struct store *base, const char *run_id, int64_t afte
 durable_code pg_events_since(struct store *base, int64_t after_gid, int limit,
                              struct store_events *out, durable_error *err);
 durable_code pg_kv_read(struct store *base, const char *key, char **out, durable_error *err);
+durable_code pg_schedules_read(struct store *base, const char *id,
+                               void (*fn)(const struct schedule_record *r, void *ud), void *ud,
+                               durable_error *err);
 durable_code pg_order_read(struct store *base, const char *order_id, const struct store_row_fns *fn,
                            durable_error *err);
 durable_code pg_runs_page(struct store *base, const struct store_run_query *q,

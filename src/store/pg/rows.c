@@ -244,6 +244,59 @@ durable_code pg_kv_read(struct store *base, const char *key, char **out, durable
     return rc;
 }
 
+/* A schedule's columns as schedule_of reads them. */
+#define SCHED_COLS                                                                          \
+    "id, workflow_name, cron, coalesce(every_ms, 0), tz, input, overlap, catch_up,"         \
+    " catch_up_max, paused, anchor_at, coalesce(last_tick, 0), fired, skipped, created_at," \
+    " updated_at, coalesce(last_run_id, '')"
+
+static void schedule_of(const PGresult *r, int i, struct schedule_record *out)
+{
+    memset(out, 0, sizeof(*out));
+    snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, i, 0));
+    out->workflow_name = xstrdup(PQgetvalue(r, i, 1));
+    out->cron = PQgetisnull(r, i, 2) ? NULL : xstrdup(PQgetvalue(r, i, 2));
+    out->every_ms = pg_cell_int64(r, i, 3);
+    out->tz = xstrdup(PQgetvalue(r, i, 4));
+    out->input_json = xstrdup(PQgetvalue(r, i, 5));
+    out->overlap = xstrdup(PQgetvalue(r, i, 6));
+    out->catch_up = xstrdup(PQgetvalue(r, i, 7));
+    out->catch_up_max = (int)pg_cell_int64(r, i, 8);
+    out->paused = strcmp(PQgetvalue(r, i, 9), "t") == 0;
+    out->anchor_ms = pg_cell_int64(r, i, 10);
+    out->last_tick_ms = pg_cell_int64(r, i, 11);
+    out->fired = pg_cell_int64(r, i, 12);
+    out->skipped = pg_cell_int64(r, i, 13);
+    out->created_at_ms = pg_cell_int64(r, i, 14);
+    out->updated_at_ms = pg_cell_int64(r, i, 15);
+    snprintf(out->last_run_id, sizeof(out->last_run_id), "%s", PQgetvalue(r, i, 16));
+}
+
+durable_code pg_schedules_read(struct store *base, const char *id,
+                               void (*fn)(const struct schedule_record *r, void *ud), void *ud,
+                               durable_error *err)
+{
+    const char *params[1] = { id };
+    const struct pg_query q = { "read the schedules",
+                                id ? "SELECT " SCHED_COLS " FROM schedules WHERE id = $1"
+                                   : "SELECT " SCHED_COLS " FROM schedules ORDER BY created_at, id",
+                                id ? 1 : 0, params };
+    PGresult *r = NULL;
+    durable_code rc = pg_reads(pg_of(base), &q, 1, &r, err);
+
+    if (rc == DURABLE_OK && id && PQntuples(r) == 0)
+        rc = err_set(err, DURABLE_ENOTFOUND, "schedule \"%s\" not found", id);
+    for (int i = 0; rc == DURABLE_OK && i < PQntuples(r); i++) {
+        struct schedule_record rec;
+
+        schedule_of(r, i, &rec);
+        fn(&rec, ud);
+        schedule_record_release(&rec);
+    }
+    PQclear(r);
+    return rc;
+}
+
 /* ---- pages ---- */
 
 typedef void (*page_row_fn)(const PGresult *r, int i, const struct store_row_fns *fn);

@@ -139,6 +139,22 @@ static const char *const migrations[] = {
     "  WHERE owner_node IS NULL AND " UNFINISHED ";"
     "ALTER TABLE runs ADD restarted_from text;"
     "ALTER TABLE runs ADD restarted_step text;",
+    /* 8: a workflow version's own retention window in ms (its
+     * definition's retain_finished), NULL for the server's (write.c). */
+    "ALTER TABLE workflows ADD retain_ms bigint;",
+    /* 9: schedules (a cron expression or an interval, every_ms): last_tick
+     * is the last tick fired, written in the transaction of the run it
+     * started (or of its skip); the tick's guard reads the row FOR UPDATE,
+     * so two nodes firing one tick are serialized and the second finds it
+     * fired. */
+    "CREATE TABLE schedules ("
+    "  id text PRIMARY KEY, workflow_name text NOT NULL, cron text, every_ms bigint,"
+    "  tz text NOT NULL, input text NOT NULL, overlap text NOT NULL, catch_up text NOT NULL,"
+    "  catch_up_max integer NOT NULL, paused boolean NOT NULL DEFAULT false,"
+    "  anchor_at bigint NOT NULL, last_tick bigint, last_run_id text,"
+    "  fired bigint NOT NULL DEFAULT 0, skipped bigint NOT NULL DEFAULT 0,"
+    "  created_at bigint NOT NULL, updated_at bigint NOT NULL,"
+    "  CHECK ((cron IS NULL) <> (every_ms IS NULL)));",
 };
 
 int pg_schema_version(void)

@@ -72,11 +72,20 @@
 #define LAST_SEQ_R "(SELECT coalesce(max(seq), 0) FROM events WHERE run_id = r.id)"
 
 /* The finished runs a purge selects ($1 finished before, $2 workflow name,
- * $3 status, $4 run id; NULL: any). */
-#define PG_PURGE_WHERE                                                                     \
-    "status IN ('completed', 'failed', 'cancelled') AND completed_at < $1::bigint"         \
-    " AND ($2::text IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE name = $2))" \
-    " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id = $4)"
+ * $3 status, $4 run id; NULL: any); a retention pass ($5 now, $6 the
+ * server's window or NULL): those finished before now minus their
+ * workflow version's window, or the server's for a version without one.
+ * Its first bound, now minus the smallest window, is a range of the index
+ * runs_finished; no window at all selects nothing. */
+#define PG_RETAIN_BIG "9000000000000000"
+#define PG_PURGE_WHERE                                                                                   \
+    "status IN ('completed', 'failed', 'cancelled') AND completed_at < $1::bigint"                       \
+    " AND ($2::text IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE name = $2))"               \
+    " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id = $4)"                           \
+    " AND ($5::bigint IS NULL OR (completed_at < $5::bigint - least(coalesce($6::bigint, " PG_RETAIN_BIG \
+    "), coalesce((SELECT min(retain_ms) FROM workflows), " PG_RETAIN_BIG "))"                            \
+    " AND completed_at < $5::bigint - coalesce((SELECT w.retain_ms FROM workflows w"                     \
+    " WHERE w.id = runs.workflow_id), $6::bigint)))"
 
 /* Each statement's SQL and what it does, for messages ("could not X"). */
 
@@ -197,8 +206,8 @@ static const struct pg_wstmt {
     [PG_W_KV_PUT] = { "INSERT INTO kv (key, value, updated_at) VALUES ($1, $2, $3::bigint)"
                       " ON CONFLICT (key) DO UPDATE SET value = $2, updated_at = $3::bigint",
                       "write a key" },
-    [PG_W_WF_INSERT] = { "INSERT INTO workflows (id, name, version, definition, created_at)"
-                         " VALUES ($1, $2, $3::integer, $4, $5::bigint)",
+    [PG_W_WF_INSERT] = { "INSERT INTO workflows (id, name, version, definition, created_at,"
+                         " retain_ms) VALUES ($1, $2, $3::integer, $4, $5::bigint, $6::bigint)",
                          "register a workflow" },
     [PG_W_RUN_LAST_SEQ] = { "SELECT " LAST_SEQ_R " FROM runs r WHERE r.id = $1",
                             "number an event" },
@@ -221,7 +230,7 @@ static const struct pg_wstmt {
      * again), with their rows, in one statement (the foreign keys are
      * checked at its end). */
     [PG_W_RUNS_DELETE] = { "WITH d AS (SELECT id FROM runs WHERE " PG_PURGE_WHERE
-                           " ORDER BY completed_at LIMIT $5::integer FOR UPDATE OF runs),"
+                           " ORDER BY completed_at LIMIT $7::integer FOR UPDATE OF runs),"
                            " e AS (DELETE FROM events WHERE run_id IN (SELECT id FROM d)),"
                            " st AS (DELETE FROM steps WHERE run_id IN (SELECT id FROM d)),"
                            " sg AS (DELETE FROM signals WHERE run_id IN (SELECT id FROM d))"
@@ -234,6 +243,29 @@ static const struct pg_wstmt {
                        " FOR UPDATE",
                        "find a workflow version" },
     [PG_W_WF_DELETE] = { "DELETE FROM workflows WHERE id = $1", "delete a workflow version" },
+    /* FOR UPDATE: a tick's guard waits for another node's fire of the
+     * same schedule to commit, then reads its last tick. */
+    [PG_W_SCHED_GET] = { "SELECT paused, coalesce(last_tick, 0) FROM schedules WHERE id = $1"
+                         " FOR UPDATE",
+                         "read a schedule's last tick" },
+    [PG_W_SCHED_PUT] = { "INSERT INTO schedules (id, workflow_name, cron, every_ms, tz, input,"
+                         " overlap, catch_up, catch_up_max, anchor_at, created_at, updated_at)"
+                         " VALUES ($1, $2, $3, $4::bigint, $5, $6, $7, $8, $9::integer,"
+                         " $10::bigint, $11::bigint, $11::bigint)"
+                         " ON CONFLICT (id) DO UPDATE SET workflow_name = excluded.workflow_name,"
+                         " cron = excluded.cron, every_ms = excluded.every_ms, tz = excluded.tz,"
+                         " input = excluded.input, overlap = excluded.overlap,"
+                         " catch_up = excluded.catch_up, catch_up_max = excluded.catch_up_max,"
+                         " updated_at = excluded.updated_at",
+                         "write a schedule" },
+    [PG_W_SCHED_PAUSE] = { "UPDATE schedules SET paused = $2::boolean, updated_at = $3::bigint"
+                           " WHERE id = $1",
+                           "pause or resume a schedule" },
+    [PG_W_SCHED_DELETE] = { "DELETE FROM schedules WHERE id = $1", "delete a schedule" },
+    [PG_W_SCHED_FIRE] = { "UPDATE schedules SET last_tick = $2::bigint, fired = fired + $3::bigint,"
+                          " skipped = skipped + $4::bigint, updated_at = $5::bigint,"
+                          " last_run_id = coalesce($6, last_run_id) WHERE id = $1",
+                          "fire a schedule's tick" },
 };
 
 /* Integers as parameter text. */
@@ -716,13 +748,20 @@ static durable_code pg_row_runs_delete(struct store *base, const struct store_pu
                                        int64_t *out_n, durable_error *err)
 {
     struct pg_store *s = pg_of(base);
-    struct num before, limit;
-    const char *p[5] = { num_of(&before, q->finished_before_ms), q->workflow, q->status, q->run_id,
+    struct num before, limit, now, dflt;
+    bool retain = q->retain_now_ms > 0;
+    const char *p[7] = { num_of(&before, q->finished_before_ms),
+                         q->workflow,
+                         q->status,
+                         q->run_id,
+                         retain ? num_of(&now, q->retain_now_ms) : NULL,
+                         retain && q->retain_default_ms > 0 ? num_of(&dflt, q->retain_default_ms)
+                                                            : NULL,
                          num_of(&limit, q->limit) };
     PGresult *r;
 
     *out_n = 0;
-    r = wexec(s, q->dry_run ? PG_W_RUNS_DELETE_COUNT : PG_W_RUNS_DELETE, q->dry_run ? 4 : 5, p,
+    r = wexec(s, q->dry_run ? PG_W_RUNS_DELETE_COUNT : PG_W_RUNS_DELETE, q->dry_run ? 6 : 7, p,
               err);
     if (!r)
         return DURABLE_EIO;
@@ -767,6 +806,68 @@ static durable_code pg_row_workflow_delete(struct store *base, const char *name,
     }
     p[0] = id;
     return wrun(s, PG_W_WF_DELETE, 1, p, NULL, err);
+}
+
+/* ---- schedules ---- */
+
+static durable_code pg_row_schedule_get(struct store *base, const char *id, bool *out_found,
+                                        bool *out_paused, int64_t *out_last_tick,
+                                        durable_error *err)
+{
+    const char *p[1] = { id };
+    PGresult *r = wexec(pg_of(base), PG_W_SCHED_GET, 1, p, err);
+
+    *out_found = false;
+    if (!r)
+        return DURABLE_EIO;
+    *out_found = PQntuples(r) > 0;
+    if (*out_found) {
+        *out_paused = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        *out_last_tick = pg_cell_int64(r, 0, 1);
+    }
+    PQclear(r);
+    return DURABLE_OK;
+}
+
+static durable_code pg_row_schedule_put(struct store *base, const struct schedule_record *r,
+                                        int64_t at_ms, durable_error *err)
+{
+    struct num every, max, anchor, at;
+    const char *p[11] = { r->id,
+                          r->workflow_name,
+                          r->cron,
+                          r->cron ? NULL : num_of(&every, r->every_ms),
+                          r->tz,
+                          r->input_json,
+                          r->overlap,
+                          r->catch_up,
+                          num_of(&max, r->catch_up_max),
+                          num_of(&anchor, r->anchor_ms),
+                          num_of(&at, at_ms) };
+
+    return wrun(pg_of(base), PG_W_SCHED_PUT, 11, p, NULL, err);
+}
+
+static durable_code pg_row_schedule_write(struct store *base, const struct transition *t,
+                                          const char *run_id, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    struct num tick, at;
+    const char *p[6] = { t->schedule_id, NULL, NULL, NULL, NULL, NULL };
+
+    if (t->kind == TR_SCHEDULE_SET && t->schedule_op == SCHEDULE_DELETE)
+        return wrun(s, PG_W_SCHED_DELETE, 1, p, NULL, err);
+    if (t->kind == TR_SCHEDULE_SET) {
+        p[1] = t->schedule_op == SCHEDULE_PAUSE ? "true" : "false";
+        p[2] = num_of(&at, t->at_ms);
+        return wrun(s, PG_W_SCHED_PAUSE, 3, p, NULL, err);
+    }
+    p[1] = num_of(&tick, t->tick_ms);
+    p[2] = t->kind == TR_RUN_CREATE ? "1" : "0";
+    p[3] = t->kind == TR_SCHEDULE_TICK ? "1" : "0";
+    p[4] = num_of(&at, t->at_ms);
+    p[5] = run_id;
+    return wrun(s, PG_W_SCHED_FIRE, 6, p, NULL, err);
 }
 
 /* ---- writes ---- */
@@ -974,11 +1075,15 @@ static durable_code pg_row_kv_put(struct store *base, const char *key, const cha
 static durable_code pg_row_workflow_insert(struct store *base, const struct transition_result *wf,
                                            const struct transition *t, durable_error *err)
 {
-    struct num version, at;
-    const char *p[5] = { wf->id, t->wf_name, num_of(&version, wf->version), t->wf_definition,
-                         num_of(&at, t->at_ms) };
+    struct num version, at, retain;
+    const char *p[6] = { wf->id,
+                         t->wf_name,
+                         num_of(&version, wf->version),
+                         t->wf_definition,
+                         num_of(&at, t->at_ms),
+                         t->wf_retain_ms > 0 ? num_of(&retain, t->wf_retain_ms) : NULL };
 
-    return wrun(pg_of(base), PG_W_WF_INSERT, 5, p, NULL, err);
+    return wrun(pg_of(base), PG_W_WF_INSERT, 6, p, NULL, err);
 }
 
 /* ---- events ---- */
@@ -1294,6 +1399,9 @@ const struct store_rows_ops pg_rows_ops = {
     .run_notify = pg_row_run_notify,
     .runs_delete = pg_row_runs_delete,
     .workflow_delete = pg_row_workflow_delete,
+    .schedule_get = pg_row_schedule_get,
+    .schedule_put = pg_row_schedule_put,
+    .schedule_write = pg_row_schedule_write,
     .signal_insert = pg_row_signal_insert,
     .signal_next = pg_row_signal_next,
     .signal_take = pg_row_signal_take,

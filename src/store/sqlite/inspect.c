@@ -35,6 +35,7 @@ static const struct snapshot_table {
     { "orders", ST_SNAP_ORDERS, ST_ORDERS_COUNT },
     { "kv", ST_SNAP_KV, ST_SNAP_KV_COUNT },
     { "gid_floor", ST_SNAP_GID_FLOOR, ST_SNAP_GID_FLOOR_COUNT },
+    { "schedules", ST_SNAP_SCHEDULES, ST_SNAP_SCHEDULES_COUNT },
     { "schema_version", ST_SNAP_SCHEMA_VERSION, ST_SNAP_SCHEMA_VERSION_COUNT },
 };
 

@@ -22,15 +22,22 @@
 
 /* The runs a purge selects: the finished ones, oldest finished first, by
  * the partial index runs_finished (migration 9). */
-static const char sql_select[] =
-        "SELECT id FROM runs WHERE " FINISHED " AND completed_at < ?1"
-        " AND (?2 IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE name = ?2))"
-        " AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id = ?4)"
-        " ORDER BY completed_at LIMIT ?5";
-static const char sql_count[] =
-        "SELECT count(*) FROM runs WHERE " FINISHED " AND completed_at < ?1"
-        " AND (?2 IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE name = ?2))"
-        " AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id = ?4)";
+/* A retention pass (?6 now, ?7 the server's window or NULL): runs finished
+ * before now minus their workflow version's window, or the server's for a
+ * version without one. Its first bound, now minus the smallest window, is
+ * a range of the index; no window at all selects nothing. */
+#define RETAIN_BIG "9000000000000000"
+#define RETAIN                                                                   \
+    " AND (?6 IS NULL OR (completed_at < ?6 - min(coalesce(?7, " RETAIN_BIG ")," \
+    " coalesce((SELECT min(retain_ms) FROM workflows), " RETAIN_BIG "))"         \
+    " AND completed_at < ?6 - coalesce((SELECT w.retain_ms FROM workflows w"     \
+    " WHERE w.id = runs.workflow_id), ?7)))"
+#define WHERE                                                                        \
+    " WHERE " FINISHED " AND completed_at < ?1"                                      \
+    " AND (?2 IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE name = ?2))" \
+    " AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id = ?4)" RETAIN
+static const char sql_select[] = "SELECT id FROM runs" WHERE " ORDER BY completed_at LIMIT ?5";
+static const char sql_count[] = "SELECT count(*) FROM runs" WHERE;
 static const char *const sql_delete[] = {
     "DELETE FROM events WHERE run_id = ?1",
     "DELETE FROM steps WHERE run_id = ?1",
@@ -67,6 +74,11 @@ static void bind_query(sqlite3_stmt *st, const struct store_purge *q)
     bind_text_or_null(st, 2, q->workflow);
     bind_text_or_null(st, 3, q->status);
     bind_text_or_null(st, 4, q->run_id);
+    if (q->retain_now_ms > 0) {
+        sqlite3_bind_int64(st, 6, q->retain_now_ms);
+        if (q->retain_default_ms > 0)
+            sqlite3_bind_int64(st, 7, q->retain_default_ms);
+    }
 }
 
 /* The ids q selects, up to q->limit, into *ids (owned, ID_MAX each). */

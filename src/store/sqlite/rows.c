@@ -248,6 +248,54 @@ durable_code sqlite_kv_read(struct store *base, const char *key, char **out, dur
     return rc;
 }
 
+static void schedule_of(sqlite3_stmt *st, struct schedule_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    col_copy_id(st, 0, r->id);
+    r->workflow_name = col_strdup(st, 1);
+    r->cron = col_strdup(st, 2);
+    r->every_ms = sqlite3_column_int64(st, 3);
+    r->tz = col_strdup(st, 4);
+    r->input_json = col_strdup(st, 5);
+    r->overlap = col_strdup(st, 6);
+    r->catch_up = col_strdup(st, 7);
+    r->catch_up_max = sqlite3_column_int(st, 8);
+    r->paused = sqlite3_column_int(st, 9) != 0;
+    r->anchor_ms = sqlite3_column_int64(st, 10);
+    r->last_tick_ms = sqlite3_column_int64(st, 11);
+    r->fired = sqlite3_column_int64(st, 12);
+    r->skipped = sqlite3_column_int64(st, 13);
+    r->created_at_ms = sqlite3_column_int64(st, 14);
+    r->updated_at_ms = sqlite3_column_int64(st, 15);
+    col_copy_id(st, 16, r->last_run_id);
+}
+
+durable_code sqlite_schedules_read(struct store *base, const char *id,
+                                   void (*fn)(const struct schedule_record *r, void *ud), void *ud,
+                                   durable_error *err)
+{
+    struct sqlite_store *s = sqlite_of(base);
+    struct conn *c = store_reader_take(s);
+    sqlite3_stmt *st = NULL;
+    bool has_row = false, any = false;
+    durable_code rc = id ? stmt_get(c, ST_SCHED_READ, &st, err, "s", id)
+                         : stmt_get(c, ST_SCHED_LIST, &st, err, "");
+
+    while (rc == DURABLE_OK && (rc = stmt_step(st, &has_row, err)) == DURABLE_OK && has_row) {
+        struct schedule_record r;
+
+        schedule_of(st, &r);
+        fn(&r, ud);
+        schedule_record_release(&r);
+        any = true;
+    }
+    if (rc == DURABLE_OK && id && !any)
+        rc = err_set(err, DURABLE_ENOTFOUND, "schedule \"%s\" not found", id);
+    stmt_release(st);
+    store_reader_put(s, c);
+    return rc;
+}
+
 /* ---- pages ---- */
 
 /* Hands the current row to fn. */

@@ -38,6 +38,12 @@
     "(r.status = 'pending' OR r.status = 'running' OR r.status = 'waiting' OR r.status = " \
     "'paused')"
 
+/* A schedule's columns as schedule_of (rows.c) reads them. */
+#define SCHED_COLS                                                                                \
+    "id, workflow_name, cron, coalesce(every_ms, 0), tz, input, overlap, catch_up, catch_up_max," \
+    " paused, anchor_at, coalesce(last_tick, 0), fired, skipped, created_at, updated_at,"         \
+    " last_run_id"
+
 static const char *const migrations[] = {
     /* 1: the initial schema. */
     "CREATE TABLE workflows ("
@@ -146,6 +152,20 @@ static const char *const migrations[] = {
     "  WHERE " UNFINISHED ";"
     "ALTER TABLE runs ADD COLUMN restarted_from TEXT;"
     "ALTER TABLE runs ADD COLUMN restarted_step TEXT;",
+    /* 11: a workflow version's own retention window in ms (its
+     * definition's retain_finished), NULL for the server's (purge.c). */
+    "ALTER TABLE workflows ADD COLUMN retain_ms INTEGER;",
+    /* 12: schedules (a cron expression or an interval, every_ms): last_tick
+     * is the last tick fired, written in the transaction of the run it
+     * started (or of its skip), so that a tick fires once. */
+    "CREATE TABLE schedules ("
+    "  id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, cron TEXT, every_ms INTEGER,"
+    "  tz TEXT NOT NULL, input TEXT NOT NULL, overlap TEXT NOT NULL, catch_up TEXT NOT NULL,"
+    "  catch_up_max INTEGER NOT NULL, paused INTEGER NOT NULL DEFAULT 0,"
+    "  anchor_at INTEGER NOT NULL, last_tick INTEGER, last_run_id TEXT,"
+    "  fired INTEGER NOT NULL DEFAULT 0,"
+    "  skipped INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL, CHECK ((cron IS NULL) <> (every_ms IS NULL)));",
 };
 
 int sqlite_schema_version(void)
@@ -237,8 +257,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_WF_LATEST] = { "SELECT id, version, definition FROM workflows WHERE name = ?1"
                        " ORDER BY version DESC LIMIT 1",
                        "read a workflow" },
-    [ST_WF_INSERT] = { "INSERT INTO workflows (id, name, version, definition, created_at)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_WF_INSERT] = { "INSERT INTO workflows (id, name, version, definition, created_at, retain_ms)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                        "register a workflow" },
     [ST_WF_EXISTS] = { "SELECT 1 FROM workflows WHERE id = ?1", "look up a workflow" },
     [ST_ORDER_INSERT] = { "INSERT INTO orders (id, amount, status, created_at, updated_at)"
@@ -348,6 +368,24 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_EVENT_MAX_GID] = { "SELECT max(coalesce((SELECT max(gid) FROM events), 0),"
                            " coalesce((SELECT gid FROM gid_floor), 0))",
                            "number an event" },
+    [ST_SCHED_GET] = { "SELECT paused, coalesce(last_tick, 0) FROM schedules WHERE id = ?1",
+                       "read a schedule's last tick" },
+    [ST_SCHED_PUT] = { "INSERT INTO schedules (id, workflow_name, cron, every_ms, tz, input,"
+                       " overlap, catch_up, catch_up_max, anchor_at, created_at, updated_at)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)"
+                       " ON CONFLICT (id) DO UPDATE SET workflow_name = excluded.workflow_name,"
+                       " cron = excluded.cron, every_ms = excluded.every_ms, tz = excluded.tz,"
+                       " input = excluded.input, overlap = excluded.overlap,"
+                       " catch_up = excluded.catch_up, catch_up_max = excluded.catch_up_max,"
+                       " updated_at = excluded.updated_at",
+                       "write a schedule" },
+    [ST_SCHED_PAUSE] = { "UPDATE schedules SET paused = ?2, updated_at = ?3 WHERE id = ?1",
+                         "pause or resume a schedule" },
+    [ST_SCHED_DELETE] = { "DELETE FROM schedules WHERE id = ?1", "delete a schedule" },
+    [ST_SCHED_FIRE] = { "UPDATE schedules SET last_tick = ?2, fired = fired + ?3,"
+                        " skipped = skipped + ?4, updated_at = ?5,"
+                        " last_run_id = coalesce(?6, last_run_id) WHERE id = ?1",
+                        "fire a schedule's tick" },
     [ST_STEPS_TO_RETRY] = { "SELECT step_id FROM steps WHERE run_id = ?1"
                             " AND status IN ('failed', 'cancelled') ORDER BY idx",
                             "read the steps to retry" },
@@ -404,6 +442,9 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_ORDER_JSON] = { "SELECT id, amount, status, created_at, updated_at FROM orders"
                         " WHERE id = ?1",
                         "read an order" },
+    [ST_SCHED_READ] = { "SELECT " SCHED_COLS " FROM schedules WHERE id = ?1", "read a schedule" },
+    [ST_SCHED_LIST] = { "SELECT " SCHED_COLS " FROM schedules ORDER BY created_at, id",
+                        "read the schedules" },
     [ST_KV_READ] = { "SELECT value FROM kv WHERE key = ?1", "read a key" },
     [ST_WF_LIST] = { "SELECT id, name, version, created_at,"
                      " CASE WHEN json_valid(definition)"
@@ -453,6 +494,9 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_SNAP_KV_COUNT] = { "SELECT count(*) FROM kv", "count table kv" },
     [ST_SNAP_GID_FLOOR] = { "SELECT * FROM gid_floor LIMIT ?1", "read table gid_floor" },
     [ST_SNAP_GID_FLOOR_COUNT] = { "SELECT count(*) FROM gid_floor", "count table gid_floor" },
+    [ST_SNAP_SCHEDULES] = { "SELECT * FROM schedules ORDER BY created_at DESC, id LIMIT ?1",
+                            "read table schedules" },
+    [ST_SNAP_SCHEDULES_COUNT] = { "SELECT count(*) FROM schedules", "count table schedules" },
     [ST_SNAP_ORDERS] = { "SELECT * FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?1",
                          "read table orders" },
     [ST_SNAP_SCHEMA_VERSION] = { "SELECT * FROM schema_version ORDER BY version DESC LIMIT ?1",
@@ -1043,5 +1087,6 @@ const struct store_ops sqlite_store_ops = {
     .count_steps = sqlite_count_steps,
     .ping = sqlite_ping,
     .kv_read = sqlite_kv_read,
+    .schedules_read = sqlite_schedules_read,
     .cluster = NULL,
 };

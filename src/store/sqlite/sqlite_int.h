@@ -78,6 +78,11 @@ enum stmt_id {
     ST_STEPS_TO_RETRY,
     ST_STEPS_RETRY,
     ST_RUN_RETRY,
+    ST_SCHED_GET,
+    ST_SCHED_PUT,
+    ST_SCHED_PAUSE,
+    ST_SCHED_DELETE,
+    ST_SCHED_FIRE,
     /* reads */
     ST_READ_BEGIN,
     ST_WF_BY_ID,
@@ -109,6 +114,8 @@ enum stmt_id {
     ST_RUNS_BY_STATUS,
     ST_STEPS_BY_STATUS,
     ST_PING,
+    ST_SCHED_READ,
+    ST_SCHED_LIST,
     /* the DB viewer: each table's newest rows and its row count (inspect.c) */
     ST_SNAP_WORKFLOWS,
     ST_SNAP_RUNS,
@@ -122,6 +129,8 @@ enum stmt_id {
     ST_SNAP_KV_COUNT,
     ST_SNAP_GID_FLOOR,
     ST_SNAP_GID_FLOOR_COUNT,
+    ST_SNAP_SCHEDULES,
+    ST_SNAP_SCHEDULES_COUNT,
     ST_SNAP_ORDERS,
     ST_SNAP_SCHEMA_VERSION,
     ST_SNAP_SCHEMA_VERSION_COUNT,
@@ -266,6 +275,9 @@ durable_code sqlite_events_read(struct store *base, const char *run_id, int64_t 
 durable_code sqlite_events_since(struct store *base, int64_t after_gid, int limit,
                                  struct store_events *out, durable_error *err);
 durable_code sqlite_kv_read(struct store *base, const char *key, char **out, durable_error *err);
+durable_code sqlite_schedules_read(struct store *base, const char *id,
+                                   void (*fn)(const struct schedule_record *r, void *ud), void *ud,
+                                   durable_error *err);
 durable_code sqlite_order_read(struct store *base, const char *order_id,
                                const struct store_row_fns *fn, durable_error *err);
 durable_code sqlite_runs_page(struct store *base, const struct store_run_query *rq,

@@ -294,11 +294,53 @@ static durable_code sqlite_order_set_status(struct store *base, const char *orde
 static durable_code sqlite_workflow_insert(struct store *base, const struct transition_result *wf,
                                            const struct transition *t, durable_error *err)
 {
-    return stmt_exec(&sqlite_of(base)->w, ST_WF_INSERT, err, "ssisI", wf->id, t->wf_name,
-                     wf->version, t->wf_definition, t->at_ms);
+    return stmt_exec(&sqlite_of(base)->w, ST_WF_INSERT, err, "ssisIT", wf->id, t->wf_name,
+                     wf->version, t->wf_definition, t->at_ms, t->wf_retain_ms);
 }
 
 /* ---- signals ---- */
+
+/* ---- schedules ---- */
+
+static durable_code sqlite_schedule_get(struct store *base, const char *id, bool *out_found,
+                                        bool *out_paused, int64_t *out_last_tick,
+                                        durable_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    durable_code rc = stmt_get(&sqlite_of(base)->w, ST_SCHED_GET, &st, err, "s", id);
+
+    *out_found = false;
+    if (rc == DURABLE_OK)
+        rc = stmt_step(st, out_found, err);
+    if (rc == DURABLE_OK && *out_found) {
+        *out_paused = sqlite3_column_int(st, 0) != 0;
+        *out_last_tick = sqlite3_column_int64(st, 1);
+    }
+    stmt_release(st);
+    return rc;
+}
+
+static durable_code sqlite_schedule_put(struct store *base, const struct schedule_record *r,
+                                        int64_t at_ms, durable_error *err)
+{
+    return stmt_exec(&sqlite_of(base)->w, ST_SCHED_PUT, err, "sssTssssiII", r->id, r->workflow_name,
+                     r->cron, r->cron ? 0 : r->every_ms, r->tz, r->input_json, r->overlap,
+                     r->catch_up, r->catch_up_max, r->anchor_ms, at_ms);
+}
+
+static durable_code sqlite_schedule_write(struct store *base, const struct transition *t,
+                                          const char *run_id, durable_error *err)
+{
+    struct conn *c = &sqlite_of(base)->w;
+
+    if (t->kind == TR_SCHEDULE_SET && t->schedule_op == SCHEDULE_DELETE)
+        return stmt_exec(c, ST_SCHED_DELETE, err, "s", t->schedule_id);
+    if (t->kind == TR_SCHEDULE_SET)
+        return stmt_exec(c, ST_SCHED_PAUSE, err, "siI", t->schedule_id,
+                         t->schedule_op == SCHEDULE_PAUSE, t->at_ms);
+    return stmt_exec(c, ST_SCHED_FIRE, err, "sIiiIs", t->schedule_id, t->tick_ms,
+                     t->kind == TR_RUN_CREATE, t->kind == TR_SCHEDULE_TICK, t->at_ms, run_id);
+}
 
 static durable_code sqlite_signal_insert(struct store *base, const struct transition *t,
                                          int64_t seq, durable_error *err)
@@ -421,6 +463,9 @@ const struct store_rows_ops sqlite_rows_ops = {
     .workflow_latest = sqlite_workflow_latest,
     .order_get = sqlite_order_get,
     .kv_get = sqlite_kv_get,
+    .schedule_get = sqlite_schedule_get,
+    .schedule_put = sqlite_schedule_put,
+    .schedule_write = sqlite_schedule_write,
     .kv_put = sqlite_kv_put,
     .step_write = sqlite_step_write,
     .run_write = sqlite_run_write,

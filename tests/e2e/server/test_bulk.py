@@ -148,6 +148,33 @@ class BulkTest(su.ServerTest):
         out = self.bulk(srv, {"action": "retry", "filter": {"workflow": "bulk-waiter"}})
         self.assertEqual((out["matched"], out["touched"]), (1, 0))
 
+    def test_bulk_pause_resume(self):
+        srv = self.start_server()
+        self.register(srv, WAITER)
+        ids = self.start(srv, "bulk-waiter", [{"who": "ann" if i < 2 else "bob"} for i in range(4)])
+        self.wait_for(lambda: self.count(srv, "bulk-waiter", "waiting") == 4, 60,
+                      "4 waiting runs")
+        ann = {"action": "pause", "filter": {"input": {"who": "ann"}}}
+        out = self.bulk(srv, dict(ann, dry_run=True))
+        self.assertEqual((out["matched"], out["touched"]), (2, 2))
+        self.assertEqual(self.count(srv, "bulk-waiter", "paused"), 0)
+        out = self.bulk(srv, ann)
+        self.assertEqual((out["matched"], out["touched"]), (2, 2))
+        self.assertEqual(sorted(self.ids(srv, "status=paused")[0]), sorted(ids[:2]))
+        self.assertEqual(self.count(srv, "bulk-waiter", "waiting"), 2)
+        # paused runs are matched again, not paused twice
+        out = self.bulk(srv, ann)
+        self.assertEqual((out["matched"], out["touched"]), (2, 0))
+        # resume touches only the paused ones among those matched
+        out = self.bulk(srv, {"action": "resume", "filter": {"workflow": "bulk-waiter"}})
+        self.assertEqual((out["matched"], out["touched"]), (4, 2))
+        self.wait_for(lambda: self.count(srv, "bulk-waiter", "waiting") == 4, 60,
+                      "4 waiting runs again")
+        for rid in ids[:2]:
+            types = [e["type"] for e in self.events(srv, rid)]
+            self.assertEqual((types.count("run_paused"), types.count("run_resumed")), (1, 1),
+                             types)
+
     def test_refusals(self):
         srv = self.start_server()
         self.register(srv, WAITER)
@@ -158,6 +185,7 @@ class BulkTest(su.ServerTest):
                            ({"action": "cancel", "filter": {"status": "", "input": None}},
                             "empty filter"),
                            ({"action": "cancle", "filter": {"status": "waiting"}}, "cancle"),
+                           ({"action": "pasue", "filter": {"status": "waiting"}}, "pause"),
                            ({"filter": {"status": "waiting"}}, "action"),
                            ({"action": "cancel", "filter": {"stauts": "waiting"}}, "stauts"),
                            ({"action": "cancel", "filter": {"status": "runing"}}, "runing"),

@@ -12,6 +12,10 @@
   - `serve --retain-finished`: finished runs disappear after the window,
     unfinished ones stay; a bad duration (flag or DURABLE_RETAIN_FINISHED)
     stops the server at start with exit 2;
+  - a workflow's own window (`retain_finished` in its definition) applies
+    to its runs instead of the server's, longer or shorter, also on a
+    server without --retain-finished (after a SIGKILL and restart); a bad
+    value is refused at registration naming the field;
   - SIGKILL while a retention pass deletes 1,500 runs: after a restart the
     database is intact (PRAGMA integrity_check), every run left has all
     its rows, no step, event or signal is left of a deleted run, and the
@@ -215,6 +219,32 @@ class RetentionTest(su.ServerTest):
         # a run finishing now is kept for the window at least
         fresh = self.finished_run(srv)["id"]
         self.assertIn(fresh, self.run_ids(srv))
+
+    def test_workflow_windows(self):
+        keeper = dict(QUICK, name="keeper", retain_finished="1h")
+        brief = dict(QUICK, name="brief", retain_finished="1s")
+        srv = self.start_server(args=["--retain-finished", "3s"])
+        for wf in (QUICK, keeper, brief):
+            self.register(srv, wf)
+        err = self.assertError(srv.post("/workflows", dict(QUICK, retain_finished="30 days")), 422)
+        self.assertIn("retain_finished", err["message"])
+        kept = self.finished_run(srv, "keeper")["id"]
+        gone = [self.finished_run(srv, wf)["id"] for wf in ("quick", "brief")]
+        self.wait_for(lambda: not (set(gone) & self.run_ids(srv)), 60,
+                      "the runs of quick and brief to be deleted", interval=0.2)
+        self.assertIn(kept, self.run_ids(srv))  # its 1 hour, not the server's 3 s
+        # a server without a window of its own still keeps each workflow's:
+        # brief's run goes, after a SIGKILL, at the first pass of the restart
+        srv.args = []
+        srv.kill()
+        srv.start()
+        short = self.finished_run(srv, "brief")["id"]
+        plain = self.finished_run(srv, "quick")["id"]
+        srv.kill()
+        srv.start()
+        self.wait_for(lambda: short not in self.run_ids(srv), 60,
+                      "brief's run to be deleted by its own window", interval=0.2)
+        self.assertTrue({kept, plain} <= self.run_ids(srv))
 
     def start_many(self, srv, wf, n):
         def one(_):

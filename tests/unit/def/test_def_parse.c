@@ -228,6 +228,50 @@ static void test_retry_from_definition(void **state)
     def_report_release(&rep);
 }
 
+/* A workflow's own retention window: a duration as --retain-finished takes. */
+static void test_retain_finished(void **state)
+{
+    static const struct {
+        const char *value;
+        const char *error; /* NULL: accepted */
+    } cases[] = {
+        { "\"30d\"", NULL },
+        { "\"90s\"", NULL },
+        { "\"30 days\"", "retain_finished: " },
+        { "\"\"", "retain_finished: " },
+        { "\"0d\"", "retain_finished: " },
+        { "30", "retain_finished: expected a string" },
+    };
+    char text[160];
+    struct def_report rep;
+    struct plan *p = NULL;
+    durable_error err;
+
+    (void)state;
+    for (size_t i = 0; i < DUR_ARRAY_LEN(cases); i++) {
+        snprintf(text, sizeof(text),
+                 "{\"name\":\"k\",\"retain_finished\":%s,\"steps\":[{\"id\":\"a\"}]}",
+                 cases[i].value);
+        err_clear(&err);
+        if (!cases[i].error) {
+            assert_int_equal(parse(text, &p, &rep, &err), DURABLE_OK);
+            assert_int_equal(p->retain_finished_ms, i == 0 ? 30LL * 86400000 : 90000);
+            plan_unref(p);
+        } else {
+            assert_int_equal(parse(text, &p, &rep, &err), DURABLE_EINVAL);
+            assert_null(p);
+            assert_ptr_equal(strstr(err.msg, cases[i].error), err.msg);
+        }
+        def_report_release(&rep);
+    }
+    /* absent: the server's window */
+    assert_int_equal(parse("{\"name\":\"k\",\"steps\":[{\"id\":\"a\"}]}", &p, &rep, &err),
+                     DURABLE_OK);
+    assert_int_equal(p->retain_finished_ms, 0);
+    plan_unref(p);
+    def_report_release(&rep);
+}
+
 /* ---- errors and the public entry ---- */
 
 static void test_first_error_and_options(void **state)
@@ -524,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_long_chain),
         cmocka_unit_test(test_long_cycle),
         cmocka_unit_test(test_too_many_steps),
+        cmocka_unit_test(test_retain_finished),
         cmocka_unit_test(test_error_flood),
         cmocka_unit_test(test_sql_ids),
         cmocka_unit_test(test_long_values_are_cut),

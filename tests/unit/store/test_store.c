@@ -29,6 +29,7 @@
 
 #include "store_test.h"
 #include "test_store_delete.h"
+#include "test_store_schedules.h"
 
 /* ---- schema ---- */
 
@@ -1840,8 +1841,10 @@ int main(void)
         T(test_map_items),
         T(test_delete_run),
         T(test_purge_selects),
+        T(test_retention_windows),
         T(test_deleted_event_ids_not_reused),
         T(test_workflow_version_delete),
+        T(test_schedule_ticks_once),
         T(test_run_pause_transitions),
         T(test_run_create_restart),
     };

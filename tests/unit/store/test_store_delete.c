@@ -5,8 +5,9 @@
  * events and signals, an unfinished one is refused, a purge selects by
  * finish time, workflow and status, oldest first, at most its limit, a dry
  * run counts, event ids are never given out again, the cache of finished
- * runs forgets a deleted one, and a workflow version goes only without
- * runs.
+ * runs forgets a deleted one, a retention pass takes each workflow
+ * version's own window, else the server's, and a workflow version goes only
+ * without runs.
  */
 #include "util/common.h"
 
@@ -194,6 +195,76 @@ void test_purge_selects(void **state)
     assert_run_status(f, "run_open", RUN_PENDING);
     assert_run_status(f, "run_x", RUN_COMPLETED); /* another workflow */
     assert_int_equal(count_runs(f), 2);
+}
+
+/* A run of a new workflow version named name (own window retain_ms, 0:
+ * none), finished at T0 + 10. */
+static void finished_run_of(struct fixture *f, const char *name, int64_t retain_ms,
+                            const char *run_id)
+{
+    char def[128];
+    struct transition_result wf;
+    struct transition w = { .kind = TR_WORKFLOW_PUT,
+                            .at_ms = T0,
+                            .wf_name = name,
+                            .wf_definition = def,
+                            .wf_retain_ms = retain_ms };
+    struct transition t = {
+        .kind = TR_RUN_CREATE, .at_ms = T0 + 1, .run_id = run_id, .input_json = "{}"
+    };
+
+    snprintf(def, sizeof(def), "{\"name\":\"%s\",\"steps\":[]}", name);
+    apply_ok(f, &w, &wf);
+    t.workflow_id = wf.id;
+    apply_ok(f, &t, NULL);
+    finish(f, run_id, RUN_COMPLETED, 10);
+}
+
+void test_retention_windows(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct store_purge q = { .finished_before_ms = INT64_MAX, .limit = 100, .dry_run = true };
+    int64_t n = -1;
+
+    create_run(f, "run_plain", NULL, NULL, NULL); /* "shop": no window of its own */
+    finish(f, "run_plain", RUN_COMPLETED, 10);
+    finished_run_of(f, "short", 100, "run_short");
+    finished_run_of(f, "long", 1000000, "run_long");
+    create_run(f, "run_open", NULL, NULL, NULL);
+    /* 500 ms after they finished, no server window: only the short one's
+     * window has passed */
+    q.retain_now_ms = T0 + 510;
+    assert_int_equal(purge(f, &q, &n, &err), DURABLE_OK);
+    assert_int_equal(n, 1);
+    /* a server window of 200 ms takes the version without one too, and
+     * never the long one */
+    q.retain_default_ms = 200;
+    assert_int_equal(purge(f, &q, &n, &err), DURABLE_OK);
+    assert_int_equal(n, 2);
+    /* a server window longer than the short one's keeps only the plain */
+    q.retain_default_ms = 1000;
+    assert_int_equal(purge(f, &q, &n, &err), DURABLE_OK);
+    assert_int_equal(n, 1);
+    /* the other filters still hold */
+    q.retain_default_ms = 200;
+    q.workflow = "short";
+    assert_int_equal(purge(f, &q, &n, &err), DURABLE_OK);
+    assert_int_equal(n, 1);
+    q.workflow = NULL;
+    q.dry_run = false;
+    assert_int_equal(purge(f, &q, &n, &err), DURABLE_OK);
+    assert_int_equal(n, 2);
+    assert_gone(f, "run_short");
+    assert_gone(f, "run_plain");
+    assert_run_status(f, "run_long", RUN_COMPLETED);
+    assert_run_status(f, "run_open", RUN_PENDING);
+    /* long after: the long one goes at last */
+    q.retain_now_ms = T0 + 10 + 1000000 + 1;
+    assert_int_equal(purge(f, &q, &n, &err), DURABLE_OK);
+    assert_int_equal(n, 1);
+    assert_gone(f, "run_long");
+    assert_run_status(f, "run_open", RUN_PENDING);
 }
 
 void test_deleted_event_ids_not_reused(void **state)

@@ -5,6 +5,7 @@
 
 void test_delete_run(void **state);
 void test_purge_selects(void **state);
+void test_retention_windows(void **state);
 void test_deleted_event_ids_not_reused(void **state);
 void test_workflow_version_delete(void **state);
 

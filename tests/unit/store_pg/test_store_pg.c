@@ -180,6 +180,8 @@ static const char v3_keys[] =
         "ALTER TABLE runs DROP COLUMN restarted_from;"
         "ALTER TABLE runs DROP COLUMN restarted_step;"
         "DROP INDEX runs_finished;"
+        "ALTER TABLE workflows DROP COLUMN retain_ms;"
+        "DROP TABLE schedules;"
         "UPDATE schema_version SET version = 3;";
 
 /* A database of schema 3 whose key k1 names two runs of workflow shop, one
