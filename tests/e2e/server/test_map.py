@@ -153,8 +153,6 @@ class MapTest(su.ServerTest):
         # Run again: the items whose outcome had not committed at the kill
         # (in flight, or answered while the writer had not committed it
         # yet), with the same key; each at most once more.
-        twice = [k for k, c in hits.items() if c > 1]
-        self.assertTrue(twice or len(before) < N_ITEMS, hits)
         self.assertTrue(all(c <= 2 for c in hits.values()), hits)
         # History stays linear: one event per item settled, plus the steps'.
         n_item_events = sum(1 for e in evs if e["type"].startswith("map_item_"))
