@@ -187,6 +187,7 @@ durable_code pg_open(const char *location, durable_durability durability, struct
     pthread_mutex_init(&s->read_mu, NULL);
     pthread_mutex_init(&s->code_mu, NULL);
     s->code_ids = xstrdup("{}");
+    pg_write_init(s);
     pthread_cond_init(&s->read_cond, NULL);
     node_default(s);
     rc = pg_location_conninfo(location, &s->conninfo, err);
@@ -224,6 +225,7 @@ void pg_close(struct store *base)
     free(s->w_fifo);
     free(s->ahead);
     free(s->ahead_order);
+    pg_write_free(s);
     pthread_cond_destroy(&s->read_cond);
     pthread_mutex_destroy(&s->read_mu);
     free(s->conninfo);
