@@ -488,10 +488,11 @@ static durable_code held_send(struct pg_store *s, durable_error *err)
     return rc;
 }
 
-/* Holds back an event with its seq and gid. */
+/* Holds back an event numbered seq, with the transaction's next gid. */
 static durable_code held_event(struct pg_store *s, const struct event_key *k, const char *type,
-                               const char *data, int64_t seq, int64_t gid, durable_error *err)
+                               const char *data, int64_t seq, durable_error *err)
 {
+    int64_t gid = s->last_gid + 1;
     struct num n_seq, n_at, n_gid;
     const char *v[PG_EV_COLS] = { k->run_id,          num_of(&n_seq, seq),     type,
                                   k->step_id,         num_of(&n_at, k->at_ms), data,
@@ -1409,7 +1410,7 @@ static durable_code pg_row_event_append(struct store *base, const struct event_k
     if (rc == DURABLE_OK && !s->gid_locked)
         rc = counter_lock(s, err);
     if (rc == DURABLE_OK)
-        rc = held_event(s, k, type, data, seq, s->last_gid + 1, err);
+        rc = held_event(s, k, type, data, seq, err);
     if (rc != DURABLE_OK) {
         seq_forget(s);
         ahead_drop(s, k->run_id);
@@ -1552,9 +1553,30 @@ static PGresult *guard_row(const PGresult *r, int i)
     return one;
 }
 
-/* Reads the guards' rows if sent (n_guards), each into its run's slot (a
- * run without a row gets an empty result: no such run), then the
- * counter's if sent. */
+/* The guards' rows r, each into its run's slot (a run without a row gets
+ * an empty result: no such run). */
+static void guards_take(struct pg_store *s, const PGresult *r, size_t n_guards)
+{
+    int col = PQnfields(r) - 1; /* the guard's place */
+
+    for (int i = 0; i < PQntuples(r); i++) {
+        int64_t g = pg_cell_int64(r, i, col);
+        struct pg_ahead *a;
+        if (g < 1 || (size_t)g > n_guards)
+            continue;
+        a = &s->ahead[s->ahead_order[g - 1]];
+        if (!a->r)
+            a->r = guard_row(r, i);
+    }
+    for (size_t g = 0; g < n_guards; g++) {
+        struct pg_ahead *a = &s->ahead[s->ahead_order[g]];
+        if (!a->r)
+            a->r = PQcopyResult(r, PG_COPYRES_ATTRS);
+    }
+}
+
+/* Reads the guards' rows if sent (n_guards > 0), then the counter's if
+ * sent. */
 static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_error *err)
 {
     enum pg_wstmt_id id;
@@ -1562,21 +1584,8 @@ static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_erro
 
     if (n_guards > 0) {
         r = read_next(s, &id);
-        if (result_ok(s, r, id)) {
-            int col = PQnfields(r) - 1; /* the guard's place */
-            for (int i = 0; i < PQntuples(r); i++) {
-                int64_t g = pg_cell_int64(r, i, col);
-                struct pg_ahead *a =
-                        g >= 1 && (size_t)g <= n_guards ? &s->ahead[s->ahead_order[g - 1]] : NULL;
-                if (a && !a->r)
-                    a->r = guard_row(r, i);
-            }
-            for (size_t g = 0; g < n_guards; g++) {
-                struct pg_ahead *a = &s->ahead[s->ahead_order[g]];
-                if (!a->r)
-                    a->r = PQcopyResult(r, PG_COPYRES_ATTRS);
-            }
-        }
+        if (result_ok(s, r, id))
+            guards_take(s, r, n_guards);
         PQclear(r);
     }
     if (s->w_n > 0) { /* the counter */
@@ -1589,6 +1598,49 @@ static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_erro
         PQclear(r);
     }
     return s->w_rc == DURABLE_OK ? DURABLE_OK : failed(s, err);
+}
+
+/* Takes the slot of t's run in the table, unless a transition before
+ * took it (then t reads after the writes): a run t creates is marked, as
+ * there is nothing to read of it (if t inserts it, its row is known; if
+ * not, it is read later); a guard to read is put in the order of the
+ * reads (*n_guards). Whether t's guard (run, *out_step) is to be read. */
+static bool ahead_claim(struct pg_store *s, const struct transition *t, const char **out_step,
+                        size_t *n_guards)
+{
+    bool create = t->kind == TR_RUN_CREATE;
+    size_t k;
+
+    *out_step = NULL;
+    if (create ? !t->run_id || strlen(t->run_id) >= ID_MAX : !guard_key(t, out_step))
+        return false;
+    k = ahead_slot(s, t->run_id);
+    if (s->ahead[k].run_id)
+        return false;
+    s->ahead[k].run_id = t->run_id;
+    s->ahead[k].step_id = *out_step;
+    s->ahead[k].r = NULL;
+    s->ahead_n++;
+    if (create)
+        return false;
+    s->ahead_order[(*n_guards)++] = k;
+    return true;
+}
+
+/* Sends PG_W_GUARDS over the array literals runs and steps (open: "{..."). */
+static durable_code guards_send(struct pg_store *s, struct dbuf *runs, struct dbuf *steps,
+                                durable_error *err)
+{
+    durable_code rc = dbuf_add(runs, "}", 1);
+    const char *p[2];
+
+    if (rc == DURABLE_OK)
+        rc = dbuf_add(steps, "}", 1);
+    if (rc != DURABLE_OK)
+        return err_set(err, rc, "could not read the steps: too many");
+    p[0] = runs->buf;
+    p[1] = steps->buf;
+    return send(s, PG_W_GUARDS, 2, p, err);
 }
 
 /* The batch's guards, read ahead in one statement and one round trip with
@@ -1609,47 +1661,18 @@ durable_code pg_prefetch(struct store *base, const struct transition *const *t, 
     dbuf_add(&runs, "{", 1);
     dbuf_add(&steps, "{", 1);
     for (size_t i = 0; rc == DURABLE_OK && i < n; i++) {
-        const char *run_id = t[i]->run_id, *step_id = NULL;
-        size_t k;
-
+        const char *step_id;
         creates = creates || t[i]->kind == TR_RUN_CREATE;
-        if (t[i]->kind == TR_RUN_CREATE && run_id && strlen(run_id) < ID_MAX) {
-            /* A run created in the batch: nothing to read (if it is
-             * inserted, its row is known; if not, it is read later). */
-            k = ahead_slot(s, run_id);
-            if (!s->ahead[k].run_id) {
-                s->ahead[k].run_id = run_id;
-                s->ahead[k].step_id = NULL;
-                s->ahead_n++;
-            }
+        if (!ahead_claim(s, t[i], &step_id, &n_guards))
             continue;
-        }
-        if (!guard_key(t[i], &step_id))
-            continue;
-        k = ahead_slot(s, run_id);
-        if (s->ahead[k].run_id)
-            continue; /* a later transition of the run: it reads after the writes */
-        s->ahead[k].run_id = run_id;
-        s->ahead[k].step_id = step_id;
-        s->ahead[k].r = NULL;
-        s->ahead_n++;
-        s->ahead_order[n_guards++] = k;
-        rc = lit_add(&runs, run_id, true);
+        rc = lit_add(&runs, t[i]->run_id, true);
         if (rc == DURABLE_OK)
             rc = lit_add(&steps, step_id, true);
         if (rc != DURABLE_OK)
             rc = err_set(err, rc, "could not read the steps: too many");
     }
-    if (rc == DURABLE_OK && n_guards > 0) {
-        const char *p[2] = { runs.buf, steps.buf };
-        rc = dbuf_add(&runs, "}", 1);
-        if (rc == DURABLE_OK)
-            rc = dbuf_add(&steps, "}", 1);
-        p[0] = runs.buf;
-        p[1] = steps.buf;
-        rc = rc == DURABLE_OK ? send(s, PG_W_GUARDS, 2, p, err)
-                              : err_set(err, rc, "could not read the steps: too many");
-    }
+    if (rc == DURABLE_OK && n_guards > 0)
+        rc = guards_send(s, &runs, &steps, err);
     dbuf_release(&runs);
     dbuf_release(&steps);
     /* The counter too when the batch will append events: it has a guard
