@@ -144,9 +144,13 @@ static durable_code writer_settings(struct pg_store *s, durable_error *err)
     const char *params[2] = { sync, idle };
 
     snprintf(idle, sizeof(idle), "%lld", (long long)(s->lease_ms / 2));
+    /* Generic plans: the writer's statements find rows by their keys, and
+     * a custom plan would be made again at each call of one whose
+     * estimate depends on an array's length (write.c PG_W_GUARDS). */
     return pg_run(s->w, "set the durability",
                   "SELECT set_config('synchronous_commit', $1, false),"
-                  " set_config('idle_in_transaction_session_timeout', $2, false)",
+                  " set_config('idle_in_transaction_session_timeout', $2, false),"
+                  " set_config('plan_cache_mode', 'force_generic_plan', false)",
                   2, params, err);
 }
 

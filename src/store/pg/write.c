@@ -1582,7 +1582,13 @@ static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_erro
     enum pg_wstmt_id id;
     PGresult *r;
 
-    if (n_guards > 0) {
+    if (n_guards == 1) {
+        r = read_next(s, &id);
+        if (result_ok(s, r, id))
+            s->ahead[s->ahead_order[0]].r = r;
+        else
+            PQclear(r);
+    } else if (n_guards > 1) {
         r = read_next(s, &id);
         if (result_ok(s, r, id))
             guards_take(s, r, n_guards);
@@ -1671,8 +1677,13 @@ durable_code pg_prefetch(struct store *base, const struct transition *const *t, 
         if (rc != DURABLE_OK)
             rc = err_set(err, rc, "could not read the steps: too many");
     }
-    if (rc == DURABLE_OK && n_guards > 0)
+    if (rc == DURABLE_OK && n_guards == 1) { /* one guard: its own statement, cheaper */
+        const struct pg_ahead *a = &s->ahead[s->ahead_order[0]];
+        const char *p[2] = { a->run_id, a->step_id };
+        rc = send(s, PG_W_RUN_GUARD, 2, p, err);
+    } else if (rc == DURABLE_OK && n_guards > 1) {
         rc = guards_send(s, &runs, &steps, err);
+    }
     dbuf_release(&runs);
     dbuf_release(&steps);
     /* The counter too when the batch will append events: it has a guard
