@@ -1,10 +1,16 @@
 /*
  * write.c - the PostgreSQL backend's row operations (struct
  * store_rows_ops, backend.h): the reads and writes store_apply
- * (store/apply.c) decides over, each one prepared statement on the write
- * connection, inside the writer's open transaction, one round trip each.
- * Nothing here decides whether a transition applies: the guards and
- * events are apply.c's.
+ * (store/apply.c) decides over, as prepared statements on the write
+ * connection, inside the writer's open transaction, in libpq's pipeline
+ * mode: a read is one round trip, a write is sent and its answer read
+ * later. Nothing here decides whether a transition applies: the guards
+ * and events are apply.c's. What the server would answer is not asked
+ * when the transaction already knows it (a run it inserted, the run of
+ * the last guard read), writes that would change nothing are not sent,
+ * and a transaction's events go as one statement (held back until the
+ * next read, savepoint or COMMIT): see "writes held back" and
+ * pg_row_run_get.
  *
  * Statements are prepared on first use (PQprepare), once per connection:
  * a connection reset by pg_tx_begin (the server restarted) forgets them
