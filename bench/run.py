@@ -13,7 +13,7 @@ driven with wrk (W6) or left alone (W7). Every step has a time limit; a step
 that fails or runs out of time is reported as failed and the others go on.
 
 Usage: bench/run.py [--build build-bench] [--json build/bench.json] [--quick] [--keep]
-                    [--only sqlite|pg]
+                    [--only sqlite|pg] [--steps KEY,...]
 """
 
 import argparse
@@ -212,6 +212,7 @@ class Bench:
         self.raw = {}
         self.errors = {}
         self.pg_skipped = None
+        self.seen = set()  # every step key met, run or not (--steps)
         os.makedirs(args.build, exist_ok=True)
         self.tmp = tempfile.mkdtemp(prefix="bench-tmp-", dir=args.build)
 
@@ -219,6 +220,9 @@ class Bench:
         return os.path.join(self.tmp, name + ".db")
 
     def step(self, key, fn):
+        self.seen.add(key)
+        if self.args.steps and key not in self.args.steps:
+            return
         log(f"{key} ...")
         t0 = time.monotonic()
         try:
@@ -478,7 +482,8 @@ def rows_of(raw, errors):
         rows.append({"workload": workload, "figure": figure, "value": value, "unit": unit,
                      "baseline": baseline, "baseline_value": base_value, "ratio": ratio,
                      "target": target, "met": met,
-                     "error": errors.get(key) if value is None and key else None})
+                     "error": errors.get(key) if value is None and key else None,
+                     "key": key})
 
     cl = get("commit_latency", "median_ms")
     br = get("batch_rows", "steps_per_s")
@@ -690,6 +695,9 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temporary databases")
     ap.add_argument("--only", choices=("sqlite", "pg"),
                     help="only the SQLite workloads, or only the PostgreSQL ones")
+    ap.add_argument("--steps", type=lambda v: set(x.strip() for x in v.split(",") if x.strip()),
+                    help="only these steps (keys as in the JSON, comma-separated), e.g. "
+                         "--only pg --steps pg_commit_w1,pg_w1,pg_w2")
     args = ap.parse_args()
 
     t0 = time.monotonic()
@@ -702,6 +710,10 @@ def main():
         b.run_all()
     finally:
         b.cleanup()
+    unknown = sorted((args.steps or set()) - b.seen)
+    if unknown:
+        log(f"unknown step(s) for --steps: {', '.join(unknown)} (known: {', '.join(sorted(b.seen))})")
+        return 2
     info["loadavg_end"] = os.getloadavg()
     if "fsync" in b.raw:
         info["fsync_median_ms"] = b.raw["fsync"]["median_ms"]
@@ -711,6 +723,8 @@ def main():
     rows = rows_of(b.raw, b.errors)
     if args.only == "pg":
         rows = [r for r in rows if r["workload"].lower().startswith("pg")]
+    if args.steps:  # the rows of the steps that ran
+        rows = [r for r in rows if r["key"] in args.steps]
     elapsed = time.monotonic() - t0
 
     print()

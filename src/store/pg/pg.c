@@ -144,9 +144,13 @@ static durable_code writer_settings(struct pg_store *s, durable_error *err)
     const char *params[2] = { sync, idle };
 
     snprintf(idle, sizeof(idle), "%lld", (long long)(s->lease_ms / 2));
+    /* Generic plans: the writer's statements find rows by their keys, and
+     * a custom plan would be made again at each call of one whose
+     * estimate depends on an array's length (write.c PG_W_GUARDS). */
     return pg_run(s->w, "set the durability",
                   "SELECT set_config('synchronous_commit', $1, false),"
-                  " set_config('idle_in_transaction_session_timeout', $2, false)",
+                  " set_config('idle_in_transaction_session_timeout', $2, false),"
+                  " set_config('plan_cache_mode', 'force_generic_plan', false)",
                   2, params, err);
 }
 
@@ -187,6 +191,7 @@ durable_code pg_open(const char *location, durable_durability durability, struct
     pthread_mutex_init(&s->read_mu, NULL);
     pthread_mutex_init(&s->code_mu, NULL);
     s->code_ids = xstrdup("{}");
+    pg_write_init(s);
     pthread_cond_init(&s->read_cond, NULL);
     node_default(s);
     rc = pg_location_conninfo(location, &s->conninfo, err);
@@ -224,6 +229,7 @@ void pg_close(struct store *base)
     free(s->w_fifo);
     free(s->ahead);
     free(s->ahead_order);
+    pg_write_free(s);
     pthread_cond_destroy(&s->read_cond);
     pthread_mutex_destroy(&s->read_mu);
     free(s->conninfo);

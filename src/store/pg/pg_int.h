@@ -51,6 +51,7 @@
 /* The writer's prepared statements (write.c). */
 enum pg_wstmt_id {
     PG_W_RUN_GUARD = 0,
+    PG_W_GUARDS,
     PG_W_RUN_BY_KEY,
     PG_W_WF_EXISTS,
     PG_W_WF_LATEST,
@@ -72,6 +73,7 @@ enum pg_wstmt_id {
     PG_W_STEPS_CANCEL,
     PG_W_RUN_INSERT,
     PG_W_STEP_INSERT,
+    PG_W_STEPS_INSERT,
     PG_W_STEPS_TO_RETRY,
     PG_W_STEPS_RETRY,
     PG_W_RUN_RETRY,
@@ -81,7 +83,7 @@ enum pg_wstmt_id {
     PG_W_KV_PUT,
     PG_W_WF_INSERT,
     PG_W_RUN_LAST_SEQ,
-    PG_W_EVENT_INSERT,
+    PG_W_EVENTS_INSERT,
     PG_W_COUNTER_LOCK,
     PG_W_COUNTER_SET,
     PG_W_SAVEPOINT,
@@ -115,12 +117,26 @@ enum pg_wstmt_id {
 
 /* A run's guard row read ahead for the open transaction (write.c): the
  * run and step asked (borrowed from the batch's transitions) and the
- * result, NULL once taken or once the run was written. */
+ * result, NULL once taken or once the run was written. Or a run this
+ * transaction inserted (created, owned: what its row says, see
+ * ahead_created; n_steps: its steps; id: its id when not borrowed;
+ * epoch: the owner's epoch it was inserted with; seq_last: its last
+ * event's seq), whose guard row is then known without a read until
+ * something but an event is written to it. */
 struct pg_ahead {
     const char *run_id; /* NULL: a free slot */
     const char *step_id;
     PGresult *r;
+    char *created;
+    size_t n_steps;
+    int64_t epoch;
+    int64_t seq_last;
+    char id[ID_MAX];
 };
+
+/* The text arrays of the events appended and not sent yet (write.c):
+ * run_id, seq, type, step_id, at, data, gid. */
+#define PG_EV_COLS 7
 
 struct pg_store {
     struct store base; /* first: pg_of converts */
@@ -136,6 +152,33 @@ struct pg_store {
     int64_t last_gid; /* the last gid given out (gid_base: none) */
     char seq_run[ID_MAX];
     int64_t seq_last;
+    /* The run the last guard read found running and started (""
+     * otherwise, and after any write to a run's row): its start is a
+     * no-op. */
+    char started_run[ID_MAX];
+    /* The run the last guard read found not waiting, with no step
+     * running, retrying or waiting but quiet_step ("": none), and whether
+     * that step was since written finished: its status recompute is then
+     * a no-op (write.c quiet_set). "" when unknown. */
+    char quiet_run[ID_MAX];
+    char quiet_step[STORE_STEP_ID_MAX];
+    bool quiet_done;
+    /* The runs row of the last guard read ("": unknown), as the writes of
+     * the transaction since left it: status, order, owner (whether this
+     * node, and its epoch). */
+    char known_run[ID_MAX];
+    char known_status[STORE_NAME_MAX];
+    char known_order[ID_MAX];
+    bool known_owner_here;
+    int64_t known_owner_epoch;
+    /* The events appended and not sent yet (write.c), sent as one
+     * statement before the next read, savepoint or COMMIT: the array
+     * literals being built, their lengths before each event, the gid of
+     * the first. */
+    struct dbuf ev_lit[PG_EV_COLS];
+    size_t (*ev_mark)[PG_EV_COLS];
+    size_t ev_n, ev_cap;
+    int64_t ev_first_gid;
     /* The pipeline of the open transaction (write.c): the statements sent
      * whose results are unread (a ring of their ids), and the first
      * failure among them. */
@@ -264,6 +307,10 @@ durable_code pg_claim_ids(struct store *base, int room, char (*ids)[ID_MAX], int
  * pg_write_commit writes what the transaction must store before COMMIT
  * (the event counter). Writer thread only. */
 extern const struct store_rows_ops pg_rows_ops;
+/* pg_write_init readies the writer's buffers of a new pg_store (before
+ * any other call), pg_write_free releases them. */
+void pg_write_init(struct pg_store *s);
+void pg_write_free(struct pg_store *s);
 void pg_write_begin(struct pg_store *s, bool reconnected);
 durable_code pg_write_commit(struct pg_store *s, durable_error *err);
 /* The write connection's transaction, in libpq's pipeline mode: a write

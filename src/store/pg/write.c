@@ -1,10 +1,16 @@
 /*
  * write.c - the PostgreSQL backend's row operations (struct
  * store_rows_ops, backend.h): the reads and writes store_apply
- * (store/apply.c) decides over, each one prepared statement on the write
- * connection, inside the writer's open transaction, one round trip each.
- * Nothing here decides whether a transition applies: the guards and
- * events are apply.c's.
+ * (store/apply.c) decides over, as prepared statements on the write
+ * connection, inside the writer's open transaction, in libpq's pipeline
+ * mode: a read is one round trip, a write is sent and its answer read
+ * later. Nothing here decides whether a transition applies: the guards
+ * and events are apply.c's. What the server would answer is not asked
+ * when the transaction already knows it (a run it inserted, the run of
+ * the last guard read), writes that would change nothing are not sent,
+ * and a transaction's events go as one statement (held back until the
+ * next read, savepoint or COMMIT): see "writes held back" and
+ * pg_row_run_get.
  *
  * Statements are prepared on first use (PQprepare), once per connection:
  * a connection reset by pg_tx_begin (the server restarted) forgets them
@@ -70,6 +76,15 @@
     " AND (s.status = 'retrying' OR s.status = 'waiting'))"                                  \
     " THEN 'waiting' WHEN runs.status = 'waiting' THEN 'running' ELSE runs.status END)"
 #define LAST_SEQ_R "(SELECT coalesce(max(seq), 0) FROM events WHERE run_id = r.id)"
+/* A guard's row (runs r, its step s, the step's id STEP): the run's
+ * status and order, its last seq, the step's status, attempt and type,
+ * the run's owner and epoch, whether it started, and whether another step
+ * than STEP runs, retries or waits. */
+#define GUARD_COLS(STEP)                                                               \
+    "r.status, r.order_id, " LAST_SEQ_R ", s.status, s.attempt, s.type, r.owner_node," \
+    " r.owner_epoch, r.started_at IS NOT NULL, EXISTS (SELECT 1 FROM steps o"          \
+    " WHERE o.run_id = r.id AND o.status IN ('running', 'retrying', 'waiting')"        \
+    " AND (" STEP " IS NULL OR o.step_id <> " STEP "))"
 
 /* The finished runs a purge selects ($1 finished before, $2 workflow name,
  * $3 status, $4 run id; NULL: any); a retention pass ($5 now, $6 the
@@ -94,11 +109,22 @@ static const struct pg_wstmt {
     const char *what;
 } wstmts[PG_W_COUNT] = {
     /* FOR SHARE: the fence (the owner read here holds until COMMIT). */
-    [PG_W_RUN_GUARD] = { "SELECT r.status, r.order_id, " LAST_SEQ_R ", s.status, s.attempt, s.type,"
-                         " r.owner_node, r.owner_epoch"
-                         " FROM runs r LEFT JOIN steps s ON s.run_id = r.id AND s.step_id = $2"
-                         " WHERE r.id = $1 FOR SHARE OF r",
+    [PG_W_RUN_GUARD] = { "SELECT " GUARD_COLS(
+                                 "$2::text") " FROM runs r LEFT JOIN steps s"
+                                             " ON s.run_id = r.id AND s.step_id = $2 WHERE r.id = $1 FOR SHARE OF r",
                          "read a step" },
+    /* PG_W_RUN_GUARD of runs $1 and their steps $2 (NULL: none) at once,
+     * each row with its guard's place in the arrays (from 1) last. Each
+     * run and step is found by its key (lateral: no join over the tables),
+     * and each run's row locked as it is found. */
+    [PG_W_GUARDS] = { "SELECT " GUARD_COLS(
+                              "g.step_id") ", g.ord FROM unnest($1::text[], $2::text[])"
+                                           " WITH ORDINALITY AS g(run_id, step_id, ord) CROSS JOIN LATERAL"
+                                           " (SELECT id, status, order_id, owner_node, owner_epoch, started_at"
+                                           " FROM runs WHERE runs.id = g.run_id FOR SHARE) r LEFT JOIN LATERAL"
+                                           " (SELECT status, attempt, type FROM steps WHERE steps.run_id = g.run_id"
+                                           " AND steps.step_id = g.step_id OFFSET 0) s ON true",
+                      "read the steps" },
     [PG_W_NOTIFY_RUN] = { "SELECT pg_notify('" PG_CHANNEL_RUN "', $1)", "tell a run's owner" },
     /* A key names one run per workflow, whatever its version. */
     [PG_W_RUN_BY_KEY] = { "SELECT id FROM runs WHERE idempotency_key = $2"
@@ -184,6 +210,14 @@ static const struct pg_wstmt {
                            " VALUES ($1, $2::integer, $3, $4, 'pending', 0, $5::integer, $6,"
                            " $1 || '/' || $3)",
                            "create a step" },
+    /* A new run's steps in one statement ($2.. arrays of PG_W_STEP_INSERT's). */
+    [PG_W_STEPS_INSERT] = { "INSERT INTO steps (run_id, idx, step_id, type, status, attempt,"
+                            " max_attempts, depends_on, idempotency_key)"
+                            " SELECT $1, u.idx, u.step_id, u.type, 'pending', 0, u.max, u.dep,"
+                            " $1 || '/' || u.step_id FROM unnest($2::integer[], $3::text[],"
+                            " $4::text[], $5::integer[], $6::text[]) AS u(idx, step_id, type, max,"
+                            " dep)",
+                            "create the steps" },
     [PG_W_STEPS_TO_RETRY] = { "SELECT step_id FROM steps WHERE run_id = $1"
                               " AND status IN ('failed', 'cancelled') ORDER BY idx",
                               "read the steps to retry" },
@@ -211,9 +245,11 @@ static const struct pg_wstmt {
                          "register a workflow" },
     [PG_W_RUN_LAST_SEQ] = { "SELECT " LAST_SEQ_R " FROM runs r WHERE r.id = $1",
                             "number an event" },
-    [PG_W_EVENT_INSERT] = { "INSERT INTO events (run_id, seq, type, step_id, at, data, gid)"
-                            " VALUES ($1, $2::bigint, $3, $4, $5::bigint, $6, $7::bigint)",
-                            "append an event" },
+    /* The events held back (ev_lit), in one statement. */
+    [PG_W_EVENTS_INSERT] = { "INSERT INTO events (run_id, seq, type, step_id, at, data, gid)"
+                             " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[],"
+                             " $4::text[], $5::bigint[], $6::text[], $7::bigint[])",
+                             "append events" },
     /* Locks the counter until the commit, and reads the last gid. */
     [PG_W_COUNTER_LOCK] = { "UPDATE event_counter SET gid = gid RETURNING gid", "number an event" },
     /* Every node's live streams learn of the events at COMMIT. */
@@ -413,6 +449,138 @@ static durable_code send(struct pg_store *s, enum pg_wstmt_id id, int n, const c
     return DURABLE_OK;
 }
 
+/* ---- writes held back ----
+ * The events appended are not sent one statement each: they are gathered
+ * into text arrays and sent as one statement (unnest) before the next read (wexec: so every read of
+ * the transaction sees them), savepoint, read ahead or COMMIT, or when
+ * many have gathered. Their failure is the transaction's, as any write's. */
+
+/* Held-back events past these are sent at once (bounds the memory). */
+#define EV_HELD_MAX       1024
+#define EV_HELD_BYTES_MAX (1u << 20)
+
+/* Empty arrays ("{"). */
+static void held_reset(struct pg_store *s)
+{
+    for (int c = 0; c < PG_EV_COLS; c++) {
+        dbuf_reset(&s->ev_lit[c]);
+        dbuf_add(&s->ev_lit[c], "{", 1);
+    }
+    s->ev_n = 0;
+}
+
+void pg_write_init(struct pg_store *s)
+{
+    for (int c = 0; c < PG_EV_COLS; c++)
+        dbuf_init(&s->ev_lit[c], 0);
+    held_reset(s);
+}
+
+void pg_write_free(struct pg_store *s)
+{
+    for (int c = 0; c < PG_EV_COLS; c++)
+        dbuf_release(&s->ev_lit[c]);
+    free(s->ev_mark);
+    s->ev_mark = NULL;
+    s->ev_cap = 0;
+}
+
+/* Appends v to the array literal b: NULL as NULL, else quoted (quote)
+ * with '"' and '\' escaped, or as it is (a number). */
+static durable_code lit_add(struct dbuf *b, const char *v, bool quote)
+{
+    durable_code rc = b->len > 1 ? dbuf_add(b, ",", 1) : DURABLE_OK;
+
+    if (rc != DURABLE_OK || !v)
+        return rc == DURABLE_OK ? dbuf_add(b, "NULL", 4) : rc;
+    if (!quote)
+        return dbuf_adds(b, v);
+    rc = dbuf_add(b, "\"", 1);
+    while (rc == DURABLE_OK && *v) {
+        size_t n = strcspn(v, "\"\\");
+        rc = dbuf_add(b, v, n);
+        v += n;
+        if (rc == DURABLE_OK && *v) {
+            char esc[2] = { '\\', *v++ };
+            rc = dbuf_add(b, esc, 2);
+        }
+    }
+    return rc == DURABLE_OK ? dbuf_add(b, "\"", 1) : rc;
+}
+
+/* Sends the events held back, in one statement. */
+static durable_code held_send(struct pg_store *s, durable_error *err)
+{
+    durable_code rc = DURABLE_OK;
+    const char *p[PG_EV_COLS];
+
+    if (s->ev_n == 0)
+        return DURABLE_OK;
+    for (int c = 0; rc == DURABLE_OK && c < PG_EV_COLS; c++) {
+        rc = dbuf_add(&s->ev_lit[c], "}", 1);
+        p[c] = s->ev_lit[c].buf;
+    }
+    if (rc != DURABLE_OK)
+        rc = err_set(err, rc, "could not append events: too many at once");
+    else
+        rc = send(s, PG_W_EVENTS_INSERT, PG_EV_COLS, p, err);
+    held_reset(s);
+    return rc;
+}
+
+/* Holds back an event numbered seq, with the transaction's next gid. */
+static durable_code held_event(struct pg_store *s, const struct event_key *k, const char *type,
+                               const char *data, int64_t seq, durable_error *err)
+{
+    int64_t gid = s->last_gid + 1;
+    struct num n_seq, n_at, n_gid;
+    const char *v[PG_EV_COLS] = { k->run_id,          num_of(&n_seq, seq),     type,
+                                  k->step_id,         num_of(&n_at, k->at_ms), data,
+                                  num_of(&n_gid, gid) };
+    static const bool quoted[PG_EV_COLS] = { true, false, true, true, false, true, false };
+    durable_code rc = DURABLE_OK;
+    size_t bytes = 0;
+
+    if (s->ev_n == s->ev_cap) {
+        s->ev_cap = s->ev_cap ? 2 * s->ev_cap : 64;
+        s->ev_mark = xrealloc(s->ev_mark, s->ev_cap * sizeof(*s->ev_mark));
+    }
+    if (s->ev_n == 0)
+        s->ev_first_gid = gid;
+    for (int c = 0; c < PG_EV_COLS; c++)
+        s->ev_mark[s->ev_n][c] = s->ev_lit[c].len;
+    for (int c = 0; rc == DURABLE_OK && c < PG_EV_COLS; c++) {
+        rc = lit_add(&s->ev_lit[c], v[c], quoted[c]);
+        bytes += s->ev_lit[c].len;
+    }
+    if (rc != DURABLE_OK) { /* as before the event */
+        for (int c = 0; c < PG_EV_COLS; c++) {
+            s->ev_lit[c].len = s->ev_mark[s->ev_n][c];
+            s->ev_lit[c].buf[s->ev_lit[c].len] = '\0';
+        }
+        return err_set(err, rc, "could not append an event: too large");
+    }
+    s->ev_n++;
+    if (s->ev_n >= EV_HELD_MAX || bytes >= EV_HELD_BYTES_MAX)
+        return held_send(s, err);
+    return DURABLE_OK;
+}
+
+/* Gives back the held-back events from gid first_gid on. */
+static void held_events_undo(struct pg_store *s, int64_t first_gid)
+{
+    size_t keep;
+
+    if (s->ev_n == 0 || first_gid >= s->ev_first_gid + (int64_t)s->ev_n)
+        return;
+    keep = first_gid <= s->ev_first_gid ? 0 : (size_t)(first_gid - s->ev_first_gid);
+    for (int c = 0; c < PG_EV_COLS; c++) {
+        s->ev_lit[c].len = s->ev_mark[keep][c];
+        s->ev_lit[c].buf[s->ev_lit[c].len] = '\0';
+    }
+    s->ev_n = keep;
+}
+
 /* Runs prepared statement id with n text parameters and returns its
  * result (owned), read after those of every statement sent before it: one
  * round trip. NULL with DURABLE_EIO in err when it or an earlier one
@@ -423,7 +591,8 @@ static PGresult *wexec(struct pg_store *s, enum pg_wstmt_id id, int n, const cha
     enum pg_wstmt_id got;
     PGresult *r;
 
-    if (send(s, id, n, params, err) != DURABLE_OK || flush(s, err) != DURABLE_OK)
+    if (held_send(s, err) != DURABLE_OK || send(s, id, n, params, err) != DURABLE_OK ||
+        flush(s, err) != DURABLE_OK)
         return NULL;
     read_upto(s, 1, err);
     r = read_next(s, &got);
@@ -481,7 +650,8 @@ static struct pg_ahead *ahead_find(struct pg_store *s, const char *run_id)
     return s->ahead[i].run_id ? &s->ahead[i] : NULL;
 }
 
-/* A write to run_id: its row read ahead is stale. */
+/* A write to run_id: its row read ahead is stale, and a run inserted by
+ * the transaction is no longer as inserted. */
 static void ahead_drop(struct pg_store *s, const char *run_id)
 {
     struct pg_ahead *a = ahead_find(s, run_id);
@@ -489,14 +659,57 @@ static void ahead_drop(struct pg_store *s, const char *run_id)
     if (a) {
         PQclear(a->r);
         a->r = NULL;
+        free(a->created);
+        a->created = NULL;
     }
+}
+
+/* Run t inserted as run_id with the owner's epoch: its guard row is known
+ * (created_row) until the next write to it but an event's. What the row
+ * says is copied (a->created: the order id, then each step's id and
+ * type, each string followed by its NUL). Remembered only while the
+ * table has room (else a read finds it). */
+static void ahead_created(struct pg_store *s, const struct transition *t, const char *run_id,
+                          int64_t epoch)
+{
+    const char *order = t->order_id ? t->order_id : "";
+    size_t len = strlen(order) + 1;
+    struct pg_ahead *a;
+    char *p;
+
+    if (strlen(run_id) >= ID_MAX || s->ahead_cap == 0 || (s->ahead_n + 1) * 2 > s->ahead_cap)
+        return;
+    for (size_t i = 0; i < t->n_steps; i++)
+        len += strlen(t->steps[i].step_id) + strlen(t->steps[i].type) + 2;
+    a = &s->ahead[ahead_slot(s, run_id)];
+    if (!a->run_id) {
+        snprintf(a->id, sizeof(a->id), "%s", run_id);
+        a->run_id = a->id;
+        a->step_id = NULL;
+        s->ahead_n++;
+    }
+    PQclear(a->r);
+    a->r = NULL;
+    free(a->created);
+    a->created = p = xmalloc(len);
+    p = stpcpy(p, order) + 1;
+    for (size_t i = 0; i < t->n_steps; i++) {
+        p = stpcpy(p, t->steps[i].step_id) + 1;
+        p = stpcpy(p, t->steps[i].type) + 1;
+    }
+    a->n_steps = t->n_steps;
+    a->epoch = epoch;
+    a->seq_last = 0;
 }
 
 static void ahead_clear(struct pg_store *s)
 {
     for (size_t i = 0; s->ahead_n > 0 && i < s->ahead_cap; i++) {
         PQclear(s->ahead[i].r);
-        s->ahead[i] = (struct pg_ahead){ NULL, NULL, NULL };
+        s->ahead[i].run_id = NULL;
+        s->ahead[i].r = NULL;
+        free(s->ahead[i].created);
+        s->ahead[i].created = NULL;
     }
     s->ahead_n = 0;
 }
@@ -509,6 +722,10 @@ void pg_write_begin(struct pg_store *s, bool reconnected)
     s->gid_base = 0;
     s->last_gid = 0;
     seq_forget(s);
+    s->started_run[0] = '\0';
+    s->quiet_run[0] = '\0';
+    s->known_run[0] = '\0';
+    held_reset(s);
     ahead_clear(s);
     s->w_rc = DURABLE_OK;
     s->w_n = 0;
@@ -603,6 +820,77 @@ static bool same_step(const char *a, const char *b)
     return a && b ? strcmp(a, b) == 0 : a == b;
 }
 
+/* The run of the last guard read (and its step, NULL for none), which
+ * was not waiting and had no step running, retrying or waiting but that
+ * step: once that step is written finished (quiet_done) and nothing else
+ * of the run is, the recompute of the run's status changes nothing. */
+static void quiet_set(struct pg_store *s, const char *run_id, const char *step_id)
+{
+    if (strlen(run_id) >= sizeof(s->quiet_run) ||
+        (step_id && strlen(step_id) >= sizeof(s->quiet_step)))
+        return;
+    snprintf(s->quiet_run, sizeof(s->quiet_run), "%s", run_id);
+    snprintf(s->quiet_step, sizeof(s->quiet_step), "%s", step_id ? step_id : "");
+    s->quiet_done = false;
+}
+
+/* The runs row of the last guard read, as the transaction's writes since
+ * left it (write.c known_*): while its events are the last appended, a
+ * guard of the run alone (no step) is answered from it. */
+static void known_set(struct pg_store *s, const char *run_id, const char *status,
+                      const char *order_id, bool owner_here, int64_t owner_epoch)
+{
+    if (strlen(run_id) >= sizeof(s->known_run))
+        return;
+    snprintf(s->known_run, sizeof(s->known_run), "%s", run_id);
+    snprintf(s->known_status, sizeof(s->known_status), "%s", status);
+    snprintf(s->known_order, sizeof(s->known_order), "%s", order_id);
+    s->known_owner_here = owner_here;
+    s->known_owner_epoch = owner_epoch;
+}
+
+static bool known_row(struct pg_store *s, const char *run_id, struct store_run_state *out)
+{
+    int64_t epoch = atomic_load(&s->owner_epoch);
+
+    if (!s->known_run[0] || strcmp(s->known_run, run_id) != 0 || strcmp(s->seq_run, run_id) != 0)
+        return false;
+    out->has_run = true;
+    snprintf(out->run_status, sizeof(out->run_status), "%s", s->known_status);
+    snprintf(out->order_id, sizeof(out->order_id), "%s", s->known_order);
+    out->not_owner = epoch > 0 && !(s->known_owner_here && s->known_owner_epoch == epoch);
+    return true;
+}
+
+/* The guard row of run a->created, as the transaction inserted it: its
+ * steps pending at attempt 0, owned by this node at the epoch it was
+ * inserted with. */
+static void created_row(struct pg_store *s, const struct pg_ahead *a, const char *step_id,
+                        struct store_run_state *out)
+{
+    const char *p = a->created;
+    int64_t epoch = atomic_load(&s->owner_epoch);
+
+    out->has_run = true;
+    snprintf(out->run_status, sizeof(out->run_status), "%s", "pending");
+    snprintf(out->order_id, sizeof(out->order_id), "%s", p);
+    p += strlen(p) + 1;
+    for (size_t i = 0; step_id && i < a->n_steps; i++) {
+        const char *type = p + strlen(p) + 1;
+        if (strcmp(p, step_id) == 0) {
+            out->has_step = true;
+            snprintf(out->step_status, sizeof(out->step_status), "%s", "pending");
+            snprintf(out->step_type, sizeof(out->step_type), "%s", type);
+            break;
+        }
+        p = type + strlen(type) + 1;
+    }
+    out->not_owner = epoch > 0 && a->epoch != epoch;
+    quiet_set(s, a->run_id, step_id); /* every step pending */
+    snprintf(s->seq_run, sizeof(s->seq_run), "%s", a->run_id);
+    s->seq_last = a->seq_last;
+}
+
 static durable_code pg_row_run_get(struct store *base, const char *run_id, const char *step_id,
                                    struct store_run_state *out, durable_error *err)
 {
@@ -612,6 +900,15 @@ static durable_code pg_row_run_get(struct store *base, const char *run_id, const
     PGresult *r;
 
     memset(out, 0, sizeof(*out));
+    s->started_run[0] = '\0';
+    s->quiet_run[0] = '\0';
+    if (!step_id && known_row(s, run_id, out))
+        return DURABLE_OK;
+    if (a && a->created) {
+        created_row(s, a, step_id, out);
+        known_set(s, run_id, out->run_status, out->order_id, a->epoch > 0, a->epoch);
+        return DURABLE_OK;
+    }
     if (a && a->r && same_step(a->step_id, step_id)) {
         r = a->r; /* read ahead, once */
         a->r = NULL;
@@ -627,9 +924,16 @@ static durable_code pg_row_run_get(struct store *base, const char *run_id, const
         out->attempt = (int)pg_cell_int64(r, 0, 4);
         cell_copy(r, 5, out->step_type, sizeof(out->step_type));
         out->not_owner = !owned_here(s, r);
+        /* A run running since it started: its next start changes nothing. */
+        if (strcmp(out->run_status, "running") == 0 && strcmp(pg_cell_text(r, 0, 8), "t") == 0)
+            snprintf(s->started_run, sizeof(s->started_run), "%s", run_id);
+        if (strcmp(out->run_status, "waiting") != 0 && strcmp(pg_cell_text(r, 0, 9), "f") == 0)
+            quiet_set(s, run_id, step_id);
         /* The events that follow are numbered from here. */
         snprintf(s->seq_run, sizeof(s->seq_run), "%s", run_id);
         s->seq_last = pg_cell_int64(r, 0, 2);
+        known_set(s, run_id, out->run_status, out->order_id,
+                  same_step(pg_cell_text(r, 0, 6), s->node_id), pg_cell_int64(r, 0, 7));
     }
     PQclear(r);
     return DURABLE_OK;
@@ -775,6 +1079,9 @@ static durable_code pg_row_runs_delete(struct store *base, const struct store_pu
         }
         *out_n = PQntuples(r);
         seq_forget(s); /* a run numbered in this transaction may be gone */
+        s->started_run[0] = '\0';
+        s->quiet_run[0] = '\0';
+        s->known_run[0] = '\0';
     }
     PQclear(r);
     return DURABLE_OK;
@@ -872,6 +1179,21 @@ static durable_code pg_row_schedule_write(struct store *base, const struct trans
 
 /* ---- writes ---- */
 
+/* Step write w of t: the guard's step finished keeps its run quiet; any
+ * other write to the run does not. */
+static void quiet_step_write(struct pg_store *s, enum store_step_write w,
+                             const struct transition *t)
+{
+    bool finished = w == STEP_W_RUN || w == STEP_W_COMPLETE || w == STEP_W_FAIL || w == STEP_W_SKIP;
+
+    if (strcmp(s->quiet_run, t->run_id) != 0)
+        return;
+    if (finished && t->step_id && s->quiet_step[0] && strcmp(s->quiet_step, t->step_id) == 0)
+        s->quiet_done = true;
+    else
+        s->quiet_run[0] = '\0';
+}
+
 static durable_code pg_row_step_write(struct store *base, enum store_step_write w,
                                       const struct transition *t, bool *out_changed,
                                       durable_error *err)
@@ -925,6 +1247,7 @@ static durable_code pg_row_step_write(struct store *base, enum store_step_write 
         return err_set(err, DURABLE_EINVAL, "unknown step write %d", (int)w);
     }
     ahead_drop(pg_of(base), t->run_id);
+    quiet_step_write(pg_of(base), w, t);
     rc = wrun(pg_of(base), ids[w], n, p, out_changed ? &changed : NULL, err);
     if (out_changed)
         *out_changed = rc == DURABLE_OK && changed;
@@ -942,10 +1265,33 @@ static durable_code pg_row_run_write(struct store *base, enum store_run_write w,
     ahead_drop(s, t->run_id);
     switch (w) {
     case RUN_W_START:
+        /* PG_W_RUN_RUNNING: running unless paused. */
+        if (strcmp(s->known_run, t->run_id) == 0 && strcmp(s->known_status, "paused") != 0)
+            snprintf(s->known_status, sizeof(s->known_status), "%s", "running");
+        /* Its guard found it running since it started: nothing to change
+         * (PG_W_RUN_RUNNING would match no row). */
+        if (strcmp(s->started_run, t->run_id) == 0)
+            return DURABLE_OK;
+        s->started_run[0] = '\0';
         p[1] = num_of(&at, t->at_ms);
         return wrun(s, PG_W_RUN_RUNNING, 2, p, NULL, err);
     case RUN_W_RECOMPUTE:
+        if (strcmp(s->quiet_run, t->run_id) == 0 && s->quiet_done) {
+            /* Not waiting, no other step active, its step finished: as
+             * it is (PG_W_RUN_RECOMPUTE would match no row). */
+            s->quiet_run[0] = '\0';
+            return DURABLE_OK;
+        }
+        s->quiet_run[0] = '\0';
+        s->known_run[0] = '\0';
         return wrun(s, PG_W_RUN_RECOMPUTE, 1, p, NULL, err);
+    default:
+        break;
+    }
+    s->started_run[0] = '\0';
+    s->quiet_run[0] = '\0';
+    s->known_run[0] = '\0';
+    switch (w) {
     case RUN_W_FINISH:
         p[1] = run_status_name(t->run_status);
         p[2] = t->output_json;
@@ -961,9 +1307,47 @@ static durable_code pg_row_run_write(struct store *base, enum store_run_write w,
         return wrun(s, PG_W_RUN_PAUSE, 1, p, NULL, err);
     case RUN_W_RESUME:
         return wrun(s, PG_W_RUN_RESUME, 1, p, NULL, err);
+    case RUN_W_START:
+    case RUN_W_RECOMPUTE:
     default:
         return err_set(err, DURABLE_EINVAL, "unknown run write %d", (int)w);
     }
+}
+
+/* The step rows of new run run_id (t's steps, pending), in one statement. */
+static durable_code steps_insert(struct pg_store *s, const struct transition *t, const char *run_id,
+                                 durable_error *err)
+{
+    enum { N = 5 };
+    static const bool quoted[N] = { false, true, true, false, true };
+    struct dbuf lit[N];
+    const char *p[N + 1] = { run_id };
+    durable_code rc = DURABLE_OK;
+
+    for (int c = 0; c < N; c++) {
+        dbuf_init(&lit[c], 0);
+        dbuf_add(&lit[c], "{", 1);
+    }
+    for (size_t i = 0; rc == DURABLE_OK && i < t->n_steps; i++) {
+        const struct transition_step_init *si = &t->steps[i];
+        struct num idx, max;
+        const char *v[N] = { num_of(&idx, (int64_t)i), si->step_id, si->type,
+                             num_of(&max, si->max_attempts),
+                             si->depends_on_json ? si->depends_on_json : "[]" };
+        for (int c = 0; rc == DURABLE_OK && c < N; c++)
+            rc = lit_add(&lit[c], v[c], quoted[c]);
+    }
+    for (int c = 0; rc == DURABLE_OK && c < N; c++) {
+        rc = dbuf_add(&lit[c], "}", 1);
+        p[c + 1] = lit[c].buf;
+    }
+    if (rc != DURABLE_OK)
+        rc = err_set(err, rc, "could not create the steps: too many");
+    else
+        rc = wrun(s, PG_W_STEPS_INSERT, N + 1, p, NULL, err);
+    for (int c = 0; c < N; c++)
+        dbuf_release(&lit[c]);
+    return rc;
 }
 
 static durable_code pg_row_run_insert(struct store *base, const struct transition *t,
@@ -972,7 +1356,7 @@ static durable_code pg_row_run_insert(struct store *base, const struct transitio
 {
     struct pg_store *s = pg_of(base);
     int64_t epoch = atomic_load(&s->owner_epoch);
-    struct num at, deadline, owner, idx, max;
+    struct num at, deadline, owner;
     const char *p[11] = { run_id,
                           t->workflow_id,
                           input_json,
@@ -989,19 +1373,12 @@ static durable_code pg_row_run_insert(struct store *base, const struct transitio
      * again, and then finds that run. */
     durable_code rc = wrun(s, PG_W_RUN_INSERT, 11, p, NULL, err);
 
+    ahead_created(s, t, run_id, epoch > 0 ? epoch : 0);
     /* A new run: its events are numbered from 1. */
     snprintf(s->seq_run, sizeof(s->seq_run), "%s", run_id);
     s->seq_last = 0;
-    for (size_t i = 0; rc == DURABLE_OK && i < t->n_steps; i++) {
-        const struct transition_step_init *si = &t->steps[i];
-        const char *sp[6] = { run_id,
-                              num_of(&idx, (int64_t)i),
-                              si->step_id,
-                              si->type,
-                              num_of(&max, si->max_attempts),
-                              si->depends_on_json ? si->depends_on_json : "[]" };
-        rc = wrun(s, PG_W_STEP_INSERT, 6, sp, NULL, err);
-    }
+    if (rc == DURABLE_OK && t->n_steps > 0)
+        rc = steps_insert(s, t, run_id, err);
     return rc;
 }
 
@@ -1031,6 +1408,9 @@ static durable_code pg_row_run_retry(struct store *base, const char *run_id, int
     durable_code rc;
 
     ahead_drop(s, run_id);
+    s->started_run[0] = '\0';
+    s->quiet_run[0] = '\0';
+    s->known_run[0] = '\0';
     r = wexec(s, PG_W_STEPS_TO_RETRY, 1, p, err);
     if (!r)
         return DURABLE_EIO;
@@ -1129,28 +1509,32 @@ static durable_code pg_row_event_append(struct store *base, const struct event_k
                                         struct store_event_ids *out, durable_error *err)
 {
     struct pg_store *s = pg_of(base);
-    struct num seq_text, at, gid;
     int64_t seq = 0;
     durable_code rc = DURABLE_OK;
 
-    ahead_drop(s, k->run_id);
-    if (strcmp(k->run_id, s->seq_run) == 0)
+    struct pg_ahead *a = ahead_find(s, k->run_id);
+
+    if (a) { /* the row read ahead has the last seq before this event */
+        PQclear(a->r);
+        a->r = NULL;
+    }
+    if (a && a->created)
+        seq = a->seq_last + 1;
+    else if (strcmp(k->run_id, s->seq_run) == 0)
         seq = s->seq_last + 1;
     else if ((rc = last_seq(s, k->run_id, &seq, err)) == DURABLE_OK)
         seq++;
     if (rc == DURABLE_OK && !s->gid_locked)
         rc = counter_lock(s, err);
-    if (rc == DURABLE_OK) {
-        const char *p[7] = {
-            k->run_id, num_of(&seq_text, seq),       type, k->step_id, num_of(&at, k->at_ms),
-            data,      num_of(&gid, s->last_gid + 1)
-        };
-        rc = wrun(s, PG_W_EVENT_INSERT, 7, p, NULL, err);
-    }
+    if (rc == DURABLE_OK)
+        rc = held_event(s, k, type, data, seq, err);
     if (rc != DURABLE_OK) {
         seq_forget(s);
+        ahead_drop(s, k->run_id);
         return rc;
     }
+    if (a && a->created) /* still as inserted, with this event */
+        a->seq_last = seq;
     s->last_gid++;
     snprintf(s->seq_run, sizeof(s->seq_run), "%s", k->run_id);
     s->seq_last = seq;
@@ -1164,6 +1548,12 @@ static void pg_row_events_undo(struct store *base, int64_t first_gid)
     struct pg_store *s = pg_of(base);
 
     s->last_gid = first_gid - 1;
+    held_events_undo(s, first_gid);
+    /* The run whose events are given back: its last seq is no longer
+     * known (nor, if it was inserted here, its row as inserted). */
+    if (s->seq_run[0])
+        ahead_drop(s, s->seq_run);
+    s->known_run[0] = '\0';
     /* Every gid of the transaction given back: the counter's lock may have
      * gone with a savepoint; the next append takes it again. */
     if (first_gid <= s->gid_base + 1)
@@ -1180,8 +1570,18 @@ static durable_code pg_row_savepoint(struct store *base, enum store_savepoint op
         [SAVEPOINT_ROLLBACK] = PG_W_SP_ROLLBACK,
     };
 
+    durable_code rc;
+
     if (op < SAVEPOINT_BEGIN || op > SAVEPOINT_ROLLBACK)
         return err_set(err, DURABLE_EINVAL, "unknown savepoint operation %d", (int)op);
+    /* What was held back goes on the same side of the savepoint as it
+     * was written. */
+    if ((rc = held_send(pg_of(base), err)) != DURABLE_OK)
+        return rc;
+    if (op == SAVEPOINT_ROLLBACK) { /* the writes since are undone */
+        pg_of(base)->quiet_run[0] = '\0';
+        pg_of(base)->known_run[0] = '\0';
+    }
     return wrun(pg_of(base), ids[op], 0, NULL, NULL, err);
 }
 
@@ -1192,7 +1592,8 @@ durable_code pg_write_commit(struct pg_store *s, durable_error *err)
     durable_code rc = DURABLE_OK;
     bool ended;
 
-    if (s->gid_locked && s->last_gid != s->gid_base) {
+    rc = held_send(s, err);
+    if (rc == DURABLE_OK && s->gid_locked && s->last_gid != s->gid_base) {
         p[0] = num_of(&gid, s->last_gid);
         rc = send(s, PG_W_COUNTER_SET, 1, p, err);
     }
@@ -1252,19 +1653,63 @@ static void ahead_reset(struct pg_store *s, size_t n)
     }
 }
 
-/* Reads the n_guards rows sent, in order, then the counter's if sent. */
+/* A result of one row: row i of r (the guards' result), its columns as
+ * a guard read's. */
+static PGresult *guard_row(const PGresult *r, int i)
+{
+    PGresult *one = PQcopyResult(r, PG_COPYRES_ATTRS);
+
+    for (int c = 0; one && c < PQnfields(r); c++) {
+        bool null = PQgetisnull(r, i, c);
+        if (!PQsetvalue(one, 0, c, null ? NULL : PQgetvalue(r, i, c),
+                        null ? -1 : PQgetlength(r, i, c))) {
+            PQclear(one);
+            one = NULL;
+        }
+    }
+    return one;
+}
+
+/* The guards' rows r, each into its run's slot (a run without a row gets
+ * an empty result: no such run). */
+static void guards_take(struct pg_store *s, const PGresult *r, size_t n_guards)
+{
+    int col = PQnfields(r) - 1; /* the guard's place */
+
+    for (int i = 0; i < PQntuples(r); i++) {
+        int64_t g = pg_cell_int64(r, i, col);
+        struct pg_ahead *a;
+        if (g < 1 || (size_t)g > n_guards)
+            continue;
+        a = &s->ahead[s->ahead_order[g - 1]];
+        if (!a->r)
+            a->r = guard_row(r, i);
+    }
+    for (size_t g = 0; g < n_guards; g++) {
+        struct pg_ahead *a = &s->ahead[s->ahead_order[g]];
+        if (!a->r)
+            a->r = PQcopyResult(r, PG_COPYRES_ATTRS);
+    }
+}
+
+/* Reads the guards' rows if sent (n_guards > 0), then the counter's if
+ * sent. */
 static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_error *err)
 {
     enum pg_wstmt_id id;
     PGresult *r;
 
-    for (size_t g = 0; g < n_guards; g++) {
-        struct pg_ahead *a = &s->ahead[s->ahead_order[g]];
+    if (n_guards == 1) {
         r = read_next(s, &id);
         if (result_ok(s, r, id))
-            a->r = r;
+            s->ahead[s->ahead_order[0]].r = r;
         else
             PQclear(r);
+    } else if (n_guards > 1) {
+        r = read_next(s, &id);
+        if (result_ok(s, r, id))
+            guards_take(s, r, n_guards);
+        PQclear(r);
     }
     if (s->w_n > 0) { /* the counter */
         r = read_next(s, &id);
@@ -1278,34 +1723,92 @@ static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_erro
     return s->w_rc == DURABLE_OK ? DURABLE_OK : failed(s, err);
 }
 
-/* The batch's guards, read ahead in one round trip with the event
- * counter's lock: the first transition of each run whose first read is
- * its guard (a run or a step of it). */
+/* Takes the slot of t's run in the table, unless a transition before
+ * took it (then t reads after the writes): a run t creates is marked, as
+ * there is nothing to read of it (if t inserts it, its row is known; if
+ * not, it is read later); a guard to read is put in the order of the
+ * reads (*n_guards). Whether t's guard (run, *out_step) is to be read. */
+static bool ahead_claim(struct pg_store *s, const struct transition *t, const char **out_step,
+                        size_t *n_guards)
+{
+    bool create = t->kind == TR_RUN_CREATE;
+    size_t k;
+
+    *out_step = NULL;
+    if (create ? !t->run_id || strlen(t->run_id) >= ID_MAX : !guard_key(t, out_step))
+        return false;
+    k = ahead_slot(s, t->run_id);
+    if (s->ahead[k].run_id)
+        return false;
+    s->ahead[k].run_id = t->run_id;
+    s->ahead[k].step_id = *out_step;
+    s->ahead[k].r = NULL;
+    s->ahead_n++;
+    if (create)
+        return false;
+    s->ahead_order[(*n_guards)++] = k;
+    return true;
+}
+
+/* Sends PG_W_GUARDS over the array literals runs and steps (open: "{..."). */
+static durable_code guards_send(struct pg_store *s, struct dbuf *runs, struct dbuf *steps,
+                                durable_error *err)
+{
+    durable_code rc = dbuf_add(runs, "}", 1);
+    const char *p[2];
+
+    if (rc == DURABLE_OK)
+        rc = dbuf_add(steps, "}", 1);
+    if (rc != DURABLE_OK)
+        return err_set(err, rc, "could not read the steps: too many");
+    p[0] = runs->buf;
+    p[1] = steps->buf;
+    return send(s, PG_W_GUARDS, 2, p, err);
+}
+
+/* The batch's guards, read ahead in one statement and one round trip with
+ * the event counter's lock: the first transition of each run whose first
+ * read is its guard (a run or a step of it). */
 durable_code pg_prefetch(struct store *base, const struct transition *const *t, size_t n,
                          durable_error *err)
 {
     struct pg_store *s = pg_of(base);
     size_t n_sent, n_guards = 0;
-    durable_code rc = DURABLE_OK;
+    bool creates = false, lock;
+    struct dbuf runs, steps;
+    durable_code rc = held_send(s, err); /* the reads see every write before them */
 
     ahead_reset(s, n);
+    dbuf_init(&runs, 0);
+    dbuf_init(&steps, 0);
+    dbuf_add(&runs, "{", 1);
+    dbuf_add(&steps, "{", 1);
     for (size_t i = 0; rc == DURABLE_OK && i < n; i++) {
-        const char *p[2] = { t[i]->run_id, NULL };
-        size_t k;
-
-        if (!guard_key(t[i], &p[1]))
+        const char *step_id;
+        creates = creates || t[i]->kind == TR_RUN_CREATE;
+        if (!ahead_claim(s, t[i], &step_id, &n_guards))
             continue;
-        k = ahead_slot(s, p[0]);
-        if (s->ahead[k].run_id)
-            continue; /* a later transition of the run: it reads after the writes */
-        s->ahead[k] = (struct pg_ahead){ p[0], p[1], NULL };
-        s->ahead_n++;
-        s->ahead_order[n_guards++] = k;
-        rc = send(s, PG_W_RUN_GUARD, 2, p, err);
+        rc = lit_add(&runs, t[i]->run_id, true);
+        if (rc == DURABLE_OK)
+            rc = lit_add(&steps, step_id, true);
+        if (rc != DURABLE_OK)
+            rc = err_set(err, rc, "could not read the steps: too many");
     }
-    if (rc == DURABLE_OK && n_guards > 0 && !s->gid_locked)
+    if (rc == DURABLE_OK && n_guards == 1) { /* one guard: its own statement, cheaper */
+        const struct pg_ahead *a = &s->ahead[s->ahead_order[0]];
+        const char *p[2] = { a->run_id, a->step_id };
+        rc = send(s, PG_W_RUN_GUARD, 2, p, err);
+    } else if (rc == DURABLE_OK && n_guards > 1) {
+        rc = guards_send(s, &runs, &steps, err);
+    }
+    dbuf_release(&runs);
+    dbuf_release(&steps);
+    /* The counter too when the batch will append events: it has a guard
+     * or creates a run. */
+    lock = (n_guards > 0 || creates) && !s->gid_locked;
+    if (rc == DURABLE_OK && lock)
         rc = send(s, PG_W_COUNTER_LOCK, 0, NULL, err);
-    n_sent = n_guards + (n_guards > 0 && !s->gid_locked);
+    n_sent = (n_guards > 0) + lock;
     if (rc != DURABLE_OK || n_sent == 0)
         return rc; /* nothing to read yet */
     rc = flush(s, err);

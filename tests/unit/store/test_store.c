@@ -1587,6 +1587,118 @@ static void test_start_and_complete_at_once(void **state)
     json_decref(evs);
 }
 
+/* The output of step_id of run_id, as stored, parsed (owned). */
+static json_t *run_step_output(struct fixture *f, const char *run_id, const char *step_id)
+{
+    json_t *run = doc_of(store_run_json, f, run_id);
+    json_t *steps = json_object_get(run, "steps"), *out = NULL;
+
+    for (size_t i = 0; i < json_array_size(steps); i++) {
+        json_t *st = json_array_get(steps, i);
+        if (strcmp(json_string_value(json_object_get(st, "step_id")), step_id) == 0)
+            out = json_incref(json_object_get(st, "output"));
+    }
+    json_decref(run);
+    assert_non_null(out);
+    return out;
+}
+
+/* One batch read ahead as the writer makes them (store_tx_prefetch, then
+ * each transition in order): a run created, its steps started and
+ * completed at once and the run finished, each transition's guard seeing
+ * the ones before it (a second completion and a second finish refused); an
+ * action refused among them takes back its own writes only; a step
+ * completed beside one that waits leaves its run waiting; an output with
+ * quotes, backslashes, a newline and a non-ASCII character is stored as
+ * given; every event of the database is numbered densely. */
+static void test_batch_create_to_finish(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    static const struct transition_step_init steps[] = { { "a", "task", 1, "[]" },
+                                                         { "b", "log", 1, "[\"a\"]" } };
+    static const char out_a[] = "{\"s\":\"q\\\"u\\\\o\\nte \\u00e9 {x,y}\"}";
+    struct transition create = { .kind = TR_RUN_CREATE,
+                                 .at_ms = T0 + 1,
+                                 .run_id = "run_n",
+                                 .workflow_id = f->wf_id,
+                                 .input_json = "{}",
+                                 .steps = steps,
+                                 .n_steps = DUR_ARRAY_LEN(steps) };
+    struct transition a = step_tr(TR_STEP_COMPLETE, "run_n", "a", 1, T0 + 2);
+    struct transition b = step_tr(TR_STEP_COMPLETE, "run_n", "b", 1, T0 + 3);
+    struct transition fin = step_tr(TR_RUN_FINISH, "run_n", NULL, 0, T0 + 4);
+    struct transition refused = step_tr(TR_STEP_COMPLETE, "run_o", "a", 1, T0 + 5);
+    struct transition wb = step_tr(TR_STEP_COMPLETE, "run_w", "b", 1, T0 + 6);
+    struct transition wait = step_tr(TR_STEP_WAIT, "run_w", "a", 1, T0 + 1);
+    const struct transition *batch[] = { &create, &a, &b, &b, &fin, &fin, &refused, &wb };
+    static const char *const want[] = { "run_created",  "step_started",   "step_completed",
+                                        "step_started", "step_completed", "run_completed" };
+    json_t *evs, *out, *want_out = json_loads(out_a, 0, NULL);
+    size_t n0;
+
+    a.with_start = b.with_start = wb.with_start = true;
+    a.output_json = out_a;
+    b.output_json = "\"\\\\\"";
+    fin.run_status = RUN_COMPLETED;
+    fin.output_json = "{\"done\":true}";
+    refused.action = "charge_payment";
+    refused.output_json = "{}";
+    wb.output_json = "1";
+    create_order(f, "ord_1", 3);
+    create_run(f, "run_o", "ord_1", NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_o", "a", 1);
+    create_run(f, "run_w", NULL, NULL, NULL);
+    step_ok(f, TR_STEP_START, "run_w", "a", 1);
+    wait.signal_name = "go";
+    apply_ok(f, &wait, NULL);
+    assert_run_status(f, "run_w", RUN_WAITING);
+    n0 = f->ev.n;
+
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_prefetch(f->s, batch, DUR_ARRAY_LEN(batch), &err), DURABLE_OK);
+    assert_int_equal(store_apply(f->s, &create, &f->ev, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_apply(f->s, &a, &f->ev, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_apply(f->s, &b, &f->ev, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_apply(f->s, &b, &f->ev, NULL, &err), DURABLE_ECONFLICT);
+    assert_int_equal(store_apply(f->s, &fin, &f->ev, NULL, &err), DURABLE_OK);
+    err_clear(&err);
+    assert_int_equal(store_apply(f->s, &fin, &f->ev, NULL, &err), DURABLE_ECONFLICT);
+    err_clear(&err);
+    assert_int_equal(store_apply(f->s, &refused, &f->ev, NULL, &err), DURABLE_EACTION);
+    err_clear(&err);
+    assert_int_equal(store_apply(f->s, &wb, &f->ev, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+
+    assert_int_equal(f->ev.n, n0 + DUR_ARRAY_LEN(want) + 2); /* and run_w's b */
+    for (size_t i = 0; i < f->ev.n; i++)
+        assert_int_equal(f->ev.items[i].global_id, (int64_t)i + 1);
+    assert_run_status(f, "run_n", RUN_COMPLETED);
+    assert_step_status(f, "run_n", "a", STEP_S_COMPLETED);
+    assert_step_status(f, "run_n", "b", STEP_S_COMPLETED);
+    evs = events_of(f, "run_n", 0);
+    assert_int_equal(json_array_size(evs), DUR_ARRAY_LEN(want));
+    for (size_t i = 0; i < DUR_ARRAY_LEN(want); i++)
+        assert_string_equal(event_type(evs, i), want[i]);
+    assert_seqs_dense(evs);
+    assert_true(json_equal(
+            json_object_get(json_object_get(json_array_get(evs, 2), "data"), "output"), want_out));
+    json_decref(evs);
+    out = run_step_output(f, "run_n", "a");
+    assert_true(json_equal(out, want_out));
+    json_decref(out);
+    out = run_step_output(f, "run_n", "b");
+    assert_string_equal(json_string_value(out), "\\");
+    json_decref(out);
+
+    assert_step_status(f, "run_o", "a", STEP_S_RUNNING);
+    assert_int_equal(event_count(f, "run_o"), 2);
+    assert_step_status(f, "run_w", "b", STEP_S_COMPLETED);
+    assert_step_status(f, "run_w", "a", STEP_S_WAITING);
+    assert_run_status(f, "run_w", RUN_WAITING);
+    json_decref(want_out);
+}
+
 /* ---- signals ---- */
 
 /* A signal to run_1: its result in *res (seq, the step that took it). */
@@ -1836,6 +1948,7 @@ int main(void)
         T(test_workflows_and_orders_lists),
         T(test_counts_and_ping),
         T(test_start_and_complete_at_once),
+        T(test_batch_create_to_finish),
         T(test_signals_kept_and_taken),
         T(test_signals_refused),
         T(test_map_items),
