@@ -99,12 +99,18 @@ struct plan_step {
 struct plan {
     atomic_int refs;
     char *name;
-    char *version;           /* the definition's own informational version, or NULL */
-    char *description;       /* or NULL */
-    json_t *input;           /* default input object, never NULL (empty when absent) */
-    int64_t timeout_ms;      /* whole run; 0 means none */
-    int code_version;        /* > 0: a code-first workflow, no steps (engine/code.c) */
-    struct plan_step *steps; /* file order */
+    char *version;      /* the definition's own informational version, or NULL */
+    char *description;  /* or NULL */
+    json_t *input;      /* default input object, never NULL (empty when absent) */
+    int64_t timeout_ms; /* whole run; 0 means none */
+    int code_version;   /* > 0: a code-first workflow, no steps (engine/code.c) */
+    /* `concurrency: {key, limit}`: at most concurrency_limit runs of this
+     * workflow name (per value of the key, when there is one) execute at
+     * once (engine/flow.c); 0: no limit. */
+    int concurrency_limit;
+    char *concurrency_key;                 /* the jq source, or NULL: one group per name */
+    struct expr *concurrency_key_compiled; /* or NULL */
+    struct plan_step *steps;               /* file order */
     size_t n_steps;
     size_t *topo;       /* n_steps indices: stable topological order */
     json_t *definition; /* the parsed definition as given */

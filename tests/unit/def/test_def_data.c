@@ -123,6 +123,10 @@ static void dump_plan(struct dbuf *out, const struct plan *p)
         dbuf_addf(out, " timeout_ms=%lld", (long long)p->timeout_ms);
     if (p->code_version)
         dbuf_addf(out, " code_version=%d", p->code_version);
+    if (p->concurrency_limit)
+        dbuf_addf(out, " concurrency=%d", p->concurrency_limit);
+    if (p->concurrency_key)
+        dbuf_addf(out, " concurrency_key=\"%s\"", p->concurrency_key);
     if (json_object_size(p->input))
         dbuf_addf(out, " input=%s", input);
     if (p->description)
