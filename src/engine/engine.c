@@ -113,6 +113,7 @@ void sched_run_drop(struct sched *s, const char *id)
         struct run_state *r = *pp;
         *pp = r->hnext;
         s->n_runs--;
+        flow_on_drop(s, r);
         engine_run_unlock(s->d, r->id);
         run_free(r);
     }
@@ -464,8 +465,9 @@ void sched_on_ready(struct sched *s, struct run_state *r, size_t i)
     bool skip = false;
     size_t k;
 
-    if (r->finishing || r->paused || r->steps[i].st != SS_PENDING)
-        return; /* a paused run's ready steps start at its resume */
+    if (r->finishing || r->paused || r->flow_held || r->steps[i].st != SS_PENDING)
+        return; /* a paused run's ready steps start at its resume, a held
+                   run's once it is admitted (flow.c) */
     for (k = 0; k < ps->n_deps && !ps->if_compiled; k++) {
         if (r->steps[ps->deps[k]].st == SS_SKIPPED)
             skip = true;
@@ -791,6 +793,7 @@ void sched_on_decided(struct sched *s, struct run_state *r, size_t i, const stru
 void sched_on_resumed(struct sched *s, struct run_state *r)
 {
     r->paused = false;
+    flow_on_resumed(s, r);
     for (size_t k = 0; k < r->plan->n_steps && !r->finishing; k++) {
         size_t i = r->plan->topo[k];
         struct step_state *ss = &r->steps[i];
@@ -1224,6 +1227,7 @@ static void *sched_main(void *arg)
 
     pthread_setname_np(pthread_self(), "durable-sched");
     for (;;) {
+        flow_pump(s); /* first: what recovery held */
         handle_msgs(s, wait_for_work(s));
         if (queue_is_closed(&s->inbox))
             break;
@@ -1281,6 +1285,9 @@ durable_code engine_sched_start(struct durable *d, const char *http_allow, int s
     queue_init(&s->inbox);
     s->n_buckets = 1024;
     s->buckets = xcalloc(s->n_buckets, sizeof(struct run_state *));
+    s->flow = flow_new();
+    d->store->run_note_ud = s->flow;
+    d->store->run_note = flow_note;
     d->sched = s;
     s->pool = steps_pool_new(io_done, s, step_threads > 0 ? (size_t)step_threads : 0);
     rc = steps_io_start(io_done, s, http_allow, &s->io, err);
@@ -1342,6 +1349,11 @@ void engine_sched_free(struct durable *d)
     queue_close(&s->inbox);
     drop_inbox(s);
     queue_release(&s->inbox);
+    if (s->d->store && s->d->store->run_note_ud == s->flow) {
+        s->d->store->run_note = NULL;
+        s->d->store->run_note_ud = NULL;
+    }
+    flow_free(s->flow);
     free(s);
     d->sched = NULL;
 }

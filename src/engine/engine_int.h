@@ -82,6 +82,10 @@ struct run_state {
     uint32_t parent_step_gen;
     char (*children)[ID_MAX];
     size_t n_children;
+    /* concurrency limits (flow.c): the run's group, or NULL when its
+     * workflow has none; flow_held: waiting for a place, no step starts */
+    struct flow_group *flow;
+    bool flow_held;
     struct run_state *hnext;
 };
 
@@ -142,7 +146,8 @@ struct sched {
      * (MSG_TYPES). Each id once. */
     char (*unresolved)[ID_MAX];
     size_t n_unresolved;
-    bool retain_busy; /* retain.c: a batch of deletions is being committed */
+    bool retain_busy;  /* retain.c: a batch of deletions is being committed */
+    struct flow *flow; /* concurrency limits (flow.c) */
 };
 
 /* run table (engine.c) */
@@ -200,5 +205,23 @@ void sched_on_child_created(struct sched *s, struct commit_item *ci);
 /* A code-first child the attempt m->tag waits for has ended (MSG_CHILD_ENDED). */
 void sched_on_code_child_ended(struct sched *s, const struct sched_msg *m);
 void sched_on_run_finished(struct sched *s, struct run_state *r, const struct transition *t);
+
+/* concurrency limits (flow.c) */
+struct flow *flow_new(void);
+void flow_free(struct flow *f);
+/* struct store's run_note: the held run's `waiting` member (any thread). */
+void flow_note(void *ud, const char *run_id, struct dbuf *b);
+/* Run r was adopted (created, recovered, claimed, retried); started: it had
+ * been admitted already (its status left pending), so it counts at once;
+ * otherwise it is held until flow_pump admits it. */
+void flow_on_adopt(struct sched *s, struct run_state *r, bool started, int64_t priority,
+                   int64_t created_ms);
+/* Run r leaves memory (sched_run_drop): its place is free. */
+void flow_on_drop(struct sched *s, struct run_state *r);
+/* Run r was resumed: a held one may be admitted now. */
+void flow_on_resumed(struct sched *s, struct run_state *r);
+/* Admits held runs where their group has room; between batches of the
+ * scheduler's messages, never during recovery. */
+void flow_pump(struct sched *s);
 
 #endif

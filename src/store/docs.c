@@ -129,6 +129,7 @@ static void run_members(struct dbuf *b, const struct run_row *r)
 
 /* What the callbacks of a document fill. */
 struct doc {
+    const struct store *s; /* for its run_note, or NULL */
     struct dbuf b;
     bool is_first;   /* no element of the array written yet */
     bool is_final;   /* run_read: the run's status is final */
@@ -137,10 +138,18 @@ struct doc {
 
 static void doc_init(struct doc *d)
 {
+    d->s = NULL;
     dbuf_init(&d->b, 0);
     d->is_first = true;
     d->is_final = false;
     d->has_record = false;
+}
+
+/* The engine's note on a pending run (struct store's run_note). */
+static void run_note(struct doc *d, const struct run_row *r)
+{
+    if (d->s && d->s->run_note && r->status && strcmp(r->status, "pending") == 0)
+        d->s->run_note(d->s->run_note_ud, r->id, &d->b);
 }
 
 static void run_with_steps(void *ud, const struct run_row *r)
@@ -149,6 +158,7 @@ static void run_with_steps(void *ud, const struct run_row *r)
     enum run_status st;
 
     run_members(&d->b, r);
+    run_note(d, r);
     dbuf_adds(&d->b, ",\"steps\":[");
     d->is_final = run_status_parse(r->status, &st) && run_status_is_final(st);
     d->has_record = true;
@@ -180,6 +190,7 @@ static void run_of_list(void *ud, const struct run_row *r)
 
     add_elem(&d->b, &d->is_first);
     run_members(&d->b, r);
+    run_note(d, r);
     dbuf_adds(&d->b, "}");
 }
 
@@ -330,6 +341,7 @@ durable_code store_run_json(struct store *s, const char *run_id, char **out, dur
     if (s->cache && cache_get(s->cache, run_id, out, &gen))
         return DURABLE_OK;
     doc_init(&d);
+    d.s = s;
     rc = s->ops->run_read(s, run_id, &fn, err);
     if (rc == DURABLE_OK && !d.has_record)
         rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
@@ -510,6 +522,7 @@ durable_code store_runs_list(struct store *s, const struct store_run_query *q, c
         return rc;
     cq.page = page_clamp(q->page);
     doc_init(&d);
+    d.s = s;
     dbuf_adds(&d.b, "[");
     rc = s->ops->runs_page(s, &cq, &fn, &total, err);
     return list_end(&d, rc, total, out, out_total, err);

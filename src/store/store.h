@@ -59,6 +59,12 @@ struct store {
     struct run_cache *cache; /* finished runs' documents (docs.c); set by
                                 store_open for a backend of one node, else
                                 NULL. A backend leaves it alone. */
+    /* What the engine knows of a pending run and the store does not (why it
+     * is held back: engine/flow.c): called by docs.c for each pending run of
+     * a document (any reading thread) to append members (",\"waiting\":{...}")
+     * to its object. Set once by the engine before readers start; NULL: none. */
+    void (*run_note)(void *ud, const char *run_id, struct dbuf *b);
+    void *run_note_ud;
 };
 
 /* The file a location names when its backend keeps the database in one
