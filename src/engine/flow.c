@@ -39,6 +39,7 @@ struct flow_wait {
     char id[ID_MAX];
     int64_t priority;
     int64_t created_ms;
+    uint64_t seq; /* adoption order: runs created in one millisecond keep their order */
 };
 
 struct flow_group {
@@ -54,6 +55,7 @@ struct flow_group {
 };
 
 struct flow {
+    uint64_t next_seq;
     struct flow_group **buckets;
     size_t n_buckets; /* a power of two */
     struct flow_group **dirty;
@@ -250,6 +252,7 @@ void flow_on_adopt(struct sched *s, struct run_state *r, bool started, int64_t p
     snprintf(w->id, sizeof(w->id), "%s", r->id);
     w->priority = priority;
     w->created_ms = created_ms;
+    w->seq = ++f->next_seq;
     r->flow_held = true;
     note_set(f, r->id, g);
     mark_dirty(f, g);
@@ -283,7 +286,9 @@ void flow_on_resumed(struct sched *s, struct run_state *r)
         mark_dirty(s->flow, r->flow);
 }
 
-/* The held run to admit next: highest priority, then oldest, then id; a
+/* The held run to admit next: highest priority, then oldest, then first
+ * adopted (new runs are adopted in commit order, recovered ones in the
+ * order of (created_at, id)); a
  * paused run is passed over (it would hold a place doing nothing). -1:
  * none. */
 static long next_held(struct sched *s, const struct flow_group *g)
@@ -301,9 +306,8 @@ static long next_held(struct sched *s, const struct flow_group *g)
         }
         b = &g->held[best];
         if (w->priority > b->priority ||
-            (w->priority == b->priority &&
-             (w->created_ms < b->created_ms ||
-              (w->created_ms == b->created_ms && strcmp(w->id, b->id) < 0))))
+            (w->priority == b->priority && (w->created_ms < b->created_ms ||
+                                            (w->created_ms == b->created_ms && w->seq < b->seq))))
             best = (long)k;
     }
     return best;

@@ -91,7 +91,7 @@ void sched_adopt_new(struct sched *s, struct commit_item *ci)
     sched_run_insert(s, r);
     if (ci->t.n_copies > 0)
         restore_copies(r, &ci->t);
-    flow_on_adopt(s, r, false, 0, ci->t.at_ms);
+    flow_on_adopt(s, r, false, ci->t.priority, ci->t.at_ms);
     arm_deadline(s, r, ci->t.at_ms, ci->t.deadline_ms);
     for (k = 0; k < r->plan->n_steps; k++) {
         size_t i = r->plan->topo[k];
@@ -269,7 +269,7 @@ durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool
     r->paused = rec->status == RUN_PAUSED; /* steps that were running restart, nothing new */
     restore_steps(s, r, rec, &any_failed);
     recount(r);
-    flow_on_adopt(s, r, was_admitted(r, rec), 0, rec->created_at_ms);
+    flow_on_adopt(s, r, was_admitted(r, rec), rec->priority, rec->created_at_ms);
     if (!is_retry)
         submit_recovered(s, r);
     if (any_failed) {

@@ -122,11 +122,23 @@ static bool key_valid(const char *s)
 static durable_code start_request(struct request *rq, json_t *body, durable_run_request *req,
                                   char **out_input, durable_error *err)
 {
-    static const char *const fields[] = { "input", "order_id", "idempotency_key" };
+    static const char *const fields[] = { "input", "order_id", "idempotency_key", "priority" };
     const char *header = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Idempotency-Key");
     json_t *input = json_object_get(body, "input");
-    durable_code rc = only_fields(body, fields, 3, "input, order_id, idempotency_key", err);
+    json_t *priority = json_object_get(body, "priority");
+    durable_code rc =
+            only_fields(body, fields, 4, "input, order_id, idempotency_key, priority", err);
 
+    /* Absent or null: 0. A number must be a whole one in range (1e300 and
+     * 2.5 are refused, not rounded). */
+    if (rc == DURABLE_OK && priority && !json_is_null(priority)) {
+        double v = json_is_number(priority) ? json_number_value(priority) : 0.5;
+        if (!(v >= -DURABLE_PRIORITY_MAX && v <= DURABLE_PRIORITY_MAX) || v != (double)(int)v)
+            rc = err_set(err, DURABLE_EINVAL, "priority: expected an integer from %d to %d",
+                         -DURABLE_PRIORITY_MAX, DURABLE_PRIORITY_MAX);
+        else
+            req->priority = (int)v;
+    }
     if (rc == DURABLE_OK)
         rc = string_field(body, "order_id", HTTP_ID_MAX, &req->order_id, err);
     if (rc == DURABLE_OK && req->order_id && !router_id_valid(req->order_id))

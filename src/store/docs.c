@@ -120,6 +120,8 @@ static void run_members(struct dbuf *b, const struct run_row *r)
     add_time(b, ",\"created_at\":", r->created_at_ms);
     add_time(b, ",\"started_at\":", r->started_at_ms);
     add_time(b, ",\"completed_at\":", r->completed_at_ms);
+    if (r->priority != 0) /* only when started with one: documents stay as they were */
+        add_int(b, ",\"priority\":", r->priority);
     if (r->restarted_from) {
         add_str(b, ",\"restarted_from\":{\"run_id\":", r->restarted_from);
         add_str(b, ",\"step_id\":", r->restarted_step);

@@ -234,6 +234,7 @@ struct transition {
     size_t n_copies;
     int64_t deadline_ms; /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
                             (a retried run's time limit starts again) */
+    int64_t priority;    /* TR_RUN_CREATE: stored with the run (higher first, engine/flow.c) */
     const struct transition_step_init *steps;
     size_t n_steps;
     /* TR_STEP_COMPLETE: the output as valid JSON text, stored as given (the
@@ -410,6 +411,7 @@ struct run_record {
     double order_amount; /* the order's amount, when order_id */
     int64_t created_at_ms;
     int64_t deadline_ms;       /* 0 for none */
+    int64_t priority;          /* as started (durable_run_request.priority) */
     char *output_json;         /* a finished run's output, or NULL; store_run_load only */
     char *error_message;       /* a failed run's error, or NULL; store_run_load only */
     struct step_record *steps; /* in step id order, not the definition's */
@@ -586,6 +588,7 @@ struct run_row {
     int64_t completed_at_ms;
     const char *restarted_from; /* NULL unless the run is a restart */
     const char *restarted_step;
+    int64_t priority;
 };
 
 struct step_row {

@@ -139,6 +139,9 @@ static const char *const migrations[] = {
     "  WHERE owner_node IS NULL AND " UNFINISHED ";"
     "ALTER TABLE runs ADD restarted_from text;"
     "ALTER TABLE runs ADD restarted_step text;",
+    /* 8: a run's priority (durable_run_request.priority): which run held
+     * back by a concurrency limit starts next (engine/flow.c). */
+    "ALTER TABLE runs ADD priority bigint NOT NULL DEFAULT 0;",
 };
 
 int pg_schema_version(void)

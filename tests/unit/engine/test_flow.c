@@ -4,7 +4,8 @@
  * while another customer's run is not held; the held runs say why in their
  * document (`waiting`); a restart in the middle keeps the run that was
  * executing as the one in use; a limit over the whole workflow bounds the
- * runs executing at once (checked on the stored start and end times).
+ * runs executing at once (checked on the stored start and end times); a
+ * higher priority is let in first, also after a restart.
  */
 #include "util/common.h"
 
@@ -60,16 +61,30 @@ static void wait_status(durable *d, const char *run, const char *want)
             return;
         pause_ms(10);
     }
+    {
+        json_t *j = get_run(d, run);
+        char *text = json_dumps(j, JSON_COMPACT);
+        print_error("%s\n", text);
+        free(text);
+        json_decref(j);
+    }
     fail_msg("run %s never became %s", run, want);
 }
 
-/* The held run's `waiting` says: concurrency, key, 1 of 1 in use. */
+/* The held run's `waiting` says: concurrency, key, 1 of 1 in use. A run
+ * just started is held once the scheduler has taken it in: polled. */
 static void assert_held(durable *d, const char *run, const char *key)
 {
     json_t *j = get_run(d, run);
     json_t *w = json_object_get(j, "waiting");
     char msg[128];
 
+    for (int i = 0; i < 6000 && !w; i++) {
+        json_decref(j);
+        pause_ms(10);
+        j = get_run(d, run);
+        w = json_object_get(j, "waiting");
+    }
     assert_string_equal("pending", json_string_value(json_object_get(j, "status")));
     assert_non_null(w);
     assert_string_equal("concurrency", json_string_value(json_object_get(w, "reason")));
@@ -183,6 +198,46 @@ static void test_held_run_cancelled(void **state)
     durable_free(c);
 }
 
+/* A higher priority starts first, also after a restart (it is stored);
+ * a priority out of range is refused. */
+static void test_priority_across_restart(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    char *wf = reg(f->d, per_customer);
+    char *a = start_input(f->d, wf, "{\"customer_id\":\"c\"}");
+    durable_run_request req = { .workflow = wf, .input_json = "{\"customer_id\":\"c\"}" };
+    char *low = start_input(f->d, wf, "{\"customer_id\":\"c\"}");
+    char *high = NULL, *bad = NULL;
+    json_t *j;
+
+    req.priority = 5;
+    assert_int_equal(DURABLE_OK, durable_run_start(f->d, &req, &high, NULL, &err));
+    req.priority = DURABLE_PRIORITY_MAX + 1;
+    assert_int_equal(DURABLE_EINVAL, durable_run_start(f->d, &req, &bad, NULL, &err));
+    assert_non_null(strstr(err.msg, "priority must be an integer from -1000000 to 1000000"));
+    wait_status(f->d, a, "waiting");
+    assert_held(f->d, low, "c");
+    assert_held(f->d, high, "c");
+    j = get_run(f->d, high);
+    assert_int_equal(5, json_integer_value(json_object_get(j, "priority")));
+    json_decref(j);
+
+    durable_close(f->d);
+    f->d = open_db(f->db, DURABLE_RECOVER_ALL, DURABLE_DURABILITY_PROCESS);
+    approve(f->d, a);
+    wait_status(f->d, high, "waiting"); /* created later, started first */
+    assert_held(f->d, low, "c");
+    approve(f->d, high);
+    wait_status(f->d, low, "waiting");
+    approve(f->d, low);
+    assert_string_equal("completed", wait_run(f->d, low));
+    durable_free(wf);
+    durable_free(a);
+    durable_free(low);
+    durable_free(high);
+}
+
 static int64_t ms_of(json_t *run, const char *field)
 {
     int64_t ms = 0;
@@ -230,6 +285,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_per_key_across_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_held_run_cancelled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_whole_workflow_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_priority_across_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
