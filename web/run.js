@@ -89,6 +89,15 @@ function stepDuration(st) {
   return fmtDuration(span(st.started_at, st.completed_at));
 }
 
+// Why a pending run is not running (its `waiting`: a concurrency limit).
+function renderHeld() {
+  const w = run.waiting;
+  $("held").hidden = !w;
+  if (!w) { $("held").replaceChildren(); return; }
+  $("held").replaceChildren(h("strong", { text: "Not running yet: " }), w.message,
+    run.priority ? h("span.count", { text: ` · priority ${run.priority}` }) : "");
+}
+
 function render() {
   if (!run) return;
   document.title = `${run.workflow_name} · ${shortId(run.id)} · durable`;
@@ -101,6 +110,7 @@ function render() {
   $("pause").disabled = !PAUSABLE.includes(run.status);
   $("resume").disabled = run.status !== "paused";
   renderRestart();
+  renderHeld();
 
   const steps = run.steps || [];
   const done = steps.filter((s) => s.status === "completed" || s.status === "skipped").length;
