@@ -220,6 +220,8 @@ void flow_on_adopt(struct sched *s, struct run_state *r, bool started, int64_t p
 void flow_on_drop(struct sched *s, struct run_state *r);
 /* Run r was resumed: a held one may be admitted now. */
 void flow_on_resumed(struct sched *s, struct run_state *r);
+/* A pass of claims begins (true) or ends: no run is admitted meanwhile. */
+void flow_claims(struct sched *s, bool begin);
 /* Admits held runs where their group has room; between batches of the
  * scheduler's messages, never during recovery. */
 void flow_pump(struct sched *s);

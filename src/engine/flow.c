@@ -13,6 +13,10 @@
  * counted before any held run is let in: a SIGKILL cannot leave a count
  * wrong, and never lets two runs of a key with limit 1 execute at once.
  *
+ * On PostgreSQL a pass of claims (cluster.c: at start, after a node's
+ * runs were released) is bracketed the same way: SCHED_CLAIMS_BEGIN/_END,
+ * nothing admitted in between, whatever order the claimed runs come in.
+ *
  * Scope: one process. On PostgreSQL each node counts the runs it executes
  * (README, "Concurrency limits").
  *
@@ -56,6 +60,7 @@ struct flow_group {
 
 struct flow {
     uint64_t next_seq;
+    int claiming; /* passes of claims under way (cluster.c): admit nothing */
     struct flow_group **buckets;
     size_t n_buckets; /* a power of two */
     struct flow_group **dirty;
@@ -337,13 +342,23 @@ static void group_unlink(struct flow *f, struct flow_group *g)
     group_free(g);
 }
 
+void flow_claims(struct sched *s, bool begin)
+{
+    struct flow *f = s->flow;
+
+    if (begin)
+        f->claiming++;
+    else if (f->claiming > 0)
+        f->claiming--;
+}
+
 void flow_pump(struct sched *s)
 {
     struct flow *f = s->flow;
     struct flow_group **empty;
     size_t n_empty = 0, d;
 
-    if (f->n_dirty == 0)
+    if (f->n_dirty == 0 || f->claiming > 0)
         return;
     /* Admitting a run may end it at once (every step skipped), which drops
      * it and marks its group dirty again: the list may grow as it is read,

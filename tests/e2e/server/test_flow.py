@@ -11,6 +11,8 @@
     started again: the held runs are still held, and then every run
     finishes, customer-7's in the order started, and the target never saw
     two customer-7 runs at once;
+  - six SIGKILLs at seeded random moments while three customers' runs go
+    through: the same holds;
   - a priority: of two held runs the later one with the higher priority
     goes first;
   - hostile input: a limit of 0 or below, a blank key, a key that does not
@@ -23,6 +25,7 @@ With --pg the server runs on the PostgreSQL database of DURABLE_TEST_PG
 Usage: test_flow.py --durable PATH --examples DIR [--pg]
 """
 import http.server
+import random
 import threading
 import time
 
@@ -39,6 +42,7 @@ class Target(http.server.BaseHTTPRequestHandler):
     in_flight = {}   # customer -> {run: count}
     most = {}        # customer -> most distinct runs in flight at once
     order = {}       # customer -> runs in order of first arrival
+    log = []         # (time, start|end, customer, run, in flight): told on a failure
 
     def log_message(self, *args):
         pass
@@ -51,11 +55,13 @@ class Target(http.server.BaseHTTPRequestHandler):
             runs = Target.in_flight.setdefault(customer, {})
             runs[run] = runs.get(run, 0) + 1
             Target.most[customer] = max(Target.most.get(customer, 0), len(runs))
+            Target.log.append((time.monotonic(), "start", customer, run, len(runs)))
             seen = Target.order.setdefault(customer, [])
             if run not in seen:
                 seen.append(run)
         time.sleep(HOLD_S)
         with Target.lock:
+            Target.log.append((time.monotonic(), "end", customer, run, 0))
             runs[run] -= 1
             if runs[run] == 0:
                 del runs[run]
@@ -148,6 +154,33 @@ class FlowTest(su.ServerTest):
         runs = [self.run_json(srv, x) for x in (first, second, third)]
         for a, b in zip(runs, runs[1:]):
             self.assertLessEqual(a["completed_at"], b["started_at"], (a, b))
+
+    def test_kill_cycles(self):
+        """SIGKILL at seeded random moments, six times, while three customers'
+        runs go through one at a time each: every run completes, each
+        customer's in the order started, never two of one customer at once."""
+        rng = random.Random(1403)
+        srv = self.start_server()
+        self.register(srv, flow_def(self.url))
+        customers = ["kc-%d" % i for i in range(3)]
+        runs = {c: [] for c in customers}
+        for _ in range(3):
+            for c in customers:
+                runs[c].append(self.start(srv, c))
+        for _ in range(6):
+            time.sleep(rng.uniform(0.05, 1.2))
+            srv.kill()
+            srv.start()
+        for c in customers:
+            for run_id in runs[c]:
+                done = self.wait_run(srv, run_id, timeout=90)
+                self.assertEqual(done["status"], "completed", done)
+        with Target.lock:
+            for c in customers:
+                told = "\n".join("%.3f %s %s %s" % (t, e, r, n) for t, e, cc, r, n in Target.log
+                                 if cc == c)
+                self.assertEqual(Target.order[c], runs[c], told)
+                self.assertEqual(Target.most[c], 1, "two %s runs at once:\n%s" % (c, told))
 
     def test_priority(self):
         srv = self.start_server()
