@@ -87,7 +87,7 @@ struct flow *flow_new(void)
     struct flow *f = xcalloc(1, sizeof(*f));
 
     f->n_buckets = FLOW_BUCKETS;
-    f->buckets = xcalloc(f->n_buckets, sizeof(*f->buckets));
+    f->buckets = xcalloc(f->n_buckets, sizeof(struct flow_group *));
     pthread_mutex_init(&f->mu, NULL);
     f->notes = json_object();
     return f;
@@ -228,7 +228,7 @@ static void mark_dirty(struct flow *f, struct flow_group *g)
         return;
     if (f->n_dirty == f->cap_dirty) {
         f->cap_dirty = f->cap_dirty ? f->cap_dirty * 2 : 16;
-        f->dirty = xrealloc(f->dirty, f->cap_dirty * sizeof(*f->dirty));
+        f->dirty = xrealloc(f->dirty, f->cap_dirty * sizeof(struct flow_group *));
     }
     f->dirty[f->n_dirty++] = g;
     g->dirty = true;
@@ -378,7 +378,7 @@ void flow_pump(struct sched *s)
             note_set(f, g->held[j].id, g);
     }
     /* Groups left with no run are freed, each once (dirty marks it seen). */
-    empty = xmalloc(f->n_dirty * sizeof(*empty));
+    empty = xmalloc(f->n_dirty * sizeof(struct flow_group *));
     for (d = 0; d < f->n_dirty; d++) {
         struct flow_group *g = f->dirty[d];
         if (g->dirty)

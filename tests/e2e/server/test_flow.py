@@ -186,6 +186,7 @@ class FlowTest(su.ServerTest):
         srv = self.start_server()
         self.register(srv, flow_def(self.url))
         first = self.start(srv, "customer-p")
+        self.wait_run(srv, first, statuses=("running",))  # else `high` could go before it too
         low = self.start(srv, "customer-p")
         high = self.start(srv, "customer-p", priority=10)
         self.held(srv, low, "customer-p")

@@ -207,16 +207,17 @@ static void test_priority_across_restart(void **state)
     char *wf = reg(f->d, per_customer);
     char *a = start_input(f->d, wf, "{\"customer_id\":\"c\"}");
     durable_run_request req = { .workflow = wf, .input_json = "{\"customer_id\":\"c\"}" };
-    char *low = start_input(f->d, wf, "{\"customer_id\":\"c\"}");
-    char *high = NULL, *bad = NULL;
+    char *low = NULL, *high = NULL, *bad = NULL;
     json_t *j;
+
+    wait_status(f->d, a, "waiting"); /* else `high` could go before it too */
+    low = start_input(f->d, wf, "{\"customer_id\":\"c\"}");
 
     req.priority = 5;
     assert_int_equal(DURABLE_OK, durable_run_start(f->d, &req, &high, NULL, &err));
     req.priority = DURABLE_PRIORITY_MAX + 1;
     assert_int_equal(DURABLE_EINVAL, durable_run_start(f->d, &req, &bad, NULL, &err));
     assert_non_null(strstr(err.msg, "priority must be an integer from -1000000 to 1000000"));
-    wait_status(f->d, a, "waiting");
     assert_held(f->d, low, "c");
     assert_held(f->d, high, "c");
     j = get_run(f->d, high);
