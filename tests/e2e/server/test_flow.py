@@ -5,8 +5,9 @@
     customer-7 and one of customer-8 start; each run's step is an
     http_request to a counting target on loopback that holds every request
     for a moment. The first customer-7 run executes, customer-8's is not
-    held, the other two stay `pending` and GET /runs/{id} and GET /runs say
-    why (`waiting`: reason, key, in_use, limit, message);
+    held, the other two stay `pending` and GET /runs/{id}, GET /runs and
+    `durable show --server` say why (`waiting`: reason, key, in_use, limit,
+    message);
   - the server is SIGKILLed while the first run's request is in flight, and
     started again: the held runs are still held, and then every run
     finishes, customer-7's in the order started, and the target never saw
@@ -26,6 +27,7 @@ Usage: test_flow.py --durable PATH --examples DIR [--pg]
 """
 import http.server
 import random
+import subprocess
 import threading
 import time
 
@@ -135,6 +137,11 @@ class FlowTest(su.ServerTest):
         listed = {x["id"]: x for x in r.json()}
         self.assertEqual(listed[second]["waiting"]["key"], "customer-7")
         self.assertEqual(listed[third]["waiting"]["reason"], "concurrency")
+        p = subprocess.run([su.DURABLE, "show", "--server", "http://%s:%d" % (srv.host, srv.port),
+                            second], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("not running yet: waiting for concurrency key customer-7, 1 of 1 in use",
+                      p.stdout)
 
         # SIGKILL while the first run's request is in flight.
         self.wait_for(lambda: first in Target.in_flight.get("customer-7", {}), 30,
