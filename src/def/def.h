@@ -81,7 +81,9 @@ struct plan_step {
                               every run's step rows */
     size_t n_dependents;
     struct retry_policy retry;
-    int64_t timeout_ms; /* one attempt; 0 means none */
+    int64_t timeout_ms;     /* one attempt; 0 means none */
+    double rate_per_second; /* `rate_limit.per_second`: first attempts started per second
+                               over every run of the workflow (engine/flow.c); 0: none */
     /* What the type's check parsed from the config once for every attempt
      * (def_check_set_data), or NULL; freed with the plan by type_data_free. */
     void *type_data;

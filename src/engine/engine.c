@@ -481,6 +481,8 @@ void sched_on_ready(struct sched *s, struct run_state *r, size_t i)
         sched_submit(s, step_item(r, i, TR_STEP_SKIP));
         return;
     }
+    if (!flow_rate_admit(s, r, i))
+        return; /* started by its TM_RATE timer */
     sched_submit_start(s, r, i, 1);
 }
 
@@ -735,6 +737,10 @@ static void on_timer(struct sched *s, const struct timer *t)
     ss = &r->steps[t->step_idx];
     if (t->gen != ss->gen)
         return;
+    if (t->kind == TM_RATE) {
+        flow_rate_due(s, r, t->step_idx);
+        return;
+    }
     if (r->paused && ((t->kind == TM_RETRY && ss->st == SS_RETRYING) ||
                       (t->kind == TM_WAKE && ss->st == SS_WAITING))) {
         ss->held = true; /* acted on at the resume */
@@ -1288,6 +1294,7 @@ durable_code engine_sched_start(struct durable *d, const char *http_allow, int s
     s->flow = flow_new();
     d->store->run_note_ud = s->flow;
     d->store->run_note = flow_note;
+    d->store->step_note = flow_step_note;
     d->sched = s;
     s->pool = steps_pool_new(io_done, s, step_threads > 0 ? (size_t)step_threads : 0);
     rc = steps_io_start(io_done, s, http_allow, &s->io, err);
@@ -1351,6 +1358,7 @@ void engine_sched_free(struct durable *d)
     queue_release(&s->inbox);
     if (s->d->store && s->d->store->run_note_ud == s->flow) {
         s->d->store->run_note = NULL;
+        s->d->store->step_note = NULL;
         s->d->store->run_note_ud = NULL;
     }
     flow_free(s->flow);

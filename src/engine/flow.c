@@ -58,9 +58,19 @@ struct flow_group {
     struct flow_group *hnext;
 };
 
+/* A step's rate limit (`rate_limit.per_second`), per workflow name and
+ * step id: places are handed out every 1000/N ms; next_ms is the next free
+ * one. In memory only. */
+struct flow_rate {
+    char *name; /* workflow name, '\n', step id */
+    double next_ms;
+    struct flow_rate *hnext;
+};
+
 struct flow {
     uint64_t next_seq;
-    int claiming; /* passes of claims under way (cluster.c): admit nothing */
+    struct flow_rate **rates; /* FLOW_BUCKETS, made when first needed */
+    int claiming;             /* passes of claims under way (cluster.c): admit nothing */
     struct flow_group **buckets;
     size_t n_buckets; /* a power of two */
     struct flow_group **dirty;
@@ -112,6 +122,15 @@ void flow_free(struct flow *f)
             group_free(g);
         }
     }
+    for (size_t i = 0; f->rates && i < FLOW_BUCKETS; i++) {
+        struct flow_rate *q = f->rates[i], *next;
+        for (; q; q = next) {
+            next = q->hnext;
+            free(q->name);
+            free(q);
+        }
+    }
+    free(f->rates);
     free(f->buckets);
     free(f->dirty);
     json_decref(f->notes);
@@ -131,6 +150,14 @@ void flow_note(void *ud, const char *run_id, struct dbuf *b)
         dbuf_adds(b, json_string_value(v));
     }
     pthread_mutex_unlock(&f->mu);
+}
+
+void flow_step_note(void *ud, const char *run_id, const char *step_id, struct dbuf *b)
+{
+    char key[ID_MAX + 130];
+
+    snprintf(key, sizeof(key), "%s/%s", run_id, step_id);
+    flow_note(ud, key, b);
 }
 
 static void note_set(struct flow *f, const char *run_id, const struct flow_group *g)
@@ -263,10 +290,22 @@ void flow_on_adopt(struct sched *s, struct run_state *r, bool started, int64_t p
     mark_dirty(f, g);
 }
 
+static void rate_note_clear(struct flow *f, const struct run_state *r, size_t i)
+{
+    char key[ID_MAX + 130];
+
+    snprintf(key, sizeof(key), "%s/%s", r->id, r->plan->steps[i].id);
+    note_clear(f, key);
+}
+
 void flow_on_drop(struct sched *s, struct run_state *r)
 {
     struct flow_group *g = r->flow;
 
+    for (size_t i = 0; i < r->plan->n_steps; i++) {
+        if (r->steps[i].rate_held)
+            rate_note_clear(s->flow, r, i);
+    }
     if (!g)
         return;
     if (r->flow_held) {
@@ -340,6 +379,78 @@ static void group_unlink(struct flow *f, struct flow_group *g)
     if (*pp)
         *pp = g->hnext;
     group_free(g);
+}
+
+static struct flow_rate *rate_get(struct flow *f, const struct run_state *r, size_t i)
+{
+    char *name = xasprintf("%s\n%s", r->plan->name, r->plan->steps[i].id);
+    struct flow_rate **pp, *q;
+
+    if (!f->rates)
+        f->rates = xcalloc(FLOW_BUCKETS, sizeof(struct flow_rate *));
+    pp = &f->rates[hash_str(name) & (FLOW_BUCKETS - 1)];
+    for (q = *pp; q && strcmp(q->name, name) != 0; q = q->hnext)
+        ;
+    if (q) {
+        free(name);
+        return q;
+    }
+    q = xcalloc(1, sizeof(*q));
+    q->name = name;
+    q->hnext = *pp;
+    *pp = q;
+    return q;
+}
+
+bool flow_rate_admit(struct sched *s, struct run_state *r, size_t i)
+{
+    const struct plan_step *ps = &r->plan->steps[i];
+    struct step_state *ss = &r->steps[i];
+    struct flow_rate *q;
+    double now = (double)clock_wall_ms(), interval, slot;
+    char key[ID_MAX + 130], msg[160];
+    json_t *w;
+    char *text;
+
+    if (ps->rate_per_second <= 0)
+        return true;
+    if (ss->rate_held)
+        return false; /* its place is reserved already */
+    q = rate_get(s->flow, r, i);
+    interval = 1000.0 / ps->rate_per_second;
+    if (q->next_ms <= now) {
+        q->next_ms = now + interval;
+        return true;
+    }
+    slot = q->next_ms;
+    q->next_ms += interval;
+    ss->rate_held = true;
+    sched_timer_push(s, r, i, TM_RATE, (int64_t)slot + 1);
+    snprintf(msg, sizeof(msg), "waiting for the rate limit of step %s, %g per second", ps->id,
+             ps->rate_per_second);
+    w = json_pack("{s:s, s:f, s:s}", "reason", "rate_limit", "per_second", ps->rate_per_second,
+                  "message", msg);
+    text = json_dumps(w, JSON_COMPACT);
+    json_decref(w);
+    snprintf(key, sizeof(key), "%s/%s", r->id, ps->id);
+    pthread_mutex_lock(&s->flow->mu);
+    json_object_set_new(s->flow->notes, key, json_string(text));
+    pthread_mutex_unlock(&s->flow->mu);
+    free(text);
+    return false;
+}
+
+void flow_rate_due(struct sched *s, struct run_state *r, size_t i)
+{
+    struct step_state *ss = &r->steps[i];
+
+    if (!ss->rate_held)
+        return;
+    ss->rate_held = false;
+    rate_note_clear(s->flow, r, i);
+    /* Paused or held meanwhile: it asks for a new place when it can start. */
+    if (ss->st == SS_PENDING && !r->paused && !r->flow_held && !r->finishing)
+        sched_submit_start(s, r, i, 1);
 }
 
 void flow_claims(struct sched *s, bool begin)

@@ -132,6 +132,7 @@ static void run_members(struct dbuf *b, const struct run_row *r)
 /* What the callbacks of a document fill. */
 struct doc {
     const struct store *s; /* for its run_note, or NULL */
+    char *run_id;          /* run_read: the run's id (owned), for step_note */
     struct dbuf b;
     bool is_first;   /* no element of the array written yet */
     bool is_final;   /* run_read: the run's status is final */
@@ -141,6 +142,7 @@ struct doc {
 static void doc_init(struct doc *d)
 {
     d->s = NULL;
+    d->run_id = NULL;
     dbuf_init(&d->b, 0);
     d->is_first = true;
     d->is_final = false;
@@ -161,6 +163,8 @@ static void run_with_steps(void *ud, const struct run_row *r)
 
     run_members(&d->b, r);
     run_note(d, r);
+    free(d->run_id);
+    d->run_id = xstrdup(r->id);
     dbuf_adds(&d->b, ",\"steps\":[");
     d->is_final = run_status_parse(r->status, &st) && run_status_is_final(st);
     d->has_record = true;
@@ -183,6 +187,8 @@ static void step_of_run(void *ud, const struct step_row *r)
     add_time(b, ",\"wake_at\":", r->wake_at_ms);
     add_str(b, ",\"error_message\":", r->error_message);
     add_raw(b, ",\"output\":", r->output_json);
+    if (d->s && d->s->step_note && d->run_id && r->status && strcmp(r->status, "pending") == 0)
+        d->s->step_note(d->s->run_note_ud, d->run_id, r->step_id, b);
     dbuf_adds(b, "}");
 }
 
@@ -355,6 +361,7 @@ durable_code store_run_json(struct store *s, const char *run_id, char **out, dur
     if (rc == DURABLE_OK && s->cache && d.is_final)
         cache_put(s->cache, run_id, *out, len, gen);
     dbuf_release(&d.b);
+    free(d.run_id);
     return rc;
 }
 

@@ -64,6 +64,8 @@ struct store {
      * a document (any reading thread) to append members (",\"waiting\":{...}")
      * to its object. Set once by the engine before readers start; NULL: none. */
     void (*run_note)(void *ud, const char *run_id, struct dbuf *b);
+    /* The same for a pending step of a run (held back by its rate limit). */
+    void (*step_note)(void *ud, const char *run_id, const char *step_id, struct dbuf *b);
     void *run_note_ud;
 };
 

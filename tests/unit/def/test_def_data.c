@@ -104,6 +104,8 @@ static void dump_step(struct dbuf *out, const struct plan *p, const struct plan_
         dbuf_addf(out, " action=%s", st->action);
     if (st->if_expr)
         dbuf_addf(out, " if=\"%s\"", st->if_expr);
+    if (st->rate_per_second > 0)
+        dbuf_addf(out, " rate=%g/s", st->rate_per_second);
     if (strcmp(st->name, st->id) != 0)
         dbuf_addf(out, " name=\"%s\"", st->name);
     for (i = 0; i < st->retry.n_non_retryable_errors; i++)

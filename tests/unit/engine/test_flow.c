@@ -280,6 +280,51 @@ static void test_whole_workflow_limit(void **state)
     durable_free(wf);
 }
 
+/* `rate_limit: {per_second: 5}`: 6 runs' steps start at least 200 ms
+ * apart (at least 1 s from the first to the last: a lower bound, which a
+ * loaded machine only makes longer), and a step waiting for its place says
+ * so (`waiting` on the step). */
+static void test_step_rate_limit(void **state)
+{
+    struct fixture *f = *state;
+    char *wf = reg(f->d, "{\"name\":\"rated\",\"steps\":[{\"id\":\"t\",\"type\":\"task\","
+                         "\"rate_limit\":{\"per_second\":5},"
+                         "\"config\":{\"duration_seconds\":0}}]}");
+    char *runs[6];
+    int64_t first = 0, last = 0;
+    bool seen = false;
+
+    for (int i = 0; i < 6; i++)
+        runs[i] = start_input(f->d, wf, "{}");
+    for (int i = 0; i < 6 && !seen; i++) {
+        json_t *j = get_run(f->d, runs[5]);
+        json_t *w = json_object_get(step_of(j, "t"), "waiting");
+        if (w) {
+            assert_string_equal("rate_limit", json_string_value(json_object_get(w, "reason")));
+            assert_string_equal("waiting for the rate limit of step t, 5 per second",
+                                json_string_value(json_object_get(w, "message")));
+            seen = true;
+        }
+        json_decref(j);
+        pause_ms(20);
+    }
+    for (int i = 0; i < 6; i++) {
+        json_t *j;
+        int64_t at;
+        assert_string_equal("completed", wait_run(f->d, runs[i]));
+        j = get_run(f->d, runs[i]);
+        at = ms_of(step_of(j, "t"), "started_at");
+        first = i == 0 || at < first ? at : first;
+        last = at > last ? at : last;
+        assert_null(json_object_get(step_of(j, "t"), "waiting"));
+        json_decref(j);
+        durable_free(runs[i]);
+    }
+    assert_true(seen);
+    assert_true(last - first >= 1000);
+    durable_free(wf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +332,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_held_run_cancelled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_whole_workflow_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priority_across_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_step_rate_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
