@@ -238,6 +238,8 @@ function renderStep() {
       h("dt", { text: "Attempt" }), h("dd", { text: `${st.attempt || 0} of ${st.max_attempts || 1}` }),
       h("dt", { text: "Started" }), h("dd", { text: fmtTime(st.started_at) }),
       h("dt", { text: "Finished" }), h("dd", { text: fmtTime(st.completed_at) }),
+      st.waiting ? h("dt", { text: "Not started" }) : null,
+      st.waiting ? h("dd.held-why", { id: "step-held", text: st.waiting.message }) : null,
       h("dt", { text: "Duration" }), h("dd", { text: stepDuration(st) || "—" }),
       st.wake_at ? [h("dt", { text: "Wakes" }), h("dd", { text: fmtTime(st.wake_at) })] : null,
       h("dt", { text: "Needs" }), h("dd", { text: (st.depends_on || []).join(", ") || "—" })),

@@ -16,6 +16,8 @@
     through: the same holds;
   - a priority: of two held runs the later one with the higher priority
     goes first;
+  - a step's rate limit: a step waiting for its place says so, the starts
+    are spaced;
   - hostile input: a limit of 0 or below, a blank key, a key that does not
     compile, a typo in a field (422, located), a priority that is not an
     integer in range (400).
@@ -25,6 +27,7 @@ With --pg the server runs on the PostgreSQL database of DURABLE_TEST_PG
 
 Usage: test_flow.py --durable PATH --examples DIR [--pg]
 """
+import datetime
 import http.server
 import random
 import subprocess
@@ -34,6 +37,12 @@ import time
 import server_util as su
 
 HOLD_S = 0.8
+
+
+def su_ms(text):
+    """Unix ms of an RFC 3339 UTC time with milliseconds."""
+    t = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return int(t.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
 
 
 class Target(http.server.BaseHTTPRequestHandler):
@@ -204,6 +213,31 @@ class FlowTest(su.ServerTest):
             self.assertEqual(self.wait_run(srv, run_id, timeout=60)["status"], "completed")
         with Target.lock:
             self.assertEqual(Target.order["customer-p"], [first, high, low])
+
+    def test_step_rate_limit(self):
+        srv = self.start_server()
+        self.register(srv, {"name": "rated", "steps": [
+            {"id": "t", "type": "task", "rate_limit": {"per_second": 2},
+             "config": {"duration_seconds": 0}}]})
+        runs = [self.start_run(srv, "rated", {})["id"] for _ in range(4)]
+
+        def step_waiting():
+            for run_id in runs:
+                w = self.run_json(srv, run_id)["steps"][0].get("waiting")
+                if w:
+                    return w
+            return None
+        w = self.wait_for(step_waiting, 30, "a step waiting for its place")
+        self.assertEqual(w["reason"], "rate_limit", w)
+        self.assertEqual(w["message"], "waiting for the rate limit of step t, 2 per second")
+        started = sorted(self.wait_run(srv, x)["steps"][0]["started_at"] for x in runs)
+        self.assertGreaterEqual(su_ms(started[-1]) - su_ms(started[0]), 1000, started)
+        for bad, what in ((0, "greater than 0"), (1001, "at most 1000"), ("x", "a number")):
+            r = srv.post("/workflows", {"name": "bad-rate", "steps": [
+                {"id": "a", "rate_limit": {"per_second": bad}}]})
+            self.assertError(r, 422)
+            self.assertIn("steps[0].rate_limit.per_second", r.text)
+            self.assertIn(what, r.text)
 
     def test_hostile(self):
         srv = self.start_server()
