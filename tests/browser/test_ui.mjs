@@ -514,6 +514,26 @@ async function main() {
     }
   });
 
+  await check("rate limit: a step waiting for its place says so in the step panel", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "rated-ui", steps: [{ id: "call", type: "task", rate_limit: { per_second: 0.5 },
+        config: { duration_seconds: 0 } }],
+    });
+    assert(reg.status === 201 || reg.status === 200, `register: ${reg.status}`);
+    const a = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    const b = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    await page.goto(`${BASE}/ui/run.html?id=${b.id}`);
+    await page.locator('.node[data-step="call"]').click();
+    await page.waitForFunction(() => {
+      const el = document.getElementById("step-held");
+      return el && el.textContent === "waiting for the rate limit of step call, 0.5 per second";
+    });
+    await page.screenshot({ path: path.join(SHOTS, "run-step-rate-limited.png"), fullPage: true });
+    await page.waitForSelector("#run-status .badge.completed");
+    assert(!(await page.locator("#step-held").count()), "the explanation stays after the start");
+    assert((await http("GET", `/runs/${a.id}`)).json.status === "completed", "the first run");
+  });
+
   await check("signal: send a waiting step its signal from the run page, payload left blank", async () => {
     const reg = await http("POST", "/workflows", {
       name: "needs-signal", steps: [
