@@ -568,7 +568,11 @@ typedef struct durable_run_request {
                                     the run's own transaction (order_id must be NULL);
                                     nothing is created when the key returns a run */
     double order_amount;
+    int priority; /* -DURABLE_PRIORITY_MAX..DURABLE_PRIORITY_MAX, default 0: among runs
+                     held back by the workflow's concurrency limit, higher starts first
+                     (then older); stored with the run */
 } durable_run_request;
+#define DURABLE_PRIORITY_MAX 1000000
 
 /* Starts a run (committed before this returns). With an idempotency key that
  * already started a run of this workflow, returns that run with *out_existed

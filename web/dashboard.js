@@ -360,7 +360,8 @@ function runRow(r, flash) {
   const link = h("a", { href: `/ui/run.html?id=${encodeURIComponent(r.id)}`, class: "mono", text: shortId(r.id), title: r.id });
   const started = r.started_at || r.created_at;
   return h(flash ? "tr.flash" : "tr", { "data-run": r.id, "data-status": r.status },
-    h("td", {}, badge(r.status)),
+    h("td", {}, badge(r.status),
+      r.waiting ? h("div.held-why", { title: r.waiting.message, text: r.waiting.message }) : null),
     h("td", {}, h("a", { href: `/ui/run.html?id=${encodeURIComponent(r.id)}`, text: r.workflow_name }),
       h("span.count", { text: ` v${r.workflow_version}` })),
     h("td", {}, link),

@@ -89,6 +89,15 @@ function stepDuration(st) {
   return fmtDuration(span(st.started_at, st.completed_at));
 }
 
+// Why a pending run is not running (its `waiting`: a concurrency limit).
+function renderHeld() {
+  const w = run.waiting;
+  $("held").hidden = !w;
+  if (!w) { $("held").replaceChildren(); return; }
+  $("held").replaceChildren(h("strong", { text: "Not running yet: " }), w.message,
+    run.priority ? h("span.count", { text: ` · priority ${run.priority}` }) : "");
+}
+
 function render() {
   if (!run) return;
   document.title = `${run.workflow_name} · ${shortId(run.id)} · durable`;
@@ -101,6 +110,7 @@ function render() {
   $("pause").disabled = !PAUSABLE.includes(run.status);
   $("resume").disabled = run.status !== "paused";
   renderRestart();
+  renderHeld();
 
   const steps = run.steps || [];
   const done = steps.filter((s) => s.status === "completed" || s.status === "skipped").length;
@@ -228,6 +238,8 @@ function renderStep() {
       h("dt", { text: "Attempt" }), h("dd", { text: `${st.attempt || 0} of ${st.max_attempts || 1}` }),
       h("dt", { text: "Started" }), h("dd", { text: fmtTime(st.started_at) }),
       h("dt", { text: "Finished" }), h("dd", { text: fmtTime(st.completed_at) }),
+      st.waiting ? h("dt", { text: "Not started" }) : null,
+      st.waiting ? h("dd.held-why", { id: "step-held", text: st.waiting.message }) : null,
       h("dt", { text: "Duration" }), h("dd", { text: stepDuration(st) || "—" }),
       st.wake_at ? [h("dt", { text: "Wakes" }), h("dd", { text: fmtTime(st.wake_at) })] : null,
       h("dt", { text: "Needs" }), h("dd", { text: (st.depends_on || []).join(", ") || "—" }),

@@ -288,12 +288,15 @@ static int cmd_runs(struct ops_target *t, const struct ops_args *a)
 /* ---- show, cancel, retry ---- */
 
 /* Prints the run's steps table (the one `durable run` draws), then its
- * error and its waiting approvals with how to decide them. */
+ * error, why it is held back, and its waiting approvals with how to decide
+ * them. */
 static void print_run(struct ops_target *t, json_t *run)
 {
     struct view v;
     char *text = json_dumps(run, JSON_COMPACT);
     const char *error = json_string_value(json_object_get(run, "error_message"));
+    const char *waiting =
+            json_string_value(json_object_get(json_object_get(run, "waiting"), "message"));
     json_t *st;
     size_t i;
 
@@ -303,6 +306,8 @@ static void print_run(struct ops_target *t, json_t *run)
     cli_view_draw(&v);
     if (error)
         printf("error: %s\n", error);
+    if (waiting) /* held back by a concurrency limit (a server's answer only) */
+        printf("not running yet: %s\n", waiting);
     json_array_foreach(json_object_get(run, "steps"), i, st)
     {
         const char *type = json_string_value(json_object_get(st, "type"));

@@ -104,6 +104,58 @@ static void top_code_version(struct parser *p, void *ctx, json_t *v)
     def_get_int(p, v, 1, 1000000000, &p->plan->code_version);
 }
 
+/* `concurrency`: {"limit": N} or {"key": JQ, "limit": N}. */
+#define DEF_MAX_CONCURRENCY 1000000
+
+static void conc_limit(struct parser *p, void *ctx, json_t *v)
+{
+    (void)ctx;
+    def_get_int(p, v, 1, DEF_MAX_CONCURRENCY, &p->plan->concurrency_limit);
+}
+
+static void conc_key(struct parser *p, void *ctx, json_t *v)
+{
+    const char *s, *c;
+
+    (void)ctx;
+    if (!def_get_string(p, v, &s))
+        return;
+    for (c = s; *c == ' ' || *c == '\t' || *c == '\n' || *c == '\r'; c++)
+        ;
+    if (!*c) {
+        def_error(p, "a blank key; leave `key` out for one limit over all the workflow's runs");
+        return;
+    }
+    free(p->plan->concurrency_key);
+    p->plan->concurrency_key = xstrdup(s);
+    def_expr_compile(p, s, &p->plan->concurrency_key_compiled);
+}
+
+/* clang-format off */
+static const struct def_field conc_fields[] = {
+    { "key", conc_key },
+    { "limit", conc_limit },
+};
+/* clang-format on */
+
+static void top_concurrency(struct parser *p, void *ctx, json_t *v)
+{
+    (void)ctx;
+    if (!json_is_object(v)) {
+        def_error(p,
+                  "expected an object such as {\"key\": \".input.customer_id\", \"limit\": 1}, "
+                  "got %s",
+                  def_type_name(v));
+        return;
+    }
+    if (!json_object_get(v, "limit")) {
+        size_t mark = def_path_key(p, "limit");
+        def_error(p, "required");
+        def_path_pop(p, mark);
+    }
+    def_walk(p, v, conc_fields, DUR_ARRAY_LEN(conc_fields), NULL);
+}
+
 static void top_steps(struct parser *p, void *ctx, json_t *v)
 {
     size_t i, mark;
@@ -145,6 +197,7 @@ static const struct def_field top_fields[] = {
     { "steps", top_steps },
     { "code_version", top_code_version },
     { "schedules", top_schedules },
+    { "concurrency", top_concurrency },
 };
 /* clang-format on */
 
@@ -230,6 +283,9 @@ static void parse_root(struct parser *p, json_t *root)
         def_error_at(p, "steps", "a workflow needs at least one step");
     if (steps && json_object_get(root, "code_version"))
         def_error_at(p, "steps", "a code-first workflow (code_version) has no steps");
+    if (json_object_get(root, "concurrency") && json_object_get(root, "code_version"))
+        def_error_at(p, "concurrency",
+                     "a code-first workflow (code_version) takes no concurrency limit");
     def_walk(p, root, top_fields, DUR_ARRAY_LEN(top_fields), NULL);
     def_graph_build(p);
 }

@@ -81,7 +81,9 @@ struct plan_step {
                               every run's step rows */
     size_t n_dependents;
     struct retry_policy retry;
-    int64_t timeout_ms; /* one attempt; 0 means none */
+    int64_t timeout_ms;     /* one attempt; 0 means none */
+    double rate_per_second; /* `rate_limit.per_second`: first attempts started per second
+                               over every run of the workflow (engine/flow.c); 0: none */
     /* What the type's check parsed from the config once for every attempt
      * (def_check_set_data), or NULL; freed with the plan by type_data_free. */
     void *type_data;
@@ -105,8 +107,14 @@ struct plan {
     int64_t timeout_ms; /* whole run; 0 means none */
     /* how long its finished runs are kept (retain_finished); 0: the server's window */
     int64_t retain_finished_ms;
-    int code_version;        /* > 0: a code-first workflow, no steps (engine/code.c) */
-    struct plan_step *steps; /* file order */
+    int code_version;   /* > 0: a code-first workflow, no steps (engine/code.c) */
+    /* `concurrency: {key, limit}`: at most concurrency_limit runs of this
+     * workflow name (per value of the key, when there is one) execute at
+     * once (engine/flow.c); 0: no limit. */
+    int concurrency_limit;
+    char *concurrency_key;                 /* the jq source, or NULL: one group per name */
+    struct expr *concurrency_key_compiled; /* or NULL */
+    struct plan_step *steps;               /* file order */
     size_t n_steps;
     size_t *topo;       /* n_steps indices: stable topological order */
     json_t *definition; /* the parsed definition as given */

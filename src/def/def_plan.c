@@ -91,6 +91,8 @@ void plan_unref(struct plan *p)
     free(p->name);
     free(p->version);
     free(p->description);
+    free(p->concurrency_key);
+    expr_free(p->concurrency_key_compiled);
     json_decref(p->input);
     json_decref(p->definition);
     json_decref(p->step_index);

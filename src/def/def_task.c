@@ -311,6 +311,36 @@ static void step_timeout(struct parser *p, void *ctx, json_t *v)
         c->st->timeout_ms = def_seconds_to_ms(s);
 }
 
+/* `rate_limit: {per_second: N}`. */
+static void rate_per_second(struct parser *p, void *ctx, json_t *v)
+{
+    struct step_ctx *c = ctx;
+    double n;
+
+    if (def_get_number(p, v, 0, 1000, true, &n))
+        c->st->rate_per_second = n;
+}
+
+/* clang-format off */
+static const struct def_field rate_fields[] = {
+    { "per_second", rate_per_second },
+};
+/* clang-format on */
+
+static void step_rate_limit(struct parser *p, void *ctx, json_t *v)
+{
+    if (!json_is_object(v)) {
+        def_error(p, "expected an object such as {\"per_second\": 5}, got %s", def_type_name(v));
+        return;
+    }
+    if (!json_object_get(v, "per_second")) {
+        size_t mark = def_path_key(p, "per_second");
+        def_error(p, "required");
+        def_path_pop(p, mark);
+    }
+    def_walk(p, v, rate_fields, DUR_ARRAY_LEN(rate_fields), ctx);
+}
+
 /* The older orchestrator's step-level retry count: N retries, N+1 attempts. */
 static void step_max_retries(struct parser *p, void *ctx, json_t *v)
 {
@@ -349,6 +379,7 @@ static const struct def_field step_fields[] = {
     { "max_retries", step_max_retries },
     { "name", step_name },
     { "action", step_action },
+    { "rate_limit", step_rate_limit },
 };
 /* clang-format on */
 

@@ -587,6 +587,11 @@ static durable_code start_item(durable *d, const durable_run_request *req, char 
     rc = merge_input(plan, req->input_json, &input, err);
     if (rc != DURABLE_OK)
         goto done;
+    if (req->priority < -DURABLE_PRIORITY_MAX || req->priority > DURABLE_PRIORITY_MAX) {
+        rc = err_set(err, DURABLE_EINVAL, "priority must be an integer from %d to %d, got %d",
+                     -DURABLE_PRIORITY_MAX, DURABLE_PRIORITY_MAX, req->priority);
+        goto done;
+    }
     if (req->create_order &&
         (req->order_id || !(req->order_amount >= 0) || req->order_amount > 1e12)) {
         rc = err_set(err, DURABLE_EINVAL,
@@ -613,6 +618,7 @@ static durable_code start_item(durable *d, const durable_run_request *req, char 
             ci->t.order_amount = order_amount(d, req->order_id);
     }
     ci->t.idempotency_key = commit_item_str(ci, req->idempotency_key);
+    ci->t.priority = req->priority;
     if (plan->timeout_ms > 0)
         ci->t.deadline_ms = ci->t.at_ms + plan->timeout_ms;
     fill_step_inits(ci, plan);

@@ -181,6 +181,7 @@ static void claim_all(struct engine_cluster *c)
     int total = 0;
 
     c->claim = false;
+    engine_sched_cluster(c->d, SCHED_CLAIMS_BEGIN, NULL);
     do {
         b.n = 0;
         if (c->ops->claim(c->d->store, CLAIM_ROOM, hand_claimed, &b, &err) != DURABLE_OK) {
@@ -190,6 +191,7 @@ static void claim_all(struct engine_cluster *c)
         }
         total += b.n;
     } while (b.n == CLAIM_ROOM);
+    engine_sched_cluster(c->d, SCHED_CLAIMS_END, NULL);
     if (total > 0)
         log_info("node %s claimed %d runs", c->lease.node_id, total);
 }

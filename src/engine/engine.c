@@ -114,6 +114,7 @@ void sched_run_drop(struct sched *s, const char *id)
         struct run_state *r = *pp;
         *pp = r->hnext;
         s->n_runs--;
+        flow_on_drop(s, r);
         engine_run_unlock(s->d, r->id);
         run_free(r);
     }
@@ -472,8 +473,9 @@ void sched_on_ready(struct sched *s, struct run_state *r, size_t i)
     bool skip = false;
     size_t k;
 
-    if (r->finishing || r->paused || r->steps[i].st != SS_PENDING)
-        return; /* a paused run's ready steps start at its resume */
+    if (r->finishing || r->paused || r->flow_held || r->steps[i].st != SS_PENDING)
+        return; /* a paused run's ready steps start at its resume, a held
+                   run's once it is admitted (flow.c) */
     for (k = 0; k < ps->n_deps && !ps->if_compiled; k++) {
         if (r->steps[ps->deps[k]].st == SS_SKIPPED)
             skip = true;
@@ -487,6 +489,8 @@ void sched_on_ready(struct sched *s, struct run_state *r, size_t i)
         sched_submit(s, step_item(r, i, TR_STEP_SKIP));
         return;
     }
+    if (!flow_rate_admit(s, r, i))
+        return; /* started by its TM_RATE timer */
     sched_submit_start(s, r, i, 1);
 }
 
@@ -751,6 +755,10 @@ static void on_timer(struct sched *s, const struct timer *t)
             sched_map_timer(s, r, t);
         return;
     }
+    if (t->kind == TM_RATE) {
+        flow_rate_due(s, r, t->step_idx);
+        return;
+    }
     if (r->paused && ((t->kind == TM_RETRY && ss->st == SS_RETRYING) ||
                       (t->kind == TM_WAKE && ss->st == SS_WAITING))) {
         ss->held = true; /* acted on at the resume */
@@ -809,6 +817,7 @@ void sched_on_decided(struct sched *s, struct run_state *r, size_t i, const stru
 void sched_on_resumed(struct sched *s, struct run_state *r)
 {
     r->paused = false;
+    flow_on_resumed(s, r);
     for (size_t k = 0; k < r->plan->n_steps && !r->finishing; k++) {
         size_t i = r->plan->topo[k];
         struct step_state *ss = &r->steps[i];
@@ -1248,6 +1257,7 @@ static void *sched_main(void *arg)
 
     pthread_setname_np(pthread_self(), "durable-sched");
     for (;;) {
+        flow_pump(s); /* first: what recovery held */
         handle_msgs(s, wait_for_work(s));
         if (queue_is_closed(&s->inbox))
             break;
@@ -1305,6 +1315,10 @@ durable_code engine_sched_start(struct durable *d, const char *http_allow, int s
     queue_init(&s->inbox);
     s->n_buckets = 1024;
     s->buckets = xcalloc(s->n_buckets, sizeof(struct run_state *));
+    s->flow = flow_new();
+    d->store->run_note_ud = s->flow;
+    d->store->run_note = flow_note;
+    d->store->step_note = flow_step_note;
     d->sched = s;
     s->pool = steps_pool_new(io_done, s, step_threads > 0 ? (size_t)step_threads : 0);
     rc = steps_io_start(io_done, s, http_allow, &s->io, err);
@@ -1366,6 +1380,12 @@ void engine_sched_free(struct durable *d)
     queue_close(&s->inbox);
     drop_inbox(s);
     queue_release(&s->inbox);
+    if (s->d->store && s->d->store->run_note_ud == s->flow) {
+        s->d->store->run_note = NULL;
+        s->d->store->step_note = NULL;
+        s->d->store->run_note_ud = NULL;
+    }
+    flow_free(s->flow);
     free(s);
     d->sched = NULL;
 }

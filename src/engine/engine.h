@@ -337,7 +337,16 @@ void engine_sched_retry(struct durable *d, const char *run_id);
 /* What cluster.c tells the scheduler: a run it claimed (adopt it as
  * recovery does), a run of this node a caller changed (reload it), or that
  * the node lost its lease (forget every run; run_id unused). */
-enum sched_cluster_msg { SCHED_CLAIMED, SCHED_WAKE, SCHED_FENCE };
+/* SCHED_CLAIMS_BEGIN and _END bracket a pass of claims (no run): held runs
+ * are let in only once every run of the pass is adopted (flow.c), so that
+ * a run that had started counts before a held one is admitted. */
+enum sched_cluster_msg {
+    SCHED_CLAIMED,
+    SCHED_WAKE,
+    SCHED_FENCE,
+    SCHED_CLAIMS_BEGIN,
+    SCHED_CLAIMS_END
+};
 void engine_sched_cluster(struct durable *d, enum sched_cluster_msg what, const char *run_id);
 
 /* A TR_RUN_CREATE item for a child run (a `workflow` step) of workflow (id

@@ -48,6 +48,8 @@ struct step_state {
     char *if_error;            /* owned: the `if` failed to evaluate; the attempt fails with it */
     bool is_restarting;        /* STARTING: was running at a restart, goes to its type once the
                                   run's TR_RUN_RECOVERED commits (sched_on_recovered) */
+    bool rate_held;            /* PENDING: its start waits for a TM_RATE timer, its place
+                                  under the step's rate limit (flow.c) */
     durable_step_call *pooled; /* RUNNING: a blocking type's call in the step pool, until its
                                   answer is handled or the attempt ends without it
                                   (steps_pool_release); NULL otherwise */
@@ -85,6 +87,10 @@ struct run_state {
     uint32_t parent_item_gen;
     char (*children)[ID_MAX];
     size_t n_children;
+    /* concurrency limits (flow.c): the run's group, or NULL when its
+     * workflow has none; flow_held: waiting for a place, no step starts */
+    struct flow_group *flow;
+    bool flow_held;
     struct run_state *hnext;
 };
 
@@ -97,6 +103,7 @@ enum timer_kind {
     TM_RELOAD,   /* a run forgotten when the store failed: load it again */
     TM_RETAIN,   /* retention's next pass (retain.c); no run */
     TM_MAP_ITEM, /* a map step's item (map.c): its type's timer, its retry, or its timeout */
+    TM_RATE,     /* a step's place under its rate limit has come (flow.c) */
 };
 
 struct timer {
@@ -149,7 +156,8 @@ struct sched {
      * (MSG_TYPES). Each id once. */
     char (*unresolved)[ID_MAX];
     size_t n_unresolved;
-    bool retain_busy; /* retain.c: a batch of deletions is being committed */
+    bool retain_busy;  /* retain.c: a batch of deletions is being committed */
+    struct flow *flow; /* concurrency limits (flow.c) */
 };
 
 /* run table (engine.c) */
@@ -238,5 +246,32 @@ void sched_on_child_created(struct sched *s, struct commit_item *ci);
 /* A code-first child the attempt m->tag waits for has ended (MSG_CHILD_ENDED). */
 void sched_on_code_child_ended(struct sched *s, const struct sched_msg *m);
 void sched_on_run_finished(struct sched *s, struct run_state *r, const struct transition *t);
+
+/* concurrency limits (flow.c) */
+struct flow *flow_new(void);
+void flow_free(struct flow *f);
+/* struct store's run_note: the held run's `waiting` member (any thread). */
+void flow_note(void *ud, const char *run_id, struct dbuf *b);
+/* struct store's step_note: a step held by its rate limit (any thread). */
+void flow_step_note(void *ud, const char *run_id, const char *step_id, struct dbuf *b);
+/* Run r was adopted (created, recovered, claimed, retried); started: it had
+ * been admitted already (its status left pending), so it counts at once;
+ * otherwise it is held until flow_pump admits it. */
+void flow_on_adopt(struct sched *s, struct run_state *r, bool started, int64_t priority,
+                   int64_t created_ms);
+/* Run r leaves memory (sched_run_drop): its place is free. */
+void flow_on_drop(struct sched *s, struct run_state *r);
+/* Run r was resumed: a held one may be admitted now. */
+void flow_on_resumed(struct sched *s, struct run_state *r);
+/* Whether step i of r may start now under its rate limit; false: a later
+ * place is reserved and a TM_RATE timer armed (the step is rate_held). */
+bool flow_rate_admit(struct sched *s, struct run_state *r, size_t i);
+/* TM_RATE: the reserved place of step i has come: it starts. */
+void flow_rate_due(struct sched *s, struct run_state *r, size_t i);
+/* A pass of claims begins (true) or ends: no run is admitted meanwhile. */
+void flow_claims(struct sched *s, bool begin);
+/* Admits held runs where their group has room; between batches of the
+ * scheduler's messages, never during recovery. */
+void flow_pump(struct sched *s);
 
 #endif

@@ -91,6 +91,7 @@ void sched_adopt_new(struct sched *s, struct commit_item *ci)
     sched_run_insert(s, r);
     if (ci->t.n_copies > 0)
         restore_copies(r, &ci->t);
+    flow_on_adopt(s, r, false, ci->t.priority, ci->t.at_ms);
     arm_deadline(s, r, ci->t.at_ms, ci->t.deadline_ms);
     for (k = 0; k < r->plan->n_steps; k++) {
         size_t i = r->plan->topo[k];
@@ -218,6 +219,22 @@ void sched_on_recovered(struct sched *s, struct run_state *r)
     }
 }
 
+/* Whether the run had been let in by its concurrency limit (flow.c): its
+ * first START committed, so its status left pending; a paused run, when a
+ * step of it has left pending. */
+static bool was_admitted(const struct run_state *r, const struct run_record *rec)
+{
+    if (rec->status == RUN_PENDING)
+        return false;
+    if (rec->status != RUN_PAUSED)
+        return true;
+    for (size_t i = 0; i < r->plan->n_steps; i++) {
+        if (r->steps[i].st != SS_PENDING)
+            return true;
+    }
+    return false;
+}
+
 /* A run found unfinished in the store: after a restart or a resume by key
  * (is_retry false: its TR_RUN_RECOVERED restarts the steps that were
  * running and records a `recovered` event), or just retried or adopted for
@@ -252,6 +269,7 @@ durable_code sched_adopt_run(struct sched *s, const struct run_record *rec, bool
     r->paused = rec->status == RUN_PAUSED; /* steps that were running restart, nothing new */
     restore_steps(s, r, rec, &any_failed);
     recount(r);
+    flow_on_adopt(s, r, was_admitted(r, rec), rec->priority, rec->created_at_ms);
     if (!is_retry)
         submit_recovered(s, r);
     if (any_failed) {
@@ -371,6 +389,10 @@ void sched_on_cluster(struct sched *s, enum sched_cluster_msg what, const char *
 
     if (what == SCHED_FENCE) {
         forget_all(s);
+        return;
+    }
+    if (what == SCHED_CLAIMS_BEGIN || what == SCHED_CLAIMS_END) {
+        flow_claims(s, what == SCHED_CLAIMS_BEGIN);
         return;
     }
     if (what == SCHED_CLAIMED && sched_run_find(s, run_id))

@@ -118,15 +118,35 @@ static bool key_valid(const char *s)
     return probe != NULL;
 }
 
+/* The body's priority: absent or null is 0; a number must be a whole one
+ * in range (1e300 and 2.5 are refused, not rounded). */
+static durable_code priority_field(json_t *body, int *out, durable_error *err)
+{
+    json_t *v = json_object_get(body, "priority");
+    double d;
+
+    if (!v || json_is_null(v))
+        return DURABLE_OK;
+    d = json_is_number(v) ? json_number_value(v) : 0.5;
+    if (!(d >= -DURABLE_PRIORITY_MAX && d <= DURABLE_PRIORITY_MAX) || d != (double)(int)d)
+        return err_set(err, DURABLE_EINVAL, "priority: expected an integer from %d to %d",
+                       -DURABLE_PRIORITY_MAX, DURABLE_PRIORITY_MAX);
+    *out = (int)d;
+    return DURABLE_OK;
+}
+
 /* The request of POST /workflows/{id}/runs: borrowed from body and rq. */
 static durable_code start_request(struct request *rq, json_t *body, durable_run_request *req,
                                   char **out_input, durable_error *err)
 {
-    static const char *const fields[] = { "input", "order_id", "idempotency_key" };
+    static const char *const fields[] = { "input", "order_id", "idempotency_key", "priority" };
     const char *header = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Idempotency-Key");
     json_t *input = json_object_get(body, "input");
-    durable_code rc = only_fields(body, fields, 3, "input, order_id, idempotency_key", err);
+    durable_code rc =
+            only_fields(body, fields, 4, "input, order_id, idempotency_key, priority", err);
 
+    if (rc == DURABLE_OK)
+        rc = priority_field(body, &req->priority, err);
     if (rc == DURABLE_OK)
         rc = string_field(body, "order_id", HTTP_ID_MAX, &req->order_id, err);
     if (rc == DURABLE_OK && req->order_id && !router_id_valid(req->order_id))

@@ -120,6 +120,8 @@ static void run_members(struct dbuf *b, const struct run_row *r)
     add_time(b, ",\"created_at\":", r->created_at_ms);
     add_time(b, ",\"started_at\":", r->started_at_ms);
     add_time(b, ",\"completed_at\":", r->completed_at_ms);
+    if (r->priority != 0) /* only when started with one: documents stay as they were */
+        add_int(b, ",\"priority\":", r->priority);
     if (r->restarted_from) {
         add_str(b, ",\"restarted_from\":{\"run_id\":", r->restarted_from);
         add_str(b, ",\"step_id\":", r->restarted_step);
@@ -129,6 +131,8 @@ static void run_members(struct dbuf *b, const struct run_row *r)
 
 /* What the callbacks of a document fill. */
 struct doc {
+    const struct store *s; /* for its run_note, or NULL */
+    char *run_id;          /* run_read: the run's id (owned), for step_note */
     struct dbuf b;
     bool is_first;   /* no element of the array written yet */
     bool is_final;   /* run_read: the run's status is final */
@@ -137,10 +141,19 @@ struct doc {
 
 static void doc_init(struct doc *d)
 {
+    d->s = NULL;
+    d->run_id = NULL;
     dbuf_init(&d->b, 0);
     d->is_first = true;
     d->is_final = false;
     d->has_record = false;
+}
+
+/* The engine's note on a pending run (struct store's run_note). */
+static void run_note(struct doc *d, const struct run_row *r)
+{
+    if (d->s && d->s->run_note && r->status && strcmp(r->status, "pending") == 0)
+        d->s->run_note(d->s->run_note_ud, r->id, &d->b);
 }
 
 static void run_with_steps(void *ud, const struct run_row *r)
@@ -149,6 +162,9 @@ static void run_with_steps(void *ud, const struct run_row *r)
     enum run_status st;
 
     run_members(&d->b, r);
+    run_note(d, r);
+    free(d->run_id);
+    d->run_id = xstrdup(r->id);
     dbuf_adds(&d->b, ",\"steps\":[");
     d->is_final = run_status_parse(r->status, &st) && run_status_is_final(st);
     d->has_record = true;
@@ -199,6 +215,8 @@ static void step_of_run(void *ud, const struct step_row *r)
     } else {
         add_raw(b, ",\"output\":", r->output_json);
     }
+    if (d->s && d->s->step_note && d->run_id && r->status && strcmp(r->status, "pending") == 0)
+        d->s->step_note(d->s->run_note_ud, d->run_id, r->step_id, b);
     dbuf_adds(b, "}");
 }
 
@@ -208,6 +226,7 @@ static void run_of_list(void *ud, const struct run_row *r)
 
     add_elem(&d->b, &d->is_first);
     run_members(&d->b, r);
+    run_note(d, r);
     dbuf_adds(&d->b, "}");
 }
 
@@ -358,6 +377,7 @@ durable_code store_run_json(struct store *s, const char *run_id, char **out, dur
     if (s->cache && cache_get(s->cache, run_id, out, &gen))
         return DURABLE_OK;
     doc_init(&d);
+    d.s = s;
     rc = s->ops->run_read(s, run_id, &fn, err);
     if (rc == DURABLE_OK && !d.has_record)
         rc = err_set(err, DURABLE_ENOTFOUND, "run \"%s\" not found", run_id);
@@ -369,6 +389,7 @@ durable_code store_run_json(struct store *s, const char *run_id, char **out, dur
     if (rc == DURABLE_OK && s->cache && d.is_final)
         cache_put(s->cache, run_id, *out, len, gen);
     dbuf_release(&d.b);
+    free(d.run_id);
     return rc;
 }
 
@@ -544,6 +565,7 @@ durable_code store_runs_list(struct store *s, const struct store_run_query *q, c
         return rc;
     cq.page = page_clamp(q->page);
     doc_init(&d);
+    d.s = s;
     dbuf_adds(&d.b, "[");
     rc = s->ops->runs_page(s, &cq, &fn, &total, err);
     return list_end(&d, rc, total, out, out_total, err);

@@ -59,6 +59,14 @@ struct store {
     struct run_cache *cache; /* finished runs' documents (docs.c); set by
                                 store_open for a backend of one node, else
                                 NULL. A backend leaves it alone. */
+    /* What the engine knows of a pending run and the store does not (why it
+     * is held back: engine/flow.c): called by docs.c for each pending run of
+     * a document (any reading thread) to append members (",\"waiting\":{...}")
+     * to its object. Set once by the engine before readers start; NULL: none. */
+    void (*run_note)(void *ud, const char *run_id, struct dbuf *b);
+    /* The same for a pending step of a run (held back by its rate limit). */
+    void (*step_note)(void *ud, const char *run_id, const char *step_id, struct dbuf *b);
+    void *run_note_ud;
 };
 
 /* The file a location names when its backend keeps the database in one
@@ -281,6 +289,7 @@ struct transition {
     size_t n_copies;
     int64_t deadline_ms; /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
                             (a retried run's time limit starts again) */
+    int64_t priority;    /* TR_RUN_CREATE: stored with the run (higher first, engine/flow.c) */
     const struct transition_step_init *steps;
     size_t n_steps;
     /* TR_STEP_COMPLETE: the output as valid JSON text, stored as given (the
@@ -468,6 +477,7 @@ struct run_record {
     double order_amount; /* the order's amount, when order_id */
     int64_t created_at_ms;
     int64_t deadline_ms;       /* 0 for none */
+    int64_t priority;          /* as started (durable_run_request.priority) */
     char *output_json;         /* a finished run's output, or NULL; store_run_load only */
     char *error_message;       /* a failed run's error, or NULL; store_run_load only */
     struct step_record *steps; /* in step id order, not the definition's */
@@ -655,6 +665,7 @@ struct run_row {
     int64_t completed_at_ms;
     const char *restarted_from; /* NULL unless the run is a restart */
     const char *restarted_step;
+    int64_t priority;
 };
 
 struct step_row {

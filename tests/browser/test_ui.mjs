@@ -546,6 +546,65 @@ async function main() {
       `decision stored: ${JSON.stringify(out)}`);
   });
 
+  await check("concurrency: a held run says why it is not running, on its page and the dashboard", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "one-per-customer", concurrency: { key: ".input.customer_id", limit: 1 },
+      steps: [{ id: "sign-off", type: "approval" }],
+    });
+    assert(reg.status === 201 || reg.status === 200, `register: ${reg.status}`);
+    const start = async () => (await http("POST", `/workflows/${reg.json.id}/runs`,
+      { input: { customer_id: "customer-7" } })).json;
+    const first = await start();
+    const held = await start();
+    const why = "waiting for concurrency key customer-7, 1 of 1 in use";
+    await page.goto(`${BASE}/ui/run.html?id=${held.id}`);
+    await page.evaluate(() => { window.__noReload = true; });
+    await page.waitForSelector("#run-status .badge.pending");
+    await page.waitForFunction((w) => {
+      const el = document.getElementById("held");
+      return el && !el.hidden && el.textContent.includes(w);
+    }, why);
+    await page.screenshot({ path: path.join(SHOTS, "run-held-concurrency.png"), fullPage: true });
+    /* The run ahead of it finishes: the explanation goes, its step waits for approval. */
+    const ok = await http("POST", `/runs/${first.id}/steps/sign-off/approve`, {});
+    assert(ok.status === 200, `approve: ${ok.status}`);
+    await page.waitForSelector('.node.waiting[data-step="sign-off"]');
+    await page.waitForFunction(() => document.getElementById("held").hidden);
+    assert(await page.evaluate(() => window.__noReload === true), "the page was reloaded");
+    /* The dashboard says it of a held run too. */
+    const third = await start();
+    await page.goto(`${BASE}/`);
+    await page.waitForFunction(([id, w]) => {
+      const row = document.querySelector(`#runs tr[data-run="${id}"] .held-why`);
+      return row && row.textContent === w;
+    }, [third.id, why]);
+    await page.screenshot({ path: path.join(SHOTS, "dashboard-held.png"), fullPage: true });
+    for (const r of [held, third]) {
+      await page.waitForFunction(async (id) => (await (await fetch(`/runs/${id}`)).json()).status === "waiting", r.id);
+      await http("POST", `/runs/${r.id}/steps/sign-off/approve`, {});
+    }
+  });
+
+  await check("rate limit: a step waiting for its place says so in the step panel", async () => {
+    const reg = await http("POST", "/workflows", {
+      name: "rated-ui", steps: [{ id: "call", type: "task", rate_limit: { per_second: 0.5 },
+        config: { duration_seconds: 0 } }],
+    });
+    assert(reg.status === 201 || reg.status === 200, `register: ${reg.status}`);
+    const a = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    const b = (await http("POST", `/workflows/${reg.json.id}/runs`, {})).json;
+    await page.goto(`${BASE}/ui/run.html?id=${b.id}`);
+    await page.locator('.node[data-step="call"]').click();
+    await page.waitForFunction(() => {
+      const el = document.getElementById("step-held");
+      return el && el.textContent === "waiting for the rate limit of step call, 0.5 per second";
+    });
+    await page.screenshot({ path: path.join(SHOTS, "run-step-rate-limited.png"), fullPage: true });
+    await page.waitForSelector("#run-status .badge.completed");
+    assert(!(await page.locator("#step-held").count()), "the explanation stays after the start");
+    assert((await http("GET", `/runs/${a.id}`)).json.status === "completed", "the first run");
+  });
+
   await check("signal: send a waiting step its signal from the run page, payload left blank", async () => {
     const reg = await http("POST", "/workflows", {
       name: "needs-signal", steps: [

@@ -35,7 +35,7 @@ static const char sql_workflow_get[] =
 /* The run columns of run_from_row (0-7), then definition, output, error. */
 static const char sql_run_load[] =
         "SELECT r.id, r.workflow_id, r.status, r.input, r.order_id, r.created_at,"
-        " r.deadline_at, o.amount, w.definition, r.output, r.error_message"
+        " r.deadline_at, o.amount, w.definition, r.output, r.error_message, r.priority"
         " FROM runs r JOIN workflows w ON w.id = r.workflow_id"
         " LEFT JOIN orders o ON o.id = r.order_id WHERE r.id = $1";
 static const char sql_steps_load[] = "SELECT step_id, status, attempt, wake_at, started_at, output"
@@ -49,7 +49,7 @@ static const char sql_steps_load[] = "SELECT step_id, status, attempt, wake_at, 
 static const char sql_unfinished[] =
         "SELECT r.id, r.workflow_id, r.status, r.input, r.order_id, r.created_at,"
         " r.deadline_at, o.amount,"
-        " s.step_id, s.status, s.attempt, s.wake_at, s.started_at, s.output"
+        " s.step_id, s.status, s.attempt, s.wake_at, s.started_at, s.output, r.priority"
         " FROM runs r LEFT JOIN orders o ON o.id = r.order_id"
         " LEFT JOIN steps s ON s.run_id = r.id"
         " WHERE r.id IN (" UNFINISHED_PAGE_IDS ")"
@@ -174,6 +174,7 @@ durable_code pg_run_load(struct store *base, const char *run_id, struct run_reco
         rec.definition = cell_str(res[0], 0, 8);
         rec.output_json = cell_strdup(res[0], 0, 9);
         rec.error_message = cell_strdup(res[0], 0, 10);
+        rec.priority = pg_cell_int64(res[0], 0, 11);
         rc = run_from_row(res[0], 0, &rec, err);
     }
     for (int i = 0; rc == DURABLE_OK && i < PQntuples(res[1]); i++)
@@ -232,6 +233,7 @@ static durable_code page_fill(struct unfinished_page *p, const PGresult *r, dura
             rec = &p->runs[p->n++];
             cap = 0;
             rc = run_from_row(r, i, rec, err);
+            rec->priority = pg_cell_int64(r, i, 14);
             rec->definition = page_definition(p, rec->workflow_id);
         }
         if (rc == DURABLE_OK && !PQgetisnull(r, i, 8))

@@ -24,7 +24,7 @@
     "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input," \
     " r.output, r.order_id, r.idempotency_key, r.error_message,"        \
     " r.created_at, r.started_at, r.completed_at, r.restarted_from,"    \
-    " r.restarted_step FROM runs r JOIN workflows w ON w.id = r.workflow_id"
+    " r.restarted_step, r.priority FROM runs r JOIN workflows w ON w.id = r.workflow_id"
 /* The runs list's filters: $1 a status or NULL, $2 a workflow id or name
  * (every version) or NULL, $3 <= created_at < $4, $5 <= completed_at < $6
  * (each NULL for none), $7 the input field's path as a text[] and $8 the
@@ -114,6 +114,7 @@ static void run_row_of(const PGresult *r, int i, const struct store_row_fns *fn)
         .completed_at_ms = pg_cell_int64(r, i, 12),
         .restarted_from = pg_cell_text(r, i, 13),
         .restarted_step = pg_cell_text(r, i, 14),
+        .priority = pg_cell_int64(r, i, 15),
     };
     fn->run(fn->ud, &run);
 }

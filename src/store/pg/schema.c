@@ -155,6 +155,9 @@ static const char *const migrations[] = {
     "  fired bigint NOT NULL DEFAULT 0, skipped bigint NOT NULL DEFAULT 0,"
     "  created_at bigint NOT NULL, updated_at bigint NOT NULL,"
     "  CHECK ((cron IS NULL) <> (every_ms IS NULL)));",
+    /* 10: a run's priority (durable_run_request.priority): which run held
+     * back by a concurrency limit starts next (engine/flow.c). */
+    "ALTER TABLE runs ADD priority bigint NOT NULL DEFAULT 0;",
 };
 
 int pg_schema_version(void)

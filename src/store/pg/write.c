@@ -201,9 +201,10 @@ static const struct pg_wstmt {
                             "cancel a run's steps" },
     [PG_W_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
                           " idempotency_key, created_at, deadline_at, owner_node, owner_epoch,"
-                          " workflow_name, restarted_from, restarted_step)"
+                          " workflow_name, restarted_from, restarted_step, priority)"
                           " VALUES ($1, $2, 'pending', $3, $4, $5, $6::bigint, $7::bigint, $8,"
-                          " $9::bigint, (SELECT name FROM workflows WHERE id = $2), $10, $11)",
+                          " $9::bigint, (SELECT name FROM workflows WHERE id = $2), $10, $11,"
+                          " $12::bigint)",
                           "create a run" },
     [PG_W_STEP_INSERT] = { "INSERT INTO steps (run_id, idx, step_id, type, status, attempt,"
                            " max_attempts, depends_on, idempotency_key)"
@@ -1356,8 +1357,8 @@ static durable_code pg_row_run_insert(struct store *base, const struct transitio
 {
     struct pg_store *s = pg_of(base);
     int64_t epoch = atomic_load(&s->owner_epoch);
-    struct num at, deadline, owner;
-    const char *p[11] = { run_id,
+    struct num at, deadline, owner, prio;
+    const char *p[12] = { run_id,
                           t->workflow_id,
                           input_json,
                           t->order_id,
@@ -1367,11 +1368,12 @@ static durable_code pg_row_run_insert(struct store *base, const struct transitio
                           epoch > 0 ? s->node_id : NULL,
                           num_of(&owner, epoch > 0 ? epoch : 0),
                           t->restarted_from,
-                          t->restarted_step };
+                          t->restarted_step,
+                          num_of(&prio, t->priority) };
     /* A key another node's run took since run_by_key looked fails the
      * insert (the runs_key constraint): the writer applies the batch
      * again, and then finds that run. */
-    durable_code rc = wrun(s, PG_W_RUN_INSERT, 11, p, NULL, err);
+    durable_code rc = wrun(s, PG_W_RUN_INSERT, 12, p, NULL, err);
 
     ahead_created(s, t, run_id, epoch > 0 ? epoch : 0);
     /* A new run: its events are numbered from 1. */

@@ -158,6 +158,7 @@ static durable_code run_load_locked(struct conn *c, const char *run_id, struct r
         r->definition = col_str(st, 8);
         r->output_json = col_strdup(st, 9);
         r->error_message = col_strdup(st, 10);
+        r->priority = sqlite3_column_int64(st, 11);
         rc = run_from_row(st, r, err);
     }
     stmt_release(st);
@@ -293,6 +294,7 @@ static durable_code unfinished_page_read(struct sqlite_store *s, struct wf_defs 
             r = &p->runs[p->n++];
             cap = 0;
             rc = run_from_row(st, r, err);
+            r->priority = sqlite3_column_int64(st, 14);
             if (rc == DURABLE_OK)
                 rc = wf_defs_get(c, defs, r->workflow_id, &r->definition, err);
         }

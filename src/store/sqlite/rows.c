@@ -82,6 +82,7 @@ static void run_row_of(sqlite3_stmt *st, const struct store_row_fns *fn)
         .completed_at_ms = col_time(st, 12),
         .restarted_from = col_text(st, 13),
         .restarted_step = col_text(st, 14),
+        .priority = sqlite3_column_int64(st, 15),
     };
     fn->run(fn->ud, &r);
 }

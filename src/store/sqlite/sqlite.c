@@ -166,6 +166,9 @@ static const char *const migrations[] = {
     "  fired INTEGER NOT NULL DEFAULT 0,"
     "  skipped INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
     "  updated_at INTEGER NOT NULL, CHECK ((cron IS NULL) <> (every_ms IS NULL)));",
+    /* 13: a run's priority (durable_run_request.priority): which run held
+     * back by a concurrency limit starts next (engine/flow.c). */
+    "ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;",
 };
 
 int sqlite_schema_version(void)
@@ -204,7 +207,7 @@ int sqlite_schema_version(void)
     "SELECT r.id, r.workflow_id, w.name, w.version, r.status, r.input," \
     " r.output, r.order_id, r.idempotency_key, r.error_message,"        \
     " r.created_at, r.started_at, r.completed_at, r.restarted_from,"    \
-    " r.restarted_step FROM runs r JOIN workflows w ON w.id = r.workflow_id"
+    " r.restarted_step, r.priority FROM runs r JOIN workflows w ON w.id = r.workflow_id"
 /* The lists' parameters: ?1 and ?2 filters, ?3 limit, ?4 offset (rows.c
  * binds all four to every list). Newest first is created_at, then rowid:
  * ids made in the same millisecond are not ordered, rowids are, and
@@ -278,9 +281,9 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
                         "look up an idempotency key" },
     [ST_RUN_INSERT] = { "INSERT INTO runs (id, workflow_id, status, input, order_id,"
                         " idempotency_key, created_at, deadline_at, workflow_name,"
-                        " restarted_from, restarted_step)"
+                        " restarted_from, restarted_step, priority)"
                         " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7,"
-                        " (SELECT name FROM workflows WHERE id = ?2), ?8, ?9)",
+                        " (SELECT name FROM workflows WHERE id = ?2), ?8, ?9, ?10)",
                         "create a run" },
     /* A step started: its run is running (the guard saw it unfinished).
      * Both status updates leave the row alone when nothing changes, so
@@ -406,7 +409,7 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_RUN_LOAD] = { "SELECT r.id, r.workflow_id, r.status, r.input, r.order_id,"
                       " r.created_at, r.deadline_at,"
                       " (SELECT amount FROM orders WHERE id = r.order_id), w.definition,"
-                      " r.output, r.error_message"
+                      " r.output, r.error_message, r.priority"
                       " FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = ?1",
                       "read a run" },
     /* In primary key order (step id): an ORDER BY idx would need a sorter
@@ -424,7 +427,8 @@ static const struct stmt_def stmt_defs[ST_COUNT] = {
     [ST_RUNS_UNFINISHED] = { "SELECT r.id, r.workflow_id, r.status, r.input, r.order_id,"
                              " r.created_at, r.deadline_at,"
                              " (SELECT amount FROM orders WHERE id = r.order_id),"
-                             " s.step_id, s.status, s.attempt, s.wake_at, s.started_at, s.output"
+                             " s.step_id, s.status, s.attempt, s.wake_at, s.started_at, s.output,"
+                             " r.priority"
                              " FROM runs r INDEXED BY runs_unfinished"
                              " LEFT JOIN steps s ON s.run_id = r.id"
                              " WHERE " UNFINISHED_R

@@ -214,9 +214,9 @@ static durable_code sqlite_run_insert(struct store *base, const struct transitio
                                       durable_error *err)
 {
     struct conn *c = &sqlite_of(base)->w;
-    durable_code rc = stmt_exec(c, ST_RUN_INSERT, err, "sssssITss", run_id, t->workflow_id,
+    durable_code rc = stmt_exec(c, ST_RUN_INSERT, err, "sssssITssI", run_id, t->workflow_id,
                                 input_json, t->order_id, t->idempotency_key, t->at_ms,
-                                t->deadline_ms, t->restarted_from, t->restarted_step);
+                                t->deadline_ms, t->restarted_from, t->restarted_step, t->priority);
 
     for (size_t i = 0; rc == DURABLE_OK && i < t->n_steps; i++) {
         const struct transition_step_init *si = &t->steps[i];

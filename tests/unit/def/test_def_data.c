@@ -104,6 +104,8 @@ static void dump_step(struct dbuf *out, const struct plan *p, const struct plan_
         dbuf_addf(out, " action=%s", st->action);
     if (st->if_expr)
         dbuf_addf(out, " if=\"%s\"", st->if_expr);
+    if (st->rate_per_second > 0)
+        dbuf_addf(out, " rate=%g/s", st->rate_per_second);
     if (strcmp(st->name, st->id) != 0)
         dbuf_addf(out, " name=\"%s\"", st->name);
     for (i = 0; i < st->retry.n_non_retryable_errors; i++)
@@ -123,6 +125,10 @@ static void dump_plan(struct dbuf *out, const struct plan *p)
         dbuf_addf(out, " timeout_ms=%lld", (long long)p->timeout_ms);
     if (p->code_version)
         dbuf_addf(out, " code_version=%d", p->code_version);
+    if (p->concurrency_limit)
+        dbuf_addf(out, " concurrency=%d", p->concurrency_limit);
+    if (p->concurrency_key)
+        dbuf_addf(out, " concurrency_key=\"%s\"", p->concurrency_key);
     if (json_object_size(p->input))
         dbuf_addf(out, " input=%s", input);
     if (p->description)

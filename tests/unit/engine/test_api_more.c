@@ -678,9 +678,9 @@ static int rows_with(json_t *table, const char *col, const char *value)
 
 static void test_db_snapshot(void **state)
 {
-    static const char *const tables[] = { "workflows", "runs",      "steps",
-                                          "events",    "signals",   "orders",
-                                          "kv",        "gid_floor", "schema_version" };
+    static const char *const tables[] = { "workflows", "runs",          "steps", "events",
+                                          "signals",   "orders",        "kv",    "gid_floor",
+                                          "schedules", "schema_version" };
     struct fixture *f = *state;
     durable_error err = { 0 };
     char *order = NULL, *wf, *run, *text = NULL;

@@ -179,6 +179,7 @@ static const char v3_keys[] =
         "DROP TABLE kv;"
         "ALTER TABLE runs DROP COLUMN restarted_from;"
         "ALTER TABLE runs DROP COLUMN restarted_step;"
+        "ALTER TABLE runs DROP COLUMN priority;"
         "DROP INDEX runs_finished;"
         "ALTER TABLE workflows DROP COLUMN retain_ms;"
         "DROP TABLE schedules;"
