@@ -37,5 +37,7 @@ json_t *get_events(durable *d, const char *run);
 int count_events(json_t *events, const char *type, const char *step);
 /* The step `id` of a run document (borrowed); fails the test if none. */
 json_t *step_of(json_t *run, const char *id);
+/* How many threads this process has now (/proc/self/task). */
+int count_threads(void);
 
 #endif

@@ -6,7 +6,6 @@
  */
 #include "util/common.h"
 
-#include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -394,20 +393,6 @@ static void test_resume_after_reopen(void **state)
     json_decref(ev);
     durable_free(run);
     durable_free(wf);
-}
-
-static int count_threads(void)
-{
-    DIR *dir = opendir("/proc/self/task");
-    struct dirent *e;
-    int n = 0;
-    while (dir && (e = readdir(dir)) != NULL) {
-        if (e->d_name[0] != '.')
-            n++;
-    }
-    if (dir)
-        closedir(dir);
-    return n;
 }
 
 /* 10,000 runs with a 2 s task in flight at once need no more threads than one. */

@@ -6,7 +6,6 @@
  */
 #include "util/common.h"
 
-#include <dirent.h>
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,21 +18,6 @@
 
 #include "durable.h"
 #include "engine_test.h"
-
-static int count_threads(void)
-{
-    DIR *dir = opendir("/proc/self/task");
-    struct dirent *e;
-    int n = 0;
-
-    while (dir && (e = readdir(dir)) != NULL) {
-        if (e->d_name[0] != '.')
-            n++;
-    }
-    if (dir)
-        closedir(dir);
-    return n;
-}
 
 /* The map step's `progress` member of run, or NULL (borrowed). */
 static json_t *progress_of(durable *d, const char *run, json_t **doc)
