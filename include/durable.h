@@ -118,6 +118,12 @@ typedef struct durable_options {
      * its runs instead. Only an engine that resumes runs
      * (DURABLE_RECOVER_ALL) deletes. */
     int64_t retain_finished_ms;
+    /* Rate limits per step type, "TYPE=N[,TYPE=N...]": the first attempts of
+     * the steps of type TYPE, over every run and workflow, start at most N
+     * per second (N above 0, at most 1000; 0.5 is one every two seconds). A
+     * step's own rate_limit wins over its type's. TYPE is a type registered
+     * by durable_open (the built-in ones). NULL or "": none. */
+    const char *rate_limits;
 } durable_options;
 
 /* How many finished runs one transaction of retention or purge deletes at

@@ -35,7 +35,8 @@ static const char serve_usage[] =
         "usage: durable serve [--listen ADDR] [--db PATH] [--workflows DIR] [--workers N]\n"
         "                     [--durability full|process] [--token T] [--session-ttl S]\n"
         "                     [--http-allow HOST[,HOST...]] [--node NAME]\n"
-        "                     [--lease DURATION] [--retain-finished DURATION] [--verbose]\n"
+        "                     [--lease DURATION] [--retain-finished DURATION]\n"
+        "                     [--rate-limit TYPE=N[,TYPE=N...]] [--verbose]\n"
         "\n"
         "Serves the HTTP API, the web UI and live events, and executes runs. At start-up\n"
         "it resumes every unfinished run in the database and registers the workflows of\n"
@@ -76,6 +77,9 @@ static const char serve_usage[] =
         "                     their history once they finished more than D ago: a whole\n"
         "                     number and a unit, ms, s, m, h or d (30d, 12h, 90s); or set\n"
         "                     DURABLE_RETAIN_FINISHED. Default: keep them for ever\n"
+        "  --rate-limit LIMITS the steps of a type start at most N per second over every\n"
+        "                     run: TYPE=N, comma-separated (http_request=10,task=0.5);\n"
+        "                     a step's own rate_limit wins. Default: none\n"
         "  --verbose          one line per request on stderr\n"
         "\n"
         "Routes: GET /openapi.json describes them all; the UI is at /.\n"
@@ -87,7 +91,8 @@ struct serve_args {
     const char *db;
     const char *workflows;
     const char *token;
-    const char *http_allow; /* NULL: any host */
+    const char *http_allow;  /* NULL: any host */
+    const char *rate_limits; /* --rate-limit TYPE=N[,TYPE=N...] */
     int workers;
     int session_ttl_s;
     durable_durability durability;
@@ -192,6 +197,8 @@ static int parse_option(struct serve_args *a, const char *opt, const char *val)
         a->token = val;
     else if (strcmp(opt, "--http-allow") == 0)
         a->http_allow = val;
+    else if (strcmp(opt, "--rate-limit") == 0)
+        a->rate_limits = val;
     else if (strcmp(opt, "--workers") == 0) {
         if (parse_int(val, 1, 64, &a->workers) != 0) {
             fprintf(stderr, "durable serve: --workers is a number from 1 to 64, not \"%s\"\n", val);
@@ -459,6 +466,7 @@ int cli_serve(int argc, char **argv)
     opts.db_path = a.db;
     opts.durability = a.durability;
     opts.http_allow = a.http_allow;
+    opts.rate_limits = a.rate_limits;
     opts.recovery = DURABLE_RECOVER_ALL;
     opts.node_id = a.node;
     opts.lease_ms = a.lease_ms;
@@ -466,7 +474,8 @@ int cli_serve(int argc, char **argv)
     d = durable_open(&opts, &err);
     if (!d) {
         fprintf(stderr, "durable serve: %s\n", err.msg);
-        return 1;
+        /* a bad --rate-limit is a usage error */
+        return strncmp(err.msg, "rate limits:", 12) == 0 ? 2 : 1;
     }
     if (!a.workflows)
         a.workflows = default_workflows();

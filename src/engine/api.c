@@ -47,6 +47,50 @@ static const durable_step_type *type_find_locked(struct durable *d, const char *
     return NULL;
 }
 
+/* durable_options.rate_limits ("TYPE=N[,TYPE=N...]") into d->type_rates. */
+static durable_code parse_type_rates(struct durable *d, const char *text, durable_error *err)
+{
+    char *copy, *item, *save = NULL;
+    durable_code rc = DURABLE_OK;
+
+    if (!text || !text[0])
+        return DURABLE_OK;
+    copy = xstrdup(text);
+    for (item = strtok_r(copy, ",", &save); item && rc == DURABLE_OK;
+         item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '='), *end = NULL;
+        const durable_step_type *t;
+        double n;
+
+        if (!eq || eq == item) {
+            rc = err_set(err, DURABLE_EINVAL, "rate limits: \"%.60s\" is not TYPE=N", item);
+            break;
+        }
+        *eq = '\0';
+        n = strtod(eq + 1, &end);
+        t = type_find_locked(d, item);
+        if (!t)
+            rc = err_set(err, DURABLE_EINVAL, "rate limits: unknown step type \"%.60s\"", item);
+        else if (end == eq + 1 || *end || !(n > 0 && n <= 1000))
+            rc = err_set(err, DURABLE_EINVAL,
+                         "rate limits: %s: N is a number above 0 and at most 1000, got \"%.30s\"",
+                         item, eq + 1);
+        for (size_t i = 0; rc == DURABLE_OK && i < d->n_type_rates; i++) {
+            if (d->type_rates[i].type == t)
+                rc = err_set(err, DURABLE_EINVAL, "rate limits: step type %s is given twice", item);
+        }
+        if (rc == DURABLE_OK) {
+            d->type_rates = xrealloc(d->type_rates, (d->n_type_rates + 1) * sizeof(*d->type_rates));
+            d->type_rates[d->n_type_rates].type = t;
+            d->type_rates[d->n_type_rates++].per_second = n;
+        }
+    }
+    if (rc == DURABLE_OK && d->n_type_rates == 0)
+        rc = err_set(err, DURABLE_EINVAL, "rate limits: \"%.60s\" names no step type", text);
+    free(copy);
+    return rc;
+}
+
 /* def_find_type_fn over d's registry. */
 static const durable_step_type *engine_step_type_find(void *ud, const char *name)
 {
@@ -241,7 +285,8 @@ durable *durable_open(const durable_options *opts, durable_error *err)
     engine_metrics_init(d);
     d->next_sub_id = 1;
     d->lock_fd = -1;
-    if (register_builtin_types(d, err) != DURABLE_OK)
+    if (register_builtin_types(d, err) != DURABLE_OK ||
+        parse_type_rates(d, opts->rate_limits, err) != DURABLE_OK)
         goto fail;
     /* The lock sits beside the file, however the location spells it:
      * "x.db" and "sqlite:x.db" are one database, and must exclude each other. */
@@ -303,6 +348,7 @@ void durable_close(durable *d)
     }
     for (i = 0; i < d->n_actions; i++)
         free(d->actions[i].name);
+    free(d->type_rates);
     pthread_mutex_destroy(&d->types_mu);
     pthread_mutex_destroy(&d->plans_mu);
     pthread_mutex_destroy(&d->finish_mu);

@@ -249,6 +249,12 @@ struct durable {
     /* step types by name (api.c): any thread registers, parses look up;
      * entries are never removed nor changed before durable_close, so a plan
      * may keep a pointer to one */
+    /* durable_options.rate_limits, parsed at open (immutable): flow.c */
+    struct engine_type_rate {
+        const durable_step_type *type;
+        double per_second;
+    } * type_rates;
+    size_t n_type_rates;
     pthread_mutex_t types_mu;
     durable_step_type *types[ENGINE_MAX_STEP_TYPES]; /* guarded by types_mu; owned copies */
     size_t n_types;                                  /* guarded by types_mu */

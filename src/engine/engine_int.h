@@ -263,8 +263,9 @@ void flow_on_adopt(struct sched *s, struct run_state *r, bool started, int64_t p
 void flow_on_drop(struct sched *s, struct run_state *r);
 /* Run r was resumed: a held one may be admitted now. */
 void flow_on_resumed(struct sched *s, struct run_state *r);
-/* Whether step i of r may start now under its rate limit; false: a later
- * place is reserved and a TM_RATE timer armed (the step is rate_held). */
+/* Whether step i of r may start now under its rate limit (its own, else its
+ * type's); false: a later place is reserved and a TM_RATE timer armed (the
+ * step is rate_held). */
 bool flow_rate_admit(struct sched *s, struct run_state *r, size_t i);
 /* TM_RATE: the reserved place of step i has come: it starts. */
 void flow_rate_due(struct sched *s, struct run_state *r, size_t i);

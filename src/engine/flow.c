@@ -59,10 +59,11 @@ struct flow_group {
 };
 
 /* A step's rate limit (`rate_limit.per_second`), per workflow name and
- * step id: places are handed out every 1000/N ms; next_ms is the next free
- * one. In memory only. */
+ * step id, or its type's (durable_options.rate_limits), per type: places
+ * are handed out every 1000/N ms; next_ms is the next free one. In memory
+ * only. */
 struct flow_rate {
-    char *name; /* workflow name, '\n', step id */
+    char *name; /* workflow name, '\n', step id; or '\n', type name */
     double next_ms;
     struct flow_rate *hnext;
 };
@@ -381,9 +382,21 @@ static void group_unlink(struct flow *f, struct flow_group *g)
     group_free(g);
 }
 
-static struct flow_rate *rate_get(struct flow *f, const struct run_state *r, size_t i)
+/* The rate limit of step i's type (durable_options.rate_limits), 0 for none. */
+static double type_rate(const struct durable *d, const struct plan_step *ps)
 {
-    char *name = xasprintf("%s\n%s", r->plan->name, r->plan->steps[i].id);
+    for (size_t k = 0; ps->step_type && k < d->n_type_rates; k++) {
+        if (d->type_rates[k].type == ps->step_type)
+            return d->type_rates[k].per_second;
+    }
+    return 0;
+}
+
+static struct flow_rate *rate_get(struct flow *f, const struct run_state *r, size_t i, bool by_type)
+{
+    const struct plan_step *ps = &r->plan->steps[i];
+    char *name = by_type ? xasprintf("\n%s", ps->step_type->name)
+                         : xasprintf("%s\n%s", r->plan->name, ps->id);
     struct flow_rate **pp, *q;
 
     if (!f->rates)
@@ -406,18 +419,20 @@ bool flow_rate_admit(struct sched *s, struct run_state *r, size_t i)
 {
     const struct plan_step *ps = &r->plan->steps[i];
     struct step_state *ss = &r->steps[i];
+    bool by_type = ps->rate_per_second <= 0;
+    double per_second = by_type ? type_rate(s->d, ps) : ps->rate_per_second;
     struct flow_rate *q;
     double now = (double)clock_wall_ms(), interval, slot;
-    char key[ID_MAX + 130], msg[160];
+    char key[ID_MAX + 130], msg[200];
     json_t *w;
     char *text;
 
-    if (ps->rate_per_second <= 0)
+    if (per_second <= 0)
         return true;
     if (ss->rate_held)
         return false; /* its place is reserved already */
-    q = rate_get(s->flow, r, i);
-    interval = 1000.0 / ps->rate_per_second;
+    q = rate_get(s->flow, r, i, by_type);
+    interval = 1000.0 / per_second;
     if (q->next_ms <= now) {
         q->next_ms = now + interval;
         return true;
@@ -426,10 +441,17 @@ bool flow_rate_admit(struct sched *s, struct run_state *r, size_t i)
     q->next_ms += interval;
     ss->rate_held = true;
     sched_timer_push(s, r, i, TM_RATE, (int64_t)slot + 1);
-    snprintf(msg, sizeof(msg), "waiting for the rate limit of step %s, %g per second", ps->id,
-             ps->rate_per_second);
-    w = json_pack("{s:s, s:f, s:s}", "reason", "rate_limit", "per_second", ps->rate_per_second,
-                  "message", msg);
+    if (by_type) {
+        snprintf(msg, sizeof(msg), "waiting for the rate limit of step type %s, %g per second",
+                 ps->step_type->name, per_second);
+        w = json_pack("{s:s, s:s, s:f, s:s}", "reason", "rate_limit", "step_type",
+                      ps->step_type->name, "per_second", per_second, "message", msg);
+    } else {
+        snprintf(msg, sizeof(msg), "waiting for the rate limit of step %s, %g per second", ps->id,
+                 per_second);
+        w = json_pack("{s:s, s:f, s:s}", "reason", "rate_limit", "per_second", per_second,
+                      "message", msg);
+    }
     text = json_dumps(w, JSON_COMPACT);
     json_decref(w);
     snprintf(key, sizeof(key), "%s/%s", r->id, ps->id);

@@ -17,7 +17,9 @@
   - a priority: of two held runs the later one with the higher priority
     goes first;
   - a step's rate limit: a step waiting for its place says so, the starts
-    are spaced;
+    are spaced; a step type's (`serve --rate-limit task=2`) spaces the
+    steps of that type over every workflow, and a bad flag stops the server
+    at start (exit 2) naming the fault;
   - hostile input: a limit of 0 or below, a blank key, a key that does not
     compile, a typo in a field (422, located), a priority that is not an
     integer in range (400).
@@ -29,6 +31,7 @@ Usage: test_flow.py --durable PATH --examples DIR [--pg]
 """
 import datetime
 import http.server
+import os
 import random
 import subprocess
 import threading
@@ -238,6 +241,33 @@ class FlowTest(su.ServerTest):
             self.assertError(r, 422)
             self.assertIn("steps[0].rate_limit.per_second", r.text)
             self.assertIn(what, r.text)
+
+    def test_type_rate_limit(self):
+        srv = self.start_server(args=["--rate-limit", "task=2"])
+        for name in ("typed-a", "typed-b"):
+            self.register(srv, {"name": name, "steps": [
+                {"id": "t", "type": "task", "config": {"duration_seconds": 0}}]})
+        runs = [self.start_run(srv, name, {})["id"] for name in ("typed-a", "typed-b") * 2]
+
+        def step_waiting():
+            for run_id in runs:
+                w = self.run_json(srv, run_id)["steps"][0].get("waiting")
+                if w:
+                    return w
+            return None
+        w = self.wait_for(step_waiting, 30, "a step waiting for its type's place")
+        self.assertEqual((w["reason"], w["step_type"]), ("rate_limit", "task"), w)
+        self.assertEqual(w["message"], "waiting for the rate limit of step type task, 2 per second")
+        started = sorted(self.wait_run(srv, x)["steps"][0]["started_at"] for x in runs)
+        self.assertGreaterEqual(su_ms(started[-1]) - su_ms(started[0]), 1000, started)
+        for bad, what in (("tsk=2", 'unknown step type "tsk"'), ("task=0", "above 0"),
+                          ("task", "is not TYPE=N"), ("task=2,task=3", "given twice"),
+                          ("task=1e9", "at most 1000")):
+            p = subprocess.run([su.DURABLE, "serve", "--listen", "127.0.0.1:0", "--db",
+                                os.path.join(self.tmp, "bad-rate.db"), "--rate-limit", bad],
+                               capture_output=True, text=True, timeout=30 * su.slow_factor())
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn(what, p.stderr)
 
     def test_hostile(self):
         srv = self.start_server()
