@@ -42,13 +42,13 @@ async function act(s, verb) {
 function row(s) {
   const next = h("ol.next", {}, (s.next || []).map((t) => h("li", {}, h("time", { datetime: t, title: new Date(t).toString(), text: utc(t) }))));
   return h("tr", { "data-id": s.id },
-    h("td.mono", { text: s.id }),
+    h("td.mono.sched-id", { text: s.id }),
     h("td", { text: s.workflow }),
     h("td", {}, h("span.mono", { text: when(s) }), h("div.hint", { text: s.cron ? s.timezone : "" })),
     h("td", {}, h(`span.badge.${s.paused ? "paused" : "running"}`, { text: s.paused ? "paused" : "active" })),
     h("td", {}, next),
     h("td.num", { text: `${s.fired}${s.skipped ? ` (${s.skipped} skipped)` : ""}` }),
-    h("td", {}, h("div.row", {},
+    h("td", {}, h("div.row.sched-actions", {},
       s.paused
         ? h("button.small.ok", { type: "button", text: "Resume", "aria-label": `Resume ${s.id}`, onclick: () => act(s, "resume") })
         : h("button.small", { type: "button", text: "Pause", "aria-label": `Pause ${s.id}`, onclick: () => act(s, "pause") }),

@@ -430,6 +430,12 @@ async function main() {
     const fast = (await http("GET", "/schedules/ui-fast")).json;
     assert(fast.every === "1s" && fast.overlap === "allow" && fast.input.from === "ui", `ui-fast: ${JSON.stringify(fast)}`);
     await page.screenshot({ path: path.join(SHOTS, "schedules.png"), fullPage: true });
+    // every column, the actions too, is in view at 1,440 px: no sideways scroll
+    const overflow = await page.evaluate(() => {
+      const box = document.querySelector(".table-scroll.schedules");
+      return box.scrollWidth - box.clientWidth;
+    });
+    assert(overflow <= 1, `the schedules table scrolls sideways by ${overflow} px`);
     // pause and resume from the row
     await page.click('button[aria-label="Pause ui-fast"]');
     await page.waitForSelector('#s-rows tr[data-id="ui-fast"] .badge.paused');
