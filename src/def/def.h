@@ -107,7 +107,7 @@ struct plan {
     int64_t timeout_ms; /* whole run; 0 means none */
     /* how long its finished runs are kept (retain_finished); 0: the server's window */
     int64_t retain_finished_ms;
-    int code_version;   /* > 0: a code-first workflow, no steps (engine/code.c) */
+    int code_version; /* > 0: a code-first workflow, no steps (engine/code.c) */
     /* `concurrency: {key, limit}`: at most concurrency_limit runs of this
      * workflow name (per value of the key, when there is one) execute at
      * once (engine/flow.c); 0: no limit. */
