@@ -197,6 +197,51 @@ static char *locate_in_source(char *msg, const char *src)
     return msg;
 }
 
+/* An interpolation's body is compiled alone before the whole program:
+ * libjq 1.6 leaks the string it was building when a syntax error stops it
+ * inside an interpolation (found by tests/fuzz/fuzz_expr), so a body with
+ * a syntax error is refused before jq compiles the program around it. Only
+ * a syntax error counts: a variable or function of the enclosing program
+ * is not defined in the body alone. Bodies come innermost first, so the
+ * one compiled alone never has a faulty interpolation of its own. */
+struct body_check {
+    const char *src;
+    durable_error *err;
+    durable_code rc;
+};
+
+static bool check_body(void *ud, size_t from, size_t to)
+{
+    struct body_check *bc = ud;
+    /* in parentheses, as an expression (an empty one is a syntax error, as
+     * in the interpolation); the ")" on its own line, past a `# comment` */
+    char *body = xasprintf("(%.*s\n)", (int)(to - from), bc->src + from);
+    struct jq_errors cap = { .has_msg = false };
+    jq_state *jq = NULL;
+
+    if (starts_with_module_directive(body + 1))
+        bc->rc = err_set(bc->err, DURABLE_EINVAL, "jq: import and include are not allowed");
+    else
+        jq = jq_init();
+    if (jq) {
+        jq_set_input_cb(jq, NULL, NULL);
+        jq_set_debug_cb(jq, NULL, NULL);
+        jq_set_error_cb(jq, capture_error, &cap);
+        if (!jq_compile(jq, body) && cap.has_msg && strstr(cap.msg, "syntax error")) {
+            /* jq's words about the body alone, without its place in it */
+            char *m = strncmp(cap.msg, "jq: ", 4) == 0 ? cap.msg + 4 : cap.msg, *cut;
+            if ((cut = strstr(m, " (Unix shell quoting issues?)")) != NULL ||
+                (cut = strstr(m, " at <top-level>")) != NULL)
+                *cut = '\0';
+            bc->rc = err_set(bc->err, DURABLE_EINVAL, "jq: in a string interpolation \\( ): %s", m);
+        }
+        jq_set_error_cb(jq, discard_error, NULL);
+        jq_teardown(&jq);
+    }
+    free(body);
+    return bc->rc == DURABLE_OK;
+}
+
 /* Builds a new struct expr for src. Caller holds expr_mu. */
 static durable_code compile_locked(const char *src, uint32_t h, struct expr **out,
                                    durable_error *err)
@@ -205,14 +250,26 @@ static durable_code compile_locked(const char *src, uint32_t h, struct expr **ou
     char *program = NULL;
     jq_state *jq = NULL;
     durable_code rc = DURABLE_OK;
+    struct body_check bc = { src, err, DURABLE_OK };
 
-    if (expr_src_in_string(src)) {
+    switch (expr_src_end(src, check_body, &bc)) {
+    case EXPR_SRC_IN_STRING: {
         long lines = 1;
         for (const char *p = src; *p; p++)
             lines += *p == '\n';
         rc = err_set(err, DURABLE_EINVAL,
                      "jq: syntax error, unterminated string at <top-level>, line %ld", lines);
         goto done;
+    }
+    case EXPR_SRC_TOO_DEEP:
+        rc = err_set(err, DURABLE_EINVAL,
+                     "jq: the program nests strings and interpolations more than 32 deep");
+        goto done;
+    case EXPR_SRC_STOPPED:
+        rc = bc.rc;
+        goto done;
+    default:
+        break;
     }
     jq = jq_init();
     if (!jq) {

@@ -42,10 +42,16 @@ durable_code expr_eval_jobs(struct expr_job *jobs, size_t n, json_t *ctx, size_t
 /* Frees the outputs of jobs[0..n); the jobs array itself is the caller's. */
 void expr_jobs_release(struct expr_job *jobs, size_t n);
 
-/* Does the jq program src end inside a string (or an interpolation in
- * one)? Read by template.c's scanner; false when strings nest deeper than
- * it follows. libjq 1.6 leaks the string it was reading when the program
- * ends there, so expr_compile refuses such a program before jq sees it. */
-bool expr_src_in_string(const char *src);
+/* Where the jq program src ends, read by template.c's scanner as jq's
+ * lexer reads it: inside a string (or an interpolation in one), or with
+ * strings and interpolations nested deeper than the scanner follows (32).
+ * libjq 1.6 leaks the string it was reading when the program ends in one,
+ * so expr_compile refuses both before jq sees them. body, when not NULL,
+ * is told of every \( ) interpolation's body as its ")" is read (offsets
+ * of its first byte and of that ")"), innermost first; when it returns
+ * false the scan stops there (EXPR_SRC_STOPPED). */
+enum expr_src_end { EXPR_SRC_OK, EXPR_SRC_IN_STRING, EXPR_SRC_TOO_DEEP, EXPR_SRC_STOPPED };
+enum expr_src_end expr_src_end(const char *src, bool (*body)(void *ud, size_t from, size_t to),
+                               void *ud);
 
 #endif

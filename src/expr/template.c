@@ -4,8 +4,10 @@
  * A template is a list of parts, literal text or a compiled expression. The
  * closing `}}` of a part is found by a small scanner that reads the program
  * the way jq's lexer does as far as it matters here: jq strings (with
- * escapes and `\( )` interpolations, nested), `#` comments, and the braces of
- * object literals, so `{{ {"a": {"b": 1}} }}` and `{{ "}}" }}` work.
+ * escapes and `\( )` interpolations, nested), `#` comments, and a stack of
+ * open brackets where only a matching closer pops (jq's try_exit), so
+ * `{{ {"a": {"b": 1}} }}` and `{{ "}}" }}` work and the end of a program is
+ * known to be in a string exactly when jq's lexer would be in one.
  *
  * A config is compiled into a deep copy of itself plus one entry per
  * templated string: its path from the root (keys and indices, to find the
@@ -57,60 +59,103 @@ struct config_templates {
 
 /* ---- the scanner ---- */
 
-struct scan_frame {
-    bool is_string; /* a jq string; otherwise code */
-    int braces;     /* code: open `{` */
-    int parens;     /* code: open `(` (closes an interpolation at 0) */
+/* What is open, as jq's lexer keeps it: a stack of states. */
+enum scan_kind {
+    SC_STRING, /* a jq string */
+    SC_INTERP, /* the code of a \( ) interpolation in a string */
+    SC_PAREN,  /* code after `(` */
+    SC_BRACKET,
+    SC_BRACE,
 };
 
 struct scan {
-    struct scan_frame f[SCAN_MAX_NESTING];
-    int depth; /* frames in use; f[0] is the template's code */
+    unsigned char *k; /* enum scan_kind; as many as the program has bytes */
+    size_t *at;       /* where each state's content starts, when body is set */
+    size_t depth;     /* states open; 0: the template's own code */
+    int n_strings;    /* of them strings and interpolations */
+    /* Told of each interpolation's body as it ends (its first byte, its
+     * closing ")"), innermost first; false stops the scan. */
+    bool (*body)(void *ud, size_t from, size_t to);
+    void *body_ud;
+    bool stopped;
 };
 
 enum scan_result { SCAN_FOUND, SCAN_UNTERMINATED, SCAN_TOO_DEEP };
 
-static bool scan_push(struct scan *sc, bool is_string)
+/* A scan of a program of len bytes (each byte opens one state at most). */
+static void scan_init(struct scan *sc, size_t len)
 {
-    if (sc->depth == SCAN_MAX_NESTING)
-        return false;
-    sc->f[sc->depth].is_string = is_string;
-    sc->f[sc->depth].braces = 0;
-    sc->f[sc->depth].parens = 0;
-    sc->depth++;
+    memset(sc, 0, sizeof(*sc));
+    sc->k = xmalloc(len + 1);
+}
+
+static bool scan_push(struct scan *sc, enum scan_kind k)
+{
+    if (k == SC_STRING || k == SC_INTERP) {
+        if (sc->n_strings == SCAN_MAX_NESTING)
+            return false;
+        sc->n_strings++;
+    }
+    sc->k[sc->depth++] = (unsigned char)k;
     return true;
+}
+
+static void scan_pop(struct scan *sc)
+{
+    enum scan_kind k = (enum scan_kind)sc->k[--sc->depth];
+
+    if (k == SC_STRING || k == SC_INTERP)
+        sc->n_strings--;
+}
+
+static bool scan_top_is(const struct scan *sc, enum scan_kind k)
+{
+    return sc->depth > 0 && sc->k[sc->depth - 1] == k;
+}
+
+/* A closer pops its opener only when it matches the state on top, as jq's
+ * try_exit does: `)` closes a `(` or an interpolation, and a closer that
+ * does not match is jq's syntax error and pops nothing (jq goes on lexing
+ * in the same state: a `"` after it opens a string). */
+static void scan_close_bracket(struct scan *sc, enum scan_kind k, size_t pos)
+{
+    if (k == SC_PAREN && scan_top_is(sc, SC_INTERP) && sc->body &&
+        !sc->body(sc->body_ud, sc->at[sc->depth - 1], pos))
+        sc->stopped = true;
+    if (scan_top_is(sc, k) || (k == SC_PAREN && scan_top_is(sc, SC_INTERP)))
+        scan_pop(sc);
 }
 
 /* One character of code at s[*i]. Returns true when it closes the template. */
 static bool scan_code(struct scan *sc, const char *s, size_t len, size_t *i, bool *too_deep)
 {
-    struct scan_frame *f = &sc->f[sc->depth - 1];
-
     switch (s[*i]) {
     case '"':
-        *too_deep = !scan_push(sc, true);
+        *too_deep = !scan_push(sc, SC_STRING);
         break;
     case '#':
         while (*i + 1 < len && s[*i + 1] != '\n')
             (*i)++;
         break;
-    case '{':
-        f->braces++;
-        break;
-    case '}':
-        if (f->braces > 0)
-            f->braces--;
-        else if (sc->depth == 1 && *i + 1 < len && s[*i + 1] == '}')
-            return true;
-        break;
     case '(':
-        f->parens++;
+        *too_deep = !scan_push(sc, SC_PAREN);
+        break;
+    case '[':
+        *too_deep = !scan_push(sc, SC_BRACKET);
+        break;
+    case '{':
+        *too_deep = !scan_push(sc, SC_BRACE);
         break;
     case ')':
-        if (f->parens > 0)
-            f->parens--;
-        else if (sc->depth > 1)
-            sc->depth--; /* end of a \( ) interpolation: back in its string */
+        scan_close_bracket(sc, SC_PAREN, *i);
+        break;
+    case ']':
+        scan_close_bracket(sc, SC_BRACKET, *i);
+        break;
+    case '}':
+        if (sc->depth == 0 && *i + 1 < len && s[*i + 1] == '}')
+            return true;
+        scan_close_bracket(sc, SC_BRACE, *i);
         break;
     default:
         break;
@@ -122,14 +167,17 @@ static bool scan_code(struct scan *sc, const char *s, size_t len, size_t *i, boo
  * true when it is the "}}" closing a template. */
 static bool scan_char(struct scan *sc, const char *s, size_t len, size_t *i, bool *too_deep)
 {
-    if (!sc->f[sc->depth - 1].is_string)
+    if (!scan_top_is(sc, SC_STRING))
         return scan_code(sc, s, len, i, too_deep);
     if (s[*i] == '"') {
-        sc->depth--;
+        scan_pop(sc);
     } else if (s[*i] == '\\' && *i + 1 < len) {
         (*i)++;
-        if (s[*i] == '(')
-            *too_deep = !scan_push(sc, false);
+        if (s[*i] == '(') {
+            *too_deep = !scan_push(sc, SC_INTERP);
+            if (!*too_deep && sc->at)
+                sc->at[sc->depth - 1] = *i + 1;
+        }
     }
     return false;
 }
@@ -137,31 +185,49 @@ static bool scan_char(struct scan *sc, const char *s, size_t len, size_t *i, boo
 /* Finds the "}}" closing the template whose body starts at s[from]. */
 static enum scan_result scan_close(const char *s, size_t len, size_t from, size_t *close)
 {
-    struct scan sc = { .depth = 0 };
+    struct scan sc;
+    enum scan_result res = SCAN_UNTERMINATED;
     bool too_deep = false;
 
-    scan_push(&sc, false);
+    scan_init(&sc, len);
     for (size_t i = from; i < len; i++) {
         if (scan_char(&sc, s, len, &i, &too_deep)) {
             *close = i;
-            return SCAN_FOUND;
+            res = SCAN_FOUND;
+            break;
         }
-        if (too_deep)
-            return SCAN_TOO_DEEP;
+        if (too_deep) {
+            res = SCAN_TOO_DEEP;
+            break;
+        }
     }
-    return SCAN_UNTERMINATED;
+    free(sc.k);
+    return res;
 }
 
-bool expr_src_in_string(const char *src)
+enum expr_src_end expr_src_end(const char *src, bool (*body)(void *ud, size_t from, size_t to),
+                               void *ud)
 {
-    struct scan sc = { .depth = 0 };
+    struct scan sc;
     size_t len = strlen(src);
     bool too_deep = false;
+    enum expr_src_end end;
 
-    scan_push(&sc, false);
-    for (size_t i = 0; i < len && !too_deep; i++)
+    scan_init(&sc, len);
+    if (body) {
+        sc.at = xmalloc((len + 1) * sizeof(*sc.at));
+        sc.body = body;
+        sc.body_ud = ud;
+    }
+    for (size_t i = 0; i < len && !too_deep && !sc.stopped; i++)
         (void)scan_char(&sc, src, len, &i, &too_deep); /* a "}}" is only braces here */
-    return !too_deep && sc.depth > 1;
+    end = too_deep       ? EXPR_SRC_TOO_DEEP
+          : sc.stopped   ? EXPR_SRC_STOPPED
+          : sc.n_strings ? EXPR_SRC_IN_STRING
+                         : EXPR_SRC_OK;
+    free(sc.at);
+    free(sc.k);
+    return end;
 }
 
 /* ---- templates ---- */

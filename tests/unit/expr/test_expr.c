@@ -129,6 +129,34 @@ static void test_compile_errors(void **state)
                         "jq: syntax error, unterminated string at <top-level>, line 1");
     check_compile_error("# \"\n\"a\\\"", DURABLE_EINVAL,
                         "jq: syntax error, unterminated string at <top-level>, line 2");
+    /* A closer that does not match what is open pops nothing (jq's lexer):
+     * here `)` does not end the interpolation, whose `{` is open, so the
+     * quote after it opens a string that never ends. */
+    check_compile_error("\"abc\\(.{{ .t)x\"{{ ", DURABLE_EINVAL,
+                        "jq: syntax error, unterminated string at <top-level>, line 1");
+    check_compile_error("[.a)\"", DURABLE_EINVAL,
+                        "jq: syntax error, unterminated string at <top-level>, line 1");
+    /* A syntax error inside an interpolation is found by compiling its body
+     * alone first: libjq leaks the string around it otherwise. */
+    check_compile_error("\"a\\(1 +)\"", DURABLE_EINVAL,
+                        "jq: in a string interpolation \\( ): syntax error, unexpected ')'");
+    check_compile_error("\"a\\(\"b\\(1 1)\")\"", DURABLE_EINVAL,
+                        "jq: in a string interpolation \\( ): syntax error, unexpected "
+                        "LITERAL");
+    check_compile_error("\"a\\()\"", DURABLE_EINVAL,
+                        "jq: in a string interpolation \\( ): syntax error, unexpected ')'");
+    {
+        /* a body that needs its program around it, or ends in a comment */
+        struct expr *ok = NULL;
+        assert_int_equal(expr_compile(". as $x | \"a\\($x)\\(def f: 2; f)\\(. # c\n)\"", &ok, NULL),
+                         DURABLE_OK);
+        expr_free(ok);
+    }
+    check_compile_error("\"a\\(import \"x\" as y; 1)\"", DURABLE_EINVAL,
+                        "jq: import and include are not allowed");
+    /* and one that matches does: back in the string, which the quote ends */
+    check_compile_error("\"a\\((.b))\" | (", DURABLE_EINVAL,
+                        "jq: syntax error, unexpected end of expression at <top-level>, line 1");
     check_compile_error(
             "1 +\n2 +\n] 3", DURABLE_EINVAL,
             "jq: syntax error, unexpected INVALID_CHARACTER (Unix shell quoting issues?) at "
