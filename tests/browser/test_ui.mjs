@@ -282,8 +282,11 @@ async function main() {
     await page.waitForSelector("#delete:not([disabled])");
     page.once("dialog", (d) => d.accept());
     await page.click("#delete");
-    await page.waitForSelector("#notice.ok");
-    assert((await page.textContent("#notice")).includes("Run deleted"), "no word of the deletion");
+    // the notice of the check before (Retry) may still be up: wait for this one's
+    await page.waitForFunction(() => {
+      const n = document.querySelector("#notice.ok");
+      return n && n.textContent.includes("Run deleted");
+    });
     assert(await page.textContent("#title") === "Run deleted", "the title does not say deleted");
     await page.waitForSelector("#delete[disabled]");
     assert(await page.isDisabled("#retry"), "Retry still enabled on a deleted run");
