@@ -183,6 +183,12 @@ static const char v3_keys[] =
         "DROP INDEX runs_finished;"
         "ALTER TABLE workflows DROP COLUMN retain_ms;"
         "DROP TABLE schedules;"
+        "ALTER TABLE events ADD CONSTRAINT events_run_id_fkey FOREIGN KEY (run_id)"
+        "  REFERENCES runs (id);"
+        "ALTER TABLE steps ADD CONSTRAINT steps_run_id_fkey FOREIGN KEY (run_id)"
+        "  REFERENCES runs (id);"
+        "CREATE INDEX steps_status ON steps (run_id, status);"
+        "ALTER TABLE steps RESET (fillfactor);"
         "UPDATE schema_version SET version = 3;";
 
 /* A database of schema 3 whose key k1 names two runs of workflow shop, one
@@ -208,6 +214,9 @@ static void test_migrate_keys_unique_by_name(void **state)
     s = open_ok(DURABLE_DURABILITY_FULL);
     assert_int_equal(sql_int(c, "SELECT version FROM schema_version"), pg_schema_version());
     assert_int_equal(sql_int(c, "SELECT count(*) FROM kv"), 0); /* migration 5 */
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM pg_constraint WHERE conname IN"
+                                " ('events_run_id_fkey', 'steps_run_id_fkey')"),
+                     0); /* migration 11 */
     assert_int_equal(sql_int(c, "SELECT count(*) FROM runs"), 3);
     assert_int_equal(sql_int(c, "SELECT count(*) FROM runs WHERE workflow_name = 'shop'"), 2);
     assert_int_equal(sql_int(c, "SELECT count(*) FROM runs WHERE id = 'run_k2'"
