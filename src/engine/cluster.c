@@ -22,12 +22,15 @@
  *     the run, or can claim it, has its scheduler reload it (SCHED_WAKE);
  *     a resume the scheduler asks for (engine_cluster_want) is claimed the
  *     same way, so a node never executes a run it does not own;
- *   - every node's events: a commit with events NOTIFYs durable_events,
- *     and the thread hands the events since the last it handed over
- *     (events_since) to the subscribers, in global id order, so a live
- *     stream (SSE) on any node shows every run and a stream resumed on
- *     another node with Last-Event-ID loses nothing; the writer then only
- *     wakes durable_run_wait callers;
+ *   - every node's events: a commit with events NOTIFYs durable_events
+ *     with its last global id, and the thread hands the events since the
+ *     last handed over (events_since) to the subscribers, in global id
+ *     order, so a live stream (SSE) on any node shows every run and a
+ *     stream resumed on another node with Last-Event-ID loses nothing. This
+ *     node's own commits do not wait for that read: the writer hands their
+ *     events over itself when they follow the last handed over (no other
+ *     node committed in between: engine_cluster_publish), and the thread
+ *     reads only when an announced id is past the last handed over;
  *   - fencing itself: when no renewal has succeeded for most of the lease
  *     (the process was paused, the database unreachable) or a renewal finds
  *     the lease lost, the scheduler forgets every run (SCHED_FENCE) and the
@@ -37,7 +40,10 @@
  *
  * Threads: the cluster operations run on the cluster thread only (and on
  * the opening and closing thread before it starts and after it is joined).
- * mu (a leaf) guards want and stop; efd wakes the thread's poll.
+ * mu (a leaf) guards want and stop; efd wakes the thread's poll. pub_mu
+ * guards last_gid and is held while events are handed to the subscribers
+ * (by the cluster thread or the writer), so they are handed once each and
+ * in order; it is taken before the subscribers' lock (subs_mu).
  */
 #include "util/common.h"
 
@@ -69,15 +75,17 @@ struct engine_cluster {
     /* the cluster thread's */
     struct store_lease lease;
     int64_t lease_ms;
-    int64_t renewed_ms;    /* clock_mono_us / 1000 when the last good renewal was sent */
-    bool fenced;           /* the scheduler forgot the runs; join again */
-    bool claims;           /* a server (DURABLE_RECOVER_ALL): takes unowned runs and
-                              the runs callers change; else only the runs it wants */
-    bool claim;            /* look for unowned runs */
-    bool claim_retry;      /* a claim failed: again after the next renewal */
-    bool events;           /* events were committed: publish them */
-    bool db_down;          /* the last renewal failed: said once, until one succeeds */
-    int64_t last_gid;      /* the last event handed to the subscribers */
+    int64_t renewed_ms;   /* clock_mono_us / 1000 when the last good renewal was sent */
+    bool fenced;          /* the scheduler forgot the runs; join again */
+    bool claims;          /* a server (DURABLE_RECOVER_ALL): takes unowned runs and
+                             the runs callers change; else only the runs it wants */
+    bool claim;           /* look for unowned runs */
+    bool claim_retry;     /* a claim failed: again after the next renewal */
+    bool events;          /* events were committed: publish them */
+    bool db_down;         /* the last renewal failed: said once, until one succeeds */
+    int64_t notified_gid; /* the last event announced (INT64_MAX: unknown) */
+    pthread_mutex_t pub_mu;
+    int64_t last_gid;      /* guarded by pub_mu: the last event handed to the subscribers */
     char (*retry)[ID_MAX]; /* runs whose claim failed: again after a renewal */
     size_t n_retry;
     size_t cap_retry;
@@ -111,6 +119,7 @@ durable_code engine_cluster_open(struct durable *d, const durable_options *opts,
     c->lease_ms = opts->lease_ms > 0 ? opts->lease_ms : CLUSTER_LEASE_MS_DEFAULT;
     c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->pub_mu, NULL);
     d->cluster = c;
     if (c->efd < 0) {
         char why[128];
@@ -124,7 +133,7 @@ durable_code engine_cluster_open(struct durable *d, const durable_options *opts,
     if (rc == DURABLE_OK)
         log_info("node %s joined the cluster (epoch %lld, lease %lld ms)", c->lease.node_id,
                  (long long)c->lease.epoch, (long long)c->lease_ms);
-    c->last_gid = c->lease.last_gid;
+    c->last_gid = c->lease.last_gid; /* before any other thread runs */
     c->claims = d->recovery == DURABLE_RECOVER_ALL;
     c->claim = c->claims;
     return rc;
@@ -236,6 +245,13 @@ static void on_wake(enum store_wake w, const char *run_id, void *ud)
     struct engine_cluster *c = ud;
 
     if (w == STORE_WAKE_EVENTS) {
+        /* run_id: the last id of the commit, as text (NULL: unknown) */
+        char *end = NULL;
+        long long gid = run_id ? strtoll(run_id, &end, 10) : 0;
+        if (!run_id || end == run_id || *end != '\0' || gid <= 0)
+            gid = INT64_MAX;
+        if (!c->events || gid > c->notified_gid)
+            c->notified_gid = gid;
         c->events = true;
         return;
     }
@@ -315,23 +331,54 @@ static void publish_events(struct engine_cluster *c)
 {
     struct store_events ev = { 0 };
     durable_error err = { 0 };
+    int64_t after;
 
     c->events = false;
+    pthread_mutex_lock(&c->pub_mu);
+    after = c->last_gid;
+    pthread_mutex_unlock(&c->pub_mu);
+    if (c->notified_gid <= after)
+        return; /* handed over already, by the writer */
     do {
+        size_t skip = 0;
         store_events_clear(&ev);
-        if (store_events_since_records(c->d->store, c->last_gid, STORE_EVENTS_MAX, &ev, &err) !=
+        if (store_events_since_records(c->d->store, after, STORE_EVENTS_MAX, &ev, &err) !=
             DURABLE_OK) {
             if (!c->db_down)
                 log_warn("cluster: could not read events: %s", err.msg);
             c->events = true; /* again at the next wake-up */
+            c->notified_gid = INT64_MAX;
             break;
         }
-        if (ev.n > 0) {
+        if (ev.n > 0)
+            after = ev.items[ev.n - 1].global_id;
+        /* Those the writer handed over meanwhile are skipped: the rest
+         * follow the last one handed over (ids have no gap). */
+        pthread_mutex_lock(&c->pub_mu);
+        while (skip < ev.n && ev.items[skip].global_id <= c->last_gid)
+            skip++;
+        if (skip < ev.n) {
+            struct store_events rest = { .items = ev.items + skip, .n = ev.n - skip };
             c->last_gid = ev.items[ev.n - 1].global_id;
-            engine_events_publish(c->d, &ev, true);
+            engine_events_publish(c->d, &rest, true);
         }
+        pthread_mutex_unlock(&c->pub_mu);
     } while (ev.n == STORE_EVENTS_MAX);
     store_events_release(&ev);
+}
+
+void engine_cluster_publish(struct durable *d, const struct store_events *ev)
+{
+    struct engine_cluster *c = d->cluster;
+    bool follows = ev->n > 0;
+
+    pthread_mutex_lock(&c->pub_mu);
+    for (size_t i = 0; follows && i < ev->n; i++)
+        follows = ev->items[i].global_id == c->last_gid + 1 + (int64_t)i;
+    if (follows)
+        c->last_gid = ev->items[ev->n - 1].global_id;
+    engine_events_publish(d, ev, follows);
+    pthread_mutex_unlock(&c->pub_mu);
 }
 
 /* Takes the scheduler's requests; false when the thread must stop. */
@@ -449,6 +496,7 @@ void engine_cluster_close(struct durable *d)
     if (c->efd >= 0)
         close(c->efd);
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->pub_mu);
     free(c->want);
     free(c->retry);
     free(c);

@@ -424,8 +424,11 @@ static void *writer_main(void *arg)
             engine_health_set_writer_error(d, NULL);
         observe_batch(d, batch);
         /* On a cluster, subscribers see every node's events in global id
-         * order, from the cluster thread (cluster.c). */
-        engine_events_publish(d, &ev, !d->cluster);
+         * order (cluster.c). */
+        if (d->cluster)
+            engine_cluster_publish(d, &ev);
+        else
+            engine_events_publish(d, &ev, true);
         dispatch(d, batch);
     }
     store_events_release(&ev);

@@ -740,7 +740,8 @@ struct store_lease {
 enum store_wake {
     STORE_WAKE_RUN = 1, /* a run of this node has new work (a decision, a cancel) */
     STORE_WAKE_CLAIM,   /* runs may be waiting for an owner */
-    STORE_WAKE_EVENTS,  /* events were committed (by any node): read events_since */
+    STORE_WAKE_EVENTS,  /* events were committed (by any node): read events_since;
+                           run_id: the last global id committed, as text (NULL: unknown) */
 };
 struct store_cluster_ops {
     void (*set_node)(struct store *s, const char *node_id, int64_t lease_ms);

@@ -402,7 +402,7 @@ static durable_code pg_wake_drain(struct store *base,
         if (strcmp(n->relname, PG_CHANNEL_RUN) == 0)
             fn(STORE_WAKE_RUN, n->extra, ud);
         else if (strcmp(n->relname, PG_CHANNEL_EVENTS) == 0)
-            fn(STORE_WAKE_EVENTS, NULL, ud);
+            fn(STORE_WAKE_EVENTS, n->extra, ud); /* the commit's last gid */
         else
             fn(STORE_WAKE_CLAIM, NULL, ud);
         PQfreemem(n);

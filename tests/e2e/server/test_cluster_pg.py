@@ -34,6 +34,11 @@ test_sse_on_any_node: the global event stream of a node shows the events
 of runs another node executes, in global id order without a gap, and a
 stream resumed on the other node with Last-Event-ID loses nothing.
 
+test_sse_while_both_nodes_run: runs executed by both nodes at once, with
+steps that take no time, on the stream of one of them: every event once,
+in global id order without a gap (the node hands its own commits' events
+over itself and reads the other's, and neither path repeats or skips one).
+
 test_partition_is_fenced: x1 reaches PostgreSQL through a TCP proxy of the
 test, x2 directly. With steps in flight on x1 the proxy is cut (every
 connection dropped, new ones refused): x1 answers 503 saying why, x2 takes
@@ -659,6 +664,24 @@ class ClusterTest(su.ServerTest):
         self.assertEqual([e["id"] for e in rest[:n - n // 2 - 1]],
                          [e["id"] for e in got[n // 2 + 1:]])
         su.log("ok: %d events of s1's runs on s2's stream, resumed on s1" % n)
+
+    def test_sse_while_both_nodes_run(self):
+        a, b = self.node("m1"), self.node("m2")
+        quick = {"name": "cluster-quick", "steps": [
+            task("s%d" % i, 0, ["s%d" % (i - 1)] if i else []) for i in range(6)]}
+        self.register(a, quick)
+        stream = su.SSE(a, "/events/stream")
+        self.addCleanup(stream.close)
+        self.assertEqual(stream.status, 200)
+        runs = self.start_runs([a, b], "cluster-quick", 40, "mix")
+        self.wait_all_finished(a, runs, "mixed")
+        want = {(r, e["seq"]) for r in runs for e in self.events(a, r)}
+        got = self.read_stream(stream, len(want))
+        ids = [int(e["id"]) for e in got]
+        self.assertEqual(ids, list(range(ids[0], ids[0] + len(want))), stream.transcript())
+        self.assertEqual({(e["data"]["run_id"], e["data"]["seq"]) for e in got}, want)
+        su.log("ok: %d events of runs on both nodes on m1's stream, each once, in order"
+               % len(want))
 
     def test_connections_keep_alive(self):
         """Every connection of a node to PostgreSQL probes a silent peer
