@@ -146,11 +146,17 @@ static durable_code writer_settings(struct pg_store *s, durable_error *err)
     snprintf(idle, sizeof(idle), "%lld", (long long)(s->lease_ms / 2));
     /* Generic plans: the writer's statements find rows by their keys, and
      * a custom plan would be made again at each call of one whose
-     * estimate depends on an array's length (write.c PG_W_GUARDS). */
+     * estimate depends on an array's length (write.c PG_W_GUARDS). For
+     * the same reason joins are nested loops: a generic plan guesses an
+     * array's length (unnest) and would hash a whole table to join a few
+     * rows (write.c PG_W_STEPS_*). */
     return pg_run(s->w, "set the durability",
                   "SELECT set_config('synchronous_commit', $1, false),"
                   " set_config('idle_in_transaction_session_timeout', $2, false),"
-                  " set_config('plan_cache_mode', 'force_generic_plan', false)",
+                  " set_config('plan_cache_mode', 'force_generic_plan', false),"
+                  " set_config('enable_hashjoin', 'off', false),"
+                  " set_config('enable_mergejoin', 'off', false),"
+                  " set_config('enable_material', 'off', false)",
                   2, params, err);
 }
 

@@ -84,6 +84,9 @@ enum pg_wstmt_id {
     PG_W_WF_INSERT,
     PG_W_RUN_LAST_SEQ,
     PG_W_EVENTS_INSERT,
+    PG_W_STEPS_START,
+    PG_W_STEPS_RUN,
+    PG_W_STEPS_COMPLETE,
     PG_W_COUNTER_LOCK,
     PG_W_COUNTER_SET,
     PG_W_SAVEPOINT,
@@ -136,7 +139,13 @@ struct pg_ahead {
 
 /* The text arrays of the events appended and not sent yet (write.c):
  * run_id, seq, type, step_id, at, data, gid. */
-#define PG_EV_COLS 7
+#define PG_EV_COLS  7
+/* ... and of the step writes held back: run_id, step_id, attempt, at,
+ * output; at most PG_SW_MAX at once, their keys' hashes in PG_SW_SLOTS
+ * slots (twice as many, so never full). */
+#define PG_SW_COLS  5
+#define PG_SW_MAX   256
+#define PG_SW_SLOTS 512
 
 struct pg_store {
     struct store base; /* first: pg_of converts */
@@ -179,6 +188,14 @@ struct pg_store {
     size_t (*ev_mark)[PG_EV_COLS];
     size_t ev_n, ev_cap;
     int64_t ev_first_gid;
+    /* The step writes held back (write.c), all of one statement (sw_id):
+     * the array literals, how many, and the hashes of their run and step
+     * (0: an empty slot), so that one step is never written twice by one
+     * statement. */
+    struct dbuf sw_lit[PG_SW_COLS];
+    size_t sw_n;
+    enum pg_wstmt_id sw_id;
+    uint64_t sw_keys[PG_SW_SLOTS];
     /* The pipeline of the open transaction (write.c): the statements sent
      * whose results are unread (a ring of their ids), and the first
      * failure among them. */

@@ -102,6 +102,12 @@
     " AND completed_at < $5::bigint - coalesce((SELECT w.retain_ms FROM workflows w"                     \
     " WHERE w.id = runs.workflow_id), $6::bigint)))"
 
+/* The rows of the step writes held back, joined to their steps. */
+#define SW_FROM                                                                     \
+    " FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::text[])" \
+    " AS u(run_id, step_id, attempt, at, output)"                                   \
+    " WHERE steps.run_id = u.run_id AND steps.step_id = u.step_id"
+
 /* Each statement's SQL and what it does, for messages ("could not X"). */
 
 static const struct pg_wstmt {
@@ -251,6 +257,21 @@ static const struct pg_wstmt {
                              " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[],"
                              " $4::text[], $5::bigint[], $6::text[], $7::bigint[])",
                              "append events" },
+    /* The step writes held back (sw_lit), each kind in one statement,
+     * never two of one step in one (sw_hold). The writer's session plans
+     * joins as nested loops (pg.c writer_settings): each row is found by
+     * the primary key. */
+    [PG_W_STEPS_START] = { "UPDATE steps SET status = 'running', attempt = u.attempt,"
+                           " started_at = u.at, completed_at = NULL, wake_at = NULL,"
+                           " error_message = NULL, error_code = NULL" SW_FROM,
+                           "start steps" },
+    [PG_W_STEPS_RUN] = { "UPDATE steps SET status = 'completed', attempt = u.attempt,"
+                         " started_at = u.at, completed_at = u.at, wake_at = NULL,"
+                         " error_message = NULL, error_code = NULL, output = u.output" SW_FROM,
+                         "run steps" },
+    [PG_W_STEPS_COMPLETE] = { "UPDATE steps SET status = 'completed', output = u.output,"
+                              " completed_at = u.at" SW_FROM,
+                              "complete steps" },
     /* Locks the counter until the commit, and reads the last gid. */
     [PG_W_COUNTER_LOCK] = { "UPDATE event_counter SET gid = gid RETURNING gid", "number an event" },
     /* Every node's live streams learn of the events at COMMIT. */
@@ -424,8 +445,31 @@ static durable_code read_upto(struct pg_store *s, size_t keep, durable_error *er
     return s->w_rc == DURABLE_OK ? DURABLE_OK : failed(s, err);
 }
 
+/* Whether statement id may run before the step writes held back: it
+ * neither reads nor writes a step that is there already (events, a new
+ * run and its steps, a run's own row). */
+static bool sw_may_pass(enum pg_wstmt_id id)
+{
+    switch (id) {
+    case PG_W_STEPS_START:
+    case PG_W_STEPS_RUN:
+    case PG_W_STEPS_COMPLETE:
+    case PG_W_EVENTS_INSERT:
+    case PG_W_RUN_INSERT:
+    case PG_W_STEPS_INSERT:
+    case PG_W_RUN_RUNNING:
+    case PG_W_RUN_FINISH:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static durable_code sw_send(struct pg_store *s, durable_error *err);
+
 /* Sends prepared statement id with n text parameters; its result is read
- * later, before the next read's. */
+ * later, before the next read's. The step writes held back go first
+ * unless id may pass them. */
 static durable_code send(struct pg_store *s, enum pg_wstmt_id id, int n, const char *const *params,
                          durable_error *err)
 {
@@ -433,6 +477,11 @@ static durable_code send(struct pg_store *s, enum pg_wstmt_id id, int n, const c
 
     if (s->w_rc != DURABLE_OK)
         return failed(s, err); /* the server aborted the rest */
+    if (s->sw_n > 0 && !sw_may_pass(id)) {
+        durable_code rc = sw_send(s, err);
+        if (rc != DURABLE_OK)
+            return rc;
+    }
     if (s->w_n >= UNREAD_MAX) {
         durable_code rc = flush(s, err);
         if (rc == DURABLE_OK)
@@ -470,15 +519,30 @@ static void held_reset(struct pg_store *s)
     s->ev_n = 0;
 }
 
+static void sw_reset(struct pg_store *s)
+{
+    for (int c = 0; c < PG_SW_COLS; c++) {
+        dbuf_reset(&s->sw_lit[c]);
+        dbuf_add(&s->sw_lit[c], "{", 1);
+    }
+    memset(s->sw_keys, 0, sizeof(s->sw_keys));
+    s->sw_n = 0;
+}
+
 void pg_write_init(struct pg_store *s)
 {
     for (int c = 0; c < PG_EV_COLS; c++)
         dbuf_init(&s->ev_lit[c], 0);
+    for (int c = 0; c < PG_SW_COLS; c++)
+        dbuf_init(&s->sw_lit[c], 0);
     held_reset(s);
+    sw_reset(s);
 }
 
 void pg_write_free(struct pg_store *s)
 {
+    for (int c = 0; c < PG_SW_COLS; c++)
+        dbuf_release(&s->sw_lit[c]);
     for (int c = 0; c < PG_EV_COLS; c++)
         dbuf_release(&s->ev_lit[c]);
     free(s->ev_mark);
@@ -564,6 +628,72 @@ static durable_code held_event(struct pg_store *s, const struct event_key *k, co
     s->ev_n++;
     if (s->ev_n >= EV_HELD_MAX || bytes >= EV_HELD_BYTES_MAX)
         return held_send(s, err);
+    return DURABLE_OK;
+}
+
+/* Sends the step writes held back, in one statement. */
+static durable_code sw_send(struct pg_store *s, durable_error *err)
+{
+    durable_code rc = DURABLE_OK;
+    const char *p[PG_SW_COLS];
+
+    if (s->sw_n == 0)
+        return DURABLE_OK;
+    for (int c = 0; rc == DURABLE_OK && c < PG_SW_COLS; c++) {
+        rc = dbuf_add(&s->sw_lit[c], "}", 1);
+        p[c] = s->sw_lit[c].buf;
+    }
+    if (rc != DURABLE_OK)
+        rc = err_set(err, rc, "could not write steps: too many at once");
+    else
+        rc = send(s, s->sw_id, PG_SW_COLS, p, err);
+    sw_reset(s);
+    return rc;
+}
+
+/* Holds back t's step write of statement id (a PG_W_STEPS_*), after
+ * sending those held of another statement or of the same step. */
+static durable_code sw_hold(struct pg_store *s, enum pg_wstmt_id id, const struct transition *t,
+                            durable_error *err)
+{
+    static const bool quoted[PG_SW_COLS] = { true, true, false, false, true };
+    uint64_t h = 14695981039346656037u; /* FNV-1a of run id, 0xff, step id */
+    struct num n_attempt, n_at;
+    const char *v[PG_SW_COLS] = { t->run_id, t->step_id, num_of(&n_attempt, t->attempt),
+                                  num_of(&n_at, t->at_ms),
+                                  id == PG_W_STEPS_START ? NULL : t->output_json };
+    durable_code rc = DURABLE_OK;
+    size_t k, bytes = 0;
+
+    for (const char *c = t->run_id; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211u;
+    h = (h ^ 0xffu) * 1099511628211u;
+    for (const char *c = t->step_id; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211u;
+    h = h ? h : 1;
+    k = (size_t)(h % PG_SW_SLOTS);
+    while (s->sw_keys[k] && s->sw_keys[k] != h)
+        k = (k + 1) % PG_SW_SLOTS;
+    if (s->sw_n > 0 && (s->sw_id != id || s->sw_keys[k] == h)) {
+        if ((rc = sw_send(s, err)) != DURABLE_OK)
+            return rc;
+        k = (size_t)(h % PG_SW_SLOTS);
+    }
+    s->sw_id = id;
+    s->sw_keys[k] = h;
+    s->sw_n++;
+    for (int c = 0; rc == DURABLE_OK && c < PG_SW_COLS; c++) {
+        rc = lit_add(&s->sw_lit[c], v[c], quoted[c]);
+        bytes += s->sw_lit[c].len;
+    }
+    if (rc != DURABLE_OK) { /* the writes held are lost: so is the transaction */
+        sw_reset(s);
+        err_set(&s->w_err, rc, "could not write a step: too large");
+        s->w_rc = rc;
+        return failed(s, err);
+    }
+    if (s->sw_n >= PG_SW_MAX || bytes >= EV_HELD_BYTES_MAX)
+        return sw_send(s, err);
     return DURABLE_OK;
 }
 
@@ -727,6 +857,7 @@ void pg_write_begin(struct pg_store *s, bool reconnected)
     s->quiet_run[0] = '\0';
     s->known_run[0] = '\0';
     held_reset(s);
+    sw_reset(s);
     ahead_clear(s);
     s->w_rc = DURABLE_OK;
     s->w_n = 0;
@@ -1249,6 +1380,12 @@ static durable_code pg_row_step_write(struct store *base, enum store_step_write 
     }
     ahead_drop(pg_of(base), t->run_id);
     quiet_step_write(pg_of(base), w, t);
+    if (!out_changed && (w == STEP_W_START || w == STEP_W_RUN || w == STEP_W_COMPLETE)) {
+        static const enum pg_wstmt_id held[] = { [STEP_W_START] = PG_W_STEPS_START,
+                                                 [STEP_W_RUN] = PG_W_STEPS_RUN,
+                                                 [STEP_W_COMPLETE] = PG_W_STEPS_COMPLETE };
+        return sw_hold(pg_of(base), held[w], t, err);
+    }
     rc = wrun(pg_of(base), ids[w], n, p, out_changed ? &changed : NULL, err);
     if (out_changed)
         *out_changed = rc == DURABLE_OK && changed;
