@@ -1380,7 +1380,8 @@ static durable_code pg_row_step_write(struct store *base, enum store_step_write 
     }
     ahead_drop(pg_of(base), t->run_id);
     quiet_step_write(pg_of(base), w, t);
-    if (!out_changed && (w == STEP_W_START || w == STEP_W_RUN || w == STEP_W_COMPLETE)) {
+    if (!out_changed && t->run_id && t->step_id &&
+        (w == STEP_W_START || w == STEP_W_RUN || w == STEP_W_COMPLETE)) {
         static const enum pg_wstmt_id held[] = { [STEP_W_START] = PG_W_STEPS_START,
                                                  [STEP_W_RUN] = PG_W_STEPS_RUN,
                                                  [STEP_W_COMPLETE] = PG_W_STEPS_COMPLETE };
