@@ -1699,6 +1699,43 @@ static void test_batch_create_to_finish(void **state)
     json_decref(want_out);
 }
 
+/* One transaction writes steps of two runs and cancels one of them
+ * between: the cancel finds the step the transaction started (a backend
+ * that holds step writes back sends them before anything that reads or
+ * writes steps), and the other run's step goes on to complete. */
+static void test_batch_step_writes_in_order(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { DURABLE_OK, "" };
+    struct transition s1 = step_tr(TR_STEP_START, "run_1", "a", 1, T0 + 2);
+    struct transition s2 = step_tr(TR_STEP_START, "run_2", "a", 1, T0 + 2);
+    struct transition c1 = step_tr(TR_RUN_FINISH, "run_1", NULL, 0, T0 + 3);
+    struct transition d2 = step_tr(TR_STEP_COMPLETE, "run_2", "a", 1, T0 + 4);
+    struct transition s2b = step_tr(TR_STEP_START, "run_2", "b", 1, T0 + 5);
+    const struct transition *batch[] = { &s1, &s2, &c1, &d2, &s2b };
+    json_t *out;
+
+    c1.run_status = RUN_CANCELLED;
+    d2.output_json = "{\"n\":2}";
+    create_run(f, "run_1", NULL, NULL, NULL);
+    create_run(f, "run_2", NULL, NULL, NULL);
+    assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_prefetch(f->s, batch, DUR_ARRAY_LEN(batch), &err), DURABLE_OK);
+    for (size_t i = 0; i < DUR_ARRAY_LEN(batch); i++)
+        assert_int_equal(store_apply(f->s, batch[i], &f->ev, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+
+    assert_run_status(f, "run_1", RUN_CANCELLED);
+    assert_step_status(f, "run_1", "a", STEP_S_CANCELLED);
+    assert_step_status(f, "run_1", "b", STEP_S_CANCELLED);
+    assert_run_status(f, "run_2", RUN_RUNNING);
+    assert_step_status(f, "run_2", "a", STEP_S_COMPLETED);
+    assert_step_status(f, "run_2", "b", STEP_S_RUNNING);
+    out = run_step_output(f, "run_2", "a");
+    assert_int_equal(json_integer_value(json_object_get(out, "n")), 2);
+    json_decref(out);
+}
+
 /* ---- signals ---- */
 
 /* A signal to run_1: its result in *res (seq, the step that took it). */
@@ -1949,6 +1986,7 @@ int main(void)
         T(test_counts_and_ping),
         T(test_start_and_complete_at_once),
         T(test_batch_create_to_finish),
+        T(test_batch_step_writes_in_order),
         T(test_signals_kept_and_taken),
         T(test_signals_refused),
         T(test_map_items),
