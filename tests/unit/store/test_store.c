@@ -1699,10 +1699,11 @@ static void test_batch_create_to_finish(void **state)
     json_decref(want_out);
 }
 
-/* One transaction writes steps of two runs and cancels one of them
- * between: the cancel finds the step the transaction started (a backend
- * that holds step writes back sends them before anything that reads or
- * writes steps), and the other run's step goes on to complete. */
+/* One transaction writes steps of two runs and cancels one of them right
+ * after its step's start (its guard then needs no read): the cancel finds
+ * the step the transaction started (a backend that holds step writes back
+ * sends them before anything that reads or writes steps), and the other
+ * run's step goes on to complete. */
 static void test_batch_step_writes_in_order(void **state)
 {
     struct fixture *f = *state;
@@ -1712,7 +1713,7 @@ static void test_batch_step_writes_in_order(void **state)
     struct transition c1 = step_tr(TR_RUN_FINISH, "run_1", NULL, 0, T0 + 3);
     struct transition d2 = step_tr(TR_STEP_COMPLETE, "run_2", "a", 1, T0 + 4);
     struct transition s2b = step_tr(TR_STEP_START, "run_2", "b", 1, T0 + 5);
-    const struct transition *batch[] = { &s1, &s2, &c1, &d2, &s2b };
+    const struct transition *batch[] = { &s2, &s1, &c1, &d2, &s2b };
     json_t *out;
 
     c1.run_status = RUN_CANCELLED;
