@@ -573,22 +573,30 @@ static durable_code lit_add(struct dbuf *b, const char *v, bool quote)
     return rc == DURABLE_OK ? dbuf_add(b, "\"", 1) : rc;
 }
 
-/* Sends the events held back, in one statement. */
-static durable_code held_send(struct pg_store *s, durable_error *err)
+/* Sends statement id over the n array literals lit (open: "{..."). */
+static durable_code lits_send(struct pg_store *s, enum pg_wstmt_id id, struct dbuf *lit, int n,
+                              durable_error *err)
 {
     durable_code rc = DURABLE_OK;
     const char *p[PG_EV_COLS];
 
-    if (s->ev_n == 0)
-        return DURABLE_OK;
-    for (int c = 0; rc == DURABLE_OK && c < PG_EV_COLS; c++) {
-        rc = dbuf_add(&s->ev_lit[c], "}", 1);
-        p[c] = s->ev_lit[c].buf;
+    for (int c = 0; rc == DURABLE_OK && c < n && c < PG_EV_COLS; c++) {
+        rc = dbuf_add(&lit[c], "}", 1);
+        p[c] = lit[c].buf;
     }
     if (rc != DURABLE_OK)
-        rc = err_set(err, rc, "could not append events: too many at once");
-    else
-        rc = send(s, PG_W_EVENTS_INSERT, PG_EV_COLS, p, err);
+        return err_set(err, rc, "could not %s: too many at once", wstmts[id].what);
+    return send(s, id, n, p, err);
+}
+
+/* Sends the events held back, in one statement. */
+static durable_code held_send(struct pg_store *s, durable_error *err)
+{
+    durable_code rc;
+
+    if (s->ev_n == 0)
+        return DURABLE_OK;
+    rc = lits_send(s, PG_W_EVENTS_INSERT, s->ev_lit, PG_EV_COLS, err);
     held_reset(s);
     return rc;
 }
@@ -634,19 +642,11 @@ static durable_code held_event(struct pg_store *s, const struct event_key *k, co
 /* Sends the step writes held back, in one statement. */
 static durable_code sw_send(struct pg_store *s, durable_error *err)
 {
-    durable_code rc = DURABLE_OK;
-    const char *p[PG_SW_COLS];
+    durable_code rc;
 
     if (s->sw_n == 0)
         return DURABLE_OK;
-    for (int c = 0; rc == DURABLE_OK && c < PG_SW_COLS; c++) {
-        rc = dbuf_add(&s->sw_lit[c], "}", 1);
-        p[c] = s->sw_lit[c].buf;
-    }
-    if (rc != DURABLE_OK)
-        rc = err_set(err, rc, "could not write steps: too many at once");
-    else
-        rc = send(s, s->sw_id, PG_SW_COLS, p, err);
+    rc = lits_send(s, s->sw_id, s->sw_lit, PG_SW_COLS, err);
     sw_reset(s);
     return rc;
 }
@@ -1890,22 +1890,6 @@ static bool ahead_claim(struct pg_store *s, const struct transition *t, const ch
     return true;
 }
 
-/* Sends PG_W_GUARDS over the array literals runs and steps (open: "{..."). */
-static durable_code guards_send(struct pg_store *s, struct dbuf *runs, struct dbuf *steps,
-                                durable_error *err)
-{
-    durable_code rc = dbuf_add(runs, "}", 1);
-    const char *p[2];
-
-    if (rc == DURABLE_OK)
-        rc = dbuf_add(steps, "}", 1);
-    if (rc != DURABLE_OK)
-        return err_set(err, rc, "could not read the steps: too many");
-    p[0] = runs->buf;
-    p[1] = steps->buf;
-    return send(s, PG_W_GUARDS, 2, p, err);
-}
-
 /* The batch's guards, read ahead in one statement and one round trip with
  * the event counter's lock: the first transition of each run whose first
  * read is its guard (a run or a step of it). */
@@ -1915,22 +1899,22 @@ durable_code pg_prefetch(struct store *base, const struct transition *const *t, 
     struct pg_store *s = pg_of(base);
     size_t n_sent, n_guards = 0;
     bool creates = false, lock;
-    struct dbuf runs, steps;
+    struct dbuf lit[2];                  /* the runs' and the steps' ids */
     durable_code rc = held_send(s, err); /* the reads see every write before them */
 
     ahead_reset(s, n);
-    dbuf_init(&runs, 0);
-    dbuf_init(&steps, 0);
-    dbuf_add(&runs, "{", 1);
-    dbuf_add(&steps, "{", 1);
+    for (int c = 0; c < 2; c++) {
+        dbuf_init(&lit[c], 0);
+        dbuf_add(&lit[c], "{", 1);
+    }
     for (size_t i = 0; rc == DURABLE_OK && i < n; i++) {
         const char *step_id;
         creates = creates || t[i]->kind == TR_RUN_CREATE;
         if (!ahead_claim(s, t[i], &step_id, &n_guards))
             continue;
-        rc = lit_add(&runs, t[i]->run_id, true);
+        rc = lit_add(&lit[0], t[i]->run_id, true);
         if (rc == DURABLE_OK)
-            rc = lit_add(&steps, step_id, true);
+            rc = lit_add(&lit[1], step_id, true);
         if (rc != DURABLE_OK)
             rc = err_set(err, rc, "could not read the steps: too many");
     }
@@ -1939,10 +1923,10 @@ durable_code pg_prefetch(struct store *base, const struct transition *const *t, 
         const char *p[2] = { a->run_id, a->step_id };
         rc = send(s, PG_W_RUN_GUARD, 2, p, err);
     } else if (rc == DURABLE_OK && n_guards > 1) {
-        rc = guards_send(s, &runs, &steps, err);
+        rc = lits_send(s, PG_W_GUARDS, lit, 2, err);
     }
-    dbuf_release(&runs);
-    dbuf_release(&steps);
+    for (int c = 0; c < 2; c++)
+        dbuf_release(&lit[c]);
     /* The counter too when the batch will append events: it has a guard
      * or creates a run. */
     lock = (n_guards > 0 || creates) && !s->gid_locked;
