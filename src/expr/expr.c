@@ -204,6 +204,21 @@ static char *locate_in_source(char *msg, const char *src)
  * a syntax error counts: a variable or function of the enclosing program
  * is not defined in the body alone. Bodies come innermost first, so the
  * one compiled alone never has a faulty interpolation of its own. */
+/* A jq with its errors captured into cap; NULL out of memory. */
+static jq_state *jq_open(struct jq_errors *cap)
+{
+    jq_state *jq = jq_init();
+
+    if (jq) {
+        /* jq_init leaves these unset in 1.6 (valgrind: `input_filename`
+         * reads them), and `debug` would call a garbage debug callback. */
+        jq_set_input_cb(jq, NULL, NULL);
+        jq_set_debug_cb(jq, NULL, NULL);
+        jq_set_error_cb(jq, capture_error, cap);
+    }
+    return jq;
+}
+
 struct body_check {
     const char *src;
     durable_error *err;
@@ -222,11 +237,8 @@ static bool check_body(void *ud, size_t from, size_t to)
     if (starts_with_module_directive(body + 1))
         bc->rc = err_set(bc->err, DURABLE_EINVAL, "jq: import and include are not allowed");
     else
-        jq = jq_init();
+        jq = jq_open(&cap);
     if (jq) {
-        jq_set_input_cb(jq, NULL, NULL);
-        jq_set_debug_cb(jq, NULL, NULL);
-        jq_set_error_cb(jq, capture_error, &cap);
         if (!jq_compile(jq, body) && cap.has_msg && strstr(cap.msg, "syntax error")) {
             /* jq's words about the body alone, without its place in it */
             char *m = strncmp(cap.msg, "jq: ", 4) == 0 ? cap.msg + 4 : cap.msg, *cut;
@@ -271,17 +283,12 @@ static durable_code compile_locked(const char *src, uint32_t h, struct expr **ou
     default:
         break;
     }
-    jq = jq_init();
+    jq = jq_open(&cap);
     if (!jq) {
         rc = err_set(err, DURABLE_ENOMEM, "could not start jq: out of memory");
         goto done;
     }
-    /* jq_init leaves these unset in 1.6 (valgrind: `input_filename` reads
-     * them), and `debug` would call a garbage debug callback. */
-    jq_set_input_cb(jq, NULL, NULL);
-    jq_set_debug_cb(jq, NULL, NULL);
     program = xasprintf("%s%s%s", EXPR_PRELUDE, src, EXPR_SUFFIX);
-    jq_set_error_cb(jq, capture_error, &cap);
     if (!jq_compile(jq, program)) {
         if (starts_with_module_directive(src))
             rc = err_set(err, DURABLE_EINVAL, "jq: import and include are not allowed");
