@@ -525,7 +525,8 @@ static void sw_reset(struct pg_store *s)
         dbuf_reset(&s->sw_lit[c]);
         dbuf_add(&s->sw_lit[c], "{", 1);
     }
-    memset(s->sw_keys, 0, sizeof(s->sw_keys));
+    if (s->sw_n > 0) /* the keys are all 0 otherwise (the store is calloc'd) */
+        memset(s->sw_keys, 0, sizeof(s->sw_keys));
     s->sw_n = 0;
 }
 
