@@ -16,6 +16,10 @@
  *     (only runs this process can execute: of JSON workflows, and of the
  *     code-first ones it registered, engine_cluster_code_workflows),
  *     which adopts it as recovery does (SCHED_CLAIMED);
+ *   - releases: a run this process cannot execute (a code-first run
+ *     created here, of a workflow it did not register) is released
+ *     (engine_cluster_give), and the nodes are told, for one that can to
+ *     claim it;
  *   - wake-ups: it polls the store's wake fd (LISTEN/NOTIFY), never the
  *     tables: a caller's decision, cancel or retry of a run, on any node,
  *     is announced to every node (STORE_WAKE_RUN), and the node that owns
@@ -61,17 +65,41 @@
 /* Runs claimed per statement; claims repeat while they fill it. */
 #define CLAIM_ROOM               64
 
+/* Run ids, in the order added. */
+struct id_list {
+    char (*ids)[ID_MAX];
+    size_t n;
+    size_t cap;
+};
+
+static void ids_add(struct id_list *l, const char *id)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->ids = xrealloc(l->ids, l->cap * sizeof(*l->ids));
+    }
+    snprintf(l->ids[l->n++], ID_MAX, "%s", id);
+}
+
+/* Empties l into a list of its own, for the caller to go through and free. */
+static struct id_list ids_take(struct id_list *l)
+{
+    struct id_list out = *l;
+
+    *l = (struct id_list){ 0 };
+    return out;
+}
+
 struct engine_cluster {
     struct durable *d;
     const struct store_cluster_ops *ops;
     pthread_t thread;
     bool started;
-    int efd; /* eventfd: want has ids, or stop */
+    int efd; /* eventfd: want or give has ids, or stop */
     pthread_mutex_t mu;
-    char (*want)[ID_MAX]; /* guarded by mu: runs to claim for the scheduler */
-    size_t n_want;        /* guarded by mu */
-    size_t cap_want;      /* guarded by mu */
-    bool stop;            /* guarded by mu */
+    struct id_list want; /* guarded by mu: runs to claim for the scheduler */
+    struct id_list give; /* guarded by mu: runs to release, for others to claim */
+    bool stop;           /* guarded by mu */
     /* the cluster thread's */
     struct store_lease lease;
     int64_t lease_ms;
@@ -85,10 +113,9 @@ struct engine_cluster {
     bool db_down;         /* the last renewal failed: said once, until one succeeds */
     int64_t notified_gid; /* the last event announced (INT64_MAX: unknown) */
     pthread_mutex_t pub_mu;
-    int64_t last_gid;      /* guarded by pub_mu: the last event handed to the subscribers */
-    char (*retry)[ID_MAX]; /* runs whose claim failed: again after a renewal */
-    size_t n_retry;
-    size_t cap_retry;
+    int64_t last_gid;          /* guarded by pub_mu: the last event handed to the subscribers */
+    struct id_list retry;      /* runs whose claim failed: again after a renewal */
+    struct id_list give_retry; /* runs whose release failed: likewise */
 };
 
 /* Logs a failed system call with errno's text. */
@@ -157,11 +184,17 @@ void engine_cluster_want(struct durable *d, const char *run_id)
     struct engine_cluster *c = d->cluster;
 
     pthread_mutex_lock(&c->mu);
-    if (c->n_want == c->cap_want) {
-        c->cap_want = c->cap_want ? 2 * c->cap_want : 16;
-        c->want = xrealloc(c->want, c->cap_want * sizeof(*c->want));
-    }
-    snprintf(c->want[c->n_want++], ID_MAX, "%s", run_id);
+    ids_add(&c->want, run_id);
+    pthread_mutex_unlock(&c->mu);
+    poke(c);
+}
+
+void engine_cluster_give(struct durable *d, const char *run_id)
+{
+    struct engine_cluster *c = d->cluster;
+
+    pthread_mutex_lock(&c->mu);
+    ids_add(&c->give, run_id);
     pthread_mutex_unlock(&c->mu);
     poke(c);
 }
@@ -217,27 +250,40 @@ static void claim_one(struct engine_cluster *c, const char *run_id)
     if (c->ops->claim_run(c->d->store, run_id, &owned, &err) != DURABLE_OK) {
         if (!c->db_down)
             log_warn("cluster: could not claim run %s: %s", run_id, err.msg);
-        if (c->n_retry == c->cap_retry) {
-            c->cap_retry = c->cap_retry ? 2 * c->cap_retry : 16;
-            c->retry = xrealloc(c->retry, c->cap_retry * sizeof(*c->retry));
-        }
-        snprintf(c->retry[c->n_retry++], ID_MAX, "%s", run_id);
+        ids_add(&c->retry, run_id);
     } else if (owned) {
         engine_sched_cluster(c->d, SCHED_WAKE, run_id);
     }
 }
 
-/* The claims that failed, again (after a renewal: the database answers). */
+/* A run this process cannot execute (a code-first workflow it did not
+ * register) is released for a node that can (the release NOTIFYs the
+ * nodes, whose claims take only runs they can execute). A release the
+ * database failed is tried again after the next renewal. */
+static void give_one(struct engine_cluster *c, const char *run_id)
+{
+    durable_error err = { 0 };
+
+    if (c->ops->release(c->d->store, run_id, &err) != DURABLE_OK) {
+        if (!c->db_down)
+            log_warn("cluster: could not release run %s: %s", run_id, err.msg);
+        ids_add(&c->give_retry, run_id);
+    }
+}
+
+/* The claims and releases that failed, again (after a renewal: the
+ * database answers). After a fence nothing is left to do: joining again
+ * released every run of the node. */
 static void claim_retries(struct engine_cluster *c)
 {
-    char(*ids)[ID_MAX] = c->retry;
-    size_t n = c->n_retry;
+    struct id_list claims = ids_take(&c->retry), gives = ids_take(&c->give_retry);
 
-    c->retry = NULL;
-    c->n_retry = c->cap_retry = 0;
-    for (size_t i = 0; i < n && !c->fenced; i++)
-        claim_one(c, ids[i]);
-    free(ids);
+    for (size_t i = 0; i < claims.n && !c->fenced; i++)
+        claim_one(c, claims.ids[i]);
+    for (size_t i = 0; i < gives.n && !c->fenced; i++)
+        give_one(c, gives.ids[i]);
+    free(claims.ids);
+    free(gives.ids);
 }
 
 static void on_wake(enum store_wake w, const char *run_id, void *ud)
@@ -270,7 +316,9 @@ static void fence(struct engine_cluster *c, const char *why)
     log_warn("node %s fences itself (%s): it forgets its runs and joins again", c->lease.node_id,
              why);
     c->fenced = true;
-    c->n_retry = 0; /* joining again releases them: they are claimed as any */
+    /* joining again releases them: they are claimed as any */
+    c->retry.n = 0;
+    c->give_retry.n = 0;
     engine_sched_cluster(c->d, SCHED_FENCE, NULL);
 }
 
@@ -384,23 +432,23 @@ void engine_cluster_publish(struct durable *d, const struct store_events *ev)
 /* Takes the scheduler's requests; false when the thread must stop. */
 static bool take_wanted(struct engine_cluster *c)
 {
-    char(*want)[ID_MAX];
-    size_t n;
+    struct id_list want, give;
     uint64_t v;
     bool stop;
 
     if (read(c->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
         warn_errno("reading the eventfd");
     pthread_mutex_lock(&c->mu);
-    want = c->want;
-    n = c->n_want;
+    want = ids_take(&c->want);
+    give = ids_take(&c->give);
     stop = c->stop;
-    c->want = NULL;
-    c->n_want = c->cap_want = 0;
     pthread_mutex_unlock(&c->mu);
-    for (size_t i = 0; i < n && !stop && !c->fenced; i++)
-        claim_one(c, want[i]);
-    free(want);
+    for (size_t i = 0; i < want.n && !stop && !c->fenced; i++)
+        claim_one(c, want.ids[i]);
+    for (size_t i = 0; i < give.n && !stop && !c->fenced; i++)
+        give_one(c, give.ids[i]);
+    free(want.ids);
+    free(give.ids);
     return !stop;
 }
 
@@ -497,8 +545,10 @@ void engine_cluster_close(struct durable *d)
         close(c->efd);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->pub_mu);
-    free(c->want);
-    free(c->retry);
+    free(c->want.ids);
+    free(c->give.ids);
+    free(c->retry.ids);
+    free(c->give_retry.ids);
     free(c);
     d->cluster = NULL;
 }

@@ -10,7 +10,8 @@
  * it: whenever it would adopt one (created, recovered, resumed by key,
  * retried) it hands the run to engine_code_adopt, which queues an
  * invocation if this process registered that name and version (else the
- * run waits, unfinished, for a process that does). An invocation reads the
+ * run waits, unfinished, for a process that does; on a cluster it is
+ * released for a node that did to claim). An invocation reads the
  * run's document once (its steps in call order), then calls the function
  * from the top: a step recorded as completed returns its output, one not
  * recorded yet commits its START (inserting its row, without waiting),
@@ -352,10 +353,16 @@ void engine_code_adopt(struct durable *d, const char *run_id, const struct plan 
     if (fn && !c->is_stopping)
         job_queue(c, run_id, fn);
     pthread_mutex_unlock(&c->mu);
-    if (!fn) {
-        log_info("run %s waits for a process registering %s@%d", run_id, plan->name,
-                 plan->code_version);
+    if (fn)
+        return;
+    if (d->cluster) {
+        /* Not here: released, a node that registered it claims it. */
+        log_info("run %s goes to a node registering %s@%d", run_id, plan->name, plan->code_version);
+        engine_cluster_give(d, run_id);
+        return;
     }
+    log_info("run %s waits for a process registering %s@%d", run_id, plan->name,
+             plan->code_version);
 }
 
 /* ---- one execution ---- */

@@ -412,13 +412,16 @@ bool engine_run_locked_elsewhere(struct durable *d, const char *run_id);
  * node's runs (after the writer has committed its last batch), and frees.
  * engine_cluster_want (scheduler thread) asks the thread to claim a run
  * (a resume, a retry, a decision on a run not in memory): the scheduler
- * adopts it only if this node owns it (SCHED_WAKE). */
+ * adopts it only if this node owns it (SCHED_WAKE). engine_cluster_give
+ * (any thread) asks it to release a run this process cannot execute (a
+ * code-first one it did not register), for a node that can to claim. */
 durable_code engine_cluster_open(struct durable *d, const durable_options *opts,
                                  durable_error *err);
 void engine_cluster_start(struct durable *d);
 void engine_cluster_stop(struct durable *d);
 void engine_cluster_close(struct durable *d);
 void engine_cluster_want(struct durable *d, const char *run_id);
+void engine_cluster_give(struct durable *d, const char *run_id);
 /* The writer's events of a commit (writer thread): handed to the
  * subscribers at once when they follow the last handed over, else by the
  * cluster thread's read; durable_run_wait callers are woken either way. */

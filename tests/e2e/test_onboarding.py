@@ -194,6 +194,38 @@ class ClusterTest(unittest.TestCase):
         self.assertIn("send_welcome: ran", out.stdout)
         self.assertEqual(effects(self.eff).count(effects(self.eff)[0]), 1)
 
+    def test_run_started_through_the_server_goes_to_the_program(self):
+        """A run of the demo's workflow started over HTTP through the server
+        (which has no code for it) is released at once, not kept; the demo,
+        started with the run's idempotency key, claims it and completes it,
+        each step's effect once."""
+        out = self.run_demo("--employee", "first")  # registers onboarding@1
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        srv = su.Server(self.tmp.name, db=self.url, args=["--node", "srv", "--lease", "2s"])
+        srv.start()
+        self.addCleanup(srv.stop)
+        r = srv.post("/workflows/onboarding/runs",
+                     json_body={"input": {"employee": "e-7"}, "idempotency_key": "e-7"})
+        self.assertEqual(r.status, 202, r)
+        run_id = r.json()["id"]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            owners = su.psql_rows(self.url, "SELECT coalesce(owner_node, '-') FROM runs"
+                                            " WHERE id = '%s'" % run_id)
+            if owners == [["-"]]:
+                break
+            time.sleep(0.2)
+        self.assertEqual(owners, [["-"]], "the server kept a run it cannot execute")
+        out = self.run_demo("--employee", "e-7")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("run %s completed" % run_id, out.stdout)
+        for s in STEPS:
+            self.assertIn("%s: ran\n" % s, out.stdout)
+        self.assertEqual(srv.get("/runs/" + run_id).json()["status"], "completed")
+        mine = [k for k in effects(self.eff) if run_id in k]
+        self.assertEqual(len(mine), len(STEPS), mine)
+        self.assertEqual(len(set(mine)), len(STEPS), mine)
+
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
@@ -202,4 +234,5 @@ if __name__ == "__main__":
     ap.add_argument("--pg", action="store_true",
                     help="also the cluster test, on DURABLE_TEST_PG (tests/pg_server.py)")
     ARGS, rest = ap.parse_known_args()
+    su.DURABLE = os.path.abspath(ARGS.durable)
     unittest.main(argv=[sys.argv[0]] + rest)
