@@ -5,7 +5,8 @@
  * again, finds its child by idempotency key and links it again. A parent
  * that finishes cancels its unfinished children. A code-first child is not
  * the scheduler's: its parent's step waits for the commit of its end
- * (engine_code_child_wait, code_child.c), told by a MSG_CHILD_ENDED.
+ * (engine_code_child_wait, code_child.c), told by a MSG_CHILD_ENDED; a
+ * parent that ends first has it cancelled there.
  *
  * Scheduler thread only.
  */

@@ -8,9 +8,10 @@
  * child: nothing but the key needs recording. The step waits (status
  * "waiting", its step_waiting event names the child) and the parent's
  * execution unwinds (DURABLE_ESUSPENDED). A subscription to committed
- * events wakes the parent when a child it waits for finishes; the parent
- * registers its wait before it reads the child's status, so a child that
- * finishes in between wakes it too. The waits are memory only: after a
+ * events wakes the parent when a child it waits for finishes (and cancels
+ * the child when the parent ends first); the parent registers its wait
+ * before it reads the child's status, so a child that finishes in between
+ * wakes it too. The waits are memory only: after a
  * restart the parent's re-execution reaches the step again and reads the
  * child's status from the store.
  *
@@ -71,11 +72,25 @@ static bool is_run_end(const char *type)
            strcmp(type, "run_cancelled") == 0;
 }
 
-/* A committed event: a run that ended wakes the parents waiting for it. */
+/* Cancels the child of a parent that ended while waiting for it (a
+ * caller's cancel, as `POST /runs/{id}/cancel`; one that has ended since
+ * is left as it is). */
+static void cancel_child(struct durable *d, const char *child_id)
+{
+    struct commit_item *ci = commit_item_new(TR_RUN_FINISH, child_id);
+
+    ci->t.run_status = RUN_CANCELLED;
+    ci->notify_sched = true;
+    (void)engine_commit_submit(d, ci); /* stopping: the child is cancelled by nobody */
+}
+
+/* A committed event: a run that ended wakes the parents waiting for it,
+ * and cancels the children it was waiting for (its step no longer
+ * waits: the parent was cancelled, failed or timed out). */
 static void on_event(const durable_event *ev, void *ud)
 {
     struct code_children *ch = ud;
-    struct child_wait woken[8];
+    struct child_wait found[8];
     size_t n = 0, i = 0;
     bool more = true;
 
@@ -83,9 +98,10 @@ static void on_event(const durable_event *ev, void *ud)
         return;
     while (more) {
         pthread_mutex_lock(&ch->mu);
-        for (n = 0; i < ch->n_waits && n < DUR_ARRAY_LEN(woken);) {
-            if (strcmp(ch->waits[i].child_id, ev->run_id) == 0) {
-                woken[n++] = ch->waits[i];
+        for (n = 0; i < ch->n_waits && n < DUR_ARRAY_LEN(found);) {
+            if (strcmp(ch->waits[i].child_id, ev->run_id) == 0 ||
+                strcmp(ch->waits[i].parent_id, ev->run_id) == 0) {
+                found[n++] = ch->waits[i];
                 ch->waits[i] = ch->waits[--ch->n_waits];
             } else {
                 i++;
@@ -94,10 +110,12 @@ static void on_event(const durable_event *ev, void *ud)
         more = i < ch->n_waits;
         pthread_mutex_unlock(&ch->mu);
         for (size_t k = 0; k < n; k++) {
-            if (woken[k].is_sched)
-                engine_sched_child_ended(ch->d, &woken[k].tag, woken[k].child_id);
+            if (strcmp(found[k].parent_id, ev->run_id) == 0)
+                cancel_child(ch->d, found[k].child_id);
+            else if (found[k].is_sched)
+                engine_sched_child_ended(ch->d, &found[k].tag, found[k].child_id);
             else
-                code_wake(ch->d, woken[k].parent_id, woken[k].fn);
+                code_wake(ch->d, found[k].parent_id, found[k].fn);
         }
     }
 }

@@ -1000,6 +1000,83 @@ static void test_json_parent_code_child(void **state)
     durable_free(run);
 }
 
+/* The id of the one run of workflow `name` (durable_free it). */
+static char *only_run_of(durable *d, const char *name)
+{
+    durable_run_filter rf = { .workflow_id = name };
+    durable_error err = { 0 };
+    char *list = NULL, *id;
+    json_t *runs;
+
+    assert_int_equal(durable_runs_list(d, &rf, &list, NULL, &err), DURABLE_OK);
+    runs = json_loads(list, 0, NULL);
+    durable_free(list);
+    assert_int_equal(json_array_size(runs), 1);
+    id = strdup(json_string_value(json_object_get(json_array_get(runs, 0), "id")));
+    json_decref(runs);
+    return id;
+}
+
+/* Cancels run once its code-first child `kid` has run its step and is left
+ * unfinished; the child is then cancelled too. */
+static void cancel_waiting_parent(durable *d, const char *run)
+{
+    durable_error err = { 0 };
+    const char *status = NULL;
+    char *kid_run;
+    json_t *doc;
+
+    for (int tries = 0; tries < 600 && atomic_load(&calls_kid) < 1; tries++) {
+        assert_int_equal(durable_run_wait(d, run, 10, &status, &err), DURABLE_ETIMEOUT);
+        err = (durable_error){ 0 };
+    }
+    kid_run = only_run_of(d, "kid");
+    doc = get_run(d, kid_run);
+    assert_string_equal(json_string_value(json_object_get(doc, "status")), "running");
+    json_decref(doc);
+    assert_int_equal(durable_run_cancel(d, run, &err), DURABLE_OK);
+    assert_string_equal(wait_run(d, run), "cancelled");
+    assert_string_equal(wait_run(d, kid_run), "cancelled");
+    assert_int_equal(atomic_load(&calls_kid), 1);
+    durable_free(kid_run);
+}
+
+/* A JSON parent cancelled while its `workflow` step waits for a code-first
+ * child cancels the child. */
+static void test_cancelled_json_parent_cancels_code_child(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    char *run;
+
+    reset();
+    atomic_store(&kid_stop, 1); /* the kid's invocation ends, its run unfinished */
+    assert_int_equal(durable_workflow_fn_register(f->d, "kid", 1, kid, NULL, &err), DURABLE_OK);
+    free(reg(f->d, "{\"name\":\"jparent\",\"steps\":[{\"id\":\"c\",\"type\":\"workflow\","
+                   "\"config\":{\"workflow\":\"kid\",\"input\":{\"x\":1}}}]}"));
+    run = start(f->d, "jparent", NULL, "jp-3");
+    cancel_waiting_parent(f->d, run);
+    durable_free(run);
+}
+
+/* A code-first parent cancelled while durable_child waits cancels the
+ * child. */
+static void test_cancelled_code_parent_cancels_child(void **state)
+{
+    struct fixture *f = *state;
+    durable_error err = { 0 };
+    char *run;
+
+    reset();
+    atomic_store(&kid_stop, 1);
+    assert_int_equal(durable_workflow_fn_register(f->d, "kid", 1, kid, NULL, &err), DURABLE_OK);
+    assert_int_equal(durable_workflow_fn_register(f->d, "parent", 1, parent, NULL, &err),
+                     DURABLE_OK);
+    run = code_start(f->d, "parent", "p3");
+    cancel_waiting_parent(f->d, run);
+    durable_free(run);
+}
+
 /* The same across a restart while the child is unfinished: the parent's
  * step finds the child by its key and waits for it again. */
 static void test_json_parent_code_child_restart(void **state)
@@ -1051,6 +1128,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_child_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_parent_code_child, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_parent_code_child_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancelled_json_parent_cancels_code_child, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cancelled_code_parent_cancels_child, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
