@@ -301,6 +301,10 @@ static void on_wake(enum store_wake w, const char *run_id, void *ud)
         c->events = true;
         return;
     }
+    if (w == STORE_WAKE_FLOW) {
+        engine_sched_cluster(c->d, SCHED_FLOW, NULL);
+        return;
+    }
     if (!c->claims)
         return;
     if (w == STORE_WAKE_RUN && run_id && !c->fenced)

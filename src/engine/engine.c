@@ -1053,6 +1053,10 @@ static void on_committed(struct sched *s, struct commit_item *ci)
         return;
     if (!r || ci->run_gen != r->gen)
         return; /* not in memory, or from an earlier incarnation */
+    if (ci->t.kind == TR_RUN_ADMIT && ci->applied != APPLIED_NONE) {
+        flow_on_admitted(s, r, &ci->result);
+        return;
+    }
     if (ci->t.kind == TR_RUN_FINISH) {
         if (ci->applied != APPLIED_NONE)
             sched_on_run_finished(s, r, &ci->t);

@@ -351,7 +351,8 @@ enum sched_cluster_msg {
     SCHED_WAKE,
     SCHED_FENCE,
     SCHED_CLAIMS_BEGIN,
-    SCHED_CLAIMS_END
+    SCHED_CLAIMS_END,
+    SCHED_FLOW /* a run that held a place of a concurrency group ended */
 };
 void engine_sched_cluster(struct durable *d, enum sched_cluster_msg what, const char *run_id);
 

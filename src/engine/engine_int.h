@@ -91,6 +91,10 @@ struct run_state {
      * workflow has none; flow_held: waiting for a place, no step starts */
     struct flow_group *flow;
     bool flow_held;
+    /* on a cluster, a held run whose TR_RUN_ADMIT is under way (it counts
+     * in its group meanwhile), asked after flow_wakes wake-ups */
+    bool flow_admitting;
+    uint64_t flow_wakes;
     struct run_state *hnext;
 };
 
@@ -272,7 +276,13 @@ void flow_rate_due(struct sched *s, struct run_state *r, size_t i);
 /* A pass of claims begins (true) or ends: no run is admitted meanwhile. */
 void flow_claims(struct sched *s, bool begin);
 /* Admits held runs where their group has room; between batches of the
- * scheduler's messages, never during recovery. */
+ * scheduler's messages, never during recovery. On a cluster a run is
+ * admitted by its TR_RUN_ADMIT (the store counts every node's runs):
+ * flow_on_admitted takes its answer. */
 void flow_pump(struct sched *s);
+void flow_on_admitted(struct sched *s, struct run_state *r, const struct transition_result *res);
+/* On a cluster: a run of some group ended on some node (SCHED_FLOW): the
+ * held runs are asked for again. */
+void flow_wake(struct sched *s);
 
 #endif

@@ -17,8 +17,15 @@
  * runs were released) is bracketed the same way: SCHED_CLAIMS_BEGIN/_END,
  * nothing admitted in between, whatever order the claimed runs come in.
  *
- * Scope: one process. On PostgreSQL each node counts the runs it executes
- * (README, "Concurrency limits").
+ * On a cluster (PostgreSQL, several nodes) the count is the store's: a
+ * held run that has room in its group here is asked for with a
+ * TR_RUN_ADMIT (counted in the group meanwhile), which takes a place in
+ * the store unless `limit` runs of the group hold one on any node
+ * (write.c's flow_admit: the group's admissions serialized by an advisory
+ * lock until COMMIT; a run holds its place until it ends). Refused, it is
+ * held again until a run of some group ends on some node (a NOTIFY at its
+ * finish: SCHED_FLOW, flow_wake), or at once when one ended while it was
+ * asked for (the wake-ups are counted).
  *
  * Why a run is held is visible to the API: the scheduler writes each held
  * run's `waiting` member into a table under flow->mu (a leaf), which the
@@ -47,10 +54,11 @@ struct flow_wait {
 };
 
 struct flow_group {
-    char *name;    /* workflow name, '\n', key: the table's key */
-    char *key;     /* the key's text, or NULL: the whole workflow */
-    int limit;     /* from the plan of the run last adopted */
-    size_t in_use; /* admitted runs in memory */
+    char *name;      /* workflow name, '\n', key: the table's key */
+    char *key;       /* the key's text, or NULL: the whole workflow */
+    int limit;       /* from the plan of the run last adopted */
+    size_t in_use;   /* admitted runs in memory (and those being asked for) */
+    int64_t counted; /* on a cluster: the places taken on every node, at the last answer */
     struct flow_wait *held;
     size_t n_held;
     size_t cap_held;
@@ -72,6 +80,7 @@ struct flow {
     uint64_t next_seq;
     struct flow_rate **rates; /* FLOW_BUCKETS, made when first needed */
     int claiming;             /* passes of claims under way (cluster.c): admit nothing */
+    uint64_t wakes;           /* flow_wake calls so far */
     struct flow_group **buckets;
     size_t n_buckets; /* a power of two */
     struct flow_group **dirty;
@@ -165,17 +174,19 @@ static void note_set(struct flow *f, const char *run_id, const struct flow_group
 {
     json_t *w = json_object();
     char msg[FLOW_KEY_MAX + 128];
+    int64_t in_use = (int64_t)g->in_use > g->counted ? (int64_t)g->in_use : g->counted;
     char *text;
 
     if (g->key)
-        snprintf(msg, sizeof(msg), "waiting for concurrency key %s, %zu of %d in use", g->key,
-                 g->in_use, g->limit);
+        snprintf(msg, sizeof(msg), "waiting for concurrency key %s, %lld of %d in use", g->key,
+                 (long long)in_use, g->limit);
     else
-        snprintf(msg, sizeof(msg), "waiting for the workflow's concurrency limit, %zu of %d in use",
-                 g->in_use, g->limit);
+        snprintf(msg, sizeof(msg),
+                 "waiting for the workflow's concurrency limit, %lld of %d in use",
+                 (long long)in_use, g->limit);
     json_object_set_new(w, "reason", json_string("concurrency"));
     json_object_set_new(w, "key", g->key ? json_string(g->key) : json_null());
-    json_object_set_new(w, "in_use", json_integer((json_int_t)g->in_use));
+    json_object_set_new(w, "in_use", json_integer((json_int_t)in_use));
     json_object_set_new(w, "limit", json_integer(g->limit));
     json_object_set_new(w, "message", json_string(msg));
     text = json_dumps(w, JSON_COMPACT);
@@ -299,6 +310,16 @@ static void rate_note_clear(struct flow *f, const struct run_state *r, size_t i)
     note_clear(f, key);
 }
 
+static void held_remove(struct flow_group *g, const struct run_state *r)
+{
+    for (size_t k = 0; k < g->n_held; k++) {
+        if (strcmp(g->held[k].id, r->id) == 0) {
+            g->held[k] = g->held[--g->n_held];
+            return;
+        }
+    }
+}
+
 void flow_on_drop(struct sched *s, struct run_state *r)
 {
     struct flow_group *g = r->flow;
@@ -310,18 +331,14 @@ void flow_on_drop(struct sched *s, struct run_state *r)
     if (!g)
         return;
     if (r->flow_held) {
-        for (size_t k = 0; k < g->n_held; k++) {
-            if (strcmp(g->held[k].id, r->id) == 0) {
-                g->held[k] = g->held[--g->n_held];
-                break;
-            }
-        }
+        held_remove(g, r);
         note_clear(s->flow, r->id);
-    } else if (g->in_use > 0) {
-        g->in_use--;
     }
+    if ((!r->flow_held || r->flow_admitting) && g->in_use > 0)
+        g->in_use--;
     r->flow = NULL;
     r->flow_held = false;
+    r->flow_admitting = false;
     mark_dirty(s->flow, g);
 }
 
@@ -343,7 +360,7 @@ static long next_held(struct sched *s, const struct flow_group *g)
     for (size_t k = 0; k < g->n_held; k++) {
         const struct flow_wait *w = &g->held[k], *b;
         struct run_state *r = sched_run_find(s, w->id);
-        if (!r || r->paused)
+        if (!r || r->paused || r->flow_admitting)
             continue;
         if (best < 0) {
             best = (long)k;
@@ -485,6 +502,53 @@ void flow_claims(struct sched *s, bool begin)
         f->claiming--;
 }
 
+/* On a cluster: asks the store for a place for held run r of group g
+ * (it stays held, counted in g, until the answer). */
+static void ask_admit(struct sched *s, struct flow_group *g, struct run_state *r)
+{
+    struct commit_item *ci = commit_item_new(TR_RUN_ADMIT, r->id);
+
+    ci->run_gen = r->gen;
+    ci->t.flow_key = commit_item_str(ci, g->name);
+    ci->t.flow_limit = g->limit;
+    r->flow_admitting = true;
+    r->flow_wakes = s->flow->wakes;
+    sched_submit(s, ci);
+}
+
+void flow_on_admitted(struct sched *s, struct run_state *r, const struct transition_result *res)
+{
+    struct flow *f = s->flow;
+    struct flow_group *g = r->flow;
+
+    if (!g || !r->flow_admitting)
+        return;
+    r->flow_admitting = false;
+    g->counted = res->in_use + (res->admitted ? 1 : 0);
+    if (res->admitted) {
+        held_remove(g, r);
+        admit(s, r);
+        return;
+    }
+    g->in_use--;
+    note_set(f, r->id, g);
+    if (f->wakes != r->flow_wakes)
+        mark_dirty(f, g); /* a place was freed while it was asked for */
+}
+
+void flow_wake(struct sched *s)
+{
+    struct flow *f = s->flow;
+
+    f->wakes++;
+    for (size_t i = 0; i < f->n_buckets; i++) {
+        for (struct flow_group *g = f->buckets[i]; g; g = g->hnext) {
+            if (g->n_held > 0)
+                mark_dirty(f, g);
+        }
+    }
+}
+
 void flow_pump(struct sched *s)
 {
     struct flow *f = s->flow;
@@ -503,8 +567,12 @@ void flow_pump(struct sched *s)
         g->dirty = false;
         while (g->in_use < (size_t)g->limit && (k = next_held(s, g)) >= 0) {
             struct run_state *r = sched_run_find(s, g->held[k].id);
-            g->held[k] = g->held[--g->n_held];
             g->in_use++;
+            if (s->d->cluster) {
+                ask_admit(s, g, r);
+                continue;
+            }
+            g->held[k] = g->held[--g->n_held];
             admit(s, r);
         }
         for (size_t j = 0; j < g->n_held; j++)

@@ -395,6 +395,10 @@ void sched_on_cluster(struct sched *s, enum sched_cluster_msg what, const char *
         flow_claims(s, what == SCHED_CLAIMS_BEGIN);
         return;
     }
+    if (what == SCHED_FLOW) {
+        flow_wake(s);
+        return;
+    }
     if (what == SCHED_CLAIMED && sched_run_find(s, run_id))
         return;
     memset(&rec, 0, sizeof(rec));

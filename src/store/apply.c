@@ -1140,6 +1140,23 @@ static durable_code check_run_id(const struct transition *t, durable_error *err)
     return DURABLE_OK;
 }
 
+/* The run takes a place of its concurrency group where several nodes
+ * count them in the store; in one process the engine counts (admitted). */
+static durable_code apply_run_admit(struct apply *a, const struct transition *t,
+                                    struct transition_result *res, durable_error *err)
+{
+    durable_code rc = require(t->flow_key, "a concurrency group", err);
+
+    if (rc == DURABLE_OK)
+        rc = guard_run(a, t->run_id, false, err);
+    if (rc != DURABLE_OK)
+        return rc;
+    res->admitted = true;
+    if (!a->rows->flow_admit)
+        return DURABLE_OK;
+    return a->rows->flow_admit(a->s, t, res, err);
+}
+
 static durable_code apply_kind(struct apply *a, const struct transition *t,
                                struct transition_result *res, durable_error *err)
 {
@@ -1182,6 +1199,8 @@ static durable_code apply_kind(struct apply *a, const struct transition *t,
         return apply_schedule_tick(a, t, err);
     case TR_MAP_ITEM:
         return apply_map_item(a, t, err);
+    case TR_RUN_ADMIT:
+        return apply_run_admit(a, t, res, err);
     default:
         return err_set(err, DURABLE_EINVAL, "unknown transition kind %d", (int)t->kind);
     }

@@ -318,6 +318,14 @@ struct store_rows_ops {
     /* Tells the owner of the run, at COMMIT, that a caller changed it (a
      * decision, a cancel, a retry): NULL for a backend of one node. */
     durable_code (*run_notify)(struct store *s, const char *run_id, durable_error *err);
+    /* TR_RUN_ADMIT: run t->run_id takes a place in group t->flow_key
+     * unless t->flow_limit runs of the group hold one already (unfinished
+     * runs admitted before, this one not counted; admissions of a group
+     * are serialized across nodes until COMMIT): out->admitted, and
+     * out->in_use that count. NULL for a backend of one process
+     * (engine/flow.c counts). */
+    durable_code (*flow_admit)(struct store *s, const struct transition *t,
+                               struct transition_result *out, durable_error *err);
 
     /* ---- deletion (TR_RUNS_DELETE, TR_WORKFLOW_DELETE) ---- */
 

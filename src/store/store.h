@@ -150,6 +150,12 @@ enum transition_kind {
     TR_MAP_ITEM,         /* an item of a running map step settled (or failed an attempt):
                             the step's progress (output_json) written, the event map_event
                             appended with map_event_json; the step stays running */
+    TR_RUN_ADMIT,        /* an unfinished run takes a place of its concurrency group
+                            (flow_key, flow_limit) on a backend shared by several nodes
+                            (store_rows_ops flow_admit): result.admitted, and
+                            result.in_use, the group's runs that hold one (this run
+                            not counted). No event. Without flow_admit (one process:
+                            engine/flow.c counts in memory) it is admitted */
 };
 
 /* Which finished runs TR_RUNS_DELETE deletes (every condition given must
@@ -287,9 +293,11 @@ struct transition {
     const char *restarted_step;
     const struct transition_step_copy *copies; /* with restarted_from: the steps kept */
     size_t n_copies;
-    int64_t deadline_ms; /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
-                            (a retried run's time limit starts again) */
-    int64_t priority;    /* TR_RUN_CREATE: stored with the run (higher first, engine/flow.c) */
+    int64_t deadline_ms;  /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
+                             (a retried run's time limit starts again) */
+    int64_t priority;     /* TR_RUN_CREATE: stored with the run (higher first, engine/flow.c) */
+    const char *flow_key; /* TR_RUN_ADMIT: the group (workflow name, '\n', key) */
+    int flow_limit;       /* TR_RUN_ADMIT: its limit */
     const struct transition_step_init *steps;
     size_t n_steps;
     /* TR_STEP_COMPLETE: the output as valid JSON text, stored as given (the
@@ -390,6 +398,8 @@ struct transition_result {
     bool signal_taken;
     char *signal_payload;
     int64_t deleted; /* RUNS_DELETE: how many runs it deleted (dry run: would) */
+    bool admitted;   /* RUN_ADMIT */
+    int64_t in_use;  /* RUN_ADMIT */
 };
 
 durable_code store_tx_begin(struct store *s, durable_error *err);
@@ -742,6 +752,7 @@ enum store_wake {
     STORE_WAKE_CLAIM,   /* runs may be waiting for an owner */
     STORE_WAKE_EVENTS,  /* events were committed (by any node): read events_since;
                            run_id: the last global id committed, as text (NULL: unknown) */
+    STORE_WAKE_FLOW,    /* a run that held a place of a concurrency group ended */
 };
 struct store_cluster_ops {
     void (*set_node)(struct store *s, const char *node_id, int64_t lease_ms);

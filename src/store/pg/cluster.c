@@ -163,6 +163,8 @@ static durable_code cl_session(struct pg_store *s, durable_error *err)
         rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_RUN, 0, NULL, err);
     if (rc == DURABLE_OK)
         rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_EVENTS, 0, NULL, err);
+    if (rc == DURABLE_OK)
+        rc = pg_run(c, "listen for wake-ups", "LISTEN " PG_CHANNEL_FLOW, 0, NULL, err);
     return rc;
 }
 
@@ -395,6 +397,7 @@ static durable_code pg_wake_drain(struct store *base,
         if (rc == DURABLE_OK) {
             fn(STORE_WAKE_CLAIM, NULL, ud);
             fn(STORE_WAKE_EVENTS, NULL, ud);
+            fn(STORE_WAKE_FLOW, NULL, ud);
         }
         return rc;
     }
@@ -403,6 +406,8 @@ static durable_code pg_wake_drain(struct store *base,
             fn(STORE_WAKE_RUN, n->extra, ud);
         else if (strcmp(n->relname, PG_CHANNEL_EVENTS) == 0)
             fn(STORE_WAKE_EVENTS, n->extra, ud); /* the commit's last gid */
+        else if (strcmp(n->relname, PG_CHANNEL_FLOW) == 0)
+            fn(STORE_WAKE_FLOW, NULL, ud);
         else
             fn(STORE_WAKE_CLAIM, NULL, ud);
         PQfreemem(n);

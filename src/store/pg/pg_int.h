@@ -44,9 +44,13 @@
 
 /* The channels of wake-ups (NOTIFY payloads: "" on durable_work, a run id on
  * durable_run, the last gid of a commit on durable_events). */
-#define PG_CHANNEL_WORK   "durable_work"
-#define PG_CHANNEL_RUN    "durable_run"
-#define PG_CHANNEL_EVENTS "durable_events"
+#define PG_CHANNEL_WORK    "durable_work"
+#define PG_CHANNEL_RUN     "durable_run"
+#define PG_CHANNEL_EVENTS  "durable_events"
+#define PG_CHANNEL_FLOW    "durable_flow"
+/* The first key of a concurrency group's advisory lock ("dflw"; the
+ * second is the hash of the group's name). */
+#define PG_FLOW_LOCK_CLASS "1684433015"
 
 /* The writer's prepared statements (write.c). */
 enum pg_wstmt_id {
@@ -108,6 +112,8 @@ enum pg_wstmt_id {
     PG_W_SCHED_PAUSE,
     PG_W_SCHED_DELETE,
     PG_W_SCHED_FIRE,
+    PG_W_FLOW_LOCK,
+    PG_W_FLOW_ADMIT,
     PG_W_COUNT
 };
 

@@ -170,6 +170,11 @@ static const char *const migrations[] = {
     "ALTER TABLE steps DROP CONSTRAINT steps_run_id_fkey;"
     "DROP INDEX steps_status;"
     "ALTER TABLE steps SET (fillfactor = 80);",
+    /* 12: concurrency limits over every node (engine/flow.c, write.c's
+     * flow_admit): an admitted run carries its group until it ends. */
+    "ALTER TABLE runs ADD flow_key text;"
+    "CREATE INDEX runs_flow ON runs (flow_key) WHERE flow_key IS NOT NULL"
+    "  AND status <> 'completed' AND status <> 'failed' AND status <> 'cancelled';",
 };
 
 int pg_schema_version(void)

@@ -197,8 +197,12 @@ static const struct pg_wstmt {
     [PG_W_RUN_RECOMPUTE] = { "UPDATE runs SET status = " RUN_STATUS_FROM_STEPS
                              " WHERE id = $1 AND " ACTIVE " AND status <> " RUN_STATUS_FROM_STEPS,
                              "update a run's status" },
-    [PG_W_RUN_FINISH] = { "UPDATE runs SET status = $2, output = $3, error_message = $4,"
-                          " completed_at = $5::bigint WHERE id = $1",
+    /* A run that held a place of its concurrency group frees it: the
+     * nodes holding runs of a group are told at COMMIT. */
+    [PG_W_RUN_FINISH] = { "WITH u AS (UPDATE runs SET status = $2, output = $3, error_message = $4,"
+                          " completed_at = $5::bigint WHERE id = $1 RETURNING flow_key)"
+                          " SELECT pg_notify('" PG_CHANNEL_FLOW "', '') FROM u"
+                          " WHERE flow_key IS NOT NULL",
                           "finish a run" },
     [PG_W_STEPS_CANCEL] = { "UPDATE steps SET status = 'cancelled', completed_at = $2::bigint,"
                             " wake_at = NULL WHERE run_id = $1 AND status <> 'completed'"
@@ -278,6 +282,20 @@ static const struct pg_wstmt {
     [PG_W_COUNTER_SET] = { "WITH u AS (UPDATE event_counter SET gid = $1::bigint RETURNING gid)"
                            " SELECT pg_notify('" PG_CHANNEL_EVENTS "', gid::text) FROM u",
                            "number the events" },
+    /* A concurrency group's admissions, one at a time over every node
+     * until COMMIT (its own statement: the count after it must see the
+     * admissions committed while it waited). */
+    [PG_W_FLOW_LOCK] = { "SELECT pg_advisory_xact_lock(" PG_FLOW_LOCK_CLASS ", hashtext($1))",
+                         "lock a concurrency group" },
+    /* Run $1 takes a place of group $2 unless $3 are taken: the count
+     * (without $1) and whether it did. */
+    [PG_W_FLOW_ADMIT] = { "WITH c AS (SELECT count(*) AS n FROM runs WHERE flow_key = $2"
+                          " AND id <> $1 AND status <> 'completed' AND status <> 'failed'"
+                          " AND status <> 'cancelled'),"
+                          " u AS (UPDATE runs SET flow_key = $2 FROM c WHERE runs.id = $1"
+                          " AND c.n < $3::integer RETURNING 1)"
+                          " SELECT c.n, EXISTS (SELECT 1 FROM u) FROM c",
+                          "admit a run" },
     [PG_W_SAVEPOINT] = { "SAVEPOINT store_action", "open a savepoint" },
     [PG_W_BEGIN] = { "BEGIN", "begin a transaction" },
     [PG_W_COMMIT] = { "COMMIT", "commit" },
@@ -1770,7 +1788,7 @@ static bool guard_key(const struct transition *t, const char **out_step)
 {
     bool is_step = (t->kind >= TR_STEP_START && t->kind <= TR_STEP_SKIP) ||
                    t->kind == TR_STEP_WAIT || t->kind == TR_STEP_DECIDE;
-    bool is_run = t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY;
+    bool is_run = t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY || t->kind == TR_RUN_ADMIT;
 
     *out_step = is_step ? t->step_id : NULL;
     return (is_step || is_run) && t->run_id && strlen(t->run_id) < ID_MAX &&
@@ -2005,6 +2023,26 @@ static durable_code pg_row_signal_waiter(struct store *base, const char *run_id,
     return DURABLE_OK;
 }
 
+static durable_code pg_row_flow_admit(struct store *base, const struct transition *t,
+                                      struct transition_result *out, durable_error *err)
+{
+    struct pg_store *s = pg_of(base);
+    char lim[16];
+    const char *p[3] = { t->run_id, t->flow_key, lim };
+    PGresult *r;
+
+    snprintf(lim, sizeof(lim), "%d", t->flow_limit);
+    if (send(s, PG_W_FLOW_LOCK, 1, &t->flow_key, err) != DURABLE_OK)
+        return DURABLE_EIO;
+    r = wexec(s, PG_W_FLOW_ADMIT, 3, p, err);
+    if (!r)
+        return DURABLE_EIO;
+    out->in_use = pg_cell_int64(r, 0, 0);
+    out->admitted = PQgetvalue(r, 0, 1)[0] == 't';
+    PQclear(r);
+    return DURABLE_OK;
+}
+
 const struct store_rows_ops pg_rows_ops = {
     .run_get = pg_row_run_get,
     .run_by_key = pg_row_run_by_key,
@@ -2034,4 +2072,5 @@ const struct store_rows_ops pg_rows_ops = {
     .signal_next = pg_row_signal_next,
     .signal_take = pg_row_signal_take,
     .signal_waiter = pg_row_signal_waiter,
+    .flow_admit = pg_row_flow_admit,
 };

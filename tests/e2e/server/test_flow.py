@@ -204,6 +204,35 @@ class FlowTest(su.ServerTest):
                 self.assertEqual(Target.order[c], runs[c], told)
                 self.assertEqual(Target.most[c], 1, "two %s runs at once:\n%s" % (c, told))
 
+    def test_limit_over_two_nodes(self):
+        """On PostgreSQL, two nodes on one database: a customer's runs
+        started through either node go one at a time over both (the store
+        counts every node's runs), a run held on one node for a run of the
+        other says so, and every run completes."""
+        if not su.ARGS.pg:
+            self.skipTest("needs --pg: a SQLite database has one process")
+        db = su.default_db(self.tmp)
+        a = self.start_server(name="a", db=db, args=["--node", "a"])
+        b = self.start_server(name="b", db=db, args=["--node", "b"])
+        self.register(a, flow_def(self.url))
+        first = self.start(a, "two-nodes-0")
+        self.wait_run(a, first, statuses=("running",))
+        second = self.start(b, "two-nodes-0")
+        self.held(b, second, "two-nodes-0")
+        customers = ["two-nodes-%d" % i for i in range(3)]
+        runs = [first, second]
+        for i in range(10):
+            runs.append(self.start((a, b)[i % 2], customers[i % 3]))
+        for run_id in runs:
+            done = self.wait_run(a, run_id, timeout=90)
+            self.assertEqual(done["status"], "completed", done)
+        with Target.lock:
+            for c in customers:
+                told = "\n".join("%.3f %s %s %s" % (t, e, r, n) for t, e, cc, r, n in Target.log
+                                 if cc == c)
+                self.assertEqual(Target.most[c], 1, "two %s runs at once:\n%s" % (c, told))
+        self.assertIn(first, Target.order["two-nodes-0"][:1])
+
     def test_priority(self):
         srv = self.start_server()
         self.register(srv, flow_def(self.url))

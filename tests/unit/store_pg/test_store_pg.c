@@ -189,6 +189,8 @@ static const char v3_keys[] =
         "  REFERENCES runs (id);"
         "CREATE INDEX steps_status ON steps (run_id, status);"
         "ALTER TABLE steps RESET (fillfactor);"
+        "DROP INDEX runs_flow;"
+        "ALTER TABLE runs DROP COLUMN flow_key;"
         "UPDATE schema_version SET version = 3;";
 
 /* A database of schema 3 whose key k1 names two runs of workflow shop, one
@@ -482,6 +484,7 @@ struct wakes {
     int claims;
     int runs;
     int events;
+    int flows;
     char run_id[ID_MAX];
 };
 
@@ -493,6 +496,8 @@ static void on_wake(enum store_wake w, const char *run_id, void *ud)
         k->claims++;
     } else if (w == STORE_WAKE_EVENTS) {
         k->events++;
+    } else if (w == STORE_WAKE_FLOW) {
+        k->flows++;
     } else {
         k->runs++;
         snprintf(k->run_id, sizeof(k->run_id), "%s", run_id);
@@ -614,6 +619,99 @@ static durable_code cancel_as(struct store *s, const char *run_id, bool by_owner
     else
         store_tx_rollback(s);
     return rc;
+}
+
+/* TR_RUN_ADMIT of run_id in group key (limit) in a transaction of s's
+ * writer, committed: *out_in_use, the places taken without it; whether it
+ * was admitted. */
+static bool admit(struct store *s, const char *run_id, const char *key, int limit,
+                  int64_t *out_in_use)
+{
+    struct transition t = { .kind = TR_RUN_ADMIT, .run_id = run_id, .at_ms = 5, .by_owner = true };
+    struct transition_result res = { .admitted = false };
+    durable_error err = { 0 };
+
+    t.flow_key = key;
+    t.flow_limit = limit;
+    if (store_tx_begin(s, &err) != DURABLE_OK ||
+        store_apply(s, &t, NULL, &res, &err) != DURABLE_OK ||
+        store_tx_commit(s, &err) != DURABLE_OK)
+        fail_msg("admit %s: %s", run_id, err.msg);
+    *out_in_use = res.in_use;
+    return res.admitted;
+}
+
+struct admit_arg {
+    struct store *s;
+    bool admitted;
+    int64_t in_use;
+};
+
+static void *admit_thread(void *arg)
+{
+    struct admit_arg *a = arg;
+
+    a->admitted = admit(a->s, "r5", "shop\nz", 1, &a->in_use);
+    return NULL;
+}
+
+/* Concurrency groups over the writers of two nodes: a run takes a place
+ * while the group has room (itself not counted), keeps it until it ends
+ * (the end NOTIFYs durable_flow), and two admissions of one group are
+ * serialized: the second waits for the first's COMMIT and counts it. */
+static void test_flow_admit(void **state)
+{
+    struct store_lease la;
+    struct store *a = open_ok(DURABLE_DURABILITY_FULL), *b = open_ok(DURABLE_DURABILITY_FULL);
+    struct store *listener = node("l", 10000, &la);
+    struct transition t = { .kind = TR_RUN_ADMIT, .run_id = "r4", .at_ms = 5, .by_owner = true };
+    struct transition_result res = { .admitted = false };
+    struct admit_arg arg = { .s = b };
+    struct wakes k = { 0 };
+    durable_error err = { 0 };
+    PGconn *c = direct();
+    int64_t in_use = -1;
+    pthread_t th;
+
+    (void)state;
+    insert_runs(c);
+    assert_true(admit(a, "r1", "shop\nk", 1, &in_use));
+    assert_int_equal(in_use, 0);
+    assert_false(admit(b, "r2", "shop\nk", 1, &in_use));
+    assert_int_equal(in_use, 1);
+    assert_true(admit(b, "r3", "shop\nj", 1, &in_use)); /* another key */
+    assert_true(admit(a, "r1", "shop\nk", 1, &in_use)); /* asked again: its own place */
+    assert_int_equal(in_use, 0);
+    assert_true(admit(b, "r2", "shop\nk", 2, &in_use)); /* a limit of 2 */
+    assert_int_equal(in_use, 1);
+    assert_int_equal(cancel_as(a, "r1", false, &err), DURABLE_OK);
+    while (k.flows == 0) {
+        struct pollfd pfd = { .fd = listener->ops->cluster->wake_fd(listener), .events = POLLIN };
+        assert_true(poll(&pfd, 1, 5000) > 0);
+        if (listener->ops->cluster->wake_drain(listener, on_wake, &k, &err) != DURABLE_OK)
+            fail_msg("drain: %s", err.msg);
+    }
+    assert_int_equal(sql_int(c,
+                             "SELECT count(*) FROM runs WHERE flow_key = 'shop' || chr(10) || 'k'"
+                             " AND status <> 'cancelled'"),
+                     1);
+
+    /* a holds the group's lock, uncommitted: b's admission waits for it */
+    t.flow_key = "shop\nz";
+    t.flow_limit = 1;
+    assert_int_equal(store_tx_begin(a, &err), DURABLE_OK);
+    assert_int_equal(store_apply(a, &t, NULL, &res, &err), DURABLE_OK);
+    assert_true(res.admitted);
+    assert_int_equal(pthread_create(&th, NULL, admit_thread, &arg), 0);
+    usleep(300 * 1000);
+    assert_int_equal(store_tx_commit(a, &err), DURABLE_OK);
+    pthread_join(th, NULL);
+    assert_false(arg.admitted);
+    assert_int_equal(arg.in_use, 1);
+    PQfinish(c);
+    store_close(listener);
+    store_close(a);
+    store_close(b);
 }
 
 /* Starts step step_id of a code-first run as its executor (by_owner),
@@ -1165,6 +1263,7 @@ int main(void)
         cmocka_unit_test_setup(test_release_and_wakeups, setup),
         cmocka_unit_test_setup(test_reap_and_leave, setup),
         cmocka_unit_test_setup(test_fence, setup),
+        cmocka_unit_test_setup(test_flow_admit, setup),
         cmocka_unit_test_setup(test_read_records, setup),
         cmocka_unit_test_setup(test_runs_unfinished, setup),
         cmocka_unit_test_setup(test_run_documents, setup),
