@@ -1057,6 +1057,10 @@ static void on_committed(struct sched *s, struct commit_item *ci)
         flow_on_admitted(s, r, &ci->result);
         return;
     }
+    if (ci->t.kind == TR_RATE_TAKE && ci->applied != APPLIED_NONE) {
+        flow_on_rate_taken(s, r, ci->step_idx, ci->result.wait_ms);
+        return;
+    }
     if (ci->t.kind == TR_RUN_FINISH) {
         if (ci->applied != APPLIED_NONE)
             sched_on_run_finished(s, r, &ci->t);

@@ -271,6 +271,9 @@ void flow_on_resumed(struct sched *s, struct run_state *r);
  * type's); false: a later place is reserved and a TM_RATE timer armed (the
  * step is rate_held). */
 bool flow_rate_admit(struct sched *s, struct run_state *r, size_t i);
+/* On a cluster: the store's answer to step i's TR_RATE_TAKE, its place
+ * wait_ms from now (0: now). */
+void flow_on_rate_taken(struct sched *s, struct run_state *r, size_t i, int64_t wait_ms);
 /* TM_RATE: the reserved place of step i has come: it starts. */
 void flow_rate_due(struct sched *s, struct run_state *r, size_t i);
 /* A pass of claims begins (true) or ends: no run is admitted meanwhile. */

@@ -17,6 +17,10 @@
  * runs were released) is bracketed the same way: SCHED_CLAIMS_BEGIN/_END,
  * nothing admitted in between, whatever order the claimed runs come in.
  *
+ * A step's rate limit hands out places, one every 1000/N ms: in memory
+ * in one process; on a cluster the store's row of the limit does
+ * (TR_RATE_TAKE, flow_on_rate_taken), so the limit holds over every node.
+ *
  * On a cluster (PostgreSQL, several nodes) the count is the store's: a
  * held run that has room in its group here is asked for with a
  * TR_RUN_ADMIT (counted in the group meanwhile), which takes a place in
@@ -409,11 +413,19 @@ static double type_rate(const struct durable *d, const struct plan_step *ps)
     return 0;
 }
 
-static struct flow_rate *rate_get(struct flow *f, const struct run_state *r, size_t i, bool by_type)
+/* The name of step i's rate limit: workflow name, '\n', step id; or, by
+ * its type's, '\n', type name. Owned. */
+static char *rate_name(const struct run_state *r, size_t i, bool by_type)
 {
     const struct plan_step *ps = &r->plan->steps[i];
-    char *name = by_type ? xasprintf("\n%s", ps->step_type->name)
-                         : xasprintf("%s\n%s", r->plan->name, ps->id);
+
+    return by_type ? xasprintf("\n%s", ps->step_type->name)
+                   : xasprintf("%s\n%s", r->plan->name, ps->id);
+}
+
+static struct flow_rate *rate_get(struct flow *f, const struct run_state *r, size_t i, bool by_type)
+{
+    char *name = rate_name(r, i, by_type);
     struct flow_rate **pp, *q;
 
     if (!f->rates)
@@ -432,32 +444,25 @@ static struct flow_rate *rate_get(struct flow *f, const struct run_state *r, siz
     return q;
 }
 
-bool flow_rate_admit(struct sched *s, struct run_state *r, size_t i)
+/* Step i's rate limit, per second (0: none): its own, else its type's. */
+static double step_rate(const struct sched *s, const struct run_state *r, size_t i, bool *by_type)
 {
     const struct plan_step *ps = &r->plan->steps[i];
-    struct step_state *ss = &r->steps[i];
-    bool by_type = ps->rate_per_second <= 0;
-    double per_second = by_type ? type_rate(s->d, ps) : ps->rate_per_second;
-    struct flow_rate *q;
-    double now = (double)clock_wall_ms(), interval, slot;
+
+    *by_type = ps->rate_per_second <= 0;
+    return *by_type ? type_rate(s->d, ps) : ps->rate_per_second;
+}
+
+/* Step i waits for its place: its `waiting` member says why. */
+static void rate_note_set(struct sched *s, const struct run_state *r, size_t i)
+{
+    const struct plan_step *ps = &r->plan->steps[i];
+    bool by_type;
+    double per_second = step_rate(s, r, i, &by_type);
     char key[ID_MAX + 130], msg[200];
     json_t *w;
     char *text;
 
-    if (per_second <= 0)
-        return true;
-    if (ss->rate_held)
-        return false; /* its place is reserved already */
-    q = rate_get(s->flow, r, i, by_type);
-    interval = 1000.0 / per_second;
-    if (q->next_ms <= now) {
-        q->next_ms = now + interval;
-        return true;
-    }
-    slot = q->next_ms;
-    q->next_ms += interval;
-    ss->rate_held = true;
-    sched_timer_push(s, r, i, TM_RATE, (int64_t)slot + 1);
     if (by_type) {
         snprintf(msg, sizeof(msg), "waiting for the rate limit of step type %s, %g per second",
                  ps->step_type->name, per_second);
@@ -476,7 +481,64 @@ bool flow_rate_admit(struct sched *s, struct run_state *r, size_t i)
     json_object_set_new(s->flow->notes, key, json_string(text));
     pthread_mutex_unlock(&s->flow->mu);
     free(text);
+}
+
+/* On a cluster: asks the store for step i's place (the database hands
+ * them out over every node); flow_on_rate_taken takes the answer. */
+static void rate_ask(struct sched *s, struct run_state *r, size_t i, bool by_type, double interval)
+{
+    struct commit_item *ci = commit_item_new(TR_RATE_TAKE, r->id);
+    char *name = rate_name(r, i, by_type);
+
+    ci->step_idx = i;
+    ci->run_gen = r->gen;
+    ci->t.flow_key = commit_item_str(ci, name);
+    ci->t.rate_interval_ms = interval;
+    free(name);
+    sched_submit(s, ci);
+}
+
+bool flow_rate_admit(struct sched *s, struct run_state *r, size_t i)
+{
+    struct step_state *ss = &r->steps[i];
+    bool by_type;
+    double per_second = step_rate(s, r, i, &by_type);
+    struct flow_rate *q;
+    double now = (double)clock_wall_ms(), interval, slot;
+
+    if (per_second <= 0)
+        return true;
+    if (ss->rate_held)
+        return false; /* its place is reserved already */
+    interval = 1000.0 / per_second;
+    ss->rate_held = true;
+    if (s->d->cluster) {
+        rate_ask(s, r, i, by_type, interval);
+        return false;
+    }
+    q = rate_get(s->flow, r, i, by_type);
+    if (q->next_ms <= now) {
+        q->next_ms = now + interval;
+        ss->rate_held = false;
+        return true;
+    }
+    slot = q->next_ms;
+    q->next_ms += interval;
+    sched_timer_push(s, r, i, TM_RATE, (int64_t)slot + 1);
+    rate_note_set(s, r, i);
     return false;
+}
+
+void flow_on_rate_taken(struct sched *s, struct run_state *r, size_t i, int64_t wait_ms)
+{
+    if (i >= r->plan->n_steps || !r->steps[i].rate_held)
+        return;
+    if (wait_ms <= 0) {
+        flow_rate_due(s, r, i);
+        return;
+    }
+    sched_timer_push(s, r, i, TM_RATE, clock_wall_ms() + wait_ms);
+    rate_note_set(s, r, i);
 }
 
 void flow_rate_due(struct sched *s, struct run_state *r, size_t i)

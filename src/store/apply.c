@@ -1157,6 +1157,22 @@ static durable_code apply_run_admit(struct apply *a, const struct transition *t,
     return a->rows->flow_admit(a->s, t, res, err);
 }
 
+/* A step's place under its rate limit where several nodes share it; in
+ * one process the engine hands places out (now). */
+static durable_code apply_rate_take(struct apply *a, const struct transition *t,
+                                    struct transition_result *res, durable_error *err)
+{
+    durable_code rc = require(t->flow_key, "a rate limit", err);
+
+    if (rc == DURABLE_OK && !(t->rate_interval_ms > 0))
+        rc = err_set(err, DURABLE_EINVAL, "a rate limit needs an interval above 0");
+    if (rc == DURABLE_OK)
+        rc = guard_run(a, t->run_id, false, err);
+    if (rc != DURABLE_OK || !a->rows->rate_take)
+        return rc;
+    return a->rows->rate_take(a->s, t, res, err);
+}
+
 static durable_code apply_kind(struct apply *a, const struct transition *t,
                                struct transition_result *res, durable_error *err)
 {
@@ -1201,6 +1217,8 @@ static durable_code apply_kind(struct apply *a, const struct transition *t,
         return apply_map_item(a, t, err);
     case TR_RUN_ADMIT:
         return apply_run_admit(a, t, res, err);
+    case TR_RATE_TAKE:
+        return apply_rate_take(a, t, res, err);
     default:
         return err_set(err, DURABLE_EINVAL, "unknown transition kind %d", (int)t->kind);
     }

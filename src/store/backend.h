@@ -326,6 +326,12 @@ struct store_rows_ops {
      * (engine/flow.c counts). */
     durable_code (*flow_admit)(struct store *s, const struct transition *t,
                                struct transition_result *out, durable_error *err);
+    /* TR_RATE_TAKE: the next place of rate limit t->flow_key, one every
+     * t->rate_interval_ms over every node (the limit's row locked until
+     * COMMIT): out->wait_ms until it comes, by the database's clock.
+     * NULL for a backend of one process. */
+    durable_code (*rate_take)(struct store *s, const struct transition *t,
+                              struct transition_result *out, durable_error *err);
 
     /* ---- deletion (TR_RUNS_DELETE, TR_WORKFLOW_DELETE) ---- */
 

@@ -156,6 +156,11 @@ enum transition_kind {
                             result.in_use, the group's runs that hold one (this run
                             not counted). No event. Without flow_admit (one process:
                             engine/flow.c counts in memory) it is admitted */
+    TR_RATE_TAKE,        /* step step_id of an unfinished run takes the next place of rate
+                            limit flow_key (one every rate_interval_ms) on a backend shared
+                            by several nodes (store_rows_ops rate_take): result.wait_ms,
+                            how long until it comes. No event. Without rate_take (one
+                            process: engine/flow.c hands places out in memory): 0 */
 };
 
 /* Which finished runs TR_RUNS_DELETE deletes (every condition given must
@@ -293,11 +298,13 @@ struct transition {
     const char *restarted_step;
     const struct transition_step_copy *copies; /* with restarted_from: the steps kept */
     size_t n_copies;
-    int64_t deadline_ms;  /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
-                             (a retried run's time limit starts again) */
-    int64_t priority;     /* TR_RUN_CREATE: stored with the run (higher first, engine/flow.c) */
-    const char *flow_key; /* TR_RUN_ADMIT: the group (workflow name, '\n', key) */
-    int flow_limit;       /* TR_RUN_ADMIT: its limit */
+    int64_t deadline_ms;     /* run timeout as Unix ms, 0 for none; also TR_RUN_RETRY
+                                (a retried run's time limit starts again) */
+    int64_t priority;        /* TR_RUN_CREATE: stored with the run (higher first, engine/flow.c) */
+    const char *flow_key;    /* TR_RUN_ADMIT: the group (workflow name, '\n', key);
+                                TR_RATE_TAKE: the rate limit's (flow.c) */
+    int flow_limit;          /* TR_RUN_ADMIT: its limit */
+    double rate_interval_ms; /* TR_RATE_TAKE: between two places */
     const struct transition_step_init *steps;
     size_t n_steps;
     /* TR_STEP_COMPLETE: the output as valid JSON text, stored as given (the
@@ -400,6 +407,7 @@ struct transition_result {
     int64_t deleted; /* RUNS_DELETE: how many runs it deleted (dry run: would) */
     bool admitted;   /* RUN_ADMIT */
     int64_t in_use;  /* RUN_ADMIT */
+    int64_t wait_ms; /* RATE_TAKE */
 };
 
 durable_code store_tx_begin(struct store *s, durable_error *err);

@@ -64,6 +64,8 @@ static const struct snapshot_table {
       "SELECT count(*) FROM nodes" },
     { "event_counter", "SELECT * FROM event_counter LIMIT $1::integer",
       "SELECT count(*) FROM event_counter" },
+    { "rate_slots", "SELECT * FROM rate_slots ORDER BY next_ms DESC, key LIMIT $1::integer",
+      "SELECT count(*) FROM rate_slots" },
 };
 #define N_TABLES DUR_ARRAY_LEN(snapshot_tables)
 

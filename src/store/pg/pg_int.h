@@ -114,6 +114,7 @@ enum pg_wstmt_id {
     PG_W_SCHED_FIRE,
     PG_W_FLOW_LOCK,
     PG_W_FLOW_ADMIT,
+    PG_W_RATE_TAKE,
     PG_W_COUNT
 };
 

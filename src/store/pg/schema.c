@@ -175,6 +175,9 @@ static const char *const migrations[] = {
     "ALTER TABLE runs ADD flow_key text;"
     "CREATE INDEX runs_flow ON runs (flow_key) WHERE flow_key IS NOT NULL"
     "  AND status <> 'completed' AND status <> 'failed' AND status <> 'cancelled';",
+    /* 13: rate limits over every node (write.c's rate_take): the next
+     * free place of each limit, by the database's clock (ms). */
+    "CREATE TABLE rate_slots (key text PRIMARY KEY, next_ms double precision NOT NULL);",
 };
 
 int pg_schema_version(void)

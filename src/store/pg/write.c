@@ -296,6 +296,16 @@ static const struct pg_wstmt {
                           " AND c.n < $3::integer RETURNING 1)"
                           " SELECT c.n, EXISTS (SELECT 1 FROM u) FROM c",
                           "admit a run" },
+    /* The next place of rate limit $1, one every $2 ms: the row holds
+     * the place after the last one given (locked until COMMIT); the wait
+     * until the place taken, by the server's clock. */
+    [PG_W_RATE_TAKE] = { "WITH n AS (SELECT durable_now_ms()::float8 AS t)"
+                         " INSERT INTO rate_slots AS q (key, next_ms) SELECT $1, n.t + $2::float8"
+                         " FROM n ON CONFLICT (key) DO UPDATE"
+                         " SET next_ms = greatest(q.next_ms, EXCLUDED.next_ms - $2::float8)"
+                         " + $2::float8 RETURNING ceil(q.next_ms - $2::float8"
+                         " - (SELECT t FROM n))::bigint",
+                         "take a rate limit's place" },
     [PG_W_SAVEPOINT] = { "SAVEPOINT store_action", "open a savepoint" },
     [PG_W_BEGIN] = { "BEGIN", "begin a transaction" },
     [PG_W_COMMIT] = { "COMMIT", "commit" },
@@ -2043,6 +2053,22 @@ static durable_code pg_row_flow_admit(struct store *base, const struct transitio
     return DURABLE_OK;
 }
 
+static durable_code pg_row_rate_take(struct store *base, const struct transition *t,
+                                     struct transition_result *out, durable_error *err)
+{
+    char interval[32];
+    const char *p[2] = { t->flow_key, interval };
+    PGresult *r;
+
+    snprintf(interval, sizeof(interval), "%.3f", t->rate_interval_ms);
+    r = wexec(pg_of(base), PG_W_RATE_TAKE, 2, p, err);
+    if (!r)
+        return DURABLE_EIO;
+    out->wait_ms = pg_cell_int64(r, 0, 0);
+    PQclear(r);
+    return DURABLE_OK;
+}
+
 const struct store_rows_ops pg_rows_ops = {
     .run_get = pg_row_run_get,
     .run_by_key = pg_row_run_by_key,
@@ -2073,4 +2099,5 @@ const struct store_rows_ops pg_rows_ops = {
     .signal_take = pg_row_signal_take,
     .signal_waiter = pg_row_signal_waiter,
     .flow_admit = pg_row_flow_admit,
+    .rate_take = pg_row_rate_take,
 };

@@ -276,6 +276,25 @@ class FlowTest(su.ServerTest):
             self.assertIn("steps[0].rate_limit.per_second", r.text)
             self.assertIn(what, r.text)
 
+    def test_rate_limit_over_two_nodes(self):
+        """On PostgreSQL, two nodes on one database: a step's rate limit
+        spaces its starts over both nodes (the database hands the places
+        out), not per node."""
+        if not su.ARGS.pg:
+            self.skipTest("needs --pg: a SQLite database has one process")
+        db = su.default_db(self.tmp)
+        a = self.start_server(name="a", db=db, args=["--node", "a"])
+        b = self.start_server(name="b", db=db, args=["--node", "b"])
+        self.register(a, {"name": "rated-2", "steps": [
+            {"id": "t", "type": "task", "rate_limit": {"per_second": 4},
+             "config": {"duration_seconds": 0}}]})
+        runs = [self.start_run((a, b)[k % 2], "rated-2", {})["id"] for k in range(8)]
+        started = sorted(su_ms(self.wait_run(a, x)["steps"][0]["started_at"]) for x in runs)
+        gaps = [y - x for x, y in zip(started, started[1:])]
+        # one every 250 ms over both nodes (per node it would be two at a time)
+        self.assertGreaterEqual(started[-1] - started[0], 7 * 250 - 100, gaps)
+        self.assertGreaterEqual(min(gaps), 150, gaps)
+
     def test_type_rate_limit(self):
         srv = self.start_server(args=["--rate-limit", "task=2"])
         for name in ("typed-a", "typed-b"):

@@ -189,6 +189,7 @@ static const char v3_keys[] =
         "  REFERENCES runs (id);"
         "CREATE INDEX steps_status ON steps (run_id, status);"
         "ALTER TABLE steps RESET (fillfactor);"
+        "DROP TABLE rate_slots;"
         "DROP INDEX runs_flow;"
         "ALTER TABLE runs DROP COLUMN flow_key;"
         "UPDATE schema_version SET version = 3;";
@@ -710,6 +711,46 @@ static void test_flow_admit(void **state)
     assert_int_equal(arg.in_use, 1);
     PQfinish(c);
     store_close(listener);
+    store_close(a);
+    store_close(b);
+}
+
+/* TR_RATE_TAKE of a place of limit key (one every interval_ms) for run
+ * r1, committed: the wait until it comes. */
+static int64_t rate_take(struct store *s, const char *key, double interval_ms)
+{
+    struct transition t = { .kind = TR_RATE_TAKE, .run_id = "r1", .at_ms = 5, .by_owner = true };
+    struct transition_result res = { .wait_ms = -1 };
+    durable_error err = { 0 };
+
+    t.flow_key = key;
+    t.rate_interval_ms = interval_ms;
+    if (store_tx_begin(s, &err) != DURABLE_OK ||
+        store_apply(s, &t, NULL, &res, &err) != DURABLE_OK ||
+        store_tx_commit(s, &err) != DURABLE_OK)
+        fail_msg("rate_take %s: %s", key, err.msg);
+    return res.wait_ms;
+}
+
+/* A rate limit's places over the writers of two nodes: one every
+ * interval, whichever node takes the next one; another limit's apart. */
+static void test_rate_take(void **state)
+{
+    struct store *a = open_ok(DURABLE_DURABILITY_FULL), *b = open_ok(DURABLE_DURABILITY_FULL);
+    PGconn *c = direct();
+    int64_t w1, w2, w3;
+
+    (void)state;
+    insert_runs(c);
+    w1 = rate_take(a, "shop\nt", 10000);
+    w2 = rate_take(b, "shop\nt", 10000);
+    w3 = rate_take(a, "shop\nt", 10000);
+    assert_int_equal(w1, 0);
+    assert_in_range(w2, 9000, 10000); /* a few ms have passed since the first */
+    assert_in_range(w3, 19000, 20000);
+    assert_int_equal(rate_take(b, "\ntask", 10000), 0); /* another limit */
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM rate_slots"), 2);
+    PQfinish(c);
     store_close(a);
     store_close(b);
 }
@@ -1264,6 +1305,7 @@ int main(void)
         cmocka_unit_test_setup(test_reap_and_leave, setup),
         cmocka_unit_test_setup(test_fence, setup),
         cmocka_unit_test_setup(test_flow_admit, setup),
+        cmocka_unit_test_setup(test_rate_take, setup),
         cmocka_unit_test_setup(test_read_records, setup),
         cmocka_unit_test_setup(test_runs_unfinished, setup),
         cmocka_unit_test_setup(test_run_documents, setup),
