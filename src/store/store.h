@@ -156,7 +156,7 @@ enum transition_kind {
                             result.in_use, the group's runs that hold one (this run
                             not counted). No event. Without flow_admit (one process:
                             engine/flow.c counts in memory) it is admitted */
-    TR_RATE_TAKE,        /* step step_id of an unfinished run takes the next place of rate
+    TR_RATE_TAKE,        /* a step of an unfinished run takes the next place of rate
                             limit flow_key (one every rate_interval_ms) on a backend shared
                             by several nodes (store_rows_ops rate_take): result.wait_ms,
                             how long until it comes. No event. Without rate_take (one

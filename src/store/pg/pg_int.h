@@ -43,7 +43,8 @@
 #define PG_LEASE_MS_DEFAULT 10000
 
 /* The channels of wake-ups (NOTIFY payloads: "" on durable_work, a run id on
- * durable_run, the last gid of a commit on durable_events). */
+ * durable_run, the last gid of a commit on durable_events, "" on
+ * durable_flow). */
 #define PG_CHANNEL_WORK    "durable_work"
 #define PG_CHANNEL_RUN     "durable_run"
 #define PG_CHANNEL_EVENTS  "durable_events"

@@ -1798,7 +1798,8 @@ static bool guard_key(const struct transition *t, const char **out_step)
 {
     bool is_step = (t->kind >= TR_STEP_START && t->kind <= TR_STEP_SKIP) ||
                    t->kind == TR_STEP_WAIT || t->kind == TR_STEP_DECIDE;
-    bool is_run = t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY || t->kind == TR_RUN_ADMIT;
+    bool is_run = t->kind == TR_RUN_FINISH || t->kind == TR_RUN_RETRY || t->kind == TR_RUN_ADMIT ||
+                  t->kind == TR_RATE_TAKE;
 
     *out_step = is_step ? t->step_id : NULL;
     return (is_step || is_run) && t->run_id && strlen(t->run_id) < ID_MAX &&
