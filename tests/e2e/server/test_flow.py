@@ -276,6 +276,29 @@ class FlowTest(su.ServerTest):
             self.assertIn("steps[0].rate_limit.per_second", r.text)
             self.assertIn(what, r.text)
 
+    def test_limit_through_a_node_kill(self):
+        """On PostgreSQL, two nodes (lease 2 s): the node executing a
+        customer's run is SIGKILLed while its request is at the target; the
+        other node, holding the customer's next runs, takes the run over and
+        lets the next ones go only after it: every run completes, never two
+        of the customer's runs at the target at once."""
+        if not su.ARGS.pg:
+            self.skipTest("needs --pg: a SQLite database has one process")
+        db = su.default_db(self.tmp)
+        a = self.start_server(name="a", db=db, args=["--node", "a", "--lease", "2s"])
+        b = self.start_server(name="b", db=db, args=["--node", "b", "--lease", "2s"])
+        self.register(a, flow_def(self.url))
+        first = self.start(a, "kill-node")
+        self.wait_for(lambda: first in Target.in_flight.get("kill-node", {}), 30,
+                      "the first run's request at the target")
+        later = [self.start(b, "kill-node") for _ in range(2)]
+        self.held(b, later[0], "kill-node")
+        a.kill()
+        for run_id in [first] + later:
+            done = self.wait_run(b, run_id, timeout=90)
+            self.assertEqual(done["status"], "completed", done)
+        self.assert_one_at_a_time(["kill-node"], {"kill-node": [first] + later})
+
     def test_rate_limit_over_two_nodes(self):
         """On PostgreSQL, two nodes on one database: a step's rate limit
         spaces its starts over both nodes (the database hands the places
