@@ -602,24 +602,32 @@ static void test_reap_and_leave(void **state)
     store_close(b);
 }
 
+/* Applies t alone in a transaction of s's writer, committed (rolled back
+ * when refused); its result in *res (may be NULL). */
+static durable_code apply_tx(struct store *s, const struct transition *t,
+                             struct transition_result *res, durable_error *err)
+{
+    durable_code rc = store_tx_begin(s, err);
+
+    if (rc == DURABLE_OK)
+        rc = store_apply(s, t, NULL, res, err);
+    if (rc == DURABLE_OK)
+        rc = store_tx_commit(s, err);
+    else
+        store_tx_rollback(s);
+    return rc;
+}
+
 /* Cancels run_id in a transaction of s's writer: as its executor
  * (by_owner, fenced) or as a caller. */
 static durable_code cancel_as(struct store *s, const char *run_id, bool by_owner,
                               durable_error *err)
 {
     struct transition t = { .kind = TR_RUN_FINISH, .run_id = run_id, .at_ms = 5 };
-    durable_code rc;
 
     t.run_status = RUN_CANCELLED;
     t.by_owner = by_owner;
-    rc = store_tx_begin(s, err);
-    if (rc == DURABLE_OK)
-        rc = store_apply(s, &t, NULL, NULL, err);
-    if (rc == DURABLE_OK)
-        rc = store_tx_commit(s, err);
-    else
-        store_tx_rollback(s);
-    return rc;
+    return apply_tx(s, &t, NULL, err);
 }
 
 /* TR_RUN_ADMIT of run_id in group key (limit) in a transaction of s's
@@ -634,9 +642,7 @@ static bool admit(struct store *s, const char *run_id, const char *key, int limi
 
     t.flow_key = key;
     t.flow_limit = limit;
-    if (store_tx_begin(s, &err) != DURABLE_OK ||
-        store_apply(s, &t, NULL, &res, &err) != DURABLE_OK ||
-        store_tx_commit(s, &err) != DURABLE_OK)
+    if (apply_tx(s, &t, &res, &err) != DURABLE_OK)
         fail_msg("admit %s: %s", run_id, err.msg);
     *out_in_use = res.in_use;
     return res.admitted;
@@ -725,9 +731,7 @@ static int64_t rate_take(struct store *s, const char *key, double interval_ms)
 
     t.flow_key = key;
     t.rate_interval_ms = interval_ms;
-    if (store_tx_begin(s, &err) != DURABLE_OK ||
-        store_apply(s, &t, NULL, &res, &err) != DURABLE_OK ||
-        store_tx_commit(s, &err) != DURABLE_OK)
+    if (apply_tx(s, &t, &res, &err) != DURABLE_OK)
         fail_msg("rate_take %s: %s", key, err.msg);
     return res.wait_ms;
 }
@@ -770,15 +774,8 @@ static durable_code code_step_start(struct store *s, const char *run_id, const c
                             .at_ms = 6,
                             .by_owner = true,
                             .insert_step = &si };
-    durable_code rc = store_tx_begin(s, err);
 
-    if (rc == DURABLE_OK)
-        rc = store_apply(s, &t, NULL, NULL, err);
-    if (rc == DURABLE_OK)
-        rc = store_tx_commit(s, err);
-    else
-        store_tx_rollback(s);
-    return rc;
+    return apply_tx(s, &t, NULL, err);
 }
 
 /* The fence: a node declared dead cannot write as the executor of a run
