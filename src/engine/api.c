@@ -1058,9 +1058,7 @@ durable_code durable_run_cancel(durable *d, const char *run_id, durable_error *e
         return err_set(err, DURABLE_ECONFLICT, "run %s has already %s", run_id,
                        run_status_name(status));
     }
-    ci = commit_item_new(TR_RUN_FINISH, run_id);
-    ci->t.run_status = RUN_CANCELLED;
-    ci->notify_sched = true;
+    ci = commit_item_cancel(run_id);
     rc = engine_commit_wait(d, ci, NULL, err);
     if (rc == DURABLE_ECONFLICT) {
         err_clear(err);

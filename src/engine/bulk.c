@@ -67,13 +67,9 @@ static bool paused(const struct bulk_run *r)
 static struct commit_item *cancel_item(struct durable *d, const struct bulk_run *r,
                                        durable_error *err)
 {
-    struct commit_item *ci = commit_item_new(TR_RUN_FINISH, r->id);
-
     (void)d;
     (void)err;
-    ci->t.run_status = RUN_CANCELLED;
-    ci->notify_sched = true;
-    return ci;
+    return commit_item_cancel(r->id);
 }
 
 static struct commit_item *retry_item(struct durable *d, const struct bulk_run *r,

@@ -11,9 +11,9 @@
  * events wakes the parent when a child it waits for finishes (and cancels
  * the child when the parent ends first); the parent registers its wait
  * before it reads the child's status, so a child that finishes in between
- * wakes it too. The waits are memory only: after a
- * restart the parent's re-execution reaches the step again and reads the
- * child's status from the store.
+ * wakes it too. The waits are memory only: after a restart the parent's
+ * re-execution reaches the step again and reads the child's status from
+ * the store.
  *
  * Threads: struct code_children's mu guards the waits; it is taken on the
  * workflow threads and in the event callback (the writer's or cluster
@@ -72,18 +72,6 @@ static bool is_run_end(const char *type)
            strcmp(type, "run_cancelled") == 0;
 }
 
-/* Cancels the child of a parent that ended while waiting for it (a
- * caller's cancel, as `POST /runs/{id}/cancel`; one that has ended since
- * is left as it is). */
-static void cancel_child(struct durable *d, const char *child_id)
-{
-    struct commit_item *ci = commit_item_new(TR_RUN_FINISH, child_id);
-
-    ci->t.run_status = RUN_CANCELLED;
-    ci->notify_sched = true;
-    (void)engine_commit_submit(d, ci); /* stopping: the child is cancelled by nobody */
-}
-
 /* A committed event: a run that ended wakes the parents waiting for it,
  * and cancels the children it was waiting for (its step no longer
  * waits: the parent was cancelled, failed or timed out). */
@@ -110,8 +98,11 @@ static void on_event(const durable_event *ev, void *ud)
         more = i < ch->n_waits;
         pthread_mutex_unlock(&ch->mu);
         for (size_t k = 0; k < n; k++) {
+            /* The parent ended waiting: its child is cancelled as a caller
+             * would (one that has ended since is left as it is; stopping,
+             * by nobody). */
             if (strcmp(found[k].parent_id, ev->run_id) == 0)
-                cancel_child(ch->d, found[k].child_id);
+                (void)engine_commit_submit(ch->d, commit_item_cancel(found[k].child_id));
             else if (found[k].is_sched)
                 engine_sched_child_ended(ch->d, &found[k].tag, found[k].child_id);
             else

@@ -147,6 +147,9 @@ struct commit_item {
 };
 
 struct commit_item *commit_item_new(enum transition_kind kind, const char *run_id);
+/* A caller's cancel of run_id (as `POST /runs/{id}/cancel`): its owner's
+ * scheduler is told. */
+struct commit_item *commit_item_cancel(const char *run_id);
 /* Duplicates s (may be NULL) into memory the item owns. */
 const char *commit_item_str(struct commit_item *ci, const char *s);
 void commit_item_free(struct commit_item *ci);

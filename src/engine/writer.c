@@ -47,6 +47,15 @@ struct commit_item *commit_item_new(enum transition_kind kind, const char *run_i
     return ci;
 }
 
+struct commit_item *commit_item_cancel(const char *run_id)
+{
+    struct commit_item *ci = commit_item_new(TR_RUN_FINISH, run_id);
+
+    ci->t.run_status = RUN_CANCELLED;
+    ci->notify_sched = true;
+    return ci;
+}
+
 const char *commit_item_str(struct commit_item *ci, const char *s)
 {
     char *copy;
