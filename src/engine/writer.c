@@ -271,7 +271,7 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
         }
     }
     FAILPOINT("writer.before_commit");
-    rc = store_tx_commit(d->store, err);
+    rc = store_tx_commit(d->store, ev, err);
     if (rc != DURABLE_OK) {
         store_tx_rollback(d->store);
         return rc;

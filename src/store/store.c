@@ -120,9 +120,9 @@ durable_code store_tx_prefetch(struct store *s, const struct transition *const *
     return s->ops->prefetch && n > 0 ? s->ops->prefetch(s, t, n, err) : DURABLE_OK;
 }
 
-durable_code store_tx_commit(struct store *s, durable_error *err)
+durable_code store_tx_commit(struct store *s, struct store_events *ev, durable_error *err)
 {
-    durable_code rc = s->ops->tx_commit(s, err);
+    durable_code rc = s->ops->tx_commit(s, ev, err);
 
     /* On failure the caller rolls back, which drops the list. */
     if (rc == DURABLE_OK && s->cache)

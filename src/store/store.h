@@ -411,7 +411,11 @@ struct transition_result {
 };
 
 durable_code store_tx_begin(struct store *s, durable_error *err);
-durable_code store_tx_commit(struct store *s, durable_error *err);
+/* ev: the list the transaction's store_apply calls appended their events
+ * to (NULL: none kept); a backend that numbers events at commit
+ * (PostgreSQL: one counter for every node) gives the transaction's, the
+ * last of the list, their final global ids. */
+durable_code store_tx_commit(struct store *s, struct store_events *ev, durable_error *err);
 void store_tx_rollback(struct store *s);
 /* After store_tx_begin, the transitions the writer is about to apply in
  * this transaction, in order (borrowed until the transaction ends): a
@@ -789,7 +793,7 @@ struct store_ops {
     durable_code (*synchronous)(struct store *s, int *out_level, durable_error *err);
 
     durable_code (*tx_begin)(struct store *s, durable_error *err);
-    durable_code (*tx_commit)(struct store *s, durable_error *err);
+    durable_code (*tx_commit)(struct store *s, struct store_events *ev, durable_error *err);
     void (*tx_rollback)(struct store *s);
     /* The row reads and writes store_apply decides over (backend.h): the
      * logic of every transition is the store's (apply.c), not a backend's. */

@@ -366,9 +366,9 @@ durable_code pg_tx_begin(struct store *base, durable_error *err)
     return rc;
 }
 
-durable_code pg_tx_commit(struct store *base, durable_error *err)
+durable_code pg_tx_commit(struct store *base, struct store_events *ev, durable_error *err)
 {
-    return pg_write_commit(pg_of(base), err);
+    return pg_write_commit(pg_of(base), ev, err);
 }
 
 void pg_tx_rollback(struct store *base)

@@ -92,8 +92,6 @@ enum pg_wstmt_id {
     PG_W_STEPS_START,
     PG_W_STEPS_RUN,
     PG_W_STEPS_COMPLETE,
-    PG_W_COUNTER_LOCK,
-    PG_W_COUNTER_SET,
     PG_W_SAVEPOINT,
     PG_W_SP_RELEASE,
     PG_W_SP_ROLLBACK,
@@ -146,8 +144,9 @@ struct pg_ahead {
 };
 
 /* The text arrays of the events appended and not sent yet (write.c):
- * run_id, seq, type, step_id, at, data, gid. */
-#define PG_EV_COLS  7
+ * run_id, seq, type, step_id, at, data (their gids are given by the
+ * server, in this order). */
+#define PG_EV_COLS  6
 /* ... and of the step writes held back: run_id, step_id, attempt, at,
  * output; at most PG_SW_MAX at once, their keys' hashes in PG_SW_SLOTS
  * slots (twice as many, so never full). */
@@ -161,12 +160,14 @@ struct pg_store {
     durable_durability durability;
     PGconn *w; /* writer thread only */
     /* The writer's state (write.c), writer thread only: which statements
-     * w has prepared, the event counter's lock and the gids given out in
-     * the open transaction, and the last seq of one run. */
+     * w has prepared, the gids given out in the open transaction (counted
+     * on from gid_base, the last gid this writer knows committed, until
+     * the server numbers them: gid_shift, what it adds), and the last seq
+     * of one run. */
     bool w_prepared[PG_W_COUNT];
-    bool gid_locked;  /* this transaction holds the event_counter row */
-    int64_t gid_base; /* the counter's value when it was locked */
+    int64_t gid_base;
     int64_t last_gid; /* the last gid given out (gid_base: none) */
+    int64_t gid_shift;
     char seq_run[ID_MAX];
     int64_t seq_last;
     /* The run the last guard read found running and started (""
@@ -329,15 +330,16 @@ durable_code pg_claim_ids(struct store *base, int room, char (*ids)[ID_MAX], int
 
 /* The row operations (write.c). pg_write_begin starts a transaction's
  * numbering (reconnected: w was reset, its statements are gone);
- * pg_write_commit writes what the transaction must store before COMMIT
- * (the event counter). Writer thread only. */
+ * pg_write_commit sends what is held back and COMMIT, and gives the
+ * events of ev the transaction appended their global ids (numbered at
+ * the counter: write.c). Writer thread only. */
 extern const struct store_rows_ops pg_rows_ops;
 /* pg_write_init readies the writer's buffers of a new pg_store (before
  * any other call), pg_write_free releases them. */
 void pg_write_init(struct pg_store *s);
 void pg_write_free(struct pg_store *s);
 void pg_write_begin(struct pg_store *s, bool reconnected);
-durable_code pg_write_commit(struct pg_store *s, durable_error *err);
+durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durable_error *err);
 /* The write connection's transaction, in libpq's pipeline mode: a write
  * is sent and its answer read with the next read's (one round trip per
  * read, not per statement). pg_write_tx_begin prepares the statements a
@@ -362,7 +364,7 @@ durable_code pg_open(const char *location, durable_durability durability, struct
 void pg_close(struct store *base);
 durable_code pg_synchronous(struct store *base, int *out_level, durable_error *err);
 durable_code pg_tx_begin(struct store *base, durable_error *err);
-durable_code pg_tx_commit(struct store *base, durable_error *err);
+durable_code pg_tx_commit(struct store *base, struct store_events *ev, durable_error *err);
 void pg_tx_rollback(struct store *base);
 durable_code pg_ping(struct store *base, durable_error *err);
 

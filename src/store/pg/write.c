@@ -20,23 +20,25 @@
  * nodes:
  *   - seq: s->seq_run/seq_last is the last seq of one run, known inside the
  *     transaction (read by run_get, or given out by the last append).
- *   - gid: the first append of a transaction locks the event_counter row
- *     (UPDATE ... RETURNING: the last gid committed, by any node) and the
- *     transaction numbers its events in C from there; pg_write_commit
- *     stores the last one given out in the counter before COMMIT. The row
- *     lock is held until the commit, so the transactions that append
- *     events are serialized from their first event to their commit: gids
+ *   - gid: the server gives them, in the statement that inserts the
+ *     events held back (PG_W_EVENTS_INSERT): it adds their number to the
+ *     event_counter row, which locks it until the commit, and numbers
+ *     them on from the counter's value before. So the transactions that
+ *     append events are serialized from their first insert to their
+ *     commit (a short while: usually the insert goes with COMMIT), gids
  *     are given out in commit order, and a transaction's events are
  *     inserted only after every earlier gid has committed, so a reader
  *     (events_since, any snapshot) never sees gid N+1 without N.
- *     No gap: a transaction's gids are contiguous from the counter's value;
- *     events_undo gives the tail back (the next append reuses it), and the
- *     counter is written with the events in the same transaction, so both
- *     commit or neither. A savepoint rolled back may have taken the
- *     counter's lock with it (a lock taken inside a subtransaction ends
- *     with it): when events_undo gives back every gid of the transaction
- *     the lock is taken again by the next append, which then reads the
- *     counter afresh.
+ *     Until then apply.c is given gids counted on from the last one this
+ *     writer knows committed (gid_base); the insert answers what the
+ *     server added to them (gid_shift, 0 unless another node committed
+ *     events meanwhile), and pg_write_commit adds it to the events of the
+ *     list the writer publishes.
+ *     No gap: a transaction's gids are contiguous from the counter's value,
+ *     the counter is written with the events by one statement, and
+ *     events_undo gives the tail back (the next append reuses it; a
+ *     savepoint rolled back takes its inserts and what they added to the
+ *     counter with it).
  *
  * Runs are inserted owned by this node (owner_node, owner_epoch) once it
  * has joined (s->owner_epoch > 0), unowned otherwise. An idempotency key is
@@ -256,10 +258,19 @@ static const struct pg_wstmt {
                          "register a workflow" },
     [PG_W_RUN_LAST_SEQ] = { "SELECT " LAST_SEQ_R " FROM runs r WHERE r.id = $1",
                             "number an event" },
-    /* The events held back (ev_lit), in one statement. */
-    [PG_W_EVENTS_INSERT] = { "INSERT INTO events (run_id, seq, type, step_id, at, data, gid)"
-                             " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[],"
-                             " $4::text[], $5::bigint[], $6::text[], $7::bigint[])",
+    /* The events held back (ev_lit), $7 of them, in one statement, numbered
+     * on from the counter, which they move on (locked until COMMIT); the
+     * answer is what their gids are over those given to apply.c from $8
+     * on. Every node's live streams learn of them at COMMIT. */
+    [PG_W_EVENTS_INSERT] = { "WITH c AS (UPDATE event_counter SET gid = gid + $7::bigint"
+                             " RETURNING gid - $7::bigint AS base),"
+                             " i AS (INSERT INTO events (run_id, seq, type, step_id, at, data, gid)"
+                             " SELECT u.run_id, u.seq, u.type, u.step_id, u.at, u.data,"
+                             " c.base + u.ord FROM c, unnest($1::text[], $2::bigint[], $3::text[],"
+                             " $4::text[], $5::bigint[], $6::text[]) WITH ORDINALITY"
+                             " AS u(run_id, seq, type, step_id, at, data, ord))"
+                             " SELECT c.base + 1 - $8::bigint, pg_notify('" PG_CHANNEL_EVENTS "',"
+                             " (c.base + $7::bigint)::text) FROM c",
                              "append events" },
     /* The step writes held back (sw_lit), each kind in one statement,
      * never two of one step in one (sw_hold). The writer's session plans
@@ -276,12 +287,6 @@ static const struct pg_wstmt {
     [PG_W_STEPS_COMPLETE] = { "UPDATE steps SET status = 'completed', output = u.output,"
                               " completed_at = u.at" SW_FROM,
                               "complete steps" },
-    /* Locks the counter until the commit, and reads the last gid. */
-    [PG_W_COUNTER_LOCK] = { "UPDATE event_counter SET gid = gid RETURNING gid", "number an event" },
-    /* Every node's live streams learn of the events at COMMIT. */
-    [PG_W_COUNTER_SET] = { "WITH u AS (UPDATE event_counter SET gid = $1::bigint RETURNING gid)"
-                           " SELECT pg_notify('" PG_CHANNEL_EVENTS "', gid::text) FROM u",
-                           "number the events" },
     /* A concurrency group's admissions, one at a time over every node
      * until COMMIT (its own statement: the count after it must see the
      * admissions committed while it waited). */
@@ -416,12 +421,24 @@ static PGresult *read_next(struct pg_store *s, enum pg_wstmt_id *out_id)
 }
 
 /* Whether r, statement id's result, succeeded; the first failure of the
- * transaction is kept (what follows it in the pipeline is aborted). */
+ * transaction is kept (what follows it in the pipeline is aborted). An
+ * insert of events says how the server numbered them (gid_shift). */
 static bool result_ok(struct pg_store *s, const PGresult *r, enum pg_wstmt_id id)
 {
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     const char *constraint;
 
+    if (id == PG_W_EVENTS_INSERT && st == PGRES_TUPLES_OK) {
+        if (PQntuples(r) == 1) {
+            s->gid_shift = pg_cell_int64(r, 0, 0);
+            return true;
+        }
+        st = PGRES_FATAL_ERROR; /* no counter row: nothing was inserted */
+        if (s->w_rc == DURABLE_OK) {
+            err_set(&s->w_err, DURABLE_EIO, "could not append events: no event counter");
+            s->w_rc = DURABLE_EIO;
+        }
+    }
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return true;
     if (s->w_rc != DURABLE_OK)
@@ -621,11 +638,22 @@ static durable_code lits_send(struct pg_store *s, enum pg_wstmt_id id, struct db
 /* Sends the events held back, in one statement. */
 static durable_code held_send(struct pg_store *s, durable_error *err)
 {
-    durable_code rc;
+    struct num n, first;
+    const char *p[PG_EV_COLS + 2];
+    durable_code rc = DURABLE_OK;
 
     if (s->ev_n == 0)
         return DURABLE_OK;
-    rc = lits_send(s, PG_W_EVENTS_INSERT, s->ev_lit, PG_EV_COLS, err);
+    for (int c = 0; rc == DURABLE_OK && c < PG_EV_COLS; c++) {
+        rc = dbuf_add(&s->ev_lit[c], "}", 1);
+        p[c] = s->ev_lit[c].buf;
+    }
+    p[PG_EV_COLS] = num_of(&n, (int64_t)s->ev_n);
+    p[PG_EV_COLS + 1] = num_of(&first, s->ev_first_gid);
+    if (rc == DURABLE_OK)
+        rc = send(s, PG_W_EVENTS_INSERT, PG_EV_COLS + 2, p, err);
+    else
+        rc = err_set(err, rc, "could not append events: too many at once");
     held_reset(s);
     return rc;
 }
@@ -635,11 +663,10 @@ static durable_code held_event(struct pg_store *s, const struct event_key *k, co
                                const char *data, int64_t seq, durable_error *err)
 {
     int64_t gid = s->last_gid + 1;
-    struct num n_seq, n_at, n_gid;
-    const char *v[PG_EV_COLS] = { k->run_id,          num_of(&n_seq, seq),     type,
-                                  k->step_id,         num_of(&n_at, k->at_ms), data,
-                                  num_of(&n_gid, gid) };
-    static const bool quoted[PG_EV_COLS] = { true, false, true, true, false, true, false };
+    struct num n_seq, n_at;
+    const char *v[PG_EV_COLS] = { k->run_id,  num_of(&n_seq, seq),     type,
+                                  k->step_id, num_of(&n_at, k->at_ms), data };
+    static const bool quoted[PG_EV_COLS] = { true, false, true, true, false, true };
     durable_code rc = DURABLE_OK;
     size_t bytes = 0;
 
@@ -878,9 +905,8 @@ void pg_write_begin(struct pg_store *s, bool reconnected)
 {
     if (reconnected)
         memset(s->w_prepared, 0, sizeof(s->w_prepared));
-    s->gid_locked = false;
-    s->gid_base = 0;
-    s->last_gid = 0;
+    s->last_gid = s->gid_base;
+    s->gid_shift = 0;
     seq_forget(s);
     s->started_run[0] = '\0';
     s->quiet_run[0] = '\0';
@@ -1655,24 +1681,6 @@ static durable_code last_seq(struct pg_store *s, const char *run_id, int64_t *ou
     return rc;
 }
 
-/* Locks the event counter for this transaction and reads the last gid. */
-static durable_code counter_lock(struct pg_store *s, durable_error *err)
-{
-    PGresult *r = wexec(s, PG_W_COUNTER_LOCK, 0, NULL, err);
-
-    if (!r)
-        return DURABLE_EIO;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        return err_set(err, DURABLE_EIO, "could not number an event: no event counter");
-    }
-    s->gid_base = pg_cell_int64(r, 0, 0);
-    s->last_gid = s->gid_base;
-    s->gid_locked = true;
-    PQclear(r);
-    return DURABLE_OK;
-}
-
 static durable_code pg_row_event_append(struct store *base, const struct event_key *k,
                                         const char *type, const char *data,
                                         struct store_event_ids *out, durable_error *err)
@@ -1693,8 +1701,6 @@ static durable_code pg_row_event_append(struct store *base, const struct event_k
         seq = s->seq_last + 1;
     else if ((rc = last_seq(s, k->run_id, &seq, err)) == DURABLE_OK)
         seq++;
-    if (rc == DURABLE_OK && !s->gid_locked)
-        rc = counter_lock(s, err);
     if (rc == DURABLE_OK)
         rc = held_event(s, k, type, data, seq, err);
     if (rc != DURABLE_OK) {
@@ -1723,10 +1729,6 @@ static void pg_row_events_undo(struct store *base, int64_t first_gid)
     if (s->seq_run[0])
         ahead_drop(s, s->seq_run);
     s->known_run[0] = '\0';
-    /* Every gid of the transaction given back: the counter's lock may have
-     * gone with a savepoint; the next append takes it again. */
-    if (first_gid <= s->gid_base + 1)
-        s->gid_locked = false;
     seq_forget(s);
 }
 
@@ -1754,18 +1756,25 @@ static durable_code pg_row_savepoint(struct store *base, enum store_savepoint op
     return wrun(pg_of(base), ids[op], 0, NULL, NULL, err);
 }
 
-durable_code pg_write_commit(struct pg_store *s, durable_error *err)
+/* The events this transaction appended (last_gid - gid_base), the last
+ * of ev, numbered as the server did. */
+static void events_renumber(const struct pg_store *s, struct store_events *ev)
 {
-    struct num gid;
-    const char *p[1];
-    durable_code rc = DURABLE_OK;
+    int64_t n = s->last_gid - s->gid_base;
+
+    for (size_t i = ev ? ev->n : 0; s->gid_shift != 0 && n > 0 && i > 0; i--, n--) {
+        int64_t *gid = &ev->items[i - 1].global_id;
+        if (*gid <= s->gid_base || *gid > s->last_gid)
+            break;
+        *gid += s->gid_shift;
+    }
+}
+
+durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durable_error *err)
+{
+    durable_code rc = held_send(s, err);
     bool ended;
 
-    rc = held_send(s, err);
-    if (rc == DURABLE_OK && s->gid_locked && s->last_gid != s->gid_base) {
-        p[0] = num_of(&gid, s->last_gid);
-        rc = send(s, PG_W_COUNTER_SET, 1, p, err);
-    }
     if (rc == DURABLE_OK)
         rc = send(s, PG_W_COMMIT, 0, NULL, err);
     if (rc != DURABLE_OK)
@@ -1787,6 +1796,10 @@ durable_code pg_write_commit(struct pg_store *s, durable_error *err)
     ended = pipeline_end(s);
     if (rc == DURABLE_OK && !ended)
         rc = err_set(err, DURABLE_EIO, "could not commit: %s", PQerrorMessage(s->w));
+    if (rc == DURABLE_OK && s->last_gid > s->gid_base) {
+        events_renumber(s, ev);
+        s->gid_base = s->last_gid + s->gid_shift; /* the counter as this commit left it */
+    }
     if (rc == DURABLE_OK)
         pg_write_begin(s, false);
     return rc;
@@ -1862,8 +1875,7 @@ static void guards_take(struct pg_store *s, const PGresult *r, size_t n_guards)
     }
 }
 
-/* Reads the guards' rows if sent (n_guards > 0), then the counter's if
- * sent. */
+/* Reads the guards' rows (n_guards > 0). */
 static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_error *err)
 {
     enum pg_wstmt_id id;
@@ -1879,15 +1891,6 @@ static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_erro
         r = read_next(s, &id);
         if (result_ok(s, r, id))
             guards_take(s, r, n_guards);
-        PQclear(r);
-    }
-    if (s->w_n > 0) { /* the counter */
-        r = read_next(s, &id);
-        if (result_ok(s, r, id) && PQntuples(r) == 1) {
-            s->gid_base = pg_cell_int64(r, 0, 0);
-            s->last_gid = s->gid_base;
-            s->gid_locked = true;
-        }
         PQclear(r);
     }
     return s->w_rc == DURABLE_OK ? DURABLE_OK : failed(s, err);
@@ -1920,15 +1923,14 @@ static bool ahead_claim(struct pg_store *s, const struct transition *t, const ch
     return true;
 }
 
-/* The batch's guards, read ahead in one statement and one round trip with
- * the event counter's lock: the first transition of each run whose first
- * read is its guard (a run or a step of it). */
+/* The batch's guards, read ahead in one statement and one round trip: the
+ * first transition of each run whose first read is its guard (a run or a
+ * step of it). */
 durable_code pg_prefetch(struct store *base, const struct transition *const *t, size_t n,
                          durable_error *err)
 {
     struct pg_store *s = pg_of(base);
-    size_t n_sent, n_guards = 0;
-    bool creates = false, lock;
+    size_t n_guards = 0;
     struct dbuf lit[2];                  /* the runs' and the steps' ids */
     durable_code rc = held_send(s, err); /* the reads see every write before them */
 
@@ -1939,7 +1941,6 @@ durable_code pg_prefetch(struct store *base, const struct transition *const *t, 
     }
     for (size_t i = 0; rc == DURABLE_OK && i < n; i++) {
         const char *step_id;
-        creates = creates || t[i]->kind == TR_RUN_CREATE;
         if (!ahead_claim(s, t[i], &step_id, &n_guards))
             continue;
         rc = lit_add(&lit[0], t[i]->run_id, true);
@@ -1957,17 +1958,11 @@ durable_code pg_prefetch(struct store *base, const struct transition *const *t, 
     }
     for (int c = 0; c < 2; c++)
         dbuf_release(&lit[c]);
-    /* The counter too when the batch will append events: it has a guard
-     * or creates a run. */
-    lock = (n_guards > 0 || creates) && !s->gid_locked;
-    if (rc == DURABLE_OK && lock)
-        rc = send(s, PG_W_COUNTER_LOCK, 0, NULL, err);
-    n_sent = (n_guards > 0) + lock;
-    if (rc != DURABLE_OK || n_sent == 0)
+    if (rc != DURABLE_OK || n_guards == 0)
         return rc; /* nothing to read yet */
     rc = flush(s, err);
     if (rc == DURABLE_OK)
-        rc = read_upto(s, n_sent, err);
+        rc = read_upto(s, 1, err);
     return rc == DURABLE_OK ? ahead_read(s, n_guards, err) : rc;
 }
 

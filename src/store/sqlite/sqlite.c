@@ -1039,8 +1039,9 @@ durable_code sqlite_tx_begin(struct store *base, durable_error *err)
     return rc;
 }
 
-durable_code sqlite_tx_commit(struct store *base, durable_error *err)
+durable_code sqlite_tx_commit(struct store *base, struct store_events *ev, durable_error *err)
 {
+    (void)ev; /* numbered as appended: one writer */
     struct sqlite_store *s = sqlite_of(base);
 
 #ifdef DURABLE_FAILPOINTS

@@ -251,7 +251,7 @@ void sqlite_close(struct store *base);
 int sqlite_schema_version(void);
 durable_code sqlite_synchronous(struct store *base, int *out_level, durable_error *err);
 durable_code sqlite_tx_begin(struct store *base, durable_error *err);
-durable_code sqlite_tx_commit(struct store *base, durable_error *err);
+durable_code sqlite_tx_commit(struct store *base, struct store_events *ev, durable_error *err);
 void sqlite_tx_rollback(struct store *base);
 /* write.c: the rows store_apply reads and writes (backend.h) */
 extern const struct store_rows_ops sqlite_rows_ops;

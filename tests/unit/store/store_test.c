@@ -38,7 +38,7 @@ durable_code apply1(struct fixture *f, const struct transition *t, struct transi
     assert_int_equal(store_tx_prefetch(f->s, &t, 1, err), DURABLE_OK); /* as the writer */
     rc = store_apply(f->s, t, &f->ev, res, err);
     if (rc == DURABLE_OK)
-        assert_int_equal(store_tx_commit(f->s, err), DURABLE_OK);
+        assert_int_equal(store_tx_commit(f->s, &f->ev, err), DURABLE_OK);
     else
         store_tx_rollback(f->s);
     return rc;

@@ -389,7 +389,7 @@ static void test_action_refused_leaves_no_trace(void **state)
     t.error_code = "action_failed";
     err_clear(&err);
     assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK);
-    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &f->ev, &err), DURABLE_OK);
 
     after = doc_of(store_order_json, f, "ord_1");
     assert_true(json_equal(before, after));
@@ -473,7 +473,7 @@ static void test_registered_action_refused_writes_nothing(void **state)
     assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_EACTION);
     assert_string_equal(err.msg, "out of stock");
     assert_int_equal(f->ev.n, n_ev);
-    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &f->ev, &err), DURABLE_OK);
     assert_null(kv_value(f, "counter"));
     assert_step_status(f, "run_1", "a", STEP_S_RUNNING);
     assert_int_equal(store_kv_get(f->s, "", &(char *){ NULL }, &err), DURABLE_EINVAL);
@@ -579,7 +579,7 @@ static void test_unfinished_listing(void **state)
         fin.run_status = RUN_COMPLETED;
         assert_int_equal(store_apply(f->s, &fin, &f->ev, NULL, &err), DURABLE_OK);
     }
-    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &f->ev, &err), DURABLE_OK);
     assert_int_equal(store_runs_unfinished(f->s, count_run, &c, &err), DURABLE_OK);
     assert_int_equal(c.n, 400);
     assert_true(c.is_ordered);
@@ -636,7 +636,7 @@ static void test_unfinished_pages_and_workflows(void **state)
         t.workflow_id = i % 2 ? res.id : f->wf_id;
         assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK);
     }
-    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &f->ev, &err), DURABLE_OK);
     assert_int_equal(store_runs_unfinished(f->s, check_run_wf, &c, &err), DURABLE_OK);
     assert_int_equal(c.n, 700);
 }
@@ -851,7 +851,7 @@ static void test_batch_read_ahead(void **state)
     assert_int_equal(store_apply(f->s, &done, &f->ev, NULL, &err), DURABLE_OK);
     assert_int_equal(store_apply(f->s, &again, &f->ev, NULL, &err), DURABLE_ECONFLICT);
     assert_int_equal(store_apply(f->s, &start_b, &f->ev, NULL, &err), DURABLE_OK);
-    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &f->ev, &err), DURABLE_OK);
     evs = events_of(f, "run_1", 0);
     assert_int_equal(json_array_size(evs), 5);
     assert_string_equal(event_type(evs, 2), "recovered");
@@ -995,7 +995,7 @@ static void test_global_ids(void **state)
     assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK); /* gid 4 */
     t = step_tr(TR_STEP_START, "run_1", "a", 1, T0 + 100);
     assert_int_equal(store_apply(f->s, &t, &f->ev, NULL, &err), DURABLE_OK); /* gid 5 */
-    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &f->ev, &err), DURABLE_OK);
     assert_int_equal(f->ev.n, 5);
     /* A transaction rolled back gives its ids out again. */
     assert_int_equal(store_tx_begin(f->s, &err), DURABLE_OK);
@@ -1668,7 +1668,7 @@ static void test_batch_create_to_finish(void **state)
     assert_int_equal(store_apply(f->s, &refused, &f->ev, NULL, &err), DURABLE_EACTION);
     err_clear(&err);
     assert_int_equal(store_apply(f->s, &wb, &f->ev, NULL, &err), DURABLE_OK);
-    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &f->ev, &err), DURABLE_OK);
 
     assert_int_equal(f->ev.n, n0 + DUR_ARRAY_LEN(want) + 2); /* and run_w's b */
     for (size_t i = 0; i < f->ev.n; i++)
@@ -1724,7 +1724,7 @@ static void test_batch_step_writes_in_order(void **state)
     assert_int_equal(store_tx_prefetch(f->s, batch, DUR_ARRAY_LEN(batch), &err), DURABLE_OK);
     for (size_t i = 0; i < DUR_ARRAY_LEN(batch); i++)
         assert_int_equal(store_apply(f->s, batch[i], &f->ev, NULL, &err), DURABLE_OK);
-    assert_int_equal(store_tx_commit(f->s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(f->s, &f->ev, &err), DURABLE_OK);
 
     assert_run_status(f, "run_1", RUN_CANCELLED);
     assert_step_status(f, "run_1", "a", STEP_S_CANCELLED);

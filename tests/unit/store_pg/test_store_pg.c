@@ -326,12 +326,12 @@ static void test_transactions(void **state)
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
     insert_workflow(s, "shop");
     assert_int_equal(sql_int(c, "SELECT count(*) FROM workflows"), 0); /* not yet */
-    assert_int_equal(store_tx_commit(s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(s, NULL, &err), DURABLE_OK);
     assert_int_equal(sql_int(c, "SELECT count(*) FROM workflows"), 1);
     /* A transaction an error aborted does not commit. */
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
     insert_workflow(s, "dup"); /* the same id: refused by the server, seen at COMMIT */
-    assert_int_equal(store_tx_commit(s, &err), DURABLE_EIO);
+    assert_int_equal(store_tx_commit(s, NULL, &err), DURABLE_EIO);
     assert_non_null(strstr(err.msg, "could not register a workflow"));
     store_tx_rollback(s);
     assert_int_equal(PQtransactionStatus(p->w), PQTRANS_IDLE);
@@ -348,12 +348,12 @@ static void test_transactions(void **state)
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
     insert_workflow(s, "cut");
     terminate(c, p->w);
-    assert_int_equal(store_tx_commit(s, &err), DURABLE_EIO);
+    assert_int_equal(store_tx_commit(s, NULL, &err), DURABLE_EIO);
     store_tx_rollback(s);
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
     store_tx_rollback(s);
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
-    assert_int_equal(store_tx_commit(s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(s, NULL, &err), DURABLE_OK);
     assert_int_equal(sql_int(c, "SELECT count(*) FROM workflows WHERE name = 'cut'"), 0);
     PQfinish(c);
     store_close(s);
@@ -612,7 +612,7 @@ static durable_code apply_tx(struct store *s, const struct transition *t,
     if (rc == DURABLE_OK)
         rc = store_apply(s, t, NULL, res, err);
     if (rc == DURABLE_OK)
-        rc = store_tx_commit(s, err);
+        rc = store_tx_commit(s, NULL, err);
     else
         store_tx_rollback(s);
     return rc;
@@ -711,12 +711,61 @@ static void test_flow_admit(void **state)
     assert_true(res.admitted);
     assert_int_equal(pthread_create(&th, NULL, admit_thread, &arg), 0);
     usleep(300 * 1000);
-    assert_int_equal(store_tx_commit(a, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(a, NULL, &err), DURABLE_OK);
     pthread_join(th, NULL);
     assert_false(arg.admitted);
     assert_int_equal(arg.in_use, 1);
     PQfinish(c);
     store_close(listener);
+    store_close(a);
+    store_close(b);
+}
+
+/* Cancels run_id as a caller in a transaction of s's writer, its events
+ * added to ev. */
+static void cancel_ev(struct store *s, const char *run_id, struct store_events *ev)
+{
+    struct transition t = { .kind = TR_RUN_FINISH, .run_id = run_id, .at_ms = 5 };
+    durable_error err = { 0 };
+
+    t.run_status = RUN_CANCELLED;
+    assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
+    assert_int_equal(store_apply(s, &t, ev, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit(s, ev, &err), DURABLE_OK);
+}
+
+/* Global ids over the writers of two nodes: the server numbers a
+ * transaction's events from the counter when it inserts them, so each
+ * writer's list of its events (what it publishes) holds the gids they
+ * were stored under, though the other writer committed events since this
+ * one last did, and no id is missing or taken twice. */
+static void test_gids_over_two_writers(void **state)
+{
+    struct store *a = open_ok(DURABLE_DURABILITY_FULL), *b = open_ok(DURABLE_DURABILITY_FULL);
+    struct store_events ev = { 0 };
+    PGconn *c = direct();
+    char q[256];
+
+    (void)state;
+    insert_runs(c);
+    cancel_ev(a, "r1", &ev);
+    cancel_ev(b, "r2", &ev);
+    cancel_ev(a, "r3", &ev);
+    cancel_ev(b, "r4", &ev);
+    assert_true(ev.n >= 4);
+    for (size_t i = 0; i < ev.n; i++) {
+        snprintf(q, sizeof(q), "SELECT gid FROM events WHERE run_id = '%s' AND seq = %lld",
+                 ev.items[i].run_id, (long long)ev.items[i].seq);
+        assert_int_equal(ev.items[i].global_id, sql_int(c, q));
+        if (i > 0) /* in commit order */
+            assert_true(ev.items[i].global_id > ev.items[i - 1].global_id);
+    }
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM events"),
+                     sql_int(c, "SELECT max(gid) FROM events"));
+    assert_int_equal(sql_int(c, "SELECT count(DISTINCT gid) FROM events"),
+                     sql_int(c, "SELECT gid FROM event_counter"));
+    store_events_release(&ev);
+    PQfinish(c);
     store_close(a);
     store_close(b);
 }
@@ -1303,6 +1352,7 @@ int main(void)
         cmocka_unit_test_setup(test_fence, setup),
         cmocka_unit_test_setup(test_flow_admit, setup),
         cmocka_unit_test_setup(test_rate_take, setup),
+        cmocka_unit_test_setup(test_gids_over_two_writers, setup),
         cmocka_unit_test_setup(test_read_records, setup),
         cmocka_unit_test_setup(test_runs_unfinished, setup),
         cmocka_unit_test_setup(test_run_documents, setup),
