@@ -536,22 +536,37 @@ void id_new(const char *prefix, char *out, size_t out_len)
 /* ---- failpoints ---- */
 
 #ifdef DURABLE_FAILPOINTS
-void failpoint_hit(const char *name)
+/* Whether this reach of name is the one DURABLE_FAILPOINT arms; hits
+ * counts the reaches of an armed name. */
+static bool failpoint_due(const char *name, _Atomic long *hits)
 {
-    static _Atomic long hits;
     /* NOLINTNEXTLINE(concurrency-mt-unsafe): durable never sets the environment */
     const char *spec = getenv("DURABLE_FAILPOINT");
     size_t n;
     long want = 1;
 
     if (!spec)
-        return;
+        return false;
     n = strlen(name);
     if (strncmp(spec, name, n) != 0 || (spec[n] != '\0' && spec[n] != ':'))
-        return;
+        return false;
     if (spec[n] == ':')
         want = strtol(spec + n + 1, NULL, 10);
-    if (atomic_fetch_add(&hits, 1) + 1 == want)
+    return atomic_fetch_add(hits, 1) + 1 == want;
+}
+
+void failpoint_hit(const char *name)
+{
+    static _Atomic long hits;
+
+    if (failpoint_due(name, &hits))
         raise(SIGKILL);
+}
+
+bool failpoint_skip(const char *name)
+{
+    static _Atomic long hits;
+
+    return failpoint_due(name, &hits);
 }
 #endif

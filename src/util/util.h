@@ -91,12 +91,17 @@ void id_new(const char *prefix, char *out, size_t out_len);
 /* ---- failpoints (crash tests) ----
  * FAILPOINT("name") kills the process with SIGKILL when the environment
  * variable DURABLE_FAILPOINT is "name" or "name:N" (the Nth time it is
- * reached, from 1). Compiled in only when DURABLE_FAILPOINTS is defined. */
+ * reached, from 1). FAILPOINT_SKIP("name") is true instead, that once: the
+ * caller leaves something out (a lost wake-up). Compiled in only when
+ * DURABLE_FAILPOINTS is defined. */
 #ifdef DURABLE_FAILPOINTS
 void failpoint_hit(const char *name);
-#    define FAILPOINT(name) failpoint_hit(name)
+bool failpoint_skip(const char *name);
+#    define FAILPOINT(name)      failpoint_hit(name)
+#    define FAILPOINT_SKIP(name) failpoint_skip(name)
 #else
-#    define FAILPOINT(name) ((void)0)
+#    define FAILPOINT(name)      ((void)0)
+#    define FAILPOINT_SKIP(name) false
 #endif
 
 /* ---- durations (duration.c) ---- */

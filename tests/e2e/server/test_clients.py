@@ -211,6 +211,8 @@ class SSEClient:
         self.status = None
         self.frames = []          # (id, type, data) of a sampled client
         self.completed = 0        # run_completed frames
+        self.pings = 0            # ": ping" comments
+        self.last_data = None     # time.monotonic() of the last bytes read
         self.closed = False
         self.error = None
         self.text = b""
@@ -242,6 +244,7 @@ class SSEClient:
             if not data:
                 self.closed = True
                 return
+            self.last_data = time.monotonic()
             if dec:
                 data = dec.feed(data)
             self.text += data
@@ -256,6 +259,8 @@ class SSEClient:
             fields[k] = v
         if fields.get(b"event") == b"run_completed":
             self.completed += 1
+        if frame.startswith(b":"):
+            self.pings += 1
         if self.keep and b"data" in fields:
             self.frames.append((int(fields[b"id"]), fields[b"event"].decode(),
                                 json.loads(fields[b"data"])))
@@ -389,8 +394,13 @@ class ClientsTest(su.ServerTest):
             self.assertFalse(closed, "%d SSE clients were disconnected during the attack: %s"
                              % (len(closed), [clients[i].error for i in closed[:5]]))
             behind = [(i, c.completed) for i, c in enumerate(clients) if c.completed != want]
-            self.assertFalse(behind, "SSE clients missing run_completed frames (want %d): %s"
-                             % (want, behind[:10]))
+            now = time.monotonic()
+            self.assertFalse(behind, "SSE clients missing run_completed frames (want %d, %d runs):"
+                             " %s; the first (client, run_completed, pings, seconds since its"
+                             " last bytes): %s"
+                             % (want, len(runs), behind[:10],
+                                [(i, n, clients[i].pings, round(now - clients[i].last_data, 1)
+                                  if clients[i].last_data else None) for i, n in behind[:5]]))
             history = {r: [(e["seq"], e["type"]) for e in self.events(self.srv, r)] for r in runs}
             for i, c in enumerate(clients[:sample]):
                 ids = [f[0] for f in c.frames]

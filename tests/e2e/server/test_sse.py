@@ -10,7 +10,10 @@ GET /runs/{id}/stream and GET /events/stream as Server-Sent Events.
 - the global stream delivers the events of several runs with increasing ids,
   and reconnecting there with Last-Event-ID loses nothing either;
 - many idle subscribers do not each hold a server thread, and all of them
-  get the events.
+  get the events;
+- a stream whose wake-up is lost (the failpoint `sse.resume` leaves out one
+  resume of a suspended connection) still gets its events, from the
+  server's safety net at the pings, and the server says so on stderr.
 
 Usage: test_sse.py --durable PATH/durable --examples PATH/examples [unittest args]
 """
@@ -249,6 +252,31 @@ class SseTest(su.ServerTest):
         for sse in subs:
             sse.close()
         self.wait_for(lambda: srv.get("/health").status == 200, 5, "health after the subscribers")
+
+    def test_lost_wake_up_is_made_good(self):
+        """A stream with frames to send whose connection stays suspended (a
+        lost wake-up) is resumed again by the pinger; here a failpoint loses
+        the first resume."""
+        srv = self.start_server(env={"DURABLE_FAILPOINT": "sse.resume:1"})
+        self.register(srv, chain("lost", 2, 0.1))
+        sse = self.open(srv, "/events/stream")
+        time.sleep(0.5)  # the stream is suspended, waiting for events
+
+        def ended(run):
+            return lambda g: g and isinstance(g[-1]["data"], dict) \
+                and g[-1]["data"].get("run_id") == run and g[-1]["data"].get("type") in END_TYPES
+        first = self.start_run(srv, "lost")["id"]
+        # Two pings (15 s apart) see the stream stalled, the second resumes it.
+        evs = self.read_until(sse, ended(first), 60, "the events after a lost wake-up")
+        mine = [e["data"] for e in evs if e["data"].get("run_id") == first]
+        self.check_exact(srv, first, mine, " (run %s after a lost wake-up)" % first)
+        with open(srv.err_path, encoding="utf-8", errors="replace") as f:
+            self.assertIn("stayed suspended; resumed again", f.read())
+        # From then on the stream runs as usual.
+        second = self.start_run(srv, "lost")["id"]
+        evs = self.read_until(sse, ended(second), 10, "the events of the next run")
+        mine = [e["data"] for e in evs if e["data"].get("run_id") == second]
+        self.check_exact(srv, second, mine, " (run %s)" % second)
 
 
 if __name__ == "__main__":
