@@ -249,11 +249,11 @@ static void *pinger_main(void *arg)
             continue;
         for (c = h->clients; c; c = c->next) {
             pthread_mutex_lock(&c->mu);
+            client_unstall(c); /* before a ping's own wake-up */
             if (!c->replaying && !c->dead && c->out.len == c->out_pos) {
                 dbuf_adds(&c->out, ": ping\n\n");
                 client_wake(c);
             }
-            client_unstall(c);
             pthread_mutex_unlock(&c->mu);
         }
     }
