@@ -113,7 +113,7 @@ class RetentionSizeTest(su.ServerTest):
             su.log("%7d runs  %6.1fs  %8.1f MiB" % (n, at, size / 1048576.0))
         after_window = [s for s in samples if s[1] >= settled_at]
         self.assertGreaterEqual(len(after_window), wanted_after,
-                           "too few samples after the first window: %s" % samples)
+                                "too few samples after the first window: %s" % samples)
         base = after_window[0][2]
         top = max(s[2] for s in after_window)
         su.log("after the first window: %.1f MiB; largest later: %.1f MiB"

@@ -37,6 +37,12 @@ def key(e):
     return (e["seq"], e["type"], e["step_id"])
 
 
+def ended(run):
+    """read_until's test: the last event read is run's final one."""
+    return lambda g: g and isinstance(g[-1]["data"], dict) \
+        and g[-1]["data"].get("run_id") == run and g[-1]["data"].get("type") in END_TYPES
+
+
 class SseTest(su.ServerTest):
 
     def open(self, srv, path, last_event_id=None, **kw):
@@ -243,10 +249,7 @@ class SseTest(su.ServerTest):
         self.assertOk(h)
         run = self.start_run(srv, "idle")["id"]
         for i, sse in enumerate(subs):
-            evs = self.read_until(
-                sse, lambda g: g and isinstance(g[-1]["data"], dict)
-                and g[-1]["data"].get("run_id") == run and g[-1]["data"].get("type") in END_TYPES,
-                20, "subscriber %d" % i)
+            evs = self.read_until(sse, ended(run), 20, "subscriber %d" % i)
             seqs = [e["data"]["seq"] for e in evs if e["data"].get("run_id") == run]
             self.assertEqual(seqs, list(range(1, len(seqs) + 1)), "subscriber %d" % i)
         for sse in subs:
@@ -262,10 +265,6 @@ class SseTest(su.ServerTest):
         self.register(srv, chain("lost", 2, 0.1))
         streams = [self.open(srv, "/events/stream") for _ in range(2)]
         time.sleep(0.5)  # both are suspended, waiting for events
-
-        def ended(run):
-            return lambda g: g and isinstance(g[-1]["data"], dict) \
-                and g[-1]["data"].get("run_id") == run and g[-1]["data"].get("type") in END_TYPES
         for n, wait in ((1, 60), (2, 10)):
             # The first run's events: one stream gets them at once, the other
             # when two pings (15 s apart) have seen it stalled; then at once.
