@@ -944,11 +944,12 @@ durable_code pg_write_tx_begin(struct pg_store *s, durable_error *err)
     return send(s, PG_W_BEGIN, 0, NULL, err);
 }
 
-/* Ends the pipeline: a sync, every result read (the sync's last), back to
- * one statement at a time. Returns whether all of it went as sent. */
-static bool pipeline_end(struct pg_store *s)
+/* Ends the pipeline: a sync (unless synced_already: sent with the last
+ * statement), every result read (the sync's last), back to one statement
+ * at a time. Returns whether all of it went as sent. */
+static bool pipeline_end(struct pg_store *s, bool synced_already)
 {
-    bool synced = PQpipelineSync(s->w) == 1;
+    bool synced = synced_already || PQpipelineSync(s->w) == 1;
     enum pg_wstmt_id id;
     PGresult *r;
 
@@ -972,7 +973,7 @@ static bool pipeline_end(struct pg_store *s)
 void pg_write_end(struct pg_store *s)
 {
     if (PQpipelineStatus(s->w) != PQ_PIPELINE_OFF)
-        pipeline_end(s);
+        pipeline_end(s, false);
     pg_write_begin(s, false);
 }
 
@@ -1773,15 +1774,18 @@ static void events_renumber(const struct pg_store *s, struct store_events *ev)
 durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durable_error *err)
 {
     durable_code rc = held_send(s, err);
-    bool ended;
+    bool ended, synced;
 
     if (rc == DURABLE_OK)
         rc = send(s, PG_W_COMMIT, 0, NULL, err);
     if (rc != DURABLE_OK)
         return rc;
-    /* Everything not read yet, then COMMIT's answer: that of a transaction
-     * an error aborted is "ROLLBACK". */
-    rc = flush(s, err);
+    /* COMMIT goes with the pipeline's sync (one round trip); everything
+     * not read yet, then COMMIT's answer: that of a transaction an error
+     * aborted is "ROLLBACK". */
+    synced = PQpipelineSync(s->w) == 1;
+    if (!synced)
+        rc = err_set(err, DURABLE_EIO, "could not commit: %s", PQerrorMessage(s->w));
     if (rc == DURABLE_OK)
         rc = read_upto(s, 1, err);
     if (rc == DURABLE_OK) {
@@ -1793,7 +1797,7 @@ durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durabl
             rc = err_set(err, DURABLE_EIO, "could not commit: the transaction was rolled back");
         PQclear(r);
     }
-    ended = pipeline_end(s);
+    ended = pipeline_end(s, synced);
     if (rc == DURABLE_OK && !ended)
         rc = err_set(err, DURABLE_EIO, "could not commit: %s", PQerrorMessage(s->w));
     if (rc == DURABLE_OK && s->last_gid > s->gid_base) {
