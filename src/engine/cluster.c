@@ -34,7 +34,11 @@
  *     node's own commits do not wait for that read: the writer hands their
  *     events over itself when they follow the last handed over (no other
  *     node committed in between: engine_cluster_publish), and the thread
- *     reads only when an announced id is past the last handed over;
+ *     reads only when an announced id is past the last handed over. As
+ *     the NOTIFY of this node's commit often comes before the writer has
+ *     handed its events over, a read while the writer commits waits once
+ *     for it (engine_cluster_committing): the writer wakes the thread if
+ *     what was announced is still past what it handed over;
  *   - fencing itself: when no renewal has succeeded for most of the lease
  *     (the process was paused, the database unreachable) or a renewal finds
  *     the lease lost, the scheduler forgets every run (SCHED_FENCE) and the
@@ -45,7 +49,8 @@
  * Threads: the cluster operations run on the cluster thread only (and on
  * the opening and closing thread before it starts and after it is joined).
  * mu (a leaf) guards want and stop; efd wakes the thread's poll. pub_mu
- * guards last_gid and is held while events are handed to the subscribers
+ * guards last_gid, committing and deferred_gid, and is held while events
+ * are handed to the subscribers
  * (by the cluster thread or the writer), so they are handed once each and
  * in order; it is taken before the subscribers' lock (subs_mu).
  */
@@ -114,6 +119,9 @@ struct engine_cluster {
     int64_t notified_gid; /* the last event announced (INT64_MAX: unknown) */
     pthread_mutex_t pub_mu;
     int64_t last_gid;          /* guarded by pub_mu: the last event handed to the subscribers */
+    bool committing;           /* guarded by pub_mu: the writer commits a batch */
+    int64_t deferred_gid;      /* guarded by pub_mu: an announced id left for the writer's
+                                  hand-over (0: none) */
     struct id_list retry;      /* runs whose claim failed: again after a renewal */
     struct id_list give_retry; /* runs whose release failed: likewise */
 };
@@ -385,10 +393,18 @@ static void publish_events(struct engine_cluster *c)
     durable_error err = { 0 };
     int64_t after;
 
-    c->events = false;
     pthread_mutex_lock(&c->pub_mu);
     after = c->last_gid;
+    if (c->notified_gid > after && c->committing && c->deferred_gid == 0) {
+        /* Likely the writer's own commit: it hands the events over, or
+         * wakes this thread (once; the next call reads). */
+        c->deferred_gid = c->notified_gid;
+        pthread_mutex_unlock(&c->pub_mu);
+        return;
+    }
+    c->deferred_gid = 0;
     pthread_mutex_unlock(&c->pub_mu);
+    c->events = false;
     if (c->notified_gid <= after)
         return; /* handed over already, by the writer */
     do {
@@ -419,18 +435,35 @@ static void publish_events(struct engine_cluster *c)
     store_events_release(&ev);
 }
 
+void engine_cluster_committing(struct durable *d)
+{
+    struct engine_cluster *c = d->cluster;
+
+    pthread_mutex_lock(&c->pub_mu);
+    c->committing = true;
+    pthread_mutex_unlock(&c->pub_mu);
+}
+
 void engine_cluster_publish(struct durable *d, const struct store_events *ev)
 {
     struct engine_cluster *c = d->cluster;
-    bool follows = ev->n > 0;
+    bool follows = ev && ev->n > 0, wake;
 
     pthread_mutex_lock(&c->pub_mu);
     for (size_t i = 0; follows && i < ev->n; i++)
         follows = ev->items[i].global_id == c->last_gid + 1 + (int64_t)i;
     if (follows)
         c->last_gid = ev->items[ev->n - 1].global_id;
-    engine_events_publish(d, ev, follows);
+    if (ev)
+        engine_events_publish(d, ev, follows);
+    c->committing = false;
+    /* What the thread left to this hand-over: done, or for it to read. */
+    wake = c->deferred_gid > c->last_gid;
+    if (!wake)
+        c->deferred_gid = 0;
     pthread_mutex_unlock(&c->pub_mu);
+    if (wake)
+        poke(c);
 }
 
 /* Takes the scheduler's requests; false when the thread must stop. */

@@ -426,9 +426,13 @@ void engine_cluster_stop(struct durable *d);
 void engine_cluster_close(struct durable *d);
 void engine_cluster_want(struct durable *d, const char *run_id);
 void engine_cluster_give(struct durable *d, const char *run_id);
-/* The writer's events of a commit (writer thread): handed to the
- * subscribers at once when they follow the last handed over, else by the
- * cluster thread's read; durable_run_wait callers are woken either way. */
+/* The writer commits a batch (writer thread): a read of events announced
+ * meanwhile waits for engine_cluster_publish. */
+void engine_cluster_committing(struct durable *d);
+/* The writer's events of a commit (writer thread; NULL: the batch
+ * failed): handed to the subscribers at once when they follow the last
+ * handed over, else by the cluster thread's read; durable_run_wait callers
+ * are woken either way. */
 void engine_cluster_publish(struct durable *d, const struct store_events *ev);
 /* api.c: the store's run query of a list filter (paging left at 0);
  * durable_runs_list and bulk.c. */

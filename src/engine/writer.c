@@ -417,6 +417,8 @@ static void *writer_main(void *arg)
         int tries = 0, max_tries = atomic_load(&d->store_failed) ? 1 : WRITER_MAX_RETRIES;
         durable_code rc;
 
+        if (d->cluster)
+            engine_cluster_committing(d);
         do {
             err_clear(&err);
             rc = commit_batch(d, batch, &ev, &err);
@@ -426,6 +428,8 @@ static void *writer_main(void *arg)
             }
         } while (rc != DURABLE_OK && tries < max_tries);
         if (rc != DURABLE_OK) {
+            if (d->cluster)
+                engine_cluster_publish(d, NULL);
             fail_batch(d, batch, &err);
             continue;
         }
