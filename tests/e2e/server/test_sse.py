@@ -278,5 +278,6 @@ class SseTest(su.ServerTest):
             said = f.read().count("stayed suspended; resumed again")
         self.assertEqual(said, 1, "warnings of a stalled stream (one stream lost its wake-up)")
 
+
 if __name__ == "__main__":
     su.main()
