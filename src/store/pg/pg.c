@@ -209,13 +209,13 @@ durable_code pg_open(const char *location, durable_durability durability, struct
         rc = writer_settings(s, err);
     /* The first reader now, so that a database it cannot read fails here. */
     if (rc == DURABLE_OK)
-        rc = pg_connect(s->conninfo, &s->readers[0], err);
+        rc = pg_connect(s->conninfo, &s->readers[0].c, err);
     if (rc != DURABLE_OK) {
         pg_close(&s->base);
         return rc;
     }
     s->n_open = 1;
-    s->idle[s->n_idle++] = s->readers[0];
+    s->idle[s->n_idle++] = &s->readers[0];
     *out = &s->base;
     return DURABLE_OK;
 }
@@ -229,8 +229,8 @@ void pg_close(struct store *base)
     if (s->cl)
         pg_cluster_ops.leave(base);
     for (size_t i = 0; i < PG_READERS; i++)
-        PQfinish(s->readers[i]); /* accepts NULL */
-    pg_write_begin(s, false);    /* clears what was read ahead */
+        PQfinish(s->readers[i].c); /* accepts NULL */
+    pg_write_begin(s, false);      /* clears what was read ahead */
     PQfinish(s->w);
     free(s->w_fifo);
     free(s->ahead);
@@ -285,8 +285,9 @@ void pg_store_set_code_workflows(struct store *base, const char *const *ids, siz
 
 /* ---- the read pool ---- */
 
-durable_code pg_reader_take(struct pg_store *s, PGconn **out, durable_error *err)
+durable_code pg_reader_take(struct pg_store *s, struct pg_reader **out, durable_error *err)
 {
+    struct pg_reader *rd = NULL;
     PGconn *c = NULL;
     size_t i;
     durable_code rc;
@@ -296,14 +297,14 @@ durable_code pg_reader_take(struct pg_store *s, PGconn **out, durable_error *err
     while (s->n_idle == 0 && s->n_open >= PG_READERS)
         pthread_cond_wait(&s->read_cond, &s->read_mu);
     if (s->n_idle > 0) {
-        c = s->idle[--s->n_idle];
+        rd = s->idle[--s->n_idle];
         pthread_mutex_unlock(&s->read_mu);
-        rc = conn_check(c, err);
+        rc = conn_check(rd->c, err);
         if (rc != DURABLE_OK) {
-            pg_reader_put(s, c);
+            pg_reader_put(s, rd);
             return rc;
         }
-        *out = c;
+        *out = rd;
         return DURABLE_OK;
     }
     i = s->n_open++; /* reserved: connected outside the mutex */
@@ -311,20 +312,22 @@ durable_code pg_reader_take(struct pg_store *s, PGconn **out, durable_error *err
     rc = pg_connect(s->conninfo, &c, err);
     pthread_mutex_lock(&s->read_mu);
     if (rc == DURABLE_OK) {
-        s->readers[i] = c;
+        rd = &s->readers[i];
+        memset(rd, 0, sizeof(*rd));
+        rd->c = c;
     } else if (s->n_open == i + 1) {
         s->n_open = i; /* only the last reserved slot can be given back */
     }
     pthread_mutex_unlock(&s->read_mu);
-    *out = c;
+    *out = rd;
     return rc;
 }
 
-void pg_reader_put(struct pg_store *s, PGconn *c)
+void pg_reader_put(struct pg_store *s, struct pg_reader *rd)
 {
     pthread_mutex_lock(&s->read_mu);
     DUR_ASSERT(s->n_idle < PG_READERS);
-    s->idle[s->n_idle++] = c;
+    s->idle[s->n_idle++] = rd;
     pthread_cond_signal(&s->read_cond);
     pthread_mutex_unlock(&s->read_mu);
 }
@@ -388,45 +391,113 @@ void pg_tx_rollback(struct store *base)
 
 static const char sql_read_begin[] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
-/* Sends q (between BEGIN and COMMIT when wrap) and a sync. */
-static bool pipeline_send(PGconn *c, const struct pg_query *q, size_t n, bool wrap)
-{
-    bool ok = PQenterPipelineMode(c) == 1;
+/* The most statements one pg_read sends: BEGIN, each query's preparation
+ * and execution, COMMIT. */
+#define READ_SENT_MAX 64
 
+/* What the statements of one pg_read were, in the order sent. */
+struct read_sent {
+    size_t n;
+    struct {
+        int q;    /* the query it executes, -1 for BEGIN, COMMIT, a preparation */
+        int prep; /* the place in rd->prepared it prepares, else -1 */
+    } at[READ_SENT_MAX];
+};
+
+static bool send_one(struct read_sent *t, int q, int prep, int ok)
+{
+    t->at[t->n].q = q;
+    t->at[t->n].prep = prep;
+    t->n++;
+    return ok == 1;
+}
+
+/* Sends q[i] by the name it is prepared under on rd, preparing it first
+ * when it is not yet (and prepared[] has room: else unnamed). */
+static bool send_query(struct pg_reader *rd, const struct pg_query *q, int i, struct read_sent *t)
+{
+    char name[16];
+    size_t p = 0;
+
+    while (p < rd->n_prepared && rd->prepared[p] != q[i].sql)
+        p++;
+    if (p == PG_READ_PREPARED)
+        return send_one(t, i, -1,
+                        PQsendQueryParams(rd->c, q[i].sql, q[i].n_params, NULL, q[i].params, NULL,
+                                          NULL, 0));
+    snprintf(name, sizeof(name), "dr%zu", p);
+    if (p == rd->n_prepared) {
+        rd->prepared[rd->n_prepared++] = q[i].sql; /* taken back if it fails */
+        if (!send_one(t, -1, (int)p, PQsendPrepare(rd->c, name, q[i].sql, q[i].n_params, NULL))) {
+            rd->n_prepared = p;
+            return false;
+        }
+    }
+    return send_one(t, i, -1,
+                    PQsendQueryPrepared(rd->c, name, q[i].n_params, q[i].params, NULL, NULL, 0));
+}
+
+/* Sends q (between BEGIN and COMMIT when wrap) and a sync. */
+static bool pipeline_send(struct pg_reader *rd, const struct pg_query *q, size_t n, bool wrap,
+                          struct read_sent *t)
+{
+    bool ok = PQenterPipelineMode(rd->c) == 1;
+
+    DUR_ASSERT(2 * n + 2 <= READ_SENT_MAX);
+    t->n = 0;
     if (ok && wrap)
-        ok = PQsendQueryParams(c, sql_read_begin, 0, NULL, NULL, NULL, NULL, 0) == 1;
+        ok = send_one(t, -1, -1,
+                      PQsendQueryParams(rd->c, sql_read_begin, 0, NULL, NULL, NULL, NULL, 0));
     for (size_t i = 0; ok && i < n; i++)
-        ok = PQsendQueryParams(c, q[i].sql, q[i].n_params, NULL, q[i].params, NULL, NULL, 0) == 1;
+        ok = send_query(rd, q, (int)i, t);
     if (ok && wrap)
-        ok = PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) == 1;
-    return ok && PQpipelineSync(c) == 1;
+        ok = send_one(t, -1, -1, PQsendQueryParams(rd->c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0));
+    return ok && PQpipelineSync(rd->c) == 1;
 }
 
 /* Where pipeline_collect keeps what it read. */
 struct collect {
     const struct pg_query *q;
-    size_t n;
-    size_t first; /* the index of q[0] among the statements sent */
+    const struct read_sent *t;
+    struct pg_reader *rd;
     PGresult **out;
     durable_code rc;
+    bool lost; /* a prepared statement was not found */
 };
 
-/* Takes the result r of statement i: kept in out when it is q's first, an
- * error kept when it is the first one (what follows it in the pipeline is
- * aborted), else cleared. */
+/* Whether the error r says a prepared read no longer serves: gone from
+ * the server process (none of ours drops one), or its columns changed (a
+ * SELECT * of a table a newer node's migration altered). */
+static bool prepared_lost(const PGresult *r)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+
+    return state && (strcmp(state, "26000") == 0 ||
+                     (strcmp(state, "0A000") == 0 && msg && strstr(msg, "result type")));
+}
+
+/* Takes the result r of statement i: kept in out when it is a query's
+ * first, an error kept when it is the first one (what follows it in the
+ * pipeline is aborted), else cleared. A preparation that failed is
+ * forgotten with those after it (aborted). */
 static void collect_one(struct collect *k, size_t i, PGresult *r, durable_error *err)
 {
     ExecStatusType st = PQresultStatus(r);
     bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
-    bool is_q = i >= k->first && i < k->first + k->n;
+    int q = i < k->t->n ? k->t->at[i].q : -1;
+    int prep = i < k->t->n ? k->t->at[i].prep : -1;
 
-    if (ok && is_q && !k->out[i - k->first]) {
-        k->out[i - k->first] = r;
+    if (!ok && prep >= 0 && (size_t)prep < k->rd->n_prepared)
+        k->rd->n_prepared = (size_t)prep;
+    if (!ok && q >= 0 && prepared_lost(r))
+        k->lost = true;
+    if (ok && q >= 0 && !k->out[q]) {
+        k->out[q] = r;
         return;
     }
     if (!ok && k->rc == DURABLE_OK) {
-        k->rc = err_set(err, DURABLE_EIO, "could not %s: %s",
-                        is_q ? k->q[i - k->first].what : "read",
+        k->rc = err_set(err, DURABLE_EIO, "could not %s: %s", q >= 0 ? k->q[q].what : "read",
                         st == PGRES_PIPELINE_ABORTED ? "aborted" : PQresultErrorMessage(r));
     }
     PQclear(r);
@@ -435,20 +506,20 @@ static void collect_one(struct collect *k, size_t i, PGresult *r, durable_error 
 /* Reads the results of a pipeline_send up to its sync. Each statement's
  * results end with a NULL from PQgetResult; more NULLs than statements
  * mean the connection broke. */
-static durable_code pipeline_collect(PGconn *c, const struct pg_query *q, size_t n, bool wrap,
-                                     PGresult **out, durable_error *err)
+static durable_code pipeline_collect(struct pg_reader *rd, const struct pg_query *q,
+                                     const struct read_sent *t, PGresult **out, bool *lost,
+                                     durable_error *err)
 {
-    struct collect k = { q, n, wrap ? 1 : 0, out, DURABLE_OK };
-    size_t total = n + (wrap ? 2 : 0);
+    struct collect k = { q, t, rd, out, DURABLE_OK, false };
     size_t i = 0;
 
     for (;;) {
-        PGresult *r = PQgetResult(c);
+        PGresult *r = PQgetResult(rd->c);
         if (!r) {
-            if (++i <= total && PQstatus(c) == CONNECTION_OK)
+            if (++i <= t->n && PQstatus(rd->c) == CONNECTION_OK)
                 continue;
             if (k.rc == DURABLE_OK)
-                k.rc = err_set(err, DURABLE_EIO, "could not read: %s", PQerrorMessage(c));
+                k.rc = err_set(err, DURABLE_EIO, "could not read: %s", PQerrorMessage(rd->c));
             break;
         }
         if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
@@ -457,20 +528,27 @@ static durable_code pipeline_collect(PGconn *c, const struct pg_query *q, size_t
         }
         collect_one(&k, i, r, err);
     }
+    *lost = k.lost;
     return k.rc;
 }
 
-/* One try of pg_read on c; leaves c idle, out of pipeline mode. */
-static durable_code read_once(PGconn *c, const struct pg_query *q, size_t n, PGresult **out,
-                              durable_error *err)
+/* One try of pg_read on rd; leaves it idle, out of pipeline mode. */
+static durable_code read_once(struct pg_reader *rd, const struct pg_query *q, size_t n,
+                              PGresult **out, bool *lost, durable_error *err)
 {
-    bool wrap = n > 1;
+    PGconn *c = rd->c;
+    struct read_sent t;
     durable_code rc = DURABLE_OK;
 
-    if (!pipeline_send(c, q, n, wrap))
+    *lost = false;
+    if (PQbackendPID(c) != rd->pid) { /* a new server process: none prepared */
+        rd->pid = PQbackendPID(c);
+        rd->n_prepared = 0;
+    }
+    if (!pipeline_send(rd, q, n, n > 1, &t))
         rc = err_set(err, DURABLE_EIO, "could not %s: %s", q[0].what, PQerrorMessage(c));
     else
-        rc = pipeline_collect(c, q, n, wrap, out, err);
+        rc = pipeline_collect(rd, q, &t, out, lost, err);
     /* A pipeline left unfinished (a broken connection) cannot be left:
      * the connection is reset by the next pg_reader_take. */
     if (PQpipelineStatus(c) != PQ_PIPELINE_OFF && !PQexitPipelineMode(c))
@@ -478,40 +556,47 @@ static durable_code read_once(PGconn *c, const struct pg_query *q, size_t n, PGr
     /* An error inside BEGIN leaves the transaction aborted past the sync. */
     if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
         PQclear(PQexec(c, "ROLLBACK"));
+    /* All prepared again from the next read on. */
+    if (*lost && PQstatus(c) == CONNECTION_OK) {
+        PQclear(PQexec(c, "DEALLOCATE ALL"));
+        rd->n_prepared = 0;
+    }
     if (rc != DURABLE_OK)
         pg_results_clear(out, n);
     return rc;
 }
 
-durable_code pg_read(PGconn *c, const struct pg_query *q, size_t n, PGresult **out,
+durable_code pg_read(struct pg_reader *rd, const struct pg_query *q, size_t n, PGresult **out,
                      durable_error *err)
 {
     durable_code rc;
+    bool lost;
 
     DUR_ASSERT(n > 0);
     for (size_t i = 0; i < n; i++)
         out[i] = NULL;
-    rc = read_once(c, q, n, out, err);
+    rc = read_once(rd, q, n, out, &lost, err);
     /* A connection the server dropped since its last use (a restart) shows
      * only now; a read has no effect, so it is tried again once. */
-    if (rc != DURABLE_OK && PQstatus(c) != CONNECTION_OK && conn_check(c, err) == DURABLE_OK)
-        rc = read_once(c, q, n, out, err);
+    if (rc != DURABLE_OK &&
+        (lost || (PQstatus(rd->c) != CONNECTION_OK && conn_check(rd->c, err) == DURABLE_OK)))
+        rc = read_once(rd, q, n, out, &lost, err);
     return rc;
 }
 
 durable_code pg_reads(struct pg_store *s, const struct pg_query *q, size_t n, PGresult **out,
                       durable_error *err)
 {
-    PGconn *c = NULL;
-    durable_code rc = pg_reader_take(s, &c, err);
+    struct pg_reader *rd = NULL;
+    durable_code rc = pg_reader_take(s, &rd, err);
 
     if (rc != DURABLE_OK) {
         for (size_t i = 0; i < n; i++)
             out[i] = NULL;
         return rc;
     }
-    rc = pg_read(c, q, n, out, err);
-    pg_reader_put(s, c);
+    rc = pg_read(rd, q, n, out, err);
+    pg_reader_put(s, rd);
     return rc;
 }
 
@@ -528,17 +613,19 @@ void pg_results_clear(PGresult **r, size_t n)
 durable_code pg_ping(struct store *base, durable_error *err)
 {
     struct pg_store *s = pg_of(base);
-    PGconn *c = NULL;
-    durable_code rc = pg_reader_take(s, &c, err);
+    struct pg_reader *rd = NULL;
+    durable_code rc = pg_reader_take(s, &rd, err);
+    PGconn *c;
 
     if (rc != DURABLE_OK)
         return rc;
+    c = rd->c;
     /* A real read of a table, unlike "SELECT 1"; again once on a connection
      * found dropped (the server restarted since it was last used). */
     rc = pg_run(c, "read the database", "SELECT version FROM schema_version", 0, NULL, err);
     if (rc != DURABLE_OK && PQstatus(c) != CONNECTION_OK && conn_check(c, err) == DURABLE_OK)
         rc = pg_run(c, "read the database", "SELECT version FROM schema_version", 0, NULL, err);
-    pg_reader_put(s, c);
+    pg_reader_put(s, rd);
     return rc;
 }
 

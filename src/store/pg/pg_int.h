@@ -36,7 +36,22 @@
 
 /* Read connections in the pool (as SQLite's: the HTTP workers, the
  * scheduler and a few API callers at once). Opened on first need. */
-#define PG_READERS 8
+#define PG_READERS       8
+/* Statements a read connection keeps prepared: more than the reads' SQL. */
+#define PG_READ_PREPARED 64
+
+/* A read connection of the pool and the reads prepared on it. Each read's
+ * SQL (a string of static storage: its address names it) is prepared on
+ * the connection at its first use, as "dr<its place in prepared>", and
+ * executed by name after, so that the server parses it once (parsing and
+ * planning a status read took 9 of its 10 parts). prepared[] holds for
+ * the server process pid: a reset connection (a new process) lost them. */
+struct pg_reader {
+    PGconn *c;
+    int pid;
+    size_t n_prepared;
+    const char *prepared[PG_READ_PREPARED];
+};
 
 /* The default lease of a node, in ms: renewed by the heartbeat (every third
  * of it), expired after it (postgres.md 3.2). */
@@ -226,11 +241,11 @@ struct pg_store {
     /* The read pool: a connection is in idle[] or used by the one thread
      * that took it. */
     pthread_mutex_t read_mu;
-    pthread_cond_t read_cond;    /* a connection was given back */
-    PGconn *readers[PG_READERS]; /* [0, n_open) opened by the taker */
-    PGconn *idle[PG_READERS];    /* guarded by read_mu */
-    size_t n_idle;               /* guarded by read_mu */
-    size_t n_open;               /* guarded by read_mu */
+    pthread_cond_t read_cond;             /* a connection was given back */
+    struct pg_reader readers[PG_READERS]; /* [0, n_open) opened by the taker */
+    struct pg_reader *idle[PG_READERS];   /* guarded by read_mu */
+    size_t n_idle;                        /* guarded by read_mu */
+    size_t n_open;                        /* guarded by read_mu */
     /* The cluster side: the cluster operations' thread only. */
     PGconn *cl;           /* opened by join, closed by leave */
     char node_id[ID_MAX]; /* this node's name in nodes */
@@ -276,7 +291,8 @@ int64_t pg_cell_int64(const PGresult *r, int row, int col);
 const char *pg_cell_text(const PGresult *r, int row, int col);
 
 /* One statement of a read: what it does for messages ("could not <what>"),
- * its SQL and its text parameters (NULL is SQL NULL). */
+ * its SQL (of static storage: it names the statement prepared for it) and
+ * its text parameters (NULL is SQL NULL). */
 struct pg_query {
     const char *what;
     const char *sql;
@@ -291,8 +307,9 @@ struct pg_query {
  * out[i] is NULL and err says why (DURABLE_EIO). A connection found
  * dropped (the server restarted) is reset and the reads run once more.
  * The statements are few and their parameters small: all are sent before
- * any result is read. c is left idle. */
-durable_code pg_read(PGconn *c, const struct pg_query *q, size_t n, PGresult **out,
+ * any result is read. Each statement is sent prepared (struct pg_reader).
+ * rd is left idle. */
+durable_code pg_read(struct pg_reader *rd, const struct pg_query *q, size_t n, PGresult **out,
                      durable_error *err);
 /* pg_read on a read connection of s's pool, taken for the call only. */
 durable_code pg_reads(struct pg_store *s, const struct pg_query *q, size_t n, PGresult **out,
@@ -309,8 +326,8 @@ int pg_schema_version(void);
 /* A read connection for the calling thread alone, until pg_reader_put;
  * waits while all are taken. DURABLE_EIO when a new one cannot connect and
  * none is open. A connection found broken is reset first. */
-durable_code pg_reader_take(struct pg_store *s, PGconn **out, durable_error *err);
-void pg_reader_put(struct pg_store *s, PGconn *c);
+durable_code pg_reader_take(struct pg_store *s, struct pg_reader **out, durable_error *err);
+void pg_reader_put(struct pg_store *s, struct pg_reader *rd);
 
 /* Names the node for the cluster operations (before join, and before the
  * writer thread uses the store: the lease also bounds how long the write

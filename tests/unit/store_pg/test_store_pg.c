@@ -339,7 +339,7 @@ static void test_transactions(void **state)
     /* The writer and the reader reconnect after their connections were
      * cut, without an error. */
     terminate(c, p->w);
-    terminate(c, p->readers[0]);
+    terminate(c, p->readers[0].c);
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
     store_tx_rollback(s);
     assert_int_equal(store_ping(s, &err), DURABLE_OK);
@@ -1321,14 +1321,57 @@ static void test_read_after_cut(void **state)
     durable_error err = { 0 };
 
     (void)state;
-    terminate(c, pg_of(s)->readers[0]);
+    terminate(c, pg_of(s)->readers[0].c);
     assert_int_equal(store_run_json(s, "r1", &text, &err), DURABLE_OK);
     free(text);
-    terminate(c, pg_of(s)->readers[0]);
+    terminate(c, pg_of(s)->readers[0].c);
     assert_int_equal(
             store_runs_list(s, &(struct store_run_query){ .status = NULL }, &text, NULL, &err),
             DURABLE_OK);
     free(text);
+    PQfinish(c);
+    store_close(s);
+}
+
+/* Reads are prepared on their connection at their first use: the same
+ * read again on a new server process (the old one cut), after its
+ * statements were dropped, and a SELECT * after its table changed all
+ * answer. */
+static void test_prepared_reads(void **state)
+{
+    struct store *s = open_fixture();
+    struct pg_store *p = pg_of(s);
+    PGconn *c = direct();
+    char *text = NULL;
+    enum run_status st = RUN_PENDING;
+    durable_error err = { 0 };
+    json_t *doc, *cols;
+
+    (void)state;
+    for (int i = 0; i < 7; i++) { /* past the server's five custom plans */
+        assert_int_equal(store_run_status(s, "r1", &st, &err), DURABLE_OK);
+        assert_int_equal(st, RUN_COMPLETED);
+    }
+    assert_int_equal(sql_int(p->readers[0].c, "SELECT count(*) FROM pg_prepared_statements"
+                                              " WHERE statement = 'SELECT status FROM runs"
+                                              " WHERE id = $1'"),
+                     1);
+    terminate(c, p->readers[0].c);
+    assert_int_equal(store_run_status(s, "r1", &st, &err), DURABLE_OK);
+    assert_int_equal(st, RUN_COMPLETED);
+    PQclear(PQexec(p->readers[0].c, "DEALLOCATE ALL"));
+    assert_int_equal(store_run_status(s, "r1", &st, &err), DURABLE_OK);
+    assert_int_equal(st, RUN_COMPLETED);
+    assert_int_equal(store_snapshot_json(s, 5, &text, &err), DURABLE_OK);
+    free(text);
+    sql(c, "ALTER TABLE kv ADD COLUMN added_later integer");
+    assert_int_equal(store_snapshot_json(s, 5, &text, &err), DURABLE_OK);
+    doc = parse(text);
+    cols = json_object_get(snap_table(doc, "kv"), "columns");
+    assert_string_equal(json_string_value(json_array_get(cols, json_array_size(cols) - 1)),
+                        "added_later");
+    json_decref(doc);
+    sql(c, "ALTER TABLE kv DROP COLUMN added_later");
     PQfinish(c);
     store_close(s);
 }
@@ -1361,6 +1404,7 @@ int main(void)
         cmocka_unit_test_setup(test_counts, setup),
         cmocka_unit_test_setup(test_snapshot, setup),
         cmocka_unit_test_setup(test_read_after_cut, setup),
+        cmocka_unit_test_setup(test_prepared_reads, setup),
     };
     int failed = cmocka_run_group_tests_name("offline", offline, NULL, NULL);
 
