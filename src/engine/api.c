@@ -1221,9 +1221,13 @@ static void waiter_unlink(struct durable *d, struct run_waiter *w)
 }
 
 /* Waits on w until its run finishes, deadline (monotonic ms) passes, or a
- * second goes by (another process may finish the run: read it again). */
-static void waiter_wait(struct durable *d, struct run_waiter *w, int64_t deadline)
+ * second goes by (another process may finish the run: read it again).
+ * Whether its finish was published since the last call, with the status it
+ * finished with in *out. */
+static bool waiter_wait(struct durable *d, struct run_waiter *w, int64_t deadline,
+                        enum run_status *out)
 {
+    bool finished;
     struct timespec ts;
     int64_t left = deadline - clock_mono_ms();
 
@@ -1241,8 +1245,12 @@ static void waiter_wait(struct durable *d, struct run_waiter *w, int64_t deadlin
         if (pthread_cond_timedwait(&w->cond, &d->finish_mu, &ts) == ETIMEDOUT)
             break;
     }
+    finished = w->finished;
+    if (finished)
+        *out = w->final;
     w->finished = false;
     pthread_mutex_unlock(&d->finish_mu);
+    return finished;
 }
 
 durable_code durable_run_wait(durable *d, const char *run_id, int64_t timeout_ms,
@@ -1250,6 +1258,7 @@ durable_code durable_run_wait(durable *d, const char *run_id, int64_t timeout_ms
 {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : clock_mono_ms() + timeout_ms;
     struct run_waiter w = { .run_id = run_id };
+    enum run_status status = RUN_PENDING;
     durable_code rc;
 
     /* Listed before the first read, so that a finish committed between the
@@ -1259,12 +1268,13 @@ durable_code durable_run_wait(durable *d, const char *run_id, int64_t timeout_ms
     w.next = d->waiters;
     d->waiters = &w;
     pthread_mutex_unlock(&d->finish_mu);
-    for (;;) {
-        enum run_status status = RUN_PENDING;
-
-        rc = store_run_status(d->store, run_id, &status, err);
-        if (rc != DURABLE_OK)
-            break;
+    for (bool published = false;;) {
+        /* A finish published needs no read: it was committed. */
+        if (!published) {
+            rc = store_run_status(d->store, run_id, &status, err);
+            if (rc != DURABLE_OK)
+                break;
+        }
         if (run_status_is_final(status)) {
             if (out_status)
                 *out_status = run_status_name(status);
@@ -1274,7 +1284,7 @@ durable_code durable_run_wait(durable *d, const char *run_id, int64_t timeout_ms
             rc = err_set(err, DURABLE_ETIMEOUT, "run %s has not finished yet", run_id);
             break;
         }
-        waiter_wait(d, &w, deadline);
+        published = waiter_wait(d, &w, deadline, &status);
     }
     waiter_unlink(d, &w);
     pthread_cond_destroy(&w.cond);

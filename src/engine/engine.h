@@ -167,7 +167,8 @@ struct run_waiter {
     struct run_waiter *next;
     const char *run_id;
     pthread_cond_t cond;
-    bool finished; /* guarded by finish_mu */
+    bool finished;         /* guarded by finish_mu */
+    enum run_status final; /* guarded by finish_mu: the status it finished with */
 };
 
 struct plan_cache_entry {

@@ -10,8 +10,10 @@
  * (TR_SCHEDULE_TICK). The store refuses a tick not after last_tick, so a
  * tick fires once across restarts; its run's idempotency key
  * "schedule:<id>:<tick ms>" names it. It sleeps on its condition until the
- * earliest next tick, a change of a schedule, or the end of a run (a
- * subscriber wakes it, for queue_one). It never blocks the scheduler.
+ * earliest next tick, a change of a schedule, or the end of a run a due
+ * queue_one tick waits for (a subscriber wakes it; the ends of other runs
+ * do not: it reads the schedules again only when something is due or
+ * changed). It never blocks the scheduler.
  *
  * Catch-up: the ticks due are those after last_tick (or the creation) up
  * to now. The newest is on time when less than a grace late (the period,
@@ -41,7 +43,11 @@ struct schedules {
     pthread_mutex_t mu; /* a leaf: guards the three below */
     pthread_cond_t cond;
     bool stop;
-    bool dirty; /* a schedule changed or a run finished: look again */
+    bool dirty; /* a schedule changed or a run watched finished: look again */
+    /* The runs whose end a due tick waits for (queue_one), as the last
+     * pass found them: the subscriber wakes the thread when one ends. */
+    char (*watch)[ID_MAX];
+    size_t n_watch, cap_watch;
     int sub_id;
     /* measured: ticks fired and the time spent firing them (bench) */
     int64_t ticks;
@@ -558,6 +564,20 @@ static bool run_unfinished(durable *d, const char *run_id)
     return !run_status_is_final(st);
 }
 
+/* Wakes the thread when run_id ends. */
+static void watch_run(struct schedules *sc, const char *run_id)
+{
+    if (!run_id[0])
+        return;
+    pthread_mutex_lock(&sc->mu);
+    if (sc->n_watch == sc->cap_watch) {
+        sc->cap_watch = sc->cap_watch ? 2 * sc->cap_watch : 8;
+        sc->watch = xrealloc(sc->watch, sc->cap_watch * sizeof(*sc->watch));
+    }
+    snprintf(sc->watch[sc->n_watch++], ID_MAX, "%s", run_id);
+    pthread_mutex_unlock(&sc->mu);
+}
+
 /* Fires tick of r by its overlap policy. *io_prev: the schedule's last run,
  * the new one after a start. Returns false when queue_one waits for the
  * previous run to finish (the tick stays due). */
@@ -569,6 +589,8 @@ static bool fire_tick(durable *d, const struct schedule_record *r, int64_t tick,
     char run_id[ID_MAX];
     durable_code rc;
 
+    if (strcmp(r->overlap, "queue_one") == 0)
+        watch_run(d->schedules, io_prev); /* before the read: its end wakes */
     if (run_unfinished(d, io_prev)) {
         if (strcmp(r->overlap, "skip") == 0) {
             rc = tick_skip(d, r->id, tick, &err);
@@ -716,8 +738,13 @@ static void on_event(const durable_event *ev, void *ud)
         strcmp(ev->type, "run_retried") == 0)
         return;
     pthread_mutex_lock(&sc->mu);
-    sc->dirty = true;
-    pthread_cond_signal(&sc->cond);
+    for (size_t i = 0; i < sc->n_watch; i++) {
+        if (strcmp(sc->watch[i], ev->run_id) == 0) {
+            sc->dirty = true;
+            pthread_cond_signal(&sc->cond);
+            break;
+        }
+    }
     pthread_mutex_unlock(&sc->mu);
 }
 
@@ -734,6 +761,7 @@ static void *schedules_main(void *arg)
 
         pthread_mutex_lock(&sc->mu);
         sc->dirty = false;
+        sc->n_watch = 0; /* this pass watches again what it waits for */
         if (sc->stop) {
             pthread_mutex_unlock(&sc->mu);
             break;
@@ -802,6 +830,7 @@ void engine_schedules_stop(durable *d)
     durable_unsubscribe(d, sc->sub_id);
     pthread_cond_destroy(&sc->cond);
     pthread_mutex_destroy(&sc->mu);
+    free(sc->watch);
     free(sc);
     d->schedules = NULL;
 }

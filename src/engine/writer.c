@@ -280,10 +280,12 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
     return DURABLE_OK;
 }
 
-static bool is_finish_event(const struct store_event *e)
+/* Whether e ends its run, and with what status (*out). */
+static bool finish_status(const struct store_event *e, enum run_status *out)
 {
-    return strcmp(e->type, "run_completed") == 0 || strcmp(e->type, "run_failed") == 0 ||
-           strcmp(e->type, "run_cancelled") == 0;
+    return (strcmp(e->type, "run_completed") == 0 || strcmp(e->type, "run_failed") == 0 ||
+            strcmp(e->type, "run_cancelled") == 0) &&
+           run_status_parse(e->type + 4, out);
 }
 
 /* Calls every subscriber for every event (unless !to_subscribers), then
@@ -294,6 +296,7 @@ static bool is_finish_event(const struct store_event *e)
 void engine_events_publish(struct durable *d, const struct store_events *ev, bool to_subscribers)
 {
     bool any_finish = false;
+    enum run_status st;
     size_t i, j;
 
     pthread_mutex_lock(&d->subs_mu);
@@ -308,7 +311,7 @@ void engine_events_publish(struct durable *d, const struct store_events *ev, boo
                               .data_json = e->data_json };
         for (j = 0; to_subscribers && j < d->n_subs; j++)
             d->subs[j].fn(&pub, d->subs[j].ud);
-        if (is_finish_event(e))
+        if (finish_status(e, &st))
             any_finish = true;
     }
     pthread_mutex_unlock(&d->subs_mu);
@@ -317,11 +320,12 @@ void engine_events_publish(struct durable *d, const struct store_events *ev, boo
     pthread_mutex_lock(&d->finish_mu);
     for (i = 0; i < ev->n && d->waiters; i++) {
         struct run_waiter *w;
-        if (!is_finish_event(&ev->items[i]))
+        if (!finish_status(&ev->items[i], &st))
             continue;
         for (w = d->waiters; w; w = w->next) {
             if (strcmp(w->run_id, ev->items[i].run_id) == 0) {
                 w->finished = true;
+                w->final = st;
                 pthread_cond_signal(&w->cond);
             }
         }
