@@ -199,6 +199,7 @@ durable_code pg_open(const char *location, durable_durability durability, struct
     s->code_ids = xstrdup("{}");
     pg_write_init(s);
     pthread_cond_init(&s->read_cond, NULL);
+    atomic_init(&s->others_alive, true); /* until a join counts them */
     node_default(s);
     rc = pg_location_conninfo(location, &s->conninfo, err);
     if (rc == DURABLE_OK)

@@ -59,11 +59,14 @@ struct pg_reader {
 
 /* The channels of wake-ups (NOTIFY payloads: "" on durable_work, a run id on
  * durable_run, the last gid of a commit on durable_events, "" on
- * durable_flow). */
+ * durable_flow and on durable_nodes, a node joined). */
 #define PG_CHANNEL_WORK    "durable_work"
 #define PG_CHANNEL_RUN     "durable_run"
 #define PG_CHANNEL_EVENTS  "durable_events"
 #define PG_CHANNEL_FLOW    "durable_flow"
+#define PG_CHANNEL_NODES   "durable_nodes"
+/* Tells every listening node of the events committed so far. */
+#define PG_SQL_TELL_EVENTS "SELECT pg_notify('" PG_CHANNEL_EVENTS "', gid::text) FROM event_counter"
 /* The first key of a concurrency group's advisory lock ("dflw"; the
  * second is the hash of the group's name). */
 #define PG_FLOW_LOCK_CLASS "1684433015"
@@ -238,6 +241,12 @@ struct pg_store {
     /* The epoch new runs are owned with (0: not joined, unowned): set by
      * join and leave, read by the writer. */
     _Atomic int64_t owner_epoch;
+    /* Whether another node is alive to be told of this node's events (the
+     * NOTIFY durable_events of each commit): false only from a join or
+     * heartbeat that counted none, true again when one joins (its NOTIFY
+     * durable_nodes). Set by the cluster thread, read by the writer. */
+    atomic_bool others_alive;
+    bool ev_quiet; /* the writer's: this transaction's events told nobody */
     /* The read pool: a connection is in idle[] or used by the one thread
      * that took it. */
     pthread_mutex_t read_mu;

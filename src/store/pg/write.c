@@ -261,7 +261,9 @@ static const struct pg_wstmt {
     /* The events held back (ev_lit), $7 of them, in one statement, numbered
      * on from the counter, which they move on (locked until COMMIT); the
      * answer is what their gids are over those given to apply.c from $8
-     * on. Every node's live streams learn of them at COMMIT. */
+     * on. When $9, the other nodes' live streams learn of them at COMMIT
+     * (a NOTIFY wakes each listening node: none is sent while no other
+     * node is alive, pg_write_commit). */
     [PG_W_EVENTS_INSERT] = { "WITH c AS (UPDATE event_counter SET gid = gid + $7::bigint"
                              " RETURNING gid - $7::bigint AS base),"
                              " i AS (INSERT INTO events (run_id, seq, type, step_id, at, data, gid)"
@@ -269,8 +271,9 @@ static const struct pg_wstmt {
                              " c.base + u.ord FROM c, unnest($1::text[], $2::bigint[], $3::text[],"
                              " $4::text[], $5::bigint[], $6::text[]) WITH ORDINALITY"
                              " AS u(run_id, seq, type, step_id, at, data, ord))"
-                             " SELECT c.base + 1 - $8::bigint, pg_notify('" PG_CHANNEL_EVENTS "',"
-                             " (c.base + $7::bigint)::text) FROM c",
+                             " SELECT c.base + 1 - $8::bigint, CASE WHEN $9::boolean THEN"
+                             " pg_notify('" PG_CHANNEL_EVENTS "', (c.base + $7::bigint)::text)"
+                             " END FROM c",
                              "append events" },
     /* The step writes held back (sw_lit), each kind in one statement,
      * never two of one step in one (sw_hold). The writer's session plans
@@ -639,19 +642,22 @@ static durable_code lits_send(struct pg_store *s, enum pg_wstmt_id id, struct db
 static durable_code held_send(struct pg_store *s, durable_error *err)
 {
     struct num n, first;
-    const char *p[PG_EV_COLS + 2];
+    const char *p[PG_EV_COLS + 3];
+    bool tell = atomic_load(&s->others_alive);
     durable_code rc = DURABLE_OK;
 
     if (s->ev_n == 0)
         return DURABLE_OK;
+    s->ev_quiet |= !tell;
     for (int c = 0; rc == DURABLE_OK && c < PG_EV_COLS; c++) {
         rc = dbuf_add(&s->ev_lit[c], "}", 1);
         p[c] = s->ev_lit[c].buf;
     }
     p[PG_EV_COLS] = num_of(&n, (int64_t)s->ev_n);
     p[PG_EV_COLS + 1] = num_of(&first, s->ev_first_gid);
+    p[PG_EV_COLS + 2] = tell ? "true" : "false";
     if (rc == DURABLE_OK)
-        rc = send(s, PG_W_EVENTS_INSERT, PG_EV_COLS + 2, p, err);
+        rc = send(s, PG_W_EVENTS_INSERT, PG_EV_COLS + 3, p, err);
     else
         rc = err_set(err, rc, "could not append events: too many at once");
     held_reset(s);
@@ -917,6 +923,7 @@ void pg_write_begin(struct pg_store *s, bool reconnected)
     s->w_rc = DURABLE_OK;
     s->w_n = 0;
     s->w_head = 0;
+    s->ev_quiet = false;
 }
 
 durable_code pg_write_tx_begin(struct pg_store *s, durable_error *err)
@@ -1771,6 +1778,18 @@ static void events_renumber(const struct pg_store *s, struct store_events *ev)
     }
 }
 
+/* A node joined while this transaction's events were sent untold: they
+ * are told now. (The cluster thread tells the events committed before it
+ * learnt of the join, pg_wake_drain.) A hint: a failure is only logged. */
+static void tell_late(struct pg_store *s)
+{
+    durable_error err = { 0 };
+
+    if (pg_run(s->w, "tell the other nodes of events", PG_SQL_TELL_EVENTS, 0, NULL, &err) !=
+        DURABLE_OK)
+        log_warn("%s", err.msg);
+}
+
 durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durable_error *err)
 {
     durable_code rc = held_send(s, err);
@@ -1804,6 +1823,8 @@ durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durabl
         events_renumber(s, ev);
         s->gid_base = s->last_gid + s->gid_shift; /* the counter as this commit left it */
     }
+    if (rc == DURABLE_OK && s->ev_quiet && atomic_load(&s->others_alive))
+        tell_late(s);
     if (rc == DURABLE_OK)
         pg_write_begin(s, false);
     return rc;

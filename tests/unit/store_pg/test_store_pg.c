@@ -520,6 +520,43 @@ static void wait_wake(struct store *s, struct wakes *k)
     assert_true(k->claims + k->runs > 0);
 }
 
+/* Drains s's wake-ups until it knows another node is alive (a join's
+ * NOTIFY), as the engine's cluster thread does. */
+static void wait_joined(struct store *s)
+{
+    struct pollfd pfd = { .fd = s->ops->cluster->wake_fd(s), .events = POLLIN };
+    struct wakes k = { 0 };
+    durable_error err = { 0 };
+
+    for (int i = 0; i < 100 && !atomic_load(&pg_of(s)->others_alive); i++) {
+        if (poll(&pfd, 1, 100) > 0 &&
+            s->ops->cluster->wake_drain(s, on_wake, &k, &err) != DURABLE_OK)
+            fail_msg("drain: %s", err.msg);
+    }
+    assert_true(atomic_load(&pg_of(s)->others_alive));
+}
+
+/* The NOTIFY durable_events c (listening) receives within ms: its payload
+ * as a number, -1 for none. */
+static int64_t told(PGconn *c, int ms)
+{
+    struct pollfd pfd = { .fd = PQsocket(c), .events = POLLIN };
+    PGnotify *n;
+    int64_t gid = -1;
+
+    for (int64_t end = clock_mono_ms() + ms; gid < 0 && clock_mono_ms() < end;) {
+        (void)poll(&pfd, 1, 20);
+        if (!PQconsumeInput(c))
+            fail_msg("listen: %s", PQerrorMessage(c));
+        while ((n = PQnotifies(c)) != NULL) {
+            if (strcmp(n->relname, "durable_events") == 0)
+                gid = strtoll(n->extra, NULL, 10);
+            PQfreemem(n);
+        }
+    }
+    return gid;
+}
+
 static void test_release_and_wakeups(void **state)
 {
     struct store_lease la, lb;
@@ -808,6 +845,53 @@ static void test_rate_take(void **state)
     store_close(b);
 }
 
+/* A node alone tells nobody of its events; a node that joins is told at
+ * once of those committed so far, and of each commit after, also of one
+ * under way when it joined; after it left, nobody again. */
+static void test_events_told_to_others(void **state)
+{
+    struct store_lease la, lb;
+    struct store *a = node("a", 10000, &la);
+    struct store *b;
+    PGconn *c = direct();
+    PGconn *listener = direct();
+    durable_error err = { 0 };
+
+    (void)state;
+    insert_runs(c);
+    sql(listener, "LISTEN durable_events");
+    assert_false(atomic_load(&pg_of(a)->others_alive));
+    assert_int_equal(cancel_as(a, "r1", false, &err), DURABLE_OK);
+    assert_int_equal(told(listener, 300), -1);
+    b = node("b", 10000, &lb);
+    assert_true(atomic_load(&pg_of(b)->others_alive));
+    wait_joined(a);
+    assert_int_equal(told(listener, 3000), sql_int(c, "SELECT gid FROM event_counter"));
+    assert_int_equal(cancel_as(a, "r2", false, &err), DURABLE_OK);
+    assert_int_equal(told(listener, 3000), sql_int(c, "SELECT gid FROM event_counter"));
+    /* b leaves; a's heartbeat finds itself alone. */
+    b->ops->cluster->leave(b);
+    assert_int_equal(a->ops->cluster->heartbeat(a, &la, &err), DURABLE_OK);
+    assert_false(atomic_load(&pg_of(a)->others_alive));
+    assert_int_equal(cancel_as(a, "r3", false, &err), DURABLE_OK);
+    assert_int_equal(told(listener, 300), -1);
+    /* A node joins while a transaction's events are on their way untold:
+     * the writer tells them after its commit. */
+    {
+        struct transition t = { .kind = TR_RUN_FINISH, .run_id = "r4", .at_ms = 5 };
+        t.run_status = RUN_CANCELLED;
+        assert_int_equal(store_tx_begin(a, &err), DURABLE_OK);
+        assert_int_equal(store_apply(a, &t, NULL, NULL, &err), DURABLE_OK);
+        atomic_store(&pg_of(a)->others_alive, true);
+        assert_int_equal(store_tx_commit(a, NULL, &err), DURABLE_OK);
+    }
+    assert_int_equal(told(listener, 3000), sql_int(c, "SELECT gid FROM event_counter"));
+    PQfinish(listener);
+    PQfinish(c);
+    store_close(a);
+    store_close(b);
+}
+
 /* Starts step step_id of a code-first run as its executor (by_owner),
  * inserting the step's row (insert_step), in a transaction of s's writer. */
 static durable_code code_step_start(struct store *s, const char *run_id, const char *step_id,
@@ -844,6 +928,7 @@ static void test_fence(void **state)
 
     (void)state;
     insert_runs(c);
+    wait_joined(a); /* b's join */
     assert_int_equal(pg_claim_ids(a, 2, ids, &n, &err), DURABLE_OK);
     assert_int_equal(n, 2);
     assert_int_equal(cancel_as(a, "r1", true, &err), DURABLE_OK); /* its own run */
@@ -1391,6 +1476,7 @@ int main(void)
         cmocka_unit_test_setup(test_join_heartbeat, setup),
         cmocka_unit_test_setup(test_claim, setup),
         cmocka_unit_test_setup(test_release_and_wakeups, setup),
+        cmocka_unit_test_setup(test_events_told_to_others, setup),
         cmocka_unit_test_setup(test_reap_and_leave, setup),
         cmocka_unit_test_setup(test_fence, setup),
         cmocka_unit_test_setup(test_flow_admit, setup),
