@@ -1,6 +1,6 @@
 /*
- * queue.c - the threads' FIFO (queue.h): push under the lock with one
- * signal, take the whole list under the lock, close.
+ * queue.c - the threads' FIFO (queue.h): push under the lock and signal
+ * after it, take the whole list under the lock, close.
  *
  * The condition variable waits on CLOCK_MONOTONIC, so that a change of the
  * wall clock neither stretches nor cuts a timed take.
@@ -46,9 +46,12 @@ bool queue_push_list(struct queue *q, struct queue_node *first, struct queue_nod
         else
             q->head = first;
         q->tail = last;
-        pthread_cond_signal(&q->cond);
     }
     pthread_mutex_unlock(&q->mu);
+    /* After the unlock: a taker woken under the lock would wake only to
+     * wait for it (two more futex calls per hand-over). */
+    if (is_open)
+        pthread_cond_signal(&q->cond);
     return is_open;
 }
 
