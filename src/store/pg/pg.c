@@ -466,15 +466,16 @@ struct collect {
     bool lost; /* a prepared statement was not found */
 };
 
-/* Whether the error r says a prepared read no longer serves: gone from
- * the server process (none of ours drops one), or its columns changed (a
- * SELECT * of a table a newer node's migration altered). */
+/* Whether the error r says the reads prepared no longer serve: one gone
+ * from the server process or there already (none of ours drops or names
+ * one twice), or its columns changed (a SELECT * of a table a newer
+ * node's migration altered). */
 static bool prepared_lost(const PGresult *r)
 {
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
 
-    return state && (strcmp(state, "26000") == 0 ||
+    return state && (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0 ||
                      (strcmp(state, "0A000") == 0 && msg && strstr(msg, "result type")));
 }
 
@@ -491,7 +492,7 @@ static void collect_one(struct collect *k, size_t i, PGresult *r, durable_error 
 
     if (!ok && prep >= 0 && (size_t)prep < k->rd->n_prepared)
         k->rd->n_prepared = (size_t)prep;
-    if (!ok && q >= 0 && prepared_lost(r))
+    if (!ok && prepared_lost(r))
         k->lost = true;
     if (ok && q >= 0 && !k->out[q]) {
         k->out[q] = r;
