@@ -420,13 +420,9 @@ static durable_code relisten(struct pg_store *s, durable_error *err)
  * told by the writer after its commit, pg_write_commit). */
 static void joined(struct pg_store *s, int be_pid)
 {
-    durable_error err = { 0 };
-
     if (be_pid == PQbackendPID(s->cl) || atomic_exchange(&s->others_alive, true))
         return; /* this node's own join, or the others were known */
-    if (pg_run(s->cl, "tell the other nodes of events", PG_SQL_TELL_EVENTS, 0, NULL, &err) !=
-        DURABLE_OK)
-        log_warn("%s", err.msg);
+    pg_tell_events(s->cl);
 }
 
 static durable_code pg_wake_drain(struct store *base,

@@ -108,6 +108,16 @@ PGresult *pg_exec(PGconn *c, const char *what, const char *sql, int n_params,
     return NULL;
 }
 
+void pg_tell_events(PGconn *c)
+{
+    durable_error err = { 0 };
+
+    if (pg_run(c, "tell the other nodes of events",
+               "SELECT pg_notify('" PG_CHANNEL_EVENTS "', gid::text) FROM event_counter", 0, NULL,
+               &err) != DURABLE_OK)
+        log_warn("%s", err.msg);
+}
+
 durable_code pg_run(PGconn *c, const char *what, const char *sql, int n_params,
                     const char *const *params, durable_error *err)
 {

@@ -65,8 +65,6 @@ struct pg_reader {
 #define PG_CHANNEL_EVENTS  "durable_events"
 #define PG_CHANNEL_FLOW    "durable_flow"
 #define PG_CHANNEL_NODES   "durable_nodes"
-/* Tells every listening node of the events committed so far. */
-#define PG_SQL_TELL_EVENTS "SELECT pg_notify('" PG_CHANNEL_EVENTS "', gid::text) FROM event_counter"
 /* The first key of a concurrency group's advisory lock ("dflw"; the
  * second is the hash of the group's name). */
 #define PG_FLOW_LOCK_CLASS "1684433015"
@@ -324,6 +322,11 @@ durable_code pg_read(struct pg_reader *rd, const struct pg_query *q, size_t n, P
 durable_code pg_reads(struct pg_store *s, const struct pg_query *q, size_t n, PGresult **out,
                       durable_error *err);
 void pg_results_clear(PGresult **r, size_t n); /* clears and NULLs each; accepts NULLs */
+
+/* Tells every listening node, on c, of the events committed so far (their
+ * last gid on durable_events): after events were committed while no other
+ * node was alive (pg_store.others_alive). A hint: a failure is logged. */
+void pg_tell_events(PGconn *c);
 
 /* Brings the schema of the database on c to pg_schema_version() (schema.c):
  * in one transaction holding a transaction-level advisory lock, so nodes

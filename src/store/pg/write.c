@@ -1778,18 +1778,6 @@ static void events_renumber(const struct pg_store *s, struct store_events *ev)
     }
 }
 
-/* A node joined while this transaction's events were sent untold: they
- * are told now. (The cluster thread tells the events committed before it
- * learnt of the join, pg_wake_drain.) A hint: a failure is only logged. */
-static void tell_late(struct pg_store *s)
-{
-    durable_error err = { 0 };
-
-    if (pg_run(s->w, "tell the other nodes of events", PG_SQL_TELL_EVENTS, 0, NULL, &err) !=
-        DURABLE_OK)
-        log_warn("%s", err.msg);
-}
-
 durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durable_error *err)
 {
     durable_code rc = held_send(s, err);
@@ -1823,8 +1811,10 @@ durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durabl
         events_renumber(s, ev);
         s->gid_base = s->last_gid + s->gid_shift; /* the counter as this commit left it */
     }
+    /* A node joined while this transaction's events went untold: told now
+     * (the cluster thread told those committed before, cluster.c joined). */
     if (rc == DURABLE_OK && s->ev_quiet && atomic_load(&s->others_alive))
-        tell_late(s);
+        pg_tell_events(s->w);
     if (rc == DURABLE_OK)
         pg_write_begin(s, false);
     return rc;
