@@ -19,6 +19,8 @@ pause and resume, on the real server with `every: 1s`.
     --server and on --db (a schedule added on the file fires once a server
     opens it); its errors (a bad cron field, no --cron nor --every, --input
     not an object, an unknown schedule) exit 1 or 2 with the reason;
+  - queue_one: a tick queued behind a running run fires when that run
+    ends, not at the next tick;
   - on PostgreSQL (--pg), two nodes fire one `every: 1s` schedule: each
     tick started exactly one run (its key), and after a SIGKILL of one node
     the ticks go on from the survivor without a gap (catch_up all);
@@ -29,11 +31,18 @@ pause and resume, on the real server with `every: 1s`.
 
 Usage: test_schedules.py --durable PATH --examples DIR [--pg]
 """
+import datetime
 import random
 import subprocess
 import time
 
 import server_util as su
+
+
+def iso_s(text):
+    """Seconds since the epoch of an API time (\"2026-12-07T19:24:57.913Z\")."""
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def wf(name, seconds):
@@ -114,6 +123,22 @@ class ScheduleTest(su.ServerTest):
         self.wait_for(enough, 60, "skipped ticks and a queued run")
         self.assertEqual(self.sched(srv, "q1")["skipped"], 0)
         self.assertGreaterEqual(self.sched(srv, "skip")["fired"], 1)
+
+    def test_queue_one_fires_when_the_run_ends(self):
+        """A tick queued behind a running run fires when that run ends, not
+        at the next tick: every 4 s, runs of 5 s, so the second tick waits
+        for the first run, which ends about 3 s before the third tick."""
+        srv = self.start_server()
+        self.register(srv, wf("sch-long", 5))
+        self.create(srv, {"id": "q", "workflow": "sch-long", "every": "4s",
+                          "overlap": "queue_one"})
+
+        def two_runs():
+            runs = sorted(self.runs_of(srv, "sch-long", "q"), key=lambda x: x["created_at"])
+            return runs if len(runs) >= 2 and runs[0].get("completed_at") else None
+        first, second = self.wait_for(two_runs, 30, "the queued run")[:2]
+        gap = iso_s(second["created_at"]) - iso_s(first["completed_at"])
+        self.assertLess(gap, 1.5, "the queued run started %.2fs after the first ended" % gap)
 
     def test_overlap_cancel_previous_and_allow(self):
         srv = self.start_server()
