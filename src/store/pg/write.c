@@ -921,6 +921,7 @@ void pg_write_begin(struct pg_store *s, bool reconnected)
     sw_reset(s);
     ahead_clear(s);
     s->w_rc = DURABLE_OK;
+    err_clear(&s->w_err);
     s->w_n = 0;
     s->w_head = 0;
     s->ev_quiet = false;

@@ -317,6 +317,7 @@ static void test_transactions(void **state)
     struct pg_store *p = pg_of(s);
     PGconn *c = direct();
     durable_error err = { 0 };
+    bool found;
 
     (void)state;
     assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
@@ -335,6 +336,22 @@ static void test_transactions(void **state)
     assert_non_null(strstr(err.msg, "could not register a workflow"));
     store_tx_rollback(s);
     assert_int_equal(PQtransactionStatus(p->w), PQTRANS_IDLE);
+    /* ... nor one whose read met it; and a failure after is told as
+     * itself, not as the one before. */
+    assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
+    insert_workflow(s, "dup");
+    err_clear(&err);
+    assert_int_equal(s->ops->rows->workflow_exists(s, "wf1", &found, &err), DURABLE_EIO);
+    assert_non_null(strstr(err.msg, "could not register a workflow"));
+    store_tx_rollback(s);
+    sql(c, "INSERT INTO orders (id, amount, status, created_at, updated_at)"
+           " VALUES ('o1', 1, 'pending', 1, 1)");
+    assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
+    assert_int_equal(s->ops->rows->order_insert(s, "o1", 1, 1, &err), DURABLE_OK); /* sent */
+    err_clear(&err);
+    assert_int_equal(s->ops->rows->workflow_exists(s, "wf1", &found, &err), DURABLE_EIO);
+    assert_non_null(strstr(err.msg, "could not create an order"));
+    store_tx_rollback(s);
     /* The writer reconnects after its connection was cut. */
     /* The writer and the reader reconnect after their connections were
      * cut, without an error. */
