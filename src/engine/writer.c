@@ -144,15 +144,15 @@ durable_code engine_commit_async(struct durable *d, struct commit_item *ci,
  * A backlog shorter than the bound is topped up from the queue without
  * waiting (what is queued came after it), so that batches are as full as
  * when the queue itself was cut. Returns NULL when the queue is closed and
- * drained. */
-static struct commit_item *take_batch(struct durable *d, struct commit_item **backlog)
+ * drained, or (!wait) empty. */
+static struct commit_item *take_batch(struct durable *d, struct commit_item **backlog, bool wait)
 {
     struct commit_item *head = *backlog, *last;
     bool can_top_up = head != NULL;
     int n = 1;
 
     if (!head)
-        head = (struct commit_item *)queue_take(&d->commit_queue, QUEUE_FOREVER);
+        head = (struct commit_item *)queue_take(&d->commit_queue, wait ? QUEUE_FOREVER : 0);
     if (!head)
         return NULL;
     last = head;
@@ -240,20 +240,23 @@ static durable_code prefetch(struct durable *d, const struct commit_item *batch,
     return rc;
 }
 
-static durable_code commit_batch(struct durable *d, struct commit_item *batch,
-                                 struct store_events *ev, durable_error *err)
+/* Opens the batch's transaction (behind a COMMIT not answered yet, when
+ * the store overlaps) and tells the store its transitions. */
+static durable_code begin_batch(struct durable *d, struct commit_item *batch, durable_error *err)
+{
+    durable_code rc = store_tx_begin(d->store, err);
+
+    return rc == DURABLE_OK ? prefetch(d, batch, err) : rc;
+}
+
+/* Applies the batch in the transaction begin_batch opened, and sends its
+ * COMMIT (store_tx_commit_send). On failure the caller rolls back. */
+static durable_code apply_batch(struct durable *d, struct commit_item *batch,
+                                struct store_events *ev, durable_error *err)
 {
     struct commit_item *ci, *prev = NULL;
     durable_code rc;
 
-    store_events_clear(ev);
-    rc = store_tx_begin(d->store, err);
-    if (rc == DURABLE_OK)
-        rc = prefetch(d, batch, err);
-    if (rc != DURABLE_OK) {
-        store_tx_rollback(d->store);
-        return rc;
-    }
     for (ci = batch; ci; prev = ci, ci = ci->next) {
         ci->chain_broken =
                 ci->after_prev && prev && (prev->applied != APPLIED_PRIMARY || prev->chain_broken);
@@ -265,19 +268,41 @@ static durable_code commit_batch(struct durable *d, struct commit_item *batch,
         if (ci->with_prev)
             FAILPOINT("writer.bulk_item"); /* inside a bulk operation's transaction */
         rc = apply_item(d, ci, ev, err);
-        if (rc != DURABLE_OK) {
-            store_tx_rollback(d->store);
+        if (rc != DURABLE_OK)
             return rc;
-        }
     }
     FAILPOINT("writer.before_commit");
-    rc = store_tx_commit(d->store, ev, err);
+    return store_tx_commit_send(d->store, ev, err);
+}
+
+/* The answer of the batch's COMMIT; rolled back on failure. */
+static durable_code commit_wait(struct durable *d, struct store_events *ev, durable_error *err)
+{
+    durable_code rc = store_tx_commit_wait(d->store, ev, err);
+
     if (rc != DURABLE_OK) {
         store_tx_rollback(d->store);
         return rc;
     }
     FAILPOINT("writer.after_commit");
     return DURABLE_OK;
+}
+
+/* The batch in one transaction, committed before it returns. */
+static durable_code commit_batch(struct durable *d, struct commit_item *batch,
+                                 struct store_events *ev, durable_error *err)
+{
+    durable_code rc;
+
+    store_events_clear(ev);
+    rc = begin_batch(d, batch, err);
+    if (rc == DURABLE_OK)
+        rc = apply_batch(d, batch, ev, err);
+    if (rc != DURABLE_OK) {
+        store_tx_rollback(d->store);
+        return rc;
+    }
+    return commit_wait(d, ev, err);
 }
 
 /* Whether e ends its run, and with what status (*out). */
@@ -408,47 +433,113 @@ static void observe_batch(struct durable *d, const struct commit_item *batch)
     engine_hist_observe(&d->batch_size, (double)n);
 }
 
+/* Hands a batch on once its commit is settled: rc is its first try's
+ * outcome (err: why it failed); a failed batch is tried again, alone and
+ * to the end, up to WRITER_MAX_RETRIES tries in all, then answered with
+ * the error. */
+static void settle(struct durable *d, struct commit_item *batch, struct store_events *ev,
+                   durable_code rc, durable_error *err)
+{
+    /* While the store is failing, one try: callers learn at once. */
+    int tries = 1, max_tries = atomic_load(&d->store_failed) ? 1 : WRITER_MAX_RETRIES;
+
+    while (rc != DURABLE_OK && tries < max_tries) {
+        log_warn("commit failed, retrying: %s", err->msg);
+        usleep(20000u << tries);
+        err_clear(err);
+        rc = commit_batch(d, batch, ev, err);
+        tries++;
+    }
+    if (rc != DURABLE_OK) {
+        if (d->cluster)
+            engine_cluster_publish(d, NULL);
+        fail_batch(d, batch, err);
+        return;
+    }
+    if (atomic_load(&d->store_failed))
+        engine_health_set_writer_error(d, NULL);
+    observe_batch(d, batch);
+    /* On a cluster, subscribers see every node's events in global id
+     * order (cluster.c). */
+    if (d->cluster)
+        engine_cluster_publish(d, ev);
+    else
+        engine_events_publish(d, ev, true);
+    dispatch(d, batch);
+}
+
+/* One batch after another. When the store overlaps (PostgreSQL), the next
+ * batch's BEGIN and guards are sent behind the COMMIT of the one before
+ * (pending), so that the server goes on from one to the next without
+ * waiting for this thread; the one before is handed on as soon as its
+ * COMMIT is answered, before the next is applied. If that COMMIT failed,
+ * both were rolled back: it is tried again alone, then the next begun
+ * again. */
 static void *writer_main(void *arg)
 {
     struct durable *d = arg;
-    struct store_events ev = { 0 };
-    struct commit_item *batch, *backlog = NULL;
+    struct store_events evs[2] = { { 0 }, { 0 } }, *ev = &evs[0], *pending_ev = &evs[1], *swap;
+    struct commit_item *batch, *backlog = NULL, *pending = NULL, *done;
+    bool overlaps = store_tx_overlaps(d->store);
 
     pthread_setname_np(pthread_self(), "durable-writer");
-    while ((batch = take_batch(d, &backlog)) != NULL) {
-        durable_error err = { 0 };
-        /* While the store is failing, one try: callers learn at once. */
-        int tries = 0, max_tries = atomic_load(&d->store_failed) ? 1 : WRITER_MAX_RETRIES;
-        durable_code rc;
+    for (;;) {
+        durable_error err = { 0 }, perr = { 0 };
+        durable_code rc, prc;
 
-        if (d->cluster)
-            engine_cluster_committing(d);
-        do {
-            err_clear(&err);
-            rc = commit_batch(d, batch, &ev, &err);
-            if (rc != DURABLE_OK && ++tries < max_tries) {
-                log_warn("commit failed, retrying: %s", err.msg);
-                usleep(20000u << tries);
-            }
-        } while (rc != DURABLE_OK && tries < max_tries);
-        if (rc != DURABLE_OK) {
-            if (d->cluster)
-                engine_cluster_publish(d, NULL);
-            fail_batch(d, batch, &err);
+        if (pending)
+            store_tx_commit_ready(d->store);
+        batch = take_batch(d, &backlog, pending == NULL);
+        if (!batch && !pending)
+            break; /* closed and drained */
+        if (!batch) { /* none to begin behind pending's COMMIT */
+            prc = commit_wait(d, pending_ev, &perr);
+            settle(d, pending, pending_ev, prc, &perr);
+            pending = NULL;
             continue;
         }
-        if (atomic_load(&d->store_failed))
-            engine_health_set_writer_error(d, NULL);
-        observe_batch(d, batch);
-        /* On a cluster, subscribers see every node's events in global id
-         * order (cluster.c). */
         if (d->cluster)
-            engine_cluster_publish(d, &ev);
-        else
-            engine_events_publish(d, &ev, true);
-        dispatch(d, batch);
+            engine_cluster_committing(d);
+        store_events_clear(ev);
+        rc = begin_batch(d, batch, &err);
+        done = NULL;
+        if (pending) {
+            prc = commit_wait(d, pending_ev, &perr);
+            if (prc == DURABLE_OK) {
+                done = pending; /* handed on once this batch's COMMIT is sent */
+            } else { /* both rolled back: pending again alone, then this one */
+                settle(d, pending, pending_ev, prc, &perr);
+                if (d->cluster)
+                    engine_cluster_committing(d); /* the hand-over ended it */
+                err_clear(&err);
+                rc = begin_batch(d, batch, &err);
+            }
+            pending = NULL;
+        }
+        if (rc == DURABLE_OK)
+            rc = apply_batch(d, batch, ev, &err);
+        if (done) {
+            settle(d, done, pending_ev, DURABLE_OK, &perr);
+            if (d->cluster)
+                engine_cluster_committing(d); /* the hand-over ended it */
+        }
+        if (rc != DURABLE_OK) {
+            store_tx_rollback(d->store);
+            settle(d, batch, ev, rc, &err);
+            continue;
+        }
+        if (!overlaps) {
+            rc = commit_wait(d, ev, &err);
+            settle(d, batch, ev, rc, &err);
+            continue;
+        }
+        pending = batch;
+        swap = pending_ev;
+        pending_ev = ev;
+        ev = swap;
     }
-    store_events_release(&ev);
+    store_events_release(&evs[0]);
+    store_events_release(&evs[1]);
     return NULL;
 }
 

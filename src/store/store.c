@@ -130,6 +130,28 @@ durable_code store_tx_commit(struct store *s, struct store_events *ev, durable_e
     return rc;
 }
 
+bool store_tx_overlaps(const struct store *s)
+{
+    /* The cache's list of a transaction is dropped by the next's begin. */
+    return s->ops->tx_commit_send && !s->cache;
+}
+
+durable_code store_tx_commit_send(struct store *s, struct store_events *ev, durable_error *err)
+{
+    return store_tx_overlaps(s) ? s->ops->tx_commit_send(s, err) : store_tx_commit(s, ev, err);
+}
+
+durable_code store_tx_commit_wait(struct store *s, struct store_events *ev, durable_error *err)
+{
+    return store_tx_overlaps(s) ? s->ops->tx_commit_wait(s, ev, err) : DURABLE_OK;
+}
+
+void store_tx_commit_ready(struct store *s)
+{
+    if (store_tx_overlaps(s))
+        s->ops->tx_commit_ready(s);
+}
+
 void store_tx_rollback(struct store *s)
 {
     if (s->cache)

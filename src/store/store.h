@@ -424,6 +424,22 @@ void store_tx_rollback(struct store *s);
  * DURABLE_EIO: roll back. */
 durable_code store_tx_prefetch(struct store *s, const struct transition *const *t, size_t n,
                                durable_error *err);
+/* A commit in two halves, so that the next transaction can begin behind
+ * it: store_tx_commit_send sends the COMMIT (with what is still held back)
+ * and store_tx_commit_wait gives its answer, as store_tx_commit's (ev
+ * numbered; on failure the caller rolls back, which also drops a
+ * transaction begun since). Between the two, when store_tx_overlaps, the
+ * writer may store_tx_begin and store_tx_prefetch the next transaction
+ * (nothing else), whose statements the server runs as soon as the COMMIT
+ * is done. A backend without the halves commits in the first and answers
+ * DURABLE_OK in the second, and does not overlap. */
+bool store_tx_overlaps(const struct store *s);
+durable_code store_tx_commit_send(struct store *s, struct store_events *ev, durable_error *err);
+durable_code store_tx_commit_wait(struct store *s, struct store_events *ev, durable_error *err);
+/* Between the halves: returns once the COMMIT's answer has come (or the
+ * connection failed), without reading it: the next transaction is best
+ * begun then, when the most has gathered for it. */
+void store_tx_commit_ready(struct store *s);
 
 /*
  * Applies one transition inside the open transaction, appending the events it
@@ -795,6 +811,11 @@ struct store_ops {
     durable_code (*tx_begin)(struct store *s, durable_error *err);
     durable_code (*tx_commit)(struct store *s, struct store_events *ev, durable_error *err);
     void (*tx_rollback)(struct store *s);
+    /* May be NULL (all three or none): the halves of tx_commit
+     * (store_tx_commit_send) and the wait between them. */
+    durable_code (*tx_commit_send)(struct store *s, durable_error *err);
+    durable_code (*tx_commit_wait)(struct store *s, struct store_events *ev, durable_error *err);
+    void (*tx_commit_ready)(struct store *s);
     /* The row reads and writes store_apply decides over (backend.h): the
      * logic of every transition is the store's (apply.c), not a backend's. */
     const struct store_rows_ops *rows;

@@ -18,6 +18,8 @@
  */
 #include "util/common.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,6 +371,9 @@ durable_code pg_tx_begin(struct store *base, durable_error *err)
      * finds the connection broken and resets it here. */
     bool reconnect = PQstatus(s->w) != CONNECTION_OK;
 
+    if (reconnect && s->prev.on) /* behind a COMMIT: its answer says */
+        return err_set(err, DURABLE_EIO, "could not begin a transaction: %s",
+                       PQerrorMessage(s->w));
     pg_write_begin(s, reconnect);
     if (reconnect) {
         rc = conn_check(s->w, err);
@@ -383,6 +388,30 @@ durable_code pg_tx_begin(struct store *base, durable_error *err)
 durable_code pg_tx_commit(struct store *base, struct store_events *ev, durable_error *err)
 {
     return pg_write_commit(pg_of(base), ev, err);
+}
+
+static durable_code pg_tx_commit_send(struct store *base, durable_error *err)
+{
+    return pg_write_commit_send(pg_of(base), err);
+}
+
+static durable_code pg_tx_commit_wait(struct store *base, struct store_events *ev,
+                                      durable_error *err)
+{
+    return pg_write_commit_wait(pg_of(base), ev, err);
+}
+
+/* The server sends a transaction's answers at its sync (the COMMIT's): a
+ * result to read means they have come. A failure shows in the reading. */
+static void pg_tx_commit_ready(struct store *base)
+{
+    PGconn *w = pg_of(base)->w;
+
+    while (PQconsumeInput(w) == 1 && PQisBusy(w) == 1) {
+        struct pollfd p = { .fd = PQsocket(w), .events = POLLIN };
+        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+            break;
+    }
 }
 
 void pg_tx_rollback(struct store *base)
@@ -649,6 +678,9 @@ const struct store_ops pg_store_ops = {
     .synchronous = pg_synchronous,
     .tx_begin = pg_tx_begin,
     .tx_commit = pg_tx_commit,
+    .tx_commit_send = pg_tx_commit_send,
+    .tx_commit_wait = pg_tx_commit_wait,
+    .tx_commit_ready = pg_tx_commit_ready,
     .tx_rollback = pg_tx_rollback,
     .rows = &pg_rows_ops,
     .prefetch = pg_prefetch,

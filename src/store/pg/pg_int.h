@@ -228,6 +228,20 @@ struct pg_store {
     size_t w_cap, w_head, w_n;
     durable_code w_rc;
     durable_error w_err;
+    /* The transaction whose COMMIT was sent and not answered yet
+     * (pg_write_commit_send): how many of the unread results are its (its
+     * sync's not counted), its events' numbering, whether they went
+     * untold, and whether the next transaction began behind it; and how
+     * many guards that one's prefetch sent, read after the COMMIT's
+     * answer. */
+    struct {
+        bool on;
+        bool next;
+        size_t n;
+        int64_t gid_base, last_gid, gid_shift;
+        bool ev_quiet;
+    } prev;
+    size_t guards_unread;
     /* The guards read ahead (pg_prefetch): an open-addressed table by run
      * id, ahead_cap slots (a power of two), ahead_n used, and the slots in
      * the order their reads were sent. */
@@ -369,6 +383,12 @@ void pg_write_init(struct pg_store *s);
 void pg_write_free(struct pg_store *s);
 void pg_write_begin(struct pg_store *s, bool reconnected);
 durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durable_error *err);
+/* pg_write_commit in two halves (store_tx_commit_send): the COMMIT and a
+ * sync sent, then their answers read. Between the two the next
+ * transaction may begin (pg_tx_begin, pg_prefetch): its BEGIN and guards
+ * are sent behind the COMMIT, and the guards read after its answer. */
+durable_code pg_write_commit_send(struct pg_store *s, durable_error *err);
+durable_code pg_write_commit_wait(struct pg_store *s, struct store_events *ev, durable_error *err);
 /* The write connection's transaction, in libpq's pipeline mode: a write
  * is sent and its answer read with the next read's (one round trip per
  * read, not per statement). pg_write_tx_begin prepares the statements a

@@ -530,7 +530,7 @@ static durable_code send(struct pg_store *s, enum pg_wstmt_id id, int n, const c
         if (rc != DURABLE_OK)
             return rc;
     }
-    if (s->w_n >= UNREAD_MAX) {
+    if (s->w_n >= UNREAD_MAX && !s->prev.on) { /* behind a COMMIT: a BEGIN, guards */
         durable_code rc = flush(s, err);
         if (rc == DURABLE_OK)
             rc = read_upto(s, 0, err);
@@ -911,6 +911,12 @@ void pg_write_begin(struct pg_store *s, bool reconnected)
 {
     if (reconnected)
         memset(s->w_prepared, 0, sizeof(s->w_prepared));
+    if (s->prev.on) {
+        s->prev.next = true; /* behind it: its results stay first */
+    } else {
+        s->w_n = 0;
+        s->w_head = 0;
+    }
     s->last_gid = s->gid_base;
     s->gid_shift = 0;
     seq_forget(s);
@@ -920,10 +926,9 @@ void pg_write_begin(struct pg_store *s, bool reconnected)
     held_reset(s);
     sw_reset(s);
     ahead_clear(s);
+    s->guards_unread = 0;
     s->w_rc = DURABLE_OK;
     err_clear(&s->w_err);
-    s->w_n = 0;
-    s->w_head = 0;
     s->ev_quiet = false;
 }
 
@@ -955,12 +960,15 @@ durable_code pg_write_tx_begin(struct pg_store *s, durable_error *err)
 /* Ends the pipeline: a sync (unless synced_already: sent with the last
  * statement), every result read (the sync's last), back to one statement
  * at a time. Returns whether all of it went as sent. */
+static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_error *err);
+
 static bool pipeline_end(struct pg_store *s, bool synced_already)
 {
     bool synced = synced_already || PQpipelineSync(s->w) == 1;
     enum pg_wstmt_id id;
     PGresult *r;
 
+    DUR_ASSERT(!s->prev.on); /* a COMMIT sent is waited for first */
     while (synced && s->w_n > 0) {
         r = read_next(s, &id);
         result_ok(s, r, id);
@@ -1779,46 +1787,121 @@ static void events_renumber(const struct pg_store *s, struct store_events *ev)
     }
 }
 
-durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durable_error *err)
+durable_code pg_write_commit_send(struct pg_store *s, durable_error *err)
 {
     durable_code rc = held_send(s, err);
-    bool ended, synced;
 
+    DUR_ASSERT(!s->prev.on);
     if (rc == DURABLE_OK)
         rc = send(s, PG_W_COMMIT, 0, NULL, err);
     if (rc != DURABLE_OK)
         return rc;
-    /* COMMIT goes with the pipeline's sync (one round trip); everything
-     * not read yet, then COMMIT's answer: that of a transaction an error
-     * aborted is "ROLLBACK". */
-    synced = PQpipelineSync(s->w) == 1;
-    if (!synced)
-        rc = err_set(err, DURABLE_EIO, "could not commit: %s", PQerrorMessage(s->w));
-    if (rc == DURABLE_OK)
-        rc = read_upto(s, 1, err);
-    if (rc == DURABLE_OK) {
-        enum pg_wstmt_id id;
-        PGresult *r = read_next(s, &id);
-        if (!result_ok(s, r, id))
-            rc = failed(s, err);
-        else if (strcmp(PQcmdStatus(r), "COMMIT") != 0)
-            rc = err_set(err, DURABLE_EIO, "could not commit: the transaction was rolled back");
-        PQclear(r);
+    /* COMMIT goes with the pipeline's sync, which flushes it: one round
+     * trip, whose answer pg_write_commit_wait reads. */
+    if (PQpipelineSync(s->w) != 1) {
+        err_set(&s->w_err, DURABLE_EIO, "could not commit: %s", PQerrorMessage(s->w));
+        s->w_rc = DURABLE_EIO;
+        return failed(s, err);
     }
-    ended = pipeline_end(s, synced);
-    if (rc == DURABLE_OK && !ended)
+    s->prev.on = true;
+    s->prev.next = false;
+    s->prev.n = s->w_n;
+    s->prev.gid_base = s->gid_base;
+    s->prev.last_gid = s->last_gid;
+    s->prev.gid_shift = s->gid_shift; /* an insert of its answered already */
+    s->prev.ev_quiet = s->ev_quiet;
+    return DURABLE_OK;
+}
+
+/* Reads the answers of the transaction whose COMMIT was sent (s->prev):
+ * everything not read yet, then COMMIT's (that of a transaction an error
+ * aborted is "ROLLBACK"), then its sync's; on success, numbers ev's
+ * events as the server did. The results of a transaction begun behind it
+ * stay unread, and its first failure (a send's, none read yet) its own. */
+static durable_code prev_read(struct pg_store *s, struct store_events *ev, durable_error *err)
+{
+    durable_code next_rc = s->w_rc, rc;
+    durable_error next_err = s->w_err;
+    enum pg_wstmt_id id;
+    PGresult *r;
+
+    DUR_ASSERT(s->prev.on && s->prev.n > 0 && s->prev.n <= s->w_n);
+    s->w_rc = DURABLE_OK;
+    err_clear(&s->w_err);
+    s->gid_shift = s->prev.gid_shift;
+    rc = read_upto(s, s->w_n - s->prev.n + 1, err);
+    r = read_next(s, &id);
+    if (rc == DURABLE_OK && !result_ok(s, r, id))
+        rc = failed(s, err);
+    else if (rc == DURABLE_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0)
+        rc = err_set(err, DURABLE_EIO, "could not commit: the transaction was rolled back");
+    PQclear(r);
+    r = PQgetResult(s->w);
+    if (rc == DURABLE_OK && (!r || PQresultStatus(r) != PGRES_PIPELINE_SYNC))
         rc = err_set(err, DURABLE_EIO, "could not commit: %s", PQerrorMessage(s->w));
-    if (rc == DURABLE_OK && s->last_gid > s->gid_base) {
+    PQclear(r);
+    s->prev.on = false;
+    if (rc == DURABLE_OK && s->prev.last_gid > s->prev.gid_base) {
+        s->gid_base = s->prev.gid_base;
+        s->last_gid = s->prev.last_gid;
         events_renumber(s, ev);
         s->gid_base = s->last_gid + s->gid_shift; /* the counter as this commit left it */
     }
-    /* A node joined while this transaction's events went untold: told now
-     * (the cluster thread told those committed before, cluster.c joined). */
-    if (rc == DURABLE_OK && s->ev_quiet && atomic_load(&s->others_alive))
-        pg_tell_events(s->w);
-    if (rc == DURABLE_OK)
-        pg_write_begin(s, false);
+    s->last_gid = s->gid_base; /* the next transaction's numbering from it */
+    s->gid_shift = 0;
+    s->w_rc = next_rc;
+    s->w_err = next_err;
     return rc;
+}
+
+/* Tells the other nodes of the events committed, after a commit whose
+ * events went untold while a node joined (the cluster thread told those
+ * committed before, cluster.c joined): on the write connection, or on a
+ * read connection while a transaction is on its way on it. */
+static void tell_late(struct pg_store *s)
+{
+    struct pg_reader *rd;
+    durable_error err = { 0 };
+
+    if (PQpipelineStatus(s->w) == PQ_PIPELINE_OFF) {
+        pg_tell_events(s->w);
+    } else if (pg_reader_take(s, &rd, &err) == DURABLE_OK) {
+        pg_tell_events(rd->c);
+        pg_reader_put(s, rd);
+    } else {
+        log_warn("could not tell the other nodes of events: %s", err.msg);
+    }
+}
+
+durable_code pg_write_commit_wait(struct pg_store *s, struct store_events *ev, durable_error *err)
+{
+    bool next = s->prev.next, quiet = s->prev.ev_quiet;
+    durable_code rc = prev_read(s, ev, err);
+
+    if (rc != DURABLE_OK)
+        return rc; /* the caller rolls back, the next transaction with it */
+    if (!next && PQexitPipelineMode(s->w) != 1)
+        return err_set(err, DURABLE_EIO, "could not commit: %s", PQerrorMessage(s->w));
+    if (quiet && atomic_load(&s->others_alive))
+        tell_late(s);
+    if (!next) {
+        pg_write_begin(s, false);
+    } else if (s->guards_unread > 0) {
+        /* The next transaction's guards, behind its BEGIN; a failure is
+         * its own (its next statement answers it). */
+        durable_error next_err = { 0 };
+        if (read_upto(s, 1, &next_err) == DURABLE_OK)
+            (void)ahead_read(s, s->guards_unread, &next_err);
+        s->guards_unread = 0;
+    }
+    return DURABLE_OK;
+}
+
+durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durable_error *err)
+{
+    durable_code rc = pg_write_commit_send(s, err);
+
+    return rc == DURABLE_OK ? pg_write_commit_wait(s, ev, err) : rc;
 }
 
 /* The run and step of t's first read when it is its guard (a step
@@ -1977,6 +2060,10 @@ durable_code pg_prefetch(struct store *base, const struct transition *const *t, 
     if (rc != DURABLE_OK || n_guards == 0)
         return rc; /* nothing to read yet */
     rc = flush(s, err);
+    if (rc == DURABLE_OK && s->prev.on) {
+        s->guards_unread = n_guards; /* read after the COMMIT's answer */
+        return DURABLE_OK;
+    }
     if (rc == DURABLE_OK)
         rc = read_upto(s, 1, err);
     return rc == DURABLE_OK ? ahead_read(s, n_guards, err) : rc;

@@ -783,9 +783,9 @@ static void cancel_ev(struct store *s, const char *run_id, struct store_events *
     durable_error err = { 0 };
 
     t.run_status = RUN_CANCELLED;
-    assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
-    assert_int_equal(store_apply(s, &t, ev, NULL, &err), DURABLE_OK);
-    assert_int_equal(store_tx_commit(s, ev, &err), DURABLE_OK);
+    if (store_tx_begin(s, &err) != DURABLE_OK || store_apply(s, &t, ev, NULL, &err) != DURABLE_OK ||
+        store_tx_commit(s, ev, &err) != DURABLE_OK)
+        fail_msg("cancel %s: %s", run_id, err.msg);
 }
 
 /* Global ids over the writers of two nodes: the server numbers a
@@ -819,6 +819,165 @@ static void test_gids_over_two_writers(void **state)
     assert_int_equal(sql_int(c, "SELECT count(DISTINCT gid) FROM events"),
                      sql_int(c, "SELECT gid FROM event_counter"));
     store_events_release(&ev);
+    PQfinish(c);
+    store_close(a);
+    store_close(b);
+}
+
+/* The statement's one row's text cell (owned). */
+static char *sql_text(PGconn *c, const char *text)
+{
+    PGresult *r = PQexec(c, text);
+    char *v;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", text, PQerrorMessage(c));
+    v = xstrdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+static void assert_status(PGconn *c, const char *run_id, const char *want)
+{
+    char q[128];
+    char *st;
+
+    snprintf(q, sizeof(q), "SELECT status FROM runs WHERE id = '%s'", run_id);
+    st = sql_text(c, q);
+    assert_string_equal(st, want);
+    free(st);
+}
+
+/* Each event of ev is stored under its gid, and no gid is missing. */
+static void assert_gids_stored(PGconn *c, const struct store_events *ev)
+{
+    char q[256];
+
+    for (size_t i = 0; i < ev->n; i++) {
+        snprintf(q, sizeof(q), "SELECT gid FROM events WHERE run_id = '%s' AND seq = %lld",
+                 ev->items[i].run_id, (long long)ev->items[i].seq);
+        assert_int_equal(ev->items[i].global_id, sql_int(c, q));
+    }
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM events"),
+                     sql_int(c, "SELECT coalesce(max(gid), 0) FROM events"));
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM events"),
+                     sql_int(c, "SELECT gid FROM event_counter"));
+}
+
+/* Begins a transaction behind the COMMIT on its way and reads ahead the
+ * guard of cancelling run_id (*t), as the writer does. */
+static void begin_behind(struct store *s, struct transition *t, const char *run_id)
+{
+    const struct transition *ts[1] = { t };
+    durable_error err = { 0 };
+
+    memset(t, 0, sizeof(*t));
+    t->kind = TR_RUN_FINISH;
+    t->run_id = run_id;
+    t->at_ms = 5;
+    t->run_status = RUN_CANCELLED;
+    assert_int_equal(store_tx_begin(s, &err), DURABLE_OK);
+    assert_int_equal(store_tx_prefetch(s, ts, 1, &err), DURABLE_OK);
+}
+
+/* A commit in two halves with the next transaction begun between them
+ * (store_tx_commit_send, the writer's overlap): the first commits and its
+ * events get the gids the server gave them (another writer committed
+ * before them); the second, its guard read behind the first's COMMIT,
+ * commits after it. When the first fails (a statement refused), both are
+ * rolled back and the second applies afterwards, alone; when the
+ * connection is cut between the halves, the next transaction reconnects.
+ * No gid is missing or given twice. */
+static void test_overlapped_commits(void **state)
+{
+    struct store *a = open_ok(DURABLE_DURABILITY_FULL), *b = open_ok(DURABLE_DURABILITY_FULL);
+    struct pg_store *p = pg_of(a);
+    struct store_events ev1 = { 0 }, ev2 = { 0 }, evb = { 0 };
+    struct transition t1 = { .kind = TR_RUN_FINISH, .run_id = "r1", .at_ms = 5 }, t2;
+    durable_error err = { 0 };
+    PGconn *c = direct();
+    durable_code rc;
+
+    (void)state;
+    assert_true(store_tx_overlaps(a));
+    insert_runs(c);
+    t1.run_status = RUN_CANCELLED;
+    cancel_ev(b, "r2", &evb); /* the counter moves on, unknown to a */
+    assert_int_equal(store_tx_begin(a, &err), DURABLE_OK);
+    assert_int_equal(store_apply(a, &t1, &ev1, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit_send(a, &ev1, &err), DURABLE_OK);
+    begin_behind(a, &t2, "r3");
+    store_tx_commit_ready(a);
+    assert_int_equal(store_tx_commit_wait(a, &ev1, &err), DURABLE_OK);
+    assert_status(c, "r1", "cancelled");
+    assert_status(c, "r3", "pending"); /* not yet: its transaction is open */
+    assert_int_equal(store_apply(a, &t2, &ev2, NULL, &err), DURABLE_OK);
+    assert_int_equal(store_tx_commit_send(a, &ev2, &err), DURABLE_OK);
+    store_tx_commit_ready(a);
+    assert_int_equal(store_tx_commit_wait(a, &ev2, &err), DURABLE_OK);
+    assert_status(c, "r3", "cancelled");
+    assert_true(ev1.n > 0 && ev2.n > 0 && evb.n > 0);
+    assert_true(ev1.items[0].global_id > evb.items[evb.n - 1].global_id);
+    assert_true(ev2.items[0].global_id > ev1.items[ev1.n - 1].global_id);
+    assert_gids_stored(c, &ev1);
+    assert_gids_stored(c, &ev2);
+    assert_int_equal(PQtransactionStatus(p->w), PQTRANS_IDLE);
+
+    /* The first refused at the server (a workflow id taken): both undone. */
+    store_events_clear(&ev1);
+    store_events_clear(&ev2);
+    assert_int_equal(store_tx_begin(a, &err), DURABLE_OK);
+    t1.run_id = "r4";
+    assert_int_equal(store_apply(a, &t1, &ev1, NULL, &err), DURABLE_OK);
+    insert_workflow(a, "dup");
+    assert_int_equal(store_tx_commit_send(a, &ev1, &err), DURABLE_OK);
+    begin_behind(a, &t2, "r5");
+    assert_int_equal(store_tx_commit_wait(a, &ev1, &err), DURABLE_EIO);
+    assert_non_null(strstr(err.msg, "could not register a workflow"));
+    store_tx_rollback(a);
+    assert_int_equal(PQtransactionStatus(p->w), PQTRANS_IDLE);
+    assert_status(c, "r4", "pending");
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM workflows WHERE name = 'dup'"), 0);
+    cancel_ev(a, "r5", &ev2); /* the second, again, alone */
+    assert_status(c, "r5", "cancelled");
+    assert_gids_stored(c, &ev2);
+
+    /* The connection cut between the halves: the COMMIT may or may not
+     * have been done; either way the next transaction reconnects. */
+    store_events_clear(&ev1);
+    store_events_clear(&ev2);
+    assert_int_equal(store_tx_begin(a, &err), DURABLE_OK);
+    assert_int_equal(store_apply(a, &t1, &ev1, NULL, &err), DURABLE_OK); /* r4 */
+    assert_int_equal(store_tx_commit_send(a, &ev1, &err), DURABLE_OK);
+    begin_behind(a, &t2, "r6");
+    terminate(c, p->w);
+    store_tx_commit_ready(a);
+    rc = store_tx_commit_wait(a, &ev1, &err);
+    if (rc == DURABLE_OK)
+        assert_status(c, "r4", "cancelled");
+    else
+        assert_int_equal(rc, DURABLE_EIO);
+    store_tx_rollback(a); /* the second, begun or not, is given up */
+    /* As the writer does: tried again; the first try may still meet the
+     * cut connection (its end read only now), the next reconnects. */
+    for (int tries = 0;; tries++) {
+        store_events_clear(&ev2);
+        rc = store_tx_begin(a, &err);
+        if (rc == DURABLE_OK)
+            rc = store_apply(a, &t2, &ev2, NULL, &err);
+        if (rc == DURABLE_OK)
+            rc = store_tx_commit(a, &ev2, &err);
+        if (rc == DURABLE_OK)
+            break;
+        store_tx_rollback(a);
+        if (tries == 1)
+            fail_msg("cancel r6: %s", err.msg);
+    }
+    assert_status(c, "r6", "cancelled");
+    assert_gids_stored(c, &ev2);
+    store_events_release(&ev1);
+    store_events_release(&ev2);
+    store_events_release(&evb);
     PQfinish(c);
     store_close(a);
     store_close(b);
@@ -1502,6 +1661,7 @@ int main(void)
         cmocka_unit_test_setup(test_flow_admit, setup),
         cmocka_unit_test_setup(test_rate_take, setup),
         cmocka_unit_test_setup(test_gids_over_two_writers, setup),
+        cmocka_unit_test_setup(test_overlapped_commits, setup),
         cmocka_unit_test_setup(test_read_records, setup),
         cmocka_unit_test_setup(test_runs_unfinished, setup),
         cmocka_unit_test_setup(test_run_documents, setup),
