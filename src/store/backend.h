@@ -35,6 +35,27 @@ void store_events_push(struct store_events *ev, const struct event_key *k, int64
 /* Frees the events of `ev` from index n on and truncates it to n. */
 void store_events_truncate(struct store_events *ev, size_t n);
 
+#ifdef DURABLE_FAILPOINTS
+/* DURABLE_FAILPOINT_COMMIT=KIND[,after=A][,count=C][,p=P] (a test hook of
+ * builds with failpoints) makes the writer's commits fail as the backend
+ * fails them for KIND, one of the names kinds[] gives (NULL-terminated; kind
+ * is its place from 1, 0: no fault): the first A commits are left alone
+ * (0), then each commit fails with probability P (1), C times at most (no
+ * limit); after that the fault is gone. Builds without failpoints ignore
+ * the variable. Writer thread only. */
+struct commit_fault {
+    int kind;
+    long after; /* commits left alone first */
+    long count; /* commits made to fail at most; -1: no limit */
+    double p;   /* the chance that an eligible commit fails */
+    long seen;  /* commits attempted so far */
+};
+durable_code commit_fault_parse(struct commit_fault *f, const char *const *kinds,
+                                durable_error *err);
+/* Whether this commit is to fail. */
+bool commit_fault_due(struct commit_fault *f);
+#endif
+
 /* A text cell of the snapshot: cut to STORE_SNAPSHOT_CELL_MAX bytes on a
  * UTF-8 character boundary, "…" appended, when longer; NULL when the text
  * is not valid UTF-8 (jansson refuses it). */

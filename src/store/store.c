@@ -159,6 +159,66 @@ void store_tx_rollback(struct store *s)
     s->ops->tx_rollback(s);
 }
 
+#ifdef DURABLE_FAILPOINTS
+durable_code commit_fault_parse(struct commit_fault *f, const char *const *kinds,
+                                durable_error *err)
+{
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): read at open, durable never sets it */
+    const char *spec = getenv("DURABLE_FAILPOINT_COMMIT");
+    const char *p;
+    char *end;
+    struct dbuf names;
+
+    memset(f, 0, sizeof(*f));
+    if (!spec || !spec[0])
+        return DURABLE_OK;
+    f->count = -1;
+    f->p = 1.0;
+    for (int i = 0; kinds[i] && !f->kind; i++) {
+        size_t n = strlen(kinds[i]);
+        if (strncmp(spec, kinds[i], n) == 0 && (spec[n] == '\0' || spec[n] == ','))
+            f->kind = i + 1;
+    }
+    if (!f->kind)
+        goto bad;
+    for (p = strchr(spec, ','); p; p = strchr(p + 1, ',')) {
+        if (strncmp(p, ",after=", 7) == 0)
+            f->after = strtol(p + 7, &end, 10);
+        else if (strncmp(p, ",count=", 7) == 0)
+            f->count = strtol(p + 7, &end, 10);
+        else if (strncmp(p, ",p=", 3) == 0)
+            f->p = strtod(p + 3, &end);
+        else
+            goto bad;
+        if ((*end != '\0' && *end != ',') || f->after < 0 || f->count < -1 || f->p < 0 || f->p > 1)
+            goto bad;
+    }
+    return DURABLE_OK;
+bad:
+    f->kind = 0;
+    dbuf_init(&names, 0);
+    for (int i = 0; kinds[i]; i++)
+        (void)dbuf_addf(&names, "%s%s", i ? " or " : "", kinds[i]);
+    err_set(err, DURABLE_EINVAL,
+            "DURABLE_FAILPOINT_COMMIT \"%s\": expected %s, then optionally "
+            ",after=N ,count=N ,p=P (0 to 1)",
+            spec, names.buf);
+    dbuf_release(&names);
+    return DURABLE_EINVAL;
+}
+
+bool commit_fault_due(struct commit_fault *f)
+{
+    if (!f->kind || f->seen++ < f->after || f->count == 0)
+        return false;
+    if (f->p < 1.0 && rand_unit() >= f->p)
+        return false;
+    if (f->count > 0)
+        f->count--;
+    return true;
+}
+#endif
+
 /* ---- records ---- */
 
 durable_code store_workflow_get(struct store *s, const char *id_or_name,

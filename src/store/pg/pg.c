@@ -214,6 +214,10 @@ durable_code pg_open(const char *location, durable_durability durability, struct
     atomic_init(&s->others_alive, true); /* until a join counts them */
     node_default(s);
     rc = pg_location_conninfo(location, &s->conninfo, err);
+#ifdef DURABLE_FAILPOINTS
+    if (rc == DURABLE_OK)
+        rc = commit_fault_parse(&s->fault, pg_fault_kinds, err);
+#endif
     if (rc == DURABLE_OK)
         rc = pg_connect(s->conninfo, &s->w, err);
     if (rc == DURABLE_OK)

@@ -242,6 +242,10 @@ struct pg_store {
         bool ev_quiet;
     } prev;
     size_t guards_unread;
+#ifdef DURABLE_FAILPOINTS
+    /* The commits DURABLE_FAILPOINT_COMMIT makes fail (write.c). */
+    struct commit_fault fault;
+#endif
     /* The guards read ahead (pg_prefetch): an open-addressed table by run
      * id, ahead_cap slots (a power of two), ahead_n used, and the slots in
      * the order their reads were sent. */
@@ -388,14 +392,20 @@ durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durabl
  * transaction may begin (pg_tx_begin, pg_prefetch): its BEGIN and guards
  * are sent behind the COMMIT, and the guards read after its answer. */
 durable_code pg_write_commit_send(struct pg_store *s, durable_error *err);
+#ifdef DURABLE_FAILPOINTS
+/* DURABLE_FAILPOINT_COMMIT's kind (commit_fault_parse): "refused", the
+ * server refuses a statement of the transaction sent with its COMMIT. */
+extern const char *const pg_fault_kinds[];
+#endif
 durable_code pg_write_commit_wait(struct pg_store *s, struct store_events *ev, durable_error *err);
 /* The write connection's transaction, in libpq's pipeline mode: a write
  * is sent and its answer read with the next read's (one round trip per
  * read, not per statement). pg_write_tx_begin prepares the statements a
- * new connection lacks, enters the pipeline and sends BEGIN;
- * pg_write_commit ends it with COMMIT and a sync; pg_write_end ends it
- * after a failure (the caller then rolls back), pg_write_forget also
- * drops what the writer learned of workflows. */
+ * new connection lacks, enters the pipeline (or stays in it, behind a
+ * COMMIT not answered yet) and sends BEGIN; pg_write_commit ends it with
+ * COMMIT and a sync and leaves the pipeline unless a transaction began
+ * behind it; pg_write_end ends it after a failure (the caller then rolls
+ * back), pg_write_forget also drops what the writer learned of workflows. */
 durable_code pg_write_tx_begin(struct pg_store *s, durable_error *err);
 void pg_write_end(struct pg_store *s);
 void pg_write_forget(struct pg_store *s);

@@ -16,6 +16,15 @@
  * a connection reset by pg_tx_begin (the server restarted) forgets them
  * (pg_write_begin), and they are prepared again.
  *
+ * A commit goes in two halves (pg_write_commit_send, _wait), so that the
+ * writer can begin the next transaction between them: its BEGIN and its
+ * guards are sent behind the COMMIT and the sync, the server runs them as
+ * soon as the COMMIT is done, and the guards are read after the COMMIT's
+ * answer (s->prev: what of the pipeline's unread results is the earlier
+ * transaction's, and its numbering). Nothing of the next transaction is
+ * applied before that answer, so its reads see the earlier one's writes;
+ * if the earlier one failed, the caller rolls both back.
+ *
  * Event numbering, as SQLite's (sqlite/write.c), with one counter for all
  * nodes:
  *   - seq: s->seq_run/seq_last is the last seq of one run, known inside the
@@ -957,14 +966,11 @@ durable_code pg_write_tx_begin(struct pg_store *s, durable_error *err)
     return send(s, PG_W_BEGIN, 0, NULL, err);
 }
 
-/* Ends the pipeline: a sync (unless synced_already: sent with the last
- * statement), every result read (the sync's last), back to one statement
- * at a time. Returns whether all of it went as sent. */
-static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_error *err);
-
-static bool pipeline_end(struct pg_store *s, bool synced_already)
+/* Ends the pipeline after a failure: a sync, every result read (the
+ * sync's last), back to one statement at a time. */
+static void pipeline_end(struct pg_store *s)
 {
-    bool synced = synced_already || PQpipelineSync(s->w) == 1;
+    bool synced = PQpipelineSync(s->w) == 1;
     enum pg_wstmt_id id;
     PGresult *r;
 
@@ -981,15 +987,14 @@ static bool pipeline_end(struct pg_store *s, bool synced_already)
         if (sync)
             break;
     }
-    if (PQstatus(s->w) != CONNECTION_OK || PQexitPipelineMode(s->w) != 1)
-        synced = false;
-    return synced;
+    if (PQstatus(s->w) == CONNECTION_OK)
+        (void)PQexitPipelineMode(s->w);
 }
 
 void pg_write_end(struct pg_store *s)
 {
     if (PQpipelineStatus(s->w) != PQ_PIPELINE_OFF)
-        pipeline_end(s, false);
+        pipeline_end(s);
     pg_write_begin(s, false);
 }
 
@@ -1787,11 +1792,34 @@ static void events_renumber(const struct pg_store *s, struct store_events *ev)
     }
 }
 
+#ifdef DURABLE_FAILPOINTS
+const char *const pg_fault_kinds[] = { "refused", NULL };
+
+/* A statement the server refuses, in the transaction: it is rolled back
+ * at its COMMIT, as by any failure of the server's. */
+static durable_code fault_send(struct pg_store *s, durable_error *err)
+{
+    const char *p[1] = { "DURABLE_FAILPOINT_COMMIT" };
+
+    if (PQsendQueryParams(s->w, "SELECT $1::integer", 1, NULL, p, NULL, NULL, 0) != 1) {
+        err_set(&s->w_err, DURABLE_EIO, "could not commit: %s", PQerrorMessage(s->w));
+        s->w_rc = DURABLE_EIO;
+        return failed(s, err);
+    }
+    fifo_push(s, PG_W_COMMIT);
+    return DURABLE_OK;
+}
+#endif
+
 durable_code pg_write_commit_send(struct pg_store *s, durable_error *err)
 {
     durable_code rc = held_send(s, err);
 
     DUR_ASSERT(!s->prev.on);
+#ifdef DURABLE_FAILPOINTS
+    if (rc == DURABLE_OK && commit_fault_due(&s->fault))
+        rc = fault_send(s, err);
+#endif
     if (rc == DURABLE_OK)
         rc = send(s, PG_W_COMMIT, 0, NULL, err);
     if (rc != DURABLE_OK)
@@ -1818,6 +1846,8 @@ durable_code pg_write_commit_send(struct pg_store *s, durable_error *err)
  * aborted is "ROLLBACK"), then its sync's; on success, numbers ev's
  * events as the server did. The results of a transaction begun behind it
  * stay unread, and its first failure (a send's, none read yet) its own. */
+static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_error *err);
+
 static durable_code prev_read(struct pg_store *s, struct store_events *ev, durable_error *err)
 {
     durable_code next_rc = s->w_rc, rc;

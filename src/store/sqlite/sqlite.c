@@ -805,66 +805,12 @@ done:
     return code;
 }
 
-/* ---- the commit fault (a test hook) ---- */
-
+/* DURABLE_FAILPOINT_COMMIT's kinds (commit_fault_parse): commits fail as
+ * SQLite fails them when the disk is full (SQLITE_FULL) or a write fails
+ * (SQLITE_IOERR), the transaction rolled back. */
 #ifdef DURABLE_FAILPOINTS
-/* DURABLE_FAILPOINT_COMMIT=KIND[,after=A][,count=C][,p=P] makes commits of
- * the write connection fail as SQLite fails them when the disk is full
- * (KIND "full": SQLITE_FULL) or a write fails (KIND "ioerr": SQLITE_IOERR):
- * the transaction is rolled back and the commit reports SQLite's message for
- * that code. The first A commits are left alone (0), then each commit fails
- * with probability P (1), C times at most (no limit); after that the fault
- * is gone. Builds without failpoints ignore the variable. */
-static durable_code fault_parse(struct commit_fault *f, durable_error *err)
-{
-    /* NOLINTNEXTLINE(concurrency-mt-unsafe): read at open, durable never sets it */
-    const char *spec = getenv("DURABLE_FAILPOINT_COMMIT");
-    const char *p;
-    char *end;
-
-    memset(f, 0, sizeof(*f));
-    if (!spec || !spec[0])
-        return DURABLE_OK;
-    f->count = -1;
-    f->p = 1.0;
-    if (strncmp(spec, "full", 4) == 0 && (spec[4] == '\0' || spec[4] == ','))
-        f->sqlite_rc = SQLITE_FULL;
-    else if (strncmp(spec, "ioerr", 5) == 0 && (spec[5] == '\0' || spec[5] == ','))
-        f->sqlite_rc = SQLITE_IOERR;
-    else
-        goto bad;
-    for (p = strchr(spec, ','); p; p = strchr(p + 1, ',')) {
-        if (strncmp(p, ",after=", 7) == 0)
-            f->after = strtol(p + 7, &end, 10);
-        else if (strncmp(p, ",count=", 7) == 0)
-            f->count = strtol(p + 7, &end, 10);
-        else if (strncmp(p, ",p=", 3) == 0)
-            f->p = strtod(p + 3, &end);
-        else
-            goto bad;
-        if ((*end != '\0' && *end != ',') || f->after < 0 || f->count < -1 || f->p < 0 || f->p > 1)
-            goto bad;
-    }
-    return DURABLE_OK;
-bad:
-    f->sqlite_rc = 0;
-    return err_set(err, DURABLE_EINVAL,
-                   "DURABLE_FAILPOINT_COMMIT \"%s\": expected full or ioerr, then optionally "
-                   ",after=N ,count=N ,p=P (0 to 1)",
-                   spec);
-}
-
-/* True when this commit is to fail (writer thread). */
-static bool fault_due(struct commit_fault *f)
-{
-    if (!f->sqlite_rc || f->seen++ < f->after || f->count == 0)
-        return false;
-    if (f->p < 1.0 && rand_unit() >= f->p)
-        return false;
-    if (f->count > 0)
-        f->count--;
-    return true;
-}
+static const char *const fault_kinds[] = { "full", "ioerr", NULL };
+static const int fault_codes[] = { 0, SQLITE_FULL, SQLITE_IOERR };
 #endif
 
 /* location is a path or "sqlite:PATH" (store.c chose this backend for it). */
@@ -883,7 +829,7 @@ durable_code sqlite_open(const char *location, durable_durability durability, st
     pthread_mutex_init(&s->read_mu, NULL);
     pthread_cond_init(&s->read_cond, NULL);
 #ifdef DURABLE_FAILPOINTS
-    rc = fault_parse(&s->fault, err);
+    rc = commit_fault_parse(&s->fault, fault_kinds, err);
     if (rc == DURABLE_OK)
         rc = conn_open(&s->w, path, durability, false, err);
 #else
@@ -1045,10 +991,10 @@ durable_code sqlite_tx_commit(struct store *base, struct store_events *ev, durab
     struct sqlite_store *s = sqlite_of(base);
 
 #ifdef DURABLE_FAILPOINTS
-    if (fault_due(&s->fault)) {
+    if (commit_fault_due(&s->fault)) {
         sqlite_tx_rollback(base);
         return err_set(err, DURABLE_EIO, "could not commit: %s",
-                       sqlite3_errstr(s->fault.sqlite_rc));
+                       sqlite3_errstr(fault_codes[s->fault.kind]));
     }
 #endif
     return stmt_exec(&s->w, ST_COMMIT, err, "");

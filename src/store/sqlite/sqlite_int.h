@@ -181,13 +181,7 @@ struct sqlite_store {
 #ifdef DURABLE_FAILPOINTS
     /* Writer thread only: the commits DURABLE_FAILPOINT_COMMIT makes fail
      * (a test hook, sqlite.c). */
-    struct commit_fault {
-        int sqlite_rc; /* SQLITE_FULL or SQLITE_IOERR; 0: no fault */
-        long after;    /* commits left alone first */
-        long count;    /* commits made to fail at most; -1: no limit */
-        double p;      /* the chance that an eligible commit fails */
-        long seen;     /* commits attempted so far */
-    } fault;
+    struct commit_fault fault;
 #endif
 };
 

@@ -54,6 +54,11 @@ name) and SIGSTOPped past its lease (and continued), while 300 runs are
 started through the nodes up; a start a kill cut short is sent again with
 its key: every run completes, each action once, no gap.
 
+test_commits_refused: the server refuses some of a node's commits (a test
+hook) while runs whose steps take no time go at once, so that refusals
+undo batches begun behind them: every run completes, each step and
+action once, the node's stream without a gap.
+
 test_pg_restart_under_a_node: PostgreSQL (a server of the test's own)
 stopped and started again on the same data and port under a node with
 runs in flight, for less than the lease and for more: meanwhile the node
@@ -715,6 +720,41 @@ class ClusterTest(su.ServerTest):
         self.assertGreaterEqual(len(on_b), 2, on_b)
         self.assertTrue(all(t is not None and 10 < t <= 600 for t in on_b),
                         "ka2's keepalive timers (s), keepalives_idle=600: %s" % on_b)
+
+    def test_commits_refused(self):
+        """The server refuses a third of a node's commits after its first
+        30 (DURABLE_FAILPOINT_COMMIT=refused: a statement of the
+        transaction fails, so its COMMIT rolls it back), 40 times, while
+        80 runs of steps that take no time go at once, so that most
+        batches begin behind the COMMIT of the one before and a refusal
+        undoes both. The writer tries each again: every run completes,
+        each step and action once, and the node's stream shows every
+        event once, in global id order, without a gap."""
+        fast = dict(FLOW, name="cluster-order-fast",
+                    steps=[dict(st, config=dict(st["config"], duration_seconds=0))
+                           for st in FLOW["steps"]])
+        a = self.start_server(name="f1", args=["--node", "f1", "--lease", "%gs" % LEASE_S],
+                              env={"DURABLE_FAILPOINT_COMMIT": "refused,after=30,p=0.3,count=40"})
+        self.register(a, fast, expect=(201,))
+        stream = su.SSE(a, "/events/stream")
+        self.addCleanup(stream.close)
+        self.assertEqual(stream.status, 200)
+        runs = self.start_runs([a], fast["name"], 80, "refused")
+        self.wait_all_finished(a, runs, "with commits refused")
+        self.check_runs(a, runs, fast)
+        want = {(r, e["seq"]) for r in runs for e in self.events(a, r)}
+        got = self.read_stream(stream, len(want))
+        ids = [int(e["id"]) for e in got]
+        self.assertEqual(ids, list(range(ids[0], ids[0] + len(want))), stream.transcript())
+        self.assertEqual({(e["data"]["run_id"], e["data"]["seq"]) for e in got}, want)
+        log = su.read_text(a.err_path)
+        refused = log.count("commit failed, retrying")
+        self.assertIn("DURABLE_FAILPOINT_COMMIT", log)
+        self.assertGreater(refused, 0, a.describe())
+        su.log("ok: %d commits refused and tried again; %d runs completed, each step and"
+               " action once, %d events on the stream without a gap" % (refused, len(runs),
+                                                                         len(want)))
+        self.assertEqual(a.stop(), 0, a.describe())
 
     def test_same_key_through_two_nodes(self):
         a, b = self.node("k1"), self.node("k2")
