@@ -434,9 +434,9 @@ static void observe_batch(struct durable *d, const struct commit_item *batch)
 }
 
 /* Hands a batch on once its commit is settled: rc is its first try's
- * outcome (err: why it failed); a failed batch is tried again, alone and
- * to the end, up to WRITER_MAX_RETRIES tries in all, then answered with
- * the error. */
+ * outcome (err: why it failed, NULL when it did not); a failed batch is
+ * tried again, alone and to the end, up to WRITER_MAX_RETRIES tries in
+ * all, then answered with the error. */
 static void settle(struct durable *d, struct commit_item *batch, struct store_events *ev,
                    durable_code rc, durable_error *err)
 {
@@ -468,13 +468,41 @@ static void settle(struct durable *d, struct commit_item *batch, struct store_ev
     dispatch(d, batch);
 }
 
+/* Waits for the answer of pending's COMMIT, batch begun behind it (*rc).
+ * Committed, pending is returned, to be handed on once batch's COMMIT is
+ * sent; failed, both were rolled back: pending is tried again alone and
+ * handed on, and batch begun again (*rc, err). */
+static struct commit_item *wait_pending(struct durable *d, struct commit_item *pending,
+                                        struct store_events *pending_ev, struct commit_item *batch,
+                                        durable_code *rc, durable_error *err)
+{
+    durable_error perr = { 0 };
+    durable_code prc = commit_wait(d, pending_ev, &perr);
+
+    if (prc == DURABLE_OK)
+        return pending;
+    settle(d, pending, pending_ev, prc, &perr);
+    if (d->cluster)
+        engine_cluster_committing(d); /* the hand-over ended it */
+    err_clear(err);
+    *rc = begin_batch(d, batch, err);
+    return NULL;
+}
+
+/* Hands on a batch committed while the next one's COMMIT is on its way. */
+static void hand_on_committed(struct durable *d, struct commit_item *batch, struct store_events *ev)
+{
+    settle(d, batch, ev, DURABLE_OK, NULL);
+    if (d->cluster)
+        engine_cluster_committing(d); /* the hand-over ended the next one's */
+}
+
 /* One batch after another. When the store overlaps (PostgreSQL), the next
- * batch's BEGIN and guards are sent behind the COMMIT of the one before
- * (pending), so that the server goes on from one to the next without
- * waiting for this thread; the one before is handed on as soon as its
- * COMMIT is answered, before the next is applied. If that COMMIT failed,
- * both were rolled back: it is tried again alone, then the next begun
- * again. */
+ * batch is taken when the answer of the COMMIT before has come, and its
+ * BEGIN and guards sent behind it before that answer is read; it is
+ * applied and its COMMIT sent, and only then is the one before handed on,
+ * so that the server works on one batch while this thread hands on the
+ * other. */
 static void *writer_main(void *arg)
 {
     struct durable *d = arg;
@@ -484,17 +512,18 @@ static void *writer_main(void *arg)
 
     pthread_setname_np(pthread_self(), "durable-writer");
     for (;;) {
-        durable_error err = { 0 }, perr = { 0 };
-        durable_code rc, prc;
+        durable_error err = { 0 };
+        durable_code rc;
 
         if (pending)
             store_tx_commit_ready(d->store);
         batch = take_batch(d, &backlog, pending == NULL);
         if (!batch && !pending)
-            break; /* closed and drained */
-        if (!batch) { /* none to begin behind pending's COMMIT */
-            prc = commit_wait(d, pending_ev, &perr);
-            settle(d, pending, pending_ev, prc, &perr);
+            break; /* the queue closed and drained */
+        if (!batch) {
+            /* None to begin behind pending's COMMIT. */
+            rc = commit_wait(d, pending_ev, &err);
+            settle(d, pending, pending_ev, rc, &err);
             pending = NULL;
             continue;
         }
@@ -502,34 +531,17 @@ static void *writer_main(void *arg)
             engine_cluster_committing(d);
         store_events_clear(ev);
         rc = begin_batch(d, batch, &err);
-        done = NULL;
-        if (pending) {
-            prc = commit_wait(d, pending_ev, &perr);
-            if (prc == DURABLE_OK) {
-                done = pending; /* handed on once this batch's COMMIT is sent */
-            } else { /* both rolled back: pending again alone, then this one */
-                settle(d, pending, pending_ev, prc, &perr);
-                if (d->cluster)
-                    engine_cluster_committing(d); /* the hand-over ended it */
-                err_clear(&err);
-                rc = begin_batch(d, batch, &err);
-            }
-            pending = NULL;
-        }
+        done = pending ? wait_pending(d, pending, pending_ev, batch, &rc, &err) : NULL;
+        pending = NULL;
         if (rc == DURABLE_OK)
             rc = apply_batch(d, batch, ev, &err);
-        if (done) {
-            settle(d, done, pending_ev, DURABLE_OK, &perr);
-            if (d->cluster)
-                engine_cluster_committing(d); /* the hand-over ended it */
-        }
-        if (rc != DURABLE_OK) {
-            store_tx_rollback(d->store);
-            settle(d, batch, ev, rc, &err);
-            continue;
-        }
-        if (!overlaps) {
+        if (done)
+            hand_on_committed(d, done, pending_ev);
+        if (rc == DURABLE_OK && !overlaps)
             rc = commit_wait(d, ev, &err);
+        else if (rc != DURABLE_OK)
+            store_tx_rollback(d->store);
+        if (rc != DURABLE_OK || !overlaps) {
             settle(d, batch, ev, rc, &err);
             continue;
         }

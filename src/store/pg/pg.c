@@ -376,8 +376,7 @@ durable_code pg_tx_begin(struct store *base, durable_error *err)
     bool reconnect = PQstatus(s->w) != CONNECTION_OK;
 
     if (reconnect && s->prev.on) /* behind a COMMIT: its answer says */
-        return err_set(err, DURABLE_EIO, "could not begin a transaction: %s",
-                       PQerrorMessage(s->w));
+        return err_set(err, DURABLE_EIO, "could not begin a transaction: %s", PQerrorMessage(s->w));
     pg_write_begin(s, reconnect);
     if (reconnect) {
         rc = conn_check(s->w, err);
