@@ -392,12 +392,12 @@ durable_code pg_write_commit(struct pg_store *s, struct store_events *ev, durabl
  * transaction may begin (pg_tx_begin, pg_prefetch): its BEGIN and guards
  * are sent behind the COMMIT, and the guards read after its answer. */
 durable_code pg_write_commit_send(struct pg_store *s, durable_error *err);
+durable_code pg_write_commit_wait(struct pg_store *s, struct store_events *ev, durable_error *err);
 #ifdef DURABLE_FAILPOINTS
 /* DURABLE_FAILPOINT_COMMIT's kind (commit_fault_parse): "refused", the
  * server refuses a statement of the transaction sent with its COMMIT. */
 extern const char *const pg_fault_kinds[];
 #endif
-durable_code pg_write_commit_wait(struct pg_store *s, struct store_events *ev, durable_error *err);
 /* The write connection's transaction, in libpq's pipeline mode: a write
  * is sent and its answer read with the next read's (one round trip per
  * read, not per statement). pg_write_tx_begin prepares the statements a

@@ -474,18 +474,21 @@ static durable_code failed(struct pg_store *s, durable_error *err)
     return err_set(err, s->w_rc, "%s", s->w_err.msg);
 }
 
+/* libpq refused to send (what: "could not WHAT"): the transaction's first
+ * failure unless it had one, into err. */
+static durable_code send_failed(struct pg_store *s, const char *what, durable_error *err)
+{
+    err_set(&s->w_err, DURABLE_EIO, "could not %s: %s", what, PQerrorMessage(s->w));
+    s->w_rc = DURABLE_EIO;
+    return failed(s, err);
+}
+
 /* Asks the server for the results sent so far, and sends what libpq
  * buffered. */
 static durable_code flush(struct pg_store *s, durable_error *err)
 {
-    if (PQsendFlushRequest(s->w) != 1 || PQflush(s->w) != 0) {
-        if (s->w_rc == DURABLE_OK) {
-            err_set(&s->w_err, DURABLE_EIO, "could not send to the database: %s",
-                    PQerrorMessage(s->w));
-            s->w_rc = DURABLE_EIO;
-        }
-        return failed(s, err);
-    }
+    if (PQsendFlushRequest(s->w) != 1 || PQflush(s->w) != 0)
+        return send_failed(s, "send to the database", err);
     return DURABLE_OK;
 }
 
@@ -547,11 +550,8 @@ static durable_code send(struct pg_store *s, enum pg_wstmt_id id, int n, const c
             return rc;
     }
     snprintf(name, sizeof(name), "dw%d", (int)id);
-    if (PQsendQueryPrepared(s->w, name, n, params, NULL, NULL, 0) != 1) {
-        err_set(&s->w_err, DURABLE_EIO, "could not %s: %s", wstmts[id].what, PQerrorMessage(s->w));
-        s->w_rc = DURABLE_EIO;
-        return failed(s, err);
-    }
+    if (PQsendQueryPrepared(s->w, name, n, params, NULL, NULL, 0) != 1)
+        return send_failed(s, wstmts[id].what, err);
     fifo_push(s, id);
     return DURABLE_OK;
 }
@@ -1801,11 +1801,8 @@ static durable_code fault_send(struct pg_store *s, durable_error *err)
 {
     const char *p[1] = { "DURABLE_FAILPOINT_COMMIT" };
 
-    if (PQsendQueryParams(s->w, "SELECT $1::integer", 1, NULL, p, NULL, NULL, 0) != 1) {
-        err_set(&s->w_err, DURABLE_EIO, "could not commit: %s", PQerrorMessage(s->w));
-        s->w_rc = DURABLE_EIO;
-        return failed(s, err);
-    }
+    if (PQsendQueryParams(s->w, "SELECT $1::integer", 1, NULL, p, NULL, NULL, 0) != 1)
+        return send_failed(s, "commit", err);
     fifo_push(s, PG_W_COMMIT);
     return DURABLE_OK;
 }
@@ -1826,11 +1823,8 @@ durable_code pg_write_commit_send(struct pg_store *s, durable_error *err)
         return rc;
     /* COMMIT goes with the pipeline's sync, which flushes it: one round
      * trip, whose answer pg_write_commit_wait reads. */
-    if (PQpipelineSync(s->w) != 1) {
-        err_set(&s->w_err, DURABLE_EIO, "could not commit: %s", PQerrorMessage(s->w));
-        s->w_rc = DURABLE_EIO;
-        return failed(s, err);
-    }
+    if (PQpipelineSync(s->w) != 1)
+        return send_failed(s, "commit", err);
     s->prev.on = true;
     s->prev.next = false;
     s->prev.n = s->w_n;
@@ -1841,12 +1835,13 @@ durable_code pg_write_commit_send(struct pg_store *s, durable_error *err)
     return DURABLE_OK;
 }
 
+static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_error *err);
+
 /* Reads the answers of the transaction whose COMMIT was sent (s->prev):
  * everything not read yet, then COMMIT's (that of a transaction an error
  * aborted is "ROLLBACK"), then its sync's; on success, numbers ev's
  * events as the server did. The results of a transaction begun behind it
  * stay unread, and its first failure (a send's, none read yet) its own. */
-static durable_code ahead_read(struct pg_store *s, size_t n_guards, durable_error *err);
 
 static durable_code prev_read(struct pg_store *s, struct store_events *ev, durable_error *err)
 {
