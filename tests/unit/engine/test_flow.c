@@ -281,9 +281,11 @@ static void test_whole_workflow_limit(void **state)
 }
 
 /* `rate_limit: {per_second: 5}`: 6 runs' steps start at least 200 ms
- * apart (at least 1 s from the first to the last: a lower bound, which a
- * loaded machine only makes longer), and a step waiting for its place says
- * so (`waiting` on the step). */
+ * apart (about 1 s from the first to the last: the places are 200 ms apart
+ * from the first's, and the first step starts once its place is committed,
+ * up to a commit after it - 100 ms allowed, the rest a loaded machine only
+ * makes longer), and a step waiting for its place says so (`waiting` on
+ * the step). */
 static void test_step_rate_limit(void **state)
 {
     struct fixture *f = *state;
@@ -321,7 +323,7 @@ static void test_step_rate_limit(void **state)
         durable_free(runs[i]);
     }
     assert_true(seen);
-    assert_true(last - first >= 1000);
+    assert_true(last - first >= 900);
     durable_free(wf);
 }
 
